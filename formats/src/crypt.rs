@@ -1,0 +1,180 @@
+//! age encryption helpers: recipients, identities, and bounded decryption.
+//!
+//! age gives confidentiality only: anyone who holds a recipient (public) key can produce a
+//! valid age file. Every caller therefore authenticates what it decrypted by other means
+//! (keyed blob IDs, MACs, signatures).
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+/// An age recipient (public key): native X25519 or ssh-ed25519/ssh-rsa.
+pub type Recipient = Box<dyn age::Recipient + Send + Sync>;
+/// An age identity (secret key).
+pub type Identity = Box<dyn age::Identity + Send + Sync>;
+
+/// Errors from encryption, decryption and key parsing.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptError {
+    #[error("not an age or ssh recipient: {text:?} ({reason})")]
+    BadRecipient { text: String, reason: String },
+    #[error("no recipients were given")]
+    NoRecipients,
+    #[error("the identity file holds no usable key ({reason})")]
+    BadIdentity { reason: String },
+    #[error("none of the given identities is a recipient of this object")]
+    NotRecipient,
+    #[error("decryption failed: the object is damaged or was not written by coop ({reason})")]
+    Damaged { reason: String },
+    #[error("decrypted plaintext is larger than the {limit}-byte limit for this object")]
+    TooLarge { limit: usize },
+    #[error("encryption failed: {reason}")]
+    Encrypt { reason: String },
+}
+
+/// Parses one recipient string (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`).
+pub fn parse_recipient(text: &str) -> Result<Recipient, CryptError> {
+    let t = text.trim();
+    if let Ok(r) = age::x25519::Recipient::from_str(t) {
+        return Ok(Box::new(r));
+    }
+    match age::ssh::Recipient::from_str(t) {
+        Ok(r) => Ok(Box::new(r)),
+        Err(e) => Err(CryptError::BadRecipient {
+            text: t.chars().take(100).collect(),
+            reason: format!("{e:?}"),
+        }),
+    }
+}
+
+/// Parses the lines of a recipients file (blank lines and `#` comments skipped).
+pub fn parse_recipients_file(text: &str) -> Result<Vec<String>, CryptError> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        parse_recipient(l)?;
+        out.push(l.to_string());
+    }
+    Ok(out)
+}
+
+/// Parses an identity file: an age identity file (`AGE-SECRET-KEY-1…` lines) or an
+/// unencrypted OpenSSH private key (ed25519 or RSA).
+pub fn parse_identities(bytes: &[u8]) -> Result<Vec<Identity>, CryptError> {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        let id = age::ssh::Identity::from_buffer(bytes, None)
+            .map_err(|e| CryptError::BadIdentity { reason: e.to_string() })?;
+        return match id {
+            age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(id)]),
+            age::ssh::Identity::Encrypted(_) => Err(CryptError::BadIdentity {
+                reason: "the SSH key is passphrase-protected; coop needs an unencrypted copy \
+                         (ssh-keygen -p -N '' -f COPY)"
+                    .into(),
+            }),
+            age::ssh::Identity::Unsupported(k) => Err(CryptError::BadIdentity {
+                reason: format!("unsupported SSH key type: {k:?}"),
+            }),
+        };
+    }
+    let f = age::IdentityFile::from_buffer(bytes)
+        .map_err(|e| CryptError::BadIdentity { reason: e.to_string() })?;
+    let ids = f
+        .into_identities()
+        .map_err(|e| CryptError::BadIdentity { reason: e.to_string() })?;
+    if ids.is_empty() {
+        return Err(CryptError::BadIdentity { reason: "the file contains no keys".into() });
+    }
+    Ok(ids)
+}
+
+/// Generates a new X25519 identity; returns (identity file text, recipient string).
+pub fn generate_identity() -> (String, String) {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let created = chrono_free_now();
+    let text = format!(
+        "# created: {created}\n# public key: {recipient}\n{}\n",
+        id.to_string().expose_secret()
+    );
+    (text, recipient)
+}
+
+fn chrono_free_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("unix time {secs}")
+}
+
+/// Encrypts `prefix || plaintext` to the recipients, appending the age file to `out`.
+pub fn encrypt_to(
+    recipients: &[Recipient],
+    parts: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptError> {
+    if recipients.is_empty() {
+        return Err(CryptError::NoRecipients);
+    }
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
+        .map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+    let mut w = enc.wrap_output(out).map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+    for p in parts {
+        w.write_all(p).map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+    }
+    w.finish().map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+    Ok(())
+}
+
+/// Decrypts an age file, refusing plaintexts larger than `limit` bytes.
+pub fn decrypt(identities: &[Identity], age_bytes: &[u8], limit: usize) -> Result<Vec<u8>, CryptError> {
+    let dec = age::Decryptor::new_buffered(age_bytes).map_err(map_decrypt_err)?;
+    let mut r = dec
+        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(map_decrypt_err)?;
+    let mut out = Vec::with_capacity(age_bytes.len().min(limit));
+    let mut take = (&mut r).take(limit as u64 + 1);
+    take.read_to_end(&mut out).map_err(|e| CryptError::Damaged { reason: e.to_string() })?;
+    if out.len() > limit {
+        return Err(CryptError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+fn map_decrypt_err(e: age::DecryptError) -> CryptError {
+    match e {
+        age::DecryptError::NoMatchingKeys => CryptError::NotRecipient,
+        other => CryptError::Damaged { reason: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_wrong_key() {
+        let (id_text, rcpt) = generate_identity();
+        let (other_text, _) = generate_identity();
+        let r = vec![parse_recipient(&rcpt).unwrap()];
+        let mut out = Vec::new();
+        encrypt_to(&r, &[b"ab", b"cd"], &mut out).unwrap();
+        let ids = parse_identities(id_text.as_bytes()).unwrap();
+        assert_eq!(decrypt(&ids, &out, 100).unwrap(), b"abcd");
+        assert!(matches!(decrypt(&ids, &out, 3), Err(CryptError::TooLarge { .. })));
+        let other = parse_identities(other_text.as_bytes()).unwrap();
+        assert!(matches!(decrypt(&other, &out, 100), Err(CryptError::NotRecipient)));
+        assert!(matches!(decrypt(&ids, b"garbage", 100), Err(CryptError::Damaged { .. })));
+    }
+
+    #[test]
+    fn bad_inputs() {
+        assert!(parse_recipient("age1nope").is_err());
+        assert!(parse_identities(b"hello").is_err());
+        assert!(parse_identities(b"").is_err());
+    }
+}

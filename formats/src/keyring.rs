@@ -1,0 +1,208 @@
+//! Tenant key material, wrapped (age) to the tenant's recipients.
+//!
+//! Stored bytes: `header || age(recipients, header || json || mac)` where
+//! `mac = BLAKE3-keyed(derive_key(KEYRING_MAC, id_key), header || json)`.
+//! Someone who only knows a recipient can write an age file, but cannot produce the MAC of
+//! the existing tenant's ID key; a forged keyring with a *new* ID key disagrees with the
+//! genuine one and readers refuse the tenant (see SPEC.md, "Keyrings").
+
+use crate::crypt::{self, CryptError, Identity, Recipient};
+use crate::envelope::{Header, HeaderError, ObjectType, TenantTag, HEADER_LEN};
+use crate::id::{kdf, Id};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The largest decrypted keyring a reader accepts.
+pub const MAX_KEYRING_LEN: usize = 1 << 20;
+
+/// A writer allowed to sign snapshots for this tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Writer {
+    pub name: String,
+    #[serde(with = "crate::hexser")]
+    pub public_key: [u8; 32],
+    pub added: String,
+}
+
+/// The secret and public material of one tenant.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub struct Keyring {
+    /// The tenant's name: `coop`, or `member/<name>`.
+    #[zeroize(skip)]
+    pub tenant: String,
+    #[serde(with = "crate::hexser")]
+    #[zeroize(skip)]
+    pub tenant_tag: TenantTag,
+    #[zeroize(skip)]
+    pub repo_id: Id,
+    /// Increases by one with each re-wrap or writer change.
+    #[zeroize(skip)]
+    pub generation: u64,
+    #[zeroize(skip)]
+    pub created: String,
+    /// BLAKE3 of the repository's config object.
+    #[zeroize(skip)]
+    pub config_hash: Id,
+    /// Key of the keyed BLAKE3 blob IDs.
+    #[serde(with = "crate::hexser")]
+    pub id_key: [u8; 32],
+    /// XChaCha20-Poly1305 key of the index objects.
+    #[serde(with = "crate::hexser")]
+    pub index_key: [u8; 32],
+    /// The age recipients data of this tenant is encrypted to.
+    #[zeroize(skip)]
+    pub recipients: Vec<String>,
+    /// Public keys whose snapshot signatures readers accept.
+    #[zeroize(skip)]
+    pub writers: Vec<Writer>,
+    /// ed25519 seed of the signer used by holders of an identity (the default writer).
+    #[serde(with = "crate::hexser")]
+    pub signer: [u8; 32],
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("tenant", &self.tenant)
+            .field("generation", &self.generation)
+            .field("writers", &self.writers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors from opening a keyring.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
+    #[error("keyring does not start with a copy of its header (damaged or forged)")]
+    HeaderMismatch,
+    #[error("keyring is not valid JSON: {reason}")]
+    Invalid { reason: String },
+    #[error("keyring MAC does not verify: forged or damaged")]
+    BadMac,
+    #[error("keyring's tenant tag differs from its header (moved or forged)")]
+    TagMismatch,
+}
+
+impl Keyring {
+    /// A fresh tenant with random keys, the given recipients and a default signer.
+    pub fn generate(tenant: &str, repo_id: Id, config_hash: Id, recipients: Vec<String>, now: String) -> Self {
+        let signer: [u8; 32] = crate::random_bytes();
+        let public = ed25519_dalek::SigningKey::from_bytes(&signer).verifying_key().to_bytes();
+        Self {
+            tenant: tenant.to_string(),
+            tenant_tag: crate::random_bytes(),
+            repo_id,
+            generation: 1,
+            created: now.clone(),
+            config_hash,
+            id_key: crate::random_bytes(),
+            index_key: crate::random_bytes(),
+            recipients,
+            writers: vec![Writer { name: "default".into(), public_key: public, added: now }],
+            signer,
+        }
+    }
+
+    fn mac(&self, header_and_json: &[u8]) -> [u8; 32] {
+        let k = blake3::derive_key(kdf::KEYRING_MAC, &self.id_key);
+        *blake3::keyed_hash(&k, header_and_json).as_bytes()
+    }
+
+    /// Encrypts the keyring to its recipients.
+    pub fn seal(&self) -> Result<Vec<u8>, KeyringError> {
+        let recipients: Vec<Recipient> =
+            self.recipients.iter().map(|r| crypt::parse_recipient(r)).collect::<Result<_, _>>()?;
+        let header = Header::new(ObjectType::Keyring, self.tenant_tag).encode();
+        let mut plain = header.to_vec();
+        serde_json::to_writer(&mut plain, self).expect("keyring serializes");
+        let mac = self.mac(&plain);
+        plain.extend_from_slice(&mac);
+        let mut out = header.to_vec();
+        crypt::encrypt_to(&recipients, &[&plain], &mut out)?;
+        plain.zeroize();
+        Ok(out)
+    }
+
+    /// Decrypts and authenticates a keyring.
+    pub fn open(identities: &[Identity], stored: &[u8]) -> Result<Self, KeyringError> {
+        let header = Header::decode_expect(stored, ObjectType::Keyring)?;
+        let mut plain = crypt::decrypt(identities, &stored[HEADER_LEN..], MAX_KEYRING_LEN)?;
+        let res = Self::from_plain(&header, &stored[..HEADER_LEN], &plain);
+        plain.zeroize();
+        res
+    }
+
+    fn from_plain(header: &Header, header_bytes: &[u8], plain: &[u8]) -> Result<Self, KeyringError> {
+        if plain.len() < HEADER_LEN + 32 || &plain[..HEADER_LEN] != header_bytes {
+            return Err(KeyringError::HeaderMismatch);
+        }
+        let (body, mac) = plain.split_at(plain.len() - 32);
+        let k: Keyring = serde_json::from_slice(&body[HEADER_LEN..])
+            .map_err(|e| KeyringError::Invalid { reason: e.to_string() })?;
+        if k.mac(body).as_slice() != mac {
+            return Err(KeyringError::BadMac);
+        }
+        if k.tenant_tag != header.tenant {
+            return Err(KeyringError::TagMismatch);
+        }
+        Ok(k)
+    }
+
+    /// The ed25519 key holders of an identity sign snapshots with.
+    pub fn default_signer(&self) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&self.signer)
+    }
+
+    /// Whether `public_key` may sign snapshots of this tenant.
+    pub fn is_writer(&self, public_key: &[u8; 32]) -> bool {
+        self.writers.iter().any(|w| &w.public_key == public_key)
+    }
+
+    /// True if two keyrings describe the same tenant secrets (they may differ in
+    /// generation, recipients and writers).
+    pub fn same_tenant(&self, other: &Keyring) -> bool {
+        self.tenant == other.tenant
+            && self.tenant_tag == other.tenant_tag
+            && self.repo_id == other.repo_id
+            && self.id_key == other.id_key
+            && self.index_key == other.index_key
+            && self.signer == other.signer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_forgery() {
+        let (id, rcpt) = crypt::generate_identity();
+        let ids = crypt::parse_identities(id.as_bytes()).unwrap();
+        let k = Keyring::generate("coop", Id([1; 32]), Id([2; 32]), vec![rcpt.clone()], "t".into());
+        let sealed = k.seal().unwrap();
+        let back = Keyring::open(&ids, &sealed).unwrap();
+        assert!(back == k);
+
+        // Someone with only the recipient writes a keyring with a guessed MAC.
+        let header = Header::new(ObjectType::Keyring, k.tenant_tag).encode();
+        let mut forged_plain = header.to_vec();
+        let mut evil = k.clone();
+        evil.writers.push(Writer { name: "evil".into(), public_key: [9; 32], added: "t".into() });
+        serde_json::to_writer(&mut forged_plain, &evil).unwrap();
+        forged_plain.extend_from_slice(&[0u8; 32]);
+        let mut forged = header.to_vec();
+        crypt::encrypt_to(&[crypt::parse_recipient(&rcpt).unwrap()], &[&forged_plain], &mut forged).unwrap();
+        assert!(matches!(Keyring::open(&ids, &forged), Err(KeyringError::BadMac)));
+
+        // A keyring moved under another tenant tag is refused.
+        let mut moved = sealed.clone();
+        moved[8] ^= 1;
+        assert!(Keyring::open(&ids, &moved).is_err());
+    }
+}
