@@ -1,1 +1,27 @@
-pub fn x(){}
+//! The coop engine: stores, keys, the repository, backup, restore and reading.
+//!
+//! The CLI (`coop-cli`) is a thin layer over this crate. Everything here is synchronous
+//! from the caller's point of view; store I/O runs on an internal tokio runtime.
+//!
+//! ```no_run
+//! use coop_agent::{repo::Repo, keys::Access};
+//! let repo = Repo::open("/srv/backup/repo")?;
+//! # Ok::<(), coop_agent::Error>(())
+//! ```
+
+pub mod backup;
+pub mod catalog;
+pub mod chunker;
+pub mod error;
+pub mod index;
+pub mod keys;
+pub mod progress;
+pub mod read;
+pub mod repo;
+pub mod restore;
+pub mod store;
+
+pub use error::{Error, ErrorKind};
+
+/// The program string recorded in snapshots.
+pub const PROGRAM: &str = concat!("coop ", env!("CARGO_PKG_VERSION"));

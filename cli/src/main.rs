@@ -1,1 +1,72 @@
-fn main(){}
+//! `coop`: encrypted, deduplicated backups for community hosters, replicated across sites.
+//!
+//! One module per subcommand in `commands/`. `anyhow` lives only here, at the edge; the
+//! exit code comes from the engine's [`coop_agent::ErrorKind`], never from message text.
+
+mod commands;
+mod exit;
+mod global;
+mod progress;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "coop", version, about = "Encrypted, deduplicated backups for community hosters, replicated across sites.",
+    after_help = "Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 backup done but some files were unreadable, \
+4 repository not found, 5 wrong key / access denied, 6 data failed verification, 7 restore partial, \
+8 snapshot or path not found, 9 source command failed, 10 store error, 11 local I/O error.")]
+struct Cli {
+    #[command(flatten)]
+    global: global::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository (tenant `coop`).
+    Init(commands::init::InitArgs),
+    /// Back up paths and command output into a new snapshot.
+    Backup(commands::backup::BackupArgs),
+    /// List snapshots.
+    Snapshots(commands::snapshots::SnapshotsArgs),
+    /// List files in a snapshot.
+    Ls(commands::ls::LsArgs),
+    /// Write one file of a snapshot to stdout.
+    Dump(commands::dump::DumpArgs),
+    /// Show what changed between two snapshots.
+    Diff(commands::diff::DiffArgs),
+    /// Restore a snapshot (or a path in it) into a directory.
+    Restore(commands::restore::RestoreArgs),
+    /// Manage keys (writer keys for agents that must not read).
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    util::init_tracing(cli.global.verbose);
+    let g = cli.global.resolve();
+    let res = match cli.command {
+        Command::Init(a) => commands::init::run(&g, a),
+        Command::Backup(a) => commands::backup::run(&g, a),
+        Command::Snapshots(a) => commands::snapshots::run(&g, a),
+        Command::Ls(a) => commands::ls::run(&g, a),
+        Command::Dump(a) => commands::dump::run(&g, a),
+        Command::Diff(a) => commands::diff::run(&g, a),
+        Command::Restore(a) => commands::restore::run(&g, a),
+        Command::Key(k) => commands::key::run(&g, k),
+    };
+    match res {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let code = exit::code_for(&e);
+            eprintln!("coop: error: {e:#}");
+            if let Some(hint) = exit::hint_for(&e) {
+                eprintln!("coop: {hint}");
+            }
+            std::process::exit(code);
+        }
+    }
+}

@@ -206,3 +206,8 @@ mod tests {
         assert!(Keyring::open(&ids, &moved).is_err());
     }
 }
+
+/// The ed25519 public key of a signing seed.
+pub fn public_key_of(seed: &[u8; 32]) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes()
+}

@@ -1,0 +1,808 @@
+//! Backup: walk → chunk → keyed hash → dedup → compress → pack → encrypt → store,
+//! then index objects, then the signed snapshot.
+//!
+//! # Pipeline
+//! The calling thread walks the sources, reads files, chunks them (FastCDC) and hashes
+//! every chunk (keyed BLAKE3). Those three are fast (GB/s) and need the chunk order, so
+//! they stay on one thread. New blobs go over a bounded channel to one worker per core,
+//! which compresses into its own pack, encrypts it with age when full and uploads it.
+//! Buffers travel back to the walker through a pool, so steady state allocates nothing.
+//!
+//! # Crash safety
+//! Order is packs → index objects → snapshot. An index object is written after every
+//! few packs, so an interrupted backup leaves indexed packs that the next run reuses, and
+//! no snapshot. A snapshot is written only after every pack and index it needs is stored.
+
+use crate::catalog::{self, Catalog};
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::keys::TenantKeys;
+use crate::progress::Progress;
+use crate::repo::{self, Repo};
+use coop_formats::blob::Compressor;
+use coop_formats::crypt::Recipient;
+use coop_formats::envelope::TenantTag;
+use coop_formats::id::{blob_id, BlobType, Id};
+use coop_formats::index::{IndexEntry, IndexFile, IndexPack};
+use coop_formats::pack::{PackBuilder, PackEntry};
+use coop_formats::snapshot::{Snapshot, Summary};
+use coop_formats::tree::{check_name, Node, NodeKind, Part, Tree, Xattr};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Packs written between two index objects.
+const PACKS_PER_INDEX: usize = 4;
+/// The signature a valid CACHEDIR.TAG starts with.
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<PathBuf>,
+    pub one_file_system: bool,
+    /// Skip the contents of directories that hold a valid CACHEDIR.TAG.
+    pub exclude_caches: bool,
+    pub stdin_command: Option<String>,
+    pub stdin_filename: String,
+    pub tags: Vec<String>,
+    pub host: String,
+    /// Where the catalog lives; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+/// The result of a backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub id: Id,
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    pub packs_written: u64,
+    pub index_objects_written: u64,
+}
+
+struct Job {
+    ty: BlobType,
+    id: Id,
+    data: Vec<u8>,
+}
+
+/// State the workers share.
+struct Shared {
+    repo: Repo,
+    tag: TenantTag,
+    index_key: [u8; 32],
+    recipients: Arc<Vec<Recipient>>,
+    pending: Mutex<IndexFile>,
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    bytes_stored: AtomicU64,
+    packs: AtomicU64,
+    index_objects: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut slot = self.error.lock().expect("lock");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn write_pack(&self, builder: PackBuilder) -> Result<()> {
+        let (stored, entries) = builder
+            .finish(&self.recipients)
+            .map_err(|e| Error::Usage { what: format!("cannot encrypt pack: {e}") })?;
+        let id = Id::of_stored(&stored);
+        let size = stored.len() as u64;
+        self.repo.store.put(&repo::pack_path(&self.tag, &id), stored)?;
+        self.bytes_stored.fetch_add(size, Ordering::Relaxed);
+        self.packs.fetch_add(1, Ordering::Relaxed);
+        let to_write = {
+            let mut p = self.pending.lock().expect("lock");
+            add_pack(&mut p, id, size, &entries);
+            if p.packs.len() >= PACKS_PER_INDEX {
+                Some(std::mem::take(&mut *p))
+            } else {
+                None
+            }
+        };
+        if let Some(f) = to_write {
+            self.write_index(&f)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, f: &IndexFile) -> Result<()> {
+        if f.packs.is_empty() {
+            return Ok(());
+        }
+        let sealed = f.seal(&self.index_key, self.tag);
+        let id = Id::of_stored(&sealed);
+        self.repo.store.put(&repo::index_path(&self.tag, &id), sealed)?;
+        self.index_objects.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn add_pack(f: &mut IndexFile, id: Id, size: u64, entries: &[PackEntry]) {
+    let ix = f.packs.len() as u32;
+    f.packs.push(IndexPack { id, stored_size: size });
+    f.entries.extend(entries.iter().map(|e| IndexEntry {
+        id: e.id,
+        pack: ix,
+        ty: e.ty,
+        compression: e.compression,
+        offset: e.offset,
+        stored_len: e.stored_len,
+        raw_len: e.raw_len,
+    }));
+}
+
+fn worker(rx: Receiver<Job>, pool: Sender<Vec<u8>>, shared: Arc<Shared>, pack_size: usize, level: i32) {
+    let mut comp = Compressor::new(level);
+    let mut data: Option<PackBuilder> = None;
+    let mut trees: Option<PackBuilder> = None;
+    for job in rx {
+        if shared.failed.load(Ordering::Relaxed) {
+            continue;
+        }
+        let slot = if job.ty == BlobType::Tree { &mut trees } else { &mut data };
+        let b = slot.get_or_insert_with(|| PackBuilder::new(shared.tag, pack_size + (1 << 20)));
+        b.add(&mut comp, job.ty, job.id, &job.data);
+        let _ = pool.try_send(job.data);
+        if b.len() >= pack_size {
+            if let Err(e) = shared.write_pack(slot.take().expect("builder")) {
+                shared.fail(e);
+            }
+        }
+    }
+    for b in [data, trees].into_iter().flatten() {
+        if shared.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = shared.write_pack(b) {
+            shared.fail(e);
+        }
+    }
+}
+
+/// Glob excludes: patterns with a `/` match the absolute path, others the file name.
+struct Excludes {
+    path: globset::GlobSet,
+    name: globset::GlobSet,
+}
+
+impl Excludes {
+    fn new(patterns: &[String]) -> Result<Self> {
+        let mut path = globset::GlobSetBuilder::new();
+        let mut name = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let p = p.trim_end_matches('/');
+            let g = globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| Error::Usage { what: format!("bad exclude pattern {p:?}: {e}") })?;
+            if p.contains('/') {
+                path.add(g);
+            } else {
+                name.add(g);
+            }
+        }
+        let build = |b: globset::GlobSetBuilder| b.build().map_err(|e| Error::Usage { what: e.to_string() });
+        Ok(Self { path: build(path)?, name: build(name)? })
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.path.is_match(path) || path.file_name().is_some_and(|n| self.name.is_match(n))
+    }
+}
+
+/// Reads exclude patterns from files: one per line, `#` comments and blank lines skipped.
+fn read_exclude_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+        out.extend(
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
+        );
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Trie {
+    children: BTreeMap<OsString, Trie>,
+    target: bool,
+}
+
+/// The blob sink: dedup decisions and hand-off to the workers.
+struct Sink<'a> {
+    id_key: [u8; 32],
+    index: &'a Index,
+    sent: HashSet<Id>,
+    tx: Option<Sender<Job>>,
+    pool: Receiver<Vec<u8>>,
+    shared: Arc<Shared>,
+    blobs_added: u64,
+    bytes_added: u64,
+}
+
+impl Sink<'_> {
+    fn submit(&mut self, ty: BlobType, data: &[u8]) -> Result<Id> {
+        let id = blob_id(&self.id_key, ty, data);
+        if self.index.contains(&id) || !self.sent.insert(id) {
+            return Ok(id);
+        }
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(Error::Aborted { reason: "a worker failed".into() });
+        }
+        let mut buf = self.pool.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.blobs_added += 1;
+        if ty == BlobType::Data {
+            self.bytes_added += data.len() as u64;
+        }
+        self.tx
+            .as_ref()
+            .expect("sink open")
+            .send(Job { ty, id, data: buf })
+            .map_err(|_| Error::Aborted { reason: "workers stopped".into() })?;
+        Ok(id)
+    }
+
+    fn known(&self, id: &Id) -> bool {
+        self.index.contains(id) || self.sent.contains(id)
+    }
+}
+
+struct Walker<'a, 'p> {
+    chunker: Chunker,
+    sink: Sink<'a>,
+    catalog: Option<Catalog>,
+    excludes: Excludes,
+    opts: &'a BackupOptions,
+    progress: &'p dyn Progress,
+    summary: Summary,
+    warnings: Vec<String>,
+    link_groups: HashMap<(u64, u64), u64>,
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+fn mtime_ns(m: &Metadata) -> i64 {
+    m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
+}
+fn ctime_ns(m: &Metadata) -> i64 {
+    m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec())
+}
+
+impl Walker<'_, '_> {
+    fn warn(&mut self, msg: String) {
+        self.progress.warn(&msg);
+        self.warnings.push(msg);
+    }
+
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .clone()
+    }
+
+    fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name))
+            .clone()
+    }
+
+    fn base_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>, kind: NodeKind) -> Node {
+        let mut n = Node::new(name, kind);
+        n.mode = meta.mode() & 0o7777;
+        n.uid = meta.uid();
+        n.gid = meta.gid();
+        n.user = self.user(meta.uid());
+        n.group = self.group(meta.gid());
+        n.mtime_ns = mtime_ns(meta);
+        if let Ok(names) = xattr::list(path) {
+            for an in names {
+                let Some(s) = an.to_str() else {
+                    self.warn(format!("{}: skipping xattr with a non-UTF-8 name", path.display()));
+                    continue;
+                };
+                if let Ok(Some(v)) = xattr::get(path, &an) {
+                    n.xattrs.push(Xattr { name: s.to_string(), value: v });
+                }
+            }
+            n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        n
+    }
+
+    /// Chunks everything from `r` as data blobs.
+    fn chunk_stream(&mut self, r: impl Read, parts: &mut Vec<Part>) -> Result<u64> {
+        let sink = &mut self.sink;
+        let progress = self.progress;
+        let n = self.chunker.chunk(r, |c: &[u8]| -> Result<()> {
+            parts.push(Part::Blob(sink.submit(BlobType::Data, c)?));
+            progress.add_bytes(c.len() as u64);
+            Ok(())
+        });
+        n.map_err(|e| match e {
+            Error::Io { source, .. } => Error::Io { path: PathBuf::new(), source },
+            e => e,
+        })
+    }
+
+    /// Reads a file's content, skipping holes of sparse files.
+    fn read_file(&mut self, path: &Path, meta: &Metadata) -> Result<(Vec<Part>, u64)> {
+        let with_path = |e: Error| match e {
+            Error::Io { source, path: p } if p.as_os_str().is_empty() => Error::io(path, source),
+            e => e,
+        };
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut parts = Vec::new();
+        let sparse = meta.len() > 0 && meta.blocks().saturating_mul(512) < meta.len();
+        if !sparse {
+            let n = self.chunk_stream(&mut f, &mut parts).map_err(with_path)?;
+            self.summary.bytes_read += n;
+            return Ok((parts, n));
+        }
+        let mut pos = 0u64;
+        let size = meta.len();
+        loop {
+            use nix::unistd::{lseek, Whence};
+            let data = match lseek(&f, pos as i64, Whence::SeekData) {
+                Ok(d) => d as u64,
+                Err(nix::errno::Errno::ENXIO) => size, // no data after pos
+                Err(e) => return Err(Error::io(path, e.into())),
+            };
+            if data >= size {
+                break;
+            }
+            let hole_end = match lseek(&f, data as i64, Whence::SeekHole) {
+                Ok(h) => (h as u64).min(size),
+                Err(e) => return Err(Error::io(path, e.into())),
+            };
+            if data > pos {
+                parts.push(Part::Hole { hole: data - pos });
+            }
+            f.seek(SeekFrom::Start(data)).map_err(|e| Error::io(path, e))?;
+            let n = self.chunk_stream((&mut f).take(hole_end - data), &mut parts).map_err(with_path)?;
+            self.summary.bytes_read += n;
+            pos = data + n;
+            if n < hole_end - data {
+                break; // file shrank while we read it
+            }
+        }
+        if pos < size {
+            parts.push(Part::Hole { hole: size - pos });
+            pos = size;
+        }
+        Ok((parts, pos))
+    }
+
+    fn file_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>) -> Result<Node> {
+        let mut node = self.base_node(path, meta, name, NodeKind::File);
+        if meta.nlink() > 1 {
+            let next = self.link_groups.len() as u64 + 1;
+            node.link_group = Some(*self.link_groups.entry((meta.dev(), meta.ino())).or_insert(next));
+        }
+        self.summary.total_files += 1;
+        self.progress.add_file();
+        let key = path.as_os_str().as_bytes();
+        let cached = match &self.catalog {
+            Some(c) => c.lookup(key)?,
+            None => None,
+        };
+        if let Some(e) = &cached {
+            let same = e.size == meta.len()
+                && e.mtime_ns == mtime_ns(meta)
+                && e.ctime_ns == ctime_ns(meta)
+                && e.ino == meta.ino();
+            let present = e.content.iter().all(|p| match p {
+                Part::Blob(id) => self.sink.known(id),
+                Part::Hole { .. } => true,
+            });
+            if same && present {
+                node.size = e.size;
+                node.content = e.content.clone();
+                self.summary.files_unchanged += 1;
+                self.summary.total_bytes += e.size;
+                self.progress.add_bytes(e.size);
+                return Ok(node);
+            }
+        }
+        let (parts, size) = self.read_file(path, meta)?;
+        if cached.is_some() {
+            self.summary.files_changed += 1;
+        } else {
+            self.summary.files_new += 1;
+        }
+        node.size = size;
+        node.content = parts;
+        self.summary.total_bytes += size;
+        if let Some(c) = &mut self.catalog {
+            // Only remember what we read if the file did not change while we read it.
+            if let Ok(after) = std::fs::symlink_metadata(path) {
+                if after.len() == size && mtime_ns(&after) == mtime_ns(meta) && ctime_ns(&after) == ctime_ns(meta) {
+                    c.record(
+                        key.to_vec(),
+                        catalog::Entry {
+                            size,
+                            mtime_ns: mtime_ns(meta),
+                            ctime_ns: ctime_ns(meta),
+                            ino: meta.ino(),
+                            content: node.content.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    /// A node for any filesystem entry (recursing into directories).
+    fn entry_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>, root_dev: u64) -> Result<Option<Node>> {
+        let ft = meta.file_type();
+        let node = if ft.is_file() {
+            match self.file_node(path, meta, name) {
+                Ok(n) => n,
+                Err(Error::Io { path: p, source }) => {
+                    self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        } else if ft.is_dir() {
+            let mut n = self.base_node(path, meta, name, NodeKind::Dir);
+            self.summary.dirs += 1;
+            let cross = self.opts.one_file_system && meta.dev() != root_dev;
+            n.subtree = Some(if cross { self.empty_tree()? } else { self.walk_dir(path, root_dev)? });
+            n
+        } else if ft.is_symlink() {
+            let target = match std::fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.warn(format!("{}: cannot read link, skipped: {e}", path.display()));
+                    return Ok(None);
+                }
+            };
+            let mut n = self.base_node(path, meta, name, NodeKind::Symlink);
+            n.target = Some(target.into_os_string().into_vec());
+            n
+        } else {
+            let kind = if ft.is_fifo() {
+                NodeKind::Fifo
+            } else if ft.is_socket() {
+                NodeKind::Socket
+            } else if ft.is_char_device() {
+                NodeKind::Chardev
+            } else {
+                NodeKind::Blockdev
+            };
+            let mut n = self.base_node(path, meta, name, kind);
+            if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+                n.rdev = Some(meta.rdev());
+            }
+            n
+        };
+        Ok(Some(node))
+    }
+
+    fn empty_tree(&mut self) -> Result<Id> {
+        self.store_tree(Tree::default())
+    }
+
+    fn store_tree(&mut self, mut t: Tree) -> Result<Id> {
+        let bytes = t.encode();
+        self.sink.submit(BlobType::Tree, &bytes)
+    }
+
+    fn is_cache_dir(dir: &Path) -> bool {
+        let mut buf = [0u8; 43];
+        std::fs::File::open(dir.join("CACHEDIR.TAG"))
+            .and_then(|mut f| f.read_exact(&mut buf))
+            .is_ok_and(|_| buf == CACHEDIR_SIGNATURE)
+    }
+
+    fn walk_dir(&mut self, dir: &Path, root_dev: u64) -> Result<Id> {
+        let mut names: Vec<OsString> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+            Err(e) => {
+                self.warn(format!("{}: cannot list directory, stored empty: {e}", dir.display()));
+                return self.empty_tree();
+            }
+        };
+        if self.opts.exclude_caches && Self::is_cache_dir(dir) {
+            names.retain(|n| n == "CACHEDIR.TAG");
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut tree = Tree::default();
+        for name in names {
+            let path = dir.join(&name);
+            if self.excludes.excluded(&path) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(format!("{}: cannot stat, skipped: {e}", path.display()));
+                    continue;
+                }
+            };
+            if let Some(n) = self.entry_node(&path, &meta, name.into_vec(), root_dev)? {
+                tree.nodes.push(n);
+            }
+        }
+        self.store_tree(tree)
+    }
+
+    /// The tree of the parents of the given targets, down to the targets themselves.
+    fn virtual_dir(&mut self, prefix: &Path, trie: &Trie, extra: Vec<Node>) -> Result<Id> {
+        let mut tree = Tree { nodes: extra };
+        for (name, child) in &trie.children {
+            let path = prefix.join(name);
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let node = if child.target {
+                self.entry_node(&path, &meta, name.clone().into_vec(), meta.dev())?
+            } else {
+                let mut n = self.base_node(&path, &meta, name.clone().into_vec(), NodeKind::Dir);
+                n.subtree = Some(self.virtual_dir(&path, child, Vec::new())?);
+                Some(n)
+            };
+            tree.nodes.extend(node);
+        }
+        let mut seen = HashSet::new();
+        for n in &tree.nodes {
+            if !seen.insert(&n.name) {
+                return Err(Error::Usage {
+                    what: format!("two sources would both be stored as /{}", n.display_name()),
+                });
+            }
+        }
+        self.store_tree(tree)
+    }
+
+    fn stdin_node(&mut self, command: &str, name: &str) -> Result<Node> {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::SourceFailed { command: command.into(), status: format!("cannot start: {e}") })?;
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut parts = Vec::new();
+        let res = self.chunk_stream(&mut out, &mut parts);
+        drop(out);
+        let status = child.wait().map_err(|e| Error::SourceFailed { command: command.into(), status: e.to_string() })?;
+        let n = match res {
+            Ok(n) => n,
+            Err(Error::Io { source, .. }) => {
+                return Err(Error::SourceFailed { command: command.into(), status: format!("reading its output failed: {source}") })
+            }
+            Err(e) => return Err(e),
+        };
+        if !status.success() {
+            return Err(Error::SourceFailed { command: command.into(), status: status.to_string() });
+        }
+        self.summary.bytes_read += n;
+        self.summary.total_bytes += n;
+        self.summary.total_files += 1;
+        self.summary.files_new += 1;
+        let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+        node.mode = 0o600;
+        node.uid = nix::unistd::getuid().as_raw();
+        node.gid = nix::unistd::getgid().as_raw();
+        node.user = self.user(node.uid);
+        node.group = self.group(node.gid);
+        node.mtime_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        node.size = n;
+        node.content = parts;
+        Ok(node)
+    }
+}
+
+/// Normalises a source path to an absolute path without `.` components.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one backup into the tenant of `keys`.
+pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    if opts.paths.is_empty() && opts.stdin_command.is_none() {
+        return Err(Error::Usage { what: "nothing to back up: give paths or --stdin-from-command".into() });
+    }
+    if opts.stdin_command.is_some() {
+        check_name(opts.stdin_filename.as_bytes()).map_err(|r| Error::Usage {
+            what: format!("--stdin-filename {:?} is not a valid file name ({r})", opts.stdin_filename),
+        })?;
+    }
+    // Resolve sources first: a missing path is an error before anything is written.
+    let mut trie = Trie::default();
+    let mut abs_paths = Vec::new();
+    for p in &opts.paths {
+        let abs = absolute(p)?;
+        std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
+        abs_paths.push(abs.to_string_lossy().into_owned());
+        let mut t = &mut trie;
+        for c in abs.components() {
+            if let Component::Normal(n) = c {
+                t = t.children.entry(n.to_os_string()).or_default();
+            }
+        }
+        t.target = true;
+    }
+    let mut patterns = opts.excludes.clone();
+    patterns.extend(read_exclude_files(&opts.exclude_files)?);
+    let excludes = Excludes::new(&patterns)?;
+
+    progress.phase("index", None);
+    let index = repo.load_index(keys)?;
+    progress.finish();
+    let catalog = match &opts.cache_dir {
+        Some(d) => Some(Catalog::open(d, &repo.config.repo_id, &keys.tenant)?),
+        None => None,
+    };
+
+    let shared = Arc::new(Shared {
+        repo: repo.clone(),
+        tag: keys.tag,
+        index_key: keys.index_key,
+        recipients: Arc::clone(&keys.recipients),
+        pending: Mutex::new(IndexFile::default()),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        bytes_stored: AtomicU64::new(0),
+        packs: AtomicU64::new(0),
+        index_objects: AtomicU64::new(0),
+    });
+    let workers = if opts.workers > 0 {
+        opts.workers
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    };
+    let (tx, rx) = bounded::<Job>(workers * 4);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(workers * 6);
+    let pack_size = repo.config.pack_size as usize;
+    let level = repo.config.compression_level;
+    let handles: Vec<_> = (0..workers)
+        .map(|i| {
+            let (rx, pool_tx, shared) = (rx.clone(), pool_tx.clone(), Arc::clone(&shared));
+            std::thread::Builder::new()
+                .name(format!("coop-pack-{i}"))
+                .spawn(move || worker(rx, pool_tx, shared, pack_size, level))
+                .expect("cannot start worker thread")
+        })
+        .collect();
+    drop(rx);
+
+    let mut walker = Walker {
+        chunker: Chunker::new(&repo.config.chunker, keys.chunker_seed()),
+        sink: Sink {
+            id_key: keys.id_key,
+            index: &index,
+            sent: HashSet::new(),
+            tx: Some(tx),
+            pool: pool_rx,
+            shared: Arc::clone(&shared),
+            blobs_added: 0,
+            bytes_added: 0,
+        },
+        catalog,
+        excludes,
+        opts,
+        progress,
+        summary: Summary::default(),
+        warnings: Vec::new(),
+        link_groups: HashMap::new(),
+        users: HashMap::new(),
+        groups: HashMap::new(),
+    };
+    progress.phase("backup", None);
+    let walked = (|| -> Result<Id> {
+        let mut extra = Vec::new();
+        if let Some(cmd) = &opts.stdin_command {
+            extra.push(walker.stdin_node(cmd, &opts.stdin_filename)?);
+        }
+        if trie.target {
+            // "/" itself is a source.
+            let mut tree = Tree::default();
+            let root = walker.walk_dir(Path::new("/"), std::fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?.dev())?;
+            let _ = &mut tree;
+            if !extra.is_empty() {
+                return Err(Error::Usage { what: "--stdin-from-command cannot be combined with backing up /".into() });
+            }
+            return Ok(root);
+        }
+        walker.virtual_dir(Path::new("/"), &trie, extra)
+    })();
+    // Close the channel and wait for the workers whatever happened.
+    walker.sink.tx = None;
+    for h in handles {
+        if h.join().is_err() {
+            shared.fail(Error::Aborted { reason: "a worker thread panicked".into() });
+        }
+    }
+    progress.finish();
+    if let Some(e) = shared.error.lock().expect("lock").take() {
+        return Err(e);
+    }
+    let root = walked?;
+    let rest = std::mem::take(&mut *shared.pending.lock().expect("lock"));
+    shared.write_index(&rest)?;
+
+    let mut summary = std::mem::take(&mut walker.summary);
+    summary.blobs_added = walker.sink.blobs_added;
+    summary.bytes_added = walker.sink.bytes_added;
+    summary.bytes_stored = shared.bytes_stored.load(Ordering::Relaxed);
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    let mut paths = abs_paths;
+    if opts.stdin_command.is_some() {
+        paths.push(format!("/{}", opts.stdin_filename));
+    }
+    let mut snapshot = Snapshot {
+        version: 1,
+        repo_id: repo.config.repo_id,
+        tenant: keys.tenant.clone(),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        host: opts.host.clone(),
+        username: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+        paths,
+        tags: opts.tags.clone(),
+        tree: root,
+        writer: [0; 32],
+        writer_name: keys.writer_name.clone(),
+        program: crate::PROGRAM.into(),
+        summary,
+    };
+    let sealed = snapshot
+        .seal(&keys.signer, &keys.recipients, keys.tag)
+        .map_err(|e| Error::Usage { what: format!("cannot seal snapshot: {e}") })?;
+    let id = Id::of_stored(&sealed);
+    repo.store.put(&repo::snapshot_path(&keys.tag, &id), sealed)?;
+    if let Some(c) = &mut walker.catalog {
+        if let Err(e) = c.commit() {
+            walker.warnings.push(format!("catalog not updated (next run will re-read files): {e}"));
+        }
+    }
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings: walker.warnings,
+        packs_written: shared.packs.load(Ordering::Relaxed),
+        index_objects_written: shared.index_objects.load(Ordering::Relaxed),
+    })
+}

@@ -1,0 +1,177 @@
+//! The SQLite catalog: a cache of what each file looked like when it was last read.
+//!
+//! Keyed on (tenant, path) with size, mtime, ctime and inode. A hit means the file is
+//! not read again. The catalog is only a cache: if it is missing or damaged it is
+//! rebuilt, and every hit is checked against the repository index before it is trusted.
+
+use crate::error::{Error, Result};
+use coop_formats::id::Id;
+use coop_formats::tree::Part;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// What a file looked like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub content: Vec<Part>,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    tenant: String,
+    pending: Vec<(Vec<u8>, Entry)>,
+}
+
+/// `$COOP_CACHE_DIR`, else `$XDG_CACHE_HOME/coop`, else `~/.cache/coop`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("COOP_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("coop"))
+}
+
+fn encode_parts(parts: &[Part]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(parts.len() * 33);
+    for p in parts {
+        match p {
+            Part::Blob(id) => {
+                b.push(0);
+                b.extend_from_slice(&id.0);
+            }
+            Part::Hole { hole } => {
+                b.push(1);
+                b.extend_from_slice(&hole.to_le_bytes());
+            }
+        }
+    }
+    b
+}
+
+fn decode_parts(mut b: &[u8]) -> Option<Vec<Part>> {
+    let mut out = Vec::new();
+    while let Some((&t, rest)) = b.split_first() {
+        match t {
+            0 if rest.len() >= 32 => {
+                out.push(Part::Blob(Id(rest[..32].try_into().ok()?)));
+                b = &rest[32..];
+            }
+            1 if rest.len() >= 8 => {
+                out.push(Part::Hole { hole: u64::from_le_bytes(rest[..8].try_into().ok()?) });
+                b = &rest[8..];
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+impl Catalog {
+    /// Opens (or creates) the catalog of a repository. A damaged catalog is replaced.
+    pub fn open(cache_dir: &Path, repo_id: &Id, tenant: &str) -> Result<Self> {
+        let dir = cache_dir.join(repo_id.to_hex());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join("catalog.sqlite");
+        let conn = match Self::connect(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("catalog {} is damaged ({e}); starting a new one", path.display());
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                Self::connect(&path)?
+            }
+        };
+        Ok(Self { conn, tenant: tenant.to_string(), pending: Vec::new() })
+    }
+
+    fn connect(path: &Path) -> Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS files (
+                tenant TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
+                content BLOB NOT NULL, PRIMARY KEY (tenant, path)) WITHOUT ROWID;",
+        )?;
+        conn.query_row("SELECT count(*) FROM files LIMIT 1", [], |_| Ok(()))?;
+        Ok(conn)
+    }
+
+    pub fn lookup(&self, path: &[u8]) -> Result<Option<Entry>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT size, mtime_ns, ctime_ns, ino, content FROM files WHERE tenant = ?1 AND path = ?2",
+        )?;
+        let row = st
+            .query_row(params![self.tenant, path], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?, r.get::<_, Vec<u8>>(4)?))
+            })
+            .optional()?;
+        Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, content)| {
+            Some(Entry { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, content: decode_parts(&content)? })
+        }))
+    }
+
+    /// Remembers an entry; written by [`Catalog::commit`].
+    pub fn record(&mut self, path: Vec<u8>, e: Entry) {
+        self.pending.push((path, e));
+    }
+
+    /// Writes every recorded entry in one transaction.
+    pub fn commit(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO files (tenant, path, size, mtime_ns, ctime_ns, ino, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (p, e) in self.pending.drain(..) {
+                st.execute(params![
+                    self.tenant,
+                    p,
+                    e.size as i64,
+                    e.mtime_ns,
+                    e.ctime_ns,
+                    e.ino as i64,
+                    encode_parts(&e.content)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_lookup_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Id([1; 32]);
+        let mut c = Catalog::open(dir.path(), &id, "coop").unwrap();
+        let e = Entry { size: 5, mtime_ns: -3, ctime_ns: 4, ino: 9, content: vec![Part::Blob(Id([2; 32])), Part::Hole { hole: 7 }] };
+        c.record(b"/a".to_vec(), e.clone());
+        c.commit().unwrap();
+        assert_eq!(c.lookup(b"/a").unwrap(), Some(e));
+        assert_eq!(c.lookup(b"/b").unwrap(), None);
+        drop(c);
+        // Other tenants do not see it.
+        assert_eq!(Catalog::open(dir.path(), &id, "member/x").unwrap().lookup(b"/a").unwrap(), None);
+        // A damaged catalog is replaced, not fatal.
+        std::fs::write(dir.path().join(id.to_hex()).join("catalog.sqlite"), b"garbage garbage garbage").unwrap();
+        let _ = std::fs::remove_file(dir.path().join(id.to_hex()).join("catalog.sqlite-wal"));
+        let c = Catalog::open(dir.path(), &id, "coop").unwrap();
+        assert_eq!(c.lookup(b"/a").unwrap(), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! Identities, writer keys and the per-tenant key material a command works with.
+
+use crate::error::{Error, Result};
+use coop_formats::crypt::{self, Identity, Recipient};
+use coop_formats::envelope::TenantTag;
+use coop_formats::keyring::Keyring;
+use coop_formats::writerkey::WriterKey;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `$XDG_CONFIG_HOME/coop/identity.txt`, falling back to `~/.config/coop/identity.txt`.
+pub fn default_identity_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("coop").join("identity.txt"))
+}
+
+/// Reads an identity file (age identities or an OpenSSH private key).
+pub fn load_identities(path: &Path) -> Result<Vec<Identity>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    crypt::parse_identities(&bytes).map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })
+}
+
+/// Creates a new X25519 identity in a 0600 file that must not exist yet; returns its
+/// recipient.
+pub fn create_identity_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let (text, recipient) = crypt::generate_identity();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))?;
+    Ok(recipient)
+}
+
+/// The recipient strings of the identities in an age identity file.
+pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let f = age::IdentityFile::from_buffer(text.as_bytes())
+        .map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })?;
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    f.write_recipients_file(&mut buf).map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })?;
+    for l in String::from_utf8_lossy(&buf).lines() {
+        if !l.trim().is_empty() && !l.starts_with('#') {
+            out.push(l.trim().to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a writer key file.
+pub fn load_writer_key(path: &Path) -> Result<WriterKey> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    WriterKey::decode(&text).map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })
+}
+
+/// Writes a secret file with mode 0600 (refusing to overwrite).
+pub fn write_secret_file(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+/// What the caller holds.
+#[derive(Clone)]
+pub enum Access {
+    /// age identities: can read and write every tenant they are a recipient of.
+    Identity(Arc<Vec<Identity>>),
+    /// A writer key file: can write one tenant, read nothing.
+    Writer(Arc<WriterKey>),
+}
+
+/// Readers' extra material.
+pub struct ReaderKeys {
+    pub identities: Arc<Vec<Identity>>,
+    pub keyring: Keyring,
+}
+
+/// The key material for one tenant.
+pub struct TenantKeys {
+    pub tenant: String,
+    pub tag: TenantTag,
+    pub id_key: [u8; 32],
+    pub index_key: [u8; 32],
+    pub recipient_strings: Vec<String>,
+    pub recipients: Arc<Vec<Recipient>>,
+    pub signer: ed25519_dalek::SigningKey,
+    pub writer_name: String,
+    pub reader: Option<ReaderKeys>,
+}
+
+impl TenantKeys {
+    pub fn from_keyring(keyring: Keyring, identities: Arc<Vec<Identity>>) -> Result<Self> {
+        let recipients = parse_recipients(&keyring.recipients)?;
+        Ok(Self {
+            tenant: keyring.tenant.clone(),
+            tag: keyring.tenant_tag,
+            id_key: keyring.id_key,
+            index_key: keyring.index_key,
+            recipient_strings: keyring.recipients.clone(),
+            recipients: Arc::new(recipients),
+            signer: keyring.default_signer(),
+            writer_name: "default".into(),
+            reader: Some(ReaderKeys { identities, keyring }),
+        })
+    }
+
+    pub fn from_writer_key(wk: &WriterKey) -> Result<Self> {
+        Ok(Self {
+            tenant: wk.tenant.clone(),
+            tag: wk.tenant_tag,
+            id_key: wk.id_key,
+            index_key: wk.index_key,
+            recipient_strings: wk.recipients.clone(),
+            recipients: Arc::new(parse_recipients(&wk.recipients)?),
+            signer: wk.signing_key(),
+            writer_name: wk.name.clone(),
+            reader: None,
+        })
+    }
+
+    /// The reader material, or a clear "writer keys cannot read" error.
+    pub fn reader(&self) -> Result<&ReaderKeys> {
+        self.reader.as_ref().ok_or_else(|| Error::AccessDenied {
+            what: format!(
+                "a writer key can only add backups to tenant {:?}; reading or restoring needs an identity \
+                 that is a recipient of the tenant (--identity-file or COOP_IDENTITY_FILE)",
+                self.tenant
+            ),
+        })
+    }
+
+    pub fn chunker_seed(&self) -> u64 {
+        coop_formats::id::chunker_seed(&self.id_key)
+    }
+}
+
+fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
+    list.iter()
+        .map(|r| crypt::parse_recipient(r).map_err(|e| Error::Usage { what: e.to_string() }))
+        .collect()
+}

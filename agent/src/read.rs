@@ -1,0 +1,262 @@
+//! Reading a snapshot: blobs (verified), trees, walking, `ls`, `dump` and `diff`.
+
+use crate::error::{Error, Result};
+use crate::index::{Index, Loc};
+use crate::keys::TenantKeys;
+use crate::repo::{self, Repo};
+use coop_formats::blob;
+use coop_formats::id::{BlobType, Id};
+use coop_formats::pack;
+use coop_formats::tree::{Node, NodeKind, Part, Tree};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Packs kept decrypted in memory for tree reads.
+const PACK_CACHE: usize = 4;
+
+/// Reads and verifies blobs of one tenant.
+pub struct BlobReader<'a> {
+    pub repo: &'a Repo,
+    pub keys: &'a TenantKeys,
+    pub index: &'a Index,
+    cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
+}
+
+impl<'a> BlobReader<'a> {
+    pub fn new(repo: &'a Repo, keys: &'a TenantKeys, index: &'a Index) -> Result<Self> {
+        keys.reader()?;
+        Ok(Self { repo, keys, index, cache: Mutex::new(Vec::new()) })
+    }
+
+    /// Fetches a pack, checks its name against its bytes, and decrypts it.
+    pub fn fetch_pack(&self, pack_id: &Id) -> Result<Vec<u8>> {
+        let path = repo::pack_path(&self.keys.tag, pack_id);
+        let stored = match self.repo.store.get(&path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(Error::corrupt(pack_id.to_hex(), "pack is missing from the store")),
+            Err(e) => return Err(e.into()),
+        };
+        if Id::of_stored(&stored) != *pack_id {
+            return Err(Error::corrupt(pack_id.to_hex(), "pack bytes do not match its name (corrupt on disk)"));
+        }
+        let ids = &self.keys.reader()?.identities;
+        let (h, plain) = pack::open(ids, &stored).map_err(|e| match e {
+            pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => Error::AccessDenied {
+                what: format!("your identity is not a recipient of pack {pack_id}"),
+            },
+            e => Error::corrupt(pack_id.to_hex(), e),
+        })?;
+        if h.tenant != self.keys.tag {
+            return Err(Error::corrupt(pack_id.to_hex(), "pack belongs to another tenant"));
+        }
+        Ok(plain)
+    }
+
+    /// A decrypted pack, from a small cache.
+    pub fn pack(&self, pack_id: &Id) -> Result<Arc<Vec<u8>>> {
+        {
+            let mut c = self.cache.lock().expect("lock");
+            if let Some(pos) = c.iter().position(|(id, _)| id == pack_id) {
+                let e = c.remove(pos);
+                let p = Arc::clone(&e.1);
+                c.push(e);
+                return Ok(p);
+            }
+        }
+        let p = Arc::new(self.fetch_pack(pack_id)?);
+        let mut c = self.cache.lock().expect("lock");
+        if c.len() >= PACK_CACHE {
+            c.remove(0);
+        }
+        c.push((*pack_id, Arc::clone(&p)));
+        Ok(p)
+    }
+
+    /// Locates a blob and checks it is of the expected type.
+    pub fn locate(&self, id: &Id, ty: BlobType) -> Result<Loc> {
+        let loc = *self.index.get(id).ok_or(Error::MissingBlob { id: *id })?;
+        if loc.ty != ty {
+            return Err(Error::corrupt(id.to_hex(), format!("blob is a {:?} blob where a {:?} blob is expected", loc.ty, ty)));
+        }
+        Ok(loc)
+    }
+
+    /// Decodes a blob out of a decrypted pack and verifies its keyed ID.
+    pub fn decode_from(&self, plain: &[u8], id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
+        let start = loc.offset as usize;
+        let end = start.checked_add(loc.stored_len as usize).filter(|&e| e <= plain.len());
+        let Some(end) = end else {
+            return Err(Error::corrupt(self.index.pack_id(loc).to_hex(), format!("blob {id} lies outside the pack")));
+        };
+        blob::decode(&self.keys.id_key, *id, loc.ty, loc.compression, loc.raw_len, &plain[start..end], out)
+            .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
+    }
+
+    /// Reads and verifies one blob.
+    pub fn blob(&self, id: &Id, ty: BlobType, out: &mut Vec<u8>) -> Result<()> {
+        let loc = self.locate(id, ty)?;
+        let p = self.pack(&self.index.pack_id(&loc))?;
+        self.decode_from(&p, id, &loc, out)
+    }
+
+    pub fn tree(&self, id: &Id) -> Result<Tree> {
+        let mut buf = Vec::new();
+        self.blob(id, BlobType::Tree, &mut buf)?;
+        Tree::decode(&buf).map_err(|e| Error::corrupt(id.to_hex(), e))
+    }
+
+    /// Visits every node below `root` depth-first in name order. `visit` gets the path
+    /// (components joined by `/`, no leading slash) and returns whether to descend.
+    pub fn walk(&self, root: &Id, mut visit: impl FnMut(&[u8], &Node) -> Result<bool>) -> Result<()> {
+        let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<Node>)> = vec![(Vec::new(), self.tree(root)?.nodes.into_iter())];
+        while let Some((prefix, iter)) = stack.last_mut() {
+            let Some(node) = iter.next() else {
+                stack.pop();
+                continue;
+            };
+            let mut path = prefix.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&node.name);
+            if visit(&path, &node)? {
+                if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+                    let t = self.tree(&sub)?;
+                    stack.push((path, t.nodes.into_iter()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the node at `path` (components separated by `/`) below `root`.
+    pub fn find(&self, root: &Id, path: &str) -> Result<Option<Node>> {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let mut tree = *root;
+        let mut found = None;
+        for (i, c) in comps.iter().enumerate() {
+            let t = self.tree(&tree)?;
+            let Some(n) = t.nodes.into_iter().find(|n| n.name == c.as_bytes()) else { return Ok(None) };
+            if i + 1 < comps.len() {
+                match (n.kind, n.subtree) {
+                    (NodeKind::Dir, Some(s)) => tree = s,
+                    _ => return Ok(None),
+                }
+            }
+            found = Some(n);
+        }
+        Ok(found)
+    }
+
+    /// Writes a file's content (holes as zeros) to `out`.
+    pub fn dump(&self, node: &Node, out: &mut dyn Write) -> Result<u64> {
+        let mut buf = Vec::new();
+        let mut total = 0u64;
+        let zeros = vec![0u8; 1 << 16];
+        for p in &node.content {
+            match p {
+                Part::Blob(id) => {
+                    self.blob(id, BlobType::Data, &mut buf)?;
+                    out.write_all(&buf)?;
+                    total += buf.len() as u64;
+                }
+                Part::Hole { hole } => {
+                    let mut left = *hole;
+                    while left > 0 {
+                        let n = left.min(zeros.len() as u64) as usize;
+                        out.write_all(&zeros[..n])?;
+                        left -= n as u64;
+                    }
+                    total += hole;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// How an entry differs between two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    /// Content (or type) changed.
+    Modified,
+    /// Only metadata (mode, owner, times, xattrs) changed.
+    Metadata,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    pub path: String,
+    pub change: ChangeKind,
+}
+
+fn meta_eq(a: &Node, b: &Node) -> bool {
+    a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.mtime_ns == b.mtime_ns && a.xattrs == b.xattrs
+}
+
+/// Lists what differs between two trees, skipping identical subtrees.
+pub fn diff(reader: &BlobReader, a: &Id, b: &Id) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    diff_rec(reader, Some(a), Some(b), "", &mut out)?;
+    Ok(out)
+}
+
+fn diff_rec(r: &BlobReader, a: Option<&Id>, b: Option<&Id>, prefix: &str, out: &mut Vec<Change>) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let ta = match a {
+        Some(id) => r.tree(id)?.nodes,
+        None => Vec::new(),
+    };
+    let tb = match b {
+        Some(id) => r.tree(id)?.nodes,
+        None => Vec::new(),
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < ta.len() || j < tb.len() {
+        let ord = match (ta.get(i), tb.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (na, nb) = match ord {
+            std::cmp::Ordering::Less => (ta.get(i), None),
+            std::cmp::Ordering::Greater => (None, tb.get(j)),
+            std::cmp::Ordering::Equal => (ta.get(i), tb.get(j)),
+        };
+        let name = String::from_utf8_lossy(&na.or(nb).expect("one side").name).into_owned();
+        let path = format!("{prefix}/{name}");
+        let sub = |n: Option<&Node>| n.filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
+        match (na, nb) {
+            (Some(_), None) => out.push(Change { path: path.clone(), change: ChangeKind::Removed }),
+            (None, Some(_)) => out.push(Change { path: path.clone(), change: ChangeKind::Added }),
+            (Some(x), Some(y)) => {
+                if x.kind != y.kind || x.content != y.content || x.size != y.size || x.target != y.target {
+                    if x.kind != NodeKind::Dir || y.kind != NodeKind::Dir {
+                        out.push(Change { path: path.clone(), change: ChangeKind::Modified });
+                    }
+                } else if !meta_eq(x, y) {
+                    out.push(Change { path: path.clone(), change: ChangeKind::Metadata });
+                }
+            }
+            (None, None) => unreachable!("one side is present"),
+        }
+        let (sa, sb) = (sub(na), sub(nb));
+        if sa.is_some() || sb.is_some() {
+            diff_rec(r, sa.as_ref(), sb.as_ref(), &path, out)?;
+        }
+        match ord {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}

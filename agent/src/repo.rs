@@ -1,0 +1,241 @@
+//! A repository: the config, keyrings, indexes and snapshots in a store.
+//!
+//! Layout (see SPEC.md):
+//! ```text
+//! config
+//! keys/<tenant tag>/<name>
+//! packs/<tenant tag>/<2 hex>/<name>
+//! index/<tenant tag>/<name>
+//! snapshots/<tenant tag>/<name>
+//! ```
+//! Every name except `config` is the BLAKE3 hash of the object's bytes.
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::keys::{Access, TenantKeys};
+use crate::store::Store;
+use coop_formats::config::Config;
+use coop_formats::crypt::Identity;
+use coop_formats::envelope::TenantTag;
+use coop_formats::id::Id;
+use coop_formats::index::IndexFile;
+use coop_formats::keyring::{Keyring, KeyringError};
+use coop_formats::snapshot::Snapshot;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const CONFIG: &str = "config";
+
+pub fn tag_hex(tag: &TenantTag) -> String {
+    hex::encode(tag)
+}
+pub fn pack_path(tag: &TenantTag, id: &Id) -> String {
+    let h = id.to_hex();
+    format!("packs/{}/{}/{}", tag_hex(tag), &h[..2], h)
+}
+pub fn index_path(tag: &TenantTag, id: &Id) -> String {
+    format!("index/{}/{}", tag_hex(tag), id)
+}
+pub fn snapshot_path(tag: &TenantTag, id: &Id) -> String {
+    format!("snapshots/{}/{}", tag_hex(tag), id)
+}
+pub fn keyring_path(tag: &TenantTag, id: &Id) -> String {
+    format!("keys/{}/{}", tag_hex(tag), id)
+}
+
+/// Parses the object name (last path component) of a listed object.
+pub fn name_of(path: &str) -> Option<Id> {
+    path.rsplit('/').next()?.parse().ok()
+}
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub store: Store,
+    pub config: Config,
+    pub config_hash: Id,
+}
+
+impl Repo {
+    /// Creates a repository with the tenant `coop` encrypted to `recipients`.
+    pub fn init(url: &str, recipients: Vec<String>, now: String) -> Result<(Self, Keyring)> {
+        let store = Store::open(url, true)?;
+        if store.exists(CONFIG)? {
+            return Err(Error::RepoExists { url: url.into() });
+        }
+        let config = Config::new(Id(coop_formats::random_bytes()), now.clone());
+        let bytes = config.encode();
+        let config_hash = Config::hash(&bytes);
+        let keyring = Keyring::generate("coop", config.repo_id, config_hash, recipients, now);
+        let repo = Self { store, config, config_hash };
+        // The keyring goes first: a config without keyring is an unusable repository,
+        // and `init` refuses to run twice only once the config exists.
+        repo.write_keyring(&keyring)?;
+        repo.store.put(CONFIG, bytes)?;
+        Ok((repo, keyring))
+    }
+
+    /// Opens an existing repository.
+    pub fn open(url: &str) -> Result<Self> {
+        let store = match Store::open(url, false) {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound { url: url.into() }),
+            Err(e) => return Err(e.into()),
+        };
+        Self::open_store(store)
+    }
+
+    pub fn open_store(store: Store) -> Result<Self> {
+        let bytes = match store.get(CONFIG) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound { url: store.url().into() }),
+            Err(e) => return Err(e.into()),
+        };
+        let config = Config::decode(&bytes).map_err(|e| Error::corrupt(CONFIG, e))?;
+        Ok(Self { store, config_hash: Config::hash(&bytes), config })
+    }
+
+    /// Stores a keyring object; returns its name.
+    pub fn write_keyring(&self, k: &Keyring) -> Result<Id> {
+        let sealed = k.seal().map_err(|e| Error::Usage { what: e.to_string() })?;
+        let id = Id::of_stored(&sealed);
+        self.store.put(&keyring_path(&k.tenant_tag, &id), sealed)?;
+        Ok(id)
+    }
+
+    /// Every tenant keyring the identities can open, newest generation per tenant.
+    ///
+    /// Refuses a repository where two keyrings claim one tenant with different secrets,
+    /// or a keyring does not match this repository's config: both mean tampering.
+    pub fn keyrings(&self, identities: &[Identity]) -> Result<Vec<Keyring>> {
+        let mut by_tag: BTreeMap<TenantTag, Keyring> = BTreeMap::new();
+        for obj in self.store.list("keys")? {
+            let bytes = self.store.get(&obj.path)?;
+            let k = match Keyring::open(identities, &bytes) {
+                Ok(k) => k,
+                Err(KeyringError::Crypt(coop_formats::crypt::CryptError::NotRecipient)) => continue,
+                Err(e) => return Err(Error::corrupt(&obj.path, e)),
+            };
+            if k.repo_id != self.config.repo_id || k.config_hash != self.config_hash {
+                return Err(Error::corrupt(
+                    &obj.path,
+                    "keyring belongs to another repository or the config was replaced (tampering?)",
+                ));
+            }
+            match by_tag.get(&k.tenant_tag) {
+                Some(prev) if !prev.same_tenant(&k) => {
+                    return Err(Error::corrupt(
+                        &obj.path,
+                        format!("conflicting keyrings for tenant {:?} (tampering?)", k.tenant),
+                    ))
+                }
+                Some(prev) if prev.generation >= k.generation => {}
+                _ => {
+                    by_tag.insert(k.tenant_tag, k);
+                }
+            }
+        }
+        let list: Vec<Keyring> = by_tag.into_values().collect();
+        for (i, a) in list.iter().enumerate() {
+            if list[i + 1..].iter().any(|b| b.tenant == a.tenant) {
+                return Err(Error::corrupt("keys", format!("two different keyrings claim tenant {:?} (tampering?)", a.tenant)));
+            }
+        }
+        Ok(list)
+    }
+
+    /// The keys for `tenant` from what the caller holds.
+    pub fn tenant_keys(&self, access: &Access, tenant: &str) -> Result<TenantKeys> {
+        match access {
+            Access::Writer(wk) => {
+                if wk.repo_id != self.config.repo_id {
+                    return Err(Error::AccessDenied {
+                        what: format!("the writer key is for repository {}, not this one ({})", wk.repo_id.short(), self.config.repo_id.short()),
+                    });
+                }
+                if wk.tenant != tenant {
+                    return Err(Error::AccessDenied {
+                        what: format!("the writer key is for tenant {:?}, not {:?}", wk.tenant, tenant),
+                    });
+                }
+                if wk.config_hash != self.config_hash {
+                    return Err(Error::corrupt(CONFIG, "the config differs from the one the writer key was made for (tampering?)"));
+                }
+                TenantKeys::from_writer_key(wk)
+            }
+            Access::Identity(ids) => {
+                let rings = self.keyrings(ids)?;
+                let Some(k) = rings.into_iter().find(|k| k.tenant == tenant) else {
+                    return Err(Error::AccessDenied {
+                        what: format!(
+                            "your identity is not a recipient of tenant {tenant:?} in this repository \
+                             (wrong identity file?)"
+                        ),
+                    });
+                };
+                TenantKeys::from_keyring(k, Arc::clone(ids))
+            }
+        }
+    }
+
+    /// Loads and merges every index object of the tenant.
+    pub fn load_index(&self, keys: &TenantKeys) -> Result<Index> {
+        let mut index = Index::default();
+        for obj in self.store.list(&format!("index/{}", tag_hex(&keys.tag)))? {
+            let Some(name) = name_of(&obj.path) else { continue };
+            let bytes = self.store.get(&obj.path)?;
+            let (h, f) = IndexFile::open(&keys.index_key, &bytes).map_err(|e| Error::corrupt(&obj.path, e))?;
+            if h.tenant != keys.tag {
+                return Err(Error::corrupt(&obj.path, "index object of another tenant"));
+            }
+            index.add(name, &f);
+        }
+        Ok(index)
+    }
+
+    /// Writes an index object; returns its name.
+    pub fn write_index(&self, keys: &TenantKeys, f: &IndexFile) -> Result<Id> {
+        let sealed = f.seal(&keys.index_key, keys.tag);
+        let id = Id::of_stored(&sealed);
+        self.store.put(&index_path(&keys.tag, &id), sealed)?;
+        Ok(id)
+    }
+
+    /// Every snapshot of the tenant, oldest first. Needs an identity.
+    pub fn snapshots(&self, keys: &TenantKeys) -> Result<Vec<(Id, Snapshot)>> {
+        let reader = keys.reader()?;
+        let mut out = Vec::new();
+        for obj in self.store.list(&format!("snapshots/{}", tag_hex(&keys.tag)))? {
+            let Some(name) = name_of(&obj.path) else { continue };
+            let bytes = self.store.get(&obj.path)?;
+            let s = Snapshot::open(&reader.identities, &bytes, (self.config.repo_id, keys.tag), |k| {
+                reader.keyring.is_writer(k)
+            })
+            .map_err(|e| Error::corrupt(&obj.path, e))?;
+            out.push((name, s));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolves `latest`, a full ID or a unique prefix.
+    pub fn find_snapshot(&self, keys: &TenantKeys, spec: &str) -> Result<(Id, Snapshot)> {
+        let all = self.snapshots(keys)?;
+        if spec == "latest" {
+            return all.into_iter().next_back().ok_or_else(|| Error::NotFound {
+                what: format!("no snapshot in tenant {:?}", keys.tenant),
+                hint: " (run `coop backup` first)".into(),
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut hits: Vec<_> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l)).collect();
+        match hits.len() {
+            1 => Ok(hits.pop().expect("one")),
+            0 => Err(Error::NotFound {
+                what: format!("snapshot {spec:?}"),
+                hint: " (list them with `coop snapshots`)".into(),
+            }),
+            n => Err(Error::Usage { what: format!("snapshot prefix {spec:?} is ambiguous: {n} snapshots match; give more digits") }),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `coop backup`
+
+use crate::global::Global;
+use crate::progress::Bars;
+use crate::util;
+use anyhow::Result;
+use clap::Args;
+use coop_agent::backup::{self, BackupOptions};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    paths: Vec<PathBuf>,
+    /// Exclude paths matching this glob (a pattern with `/` matches the absolute path, others the name).
+    #[arg(long, short = 'e', env = "COOP_EXCLUDE", value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Read exclude patterns from a file, one per line.
+    #[arg(long, env = "COOP_EXCLUDE_FILE")]
+    exclude_file: Vec<PathBuf>,
+    /// Do not cross file system boundaries.
+    #[arg(long, short = 'x', env = "COOP_ONE_FILE_SYSTEM")]
+    one_file_system: bool,
+    /// Also back up the contents of directories marked with CACHEDIR.TAG (skipped by default).
+    #[arg(long, env = "COOP_INCLUDE_CACHES")]
+    include_caches: bool,
+    /// Run this shell command and back up its standard output as one file, without a temp file.
+    #[arg(long, env = "COOP_STDIN_FROM_COMMAND")]
+    stdin_from_command: Option<String>,
+    /// File name of the command output in the snapshot.
+    #[arg(long, env = "COOP_STDIN_FILENAME", default_value = "stdin")]
+    stdin_filename: String,
+    /// Tag the snapshot (repeatable).
+    #[arg(long, env = "COOP_TAG", value_delimiter = ',')]
+    tag: Vec<String>,
+    /// Host name to record (default: this machine's).
+    #[arg(long, env = "COOP_HOST")]
+    host: Option<String>,
+}
+
+pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
+    let repo = util::open_repo(g)?;
+    let access = util::write_access(g)?;
+    let keys = repo.tenant_keys(&access, &g.tenant)?;
+    let opts = BackupOptions {
+        paths: a.paths,
+        excludes: a.exclude,
+        exclude_files: a.exclude_file,
+        one_file_system: a.one_file_system,
+        exclude_caches: !a.include_caches,
+        stdin_command: a.stdin_from_command,
+        stdin_filename: a.stdin_filename,
+        tags: a.tag,
+        host: a.host.unwrap_or_else(util::hostname),
+        cache_dir: g.cache_dir.clone(),
+        workers: 0,
+    };
+    let bars = Bars::new(g.quiet, g.json);
+    let out = backup::backup(&repo, &keys, &opts, &bars)?;
+    let s = &out.snapshot.summary;
+    if g.json {
+        util::print_json(&serde_json::json!({
+            "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
+            "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
+            "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
+        }))?;
+    } else if !g.quiet {
+        let secs = (s.duration_ms as f64 / 1000.0).max(0.001);
+        let dedup = if s.total_bytes > 0 { 100.0 * (1.0 - s.bytes_added as f64 / s.total_bytes as f64) } else { 0.0 };
+        let comp = if s.bytes_added > 0 { s.bytes_stored as f64 / s.bytes_added as f64 } else { 1.0 };
+        println!("Files:  {} new, {} changed, {} unchanged ({} dirs)", s.files_new, s.files_changed, s.files_unchanged, s.dirs);
+        println!(
+            "Data:   {} total, {} read, {} new after dedup ({dedup:.1}% deduplicated), {} stored (compressed+encrypted {:.0}%)",
+            util::bytes(s.total_bytes),
+            util::bytes(s.bytes_read),
+            util::bytes(s.bytes_added),
+            util::bytes(s.bytes_stored),
+            comp * 100.0
+        );
+        println!("Time:   {secs:.2} s, {}/s", util::bytes((s.total_bytes as f64 / secs) as u64));
+        println!("Snapshot {} saved (tenant {}).", out.id.short(), out.snapshot.tenant);
+        if !out.warnings.is_empty() {
+            eprintln!("coop: {} file(s) or directories could not be read; see the warnings above.", out.warnings.len());
+        }
+    }
+    Ok(if out.warnings.is_empty() { crate::exit::OK } else { crate::exit::WARNINGS })
+}

@@ -1,0 +1,60 @@
+//! Options every subcommand takes, each with an environment variable.
+
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct GlobalArgs {
+    /// Repository location: a directory path or file:// URL.
+    #[arg(long, short = 'r', env = "COOP_REPO", global = true)]
+    pub repo: Option<String>,
+    /// age identity file or OpenSSH private key (default: $XDG_CONFIG_HOME/coop/identity.txt).
+    #[arg(long, short = 'i', env = "COOP_IDENTITY_FILE", global = true)]
+    pub identity_file: Option<PathBuf>,
+    /// Writer key file: back up without being able to read anything.
+    #[arg(long, env = "COOP_WRITER_KEY", global = true)]
+    pub writer_key: Option<PathBuf>,
+    /// Tenant to work in.
+    #[arg(long, env = "COOP_TENANT", default_value = "coop", global = true)]
+    pub tenant: String,
+    /// Machine-readable JSON output.
+    #[arg(long, env = "COOP_JSON", global = true)]
+    pub json: bool,
+    /// Directory for the catalog cache (default: $XDG_CACHE_HOME/coop).
+    #[arg(long, env = "COOP_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use the catalog cache.
+    #[arg(long, env = "COOP_NO_CACHE", global = true)]
+    pub no_cache: bool,
+    /// No progress bars or summaries.
+    #[arg(long, short = 'q', env = "COOP_QUIET", global = true)]
+    pub quiet: bool,
+    /// More log output (repeat for more).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Global settings after resolution.
+pub struct Global {
+    pub repo: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub writer_key: Option<PathBuf>,
+    pub tenant: String,
+    pub json: bool,
+    pub cache_dir: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    pub fn resolve(&self) -> Global {
+        Global {
+            repo: self.repo.clone(),
+            identity_file: self.identity_file.clone(),
+            writer_key: self.writer_key.clone(),
+            tenant: self.tenant.clone(),
+            json: self.json,
+            cache_dir: if self.no_cache { None } else { self.cache_dir.clone().or_else(coop_agent::catalog::default_cache_dir) },
+            quiet: self.quiet,
+        }
+    }
+}
