@@ -12,12 +12,18 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let e = Env { dir: tempfile::tempdir().unwrap() };
+        let e = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
         // Created up front so the temp dir's own mtime (recorded as a parent) stays put.
         fs::create_dir_all(e.p("cache")).unwrap();
         fs::create_dir_all(e.p("home")).unwrap();
         let r = e.coop(&["init"]);
-        assert!(r.status.success(), "init: {}", String::from_utf8_lossy(&r.stderr));
+        assert!(
+            r.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
         e
     }
     fn p(&self, rel: &str) -> PathBuf {
@@ -41,7 +47,12 @@ impl Env {
     }
     fn ok(&self, args: &[&str]) -> String {
         let o = self.coop(args);
-        assert!(o.status.success(), "coop {args:?} failed ({:?}): {}", o.status.code(), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "coop {args:?} failed ({:?}): {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
     fn json(&self, args: &[&str]) -> Value {
@@ -94,24 +105,50 @@ fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(ma.file_type(), mb.file_type(), "type of {}", b.display());
     assert_eq!(ma.mode(), mb.mode(), "mode of {}", b.display());
     if !ma.file_type().is_symlink() {
-        assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "mtime of {}", b.display());
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "mtime of {}",
+            b.display()
+        );
     }
-    assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "owner of {}", b.display());
+    assert_eq!(
+        (ma.uid(), ma.gid()),
+        (mb.uid(), mb.gid()),
+        "owner of {}",
+        b.display()
+    );
     if ma.file_type().is_symlink() {
         assert_eq!(fs::read_link(a).unwrap(), fs::read_link(b).unwrap());
     } else if ma.is_file() {
         assert_eq!(ma.len(), mb.len(), "size of {}", b.display());
-        assert!(fs::read(a).unwrap() == fs::read(b).unwrap(), "content of {}", b.display());
+        assert!(
+            fs::read(a).unwrap() == fs::read(b).unwrap(),
+            "content of {}",
+            b.display()
+        );
         let xa: Vec<_> = xattr::list(a).map(|l| l.collect()).unwrap_or_default();
-        let mut xa: Vec<_> = xa.into_iter().map(|n| (n.clone(), xattr::get(a, &n).unwrap())).collect();
+        let mut xa: Vec<_> = xa
+            .into_iter()
+            .map(|n| (n.clone(), xattr::get(a, &n).unwrap()))
+            .collect();
         let xb: Vec<_> = xattr::list(b).map(|l| l.collect()).unwrap_or_default();
-        let mut xb: Vec<_> = xb.into_iter().map(|n| (n.clone(), xattr::get(b, &n).unwrap())).collect();
+        let mut xb: Vec<_> = xb
+            .into_iter()
+            .map(|n| (n.clone(), xattr::get(b, &n).unwrap()))
+            .collect();
         xa.sort();
         xb.sort();
         assert_eq!(xa, xb, "xattrs of {}", b.display());
     } else if ma.is_dir() {
-        let mut na: Vec<_> = fs::read_dir(a).unwrap().map(|e| e.unwrap().file_name()).collect();
-        let mut nb: Vec<_> = fs::read_dir(b).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut na: Vec<_> = fs::read_dir(a)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut nb: Vec<_> = fs::read_dir(b)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         na.sort();
         nb.sort();
         assert_eq!(na, nb, "entries of {}", b.display());
@@ -141,7 +178,11 @@ fn roundtrip_of_a_hard_tree() {
     fs::create_dir_all(&deep).unwrap();
     fs::write(deep.join("bottom"), b"deep file").unwrap();
     fs::write(src.join("big"), pseudo_random(3 << 20, 7)).unwrap();
-    fs::write(src.join("text"), "INSERT INTO t VALUES (1, 'abc');\n".repeat(50_000)).unwrap();
+    fs::write(
+        src.join("text"),
+        "INSERT INTO t VALUES (1, 'abc');\n".repeat(50_000),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("big", src.join("link")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
     fs::hard_link(src.join("text"), src.join("text-hardlink")).unwrap();
@@ -150,7 +191,8 @@ fn roundtrip_of_a_hard_tree() {
         let f = fs::File::create(src.join("sparse.img")).unwrap();
         f.set_len(1 << 30).unwrap();
         use std::os::unix::fs::FileExt;
-        f.write_all_at(&pseudo_random(1 << 20, 3), 512 << 20).unwrap();
+        f.write_all_at(&pseudo_random(1 << 20, 3), 512 << 20)
+            .unwrap();
     }
     fs::write(src.join("odd-mode"), b"mode").unwrap();
     fs::set_permissions(src.join("odd-mode"), fs::Permissions::from_mode(0o4751)).unwrap();
@@ -158,27 +200,52 @@ fn roundtrip_of_a_hard_tree() {
     fs::set_permissions(src.join("no-perms"), fs::Permissions::from_mode(0o000)).unwrap();
     let xattrs_ok = xattr::set(src.join("text"), "user.coop.test", b"\x00\x01value").is_ok();
     if !xattrs_ok {
-        eprintln!("note: this file system does not support user xattrs; xattr round trip not exercised");
+        eprintln!(
+            "note: this file system does not support user xattrs; xattr round trip not exercised"
+        );
     }
-    filetime::set_file_mtime(src.join("text"), filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789)).unwrap();
+    filetime::set_file_mtime(
+        src.join("text"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789),
+    )
+    .unwrap();
 
     let out = env.backup(&src);
     assert_eq!(out["warnings"].as_array().unwrap().len(), 0, "{out}");
-    let r = env.coop(&["restore", "latest", "--target", env.p("out").to_str().unwrap()]);
+    let r = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let dst = restored(&env, "out", &src);
     assert_same_tree(&src, &dst);
     // Hard links are restored as hard links.
-    assert_eq!(fs::metadata(dst.join("text")).unwrap().ino(), fs::metadata(dst.join("text-hardlink")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(dst.join("text")).unwrap().ino(),
+        fs::metadata(dst.join("text-hardlink")).unwrap().ino()
+    );
     // The sparse file stays sparse: far fewer blocks than its size.
     let m = fs::metadata(dst.join("sparse.img")).unwrap();
     assert_eq!(m.len(), 1 << 30);
-    assert!(m.blocks() * 512 < 64 << 20, "restored sparse file uses {} bytes", m.blocks() * 512);
+    assert!(
+        m.blocks() * 512 < 64 << 20,
+        "restored sparse file uses {} bytes",
+        m.blocks() * 512
+    );
     // Holes are not stored as data: the repository is far smaller than a GiB.
-    let repo_size: u64 = walk_files(&env.repo()).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let repo_size: u64 = walk_files(&env.repo())
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
     assert!(repo_size < 32 << 20, "repository is {repo_size} bytes");
     // dump, ls and a sub-path restore agree.
-    let dumped = env.cmd().args(["dump", "latest", &format!("{}/text", src.display())]).output().unwrap();
+    let dumped = env
+        .cmd()
+        .args(["dump", "latest", &format!("{}/text", src.display())])
+        .output()
+        .unwrap();
     assert_eq!(dumped.stdout, fs::read(src.join("text")).unwrap());
     let ls = env.ok(&["ls", "latest"]);
     assert!(ls.contains("/sparse.img") && ls.contains("/d59/bottom"));
@@ -197,15 +264,26 @@ fn unchanged_rebackup_adds_nothing_and_catalog_is_only_a_cache() {
     let src = env.p("src");
     fs::create_dir_all(src.join("d")).unwrap();
     for i in 0..50 {
-        fs::write(src.join(format!("d/f{i}")), pseudo_random(20_000 + i * 100, i as u64)).unwrap();
+        fs::write(
+            src.join(format!("d/f{i}")),
+            pseudo_random(20_000 + i * 100, i as u64),
+        )
+        .unwrap();
     }
     let first = env.backup(&src);
     let packs = env.count("packs");
     let second = env.backup(&src);
-    assert_eq!(second["summary"]["bytes_read"], 0, "unchanged files must not be read: {second}");
+    assert_eq!(
+        second["summary"]["bytes_read"], 0,
+        "unchanged files must not be read: {second}"
+    );
     assert_eq!(second["summary"]["bytes_added"], 0);
     assert_eq!(second["summary"]["files_unchanged"], 50);
-    assert_eq!(env.count("packs"), packs, "no new pack for an unchanged tree");
+    assert_eq!(
+        env.count("packs"),
+        packs,
+        "no new pack for an unchanged tree"
+    );
     // Delete the catalog: everything is read again, nothing is uploaded, same tree.
     fs::remove_dir_all(env.p("cache/coop")).unwrap();
     let third = env.backup(&src);
@@ -214,7 +292,10 @@ fn unchanged_rebackup_adds_nothing_and_catalog_is_only_a_cache() {
     assert_eq!(env.count("packs"), packs);
     let snaps = env.snapshots();
     assert_eq!(snaps.len(), 3);
-    assert_eq!(snaps[0]["tree"], snaps[2]["tree"], "same snapshot tree without the catalog");
+    assert_eq!(
+        snaps[0]["tree"], snaps[2]["tree"],
+        "same snapshot tree without the catalog"
+    );
     assert_eq!(first["summary"]["files_new"], 50);
     // A changed file is detected and only it is read.
     fs::write(src.join("d/f3"), b"changed").unwrap();
@@ -235,13 +316,30 @@ fn wrong_identity_is_a_clear_error() {
     let other = env.p("other.txt");
     let (text, _) = coop_formats::crypt::generate_identity();
     fs::write(&other, text).unwrap();
-    let o = env.coop(&["--identity-file", other.to_str().unwrap(), "restore", "latest", "--target", env.p("out").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.coop(&[
+        "--identity-file",
+        other.to_str().unwrap(),
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not a recipient"), "{err}");
     assert!(!env.p("out").exists(), "nothing written");
     // No repository at all: exit 4.
-    let o = env.cmd().env("COOP_REPO", env.p("nowhere")).args(["snapshots"]).output().unwrap();
+    let o = env
+        .cmd()
+        .env("COOP_REPO", env.p("nowhere"))
+        .args(["snapshots"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&o.stderr).contains("coop init"));
 }
@@ -254,27 +352,56 @@ fn writer_key_backs_up_and_dedups_but_cannot_read() {
     fs::write(src.join("a"), pseudo_random(500_000, 1)).unwrap();
     env.backup(&src);
     let wk = env.p("writer.key");
-    env.ok(&["key", "export-writer", "--out", wk.to_str().unwrap(), "--name", "site-a"]);
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--out",
+        wk.to_str().unwrap(),
+        "--name",
+        "site-a",
+    ]);
     assert_eq!(fs::metadata(&wk).unwrap().mode() & 0o777, 0o600);
     let text = fs::read_to_string(&wk).unwrap();
-    assert!(!text.contains("AGE-SECRET-KEY"), "writer key must not hold an identity");
+    assert!(
+        !text.contains("AGE-SECRET-KEY"),
+        "writer key must not hold an identity"
+    );
     // An agent with only the writer key (no identity anywhere) backs up and dedups.
     let agent = |args: &[&str]| {
         let mut c = env.cmd();
-        c.env("XDG_CONFIG_HOME", env.p("agent-config")).env("XDG_CACHE_HOME", env.p("agent-cache"));
+        c.env("XDG_CONFIG_HOME", env.p("agent-config"))
+            .env("XDG_CACHE_HOME", env.p("agent-cache"));
         c.args(args).output().unwrap()
     };
     fs::write(src.join("b"), b"new data from the agent").unwrap();
-    let o = agent(&["--json", "--writer-key", wk.to_str().unwrap(), "backup", src.to_str().unwrap()]);
+    let o = agent(&[
+        "--json",
+        "--writer-key",
+        wk.to_str().unwrap(),
+        "backup",
+        src.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["summary"]["bytes_added"], 23, "only the new file is uploaded: {v}");
+    assert_eq!(
+        v["summary"]["bytes_added"], 23,
+        "only the new file is uploaded: {v}"
+    );
     // It cannot list, restore or dump anything.
-    for args in [vec!["snapshots"], vec!["restore", "latest", "--target", "/tmp/never"], vec!["ls", "latest"]] {
+    for args in [
+        vec!["snapshots"],
+        vec!["restore", "latest", "--target", "/tmp/never"],
+        vec!["ls", "latest"],
+    ] {
         let mut a = vec!["--writer-key", wk.to_str().unwrap()];
         a.extend(args.iter());
         let o = agent(&a);
-        assert_eq!(o.status.code(), Some(5), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(5),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     // Using the writer key file as an identity does not work either.
     let o = agent(&["--identity-file", wk.to_str().unwrap(), "snapshots"]);
@@ -283,8 +410,16 @@ fn writer_key_backs_up_and_dedups_but_cannot_read() {
     let snaps = env.snapshots();
     assert_eq!(snaps.len(), 2);
     assert_eq!(snaps[1]["writer_name"], "site-a");
-    env.ok(&["restore", "latest", "--target", env.p("out").to_str().unwrap()]);
-    assert_eq!(fs::read(restored(&env, "out", &src).join("b")).unwrap(), b"new data from the agent");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs::read(restored(&env, "out", &src).join("b")).unwrap(),
+        b"new data from the agent"
+    );
 }
 
 #[test]
@@ -308,15 +443,26 @@ fn corrupt_pack_is_named_and_only_its_files_fail() {
     bytes[n / 2] ^= 0x40;
     fs::set_permissions(&pack, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&pack, bytes).unwrap();
-    let o = env.coop(&["restore", "latest", "--target", env.p("out").to_str().unwrap()]);
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(7), "partial restore exit code");
     let err = String::from_utf8_lossy(&o.stderr);
     let pack_name = pack.file_name().unwrap().to_str().unwrap();
     assert!(err.contains(pack_name), "names the pack: {err}");
     assert!(err.contains("/bad"), "names the file: {err}");
     let dst = restored(&env, "out", &src);
-    assert_eq!(fs::read(dst.join("good")).unwrap(), fs::read(src.join("good")).unwrap());
-    assert!(!dst.join("bad").exists(), "a failed file is not left behind as zeros");
+    assert_eq!(
+        fs::read(dst.join("good")).unwrap(),
+        fs::read(src.join("good")).unwrap()
+    );
+    assert!(
+        !dst.join("bad").exists(),
+        "a failed file is not left behind as zeros"
+    );
     // dump of the bad file fails loudly too.
     let o = env.coop(&["dump", "latest", &format!("{}/bad", src.display())]);
     assert_eq!(o.status.code(), Some(6));
@@ -325,14 +471,41 @@ fn corrupt_pack_is_named_and_only_its_files_fail() {
 #[test]
 fn failing_source_command_writes_no_snapshot() {
     let env = Env::new();
-    let o = env.coop(&["backup", "--stdin-from-command", "echo partial output; exit 3", "--stdin-filename", "db.dump"]);
-    assert_eq!(o.status.code(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.coop(&[
+        "backup",
+        "--stdin-from-command",
+        "echo partial output; exit 3",
+        "--stdin-filename",
+        "db.dump",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot was written"));
     assert_eq!(env.count("snapshots"), 0);
     // A working command is streamed without a temp file and restores exactly.
-    env.ok(&["backup", "--stdin-from-command", "seq 1 300000", "--stdin-filename", "db.dump", "--tag", "db"]);
-    let o = env.cmd().args(["dump", "latest", "db.dump"]).output().unwrap();
-    let expected = std::process::Command::new("seq").args(["1", "300000"]).output().unwrap().stdout;
+    env.ok(&[
+        "backup",
+        "--stdin-from-command",
+        "seq 1 300000",
+        "--stdin-filename",
+        "db.dump",
+        "--tag",
+        "db",
+    ]);
+    let o = env
+        .cmd()
+        .args(["dump", "latest", "db.dump"])
+        .output()
+        .unwrap();
+    let expected = std::process::Command::new("seq")
+        .args(["1", "300000"])
+        .output()
+        .unwrap()
+        .stdout;
     assert!(o.stdout == expected);
     let snaps = env.snapshots();
     assert_eq!(snaps[0]["tags"][0], "db");
@@ -351,14 +524,28 @@ fn excludes_caches_and_missing_paths() {
     fs::write(src.join("keep/a.txt"), b"a").unwrap();
     fs::write(src.join("keep/b.tmp"), b"b").unwrap();
     fs::write(src.join("node_modules/x/y"), b"y").unwrap();
-    fs::write(src.join("cache/CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n").unwrap();
+    fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
     fs::write(src.join("cache/blob"), b"cached").unwrap();
     let ex = env.p("excludes");
     fs::write(&ex, "# comment\nnode_modules\n").unwrap();
-    env.ok(&["backup", src.to_str().unwrap(), "--exclude", "*.tmp", "--exclude-file", ex.to_str().unwrap()]);
+    env.ok(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.tmp",
+        "--exclude-file",
+        ex.to_str().unwrap(),
+    ]);
     let ls = env.ok(&["ls", "latest"]);
     assert!(ls.contains("keep/a.txt"));
-    assert!(!ls.contains("b.tmp") && !ls.contains("node_modules") && !ls.contains("cache/blob"), "{ls}");
+    assert!(
+        !ls.contains("b.tmp") && !ls.contains("node_modules") && !ls.contains("cache/blob"),
+        "{ls}"
+    );
     assert!(ls.contains("cache/CACHEDIR.TAG"));
     let o = env.coop(&["backup", env.p("does-not-exist").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(11));
@@ -380,7 +567,9 @@ mod malicious {
     fn forge(env: &Env, blobs: &[(BlobType, Vec<u8>)], root: usize) {
         let repo = Repo::open(env.repo().to_str().unwrap()).unwrap();
         let ids = coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
-        let keys = repo.tenant_keys(&Access::Identity(Arc::new(ids)), "coop").unwrap();
+        let keys = repo
+            .tenant_keys(&Access::Identity(Arc::new(ids)), "coop")
+            .unwrap();
         let mut b = PackBuilder::new(keys.tag, 1 << 20);
         let mut c = coop_formats::blob::Compressor::new(3);
         let mut blob_ids = Vec::new();
@@ -392,13 +581,26 @@ mod malicious {
         let (stored, entries) = b.finish(&keys.recipients).unwrap();
         let pid = Id::of_stored(&stored);
         let size = stored.len() as u64;
-        repo.store.put(&repo::pack_path(&keys.tag, &pid), stored).unwrap();
+        repo.store
+            .put(&repo::pack_path(&keys.tag, &pid), stored)
+            .unwrap();
         let idx = IndexFile {
-            packs: vec![IndexPack { id: pid, stored_size: size }],
+            packs: vec![IndexPack {
+                id: pid,
+                stored_size: size,
+            }],
             superseded: vec![],
             entries: entries
                 .iter()
-                .map(|e| IndexEntry { id: e.id, pack: 0, ty: e.ty, compression: e.compression, offset: e.offset, stored_len: e.stored_len, raw_len: e.raw_len })
+                .map(|e| IndexEntry {
+                    id: e.id,
+                    pack: 0,
+                    ty: e.ty,
+                    compression: e.compression,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                })
                 .collect(),
         };
         repo.write_index(&keys, &idx).unwrap();
@@ -418,7 +620,12 @@ mod malicious {
             summary: Summary::default(),
         };
         let sealed = s.seal(&keys.signer, &keys.recipients, keys.tag).unwrap();
-        repo.store.put(&repo::snapshot_path(&keys.tag, &Id::of_stored(&sealed)), sealed).unwrap();
+        repo.store
+            .put(
+                &repo::snapshot_path(&keys.tag, &Id::of_stored(&sealed)),
+                sealed,
+            )
+            .unwrap();
     }
 
     fn chrono_now() -> String {
@@ -429,7 +636,10 @@ mod malicious {
     }
 
     fn node(name: &str, extra: &str) -> String {
-        format!(r#"{{"name":{},"mode":420,"uid":0,"gid":0,"mtime_ns":0{extra}}}"#, serde_json::to_string(name).unwrap())
+        format!(
+            r#"{{"name":{},"mode":420,"uid":0,"gid":0,"mtime_ns":0{extra}}}"#,
+            serde_json::to_string(name).unwrap()
+        )
     }
 
     #[test]
@@ -439,39 +649,108 @@ mod malicious {
         let data = b"pwned".to_vec();
         let data_id_hex = |env: &Env| {
             let repo = Repo::open(env.repo().to_str().unwrap()).unwrap();
-            let ids = coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
-            let keys = repo.tenant_keys(&Access::Identity(Arc::new(ids)), "coop").unwrap();
+            let ids =
+                coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
+            let keys = repo
+                .tenant_keys(&Access::Identity(Arc::new(ids)), "coop")
+                .unwrap();
             blob_id(&keys.id_key, BlobType::Data, b"pwned").to_hex()
         };
         let d = data_id_hex(&env);
-        let file = |name: &str| node(name, &format!(r#","type":"file","size":5,"content":["{d}"]"#));
-        for bad in ["..", "../outside-marker", "/tmp/outside-marker", "a/b", "a\u{0}b", ""] {
+        let file = |name: &str| {
+            node(
+                name,
+                &format!(r#","type":"file","size":5,"content":["{d}"]"#),
+            )
+        };
+        for bad in [
+            "..",
+            "../outside-marker",
+            "/tmp/outside-marker",
+            "a/b",
+            "a\u{0}b",
+            "",
+        ] {
             let tree = format!(r#"{{"nodes":[{}]}}"#, file(bad));
-            forge(&env, &[(BlobType::Data, data.clone()), (BlobType::Tree, tree.into_bytes())], 1);
+            forge(
+                &env,
+                &[
+                    (BlobType::Data, data.clone()),
+                    (BlobType::Tree, tree.into_bytes()),
+                ],
+                1,
+            );
             let target = env.p("target");
             let o = env.coop(&["restore", "latest", "--target", target.to_str().unwrap()]);
-            assert_eq!(o.status.code(), Some(6), "{bad:?}: {}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(
+                o.status.code(),
+                Some(6),
+                "{bad:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             assert!(!outside.exists());
-            assert!(walk_files(&target).is_empty(), "{bad:?} wrote {:?}", walk_files(&target));
+            assert!(
+                walk_files(&target).is_empty(),
+                "{bad:?} wrote {:?}",
+                walk_files(&target)
+            );
         }
         // Absurd size: the tree claims far more than its content.
-        let tree = format!(r#"{{"nodes":[{}]}}"#, node("huge", &format!(r#","type":"file","size":1000000000000000,"content":["{d}"]"#)));
-        forge(&env, &[(BlobType::Data, data.clone()), (BlobType::Tree, tree.into_bytes())], 1);
-        let o = env.coop(&["restore", "latest", "--target", env.p("t2").to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
+        let tree = format!(
+            r#"{{"nodes":[{}]}}"#,
+            node(
+                "huge",
+                &format!(r#","type":"file","size":1000000000000000,"content":["{d}"]"#)
+            )
+        );
+        forge(
+            &env,
+            &[
+                (BlobType::Data, data.clone()),
+                (BlobType::Tree, tree.into_bytes()),
+            ],
+            1,
+        );
+        let o = env.coop(&[
+            "restore",
+            "latest",
+            "--target",
+            env.p("t2").to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(7),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(walk_files(&env.p("t2")).is_empty());
         // A data blob where a tree is expected is rejected.
         forge(&env, &[(BlobType::Data, br#"{"nodes":[]}"#.to_vec())], 0);
         let o = env.coop(&["ls", "latest"]);
-        assert_eq!(o.status.code(), Some(6), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(6),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // A symlink in the target does not redirect writes.
         let tree = format!(r#"{{"nodes":[{}]}}"#, file("victim"));
-        forge(&env, &[(BlobType::Data, data.clone()), (BlobType::Tree, tree.into_bytes())], 1);
+        forge(
+            &env,
+            &[
+                (BlobType::Data, data.clone()),
+                (BlobType::Tree, tree.into_bytes()),
+            ],
+            1,
+        );
         let t3 = env.p("t3");
         fs::create_dir_all(&t3).unwrap();
         std::os::unix::fs::symlink(&outside, t3.join("victim")).unwrap();
         env.ok(&["restore", "latest", "--target", t3.to_str().unwrap()]);
-        assert!(!outside.exists(), "write went through a pre-existing symlink");
+        assert!(
+            !outside.exists(),
+            "write went through a pre-existing symlink"
+        );
         assert_eq!(fs::read(t3.join("victim")).unwrap(), b"pwned");
     }
 
@@ -484,17 +763,28 @@ mod malicious {
         env.backup(&src);
         let repo = Repo::open(env.repo().to_str().unwrap()).unwrap();
         let ids = coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
-        let keys = repo.tenant_keys(&Access::Identity(Arc::new(ids)), "coop").unwrap();
+        let keys = repo
+            .tenant_keys(&Access::Identity(Arc::new(ids)), "coop")
+            .unwrap();
         // The attacker knows the recipient (public) key and the tenant tag (from paths),
         // but has no writer secret: they sign with their own key.
         let evil = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
         let mut s = repo.snapshots(&keys).unwrap()[0].1.clone();
         s.host = "forged".into();
         let sealed = s.seal(&evil, &keys.recipients, keys.tag).unwrap();
-        repo.store.put(&repo::snapshot_path(&keys.tag, &Id::of_stored(&sealed)), sealed).unwrap();
+        repo.store
+            .put(
+                &repo::snapshot_path(&keys.tag, &Id::of_stored(&sealed)),
+                sealed,
+            )
+            .unwrap();
         let o = env.coop(&["snapshots"]);
         assert_eq!(o.status.code(), Some(6));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("not a writer"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not a writer"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // A valid age file written under an existing pack's name is caught by the name check.
         let pack = walk_files(&env.repo().join("packs"))[0].clone();
         let mut fake = Vec::new();
@@ -505,14 +795,30 @@ mod malicious {
         for f in snap_files {
             if repo::name_of(f.to_str().unwrap()).is_some() {
                 let b = fs::read(&f).unwrap();
-                if coop_formats::snapshot::Snapshot::open(&keys.reader().unwrap().identities, &b, (repo.config.repo_id, keys.tag), |k| keys.reader().unwrap().keyring.is_writer(k)).is_err() {
+                if coop_formats::snapshot::Snapshot::open(
+                    &keys.reader().unwrap().identities,
+                    &b,
+                    (repo.config.repo_id, keys.tag),
+                    |k| keys.reader().unwrap().keyring.is_writer(k),
+                )
+                .is_err()
+                {
                     fs::remove_file(f).unwrap();
                 }
             }
         }
         // Tree pack: the whole restore stops (6); data pack: its files fail (7).
-        let o = env.coop(&["restore", "latest", "--target", env.p("out").to_str().unwrap()]);
-        assert!(matches!(o.status.code(), Some(6) | Some(7)), "{:?}", o.status.code());
+        let o = env.coop(&[
+            "restore",
+            "latest",
+            "--target",
+            env.p("out").to_str().unwrap(),
+        ]);
+        assert!(
+            matches!(o.status.code(), Some(6) | Some(7)),
+            "{:?}",
+            o.status.code()
+        );
         assert!(String::from_utf8_lossy(&o.stderr).contains("do not match its name"));
     }
 }

@@ -104,12 +104,14 @@ impl Shared {
     }
 
     fn write_pack(&self, builder: PackBuilder) -> Result<()> {
-        let (stored, entries) = builder
-            .finish(&self.recipients)
-            .map_err(|e| Error::Usage { what: format!("cannot encrypt pack: {e}") })?;
+        let (stored, entries) = builder.finish(&self.recipients).map_err(|e| Error::Usage {
+            what: format!("cannot encrypt pack: {e}"),
+        })?;
         let id = Id::of_stored(&stored);
         let size = stored.len() as u64;
-        self.repo.store.put(&repo::pack_path(&self.tag, &id), stored)?;
+        self.repo
+            .store
+            .put(&repo::pack_path(&self.tag, &id), stored)?;
         self.bytes_stored.fetch_add(size, Ordering::Relaxed);
         self.packs.fetch_add(1, Ordering::Relaxed);
         let to_write = {
@@ -133,7 +135,9 @@ impl Shared {
         }
         let sealed = f.seal(&self.index_key, self.tag);
         let id = Id::of_stored(&sealed);
-        self.repo.store.put(&repo::index_path(&self.tag, &id), sealed)?;
+        self.repo
+            .store
+            .put(&repo::index_path(&self.tag, &id), sealed)?;
         self.index_objects.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -141,7 +145,10 @@ impl Shared {
 
 fn add_pack(f: &mut IndexFile, id: Id, size: u64, entries: &[PackEntry]) {
     let ix = f.packs.len() as u32;
-    f.packs.push(IndexPack { id, stored_size: size });
+    f.packs.push(IndexPack {
+        id,
+        stored_size: size,
+    });
     f.entries.extend(entries.iter().map(|e| IndexEntry {
         id: e.id,
         pack: ix,
@@ -153,7 +160,13 @@ fn add_pack(f: &mut IndexFile, id: Id, size: u64, entries: &[PackEntry]) {
     }));
 }
 
-fn worker(rx: Receiver<Job>, pool: Sender<Vec<u8>>, shared: Arc<Shared>, pack_size: usize, level: i32) {
+fn worker(
+    rx: Receiver<Job>,
+    pool: Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+    pack_size: usize,
+    level: i32,
+) {
     let mut comp = Compressor::new(level);
     let mut data: Option<PackBuilder> = None;
     let mut trees: Option<PackBuilder> = None;
@@ -161,7 +174,11 @@ fn worker(rx: Receiver<Job>, pool: Sender<Vec<u8>>, shared: Arc<Shared>, pack_si
         if shared.failed.load(Ordering::Relaxed) {
             continue;
         }
-        let slot = if job.ty == BlobType::Tree { &mut trees } else { &mut data };
+        let slot = if job.ty == BlobType::Tree {
+            &mut trees
+        } else {
+            &mut data
+        };
         let b = slot.get_or_insert_with(|| PackBuilder::new(shared.tag, pack_size + (1 << 20)));
         b.add(&mut comp, job.ty, job.id, &job.data);
         let _ = pool.try_send(job.data);
@@ -197,15 +214,24 @@ impl Excludes {
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| Error::Usage { what: format!("bad exclude pattern {p:?}: {e}") })?;
+                .map_err(|e| Error::Usage {
+                    what: format!("bad exclude pattern {p:?}: {e}"),
+                })?;
             if p.contains('/') {
                 path.add(g);
             } else {
                 name.add(g);
             }
         }
-        let build = |b: globset::GlobSetBuilder| b.build().map_err(|e| Error::Usage { what: e.to_string() });
-        Ok(Self { path: build(path)?, name: build(name)? })
+        let build = |b: globset::GlobSetBuilder| {
+            b.build().map_err(|e| Error::Usage {
+                what: e.to_string(),
+            })
+        };
+        Ok(Self {
+            path: build(path)?,
+            name: build(name)?,
+        })
     }
 
     fn excluded(&self, path: &Path) -> bool {
@@ -219,7 +245,10 @@ fn read_exclude_files(files: &[PathBuf]) -> Result<Vec<String>> {
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
         out.extend(
-            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
         );
     }
     Ok(out)
@@ -250,7 +279,9 @@ impl Sink<'_> {
             return Ok(id);
         }
         if self.shared.failed.load(Ordering::Relaxed) {
-            return Err(Error::Aborted { reason: "a worker failed".into() });
+            return Err(Error::Aborted {
+                reason: "a worker failed".into(),
+            });
         }
         let mut buf = self.pool.try_recv().unwrap_or_default();
         buf.clear();
@@ -263,7 +294,9 @@ impl Sink<'_> {
             .as_ref()
             .expect("sink open")
             .send(Job { ty, id, data: buf })
-            .map_err(|_| Error::Aborted { reason: "workers stopped".into() })?;
+            .map_err(|_| Error::Aborted {
+                reason: "workers stopped".into(),
+            })?;
         Ok(id)
     }
 
@@ -287,10 +320,14 @@ struct Walker<'a, 'p> {
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
-    m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
 }
 fn ctime_ns(m: &Metadata) -> i64 {
-    m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec())
+    m.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.ctime_nsec())
 }
 
 impl Walker<'_, '_> {
@@ -302,14 +339,24 @@ impl Walker<'_, '_> {
     fn user(&mut self, uid: u32) -> Option<String> {
         self.users
             .entry(uid)
-            .or_insert_with(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
             .clone()
     }
 
     fn group(&mut self, gid: u32) -> Option<String> {
         self.groups
             .entry(gid)
-            .or_insert_with(|| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name))
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
             .clone()
     }
 
@@ -324,11 +371,17 @@ impl Walker<'_, '_> {
         if let Ok(names) = xattr::list(path) {
             for an in names {
                 let Some(s) = an.to_str() else {
-                    self.warn(format!("{}: skipping xattr with a non-UTF-8 name", path.display()));
+                    self.warn(format!(
+                        "{}: skipping xattr with a non-UTF-8 name",
+                        path.display()
+                    ));
                     continue;
                 };
                 if let Ok(Some(v)) = xattr::get(path, &an) {
-                    n.xattrs.push(Xattr { name: s.to_string(), value: v });
+                    n.xattrs.push(Xattr {
+                        name: s.to_string(),
+                        value: v,
+                    });
                 }
             }
             n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -346,7 +399,10 @@ impl Walker<'_, '_> {
             Ok(())
         });
         n.map_err(|e| match e {
-            Error::Io { source, .. } => Error::Io { path: PathBuf::new(), source },
+            Error::Io { source, .. } => Error::Io {
+                path: PathBuf::new(),
+                source,
+            },
             e => e,
         })
     }
@@ -384,8 +440,11 @@ impl Walker<'_, '_> {
             if data > pos {
                 parts.push(Part::Hole { hole: data - pos });
             }
-            f.seek(SeekFrom::Start(data)).map_err(|e| Error::io(path, e))?;
-            let n = self.chunk_stream((&mut f).take(hole_end - data), &mut parts).map_err(with_path)?;
+            f.seek(SeekFrom::Start(data))
+                .map_err(|e| Error::io(path, e))?;
+            let n = self
+                .chunk_stream((&mut f).take(hole_end - data), &mut parts)
+                .map_err(with_path)?;
             self.summary.bytes_read += n;
             pos = data + n;
             if n < hole_end - data {
@@ -403,7 +462,12 @@ impl Walker<'_, '_> {
         let mut node = self.base_node(path, meta, name, NodeKind::File);
         if meta.nlink() > 1 {
             let next = self.link_groups.len() as u64 + 1;
-            node.link_group = Some(*self.link_groups.entry((meta.dev(), meta.ino())).or_insert(next));
+            node.link_group = Some(
+                *self
+                    .link_groups
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert(next),
+            );
         }
         self.summary.total_files += 1;
         self.progress.add_file();
@@ -442,7 +506,10 @@ impl Walker<'_, '_> {
         if let Some(c) = &mut self.catalog {
             // Only remember what we read if the file did not change while we read it.
             if let Ok(after) = std::fs::symlink_metadata(path) {
-                if after.len() == size && mtime_ns(&after) == mtime_ns(meta) && ctime_ns(&after) == ctime_ns(meta) {
+                if after.len() == size
+                    && mtime_ns(&after) == mtime_ns(meta)
+                    && ctime_ns(&after) == ctime_ns(meta)
+                {
                     c.record(
                         key.to_vec(),
                         catalog::Entry {
@@ -460,7 +527,13 @@ impl Walker<'_, '_> {
     }
 
     /// A node for any filesystem entry (recursing into directories).
-    fn entry_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>, root_dev: u64) -> Result<Option<Node>> {
+    fn entry_node(
+        &mut self,
+        path: &Path,
+        meta: &Metadata,
+        name: Vec<u8>,
+        root_dev: u64,
+    ) -> Result<Option<Node>> {
         let ft = meta.file_type();
         let node = if ft.is_file() {
             match self.file_node(path, meta, name) {
@@ -475,13 +548,20 @@ impl Walker<'_, '_> {
             let mut n = self.base_node(path, meta, name, NodeKind::Dir);
             self.summary.dirs += 1;
             let cross = self.opts.one_file_system && meta.dev() != root_dev;
-            n.subtree = Some(if cross { self.empty_tree()? } else { self.walk_dir(path, root_dev)? });
+            n.subtree = Some(if cross {
+                self.empty_tree()?
+            } else {
+                self.walk_dir(path, root_dev)?
+            });
             n
         } else if ft.is_symlink() {
             let target = match std::fs::read_link(path) {
                 Ok(t) => t,
                 Err(e) => {
-                    self.warn(format!("{}: cannot read link, skipped: {e}", path.display()));
+                    self.warn(format!(
+                        "{}: cannot read link, skipped: {e}",
+                        path.display()
+                    ));
                     return Ok(None);
                 }
             };
@@ -527,7 +607,10 @@ impl Walker<'_, '_> {
         let mut names: Vec<OsString> = match std::fs::read_dir(dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
             Err(e) => {
-                self.warn(format!("{}: cannot list directory, stored empty: {e}", dir.display()));
+                self.warn(format!(
+                    "{}: cannot list directory, stored empty: {e}",
+                    dir.display()
+                ));
                 return self.empty_tree();
             }
         };
@@ -590,21 +673,33 @@ impl Walker<'_, '_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| Error::SourceFailed { command: command.into(), status: format!("cannot start: {e}") })?;
+            .map_err(|e| Error::SourceFailed {
+                command: command.into(),
+                status: format!("cannot start: {e}"),
+            })?;
         let mut out = child.stdout.take().expect("piped stdout");
         let mut parts = Vec::new();
         let res = self.chunk_stream(&mut out, &mut parts);
         drop(out);
-        let status = child.wait().map_err(|e| Error::SourceFailed { command: command.into(), status: e.to_string() })?;
+        let status = child.wait().map_err(|e| Error::SourceFailed {
+            command: command.into(),
+            status: e.to_string(),
+        })?;
         let n = match res {
             Ok(n) => n,
             Err(Error::Io { source, .. }) => {
-                return Err(Error::SourceFailed { command: command.into(), status: format!("reading its output failed: {source}") })
+                return Err(Error::SourceFailed {
+                    command: command.into(),
+                    status: format!("reading its output failed: {source}"),
+                })
             }
             Err(e) => return Err(e),
         };
         if !status.success() {
-            return Err(Error::SourceFailed { command: command.into(), status: status.to_string() });
+            return Err(Error::SourceFailed {
+                command: command.into(),
+                status: status.to_string(),
+            });
         }
         self.summary.bytes_read += n;
         self.summary.total_bytes += n;
@@ -640,14 +735,24 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Runs one backup into the tenant of `keys`.
-pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &Repo,
+    keys: &TenantKeys,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     if opts.paths.is_empty() && opts.stdin_command.is_none() {
-        return Err(Error::Usage { what: "nothing to back up: give paths or --stdin-from-command".into() });
+        return Err(Error::Usage {
+            what: "nothing to back up: give paths or --stdin-from-command".into(),
+        });
     }
     if opts.stdin_command.is_some() {
         check_name(opts.stdin_filename.as_bytes()).map_err(|r| Error::Usage {
-            what: format!("--stdin-filename {:?} is not a valid file name ({r})", opts.stdin_filename),
+            what: format!(
+                "--stdin-filename {:?} is not a valid file name ({r})",
+                opts.stdin_filename
+            ),
         })?;
     }
     // Resolve sources first: a missing path is an error before anything is written.
@@ -692,7 +797,9 @@ pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &d
     let workers = if opts.workers > 0 {
         opts.workers
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     };
     let (tx, rx) = bounded::<Job>(workers * 4);
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(workers * 6);
@@ -740,10 +847,17 @@ pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &d
         if trie.target {
             // "/" itself is a source.
             let mut tree = Tree::default();
-            let root = walker.walk_dir(Path::new("/"), std::fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?.dev())?;
+            let root = walker.walk_dir(
+                Path::new("/"),
+                std::fs::symlink_metadata("/")
+                    .map_err(|e| Error::io("/", e))?
+                    .dev(),
+            )?;
             let _ = &mut tree;
             if !extra.is_empty() {
-                return Err(Error::Usage { what: "--stdin-from-command cannot be combined with backing up /".into() });
+                return Err(Error::Usage {
+                    what: "--stdin-from-command cannot be combined with backing up /".into(),
+                });
             }
             return Ok(root);
         }
@@ -753,7 +867,9 @@ pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &d
     walker.sink.tx = None;
     for h in handles {
         if h.join().is_err() {
-            shared.fail(Error::Aborted { reason: "a worker thread panicked".into() });
+            shared.fail(Error::Aborted {
+                reason: "a worker thread panicked".into(),
+            });
         }
     }
     progress.finish();
@@ -779,7 +895,11 @@ pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &d
         tenant: keys.tenant.clone(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         host: opts.host.clone(),
-        username: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+        username: nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
         paths,
         tags: opts.tags.clone(),
         tree: root,
@@ -790,12 +910,17 @@ pub fn backup(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions, progress: &d
     };
     let sealed = snapshot
         .seal(&keys.signer, &keys.recipients, keys.tag)
-        .map_err(|e| Error::Usage { what: format!("cannot seal snapshot: {e}") })?;
+        .map_err(|e| Error::Usage {
+            what: format!("cannot seal snapshot: {e}"),
+        })?;
     let id = Id::of_stored(&sealed);
-    repo.store.put(&repo::snapshot_path(&keys.tag, &id), sealed)?;
+    repo.store
+        .put(&repo::snapshot_path(&keys.tag, &id), sealed)?;
     if let Some(c) = &mut walker.catalog {
         if let Err(e) = c.commit() {
-            walker.warnings.push(format!("catalog not updated (next run will re-read files): {e}"));
+            walker.warnings.push(format!(
+                "catalog not updated (next run will re-read files): {e}"
+            ));
         }
     }
     Ok(BackupOutcome {

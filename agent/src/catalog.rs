@@ -64,7 +64,9 @@ fn decode_parts(mut b: &[u8]) -> Option<Vec<Part>> {
                 b = &rest[32..];
             }
             1 if rest.len() >= 8 => {
-                out.push(Part::Hole { hole: u64::from_le_bytes(rest[..8].try_into().ok()?) });
+                out.push(Part::Hole {
+                    hole: u64::from_le_bytes(rest[..8].try_into().ok()?),
+                });
                 b = &rest[8..];
             }
             _ => return None,
@@ -82,14 +84,21 @@ impl Catalog {
         let conn = match Self::connect(&path) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("catalog {} is damaged ({e}); starting a new one", path.display());
+                tracing::warn!(
+                    "catalog {} is damaged ({e}); starting a new one",
+                    path.display()
+                );
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
                 Self::connect(&path)?
             }
         };
-        Ok(Self { conn, tenant: tenant.to_string(), pending: Vec::new() })
+        Ok(Self {
+            conn,
+            tenant: tenant.to_string(),
+            pending: Vec::new(),
+        })
     }
 
     fn connect(path: &Path) -> Result<Connection> {
@@ -113,11 +122,23 @@ impl Catalog {
         )?;
         let row = st
             .query_row(params![self.tenant, path], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?, r.get::<_, Vec<u8>>(4)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
             })
             .optional()?;
         Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, content)| {
-            Some(Entry { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, content: decode_parts(&content)? })
+            Some(Entry {
+                size: size as u64,
+                mtime_ns,
+                ctime_ns,
+                ino: ino as u64,
+                content: decode_parts(&content)?,
+            })
         }))
     }
 
@@ -160,16 +181,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = Id([1; 32]);
         let mut c = Catalog::open(dir.path(), &id, "coop").unwrap();
-        let e = Entry { size: 5, mtime_ns: -3, ctime_ns: 4, ino: 9, content: vec![Part::Blob(Id([2; 32])), Part::Hole { hole: 7 }] };
+        let e = Entry {
+            size: 5,
+            mtime_ns: -3,
+            ctime_ns: 4,
+            ino: 9,
+            content: vec![Part::Blob(Id([2; 32])), Part::Hole { hole: 7 }],
+        };
         c.record(b"/a".to_vec(), e.clone());
         c.commit().unwrap();
         assert_eq!(c.lookup(b"/a").unwrap(), Some(e));
         assert_eq!(c.lookup(b"/b").unwrap(), None);
         drop(c);
         // Other tenants do not see it.
-        assert_eq!(Catalog::open(dir.path(), &id, "member/x").unwrap().lookup(b"/a").unwrap(), None);
+        assert_eq!(
+            Catalog::open(dir.path(), &id, "member/x")
+                .unwrap()
+                .lookup(b"/a")
+                .unwrap(),
+            None
+        );
         // A damaged catalog is replaced, not fatal.
-        std::fs::write(dir.path().join(id.to_hex()).join("catalog.sqlite"), b"garbage garbage garbage").unwrap();
+        std::fs::write(
+            dir.path().join(id.to_hex()).join("catalog.sqlite"),
+            b"garbage garbage garbage",
+        )
+        .unwrap();
         let _ = std::fs::remove_file(dir.path().join(id.to_hex()).join("catalog.sqlite-wal"));
         let c = Catalog::open(dir.path(), &id, "coop").unwrap();
         assert_eq!(c.lookup(b"/a").unwrap(), None);

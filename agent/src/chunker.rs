@@ -105,7 +105,12 @@ mod tests {
 
     #[test]
     fn chunks_cover_input_and_are_stable_under_insertion() {
-        let p = ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536, ..Default::default() };
+        let p = ChunkerParams {
+            min_size: 4096,
+            avg_size: 16384,
+            max_size: 65536,
+            ..Default::default()
+        };
         let mut c = Chunker::new(&p, 42);
         let d = data(3 << 20);
         let mut chunks = Vec::new();
@@ -130,6 +135,10 @@ mod tests {
         let same = chunks2.iter().filter(|c| chunks.contains(c)).count();
         assert!(same + 3 >= chunks.len(), "{same} of {}", chunks.len());
         // Empty input gives no chunk.
-        assert_eq!(c.chunk::<io::Error>(&[][..], |_| panic!("no chunk expected")).unwrap(), 0);
+        assert_eq!(
+            c.chunk::<io::Error>(&[][..], |_| panic!("no chunk expected"))
+                .unwrap(),
+            0
+        );
     }
 }

@@ -44,7 +44,10 @@ pub enum Error {
     #[error("the source command `{command}` failed ({status}); no snapshot was written")]
     SourceFailed { command: String, status: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
     #[error("blob {id} is not in the index of this tenant (repository incomplete)")]
@@ -74,11 +77,17 @@ impl Error {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn corrupt(name: impl Into<String>, reason: impl ToString) -> Self {
-        Error::Corrupt { name: name.into(), reason: reason.to_string() }
+        Error::Corrupt {
+            name: name.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -87,6 +96,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<std::io::Error> for Error {
     /// An I/O error without a path; callers attach the path where they know it.
     fn from(source: std::io::Error) -> Self {
-        Error::Io { path: PathBuf::new(), source }
+        Error::Io {
+            path: PathBuf::new(),
+            source,
+        }
     }
 }

@@ -21,7 +21,9 @@ pub fn default_identity_path() -> Option<PathBuf> {
 /// Reads an identity file (age identities or an OpenSSH private key).
 pub fn load_identities(path: &Path) -> Result<Vec<Identity>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    crypt::parse_identities(&bytes).map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })
+    crypt::parse_identities(&bytes).map_err(|e| Error::Usage {
+        what: format!("{}: {e}", path.display()),
+    })
 }
 
 /// Creates a new X25519 identity in a 0600 file that must not exist yet; returns its
@@ -38,18 +40,24 @@ pub fn create_identity_file(path: &Path) -> Result<String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
     Ok(recipient)
 }
 
 /// The recipient strings of the identities in an age identity file.
 pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let f = age::IdentityFile::from_buffer(text.as_bytes())
-        .map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })?;
+    let f = age::IdentityFile::from_buffer(text.as_bytes()).map_err(|e| Error::Usage {
+        what: format!("{}: {e}", path.display()),
+    })?;
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    f.write_recipients_file(&mut buf).map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })?;
+    f.write_recipients_file(&mut buf)
+        .map_err(|e| Error::Usage {
+            what: format!("{}: {e}", path.display()),
+        })?;
     for l in String::from_utf8_lossy(&buf).lines() {
         if !l.trim().is_empty() && !l.starts_with('#') {
             out.push(l.trim().to_string());
@@ -61,7 +69,9 @@ pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<String>> {
 /// Reads a writer key file.
 pub fn load_writer_key(path: &Path) -> Result<WriterKey> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    WriterKey::decode(&text).map_err(|e| Error::Usage { what: format!("{}: {e}", path.display()) })
+    WriterKey::decode(&text).map_err(|e| Error::Usage {
+        what: format!("{}: {e}", path.display()),
+    })
 }
 
 /// Writes a secret file with mode 0600 (refusing to overwrite).
@@ -73,7 +83,9 @@ pub fn write_secret_file(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// What the caller holds.
@@ -116,7 +128,10 @@ impl TenantKeys {
             recipients: Arc::new(recipients),
             signer: keyring.default_signer(),
             writer_name: "default".into(),
-            reader: Some(ReaderKeys { identities, keyring }),
+            reader: Some(ReaderKeys {
+                identities,
+                keyring,
+            }),
         })
     }
 
@@ -152,6 +167,10 @@ impl TenantKeys {
 
 fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
     list.iter()
-        .map(|r| crypt::parse_recipient(r).map_err(|e| Error::Usage { what: e.to_string() }))
+        .map(|r| {
+            crypt::parse_recipient(r).map_err(|e| Error::Usage {
+                what: e.to_string(),
+            })
+        })
         .collect()
 }

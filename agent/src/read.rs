@@ -25,7 +25,12 @@ pub struct BlobReader<'a> {
 impl<'a> BlobReader<'a> {
     pub fn new(repo: &'a Repo, keys: &'a TenantKeys, index: &'a Index) -> Result<Self> {
         keys.reader()?;
-        Ok(Self { repo, keys, index, cache: Mutex::new(Vec::new()) })
+        Ok(Self {
+            repo,
+            keys,
+            index,
+            cache: Mutex::new(Vec::new()),
+        })
     }
 
     /// Fetches a pack, checks its name against its bytes, and decrypts it.
@@ -33,21 +38,34 @@ impl<'a> BlobReader<'a> {
         let path = repo::pack_path(&self.keys.tag, pack_id);
         let stored = match self.repo.store.get(&path) {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(Error::corrupt(pack_id.to_hex(), "pack is missing from the store")),
+            Err(e) if e.is_not_found() => {
+                return Err(Error::corrupt(
+                    pack_id.to_hex(),
+                    "pack is missing from the store",
+                ))
+            }
             Err(e) => return Err(e.into()),
         };
         if Id::of_stored(&stored) != *pack_id {
-            return Err(Error::corrupt(pack_id.to_hex(), "pack bytes do not match its name (corrupt on disk)"));
+            return Err(Error::corrupt(
+                pack_id.to_hex(),
+                "pack bytes do not match its name (corrupt on disk)",
+            ));
         }
         let ids = &self.keys.reader()?.identities;
         let (h, plain) = pack::open(ids, &stored).map_err(|e| match e {
-            pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => Error::AccessDenied {
-                what: format!("your identity is not a recipient of pack {pack_id}"),
-            },
+            pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => {
+                Error::AccessDenied {
+                    what: format!("your identity is not a recipient of pack {pack_id}"),
+                }
+            }
             e => Error::corrupt(pack_id.to_hex(), e),
         })?;
         if h.tenant != self.keys.tag {
-            return Err(Error::corrupt(pack_id.to_hex(), "pack belongs to another tenant"));
+            return Err(Error::corrupt(
+                pack_id.to_hex(),
+                "pack belongs to another tenant",
+            ));
         }
         Ok(plain)
     }
@@ -76,7 +94,13 @@ impl<'a> BlobReader<'a> {
     pub fn locate(&self, id: &Id, ty: BlobType) -> Result<Loc> {
         let loc = *self.index.get(id).ok_or(Error::MissingBlob { id: *id })?;
         if loc.ty != ty {
-            return Err(Error::corrupt(id.to_hex(), format!("blob is a {:?} blob where a {:?} blob is expected", loc.ty, ty)));
+            return Err(Error::corrupt(
+                id.to_hex(),
+                format!(
+                    "blob is a {:?} blob where a {:?} blob is expected",
+                    loc.ty, ty
+                ),
+            ));
         }
         Ok(loc)
     }
@@ -84,12 +108,25 @@ impl<'a> BlobReader<'a> {
     /// Decodes a blob out of a decrypted pack and verifies its keyed ID.
     pub fn decode_from(&self, plain: &[u8], id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
         let start = loc.offset as usize;
-        let end = start.checked_add(loc.stored_len as usize).filter(|&e| e <= plain.len());
+        let end = start
+            .checked_add(loc.stored_len as usize)
+            .filter(|&e| e <= plain.len());
         let Some(end) = end else {
-            return Err(Error::corrupt(self.index.pack_id(loc).to_hex(), format!("blob {id} lies outside the pack")));
+            return Err(Error::corrupt(
+                self.index.pack_id(loc).to_hex(),
+                format!("blob {id} lies outside the pack"),
+            ));
         };
-        blob::decode(&self.keys.id_key, *id, loc.ty, loc.compression, loc.raw_len, &plain[start..end], out)
-            .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
+        blob::decode(
+            &self.keys.id_key,
+            *id,
+            loc.ty,
+            loc.compression,
+            loc.raw_len,
+            &plain[start..end],
+            out,
+        )
+        .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
     }
 
     /// Reads and verifies one blob.
@@ -107,8 +144,13 @@ impl<'a> BlobReader<'a> {
 
     /// Visits every node below `root` depth-first in name order. `visit` gets the path
     /// (components joined by `/`, no leading slash) and returns whether to descend.
-    pub fn walk(&self, root: &Id, mut visit: impl FnMut(&[u8], &Node) -> Result<bool>) -> Result<()> {
-        let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<Node>)> = vec![(Vec::new(), self.tree(root)?.nodes.into_iter())];
+    pub fn walk(
+        &self,
+        root: &Id,
+        mut visit: impl FnMut(&[u8], &Node) -> Result<bool>,
+    ) -> Result<()> {
+        let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<Node>)> =
+            vec![(Vec::new(), self.tree(root)?.nodes.into_iter())];
         while let Some((prefix, iter)) = stack.last_mut() {
             let Some(node) = iter.next() else {
                 stack.pop();
@@ -131,12 +173,17 @@ impl<'a> BlobReader<'a> {
 
     /// Finds the node at `path` (components separated by `/`) below `root`.
     pub fn find(&self, root: &Id, path: &str) -> Result<Option<Node>> {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let comps: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         let mut tree = *root;
         let mut found = None;
         for (i, c) in comps.iter().enumerate() {
             let t = self.tree(&tree)?;
-            let Some(n) = t.nodes.into_iter().find(|n| n.name == c.as_bytes()) else { return Ok(None) };
+            let Some(n) = t.nodes.into_iter().find(|n| n.name == c.as_bytes()) else {
+                return Ok(None);
+            };
             if i + 1 < comps.len() {
                 match (n.kind, n.subtree) {
                     (NodeKind::Dir, Some(s)) => tree = s,
@@ -194,7 +241,11 @@ pub struct Change {
 }
 
 fn meta_eq(a: &Node, b: &Node) -> bool {
-    a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.mtime_ns == b.mtime_ns && a.xattrs == b.xattrs
+    a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.mtime_ns == b.mtime_ns
+        && a.xattrs == b.xattrs
 }
 
 /// Lists what differs between two trees, skipping identical subtrees.
@@ -204,7 +255,13 @@ pub fn diff(reader: &BlobReader, a: &Id, b: &Id) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-fn diff_rec(r: &BlobReader, a: Option<&Id>, b: Option<&Id>, prefix: &str, out: &mut Vec<Change>) -> Result<()> {
+fn diff_rec(
+    r: &BlobReader,
+    a: Option<&Id>,
+    b: Option<&Id>,
+    prefix: &str,
+    out: &mut Vec<Change>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -230,17 +287,36 @@ fn diff_rec(r: &BlobReader, a: Option<&Id>, b: Option<&Id>, prefix: &str, out: &
         };
         let name = String::from_utf8_lossy(&na.or(nb).expect("one side").name).into_owned();
         let path = format!("{prefix}/{name}");
-        let sub = |n: Option<&Node>| n.filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
+        let sub = |n: Option<&Node>| {
+            n.filter(|n| n.kind == NodeKind::Dir)
+                .and_then(|n| n.subtree)
+        };
         match (na, nb) {
-            (Some(_), None) => out.push(Change { path: path.clone(), change: ChangeKind::Removed }),
-            (None, Some(_)) => out.push(Change { path: path.clone(), change: ChangeKind::Added }),
+            (Some(_), None) => out.push(Change {
+                path: path.clone(),
+                change: ChangeKind::Removed,
+            }),
+            (None, Some(_)) => out.push(Change {
+                path: path.clone(),
+                change: ChangeKind::Added,
+            }),
             (Some(x), Some(y)) => {
-                if x.kind != y.kind || x.content != y.content || x.size != y.size || x.target != y.target {
+                if x.kind != y.kind
+                    || x.content != y.content
+                    || x.size != y.size
+                    || x.target != y.target
+                {
                     if x.kind != NodeKind::Dir || y.kind != NodeKind::Dir {
-                        out.push(Change { path: path.clone(), change: ChangeKind::Modified });
+                        out.push(Change {
+                            path: path.clone(),
+                            change: ChangeKind::Modified,
+                        });
                     }
                 } else if !meta_eq(x, y) {
-                    out.push(Change { path: path.clone(), change: ChangeKind::Metadata });
+                    out.push(Change {
+                        path: path.clone(),
+                        change: ChangeKind::Metadata,
+                    });
                 }
             }
             (None, None) => unreachable!("one side is present"),

@@ -67,7 +67,11 @@ impl Repo {
         let bytes = config.encode();
         let config_hash = Config::hash(&bytes);
         let keyring = Keyring::generate("coop", config.repo_id, config_hash, recipients, now);
-        let repo = Self { store, config, config_hash };
+        let repo = Self {
+            store,
+            config,
+            config_hash,
+        };
         // The keyring goes first: a config without keyring is an unusable repository,
         // and `init` refuses to run twice only once the config exists.
         repo.write_keyring(&keyring)?;
@@ -88,16 +92,26 @@ impl Repo {
     pub fn open_store(store: Store) -> Result<Self> {
         let bytes = match store.get(CONFIG) {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound { url: store.url().into() }),
+            Err(e) if e.is_not_found() => {
+                return Err(Error::RepoNotFound {
+                    url: store.url().into(),
+                })
+            }
             Err(e) => return Err(e.into()),
         };
         let config = Config::decode(&bytes).map_err(|e| Error::corrupt(CONFIG, e))?;
-        Ok(Self { store, config_hash: Config::hash(&bytes), config })
+        Ok(Self {
+            store,
+            config_hash: Config::hash(&bytes),
+            config,
+        })
     }
 
     /// Stores a keyring object; returns its name.
     pub fn write_keyring(&self, k: &Keyring) -> Result<Id> {
-        let sealed = k.seal().map_err(|e| Error::Usage { what: e.to_string() })?;
+        let sealed = k.seal().map_err(|e| Error::Usage {
+            what: e.to_string(),
+        })?;
         let id = Id::of_stored(&sealed);
         self.store.put(&keyring_path(&k.tenant_tag, &id), sealed)?;
         Ok(id)
@@ -126,7 +140,10 @@ impl Repo {
                 Some(prev) if !prev.same_tenant(&k) => {
                     return Err(Error::corrupt(
                         &obj.path,
-                        format!("conflicting keyrings for tenant {:?} (tampering?)", k.tenant),
+                        format!(
+                            "conflicting keyrings for tenant {:?} (tampering?)",
+                            k.tenant
+                        ),
                     ))
                 }
                 Some(prev) if prev.generation >= k.generation => {}
@@ -138,7 +155,13 @@ impl Repo {
         let list: Vec<Keyring> = by_tag.into_values().collect();
         for (i, a) in list.iter().enumerate() {
             if list[i + 1..].iter().any(|b| b.tenant == a.tenant) {
-                return Err(Error::corrupt("keys", format!("two different keyrings claim tenant {:?} (tampering?)", a.tenant)));
+                return Err(Error::corrupt(
+                    "keys",
+                    format!(
+                        "two different keyrings claim tenant {:?} (tampering?)",
+                        a.tenant
+                    ),
+                ));
             }
         }
         Ok(list)
@@ -150,16 +173,26 @@ impl Repo {
             Access::Writer(wk) => {
                 if wk.repo_id != self.config.repo_id {
                     return Err(Error::AccessDenied {
-                        what: format!("the writer key is for repository {}, not this one ({})", wk.repo_id.short(), self.config.repo_id.short()),
+                        what: format!(
+                            "the writer key is for repository {}, not this one ({})",
+                            wk.repo_id.short(),
+                            self.config.repo_id.short()
+                        ),
                     });
                 }
                 if wk.tenant != tenant {
                     return Err(Error::AccessDenied {
-                        what: format!("the writer key is for tenant {:?}, not {:?}", wk.tenant, tenant),
+                        what: format!(
+                            "the writer key is for tenant {:?}, not {:?}",
+                            wk.tenant, tenant
+                        ),
                     });
                 }
                 if wk.config_hash != self.config_hash {
-                    return Err(Error::corrupt(CONFIG, "the config differs from the one the writer key was made for (tampering?)"));
+                    return Err(Error::corrupt(
+                        CONFIG,
+                        "the config differs from the one the writer key was made for (tampering?)",
+                    ));
                 }
                 TenantKeys::from_writer_key(wk)
             }
@@ -182,9 +215,12 @@ impl Repo {
     pub fn load_index(&self, keys: &TenantKeys) -> Result<Index> {
         let mut index = Index::default();
         for obj in self.store.list(&format!("index/{}", tag_hex(&keys.tag)))? {
-            let Some(name) = name_of(&obj.path) else { continue };
+            let Some(name) = name_of(&obj.path) else {
+                continue;
+            };
             let bytes = self.store.get(&obj.path)?;
-            let (h, f) = IndexFile::open(&keys.index_key, &bytes).map_err(|e| Error::corrupt(&obj.path, e))?;
+            let (h, f) = IndexFile::open(&keys.index_key, &bytes)
+                .map_err(|e| Error::corrupt(&obj.path, e))?;
             if h.tenant != keys.tag {
                 return Err(Error::corrupt(&obj.path, "index object of another tenant"));
             }
@@ -205,12 +241,20 @@ impl Repo {
     pub fn snapshots(&self, keys: &TenantKeys) -> Result<Vec<(Id, Snapshot)>> {
         let reader = keys.reader()?;
         let mut out = Vec::new();
-        for obj in self.store.list(&format!("snapshots/{}", tag_hex(&keys.tag)))? {
-            let Some(name) = name_of(&obj.path) else { continue };
+        for obj in self
+            .store
+            .list(&format!("snapshots/{}", tag_hex(&keys.tag)))?
+        {
+            let Some(name) = name_of(&obj.path) else {
+                continue;
+            };
             let bytes = self.store.get(&obj.path)?;
-            let s = Snapshot::open(&reader.identities, &bytes, (self.config.repo_id, keys.tag), |k| {
-                reader.keyring.is_writer(k)
-            })
+            let s = Snapshot::open(
+                &reader.identities,
+                &bytes,
+                (self.config.repo_id, keys.tag),
+                |k| reader.keyring.is_writer(k),
+            )
             .map_err(|e| Error::corrupt(&obj.path, e))?;
             out.push((name, s));
         }
@@ -228,14 +272,21 @@ impl Repo {
             });
         }
         let spec_l = spec.to_ascii_lowercase();
-        let mut hits: Vec<_> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l)).collect();
+        let mut hits: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
         match hits.len() {
             1 => Ok(hits.pop().expect("one")),
             0 => Err(Error::NotFound {
                 what: format!("snapshot {spec:?}"),
                 hint: " (list them with `coop snapshots`)".into(),
             }),
-            n => Err(Error::Usage { what: format!("snapshot prefix {spec:?} is ambiguous: {n} snapshots match; give more digits") }),
+            n => Err(Error::Usage {
+                what: format!(
+                    "snapshot prefix {spec:?} is ambiguous: {n} snapshots match; give more digits"
+                ),
+            }),
         }
     }
 }

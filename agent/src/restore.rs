@@ -54,12 +54,23 @@ fn globset(patterns: &[String]) -> Result<globset::GlobSet> {
     let mut b = globset::GlobSetBuilder::new();
     for p in patterns {
         let p = p.trim_end_matches('/');
-        let pat = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
-        b.add(globset::GlobBuilder::new(&pat).literal_separator(true).build().map_err(|e| Error::Usage {
-            what: format!("bad pattern {p:?}: {e}"),
-        })?);
+        let pat = if p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("**/{p}")
+        };
+        b.add(
+            globset::GlobBuilder::new(&pat)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Error::Usage {
+                    what: format!("bad pattern {p:?}: {e}"),
+                })?,
+        );
     }
-    b.build().map_err(|e| Error::Usage { what: e.to_string() })
+    b.build().map_err(|e| Error::Usage {
+        what: e.to_string(),
+    })
 }
 
 /// Removes whatever is at `path` unless it is a real directory. Never follows links.
@@ -73,7 +84,12 @@ fn clear_non_dir(path: &Path) -> std::io::Result<bool> {
 }
 
 /// Restores `root` (a tree ID, or a single file node) into `opts.target`.
-pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
+pub fn restore(
+    reader: &BlobReader,
+    root: RestoreRoot,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     let includes = globset(&opts.includes)?;
     let excludes = globset(&opts.excludes)?;
     let mut report = RestoreReport::default();
@@ -81,7 +97,10 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
     // 1. Plan.
     let mut items: Vec<Item> = Vec::new();
     match root {
-        RestoreRoot::Node(node) => items.push(Item { rel: PathBuf::from(OsStr::from_bytes(&node.name)), node }),
+        RestoreRoot::Node(node) => items.push(Item {
+            rel: PathBuf::from(OsStr::from_bytes(&node.name)),
+            node: *node,
+        }),
         RestoreRoot::Tree(id) => {
             let mut included_dirs: Vec<PathBuf> = Vec::new();
             reader.walk(&id, |path, node| {
@@ -91,12 +110,16 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
                     return Ok(false);
                 }
                 let under_included = included_dirs.iter().any(|d| rel.starts_with(d));
-                let included = opts.includes.is_empty() || under_included || includes.is_match(&shown);
+                let included =
+                    opts.includes.is_empty() || under_included || includes.is_match(&shown);
                 if included && node.kind == NodeKind::Dir && !opts.includes.is_empty() {
                     included_dirs.push(rel.clone());
                 }
                 if included || node.kind == NodeKind::Dir {
-                    items.push(Item { rel, node: node.clone() });
+                    items.push(Item {
+                        rel,
+                        node: node.clone(),
+                    });
                 }
                 Ok(true)
             })?;
@@ -104,7 +127,8 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
                 // Keep directories only if included or needed as a parent.
                 let mut needed: HashSet<PathBuf> = HashSet::new();
                 for it in &items {
-                    let inc = included_dirs.iter().any(|d| it.rel.starts_with(d)) || it.node.kind != NodeKind::Dir;
+                    let inc = included_dirs.iter().any(|d| it.rel.starts_with(d))
+                        || it.node.kind != NodeKind::Dir;
                     if inc {
                         let mut p = it.rel.parent();
                         while let Some(pp) = p.filter(|pp| !pp.as_os_str().is_empty()) {
@@ -206,7 +230,10 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
     let mut by_pack: HashMap<Id, Vec<(Id, Loc)>> = HashMap::new();
     for id in wanted.keys() {
         let loc = *reader.index.get(id).expect("located above");
-        by_pack.entry(reader.index.pack_id(&loc)).or_default().push((*id, loc));
+        by_pack
+            .entry(reader.index.pack_id(&loc))
+            .or_default()
+            .push((*id, loc));
     }
     let mut packs: Vec<(Id, Vec<(Id, Loc)>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
@@ -214,14 +241,22 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
     let failed = Mutex::new(failed);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     let next = AtomicUsize::new(0);
-    let workers = if opts.workers > 0 { opts.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) };
+    let workers = if opts.workers > 0 {
+        opts.workers
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    };
     std::thread::scope(|s| {
         for _ in 0..workers.min(packs.len().max(1)) {
             s.spawn(|| {
                 let mut buf = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack_id, blobs)) = packs.get(i) else { break };
+                    let Some((pack_id, blobs)) = packs.get(i) else {
+                        break;
+                    };
                     let plain = match reader.fetch_pack(pack_id) {
                         Ok(p) => p,
                         Err(e) => {
@@ -238,7 +273,11 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
                         let res = reader.decode_from(&plain, id, loc, &mut buf);
                         for (ix, off) in &wanted[id] {
                             if let Err(e) = &res {
-                                failed.lock().expect("lock").entry(*ix).or_insert_with(|| e.to_string());
+                                failed
+                                    .lock()
+                                    .expect("lock")
+                                    .entry(*ix)
+                                    .or_insert_with(|| e.to_string());
                                 continue;
                             }
                             if failed.lock().expect("lock").contains_key(ix) {
@@ -256,7 +295,11 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
                                     progress.add_bytes(buf.len() as u64);
                                 }
                                 Err(e) => {
-                                    failed.lock().expect("lock").entry(*ix).or_insert_with(|| format!("write failed: {e}"));
+                                    failed
+                                        .lock()
+                                        .expect("lock")
+                                        .entry(*ix)
+                                        .or_insert_with(|| format!("write failed: {e}"));
                                 }
                             }
                         }
@@ -276,7 +319,8 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
             failed.insert(ix, format!("hard link target failed: {why}"));
             continue;
         }
-        let res = clear_non_dir(&p).and_then(|_| std::fs::hard_link(target.join(&items[first].rel), &p));
+        let res =
+            clear_non_dir(&p).and_then(|_| std::fs::hard_link(target.join(&items[first].rel), &p));
         if let Err(e) = res {
             failed.insert(ix, format!("cannot create hard link: {e}"));
         }
@@ -290,7 +334,10 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
         if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
             let _ = std::fs::remove_file(&p);
         }
-        report.failed.push((Path::new("/").join(&items[*ix].rel).display().to_string(), why.clone()));
+        report.failed.push((
+            Path::new("/").join(&items[*ix].rel).display().to_string(),
+            why.clone(),
+        ));
     }
     let failed_ix: HashSet<usize> = failed_list.iter().map(|(i, _)| *i).collect();
 
@@ -303,34 +350,51 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
         let res = match it.node.kind {
             NodeKind::Symlink => {
                 let t = it.node.target.as_deref().unwrap_or_default();
-                clear_non_dir(&p).and_then(|_| std::os::unix::fs::symlink(OsStr::from_bytes(t), &p)).map(|_| {
-                    report.symlinks += 1;
-                })
+                clear_non_dir(&p)
+                    .and_then(|_| std::os::unix::fs::symlink(OsStr::from_bytes(t), &p))
+                    .map(|_| {
+                        report.symlinks += 1;
+                    })
             }
-            NodeKind::Fifo => clear_non_dir(&p)
-                .and_then(|_| nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(Into::into)),
+            NodeKind::Fifo => clear_non_dir(&p).and_then(|_| {
+                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .map_err(Into::into)
+            }),
             NodeKind::File => {
                 report.files += 1;
                 Ok(())
             }
             _ => {
-                report.warnings.push(format!("{}: {:?} not restored", it.rel.display(), it.node.kind));
+                report.warnings.push(format!(
+                    "{}: {:?} not restored",
+                    it.rel.display(),
+                    it.node.kind
+                ));
                 continue;
             }
         };
         if let Err(e) = res {
-            report.failed.push((Path::new("/").join(&it.rel).display().to_string(), e.to_string()));
+            report.failed.push((
+                Path::new("/").join(&it.rel).display().to_string(),
+                e.to_string(),
+            ));
             continue;
         }
         if let Err(e) = set_meta(&p, &it.node, opts.owner) {
-            report.warnings.push(format!("{}: metadata not fully restored: {e}", it.rel.display()));
+            report.warnings.push(format!(
+                "{}: metadata not fully restored: {e}",
+                it.rel.display()
+            ));
         }
     }
     // 8. Directory metadata, deepest first.
     for it in items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
         let p = target.join(&it.rel);
         if let Err(e) = set_meta(&p, &it.node, opts.owner) {
-            report.warnings.push(format!("{}: metadata not fully restored: {e}", it.rel.display()));
+            report.warnings.push(format!(
+                "{}: metadata not fully restored: {e}",
+                it.rel.display()
+            ));
         }
     }
     Ok(report)
@@ -339,7 +403,7 @@ pub fn restore(reader: &BlobReader, root: RestoreRoot, opts: &RestoreOptions, pr
 /// What to restore.
 pub enum RestoreRoot {
     Tree(Id),
-    Node(Node),
+    Node(Box<Node>),
 }
 
 fn set_meta(p: &Path, n: &Node, owner: bool) -> std::io::Result<()> {
@@ -347,7 +411,9 @@ fn set_meta(p: &Path, n: &Node, owner: bool) -> std::io::Result<()> {
     if !link {
         for x in &n.xattrs {
             if let Err(e) = xattr::set(p, &x.name, &x.value) {
-                if e.raw_os_error() != Some(nix::libc::EPERM) && e.raw_os_error() != Some(nix::libc::ENOTSUP) {
+                if e.raw_os_error() != Some(nix::libc::EPERM)
+                    && e.raw_os_error() != Some(nix::libc::ENOTSUP)
+                {
                     return Err(e);
                 }
             }
@@ -363,7 +429,10 @@ fn set_meta(p: &Path, n: &Node, owner: bool) -> std::io::Result<()> {
         )
         .map_err(std::io::Error::from)?;
     }
-    let t = filetime::FileTime::from_unix_time(n.mtime_ns.div_euclid(1_000_000_000), n.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    let t = filetime::FileTime::from_unix_time(
+        n.mtime_ns.div_euclid(1_000_000_000),
+        n.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
     if link {
         filetime::set_symlink_file_times(p, t, t)?;
     } else {

@@ -20,7 +20,13 @@ pub enum StoreError {
     #[error("object {path} not found in {url}")]
     NotFound { url: String, path: String },
     #[error("store {url}: {op} {path} failed: {reason}")]
-    Op { url: String, op: &'static str, path: String, reason: String, no_space: bool },
+    Op {
+        url: String,
+        op: &'static str,
+        path: String,
+        reason: String,
+        no_space: bool,
+    },
 }
 
 impl StoreError {
@@ -66,32 +72,57 @@ impl Store {
     /// Opens a store by URL. A local directory is created if `create` is set.
     pub fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         if url == "memory:" {
-            return Ok(Self::from_object_store(Arc::new(object_store::memory::InMemory::new()), url));
+            return Ok(Self::from_object_store(
+                Arc::new(object_store::memory::InMemory::new()),
+                url,
+            ));
         }
         let path = if let Some(rest) = url.strip_prefix("file://") {
             PathBuf::from(rest)
         } else if url.contains("://") {
             return Err(StoreError::Open {
                 url: url.into(),
-                reason: "unsupported URL scheme (this build supports local paths and file://)".into(),
+                reason: "unsupported URL scheme (this build supports local paths and file://)"
+                    .into(),
             });
         } else {
             PathBuf::from(url)
         };
-        let path = std::path::absolute(&path).map_err(|e| StoreError::Open { url: url.into(), reason: e.to_string() })?;
+        let path = std::path::absolute(&path).map_err(|e| StoreError::Open {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
         if create {
-            std::fs::create_dir_all(&path).map_err(|e| StoreError::Open { url: url.into(), reason: e.to_string() })?;
+            std::fs::create_dir_all(&path).map_err(|e| StoreError::Open {
+                url: url.into(),
+                reason: e.to_string(),
+            })?;
         } else if !path.is_dir() {
-            return Err(StoreError::NotFound { url: url.into(), path: String::new() });
+            return Err(StoreError::NotFound {
+                url: url.into(),
+                path: String::new(),
+            });
         }
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
-            .map_err(|e| StoreError::Open { url: url.into(), reason: e.to_string() })?;
-        Ok(Self { inner: Arc::new(fs), url: url.to_string(), local_root: Some(path) })
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(|e| {
+            StoreError::Open {
+                url: url.into(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            inner: Arc::new(fs),
+            url: url.to_string(),
+            local_root: Some(path),
+        })
     }
 
     /// Wraps any `object_store` implementation (tests use this for fault injection).
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
-        Self { inner, url: url.to_string(), local_root: None }
+        Self {
+            inner,
+            url: url.to_string(),
+            local_root: None,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -100,18 +131,30 @@ impl Store {
 
     fn err(&self, op: &'static str, path: &str, e: object_store::Error) -> StoreError {
         if matches!(e, object_store::Error::NotFound { .. }) {
-            return StoreError::NotFound { url: self.url.clone(), path: path.into() };
+            return StoreError::NotFound {
+                url: self.url.clone(),
+                path: path.into(),
+            };
         }
         let reason = e.to_string();
         let no_space = reason.contains("No space left") || reason.contains("os error 28");
-        StoreError::Op { url: self.url.clone(), op, path: path.into(), reason, no_space }
+        StoreError::Op {
+            url: self.url.clone(),
+            op,
+            path: path.into(),
+            reason,
+            no_space,
+        }
     }
 
     /// Writes an immutable object. If an object of that name exists already it is left
     /// alone (names are content hashes). Local writes are fsynced before returning.
     pub fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
         let p = OPath::from(path);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         let payload = PutPayload::from(data);
         match runtime().block_on(self.inner.put_opts(&p, payload, opts)) {
             Ok(_) => {}
@@ -169,14 +212,22 @@ impl Store {
         let p = OPath::from(prefix);
         let res: Result<Vec<_>, _> = runtime().block_on(self.inner.list(Some(&p)).try_collect());
         match res {
-            Ok(v) => Ok(v.into_iter().map(|m| Listed { path: m.location.to_string(), size: m.size }).collect()),
+            Ok(v) => Ok(v
+                .into_iter()
+                .map(|m| Listed {
+                    path: m.location.to_string(),
+                    size: m.size,
+                })
+                .collect()),
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(self.err("list", prefix, e)),
         }
     }
 
     pub fn delete(&self, path: &str) -> Result<(), StoreError> {
-        runtime().block_on(self.inner.delete(&OPath::from(path))).map_err(|e| self.err("delete", path, e))
+        runtime()
+            .block_on(self.inner.delete(&OPath::from(path)))
+            .map_err(|e| self.err("delete", path, e))
     }
 }
 
@@ -187,7 +238,10 @@ mod tests {
     #[test]
     fn local_and_memory_basics() {
         let dir = tempfile::tempdir().unwrap();
-        for s in [Store::open(dir.path().join("r").to_str().unwrap(), true).unwrap(), Store::open("memory:", true).unwrap()] {
+        for s in [
+            Store::open(dir.path().join("r").to_str().unwrap(), true).unwrap(),
+            Store::open("memory:", true).unwrap(),
+        ] {
             assert!(s.list("packs").unwrap().is_empty());
             s.put("packs/ab/abc", b"hello".to_vec()).unwrap();
             s.put("packs/ab/abc", b"hello".to_vec()).unwrap(); // idempotent

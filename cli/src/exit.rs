@@ -16,7 +16,9 @@ pub const STORE: i32 = 10;
 pub const IO: i32 = 11;
 
 fn kind(e: &anyhow::Error) -> Option<ErrorKind> {
-    e.chain().find_map(|c| c.downcast_ref::<coop_agent::Error>()).map(|e| e.kind())
+    e.chain()
+        .find_map(|c| c.downcast_ref::<coop_agent::Error>())
+        .map(|e| e.kind())
 }
 
 pub fn code_for(e: &anyhow::Error) -> i32 {

@@ -53,7 +53,13 @@ impl GlobalArgs {
             writer_key: self.writer_key.clone(),
             tenant: self.tenant.clone(),
             json: self.json,
-            cache_dir: if self.no_cache { None } else { self.cache_dir.clone().or_else(coop_agent::catalog::default_cache_dir) },
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(coop_agent::catalog::default_cache_dir)
+            },
             quiet: self.quiet,
         }
     }

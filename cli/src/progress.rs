@@ -15,7 +15,12 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(quiet: bool, json: bool) -> Self {
-        Self { bar: Mutex::new(None), files: Default::default(), visible: !quiet && !json && std::io::stderr().is_terminal(), quiet: quiet || json }
+        Self {
+            bar: Mutex::new(None),
+            files: Default::default(),
+            visible: !quiet && !json && std::io::stderr().is_terminal(),
+            quiet: quiet || json,
+        }
     }
 }
 
@@ -26,12 +31,17 @@ impl Progress for Bars {
         }
         let pb = match total {
             Some(t) => ProgressBar::new(t).with_style(
-                ProgressStyle::with_template("{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{prefix:>8} {spinner} {bytes} {bytes_per_sec} {msg} {elapsed}").expect("template"),
+                ProgressStyle::with_template(
+                    "{prefix:>8} {spinner} {bytes} {bytes_per_sec} {msg} {elapsed}",
+                )
+                .expect("template"),
             ),
         };
         pb.set_draw_target(ProgressDrawTarget::stderr());
@@ -46,8 +56,11 @@ impl Progress for Bars {
         }
     }
     fn add_file(&self) {
-        let n = self.files.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if n % 64 == 0 {
+        let n = self
+            .files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n.is_multiple_of(64) {
             if let Some(b) = &*self.bar.lock().expect("lock") {
                 b.set_message(format!("{n} files"));
             }

@@ -13,13 +13,21 @@ pub fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COOP_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }
 
 pub fn repo_url(g: &Global) -> Result<&str> {
     g.repo.as_deref().ok_or_else(|| {
-        Error::Usage { what: "no repository given: use --repo PATH or set COOP_REPO".into() }.into()
+        Error::Usage {
+            what: "no repository given: use --repo PATH or set COOP_REPO".into(),
+        }
+        .into()
     })
 }
 
@@ -43,7 +51,8 @@ pub fn identity_access(g: &Global) -> Result<Access> {
             }
         },
     };
-    let ids = keys::load_identities(&path).with_context(|| format!("loading identity {}", path.display()))?;
+    let ids = keys::load_identities(&path)
+        .with_context(|| format!("loading identity {}", path.display()))?;
     Ok(Access::Identity(Arc::new(ids)))
 }
 

@@ -37,7 +37,9 @@ pub enum BlobError {
     Decompress { id: Id, reason: String },
     #[error("blob {id} decompressed to {got} bytes, expected {expected}")]
     Length { id: Id, expected: u32, got: usize },
-    #[error("blob {id} failed verification: its content does not hash to its ID (corrupt or forged)")]
+    #[error(
+        "blob {id} failed verification: its content does not hash to its ID (corrupt or forged)"
+    )]
     Mismatch { id: Id },
     #[error("blob {id} has unknown compression {found}")]
     UnknownCompression { id: Id, found: u8 },
@@ -85,7 +87,8 @@ impl Compressor {
             }
         }
         self.scratch.clear();
-        self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(data.len()));
         match self.ctx.compress_to_buffer(data, &mut self.scratch) {
             Ok(n) if n < data.len() - data.len() / 32 => {
                 out.extend_from_slice(&self.scratch[..n]);
@@ -117,17 +120,31 @@ pub fn decode(
         Some(Compression::None) => out.extend_from_slice(stored),
         Some(Compression::Zstd) => {
             out.reserve(raw_len as usize);
-            let mut d = zstd::bulk::Decompressor::new()
-                .map_err(|e| BlobError::Decompress { id, reason: e.to_string() })?;
+            let mut d = zstd::bulk::Decompressor::new().map_err(|e| BlobError::Decompress {
+                id,
+                reason: e.to_string(),
+            })?;
             let n = d
                 .decompress_to_buffer(stored, out)
-                .map_err(|e| BlobError::Decompress { id, reason: e.to_string() })?;
+                .map_err(|e| BlobError::Decompress {
+                    id,
+                    reason: e.to_string(),
+                })?;
             out.truncate(n);
         }
-        None => return Err(BlobError::UnknownCompression { id, found: compression }),
+        None => {
+            return Err(BlobError::UnknownCompression {
+                id,
+                found: compression,
+            })
+        }
     }
     if out.len() != raw_len as usize {
-        return Err(BlobError::Length { id, expected: raw_len, got: out.len() });
+        return Err(BlobError::Length {
+            id,
+            expected: raw_len,
+            got: out.len(),
+        });
     }
     if blob_id(id_key, ty, out) != id {
         return Err(BlobError::Mismatch { id });
@@ -147,9 +164,27 @@ mod tests {
         let mut stored = vec![9, 9]; // compress_into appends
         let comp = c.compress_into(data, &mut stored);
         let mut out = Vec::new();
-        decode(&key, id, BlobType::Data, comp as u8, data.len() as u32, &stored[2..], &mut out).unwrap();
+        decode(
+            &key,
+            id,
+            BlobType::Data,
+            comp as u8,
+            data.len() as u32,
+            &stored[2..],
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, data);
-        assert!(decode(&key, id, BlobType::Tree, comp as u8, data.len() as u32, &stored[2..], &mut out).is_err());
+        assert!(decode(
+            &key,
+            id,
+            BlobType::Tree,
+            comp as u8,
+            data.len() as u32,
+            &stored[2..],
+            &mut out
+        )
+        .is_err());
         comp
     }
 

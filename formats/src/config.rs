@@ -89,8 +89,10 @@ impl Config {
         if bytes.len() > MAX_CONFIG_LEN {
             return Err(ConfigError::TooLarge { len: bytes.len() });
         }
-        let c: Config = serde_json::from_slice(&bytes[HEADER_LEN..])
-            .map_err(|e| ConfigError::Invalid { reason: e.to_string() })?;
+        let c: Config =
+            serde_json::from_slice(&bytes[HEADER_LEN..]).map_err(|e| ConfigError::Invalid {
+                reason: e.to_string(),
+            })?;
         c.validate()?;
         Ok(c)
     }
@@ -107,17 +109,23 @@ impl Config {
             && (1024..=(16 << 20)).contains(&c.max_size)
             && c.min_size <= c.avg_size
             && c.avg_size <= c.max_size
-            && c.min_size % 2 == 0
-            && c.avg_size % 2 == 0
-            && c.max_size % 2 == 0;
+            && c.min_size.is_multiple_of(2)
+            && c.avg_size.is_multiple_of(2)
+            && c.max_size.is_multiple_of(2);
         if !ok {
             return bad(format!("chunker parameters {c:?} are out of range"));
         }
         if !(0..=19).contains(&self.compression_level) {
-            return bad(format!("compression level {} is out of range 0..=19", self.compression_level));
+            return bad(format!(
+                "compression level {} is out of range 0..=19",
+                self.compression_level
+            ));
         }
         if !((1 << 20)..=(128 << 20)).contains(&self.pack_size) {
-            return bad(format!("pack size {} is out of range 1 MiB..=128 MiB", self.pack_size));
+            return bad(format!(
+                "pack size {} is out of range 1 MiB..=128 MiB",
+                self.pack_size
+            ));
         }
         Ok(())
     }
@@ -143,7 +151,12 @@ mod tests {
         assert!(Config::decode(&bad.encode()).is_err());
         let mut b2 = b.clone();
         b2[4] = 2;
-        assert!(matches!(Config::decode(&b2), Err(ConfigError::Header(HeaderError::UnknownVersion { found: 2 }))));
+        assert!(matches!(
+            Config::decode(&b2),
+            Err(ConfigError::Header(HeaderError::UnknownVersion {
+                found: 2
+            }))
+        ));
     }
 
     proptest! {

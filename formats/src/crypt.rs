@@ -65,8 +65,10 @@ pub fn parse_recipients_file(text: &str) -> Result<Vec<String>, CryptError> {
 pub fn parse_identities(bytes: &[u8]) -> Result<Vec<Identity>, CryptError> {
     let text = String::from_utf8_lossy(bytes);
     if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
-        let id = age::ssh::Identity::from_buffer(bytes, None)
-            .map_err(|e| CryptError::BadIdentity { reason: e.to_string() })?;
+        let id =
+            age::ssh::Identity::from_buffer(bytes, None).map_err(|e| CryptError::BadIdentity {
+                reason: e.to_string(),
+            })?;
         return match id {
             age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(id)]),
             age::ssh::Identity::Encrypted(_) => Err(CryptError::BadIdentity {
@@ -79,13 +81,16 @@ pub fn parse_identities(bytes: &[u8]) -> Result<Vec<Identity>, CryptError> {
             }),
         };
     }
-    let f = age::IdentityFile::from_buffer(bytes)
-        .map_err(|e| CryptError::BadIdentity { reason: e.to_string() })?;
-    let ids = f
-        .into_identities()
-        .map_err(|e| CryptError::BadIdentity { reason: e.to_string() })?;
+    let f = age::IdentityFile::from_buffer(bytes).map_err(|e| CryptError::BadIdentity {
+        reason: e.to_string(),
+    })?;
+    let ids = f.into_identities().map_err(|e| CryptError::BadIdentity {
+        reason: e.to_string(),
+    })?;
     if ids.is_empty() {
-        return Err(CryptError::BadIdentity { reason: "the file contains no keys".into() });
+        return Err(CryptError::BadIdentity {
+            reason: "the file contains no keys".into(),
+        });
     }
     Ok(ids)
 }
@@ -120,25 +125,42 @@ pub fn encrypt_to(
     if recipients.is_empty() {
         return Err(CryptError::NoRecipients);
     }
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-        .map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
-    let mut w = enc.wrap_output(out).map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+    let enc = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| CryptError::Encrypt {
+        reason: e.to_string(),
+    })?;
+    let mut w = enc.wrap_output(out).map_err(|e| CryptError::Encrypt {
+        reason: e.to_string(),
+    })?;
     for p in parts {
-        w.write_all(p).map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+        w.write_all(p).map_err(|e| CryptError::Encrypt {
+            reason: e.to_string(),
+        })?;
     }
-    w.finish().map_err(|e| CryptError::Encrypt { reason: e.to_string() })?;
+    w.finish().map_err(|e| CryptError::Encrypt {
+        reason: e.to_string(),
+    })?;
     Ok(())
 }
 
 /// Decrypts an age file, refusing plaintexts larger than `limit` bytes.
-pub fn decrypt(identities: &[Identity], age_bytes: &[u8], limit: usize) -> Result<Vec<u8>, CryptError> {
+pub fn decrypt(
+    identities: &[Identity],
+    age_bytes: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, CryptError> {
     let dec = age::Decryptor::new_buffered(age_bytes).map_err(map_decrypt_err)?;
     let mut r = dec
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
         .map_err(map_decrypt_err)?;
     let mut out = Vec::with_capacity(age_bytes.len().min(limit));
     let mut take = (&mut r).take(limit as u64 + 1);
-    take.read_to_end(&mut out).map_err(|e| CryptError::Damaged { reason: e.to_string() })?;
+    take.read_to_end(&mut out)
+        .map_err(|e| CryptError::Damaged {
+            reason: e.to_string(),
+        })?;
     if out.len() > limit {
         return Err(CryptError::TooLarge { limit });
     }
@@ -148,7 +170,9 @@ pub fn decrypt(identities: &[Identity], age_bytes: &[u8], limit: usize) -> Resul
 fn map_decrypt_err(e: age::DecryptError) -> CryptError {
     match e {
         age::DecryptError::NoMatchingKeys => CryptError::NotRecipient,
-        other => CryptError::Damaged { reason: other.to_string() },
+        other => CryptError::Damaged {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -165,10 +189,19 @@ mod tests {
         encrypt_to(&r, &[b"ab", b"cd"], &mut out).unwrap();
         let ids = parse_identities(id_text.as_bytes()).unwrap();
         assert_eq!(decrypt(&ids, &out, 100).unwrap(), b"abcd");
-        assert!(matches!(decrypt(&ids, &out, 3), Err(CryptError::TooLarge { .. })));
+        assert!(matches!(
+            decrypt(&ids, &out, 3),
+            Err(CryptError::TooLarge { .. })
+        ));
         let other = parse_identities(other_text.as_bytes()).unwrap();
-        assert!(matches!(decrypt(&other, &out, 100), Err(CryptError::NotRecipient)));
-        assert!(matches!(decrypt(&ids, b"garbage", 100), Err(CryptError::Damaged { .. })));
+        assert!(matches!(
+            decrypt(&other, &out, 100),
+            Err(CryptError::NotRecipient)
+        ));
+        assert!(matches!(
+            decrypt(&ids, b"garbage", 100),
+            Err(CryptError::Damaged { .. })
+        ));
     }
 
     #[test]

@@ -70,7 +70,10 @@ pub enum HeaderError {
     #[error("object has unknown object type {found}")]
     UnknownType { found: u8 },
     #[error("expected a {expected} object, found a {found} object")]
-    WrongType { expected: ObjectType, found: ObjectType },
+    WrongType {
+        expected: ObjectType,
+        found: ObjectType,
+    },
     #[error("reserved header bytes are not zero")]
     Reserved,
 }
@@ -84,7 +87,10 @@ pub struct Header {
 
 impl Header {
     pub fn new(object_type: ObjectType, tenant: TenantTag) -> Self {
-        Self { object_type, tenant }
+        Self {
+            object_type,
+            tenant,
+        }
     }
 
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -117,14 +123,20 @@ impl Header {
         }
         let mut tenant = [0u8; 16];
         tenant.copy_from_slice(&bytes[8..24]);
-        Ok(Self { object_type, tenant })
+        Ok(Self {
+            object_type,
+            tenant,
+        })
     }
 
     /// Decodes a header and checks that it is of the expected type.
     pub fn decode_expect(bytes: &[u8], expected: ObjectType) -> Result<Self, HeaderError> {
         let h = Self::decode(bytes)?;
         if h.object_type != expected {
-            return Err(HeaderError::WrongType { expected, found: h.object_type });
+            return Err(HeaderError::WrongType {
+                expected,
+                found: h.object_type,
+            });
         }
         Ok(h)
     }
@@ -149,9 +161,15 @@ mod tests {
         let mut b = Header::new(ObjectType::Pack, [0; 16]).encode();
         b[4] = 9;
         b[5] = 200;
-        assert_eq!(Header::decode(&b), Err(HeaderError::UnknownVersion { found: 9 }));
+        assert_eq!(
+            Header::decode(&b),
+            Err(HeaderError::UnknownVersion { found: 9 })
+        );
         // even a truncated object with a future version says "unknown version"
-        assert_eq!(Header::decode(&b[..6]), Err(HeaderError::UnknownVersion { found: 9 }));
+        assert_eq!(
+            Header::decode(&b[..6]),
+            Err(HeaderError::UnknownVersion { found: 9 })
+        );
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub struct ParseIdError(pub String);
 impl FromStr for Id {
     type Err = ParseIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::hex_array(s).map(Id).ok_or_else(|| ParseIdError(s.chars().take(80).collect()))
+        crate::hex_array(s)
+            .map(Id)
+            .ok_or_else(|| ParseIdError(s.chars().take(80).collect()))
     }
 }
 
@@ -106,7 +108,8 @@ mod tests {
     use super::*;
 
     /// Test vector (SPEC.md): key = 0x42 * 32, type data, plaintext "coop".
-    const VECTOR_DATA_COOP: &str = "590a9ce3c877cb297c51262f2f67f170af85c9edad62152436897cfee23b945b";
+    const VECTOR_DATA_COOP: &str =
+        "590a9ce3c877cb297c51262f2f67f170af85c9edad62152436897cfee23b945b";
 
     #[test]
     fn vectors() {
@@ -116,9 +119,18 @@ mod tests {
             blob_id(&key, BlobType::Data, b"").to_hex(),
             hex::encode(blake3::keyed_hash(&key, &[1]).as_bytes())
         );
-        assert_eq!(blob_id(&key, BlobType::Data, b"coop").to_hex(), VECTOR_DATA_COOP);
-        assert_ne!(blob_id(&key, BlobType::Data, b"x"), blob_id(&key, BlobType::Tree, b"x"));
-        assert_ne!(blob_id(&key, BlobType::Data, b"x"), blob_id(&[0; 32], BlobType::Data, b"x"));
+        assert_eq!(
+            blob_id(&key, BlobType::Data, b"coop").to_hex(),
+            VECTOR_DATA_COOP
+        );
+        assert_ne!(
+            blob_id(&key, BlobType::Data, b"x"),
+            blob_id(&key, BlobType::Tree, b"x")
+        );
+        assert_ne!(
+            blob_id(&key, BlobType::Data, b"x"),
+            blob_id(&[0; 32], BlobType::Data, b"x")
+        );
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub enum IndexError {
 
 impl IndexFile {
     pub fn encode_plain(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(16 + self.packs.len() * PACK_LEN + self.entries.len() * ENTRY_LEN);
+        let mut b =
+            Vec::with_capacity(16 + self.packs.len() * PACK_LEN + self.entries.len() * ENTRY_LEN);
         b.extend_from_slice(&PLAIN_MAGIC);
         b.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for p in &self.packs {
@@ -101,7 +102,8 @@ impl IndexFile {
         let mut packs = Vec::with_capacity(np);
         for _ in 0..np {
             let id = Id(r.take(32).ok_or(mal("truncated"))?.try_into().expect("32"));
-            let stored_size = u64::from_le_bytes(r.take(8).ok_or(mal("truncated"))?.try_into().expect("8"));
+            let stored_size =
+                u64::from_le_bytes(r.take(8).ok_or(mal("truncated"))?.try_into().expect("8"));
             packs.push(IndexPack { id, stored_size });
         }
         let ns = r.u32().ok_or(mal("truncated"))? as usize;
@@ -110,7 +112,11 @@ impl IndexFile {
         }
         let mut superseded = Vec::with_capacity(ns);
         for _ in 0..ns {
-            superseded.push(Id(r.take(32).ok_or(mal("truncated"))?.try_into().expect("32")));
+            superseded.push(Id(r
+                .take(32)
+                .ok_or(mal("truncated"))?
+                .try_into()
+                .expect("32")));
         }
         let ne = r.u32().ok_or(mal("truncated"))? as usize;
         if ne.checked_mul(ENTRY_LEN) != Some(r.left()) {
@@ -133,7 +139,11 @@ impl IndexFile {
                 raw_len: u32::from_le_bytes(e[46..50].try_into().expect("4")),
             });
         }
-        Ok(Self { packs, superseded, entries })
+        Ok(Self {
+            packs,
+            superseded,
+            entries,
+        })
     }
 
     /// Encrypts the index under the tenant's index key.
@@ -143,7 +153,13 @@ impl IndexFile {
         let cipher = XChaCha20Poly1305::new(index_key.into());
         let plain = self.encode_plain();
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &header })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &header,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption does not fail for in-memory data");
         let mut out = Vec::with_capacity(HEADER_LEN + 24 + ct.len());
         out.extend_from_slice(&header);
@@ -159,12 +175,20 @@ impl IndexFile {
             return Err(IndexError::TooLarge { len: stored.len() });
         }
         if stored.len() < HEADER_LEN + 24 + 16 {
-            return Err(IndexError::Malformed { reason: "truncated" });
+            return Err(IndexError::Malformed {
+                reason: "truncated",
+            });
         }
         let cipher = XChaCha20Poly1305::new(index_key.into());
         let nonce = XNonce::from_slice(&stored[HEADER_LEN..HEADER_LEN + 24]);
         let plain = cipher
-            .decrypt(nonce, Payload { msg: &stored[HEADER_LEN + 24..], aad: &stored[..HEADER_LEN] })
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &stored[HEADER_LEN + 24..],
+                    aad: &stored[..HEADER_LEN],
+                },
+            )
             .map_err(|_| IndexError::Auth)?;
         Ok((header, Self::decode_plain(&plain)?))
     }
@@ -181,7 +205,8 @@ impl<'a> Reader<'a> {
         Some(s)
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes(s.try_into().expect("4")))
+        self.take(4)
+            .map(|s| u32::from_le_bytes(s.try_into().expect("4")))
     }
     fn left(&self) -> usize {
         self.b.len() - self.pos
@@ -194,13 +219,42 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_index() -> impl Strategy<Value = IndexFile> {
-        (1usize..5, proptest::collection::vec((any::<[u8; 32]>(), any::<u32>(), 1u8..=2, 0u8..=1, any::<u32>(), any::<u32>(), any::<u32>()), 0..30), proptest::collection::vec(any::<[u8; 32]>(), 0..3))
+        (
+            1usize..5,
+            proptest::collection::vec(
+                (
+                    any::<[u8; 32]>(),
+                    any::<u32>(),
+                    1u8..=2,
+                    0u8..=1,
+                    any::<u32>(),
+                    any::<u32>(),
+                    any::<u32>(),
+                ),
+                0..30,
+            ),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+        )
             .prop_map(|(np, es, sup)| IndexFile {
-                packs: (0..np).map(|i| IndexPack { id: Id([i as u8; 32]), stored_size: i as u64 * 1000 }).collect(),
+                packs: (0..np)
+                    .map(|i| IndexPack {
+                        id: Id([i as u8; 32]),
+                        stored_size: i as u64 * 1000,
+                    })
+                    .collect(),
                 superseded: sup.into_iter().map(Id).collect(),
-                entries: es.into_iter().map(|(id, p, t, c, o, s, r)| IndexEntry {
-                    id: Id(id), pack: p % np as u32, ty: BlobType::from_u8(t).unwrap(), compression: c, offset: o, stored_len: s, raw_len: r,
-                }).collect(),
+                entries: es
+                    .into_iter()
+                    .map(|(id, p, t, c, o, s, r)| IndexEntry {
+                        id: Id(id),
+                        pack: p % np as u32,
+                        ty: BlobType::from_u8(t).unwrap(),
+                        compression: c,
+                        offset: o,
+                        stored_len: s,
+                        raw_len: r,
+                    })
+                    .collect(),
             })
     }
 
@@ -232,6 +286,9 @@ mod tests {
     #[test]
     fn wrong_key() {
         let sealed = IndexFile::default().seal(&[1; 32], [0; 16]);
-        assert!(matches!(IndexFile::open(&[2; 32], &sealed), Err(IndexError::Auth)));
+        assert!(matches!(
+            IndexFile::open(&[2; 32], &sealed),
+            Err(IndexError::Auth)
+        ));
     }
 }

@@ -91,9 +91,17 @@ pub enum KeyringError {
 
 impl Keyring {
     /// A fresh tenant with random keys, the given recipients and a default signer.
-    pub fn generate(tenant: &str, repo_id: Id, config_hash: Id, recipients: Vec<String>, now: String) -> Self {
+    pub fn generate(
+        tenant: &str,
+        repo_id: Id,
+        config_hash: Id,
+        recipients: Vec<String>,
+        now: String,
+    ) -> Self {
         let signer: [u8; 32] = crate::random_bytes();
-        let public = ed25519_dalek::SigningKey::from_bytes(&signer).verifying_key().to_bytes();
+        let public = ed25519_dalek::SigningKey::from_bytes(&signer)
+            .verifying_key()
+            .to_bytes();
         Self {
             tenant: tenant.to_string(),
             tenant_tag: crate::random_bytes(),
@@ -104,7 +112,11 @@ impl Keyring {
             id_key: crate::random_bytes(),
             index_key: crate::random_bytes(),
             recipients,
-            writers: vec![Writer { name: "default".into(), public_key: public, added: now }],
+            writers: vec![Writer {
+                name: "default".into(),
+                public_key: public,
+                added: now,
+            }],
             signer,
         }
     }
@@ -116,8 +128,11 @@ impl Keyring {
 
     /// Encrypts the keyring to its recipients.
     pub fn seal(&self) -> Result<Vec<u8>, KeyringError> {
-        let recipients: Vec<Recipient> =
-            self.recipients.iter().map(|r| crypt::parse_recipient(r)).collect::<Result<_, _>>()?;
+        let recipients: Vec<Recipient> = self
+            .recipients
+            .iter()
+            .map(|r| crypt::parse_recipient(r))
+            .collect::<Result<_, _>>()?;
         let header = Header::new(ObjectType::Keyring, self.tenant_tag).encode();
         let mut plain = header.to_vec();
         serde_json::to_writer(&mut plain, self).expect("keyring serializes");
@@ -138,13 +153,19 @@ impl Keyring {
         res
     }
 
-    fn from_plain(header: &Header, header_bytes: &[u8], plain: &[u8]) -> Result<Self, KeyringError> {
+    fn from_plain(
+        header: &Header,
+        header_bytes: &[u8],
+        plain: &[u8],
+    ) -> Result<Self, KeyringError> {
         if plain.len() < HEADER_LEN + 32 || &plain[..HEADER_LEN] != header_bytes {
             return Err(KeyringError::HeaderMismatch);
         }
         let (body, mac) = plain.split_at(plain.len() - 32);
-        let k: Keyring = serde_json::from_slice(&body[HEADER_LEN..])
-            .map_err(|e| KeyringError::Invalid { reason: e.to_string() })?;
+        let k: Keyring =
+            serde_json::from_slice(&body[HEADER_LEN..]).map_err(|e| KeyringError::Invalid {
+                reason: e.to_string(),
+            })?;
         if k.mac(body).as_slice() != mac {
             return Err(KeyringError::BadMac);
         }
@@ -176,6 +197,13 @@ impl Keyring {
     }
 }
 
+/// The ed25519 public key of a signing seed.
+pub fn public_key_of(seed: &[u8; 32]) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(seed)
+        .verifying_key()
+        .to_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +212,13 @@ mod tests {
     fn seal_open_and_forgery() {
         let (id, rcpt) = crypt::generate_identity();
         let ids = crypt::parse_identities(id.as_bytes()).unwrap();
-        let k = Keyring::generate("coop", Id([1; 32]), Id([2; 32]), vec![rcpt.clone()], "t".into());
+        let k = Keyring::generate(
+            "coop",
+            Id([1; 32]),
+            Id([2; 32]),
+            vec![rcpt.clone()],
+            "t".into(),
+        );
         let sealed = k.seal().unwrap();
         let back = Keyring::open(&ids, &sealed).unwrap();
         assert!(back == k);
@@ -193,21 +227,28 @@ mod tests {
         let header = Header::new(ObjectType::Keyring, k.tenant_tag).encode();
         let mut forged_plain = header.to_vec();
         let mut evil = k.clone();
-        evil.writers.push(Writer { name: "evil".into(), public_key: [9; 32], added: "t".into() });
+        evil.writers.push(Writer {
+            name: "evil".into(),
+            public_key: [9; 32],
+            added: "t".into(),
+        });
         serde_json::to_writer(&mut forged_plain, &evil).unwrap();
         forged_plain.extend_from_slice(&[0u8; 32]);
         let mut forged = header.to_vec();
-        crypt::encrypt_to(&[crypt::parse_recipient(&rcpt).unwrap()], &[&forged_plain], &mut forged).unwrap();
-        assert!(matches!(Keyring::open(&ids, &forged), Err(KeyringError::BadMac)));
+        crypt::encrypt_to(
+            &[crypt::parse_recipient(&rcpt).unwrap()],
+            &[&forged_plain],
+            &mut forged,
+        )
+        .unwrap();
+        assert!(matches!(
+            Keyring::open(&ids, &forged),
+            Err(KeyringError::BadMac)
+        ));
 
         // A keyring moved under another tenant tag is refused.
         let mut moved = sealed.clone();
         moved[8] ^= 1;
         assert!(Keyring::open(&ids, &moved).is_err());
     }
-}
-
-/// The ed25519 public key of a signing seed.
-pub fn public_key_of(seed: &[u8; 32]) -> [u8; 32] {
-    ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes()
 }

@@ -57,7 +57,11 @@ impl PackBuilder {
     pub fn new(tenant: TenantTag, capacity: usize) -> Self {
         let mut plain = Vec::with_capacity(capacity);
         plain.extend_from_slice(&Header::new(ObjectType::Pack, tenant).encode());
-        Self { tenant, plain, entries: Vec::new() }
+        Self {
+            tenant,
+            plain,
+            entries: Vec::new(),
+        }
     }
 
     /// Bytes of plaintext so far.
@@ -90,7 +94,14 @@ impl PackBuilder {
     }
 
     /// Adds an already stored (compressed or raw) blob, as repacking does.
-    pub fn add_stored(&mut self, ty: BlobType, id: Id, compression: Compression, raw_len: u32, stored: &[u8]) {
+    pub fn add_stored(
+        &mut self,
+        ty: BlobType,
+        id: Id,
+        compression: Compression,
+        raw_len: u32,
+        stored: &[u8],
+    ) {
         let offset = self.plain.len();
         self.plain.extend_from_slice(stored);
         self.entries.push(PackEntry {
@@ -104,9 +115,13 @@ impl PackBuilder {
     }
 
     /// Appends the table, encrypts, and returns (stored bytes, entries).
-    pub fn finish(mut self, recipients: &[Recipient]) -> Result<(Vec<u8>, Vec<PackEntry>), PackError> {
+    pub fn finish(
+        mut self,
+        recipients: &[Recipient],
+    ) -> Result<(Vec<u8>, Vec<PackEntry>), PackError> {
         let table_start = self.plain.len();
-        self.plain.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.plain
+            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
             self.plain.push(e.ty as u8);
             self.plain.push(e.compression);
@@ -155,7 +170,9 @@ pub fn parse_table(plain: &[u8]) -> Result<Vec<PackEntry>, PackError> {
     let mut entries = Vec::with_capacity(count);
     let mut offset = HEADER_LEN;
     for e in table[4..].chunks_exact(ENTRY_LEN) {
-        let ty = BlobType::from_u8(e[0]).ok_or(PackError::BadTable { reason: "unknown blob type" })?;
+        let ty = BlobType::from_u8(e[0]).ok_or(PackError::BadTable {
+            reason: "unknown blob type",
+        })?;
         if Compression::from_u8(e[1]).is_none() {
             return bad("unknown compression");
         }
@@ -164,8 +181,12 @@ pub fn parse_table(plain: &[u8]) -> Result<Vec<PackEntry>, PackError> {
         if raw_len > MAX_BLOB_LEN {
             return bad("blob larger than the limit");
         }
-        let end = offset.checked_add(stored_len as usize).filter(|&e| e <= data_end);
-        let Some(end) = end else { return bad("blob extends past the data") };
+        let end = offset
+            .checked_add(stored_len as usize)
+            .filter(|&e| e <= data_end);
+        let Some(end) = end else {
+            return bad("blob extends past the data");
+        };
         entries.push(PackEntry {
             ty,
             compression: e[1],
@@ -198,7 +219,11 @@ mod tests {
         let mut b = PackBuilder::new([5; 16], 1024);
         let blobs: Vec<Vec<u8>> = vec![b"hello".repeat(100), vec![], b"tree".to_vec()];
         for (i, d) in blobs.iter().enumerate() {
-            let ty = if i == 2 { BlobType::Tree } else { BlobType::Data };
+            let ty = if i == 2 {
+                BlobType::Tree
+            } else {
+                BlobType::Data
+            };
             b.add(&mut c, ty, blob_id(&key, ty, d), d);
         }
         let (stored, entries) = b.finish(&r).unwrap();

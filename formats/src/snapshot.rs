@@ -131,24 +131,35 @@ impl Snapshot {
         repo_id: Id,
         is_writer: impl Fn(&[u8; 32]) -> bool,
     ) -> Result<Self, SnapshotError> {
-        let mal = |r: &str| SnapshotError::Malformed { reason: r.to_string() };
+        let mal = |r: &str| SnapshotError::Malformed {
+            reason: r.to_string(),
+        };
         if plain.len() < HEADER_LEN + 4 + 64 || &plain[..HEADER_LEN] != header {
             return Err(mal("missing header copy"));
         }
-        let n = u32::from_le_bytes(plain[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4")) as usize;
+        let n =
+            u32::from_le_bytes(plain[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4")) as usize;
         if HEADER_LEN + 4 + n + 64 != plain.len() {
             return Err(mal("length fields do not match"));
         }
         let json = &plain[HEADER_LEN + 4..HEADER_LEN + 4 + n];
-        let sig = ed25519_dalek::Signature::from_bytes(plain[plain.len() - 64..].try_into().expect("64"));
+        let sig =
+            ed25519_dalek::Signature::from_bytes(plain[plain.len() - 64..].try_into().expect("64"));
         let s: Snapshot = serde_json::from_slice(json).map_err(|e| mal(&e.to_string()))?;
         if s.version != 1 {
-            return Err(mal(&format!("snapshot version {} is not supported", s.version)));
+            return Err(mal(&format!(
+                "snapshot version {} is not supported",
+                s.version
+            )));
         }
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&s.writer).map_err(|_| SnapshotError::BadSignature)?;
-        vk.verify(&Self::signed_message(header, json), &sig).map_err(|_| SnapshotError::BadSignature)?;
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&s.writer)
+            .map_err(|_| SnapshotError::BadSignature)?;
+        vk.verify(&Self::signed_message(header, json), &sig)
+            .map_err(|_| SnapshotError::BadSignature)?;
         if !is_writer(&s.writer) {
-            return Err(SnapshotError::UnknownWriter { key: hex::encode(s.writer) });
+            return Err(SnapshotError::UnknownWriter {
+                key: hex::encode(s.writer),
+            });
         }
         if s.repo_id != repo_id {
             return Err(SnapshotError::Misplaced);
@@ -190,7 +201,8 @@ mod tests {
         let good_pk = good.verifying_key().to_bytes();
         let mut s = sample();
         let sealed = s.seal(&good, &r, [3; 16]).unwrap();
-        let back = Snapshot::open(&ids, &sealed, (Id([1; 32]), [3; 16]), |k| k == &good_pk).unwrap();
+        let back =
+            Snapshot::open(&ids, &sealed, (Id([1; 32]), [3; 16]), |k| k == &good_pk).unwrap();
         assert_eq!(back, s);
         // A valid signature by a key that is not a writer.
         let forged = sample().seal(&evil, &r, [3; 16]).unwrap();

@@ -132,11 +132,17 @@ fn is_zero(x: &u64) -> bool {
     *x == 0
 }
 
-fn bytes_field(text: Option<String>, hexed: Option<String>, what: &str) -> Result<Option<Vec<u8>>, String> {
+fn bytes_field(
+    text: Option<String>,
+    hexed: Option<String>,
+    what: &str,
+) -> Result<Option<Vec<u8>>, String> {
     match (text, hexed) {
         (Some(_), Some(_)) => Err(format!("both {what} and {what}_hex are set")),
         (Some(t), None) => Ok(Some(t.into_bytes())),
-        (None, Some(h)) => hex::decode(h).map(Some).map_err(|e| format!("bad {what}_hex: {e}")),
+        (None, Some(h)) => hex::decode(h)
+            .map(Some)
+            .map_err(|e| format!("bad {what}_hex: {e}")),
         (None, None) => Ok(None),
     }
 }
@@ -251,16 +257,31 @@ impl Tree {
 
     /// Decodes and validates a tree. Memory stays proportional to the input size.
     pub fn decode(bytes: &[u8]) -> Result<Self, TreeError> {
-        let t: Tree = serde_json::from_slice(bytes).map_err(|e| TreeError::Json { reason: e.to_string() })?;
+        let t: Tree = serde_json::from_slice(bytes).map_err(|e| TreeError::Json {
+            reason: e.to_string(),
+        })?;
         let mut prev: Option<&[u8]> = None;
         for n in &t.nodes {
-            let shown = || String::from_utf8_lossy(&n.name).chars().take(200).collect::<String>();
-            check_name(&n.name).map_err(|reason| TreeError::BadName { name: shown(), reason })?;
+            let shown = || {
+                String::from_utf8_lossy(&n.name)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            };
+            check_name(&n.name).map_err(|reason| TreeError::BadName {
+                name: shown(),
+                reason,
+            })?;
             if prev.is_some_and(|p| p >= n.name.as_slice()) {
                 return Err(TreeError::Order { name: shown() });
             }
             prev = Some(&n.name);
-            let incons = |reason| Err(TreeError::Inconsistent { name: shown(), reason });
+            let incons = |reason| {
+                Err(TreeError::Inconsistent {
+                    name: shown(),
+                    reason,
+                })
+            };
             match n.kind {
                 NodeKind::Dir if n.subtree.is_none() => return incons("directory without subtree"),
                 NodeKind::Symlink if n.target.is_none() => return incons("symlink without target"),
@@ -294,7 +315,10 @@ mod tests {
 
     fn arb_node() -> impl Strategy<Value = Node> {
         (
-            proptest::collection::vec(any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0), 1..40),
+            proptest::collection::vec(
+                any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
+                1..40,
+            ),
             0usize..4,
             any::<u32>(),
             any::<i64>(),
@@ -304,7 +328,12 @@ mod tests {
         )
             .prop_filter("not . or ..", |(n, ..)| n != b"." && n != b"..")
             .prop_map(|(name, k, mode, mtime, blobs, lg, tgt)| {
-                let kind = [NodeKind::File, NodeKind::Dir, NodeKind::Symlink, NodeKind::Fifo][k];
+                let kind = [
+                    NodeKind::File,
+                    NodeKind::Dir,
+                    NodeKind::Symlink,
+                    NodeKind::Fifo,
+                ][k];
                 let mut n = Node::new(name, kind);
                 n.mode = mode & 0o7777;
                 n.mtime_ns = mtime;
@@ -319,7 +348,10 @@ mod tests {
                     NodeKind::Symlink => n.target = Some(tgt),
                     _ => {}
                 }
-                n.xattrs = vec![Xattr { name: "user.k".into(), value: vec![0, 255] }];
+                n.xattrs = vec![Xattr {
+                    name: "user.k".into(),
+                    value: vec![0, 255],
+                }];
                 n
             })
     }
@@ -342,21 +374,25 @@ mod tests {
 
     #[test]
     fn hostile_names_rejected() {
-        for bad in [r#"{"nodes":[{"name":"..","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name":"a/b","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name":"/etc","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name_hex":"6100","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name":"","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name":"b","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0},{"name":"a","type":"dir","subtree":"0000000000000000000000000000000000000000000000000000000000000000","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
-                    r#"{"nodes":[{"name":"d","type":"dir","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#] {
+        for bad in [
+            r#"{"nodes":[{"name":"..","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name":"a/b","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name":"/etc","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name_hex":"6100","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name":"","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name":"b","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime_ns":0},{"name":"a","type":"dir","subtree":"0000000000000000000000000000000000000000000000000000000000000000","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+            r#"{"nodes":[{"name":"d","type":"dir","mode":0,"uid":0,"gid":0,"mtime_ns":0}]}"#,
+        ] {
             assert!(Tree::decode(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn non_utf8_names_roundtrip() {
-        let mut t = Tree { nodes: vec![Node::new(vec![0xff, b'a', b'\n'], NodeKind::Fifo)] };
+        let mut t = Tree {
+            nodes: vec![Node::new(vec![0xff, b'a', b'\n'], NodeKind::Fifo)],
+        };
         let enc = t.encode();
         assert!(String::from_utf8_lossy(&enc).contains("name_hex"));
         assert_eq!(Tree::decode(&enc).unwrap(), t);

@@ -61,17 +61,29 @@ impl WriterKey {
     }
 
     pub fn decode(text: &str) -> Result<Self, WriterKeyError> {
-        let json: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+        let json: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
         let v: serde_json::Value =
-            serde_json::from_str(&json).map_err(|e| WriterKeyError::Invalid { reason: e.to_string() })?;
+            serde_json::from_str(&json).map_err(|e| WriterKeyError::Invalid {
+                reason: e.to_string(),
+            })?;
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(WriterKeyError::Invalid { reason: "missing format \"coop-writer-key\"".into() });
+            return Err(WriterKeyError::Invalid {
+                reason: "missing format \"coop-writer-key\"".into(),
+            });
         }
         let version = v.get("version").and_then(|f| f.as_u64()).unwrap_or(0);
         if version != 1 {
-            return Err(WriterKeyError::UnknownVersion { found: version as u32 });
+            return Err(WriterKeyError::UnknownVersion {
+                found: version as u32,
+            });
         }
-        serde_json::from_value(v).map_err(|e| WriterKeyError::Invalid { reason: e.to_string() })
+        serde_json::from_value(v).map_err(|e| WriterKeyError::Invalid {
+            reason: e.to_string(),
+        })
     }
 
     pub fn signing_key(&self) -> ed25519_dalek::SigningKey {

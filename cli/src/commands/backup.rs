@@ -66,9 +66,20 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         }))?;
     } else if !g.quiet {
         let secs = (s.duration_ms as f64 / 1000.0).max(0.001);
-        let dedup = if s.total_bytes > 0 { 100.0 * (1.0 - s.bytes_added as f64 / s.total_bytes as f64) } else { 0.0 };
-        let comp = if s.bytes_added > 0 { s.bytes_stored as f64 / s.bytes_added as f64 } else { 1.0 };
-        println!("Files:  {} new, {} changed, {} unchanged ({} dirs)", s.files_new, s.files_changed, s.files_unchanged, s.dirs);
+        let dedup = if s.total_bytes > 0 {
+            100.0 * (1.0 - s.bytes_added as f64 / s.total_bytes as f64)
+        } else {
+            0.0
+        };
+        let comp = if s.bytes_added > 0 {
+            s.bytes_stored as f64 / s.bytes_added as f64
+        } else {
+            1.0
+        };
+        println!(
+            "Files:  {} new, {} changed, {} unchanged ({} dirs)",
+            s.files_new, s.files_changed, s.files_unchanged, s.dirs
+        );
         println!(
             "Data:   {} total, {} read, {} new after dedup ({dedup:.1}% deduplicated), {} stored (compressed+encrypted {:.0}%)",
             util::bytes(s.total_bytes),
@@ -77,11 +88,25 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
             util::bytes(s.bytes_stored),
             comp * 100.0
         );
-        println!("Time:   {secs:.2} s, {}/s", util::bytes((s.total_bytes as f64 / secs) as u64));
-        println!("Snapshot {} saved (tenant {}).", out.id.short(), out.snapshot.tenant);
+        println!(
+            "Time:   {secs:.2} s, {}/s",
+            util::bytes((s.total_bytes as f64 / secs) as u64)
+        );
+        println!(
+            "Snapshot {} saved (tenant {}).",
+            out.id.short(),
+            out.snapshot.tenant
+        );
         if !out.warnings.is_empty() {
-            eprintln!("coop: {} file(s) or directories could not be read; see the warnings above.", out.warnings.len());
+            eprintln!(
+                "coop: {} file(s) or directories could not be read; see the warnings above.",
+                out.warnings.len()
+            );
         }
     }
-    Ok(if out.warnings.is_empty() { crate::exit::OK } else { crate::exit::WARNINGS })
+    Ok(if out.warnings.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::WARNINGS
+    })
 }

@@ -25,9 +25,15 @@ pub fn run(g: &Global, a: DumpArgs) -> Result<i32> {
     let reader = BlobReader::new(&repo, &keys, &index)?;
     let node = reader
         .find(&snap.tree, &a.file)?
-        .ok_or_else(|| Error::NotFound { what: format!("{} in the snapshot", a.file), hint: " (list files with `coop ls`)".into() })?;
+        .ok_or_else(|| Error::NotFound {
+            what: format!("{} in the snapshot", a.file),
+            hint: " (list files with `coop ls`)".into(),
+        })?;
     if node.kind != NodeKind::File {
-        return Err(Error::Usage { what: format!("{} is a {:?}, not a file", a.file, node.kind) }.into());
+        return Err(Error::Usage {
+            what: format!("{} is a {:?}, not a file", a.file, node.kind),
+        }
+        .into());
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

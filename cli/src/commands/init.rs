@@ -23,12 +23,19 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
     let url = util::repo_url(g)?;
     let mut recipients = Vec::new();
     for r in &a.recipient {
-        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::Usage { what: e.to_string() })?;
+        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::Usage {
+            what: e.to_string(),
+        })?;
         recipients.push(r.trim().to_string());
     }
     for f in &a.recipient_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        recipients.extend(coop_formats::crypt::parse_recipients_file(&text).map_err(|e| Error::Usage { what: format!("{}: {e}", f.display()) })?);
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        recipients.extend(
+            coop_formats::crypt::parse_recipients_file(&text).map_err(|e| Error::Usage {
+                what: format!("{}: {e}", f.display()),
+            })?,
+        );
     }
     let mut notes = Vec::new();
     if recipients.is_empty() {

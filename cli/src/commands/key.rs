@@ -34,18 +34,30 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
 
 fn export_writer(g: &Global, a: ExportWriterArgs) -> Result<i32> {
     let repo = util::open_repo(g)?;
-    let Access::Identity(ids) = util::identity_access(g)? else { unreachable!("identity access") };
+    let Access::Identity(ids) = util::identity_access(g)? else {
+        unreachable!("identity access")
+    };
     let rings = repo.keyrings(&ids)?;
     let Some(mut ring) = rings.into_iter().find(|k| k.tenant == g.tenant) else {
-        return Err(Error::AccessDenied { what: format!("your identity is not a recipient of tenant {:?}", g.tenant) }.into());
+        return Err(Error::AccessDenied {
+            what: format!("your identity is not a recipient of tenant {:?}", g.tenant),
+        }
+        .into());
     };
     if a.out.exists() {
-        return Err(Error::Usage { what: format!("{} exists already; choose another --out", a.out.display()) }.into());
+        return Err(Error::Usage {
+            what: format!("{} exists already; choose another --out", a.out.display()),
+        }
+        .into());
     }
     let seed: [u8; 32] = coop_formats::random_bytes();
     let public = ed25519_public(&seed);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    ring.writers.push(Writer { name: a.name.clone(), public_key: public, added: now });
+    ring.writers.push(Writer {
+        name: a.name.clone(),
+        public_key: public,
+        added: now,
+    });
     ring.generation += 1;
     repo.write_keyring(&ring)?;
     let wk = WriterKey {
@@ -63,7 +75,9 @@ fn export_writer(g: &Global, a: ExportWriterArgs) -> Result<i32> {
     };
     keys::write_secret_file(&a.out, &wk.encode())?;
     if g.json {
-        util::print_json(&serde_json::json!({"out": a.out, "tenant": ring.tenant, "name": a.name, "public_key": hex::encode(public)}))?;
+        util::print_json(
+            &serde_json::json!({"out": a.out, "tenant": ring.tenant, "name": a.name, "public_key": hex::encode(public)}),
+        )?;
     } else {
         println!(
             "Wrote writer key {} for tenant {:?} (writer {:?}, public key {}).\n\

@@ -32,12 +32,20 @@ pub fn run(g: &Global, a: LsArgs) -> Result<i32> {
         (snap.tree, String::new())
     } else {
         match reader.find(&snap.tree, prefix)? {
-            Some(n) if n.kind == NodeKind::Dir => (n.subtree.expect("dir has subtree"), format!("/{prefix}")),
+            Some(n) if n.kind == NodeKind::Dir => {
+                (n.subtree.expect("dir has subtree"), format!("/{prefix}"))
+            }
             Some(n) => {
                 print_node(g, a.long, &format!("/{prefix}"), &n)?;
                 return Ok(crate::exit::OK);
             }
-            None => return Err(Error::NotFound { what: format!("path /{prefix} in the snapshot"), hint: String::new() }.into()),
+            None => {
+                return Err(Error::NotFound {
+                    what: format!("path /{prefix} in the snapshot"),
+                    hint: String::new(),
+                }
+                .into())
+            }
         }
     };
     let stdout = std::io::stdout();
@@ -45,7 +53,11 @@ pub fn run(g: &Global, a: LsArgs) -> Result<i32> {
     reader.walk(&root, |path, node| {
         let p = format!("{base}/{}", String::from_utf8_lossy(path));
         if g.json {
-            let _ = writeln!(out, "{}", serde_json::to_string(&node_json(&p, node)).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&node_json(&p, node)).unwrap_or_default()
+            );
         } else if a.long {
             let _ = writeln!(out, "{}", long_line(&p, node));
         } else {

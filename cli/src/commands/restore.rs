@@ -41,8 +41,14 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
     } else {
         match reader.find(&snap.tree, &sub)? {
             Some(n) if n.kind == NodeKind::Dir => RestoreRoot::Tree(n.subtree.expect("dir")),
-            Some(n) => RestoreRoot::Node(n),
-            None => return Err(Error::NotFound { what: format!("path {sub} in snapshot {}", id.short()), hint: " (see `coop ls`)".into() }.into()),
+            Some(n) => RestoreRoot::Node(Box::new(n)),
+            None => {
+                return Err(Error::NotFound {
+                    what: format!("path {sub} in snapshot {}", id.short()),
+                    hint: " (see `coop ls`)".into(),
+                }
+                .into())
+            }
         }
     };
     let opts = RestoreOptions {
@@ -89,9 +95,15 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
             );
         }
     }
-    Ok(if report.failed.is_empty() { crate::exit::OK } else { crate::exit::PARTIAL })
+    Ok(if report.failed.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::PARTIAL
+    })
 }
 
 fn nix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }

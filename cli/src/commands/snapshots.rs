@@ -39,10 +39,17 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<i32> {
         util::print_json(&v)?;
         return Ok(crate::exit::OK);
     }
-    println!("{:<9} {:<20} {:<16} {:<14} {:>10}  paths", "ID", "time", "host", "tags", "size");
+    println!(
+        "{:<9} {:<20} {:<16} {:<14} {:>10}  paths",
+        "ID", "time", "host", "tags", "size"
+    );
     for (id, s) in &list {
         let t = chrono::DateTime::parse_from_rfc3339(&s.time)
-            .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
             .unwrap_or_else(|_| s.time.clone());
         println!(
             "{:<9} {:<20} {:<16} {:<14} {:>10}  {}",

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The full test suite: formatting, lints, unit, property and end-to-end tests.
+# This is the command README.md gives and .ci/run calls. It installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "test.sh: cargo not found; install the Rust toolchain (https://rustup.rs)" >&2
+  exit 1
+fi
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test --workspace"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/coop-test.log
+# Print one closing line with the totals of every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' /tmp/coop-test.log
