@@ -15,6 +15,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test --workspace"
-cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/coop-test.log
+rm -f target/tmp/integrity-report.txt
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/coop-test.log || status=$?
+if [ -f target/tmp/integrity-report.txt ]; then
+  echo "== integrity scenarios (trials, faults detected, snapshots lost)"
+  cat target/tmp/integrity-report.txt
+fi
 # Print one closing line with the totals of every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' /tmp/coop-test.log
+exit "$status"

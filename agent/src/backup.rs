@@ -270,12 +270,24 @@ struct Sink<'a> {
     shared: Arc<Shared>,
     blobs_added: u64,
     bytes_added: u64,
+    /// Packs of the existing index this backup references.
+    reused: HashSet<u32>,
 }
 
 impl Sink<'_> {
+    fn note_reuse(&mut self, id: &Id) {
+        if let Some(loc) = self.index.get(id) {
+            self.reused.insert(loc.pack);
+        }
+    }
+
     fn submit(&mut self, ty: BlobType, data: &[u8]) -> Result<Id> {
         let id = blob_id(&self.id_key, ty, data);
-        if self.index.contains(&id) || !self.sent.insert(id) {
+        if self.index.contains(&id) {
+            self.note_reuse(&id);
+            return Ok(id);
+        }
+        if !self.sent.insert(id) {
             return Ok(id);
         }
         if self.shared.failed.load(Ordering::Relaxed) {
@@ -486,6 +498,11 @@ impl Walker<'_, '_> {
                 Part::Hole { .. } => true,
             });
             if same && present {
+                for p in &e.content {
+                    if let Part::Blob(id) = p {
+                        self.sink.note_reuse(id);
+                    }
+                }
                 node.size = e.size;
                 node.content = e.content.clone();
                 self.summary.files_unchanged += 1;
@@ -774,9 +791,23 @@ pub fn backup(
     patterns.extend(read_exclude_files(&opts.exclude_files)?);
     let excludes = Excludes::new(&patterns)?;
 
+    // The lock first, then the plans: a prune that condemns packs after this point sees
+    // our lock and waits; packs condemned before it are not used for deduplication.
+    let lock = crate::lock::acquire(repo, keys, coop_formats::control::LockKind::Backup)?;
     progress.phase("index", None);
-    let index = repo.load_index(keys)?;
+    let (mut index, stored) = repo.load_index_and_packs(keys)?;
+    index.remove_packs(&repo.condemned_packs(keys)?);
+    // Never deduplicate against a pack the store does not have (an index object written
+    // by a backup that lost a race with prune can list one).
+    let vanished: HashSet<Id> = index
+        .packs
+        .iter()
+        .map(|p| p.id)
+        .filter(|p| !stored.contains(p))
+        .collect();
+    index.remove_packs(&vanished);
     progress.finish();
+    crate::fault::pause("backup:after-index-load");
     let catalog = match &opts.cache_dir {
         Some(d) => Some(Catalog::open(d, &repo.config.repo_id, &keys.tenant)?),
         None => None,
@@ -827,6 +858,7 @@ pub fn backup(
             shared: Arc::clone(&shared),
             blobs_added: 0,
             bytes_added: 0,
+            reused: HashSet::new(),
         },
         catalog,
         excludes,
@@ -877,8 +909,32 @@ pub fn backup(
         return Err(e);
     }
     let root = walked?;
+    crate::fault::pause("backup:before-index");
+    crate::fault::point("backup:before-index");
     let rest = std::mem::take(&mut *shared.pending.lock().expect("lock"));
     shared.write_index(&rest)?;
+    // Every pack this snapshot reuses must still exist (a prune that ignored a stale lock,
+    // or a store that lost data, must not produce a snapshot with holes).
+    if !walker.sink.reused.is_empty() {
+        let present: HashSet<Id> = repo
+            .store
+            .list(&format!("packs/{}", repo::tag_hex(&keys.tag)))?
+            .iter()
+            .filter_map(|o| repo::name_of(&o.path))
+            .collect();
+        for ix in &walker.sink.reused {
+            let pid = index.packs[*ix as usize].id;
+            if !present.contains(&pid) {
+                return Err(Error::Aborted {
+                    reason: format!(
+                        "pack {pid}, which this backup reuses, disappeared from the store (a concurrent prune?); \
+                         no snapshot was written. Run the backup again."
+                    ),
+                });
+            }
+        }
+    }
+    crate::fault::point("backup:before-snapshot");
 
     let mut summary = std::mem::take(&mut walker.summary);
     summary.blobs_added = walker.sink.blobs_added;
@@ -916,6 +972,7 @@ pub fn backup(
     let id = Id::of_stored(&sealed);
     repo.store
         .put(&repo::snapshot_path(&keys.tag, &id), sealed)?;
+    drop(lock);
     if let Some(c) = &mut walker.catalog {
         if let Err(e) = c.commit() {
             walker.warnings.push(format!(

@@ -23,12 +23,15 @@ pub struct Index {
     blobs: HashMap<Id, Loc>,
     /// Names of the index objects loaded.
     pub files: Vec<Id>,
+    /// Index objects that loaded ones say they replace.
+    pub superseded: std::collections::HashSet<Id>,
 }
 
 impl Index {
     /// Adds the content of one index object.
     pub fn add(&mut self, name: Id, f: &IndexFile) {
         self.files.push(name);
+        self.superseded.extend(f.superseded.iter().copied());
         let mut map = Vec::with_capacity(f.packs.len());
         for p in &f.packs {
             let ix = *self.pack_ix.entry(p.id).or_insert_with(|| {
@@ -48,6 +51,21 @@ impl Index {
                 raw_len: e.raw_len,
             });
         }
+    }
+
+    /// Forgets every blob stored in one of `packs` (condemned by a prune plan).
+    pub fn remove_packs(&mut self, packs: &std::collections::HashSet<Id>) {
+        if packs.is_empty() {
+            return;
+        }
+        let gone: std::collections::HashSet<u32> = self
+            .packs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| packs.contains(&p.id))
+            .map(|(i, _)| i as u32)
+            .collect();
+        self.blobs.retain(|_, l| !gone.contains(&l.pack));
     }
 
     pub fn get(&self, id: &Id) -> Option<&Loc> {

@@ -11,14 +11,20 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod chunker;
 pub mod error;
+pub mod fault;
+pub mod forget;
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod progress;
+pub mod prune;
 pub mod read;
 pub mod repo;
 pub mod restore;
+pub mod state;
 pub mod store;
 
 pub use error::{Error, ErrorKind};

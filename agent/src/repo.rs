@@ -15,6 +15,7 @@ use crate::index::Index;
 use crate::keys::{Access, TenantKeys};
 use crate::store::Store;
 use coop_formats::config::Config;
+use coop_formats::control::{Control, PrunePlan};
 use coop_formats::crypt::Identity;
 use coop_formats::envelope::TenantTag;
 use coop_formats::id::Id;
@@ -43,9 +44,75 @@ pub fn keyring_path(tag: &TenantTag, id: &Id) -> String {
     format!("keys/{}/{}", tag_hex(tag), id)
 }
 
+pub fn lock_path(tag: &TenantTag, id: &Id) -> String {
+    format!("locks/{}/{}", tag_hex(tag), id)
+}
+pub fn plan_path(tag: &TenantTag, id: &Id) -> String {
+    format!("plans/{}/{}", tag_hex(tag), id)
+}
+pub fn protection_path(tag: &TenantTag, id: &Id) -> String {
+    format!("protected/{}/{}", tag_hex(tag), id)
+}
+
+/// Every top-level directory of content-addressed objects (all but `config`).
+pub const OBJECT_DIRS: [&str; 8] = [
+    "keys",
+    "packs",
+    "index",
+    "snapshots",
+    "locks",
+    "plans",
+    "protected",
+    "log",
+];
+
 /// Parses the object name (last path component) of a listed object.
 pub fn name_of(path: &str) -> Option<Id> {
     path.rsplit('/').next()?.parse().ok()
+}
+
+/// Merges index objects. Where a blob has several locations, the first of these wins:
+/// a pack the store has, listed by an index object nothing supersedes; a pack the store has,
+/// listed by a superseded one; then any (so that errors name the missing pack).
+/// `present` is the set of packs in the store (`None`: assume all present).
+pub fn merge_index(
+    files: Vec<(Id, IndexFile)>,
+    present: Option<&std::collections::HashSet<Id>>,
+) -> Index {
+    let superseded: std::collections::HashSet<Id> = files
+        .iter()
+        .flat_map(|(_, f)| f.superseded.iter().copied())
+        .collect();
+    let mut index = Index::default();
+    for pass in 0..3 {
+        for (name, f) in &files {
+            let active = !superseded.contains(name);
+            let keep = |pid: &Id| {
+                let here = present.is_none_or(|p| p.contains(pid));
+                match pass {
+                    0 => active && here,
+                    1 => !active && here,
+                    _ => !here,
+                }
+            };
+            let sub = IndexFile {
+                packs: f.packs.clone(),
+                superseded: f.superseded.clone(),
+                entries: f
+                    .entries
+                    .iter()
+                    .filter(|e| keep(&f.packs[e.pack as usize].id))
+                    .copied()
+                    .collect(),
+            };
+            if pass == 0 || !sub.entries.is_empty() {
+                index.add(*name, &sub);
+            }
+        }
+    }
+    index.files.sort();
+    index.files.dedup();
+    index
 }
 
 /// An open repository.
@@ -211,22 +278,53 @@ impl Repo {
         }
     }
 
-    /// Loads and merges every index object of the tenant.
-    pub fn load_index(&self, keys: &TenantKeys) -> Result<Index> {
-        let mut index = Index::default();
+    /// Reads and authenticates every index object of the tenant (name, content).
+    pub fn index_files(&self, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
+        let mut out = Vec::new();
         for obj in self.store.list(&format!("index/{}", tag_hex(&keys.tag)))? {
             let Some(name) = name_of(&obj.path) else {
                 continue;
             };
-            let bytes = self.store.get(&obj.path)?;
+            let bytes = match self.store.get(&obj.path) {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue, // deleted by a concurrent prune
+                Err(e) => return Err(e.into()),
+            };
             let (h, f) = IndexFile::open(&keys.index_key, &bytes)
                 .map_err(|e| Error::corrupt(&obj.path, e))?;
             if h.tenant != keys.tag {
                 return Err(Error::corrupt(&obj.path, "index object of another tenant"));
             }
-            index.add(name, &f);
+            out.push((name, f));
         }
-        Ok(index)
+        Ok(out)
+    }
+
+    /// Loads and merges every index object of the tenant. Objects that another present
+    /// index object supersedes (prune consolidated them) come last, so their locations are
+    /// used only for blobs nothing newer lists.
+    pub fn load_index(&self, keys: &TenantKeys) -> Result<Index> {
+        Ok(self.load_index_and_packs(keys)?.0)
+    }
+
+    /// The merged index and the names of the packs in the store (one listing for both).
+    pub fn load_index_and_packs(
+        &self,
+        keys: &TenantKeys,
+    ) -> Result<(Index, std::collections::HashSet<Id>)> {
+        let present = self.pack_names(keys)?;
+        let index = merge_index(self.index_files(keys)?, Some(&present));
+        Ok((index, present))
+    }
+
+    /// Names of every pack of the tenant in the store (a complete listing, or an error).
+    pub fn pack_names(&self, keys: &TenantKeys) -> Result<std::collections::HashSet<Id>> {
+        Ok(self
+            .store
+            .list(&format!("packs/{}", tag_hex(&keys.tag)))?
+            .iter()
+            .filter_map(|o| name_of(&o.path))
+            .collect())
     }
 
     /// Writes an index object; returns its name.
@@ -235,6 +333,49 @@ impl Repo {
         let id = Id::of_stored(&sealed);
         self.store.put(&index_path(&keys.tag, &id), sealed)?;
         Ok(id)
+    }
+
+    /// Writes a control object (lock, plan, protection); returns (path, name).
+    pub fn write_control<T: Control>(
+        &self,
+        keys: &TenantKeys,
+        dir: &str,
+        body: &T,
+    ) -> Result<(String, Id)> {
+        let sealed = body.seal(&keys.index_key, keys.tag);
+        let id = Id::of_stored(&sealed);
+        let path = format!("{dir}/{}/{}", tag_hex(&keys.tag), id);
+        self.store.put(&path, sealed)?;
+        Ok((path, id))
+    }
+
+    /// Every control object of a kind in this tenant. An object that does not open is an
+    /// error naming it (callers decide whether that is fatal).
+    pub fn list_control<T: Control>(
+        &self,
+        keys: &TenantKeys,
+        dir: &str,
+    ) -> Result<Vec<(String, Result<T>)>> {
+        let mut out = Vec::new();
+        for obj in self.store.list(&format!("{dir}/{}", tag_hex(&keys.tag)))? {
+            let r = match self.store.get(&obj.path) {
+                Ok(bytes) => T::open(&keys.index_key, keys.tag, &bytes)
+                    .map_err(|e| Error::corrupt(&obj.path, e)),
+                Err(e) if e.is_not_found() => continue, // removed meanwhile (a lock released)
+                Err(e) => Err(e.into()),
+            };
+            out.push((obj.path, r));
+        }
+        Ok(out)
+    }
+
+    /// Packs condemned by prune plans: backups must not deduplicate against them.
+    pub fn condemned_packs(&self, keys: &TenantKeys) -> Result<std::collections::HashSet<Id>> {
+        let mut set = std::collections::HashSet::new();
+        for (_, plan) in self.list_control::<PrunePlan>(keys, "plans")? {
+            set.extend(plan?.packs);
+        }
+        Ok(set)
     }
 
     /// Every snapshot of the tenant, oldest first. Needs an identity.

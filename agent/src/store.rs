@@ -35,7 +35,23 @@ impl StoreError {
     }
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+/// Whether an error was caused by a full disk (ENOSPC), found by walking its sources.
+fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            == Some(28)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -109,8 +125,20 @@ impl Store {
                 reason: e.to_string(),
             }
         })?;
+        let mut inner: Arc<dyn ObjectStore> = Arc::new(fs);
+        if let Some(spec) = std::env::var("COOP_FAULT_STORE")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            let cfg =
+                crate::fault::FaultConfig::parse(&spec).map_err(|reason| StoreError::Open {
+                    url: url.into(),
+                    reason,
+                })?;
+            inner = Arc::new(crate::fault::FaultStore::new(inner, cfg));
+        }
         Ok(Self {
-            inner: Arc::new(fs),
+            inner,
             url: url.to_string(),
             local_root: Some(path),
         })
@@ -137,7 +165,7 @@ impl Store {
             };
         }
         let reason = e.to_string();
-        let no_space = reason.contains("No space left") || reason.contains("os error 28");
+        let no_space = is_no_space(&e);
         StoreError::Op {
             url: self.url.clone(),
             op,
@@ -170,9 +198,20 @@ impl Store {
             }
             Err(e) => return Err(self.err("put", path, e)),
         }
+        crate::fault::point("store:after-put");
         if let Some(root) = &self.local_root {
             let full = root.join(path);
             let sync = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+            if !full.exists() {
+                // A wrapping store (fault injection) reported success without writing.
+                return Err(StoreError::Op {
+                    url: self.url.clone(),
+                    op: "put",
+                    path: path.into(),
+                    reason: "object missing after write".into(),
+                    no_space: false,
+                });
+            }
             if let Err(e) = sync(&full).and_then(|_| sync(full.parent().unwrap_or(root))) {
                 return Err(StoreError::Op {
                     url: self.url.clone(),

@@ -43,6 +43,16 @@ enum Command {
     Diff(commands::diff::DiffArgs),
     /// Restore a snapshot (or a path in it) into a directory.
     Restore(commands::restore::RestoreArgs),
+    /// Check the repository: structure, and with --read-data every blob.
+    Check(commands::check::CheckArgs),
+    /// Check every object's name against its content. Needs no keys.
+    Scrub(commands::scrub::ScrubArgs),
+    /// Remove snapshots by a retention policy.
+    Forget(commands::forget::ForgetArgs),
+    /// Reclaim space from data no snapshot needs.
+    Prune(commands::prune::PruneArgs),
+    /// Keep a snapshot whatever forget policies say.
+    Protect(commands::protect::ProtectArgs),
     /// Manage keys (writer keys for agents that must not read).
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
@@ -60,6 +70,11 @@ fn main() {
         Command::Dump(a) => commands::dump::run(&g, a),
         Command::Diff(a) => commands::diff::run(&g, a),
         Command::Restore(a) => commands::restore::run(&g, a),
+        Command::Check(a) => commands::check::run(&g, a),
+        Command::Scrub(a) => commands::scrub::run(&g, a),
+        Command::Forget(a) => commands::forget::run(&g, a),
+        Command::Prune(a) => commands::prune::run(&g, a),
+        Command::Protect(a) => commands::protect::run(&g, a),
         Command::Key(k) => commands::key::run(&g, k),
     };
     match res {

@@ -3,7 +3,8 @@
 //! ```text
 //! 0..4   magic "COOP"
 //! 4      format version (1)
-//! 5      object type (1 config, 2 keyring, 3 pack, 4 index, 5 snapshot)
+//! 5      object type (1 config, 2 keyring, 3 pack, 4 index, 5 snapshot, 6 lock,
+//!        7 prune plan, 8 protection)
 //! 6..8   reserved, must be zero
 //! 8..24  tenant tag (16 random bytes chosen when the tenant is created; zero for config)
 //! ```
@@ -28,6 +29,9 @@ pub enum ObjectType {
     Pack = 3,
     Index = 4,
     Snapshot = 5,
+    Lock = 6,
+    PrunePlan = 7,
+    Protection = 8,
 }
 
 impl ObjectType {
@@ -38,6 +42,9 @@ impl ObjectType {
             3 => Self::Pack,
             4 => Self::Index,
             5 => Self::Snapshot,
+            6 => Self::Lock,
+            7 => Self::PrunePlan,
+            8 => Self::Protection,
             _ => return None,
         })
     }
@@ -48,6 +55,9 @@ impl ObjectType {
             Self::Pack => "pack",
             Self::Index => "index",
             Self::Snapshot => "snapshot",
+            Self::Lock => "lock",
+            Self::PrunePlan => "prune plan",
+            Self::Protection => "protection",
         }
     }
 }
@@ -183,7 +193,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip(t in 1u8..=5, tag in any::<[u8; 16]>()) {
+        fn roundtrip(t in 1u8..=8, tag in any::<[u8; 16]>()) {
             let h = Header::new(ObjectType::from_u8(t).unwrap(), tag);
             prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         }

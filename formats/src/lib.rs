@@ -25,6 +25,7 @@
 
 pub mod blob;
 pub mod config;
+pub mod control;
 pub mod crypt;
 pub mod envelope;
 pub mod id;

@@ -1,8 +1,13 @@
 pub mod backup;
+pub mod check;
 pub mod diff;
 pub mod dump;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod protect;
+pub mod prune;
 pub mod restore;
+pub mod scrub;
 pub mod snapshots;

@@ -18,8 +18,17 @@ pub struct SnapshotsArgs {
 pub fn run(g: &Global, a: SnapshotsArgs) -> Result<i32> {
     let repo = util::open_repo(g)?;
     let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let list: Vec<_> = repo
-        .snapshots(&keys)?
+    let all = repo.snapshots(&keys)?;
+    for w in coop_agent::state::check_and_update(
+        g.cache_dir.as_deref(),
+        &repo.config.repo_id,
+        &keys.tag,
+        Some(&all),
+        None,
+    ) {
+        eprintln!("coop: WARNING: {w}");
+    }
+    let list: Vec<_> = all
         .into_iter()
         .filter(|(_, s)| a.tag.iter().all(|t| s.tags.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))

@@ -1,0 +1,139 @@
+//! Locks: a backup announces itself so that prune never deletes what it may reference.
+//!
+//! A lock is a control object under `locks/<tag>/`. Its holder rewrites it every
+//! [`REFRESH_SECS`] (a new object, then the old one is deleted) and deletes it when done. A
+//! lock not refreshed for [`STALE_SECS`] belongs to a process that died; it is ignored (and
+//! reported) by prune, as is a lock taken on this host by a process that no longer exists.
+//! A lock that cannot be read is treated as live.
+
+use crate::error::Result;
+use crate::keys::TenantKeys;
+use crate::repo::Repo;
+use coop_formats::control::{Lock, LockKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const REFRESH_SECS: i64 = 300;
+pub const STALE_SECS: i64 = 1800;
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A held lock; released on drop.
+pub struct LockGuard {
+    repo: Repo,
+    path: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock_body(kind: LockKind, created: i64) -> Lock {
+    Lock {
+        kind,
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        created,
+        refreshed: now(),
+        nonce: hex::encode(coop_formats::random_bytes::<8>()),
+    }
+}
+
+/// Takes a lock of `kind` and keeps it fresh until the guard is dropped.
+pub fn acquire(repo: &Repo, keys: &TenantKeys, kind: LockKind) -> Result<LockGuard> {
+    let created = now();
+    let (path, _) = repo.write_control(keys, "locks", &lock_body(kind, created))?;
+    let path = Arc::new(Mutex::new(path));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (r, p, s) = (repo.clone(), Arc::clone(&path), Arc::clone(&stop));
+    let (index_key, tag) = (keys.index_key, keys.tag);
+    let thread = std::thread::Builder::new()
+        .name("coop-lock".into())
+        .spawn(move || {
+            let mut waited = 0i64;
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                waited += 250;
+                if waited < REFRESH_SECS * 1000 {
+                    continue;
+                }
+                waited = 0;
+                use coop_formats::control::Control;
+                let sealed = lock_body(kind, created).seal(&index_key, tag);
+                let name = coop_formats::id::Id::of_stored(&sealed);
+                let new_path = crate::repo::lock_path(&tag, &name);
+                if r.store.put(&new_path, sealed).is_ok() {
+                    let old = std::mem::replace(&mut *p.lock().expect("lock"), new_path);
+                    let _ = r.store.delete(&old);
+                } else {
+                    tracing::warn!("could not refresh the repository lock; will retry");
+                }
+            }
+        })
+        .expect("cannot start lock thread");
+    Ok(LockGuard {
+        repo: repo.clone(),
+        path,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+impl LockGuard {
+    pub fn path(&self) -> String {
+        self.path.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.repo.store.delete(&self.path());
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A lock is stale if it was not refreshed for [`STALE_SECS`], or if it was taken on this
+/// host by a process that no longer exists (it was killed).
+fn is_stale(l: &Lock, now: i64) -> bool {
+    now - l.refreshed > STALE_SECS
+        || (!l.host.is_empty()
+            && l.host == hostname()
+            && !std::path::Path::new(&format!("/proc/{}", l.pid)).exists())
+}
+
+/// Locks other than `own` that are live (or unreadable), and stale ones.
+pub struct LockView {
+    pub live: Vec<(String, Option<Lock>)>,
+    pub stale: Vec<(String, Lock)>,
+}
+
+pub fn view(repo: &Repo, keys: &TenantKeys, own: Option<&str>) -> Result<LockView> {
+    let mut v = LockView {
+        live: Vec::new(),
+        stale: Vec::new(),
+    };
+    let t = now();
+    for (path, lock) in repo.list_control::<Lock>(keys, "locks")? {
+        if Some(path.as_str()) == own {
+            continue;
+        }
+        match lock {
+            Ok(l) if is_stale(&l, t) => v.stale.push((path, l)),
+            Ok(l) => v.live.push((path, Some(l))),
+            Err(_) => v.live.push((path, None)),
+        }
+    }
+    Ok(v)
+}
