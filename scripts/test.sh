@@ -14,6 +14,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Servers for the S3, replication, agent and database tests.
+source scripts/services.sh
+
 echo "== cargo test --workspace"
 rm -f target/tmp/integrity-report.txt
 status=0

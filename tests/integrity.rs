@@ -399,7 +399,11 @@ fn truncated_empty_and_missing_objects_give_specific_errors() {
     env.backup(&src);
     fs::write(src.join("b"), text(300_000, 2)).unwrap();
     env.backup(&src);
-    let _ = env.snapshots(); // remember the newest snapshot (rollback detection)
+    // Remember the newest snapshot (rollback detection) and which object it is.
+    let newest_snapshot = env.snapshots().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let pristine = env.p("pristine");
     copy_dir(&env.repo(), &pristine);
     let kinds = ["config", "keys", "packs", "index", "snapshots"];
@@ -410,6 +414,11 @@ fn truncated_empty_and_missing_objects_give_specific_errors() {
             copy_dir(&pristine, &env.repo());
             let target = if kind == "config" {
                 env.repo().join("config")
+            } else if kind == "snapshots" {
+                walk_files(&env.repo().join(kind))
+                    .into_iter()
+                    .find(|p| p.ends_with(&newest_snapshot))
+                    .unwrap()
             } else {
                 let mut all = walk_files(&env.repo().join(kind));
                 all.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());

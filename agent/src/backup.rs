@@ -54,14 +54,24 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// Skip the contents of directories that hold a valid CACHEDIR.TAG.
     pub exclude_caches: bool,
-    pub stdin_command: Option<String>,
-    pub stdin_filename: String,
+    /// Commands whose standard output is stored as a file at the snapshot root.
+    pub commands: Vec<SourceCommand>,
     pub tags: Vec<String>,
     pub host: String,
     /// Where the catalog lives; `None` disables it.
     pub cache_dir: Option<PathBuf>,
     /// Worker threads (0 = one per core).
     pub workers: usize,
+}
+
+/// A command whose standard output is backed up as one file, without a temp file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCommand {
+    /// Run with `sh -c`.
+    pub command: String,
+    /// Name of the file in the snapshot (at its root).
+    pub filename: String,
 }
 
 /// The result of a backup.
@@ -759,16 +769,16 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    if opts.paths.is_empty() && opts.stdin_command.is_none() {
+    if opts.paths.is_empty() && opts.commands.is_empty() {
         return Err(Error::Usage {
             what: "nothing to back up: give paths or --stdin-from-command".into(),
         });
     }
-    if opts.stdin_command.is_some() {
-        check_name(opts.stdin_filename.as_bytes()).map_err(|r| Error::Usage {
+    for c in &opts.commands {
+        check_name(c.filename.as_bytes()).map_err(|r| Error::Usage {
             what: format!(
-                "--stdin-filename {:?} is not a valid file name ({r})",
-                opts.stdin_filename
+                "command output file name {:?} is not a valid file name ({r})",
+                c.filename
             ),
         })?;
     }
@@ -873,8 +883,8 @@ pub fn backup(
     progress.phase("backup", None);
     let walked = (|| -> Result<Id> {
         let mut extra = Vec::new();
-        if let Some(cmd) = &opts.stdin_command {
-            extra.push(walker.stdin_node(cmd, &opts.stdin_filename)?);
+        for c in &opts.commands {
+            extra.push(walker.stdin_node(&c.command, &c.filename)?);
         }
         if trie.target {
             // "/" itself is a source.
@@ -942,9 +952,7 @@ pub fn backup(
     summary.bytes_stored = shared.bytes_stored.load(Ordering::Relaxed);
     summary.duration_ms = started.elapsed().as_millis() as u64;
     let mut paths = abs_paths;
-    if opts.stdin_command.is_some() {
-        paths.push(format!("/{}", opts.stdin_filename));
-    }
+    paths.extend(opts.commands.iter().map(|c| format!("/{}", c.filename)));
     let mut snapshot = Snapshot {
         version: 1,
         repo_id: repo.config.repo_id,

@@ -2,7 +2,8 @@
 //! reads (500s, resets) or stalls, and named crash points.
 //!
 //! Enabled only through environment variables, which tests set:
-//! * `COOP_FAULT_STORE="put-enospc=0.2,get-error=0.1,seed=7"`: wrap the local store.
+//! * `COOP_FAULT_STORE="put-enospc=0.2,put-error=0.1,get-error=0.1,get-stall=0.05,stall-secs=5,seed=7"`:
+//!   wrap the store.
 //! * `COOP_FAULT_POINT=prune:after-plan`: abort the process (like `kill -9`) when the
 //!   named point is reached; `name#N` aborts at the N-th time it is reached.
 //! * `COOP_PAUSE=backup:after-index-load=/tmp/go`: wait at that point until the file exists.
@@ -70,7 +71,12 @@ pub fn pause(name: &str) {
 #[derive(Debug, Clone, Default)]
 pub struct FaultConfig {
     pub put_enospc: f64,
+    /// Transient write failures (a 500 or a reset connection).
+    pub put_error: f64,
     pub get_error: f64,
+    /// Reads that stall for `stall_secs` before answering.
+    pub get_stall: f64,
+    pub stall_secs: u64,
     pub seed: u64,
 }
 
@@ -85,6 +91,9 @@ impl FaultConfig {
             match k.trim() {
                 "put-enospc" => c.put_enospc = v.parse().map_err(|_| bad())?,
                 "get-error" => c.get_error = v.parse().map_err(|_| bad())?,
+                "put-error" => c.put_error = v.parse().map_err(|_| bad())?,
+                "get-stall" => c.get_stall = v.parse().map_err(|_| bad())?,
+                "stall-secs" => c.stall_secs = v.parse().map_err(|_| bad())?,
                 "seed" => c.seed = v.parse().map_err(|_| bad())?,
                 other => return Err(format!("unknown COOP_FAULT_STORE key {other:?}")),
             }
@@ -167,6 +176,9 @@ impl ObjectStore for FaultStore {
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        if self.roll(self.cfg.get_stall) {
+            tokio::time::sleep(std::time::Duration::from_secs(self.cfg.stall_secs.max(1))).await;
+        }
         if self.roll(self.cfg.get_error) {
             return Err(object_store::Error::Generic {
                 store: "fault",

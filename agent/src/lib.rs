@@ -9,19 +9,23 @@
 //! # Ok::<(), coop_agent::Error>(())
 //! ```
 
+pub mod agent_config;
 pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod chunker;
+pub mod daemon;
 pub mod error;
 pub mod fault;
 pub mod forget;
+pub mod history;
 pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod progress;
 pub mod prune;
 pub mod read;
+pub mod replicate;
 pub mod repo;
 pub mod restore;
 pub mod state;

@@ -19,6 +19,10 @@ pub enum StoreError {
     Open { url: String, reason: String },
     #[error("object {path} not found in {url}")]
     NotFound { url: String, path: String },
+    #[error("object {path} already exists in {url}")]
+    Exists { url: String, path: String },
+    #[error("store {url} does not support {op}")]
+    Unsupported { url: String, op: &'static str },
     #[error("store {url}: {op} {path} failed: {reason}")]
     Op {
         url: String,
@@ -51,7 +55,7 @@ fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +80,51 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     url: String,
     local_root: Option<PathBuf>,
+    /// Cleared when the server rejects create-only PUTs: names are content hashes, so an
+    /// overwrite writes the same bytes.
+    create_only: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// S3 settings from a config file (the environment is read too; these win).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// Per-operation time limit (`COOP_STORE_TIMEOUT_SECS`, default 120 s): a stalled
+/// request is cut off and retried.
+fn op_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(
+        std::env::var("COOP_STORE_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(120),
+    )
+}
+
+/// Attempts per operation for transient errors (5xx, resets, timeouts).
+const ATTEMPTS: u32 = 4;
+
+fn is_permanent(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    matches!(
+        e,
+        E::NotFound { .. }
+            | E::AlreadyExists { .. }
+            | E::Precondition { .. }
+            | E::NotModified { .. }
+            | E::NotImplemented { .. }
+            | E::InvalidPath { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::NotSupported { .. }
+    ) || is_no_space(e)
 }
 
 impl std::fmt::Debug for Store {
@@ -85,20 +134,29 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens a store by URL. A local directory is created if `create` is set.
+    /// Opens a store by URL with settings from the environment. A local directory is
+    /// created if `create` is set.
     pub fn open(url: &str, create: bool) -> Result<Self, StoreError> {
+        Self::open_with(url, create, &S3Options::default())
+    }
+
+    /// Opens a store by URL: a path, `file://PATH`, `s3://BUCKET/PREFIX` or `memory:`.
+    pub fn open_with(url: &str, create: bool, s3: &S3Options) -> Result<Self, StoreError> {
         if url == "memory:" {
             return Ok(Self::from_object_store(
                 Arc::new(object_store::memory::InMemory::new()),
                 url,
             ));
         }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Self::open_s3(url, rest, s3);
+        }
         let path = if let Some(rest) = url.strip_prefix("file://") {
             PathBuf::from(rest)
         } else if url.contains("://") {
             return Err(StoreError::Open {
                 url: url.into(),
-                reason: "unsupported URL scheme (this build supports local paths and file://)"
+                reason: "unsupported URL scheme (use a path, file://PATH or s3://BUCKET/PREFIX)"
                     .into(),
             });
         } else {
@@ -125,7 +183,74 @@ impl Store {
                 reason: e.to_string(),
             }
         })?;
-        let mut inner: Arc<dyn ObjectStore> = Arc::new(fs);
+        let mut s = Self::wrap(Arc::new(fs), url)?;
+        s.local_root = Some(path);
+        Ok(s)
+    }
+
+    fn open_s3(url: &str, rest: &str, o: &S3Options) -> Result<Self, StoreError> {
+        use object_store::aws::AmazonS3Builder;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::Open {
+                url: url.into(),
+                reason: "no bucket in the URL (s3://BUCKET/PREFIX)".into(),
+            });
+        }
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_virtual_hosted_style_request(false);
+        let allow_http =
+            std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1") || o.allow_http;
+        if std::env::var("AWS_REGION").is_err()
+            && std::env::var("AWS_DEFAULT_REGION").is_err()
+            && o.region.is_none()
+        {
+            b = b.with_region("us-east-1");
+        }
+        if let Some(v) = &o.endpoint {
+            b = b.with_endpoint(v);
+        }
+        if let Some(v) = &o.region {
+            b = b.with_region(v);
+        }
+        if let Some(v) = &o.access_key_id {
+            b = b.with_access_key_id(v);
+        }
+        if let Some(v) = &o.secret_access_key {
+            b = b.with_secret_access_key(v);
+        }
+        let timeout = op_timeout();
+        b = b
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_allow_http(allow_http)
+                    .with_timeout(timeout)
+                    .with_connect_timeout(std::time::Duration::from_secs(10)),
+            )
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(60),
+                ..Default::default()
+            });
+        let s3 = b.build().map_err(|e| StoreError::Open {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
+        let inner: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(
+                s3,
+                prefix.trim_matches('/'),
+            ))
+        };
+        Self::wrap(inner, url)
+    }
+
+    /// Applies the test-only fault wrapper when `COOP_FAULT_STORE` is set.
+    fn wrap(inner: Arc<dyn ObjectStore>, url: &str) -> Result<Self, StoreError> {
+        let mut inner = inner;
         if let Some(spec) = std::env::var("COOP_FAULT_STORE")
             .ok()
             .filter(|s| !s.is_empty())
@@ -137,11 +262,11 @@ impl Store {
                 })?;
             inner = Arc::new(crate::fault::FaultStore::new(inner, cfg));
         }
-        Ok(Self {
-            inner,
-            url: url.to_string(),
-            local_root: Some(path),
-        })
+        Ok(Self::from_object_store(inner, url))
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
     }
 
     /// Wraps any `object_store` implementation (tests use this for fault injection).
@@ -150,6 +275,7 @@ impl Store {
             inner,
             url: url.to_string(),
             local_root: None,
+            create_only: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -158,45 +284,113 @@ impl Store {
     }
 
     fn err(&self, op: &'static str, path: &str, e: object_store::Error) -> StoreError {
-        if matches!(e, object_store::Error::NotFound { .. }) {
-            return StoreError::NotFound {
-                url: self.url.clone(),
-                path: path.into(),
-            };
+        match e {
+            object_store::Error::NotFound { .. } => {
+                return StoreError::NotFound {
+                    url: self.url.clone(),
+                    path: path.into(),
+                }
+            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => {
+                return StoreError::Exists {
+                    url: self.url.clone(),
+                    path: path.into(),
+                }
+            }
+            object_store::Error::NotImplemented { .. }
+            | object_store::Error::NotSupported { .. } => {
+                return StoreError::Unsupported {
+                    url: self.url.clone(),
+                    op,
+                }
+            }
+            _ => {}
         }
-        let reason = e.to_string();
         let no_space = is_no_space(&e);
         StoreError::Op {
             url: self.url.clone(),
             op,
             path: path.into(),
-            reason,
+            reason: e.to_string(),
             no_space,
+        }
+    }
+
+    /// Runs one operation with a time limit and bounded retries of transient errors.
+    fn run<T, F, Fut>(&self, op: &'static str, path: &str, f: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = object_store::Result<T>>,
+    {
+        let timeout = op_timeout();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let res = runtime().block_on(async { tokio::time::timeout(timeout, f()).await });
+            let last = attempt >= ATTEMPTS;
+            match res {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if last || is_permanent(&e) => return Err(self.err(op, path, e)),
+                Err(_) if last => {
+                    return Err(StoreError::Op {
+                        url: self.url.clone(),
+                        op,
+                        path: path.into(),
+                        reason: format!(
+                            "no answer within {} s, {ATTEMPTS} attempts (stalled)",
+                            timeout.as_secs()
+                        ),
+                        no_space: false,
+                    })
+                }
+                Ok(Err(e)) => tracing::info!("{op} {path}: {e}; retrying ({attempt}/{ATTEMPTS})"),
+                Err(_) => tracing::info!("{op} {path}: timed out; retrying ({attempt}/{ATTEMPTS})"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100 << attempt.min(6)));
         }
     }
 
     /// Writes an immutable object. If an object of that name exists already it is left
     /// alone (names are content hashes). Local writes are fsynced before returning.
     pub fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
         let p = OPath::from(path);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
         let payload = PutPayload::from(data);
-        match runtime().block_on(self.inner.put_opts(&p, payload, opts)) {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => return Ok(()),
-            Err(object_store::Error::NotImplemented { .. }) => {
-                return Err(StoreError::Op {
-                    url: self.url.clone(),
-                    op: "put",
-                    path: path.into(),
-                    reason: "store does not support create-only writes".into(),
-                    no_space: false,
-                })
+        let res = self.run("put", path, || {
+            let mode = if self.create_only.load(Ordering::Relaxed) {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            let (p, payload) = (p.clone(), payload.clone());
+            async move {
+                self.inner
+                    .put_opts(
+                        &p,
+                        payload,
+                        PutOptions {
+                            mode,
+                            ..Default::default()
+                        },
+                    )
+                    .await
             }
-            Err(e) => return Err(self.err("put", path, e)),
+        });
+        match res {
+            Ok(_) => {}
+            // Names are content hashes: an existing object holds the same bytes.
+            Err(StoreError::Exists { .. }) => return Ok(()),
+            Err(StoreError::Unsupported { .. }) if self.create_only.load(Ordering::Relaxed) => {
+                // A server without create-only PUT: a plain overwrite writes the same bytes.
+                tracing::warn!(
+                    "{}: the server does not support create-only PUT; using plain PUT",
+                    self.url
+                );
+                self.create_only.store(false, Ordering::Relaxed);
+                return self.put(path, payload.into_iter().flat_map(|b| b.to_vec()).collect());
+            }
+            Err(e) => return Err(e),
         }
         crate::fault::point("store:after-put");
         if let Some(root) = &self.local_root {
@@ -228,28 +422,40 @@ impl Store {
     /// Reads a whole object.
     pub fn get(&self, path: &str) -> Result<Bytes, StoreError> {
         let p = OPath::from(path);
-        runtime()
-            .block_on(async {
-                let r = self.inner.get(&p).await?;
-                r.bytes().await
-            })
-            .map(|b| b.to_vec())
-            .map_err(|e| self.err("get", path, e))
+        self.run("get", path, || async {
+            let r = self.inner.get(&p).await?;
+            r.bytes().await
+        })
+        .map(|b| b.to_vec())
     }
 
     /// Whether an object exists.
     pub fn exists(&self, path: &str) -> Result<bool, StoreError> {
-        match runtime().block_on(self.inner.head(&OPath::from(path))) {
+        let p = OPath::from(path);
+        match self.run("head", path, || self.inner.head(&p)) {
             Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.err("head", path, e)),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Size of an object, or `None` if it does not exist.
+    pub fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        let p = OPath::from(path);
+        match self.run("head", path, || self.inner.head(&p)) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     /// Lists every object under `prefix` (recursively). Either complete, or an error.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let p = OPath::from(prefix);
-        let res: Result<Vec<_>, _> = runtime().block_on(self.inner.list(Some(&p)).try_collect());
+        let res = self.run("list", prefix, || {
+            let p = p.clone();
+            async move { self.inner.list(Some(&p)).try_collect::<Vec<_>>().await }
+        });
         match res {
             Ok(v) => Ok(v
                 .into_iter()
@@ -258,15 +464,18 @@ impl Store {
                     size: m.size,
                 })
                 .collect()),
-            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-            Err(e) => Err(self.err("list", prefix, e)),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
     }
 
+    /// Deletes an object; deleting one that is not there succeeds (S3 semantics everywhere).
     pub fn delete(&self, path: &str) -> Result<(), StoreError> {
-        runtime()
-            .block_on(self.inner.delete(&OPath::from(path)))
-            .map_err(|e| self.err("delete", path, e))
+        let p = OPath::from(path);
+        match self.run("delete", path, || self.inner.delete(&p)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
     }
 }
 
@@ -294,6 +503,7 @@ mod tests {
             assert!(!s.exists("packs/ab/abc").unwrap());
         }
         assert!(Store::open(dir.path().join("missing").to_str().unwrap(), false).is_err());
-        assert!(Store::open("s3://bucket", false).is_err());
+        assert!(Store::open("ftp://host/x", false).is_err());
+        assert!(Store::open("s3://", false).is_err());
     }
 }

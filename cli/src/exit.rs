@@ -46,3 +46,20 @@ pub fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// The error and its causes, each cause shown once (a cause whose text the message before
+/// it already contains is not repeated).
+pub fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

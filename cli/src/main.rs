@@ -53,6 +53,15 @@ enum Command {
     Prune(commands::prune::PruneArgs),
     /// Keep a snapshot whatever forget policies say.
     Protect(commands::protect::ProtectArgs),
+    /// Copy what another site lacks, verbatim. Needs no keys.
+    Replicate(commands::replicate::ReplicateArgs),
+    /// Run the agent daemon (scheduled jobs, replication to peers), or one job with --once.
+    Agent(commands::agent::AgentArgs),
+    /// Show each job's last and next run and each peer's replication lag.
+    Status(commands::agent::StatusArgs),
+    /// Agent configuration.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Manage keys (writer keys for agents that must not read).
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
@@ -75,13 +84,17 @@ fn main() {
         Command::Forget(a) => commands::forget::run(&g, a),
         Command::Prune(a) => commands::prune::run(&g, a),
         Command::Protect(a) => commands::protect::run(&g, a),
+        Command::Replicate(a) => commands::replicate::run(&g, a),
+        Command::Agent(a) => commands::agent::run(&g, a),
+        Command::Status(a) => commands::agent::status(&g, a),
+        Command::Config(c) => commands::config::run(&g, c),
         Command::Key(k) => commands::key::run(&g, k),
     };
     match res {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let code = exit::code_for(&e);
-            eprintln!("coop: error: {e:#}");
+            eprintln!("coop: error: {}", exit::message(&e));
             if let Some(hint) = exit::hint_for(&e) {
                 eprintln!("coop: {hint}");
             }

@@ -48,8 +48,15 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         exclude_files: a.exclude_file,
         one_file_system: a.one_file_system,
         exclude_caches: !a.include_caches,
-        stdin_command: a.stdin_from_command,
-        stdin_filename: a.stdin_filename,
+        commands: a
+            .stdin_from_command
+            .map(|command| {
+                vec![backup::SourceCommand {
+                    command,
+                    filename: a.stdin_filename,
+                }]
+            })
+            .unwrap_or_default(),
         tags: a.tag,
         host: a.host.unwrap_or_else(util::hostname),
         cache_dir: g.cache_dir.clone(),

@@ -66,6 +66,9 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
         util::print_json(&decisions)?;
         return Ok(crate::exit::OK);
     }
+    if g.quiet {
+        return Ok(crate::exit::OK);
+    }
     let mut group = String::new();
     for d in &decisions {
         if d.group != group {

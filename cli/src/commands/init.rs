@@ -65,8 +65,12 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
             "repo_id": repo.config.repo_id.to_hex(), "url": url, "tenant": "coop", "recipients": recipients,
         }))?;
     } else {
+        // Always said, even with --quiet: losing this identity means losing the backups.
         for n in notes {
             eprintln!("{n}");
+        }
+        if g.quiet {
+            return Ok(crate::exit::OK);
         }
         println!(
             "Created repository {} at {url}\nTenant \"coop\" is encrypted to {} recipient(s):",

@@ -1,5 +1,7 @@
+pub mod agent;
 pub mod backup;
 pub mod check;
+pub mod config;
 pub mod diff;
 pub mod dump;
 pub mod forget;
@@ -8,6 +10,7 @@ pub mod key;
 pub mod ls;
 pub mod protect;
 pub mod prune;
+pub mod replicate;
 pub mod restore;
 pub mod scrub;
 pub mod snapshots;

@@ -1,0 +1,96 @@
+//! `coop replicate`: needs no keys.
+
+use crate::global::Global;
+use crate::progress::Bars;
+use crate::util;
+use anyhow::Result;
+use clap::Args;
+use coop_agent::replicate::{self, ReplicateOptions};
+use coop_agent::store::Store;
+
+#[derive(Args)]
+pub struct ReplicateArgs {
+    /// Source repository (path, file://, s3://BUCKET/PREFIX).
+    #[arg(long, env = "COOP_REPLICATE_FROM")]
+    from: String,
+    /// Target repository; created if it does not exist.
+    #[arg(long, env = "COOP_REPLICATE_TO")]
+    to: String,
+    /// Only report what differs; copy nothing.
+    #[arg(long)]
+    check: bool,
+    /// Upload limit, e.g. 500KiB or 2MiB (per second).
+    #[arg(long, env = "COOP_UPLOAD_LIMIT")]
+    limit_upload: Option<String>,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = 4, env = "COOP_REPLICATE_PARALLEL")]
+    parallel: usize,
+}
+
+pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
+    let limit = a
+        .limit_upload
+        .as_deref()
+        .map(util::parse_size)
+        .transpose()?;
+    let from = Store::open(&a.from, false).map_err(|e| util::not_found_as_repo(e, &a.from))?;
+    let to = match Store::open(&a.to, !a.check) {
+        Ok(s) => s,
+        // --check against a site that does not exist yet: it lacks everything.
+        Err(e) if a.check && e.is_not_found() => Store::open("memory:", true)?,
+        Err(e) => return Err(util::not_found_as_repo(e, &a.to)),
+    };
+    let bars = Bars::new(g.quiet, g.json);
+    let r = replicate::replicate(
+        &from,
+        &to,
+        &ReplicateOptions {
+            check_only: a.check,
+            limit,
+            parallel: a.parallel,
+        },
+        &bars,
+    )?;
+    if g.json {
+        util::print_json(&r)?;
+    } else {
+        if a.check {
+            println!(
+                "{} lacks {} object(s), {} that {} has; {} object(s) there are not at the source",
+                a.to,
+                r.missing_objects,
+                util::bytes(r.missing_bytes),
+                a.from,
+                r.extra_objects
+            );
+        } else {
+            let secs = (r.duration_ms as f64 / 1000.0).max(0.001);
+            println!(
+                "copied {} object(s), {} in {secs:.2} s ({}/s)",
+                r.copied_objects,
+                util::bytes(r.copied_bytes),
+                util::bytes((r.copied_bytes as f64 / secs) as u64)
+            );
+        }
+        for x in &r.refused {
+            eprintln!("coop: REFUSED {x}");
+        }
+        for x in &r.failed {
+            eprintln!("coop: failed {x}");
+        }
+        if r.snapshots_held_back > 0 {
+            eprintln!(
+                "coop: {} snapshot(s) held back until every object they may need is copied; \
+                 fix the source (coop scrub there) or run again",
+                r.snapshots_held_back
+            );
+        }
+    }
+    Ok(if !r.refused.is_empty() {
+        crate::exit::INTEGRITY
+    } else if !r.ok() {
+        crate::exit::STORE
+    } else {
+        crate::exit::OK
+    })
+}
