@@ -464,6 +464,7 @@ mod malicious {
             writer_name: "default".into(),
             program: "forger".into(),
             summary: Summary::default(),
+            manifest: None,
         };
         let sealed = s.seal(&keys.signer, &keys.recipients, keys.tag).unwrap();
         repo.store

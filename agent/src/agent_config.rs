@@ -114,6 +114,31 @@ pub struct Job {
     pub after: Vec<String>,
     pub healthcheck_url: Option<String>,
     pub retention: Option<Retention>,
+    /// Run the job once per member: `"all"` or a list of names. Sources may use `{member}`;
+    /// each member's data becomes a snapshot in the tenant `member/NAME`.
+    pub members: Option<MemberSelect>,
+    /// SQL sources: the query is fed to psql on stdin with the member name as the psql
+    /// variable `member` (use `:'member'` in the query); never spliced into the SQL text.
+    #[serde(default)]
+    pub sql: Vec<SqlSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MemberSelect {
+    All(String),
+    Names(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSource {
+    pub database: String,
+    pub query: String,
+    pub filename: String,
+    /// Extra psql arguments (host, port, user), e.g. "-h 127.0.0.1 -U postgres".
+    #[serde(default)]
+    pub psql_args: String,
 }
 
 fn default_tenant() -> String {
@@ -214,7 +239,32 @@ pub fn check(text: &str, reach: bool) -> (Option<AgentConfig>, Vec<ConfigProblem
                 ),
             });
         }
-        if j.paths.is_empty() && j.commands.is_empty() {
+        if let Some(MemberSelect::All(s)) = &j.members {
+            if s != "all" {
+                out.push(ConfigProblem {
+                    line: at(j.schedule.span()),
+                    message: format!(
+                        "job {:?}: members must be \"all\" or a list of names",
+                        j.name
+                    ),
+                });
+            }
+        }
+        if j.members.is_none()
+            && (!j.sql.is_empty()
+                || j.paths
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains("{member}")))
+        {
+            out.push(ConfigProblem {
+                line: at(j.schedule.span()),
+                message: format!(
+                    "job {:?} uses {{member}} or sql but has no `members`",
+                    j.name
+                ),
+            });
+        }
+        if j.paths.is_empty() && j.commands.is_empty() && j.sql.is_empty() {
             out.push(ConfigProblem {
                 line: at(j.schedule.span()),
                 message: format!("job {:?} has no paths and no commands", j.name),

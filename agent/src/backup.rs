@@ -62,6 +62,10 @@ pub struct BackupOptions {
     pub cache_dir: Option<PathBuf>,
     /// Worker threads (0 = one per core).
     pub workers: usize,
+    /// Build and sign a per-file manifest (member tenants, for `coop export`/`verify`).
+    pub manifest: bool,
+    /// Refuse to commit if the tenant's stored bytes would exceed this.
+    pub quota: Option<u64>,
 }
 
 /// A command whose standard output is backed up as one file, without a temp file.
@@ -72,6 +76,12 @@ pub struct SourceCommand {
     pub command: String,
     /// Name of the file in the snapshot (at its root).
     pub filename: String,
+    /// Text fed to the command's standard input (e.g. an SQL query for psql).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Extra environment variables (e.g. COOP_MEMBER).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// The result of a backup.
@@ -339,6 +349,10 @@ struct Walker<'a, 'p> {
     link_groups: HashMap<(u64, u64), u64>,
     users: HashMap<u32, Option<String>>,
     groups: HashMap<u32, Option<String>>,
+    /// Hash of the file being read (when building a manifest).
+    file_hasher: Option<blake3::Hasher>,
+    /// Manifest entries (when building a manifest).
+    manifest: Option<Vec<coop_formats::manifest::ManifestFile>>,
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
@@ -415,7 +429,11 @@ impl Walker<'_, '_> {
     fn chunk_stream(&mut self, r: impl Read, parts: &mut Vec<Part>) -> Result<u64> {
         let sink = &mut self.sink;
         let progress = self.progress;
+        let hasher = &mut self.file_hasher;
         let n = self.chunker.chunk(r, |c: &[u8]| -> Result<()> {
+            if let Some(h) = hasher.as_mut() {
+                h.update(c);
+            }
             parts.push(Part::Blob(sink.submit(BlobType::Data, c)?));
             progress.add_bytes(c.len() as u64);
             Ok(())
@@ -461,6 +479,7 @@ impl Walker<'_, '_> {
             };
             if data > pos {
                 parts.push(Part::Hole { hole: data - pos });
+                self.hash_zeros(data - pos);
             }
             f.seek(SeekFrom::Start(data))
                 .map_err(|e| Error::io(path, e))?;
@@ -475,9 +494,40 @@ impl Walker<'_, '_> {
         }
         if pos < size {
             parts.push(Part::Hole { hole: size - pos });
+            self.hash_zeros(size - pos);
             pos = size;
         }
         Ok((parts, pos))
+    }
+
+    fn hash_zeros(&mut self, mut n: u64) {
+        if let Some(h) = self.file_hasher.as_mut() {
+            let zeros = [0u8; 65536];
+            while n > 0 {
+                let k = n.min(zeros.len() as u64) as usize;
+                h.update(&zeros[..k]);
+                n -= k as u64;
+            }
+        }
+    }
+
+    fn note_manifest(&mut self, path: &[u8], node: &Node, hash: Option<[u8; 32]>) {
+        let (Some(m), Some(hash)) = (self.manifest.as_mut(), hash) else {
+            return;
+        };
+        let rel = path.strip_prefix(b"/").unwrap_or(path);
+        let (p, p_hex) = match std::str::from_utf8(rel) {
+            Ok(s) => (s.to_string(), None),
+            Err(_) => (String::new(), Some(hex::encode(rel))),
+        };
+        m.push(coop_formats::manifest::ManifestFile {
+            path: p,
+            path_hex: p_hex,
+            size: node.size,
+            mode: node.mode,
+            mtime_ns: node.mtime_ns,
+            blake3: hex::encode(hash),
+        });
     }
 
     fn file_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>) -> Result<Node> {
@@ -507,7 +557,8 @@ impl Walker<'_, '_> {
                 Part::Blob(id) => self.sink.known(id),
                 Part::Hole { .. } => true,
             });
-            if same && present {
+            let hashed = self.manifest.is_none() || e.hash.is_some();
+            if same && present && hashed {
                 for p in &e.content {
                     if let Part::Blob(id) = p {
                         self.sink.note_reuse(id);
@@ -518,10 +569,14 @@ impl Walker<'_, '_> {
                 self.summary.files_unchanged += 1;
                 self.summary.total_bytes += e.size;
                 self.progress.add_bytes(e.size);
+                self.note_manifest(key, &node, e.hash);
                 return Ok(node);
             }
         }
-        let (parts, size) = self.read_file(path, meta)?;
+        self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+        let read = self.read_file(path, meta);
+        let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
+        let (parts, size) = read?;
         if cached.is_some() {
             self.summary.files_changed += 1;
         } else {
@@ -545,11 +600,13 @@ impl Walker<'_, '_> {
                             ctime_ns: ctime_ns(meta),
                             ino: meta.ino(),
                             content: node.content.clone(),
+                            hash,
                         },
                     );
                 }
             }
         }
+        self.note_manifest(key, &node, hash);
         Ok(node)
     }
 
@@ -691,12 +748,18 @@ impl Walker<'_, '_> {
         self.store_tree(tree)
     }
 
-    fn stdin_node(&mut self, command: &str, name: &str) -> Result<Node> {
+    fn stdin_node(&mut self, source: &SourceCommand) -> Result<Node> {
         use std::process::{Command, Stdio};
+        let (command, name) = (source.command.as_str(), source.filename.as_str());
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
-            .stdin(Stdio::null())
+            .envs(&source.env)
+            .stdin(if source.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -704,10 +767,25 @@ impl Walker<'_, '_> {
                 command: command.into(),
                 status: format!("cannot start: {e}"),
             })?;
+        let feeder = match (child.stdin.take(), &source.stdin) {
+            (Some(mut input), Some(text)) => {
+                let text = text.clone();
+                Some(std::thread::spawn(move || {
+                    use std::io::Write;
+                    let _ = input.write_all(text.as_bytes());
+                }))
+            }
+            _ => None,
+        };
         let mut out = child.stdout.take().expect("piped stdout");
         let mut parts = Vec::new();
+        self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
         let res = self.chunk_stream(&mut out, &mut parts);
+        let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
         drop(out);
+        if let Some(f) = feeder {
+            let _ = f.join();
+        }
         let status = child.wait().map_err(|e| Error::SourceFailed {
             command: command.into(),
             status: e.to_string(),
@@ -741,6 +819,7 @@ impl Walker<'_, '_> {
         node.mtime_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
         node.size = n;
         node.content = parts;
+        self.note_manifest(name.as_bytes(), &node, hash);
         Ok(node)
     }
 }
@@ -879,12 +958,14 @@ pub fn backup(
         link_groups: HashMap::new(),
         users: HashMap::new(),
         groups: HashMap::new(),
+        file_hasher: None,
+        manifest: opts.manifest.then(Vec::new),
     };
     progress.phase("backup", None);
     let walked = (|| -> Result<Id> {
         let mut extra = Vec::new();
         for c in &opts.commands {
-            extra.push(walker.stdin_node(&c.command, &c.filename)?);
+            extra.push(walker.stdin_node(c)?);
         }
         if trie.target {
             // "/" itself is a source.
@@ -905,6 +986,28 @@ pub fn backup(
         }
         walker.virtual_dir(Path::new("/"), &trie, extra)
     })();
+    // The signed manifest (member tenants): every file's path, size, mode, mtime and BLAKE3,
+    // signed now by this writer so that no later export can forge it.
+    let manifest_blob: Result<Option<Id>> = match (&walked, walker.manifest.take()) {
+        (Ok(root), Some(mut files)) => {
+            use coop_formats::manifest::{Manifest, SignedManifest, FORMAT};
+            files.sort_by_key(|f| f.path_bytes());
+            let m = Manifest {
+                format: FORMAT.into(),
+                version: 1,
+                repo_id: repo.config.repo_id,
+                tenant: keys.tenant.clone(),
+                site: opts.host.clone(),
+                time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                tree: *root,
+                files,
+            };
+            let json =
+                serde_json::to_vec(&SignedManifest::sign(&m, &keys.signer)).expect("serializes");
+            walker.sink.submit(BlobType::Data, &json).map(Some)
+        }
+        _ => Ok(None),
+    };
     // Close the channel and wait for the workers whatever happened.
     walker.sink.tx = None;
     for h in handles {
@@ -919,6 +1022,7 @@ pub fn backup(
         return Err(e);
     }
     let root = walked?;
+    let manifest_blob = manifest_blob?;
     crate::fault::pause("backup:before-index");
     crate::fault::point("backup:before-index");
     let rest = std::mem::take(&mut *shared.pending.lock().expect("lock"));
@@ -942,6 +1046,21 @@ pub fn backup(
                     ),
                 });
             }
+        }
+    }
+    if let Some(quota) = opts.quota {
+        let used: u64 = repo
+            .store
+            .list(&format!("packs/{}", repo::tag_hex(&keys.tag)))?
+            .iter()
+            .map(|o| o.size)
+            .sum();
+        if used > quota {
+            return Err(Error::Quota {
+                tenant: keys.tenant.clone(),
+                used,
+                quota,
+            });
         }
     }
     crate::fault::point("backup:before-snapshot");
@@ -971,6 +1090,7 @@ pub fn backup(
         writer_name: keys.writer_name.clone(),
         program: crate::PROGRAM.into(),
         summary,
+        manifest: manifest_blob,
     };
     let sealed = snapshot
         .seal(&keys.signer, &keys.recipients, keys.tag)

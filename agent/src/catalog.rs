@@ -18,6 +18,8 @@ pub struct Entry {
     pub ctime_ns: i64,
     pub ino: u64,
     pub content: Vec<Part>,
+    /// BLAKE3 of the content, where it was computed (member tenants' manifests need it).
+    pub hash: Option<[u8; 32]>,
 }
 
 pub struct Catalog {
@@ -111,18 +113,18 @@ impl Catalog {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS files (
+            "CREATE TABLE IF NOT EXISTS entries (
                 tenant TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
                 mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
-                content BLOB NOT NULL, PRIMARY KEY (tenant, path)) WITHOUT ROWID;",
+                content BLOB NOT NULL, hash BLOB, PRIMARY KEY (tenant, path)) WITHOUT ROWID;",
         )?;
-        conn.query_row("SELECT count(*) FROM files LIMIT 1", [], |_| Ok(()))?;
+        conn.query_row("SELECT count(*) FROM entries LIMIT 1", [], |_| Ok(()))?;
         Ok(conn)
     }
 
     pub fn lookup(&self, path: &[u8]) -> Result<Option<Entry>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT size, mtime_ns, ctime_ns, ino, content FROM files WHERE tenant = ?1 AND path = ?2",
+            "SELECT size, mtime_ns, ctime_ns, ino, content, hash FROM entries WHERE tenant = ?1 AND path = ?2",
         )?;
         let row = st
             .query_row(params![self.tenant, path], |r| {
@@ -132,18 +134,22 @@ impl Catalog {
                     r.get(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
                 ))
             })
             .optional()?;
-        Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, content)| {
-            Some(Entry {
-                size: size as u64,
-                mtime_ns,
-                ctime_ns,
-                ino: ino as u64,
-                content: decode_parts(&content)?,
-            })
-        }))
+        Ok(
+            row.and_then(|(size, mtime_ns, ctime_ns, ino, content, hash)| {
+                Some(Entry {
+                    size: size as u64,
+                    mtime_ns,
+                    ctime_ns,
+                    ino: ino as u64,
+                    content: decode_parts(&content)?,
+                    hash: hash.and_then(|h| h.try_into().ok()),
+                })
+            }),
+        )
     }
 
     /// Remembers an entry; written by [`Catalog::commit`].
@@ -156,8 +162,8 @@ impl Catalog {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO files (tenant, path, size, mtime_ns, ctime_ns, ino, content)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO entries (tenant, path, size, mtime_ns, ctime_ns, ino, content, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for (p, e) in self.pending.drain(..) {
                 st.execute(params![
@@ -167,7 +173,8 @@ impl Catalog {
                     e.mtime_ns,
                     e.ctime_ns,
                     e.ino as i64,
-                    encode_parts(&e.content)
+                    encode_parts(&e.content),
+                    e.hash.map(|h| h.to_vec())
                 ])?;
             }
         }
@@ -191,6 +198,7 @@ mod tests {
             ctime_ns: 4,
             ino: 9,
             content: vec![Part::Blob(Id([2; 32])), Part::Hole { hole: 7 }],
+            hash: Some([5; 32]),
         };
         c.record(b"/a".to_vec(), e.clone());
         c.commit().unwrap();

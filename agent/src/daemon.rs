@@ -263,68 +263,12 @@ impl Agent {
             for h in &job.before {
                 sh(h).map_err(|e| format!("before hook {e}"))?;
             }
-            let keys = self
-                .repo
-                .tenant_keys(&self.access, &job.tenant)
-                .map_err(|e| e.to_string())?;
-            let opts = BackupOptions {
-                paths: job.paths.clone(),
-                excludes: job.exclude.clone(),
-                one_file_system: job.one_file_system,
-                exclude_caches: true,
-                commands: job.commands.clone(),
-                tags: job
-                    .tags
-                    .iter()
-                    .cloned()
-                    .chain([format!("job:{}", job.name)])
-                    .collect(),
-                host: self.cfg.site.name.clone(),
-                cache_dir: Some(self.cache_dir.clone()),
-                ..Default::default()
-            };
-            let b =
-                backup::backup(&self.repo, &keys, &opts, &NoProgress).map_err(|e| e.to_string())?;
-            out.snapshot = Some(b.id.to_hex());
-            out.bytes_added = b.snapshot.summary.bytes_added;
-            if !b.warnings.is_empty() {
-                out.message = format!("{} warning(s): {}", b.warnings.len(), b.warnings[0]);
-            }
-            if let Some(r) = &job.retention {
-                if keys.reader.is_none() {
-                    out.message.push_str(" retention skipped: a writer key cannot read snapshots (run forget where an identity is)");
-                } else {
-                    let policy = crate::forget::Policy {
-                        last: r.keep_last,
-                        hourly: r.keep_hourly,
-                        daily: r.keep_daily,
-                        weekly: r.keep_weekly,
-                        monthly: r.keep_monthly,
-                        yearly: r.keep_yearly,
-                        within: r
-                            .keep_within
-                            .as_deref()
-                            .map(humantime::parse_duration)
-                            .transpose()
-                            .map_err(|e| e.to_string())?,
-                        tags: r.keep_tags.clone(),
-                    };
-                    let d = crate::forget::forget(
-                        &self.repo,
-                        &keys,
-                        &policy,
-                        crate::forget::GroupBy::default(),
-                        false,
-                    )
-                    .map_err(|e| format!("retention: {e}"))?;
-                    out.forgotten = d.iter().filter(|d| !d.keep).count();
-                    if r.prune && out.forgotten > 0 {
-                        crate::prune::prune(&self.repo, &keys, &Default::default(), &NoProgress)
-                            .map_err(|e| format!("prune: {e}"))?;
-                    }
+            match &job.members {
+                None => {
+                    self.backup_target(job, &job.tenant, &job.paths, &job.commands, None, &mut out)
                 }
+                Some(sel) => self.backup_members(job, sel, &mut out),
             }
-            Ok(())
         })();
         // After hooks run whatever happened (e.g. restart the service the before hook stopped).
         let mut after_err = None;
@@ -358,6 +302,170 @@ impl Agent {
         self.ping(job, if out.ok { "" } else { "/fail" }, &out.message);
         self.write_metrics();
         Ok(out)
+    }
+
+    /// One backup (and its retention) into one tenant.
+    fn backup_target(
+        &self,
+        job: &Job,
+        tenant: &str,
+        paths: &[PathBuf],
+        commands: &[crate::backup::SourceCommand],
+        quota: Option<u64>,
+        out: &mut JobOutcome,
+    ) -> std::result::Result<(), String> {
+        let keys = self
+            .repo
+            .tenant_keys(&self.access, tenant)
+            .map_err(|e| e.to_string())?;
+        let opts = BackupOptions {
+            paths: paths.to_vec(),
+            excludes: job.exclude.clone(),
+            one_file_system: job.one_file_system,
+            exclude_caches: true,
+            commands: commands.to_vec(),
+            tags: job
+                .tags
+                .iter()
+                .cloned()
+                .chain([format!("job:{}", job.name)])
+                .collect(),
+            host: self.cfg.site.name.clone(),
+            cache_dir: Some(self.cache_dir.clone()),
+            manifest: tenant.starts_with("member/"),
+            quota,
+            ..Default::default()
+        };
+        let b = backup::backup(&self.repo, &keys, &opts, &NoProgress).map_err(|e| e.to_string())?;
+        out.snapshot = Some(b.id.to_hex());
+        out.bytes_added += b.snapshot.summary.bytes_added;
+        if !b.warnings.is_empty() {
+            out.message.push_str(&format!(
+                "{}: {} warning(s): {}; ",
+                tenant,
+                b.warnings.len(),
+                b.warnings[0]
+            ));
+        }
+        let Some(r) = &job.retention else {
+            return Ok(());
+        };
+        if keys.reader.is_none() {
+            out.message.push_str("retention skipped: a writer key cannot read snapshots (run forget where an identity is); ");
+            return Ok(());
+        }
+        let policy = crate::forget::Policy {
+            last: r.keep_last,
+            hourly: r.keep_hourly,
+            daily: r.keep_daily,
+            weekly: r.keep_weekly,
+            monthly: r.keep_monthly,
+            yearly: r.keep_yearly,
+            within: r
+                .keep_within
+                .as_deref()
+                .map(humantime::parse_duration)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            tags: r.keep_tags.clone(),
+        };
+        let d = crate::forget::forget(
+            &self.repo,
+            &keys,
+            &policy,
+            crate::forget::GroupBy::default(),
+            false,
+        )
+        .map_err(|e| format!("retention: {e}"))?;
+        let forgotten = d.iter().filter(|d| !d.keep).count();
+        out.forgotten += forgotten;
+        if r.prune && forgotten > 0 {
+            crate::prune::prune(&self.repo, &keys, &Default::default(), &NoProgress)
+                .map_err(|e| format!("prune: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// A per-member job: one snapshot per member in `member/NAME`. A member whose sources
+    /// yield nothing, or who is over quota, fails alone and is reported.
+    fn backup_members(
+        &self,
+        job: &Job,
+        sel: &agent_config::MemberSelect,
+        out: &mut JobOutcome,
+    ) -> std::result::Result<(), String> {
+        let coop = self
+            .repo
+            .tenant_keys(&self.access, "coop")
+            .map_err(|e| e.to_string())?;
+        let (reg, _) = crate::members::load(&self.repo, &coop).map_err(|e| e.to_string())?;
+        let names: Vec<String> = match sel {
+            agent_config::MemberSelect::All(_) => {
+                reg.members.iter().map(|m| m.name.clone()).collect()
+            }
+            agent_config::MemberSelect::Names(n) => n.clone(),
+        };
+        let mut failures = Vec::new();
+        let mut done = 0;
+        for name in &names {
+            let Some(m) = reg.member(name) else {
+                failures.push(format!("{name}: not in the member registry"));
+                continue;
+            };
+            let fill = |s: &str| s.replace("{member}", name);
+            let paths: Vec<PathBuf> = job
+                .paths
+                .iter()
+                .map(|p| PathBuf::from(fill(&p.to_string_lossy())))
+                .collect();
+            let existing: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+            let env: std::collections::BTreeMap<String, String> =
+                [("COOP_MEMBER".to_string(), name.clone())].into();
+            let mut commands: Vec<crate::backup::SourceCommand> = job
+                .commands
+                .iter()
+                .map(|c| crate::backup::SourceCommand {
+                    command: fill(&c.command),
+                    filename: fill(&c.filename),
+                    stdin: c.stdin.clone(),
+                    env: env.clone(),
+                })
+                .collect();
+            for q in &job.sql {
+                commands.push(crate::backup::SourceCommand {
+                    command: format!("psql -X -q -A -t -v ON_ERROR_STOP=1 -v member=\"$COOP_MEMBER\" {} -d {} -f -", q.psql_args, q.database),
+                    filename: fill(&q.filename),
+                    stdin: Some(q.query.clone()),
+                    env: env.clone(),
+                });
+            }
+            if existing.is_empty() && commands.is_empty() {
+                failures.push(format!(
+                    "{name}: nothing to back up (none of {} exists)",
+                    paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                continue;
+            }
+            match self.backup_target(job, &m.tenant(), &existing, &commands, m.quota, out) {
+                Ok(()) => done += 1,
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        out.message
+            .push_str(&format!("{done} of {} member(s) backed up; ", names.len()));
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} member(s) failed: {}",
+                failures.len(),
+                failures.join("; ")
+            ))
+        }
     }
 
     fn peer_store(&self, p: &Peer) -> Result<Store> {

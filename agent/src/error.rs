@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Store,
     /// Local I/O (the files being backed up or restored, the catalog).
     Io,
+    /// A member's quota would be exceeded.
+    Quota,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,12 @@ pub enum Error {
     Tree(#[from] coop_formats::tree::TreeError),
     #[error("backup interrupted: {reason}")]
     Aborted { reason: String },
+    #[error("{tenant} is over its quota: {used} bytes stored (with this backup), quota {quota}; no snapshot was written. Ask an admin to raise it, or forget and prune old snapshots")]
+    Quota {
+        tenant: String,
+        used: u64,
+        quota: u64,
+    },
 }
 
 impl Error {
@@ -73,6 +81,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::SourceFailed { .. } => ErrorKind::SourceFailed,
             Error::Io { .. } | Error::Catalog(_) | Error::Aborted { .. } => ErrorKind::Io,
+            Error::Quota { .. } => ErrorKind::Quota,
         }
     }
 

@@ -262,6 +262,7 @@ mod tests {
             writer_name: String::new(),
             program: String::new(),
             summary: Default::default(),
+            manifest: None,
         }
     }
 

@@ -109,6 +109,7 @@ pub struct TenantKeys {
     pub tag: TenantTag,
     pub id_key: [u8; 32],
     pub index_key: [u8; 32],
+    /// What data is encrypted to: the tenant's data recipient.
     pub recipient_strings: Vec<String>,
     pub recipients: Arc<Vec<Recipient>>,
     pub signer: ed25519_dalek::SigningKey,
@@ -117,14 +118,21 @@ pub struct TenantKeys {
 }
 
 impl TenantKeys {
-    pub fn from_keyring(keyring: Keyring, identities: Arc<Vec<Identity>>) -> Result<Self> {
-        let recipients = parse_recipients(&keyring.recipients)?;
+    /// Keys from an opened keyring. Data is encrypted to (and read with) the tenant's data
+    /// identity; `_identities` opened the keyring itself.
+    pub fn from_keyring(keyring: Keyring, _identities: Arc<Vec<Identity>>) -> Result<Self> {
+        let bad = |e: coop_formats::keyring::KeyringError| {
+            Error::corrupt(format!("keyring of {}", keyring.tenant), e)
+        };
+        let data_recipient = keyring.data_recipient().map_err(bad)?;
+        let identities = Arc::new(keyring.data_identities().map_err(bad)?);
+        let recipients = parse_recipients(std::slice::from_ref(&data_recipient))?;
         Ok(Self {
             tenant: keyring.tenant.clone(),
             tag: keyring.tenant_tag,
             id_key: keyring.id_key,
             index_key: keyring.index_key,
-            recipient_strings: keyring.recipients.clone(),
+            recipient_strings: vec![data_recipient],
             recipients: Arc::new(recipients),
             signer: keyring.default_signer(),
             writer_name: "default".into(),

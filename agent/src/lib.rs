@@ -16,12 +16,14 @@ pub mod check;
 pub mod chunker;
 pub mod daemon;
 pub mod error;
+pub mod export;
 pub mod fault;
 pub mod forget;
 pub mod history;
 pub mod index;
 pub mod keys;
 pub mod lock;
+pub mod members;
 pub mod progress;
 pub mod prune;
 pub mod read;
@@ -30,6 +32,7 @@ pub mod repo;
 pub mod restore;
 pub mod state;
 pub mod store;
+pub mod usage;
 
 pub use error::{Error, ErrorKind};
 

@@ -247,6 +247,14 @@ impl Repo {
                         ),
                     });
                 }
+                if wk.tenant == "coop" && tenant.starts_with("member/") && tenant != wk.tenant {
+                    let coop = TenantKeys::from_writer_key(wk)?;
+                    return crate::members::writer_keys_for_member(
+                        self,
+                        &coop,
+                        &tenant["member/".len()..],
+                    );
+                }
                 if wk.tenant != tenant {
                     return Err(Error::AccessDenied {
                         what: format!(
@@ -273,7 +281,21 @@ impl Repo {
                         ),
                     });
                 };
-                TenantKeys::from_keyring(k, Arc::clone(ids))
+                let mut keys = TenantKeys::from_keyring(k, Arc::clone(ids))?;
+                // An admin (or agent with an identity) backing up a member signs as the site,
+                // with the coop tenant's signer, which every member keyring lists as a writer.
+                if tenant.starts_with("member/") {
+                    let rings = self.keyrings(ids)?;
+                    if let Some(coop) = rings.iter().find(|r| r.tenant == "coop") {
+                        if keys.reader.as_ref().is_some_and(|r| {
+                            r.keyring
+                                .is_writer(&coop_formats::keyring::public_key_of(&coop.signer))
+                        }) {
+                            keys.signer = coop.default_signer();
+                        }
+                    }
+                }
+                Ok(keys)
             }
         }
     }

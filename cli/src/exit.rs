@@ -14,6 +14,7 @@ pub const NOT_FOUND: i32 = 8;
 pub const SOURCE_FAILED: i32 = 9;
 pub const STORE: i32 = 10;
 pub const IO: i32 = 11;
+pub const QUOTA: i32 = 12;
 
 fn kind(e: &anyhow::Error) -> Option<ErrorKind> {
     e.chain()
@@ -31,6 +32,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         Some(ErrorKind::SourceFailed) => SOURCE_FAILED,
         Some(ErrorKind::Store) => STORE,
         Some(ErrorKind::Io) => IO,
+        Some(ErrorKind::Quota) => QUOTA,
         None => UNEXPECTED,
     }
 }

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
     about = "Encrypted, deduplicated backups for community hosters, replicated across sites.",
     after_help = "Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 backup done but some files were unreadable, \
 4 repository not found, 5 wrong key / access denied, 6 data failed verification, 7 restore partial, \
-8 snapshot or path not found, 9 source command failed, 10 store error, 11 local I/O error."
+8 snapshot or path not found, 9 source command failed, 10 store error, 11 local I/O error, 12 quota exceeded."
 )]
 struct Cli {
     #[command(flatten)]
@@ -62,6 +62,15 @@ enum Command {
     /// Agent configuration.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// Export a member's own data (tar or directory, with a signed manifest).
+    Export(commands::export::ExportArgs),
+    /// Check an export offline against its signed manifest. Needs no secret.
+    Verify(commands::export::VerifyArgs),
+    /// Stored and logical bytes, snapshots and quota use per tenant.
+    Usage,
+    /// Manage members (per-member tenants, quotas).
+    #[command(subcommand)]
+    Member(commands::member::MemberCommand),
     /// Manage keys (writer keys for agents that must not read).
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
@@ -88,6 +97,10 @@ fn main() {
         Command::Agent(a) => commands::agent::run(&g, a),
         Command::Status(a) => commands::agent::status(&g, a),
         Command::Config(c) => commands::config::run(&g, c),
+        Command::Member(c) => commands::member::run(&g, c),
+        Command::Export(a) => commands::export::run(&g, a),
+        Command::Verify(a) => commands::export::verify(&g, a),
+        Command::Usage => commands::export::usage(&g),
         Command::Key(k) => commands::key::run(&g, k),
     };
     match res {

@@ -4,7 +4,7 @@
 //! 0..4   magic "COOP"
 //! 4      format version (1)
 //! 5      object type (1 config, 2 keyring, 3 pack, 4 index, 5 snapshot, 6 lock,
-//!        7 prune plan, 8 protection)
+//!        7 prune plan, 8 protection, 9 member registry)
 //! 6..8   reserved, must be zero
 //! 8..24  tenant tag (16 random bytes chosen when the tenant is created; zero for config)
 //! ```
@@ -32,6 +32,7 @@ pub enum ObjectType {
     Lock = 6,
     PrunePlan = 7,
     Protection = 8,
+    Registry = 9,
 }
 
 impl ObjectType {
@@ -45,6 +46,7 @@ impl ObjectType {
             6 => Self::Lock,
             7 => Self::PrunePlan,
             8 => Self::Protection,
+            9 => Self::Registry,
             _ => return None,
         })
     }
@@ -58,6 +60,7 @@ impl ObjectType {
             Self::Lock => "lock",
             Self::PrunePlan => "prune plan",
             Self::Protection => "protection",
+            Self::Registry => "member registry",
         }
     }
 }
@@ -193,7 +196,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip(t in 1u8..=8, tag in any::<[u8; 16]>()) {
+        fn roundtrip(t in 1u8..=9, tag in any::<[u8; 16]>()) {
             let h = Header::new(ObjectType::from_u8(t).unwrap(), tag);
             prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         }

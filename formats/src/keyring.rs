@@ -51,9 +51,13 @@ pub struct Keyring {
     /// XChaCha20-Poly1305 key of the index objects.
     #[serde(with = "crate::hexser")]
     pub index_key: [u8; 32],
-    /// The age recipients data of this tenant is encrypted to.
+    /// Who can open this keyring (the tenant's readers): age or SSH recipients.
     #[zeroize(skip)]
     pub recipients: Vec<String>,
+    /// The tenant's data identity (`AGE-SECRET-KEY-1…`). Packs and snapshots are encrypted to
+    /// its public key only, so adding or removing a reader re-wraps this keyring and never
+    /// re-encrypts data.
+    pub data_identity: String,
     /// Public keys whose snapshot signatures readers accept.
     #[zeroize(skip)]
     pub writers: Vec<Writer>,
@@ -99,6 +103,13 @@ impl Keyring {
         now: String,
     ) -> Self {
         let signer: [u8; 32] = crate::random_bytes();
+        let data_identity = {
+            use age::secrecy::ExposeSecret;
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
+                .to_string()
+        };
         let public = ed25519_dalek::SigningKey::from_bytes(&signer)
             .verifying_key()
             .to_bytes();
@@ -112,6 +123,7 @@ impl Keyring {
             id_key: crate::random_bytes(),
             index_key: crate::random_bytes(),
             recipients,
+            data_identity,
             writers: vec![Writer {
                 name: "default".into(),
                 public_key: public,
@@ -175,6 +187,22 @@ impl Keyring {
         Ok(k)
     }
 
+    /// The data identity, for decrypting packs and snapshots.
+    pub fn data_identities(&self) -> Result<Vec<crypt::Identity>, KeyringError> {
+        Ok(crypt::parse_identities(self.data_identity.as_bytes())?)
+    }
+
+    /// The data recipient (public key) that packs and snapshots are encrypted to.
+    pub fn data_recipient(&self) -> Result<String, KeyringError> {
+        use std::str::FromStr;
+        let id = age::x25519::Identity::from_str(&self.data_identity).map_err(|e| {
+            KeyringError::Invalid {
+                reason: format!("bad data identity: {e}"),
+            }
+        })?;
+        Ok(id.to_public().to_string())
+    }
+
     /// The ed25519 key holders of an identity sign snapshots with.
     pub fn default_signer(&self) -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&self.signer)
@@ -194,6 +222,7 @@ impl Keyring {
             && self.id_key == other.id_key
             && self.index_key == other.index_key
             && self.signer == other.signer
+            && self.data_identity == other.data_identity
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Snapshot {
     pub program: String,
     #[serde(default)]
     pub summary: Summary,
+    /// Data blob holding the signed per-file manifest (member tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Id>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +191,7 @@ mod tests {
             writer_name: "default".into(),
             program: "coop test".into(),
             summary: Summary::default(),
+            manifest: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! nothing that decrypts what is stored.
 //!
 //! It is a JSON document (mode 0600 on disk) holding the tenant's ID key and index key,
-//! its recipients and the writer's own ed25519 signing key.
+//! the tenant's data recipient (public) and the writer's own ed25519 signing key.
 
 use crate::envelope::TenantTag;
 use crate::id::Id;

@@ -42,6 +42,14 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
     let repo = util::open_repo(g)?;
     let access = util::write_access(g)?;
     let keys = repo.tenant_keys(&access, &g.tenant)?;
+    let member = coop_agent::members::member_of(&repo, &access, &g.tenant)?;
+    if g.tenant.starts_with("member/") && member.is_none() {
+        return Err(coop_agent::Error::NotFound {
+            what: format!("member tenant {:?} in the registry", g.tenant),
+            hint: " (see `coop member list`)".into(),
+        }
+        .into());
+    }
     let opts = BackupOptions {
         paths: a.paths,
         excludes: a.exclude,
@@ -54,6 +62,8 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
                 vec![backup::SourceCommand {
                     command,
                     filename: a.stdin_filename,
+                    stdin: None,
+                    env: Default::default(),
                 }]
             })
             .unwrap_or_default(),
@@ -61,6 +71,8 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         host: a.host.unwrap_or_else(util::hostname),
         cache_dir: g.cache_dir.clone(),
         workers: 0,
+        manifest: member.is_some(),
+        quota: member.and_then(|m| m.quota),
     };
     let bars = Bars::new(g.quiet, g.json);
     let out = backup::backup(&repo, &keys, &opts, &bars)?;

@@ -70,7 +70,9 @@ fn export_writer(g: &Global, a: ExportWriterArgs) -> Result<i32> {
         config_hash: repo.config_hash,
         id_key: ring.id_key,
         index_key: ring.index_key,
-        recipients: ring.recipients.clone(),
+        recipients: vec![ring.data_recipient().map_err(|e| Error::Usage {
+            what: e.to_string(),
+        })?],
         signing_key: seed,
     };
     keys::write_secret_file(&a.out, &wk.encode())?;

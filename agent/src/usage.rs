@@ -1,0 +1,78 @@
+//! `coop usage`: per tenant, what is stored and how it compares with the quota.
+
+use crate::error::Result;
+use crate::keys::{Access, TenantKeys};
+use crate::repo::{self, Repo};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct TenantUsage {
+    pub tenant: String,
+    /// Size of the newest snapshot's files (None if the caller cannot read the tenant).
+    pub logical_bytes: Option<u64>,
+    /// Bytes of packs in the store (after dedup, compression and encryption).
+    pub stored_bytes: u64,
+    pub snapshots: Option<usize>,
+    pub last_backup: Option<String>,
+    pub quota: Option<u64>,
+    pub quota_used_percent: Option<f64>,
+}
+
+fn stored(repo: &Repo, tag: &[u8; 16]) -> Result<u64> {
+    Ok(repo
+        .store
+        .list(&format!("packs/{}", repo::tag_hex(tag)))?
+        .iter()
+        .map(|o| o.size)
+        .sum())
+}
+
+/// Usage of every tenant the caller knows: all keyrings its identity opens, and every
+/// registered member (stored bytes need no key).
+pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
+    let mut out = Vec::new();
+    let registry = match repo.tenant_keys(access, "coop") {
+        Ok(coop) => Some(crate::members::load(repo, &coop)?.0),
+        Err(_) => None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    if let Access::Identity(ids) = access {
+        for ring in repo.keyrings(ids)? {
+            let tenant = ring.tenant.clone();
+            let keys = TenantKeys::from_keyring(ring, ids.clone())?;
+            let snaps = repo.snapshots(&keys)?;
+            let quota = registry
+                .as_ref()
+                .and_then(|r| tenant.strip_prefix("member/").and_then(|n| r.member(n)))
+                .and_then(|m| m.quota);
+            let bytes = stored(repo, &keys.tag)?;
+            seen.insert(keys.tag);
+            out.push(TenantUsage {
+                tenant,
+                logical_bytes: snaps.last().map(|(_, s)| s.summary.total_bytes),
+                stored_bytes: bytes,
+                snapshots: Some(snaps.len()),
+                last_backup: snaps.last().map(|(_, s)| s.time.clone()),
+                quota,
+                quota_used_percent: quota.map(|q| 100.0 * bytes as f64 / q.max(1) as f64),
+            });
+        }
+    }
+    for m in registry.iter().flat_map(|r| r.members.iter()) {
+        if seen.contains(&m.tenant_tag) {
+            continue;
+        }
+        let bytes = stored(repo, &m.tenant_tag)?;
+        out.push(TenantUsage {
+            tenant: m.tenant(),
+            logical_bytes: None,
+            stored_bytes: bytes,
+            snapshots: None,
+            last_backup: None,
+            quota: m.quota,
+            quota_used_percent: m.quota.map(|q| 100.0 * bytes as f64 / q.max(1) as f64),
+        });
+    }
+    out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    Ok(out)
+}

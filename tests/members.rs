@@ -1,0 +1,547 @@
+//! Members: per-member tenants and jobs, quotas, export, offline verify, isolation.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+struct Coop {
+    env: Env,
+    alice_id: PathBuf,
+    bob_key: PathBuf,
+    data: PathBuf,
+}
+
+fn age_identity(env: &Env, name: &str) -> (PathBuf, String) {
+    let (text, recipient) = coop_formats::crypt::generate_identity();
+    let p = env.p(&format!("{name}.identity"));
+    fs::write(&p, text).unwrap();
+    (p, recipient)
+}
+
+fn ssh_key(env: &Env, name: &str) -> (PathBuf, String) {
+    let p = env.p(name);
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pubkey = fs::read_to_string(p.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (p, pubkey)
+}
+
+/// A repository with members alice (age key, no quota) and bob (SSH key, quota), data for
+/// both, and an agent config with a per-member job.
+fn setup(bob_quota: &str) -> Coop {
+    let env = Env::new();
+    let (alice_id, alice_rcpt) = age_identity(&env, "alice");
+    let (bob_key, bob_rcpt) = ssh_key(&env, "bob_ed25519");
+    env.ok(&["member", "add", "alice", "--recipient", &alice_rcpt]);
+    env.ok(&[
+        "member",
+        "add",
+        "bob",
+        "--recipient",
+        &bob_rcpt,
+        "--quota",
+        bob_quota,
+    ]);
+    let data = env.p("nextcloud");
+    for (m, seed) in [("alice", 1u64), ("bob", 2)] {
+        let d = data.join(m).join("files");
+        fs::create_dir_all(d.join("photos")).unwrap();
+        fs::write(d.join("notes.md"), format!("# notes of {m}\n").repeat(1000)).unwrap();
+        fs::write(d.join("photos/cat.jpg"), pseudo_random(300_000, seed)).unwrap();
+        fs::write(d.join("empty.txt"), b"").unwrap();
+    }
+    fs::write(
+        env.p("agent.toml"),
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n[[job]]\nname = \"nextcloud-members\"\nschedule = \"0 3 * * *\"\nmembers = \"all\"\npaths = [\"{}/{{member}}/files\"]\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("agent-cache").display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    Coop {
+        env,
+        alice_id,
+        bob_key,
+        data,
+    }
+}
+
+fn run_job(c: &Coop) -> std::process::Output {
+    c.env.coop(&[
+        "--json",
+        "agent",
+        "--config",
+        c.env.p("agent.toml").to_str().unwrap(),
+        "--once",
+        "nextcloud-members",
+    ])
+}
+
+fn verify(env: &Env, path: &Path, trust: Option<&str>) -> (Option<i32>, Value) {
+    let mut args = vec!["--json", "verify", path.to_str().unwrap()];
+    if let Some(t) = trust {
+        args.extend(["--trust", t]);
+    }
+    let o = env.coop(&args);
+    (
+        o.status.code(),
+        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn members_export_verify_and_isolation() {
+    let c = setup("1GiB");
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let env = &c.env;
+    // Alice: tar export with her age identity.
+    let alice_tar = env.p("alice.tar");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "--out",
+        alice_tar.to_str().unwrap(),
+    ]);
+    let (code, v) = verify(env, &alice_tar, None);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["files_ok"], 3);
+    let fp = v["signer_fingerprint"].as_str().unwrap().to_string();
+    // The tar is readable with standard tools.
+    let t = std::process::Command::new("tar")
+        .args(["tf", alice_tar.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        listing.contains("manifest.json") && listing.contains("photos/cat.jpg"),
+        "{listing}"
+    );
+    // Bob: directory export with his SSH key.
+    let bob_dir = env.p("bob-export");
+    env.ok(&[
+        "export",
+        "--member",
+        "bob",
+        "--identity-file",
+        c.bob_key.to_str().unwrap(),
+        "--out",
+        &format!("{}/", bob_dir.display()),
+    ]);
+    let (code, v) = verify(env, &bob_dir, Some(&fp));
+    assert_eq!(code, Some(0), "{v}");
+    let bob_cat = bob_dir
+        .join("files")
+        .join(c.data.strip_prefix("/").unwrap())
+        .join("bob/files/photos/cat.jpg");
+    assert_eq!(fs::read(&bob_cat).unwrap(), pseudo_random(300_000, 2));
+    // Each is refused the other's data, and nothing is written.
+    for (id, member) in [(&c.alice_id, "bob"), (&c.bob_key, "alice")] {
+        let out = env.p(&format!("stolen-{member}.tar"));
+        let o = env.coop(&[
+            "export",
+            "--member",
+            member,
+            "--identity-file",
+            id.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not a recipient of tenant"));
+        assert!(!out.exists() && !out.with_extension("tar.partial").exists());
+    }
+    // The recovery identity (the admin's) can export any member.
+    env.ok(&[
+        "export",
+        "--member",
+        "bob",
+        "--out",
+        env.p("admin-bob.tar").to_str().unwrap(),
+    ]);
+    // usage shows both tenants.
+    let u = env.json(&["usage"]);
+    let tenants: Vec<&str> = u
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert!(
+        tenants.contains(&"member/alice") && tenants.contains(&"member/bob"),
+        "{u}"
+    );
+    let bob = u
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "member/bob")
+        .unwrap();
+    assert!(bob["quota_used_percent"].as_f64().unwrap() < 1.0);
+    // Members are not deduplicated against each other: same file, two tenants, stored twice.
+    assert!(bob["stored_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn tampered_exports_are_caught_and_named() {
+    let c = setup("1GiB");
+    assert!(run_job(&c).status.success());
+    let env = &c.env;
+    let base = env.p("base");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "--out",
+        &format!("{}/", base.display()),
+    ]);
+    let (_, v) = verify(env, &base, None);
+    let fp = v["signer_fingerprint"].as_str().unwrap().to_string();
+    let files = base
+        .join("files")
+        .join(c.data.strip_prefix("/").unwrap())
+        .join("alice/files");
+    let fresh = |name: &str| {
+        let d = env.p(name);
+        copy_tree(&base, &d);
+        (
+            d.clone(),
+            d.join("files")
+                .join(c.data.strip_prefix("/").unwrap())
+                .join("alice/files"),
+        )
+    };
+    let _ = files;
+    let mut caught = 0;
+    // 1. One changed byte.
+    let (d, f) = fresh("t1");
+    let mut b = fs::read(f.join("photos/cat.jpg")).unwrap();
+    b[1000] ^= 1;
+    fs::write(f.join("photos/cat.jpg"), b).unwrap();
+    let (code, v) = verify(env, &d, None);
+    assert_eq!(code, Some(6));
+    assert!(
+        v["problems"].to_string().contains("changed")
+            && v["problems"].to_string().contains("cat.jpg"),
+        "{v}"
+    );
+    caught += 1;
+    // 2. A deleted file.
+    let (d, f) = fresh("t2");
+    fs::remove_file(f.join("notes.md")).unwrap();
+    let (code, v) = verify(env, &d, None);
+    assert_eq!(code, Some(6));
+    assert!(
+        v["problems"].to_string().contains("missing")
+            && v["problems"].to_string().contains("notes.md"),
+        "{v}"
+    );
+    caught += 1;
+    // 3. An added file.
+    let (d, f) = fresh("t3");
+    fs::write(f.join("planted.txt"), b"x").unwrap();
+    let (code, v) = verify(env, &d, None);
+    assert_eq!(code, Some(6));
+    assert!(
+        v["problems"].to_string().contains("extra")
+            && v["problems"].to_string().contains("planted.txt"),
+        "{v}"
+    );
+    caught += 1;
+    // 4. An edited manifest (a file's hash changed to match a replaced file).
+    let (d, _) = fresh("t4");
+    let mut m: Value = serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    let payload = m["signed_manifest"]["payload"]
+        .as_str()
+        .unwrap()
+        .replace("\"size\":0", "\"size\":1");
+    m["signed_manifest"]["payload"] = Value::String(payload);
+    fs::write(d.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let (code, v) = verify(env, &d, None);
+    assert_eq!(code, Some(6));
+    assert!(v["problems"].to_string().contains("signature"), "{v}");
+    caught += 1;
+    // 5. A manifest re-signed with a foreign key: valid signature, wrong key.
+    let (d, _) = fresh("t5");
+    let mut m: Value = serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    let signed: coop_formats::manifest::SignedManifest =
+        serde_json::from_value(m["signed_manifest"].clone()).unwrap();
+    let (man, _) = signed.verify().unwrap();
+    let foreign = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
+    m["signed_manifest"] =
+        serde_json::to_value(coop_formats::manifest::SignedManifest::sign(&man, &foreign)).unwrap();
+    fs::write(d.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let (code, v) = verify(env, &d, Some(&fp));
+    assert_eq!(code, Some(6));
+    assert!(
+        v["problems"].to_string().contains("not by the trusted key"),
+        "{v}"
+    );
+    assert_ne!(v["signer_fingerprint"].as_str().unwrap(), fp);
+    caught += 1;
+    // And a tampered tar.
+    let tar = env.p("a.tar");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "--out",
+        tar.to_str().unwrap(),
+    ]);
+    let mut bytes = fs::read(&tar).unwrap();
+    let pos = bytes.windows(8).position(|w| w == b"# notes ").unwrap();
+    bytes[pos + 2] = b'N';
+    fs::write(&tar, bytes).unwrap();
+    let (code, v) = verify(env, &tar, None);
+    assert_eq!(code, Some(6), "{v}");
+    caught += 1;
+    assert_eq!(caught, 6);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+#[test]
+fn quota_and_empty_selectors_fail_only_that_member() {
+    let c = setup("1KiB");
+    // carol is registered but has no data directory: reported, not silently skipped.
+    let (_, carol) = age_identity(&c.env, "carol");
+    c.env.ok(&["member", "add", "carol", "--recipient", &carol]);
+    let o = run_job(&c);
+    assert!(!o.status.success(), "the job reports its failed members");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("bob") && msg.contains("quota"), "{msg}");
+    assert!(
+        msg.contains("carol") && msg.contains("nothing to back up"),
+        "{msg}"
+    );
+    assert!(!msg.contains("alice:"), "{msg}");
+    // Alice has her snapshot; bob has none.
+    let snaps = |m: &str| {
+        c.env
+            .json(&["--tenant", &format!("member/{m}"), "snapshots"])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(snaps("alice"), 1);
+    assert_eq!(snaps("bob"), 0);
+}
+
+#[test]
+fn export_into_rewrites_only_what_changed() {
+    let c = setup("1GiB");
+    assert!(run_job(&c).status.success());
+    let env = &c.env;
+    let dir = env.p("mine");
+    let export = |env: &Env| -> Value {
+        env.json(&[
+            "export",
+            "--member",
+            "alice",
+            "--identity-file",
+            c.alice_id.to_str().unwrap(),
+            "--into",
+            dir.to_str().unwrap(),
+        ])
+    };
+    let first = export(env);
+    assert_eq!(first["written"], 3);
+    let files = dir
+        .join("files")
+        .join(c.data.strip_prefix("/").unwrap())
+        .join("alice/files");
+    let before: Vec<(i64, u64)> = ["notes.md", "photos/cat.jpg"]
+        .iter()
+        .map(|f| {
+            let m = fs::metadata(files.join(f)).unwrap();
+            (m.ctime_nsec() + m.ctime() * 1_000_000_000, m.ino())
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(c.data.join("alice/files/notes.md"), b"changed notes\n").unwrap();
+    assert!(run_job(&c).status.success());
+    let second = export(env);
+    assert_eq!(second["written"], 1, "{second}");
+    assert_eq!(second["unchanged"], 2, "{second}");
+    let cat = fs::metadata(files.join("photos/cat.jpg")).unwrap();
+    assert_eq!(
+        (cat.ctime_nsec() + cat.ctime() * 1_000_000_000, cat.ino()),
+        before[1],
+        "an unchanged file was rewritten"
+    );
+    assert_eq!(
+        fs::read(files.join("notes.md")).unwrap(),
+        b"changed notes\n"
+    );
+    let (code, v) = verify(env, &dir, None);
+    assert_eq!(code, Some(0), "{v}");
+}
+
+#[test]
+fn rewrap_adds_and_removes_member_keys_without_reencrypting() {
+    let c = setup("1GiB");
+    assert!(run_job(&c).status.success());
+    let env = &c.env;
+    let packs_before = walk_files(&env.repo().join("packs"));
+    let (laptop, laptop_rcpt) = age_identity(env, "alice-laptop");
+    env.ok(&["member", "recipients", "alice", "--add", &laptop_rcpt]);
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        laptop.to_str().unwrap(),
+        "--out",
+        env.p("from-laptop.tar").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        walk_files(&env.repo().join("packs")),
+        packs_before,
+        "no data re-encrypted"
+    );
+    let old = fs::read_to_string(&c.alice_id).unwrap();
+    let old_rcpt = old
+        .lines()
+        .find(|l| l.starts_with("# public key: "))
+        .unwrap()
+        .trim_start_matches("# public key: ")
+        .to_string();
+    env.ok(&["member", "recipients", "alice", "--remove", &old_rcpt]);
+    let o = env.coop(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "--out",
+        env.p("old.tar").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "the removed key no longer opens the tenant"
+    );
+}
+
+#[test]
+fn export_from_a_read_only_s3_replica() {
+    let Ok(ep) = std::env::var("COOP_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("COOP_SKIP_SERVERS").is_ok(),
+            "COOP_TEST_S3_ENDPOINT is not set: run through scripts/test.sh"
+        );
+        return;
+    };
+    let c = setup("1GiB");
+    assert!(run_job(&c).status.success());
+    let env = &c.env;
+    let bucket = format!("members-{}", std::process::id());
+    let o = std::process::Command::new("python3")
+        .args(["-c", "import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='PUT'))", &format!("{ep}/{bucket}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let s3 = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", &ep)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1");
+        cmd.args(args).output().unwrap()
+    };
+    let url = format!("s3://{bucket}/site");
+    assert!(s3(&[
+        "replicate",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        &url
+    ])
+    .status
+    .success());
+    let objects = |out: std::process::Output| String::from_utf8(out.stdout).unwrap();
+    let before = objects(s3(&[
+        "--json",
+        "replicate",
+        "--check",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        &url,
+    ]));
+    // A member on their own machine: only their identity, a fresh cache.
+    let tar = env.p("from-s3.tar");
+    let o = s3(&[
+        "--cache-dir",
+        env.p("member-cache").to_str().unwrap(),
+        "export",
+        "--repo",
+        &url,
+        "--member",
+        "bob",
+        "--identity-file",
+        c.bob_key.to_str().unwrap(),
+        "--out",
+        tar.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, v) = verify(env, &tar, None);
+    assert_eq!(code, Some(0), "{v}");
+    let after = objects(s3(&[
+        "--json",
+        "replicate",
+        "--check",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        &url,
+    ]));
+    let extra = |s: &str| serde_json::from_str::<Value>(s).unwrap()["extra_objects"].clone();
+    assert_eq!(
+        extra(&before),
+        extra(&after),
+        "export wrote nothing to the store"
+    );
+}
