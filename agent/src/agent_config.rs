@@ -365,6 +365,28 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            let (cfg, problems) = check(&text, false);
+            assert!(cfg.is_some(), "{}: {problems:?}", p.display());
+            // Only missing key files may be reported (they do not exist on a build machine).
+            assert!(
+                problems
+                    .iter()
+                    .all(|x| x.message.contains("does not exist")),
+                "{}: {problems:?}",
+                p.display()
+            );
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("500KiB"), Some(512_000));
         assert_eq!(parse_size("2MiB"), Some(2 << 20));
