@@ -342,6 +342,8 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "mib" => 1048576.0,
         "g" | "gb" => 1e9,
         "gib" => 1073741824.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1099511627776.0,
         _ => return None,
     };
     Some((n * mult) as u64)

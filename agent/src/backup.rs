@@ -24,8 +24,8 @@ use coop_formats::blob::Compressor;
 use coop_formats::crypt::Recipient;
 use coop_formats::envelope::TenantTag;
 use coop_formats::id::{blob_id, BlobType, Id};
-use coop_formats::index::{IndexEntry, IndexFile, IndexPack};
-use coop_formats::pack::{PackBuilder, PackEntry};
+use coop_formats::index::IndexFile;
+use coop_formats::pack::PackBuilder;
 use coop_formats::snapshot::{Snapshot, Summary};
 use coop_formats::tree::{check_name, Node, NodeKind, Part, Tree, Xattr};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -136,7 +136,7 @@ impl Shared {
         self.packs.fetch_add(1, Ordering::Relaxed);
         let to_write = {
             let mut p = self.pending.lock().expect("lock");
-            add_pack(&mut p, id, size, &entries);
+            p.add_pack(id, size, &entries);
             if p.packs.len() >= PACKS_PER_INDEX {
                 Some(std::mem::take(&mut *p))
             } else {
@@ -161,23 +161,6 @@ impl Shared {
         self.index_objects.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-fn add_pack(f: &mut IndexFile, id: Id, size: u64, entries: &[PackEntry]) {
-    let ix = f.packs.len() as u32;
-    f.packs.push(IndexPack {
-        id,
-        stored_size: size,
-    });
-    f.entries.extend(entries.iter().map(|e| IndexEntry {
-        id: e.id,
-        pack: ix,
-        ty: e.ty,
-        compression: e.compression,
-        offset: e.offset,
-        stored_len: e.stored_len,
-        raw_len: e.raw_len,
-    }));
 }
 
 fn worker(

@@ -29,20 +29,11 @@ pub fn load_identities(path: &Path) -> Result<Vec<Identity>> {
 /// Creates a new X25519 identity in a 0600 file that must not exist yet; returns its
 /// recipient.
 pub fn create_identity_file(path: &Path) -> Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let (text, recipient) = crypt::generate_identity();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(path, e))?;
+    write_secret_file(path, &text)?;
     Ok(recipient)
 }
 

@@ -22,7 +22,7 @@ use crate::repo::{self, Repo};
 use coop_formats::blob::Compression;
 use coop_formats::control::{LockKind, PrunePlan};
 use coop_formats::id::{BlobType, Id};
-use coop_formats::index::{IndexEntry, IndexFile, IndexPack};
+use coop_formats::index::IndexFile;
 use coop_formats::pack::PackBuilder;
 use coop_formats::tree::{NodeKind, Part};
 use serde::Serialize;
@@ -266,20 +266,7 @@ pub fn prune(
             let id = Id::of_stored(&stored);
             let size = stored.len() as u64;
             repo.store.put(&repo::pack_path(&keys.tag, &id), stored)?;
-            let ix = idx.packs.len() as u32;
-            idx.packs.push(IndexPack {
-                id,
-                stored_size: size,
-            });
-            idx.entries.extend(entries.iter().map(|e| IndexEntry {
-                id: e.id,
-                pack: ix,
-                ty: e.ty,
-                compression: e.compression,
-                offset: e.offset,
-                stored_len: e.stored_len,
-                raw_len: e.raw_len,
-            }));
+            idx.add_pack(id, size, &entries);
             crate::fault::point("prune:after-repack-pack");
             Ok(())
         };
@@ -338,14 +325,7 @@ pub fn prune(
                 {
                     continue;
                 }
-                let ix = match new_index.packs.iter().position(|q| q.id == p.id) {
-                    Some(i) => i as u32,
-                    None => {
-                        new_index.packs.push(p);
-                        (new_index.packs.len() - 1) as u32
-                    }
-                };
-                new_index.entries.push(IndexEntry { pack: ix, ..*e });
+                new_index.push(p, e);
             }
         }
         new_index.superseded = files.iter().map(|(n, _)| *n).collect();
@@ -470,14 +450,7 @@ pub fn prune(
                 if !rescued.contains(&p.id) || !seen.insert(e.id) {
                     continue;
                 }
-                let ix = match keep_index.packs.iter().position(|q| q.id == p.id) {
-                    Some(i) => i as u32,
-                    None => {
-                        keep_index.packs.push(p);
-                        (keep_index.packs.len() - 1) as u32
-                    }
-                };
-                keep_index.entries.push(IndexEntry { pack: ix, ..*e });
+                keep_index.push(p, e);
             }
         }
         if !keep_index.entries.is_empty() {

@@ -93,32 +93,12 @@ pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
 
 /// Parses a size like `500KiB`, `2MiB`, `1.5GB`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| Error::Usage {
-        what: format!("bad size {s:?} (e.g. 500KiB, 2MiB)"),
-    })?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1048576.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1073741824.0,
-        "t" | "tb" => 1e12,
-        "tib" => 1099511627776.0,
-        _ => {
-            return Err(Error::Usage {
-                what: format!("bad size unit in {s:?} (use KiB, MiB, GiB, …)"),
-            }
-            .into())
+    coop_agent::agent_config::parse_size(s).ok_or_else(|| {
+        Error::Usage {
+            what: format!("bad size {s:?} (e.g. 500KiB, 2MiB, 5GiB)"),
         }
-    };
-    Ok((n * mult) as u64)
+        .into()
+    })
 }
 
 /// A store that is not there, reported as "no repository".

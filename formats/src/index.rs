@@ -63,6 +63,33 @@ pub enum IndexError {
 }
 
 impl IndexFile {
+    /// Adds a pack and the entries of its table.
+    pub fn add_pack(&mut self, id: Id, stored_size: u64, entries: &[crate::pack::PackEntry]) {
+        let ix = self.packs.len() as u32;
+        self.packs.push(IndexPack { id, stored_size });
+        self.entries.extend(entries.iter().map(|e| IndexEntry {
+            id: e.id,
+            pack: ix,
+            ty: e.ty,
+            compression: e.compression,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+        }));
+    }
+
+    /// Adds one entry that lives in `pack` (listing the pack once).
+    pub fn push(&mut self, pack: IndexPack, e: &IndexEntry) {
+        let ix = match self.packs.iter().position(|q| q.id == pack.id) {
+            Some(i) => i as u32,
+            None => {
+                self.packs.push(pack);
+                (self.packs.len() - 1) as u32
+            }
+        };
+        self.entries.push(IndexEntry { pack: ix, ..*e });
+    }
+
     pub fn encode_plain(&self) -> Vec<u8> {
         let mut b =
             Vec::with_capacity(16 + self.packs.len() * PACK_LEN + self.entries.len() * ENTRY_LEN);
