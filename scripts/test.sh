@@ -20,11 +20,11 @@ source scripts/services.sh
 echo "== cargo test --workspace"
 rm -f target/tmp/integrity-report.txt
 status=0
-cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/coop-test.log || status=$?
+cargo test --workspace --no-fail-fast 2>&1 | tee target/coop-test.log || status=$?
 if [ -f target/tmp/integrity-report.txt ]; then
   echo "== integrity scenarios (trials, faults detected, snapshots lost)"
   cat target/tmp/integrity-report.txt
 fi
 # Print one closing line with the totals of every test binary.
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' /tmp/coop-test.log
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/coop-test.log
 exit "$status"
