@@ -530,6 +530,41 @@ fn agent_runs_replicates_catches_up_and_reports() {
     let identity = env.p("config/coop/identity.txt");
     let hc = env.p("hc");
     fs::create_dir_all(&hc).unwrap();
+    // A healthchecks-style endpoint on loopback that records the paths it is pinged on.
+    let pings = env.p("pings.log");
+    let hc_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hc_script = env.p("hc.py");
+    fs::write(
+        &hc_script,
+        r#"import sys, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        with open(sys.argv[2], 'a') as f:
+            f.write(self.path + '\n')
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    let mut hc_server = std::process::Command::new("python3")
+        .args([
+            hc_script.to_str().unwrap(),
+            &hc_port.to_string(),
+            pings.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    wait_until("the healthcheck server", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", hc_port)).is_ok()
+    });
     let config = env.p("agent.toml");
     fs::write(
         &config,
@@ -540,6 +575,7 @@ repo = "{repo}"
 identity_file = "{identity}"
 cache_dir = "{cache}"
 metrics_file = "{metrics}"
+healthcheck_url = "http://127.0.0.1:{hc_port}/ping/abc"
 
 [[peer]]
 name = "vm"
@@ -560,12 +596,17 @@ retention = {{ keep_last = 3 }}
             identity = identity.display(),
             cache = env.p("agent-cache").display(),
             metrics = env.p("coop.prom").display(),
+            hc_port = hc_port,
             src = src.display(),
             hc = hc.display(),
         ),
     )
     .unwrap();
-    ok_s3(&env, &ep, &["config", "check", config.to_str().unwrap()]);
+    let checked = ok_s3(&env, &ep, &["config", "check", config.to_str().unwrap()]);
+    assert!(
+        checked.contains("create-only PUT: supported"),
+        "the S3 server's abilities are reported: {checked}"
+    );
     let agent = spawn_agent(&env, &ep, &config);
     wait_until("two successful runs", 60, || {
         status(&env, &ep, &config)["jobs"][0]["successful_runs"]
@@ -632,6 +673,13 @@ retention = {{ keep_last = 3 }}
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(env.snapshots().len(), n);
+    // Healthchecks were pinged: /start and success for good runs, /fail for the failed one.
+    let log = fs::read_to_string(&pings).unwrap_or_default();
+    assert!(log.lines().any(|l| l == "/ping/abc/start"), "{log}");
+    assert!(log.lines().any(|l| l == "/ping/abc"), "{log}");
+    assert!(log.lines().any(|l| l == "/ping/abc/fail"), "{log}");
+    let _ = hc_server.kill();
+    let _ = hc_server.wait();
 }
 
 #[test]

@@ -185,9 +185,19 @@ pub fn parse_cron(s: &str) -> Result<croner::Cron, String> {
 /// Checks everything that can be checked without running a job. With `reach`, also tries
 /// to open every store.
 pub fn check(text: &str, reach: bool) -> (Option<AgentConfig>, Vec<ConfigProblem>) {
+    let (cfg, problems, _) = check_with_notes(text, reach);
+    (cfg, problems)
+}
+
+/// Like [`check`], also returning notes on what each S3 server supports.
+pub fn check_with_notes(
+    text: &str,
+    reach: bool,
+) -> (Option<AgentConfig>, Vec<ConfigProblem>, Vec<String>) {
+    let mut notes = Vec::new();
     let cfg = match parse(text) {
         Ok(c) => c,
-        Err(p) => return (None, vec![p]),
+        Err(p) => return (None, vec![p], notes),
     };
     let mut out = Vec::new();
     let at = |sp: std::ops::Range<usize>| Some(line_of(text, sp.start));
@@ -303,8 +313,16 @@ pub fn check(text: &str, reach: bool) -> (Option<AgentConfig>, Vec<ConfigProblem
         let stores = std::iter::once((&cfg.site.repo, &cfg.site.s3, "site"))
             .chain(cfg.peers.iter().map(|p| (&p.repo, &p.s3, "peer")));
         for (repo, s3, what) in stores {
-            let res = crate::store::Store::open_with(repo.get_ref(), false, s3)
-                .and_then(|s| s.exists(crate::repo::CONFIG));
+            let store = crate::store::Store::open_with(repo.get_ref(), false, s3);
+            if let (Ok(s), true) = (&store, repo.get_ref().starts_with("s3://")) {
+                match s.probe() {
+                    Ok(n) => {
+                        notes.extend(n.into_iter().map(|n| format!("{}: {n}", repo.get_ref())))
+                    }
+                    Err(e) => notes.push(format!("{}: could not probe: {e}", repo.get_ref())),
+                }
+            }
+            let res = store.and_then(|s| s.exists(crate::repo::CONFIG));
             match res {
                 Ok(true) => {}
                 Ok(false) if what == "peer" => {} // replication creates it
@@ -323,7 +341,7 @@ pub fn check(text: &str, reach: bool) -> (Option<AgentConfig>, Vec<ConfigProblem
             }
         }
     }
-    (Some(cfg), out)
+    (Some(cfg), out, notes)
 }
 
 /// Parses `500KiB`, `2MiB`, `1GB`, `4096`.

@@ -22,7 +22,7 @@ pub struct AgentArgs {
     )]
     config: PathBuf,
     /// Run this job once (then replicate to every peer) and exit, for systemd timers or cron.
-    #[arg(long, value_name = "JOB")]
+    #[arg(long, value_name = "JOB", env = "COOP_AGENT_ONCE")]
     once: Option<String>,
 }
 
@@ -37,7 +37,7 @@ pub struct StatusArgs {
     )]
     config: PathBuf,
     /// Do not contact peers; show the last recorded lag.
-    #[arg(long)]
+    #[arg(long, env = "COOP_AGENT_OFFLINE")]
     offline: bool,
 }
 

@@ -10,13 +10,13 @@ use coop_agent::check::{self, Subset};
 #[derive(Args)]
 pub struct CheckArgs {
     /// Also decrypt and verify every blob.
-    #[arg(long)]
+    #[arg(long, env = "COOP_CHECK_READ_DATA")]
     read_data: bool,
     /// Verify part of the data: `i/n` (every pack in exactly one of n groups) or `x%`.
-    #[arg(long, value_name = "i/n|x%")]
+    #[arg(long, value_name = "i/n|x%", env = "COOP_CHECK_READ_DATA_SUBSET")]
     read_data_subset: Option<String>,
     /// Seed for `--read-data-subset x%` (same seed, same packs).
-    #[arg(long)]
+    #[arg(long, env = "COOP_CHECK_SEED")]
     seed: Option<u64>,
 }
 

@@ -19,7 +19,7 @@ pub struct CheckArgs {
     #[arg(env = "COOP_CONFIG", default_value = "/etc/coop/agent.toml")]
     config: PathBuf,
     /// Do not try to reach the stores.
-    #[arg(long)]
+    #[arg(long, env = "COOP_CONFIG_OFFLINE")]
     offline: bool,
 }
 
@@ -27,10 +27,15 @@ pub fn run(g: &Global, c: ConfigCommand) -> Result<i32> {
     let ConfigCommand::Check(a) = c;
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
-    let (cfg, problems) = agent_config::check(&text, !a.offline);
+    let (cfg, problems, notes) = agent_config::check_with_notes(&text, !a.offline);
     if g.json {
-        util::print_json(&serde_json::json!({"ok": problems.is_empty(), "problems": problems}))?;
+        util::print_json(
+            &serde_json::json!({"ok": problems.is_empty(), "problems": problems, "notes": notes}),
+        )?;
     } else {
+        for n in &notes {
+            println!("note: {n}");
+        }
         for p in &problems {
             println!("{}:{p}", a.config.display());
         }

@@ -15,13 +15,13 @@ pub struct ExportArgs {
     #[arg(long, env = "COOP_MEMBER")]
     member: String,
     /// Write a tar file, or a directory if the path ends with '/'.
-    #[arg(long, conflicts_with = "into")]
+    #[arg(long, conflicts_with = "into", env = "COOP_EXPORT_OUT")]
     out: Option<String>,
     /// Update an earlier directory export in place, rewriting only what changed.
-    #[arg(long)]
+    #[arg(long, env = "COOP_EXPORT_INTO")]
     into: Option<PathBuf>,
     /// The snapshot (ID, prefix, or latest).
-    #[arg(long, default_value = "latest")]
+    #[arg(long, default_value = "latest", env = "COOP_EXPORT_SNAPSHOT")]
     snapshot: String,
 }
 

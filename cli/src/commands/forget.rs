@@ -10,29 +10,29 @@ use coop_agent::Error;
 #[derive(Args)]
 pub struct ForgetArgs {
     /// Keep the last N snapshots of each group.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_LAST")]
     keep_last: Option<u32>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_HOURLY")]
     keep_hourly: Option<u32>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_DAILY")]
     keep_daily: Option<u32>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_WEEKLY")]
     keep_weekly: Option<u32>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_MONTHLY")]
     keep_monthly: Option<u32>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_YEARLY")]
     keep_yearly: Option<u32>,
     /// Keep everything newer than this (e.g. 30d, 12h, 2w).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", env = "COOP_FORGET_KEEP_WITHIN")]
     keep_within: Option<String>,
     /// Keep snapshots with this tag (repeatable).
-    #[arg(long, value_name = "TAG")]
+    #[arg(long, value_name = "TAG", env = "COOP_FORGET_KEEP_TAG")]
     keep_tag: Vec<String>,
     /// Group snapshots by these keys (any of host,paths,tags; the tenant always separates).
-    #[arg(long, default_value = "host,paths")]
+    #[arg(long, default_value = "host,paths", env = "COOP_FORGET_GROUP_BY")]
     group_by: String,
     /// Show what would be kept and removed, and why; change nothing.
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', env = "COOP_FORGET_DRY_RUN")]
     dry_run: bool,
 }
 

@@ -19,10 +19,10 @@ pub enum KeyCommand {
 #[derive(Args)]
 pub struct ExportWriterArgs {
     /// Where to write the key file (must not exist; written with mode 0600).
-    #[arg(long, short = 'o')]
+    #[arg(long, short = 'o', env = "COOP_KEY_OUT")]
     out: PathBuf,
     /// A name for this writer (e.g. the site), recorded in snapshots it signs.
-    #[arg(long, default_value = "agent")]
+    #[arg(long, default_value = "agent", env = "COOP_KEY_NAME")]
     name: String,
 }
 

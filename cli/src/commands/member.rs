@@ -26,19 +26,19 @@ pub struct AddArgs {
     /// Member name: a-z, 0-9, '.', '_', '-'.
     name: String,
     /// The member's age (age1…) or SSH (ssh-ed25519 …) public key; repeatable.
-    #[arg(long, required = true)]
+    #[arg(long, required = true, env = "COOP_MEMBER_RECIPIENT")]
     recipient: Vec<String>,
     /// Storage quota after dedup and compression, e.g. 5GiB.
-    #[arg(long)]
+    #[arg(long, env = "COOP_MEMBER_QUOTA")]
     quota: Option<String>,
 }
 
 #[derive(Args)]
 pub struct RecipientsArgs {
     name: String,
-    #[arg(long)]
+    #[arg(long, env = "COOP_MEMBER_ADD")]
     add: Vec<String>,
-    #[arg(long)]
+    #[arg(long, env = "COOP_MEMBER_REMOVE")]
     remove: Vec<String>,
 }
 

@@ -11,10 +11,10 @@ pub struct ProtectArgs {
     /// Snapshot ID, unique prefix, or `latest`.
     snapshot: String,
     /// Remove the protection instead.
-    #[arg(long)]
+    #[arg(long, env = "COOP_PROTECT_REMOVE")]
     remove: bool,
     /// A note stored with the protection.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", env = "COOP_PROTECT_NOTE")]
     note: String,
 }
 

@@ -11,13 +11,13 @@ use coop_agent::Error;
 #[derive(Args)]
 pub struct PruneArgs {
     /// Repack packs with more than this share unused (e.g. 5%, 0.1).
-    #[arg(long, default_value = "5%")]
+    #[arg(long, default_value = "5%", env = "COOP_PRUNE_MAX_UNUSED")]
     max_unused: String,
     /// Show what would be freed; change nothing.
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', env = "COOP_PRUNE_DRY_RUN")]
     dry_run: bool,
     /// Only delete packs condemned at least this long ago (for stores whose listings lag).
-    #[arg(long, default_value = "0s")]
+    #[arg(long, default_value = "0s", env = "COOP_PRUNE_GRACE")]
     grace: String,
 }
 

@@ -19,10 +19,10 @@ pub struct RestoreArgs {
     #[arg(long, short = 't', env = "COOP_TARGET")]
     target: PathBuf,
     /// Only restore paths matching this glob (repeatable).
-    #[arg(long)]
+    #[arg(long, env = "COOP_RESTORE_INCLUDE")]
     include: Vec<String>,
     /// Do not restore paths matching this glob (repeatable).
-    #[arg(long)]
+    #[arg(long, env = "COOP_RESTORE_EXCLUDE")]
     exclude: Vec<String>,
 }
 

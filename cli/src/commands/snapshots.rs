@@ -8,10 +8,10 @@ use clap::Args;
 #[derive(Args)]
 pub struct SnapshotsArgs {
     /// Only snapshots with this tag.
-    #[arg(long)]
+    #[arg(long, env = "COOP_SNAPSHOTS_TAG")]
     tag: Vec<String>,
     /// Only snapshots of this host.
-    #[arg(long)]
+    #[arg(long, env = "COOP_SNAPSHOTS_HOST")]
     host: Option<String>,
 }
 
