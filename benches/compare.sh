@@ -1,57 +1,71 @@
 #!/usr/bin/env bash
-# Side-by-side: coop vs restic (Debian package) on the make-corpus corpus, same machine, one run.
-# usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR]
-# Prints wall seconds, CPU seconds and peak RSS per step, and the ratio restic/coop.
+# Side-by-side: coop vs restic and borg (Debian packages, installed if missing), one run, same
+# machine, interleaved per step, encryption on, each at its default compression.
+# usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg"]
+# Steps: initial backup, no-change re-backup, make-corpus mutate + incremental backup, full
+# restore, check --read-data. Prints wall / user / sys seconds, peak RSS and repository size per
+# step, and each peer's ratio to coop (peer wall / coop wall: above 1 means coop is faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=1.0; corpus=""; work=/tmp/coop-compare
+scale=1.0; corpus=""; work=/tmp/coop-compare; tools="coop restic borg"
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
     --corpus) corpus=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
+    --tools) tools=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v restic >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic; }
-[ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time
-cargo build --release --quiet
+need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need restic restic; need borg borgbackup; [ -x /usr/bin/time ] || need time time
+cargo build --release --quiet -p coop-cli
 COOP="$PWD/target/release/coop"
 MC=../shared/tools/make-corpus
 rm -rf "$work"; mkdir -p "$work"
 if [ -z "$corpus" ]; then corpus="$work/corpus"; "$MC" gen "$corpus" --scale "$scale" >/dev/null; fi
 export XDG_CONFIG_HOME="$work/cfg" XDG_CACHE_HOME="$work/cache" RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$work/restic-cache"
-"$COOP" init --repo "$work/coop" >/dev/null
+export BORG_PASSPHRASE=bench BORG_BASE_DIR="$work/borg-base" BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+"$COOP" init -q --repo "$work/coop" >/dev/null 2>&1
 restic init --repo "$work/restic" -q
+borg init -q --encryption=repokey-blake2 "$work/borg"
 results="$work/results.tsv"; : > "$results"
 
-measure() { # name tool cmd...
-  local name=$1 tool=$2; shift 2
-  cat "$corpus"/db/dump.sql > /dev/null 2>&1 || true      # same page-cache state for both
-  /usr/bin/time -f "%e %U %S %M" -o "$work/t" "$@" > "$work/out" 2>&1 || { echo "$tool $name failed:"; cat "$work/out"; exit 1; }
-  read -r wall user sys rss < "$work/t"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$wall" "$user" "$sys" "$rss" >> "$results"
+warm() { find "$corpus" -type f -exec cat {} + > /dev/null 2>&1 || true; }   # same page-cache state (borg drops it)
+cmd_for() { # step tool
+  case "$2:$1" in
+    coop:backup) echo "$COOP backup -q --repo $work/coop $corpus" ;;
+    restic:backup) echo "restic -q --repo $work/restic backup $corpus" ;;
+    borg:backup) echo "borg create $work/borg::s$(date +%s%N) $corpus" ;;
+    coop:restore) echo "$COOP restore -q --repo $work/coop latest --target $work/r-coop" ;;
+    restic:restore) echo "restic -q --repo $work/restic restore latest --target $work/r-restic" ;;
+    borg:restore) echo "sh -c 'mkdir -p $work/r-borg && cd $work/r-borg && borg extract $work/borg::\$(borg list --last 1 --short $work/borg)'" ;;
+    coop:check) echo "$COOP check -q --read-data --repo $work/coop" ;;
+    restic:check) echo "restic -q --repo $work/restic check --read-data" ;;
+    borg:check) echo "borg check --verify-data $work/borg" ;;
+  esac
 }
-step() { # name coop-cmd -- restic-cmd
-  local name=$1; shift
-  local coopcmd=() resticcmd=()
-  while [ "$1" != "--" ]; do coopcmd+=("$1"); shift; done; shift
-  resticcmd=("$@")
-  measure "$name" coop "${coopcmd[@]}"
-  measure "$name" restic "${resticcmd[@]}"
+step() { # name kind
+  for t in $tools; do
+    warm
+    if [ "$2" = restore ]; then rm -rf "$work/r-$t"; dd if=/dev/zero of="$work/ballast" bs=1M count=2048 status=none; rm -f "$work/ballast"; fi
+    /usr/bin/time -f "%e %U %S %M" -o "$work/t" sh -c "$(cmd_for "$2" "$t")" > "$work/out" 2>&1 \
+      || { echo "$t $1 failed:"; cat "$work/out"; exit 1; }
+    read -r wall user sys rss < "$work/t"
+    size=$(du -sb "$work/$t" | cut -f1)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$wall" "$user" "$sys" "$rss" "$size" >> "$results"
+  done
 }
-step "initial backup" "$COOP" backup -q --repo "$work/coop" "$corpus" -- restic -q --repo "$work/restic" backup "$corpus"
-step "no-change backup" "$COOP" backup -q --repo "$work/coop" "$corpus" -- restic -q --repo "$work/restic" backup "$corpus"
+step "initial backup" backup
+step "no-change backup" backup
 "$MC" mutate "$corpus" --scale "$scale" >/dev/null
-step "incremental backup" "$COOP" backup -q --repo "$work/coop" "$corpus" -- restic -q --repo "$work/restic" backup "$corpus"
-rm -rf "$work/r1" "$work/r2"
-step "full restore" "$COOP" restore -q --repo "$work/coop" latest --target "$work/r1" -- restic -q --repo "$work/restic" restore latest --target "$work/r2"
-rm -rf "$work/r1" "$work/r2"
-size_coop=$(du -sb "$work/coop" | cut -f1); size_restic=$(du -sb "$work/restic" | cut -f1)
+step "incremental backup" backup
+step "full restore" restore
+rm -rf "$work"/r-*
+step "check --read-data" check
 
-echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale), machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB"
-printf '%-20s %-7s %8s %8s %8s %10s %8s\n' step tool wall_s user_s sys_s rss_MiB ratio
-awk -F'\t' '{ key=$1; if ($2=="coop") c[key]=$3; else r[key]=$3; line[NR]=$0 }
-  END { for (i=1;i<=NR;i++) { split(line[i],f,"\t"); ratio = (f[2]=="restic" && c[f[1]]>0) ? sprintf("%.2fx", f[3]/c[f[1]]) : "";
-        printf "%-20s %-7s %8.2f %8.2f %8.2f %10.0f %8s\n", f[1], f[2], f[3], f[4], f[5], f[6]/1024, ratio } }' "$results"
-echo "repository size: coop $((size_coop/1048576)) MiB, restic $((size_restic/1048576)) MiB"
+echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale); machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(restic version | cut -d' ' -f1-2), $(borg --version)"
+printf '%-20s %-7s %8s %8s %8s %9s %10s %8s\n' step tool wall_s user_s sys_s rss_MiB repo_MiB vs_coop
+awk -F'\t' '{ if ($2=="coop") c[$1]=$3; line[NR]=$0 }
+  END { for (i=1;i<=NR;i++) { split(line[i],f,"\t"); ratio = (f[2]!="coop" && c[f[1]]>0) ? sprintf("%.2fx", f[3]/c[f[1]]) : "";
+        printf "%-20s %-7s %8.2f %8.2f %8.2f %9.0f %10.0f %8s\n", f[1], f[2], f[3], f[4], f[5], f[6]/1024, f[7]/1048576, ratio } }' "$results"
