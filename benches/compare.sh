@@ -28,7 +28,7 @@ export XDG_CONFIG_HOME="$work/cfg" XDG_CACHE_HOME="$work/cache" RESTIC_PASSWORD=
 export BORG_PASSPHRASE=bench BORG_BASE_DIR="$work/borg-base" BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 "$COOP" init -q --repo "$work/coop" >/dev/null 2>&1
 restic init --repo "$work/restic" -q
-borg init -q --encryption=repokey-blake2 "$work/borg"
+borg init --encryption=repokey-blake2 "$work/borg"
 results="$work/results.tsv"; : > "$results"
 
 warm() { find "$corpus" -type f -exec cat {} + > /dev/null 2>&1 || true; }   # same page-cache state (borg drops it)
