@@ -669,3 +669,77 @@ mod malicious {
         assert!(String::from_utf8_lossy(&o.stderr).contains("do not match its name"));
     }
 }
+
+#[test]
+fn a_job_never_runs_twice_at_once() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"a").unwrap();
+    let config = env.p("agent.toml");
+    fs::write(
+        &config,
+        format!(
+            "[site]\nname = \"s\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n[[job]]\nname = \"slow\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\nbefore = [\"sleep 3\"]\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("agent-cache").display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let mut first = env
+        .cmd()
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--once",
+            "slow",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let second = env.coop(&[
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--once",
+        "slow",
+    ]);
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(env.snapshots().len(), 1);
+}
+
+#[test]
+fn restore_include_and_exclude() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(src.join("docs")).unwrap();
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("docs/a.md"), b"a").unwrap();
+    fs::write(src.join("docs/b.tmp"), b"b").unwrap();
+    fs::write(src.join("cache/c"), b"c").unwrap();
+    env.backup(&src);
+    let out = env.p("out");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--include",
+        "docs",
+        "--exclude",
+        "*.tmp",
+    ]);
+    let dst = restored(&env, "out", &src);
+    assert_eq!(fs::read(dst.join("docs/a.md")).unwrap(), b"a");
+    assert!(!dst.join("docs/b.tmp").exists());
+    assert!(!dst.join("cache").exists());
+}

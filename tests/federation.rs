@@ -471,6 +471,49 @@ fn postgres_dump_streams_into_a_snapshot_and_restores_row_for_row() {
         assert!(a.lines().count() >= 2000);
         assert!(a == b, "rows differ for {q}");
     }
+
+    // Per-member SQL: each member's rows only; the name reaches psql as a variable.
+    psql("CREATE TABLE notes (owner text, body text); INSERT INTO notes VALUES ('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1');", &db);
+    for m in ["alice", "bob"] {
+        let (_, r) = coop_formats::crypt::generate_identity();
+        env.ok(&["member", "add", m, "--recipient", &r]);
+    }
+    let config = env.p("agent.toml");
+    fs::write(
+        &config,
+        format!(
+            "[site]\nname = \"s\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n[[job]]\nname = \"notes\"\nschedule = \"0 3 * * *\"\nmembers = \"all\"\nsql = [{{ database = \"{db}\", psql_args = \"-h {host} -p {port} -U postgres\", filename = \"notes.txt\", query = \"SELECT body FROM notes WHERE owner = :'member' ORDER BY body\" }}]\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("agent-cache").display(),
+        ),
+    )
+    .unwrap();
+    env.ok(&[
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--once",
+        "notes",
+    ]);
+    let dump = |m: &str| {
+        String::from_utf8(
+            env.cmd()
+                .args([
+                    "--tenant",
+                    &format!("member/{m}"),
+                    "dump",
+                    "latest",
+                    "notes.txt",
+                ])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert_eq!(dump("alice"), "a1\na2\n");
+    assert_eq!(dump("bob"), "b1\n");
     psql(&format!("DROP DATABASE {db}"), "postgres");
     psql(&format!("DROP DATABASE {db2}"), "postgres");
 }

@@ -599,34 +599,26 @@ impl Agent {
         Ok(out)
     }
 
-    fn jitter_secs(&self, job: &str, at: i64) -> i64 {
-        let Some(j) = self
-            .cfg
-            .site
-            .jitter
-            .as_ref()
-            .and_then(|j| humantime::parse_duration(j.get_ref()).ok())
-        else {
-            return 0;
-        };
-        let secs = j.as_secs().max(1);
-        let h = blake3::hash(format!("{job}@{at}").as_bytes());
-        (u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8")) % secs) as i64
-    }
-
     /// When the job is next due: the first scheduled time after its last run (or after the
     /// agent started), plus jitter. A time in the past means "run now, once".
     pub fn next_due(&self, job: &Job, history: &History) -> Option<i64> {
-        let cron = agent_config::parse_cron(job.schedule.get_ref()).ok()?;
         let last = history
             .last_run(&job.name)
             .ok()
             .flatten()
-            .map(|r| r.started)
-            .unwrap_or(self.started);
-        let from: DateTime<Utc> = Utc.timestamp_opt(last, 0).single()?;
-        let next = cron.find_next_occurrence(&from, false).ok()?.timestamp();
-        Some(next + self.jitter_secs(&job.name, next))
+            .map(|r| r.started);
+        let jitter = self
+            .cfg
+            .site
+            .jitter
+            .as_ref()
+            .and_then(|j| humantime::parse_duration(j.get_ref()).ok());
+        next_due(
+            job.schedule.get_ref(),
+            &job.name,
+            last.unwrap_or(self.started),
+            jitter,
+        )
     }
 
     /// Runs until `stop` is set: scheduled jobs and peer catch-up.
@@ -823,6 +815,25 @@ impl Agent {
     }
 }
 
+/// The next time a job is due after `last` (its last run, or when the agent started): the
+/// first scheduled time after it, plus a jitter derived from the job name and that time. If
+/// several scheduled times passed (the machine was off), this is the first of them, so the job
+/// runs once now and its next due time is computed from this run: missed runs are caught up
+/// once, not once per missed slot.
+pub fn next_due(schedule: &str, job: &str, last: i64, jitter: Option<Duration>) -> Option<i64> {
+    let cron = agent_config::parse_cron(schedule).ok()?;
+    let from: DateTime<Utc> = Utc.timestamp_opt(last, 0).single()?;
+    let next = cron.find_next_occurrence(&from, false).ok()?.timestamp();
+    let j = match jitter {
+        Some(d) if d.as_secs() > 0 => {
+            let h = blake3::hash(format!("{job}@{next}").as_bytes());
+            (u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8")) % d.as_secs()) as i64
+        }
+        _ => 0,
+    };
+    Some(next + j)
+}
+
 /// Sets `stop` on SIGINT or SIGTERM.
 pub fn stop_on_signals(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
@@ -839,4 +850,51 @@ pub fn stop_on_signals(stop: Arc<AtomicBool>) {
         });
         stop.store(true, Ordering::Relaxed);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_runs_are_caught_up_once() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .unwrap()
+            .timestamp();
+        // Last run three days ago; daily at 03:00: due (in the past), so it runs now …
+        let three_days_ago = now - 3 * 86400;
+        let due = next_due("0 3 * * *", "j", three_days_ago, None).unwrap();
+        assert!(due <= now);
+        // … once: after that run, the next due time is tomorrow 03:00, not the other missed slots.
+        let after = next_due("0 3 * * *", "j", now, None).unwrap();
+        assert_eq!(
+            after,
+            Utc.with_ymd_and_hms(2026, 11, 24, 3, 0, 0)
+                .unwrap()
+                .timestamp()
+        );
+    }
+
+    #[test]
+    fn jitter_is_bounded_and_stable() {
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .unwrap()
+            .timestamp();
+        let base = next_due("0 3 * * *", "a", t, None).unwrap();
+        let j = Some(Duration::from_secs(600));
+        let a = next_due("0 3 * * *", "a", t, j).unwrap();
+        assert!((base..base + 600).contains(&a));
+        assert_eq!(
+            a,
+            next_due("0 3 * * *", "a", t, j).unwrap(),
+            "deterministic"
+        );
+        let spread: std::collections::HashSet<i64> = (0..20)
+            .map(|i| next_due("0 3 * * *", &format!("job{i}"), t, j).unwrap())
+            .collect();
+        assert!(spread.len() > 10, "jobs are spread out");
+        assert!(next_due("not a cron", "a", t, None).is_none());
+    }
 }
