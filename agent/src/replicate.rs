@@ -18,7 +18,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The object directories replicated, in copy order (snapshots last).
-pub const REPLICATED: [&str; 5] = ["keys", "packs", "index", "protected", "snapshots"];
+pub const REPLICATED: [&str; 6] = [
+    "keys",
+    "packs",
+    "index",
+    "registry",
+    "protected",
+    "snapshots",
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct ReplicateOptions {
