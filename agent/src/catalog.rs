@@ -28,6 +28,26 @@ pub struct Catalog {
     pending: Vec<(Vec<u8>, Entry)>,
 }
 
+/// Retries `f` while SQLite reports the database busy. Creating a database and switching
+/// it to WAL take locks that do not wait for the busy timeout, so two processes opening a new
+/// catalog at once (the agent and `coop status`) can see "database is locked" once.
+pub(crate) fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match f() {
+            Err(Error::Catalog(rusqlite::Error::SqliteFailure(e, _)))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `$COOP_CACHE_DIR`, else `$XDG_CACHE_HOME/coop`, else `~/.cache/coop`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("COOP_CACHE_DIR").filter(|v| !v.is_empty()) {
@@ -104,6 +124,10 @@ impl Catalog {
     }
 
     fn connect(path: &Path) -> Result<Connection> {
+        retry_busy(|| Self::connect_once(path))
+    }
+
+    fn connect_once(path: &Path) -> Result<Connection> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Setting the journal mode takes a lock without waiting: only do it once.

@@ -39,7 +39,11 @@ impl History {
     pub fn open(cache_dir: &Path, repo_id: &coop_formats::id::Id) -> Result<Self> {
         let dir = cache_dir.join(repo_id.to_hex());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let conn = Connection::open(dir.join("catalog.sqlite"))?;
+        crate::catalog::retry_busy(|| Self::connect(&dir.join("catalog.sqlite")))
+    }
+
+    fn connect(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Setting the journal mode takes a lock without waiting: only do it once.
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
