@@ -897,13 +897,7 @@ pub fn backup(
         packs: AtomicU64::new(0),
         index_objects: AtomicU64::new(0),
     });
-    let workers = if opts.workers > 0 {
-        opts.workers
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    };
+    let workers = crate::workers(opts.workers);
     let (tx, rx) = bounded::<Job>(workers * 4);
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(workers * 6);
     let pack_size = repo.config.pack_size as usize;

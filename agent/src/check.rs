@@ -443,9 +443,7 @@ pub fn check(
         let next = AtomicUsize::new(0);
         let found: Mutex<Vec<Problem>> = Mutex::new(Vec::new());
         let blobs_read = AtomicUsize::new(0);
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let workers = crate::workers(0);
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {

@@ -36,5 +36,16 @@ pub mod usage;
 
 pub use error::{Error, ErrorKind};
 
+/// Worker threads to use: `requested`, or one per core when it is 0.
+pub fn workers(requested: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+}
+
 /// The program string recorded in snapshots.
 pub const PROGRAM: &str = concat!("coop ", env!("CARGO_PKG_VERSION"));

@@ -241,13 +241,7 @@ pub fn restore(
     let failed = Mutex::new(failed);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     let next = AtomicUsize::new(0);
-    let workers = if opts.workers > 0 {
-        opts.workers
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    };
+    let workers = crate::workers(opts.workers);
     std::thread::scope(|s| {
         for _ in 0..workers.min(packs.len().max(1)) {
             s.spawn(|| {
