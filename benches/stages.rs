@@ -4,6 +4,7 @@
 use coop_agent::catalog::{Catalog, Entry};
 use coop_agent::chunker::Chunker;
 use coop_agent::index::Index;
+use coop_agent::index_cache;
 use coop_formats::blob::{self, Compressor};
 use coop_formats::config::ChunkerParams;
 use coop_formats::crypt;
@@ -12,6 +13,7 @@ use coop_formats::index::{IndexEntry, IndexFile, IndexPack};
 use coop_formats::pack::PackBuilder;
 use coop_formats::tree::Part;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -153,7 +155,7 @@ fn pack_writing(c: &mut Criterion) {
     g.finish();
 }
 
-fn index(n: usize) -> (Index, Vec<Id>) {
+fn index_file(n: usize) -> (IndexFile, Vec<Id>) {
     let mut f = IndexFile::default();
     let packs = (n / 16).max(1);
     for p in 0..packs {
@@ -176,11 +178,11 @@ fn index(n: usize) -> (Index, Vec<Id>) {
             raw_len: 1,
         });
     }
-    let mut idx = Index::default();
-    idx.add(Id([0; 32]), &f);
-    (idx, ids)
+    (f, ids)
 }
 
+/// Lookups in the in-memory overlay ("mem") and in the on-disk table ("disk"), which is what
+/// a client with a cache directory uses.
 fn index_lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("index-lookup");
     let sizes: Vec<usize> = if std::env::var("COOP_BENCH_SMALL").is_ok() {
@@ -188,19 +190,43 @@ fn index_lookup(c: &mut Criterion) {
     } else {
         vec![1_000_000, 10_000_000]
     };
+    let dir = tempfile::tempdir().unwrap();
     for n in sizes {
-        let (idx, ids) = index(n);
-        let mut i = 0usize;
-        g.bench_function(BenchmarkId::new("hit", n), |b| {
-            b.iter(|| {
-                i = (i + 7919) % ids.len();
-                black_box(idx.get(&ids[i]))
-            })
-        });
-        let miss = Id([0xee; 32]);
-        g.bench_function(BenchmarkId::new("miss", n), |b| {
-            b.iter(|| black_box(idx.get(&miss)))
-        });
+        let (f, ids) = index_file(n);
+        let present: HashSet<Id> = f.packs.iter().map(|p| p.id).collect();
+        let mem = {
+            let mut idx = Index::default();
+            idx.add(Id([0; 32]), &f);
+            idx
+        };
+        let path = dir.path().join(format!("{n}.index"));
+        let table = index_cache::build(
+            &path,
+            &[1; 16],
+            std::iter::once(Ok((Id([0; 32]), f))),
+            &present,
+        )
+        .unwrap();
+        let disk = Index::with_base(table);
+        for (kind, idx) in [("mem", &mem), ("disk", &disk)] {
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new(format!("{kind}-hit"), n), |b| {
+                b.iter(|| {
+                    i = (i + 7919) % ids.len();
+                    black_box(idx.get(&ids[i]).unwrap())
+                })
+            });
+            let misses: Vec<Id> = (0..4096u64)
+                .map(|m| Id(*blake3::hash(&m.to_le_bytes()).as_bytes()))
+                .collect();
+            let mut m = 0usize;
+            g.bench_function(BenchmarkId::new(format!("{kind}-miss"), n), |b| {
+                b.iter(|| {
+                    m = (m + 1) % misses.len();
+                    black_box(idx.get(&misses[m]).unwrap())
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -743,3 +743,78 @@ fn restore_include_and_exclude() {
     assert!(!dst.join("docs/b.tmp").exists());
     assert!(!dst.join("cache").exists());
 }
+
+/// The on-disk index table in the cache directory.
+fn index_tables(env: &Env) -> Vec<PathBuf> {
+    walk_files(&env.p("cache"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "index"))
+        .collect()
+}
+
+#[test]
+fn index_cache_is_only_a_cache() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40 {
+        fs::write(
+            src.join(format!("f{i}")),
+            pseudo_random(30_000 + i * 10, 100 + i as u64),
+        )
+        .unwrap();
+    }
+    env.backup(&src);
+    fs::write(src.join("f0"), b"second version").unwrap();
+    env.backup(&src);
+    let tables = index_tables(&env);
+    assert_eq!(tables.len(), 1, "one table per tenant: {tables:?}");
+
+    // A damaged table is rebuilt: dedup still works without the catalog.
+    let mut bytes = fs::read(&tables[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&tables[0], &bytes).unwrap();
+    fs::remove_file(
+        env.p("cache/coop")
+            .join(tables[0].parent().unwrap().file_name().unwrap())
+            .join("catalog.sqlite"),
+    )
+    .ok();
+    let again = env.backup(&src);
+    assert!(again["summary"]["bytes_read"].as_u64().unwrap() > 0);
+    assert_eq!(again["summary"]["bytes_added"], 0, "{again}");
+    // Garbage and an empty file in its place are rebuilt too.
+    for junk in [&b""[..], &b"not an index table"[..]] {
+        fs::write(&tables[0], junk).unwrap();
+        fs::write(src.join("f1"), junk.len().to_string()).unwrap();
+        env.backup(&src);
+    }
+
+    // After forget and prune, index objects the table was built from are gone: the next
+    // backup rebuilds it, and restore and check see exactly the store.
+    env.ok(&["forget", "--keep-last", "1"]);
+    env.ok(&["prune", "--max-unused", "0%"]);
+    fs::write(src.join("f2"), b"after prune").unwrap();
+    let after = env.backup(&src);
+    assert_eq!(after["summary"]["files_changed"], 1, "{after}");
+    assert_eq!(
+        after["summary"]["bytes_added"], 11,
+        "only the changed file is new: {after}"
+    );
+    env.ok(&["check", "--read-data"]);
+    let target = env.p("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &restored(&env, "out", &src));
+
+    // Without a cache directory the index is merged in memory, with the same answers.
+    let target2 = env.p("out2");
+    env.ok(&[
+        "--no-cache",
+        "restore",
+        "latest",
+        "--target",
+        target2.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &restored(&env, "out2", &src));
+}

@@ -278,16 +278,19 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn note_reuse(&mut self, id: &Id) {
-        if let Some(loc) = self.index.get(id) {
-            self.reused.insert(loc.pack);
+    /// Whether a blob is stored already: `Some(Some(pack))` in a pack of the index,
+    /// `Some(None)` sent by this backup, `None` not stored.
+    fn lookup(&self, id: &Id) -> Result<Option<Option<u32>>> {
+        if let Some(loc) = self.index.get(id)? {
+            return Ok(Some(Some(loc.pack)));
         }
+        Ok(self.sent.contains(id).then_some(None))
     }
 
     fn submit(&mut self, ty: BlobType, data: &[u8]) -> Result<Id> {
         let id = blob_id(&self.id_key, ty, data);
-        if self.index.contains(&id) {
-            self.note_reuse(&id);
+        if let Some(loc) = self.index.get(&id)? {
+            self.reused.insert(loc.pack);
             return Ok(id);
         }
         if !self.sent.insert(id) {
@@ -313,10 +316,6 @@ impl Sink<'_> {
                 reason: "workers stopped".into(),
             })?;
         Ok(id)
-    }
-
-    fn known(&self, id: &Id) -> bool {
-        self.index.contains(id) || self.sent.contains(id)
     }
 }
 
@@ -536,17 +535,24 @@ impl Walker<'_, '_> {
                 && e.mtime_ns == mtime_ns(meta)
                 && e.ctime_ns == ctime_ns(meta)
                 && e.ino == meta.ino();
-            let present = e.content.iter().all(|p| match p {
-                Part::Blob(id) => self.sink.known(id),
-                Part::Hole { .. } => true,
-            });
             let hashed = self.manifest.is_none() || e.hash.is_some();
-            if same && present && hashed {
-                for p in &e.content {
-                    if let Part::Blob(id) = p {
-                        self.sink.note_reuse(id);
+            // One index lookup per blob: is it stored, and in which pack.
+            let mut packs = Vec::with_capacity(e.content.len());
+            let mut present = same && hashed;
+            for p in &e.content {
+                if !present {
+                    break;
+                }
+                if let Part::Blob(id) = p {
+                    match self.sink.lookup(id)? {
+                        Some(Some(pack)) => packs.push(pack),
+                        Some(None) => {}
+                        None => present = false,
                     }
                 }
+            }
+            if present {
+                self.sink.reused.extend(packs);
                 node.size = e.size;
                 node.content = e.content.clone();
                 self.summary.files_unchanged += 1;

@@ -338,8 +338,8 @@ pub fn check(
                 for p in &n.content {
                     if let Part::Blob(id) = p {
                         graph.link(*id, tid, &name);
-                        if let Some(loc) = index.get(id) {
-                            let pid = index.pack_id(loc);
+                        if let Some(loc) = index.get(id)? {
+                            let pid = index.pack_id(&loc);
                             if !packs_listed.contains_key(&pid) && needed_missing.insert(pid) {
                                 r.errors.push(Problem {
                                     object: format!("pack {pid}"),

@@ -181,6 +181,8 @@ impl Agent {
             .clone()
             .or_else(crate::catalog::default_cache_dir)
             .unwrap_or_else(|| PathBuf::from("/var/cache/coop"));
+        let mut repo = repo;
+        repo.cache_dir = Some(cache_dir.clone());
         Ok(Self {
             cfg,
             repo,

@@ -1,8 +1,15 @@
-//! The in-memory view of a tenant's index: blob ID → pack and position.
+//! The view of a tenant's index: blob ID → pack and position.
+//!
+//! Two parts answer a lookup. The *base* is an on-disk table (see [`crate::index_cache`]):
+//! sorted fixed-size records read with one positioned read per lookup, so its memory does
+//! not grow with the repository. The *overlay* is an in-memory map of the index objects
+//! written since the base was built (or, without a cache directory, of every index object).
+//! The pack table (one entry per 16 MiB pack) is kept in memory for both.
 
+use crate::index_cache::Table;
 use coop_formats::id::{BlobType, Id};
 use coop_formats::index::{IndexFile, IndexPack};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where one blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,17 +25,51 @@ pub struct Loc {
 /// All index objects of a tenant, merged.
 #[derive(Debug, Default)]
 pub struct Index {
+    /// Every pack the index knows: the base table's first, then the overlay's.
     pub packs: Vec<IndexPack>,
     pack_ix: HashMap<Id, u32>,
     blobs: HashMap<Id, Loc>,
-    /// Names of the index objects loaded.
+    /// Names of the index objects loaded into the overlay.
     pub files: Vec<Id>,
     /// Index objects that loaded ones say they replace.
-    pub superseded: std::collections::HashSet<Id>,
+    pub superseded: HashSet<Id>,
+    base: Option<Table>,
+    /// Packs removed from use (condemned or vanished); applies to base lookups.
+    dead: HashSet<u32>,
+    /// Packs the store did not list when the index was loaded.
+    missing: HashSet<u32>,
 }
 
 impl Index {
-    /// Adds the content of one index object.
+    /// An index whose lookups fall back to an on-disk table.
+    pub fn with_base(base: Table) -> Self {
+        let packs = base.packs().to_vec();
+        let pack_ix = packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id, i as u32))
+            .collect();
+        Self {
+            packs,
+            pack_ix,
+            base: Some(base),
+            ..Self::default()
+        }
+    }
+
+    /// Notes which packs the store lists, so that lookups prefer present locations.
+    pub fn set_present(&mut self, present: &HashSet<Id>) {
+        self.missing = self
+            .packs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !present.contains(&p.id))
+            .map(|(i, _)| i as u32)
+            .collect();
+    }
+
+    /// Adds the content of one index object to the overlay. Where a blob is already in
+    /// the overlay, the first location stays.
     pub fn add(&mut self, name: Id, f: &IndexFile) {
         self.files.push(name);
         self.superseded.extend(f.superseded.iter().copied());
@@ -54,11 +95,11 @@ impl Index {
     }
 
     /// Forgets every blob stored in one of `packs` (condemned by a prune plan).
-    pub fn remove_packs(&mut self, packs: &std::collections::HashSet<Id>) {
+    pub fn remove_packs(&mut self, packs: &HashSet<Id>) {
         if packs.is_empty() {
             return;
         }
-        let gone: std::collections::HashSet<u32> = self
+        let gone: HashSet<u32> = self
             .packs
             .iter()
             .enumerate()
@@ -66,29 +107,60 @@ impl Index {
             .map(|(i, _)| i as u32)
             .collect();
         self.blobs.retain(|_, l| !gone.contains(&l.pack));
+        self.dead.extend(gone);
     }
 
-    pub fn get(&self, id: &Id) -> Option<&Loc> {
-        self.blobs.get(id)
+    /// Where a blob is stored. Prefers a location in a pack the store has; an error is a
+    /// failed read of the on-disk table.
+    pub fn get(&self, id: &Id) -> crate::error::Result<Option<Loc>> {
+        let over = self.blobs.get(id).copied();
+        if let Some(l) = over {
+            if !self.missing.contains(&l.pack) {
+                return Ok(Some(l));
+            }
+        }
+        if let Some(base) = &self.base {
+            let found = base
+                .lookup(id)
+                .map_err(|e| crate::error::Error::io(base.path(), e))?;
+            if let Some(l) = found {
+                if !self.dead.contains(&l.pack) {
+                    return Ok(Some(l));
+                }
+            }
+        }
+        Ok(over)
     }
 
-    pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+    pub fn contains(&self, id: &Id) -> crate::error::Result<bool> {
+        Ok(self.get(id)?.is_some())
     }
 
     pub fn pack_id(&self, loc: &Loc) -> Id {
         self.packs[loc.pack as usize].id
     }
 
+    /// Blobs known (the base table's count plus the overlay's; a blob in both counts twice).
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.blobs.len() + self.base.as_ref().map_or(0, |b| b.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.len() == 0
     }
 
+    /// Whether lookups read an on-disk table.
+    pub fn has_base(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// The overlay's blobs. An index with an on-disk base (see [`Self::has_base`]) lists only
+    /// its overlay here; `check` and `prune` merge index objects in memory and never have one.
     pub fn iter(&self) -> impl Iterator<Item = (&Id, &Loc)> {
+        debug_assert!(
+            self.base.is_none(),
+            "iter() on an index with an on-disk base"
+        );
         self.blobs.iter()
     }
 }

@@ -21,6 +21,7 @@ pub mod fault;
 pub mod forget;
 pub mod history;
 pub mod index;
+pub mod index_cache;
 pub mod keys;
 pub mod lock;
 pub mod members;

@@ -165,8 +165,8 @@ pub fn prune(
         }
     }
     for b in &used {
-        if let Some(loc) = index.get(b) {
-            let pid = index.pack_id(loc);
+        if let Some(loc) = index.get(b)? {
+            let pid = index.pack_id(&loc);
             if let (Some(listed), Some(expected)) = (packs_listed.get(&pid), stored_size.get(&pid))
             {
                 if listed != expected {

@@ -92,7 +92,7 @@ impl<'a> BlobReader<'a> {
 
     /// Locates a blob and checks it is of the expected type.
     pub fn locate(&self, id: &Id, ty: BlobType) -> Result<Loc> {
-        let loc = *self.index.get(id).ok_or(Error::MissingBlob { id: *id })?;
+        let loc = self.index.get(id)?.ok_or(Error::MissingBlob { id: *id })?;
         if loc.ty != ty {
             return Err(Error::corrupt(
                 id.to_hex(),

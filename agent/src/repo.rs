@@ -79,11 +79,21 @@ pub fn merge_index(
     files: Vec<(Id, IndexFile)>,
     present: Option<&std::collections::HashSet<Id>>,
 ) -> Index {
+    let mut index = Index::default();
+    merge_into(&mut index, files, present);
+    index
+}
+
+/// [`merge_index`] into an existing index (the overlay of an on-disk table).
+pub fn merge_into(
+    index: &mut Index,
+    files: Vec<(Id, IndexFile)>,
+    present: Option<&std::collections::HashSet<Id>>,
+) {
     let superseded: std::collections::HashSet<Id> = files
         .iter()
         .flat_map(|(_, f)| f.superseded.iter().copied())
         .collect();
-    let mut index = Index::default();
     for pass in 0..3 {
         for (name, f) in &files {
             let active = !superseded.contains(name);
@@ -112,7 +122,6 @@ pub fn merge_index(
     }
     index.files.sort();
     index.files.dedup();
-    index
 }
 
 /// An open repository.
@@ -121,6 +130,8 @@ pub struct Repo {
     pub store: Store,
     pub config: Config,
     pub config_hash: Id,
+    /// Cache directory for the on-disk index (`None`: merge the index in memory).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Repo {
@@ -138,6 +149,7 @@ impl Repo {
             store,
             config,
             config_hash,
+            cache_dir: None,
         };
         // The keyring goes first: a config without keyring is an unusable repository,
         // and `init` refuses to run twice only once the config exists.
@@ -171,6 +183,7 @@ impl Repo {
             store,
             config_hash: Config::hash(&bytes),
             config,
+            cache_dir: None,
         })
     }
 
@@ -307,19 +320,31 @@ impl Repo {
             let Some(name) = name_of(&obj.path) else {
                 continue;
             };
-            let bytes = match self.store.get(&obj.path) {
-                Ok(b) => b,
-                Err(e) if e.is_not_found() => continue, // deleted by a concurrent prune
-                Err(e) => return Err(e.into()),
-            };
-            let (h, f) = IndexFile::open(&keys.index_key, &bytes)
-                .map_err(|e| Error::corrupt(&obj.path, e))?;
-            if h.tenant != keys.tag {
-                return Err(Error::corrupt(&obj.path, "index object of another tenant"));
+            if let Some(f) = self.index_file_of(keys, &obj.path, name)? {
+                out.push(f);
             }
-            out.push((name, f));
         }
         Ok(out)
+    }
+
+    /// Reads and authenticates one index object; `None` if a concurrent prune deleted it.
+    pub fn index_file_of(
+        &self,
+        keys: &TenantKeys,
+        path: &str,
+        name: Id,
+    ) -> Result<Option<(Id, IndexFile)>> {
+        let bytes = match self.store.get(path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (h, f) =
+            IndexFile::open(&keys.index_key, &bytes).map_err(|e| Error::corrupt(path, e))?;
+        if h.tenant != keys.tag {
+            return Err(Error::corrupt(path, "index object of another tenant"));
+        }
+        Ok(Some((name, f)))
     }
 
     /// Loads and merges every index object of the tenant. Objects that another present
@@ -335,6 +360,20 @@ impl Repo {
         keys: &TenantKeys,
     ) -> Result<(Index, std::collections::HashSet<Id>)> {
         let present = self.pack_names(keys)?;
+        if let Some(dir) = &self.cache_dir {
+            match crate::index_cache::load(self, keys, dir, &present) {
+                Ok((index, kind)) => {
+                    tracing::debug!("index cache: {kind:?}");
+                    return Ok((index, present));
+                }
+                // A cache that cannot be written is not fatal: merge in memory instead.
+                Err(Error::Io { path, source }) => tracing::warn!(
+                    "index cache not usable ({}: {source}); loading the index into memory",
+                    path.display()
+                ),
+                Err(e) => return Err(e),
+            }
+        }
         let index = merge_index(self.index_files(keys)?, Some(&present));
         Ok((index, present))
     }

@@ -229,7 +229,9 @@ pub fn restore(
     // 4. Read each pack once, in parallel, and write its blobs where they go.
     let mut by_pack: HashMap<Id, Vec<(Id, Loc)>> = HashMap::new();
     for id in wanted.keys() {
-        let loc = *reader.index.get(id).expect("located above");
+        let Some(loc) = reader.index.get(id)? else {
+            return Err(Error::MissingBlob { id: *id });
+        };
         by_pack
             .entry(reader.index.pack_id(&loc))
             .or_default()

@@ -31,8 +31,11 @@ pub fn repo_url(g: &Global) -> Result<&str> {
     })
 }
 
+/// Opens the repository; its index is cached in the cache directory unless `--no-cache`.
 pub fn open_repo(g: &Global) -> Result<Repo> {
-    Ok(Repo::open(repo_url(g)?)?)
+    let mut repo = Repo::open(repo_url(g)?)?;
+    repo.cache_dir.clone_from(&g.cache_dir);
+    Ok(repo)
 }
 
 /// The identity to use: --identity-file / COOP_IDENTITY_FILE, else the default file.

@@ -1,0 +1,624 @@
+//! The index cache: a tenant's merged index as a sorted on-disk table.
+//!
+//! Loading every index object into a hash map costs memory in proportion to the repository
+//! (about 66 bytes per blob). Instead, each client keeps in its cache directory one file per
+//! tenant, `<repo id>/<tenant tag>.index` (format in SPEC.md, "Local index cache"):
+//!
+//! - the names of the index objects it was built from,
+//! - the pack table (48 bytes per pack, kept in memory: one entry per 16 MiB of data),
+//! - the blob records, 52 bytes each, sorted by blob ID, read with one positioned read
+//!   per lookup (never loaded),
+//! - a fan-out table by the first two bytes of the ID (65 537 offsets, 512 KiB),
+//! - a BLAKE3 checksum over all of it, checked on every open.
+//!
+//! A run lists the index objects. If the table's objects are all still listed, nothing
+//! new supersedes them and every pack that was present at build time still is, the new
+//! objects go into an in-memory overlay. Otherwise, or when the overlay grows past
+//! [`MAX_OVERLAY_OBJECTS`] objects or [`MAX_OVERLAY_BLOBS`] blobs, the table is rebuilt
+//! by an external sort: records are spread over 256 temporary files by their first byte,
+//! and each is sorted alone. Building costs one pass over the index objects and about
+//! 1/256 of the table in memory.
+//!
+//! The table is a cache: a file that fails its checksum, has another version or another
+//! tenant is rebuilt, and a cache directory that cannot be written falls back to the
+//! in-memory merge.
+
+use crate::error::{Error, Result};
+use crate::index::{Index, Loc};
+use crate::keys::TenantKeys;
+use crate::repo::{self, Repo};
+use coop_formats::id::{BlobType, Id};
+use coop_formats::index::{IndexFile, IndexPack};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"COOPIXC\0";
+const VERSION: u32 = 1;
+const HEADER: u64 = 32;
+const FOOTER: u64 = 32;
+const CHECKSUM: u64 = 32;
+const PACK_REC: usize = 48;
+const BLOB_REC: usize = 52;
+const FANOUT: usize = 65_537;
+/// Index objects read into the overlay before the table is rebuilt.
+pub const MAX_OVERLAY_OBJECTS: usize = 256;
+/// Blobs held in the overlay before the table is rebuilt.
+pub const MAX_OVERLAY_BLOBS: usize = 250_000;
+/// Records of the temporary spill files: blob ID, sequence, object, pack, location.
+const SPILL_REC: usize = 64;
+
+/// Errors of the index cache file itself (a damaged or foreign cache is rebuilt).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("index cache {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("index cache {path} is not usable: {reason}")]
+    Invalid { path: PathBuf, reason: &'static str },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An open index table.
+#[derive(Debug)]
+pub struct Table {
+    path: PathBuf,
+    file: File,
+    names: Vec<Id>,
+    packs: Vec<IndexPack>,
+    /// Per pack: whether the store listed it when the table was built.
+    present: Vec<bool>,
+    fanout: Vec<u64>,
+    records_at: u64,
+}
+
+impl Table {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn packs(&self) -> &[IndexPack] {
+        &self.packs
+    }
+
+    /// The index objects the table was built from.
+    pub fn names(&self) -> &[Id] {
+        &self.names
+    }
+
+    pub fn len(&self) -> usize {
+        self.fanout[FANOUT - 1] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Looks one blob up: one positioned read of the blobs sharing its first two bytes.
+    pub fn lookup(&self, id: &Id) -> std::io::Result<Option<Loc>> {
+        let b = u16::from_be_bytes([id.0[0], id.0[1]]) as usize;
+        let (lo, hi) = (self.fanout[b], self.fanout[b + 1]);
+        if lo == hi {
+            return Ok(None);
+        }
+        let n = (hi - lo) as usize;
+        let mut buf = vec![0u8; n * BLOB_REC];
+        self.file
+            .read_exact_at(&mut buf, self.records_at + lo * BLOB_REC as u64)?;
+        let (mut a, mut z) = (0usize, n);
+        while a < z {
+            let m = (a + z) / 2;
+            let rec = &buf[m * BLOB_REC..(m + 1) * BLOB_REC];
+            match rec[..32].cmp(&id.0[..]) {
+                std::cmp::Ordering::Less => a = m + 1,
+                std::cmp::Ordering::Greater => z = m,
+                std::cmp::Ordering::Equal => return decode_blob(rec).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens a table and checks its checksum, version and tenant.
+    pub fn open(path: &Path, tag: &[u8; 16]) -> Result<Self, CacheError> {
+        let invalid = |reason| CacheError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut file = File::open(path).map_err(io_err(path))?;
+        let size = file.metadata().map_err(io_err(path))?.len();
+        if size < HEADER + FOOTER + CHECKSUM {
+            return Err(invalid("too short"));
+        }
+        let mut head = [0u8; HEADER as usize];
+        file.read_exact_at(&mut head, 0).map_err(io_err(path))?;
+        if &head[..8] != MAGIC {
+            return Err(invalid("not an index cache"));
+        }
+        if u32::from_le_bytes(head[8..12].try_into().expect("4")) != VERSION {
+            return Err(invalid("another version"));
+        }
+        if &head[12..28] != tag {
+            return Err(invalid("another tenant"));
+        }
+        let mut foot = [0u8; FOOTER as usize];
+        file.read_exact_at(&mut foot, size - CHECKSUM - FOOTER)
+            .map_err(io_err(path))?;
+        let word = |i: usize| u64::from_le_bytes(foot[i * 8..i * 8 + 8].try_into().expect("8"));
+        let (nnames, npacks, nblobs) = (word(0), word(1), word(2));
+        let expect = HEADER
+            .checked_add(nnames.checked_mul(32).ok_or(invalid("size"))?)
+            .and_then(|v| v.checked_add(npacks.checked_mul(PACK_REC as u64)?))
+            .and_then(|v| v.checked_add(nblobs.checked_mul(BLOB_REC as u64)?))
+            .and_then(|v| v.checked_add(FANOUT as u64 * 8 + FOOTER + CHECKSUM))
+            .ok_or(invalid("size"))?;
+        if expect != size {
+            return Err(invalid("size does not match its counts"));
+        }
+        // One sequential pass: hash everything, keep the names, packs and fan-out.
+        file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+        let mut r = BufReader::with_capacity(1 << 20, &mut file);
+        let mut hasher = blake3::Hasher::new();
+        let mut take = |n: u64, keep: bool| -> Result<Vec<u8>, CacheError> {
+            let mut left = n;
+            let mut kept = Vec::new();
+            let mut buf = vec![0u8; 1 << 20];
+            while left > 0 {
+                let k = left.min(buf.len() as u64) as usize;
+                r.read_exact(&mut buf[..k]).map_err(io_err(path))?;
+                hasher.update(&buf[..k]);
+                if keep {
+                    kept.extend_from_slice(&buf[..k]);
+                }
+                left -= k as u64;
+            }
+            Ok(kept)
+        };
+        take(HEADER, false)?;
+        let names: Vec<Id> = take(nnames * 32, true)?
+            .chunks_exact(32)
+            .map(|c| Id(c.try_into().expect("32")))
+            .collect();
+        let pack_bytes = take(npacks * PACK_REC as u64, true)?;
+        let records_at = HEADER + nnames * 32 + npacks * PACK_REC as u64;
+        take(nblobs * BLOB_REC as u64, false)?;
+        let fanout: Vec<u64> = take(FANOUT as u64 * 8, true)?
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+            .collect();
+        take(FOOTER, false)?;
+        let mut sum = [0u8; 32];
+        r.read_exact(&mut sum).map_err(io_err(path))?;
+        drop(r);
+        if hasher.finalize().as_bytes() != &sum {
+            return Err(invalid("checksum mismatch (damaged)"));
+        }
+        if fanout[0] != 0 || fanout.windows(2).any(|w| w[0] > w[1]) || fanout[FANOUT - 1] != nblobs
+        {
+            return Err(invalid("bad fan-out"));
+        }
+        let mut packs = Vec::with_capacity(npacks as usize);
+        let mut present = Vec::with_capacity(npacks as usize);
+        for c in pack_bytes.chunks_exact(PACK_REC) {
+            packs.push(IndexPack {
+                id: Id(c[..32].try_into().expect("32")),
+                stored_size: u64::from_le_bytes(c[32..40].try_into().expect("8")),
+            });
+            present.push(c[40] & 1 == 1);
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            names,
+            packs,
+            present,
+            fanout,
+            records_at,
+        })
+    }
+}
+
+fn decode_blob(rec: &[u8]) -> std::io::Result<Loc> {
+    let u = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4"));
+    let ty = BlobType::from_u8(rec[48]).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "bad blob type in cache")
+    })?;
+    Ok(Loc {
+        pack: u(32),
+        offset: u(36),
+        stored_len: u(40),
+        raw_len: u(44),
+        ty,
+        compression: rec[49],
+    })
+}
+
+fn encode_blob(id: &[u8], l: &Loc, out: &mut Vec<u8>) {
+    out.extend_from_slice(id);
+    for v in [l.pack, l.offset, l.stored_len, l.raw_len] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&[l.ty as u8, l.compression, 0, 0]);
+}
+
+/// Builds a table from index objects, one at a time, in at most 1/256 of its size in memory.
+///
+/// Where a blob has several locations, the same rule as [`repo::merge_index`] picks one: a
+/// present pack listed by an object nothing supersedes, then a present pack listed by a
+/// superseded object, then any; among equals, the first in listing order.
+pub fn build(
+    path: &Path,
+    tag: &[u8; 16],
+    objects: impl Iterator<Item = Result<(Id, IndexFile)>>,
+    present: &HashSet<Id>,
+) -> Result<Table> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut spills: Vec<BufWriter<File>> = (0..256)
+        .map(|_| {
+            tempfile::tempfile_in(dir)
+                .map(|f| BufWriter::with_capacity(16 << 10, f))
+                .map_err(|e| Error::io(dir, e))
+        })
+        .collect::<Result<_>>()?;
+    let mut names = Vec::new();
+    let mut superseded = HashSet::new();
+    let mut packs: Vec<IndexPack> = Vec::new();
+    let mut pack_ix: std::collections::HashMap<Id, u32> = Default::default();
+    let mut seq = 0u64;
+    let mut rec = Vec::with_capacity(SPILL_REC);
+    for obj in objects {
+        let (name, f) = obj?;
+        let file_ix = names.len() as u32;
+        names.push(name);
+        superseded.extend(f.superseded.iter().copied());
+        let map: Vec<u32> = f
+            .packs
+            .iter()
+            .map(|p| {
+                *pack_ix.entry(p.id).or_insert_with(|| {
+                    packs.push(*p);
+                    (packs.len() - 1) as u32
+                })
+            })
+            .collect();
+        for e in &f.entries {
+            let Some(&pack) = map.get(e.pack as usize) else {
+                continue; // IndexFile::open checked this; never trust it twice
+            };
+            rec.clear();
+            rec.extend_from_slice(&e.id.0);
+            rec.extend_from_slice(&seq.to_le_bytes());
+            rec.extend_from_slice(&file_ix.to_le_bytes());
+            let loc = Loc {
+                pack,
+                ty: e.ty,
+                compression: e.compression,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+            };
+            let mut tail = Vec::with_capacity(20);
+            encode_blob(&[], &loc, &mut tail);
+            rec.extend_from_slice(&tail);
+            rec.resize(SPILL_REC, 0);
+            spills[e.id.0[0] as usize]
+                .write_all(&rec)
+                .map_err(|e| Error::io(dir, e))?;
+            seq += 1;
+        }
+    }
+    let active: Vec<bool> = names.iter().map(|n| !superseded.contains(n)).collect();
+    let here: Vec<bool> = packs.iter().map(|p| present.contains(&p.id)).collect();
+
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
+        std::process::id()
+    ));
+    let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hasher: blake3::Hasher::new(),
+    };
+    let werr = |e| Error::io(&tmp, e);
+    let mut head = [0u8; HEADER as usize];
+    head[..8].copy_from_slice(MAGIC);
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[12..28].copy_from_slice(tag);
+    w.write_all(&head).map_err(werr)?;
+    for n in &names {
+        w.write_all(&n.0).map_err(werr)?;
+    }
+    for (p, h) in packs.iter().zip(&here) {
+        let mut b = [0u8; PACK_REC];
+        b[..32].copy_from_slice(&p.id.0);
+        b[32..40].copy_from_slice(&p.stored_size.to_le_bytes());
+        b[40] = u8::from(*h);
+        w.write_all(&b).map_err(werr)?;
+    }
+    let mut fanout = vec![0u64; FANOUT];
+    let mut count = 0u64;
+    let mut out_rec = Vec::with_capacity(BLOB_REC);
+    for spill in spills {
+        let mut f = spill
+            .into_inner()
+            .map_err(|e| Error::io(dir, e.into_error()))?;
+        let len = f.stream_position().map_err(|e| Error::io(dir, e))? as usize;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, 0)
+            .map_err(|e| Error::io(dir, e))?;
+        drop(f);
+        let mut recs: Vec<&[u8]> = buf.chunks_exact(SPILL_REC).collect();
+        let rank = |r: &[u8]| {
+            let file = u32::from_le_bytes(r[40..44].try_into().expect("4")) as usize;
+            let pack = u32::from_le_bytes(r[44..48].try_into().expect("4")) as usize;
+            let pass = match (here[pack], active[file]) {
+                (true, true) => 0u8,
+                (true, false) => 1,
+                (false, _) => 2,
+            };
+            let seq = u64::from_le_bytes(r[32..40].try_into().expect("8"));
+            (pass, seq)
+        };
+        recs.sort_unstable_by(|a, b| a[..32].cmp(&b[..32]).then(rank(a).cmp(&rank(b))));
+        let mut last: Option<&[u8]> = None;
+        for r in recs {
+            if last == Some(&r[..32]) {
+                continue;
+            }
+            last = Some(&r[..32]);
+            out_rec.clear();
+            out_rec.extend_from_slice(&r[..32]);
+            out_rec.extend_from_slice(&r[44..64]);
+            w.write_all(&out_rec).map_err(werr)?;
+            let b = u16::from_be_bytes([r[0], r[1]]) as usize;
+            fanout[b + 1] += 1;
+            count += 1;
+        }
+    }
+    for i in 1..FANOUT {
+        fanout[i] += fanout[i - 1];
+    }
+    for v in &fanout {
+        w.write_all(&v.to_le_bytes()).map_err(werr)?;
+    }
+    let mut foot = [0u8; FOOTER as usize];
+    foot[..8].copy_from_slice(&(names.len() as u64).to_le_bytes());
+    foot[8..16].copy_from_slice(&(packs.len() as u64).to_le_bytes());
+    foot[16..24].copy_from_slice(&count.to_le_bytes());
+    w.write_all(&foot).map_err(werr)?;
+    let sum = *w.hasher.finalize().as_bytes();
+    let mut inner = w.inner;
+    inner.write_all(&sum).map_err(werr)?;
+    inner.flush().map_err(werr)?;
+    drop(inner);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Table::open(path, tag).map_err(|e| Error::Aborted {
+        reason: format!("the index cache just written does not read back: {e}"),
+    })
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.hasher.update(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where a tenant's table lives in a cache directory.
+pub fn path(cache: &Path, repo_id: &Id, tag: &[u8; 16]) -> PathBuf {
+    cache
+        .join(repo_id.to_hex())
+        .join(format!("{}.index", hex::encode(tag)))
+}
+
+/// What [`load`] did, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    /// The table was current; `usize` new index objects went into the overlay.
+    Reused(usize),
+    /// The table was (re)built from every index object.
+    Rebuilt,
+}
+
+/// Loads a tenant's index through the cache in `cache`: the table plus an overlay of the
+/// index objects written since, or a rebuilt table.
+pub fn load(
+    repo: &Repo,
+    keys: &TenantKeys,
+    cache: &Path,
+    present: &HashSet<Id>,
+) -> Result<(Index, LoadKind)> {
+    let listed: Vec<(String, Id)> = repo
+        .store
+        .list(&format!("index/{}", repo::tag_hex(&keys.tag)))?
+        .into_iter()
+        .filter_map(|o| repo::name_of(&o.path).map(|n| (o.path, n)))
+        .collect();
+    let path = path(cache, &repo.config.repo_id, &keys.tag);
+    match Table::open(&path, &keys.tag) {
+        Ok(table) => {
+            if let Some(index) = try_overlay(repo, keys, table, &listed, present)? {
+                let n = index.files.len();
+                return Ok((index, LoadKind::Reused(n)));
+            }
+        }
+        Err(CacheError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("{e}; rebuilding it"),
+    }
+    let objects = listed
+        .iter()
+        .filter_map(|(p, n)| repo.index_file_of(keys, p, *n).transpose());
+    let table = build(&path, &keys.tag, objects, present)?;
+    let mut index = Index::with_base(table);
+    index.set_present(present);
+    Ok((index, LoadKind::Rebuilt))
+}
+
+/// The table plus an overlay of the new index objects, or `None` when it must be rebuilt.
+fn try_overlay(
+    repo: &Repo,
+    keys: &TenantKeys,
+    table: Table,
+    listed: &[(String, Id)],
+    present: &HashSet<Id>,
+) -> Result<Option<Index>> {
+    let listed_names: HashSet<Id> = listed.iter().map(|(_, n)| *n).collect();
+    if table.names().iter().any(|n| !listed_names.contains(n)) {
+        return Ok(None); // an index object went away (prune)
+    }
+    if table
+        .packs()
+        .iter()
+        .zip(&table.present)
+        .any(|(p, was)| *was && !present.contains(&p.id))
+    {
+        return Ok(None); // a pack went away
+    }
+    let known: HashSet<Id> = table.names().iter().copied().collect();
+    let new: Vec<&(String, Id)> = listed.iter().filter(|(_, n)| !known.contains(n)).collect();
+    if new.len() > MAX_OVERLAY_OBJECTS {
+        return Ok(None);
+    }
+    let mut files = Vec::with_capacity(new.len());
+    let mut blobs = 0usize;
+    for (p, n) in new {
+        let Some((name, f)) = repo.index_file_of(keys, p, *n)? else {
+            continue;
+        };
+        if f.superseded.iter().any(|s| known.contains(s)) {
+            return Ok(None); // a prune consolidated objects the table holds
+        }
+        blobs += f.entries.len();
+        if blobs > MAX_OVERLAY_BLOBS {
+            return Ok(None);
+        }
+        files.push((name, f));
+    }
+    let mut index = Index::with_base(table);
+    repo::merge_into(&mut index, files, Some(present));
+    index.set_present(present);
+    Ok(Some(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coop_formats::index::IndexEntry;
+
+    fn id(n: u32) -> Id {
+        Id(*blake3::hash(&n.to_le_bytes()).as_bytes())
+    }
+
+    fn file(pack: Id, blobs: std::ops::Range<u32>, superseded: Vec<Id>) -> IndexFile {
+        IndexFile {
+            packs: vec![IndexPack {
+                id: pack,
+                stored_size: 1000,
+            }],
+            superseded,
+            entries: blobs
+                .map(|b| IndexEntry {
+                    id: id(b),
+                    pack: 0,
+                    ty: BlobType::Data,
+                    compression: 1,
+                    offset: b,
+                    stored_len: 10 + b,
+                    raw_len: 20 + b,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn table_answers_like_the_in_memory_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = [7u8; 16];
+        let (p1, p2, p3) = (id(1_000_001), id(1_000_002), id(1_000_003));
+        // Object b supersedes a; blobs 50..100 are in both; c lists blobs in a missing pack.
+        let a = (id(900_001), file(p1, 0..100, vec![]));
+        let b = (id(900_002), file(p2, 50..3000, vec![a.0]));
+        let c = (id(900_003), file(p3, 2900..3100, vec![]));
+        let present: HashSet<Id> = [p1, p2].into_iter().collect();
+        let files = vec![a, b, c];
+        let mem = repo::merge_index(files.clone(), Some(&present));
+        let path = dir.path().join("t.index");
+        let t = build(&path, &tag, files.into_iter().map(Ok), &present).unwrap();
+        assert_eq!(t.len(), 3100);
+        let disk = Index::with_base(t);
+        for n in 0..3200 {
+            let m = mem.get(&id(n)).unwrap();
+            let d = disk.get(&id(n)).unwrap();
+            assert_eq!(
+                m.map(|l| (mem.pack_id(&l), l.offset, l.stored_len, l.raw_len)),
+                d.map(|l| (disk.pack_id(&l), l.offset, l.stored_len, l.raw_len)),
+                "blob {n}"
+            );
+        }
+        // Blobs 50..100 come from the superseding object's pack; 2900..3000 from the present one.
+        assert_eq!(disk.pack_id(&disk.get(&id(60)).unwrap().unwrap()), p2);
+        assert_eq!(disk.pack_id(&disk.get(&id(2950)).unwrap().unwrap()), p2);
+        assert_eq!(disk.pack_id(&disk.get(&id(3050)).unwrap().unwrap()), p3);
+    }
+
+    #[test]
+    fn damaged_foreign_or_truncated_tables_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = [7u8; 16];
+        let path = dir.path().join("t.index");
+        let f = (id(1), file(id(2), 0..500, vec![]));
+        build(&path, &tag, std::iter::once(Ok(f)), &HashSet::new()).unwrap();
+        assert!(Table::open(&path, &[8u8; 16]).is_err());
+        let good = std::fs::read(&path).unwrap();
+        for at in [
+            0usize,
+            9,
+            40,
+            good.len() / 2,
+            good.len() - 40,
+            good.len() - 1,
+        ] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(
+                matches!(Table::open(&path, &tag), Err(CacheError::Invalid { .. })),
+                "flip at {at}"
+            );
+        }
+        for len in [0usize, 31, good.len() - 1] {
+            std::fs::write(&path, &good[..len]).unwrap();
+            assert!(Table::open(&path, &tag).is_err(), "truncated to {len}");
+        }
+    }
+
+    #[test]
+    fn empty_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.index");
+        let t = build(&path, &[0; 16], std::iter::empty(), &HashSet::new()).unwrap();
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(&id(1)).unwrap(), None);
+    }
+}
