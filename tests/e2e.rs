@@ -818,3 +818,34 @@ fn index_cache_is_only_a_cache() {
     ]);
     assert_same_tree(&src, &restored(&env, "out2", &src));
 }
+
+#[test]
+fn changed_xattrs_are_seen_though_the_content_is_unchanged() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"same content").unwrap();
+    if xattr::set(src.join("f"), "user.coop.v", b"one").is_err() {
+        eprintln!("note: no user xattrs on this file system; test skipped");
+        return;
+    }
+    env.backup(&src);
+    // Changing an xattr changes the ctime: the catalog's recorded xattrs are not used.
+    xattr::set(src.join("f"), "user.coop.v", b"two").unwrap();
+    let second = env.backup(&src);
+    assert_eq!(
+        second["summary"]["bytes_added"], 0,
+        "content is unchanged: {second}"
+    );
+    let third = env.backup(&src); // a catalog hit with the recorded xattrs
+    assert_eq!(third["summary"]["files_unchanged"], 1);
+    let target = env.p("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let got = xattr::get(restored(&env, "out", &src).join("f"), "user.coop.v").unwrap();
+    assert_eq!(got.as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        env.snapshots()[1]["tree"],
+        env.snapshots()[2]["tree"],
+        "recorded xattrs give the same tree as reading them"
+    );
+}

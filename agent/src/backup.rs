@@ -123,15 +123,24 @@ impl Shared {
         }
     }
 
-    fn write_pack(&self, builder: PackBuilder) -> Result<()> {
-        let (stored, entries) = builder.finish(&self.recipients).map_err(|e| Error::Usage {
-            what: format!("cannot encrypt pack: {e}"),
-        })?;
-        let id = Id::of_stored(&stored);
-        let size = stored.len() as u64;
+    /// Encrypts and stores a pack. `out` is the worker's ciphertext buffer: it comes back
+    /// for the next pack when the store has let go of it, and so does the plaintext buffer
+    /// (returned), so that a backup touches the same memory for every pack.
+    fn write_pack(&self, builder: PackBuilder, out: &mut Vec<u8>) -> Result<Vec<u8>> {
+        let (entries, plain, id) =
+            builder
+                .finish_into(&self.recipients, out)
+                .map_err(|e| Error::Usage {
+                    what: format!("cannot encrypt pack: {e}"),
+                })?;
+        let size = out.len() as u64;
+        let stored = bytes::Bytes::from(std::mem::take(out));
         self.repo
             .store
-            .put(&repo::pack_path(&self.tag, &id), stored)?;
+            .put_shared(&repo::pack_path(&self.tag, &id), stored.clone())?;
+        if let Ok(m) = stored.try_into_mut() {
+            *out = Vec::from(m);
+        }
         self.bytes_stored.fetch_add(size, Ordering::Relaxed);
         self.packs.fetch_add(1, Ordering::Relaxed);
         let to_write = {
@@ -146,7 +155,7 @@ impl Shared {
         if let Some(f) = to_write {
             self.write_index(&f)?;
         }
-        Ok(())
+        Ok(plain)
     }
 
     fn write_index(&self, f: &IndexFile) -> Result<()> {
@@ -173,6 +182,10 @@ fn worker(
     let mut comp = Compressor::new(level);
     let mut data: Option<PackBuilder> = None;
     let mut trees: Option<PackBuilder> = None;
+    // Reused for every pack this worker writes: fresh memory costs page faults (and on
+    // VMs that hand free memory back to the host, far more), reused memory does not.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     for job in rx {
         if shared.failed.load(Ordering::Relaxed) {
             continue;
@@ -182,12 +195,18 @@ fn worker(
         } else {
             &mut data
         };
-        let b = slot.get_or_insert_with(|| PackBuilder::new(shared.tag, pack_size + (1 << 20)));
+        let b = slot.get_or_insert_with(|| {
+            let buf = spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(pack_size + (1 << 20)));
+            PackBuilder::new_in(shared.tag, buf)
+        });
         b.add(&mut comp, job.ty, job.id, &job.data);
         let _ = pool.try_send(job.data);
         if b.len() >= pack_size {
-            if let Err(e) = shared.write_pack(slot.take().expect("builder")) {
-                shared.fail(e);
+            match shared.write_pack(slot.take().expect("builder"), &mut out) {
+                Ok(buf) => spare.push(buf),
+                Err(e) => shared.fail(e),
             }
         }
     }
@@ -195,7 +214,7 @@ fn worker(
         if shared.failed.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = shared.write_pack(b) {
+        if let Err(e) = shared.write_pack(b, &mut out) {
             shared.fail(e);
         }
     }
@@ -379,6 +398,13 @@ impl Walker<'_, '_> {
     }
 
     fn base_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>, kind: NodeKind) -> Node {
+        let mut n = self.bare_node(meta, name, kind);
+        self.read_xattrs(path, &mut n);
+        n
+    }
+
+    /// A node with ownership, mode and mtime, but no extended attributes yet.
+    fn bare_node(&mut self, meta: &Metadata, name: Vec<u8>, kind: NodeKind) -> Node {
         let mut n = Node::new(name, kind);
         n.mode = meta.mode() & 0o7777;
         n.uid = meta.uid();
@@ -386,6 +412,10 @@ impl Walker<'_, '_> {
         n.user = self.user(meta.uid());
         n.group = self.group(meta.gid());
         n.mtime_ns = mtime_ns(meta);
+        n
+    }
+
+    fn read_xattrs(&mut self, path: &Path, n: &mut Node) {
         if let Ok(names) = xattr::list(path) {
             for an in names {
                 let Some(s) = an.to_str() else {
@@ -404,7 +434,6 @@ impl Walker<'_, '_> {
             }
             n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
         }
-        n
     }
 
     /// Chunks everything from `r` as data blobs.
@@ -513,7 +542,7 @@ impl Walker<'_, '_> {
     }
 
     fn file_node(&mut self, path: &Path, meta: &Metadata, name: Vec<u8>) -> Result<Node> {
-        let mut node = self.base_node(path, meta, name, NodeKind::File);
+        let mut node = self.bare_node(meta, name, NodeKind::File);
         if meta.nlink() > 1 {
             let next = self.link_groups.len() as u64 + 1;
             node.link_group = Some(
@@ -526,10 +555,19 @@ impl Walker<'_, '_> {
         self.summary.total_files += 1;
         self.progress.add_file();
         let key = path.as_os_str().as_bytes();
-        let cached = match &self.catalog {
+        let cached = match &mut self.catalog {
             Some(c) => c.lookup(key)?,
             None => None,
         };
+        // Extended attributes change the ctime: with the same ctime, the recorded ones hold.
+        match cached.as_ref().and_then(|e| {
+            (e.ctime_ns == ctime_ns(meta))
+                .then_some(e.xattrs.as_ref())
+                .flatten()
+        }) {
+            Some(x) => node.xattrs.clone_from(x),
+            None => self.read_xattrs(path, &mut node),
+        }
         if let Some(e) = &cached {
             let same = e.size == meta.len()
                 && e.mtime_ns == mtime_ns(meta)
@@ -590,8 +628,9 @@ impl Walker<'_, '_> {
                             ino: meta.ino(),
                             content: node.content.clone(),
                             hash,
+                            xattrs: Some(node.xattrs.clone()),
                         },
-                    );
+                    )?;
                 }
             }
         }
@@ -677,8 +716,10 @@ impl Walker<'_, '_> {
     }
 
     fn walk_dir(&mut self, dir: &Path, root_dev: u64) -> Result<Id> {
-        let mut names: Vec<OsString> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+        let mut names: Vec<(OsString, std::fs::DirEntry)> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| (e.file_name(), e)))
+                .collect(),
             Err(e) => {
                 self.warn(format!(
                     "{}: cannot list directory, stored empty: {e}",
@@ -688,16 +729,17 @@ impl Walker<'_, '_> {
             }
         };
         if self.opts.exclude_caches && Self::is_cache_dir(dir) {
-            names.retain(|n| n == "CACHEDIR.TAG");
+            names.retain(|(n, _)| n == "CACHEDIR.TAG");
         }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut tree = Tree::default();
-        for name in names {
+        for (name, entry) in names {
             let path = dir.join(&name);
             if self.excludes.excluded(&path) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&path) {
+            // Relative to the open directory (no walk of the whole path); never follows.
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn(format!("{}: cannot stat, skipped: {e}", path.display()));

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use coop_formats::id::Id;
-use coop_formats::tree::Part;
+use coop_formats::tree::{Part, Xattr};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -20,10 +20,23 @@ pub struct Entry {
     pub content: Vec<Part>,
     /// BLAKE3 of the content, where it was computed (member tenants' manifests need it).
     pub hash: Option<[u8; 32]>,
+    /// Extended attributes as read with this ctime (changing one changes the ctime), so an
+    /// unchanged file needs no xattr system calls. `None`: not recorded.
+    pub xattrs: Option<Vec<Xattr>>,
 }
 
+/// Entries written per transaction while a backup runs (bounds the memory of a first
+/// backup of many files; an entry written for a backup that then fails is harmless, as
+/// every hit is checked against the index).
+const BATCH: usize = 4096;
+
 pub struct Catalog {
+    /// Writes, in batches.
     conn: Connection,
+    /// Lookups, inside one read transaction held for the whole walk: per-statement
+    /// transactions cost two lock system calls each.
+    reader: Connection,
+    reading: bool,
     tenant: String,
     pending: Vec<(Vec<u8>, Entry)>,
 }
@@ -77,6 +90,33 @@ fn encode_parts(parts: &[Part]) -> Vec<u8> {
     b
 }
 
+fn encode_xattrs(x: &[Xattr]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for a in x {
+        b.extend_from_slice(&(a.name.len() as u32).to_le_bytes());
+        b.extend_from_slice(a.name.as_bytes());
+        b.extend_from_slice(&(a.value.len() as u32).to_le_bytes());
+        b.extend_from_slice(&a.value);
+    }
+    b
+}
+
+fn decode_xattrs(mut b: &[u8]) -> Option<Vec<Xattr>> {
+    let mut out = Vec::new();
+    let take = |b: &mut &[u8]| -> Option<Vec<u8>> {
+        let n = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let v = b.get(4..4 + n)?.to_vec();
+        *b = &b[4 + n..];
+        Some(v)
+    };
+    while !b.is_empty() {
+        let name = String::from_utf8(take(&mut b)?).ok()?;
+        let value = take(&mut b)?;
+        out.push(Xattr { name, value });
+    }
+    Some(out)
+}
+
 fn decode_parts(mut b: &[u8]) -> Option<Vec<Part>> {
     let mut out = Vec::new();
     while let Some((&t, rest)) = b.split_first() {
@@ -116,8 +156,13 @@ impl Catalog {
                 Self::connect(&path)?
             }
         };
+        let reader = Connection::open(&path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(30))?;
+        reader.pragma_update(None, "cache_size", -16384)?; // 16 MiB of pages
         Ok(Self {
             conn,
+            reader,
+            reading: false,
             tenant: tenant.to_string(),
             pending: Vec::new(),
         })
@@ -136,19 +181,26 @@ impl Catalog {
             conn.pragma_update(None, "journal_mode", "WAL")?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // `files` replaced the `entries` table of coop 0.1 (which had no xattrs column).
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS entries (
+            "CREATE TABLE IF NOT EXISTS files (
                 tenant TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
                 mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
-                content BLOB NOT NULL, hash BLOB, PRIMARY KEY (tenant, path)) WITHOUT ROWID;",
+                content BLOB NOT NULL, hash BLOB, xattrs BLOB,
+                PRIMARY KEY (tenant, path)) WITHOUT ROWID;
+             DROP TABLE IF EXISTS entries;",
         )?;
-        conn.query_row("SELECT count(*) FROM entries LIMIT 1", [], |_| Ok(()))?;
+        conn.query_row("SELECT count(*) FROM files LIMIT 1", [], |_| Ok(()))?;
         Ok(conn)
     }
 
-    pub fn lookup(&self, path: &[u8]) -> Result<Option<Entry>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT size, mtime_ns, ctime_ns, ino, content, hash FROM entries WHERE tenant = ?1 AND path = ?2",
+    pub fn lookup(&mut self, path: &[u8]) -> Result<Option<Entry>> {
+        if !self.reading {
+            self.reader.execute_batch("BEGIN")?;
+            self.reading = true;
+        }
+        let mut st = self.reader.prepare_cached(
+            "SELECT size, mtime_ns, ctime_ns, ino, content, hash, xattrs FROM files WHERE tenant = ?1 AND path = ?2",
         )?;
         let row = st
             .query_row(params![self.tenant, path], |r| {
@@ -159,11 +211,12 @@ impl Catalog {
                     r.get::<_, i64>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
                     r.get::<_, Option<Vec<u8>>>(5)?,
+                    r.get::<_, Option<Vec<u8>>>(6)?,
                 ))
             })
             .optional()?;
         Ok(
-            row.and_then(|(size, mtime_ns, ctime_ns, ino, content, hash)| {
+            row.and_then(|(size, mtime_ns, ctime_ns, ino, content, hash, xattrs)| {
                 Some(Entry {
                     size: size as u64,
                     mtime_ns,
@@ -171,23 +224,27 @@ impl Catalog {
                     ino: ino as u64,
                     content: decode_parts(&content)?,
                     hash: hash.and_then(|h| h.try_into().ok()),
+                    xattrs: xattrs.and_then(|x| decode_xattrs(&x)),
                 })
             }),
         )
     }
 
-    /// Remembers an entry; written by [`Catalog::commit`].
-    pub fn record(&mut self, path: Vec<u8>, e: Entry) {
+    /// Remembers an entry; written in batches, and by [`Catalog::commit`].
+    pub fn record(&mut self, path: Vec<u8>, e: Entry) -> Result<()> {
         self.pending.push((path, e));
+        if self.pending.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
     }
 
-    /// Writes every recorded entry in one transaction.
-    pub fn commit(&mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO entries (tenant, path, size, mtime_ns, ctime_ns, ino, content, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO files (tenant, path, size, mtime_ns, ctime_ns, ino, content, hash, xattrs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for (p, e) in self.pending.drain(..) {
                 st.execute(params![
@@ -198,12 +255,22 @@ impl Catalog {
                     e.ctime_ns,
                     e.ino as i64,
                     encode_parts(&e.content),
-                    e.hash.map(|h| h.to_vec())
+                    e.hash.map(|h| h.to_vec()),
+                    e.xattrs.as_deref().map(encode_xattrs),
                 ])?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Ends the walk's read transaction and writes every entry still pending.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.reading {
+            self.reader.execute_batch("COMMIT")?;
+            self.reading = false;
+        }
+        self.flush()
     }
 }
 
@@ -223,8 +290,12 @@ mod tests {
             ino: 9,
             content: vec![Part::Blob(Id([2; 32])), Part::Hole { hole: 7 }],
             hash: Some([5; 32]),
+            xattrs: Some(vec![Xattr {
+                name: "user.a".into(),
+                value: vec![0, 1, 2],
+            }]),
         };
-        c.record(b"/a".to_vec(), e.clone());
+        c.record(b"/a".to_vec(), e.clone()).unwrap();
         c.commit().unwrap();
         assert_eq!(c.lookup(b"/a").unwrap(), Some(e));
         assert_eq!(c.lookup(b"/b").unwrap(), None);
@@ -244,7 +315,7 @@ mod tests {
         )
         .unwrap();
         let _ = std::fs::remove_file(dir.path().join(id.to_hex()).join("catalog.sqlite-wal"));
-        let c = Catalog::open(dir.path(), &id, "coop").unwrap();
+        let mut c = Catalog::open(dir.path(), &id, "coop").unwrap();
         assert_eq!(c.lookup(b"/a").unwrap(), None);
     }
 }

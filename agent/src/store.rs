@@ -373,6 +373,12 @@ impl Store {
     /// Writes an immutable object. If an object of that name exists already it is left
     /// alone (names are content hashes). Local writes are fsynced before returning.
     pub fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_shared(path, bytes::Bytes::from(data))
+    }
+
+    /// [`Self::put`] for a shared buffer: once this returns, the store holds no reference
+    /// to it, so the caller can take it back (`Bytes::try_into_mut`) and reuse it.
+    pub fn put_shared(&self, path: &str, data: bytes::Bytes) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         let p = OPath::from(path);
         let payload = PutPayload::from(data);

@@ -122,6 +122,15 @@ pub fn encrypt_to(
     parts: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<(), CryptError> {
+    encrypt_to_writer(recipients, parts, out)
+}
+
+/// Encrypts the concatenation of `parts` as one age file written to `out`.
+pub fn encrypt_to_writer(
+    recipients: &[Recipient],
+    parts: &[&[u8]],
+    out: &mut impl std::io::Write,
+) -> Result<(), CryptError> {
     if recipients.is_empty() {
         return Err(CryptError::NoRecipients);
     }

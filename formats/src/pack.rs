@@ -115,10 +115,32 @@ impl PackBuilder {
     }
 
     /// Appends the table, encrypts, and returns (stored bytes, entries).
-    pub fn finish(
+    pub fn finish(self, recipients: &[Recipient]) -> Result<(Vec<u8>, Vec<PackEntry>), PackError> {
+        let mut out = Vec::with_capacity(self.plain.len() + 512);
+        let (entries, _, _) = self.finish_into(recipients, &mut out)?;
+        Ok((out, entries))
+    }
+
+    /// Like [`Self::new`], but builds in `buf` (cleared), so that a writer can reuse one
+    /// buffer for every pack.
+    pub fn new_in(tenant: TenantTag, mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(&Header::new(ObjectType::Pack, tenant).encode());
+        Self {
+            tenant,
+            plain: buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Appends the table and encrypts into `out` (cleared first). Returns the entries, the
+    /// plaintext buffer (for reuse) and the object name, hashed while the ciphertext was
+    /// written rather than in a second pass.
+    pub fn finish_into(
         mut self,
         recipients: &[Recipient],
-    ) -> Result<(Vec<u8>, Vec<PackEntry>), PackError> {
+        out: &mut Vec<u8>,
+    ) -> Result<(Vec<PackEntry>, Vec<u8>, Id), PackError> {
         let table_start = self.plain.len();
         self.plain
             .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
@@ -133,10 +155,33 @@ impl PackBuilder {
         self.plain.extend_from_slice(&table_len.to_le_bytes());
         self.plain.extend_from_slice(&TRAILER_MAGIC);
         let header = Header::new(ObjectType::Pack, self.tenant).encode();
-        let mut out = Vec::with_capacity(self.plain.len() + 512);
-        out.extend_from_slice(&header);
-        crypt::encrypt_to(recipients, &[&self.plain], &mut out)?;
-        Ok((out, self.entries))
+        out.clear();
+        out.reserve(self.plain.len() + 512);
+        let mut w = HashingWriter {
+            out,
+            hasher: blake3::Hasher::new(),
+        };
+        std::io::Write::write_all(&mut w, &header).expect("writing to a Vec");
+        crypt::encrypt_to_writer(recipients, &[&self.plain], &mut w)?;
+        let id = Id(*w.hasher.finalize().as_bytes());
+        Ok((self.entries, self.plain, id))
+    }
+}
+
+/// Appends to a Vec and hashes what it appends.
+struct HashingWriter<'a> {
+    out: &'a mut Vec<u8>,
+    hasher: blake3::Hasher,
+}
+
+impl std::io::Write for HashingWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(b);
+        self.hasher.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
