@@ -234,7 +234,11 @@ fn index_lookup(c: &mut Criterion) {
 fn catalog_lookup(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut cat = Catalog::open(dir.path(), &Id([1; 32]), "coop").unwrap();
-    let n = 100_000u64;
+    let n: u64 = if std::env::var("COOP_BENCH_SMALL").is_ok() {
+        100_000
+    } else {
+        1_000_000
+    };
     for i in 0..n {
         cat.record(
             format!("/srv/data/dir{}/file{i}", i % 100).into_bytes(),
@@ -245,13 +249,15 @@ fn catalog_lookup(c: &mut Criterion) {
                 ino: i,
                 content: vec![Part::Blob(Id([3; 32]))],
                 hash: None,
+                xattrs: Some(Vec::new()),
             },
-        );
+        )
+        .unwrap();
     }
     cat.commit().unwrap();
     let mut g = c.benchmark_group("catalog-lookup");
     let mut i = 0u64;
-    g.bench_function("hit-100k", |b| {
+    g.bench_function(BenchmarkId::new("hit", n), |b| {
         b.iter(|| {
             i = (i + 7919) % n;
             black_box(
