@@ -447,20 +447,23 @@ pub fn check(
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {
-                    let mut buf = Vec::new();
+                    // Reused for every pack: the decrypted pack and decompressed blobs.
+                    let mut plain = Vec::new();
+                    let mut scratch = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(pid) = selected.get(i) else { break };
                         let mut bad_blobs = Vec::new();
-                        let res = reader.fetch_pack(pid).and_then(|plain| {
+                        let res = reader.fetch_pack_into(pid, &mut plain, true).and_then(|()| {
                             let table = coop_formats::pack::parse_table(&plain).map_err(|e| Error::corrupt(pid.to_hex(), e))?;
+                            let listed: HashSet<(Id, u32, u32)> = table.iter().map(|e| (e.id, e.offset, e.stored_len)).collect();
                             for (bid, loc) in by_pack.get(pid).into_iter().flatten() {
-                                if !table.iter().any(|e| e.id == *bid && e.offset == loc.offset && e.stored_len == loc.stored_len) {
+                                if !listed.contains(&(*bid, loc.offset, loc.stored_len)) {
                                     bad_blobs.push((*bid, "the pack's own table does not list it where the index says".to_string()));
                                     continue;
                                 }
-                                match reader.decode_from(&plain, bid, loc, &mut buf) {
-                                    Ok(()) => {
+                                match reader.decode_ref(&plain, bid, loc, &mut scratch) {
+                                    Ok(_) => {
                                         blobs_read.fetch_add(1, Ordering::Relaxed);
                                     }
                                     Err(e) => bad_blobs.push((*bid, e.to_string())),

@@ -35,6 +35,21 @@ impl<'a> BlobReader<'a> {
 
     /// Fetches a pack, checks its name against its bytes, and decrypts it.
     pub fn fetch_pack(&self, pack_id: &Id) -> Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        self.fetch_pack_into(pack_id, &mut plain, true)?;
+        Ok(plain)
+    }
+
+    /// Fetches and decrypts a pack into `plain` (a reused buffer). With `check_name`, the
+    /// stored bytes are hashed and compared with the pack's name first (check does this);
+    /// without, the name is checked only when decryption fails, to say why. Either way the
+    /// AEAD authenticates every byte and each blob is verified by its keyed ID when decoded.
+    pub fn fetch_pack_into(
+        &self,
+        pack_id: &Id,
+        plain: &mut Vec<u8>,
+        check_name: bool,
+    ) -> Result<()> {
         let path = repo::pack_path(&self.keys.tag, pack_id);
         let stored = match self.repo.store.get(&path) {
             Ok(b) => b,
@@ -46,28 +61,35 @@ impl<'a> BlobReader<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        if Id::of_stored(&stored) != *pack_id {
-            return Err(Error::corrupt(
+        let name_mismatch = || {
+            Error::corrupt(
                 pack_id.to_hex(),
                 "pack bytes do not match its name (corrupt on disk)",
-            ));
+            )
+        };
+        if check_name && Id::of_stored(&stored) != *pack_id {
+            return Err(name_mismatch());
         }
         let ids = &self.keys.reader()?.identities;
-        let (h, plain) = pack::open(ids, &stored).map_err(|e| match e {
-            pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => {
-                Error::AccessDenied {
-                    what: format!("your identity is not a recipient of pack {pack_id}"),
-                }
+        let h = match pack::open_into(ids, &stored, plain) {
+            Ok(h) => h,
+            Err(_) if !check_name && Id::of_stored(&stored) != *pack_id => {
+                return Err(name_mismatch())
             }
-            e => Error::corrupt(pack_id.to_hex(), e),
-        })?;
+            Err(pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient)) => {
+                return Err(Error::AccessDenied {
+                    what: format!("your identity is not a recipient of pack {pack_id}"),
+                })
+            }
+            Err(e) => return Err(Error::corrupt(pack_id.to_hex(), e)),
+        };
         if h.tenant != self.keys.tag {
             return Err(Error::corrupt(
                 pack_id.to_hex(),
                 "pack belongs to another tenant",
             ));
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// A decrypted pack, from a small cache.
@@ -103,6 +125,35 @@ impl<'a> BlobReader<'a> {
             ));
         }
         Ok(loc)
+    }
+
+    /// Like [`Self::decode_from`], without copying a blob stored raw.
+    pub fn decode_ref<'b>(
+        &self,
+        plain: &'b [u8],
+        id: &Id,
+        loc: &Loc,
+        scratch: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
+        let end = (loc.offset as usize)
+            .checked_add(loc.stored_len as usize)
+            .filter(|&e| e <= plain.len());
+        let Some(end) = end else {
+            return Err(Error::corrupt(
+                self.index.pack_id(loc).to_hex(),
+                format!("blob {id} lies outside the pack"),
+            ));
+        };
+        blob::decode_ref(
+            &self.keys.id_key,
+            *id,
+            loc.ty,
+            loc.compression,
+            loc.raw_len,
+            &plain[loc.offset as usize..end],
+            scratch,
+        )
+        .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
     }
 
     /// Decodes a blob out of a decrypted pack and verifies its keyed ID.

@@ -247,48 +247,66 @@ pub fn restore(
     std::thread::scope(|s| {
         for _ in 0..workers.min(packs.len().max(1)) {
             s.spawn(|| {
-                let mut buf = Vec::new();
+                // Reused for every pack and blob: the decrypted pack, decompressed blobs,
+                // and the file being written (blobs of one pack mostly fill one file).
+                let mut plain = Vec::new();
+                let mut scratch = Vec::new();
+                let mut open: Option<(usize, std::fs::File)> = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((pack_id, blobs)) = packs.get(i) else {
                         break;
                     };
-                    let plain = match reader.fetch_pack(pack_id) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let mut f = failed.lock().expect("lock");
-                            for (id, _) in blobs {
-                                for (ix, _) in &wanted[id] {
-                                    f.entry(*ix).or_insert_with(|| e.to_string());
-                                }
+                    if let Err(e) = reader.fetch_pack_into(pack_id, &mut plain, false) {
+                        let mut f = failed.lock().expect("lock");
+                        for (id, _) in blobs {
+                            for (ix, _) in &wanted[id] {
+                                f.entry(*ix).or_insert_with(|| e.to_string());
                             }
-                            continue;
                         }
-                    };
+                        continue;
+                    }
                     for (id, loc) in blobs {
-                        let res = reader.decode_from(&plain, id, loc, &mut buf);
+                        let res = reader.decode_ref(&plain, id, loc, &mut scratch);
                         for (ix, off) in &wanted[id] {
-                            if let Err(e) = &res {
-                                failed
-                                    .lock()
-                                    .expect("lock")
-                                    .entry(*ix)
-                                    .or_insert_with(|| e.to_string());
-                                continue;
-                            }
+                            let data = match &res {
+                                Ok(d) => *d,
+                                Err(e) => {
+                                    failed
+                                        .lock()
+                                        .expect("lock")
+                                        .entry(*ix)
+                                        .or_insert_with(|| e.to_string());
+                                    continue;
+                                }
+                            };
                             if failed.lock().expect("lock").contains_key(ix) {
                                 continue;
                             }
-                            let p = target.join(&items[*ix].rel);
-                            let w = std::fs::OpenOptions::new()
-                                .write(true)
-                                .custom_flags(nix::libc::O_NOFOLLOW)
-                                .open(&p)
-                                .and_then(|f| f.write_all_at(&buf, *off));
-                            match w {
+                            if open.as_ref().is_none_or(|(o, _)| o != ix) {
+                                open = None;
+                                let p = target.join(&items[*ix].rel);
+                                match std::fs::OpenOptions::new()
+                                    .write(true)
+                                    .custom_flags(nix::libc::O_NOFOLLOW)
+                                    .open(&p)
+                                {
+                                    Ok(f) => open = Some((*ix, f)),
+                                    Err(e) => {
+                                        failed
+                                            .lock()
+                                            .expect("lock")
+                                            .entry(*ix)
+                                            .or_insert_with(|| format!("write failed: {e}"));
+                                        continue;
+                                    }
+                                }
+                            }
+                            let (_, f) = open.as_ref().expect("opened above");
+                            match f.write_all_at(data, *off) {
                                 Ok(()) => {
-                                    bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                                    progress.add_bytes(buf.len() as u64);
+                                    bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                                    progress.add_bytes(data.len() as u64);
                                 }
                                 Err(e) => {
                                     failed

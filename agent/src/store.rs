@@ -420,7 +420,20 @@ impl Store {
         crate::fault::point("store:after-put");
         if let Some(root) = &self.local_root {
             let full = root.join(path);
-            let sync = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+            let sync = |p: &std::path::Path| {
+                let f = std::fs::File::open(p)?;
+                f.sync_all()?;
+                // The data is on disk: drop it from the page cache. Nobody reads a pack back
+                // soon, the services' cache stays warm, and the next write reuses these pages
+                // instead of taking fresh memory (costly on VMs that return free memory).
+                let _ = nix::fcntl::posix_fadvise(
+                    &f,
+                    0,
+                    0,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                );
+                Ok::<_, std::io::Error>(())
+            };
             if !full.exists() {
                 // A wrapping store (fault injection) reported success without writing.
                 return Err(StoreError::Op {
@@ -490,7 +503,8 @@ impl Store {
             let r = self.inner.get(&p).await?;
             r.bytes().await
         })
-        .map(|b| b.to_vec())
+        // Takes the buffer over without a copy when the store's Bytes owns it alone.
+        .map(Vec::from)
     }
 
     /// Whether an object exists.

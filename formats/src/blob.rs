@@ -112,25 +112,49 @@ pub fn decode(
     stored: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), BlobError> {
+    decode_ref(id_key, id, ty, compression, raw_len, stored, out)?;
+    if matches!(Compression::from_u8(compression), Some(Compression::None)) {
+        out.clear();
+        out.extend_from_slice(stored); // stored raw: decode_ref verified it in place
+    }
+    Ok(())
+}
+
+/// Like [`decode`], without copying a blob stored raw: returns the verified plaintext,
+/// either `stored` itself or the decompressed bytes in `scratch`.
+pub fn decode_ref<'a>(
+    id_key: &[u8; 32],
+    id: Id,
+    ty: BlobType,
+    compression: u8,
+    raw_len: u32,
+    stored: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], BlobError> {
     if raw_len > MAX_BLOB_LEN {
         return Err(BlobError::TooLarge { id, raw_len });
     }
-    out.clear();
-    match Compression::from_u8(compression) {
-        Some(Compression::None) => out.extend_from_slice(stored),
+    let plain: &[u8] = match Compression::from_u8(compression) {
+        Some(Compression::None) => stored,
         Some(Compression::Zstd) => {
-            out.reserve(raw_len as usize);
-            let mut d = zstd::bulk::Decompressor::new().map_err(|e| BlobError::Decompress {
-                id,
-                reason: e.to_string(),
-            })?;
-            let n = d
-                .decompress_to_buffer(stored, out)
+            scratch.clear();
+            scratch.reserve(raw_len as usize);
+            let n = DCTX
+                .with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    d.as_mut()
+                        .expect("set above")
+                        .decompress_to_buffer(stored, scratch)
+                })
                 .map_err(|e| BlobError::Decompress {
                     id,
                     reason: e.to_string(),
                 })?;
-            out.truncate(n);
+            scratch.truncate(n);
+            scratch
         }
         None => {
             return Err(BlobError::UnknownCompression {
@@ -138,24 +162,85 @@ pub fn decode(
                 found: compression,
             })
         }
-    }
-    if out.len() != raw_len as usize {
+    };
+    if plain.len() != raw_len as usize {
         return Err(BlobError::Length {
             id,
             expected: raw_len,
-            got: out.len(),
+            got: plain.len(),
         });
     }
-    if blob_id(id_key, ty, out) != id {
+    if blob_id(id_key, ty, plain) != id {
         return Err(BlobError::Mismatch { id });
     }
-    Ok(())
+    Ok(plain)
+}
+
+thread_local! {
+    /// One zstd decompression context per thread, reused for every blob.
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn decode_ref_borrows_raw_blobs_and_reuses_scratch() {
+        let key = [4u8; 32];
+        let mut c = Compressor::new(3);
+        let text = b"INSERT INTO t VALUES (1, 'abc');\n".repeat(4000);
+        let raw: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut scratch = vec![7u8; 10];
+        for data in [&text[..], &raw[..]] {
+            let id = blob_id(&key, BlobType::Data, data);
+            let mut stored = Vec::new();
+            let comp = c.compress_into(data, &mut stored);
+            let got = decode_ref(
+                &key,
+                id,
+                BlobType::Data,
+                comp as u8,
+                data.len() as u32,
+                &stored,
+                &mut scratch,
+            )
+            .unwrap();
+            assert_eq!(got, data);
+            if comp == Compression::None {
+                assert_eq!(got.as_ptr(), stored.as_ptr(), "a raw blob is not copied");
+            }
+            // decode() copies, even into a buffer that already has the right length.
+            let mut out = vec![0u8; data.len()];
+            decode(
+                &key,
+                id,
+                BlobType::Data,
+                comp as u8,
+                data.len() as u32,
+                &stored,
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, data);
+            // A wrong ID is refused.
+            let other = blob_id(&key, BlobType::Tree, data);
+            assert!(decode_ref(
+                &key,
+                other,
+                BlobType::Data,
+                comp as u8,
+                data.len() as u32,
+                &stored,
+                &mut scratch
+            )
+            .is_err());
+        }
+    }
 
     fn roundtrip(data: &[u8]) -> Compression {
         let key = [3u8; 32];

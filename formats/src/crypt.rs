@@ -160,20 +160,32 @@ pub fn decrypt(
     age_bytes: &[u8],
     limit: usize,
 ) -> Result<Vec<u8>, CryptError> {
+    let mut out = Vec::new();
+    decrypt_into(identities, age_bytes, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`decrypt`] into `out` (cleared first), so that a reader can reuse one buffer.
+pub fn decrypt_into(
+    identities: &[Identity],
+    age_bytes: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CryptError> {
+    out.clear();
     let dec = age::Decryptor::new_buffered(age_bytes).map_err(map_decrypt_err)?;
     let mut r = dec
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
         .map_err(map_decrypt_err)?;
-    let mut out = Vec::with_capacity(age_bytes.len().min(limit));
+    out.reserve(age_bytes.len().min(limit));
     let mut take = (&mut r).take(limit as u64 + 1);
-    take.read_to_end(&mut out)
-        .map_err(|e| CryptError::Damaged {
-            reason: e.to_string(),
-        })?;
+    take.read_to_end(out).map_err(|e| CryptError::Damaged {
+        reason: e.to_string(),
+    })?;
     if out.len() > limit {
         return Err(CryptError::TooLarge { limit });
     }
-    Ok(out)
+    Ok(())
 }
 
 fn map_decrypt_err(e: age::DecryptError) -> CryptError {

@@ -187,12 +187,23 @@ impl std::io::Write for HashingWriter<'_> {
 
 /// Decrypts a pack; returns its plaintext (blob offsets index into it).
 pub fn open(identities: &[Identity], stored: &[u8]) -> Result<(Header, Vec<u8>), PackError> {
+    let mut plain = Vec::new();
+    let header = open_into(identities, stored, &mut plain)?;
+    Ok((header, plain))
+}
+
+/// [`open`] into a reusable buffer.
+pub fn open_into(
+    identities: &[Identity],
+    stored: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<Header, PackError> {
     let header = Header::decode_expect(stored, ObjectType::Pack)?;
-    let plain = crypt::decrypt(identities, &stored[HEADER_LEN..], MAX_PACK_LEN)?;
+    crypt::decrypt_into(identities, &stored[HEADER_LEN..], MAX_PACK_LEN, plain)?;
     if plain.len() < HEADER_LEN || plain[..HEADER_LEN] != stored[..HEADER_LEN] {
         return Err(PackError::HeaderMismatch);
     }
-    Ok((header, plain))
+    Ok(header)
 }
 
 /// Parses and checks the table of a decrypted pack plaintext.
