@@ -145,11 +145,12 @@ fn pack_writing(c: &mut Criterion) {
     let mut comp = Compressor::new(3);
     g.bench_function("16x1MiB-half-text", |b| {
         b.iter(|| {
-            let mut p = PackBuilder::new([0; 16], 17 << 20);
+            let mut p = PackBuilder::new([0; 16], &r, Vec::with_capacity(17 << 20)).unwrap();
             for (i, ch) in chunks.iter().enumerate() {
-                p.add(&mut comp, BlobType::Data, Id([i as u8; 32]), ch);
+                p.add(&mut comp, BlobType::Data, Id([i as u8; 32]), ch)
+                    .unwrap();
             }
-            p.finish(&r).unwrap()
+            p.finish().unwrap()
         })
     });
     g.finish();

@@ -416,16 +416,15 @@ mod malicious {
         let keys = repo
             .tenant_keys(&Access::Identity(Arc::new(ids)), "coop")
             .unwrap();
-        let mut b = PackBuilder::new(keys.tag, 1 << 20);
+        let mut b = PackBuilder::new(keys.tag, &keys.recipients, Vec::new()).unwrap();
         let mut c = coop_formats::blob::Compressor::new(3);
         let mut blob_ids = Vec::new();
         for (ty, data) in blobs {
             let id = blob_id(&keys.id_key, *ty, data);
-            b.add(&mut c, *ty, id, data);
+            b.add(&mut c, *ty, id, data).unwrap();
             blob_ids.push(id);
         }
-        let (stored, entries) = b.finish(&keys.recipients).unwrap();
-        let pid = Id::of_stored(&stored);
+        let (stored, entries, pid) = b.finish().unwrap();
         let size = stored.len() as u64;
         repo.store
             .put(&repo::pack_path(&keys.tag, &pid), stored)

@@ -344,14 +344,19 @@ fn flipped_byte_in_a_pack_is_found_and_named() {
                     .find(|s| s["id"] == affected_snap.as_str())
                     .unwrap();
                 let mut restored_files = 0;
+                let mut affected_total = 0;
                 for f in fs::read_dir(&src).unwrap() {
                     let f = f.unwrap().path();
                     let fname = f.file_name().unwrap().to_str().unwrap().to_string();
                     let affected = files.iter().any(|a| a.ends_with(&format!("/{fname}")));
                     let r = dst.join(&fname);
+                    // Restore decrypts a pack as a stream and verifies every blob: blobs before
+                    // the damaged 64 KiB chunk still restore, so a file in the damaged pack may
+                    // come back, but only byte-identical; the count below shows nothing is left out.
                     if affected {
-                        assert!(!r.exists(), "{fname} is affected and must not be restored");
-                    } else if r.exists() {
+                        affected_total += 1;
+                    }
+                    if r.exists() {
                         restored_files += 1;
                         assert!(
                             fs::read(&r).unwrap() == fs::read(&f).unwrap(),
@@ -360,6 +365,10 @@ fn flipped_byte_in_a_pack_is_found_and_named() {
                     }
                 }
                 let failed = String::from_utf8_lossy(&o.stderr).matches("FAILED").count() as u64;
+                assert!(
+                    failed >= 1 && failed <= affected_total,
+                    "{failed} failed of {affected_total} affected"
+                );
                 assert_eq!(
                     restored_files + failed,
                     snap["summary"]["total_files"].as_u64().unwrap(),

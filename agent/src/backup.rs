@@ -123,24 +123,18 @@ impl Shared {
         }
     }
 
-    /// Encrypts and stores a pack. `out` is the worker's ciphertext buffer: it comes back
-    /// for the next pack when the store has let go of it, and so does the plaintext buffer
-    /// (returned), so that a backup touches the same memory for every pack.
-    fn write_pack(&self, builder: PackBuilder, out: &mut Vec<u8>) -> Result<Vec<u8>> {
-        let (entries, plain, id) =
-            builder
-                .finish_into(&self.recipients, out)
-                .map_err(|e| Error::Usage {
-                    what: format!("cannot encrypt pack: {e}"),
-                })?;
+    /// Finishes and stores a pack. Returns its buffer for the next pack when the store has
+    /// let go of it, so that a backup touches the same memory for every pack.
+    fn write_pack(&self, builder: PackBuilder) -> Result<Vec<u8>> {
+        let (out, entries, id) = builder.finish().map_err(|e| Error::Usage {
+            what: format!("cannot encrypt pack: {e}"),
+        })?;
         let size = out.len() as u64;
-        let stored = bytes::Bytes::from(std::mem::take(out));
+        let stored = bytes::Bytes::from(out);
         self.repo
             .store
             .put_shared(&repo::pack_path(&self.tag, &id), stored.clone())?;
-        if let Ok(m) = stored.try_into_mut() {
-            *out = Vec::from(m);
-        }
+        let reuse = stored.try_into_mut().map(Vec::from).unwrap_or_default();
         self.bytes_stored.fetch_add(size, Ordering::Relaxed);
         self.packs.fetch_add(1, Ordering::Relaxed);
         let to_write = {
@@ -155,7 +149,7 @@ impl Shared {
         if let Some(f) = to_write {
             self.write_index(&f)?;
         }
-        Ok(plain)
+        Ok(reuse)
     }
 
     fn write_index(&self, f: &IndexFile) -> Result<()> {
@@ -185,7 +179,6 @@ fn worker(
     // Reused for every pack this worker writes: fresh memory costs page faults (and on
     // VMs that hand free memory back to the host, far more), reused memory does not.
     let mut spare: Vec<Vec<u8>> = Vec::new();
-    let mut out: Vec<u8> = Vec::new();
     for job in rx {
         if shared.failed.load(Ordering::Relaxed) {
             continue;
@@ -195,16 +188,31 @@ fn worker(
         } else {
             &mut data
         };
-        let b = slot.get_or_insert_with(|| {
+        if slot.is_none() {
             let buf = spare
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(pack_size + (1 << 20)));
-            PackBuilder::new_in(shared.tag, buf)
-        });
-        b.add(&mut comp, job.ty, job.id, &job.data);
+            match PackBuilder::new(shared.tag, &shared.recipients, buf) {
+                Ok(b) => *slot = Some(b),
+                Err(e) => {
+                    shared.fail(Error::Usage {
+                        what: format!("cannot encrypt pack: {e}"),
+                    });
+                    continue;
+                }
+            }
+        }
+        let b = slot.as_mut().expect("set above");
+        let added = b.add(&mut comp, job.ty, job.id, &job.data);
         let _ = pool.try_send(job.data);
+        if let Err(e) = added {
+            shared.fail(Error::Usage {
+                what: format!("cannot encrypt pack: {e}"),
+            });
+            continue;
+        }
         if b.len() >= pack_size {
-            match shared.write_pack(slot.take().expect("builder"), &mut out) {
+            match shared.write_pack(slot.take().expect("builder")) {
                 Ok(buf) => spare.push(buf),
                 Err(e) => shared.fail(e),
             }
@@ -214,7 +222,7 @@ fn worker(
         if shared.failed.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = shared.write_pack(b, &mut out) {
+        if let Err(e) = shared.write_pack(b) {
             shared.fail(e);
         }
     }

@@ -158,7 +158,7 @@ impl Catalog {
         };
         let reader = Connection::open(&path)?;
         reader.busy_timeout(std::time::Duration::from_secs(30))?;
-        reader.pragma_update(None, "cache_size", -16384)?; // 16 MiB of pages
+        reader.pragma_update(None, "cache_size", -4096)?; // 4 MiB of pages
         Ok(Self {
             conn,
             reader,

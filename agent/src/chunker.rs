@@ -33,7 +33,7 @@ impl Chunker {
             mask_l,
             gear,
             gear_ls,
-            buf: vec![0; (4 * max).max(16 << 20)],
+            buf: vec![0; (2 * max).max(4 << 20)],
         }
     }
 

@@ -260,10 +260,9 @@ pub fn prune(
         let mut builders: [Option<PackBuilder>; 2] = [None, None];
         let pack_size = repo.config.pack_size as usize;
         let flush = |b: PackBuilder, idx: &mut IndexFile| -> Result<()> {
-            let (stored, entries) = b.finish(&keys.recipients).map_err(|e| Error::Usage {
+            let (stored, entries, id) = b.finish().map_err(|e| Error::Usage {
                 what: e.to_string(),
             })?;
-            let id = Id::of_stored(&stored);
             let size = stored.len() as u64;
             repo.store.put(&repo::pack_path(&keys.tag, &id), stored)?;
             idx.add_pack(id, size, &entries);
@@ -292,10 +291,21 @@ pub fn prune(
                 )
                 .map_err(|err| Error::corrupt(p.to_hex(), err))?;
                 let slot = &mut builders[(e.ty == BlobType::Tree) as usize];
-                let b =
-                    slot.get_or_insert_with(|| PackBuilder::new(keys.tag, pack_size + (1 << 20)));
+                if slot.is_none() {
+                    *slot = Some(
+                        PackBuilder::new(keys.tag, &keys.recipients, Vec::new()).map_err(|e| {
+                            Error::Usage {
+                                what: e.to_string(),
+                            }
+                        })?,
+                    );
+                }
+                let b = slot.as_mut().expect("set above");
                 let comp = Compression::from_u8(e.compression).unwrap_or(Compression::None);
-                b.add_stored(e.ty, e.id, comp, e.raw_len, stored);
+                b.add_stored(e.ty, e.id, comp, e.raw_len, stored)
+                    .map_err(|e| Error::Usage {
+                        what: e.to_string(),
+                    })?;
                 if b.len() >= pack_size {
                     flush(slot.take().expect("builder"), &mut new_index)?;
                     rep.packs_written += 1;

@@ -22,6 +22,13 @@ pub struct BlobReader<'a> {
     cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
 }
 
+fn name_mismatch(pack_id: &Id) -> Error {
+    Error::corrupt(
+        pack_id.to_hex(),
+        "pack bytes do not match its name (corrupt on disk)",
+    )
+}
+
 impl<'a> BlobReader<'a> {
     pub fn new(repo: &'a Repo, keys: &'a TenantKeys, index: &'a Index) -> Result<Self> {
         keys.reader()?;
@@ -50,6 +57,15 @@ impl<'a> BlobReader<'a> {
         plain: &mut Vec<u8>,
         check_name: bool,
     ) -> Result<()> {
+        let stored = self.fetch_stored(pack_id, check_name)?;
+        let ids = &self.keys.reader()?.identities;
+        let h = pack::open_into(ids, &stored, plain)
+            .map_err(|e| self.open_error(pack_id, &stored, check_name, e))?;
+        self.check_tenant(pack_id, &h)
+    }
+
+    /// Fetches a pack's stored bytes (checked against its name with `check_name`).
+    pub fn fetch_stored(&self, pack_id: &Id, check_name: bool) -> Result<Vec<u8>> {
         let path = repo::pack_path(&self.keys.tag, pack_id);
         let stored = match self.repo.store.get(&path) {
             Ok(b) => b,
@@ -61,28 +77,46 @@ impl<'a> BlobReader<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        let name_mismatch = || {
-            Error::corrupt(
-                pack_id.to_hex(),
-                "pack bytes do not match its name (corrupt on disk)",
-            )
-        };
         if check_name && Id::of_stored(&stored) != *pack_id {
-            return Err(name_mismatch());
+            return Err(name_mismatch(pack_id));
         }
+        Ok(stored)
+    }
+
+    /// Opens fetched pack bytes for reading front to back (see [`pack::open_stream`]);
+    /// the reader starts at the first blob (offset 24).
+    pub fn open_stream<'s>(
+        &self,
+        pack_id: &Id,
+        stored: &'s [u8],
+    ) -> Result<impl std::io::Read + 's> {
         let ids = &self.keys.reader()?.identities;
-        let h = match pack::open_into(ids, &stored, plain) {
-            Ok(h) => h,
-            Err(_) if !check_name && Id::of_stored(&stored) != *pack_id => {
-                return Err(name_mismatch())
-            }
-            Err(pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient)) => {
-                return Err(Error::AccessDenied {
+        let (h, r) = pack::open_stream(ids, stored)
+            .map_err(|e| self.open_error(pack_id, stored, false, e))?;
+        self.check_tenant(pack_id, &h)?;
+        Ok(r)
+    }
+
+    /// Why a pack did not open: not ours to read, bytes that do not match the name, or damage.
+    fn open_error(
+        &self,
+        pack_id: &Id,
+        stored: &[u8],
+        name_checked: bool,
+        e: pack::PackError,
+    ) -> Error {
+        match e {
+            _ if !name_checked && Id::of_stored(stored) != *pack_id => name_mismatch(pack_id),
+            pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => {
+                Error::AccessDenied {
                     what: format!("your identity is not a recipient of pack {pack_id}"),
-                })
+                }
             }
-            Err(e) => return Err(Error::corrupt(pack_id.to_hex(), e)),
-        };
+            e => Error::corrupt(pack_id.to_hex(), e),
+        }
+    }
+
+    fn check_tenant(&self, pack_id: &Id, h: &coop_formats::envelope::Header) -> Result<()> {
         if h.tenant != self.keys.tag {
             return Err(Error::corrupt(
                 pack_id.to_hex(),
@@ -144,13 +178,24 @@ impl<'a> BlobReader<'a> {
                 format!("blob {id} lies outside the pack"),
             ));
         };
+        self.verify_stored(&plain[loc.offset as usize..end], id, loc, scratch)
+    }
+
+    /// Decodes one blob's stored bytes and verifies its keyed ID.
+    pub fn verify_stored<'b>(
+        &self,
+        stored: &'b [u8],
+        id: &Id,
+        loc: &Loc,
+        scratch: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
         blob::decode_ref(
             &self.keys.id_key,
             *id,
             loc.ty,
             loc.compression,
             loc.raw_len,
-            &plain[loc.offset as usize..end],
+            stored,
             scratch,
         )
         .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))

@@ -17,6 +17,7 @@ use coop_formats::id::{BlobType, Id};
 use coop_formats::tree::{Node, NodeKind, Part};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -239,6 +240,9 @@ pub fn restore(
     }
     let mut packs: Vec<(Id, Vec<(Id, Loc)>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
+    for (_, blobs) in &mut packs {
+        blobs.sort_by_key(|(_, loc)| loc.offset);
+    }
     progress.phase("restore", Some(total));
     let failed = Mutex::new(failed);
     let bytes = std::sync::atomic::AtomicU64::new(0);
@@ -247,9 +251,10 @@ pub fn restore(
     std::thread::scope(|s| {
         for _ in 0..workers.min(packs.len().max(1)) {
             s.spawn(|| {
-                // Reused for every pack and blob: the decrypted pack, decompressed blobs,
-                // and the file being written (blobs of one pack mostly fill one file).
-                let mut plain = Vec::new();
+                // Reused for every pack and blob: one blob's stored bytes, its decompressed
+                // form, and the file being written (blobs of one pack mostly fill one file).
+                // The pack is decrypted as it is read, never held whole.
+                let mut stored_blob = Vec::new();
                 let mut scratch = Vec::new();
                 let mut open: Option<(usize, std::fs::File)> = None;
                 loop {
@@ -257,17 +262,58 @@ pub fn restore(
                     let Some((pack_id, blobs)) = packs.get(i) else {
                         break;
                     };
-                    if let Err(e) = reader.fetch_pack_into(pack_id, &mut plain, false) {
+                    let fail_all = |e: &Error, from: usize| {
                         let mut f = failed.lock().expect("lock");
-                        for (id, _) in blobs {
+                        for (id, _) in &blobs[from..] {
                             for (ix, _) in &wanted[id] {
                                 f.entry(*ix).or_insert_with(|| e.to_string());
                             }
                         }
-                        continue;
-                    }
-                    for (id, loc) in blobs {
-                        let res = reader.decode_ref(&plain, id, loc, &mut scratch);
+                    };
+                    let stored = match reader.fetch_stored(pack_id, false) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            fail_all(&e, 0);
+                            continue;
+                        }
+                    };
+                    let mut r = match reader.open_stream(pack_id, &stored) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            fail_all(&e, 0);
+                            continue;
+                        }
+                    };
+                    let mut pos = coop_formats::envelope::HEADER_LEN as u64;
+                    for (n, (id, loc)) in blobs.iter().enumerate() {
+                        // Blobs are sorted by offset: skip to this one, read it.
+                        let skip = (loc.offset as u64).checked_sub(pos);
+                        let read = skip
+                            .ok_or_else(|| {
+                                Error::corrupt(
+                                    pack_id.to_hex(),
+                                    format!("blob {id} overlaps the blob before it"),
+                                )
+                            })
+                            .and_then(|skip| {
+                                std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
+                                    .and_then(|_| {
+                                        stored_blob.resize(loc.stored_len as usize, 0);
+                                        r.read_exact(&mut stored_blob)
+                                    })
+                                    .map_err(|e| {
+                                        Error::corrupt(
+                                            pack_id.to_hex(),
+                                            format!("pack is damaged or truncated: {e}"),
+                                        )
+                                    })
+                            });
+                        if let Err(e) = read {
+                            fail_all(&e, n); // the stream cannot go on past damage
+                            break;
+                        }
+                        pos = loc.offset as u64 + loc.stored_len as u64;
+                        let res = reader.verify_stored(&stored_blob, id, loc, &mut scratch);
                         for (ix, off) in &wanted[id] {
                             let data = match &res {
                                 Ok(d) => *d,

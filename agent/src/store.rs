@@ -60,6 +60,10 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // Few blocking threads: each one that allocates gets its own malloc arena, and
+            // pack-sized buffers freed elsewhere stay cached there (restore grew by 16 MiB
+            // per extra thread).
+            .max_blocking_threads(2)
             .thread_name("coop-io")
             .enable_all()
             .build()

@@ -68,37 +68,52 @@ impl Compressor {
     }
 
     /// Appends the stored form of `data` to `out`; returns how it was stored.
+    pub fn compress_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Compression {
+        let c = self.compress(data);
+        match c {
+            Compression::Zstd => out.extend_from_slice(self.output()),
+            Compression::None => out.extend_from_slice(data),
+        }
+        c
+    }
+
+    /// Decides how to store `data`. For [`Compression::Zstd`], [`Self::output`] holds the
+    /// compressed bytes; for [`Compression::None`], `data` is stored as it is (no copy).
     ///
     /// A 32 KiB sample from the middle is compressed at level 1 first; if it does not
     /// shrink by at least 3%, the blob is stored raw. Otherwise the whole blob is
     /// compressed, and still stored raw if that did not save at least 1/32.
-    pub fn compress_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Compression {
+    pub fn compress(&mut self, data: &[u8]) -> Compression {
+        self.scratch.clear();
         if self.level == 0 || data.len() < 64 {
-            out.extend_from_slice(data);
             return Compression::None;
         }
         if data.len() > 128 << 10 {
             let mid = data.len() / 2;
             let sample = &data[mid - (16 << 10)..mid + (16 << 10)];
-            let probe = self.probe.compress(sample).unwrap_or_default();
-            if probe.is_empty() || probe.len() * 100 > sample.len() * 97 {
-                out.extend_from_slice(data);
+            self.scratch
+                .reserve(zstd::zstd_safe::compress_bound(sample.len()));
+            let probe = self.probe.compress_to_buffer(sample, &mut self.scratch);
+            let shrunk = probe.is_ok_and(|n| n * 100 <= sample.len() * 97);
+            self.scratch.clear();
+            if !shrunk {
                 return Compression::None;
             }
         }
-        self.scratch.clear();
         self.scratch
             .reserve(zstd::zstd_safe::compress_bound(data.len()));
         match self.ctx.compress_to_buffer(data, &mut self.scratch) {
-            Ok(n) if n < data.len() - data.len() / 32 => {
-                out.extend_from_slice(&self.scratch[..n]);
-                Compression::Zstd
-            }
+            Ok(n) if n < data.len() - data.len() / 32 => Compression::Zstd,
             _ => {
-                out.extend_from_slice(data);
+                self.scratch.clear();
                 Compression::None
             }
         }
+    }
+
+    /// The compressed bytes of the last [`Self::compress`] that returned `Zstd`.
+    pub fn output(&self) -> &[u8] {
+        &self.scratch
     }
 }
 

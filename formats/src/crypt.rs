@@ -125,6 +125,29 @@ pub fn encrypt_to(
     encrypt_to_writer(recipients, parts, out)
 }
 
+/// An age encryption stream; `finish` it to get the writer back.
+pub type StreamWriter<W> = age::stream::StreamWriter<W>;
+
+/// Starts an age file to `recipients`, written to `out` as plaintext is written to the
+/// returned stream.
+pub fn encrypt_stream<W: std::io::Write>(
+    recipients: &[Recipient],
+    out: W,
+) -> Result<StreamWriter<W>, CryptError> {
+    if recipients.is_empty() {
+        return Err(CryptError::NoRecipients);
+    }
+    let enc = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| CryptError::Encrypt {
+        reason: e.to_string(),
+    })?;
+    enc.wrap_output(out).map_err(|e| CryptError::Encrypt {
+        reason: e.to_string(),
+    })
+}
+
 /// Encrypts the concatenation of `parts` as one age file written to `out`.
 pub fn encrypt_to_writer(
     recipients: &[Recipient],
@@ -163,6 +186,17 @@ pub fn decrypt(
     let mut out = Vec::new();
     decrypt_into(identities, age_bytes, limit, &mut out)?;
     Ok(out)
+}
+
+/// A reader of an age file's plaintext: each 64 KiB chunk is authenticated as it is read, so
+/// a read error means damage at that point.
+pub fn decrypt_stream<'a>(
+    identities: &[Identity],
+    age_bytes: &'a [u8],
+) -> Result<impl std::io::Read + 'a, CryptError> {
+    let dec = age::Decryptor::new_buffered(age_bytes).map_err(map_decrypt_err)?;
+    dec.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(map_decrypt_err)
 }
 
 /// [`decrypt`] into `out` (cleared first), so that a reader can reuse one buffer.

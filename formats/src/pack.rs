@@ -46,27 +46,49 @@ pub enum PackError {
     BadTable { reason: &'static str },
 }
 
-/// Builds one pack in memory, compressing blobs straight into it.
+/// Builds one pack, encrypting as blobs arrive: the plaintext is never held whole, only the
+/// ciphertext, which is hashed as it is written (the pack's name comes out of `finish`).
 pub struct PackBuilder {
-    tenant: TenantTag,
-    plain: Vec<u8>,
+    w: crypt::StreamWriter<HashingVec>,
+    /// Plaintext bytes written so far (the next blob's offset).
+    len: usize,
     entries: Vec<PackEntry>,
 }
 
+/// Errors from writing a pack.
+fn write_err(e: std::io::Error) -> PackError {
+    PackError::Crypt(CryptError::Encrypt {
+        reason: e.to_string(),
+    })
+}
+
 impl PackBuilder {
-    pub fn new(tenant: TenantTag, capacity: usize) -> Self {
-        let mut plain = Vec::with_capacity(capacity);
-        plain.extend_from_slice(&Header::new(ObjectType::Pack, tenant).encode());
-        Self {
-            tenant,
-            plain,
+    /// Starts a pack of `tenant` encrypted to `recipients`, written into `out` (cleared
+    /// first; pass the buffer of an earlier pack back in to reuse its memory).
+    pub fn new(
+        tenant: TenantTag,
+        recipients: &[Recipient],
+        mut out: Vec<u8>,
+    ) -> Result<Self, PackError> {
+        out.clear();
+        let header = Header::new(ObjectType::Pack, tenant).encode();
+        let mut hv = HashingVec {
+            out,
+            hasher: blake3::Hasher::new(),
+        };
+        std::io::Write::write_all(&mut hv, &header).map_err(write_err)?;
+        let mut w = crypt::encrypt_stream(recipients, hv)?;
+        std::io::Write::write_all(&mut w, &header).map_err(write_err)?;
+        Ok(Self {
+            w,
+            len: HEADER_LEN,
             entries: Vec::new(),
-        }
+        })
     }
 
     /// Bytes of plaintext so far.
     pub fn len(&self) -> usize {
-        self.plain.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,20 +99,22 @@ impl PackBuilder {
         &self.entries
     }
 
-    /// Compresses `data` into the pack; returns the stored length.
-    pub fn add(&mut self, compressor: &mut Compressor, ty: BlobType, id: Id, data: &[u8]) -> u32 {
-        let offset = self.plain.len();
-        let c = compressor.compress_into(data, &mut self.plain);
-        let stored_len = (self.plain.len() - offset) as u32;
-        self.entries.push(PackEntry {
-            ty,
-            compression: c as u8,
-            id,
-            offset: offset as u32,
-            stored_len,
-            raw_len: data.len() as u32,
-        });
-        stored_len
+    /// Compresses `data` (or not, see [`Compressor::compress`]) into the pack; returns the
+    /// stored length.
+    pub fn add(
+        &mut self,
+        compressor: &mut Compressor,
+        ty: BlobType,
+        id: Id,
+        data: &[u8],
+    ) -> Result<u32, PackError> {
+        let c = compressor.compress(data);
+        let stored = match c {
+            Compression::Zstd => compressor.output(),
+            Compression::None => data,
+        };
+        self.push(ty, id, c, data.len() as u32, stored)?;
+        Ok(stored.len() as u32)
     }
 
     /// Adds an already stored (compressed or raw) blob, as repacking does.
@@ -101,80 +125,59 @@ impl PackBuilder {
         compression: Compression,
         raw_len: u32,
         stored: &[u8],
-    ) {
-        let offset = self.plain.len();
-        self.plain.extend_from_slice(stored);
+    ) -> Result<(), PackError> {
+        self.push(ty, id, compression, raw_len, stored)
+    }
+
+    fn push(
+        &mut self,
+        ty: BlobType,
+        id: Id,
+        compression: Compression,
+        raw_len: u32,
+        stored: &[u8],
+    ) -> Result<(), PackError> {
+        std::io::Write::write_all(&mut self.w, stored).map_err(write_err)?;
         self.entries.push(PackEntry {
             ty,
             compression: compression as u8,
             id,
-            offset: offset as u32,
+            offset: self.len as u32,
             stored_len: stored.len() as u32,
             raw_len,
         });
+        self.len += stored.len();
+        Ok(())
     }
 
-    /// Appends the table, encrypts, and returns (stored bytes, entries).
-    pub fn finish(self, recipients: &[Recipient]) -> Result<(Vec<u8>, Vec<PackEntry>), PackError> {
-        let mut out = Vec::with_capacity(self.plain.len() + 512);
-        let (entries, _, _) = self.finish_into(recipients, &mut out)?;
-        Ok((out, entries))
-    }
-
-    /// Like [`Self::new`], but builds in `buf` (cleared), so that a writer can reuse one
-    /// buffer for every pack.
-    pub fn new_in(tenant: TenantTag, mut buf: Vec<u8>) -> Self {
-        buf.clear();
-        buf.extend_from_slice(&Header::new(ObjectType::Pack, tenant).encode());
-        Self {
-            tenant,
-            plain: buf,
-            entries: Vec::new(),
-        }
-    }
-
-    /// Appends the table and encrypts into `out` (cleared first). Returns the entries, the
-    /// plaintext buffer (for reuse) and the object name, hashed while the ciphertext was
-    /// written rather than in a second pass.
-    pub fn finish_into(
-        mut self,
-        recipients: &[Recipient],
-        out: &mut Vec<u8>,
-    ) -> Result<(Vec<PackEntry>, Vec<u8>, Id), PackError> {
-        let table_start = self.plain.len();
-        self.plain
-            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+    /// Appends the table and finishes the encryption. Returns the stored bytes, the entries
+    /// and the pack's name (BLAKE3 of the stored bytes).
+    pub fn finish(mut self) -> Result<(Vec<u8>, Vec<PackEntry>, Id), PackError> {
+        let mut table = Vec::with_capacity(12 + self.entries.len() * ENTRY_LEN);
+        table.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
-            self.plain.push(e.ty as u8);
-            self.plain.push(e.compression);
-            self.plain.extend_from_slice(&e.id.0);
-            self.plain.extend_from_slice(&e.stored_len.to_le_bytes());
-            self.plain.extend_from_slice(&e.raw_len.to_le_bytes());
+            table.push(e.ty as u8);
+            table.push(e.compression);
+            table.extend_from_slice(&e.id.0);
+            table.extend_from_slice(&e.stored_len.to_le_bytes());
+            table.extend_from_slice(&e.raw_len.to_le_bytes());
         }
-        let table_len = (self.plain.len() - table_start) as u32;
-        self.plain.extend_from_slice(&table_len.to_le_bytes());
-        self.plain.extend_from_slice(&TRAILER_MAGIC);
-        let header = Header::new(ObjectType::Pack, self.tenant).encode();
-        out.clear();
-        out.reserve(self.plain.len() + 512);
-        let mut w = HashingWriter {
-            out,
-            hasher: blake3::Hasher::new(),
-        };
-        std::io::Write::write_all(&mut w, &header).expect("writing to a Vec");
-        crypt::encrypt_to_writer(recipients, &[&self.plain], &mut w)?;
-        let id = Id(*w.hasher.finalize().as_bytes());
-        Ok((self.entries, self.plain, id))
+        let table_len = table.len() as u32;
+        table.extend_from_slice(&table_len.to_le_bytes());
+        table.extend_from_slice(&TRAILER_MAGIC);
+        std::io::Write::write_all(&mut self.w, &table).map_err(write_err)?;
+        let hv = self.w.finish().map_err(write_err)?;
+        Ok((hv.out, self.entries, Id(*hv.hasher.finalize().as_bytes())))
     }
 }
 
 /// Appends to a Vec and hashes what it appends.
-struct HashingWriter<'a> {
-    out: &'a mut Vec<u8>,
+pub struct HashingVec {
+    out: Vec<u8>,
     hasher: blake3::Hasher,
 }
 
-impl std::io::Write for HashingWriter<'_> {
+impl std::io::Write for HashingVec {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.out.extend_from_slice(b);
         self.hasher.update(b);
@@ -190,6 +193,27 @@ pub fn open(identities: &[Identity], stored: &[u8]) -> Result<(Header, Vec<u8>),
     let mut plain = Vec::new();
     let header = open_into(identities, stored, &mut plain)?;
     Ok((header, plain))
+}
+
+/// Opens a pack for reading its plaintext front to back, without holding it whole: checks
+/// the outer header, the header inside the plaintext, and returns a reader positioned just
+/// after it (at offset 24, where the first blob starts).
+pub fn open_stream<'a>(
+    identities: &[Identity],
+    stored: &'a [u8],
+) -> Result<(Header, impl std::io::Read + 'a), PackError> {
+    let header = Header::decode_expect(stored, ObjectType::Pack)?;
+    let mut r = crypt::decrypt_stream(identities, &stored[HEADER_LEN..])?;
+    let mut inner = [0u8; HEADER_LEN];
+    std::io::Read::read_exact(&mut r, &mut inner).map_err(|e| {
+        PackError::Crypt(CryptError::Damaged {
+            reason: e.to_string(),
+        })
+    })?;
+    if inner[..] != stored[..HEADER_LEN] {
+        return Err(PackError::HeaderMismatch);
+    }
+    Ok((header, r))
 }
 
 /// [`open`] into a reusable buffer.
@@ -272,7 +296,7 @@ mod tests {
         let r = vec![crypt::parse_recipient(&rcpt).unwrap()];
         let key = [1u8; 32];
         let mut c = Compressor::new(3);
-        let mut b = PackBuilder::new([5; 16], 1024);
+        let mut b = PackBuilder::new([5; 16], &r, Vec::new()).unwrap();
         let blobs: Vec<Vec<u8>> = vec![b"hello".repeat(100), vec![], b"tree".to_vec()];
         for (i, d) in blobs.iter().enumerate() {
             let ty = if i == 2 {
@@ -280,9 +304,14 @@ mod tests {
             } else {
                 BlobType::Data
             };
-            b.add(&mut c, ty, blob_id(&key, ty, d), d);
+            b.add(&mut c, ty, blob_id(&key, ty, d), d).unwrap();
         }
-        let (stored, entries) = b.finish(&r).unwrap();
+        let (stored, entries, name) = b.finish().unwrap();
+        assert_eq!(name, Id::of_stored(&stored));
+        let (_, mut r) = open_stream(&ids, &stored).unwrap();
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+        assert_eq!(rest, open(&ids, &stored).unwrap().1[HEADER_LEN..]);
         let (h, plain) = open(&ids, &stored).unwrap();
         assert_eq!(h.tenant, [5; 16]);
         assert_eq!(parse_table(&plain).unwrap(), entries);
@@ -297,24 +326,19 @@ mod tests {
     proptest! {
         #[test]
         fn table_roundtrip(sizes in proptest::collection::vec(0usize..3000, 0..20)) {
+            let (id_text, rcpt) = crypt::generate_identity();
+            let ids = crypt::parse_identities(id_text.as_bytes()).unwrap();
+            let r = vec![crypt::parse_recipient(&rcpt).unwrap()];
             let mut c = Compressor::new(0);
-            let mut b = PackBuilder::new([0; 16], 0);
+            let mut b = PackBuilder::new([0; 16], &r, Vec::new()).unwrap();
             for (i, s) in sizes.iter().enumerate() {
                 let d = vec![i as u8; *s];
-                b.add(&mut c, BlobType::Data, Id([i as u8; 32]), &d);
+                b.add(&mut c, BlobType::Data, Id([i as u8; 32]), &d).unwrap();
             }
             let expected = b.entries().to_vec();
-            // finish without encryption: rebuild the plaintext tail as finish() does
-            let mut plain = b.plain.clone();
-            let t = plain.len();
-            plain.extend_from_slice(&(expected.len() as u32).to_le_bytes());
-            for e in &expected {
-                plain.push(e.ty as u8); plain.push(e.compression); plain.extend_from_slice(&e.id.0);
-                plain.extend_from_slice(&e.stored_len.to_le_bytes()); plain.extend_from_slice(&e.raw_len.to_le_bytes());
-            }
-            let tl = (plain.len() - t) as u32;
-            plain.extend_from_slice(&tl.to_le_bytes());
-            plain.extend_from_slice(&TRAILER_MAGIC);
+            let (stored, entries, _) = b.finish().unwrap();
+            prop_assert_eq!(&entries, &expected);
+            let (_, plain) = open(&ids, &stored).unwrap();
             prop_assert_eq!(parse_table(&plain).unwrap(), expected);
         }
 
