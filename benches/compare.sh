@@ -31,7 +31,9 @@ restic init --repo "$work/restic" -q
 borg init --encryption=repokey-blake2 "$work/borg"
 results="$work/results.tsv"; : > "$results"
 
-warm() { find "$corpus" -type f -exec cat {} + > /dev/null 2>&1 || true; }   # same page-cache state (borg drops it)
+# Same state before every timed run: every input in the page cache (borg drops it), and no dirty
+# data left by the previous tool or by mutate (otherwise the next tool's first fsync waits for it).
+warm() { find "$corpus" -type f -exec cat {} + > /dev/null 2>&1 || true; sync; }
 cmd_for() { # step tool
   case "$2:$1" in
     coop:backup) echo "$COOP backup -q --repo $work/coop $corpus" ;;

@@ -736,7 +736,10 @@ impl Walker<'_, '_> {
                 return self.empty_tree();
             }
         };
-        if self.opts.exclude_caches && Self::is_cache_dir(dir) {
+        if self.opts.exclude_caches
+            && names.iter().any(|(n, _)| n == "CACHEDIR.TAG")
+            && Self::is_cache_dir(dir)
+        {
             names.retain(|(n, _)| n == "CACHEDIR.TAG");
         }
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));

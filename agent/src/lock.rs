@@ -10,7 +10,6 @@ use crate::error::Result;
 use crate::keys::TenantKeys;
 use crate::repo::Repo;
 use coop_formats::control::{Lock, LockKind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +24,8 @@ pub fn now() -> i64 {
 pub struct LockGuard {
     repo: Repo,
     path: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the refresh thread at once (it waits on the other end).
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -47,25 +47,21 @@ pub fn acquire(repo: &Repo, keys: &TenantKeys, kind: LockKind) -> Result<LockGua
     let created = now();
     let (path, _) = repo.write_control(keys, "locks", &lock_body(kind, created))?;
     let path = Arc::new(Mutex::new(path));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (r, p, s) = (repo.clone(), Arc::clone(&path), Arc::clone(&stop));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (r, p) = (repo.clone(), Arc::clone(&path));
     let (index_key, tag) = (keys.index_key, keys.tag);
     let thread = std::thread::Builder::new()
         .name("coop-lock".into())
         .spawn(move || {
-            let mut waited = 0i64;
-            while !s.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
-                waited += 250;
-                if waited < REFRESH_SECS * 1000 {
-                    continue;
-                }
-                waited = 0;
+            // Wakes every REFRESH_SECS, or at once when the guard is dropped.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_secs(REFRESH_SECS as u64))
+            {
                 use coop_formats::control::Control;
                 let sealed = lock_body(kind, created).seal(&index_key, tag);
                 let name = coop_formats::id::Id::of_stored(&sealed);
                 let new_path = crate::repo::lock_path(&tag, &name);
-                if r.store.put(&new_path, sealed).is_ok() {
+                if r.store.put_transient(&new_path, sealed).is_ok() {
                     let old = std::mem::replace(&mut *p.lock().expect("lock"), new_path);
                     let _ = r.store.delete(&old);
                 } else {
@@ -77,7 +73,7 @@ pub fn acquire(repo: &Repo, keys: &TenantKeys, kind: LockKind) -> Result<LockGua
     Ok(LockGuard {
         repo: repo.clone(),
         path,
-        stop,
+        stop: Some(stop),
         thread: Some(thread),
     })
 }
@@ -90,7 +86,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

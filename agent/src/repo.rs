@@ -406,7 +406,11 @@ impl Repo {
         let sealed = body.seal(&keys.index_key, keys.tag);
         let id = Id::of_stored(&sealed);
         let path = format!("{dir}/{}/{}", tag_hex(&keys.tag), id);
-        self.store.put(&path, sealed)?;
+        if dir == "locks" {
+            self.store.put_transient(&path, sealed)?;
+        } else {
+            self.store.put(&path, sealed)?;
+        }
         Ok((path, id))
     }
 

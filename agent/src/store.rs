@@ -383,6 +383,16 @@ impl Store {
     /// [`Self::put`] for a shared buffer: once this returns, the store holds no reference
     /// to it, so the caller can take it back (`Bytes::try_into_mut`) and reuse it.
     pub fn put_shared(&self, path: &str, data: bytes::Bytes) -> Result<(), StoreError> {
+        self.put_inner(path, data, true)
+    }
+
+    /// [`Self::put`] without the fsync, for objects that need not survive a crash of this
+    /// machine: locks (the process holding one dies with it).
+    pub fn put_transient(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_inner(path, bytes::Bytes::from(data), false)
+    }
+
+    fn put_inner(&self, path: &str, data: bytes::Bytes, durable: bool) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         let p = OPath::from(path);
         let payload = PutPayload::from(data);
@@ -447,6 +457,9 @@ impl Store {
                     reason: "object missing after write".into(),
                     no_space: false,
                 });
+            }
+            if !durable {
+                return Ok(());
             }
             if let Err(e) = sync(&full).and_then(|_| sync(full.parent().unwrap_or(root))) {
                 return Err(StoreError::Op {
