@@ -57,10 +57,20 @@ impl<'a> BlobReader<'a> {
         plain: &mut Vec<u8>,
         check_name: bool,
     ) -> Result<()> {
-        let stored = self.fetch_stored(pack_id, check_name)?;
+        // The name is checked in the same pass as the decryption.
+        let stored = self.fetch_stored(pack_id, false)?;
         let ids = &self.keys.reader()?.identities;
-        let h = pack::open_into(ids, &stored, plain)
-            .map_err(|e| self.open_error(pack_id, &stored, check_name, e))?;
+        let h = if check_name {
+            let (h, name) = pack::open_into_named(ids, &stored, plain)
+                .map_err(|e| self.open_error(pack_id, &stored, false, e))?;
+            if name != *pack_id {
+                return Err(name_mismatch(pack_id));
+            }
+            h
+        } else {
+            pack::open_into(ids, &stored, plain)
+                .map_err(|e| self.open_error(pack_id, &stored, false, e))?
+        };
         self.check_tenant(pack_id, &h)
     }
 

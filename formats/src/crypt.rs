@@ -199,6 +199,68 @@ pub fn decrypt_stream<'a>(
         .map_err(map_decrypt_err)
 }
 
+/// [`decrypt_into`] that also feeds every byte of `age_bytes` to `hasher`, as age reads
+/// them (one pass over the ciphertext instead of two when the caller checks a name).
+pub fn decrypt_into_hashing(
+    identities: &[Identity],
+    age_bytes: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+    hasher: &mut blake3::Hasher,
+) -> Result<(), CryptError> {
+    out.clear();
+    let mut input = HashingSlice {
+        data: age_bytes,
+        pos: 0,
+        hasher,
+    };
+    let res = (|| {
+        let dec = age::Decryptor::new_buffered(&mut input).map_err(map_decrypt_err)?;
+        let mut r = dec
+            .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(map_decrypt_err)?;
+        out.reserve(age_bytes.len().min(limit));
+        let mut take = (&mut r).take(limit as u64 + 1);
+        take.read_to_end(out).map_err(|e| CryptError::Damaged {
+            reason: e.to_string(),
+        })?;
+        if out.len() > limit {
+            return Err(CryptError::TooLarge { limit });
+        }
+        Ok(())
+    })();
+    // Whatever age did not read (nothing, for an intact file) is hashed too.
+    input.hasher.update(&input.data[input.pos..]);
+    res
+}
+
+/// A byte slice read through `BufRead`, hashing what is consumed.
+struct HashingSlice<'a, 'h> {
+    data: &'a [u8],
+    pos: usize,
+    hasher: &'h mut blake3::Hasher,
+}
+
+impl std::io::Read for HashingSlice<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for HashingSlice<'_, '_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        Ok(&self.data[self.pos..])
+    }
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.data.len() - self.pos);
+        self.hasher.update(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+    }
+}
+
 /// [`decrypt`] into `out` (cleared first), so that a reader can reuse one buffer.
 pub fn decrypt_into(
     identities: &[Identity],

@@ -216,6 +216,31 @@ pub fn open_stream<'a>(
     Ok((header, r))
 }
 
+/// [`open_into`] that also returns the BLAKE3 of `stored` (its object name), computed in
+/// the same pass as the decryption.
+pub fn open_into_named(
+    identities: &[Identity],
+    stored: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<(Header, Id), PackError> {
+    let header = Header::decode_expect(stored, ObjectType::Pack)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&stored[..HEADER_LEN]);
+    let res = crypt::decrypt_into_hashing(
+        identities,
+        &stored[HEADER_LEN..],
+        MAX_PACK_LEN,
+        plain,
+        &mut hasher,
+    );
+    let name = Id(*hasher.finalize().as_bytes());
+    res?;
+    if plain.len() < HEADER_LEN || plain[..HEADER_LEN] != stored[..HEADER_LEN] {
+        return Err(PackError::HeaderMismatch);
+    }
+    Ok((header, name))
+}
+
 /// [`open`] into a reusable buffer.
 pub fn open_into(
     identities: &[Identity],
@@ -308,6 +333,17 @@ mod tests {
         }
         let (stored, entries, name) = b.finish().unwrap();
         assert_eq!(name, Id::of_stored(&stored));
+        let mut plain2 = Vec::new();
+        let (_, named) = open_into_named(&ids, &stored, &mut plain2).unwrap();
+        assert_eq!(named, name);
+        assert_eq!(plain2, open(&ids, &stored).unwrap().1);
+        let mut longer = stored.clone();
+        longer.push(0);
+        let n2 = open_into_named(&ids, &longer, &mut plain2).map(|(_, n)| n);
+        assert!(
+            n2.is_err() || n2.unwrap() != name,
+            "trailing bytes change the name"
+        );
         let (_, mut r) = open_stream(&ids, &stored).unwrap();
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
