@@ -848,3 +848,40 @@ fn changed_xattrs_are_seen_though_the_content_is_unchanged() {
         "recorded xattrs give the same tree as reading them"
     );
 }
+
+#[test]
+fn boolean_environment_variables_take_1_and_0() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.backup(&src);
+    for (v, json) in [
+        ("1", true),
+        ("yes", true),
+        ("true", true),
+        ("0", false),
+        ("false", false),
+    ] {
+        let o = env
+            .cmd()
+            .env("COOP_JSON", v)
+            .args(["snapshots"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "COOP_JSON={v}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let parsed = serde_json::from_slice::<Value>(&o.stdout).is_ok();
+        assert_eq!(parsed, json, "COOP_JSON={v}");
+    }
+    let o = env
+        .cmd()
+        .env("COOP_NO_CACHE", "1")
+        .args(["backup", "-q", src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

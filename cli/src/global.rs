@@ -18,16 +18,16 @@ pub struct GlobalArgs {
     #[arg(long, env = "COOP_TENANT", default_value = "coop", global = true)]
     pub tenant: String,
     /// Machine-readable JSON output.
-    #[arg(long, env = "COOP_JSON", global = true)]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_JSON", global = true)]
     pub json: bool,
     /// Directory for the catalog cache (default: $XDG_CACHE_HOME/coop).
     #[arg(long, env = "COOP_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Do not use the catalog cache.
-    #[arg(long, env = "COOP_NO_CACHE", global = true)]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_NO_CACHE", global = true)]
     pub no_cache: bool,
     /// No progress bars or summaries.
-    #[arg(long, short = 'q', env = "COOP_QUIET", global = true)]
+    #[arg(long, short = 'q', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_QUIET", global = true)]
     pub quiet: bool,
     /// More log output (repeat for more).
     #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]

@@ -37,7 +37,7 @@ pub struct StatusArgs {
     )]
     config: PathBuf,
     /// Do not contact peers; show the last recorded lag.
-    #[arg(long, env = "COOP_AGENT_OFFLINE")]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_AGENT_OFFLINE")]
     offline: bool,
 }
 

@@ -19,10 +19,10 @@ pub struct BackupArgs {
     #[arg(long, env = "COOP_EXCLUDE_FILE")]
     exclude_file: Vec<PathBuf>,
     /// Do not cross file system boundaries.
-    #[arg(long, short = 'x', env = "COOP_ONE_FILE_SYSTEM")]
+    #[arg(long, short = 'x', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_ONE_FILE_SYSTEM")]
     one_file_system: bool,
     /// Also back up the contents of directories marked with CACHEDIR.TAG (skipped by default).
-    #[arg(long, env = "COOP_INCLUDE_CACHES")]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_INCLUDE_CACHES")]
     include_caches: bool,
     /// Run this shell command and back up its standard output as one file, without a temp file.
     #[arg(long, env = "COOP_STDIN_FROM_COMMAND")]

@@ -10,7 +10,7 @@ use coop_agent::check::{self, Subset};
 #[derive(Args)]
 pub struct CheckArgs {
     /// Also decrypt and verify every blob.
-    #[arg(long, env = "COOP_CHECK_READ_DATA")]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_CHECK_READ_DATA")]
     read_data: bool,
     /// Verify part of the data: `i/n` (every pack in exactly one of n groups) or `x%`.
     #[arg(long, value_name = "i/n|x%", env = "COOP_CHECK_READ_DATA_SUBSET")]

@@ -19,7 +19,7 @@ pub struct CheckArgs {
     #[arg(env = "COOP_CONFIG", default_value = "/etc/coop/agent.toml")]
     config: PathBuf,
     /// Do not try to reach the stores.
-    #[arg(long, env = "COOP_CONFIG_OFFLINE")]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_CONFIG_OFFLINE")]
     offline: bool,
 }
 

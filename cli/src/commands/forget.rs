@@ -32,7 +32,7 @@ pub struct ForgetArgs {
     #[arg(long, default_value = "host,paths", env = "COOP_FORGET_GROUP_BY")]
     group_by: String,
     /// Show what would be kept and removed, and why; change nothing.
-    #[arg(long, short = 'n', env = "COOP_FORGET_DRY_RUN")]
+    #[arg(long, short = 'n', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_FORGET_DRY_RUN")]
     dry_run: bool,
 }
 

@@ -16,7 +16,7 @@ pub struct LsArgs {
     /// Only list below this path.
     path: Option<String>,
     /// Show type, mode, owner, size and time.
-    #[arg(long, short = 'l', env = "COOP_LS_LONG")]
+    #[arg(long, short = 'l', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_LS_LONG")]
     long: bool,
 }
 

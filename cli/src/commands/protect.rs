@@ -11,7 +11,7 @@ pub struct ProtectArgs {
     /// Snapshot ID, unique prefix, or `latest`.
     snapshot: String,
     /// Remove the protection instead.
-    #[arg(long, env = "COOP_PROTECT_REMOVE")]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_PROTECT_REMOVE")]
     remove: bool,
     /// A note stored with the protection.
     #[arg(long, default_value = "", env = "COOP_PROTECT_NOTE")]

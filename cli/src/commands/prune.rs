@@ -14,7 +14,7 @@ pub struct PruneArgs {
     #[arg(long, default_value = "5%", env = "COOP_PRUNE_MAX_UNUSED")]
     max_unused: String,
     /// Show what would be freed; change nothing.
-    #[arg(long, short = 'n', env = "COOP_PRUNE_DRY_RUN")]
+    #[arg(long, short = 'n', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_PRUNE_DRY_RUN")]
     dry_run: bool,
     /// Only delete packs condemned at least this long ago (for stores whose listings lag).
     #[arg(long, default_value = "0s", env = "COOP_PRUNE_GRACE")]

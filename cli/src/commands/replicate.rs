@@ -17,7 +17,7 @@ pub struct ReplicateArgs {
     #[arg(long, env = "COOP_REPLICATE_TO")]
     to: String,
     /// Only report what differs; copy nothing.
-    #[arg(long, env = "COOP_REPLICATE_CHECK")]
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_REPLICATE_CHECK")]
     check: bool,
     /// Upload limit, e.g. 500KiB or 2MiB (per second).
     #[arg(long, env = "COOP_UPLOAD_LIMIT")]
