@@ -454,7 +454,7 @@ pub fn check(
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(pid) = selected.get(i) else { break };
                         let mut bad_blobs = Vec::new();
-                        let res = reader.fetch_pack_into(pid, &mut plain, true).and_then(|()| {
+                        let res = reader.fetch_pack_into(pid, &mut plain).and_then(|()| {
                             let table = coop_formats::pack::parse_table(&plain).map_err(|e| Error::corrupt(pid.to_hex(), e))?;
                             let listed: HashSet<(Id, u32, u32)> = table.iter().map(|e| (e.id, e.offset, e.stored_len)).collect();
                             for (bid, loc) in by_pack.get(pid).into_iter().flatten() {

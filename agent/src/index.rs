@@ -42,8 +42,8 @@ pub struct Index {
 
 impl Index {
     /// An index whose lookups fall back to an on-disk table.
-    pub fn with_base(base: Table) -> Self {
-        let packs = base.packs().to_vec();
+    pub fn with_base(mut base: Table) -> Self {
+        let packs = base.take_packs();
         let pack_ix = packs
             .iter()
             .enumerate()

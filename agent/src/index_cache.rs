@@ -92,6 +92,12 @@ impl Table {
         &self.packs
     }
 
+    /// Moves the pack table out (the index that owns this table keeps it).
+    pub fn take_packs(&mut self) -> Vec<IndexPack> {
+        self.present = Vec::new();
+        std::mem::take(&mut self.packs)
+    }
+
     /// The index objects the table was built from.
     pub fn names(&self) -> &[Id] {
         &self.names
@@ -308,9 +314,7 @@ pub fn build(
                 stored_len: e.stored_len,
                 raw_len: e.raw_len,
             };
-            let mut tail = Vec::with_capacity(20);
-            encode_blob(&[], &loc, &mut tail);
-            rec.extend_from_slice(&tail);
+            encode_blob(&[], &loc, &mut rec);
             rec.resize(SPILL_REC, 0);
             spills[e.id.0[0] as usize]
                 .write_all(&rec)

@@ -42,14 +42,31 @@ fn lock_body(kind: LockKind, created: i64) -> Lock {
     }
 }
 
+/// Stores a (new or refreshed) lock object; returns its path. Locks are not fsynced: the
+/// process holding one dies with the machine, and a lock only matters while it lives.
+fn write_lock(
+    repo: &Repo,
+    index_key: &[u8; 32],
+    tag: coop_formats::envelope::TenantTag,
+    kind: LockKind,
+    created: i64,
+) -> Result<String> {
+    use coop_formats::control::Control;
+    let sealed = lock_body(kind, created).seal(index_key, tag);
+    let path = crate::repo::lock_path(&tag, &coop_formats::id::Id::of_stored(&sealed));
+    repo.store.put_transient(&path, sealed)?;
+    Ok(path)
+}
+
 /// Takes a lock of `kind` and keeps it fresh until the guard is dropped.
 pub fn acquire(repo: &Repo, keys: &TenantKeys, kind: LockKind) -> Result<LockGuard> {
     let created = now();
-    let (path, _) = repo.write_control(keys, "locks", &lock_body(kind, created))?;
-    let path = Arc::new(Mutex::new(path));
+    let (index_key, tag) = (keys.index_key, keys.tag);
+    let path = Arc::new(Mutex::new(write_lock(
+        repo, &index_key, tag, kind, created,
+    )?));
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let (r, p) = (repo.clone(), Arc::clone(&path));
-    let (index_key, tag) = (keys.index_key, keys.tag);
     let thread = std::thread::Builder::new()
         .name("coop-lock".into())
         .spawn(move || {
@@ -57,11 +74,7 @@ pub fn acquire(repo: &Repo, keys: &TenantKeys, kind: LockKind) -> Result<LockGua
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(Duration::from_secs(REFRESH_SECS as u64))
             {
-                use coop_formats::control::Control;
-                let sealed = lock_body(kind, created).seal(&index_key, tag);
-                let name = coop_formats::id::Id::of_stored(&sealed);
-                let new_path = crate::repo::lock_path(&tag, &name);
-                if r.store.put_transient(&new_path, sealed).is_ok() {
+                if let Ok(new_path) = write_lock(&r, &index_key, tag, kind, created) {
                     let old = std::mem::replace(&mut *p.lock().expect("lock"), new_path);
                     let _ = r.store.delete(&old);
                 } else {

@@ -43,80 +43,56 @@ impl<'a> BlobReader<'a> {
     /// Fetches a pack, checks its name against its bytes, and decrypts it.
     pub fn fetch_pack(&self, pack_id: &Id) -> Result<Vec<u8>> {
         let mut plain = Vec::new();
-        self.fetch_pack_into(pack_id, &mut plain, true)?;
+        self.fetch_pack_into(pack_id, &mut plain)?;
         Ok(plain)
     }
 
-    /// Fetches and decrypts a pack into `plain` (a reused buffer). With `check_name`, the
-    /// stored bytes are hashed and compared with the pack's name first (check does this);
-    /// without, the name is checked only when decryption fails, to say why. Either way the
-    /// AEAD authenticates every byte and each blob is verified by its keyed ID when decoded.
-    pub fn fetch_pack_into(
-        &self,
-        pack_id: &Id,
-        plain: &mut Vec<u8>,
-        check_name: bool,
-    ) -> Result<()> {
-        // The name is checked in the same pass as the decryption.
-        let stored = self.fetch_stored(pack_id, false)?;
+    /// Fetches a pack and decrypts it into `plain` (a reused buffer), checking its bytes
+    /// against its name in the same pass.
+    pub fn fetch_pack_into(&self, pack_id: &Id, plain: &mut Vec<u8>) -> Result<()> {
+        let stored = self.fetch_stored(pack_id)?;
         let ids = &self.keys.reader()?.identities;
-        let h = if check_name {
-            let (h, name) = pack::open_into_named(ids, &stored, plain)
-                .map_err(|e| self.open_error(pack_id, &stored, false, e))?;
-            if name != *pack_id {
-                return Err(name_mismatch(pack_id));
-            }
-            h
-        } else {
-            pack::open_into(ids, &stored, plain)
-                .map_err(|e| self.open_error(pack_id, &stored, false, e))?
-        };
+        let (h, name) = pack::open_into_named(ids, &stored, plain)
+            .map_err(|e| self.open_error(pack_id, &stored, e))?;
+        if name != *pack_id {
+            return Err(name_mismatch(pack_id));
+        }
         self.check_tenant(pack_id, &h)
     }
 
-    /// Fetches a pack's stored bytes (checked against its name with `check_name`).
-    pub fn fetch_stored(&self, pack_id: &Id, check_name: bool) -> Result<Vec<u8>> {
+    /// Fetches a pack's stored bytes.
+    pub fn fetch_stored(&self, pack_id: &Id) -> Result<Vec<u8>> {
         let path = repo::pack_path(&self.keys.tag, pack_id);
-        let stored = match self.repo.store.get(&path) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => {
-                return Err(Error::corrupt(
-                    pack_id.to_hex(),
-                    "pack is missing from the store",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if check_name && Id::of_stored(&stored) != *pack_id {
-            return Err(name_mismatch(pack_id));
+        match self.repo.store.get(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.is_not_found() => Err(Error::corrupt(
+                pack_id.to_hex(),
+                "pack is missing from the store",
+            )),
+            Err(e) => Err(e.into()),
         }
-        Ok(stored)
     }
 
     /// Opens fetched pack bytes for reading front to back (see [`pack::open_stream`]);
-    /// the reader starts at the first blob (offset 24).
+    /// the reader starts at the first blob (offset 24). The name is not hashed: the AEAD
+    /// authenticates every byte and each blob is verified by its keyed ID; only when the
+    /// pack does not open are its bytes compared with its name, to say why.
     pub fn open_stream<'s>(
         &self,
         pack_id: &Id,
         stored: &'s [u8],
     ) -> Result<impl std::io::Read + 's> {
         let ids = &self.keys.reader()?.identities;
-        let (h, r) = pack::open_stream(ids, stored)
-            .map_err(|e| self.open_error(pack_id, stored, false, e))?;
+        let (h, r) =
+            pack::open_stream(ids, stored).map_err(|e| self.open_error(pack_id, stored, e))?;
         self.check_tenant(pack_id, &h)?;
         Ok(r)
     }
 
-    /// Why a pack did not open: not ours to read, bytes that do not match the name, or damage.
-    fn open_error(
-        &self,
-        pack_id: &Id,
-        stored: &[u8],
-        name_checked: bool,
-        e: pack::PackError,
-    ) -> Error {
+    /// Why a pack did not open: bytes that do not match its name, not ours to read, or damage.
+    fn open_error(&self, pack_id: &Id, stored: &[u8], e: pack::PackError) -> Error {
         match e {
-            _ if !name_checked && Id::of_stored(stored) != *pack_id => name_mismatch(pack_id),
+            _ if Id::of_stored(stored) != *pack_id => name_mismatch(pack_id),
             pack::PackError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => {
                 Error::AccessDenied {
                     what: format!("your identity is not a recipient of pack {pack_id}"),
@@ -171,6 +147,20 @@ impl<'a> BlobReader<'a> {
         Ok(loc)
     }
 
+    /// A blob's stored bytes inside a decrypted pack.
+    fn stored_in<'b>(&self, plain: &'b [u8], id: &Id, loc: &Loc) -> Result<&'b [u8]> {
+        (loc.offset as usize)
+            .checked_add(loc.stored_len as usize)
+            .filter(|&e| e <= plain.len())
+            .map(|end| &plain[loc.offset as usize..end])
+            .ok_or_else(|| {
+                Error::corrupt(
+                    self.index.pack_id(loc).to_hex(),
+                    format!("blob {id} lies outside the pack"),
+                )
+            })
+    }
+
     /// Like [`Self::decode_from`], without copying a blob stored raw.
     pub fn decode_ref<'b>(
         &self,
@@ -179,16 +169,7 @@ impl<'a> BlobReader<'a> {
         loc: &Loc,
         scratch: &'b mut Vec<u8>,
     ) -> Result<&'b [u8]> {
-        let end = (loc.offset as usize)
-            .checked_add(loc.stored_len as usize)
-            .filter(|&e| e <= plain.len());
-        let Some(end) = end else {
-            return Err(Error::corrupt(
-                self.index.pack_id(loc).to_hex(),
-                format!("blob {id} lies outside the pack"),
-            ));
-        };
-        self.verify_stored(&plain[loc.offset as usize..end], id, loc, scratch)
+        self.verify_stored(self.stored_in(plain, id, loc)?, id, loc, scratch)
     }
 
     /// Decodes one blob's stored bytes and verifies its keyed ID.
@@ -211,25 +192,15 @@ impl<'a> BlobReader<'a> {
         .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
     }
 
-    /// Decodes a blob out of a decrypted pack and verifies its keyed ID.
+    /// Decodes a blob out of a decrypted pack into `out` and verifies its keyed ID.
     pub fn decode_from(&self, plain: &[u8], id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
-        let start = loc.offset as usize;
-        let end = start
-            .checked_add(loc.stored_len as usize)
-            .filter(|&e| e <= plain.len());
-        let Some(end) = end else {
-            return Err(Error::corrupt(
-                self.index.pack_id(loc).to_hex(),
-                format!("blob {id} lies outside the pack"),
-            ));
-        };
         blob::decode(
             &self.keys.id_key,
             *id,
             loc.ty,
             loc.compression,
             loc.raw_len,
-            &plain[start..end],
+            self.stored_in(plain, id, loc)?,
             out,
         )
         .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))

@@ -406,11 +406,7 @@ impl Repo {
         let sealed = body.seal(&keys.index_key, keys.tag);
         let id = Id::of_stored(&sealed);
         let path = format!("{dir}/{}/{}", tag_hex(&keys.tag), id);
-        if dir == "locks" {
-            self.store.put_transient(&path, sealed)?;
-        } else {
-            self.store.put(&path, sealed)?;
-        }
+        self.store.put(&path, sealed)?;
         Ok((path, id))
     }
 

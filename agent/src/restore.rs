@@ -257,110 +257,62 @@ pub fn restore(
                 let mut stored_blob = Vec::new();
                 let mut scratch = Vec::new();
                 let mut open: Option<(usize, std::fs::File)> = None;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack_id, blobs)) = packs.get(i) else {
-                        break;
-                    };
-                    let fail_all = |e: &Error, from: usize| {
-                        let mut f = failed.lock().expect("lock");
-                        for (id, _) in &blobs[from..] {
+                let fail = |ix: usize, why: String| {
+                    failed.lock().expect("lock").entry(ix).or_insert(why);
+                };
+                while let Some((pack_id, blobs)) = packs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let fail_from = |n: usize, e: &Error| {
+                        for (id, _) in &blobs[n..] {
                             for (ix, _) in &wanted[id] {
-                                f.entry(*ix).or_insert_with(|| e.to_string());
+                                fail(*ix, e.to_string());
                             }
                         }
                     };
-                    let stored = match reader.fetch_stored(pack_id, false) {
+                    let stored = match reader.fetch_stored(pack_id) {
                         Ok(s) => s,
                         Err(e) => {
-                            fail_all(&e, 0);
+                            fail_from(0, &e);
                             continue;
                         }
                     };
                     let mut r = match reader.open_stream(pack_id, &stored) {
                         Ok(r) => r,
                         Err(e) => {
-                            fail_all(&e, 0);
+                            fail_from(0, &e);
                             continue;
                         }
                     };
                     let mut pos = coop_formats::envelope::HEADER_LEN as u64;
                     for (n, (id, loc)) in blobs.iter().enumerate() {
-                        // Blobs are sorted by offset: skip to this one, read it.
-                        let skip = (loc.offset as u64).checked_sub(pos);
-                        let read = skip
-                            .ok_or_else(|| {
-                                Error::corrupt(
-                                    pack_id.to_hex(),
-                                    format!("blob {id} overlaps the blob before it"),
-                                )
-                            })
-                            .and_then(|skip| {
-                                std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
-                                    .and_then(|_| {
-                                        stored_blob.resize(loc.stored_len as usize, 0);
-                                        r.read_exact(&mut stored_blob)
-                                    })
-                                    .map_err(|e| {
-                                        Error::corrupt(
-                                            pack_id.to_hex(),
-                                            format!("pack is damaged or truncated: {e}"),
-                                        )
-                                    })
-                            });
-                        if let Err(e) = read {
-                            fail_all(&e, n); // the stream cannot go on past damage
+                        if let Err(e) = read_next_blob(&mut r, &mut pos, loc, &mut stored_blob) {
+                            // The stream cannot go on past damage.
+                            let e = Error::corrupt(
+                                pack_id.to_hex(),
+                                format!("pack is damaged or truncated at blob {id}: {e}"),
+                            );
+                            fail_from(n, &e);
                             break;
                         }
-                        pos = loc.offset as u64 + loc.stored_len as u64;
-                        let res = reader.verify_stored(&stored_blob, id, loc, &mut scratch);
-                        for (ix, off) in &wanted[id] {
-                            let data = match &res {
-                                Ok(d) => *d,
-                                Err(e) => {
-                                    failed
-                                        .lock()
-                                        .expect("lock")
-                                        .entry(*ix)
-                                        .or_insert_with(|| e.to_string());
-                                    continue;
+                        let data = match reader.verify_stored(&stored_blob, id, loc, &mut scratch) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                for (ix, _) in &wanted[id] {
+                                    fail(*ix, e.to_string());
                                 }
-                            };
+                                continue;
+                            }
+                        };
+                        for (ix, off) in &wanted[id] {
                             if failed.lock().expect("lock").contains_key(ix) {
                                 continue;
                             }
-                            if open.as_ref().is_none_or(|(o, _)| o != ix) {
-                                open = None;
-                                let p = target.join(&items[*ix].rel);
-                                match std::fs::OpenOptions::new()
-                                    .write(true)
-                                    .custom_flags(nix::libc::O_NOFOLLOW)
-                                    .open(&p)
-                                {
-                                    Ok(f) => open = Some((*ix, f)),
-                                    Err(e) => {
-                                        failed
-                                            .lock()
-                                            .expect("lock")
-                                            .entry(*ix)
-                                            .or_insert_with(|| format!("write failed: {e}"));
-                                        continue;
-                                    }
-                                }
-                            }
-                            let (_, f) = open.as_ref().expect("opened above");
-                            match f.write_all_at(data, *off) {
+                            let rel = &items[*ix].rel;
+                            match write_at(&mut open, *ix, || target.join(rel), data, *off) {
                                 Ok(()) => {
                                     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                                     progress.add_bytes(data.len() as u64);
                                 }
-                                Err(e) => {
-                                    failed
-                                        .lock()
-                                        .expect("lock")
-                                        .entry(*ix)
-                                        .or_insert_with(|| format!("write failed: {e}"));
-                                }
+                                Err(e) => fail(*ix, format!("write failed: {e}")),
                             }
                         }
                     }
@@ -500,4 +452,47 @@ fn set_meta(p: &Path, n: &Node, owner: bool) -> std::io::Result<()> {
         filetime::set_file_times(p, t, t)?;
     }
     Ok(())
+}
+
+/// Reads the blob at `loc` from a pack stream that is at offset `*pos`: blobs are taken in
+/// offset order, skipping the ones not needed.
+fn read_next_blob(
+    r: &mut impl Read,
+    pos: &mut u64,
+    loc: &Loc,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let skip = (loc.offset as u64).checked_sub(*pos).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the blob overlaps the one before it",
+        )
+    })?;
+    std::io::copy(&mut r.take(skip), &mut std::io::sink())?;
+    buf.resize(loc.stored_len as usize, 0);
+    r.read_exact(buf)?;
+    *pos = loc.offset as u64 + loc.stored_len as u64;
+    Ok(())
+}
+
+/// Writes `data` at `off` in file `ix`, keeping the last file written open (never following
+/// a symlink when opening it).
+fn write_at(
+    open: &mut Option<(usize, std::fs::File)>,
+    ix: usize,
+    path: impl FnOnce() -> PathBuf,
+    data: &[u8],
+    off: u64,
+) -> std::io::Result<()> {
+    let f = match open {
+        Some((o, f)) if *o == ix => f,
+        _ => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(path())?;
+            &mut open.insert((ix, f)).1
+        }
+    };
+    f.write_all_at(data, off)
 }

@@ -116,13 +116,21 @@ fn chrono_free_now() -> String {
     format!("unix time {secs}")
 }
 
-/// Encrypts `prefix || plaintext` to the recipients, appending the age file to `out`.
+/// Encrypts the concatenation of `parts` to the recipients, appending the age file to `out`.
 pub fn encrypt_to(
     recipients: &[Recipient],
     parts: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<(), CryptError> {
-    encrypt_to_writer(recipients, parts, out)
+    let encrypt_err = |e: std::io::Error| CryptError::Encrypt {
+        reason: e.to_string(),
+    };
+    let mut w = encrypt_stream(recipients, out)?;
+    for p in parts {
+        w.write_all(p).map_err(encrypt_err)?;
+    }
+    w.finish().map_err(encrypt_err)?;
+    Ok(())
 }
 
 /// An age encryption stream; `finish` it to get the writer back.
@@ -148,35 +156,6 @@ pub fn encrypt_stream<W: std::io::Write>(
     })
 }
 
-/// Encrypts the concatenation of `parts` as one age file written to `out`.
-pub fn encrypt_to_writer(
-    recipients: &[Recipient],
-    parts: &[&[u8]],
-    out: &mut impl std::io::Write,
-) -> Result<(), CryptError> {
-    if recipients.is_empty() {
-        return Err(CryptError::NoRecipients);
-    }
-    let enc = age::Encryptor::with_recipients(
-        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
-    )
-    .map_err(|e| CryptError::Encrypt {
-        reason: e.to_string(),
-    })?;
-    let mut w = enc.wrap_output(out).map_err(|e| CryptError::Encrypt {
-        reason: e.to_string(),
-    })?;
-    for p in parts {
-        w.write_all(p).map_err(|e| CryptError::Encrypt {
-            reason: e.to_string(),
-        })?;
-    }
-    w.finish().map_err(|e| CryptError::Encrypt {
-        reason: e.to_string(),
-    })?;
-    Ok(())
-}
-
 /// Decrypts an age file, refusing plaintexts larger than `limit` bytes.
 pub fn decrypt(
     identities: &[Identity],
@@ -184,7 +163,12 @@ pub fn decrypt(
     limit: usize,
 ) -> Result<Vec<u8>, CryptError> {
     let mut out = Vec::new();
-    decrypt_into(identities, age_bytes, limit, &mut out)?;
+    read_limited(
+        open_reader(identities, age_bytes)?,
+        age_bytes.len(),
+        limit,
+        &mut out,
+    )?;
     Ok(out)
 }
 
@@ -194,13 +178,12 @@ pub fn decrypt_stream<'a>(
     identities: &[Identity],
     age_bytes: &'a [u8],
 ) -> Result<impl std::io::Read + 'a, CryptError> {
-    let dec = age::Decryptor::new_buffered(age_bytes).map_err(map_decrypt_err)?;
-    dec.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(map_decrypt_err)
+    open_reader(identities, age_bytes)
 }
 
-/// [`decrypt_into`] that also feeds every byte of `age_bytes` to `hasher`, as age reads
-/// them (one pass over the ciphertext instead of two when the caller checks a name).
+/// Decrypts into `out` (cleared first, so a reader can reuse one buffer) and feeds every byte
+/// of `age_bytes` to `hasher` as age reads them: one pass over the ciphertext, not two, when
+/// the caller checks the object's name.
 pub fn decrypt_into_hashing(
     identities: &[Identity],
     age_bytes: &[u8],
@@ -214,24 +197,39 @@ pub fn decrypt_into_hashing(
         pos: 0,
         hasher,
     };
-    let res = (|| {
-        let dec = age::Decryptor::new_buffered(&mut input).map_err(map_decrypt_err)?;
-        let mut r = dec
-            .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-            .map_err(map_decrypt_err)?;
-        out.reserve(age_bytes.len().min(limit));
-        let mut take = (&mut r).take(limit as u64 + 1);
-        take.read_to_end(out).map_err(|e| CryptError::Damaged {
-            reason: e.to_string(),
-        })?;
-        if out.len() > limit {
-            return Err(CryptError::TooLarge { limit });
-        }
-        Ok(())
-    })();
+    let res = open_reader(identities, &mut input)
+        .and_then(|r| read_limited(r, age_bytes.len(), limit, out));
     // Whatever age did not read (nothing, for an intact file) is hashed too.
     input.hasher.update(&input.data[input.pos..]);
     res
+}
+
+fn open_reader<'a, R: std::io::BufRead + 'a>(
+    identities: &[Identity],
+    input: R,
+) -> Result<impl std::io::Read + 'a, CryptError> {
+    let dec = age::Decryptor::new_buffered(input).map_err(map_decrypt_err)?;
+    dec.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(map_decrypt_err)
+}
+
+/// Reads all of `r` into `out`, refusing more than `limit` bytes.
+fn read_limited(
+    r: impl Read,
+    size_hint: usize,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CryptError> {
+    out.reserve(size_hint.min(limit));
+    r.take(limit as u64 + 1)
+        .read_to_end(out)
+        .map_err(|e| CryptError::Damaged {
+            reason: e.to_string(),
+        })?;
+    if out.len() > limit {
+        return Err(CryptError::TooLarge { limit });
+    }
+    Ok(())
 }
 
 /// A byte slice read through `BufRead`, hashing what is consumed.
@@ -259,29 +257,6 @@ impl std::io::BufRead for HashingSlice<'_, '_> {
         self.hasher.update(&self.data[self.pos..self.pos + n]);
         self.pos += n;
     }
-}
-
-/// [`decrypt`] into `out` (cleared first), so that a reader can reuse one buffer.
-pub fn decrypt_into(
-    identities: &[Identity],
-    age_bytes: &[u8],
-    limit: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), CryptError> {
-    out.clear();
-    let dec = age::Decryptor::new_buffered(age_bytes).map_err(map_decrypt_err)?;
-    let mut r = dec
-        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(map_decrypt_err)?;
-    out.reserve(age_bytes.len().min(limit));
-    let mut take = (&mut r).take(limit as u64 + 1);
-    take.read_to_end(out).map_err(|e| CryptError::Damaged {
-        reason: e.to_string(),
-    })?;
-    if out.len() > limit {
-        return Err(CryptError::TooLarge { limit });
-    }
-    Ok(())
 }
 
 fn map_decrypt_err(e: age::DecryptError) -> CryptError {

@@ -191,7 +191,7 @@ impl std::io::Write for HashingVec {
 /// Decrypts a pack; returns its plaintext (blob offsets index into it).
 pub fn open(identities: &[Identity], stored: &[u8]) -> Result<(Header, Vec<u8>), PackError> {
     let mut plain = Vec::new();
-    let header = open_into(identities, stored, &mut plain)?;
+    let (header, _) = open_into_named(identities, stored, &mut plain)?;
     Ok((header, plain))
 }
 
@@ -216,8 +216,8 @@ pub fn open_stream<'a>(
     Ok((header, r))
 }
 
-/// [`open_into`] that also returns the BLAKE3 of `stored` (its object name), computed in
-/// the same pass as the decryption.
+/// Decrypts a pack into `plain` (a reusable buffer) and returns the BLAKE3 of `stored`, its
+/// object name, computed in the same pass as the decryption.
 pub fn open_into_named(
     identities: &[Identity],
     stored: &[u8],
@@ -239,20 +239,6 @@ pub fn open_into_named(
         return Err(PackError::HeaderMismatch);
     }
     Ok((header, name))
-}
-
-/// [`open`] into a reusable buffer.
-pub fn open_into(
-    identities: &[Identity],
-    stored: &[u8],
-    plain: &mut Vec<u8>,
-) -> Result<Header, PackError> {
-    let header = Header::decode_expect(stored, ObjectType::Pack)?;
-    crypt::decrypt_into(identities, &stored[HEADER_LEN..], MAX_PACK_LEN, plain)?;
-    if plain.len() < HEADER_LEN || plain[..HEADER_LEN] != stored[..HEADER_LEN] {
-        return Err(PackError::HeaderMismatch);
-    }
-    Ok(header)
 }
 
 /// Parses and checks the table of a decrypted pack plaintext.
