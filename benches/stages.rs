@@ -3,8 +3,8 @@
 
 use coop_agent::catalog::{Catalog, Entry};
 use coop_agent::chunker::Chunker;
+use coop_agent::index::table as index_cache;
 use coop_agent::index::Index;
-use coop_agent::index_cache;
 use coop_formats::blob::{self, Compressor};
 use coop_formats::config::ChunkerParams;
 use coop_formats::crypt;
@@ -66,10 +66,14 @@ fn chunking(c: &mut Criterion) {
     let mut ch = Chunker::new(&ChunkerParams::default(), 42);
     g.bench_function("fastcdc-1MiB-avg", |b| {
         b.iter(|| {
-            ch.chunk::<std::io::Error>(&data[..], |c| {
-                black_box(c.len());
-                Ok(())
-            })
+            ch.chunk::<std::io::Error>(
+                &data[..],
+                |e| e,
+                |c| {
+                    black_box(c.len());
+                    Ok(())
+                },
+            )
         })
     });
     g.finish();

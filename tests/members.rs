@@ -150,10 +150,9 @@ fn members_export_verify_and_isolation() {
     ]);
     let (code, v) = verify(env, &bob_dir, Some(&fp));
     assert_eq!(code, Some(0), "{v}");
-    let bob_cat = bob_dir
-        .join("files")
-        .join(c.data.strip_prefix("/").unwrap())
-        .join("bob/files/photos/cat.jpg");
+    // The export holds the member's own tree, named after the job's source directory
+    // (`…/bob/files`), not the server's layout.
+    let bob_cat = bob_dir.join("files/files/photos/cat.jpg");
     assert_eq!(fs::read(&bob_cat).unwrap(), pseudo_random(300_000, 2));
     // Each is refused the other's data, and nothing is written.
     for (id, member) in [(&c.alice_id, "bob"), (&c.bob_key, "alice")] {
@@ -224,19 +223,11 @@ fn tampered_exports_are_caught_and_named() {
     ]);
     let (_, v) = verify(env, &base, None);
     let fp = v["signer_fingerprint"].as_str().unwrap().to_string();
-    let files = base
-        .join("files")
-        .join(c.data.strip_prefix("/").unwrap())
-        .join("alice/files");
+    let files = base.join("files/files");
     let fresh = |name: &str| {
         let d = env.p(name);
         copy_tree(&base, &d);
-        (
-            d.clone(),
-            d.join("files")
-                .join(c.data.strip_prefix("/").unwrap())
-                .join("alice/files"),
-        )
+        (d.clone(), d.join("files/files"))
     };
     let _ = files;
     let mut caught = 0;
@@ -387,10 +378,7 @@ fn export_into_rewrites_only_what_changed() {
     };
     let first = export(env);
     assert_eq!(first["written"], 3);
-    let files = dir
-        .join("files")
-        .join(c.data.strip_prefix("/").unwrap())
-        .join("alice/files");
+    let files = dir.join("files/files");
     let before: Vec<(i64, u64)> = ["notes.md", "photos/cat.jpg"]
         .iter()
         .map(|f| {

@@ -39,9 +39,12 @@ impl Chunker {
 
     /// Splits everything `r` yields into chunks and calls `f` with each; returns the
     /// number of bytes read.
-    pub fn chunk<E: From<io::Error>>(
+    /// Cuts everything `r` yields into chunks and hands each to `f`; a read error is turned
+    /// into `E` by `on_read`. Returns the number of bytes read.
+    pub fn chunk<E>(
         &mut self,
         mut r: impl Read,
+        on_read: impl Fn(io::Error) -> E,
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<u64, E> {
         let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
@@ -61,7 +64,7 @@ impl Chunker {
                             total += n as u64;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(on_read(e)),
                     }
                 }
             }
@@ -115,10 +118,14 @@ mod tests {
         let d = data(3 << 20);
         let mut chunks = Vec::new();
         let n = c
-            .chunk::<io::Error>(&d[..], |s| {
-                chunks.push(s.to_vec());
-                Ok(())
-            })
+            .chunk::<io::Error>(
+                &d[..],
+                |e| e,
+                |s| {
+                    chunks.push(s.to_vec());
+                    Ok(())
+                },
+            )
             .unwrap();
         assert_eq!(n as usize, d.len());
         assert_eq!(chunks.concat(), d);
@@ -127,16 +134,20 @@ mod tests {
         let mut d2 = d.clone();
         d2.splice(1000..1000, [7u8; 10]);
         let mut chunks2 = Vec::new();
-        c.chunk::<io::Error>(&d2[..], |s| {
-            chunks2.push(s.to_vec());
-            Ok(())
-        })
+        c.chunk::<io::Error>(
+            &d2[..],
+            |e| e,
+            |s| {
+                chunks2.push(s.to_vec());
+                Ok(())
+            },
+        )
         .unwrap();
         let same = chunks2.iter().filter(|c| chunks.contains(c)).count();
         assert!(same + 3 >= chunks.len(), "{same} of {}", chunks.len());
         // Empty input gives no chunk.
         assert_eq!(
-            c.chunk::<io::Error>(&[][..], |_| panic!("no chunk expected"))
+            c.chunk::<io::Error>(&[][..], |e| e, |_| panic!("no chunk expected"))
                 .unwrap(),
             0
         );

@@ -1,14 +1,23 @@
-//! `forget`: apply a retention policy to the snapshots of a tenant.
+//! `forget`: apply a retention policy to the snapshots of a tenant, or remove named ones.
 //!
 //! Snapshots are grouped (by host and paths by default; tags optional), sorted newest first,
 //! and kept if any rule keeps them. The newest snapshot of every group and every protected
 //! snapshot are always kept. Buckets use UTC.
+//!
+//! Flagged snapshots (dated in the future, or signed by a revoked writer after its
+//! revocation) are never counted: they fill no bucket and are not "newest in group", so
+//! forged ones cannot push genuine snapshots out; they are kept for inspection until removed
+//! by ID. Before deleting, forget writes a *forget record* signed by the tenant's authority,
+//! so clients that saw the removed snapshots know they were removed on purpose.
 
+use crate::damage::Problem;
 use crate::error::{Error, Result};
 use crate::keys::TenantKeys;
-use crate::repo::{self, Repo};
+use crate::layout::Kind;
+use crate::repo::Repo;
+use crate::snapshots::Entry;
 use chrono::{DateTime, Datelike, Utc};
-use coop_formats::control::Protection;
+use coop_formats::control::{ForgetRecord, Protection};
 use coop_formats::id::Id;
 use coop_formats::snapshot::Snapshot;
 use serde::Serialize;
@@ -73,9 +82,9 @@ impl GroupBy {
                 "paths" => g.paths = true,
                 "tags" => g.tags = true,
                 other => {
-                    return Err(Error::Usage {
-                        what: format!("--group-by: unknown key {other:?} (use host, paths, tags)"),
-                    })
+                    return Err(Error::invalid(format!(
+                        "group-by: unknown key {other:?} (use host, paths, tags)"
+                    )))
                 }
             }
         }
@@ -115,15 +124,29 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+fn parse_time(id: &Id, s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::corrupt("snapshot", format!("bad time {s:?}: {e}")))
+        .map_err(|e| Error::damaged(id.to_hex(), format!("bad snapshot time {s:?}: {e}")))
+}
+
+fn decision(id: &Id, s: &Snapshot, group: &str, reasons: Vec<String>) -> Decision {
+    Decision {
+        id: id.to_hex(),
+        short_id: id.short(),
+        time: s.time.clone(),
+        host: s.host.clone(),
+        paths: s.paths.clone(),
+        tags: s.tags.clone(),
+        group: group.to_string(),
+        keep: !reasons.is_empty(),
+        reasons,
+    }
 }
 
 /// Decides, without touching the repository.
 pub fn decide(
-    snaps: &[(Id, Snapshot)],
+    snaps: &[Entry],
     protected: &HashSet<Id>,
     policy: &Policy,
     group_by: GroupBy,
@@ -131,11 +154,22 @@ pub fn decide(
 ) -> Result<Vec<Decision>> {
     type Dated<'a> = (Id, &'a Snapshot, DateTime<Utc>);
     let mut groups: BTreeMap<String, Vec<Dated>> = BTreeMap::new();
-    for (id, s) in snaps {
+    let mut out = Vec::new();
+    for e in snaps {
+        let (id, s) = (&e.id, &e.snapshot);
+        if !e.trusted() {
+            let why = e
+                .flags
+                .iter()
+                .map(|f| format!("flagged: {f}; not counted, remove it by ID"))
+                .collect();
+            out.push(decision(id, s, &group_by.key(s), why));
+            continue;
+        }
         groups
             .entry(group_by.key(s))
             .or_default()
-            .push((*id, s, parse_time(&s.time)?));
+            .push((*id, s, parse_time(id, &s.time)?));
     }
     type Bucket = fn(&DateTime<Utc>) -> String;
     let rules: Vec<(&str, Option<u32>, Bucket)> = vec![
@@ -150,7 +184,6 @@ pub fn decide(
         ("monthly", policy.monthly, |t| t.format("%Y-%m").to_string()),
         ("yearly", policy.yearly, |t| t.format("%Y").to_string()),
     ];
-    let mut out = Vec::new();
     for (group, mut list) in groups {
         list.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
         let mut counts = vec![0u32; rules.len()];
@@ -192,55 +225,154 @@ pub fn decide(
                     reasons.push(format!("tag {tag}"));
                 }
             }
-            out.push(Decision {
-                id: id.to_hex(),
-                short_id: id.short(),
-                time: s.time.clone(),
-                host: s.host.clone(),
-                paths: s.paths.clone(),
-                tags: s.tags.clone(),
-                group: group.clone(),
-                keep: !reasons.is_empty(),
-                reasons,
-            });
+            out.push(decision(id, s, &group, reasons));
         }
     }
     Ok(out)
 }
 
-/// Snapshots marked with `coop protect`.
-pub fn protected(repo: &Repo, keys: &TenantKeys) -> Result<HashSet<Id>> {
+/// Snapshots marked with `coop protect` by the tenant's authority. A protection signed by
+/// anyone else is ignored and named in `warnings` (it would otherwise let a writer key stop
+/// retention, or keep its own garbage for ever).
+pub fn protected(
+    repo: &Repo,
+    keys: &TenantKeys,
+    warnings: &mut Vec<String>,
+) -> Result<HashSet<Id>> {
     let mut set = HashSet::new();
-    for (_, p) in repo.list_control::<Protection>(keys, "protected")? {
-        set.insert(p?.snapshot);
+    for (name, p) in repo.list_control::<Protection>(keys, Kind::Protection)? {
+        match p {
+            Ok((p, signer)) if keys.is_authority(&signer) => {
+                set.insert(p.snapshot);
+            }
+            Ok(_) => warnings.push(format!(
+                "protection {name} is not signed by this tenant's authority; ignored"
+            )),
+            Err(e) => warnings.push(format!("protection {name} does not open; ignored: {e}")),
+        }
     }
     Ok(set)
 }
 
-/// Applies the policy: deletes the snapshots it does not keep (unless `dry_run`).
+/// Protects a snapshot (or removes its protections); returns how many objects changed.
+pub fn protect(
+    repo: &Repo,
+    keys: &TenantKeys,
+    snapshot: Id,
+    note: &str,
+    remove: bool,
+) -> Result<usize> {
+    let authority = keys.authority_signer()?;
+    if remove {
+        let mut n = 0;
+        for (name, p) in repo.list_control::<Protection>(keys, Kind::Protection)? {
+            if p.is_ok_and(|(p, _)| p.snapshot == snapshot) {
+                repo.delete(Kind::Protection, &keys.tag, &name)?;
+                n += 1;
+            }
+        }
+        return Ok(n);
+    }
+    let body = Protection {
+        snapshot,
+        created: crate::now_unix(),
+        note: note.into(),
+    };
+    repo.write_control(keys, Kind::Protection, &body, &authority)?;
+    Ok(1)
+}
+
+/// The snapshots forget records (signed by the tenant's authority) say were removed.
+pub fn records(repo: &Repo, keys: &TenantKeys) -> Result<(HashSet<Id>, Vec<Problem>)> {
+    let mut set = HashSet::new();
+    let mut problems = Vec::new();
+    for (name, r) in repo.list_control::<ForgetRecord>(keys, Kind::Forgotten)? {
+        let path = Kind::Forgotten.path(&keys.tag, &name);
+        match r {
+            Ok((rec, signer)) if keys.is_authority(&signer) => set.extend(rec.snapshots),
+            Ok(_) => problems.push(Problem::forged(
+                &path,
+                "forget record not signed by this tenant's authority",
+            )),
+            Err(e) => problems.push(Problem::forged(&path, e)),
+        }
+    }
+    Ok((set, problems))
+}
+
+/// Deletes snapshots: first a signed forget record naming them, then the objects.
+pub fn remove(repo: &Repo, keys: &TenantKeys, ids: &[Id]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rec = ForgetRecord {
+        created: crate::now_unix(),
+        snapshots: ids.to_vec(),
+    };
+    repo.write_control(keys, Kind::Forgotten, &rec, &keys.authority_signer()?)?;
+    for id in ids {
+        repo.delete(Kind::Snapshot, &keys.tag, id)?;
+    }
+    Ok(())
+}
+
+/// What forget decided, and what it met on the way.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ForgetReport {
+    pub decisions: Vec<Decision>,
+    pub warnings: Vec<String>,
+}
+
+/// Applies the policy: deletes the snapshots it does not keep (unless `dry_run`). Refuses to
+/// delete from a view with damaged snapshots or signs of a rollback.
 pub fn forget(
     repo: &Repo,
     keys: &TenantKeys,
     policy: &Policy,
     group_by: GroupBy,
     dry_run: bool,
-) -> Result<Vec<Decision>> {
+) -> Result<ForgetReport> {
     if policy.is_empty() {
-        return Err(Error::Usage {
-            what: "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-daily 7)".into(),
-        });
+        return Err(Error::invalid(
+            "no keep rule given; refusing to forget every snapshot",
+        ));
     }
+    keys.authority_signer()?;
     // Complete listings only: any error aborts before anything is deleted.
-    let snaps = repo.snapshots(keys)?;
-    let prot = protected(repo, keys)?;
-    let decisions = decide(&snaps, &prot, policy, group_by, Utc::now())?;
+    let view = crate::snapshots::view(repo, keys)?;
+    let mut rep = ForgetReport {
+        warnings: view.warnings(),
+        ..Default::default()
+    };
     if !dry_run {
-        for d in decisions.iter().filter(|d| !d.keep) {
-            let id: Id = d.id.parse().map_err(|_| Error::corrupt(&d.id, "bad id"))?;
-            repo.store.delete(&repo::snapshot_path(&keys.tag, &id))?;
+        view.refuse_if_rollback("forget")?;
+        if let Some(p) = view
+            .listing
+            .problems
+            .iter()
+            .find(|p| p.kind == crate::damage::ProblemKind::Damaged)
+        {
+            return Err(Error::damaged(
+                &p.object,
+                format!("forget refuses to run: {}; copy the object from another site, or remove it by ID", p.message),
+            ));
         }
     }
-    Ok(decisions)
+    let prot = protected(repo, keys, &mut rep.warnings)?;
+    rep.decisions = decide(&view.listing.entries, &prot, policy, group_by, Utc::now())?;
+    if !dry_run {
+        let gone: Vec<Id> = rep
+            .decisions
+            .iter()
+            .filter(|d| !d.keep)
+            .map(|d| {
+                d.id.parse()
+                    .map_err(|_| Error::internal("a decision without a valid id"))
+            })
+            .collect::<Result<_>>()?;
+        remove(repo, keys, &gone)?;
+    }
+    Ok(rep)
 }
 
 #[cfg(test)]
@@ -263,14 +395,56 @@ mod tests {
             program: String::new(),
             summary: Default::default(),
             manifest: None,
+            inventory: Id::default(),
+        }
+    }
+
+    fn entry(id: Id, s: Snapshot) -> Entry {
+        Entry {
+            id,
+            snapshot: s,
+            flags: vec![],
         }
     }
 
     #[test]
+    fn flagged_snapshots_fill_no_bucket_and_evict_nothing() {
+        // Twenty forgeries from the future in the same group as two genuine snapshots.
+        let mut snaps: Vec<Entry> = (0..20u8)
+            .map(|i| Entry {
+                id: Id([100 + i; 32]),
+                snapshot: snap(&format!("{}-01-01T00:00:00Z", 2090 + i as u32), "a"),
+                flags: vec![crate::snapshots::Flag::Future {
+                    seconds_ahead: 1 << 31,
+                }],
+            })
+            .collect();
+        snaps.push(entry(Id([1; 32]), snap("2026-11-10T03:00:00Z", "a")));
+        snaps.push(entry(Id([2; 32]), snap("2026-11-11T03:00:00Z", "a")));
+        let p = Policy {
+            daily: Some(7),
+            weekly: Some(5),
+            monthly: Some(12),
+            ..Default::default()
+        };
+        let d = decide(&snaps, &HashSet::new(), &p, GroupBy::default(), Utc::now()).unwrap();
+        assert!(
+            d.iter().all(|d| d.keep),
+            "nothing genuine goes, forgeries wait for inspection"
+        );
+        let newest = d.iter().find(|d| d.id == Id([2; 32]).to_hex()).unwrap();
+        assert!(
+            newest.reasons.iter().any(|r| r == "newest in group"),
+            "{:?}",
+            newest.reasons
+        );
+    }
+
+    #[test]
     fn daily_keeps_one_per_day_and_newest_always() {
-        let snaps: Vec<(Id, Snapshot)> = (0..10u8)
+        let snaps: Vec<Entry> = (0..10u8)
             .map(|i| {
-                (
+                entry(
                     Id([i; 32]),
                     snap(
                         &format!("2026-11-{:02}T{:02}:00:00Z", 10 + i / 3, i % 3 * 5),
@@ -305,8 +479,8 @@ mod tests {
     #[test]
     fn groups_are_separate() {
         let snaps = vec![
-            (Id([1; 32]), snap("2026-01-01T00:00:00Z", "a")),
-            (Id([2; 32]), snap("2026-01-02T00:00:00Z", "b")),
+            entry(Id([1; 32]), snap("2026-01-01T00:00:00Z", "a")),
+            entry(Id([2; 32]), snap("2026-01-02T00:00:00Z", "b")),
         ];
         let p = Policy {
             last: Some(1),

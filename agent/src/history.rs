@@ -27,8 +27,10 @@ pub struct PeerState {
     pub last_attempt: Option<i64>,
     pub failures: u32,
     pub next_retry: Option<i64>,
-    pub lag_objects: u64,
-    pub lag_bytes: u64,
+    /// Objects and bytes the peer lacked after the last attempt (`None`: unknown, the peer
+    /// could not be reached).
+    pub lag_objects: Option<u64>,
+    pub lag_bytes: Option<u64>,
     pub message: String,
     /// Set when the site changed since the last successful replication.
     pub dirty: bool,
@@ -130,8 +132,8 @@ impl History {
                         last_attempt: r.get(2)?,
                         failures: r.get::<_, i64>(3)? as u32,
                         next_retry: r.get(4)?,
-                        lag_objects: r.get::<_, i64>(5)? as u64,
-                        lag_bytes: r.get::<_, i64>(6)? as u64,
+                        lag_objects: u64::try_from(r.get::<_, i64>(5)?).ok(),
+                        lag_bytes: u64::try_from(r.get::<_, i64>(6)?).ok(),
                         message: r.get(7)?,
                         dirty: r.get::<_, i64>(8)? != 0,
                     })
@@ -151,8 +153,8 @@ impl History {
                 s.last_attempt,
                 s.failures as i64,
                 s.next_retry,
-                s.lag_objects as i64,
-                s.lag_bytes as i64,
+                s.lag_objects.map_or(-1, |v| v as i64),
+                s.lag_bytes.map_or(-1, |v| v as i64),
                 s.message,
                 s.dirty as i64
             ],

@@ -21,9 +21,7 @@ pub fn default_identity_path() -> Option<PathBuf> {
 /// Reads an identity file (age identities or an OpenSSH private key).
 pub fn load_identities(path: &Path) -> Result<Vec<Identity>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    crypt::parse_identities(&bytes).map_err(|e| Error::Usage {
-        what: format!("{}: {e}", path.display()),
-    })
+    crypt::parse_identities(&bytes).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
 }
 
 /// Creates a new X25519 identity in a 0600 file that must not exist yet; returns its
@@ -40,15 +38,12 @@ pub fn create_identity_file(path: &Path) -> Result<String> {
 /// The recipient strings of the identities in an age identity file.
 pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let f = age::IdentityFile::from_buffer(text.as_bytes()).map_err(|e| Error::Usage {
-        what: format!("{}: {e}", path.display()),
-    })?;
+    let f = age::IdentityFile::from_buffer(text.as_bytes())
+        .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();
     let mut buf = Vec::new();
     f.write_recipients_file(&mut buf)
-        .map_err(|e| Error::Usage {
-            what: format!("{}: {e}", path.display()),
-        })?;
+        .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
     for l in String::from_utf8_lossy(&buf).lines() {
         if !l.trim().is_empty() && !l.starts_with('#') {
             out.push(l.trim().to_string());
@@ -60,9 +55,7 @@ pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<String>> {
 /// Reads a writer key file.
 pub fn load_writer_key(path: &Path) -> Result<WriterKey> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    WriterKey::decode(&text).map_err(|e| Error::Usage {
-        what: format!("{}: {e}", path.display()),
-    })
+    WriterKey::decode(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
 }
 
 /// Writes a secret file with mode 0600 (refusing to overwrite).
@@ -88,6 +81,18 @@ pub enum Access {
     Writer(Arc<WriterKey>),
 }
 
+impl Access {
+    /// Loads what the agent's settings name: an identity file or a writer key file.
+    pub fn load(key: &crate::settings::KeySource) -> Result<Self> {
+        Ok(match key {
+            crate::settings::KeySource::Identity(p) => {
+                Access::Identity(Arc::new(load_identities(p)?))
+            }
+            crate::settings::KeySource::Writer(p) => Access::Writer(Arc::new(load_writer_key(p)?)),
+        })
+    }
+}
+
 /// Readers' extra material.
 pub struct ReaderKeys {
     pub identities: Arc<Vec<Identity>>,
@@ -103,8 +108,14 @@ pub struct TenantKeys {
     /// What data is encrypted to: the tenant's data recipient.
     pub recipient_strings: Vec<String>,
     pub recipients: Arc<Vec<Recipient>>,
+    /// Signs snapshots, manifests and locks this caller writes.
     pub signer: ed25519_dalek::SigningKey,
     pub writer_name: String,
+    /// The tenant's authority: the keys whose signature makes a prune plan, a supersession,
+    /// a protection or a forget record count. Known to readers and pinned for writers.
+    pub authorities: Vec<[u8; 32]>,
+    /// Admin keys: the only signers of the registry and the writer list this caller accepts.
+    pub admin_keys: Vec<[u8; 32]>,
     pub reader: Option<ReaderKeys>,
 }
 
@@ -113,7 +124,7 @@ impl TenantKeys {
     /// identity; `_identities` opened the keyring itself.
     pub fn from_keyring(keyring: Keyring, _identities: Arc<Vec<Identity>>) -> Result<Self> {
         let bad = |e: coop_formats::keyring::KeyringError| {
-            Error::corrupt(format!("keyring of {}", keyring.tenant), e)
+            Error::damaged(format!("keyring of {}", keyring.tenant), e)
         };
         let data_recipient = keyring.data_recipient().map_err(bad)?;
         let identities = Arc::new(keyring.data_identities().map_err(bad)?);
@@ -127,6 +138,8 @@ impl TenantKeys {
             recipients: Arc::new(recipients),
             signer: keyring.default_signer(),
             writer_name: "default".into(),
+            authorities: vec![keyring.authority()],
+            admin_keys: keyring.admin_keys(),
             reader: Some(ReaderKeys {
                 identities,
                 keyring,
@@ -144,18 +157,28 @@ impl TenantKeys {
             recipients: Arc::new(parse_recipients(&wk.recipients)?),
             signer: wk.signing_key(),
             writer_name: wk.name.clone(),
+            // The coop tenant's authority is its signer, the admin key the file pins.
+            authorities: wk.admin_keys.clone(),
+            admin_keys: wk.admin_keys.clone(),
             reader: None,
         })
     }
 
+    /// The tenant's own signer, which only its readers hold: what signs prune plans,
+    /// supersessions, protections and forget records.
+    pub fn authority_signer(&self) -> Result<ed25519_dalek::SigningKey> {
+        Ok(self.reader()?.keyring.default_signer())
+    }
+
+    /// Whether `key` is this tenant's authority.
+    pub fn is_authority(&self, key: &[u8; 32]) -> bool {
+        self.authorities.contains(key)
+    }
+
     /// The reader material, or a clear "writer keys cannot read" error.
     pub fn reader(&self) -> Result<&ReaderKeys> {
-        self.reader.as_ref().ok_or_else(|| Error::AccessDenied {
-            what: format!(
-                "a writer key can only add backups to tenant {:?}; reading or restoring needs an identity \
-                 that is a recipient of the tenant (--identity-file or COOP_IDENTITY_FILE)",
-                self.tenant
-            ),
+        self.reader.as_ref().ok_or_else(|| Error::WriterCannotRead {
+            tenant: self.tenant.clone(),
         })
     }
 
@@ -164,12 +187,8 @@ impl TenantKeys {
     }
 }
 
-fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
+pub fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
     list.iter()
-        .map(|r| {
-            crypt::parse_recipient(r).map_err(|e| Error::Usage {
-                what: e.to_string(),
-            })
-        })
+        .map(|r| crypt::parse_recipient(r).map_err(|e| Error::invalid(e.to_string())))
         .collect()
 }

@@ -1,62 +1,88 @@
-//! Members: the registry, per-member tenants, and key re-wrapping.
+//! Members: the registry, per-member tenants, quotas and key re-wrapping.
 //!
 //! A member `NAME` gets the tenant `member/NAME`: its own ID key, index key and data
 //! identity, in a keyring wrapped to the member's recipients plus the cooperative's recovery
 //! recipients. Dedup never crosses tenants. The registry (sealed with the coop tenant's index
-//! key, signed by a coop writer) lists members, quotas, the recovery recipients and the site
-//! signing keys, and carries each member tenant's *writer* material, so agents holding only a
-//! coop writer key can back members up without being able to read them.
+//! key, signed by an admin) lists members, quotas and the recovery recipients, and carries
+//! each member tenant's *writer* material, so agents holding only a coop writer key can back
+//! members up without being able to read them. A removed member stays in the registry as a
+//! tombstone: its tenant keeps its data, and the name cannot be given to a new tenant.
 
+use crate::damage::Problem;
 use crate::error::{Error, Result};
 use crate::keys::{Access, TenantKeys};
-use crate::repo::{self, Repo};
-use coop_formats::keyring::{Keyring, Writer};
-use coop_formats::registry::{check_member_name, Member, Registry, SiteKey};
+use crate::layout::Kind;
+use crate::repo::Repo;
+use coop_formats::keyring::Keyring;
+use coop_formats::registry::{check_member_name, Member, Registry};
 use std::sync::Arc;
 
-pub const DIR: &str = "registry";
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// The current registry, the names of every registry object, and what was wrong with any.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub registry: Registry,
+    pub objects: Vec<coop_formats::id::Id>,
+    pub problems: Vec<Problem>,
 }
 
-/// The current registry (highest generation), with the paths of every registry object.
-pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<(Registry, Vec<String>)> {
+/// The current registry: the highest generation signed by an admin. A forged or damaged
+/// object is named and skipped; a generation lower than this client saw is reported.
+pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
+    let mut out = Loaded::default();
     let mut best: Option<Registry> = None;
-    let mut paths = Vec::new();
-    for obj in repo
-        .store
-        .list(&format!("{DIR}/{}", repo::tag_hex(&coop.tag)))?
-    {
-        let bytes = match repo.store.get(&obj.path) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e.into()),
+    for obj in repo.list(Kind::Registry, &coop.tag)? {
+        out.objects.push(obj.name);
+        let bytes = match repo.get_opt(Kind::Registry, &coop.tag, &obj.name) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e @ Error::Damaged { .. }) => {
+                out.problems.push(Problem::damaged(&obj.path, &e));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let (r, _) = Registry::open(&coop.index_key, coop.tag, &bytes, |k| match &coop.reader {
-            Some(rk) => rk.keyring.is_writer(k),
-            None => true, // a writer cannot read the writers list; the AEAD already proves a coop writer made it
-        })
-        .map_err(|e| Error::corrupt(&obj.path, e))?;
-        paths.push(obj.path);
-        if best.as_ref().is_none_or(|b| r.generation > b.generation) {
-            best = Some(r);
+        match Registry::open(&coop.index_key, coop.tag, &bytes, |k| {
+            coop.admin_keys.contains(k)
+        }) {
+            Ok((r, _)) => {
+                if best.as_ref().is_none_or(|b| r.generation > b.generation) {
+                    best = Some(r);
+                }
+            }
+            Err(e) => out.problems.push(Problem::forged(&obj.path, e)),
         }
     }
-    Ok((best.unwrap_or_default(), paths))
+    out.registry = best.unwrap_or_default();
+    if let Some((before, now)) = crate::state::observe_generation(
+        repo.cache_dir(),
+        &repo.config.repo_id,
+        &repo.store.location(),
+        "registry",
+        out.registry.generation,
+    ) {
+        out.problems.push(Problem::damaged(
+            Kind::Registry.dir(),
+            format!(
+                "POSSIBLE ROLLBACK: the member registry is at generation {now}, but this client saw \
+                 generation {before} here; the newest one was removed or the store serves an old state"
+            ),
+        ));
+    }
+    Ok(out)
 }
 
-/// Writes a new generation of the registry and removes the older objects.
-pub fn save(repo: &Repo, coop: &TenantKeys, reg: &mut Registry, old: &[String]) -> Result<()> {
+/// Writes a new generation of the registry (signed with the admin key) and removes the
+/// older objects.
+fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Result<()> {
+    let reg = &mut loaded.registry;
     reg.generation += 1;
-    reg.updated = now();
-    let sealed = reg.seal(&coop.index_key, coop.tag, &coop.signer);
-    let id = coop_formats::id::Id::of_stored(&sealed);
-    let path = format!("{DIR}/{}/{id}", repo::tag_hex(&coop.tag));
-    repo.store.put(&path, sealed)?;
-    for p in old.iter().filter(|p| **p != path) {
-        repo.store.delete(p)?;
+    reg.updated = crate::now_rfc3339();
+    let sealed = reg.seal(&coop.index_key, coop.tag, &coop.authority_signer()?);
+    let name = repo.put(Kind::Registry, &coop.tag, sealed)?;
+    for old in loaded.objects.iter().filter(|o| **o != name) {
+        repo.delete(Kind::Registry, &coop.tag, old)?;
     }
+    loaded.objects = vec![name];
     Ok(())
 }
 
@@ -69,10 +95,18 @@ fn admin(
             what: "managing members needs an admin identity, not a writer key".into(),
         });
     };
-    Ok((repo.tenant_keys(access, "coop")?, Arc::clone(ids)))
+    Ok((crate::tenant::keys(repo, access, "coop")?, Arc::clone(ids)))
 }
 
-/// Adds a member: creates its tenant and registers it.
+fn check_recipients(recipients: &[String]) -> Result<()> {
+    for r in recipients {
+        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Adds a member: creates its tenant and registers it. A name that was removed before is
+/// brought back with its old tenant and data (re-wrapped to the recipients given).
 pub fn add(
     repo: &Repo,
     access: &Access,
@@ -80,39 +114,42 @@ pub fn add(
     recipients: Vec<String>,
     quota: Option<u64>,
 ) -> Result<Member> {
-    check_member_name(name).map_err(|what| Error::Usage { what })?;
+    check_member_name(name).map_err(Error::invalid)?;
     if recipients.is_empty() {
-        return Err(Error::Usage {
-            what: "a member needs at least one --recipient (their age or SSH public key)".into(),
-        });
+        return Err(Error::invalid(
+            "a member needs at least one recipient (their age or SSH public key)",
+        ));
     }
-    for r in &recipients {
-        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::Usage {
-            what: e.to_string(),
-        })?;
-    }
-    let (coop, _) = admin(repo, access)?;
+    check_recipients(&recipients)?;
+    let (coop, ids) = admin(repo, access)?;
     let coop_ring = &coop.reader()?.keyring;
-    let (mut reg, old) = load(repo, &coop)?;
-    if reg.member(name).is_some() {
-        return Err(Error::Usage {
-            what: format!("member {name:?} exists already (see `coop member list`)"),
-        });
+    let mut loaded = load(repo, &coop)?;
+    if loaded.registry.member(name).is_some() {
+        return Err(Error::invalid(format!(
+            "member {name:?} exists already (change its keys with `member recipients`, its quota with `member quota`)"
+        )));
     }
-    if reg.recovery.is_empty() {
-        reg.recovery = coop_ring.recipients.clone();
+    if loaded.registry.recovery.is_empty() {
+        loaded.registry.recovery = coop_ring.recipients.clone();
     }
-    reg.sites = coop_ring
-        .writers
-        .iter()
-        .map(|w| SiteKey {
-            name: w.name.clone(),
-            public_key: w.public_key,
-        })
-        .collect();
+    if let Some(m) = loaded.registry.members.iter_mut().find(|m| m.name == name) {
+        // A tombstone: bring the old tenant back.
+        m.removed = None;
+        m.quota = quota;
+        let old = m.recipients.clone();
+        m.recipients = recipients.clone();
+        let back = m.clone();
+        if old != recipients {
+            rewrap(repo, &ids, &back, &loaded.registry.recovery)?;
+        }
+        save(repo, &coop, &mut loaded)?;
+        return Ok(back);
+    }
     let mut all = recipients.clone();
     all.extend(
-        reg.recovery
+        loaded
+            .registry
+            .recovery
             .iter()
             .filter(|r| !recipients.contains(r))
             .cloned(),
@@ -122,45 +159,97 @@ pub fn add(
         repo.config.repo_id,
         repo.config_hash,
         all,
-        now(),
+        crate::now_rfc3339(),
     );
-    for w in &coop_ring.writers {
-        if !ring.is_writer(&w.public_key) {
-            ring.writers.push(w.clone());
-        }
-    }
+    ring.admins = coop.admin_keys.clone();
     repo.write_keyring(&ring)?;
     let m = Member {
         name: name.into(),
         recipients,
         quota,
         tenant_tag: ring.tenant_tag,
-        added: now(),
+        added: crate::now_rfc3339(),
         id_key: ring.id_key,
         index_key: ring.index_key,
         data_recipient: ring
             .data_recipient()
-            .map_err(|e| Error::corrupt("keyring", e))?,
+            .map_err(|e| Error::damaged("keyring", e))?,
+        authority: ring.authority(),
+        removed: None,
     };
-    reg.members.push(m.clone());
-    save(repo, &coop, &mut reg, &old)?;
+    loaded.registry.members.push(m.clone());
+    save(repo, &coop, &mut loaded)?;
     Ok(m)
 }
 
-/// Removes a member from the registry. Its stored data is kept (forget and prune it with
-/// `--tenant member/NAME` to delete it).
+/// Removes a member from the registry. Its tenant and stored data are kept (forget and
+/// prune it to delete the data); the name stays reserved for it.
 pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<()> {
     let (coop, _) = admin(repo, access)?;
-    let (mut reg, old) = load(repo, &coop)?;
-    let before = reg.members.len();
-    reg.members.retain(|m| m.name != name);
-    if reg.members.len() == before {
+    let mut loaded = load(repo, &coop)?;
+    let Some(m) = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == name && m.removed.is_none())
+    else {
         return Err(Error::NotFound {
             what: format!("member {name:?}"),
-            hint: " (see `coop member list`)".into(),
         });
+    };
+    m.removed = Some(crate::now_rfc3339());
+    save(repo, &coop, &mut loaded)
+}
+
+/// Sets (or, with `None`, lifts) a member's quota.
+pub fn set_quota(repo: &Repo, access: &Access, name: &str, quota: Option<u64>) -> Result<Member> {
+    let (coop, _) = admin(repo, access)?;
+    let mut loaded = load(repo, &coop)?;
+    let Some(m) = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == name && m.removed.is_none())
+    else {
+        return Err(Error::NotFound {
+            what: format!("member {name:?}"),
+        });
+    };
+    m.quota = quota;
+    let out = m.clone();
+    save(repo, &coop, &mut loaded)?;
+    Ok(out)
+}
+
+/// Re-wraps a member tenant's keyring to its recipients plus the recovery recipients, and
+/// removes the older generations (they were wrapped to the old recipients).
+fn rewrap(
+    repo: &Repo,
+    ids: &[coop_formats::crypt::Identity],
+    m: &Member,
+    recovery: &[String],
+) -> Result<()> {
+    let mut ring = repo
+        .keyrings(ids)?
+        .rings
+        .into_iter()
+        .find(|k| k.tenant == m.tenant())
+        .ok_or_else(|| Error::NotRecipient { tenant: m.tenant() })?;
+    ring.recipients = m.recipients.clone();
+    ring.recipients.extend(
+        recovery
+            .iter()
+            .filter(|r| !m.recipients.contains(r))
+            .cloned(),
+    );
+    ring.generation += 1;
+    let new_id = repo.write_keyring(&ring)?;
+    for obj in repo.list(Kind::Keyring, &ring.tenant_tag)? {
+        if obj.name != new_id {
+            repo.delete(Kind::Keyring, &ring.tenant_tag, &obj.name)?;
+        }
     }
-    save(repo, &coop, &mut reg, &old)
+    Ok(())
 }
 
 /// Changes who can read a member's tenant: re-wraps its keyring; no data is re-encrypted.
@@ -171,18 +260,18 @@ pub fn set_recipients(
     add: &[String],
     remove: &[String],
 ) -> Result<Member> {
-    for r in add {
-        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::Usage {
-            what: e.to_string(),
-        })?;
-    }
+    check_recipients(add)?;
     let (coop, ids) = admin(repo, access)?;
-    let (mut reg, old) = load(repo, &coop)?;
-    let recovery = reg.recovery.clone();
-    let Some(m) = reg.members.iter_mut().find(|m| m.name == name) else {
+    let mut loaded = load(repo, &coop)?;
+    let recovery = loaded.registry.recovery.clone();
+    let Some(m) = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == name && m.removed.is_none())
+    else {
         return Err(Error::NotFound {
             what: format!("member {name:?}"),
-            hint: String::new(),
         });
     };
     m.recipients.retain(|r| !remove.contains(r));
@@ -192,63 +281,12 @@ pub fn set_recipients(
         }
     }
     if m.recipients.is_empty() {
-        return Err(Error::Usage {
-            what: "a member must keep at least one recipient".into(),
-        });
+        return Err(Error::invalid("a member must keep at least one recipient"));
     }
-    let rings = repo.keyrings(&ids)?;
-    let mut ring = rings.into_iter().find(|k| k.tenant == m.tenant()).ok_or_else(|| Error::AccessDenied {
-        what: format!("your identity cannot open the keyring of member/{name} (not a recovery recipient?)"),
-    })?;
-    ring.recipients = m.recipients.clone();
-    ring.recipients.extend(
-        recovery
-            .iter()
-            .filter(|r| !m.recipients.contains(r))
-            .cloned(),
-    );
-    ring.generation += 1;
     let updated = m.clone();
-    let new_id = repo.write_keyring(&ring)?;
-    // Older generations were wrapped to the old recipients: remove them.
-    for obj in repo
-        .store
-        .list(&format!("keys/{}", repo::tag_hex(&ring.tenant_tag)))?
-    {
-        if repo::name_of(&obj.path) != Some(new_id) {
-            repo.store.delete(&obj.path)?;
-        }
-    }
-    save(repo, &coop, &mut reg, &old)?;
+    rewrap(repo, &ids, &updated, &recovery)?;
+    save(repo, &coop, &mut loaded)?;
     Ok(updated)
-}
-
-/// Adds a new writer (site) key to the registry's site list and to every member keyring the
-/// identity can open, so the snapshots it signs verify for members.
-pub fn add_writer_everywhere(repo: &Repo, access: &Access, w: &Writer) -> Result<()> {
-    let (coop, ids) = admin(repo, access)?;
-    let (mut reg, old) = load(repo, &coop)?;
-    if reg.members.is_empty() && old.is_empty() {
-        return Ok(());
-    }
-    for mut ring in repo
-        .keyrings(&ids)?
-        .into_iter()
-        .filter(|k| k.tenant.starts_with("member/"))
-    {
-        if !ring.is_writer(&w.public_key) {
-            ring.writers.push(w.clone());
-            ring.generation += 1;
-            repo.write_keyring(&ring)?;
-        }
-    }
-    if !reg.sites.iter().any(|s| s.public_key == w.public_key) {
-        reg.sites.push(SiteKey {
-            name: w.name.clone(),
-            public_key: w.public_key,
-        });
-    }
-    save(repo, &coop, &mut reg, &old)
 }
 
 /// Keys for a member tenant from a coop writer key: write-only, from the registry.
@@ -257,13 +295,18 @@ pub fn writer_keys_for_member(
     coop_writer: &TenantKeys,
     name: &str,
 ) -> Result<TenantKeys> {
-    let (reg, _) = load(repo, coop_writer)?;
-    let m = reg.member(name).ok_or_else(|| Error::NotFound {
-        what: format!("member {name:?} in the registry"),
-        hint: " (an admin adds members with `coop member add`)".into(),
-    })?;
+    let loaded = load(repo, coop_writer)?;
+    for p in &loaded.problems {
+        tracing::warn!("{p}");
+    }
+    let m = loaded
+        .registry
+        .member(name)
+        .ok_or_else(|| Error::NotFound {
+            what: format!("member {name:?} in the registry"),
+        })?;
     let recipients = vec![coop_formats::crypt::parse_recipient(&m.data_recipient)
-        .map_err(|e| Error::corrupt("registry", e))?];
+        .map_err(|e| Error::damaged(Kind::Registry.dir(), e))?];
     Ok(TenantKeys {
         tenant: m.tenant(),
         tag: m.tenant_tag,
@@ -273,6 +316,8 @@ pub fn writer_keys_for_member(
         recipients: Arc::new(recipients),
         signer: coop_writer.signer.clone(),
         writer_name: coop_writer.writer_name.clone(),
+        authorities: vec![m.authority],
+        admin_keys: coop_writer.admin_keys.clone(),
         reader: None,
     })
 }
@@ -282,6 +327,6 @@ pub fn member_of(repo: &Repo, access: &Access, tenant: &str) -> Result<Option<Me
     let Some(name) = tenant.strip_prefix("member/") else {
         return Ok(None);
     };
-    let coop = repo.tenant_keys(access, "coop")?;
-    Ok(load(repo, &coop)?.0.member(name).cloned())
+    let coop = crate::tenant::keys(repo, access, "coop")?;
+    Ok(load(repo, &coop)?.registry.member(name).cloned())
 }

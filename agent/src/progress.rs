@@ -8,6 +8,8 @@ pub trait Progress: Send + Sync {
     fn add_bytes(&self, _bytes: u64) {}
     /// One more file (or item) was processed.
     fn add_file(&self) {}
+    /// What happened to one entry (`new`, `changed`, `unchanged`, `restored`), for `-v`.
+    fn item(&self, _what: &str, _path: &std::path::Path) {}
     /// A non-fatal problem (a file that could not be read, …).
     fn warn(&self, _message: &str) {}
     /// The phase is over.

@@ -1,14 +1,21 @@
 //! Reading a snapshot: blobs (verified), trees, walking, `ls`, `dump` and `diff`.
+//!
+//! Every blob read is checked against its keyed, typed ID. Index objects can be written by
+//! any writer, so a location may lie; where a blob fails verification at the location the
+//! index gives, the other locations any index object lists are tried before giving up.
 
 use crate::error::{Error, Result};
 use crate::index::{Index, Loc};
 use crate::keys::TenantKeys;
-use crate::repo::{self, Repo};
+use crate::layout::Kind;
+use crate::repo::Repo;
 use coop_formats::blob;
 use coop_formats::id::{BlobType, Id};
 use coop_formats::pack;
 use coop_formats::tree::{Node, NodeKind, Part, Tree};
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 /// Packs kept decrypted in memory for tree reads.
@@ -20,10 +27,20 @@ pub struct BlobReader<'a> {
     pub keys: &'a TenantKeys,
     pub index: &'a Index,
     cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
+    /// Every location of every blob, read from all index objects the first time a blob
+    /// fails at its first location.
+    alternatives: OnceLock<HashMap<Id, Vec<Alt>>>,
+}
+
+/// Another place where an index object says a blob is.
+#[derive(Debug, Clone, Copy)]
+pub struct Alt {
+    pub pack: Id,
+    pub loc: Loc,
 }
 
 fn name_mismatch(pack_id: &Id) -> Error {
-    Error::corrupt(
+    Error::damaged(
         pack_id.to_hex(),
         "pack bytes do not match its name (corrupt on disk)",
     )
@@ -37,6 +54,7 @@ impl<'a> BlobReader<'a> {
             keys,
             index,
             cache: Mutex::new(Vec::new()),
+            alternatives: OnceLock::new(),
         })
     }
 
@@ -62,10 +80,10 @@ impl<'a> BlobReader<'a> {
 
     /// Fetches a pack's stored bytes.
     pub fn fetch_stored(&self, pack_id: &Id) -> Result<Vec<u8>> {
-        let path = repo::pack_path(&self.keys.tag, pack_id);
+        let path = Kind::Pack.path(&self.keys.tag, pack_id);
         match self.repo.store.get(&path) {
             Ok(b) => Ok(b),
-            Err(e) if e.is_not_found() => Err(Error::corrupt(
+            Err(e) if e.is_not_found() => Err(Error::damaged(
                 pack_id.to_hex(),
                 "pack is missing from the store",
             )),
@@ -98,13 +116,13 @@ impl<'a> BlobReader<'a> {
                     what: format!("your identity is not a recipient of pack {pack_id}"),
                 }
             }
-            e => Error::corrupt(pack_id.to_hex(), e),
+            e => Error::damaged(pack_id.to_hex(), e),
         }
     }
 
     fn check_tenant(&self, pack_id: &Id, h: &coop_formats::envelope::Header) -> Result<()> {
         if h.tenant != self.keys.tag {
-            return Err(Error::corrupt(
+            return Err(Error::damaged(
                 pack_id.to_hex(),
                 "pack belongs to another tenant",
             ));
@@ -136,7 +154,7 @@ impl<'a> BlobReader<'a> {
     pub fn locate(&self, id: &Id, ty: BlobType) -> Result<Loc> {
         let loc = self.index.get(id)?.ok_or(Error::MissingBlob { id: *id })?;
         if loc.ty != ty {
-            return Err(Error::corrupt(
+            return Err(Error::damaged(
                 id.to_hex(),
                 format!(
                     "blob is a {:?} blob where a {:?} blob is expected",
@@ -154,7 +172,7 @@ impl<'a> BlobReader<'a> {
             .filter(|&e| e <= plain.len())
             .map(|end| &plain[loc.offset as usize..end])
             .ok_or_else(|| {
-                Error::corrupt(
+                Error::damaged(
                     self.index.pack_id(loc).to_hex(),
                     format!("blob {id} lies outside the pack"),
                 )
@@ -189,7 +207,7 @@ impl<'a> BlobReader<'a> {
             stored,
             scratch,
         )
-        .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
+        .map_err(|e| Error::damaged(self.index.pack_id(loc).to_hex(), e))
     }
 
     /// Decodes a blob out of a decrypted pack into `out` and verifies its keyed ID.
@@ -203,20 +221,88 @@ impl<'a> BlobReader<'a> {
             self.stored_in(plain, id, loc)?,
             out,
         )
-        .map_err(|e| Error::corrupt(self.index.pack_id(loc).to_hex(), e))
+        .map_err(|e| Error::damaged(self.index.pack_id(loc).to_hex(), e))
     }
 
-    /// Reads and verifies one blob.
+    /// Reads and verifies one blob; where it fails at its first location, every other
+    /// location an index object gives is tried.
     pub fn blob(&self, id: &Id, ty: BlobType, out: &mut Vec<u8>) -> Result<()> {
         let loc = self.locate(id, ty)?;
-        let p = self.pack(&self.index.pack_id(&loc))?;
-        self.decode_from(&p, id, &loc, out)
+        let first = self.index.pack_id(&loc);
+        let err = match self.blob_in(&first, id, &loc, out) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == crate::ErrorKind::Integrity => e,
+            Err(e) => return Err(e),
+        };
+        for alt in self.alternatives(id)? {
+            if alt.pack == first && alt.loc.offset == loc.offset || alt.loc.ty != ty {
+                continue;
+            }
+            if self.blob_in(&alt.pack, id, &alt.loc, out).is_ok() {
+                tracing::warn!(
+                    "blob {id} failed in pack {first} and was read from pack {} instead",
+                    alt.pack
+                );
+                return Ok(());
+            }
+        }
+        Err(err)
+    }
+
+    /// Reads and verifies blob `id` at `loc` in pack `pack_id` (whatever the index says).
+    pub fn blob_in(&self, pack_id: &Id, id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
+        let p = self.pack(pack_id)?;
+        blob::decode(
+            &self.keys.id_key,
+            *id,
+            loc.ty,
+            loc.compression,
+            loc.raw_len,
+            (loc.offset as usize)
+                .checked_add(loc.stored_len as usize)
+                .filter(|&e| e <= p.len())
+                .map(|end| &p[loc.offset as usize..end])
+                .ok_or_else(|| {
+                    Error::damaged(pack_id.to_hex(), format!("blob {id} lies outside the pack"))
+                })?,
+            out,
+        )
+        .map_err(|e| Error::damaged(pack_id.to_hex(), e))
+    }
+
+    /// Every location of `id` that any index object lists (read once, on first need).
+    pub fn alternatives(&self, id: &Id) -> Result<Vec<Alt>> {
+        if self.alternatives.get().is_none() {
+            let mut all: HashMap<Id, Vec<Alt>> = HashMap::new();
+            for (_, f) in crate::index::files(self.repo, self.keys)? {
+                for e in &f.entries {
+                    all.entry(e.id).or_default().push(Alt {
+                        pack: f.packs[e.pack as usize].id,
+                        loc: Loc {
+                            pack: 0,
+                            ty: e.ty,
+                            compression: e.compression,
+                            offset: e.offset,
+                            stored_len: e.stored_len,
+                            raw_len: e.raw_len,
+                        },
+                    });
+                }
+            }
+            let _ = self.alternatives.set(all);
+        }
+        Ok(self
+            .alternatives
+            .get()
+            .and_then(|m| m.get(id))
+            .cloned()
+            .unwrap_or_default())
     }
 
     pub fn tree(&self, id: &Id) -> Result<Tree> {
         let mut buf = Vec::new();
         self.blob(id, BlobType::Tree, &mut buf)?;
-        Tree::decode(&buf).map_err(|e| Error::corrupt(id.to_hex(), e))
+        Tree::decode(&buf).map_err(|e| Error::damaged(id.to_hex(), e))
     }
 
     /// Visits every node below `root` depth-first in name order. `visit` gets the path
@@ -248,6 +334,18 @@ impl<'a> BlobReader<'a> {
         Ok(())
     }
 
+    /// What is at `path` below `root`: the root itself for an empty path, a directory's
+    /// tree, or a single node; `None` if nothing is there.
+    pub fn at(&self, root: &Id, path: &str) -> Result<Option<Found>> {
+        if path.trim_matches('/').is_empty() {
+            return Ok(Some(Found::Tree(*root)));
+        }
+        Ok(self.find(root, path)?.map(|n| match (n.kind, n.subtree) {
+            (NodeKind::Dir, Some(t)) => Found::Tree(t),
+            _ => Found::Node(Box::new(n)),
+        }))
+    }
+
     /// Finds the node at `path` (components separated by `/`) below `root`.
     pub fn find(&self, root: &Id, path: &str) -> Result<Option<Node>> {
         let comps: Vec<&str> = path
@@ -272,23 +370,25 @@ impl<'a> BlobReader<'a> {
         Ok(found)
     }
 
-    /// Writes a file's content (holes as zeros) to `out`.
-    pub fn dump(&self, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    /// Writes a file's content (holes as zeros) to `out`; a write error is returned as
+    /// `Err(Ok(io))`, a read error as `Err(Err(e))`.
+    pub fn dump(&self, node: &Node, out: &mut dyn Write) -> std::result::Result<u64, DumpError> {
         let mut buf = Vec::new();
         let mut total = 0u64;
         let zeros = vec![0u8; 1 << 16];
         for p in &node.content {
             match p {
                 Part::Blob(id) => {
-                    self.blob(id, BlobType::Data, &mut buf)?;
-                    out.write_all(&buf)?;
+                    self.blob(id, BlobType::Data, &mut buf)
+                        .map_err(DumpError::Read)?;
+                    out.write_all(&buf).map_err(DumpError::Write)?;
                     total += buf.len() as u64;
                 }
                 Part::Hole { hole } => {
                     let mut left = *hole;
                     while left > 0 {
                         let n = left.min(zeros.len() as u64) as usize;
-                        out.write_all(&zeros[..n])?;
+                        out.write_all(&zeros[..n]).map_err(DumpError::Write)?;
                         left -= n as u64;
                     }
                     total += hole;
@@ -297,6 +397,23 @@ impl<'a> BlobReader<'a> {
         }
         Ok(total)
     }
+}
+
+/// What a path in a snapshot names.
+pub enum Found {
+    /// A directory: its tree.
+    Tree(Id),
+    /// Anything else.
+    Node(Box<Node>),
+}
+
+/// Why a dump stopped.
+#[derive(Debug)]
+pub enum DumpError {
+    /// Reading from the repository failed.
+    Read(Error),
+    /// Writing the output failed (a closed pipe, a full disk).
+    Write(std::io::Error),
 }
 
 /// How an entry differs between two snapshots.

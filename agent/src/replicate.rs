@@ -7,8 +7,8 @@
 //! is still missing. Locks and prune plans are per-site and not replicated.
 
 use crate::error::{Error, Result};
+use crate::layout::{Kind, ObjectPath, CONFIG};
 use crate::progress::Progress;
-use crate::repo;
 use crate::store::{Listed, Store};
 use coop_formats::id::Id;
 use serde::Serialize;
@@ -16,16 +16,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The object directories replicated, in copy order (snapshots last).
-pub const REPLICATED: [&str; 6] = [
-    "keys",
-    "packs",
-    "index",
-    "registry",
-    "protected",
-    "snapshots",
-];
 
 #[derive(Debug, Clone, Default)]
 pub struct ReplicateOptions {
@@ -52,6 +42,8 @@ pub struct ReplicateReport {
     pub failed: Vec<String>,
     /// Snapshots held back because something they may need was not copied.
     pub snapshots_held_back: u64,
+    /// Things worth knowing that did not stop the copy.
+    pub warnings: Vec<String>,
     pub duration_ms: u64,
 }
 
@@ -63,8 +55,8 @@ impl ReplicateReport {
 
 fn listing(s: &Store) -> Result<HashMap<String, u64>> {
     let mut m = HashMap::new();
-    for d in REPLICATED {
-        for Listed { path, size } in s.list(d)? {
+    for k in Kind::replicated_kinds() {
+        for Listed { path, size, .. } in s.list(k.dir())? {
             m.insert(path, size);
         }
     }
@@ -81,7 +73,7 @@ pub fn replicate(
     let started = Instant::now();
     let mut rep = ReplicateReport::default();
     // The config identifies the repository: never mix two repositories.
-    let config = match from.get(repo::CONFIG) {
+    let config = match from.get(CONFIG) {
         Ok(c) => c,
         Err(e) if e.is_not_found() => {
             return Err(Error::RepoNotFound {
@@ -91,21 +83,19 @@ pub fn replicate(
         Err(e) => return Err(e.into()),
     };
     coop_formats::config::Config::decode(&config)
-        .map_err(|e| Error::corrupt(format!("{} config", from.url()), e))?;
-    let target_config = match to.get(repo::CONFIG) {
+        .map_err(|e| Error::damaged(format!("{} config", from.url()), e))?;
+    let target_config = match to.get(CONFIG) {
         Ok(c) => Some(c),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
     };
     if let Some(tc) = &target_config {
         if *tc != config {
-            return Err(Error::Usage {
-                what: format!(
-                    "{} holds a different repository than {}; refusing to mix them",
-                    to.url(),
-                    from.url()
-                ),
-            });
+            return Err(Error::invalid(format!(
+                "{} holds a different repository than {}; refusing to mix them",
+                to.url(),
+                from.url()
+            )));
         }
     }
     let src = listing(from)?;
@@ -127,15 +117,14 @@ pub fn replicate(
         return Ok(rep);
     }
     if target_config.is_none() {
-        to.put(repo::CONFIG, config.clone())?;
+        to.put(CONFIG, config.clone())?;
         rep.copied_objects += 1;
         rep.copied_bytes += config.len() as u64;
     }
     let order = |p: &str| {
-        REPLICATED
-            .iter()
-            .position(|d| p.starts_with(&format!("{d}/")))
-            .unwrap_or(0)
+        ObjectPath::parse(p)
+            .map(|o| o.kind)
+            .unwrap_or(Kind::Keyring)
     };
     todo.sort_by(|a, b| order(a.0).cmp(&order(b.0)).then(a.0.cmp(b.0)));
     let (first, snapshots): (Vec<_>, Vec<_>) = todo
@@ -209,7 +198,7 @@ enum CopyResult {
 }
 
 fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
-    let Some(name) = repo::name_of(path) else {
+    let Some(name) = ObjectPath::parse(path).map(|p| p.name) else {
         return Ok(CopyResult::Refused("not a coop object name".into()));
     };
     let bytes = match from.get(path) {

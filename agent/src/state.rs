@@ -1,94 +1,279 @@
-//! Rollback detection: each client remembers the newest repository state it has seen.
+//! Rollback and hiding detection: each client remembers what it saw at each location.
 //!
-//! Stored in the cache directory as `<repo id>/<tenant tag>.state.json`. If a repository later
-//! presents an older state — the newest snapshot this client saw is gone and nothing newer is
-//! there, or index objects it saw are gone without a prune having superseded them — coop
-//! warns loudly. `forget` never removes the newest snapshot of a group, so the newest snapshot
-//! overall is never legitimately removed.
+//! Stored in the cache directory as `<repo id>/state.json` (SPEC section 19). Per location
+//! (store URL) and tenant it keeps every snapshot name seen and the index objects last seen,
+//! and the highest registry and writer-list generations seen. When a location later shows
+//! less:
+//!
+//! - a snapshot seen there is gone and no signed forget record names it: the store is
+//!   serving an old state, or hiding snapshots (**rollback**). Reading commands warn and
+//!   refuse to resolve `latest`; forget and prune refuse to run.
+//! - an index object seen there is gone and no present index object supersedes it: likewise.
+//! - a registry or writer list generation went backwards: likewise.
+//!
+//! Snapshots seen at *another* location but not at this one only mean that this copy lags
+//! (a replica that is behind): a warning, never an alarm.
 
 use coop_formats::id::Id;
-use coop_formats::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    newest_snapshot: Option<(Id, String)>,
-    index: Vec<Id>,
+    #[serde(default)]
+    locations: BTreeMap<String, Location>,
 }
 
-fn path(cache: &Path, repo_id: &Id, tag: &[u8; 16]) -> PathBuf {
-    cache
-        .join(repo_id.to_hex())
-        .join(format!("{}.state.json", hex::encode(tag)))
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Location {
+    /// Tenant tag (hex) → every snapshot name seen there and not forgotten since.
+    #[serde(default)]
+    snapshots: BTreeMap<String, BTreeSet<Id>>,
+    /// Tenant tag (hex) → the index objects seen there last time.
+    #[serde(default)]
+    index: BTreeMap<String, BTreeSet<Id>>,
+    /// "registry", "writers" → highest generation seen.
+    #[serde(default)]
+    generations: BTreeMap<String, u64>,
 }
 
-/// Compares what the repository shows now with what this client saw before; returns
-/// warnings, and records the new state.
-pub fn check_and_update(
-    cache: Option<&Path>,
-    repo_id: &Id,
-    tag: &[u8; 16],
-    snapshots: Option<&[(Id, Snapshot)]>,
-    index: Option<(&[Id], &HashSet<Id>)>,
-) -> Vec<String> {
-    let Some(cache) = cache else {
-        return Vec::new();
-    };
-    let p = path(cache, repo_id, tag);
-    let old: State = std::fs::read(&p)
+/// What one observation found.
+#[derive(Debug, Default, Clone)]
+pub struct Verdict {
+    /// Snapshots this client saw at this location that are gone without a forget record.
+    pub vanished: Vec<Id>,
+    /// Index objects this client saw that are gone and that nothing present supersedes.
+    pub vanished_index: Vec<Id>,
+    /// Snapshots seen at other locations and missing here (this copy lags behind).
+    pub lagging: Vec<(String, usize)>,
+    /// A generation that went backwards: (what, seen before, now).
+    pub older_generation: Option<(String, u64, u64)>,
+}
+
+impl Verdict {
+    /// Whether the location shows less than it showed before (a rollback or hidden objects).
+    pub fn rollback(&self) -> bool {
+        !self.vanished.is_empty()
+            || !self.vanished_index.is_empty()
+            || self.older_generation.is_some()
+    }
+
+    /// Warnings for people.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.vanished.is_empty() {
+            w.push(format!(
+                "POSSIBLE ROLLBACK: {} snapshot(s) this client saw in this store are gone and no forget record \
+                 explains it (first: {}). The store may be serving an old state, or hiding snapshots. \
+                 Compare with another site before deleting anything.",
+                self.vanished.len(),
+                self.vanished[0].short()
+            ));
+        }
+        if !self.vanished_index.is_empty() {
+            w.push(format!(
+                "POSSIBLE ROLLBACK: {} index object(s) this client saw are gone and no prune replaced them \
+                 (first: {}). The store may be serving an old state of the repository.",
+                self.vanished_index.len(),
+                self.vanished_index[0]
+            ));
+        }
+        if let Some((what, before, now)) = &self.older_generation {
+            w.push(format!(
+                "POSSIBLE ROLLBACK: the {what} is at generation {now}, but this client saw generation {before} \
+                 in this store. The newest one was removed or the store serves an old state."
+            ));
+        }
+        for (other, n) in &self.lagging {
+            w.push(format!(
+                "this copy lacks {n} snapshot(s) that {other} had when this client last read it \
+                 (a replica that is behind; replication catches it up)"
+            ));
+        }
+        w
+    }
+}
+
+fn path(cache: &Path, repo_id: &Id) -> PathBuf {
+    cache.join(repo_id.to_hex()).join("state.json")
+}
+
+fn load(p: &Path) -> State {
+    std::fs::read(p)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let mut warnings = Vec::new();
-    let mut new = State {
-        newest_snapshot: old.newest_snapshot.clone(),
-        index: old.index.clone(),
-    };
-    if let Some((index_names, superseded)) = index {
-        let present: HashSet<Id> = index_names.iter().copied().collect();
-        let missing: Vec<&Id> = old
-            .index
-            .iter()
-            .filter(|i| !present.contains(i) && !superseded.contains(i))
-            .collect();
-        new.index = index_names.to_vec();
-        if !missing.is_empty() {
-            warnings.push(format!(
-            "POSSIBLE ROLLBACK: {} index object(s) this client saw before are gone and no prune replaced them \
-             (first: {}). The store may be serving an old state of the repository.",
-            missing.len(),
-            missing[0]
-        ));
-        }
-    }
-    if let Some(snaps) = snapshots {
-        let newest = snaps
-            .iter()
-            .max_by(|a, b| a.1.time.cmp(&b.1.time))
-            .map(|(id, s)| (*id, s.time.clone()));
-        if let Some((oid, otime)) = &old.newest_snapshot {
-            let still_there = snaps.iter().any(|(id, _)| id == oid);
-            let newer = newest.as_ref().is_some_and(|(_, t)| t > otime);
-            if !still_there && !newer {
-                warnings.push(format!(
-                    "POSSIBLE ROLLBACK: snapshot {} ({otime}), the newest this client saw, is gone and nothing newer \
-                     is there. The store may be serving an old state of the repository.",
-                    oid.short()
-                ));
-            }
-        }
-        if newest.as_ref().map(|n| &n.1) >= old.newest_snapshot.as_ref().map(|o| &o.1) {
-            new.newest_snapshot = newest;
-        }
-    }
+        .unwrap_or_default()
+}
+
+fn save(p: &Path, s: &State) {
     if let Some(d) = p.parent() {
         let _ = std::fs::create_dir_all(d);
     }
-    let tmp = p.with_extension("tmp");
-    if std::fs::write(&tmp, serde_json::to_vec(&new).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, &p);
+    let tmp = p.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, serde_json::to_vec(s).unwrap_or_default()).is_ok() {
+        let _ = std::fs::rename(&tmp, p);
     }
-    warnings
+}
+
+/// What a client read from one location for one tenant.
+pub struct Seen<'a> {
+    /// The location, as a stable string (see [`crate::store::Store::location`]).
+    pub location: &'a str,
+    pub tag: &'a [u8; 16],
+    /// Every snapshot name listed now (`None`: not looked at).
+    pub snapshots: Option<&'a [Id]>,
+    /// Snapshots forget records (authority-signed) say were removed on purpose.
+    pub forgotten: &'a HashSet<Id>,
+    /// The index objects listed now and the ones present objects supersede.
+    pub index: Option<(&'a [Id], &'a HashSet<Id>)>,
+}
+
+/// Compares what a location shows now with what this client saw before, records the new
+/// state, and says what it found. Without a cache directory nothing is remembered.
+pub fn observe(cache: Option<&Path>, repo_id: &Id, seen: &Seen) -> Verdict {
+    let Some(cache) = cache else {
+        return Verdict::default();
+    };
+    let p = path(cache, repo_id);
+    let mut state = load(&p);
+    let tag = hex::encode(seen.tag);
+    let mut v = Verdict::default();
+    let here = state
+        .locations
+        .entry(seen.location.to_string())
+        .or_default()
+        .clone();
+    let mut new_here = here.clone();
+    if let Some(now) = seen.snapshots {
+        let now: HashSet<Id> = now.iter().copied().collect();
+        let before = here.snapshots.get(&tag).cloned().unwrap_or_default();
+        v.vanished = before
+            .iter()
+            .filter(|s| !now.contains(s) && !seen.forgotten.contains(s))
+            .copied()
+            .collect();
+        // Keep remembering what vanished (the alarm stays until a forget record explains it).
+        let mut keep: BTreeSet<Id> = before
+            .into_iter()
+            .filter(|s| !seen.forgotten.contains(s))
+            .collect();
+        keep.extend(now.iter().filter(|s| !seen.forgotten.contains(s)));
+        for (loc, other) in &state.locations {
+            if loc == seen.location {
+                continue;
+            }
+            let missing = other
+                .snapshots
+                .get(&tag)
+                .into_iter()
+                .flatten()
+                .filter(|s| !now.contains(s) && !seen.forgotten.contains(s))
+                .count();
+            if missing > 0 {
+                v.lagging.push((loc.clone(), missing));
+            }
+        }
+        new_here.snapshots.insert(tag.clone(), keep);
+    }
+    if let Some((names, superseded)) = seen.index {
+        let present: HashSet<Id> = names.iter().copied().collect();
+        v.vanished_index = here
+            .index
+            .get(&tag)
+            .into_iter()
+            .flatten()
+            .filter(|i| !present.contains(i) && !superseded.contains(i))
+            .copied()
+            .collect();
+        new_here
+            .index
+            .insert(tag.clone(), names.iter().copied().collect());
+    }
+    state.locations.insert(seen.location.to_string(), new_here);
+    save(&p, &state);
+    v
+}
+
+/// Checks that a generation (registry, writer list) did not go backwards at a location, and
+/// records the highest seen. Returns (seen before, now) if it did.
+pub fn observe_generation(
+    cache: Option<&Path>,
+    repo_id: &Id,
+    location: &str,
+    what: &str,
+    generation: u64,
+) -> Option<(u64, u64)> {
+    let cache = cache?;
+    let p = path(cache, repo_id);
+    let mut state = load(&p);
+    let loc = state.locations.entry(location.to_string()).or_default();
+    let before = loc.generations.get(what).copied().unwrap_or(0);
+    if generation < before {
+        return Some((before, generation));
+    }
+    loc.generations.insert(what.to_string(), generation);
+    save(&p, &state);
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vanished_snapshots_alarm_until_a_forget_record_explains_them() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Id([1; 32]);
+        let tag = [2u8; 16];
+        let none = HashSet::new();
+        let seen = |snaps: &[Id], forgotten: &HashSet<Id>, loc: &str| {
+            observe(
+                Some(d.path()),
+                &repo,
+                &Seen {
+                    location: loc,
+                    tag: &tag,
+                    snapshots: Some(snaps),
+                    forgotten,
+                    index: None,
+                },
+            )
+        };
+        let (a, b, c) = (Id([10; 32]), Id([11; 32]), Id([12; 32]));
+        assert!(!seen(&[a, b], &none, "s3://x").rollback());
+        // b hidden: an alarm, and it stays.
+        assert_eq!(seen(&[a], &none, "s3://x").vanished, vec![b]);
+        assert_eq!(seen(&[a, c], &none, "s3://x").vanished, vec![b]);
+        // A forget record for b: explained.
+        let f: HashSet<Id> = [b].into();
+        assert!(!seen(&[a, c], &f, "s3://x").rollback());
+        assert!(!seen(&[a, c], &none, "s3://x").rollback());
+        // Another location that lacks c lags; it is not a rollback.
+        let v = seen(&[a], &none, "/srv/replica");
+        assert!(!v.rollback());
+        assert_eq!(v.lagging, vec![("s3://x".to_string(), 1)]);
+    }
+
+    #[test]
+    fn generations_do_not_go_backwards() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Id([1; 32]);
+        assert_eq!(
+            observe_generation(Some(d.path()), &r, "x", "registry", 3),
+            None
+        );
+        assert_eq!(
+            observe_generation(Some(d.path()), &r, "x", "registry", 4),
+            None
+        );
+        assert_eq!(
+            observe_generation(Some(d.path()), &r, "x", "registry", 2),
+            Some((4, 2))
+        );
+        assert_eq!(
+            observe_generation(Some(d.path()), &r, "y", "registry", 2),
+            None
+        );
+    }
 }

@@ -2,7 +2,8 @@
 
 use crate::error::Result;
 use crate::keys::{Access, TenantKeys};
-use crate::repo::{self, Repo};
+use crate::layout::Kind;
+use crate::repo::Repo;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -19,28 +20,28 @@ pub struct TenantUsage {
 }
 
 fn stored(repo: &Repo, tag: &[u8; 16]) -> Result<u64> {
-    Ok(repo
-        .store
-        .list(&format!("packs/{}", repo::tag_hex(tag)))?
-        .iter()
-        .map(|o| o.size)
-        .sum())
+    Ok(repo.list(Kind::Pack, tag)?.iter().map(|o| o.size).sum())
 }
 
 /// Usage of every tenant the caller knows: all keyrings its identity opens, and every
 /// registered member (stored bytes need no key).
 pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
     let mut out = Vec::new();
-    let registry = match repo.tenant_keys(access, "coop") {
-        Ok(coop) => Some(crate::members::load(repo, &coop)?.0),
+    let registry = match crate::tenant::keys(repo, access, "coop") {
+        Ok(coop) => Some(crate::members::load(repo, &coop)?.registry),
         Err(_) => None,
     };
     let mut seen = std::collections::HashSet::new();
     if let Access::Identity(ids) = access {
-        for ring in repo.keyrings(ids)? {
+        for ring in repo.keyrings(ids)?.rings {
             let tenant = ring.tenant.clone();
             let keys = TenantKeys::from_keyring(ring, ids.clone())?;
-            let snaps = repo.snapshots(&keys)?;
+            let snaps: Vec<_> = crate::snapshots::list(repo, &keys)?
+                .entries
+                .into_iter()
+                .filter(|e| e.trusted())
+                .map(|e| (e.id, e.snapshot))
+                .collect();
             let quota = registry
                 .as_ref()
                 .and_then(|r| tenant.strip_prefix("member/").and_then(|n| r.member(n)))
@@ -58,7 +59,7 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
             });
         }
     }
-    for m in registry.iter().flat_map(|r| r.members.iter()) {
+    for m in registry.iter().flat_map(|r| r.active()) {
         if seen.contains(&m.tenant_tag) {
             continue;
         }

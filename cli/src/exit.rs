@@ -1,6 +1,7 @@
-//! Exit codes, one per condition. Documented in README.md and `coop --help`.
+//! Exit codes, one per condition (documented in README.md and `coop --help`), and the hints
+//! that name the flags and commands the engine's messages leave out.
 
-use coop_agent::ErrorKind;
+use coop_agent::{Error, ErrorKind};
 
 pub const OK: i32 = 0;
 pub const UNEXPECTED: i32 = 1;
@@ -16,37 +17,66 @@ pub const STORE: i32 = 10;
 pub const IO: i32 = 11;
 pub const QUOTA: i32 = 12;
 
-fn kind(e: &anyhow::Error) -> Option<ErrorKind> {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<coop_agent::Error>())
-        .map(|e| e.kind())
+/// The engine error in a chain, if any.
+pub fn engine_error(e: &anyhow::Error) -> Option<&Error> {
+    e.chain().find_map(|c| c.downcast_ref::<Error>())
+}
+
+/// The exit code of an error kind.
+pub fn code_of(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::Usage => USAGE,
+        ErrorKind::RepoNotFound => REPO_NOT_FOUND,
+        ErrorKind::AccessDenied => ACCESS_DENIED,
+        ErrorKind::Integrity => INTEGRITY,
+        ErrorKind::NotFound => NOT_FOUND,
+        ErrorKind::SourceFailed => SOURCE_FAILED,
+        ErrorKind::Store => STORE,
+        ErrorKind::Io => IO,
+        ErrorKind::Quota => QUOTA,
+        ErrorKind::Crypto | ErrorKind::Internal => UNEXPECTED,
+    }
 }
 
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    match kind(e) {
-        Some(ErrorKind::Usage) => USAGE,
-        Some(ErrorKind::RepoNotFound) => REPO_NOT_FOUND,
-        Some(ErrorKind::AccessDenied) => ACCESS_DENIED,
-        Some(ErrorKind::Integrity) => INTEGRITY,
-        Some(ErrorKind::NotFound) => NOT_FOUND,
-        Some(ErrorKind::SourceFailed) => SOURCE_FAILED,
-        Some(ErrorKind::Store) => STORE,
-        Some(ErrorKind::Io) => IO,
-        Some(ErrorKind::Quota) => QUOTA,
+    match engine_error(e) {
+        Some(err) => code_of(err.kind()),
+        None if e.chain().any(|c| c.downcast_ref::<clap::Error>().is_some()) => USAGE,
         None => UNEXPECTED,
     }
 }
 
-pub fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
-    match kind(e)? {
-        ErrorKind::Integrity => Some(
-            "stored data failed verification; nothing was changed. Restore from another site's replica, \
-             or report the object named above.",
+/// What to do next, where coop can say.
+pub fn hint_for(e: &anyhow::Error, repo: Option<&str>) -> Option<String> {
+    let err = engine_error(e)?;
+    let s3_without_keys = repo.is_some_and(|r| r.starts_with("s3://"))
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_none();
+    Some(match err {
+        Error::RepoNotFound { url } => format!("create one with `coop init --repo {url}`, or check --repo / COOP_REPO"),
+        Error::NotRecipient { tenant } if tenant.starts_with("member/") => format!(
+            "check --identity-file / COOP_IDENTITY_FILE; the tenant {tenant} exists and your key is not one of its readers \
+             (ask an admin to add it with `coop member recipients`)"
         ),
-        ErrorKind::AccessDenied => Some("check --identity-file / COOP_IDENTITY_FILE (or --writer-key for backups)."),
-        ErrorKind::Store => Some("the store could not be read or written; check the path, permissions and free space, then retry."),
-        _ => None,
-    }
+        Error::NotRecipient { .. } => "check --identity-file / COOP_IDENTITY_FILE (the default is ~/.config/coop/identity.txt)".into(),
+        Error::WriterCannotRead { .. } => "read with an identity: --identity-file FILE (or COOP_IDENTITY_FILE), without --writer-key".into(),
+        Error::NothingToBackUp => "give paths to back up, or --stdin-from-command 'COMMAND'".into(),
+        Error::AmbiguousSnapshot { .. } => "list them with `coop snapshots`".into(),
+        Error::NotFound { what } if what.starts_with("snapshot") || what.starts_with("a snapshot") => {
+            "list them with `coop snapshots` (narrow `latest` with --host, --path, --tag)".into()
+        }
+        Error::Quota { tenant, .. } => format!(
+            "an admin raises it with `coop member quota {} SIZE`; or forget and prune old snapshots of {tenant}",
+            tenant.strip_prefix("member/").unwrap_or(tenant)
+        ),
+        Error::Store(_) if s3_without_keys => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL, AWS_REGION for Garage or MinIO), or put them in the agent config's s3 = { … }".into(),
+        _ => match err.kind() {
+            ErrorKind::Integrity => "stored data failed verification; nothing was changed. Restore the named object from another site's replica, or report it.".into(),
+            ErrorKind::AccessDenied => "check --identity-file / COOP_IDENTITY_FILE (or --writer-key for backups).".into(),
+            ErrorKind::Store => "the store could not be read or written; check the location, credentials, permissions and free space, then retry.".into(),
+            ErrorKind::Internal | ErrorKind::Crypto => "this is a bug in coop; please report it with the message above.".into(),
+            _ => return None,
+        },
+    })
 }
 
 /// The error and its causes, each cause shown once (a cause whose text the message before

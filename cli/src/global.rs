@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct GlobalArgs {
-    /// Repository location: a directory path or file:// URL.
+    /// Repository location: a directory path, file://PATH or s3://BUCKET/PREFIX.
     #[arg(long, short = 'r', env = "COOP_REPO", global = true)]
     pub repo: Option<String>,
     /// age identity file or OpenSSH private key (default: $XDG_CONFIG_HOME/coop/identity.txt).
@@ -14,9 +14,9 @@ pub struct GlobalArgs {
     /// Writer key file: back up without being able to read anything.
     #[arg(long, env = "COOP_WRITER_KEY", global = true)]
     pub writer_key: Option<PathBuf>,
-    /// Tenant to work in.
-    #[arg(long, env = "COOP_TENANT", default_value = "coop", global = true)]
-    pub tenant: String,
+    /// Tenant to work in (default: coop; check and prune cover every tenant you can read).
+    #[arg(long, env = "COOP_TENANT", global = true)]
+    pub tenant: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_JSON", global = true)]
     pub json: bool,
@@ -40,9 +40,18 @@ pub struct Global {
     pub identity_file: Option<PathBuf>,
     pub writer_key: Option<PathBuf>,
     pub tenant: String,
+    /// Whether --tenant (or COOP_TENANT) was given.
+    pub tenant_given: bool,
     pub json: bool,
     pub cache_dir: Option<PathBuf>,
     pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Global {
+    pub fn printer(&self) -> crate::output::Printer {
+        crate::output::Printer::new(self.json, self.quiet)
+    }
 }
 
 impl GlobalArgs {
@@ -51,7 +60,8 @@ impl GlobalArgs {
             repo: self.repo.clone(),
             identity_file: self.identity_file.clone(),
             writer_key: self.writer_key.clone(),
-            tenant: self.tenant.clone(),
+            tenant: self.tenant.clone().unwrap_or_else(|| "coop".into()),
+            tenant_given: self.tenant.is_some(),
             json: self.json,
             cache_dir: if self.no_cache {
                 None
@@ -61,6 +71,7 @@ impl GlobalArgs {
                     .or_else(coop_agent::catalog::default_cache_dir)
             },
             quiet: self.quiet,
+            verbose: self.verbose,
         }
     }
 }

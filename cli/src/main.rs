@@ -6,6 +6,7 @@
 mod commands;
 mod exit;
 mod global;
+mod output;
 mod progress;
 mod util;
 
@@ -68,10 +69,14 @@ enum Command {
     Verify(commands::export::VerifyArgs),
     /// Stored and logical bytes, snapshots and quota use per tenant.
     Usage,
+    /// Service recipes: agent jobs, member selectors and restore guides for the services
+    /// community hosters run.
+    #[command(subcommand)]
+    Recipe(commands::recipe::RecipeCommand),
     /// Manage members (per-member tenants, quotas).
     #[command(subcommand)]
     Member(commands::member::MemberCommand),
-    /// Manage keys (writer keys for agents that must not read).
+    /// Manage keys: writer keys for agents that must not read, their list and revocation.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
 }
@@ -101,14 +106,17 @@ fn main() {
         Command::Export(a) => commands::export::run(&g, a),
         Command::Verify(a) => commands::export::verify(&g, a),
         Command::Usage => commands::export::usage(&g),
+        Command::Recipe(c) => commands::recipe::run(&g, c),
         Command::Key(k) => commands::key::run(&g, k),
     };
     match res {
         Ok(code) => std::process::exit(code),
+        // The reader went away (`coop ls | head`): it has what it wanted.
+        Err(e) if e.chain().any(|c| c.is::<output::PipeClosed>()) => std::process::exit(exit::OK),
         Err(e) => {
             let code = exit::code_for(&e);
             eprintln!("coop: error: {}", exit::message(&e));
-            if let Some(hint) = exit::hint_for(&e) {
+            if let Some(hint) = exit::hint_for(&e, g.repo.as_deref()) {
                 eprintln!("coop: {hint}");
             }
             std::process::exit(code);

@@ -1,25 +1,40 @@
 //! indicatif progress bars behind the engine's `Progress` trait; hidden when stderr is
-//! not a terminal, with --quiet, or with --json.
+//! not a terminal, with --quiet, or with --json. With -v, the files a backup reads (new or
+//! changed) are listed on standard error; with -vv, every file.
 
+use crate::global::Global;
 use coop_agent::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
     visible: bool,
     quiet: bool,
+    verbose: u8,
     files: std::sync::atomic::AtomicU64,
 }
 
 impl Bars {
-    pub fn new(quiet: bool, json: bool) -> Self {
+    pub fn new(g: &Global) -> Self {
         Self {
             bar: Mutex::new(None),
             files: Default::default(),
-            visible: !quiet && !json && std::io::stderr().is_terminal(),
-            quiet: quiet || json,
+            visible: !g.quiet && !g.json && std::io::stderr().is_terminal(),
+            quiet: g.quiet || g.json,
+            verbose: g.verbose,
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match &*self.bar.lock().expect("lock") {
+            Some(b) => b.suspend(|| {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
         }
     }
 }
@@ -32,7 +47,7 @@ impl Progress for Bars {
         let pb = match total {
             Some(t) => ProgressBar::new(t).with_style(
                 ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg} eta {eta}",
                 )
                 .expect("template")
                 .progress_chars("=> "),
@@ -66,14 +81,20 @@ impl Progress for Bars {
             }
         }
     }
+    fn item(&self, what: &str, path: &std::path::Path) {
+        let wanted = match what {
+            "unchanged" => self.verbose >= 2,
+            _ => self.verbose >= 1,
+        };
+        if wanted && !self.quiet {
+            self.say(&format!("{what:>9} {}", path.display()));
+        }
+    }
     fn warn(&self, message: &str) {
         if self.quiet {
             return;
         }
-        match &*self.bar.lock().expect("lock") {
-            Some(b) => b.suspend(|| eprintln!("coop: warning: {message}")),
-            None => eprintln!("coop: warning: {message}"),
-        }
+        self.say(&format!("coop: warning: {message}"));
     }
     fn finish(&self) {
         if let Some(b) = self.bar.lock().expect("lock").take() {

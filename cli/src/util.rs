@@ -1,9 +1,11 @@
-//! Shared helpers for subcommands.
+//! Shared helpers for subcommands: opening the repository with the right key, sizes, and
+//! the snapshot filters every command that takes a snapshot accepts.
 
 use crate::global::Global;
 use anyhow::{Context, Result};
+use clap::Args;
 use coop_agent::keys::{self, Access};
-use coop_agent::repo::Repo;
+use coop_agent::repo::{OpenOptions, Repo};
 use coop_agent::Error;
 use std::sync::Arc;
 
@@ -18,14 +20,16 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }
 
 pub fn repo_url(g: &Global) -> Result<&str> {
     g.repo.as_deref().ok_or_else(|| {
-        Error::Usage {
-            what: "no repository given: use --repo PATH or set COOP_REPO".into(),
+        Error::Invalid {
+            what: "no repository given: use --repo PATH (or s3://BUCKET/PREFIX) or set COOP_REPO"
+                .into(),
         }
         .into()
     })
@@ -33,13 +37,27 @@ pub fn repo_url(g: &Global) -> Result<&str> {
 
 /// Opens the repository; its index is cached in the cache directory unless `--no-cache`.
 pub fn open_repo(g: &Global) -> Result<Repo> {
-    let mut repo = Repo::open(repo_url(g)?)?;
-    repo.cache_dir.clone_from(&g.cache_dir);
-    Ok(repo)
+    Ok(Repo::open_with(
+        repo_url(g)?,
+        &OpenOptions {
+            cache_dir: g.cache_dir.clone(),
+            ..Default::default()
+        },
+    )?)
 }
 
-/// The identity to use: --identity-file / COOP_IDENTITY_FILE, else the default file.
+/// The identity to use: --identity-file / COOP_IDENTITY_FILE, else the default file. With
+/// --writer-key given, nothing is read with any identity.
 pub fn identity_access(g: &Global) -> Result<Access> {
+    if g.writer_key.is_some() {
+        return Err(Error::AccessDenied {
+            what:
+                "--writer-key is given: a writer key cannot read, and no identity is used with it \
+                   (drop --writer-key / COOP_WRITER_KEY to read with your identity)"
+                    .into(),
+        }
+        .into());
+    }
     let path = match &g.identity_file {
         Some(p) => p.clone(),
         None => match keys::default_identity_path().filter(|p| p.exists()) {
@@ -67,13 +85,6 @@ pub fn write_access(g: &Global) -> Result<Access> {
     identity_access(g)
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 pub fn bytes(n: u64) -> String {
     const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
@@ -89,19 +100,15 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+/// "1 file", "2 files".
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Parses a size like `500KiB`, `2MiB`, `1.5GB`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64> {
-    coop_agent::agent_config::parse_size(s).ok_or_else(|| {
-        Error::Usage {
-            what: format!("bad size {s:?} (e.g. 500KiB, 2MiB, 5GiB)"),
-        }
-        .into()
-    })
+    coop_agent::settings::parse_size(s).map_err(|what| Error::Invalid { what }.into())
 }
 
 /// A store that is not there, reported as "no repository".
@@ -111,4 +118,132 @@ pub fn not_found_as_repo(e: coop_agent::store::StoreError, url: &str) -> anyhow:
     } else {
         Error::from(e).into()
     }
+}
+
+/// Which snapshots `latest` means (restic's filters): the newest one matching all of them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// With `latest`: only snapshots of this host.
+    #[arg(long, env = "COOP_SNAPSHOT_HOST")]
+    pub host: Option<String>,
+    /// With `latest`: only snapshots that include this path (repeatable).
+    #[arg(long = "path", env = "COOP_SNAPSHOT_PATH")]
+    pub paths: Vec<String>,
+    /// With `latest`: only snapshots with this tag (repeatable).
+    #[arg(long = "tag", env = "COOP_SNAPSHOT_TAG")]
+    pub tags: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> coop_agent::snapshots::Filter {
+        coop_agent::snapshots::Filter {
+            host: self.host.clone(),
+            paths: self.paths.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// Shows a snapshot view's warnings (damaged or forged objects, rollback, lag).
+pub fn show_warnings(p: &crate::output::Printer, view: &coop_agent::snapshots::View) {
+    for w in view.warnings() {
+        p.warn(w);
+    }
+}
+
+/// "snapshot 1a2b3c4d (2026-12-01 03:00:00, host box, /srv/forgejo)", for messages.
+pub fn describe(e: &coop_agent::snapshots::Entry) -> String {
+    format!(
+        "snapshot {} ({}, host {}, {})",
+        e.id.short(),
+        local_time(&e.snapshot.time),
+        e.snapshot.host,
+        e.snapshot.paths.join(" ")
+    )
+}
+
+/// An RFC 3339 time in this machine's time zone, to the second.
+pub fn local_time(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// A repository opened with an identity, and one snapshot in it.
+pub struct Opened {
+    pub repo: Repo,
+    pub keys: coop_agent::keys::TenantKeys,
+    pub entry: coop_agent::snapshots::Entry,
+}
+
+/// Opens the repository and resolves `spec` (`latest` narrowed by `filter`, an ID or a
+/// prefix), showing the view's warnings.
+pub fn open_snapshot(
+    g: &Global,
+    p: &crate::output::Printer,
+    spec: &str,
+    filter: &FilterArgs,
+) -> Result<Opened> {
+    let repo = open_repo(g)?;
+    let keys = coop_agent::tenant::keys(&repo, &identity_access(g)?, &g.tenant)
+        .map_err(|e| crate::commands::snapshots::hint_tenant(g, e))?;
+    let view = coop_agent::snapshots::view(&repo, &keys)?;
+    show_warnings(p, &view);
+    let entry = view.find(spec, &filter.filter())?.clone();
+    if spec == "latest" {
+        p.note(format!("latest is {}", describe(&entry)));
+    }
+    Ok(Opened { repo, keys, entry })
+}
+
+/// A path that is not in a snapshot, named with the snapshot it was looked for in.
+pub fn path_not_found(path: &str, e: &coop_agent::snapshots::Entry) -> anyhow::Error {
+    Error::NotFound {
+        what: format!(
+            "path /{} in {} (see `coop ls {}`)",
+            path.trim_matches('/'),
+            describe(e),
+            e.id.short()
+        ),
+    }
+    .into()
+}
+
+/// The tenants a maintenance command covers: the one given with --tenant, else every
+/// tenant the identity can read (named, so nothing is skipped silently).
+pub fn tenants(
+    g: &Global,
+    repo: &Repo,
+    access: &Access,
+) -> Result<Vec<coop_agent::keys::TenantKeys>> {
+    if g.tenant_given {
+        return Ok(vec![coop_agent::tenant::keys(repo, access, &g.tenant)?]);
+    }
+    let Access::Identity(ids) = access else {
+        return Ok(vec![coop_agent::tenant::keys(repo, access, &g.tenant)?]);
+    };
+    let found = repo.keyrings(ids)?;
+    let mut out = Vec::new();
+    for ring in found.rings {
+        let name = ring.tenant.clone();
+        match coop_agent::tenant::keys(repo, access, &name) {
+            Ok(k) => out.push(k),
+            Err(e) => eprintln!("coop: warning: tenant {name} skipped: {e}"),
+        }
+    }
+    for t in found.conflicted {
+        eprintln!(
+            "coop: warning: tenant {t} skipped: two different keyrings claim it (tampering?)"
+        );
+    }
+    out.sort_by(|a, b| (a.tenant != "coop", &a.tenant).cmp(&(b.tenant != "coop", &b.tenant)));
+    if out.is_empty() {
+        // Nothing opens: the precise reason (not a recipient, or a damaged keyring).
+        return Ok(vec![coop_agent::tenant::keys(repo, access, &g.tenant)?]);
+    }
+    Ok(out)
 }

@@ -31,19 +31,121 @@ pub enum CryptError {
     Encrypt { reason: String },
 }
 
-/// Parses one recipient string (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`).
+/// Parses one recipient string (`age1…` or `ssh-ed25519 …`).
+///
+/// An `ssh-ed25519` key is used as the X25519 key it converts to (the birational map
+/// from Edwards to Montgomery form, as age's own ssh-ed25519 recipient does internally),
+/// written as a native X25519 stanza. age's ssh-ed25519 stanza carries a tag computed from
+/// the SSH public key, which is often public (a forge, a key server): a storage site could
+/// then link a member's tenant to the person. The X25519 stanza carries no tag. `ssh-rsa`
+/// keys are refused for the same reason (their stanza is tagged too, and nothing converts).
 pub fn parse_recipient(text: &str) -> Result<Recipient, CryptError> {
     let t = text.trim();
     if let Ok(r) = age::x25519::Recipient::from_str(t) {
         return Ok(Box::new(r));
     }
-    match age::ssh::Recipient::from_str(t) {
-        Ok(r) => Ok(Box::new(r)),
-        Err(e) => Err(CryptError::BadRecipient {
-            text: t.chars().take(100).collect(),
-            reason: format!("{e:?}"),
-        }),
+    let bad = |reason: String| CryptError::BadRecipient {
+        text: t.chars().take(100).collect(),
+        reason,
+    };
+    if t.starts_with("ssh-ed25519 ") {
+        let x = ssh_ed25519_to_x25519_recipient(t)
+            .ok_or_else(|| bad("not a valid ssh-ed25519 public key".into()))?;
+        return age::x25519::Recipient::from_str(&x)
+            .map(|r| Box::new(r) as Recipient)
+            .map_err(|e| bad(e.to_string()));
     }
+    if t.starts_with("ssh-rsa ") {
+        return Err(bad(
+            "ssh-rsa keys are not accepted: their age stanza names the key, so storage sites could link data to it; \
+             use an ssh-ed25519 key or an age key (age-keygen)"
+                .into(),
+        ));
+    }
+    Err(bad(
+        "expected an age key (age1…) or an ssh-ed25519 public key".into(),
+    ))
+}
+
+/// The 32-byte public key inside an OpenSSH `ssh-ed25519 AAAA… comment` line.
+fn ssh_ed25519_public(line: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let b64 = line.split_whitespace().nth(1)?;
+    let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let mut r = WireReader(&blob);
+    if r.string()? != b"ssh-ed25519" {
+        return None;
+    }
+    let key: [u8; 32] = r.string()?.try_into().ok()?;
+    r.0.is_empty().then_some(key)
+}
+
+/// The `age1…` X25519 recipient an ssh-ed25519 public key converts to.
+pub fn ssh_ed25519_to_x25519_recipient(line: &str) -> Option<String> {
+    let ed = ssh_ed25519_public(line)?;
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(ed).decompress()?;
+    if point.is_small_order() {
+        return None;
+    }
+    let mont = point.to_montgomery().to_bytes();
+    bech32::encode::<bech32::Bech32>(bech32::Hrp::parse("age").ok()?, &mont).ok()
+}
+
+/// Reads SSH wire-format strings (u32 big-endian length, bytes).
+struct WireReader<'a>(&'a [u8]);
+
+impl<'a> WireReader<'a> {
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let n = u32::from_be_bytes(self.0.get(..4)?.try_into().ok()?) as usize;
+        let s = self.0.get(4..4usize.checked_add(n)?)?;
+        self.0 = &self.0[4 + n..];
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let v = u32::from_be_bytes(self.0.get(..4)?.try_into().ok()?);
+        self.0 = &self.0[4..];
+        Some(v)
+    }
+}
+
+/// The X25519 identity (`AGE-SECRET-KEY-1…`) of an unencrypted OpenSSH ed25519 private key:
+/// the clamped first half of SHA-512 of its seed, the scalar whose Montgomery public key is
+/// what [`ssh_ed25519_to_x25519_recipient`] gives for the matching public key.
+fn ssh_ed25519_to_x25519_identity(pem: &[u8]) -> Option<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let rest = raw.strip_prefix(b"openssh-key-v1\0")?;
+    let mut r = WireReader(rest);
+    let (cipher, kdf, _kdf_opts) = (r.string()?, r.string()?, r.string()?);
+    if cipher != b"none" || kdf != b"none" || r.u32()? != 1 {
+        return None;
+    }
+    let _public = r.string()?;
+    let mut p = WireReader(r.string()?);
+    let (c1, c2) = (p.u32()?, p.u32()?);
+    if c1 != c2 || p.string()? != b"ssh-ed25519" {
+        return None;
+    }
+    let _pk = p.string()?;
+    let sk = p.string()?;
+    let seed: [u8; 32] = sk.get(..32)?.try_into().ok()?;
+    let mut scalar: [u8; 32] = sha2::Sha512::digest(seed)[..32].try_into().ok()?;
+    scalar[0] &= 248;
+    scalar[31] &= 127;
+    scalar[31] |= 64;
+    let s = bech32::encode::<bech32::Bech32>(bech32::Hrp::parse("age-secret-key-").ok()?, &scalar)
+        .ok()?;
+    scalar.fill(0);
+    Some(s.to_uppercase())
 }
 
 /// Parses the lines of a recipients file (blank lines and `#` comments skipped).
@@ -70,7 +172,18 @@ pub fn parse_identities(bytes: &[u8]) -> Result<Vec<Identity>, CryptError> {
                 reason: e.to_string(),
             })?;
         return match id {
-            age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(id)]),
+            age::ssh::Identity::Unencrypted(_) => {
+                // The converted X25519 identity opens what coop writes (see parse_recipient);
+                // the SSH identity itself opens anything written to the SSH stanza.
+                let mut out: Vec<Identity> = Vec::new();
+                if let Some(x) = ssh_ed25519_to_x25519_identity(bytes) {
+                    if let Ok(i) = age::x25519::Identity::from_str(&x) {
+                        out.push(Box::new(i));
+                    }
+                }
+                out.push(Box::new(id));
+                Ok(out)
+            }
             age::ssh::Identity::Encrypted(_) => Err(CryptError::BadIdentity {
                 reason: "the SSH key is passphrase-protected; coop needs an unencrypted copy \
                          (ssh-keygen -p -N '' -f COPY)"
@@ -204,6 +317,17 @@ pub fn decrypt_into_hashing(
     res
 }
 
+/// A seekable reader of an age file's plaintext (age STREAM is seekable in 64 KiB chunks):
+/// only the chunks read are fetched and authenticated.
+pub fn decrypt_seekable<R: std::io::BufRead + std::io::Seek>(
+    identities: &[Identity],
+    input: R,
+) -> Result<age::stream::StreamReader<R>, CryptError> {
+    let dec = age::Decryptor::new_buffered(input).map_err(map_decrypt_err)?;
+    dec.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(map_decrypt_err)
+}
+
 fn open_reader<'a, R: std::io::BufRead + 'a>(
     identities: &[Identity],
     input: R,
@@ -294,6 +418,39 @@ mod tests {
             decrypt(&ids, b"garbage", 100),
             Err(CryptError::Damaged { .. })
         ));
+    }
+
+    /// A test-only OpenSSH key (generated for this test, used nowhere else).
+    const TEST_SSH_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACDJRpRzHGdylhxo8huZcZs0DvKJWMzdICvo8bwWfFBzLgAAAJDq1qwq6tas
+KgAAAAtzc2gtZWQyNTUxOQAAACDJRpRzHGdylhxo8huZcZs0DvKJWMzdICvo8bwWfFBzLg
+AAAEA2X6Szeve6bJ4s4FAjsCllp0Vw/2s2rN5IiG353uOUV8lGlHMcZ3KWHGjyG5lxmzQO
+8olYzN0gK+jxvBZ8UHMuAAAACXRlc3RAY29vcAECAwQ=
+-----END OPENSSH PRIVATE KEY-----
+";
+    const TEST_SSH_PUBLIC: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMlGlHMcZ3KWHGjyG5lxmzQO8olYzN0gK+jxvBZ8UHMu test@coop";
+
+    #[test]
+    fn ssh_ed25519_keys_become_untagged_x25519_stanzas() {
+        let r = vec![parse_recipient(TEST_SSH_PUBLIC).unwrap()];
+        let mut out = Vec::new();
+        encrypt_to(&r, &[b"secret"], &mut out).unwrap();
+        let header = String::from_utf8_lossy(&out[..out.len().min(400)]).into_owned();
+        assert!(header.contains("-> X25519 "), "{header}");
+        assert!(
+            !header.contains("ssh-ed25519"),
+            "no stanza names the SSH key: {header}"
+        );
+        let ids = parse_identities(TEST_SSH_PRIVATE.as_bytes()).unwrap();
+        assert_eq!(decrypt(&ids, &out, 100).unwrap(), b"secret");
+        // The same key always converts to the same recipient (members can be re-added).
+        assert_eq!(
+            ssh_ed25519_to_x25519_recipient(TEST_SSH_PUBLIC),
+            ssh_ed25519_to_x25519_recipient(TEST_SSH_PUBLIC)
+        );
+        assert!(parse_recipient("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ x").is_err());
+        assert!(parse_recipient("ssh-ed25519 AAAAnotbase64!! x").is_err());
     }
 
     #[test]

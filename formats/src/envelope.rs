@@ -4,7 +4,7 @@
 //! 0..4   magic "COOP"
 //! 4      format version (1)
 //! 5      object type (1 config, 2 keyring, 3 pack, 4 index, 5 snapshot, 6 lock,
-//!        7 prune plan, 8 protection, 9 member registry)
+//!        7 prune plan, 8 protection, 9 member registry, 10 writer list, 11 forget record)
 //! 6..8   reserved, must be zero
 //! 8..24  tenant tag (16 random bytes chosen when the tenant is created; zero for config)
 //! ```
@@ -33,6 +33,8 @@ pub enum ObjectType {
     PrunePlan = 7,
     Protection = 8,
     Registry = 9,
+    Writers = 10,
+    Forgotten = 11,
 }
 
 impl ObjectType {
@@ -47,6 +49,8 @@ impl ObjectType {
             7 => Self::PrunePlan,
             8 => Self::Protection,
             9 => Self::Registry,
+            10 => Self::Writers,
+            11 => Self::Forgotten,
             _ => return None,
         })
     }
@@ -61,6 +65,8 @@ impl ObjectType {
             Self::PrunePlan => "prune plan",
             Self::Protection => "protection",
             Self::Registry => "member registry",
+            Self::Writers => "writer list",
+            Self::Forgotten => "forget record",
         }
     }
 }
@@ -196,7 +202,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip(t in 1u8..=9, tag in any::<[u8; 16]>()) {
+        fn roundtrip(t in 1u8..=11, tag in any::<[u8; 16]>()) {
             let h = Header::new(ObjectType::from_u8(t).unwrap(), tag);
             prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         }

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! stored    = header(index, tenant) || nonce:24 || XChaCha20-Poly1305(index_key, nonce, aad=header, plaintext)
-//! plaintext = "CIDX" || pack_count:u32le || pack*pack_count
+//! plaintext = body || [signer:32 || signature:64]      (the signature iff superseded_count > 0)
+//! body      = "CIDX" || pack_count:u32le || pack*pack_count
 //!                    || superseded_count:u32le || index_id:32*superseded_count
 //!                    || entry_count:u32le || entry*entry_count
+//! signature = Ed25519(signer, "coop-index-v1\0" || header || body)
 //! pack      = id:32 || stored_size:u64le                                           (40 bytes)
 //! entry     = blob_id:32 || pack_ix:u32le || type:u8 || compression:u8
 //!             || offset:u32le || stored_len:u32le || raw_len:u32le                 (50 bytes)
@@ -12,6 +14,11 @@
 //! Writers hold the index key, so they can read the index to deduplicate; the index
 //! reveals blob IDs (keyed) and sizes, never content. The AEAD authenticates the index
 //! to holders of the index key, so a store cannot make a writer skip uploading data.
+//!
+//! A writer can still write an index object that lies about where blobs are; readers verify
+//! every blob they read, and nobody deletes on an index object's word. Supersession (an
+//! index object saying that others are replaced, written by prune) would make readers
+//! ignore data, so it is signed, and readers honour it only from the tenant's authority.
 
 use crate::envelope::{Header, HeaderError, ObjectType, TenantTag, HEADER_LEN};
 use crate::id::{BlobType, Id};
@@ -19,6 +26,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 pub const PLAIN_MAGIC: [u8; 4] = *b"CIDX";
+/// Domain separation of the supersession signature.
+pub const SIG_DOMAIN: &[u8] = b"coop-index-v1\0";
 pub const PACK_LEN: usize = 40;
 pub const ENTRY_LEN: usize = 50;
 /// The largest index object a reader accepts.
@@ -45,9 +54,13 @@ pub struct IndexEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexFile {
     pub packs: Vec<IndexPack>,
-    /// Index objects this one replaces (written by prune when it consolidates).
+    /// Index objects this one replaces (written by prune when it consolidates). Written
+    /// only with a signature; see `signer`.
     pub superseded: Vec<Id>,
     pub entries: Vec<IndexEntry>,
+    /// Who signed `superseded` (set by [`IndexFile::open`]; `None` when nothing is
+    /// superseded). Readers honour `superseded` only if this is the tenant's authority.
+    pub signer: Option<[u8; 32]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +73,8 @@ pub enum IndexError {
     Auth,
     #[error("index content is damaged: {reason}")]
     Malformed { reason: &'static str },
+    #[error("index supersession signature does not verify (forged or damaged)")]
+    BadSignature,
 }
 
 impl IndexFile {
@@ -90,7 +105,8 @@ impl IndexFile {
         self.entries.push(IndexEntry { pack: ix, ..*e });
     }
 
-    pub fn encode_plain(&self) -> Vec<u8> {
+    /// The body (see the module docs); `superseded` is written only if `with_superseded`.
+    fn encode_body(&self, with_superseded: bool) -> Vec<u8> {
         let mut b =
             Vec::with_capacity(16 + self.packs.len() * PACK_LEN + self.entries.len() * ENTRY_LEN);
         b.extend_from_slice(&PLAIN_MAGIC);
@@ -99,8 +115,13 @@ impl IndexFile {
             b.extend_from_slice(&p.id.0);
             b.extend_from_slice(&p.stored_size.to_le_bytes());
         }
-        b.extend_from_slice(&(self.superseded.len() as u32).to_le_bytes());
-        for s in &self.superseded {
+        let sup: &[Id] = if with_superseded {
+            &self.superseded
+        } else {
+            &[]
+        };
+        b.extend_from_slice(&(sup.len() as u32).to_le_bytes());
+        for s in sup {
             b.extend_from_slice(&s.0);
         }
         b.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
@@ -116,7 +137,31 @@ impl IndexFile {
         b
     }
 
-    pub fn decode_plain(b: &[u8]) -> Result<Self, IndexError> {
+    /// The plaintext: the body, signed when it supersedes anything. Without a signer the
+    /// `superseded` list is left out (an unsigned supersession would be ignored anyway).
+    pub fn encode_plain(
+        &self,
+        header: &[u8],
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Vec<u8> {
+        use ed25519_dalek::Signer;
+        match signer {
+            Some(sk) if !self.superseded.is_empty() => {
+                let mut b = self.encode_body(true);
+                let mut msg = SIG_DOMAIN.to_vec();
+                msg.extend_from_slice(header);
+                msg.extend_from_slice(&b);
+                let sig = sk.sign(&msg);
+                b.extend_from_slice(&sk.verifying_key().to_bytes());
+                b.extend_from_slice(&sig.to_bytes());
+                b
+            }
+            _ => self.encode_body(false),
+        }
+    }
+
+    /// Decodes a plaintext and verifies a supersession signature against `header`.
+    pub fn decode_plain(b: &[u8], header: &[u8]) -> Result<Self, IndexError> {
         let mal = |reason| IndexError::Malformed { reason };
         let mut r = Reader { b, pos: 0 };
         if r.take(4).ok_or(mal("truncated"))? != PLAIN_MAGIC {
@@ -146,7 +191,12 @@ impl IndexFile {
                 .expect("32")));
         }
         let ne = r.u32().ok_or(mal("truncated"))? as usize;
-        if ne.checked_mul(ENTRY_LEN) != Some(r.left()) {
+        let sig_len = if ns > 0 { 96 } else { 0 };
+        if ne
+            .checked_mul(ENTRY_LEN)
+            .and_then(|n| n.checked_add(sig_len))
+            != Some(r.left())
+        {
             return Err(mal("entry count does not match the data"));
         }
         let mut entries = Vec::with_capacity(ne);
@@ -166,19 +216,42 @@ impl IndexFile {
                 raw_len: u32::from_le_bytes(e[46..50].try_into().expect("4")),
             });
         }
+        let signer = if ns > 0 {
+            use ed25519_dalek::Verifier;
+            let body_len = b.len() - 96;
+            let signer: [u8; 32] = b[body_len..body_len + 32].try_into().expect("32");
+            let sig =
+                ed25519_dalek::Signature::from_bytes(b[body_len + 32..].try_into().expect("64"));
+            let mut msg = SIG_DOMAIN.to_vec();
+            msg.extend_from_slice(header);
+            msg.extend_from_slice(&b[..body_len]);
+            ed25519_dalek::VerifyingKey::from_bytes(&signer)
+                .and_then(|vk| vk.verify(&msg, &sig))
+                .map_err(|_| IndexError::BadSignature)?;
+            Some(signer)
+        } else {
+            None
+        };
         Ok(Self {
             packs,
             superseded,
             entries,
+            signer,
         })
     }
 
-    /// Encrypts the index under the tenant's index key.
-    pub fn seal(&self, index_key: &[u8; 32], tenant: TenantTag) -> Vec<u8> {
+    /// Encrypts the index under the tenant's index key; `signer` signs the supersession
+    /// (prune's consolidated index; without one nothing is superseded).
+    pub fn seal(
+        &self,
+        index_key: &[u8; 32],
+        tenant: TenantTag,
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Vec<u8> {
         let header = Header::new(ObjectType::Index, tenant).encode();
         let nonce: [u8; 24] = crate::random_bytes();
         let cipher = XChaCha20Poly1305::new(index_key.into());
-        let plain = self.encode_plain();
+        let plain = self.encode_plain(&header, signer);
         let ct = cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -217,7 +290,7 @@ impl IndexFile {
                 },
             )
             .map_err(|_| IndexError::Auth)?;
-        Ok((header, Self::decode_plain(&plain)?))
+        Ok((header, Self::decode_plain(&plain, &stored[..HEADER_LEN])?))
     }
 }
 
@@ -270,6 +343,7 @@ mod tests {
                     })
                     .collect(),
                 superseded: sup.into_iter().map(Id).collect(),
+                signer: None,
                 entries: es
                     .into_iter()
                     .map(|(id, p, t, c, o, s, r)| IndexEntry {
@@ -289,21 +363,29 @@ mod tests {
         #[test]
         fn roundtrip(idx in arb_index()) {
             let key = [9u8; 32];
-            let sealed = idx.seal(&key, [4; 16]);
+            let sk = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+            let sealed = idx.seal(&key, [4; 16], Some(&sk));
             let (h, back) = IndexFile::open(&key, &sealed).unwrap();
             prop_assert_eq!(h.tenant, [4; 16]);
-            prop_assert_eq!(back, idx);
+            let mut want = idx.clone();
+            want.signer = (!idx.superseded.is_empty()).then(|| sk.verifying_key().to_bytes());
+            prop_assert_eq!(back, want);
+            // Without a signer, nothing is superseded.
+            let (_, unsigned) = IndexFile::open(&key, &idx.seal(&key, [4; 16], None)).unwrap();
+            prop_assert!(unsigned.superseded.is_empty() && unsigned.signer.is_none());
+            prop_assert_eq!(unsigned.entries, idx.entries);
         }
         #[test]
         fn plain_garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = IndexFile::decode_plain(&b);
+            let _ = IndexFile::decode_plain(&b, &[0; HEADER_LEN]);
             let mut c = PLAIN_MAGIC.to_vec(); c.extend_from_slice(&b);
-            let _ = IndexFile::decode_plain(&c);
+            let _ = IndexFile::decode_plain(&c, &[0; HEADER_LEN]);
         }
         #[test]
         fn mutated_is_rejected(idx in arb_index(), pos in any::<prop::sample::Index>(), x in 1u8..) {
             let key = [9u8; 32];
-            let mut sealed = idx.seal(&key, [4; 16]);
+            let sk = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+            let mut sealed = idx.seal(&key, [4; 16], Some(&sk));
             let i = pos.index(sealed.len());
             sealed[i] ^= x;
             prop_assert!(IndexFile::open(&key, &sealed).is_err());
@@ -312,7 +394,7 @@ mod tests {
 
     #[test]
     fn wrong_key() {
-        let sealed = IndexFile::default().seal(&[1; 32], [0; 16]);
+        let sealed = IndexFile::default().seal(&[1; 32], [0; 16], None);
         assert!(matches!(
             IndexFile::open(&[2; 32], &sealed),
             Err(IndexError::Auth)

@@ -61,9 +61,16 @@ pub struct Keyring {
     /// Public keys whose snapshot signatures readers accept.
     #[zeroize(skip)]
     pub writers: Vec<Writer>,
-    /// ed25519 seed of the signer used by holders of an identity (the default writer).
+    /// ed25519 seed of the tenant's signer, held by its readers: the default writer, and the
+    /// tenant's *authority* (prune plans, supersession, protections, forget records count
+    /// only when it signed them). For the coop tenant it is also the admin key.
     #[serde(with = "crate::hexser")]
     pub signer: [u8; 32],
+    /// Admin public keys this tenant's readers trust for the writer list (the site keys).
+    /// Empty for the coop tenant, whose own signer is the admin key.
+    #[serde(default, with = "crate::hexvec", skip_serializing_if = "Vec::is_empty")]
+    #[zeroize(skip)]
+    pub admins: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -130,6 +137,7 @@ impl Keyring {
                 added: now,
             }],
             signer,
+            admins: Vec::new(),
         }
     }
 
@@ -206,6 +214,20 @@ impl Keyring {
     /// The ed25519 key holders of an identity sign snapshots with.
     pub fn default_signer(&self) -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&self.signer)
+    }
+
+    /// The public key of the tenant's signer: its authority.
+    pub fn authority(&self) -> [u8; 32] {
+        public_key_of(&self.signer)
+    }
+
+    /// The admin keys this tenant's readers trust: its own signer for the coop tenant.
+    pub fn admin_keys(&self) -> Vec<[u8; 32]> {
+        if self.admins.is_empty() {
+            vec![self.authority()]
+        } else {
+            self.admins.clone()
+        }
     }
 
     /// Whether `public_key` may sign snapshots of this tenant.

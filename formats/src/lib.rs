@@ -11,6 +11,8 @@
 //! | [`pack`] | age to the tenant's recipients | every blob's keyed, typed ID is recomputed |
 //! | [`index`] | XChaCha20-Poly1305 under the index key | AEAD, header as associated data |
 //! | [`snapshot`] | age to the tenant's recipients | ed25519 signature of an authorised writer |
+//! | [`control`] (locks, plans, protections, forget records), [`registry`] | XChaCha20-Poly1305 under the index key | AEAD, and an ed25519 signature whose signer the reader checks |
+//! | [`writers`] | cleartext | ed25519 signature of an admin |
 //!
 //! `formats/SPEC.md` is the normative description; the code and the spec are kept in step
 //! by the test vectors in each module.
@@ -37,6 +39,7 @@ pub mod registry;
 pub mod snapshot;
 pub mod tree;
 pub mod writerkey;
+pub mod writers;
 
 /// Fills a buffer from the operating system's CSPRNG.
 ///
@@ -53,6 +56,20 @@ pub(crate) fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
+}
+
+/// serde helpers for lists of 32-byte keys as hex strings.
+pub(crate) mod hexvec {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(hex::encode))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        v.iter()
+            .map(|s| crate::hex_array(s).ok_or_else(|| serde::de::Error::custom("bad hex key")))
+            .collect()
+    }
 }
 
 /// serde helpers for fixed-size byte arrays as hex strings.

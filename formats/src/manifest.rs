@@ -54,7 +54,54 @@ pub struct Manifest {
     pub time: String,
     /// Root tree of the snapshot.
     pub tree: Id,
+    /// The snapshot's source paths, relative to its root (`srv/nextcloud/data/alice/files`):
+    /// an export names each file after the last component of its source, so a member gets
+    /// their own tree, not the server's layout.
+    #[serde(default)]
+    pub sources: Vec<String>,
     pub files: Vec<ManifestFile>,
+}
+
+impl Manifest {
+    /// Where each file goes in an export (relative path bytes, in the order of `files`):
+    /// below the last component of the longest source that holds it (`/srv/mail/alice` →
+    /// `alice/…`), or its full path when no source holds it or two sources end in the same
+    /// name. Deterministic from the signed manifest alone, so an export's layout cannot be
+    /// rearranged without `verify` noticing.
+    pub fn export_paths(&self) -> Vec<Vec<u8>> {
+        let sources: Vec<&[u8]> = self
+            .sources
+            .iter()
+            .map(|s| s.trim_matches('/').as_bytes())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let last = |s: &[u8]| -> Vec<u8> { s.rsplit(|b| *b == b'/').next().unwrap_or(s).to_vec() };
+        let unique: Vec<bool> = sources
+            .iter()
+            .map(|s| sources.iter().filter(|t| last(t) == last(s)).count() == 1)
+            .collect();
+        self.files
+            .iter()
+            .map(|f| {
+                let p = f.path_bytes();
+                let best = sources
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        p == **s || (p.starts_with(s) && p.get(s.len()) == Some(&b'/'))
+                    })
+                    .max_by_key(|(_, s)| s.len());
+                match best {
+                    Some((i, s)) if unique[i] => {
+                        let mut out = last(s);
+                        out.extend_from_slice(&p[s.len()..]);
+                        out
+                    }
+                    _ => p,
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,8 +180,49 @@ mod tests {
             site: "s".into(),
             time: "t".into(),
             tree: Id([2; 32]),
+            sources: vec![],
             files,
         }
+    }
+
+    #[test]
+    fn export_paths_follow_the_sources() {
+        let f = |p: &str| ManifestFile {
+            path: p.into(),
+            path_hex: None,
+            size: 0,
+            mode: 0,
+            mtime_ns: 0,
+            blake3: String::new(),
+        };
+        let mut man = m(vec![
+            f("srv/nextcloud/data/alice/files/a.txt"),
+            f("srv/nextcloud/data/alice/files/sub/b.txt"),
+            f("notes.csv"),
+            f("srv/other/x"),
+        ]);
+        man.sources = vec![
+            "/srv/nextcloud/data/alice/files".into(),
+            "/notes.csv".into(),
+        ];
+        let got: Vec<String> = man
+            .export_paths()
+            .into_iter()
+            .map(|p| String::from_utf8(p).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            ["files/a.txt", "files/sub/b.txt", "notes.csv", "srv/other/x"]
+        );
+        // Two sources with the same last name keep their full paths.
+        man.sources.push("/home/alice/files".into());
+        assert_eq!(
+            man.export_paths()[0],
+            b"srv/nextcloud/data/alice/files/a.txt"
+        );
+        // One source directory: named after it, like every other.
+        man.sources = vec!["/srv/nextcloud/data/alice/files".into()];
+        assert_eq!(man.export_paths()[1], b"files/sub/b.txt");
     }
 
     proptest! {

@@ -1,21 +1,16 @@
 //! The member registry: who the members are, their keys and quotas, the recovery
-//! recipients, and the site signing keys members use to verify their exports.
+//! recipients, and each member tenant's writer material. (The site keys that sign backups
+//! are in the writer list, [`crate::writers`].)
 //!
-//! ```text
-//! stored    = header(registry, coop tenant tag) || nonce:24 || XChaCha20-Poly1305(index_key, nonce, aad = header, plaintext)
-//! plaintext = json_len:u32le || json || signer:32 || signature:64
-//! signature = ed25519(signer, "coop-registry-v1\0" || header || json)
-//! ```
-//! Sealed with the coop tenant's index key (so a storage site can neither read nor forge
-//! it) and signed by a writer of the coop tenant (an admin or an agent), whose key readers
-//! check against the coop keyring. The highest `generation` is current.
+//! A signed control object (see [`crate::control`]) of type 9 under the coop tenant's tag:
+//! sealed with the coop tenant's index key (so a storage site can neither read nor forge it)
+//! and signed by an admin, whose key readers check against the coop keyring and writers
+//! against the admin keys pinned in their writer key file. A writer key, which holds the
+//! index key, therefore cannot forge it. The highest `generation` is current.
 
-use crate::control::{aead_open, aead_seal, ControlError};
-use crate::envelope::{Header, ObjectType, TenantTag, HEADER_LEN};
-use ed25519_dalek::{Signer, Verifier};
+use crate::control::{open_signed, seal_signed, ControlError};
+use crate::envelope::{Header, ObjectType, TenantTag};
 use serde::{Deserialize, Serialize};
-
-pub const SIG_DOMAIN: &[u8] = b"coop-registry-v1\0";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,21 +31,20 @@ pub struct Member {
     pub index_key: [u8; 32],
     /// The member tenant's data recipient (public).
     pub data_recipient: String,
+    /// The member tenant's authority (the public key of its keyring signer): prune plans
+    /// and supersessions in the member tenant count only when it signed them.
+    #[serde(with = "crate::hexser")]
+    pub authority: [u8; 32],
+    /// Set when the member was removed: the tenant and its data stay (so the name is not
+    /// reused for a new tenant, which would conflict with the old one's keyring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
 }
 
 impl Member {
     pub fn tenant(&self) -> String {
         format!("member/{}", self.name)
     }
-}
-
-/// A site's signing key: manifests it signs verify against this.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SiteKey {
-    pub name: String,
-    #[serde(with = "crate::hexser")]
-    pub public_key: [u8; 32],
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +55,6 @@ pub struct Registry {
     /// Recipients added to every member tenant (the cooperative's recovery keys).
     pub recovery: Vec<String>,
     pub members: Vec<Member>,
-    pub sites: Vec<SiteKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +65,7 @@ pub enum RegistryError {
     Malformed { reason: String },
     #[error("member registry signature does not verify (forged or damaged)")]
     BadSignature,
-    #[error("member registry is signed by {key}, which is not a writer of this repository")]
+    #[error("member registry is signed by {key}, which is not an admin key of this repository (forged by a writer key?)")]
     UnknownSigner { key: String },
 }
 
@@ -92,69 +85,57 @@ pub fn check_member_name(name: &str) -> Result<(), String> {
 }
 
 impl Registry {
+    /// An active (not removed) member.
     pub fn member(&self, name: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.name == name)
+        self.members
+            .iter()
+            .find(|m| m.name == name && m.removed.is_none())
+    }
+
+    /// Active members.
+    pub fn active(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.removed.is_none())
     }
 
     pub fn seal(
         &self,
         index_key: &[u8; 32],
         tenant: TenantTag,
-        signer: &ed25519_dalek::SigningKey,
+        admin: &ed25519_dalek::SigningKey,
     ) -> Vec<u8> {
         let header = Header::new(ObjectType::Registry, tenant);
         let json = serde_json::to_vec(self).expect("serializes");
-        let mut msg = SIG_DOMAIN.to_vec();
-        msg.extend_from_slice(&header.encode());
-        msg.extend_from_slice(&json);
-        let sig = signer.sign(&msg);
-        let mut plain = (json.len() as u32).to_le_bytes().to_vec();
-        plain.extend_from_slice(&json);
-        plain.extend_from_slice(&signer.verifying_key().to_bytes());
-        plain.extend_from_slice(&sig.to_bytes());
-        aead_seal(index_key, &header, &plain)
+        seal_signed(index_key, &header, &json, admin)
     }
 
-    /// Opens and checks a registry; returns it and its signer's public key.
+    /// Opens and checks a registry; `is_admin` decides whether its signer may sign it.
+    /// Returns it and its signer's public key.
     pub fn open(
         index_key: &[u8; 32],
         tenant: TenantTag,
         stored: &[u8],
-        is_writer: impl Fn(&[u8; 32]) -> bool,
+        is_admin: impl Fn(&[u8; 32]) -> bool,
     ) -> Result<(Self, [u8; 32]), RegistryError> {
-        let (h, plain) = aead_open(
+        let (h, json, signer) = open_signed(
             index_key,
             ObjectType::Registry,
             stored,
             crate::control::MAX_CONTROL_LEN,
-        )?;
+        )
+        .map_err(|e| match e {
+            ControlError::BadSignature => RegistryError::BadSignature,
+            e => RegistryError::Control(e),
+        })?;
         if h.tenant != tenant {
             return Err(RegistryError::Control(ControlError::Auth));
         }
-        let mal = |r: &str| RegistryError::Malformed { reason: r.into() };
-        if plain.len() < 4 + 96 {
-            return Err(mal("truncated"));
-        }
-        let n = u32::from_le_bytes(plain[..4].try_into().expect("4")) as usize;
-        if 4 + n + 96 != plain.len() {
-            return Err(mal("lengths do not add up"));
-        }
-        let json = &plain[4..4 + n];
-        let signer: [u8; 32] = plain[4 + n..4 + n + 32].try_into().expect("32");
-        let sig = ed25519_dalek::Signature::from_bytes(plain[4 + n + 32..].try_into().expect("64"));
-        let mut msg = SIG_DOMAIN.to_vec();
-        msg.extend_from_slice(&stored[..HEADER_LEN]);
-        msg.extend_from_slice(json);
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&signer)
-            .map_err(|_| RegistryError::BadSignature)?;
-        vk.verify(&msg, &sig)
-            .map_err(|_| RegistryError::BadSignature)?;
-        if !is_writer(&signer) {
+        if !is_admin(&signer) {
             return Err(RegistryError::UnknownSigner {
                 key: hex::encode(signer),
             });
         }
-        let r: Registry = serde_json::from_slice(json).map_err(|e| mal(&e.to_string()))?;
+        let mal = |r: &str| RegistryError::Malformed { reason: r.into() };
+        let r: Registry = serde_json::from_slice(&json).map_err(|e| mal(&e.to_string()))?;
         for m in &r.members {
             check_member_name(&m.name).map_err(|e| mal(&e))?;
         }
@@ -181,10 +162,8 @@ mod tests {
                 id_key: [5; 32],
                 index_key: [6; 32],
                 data_recipient: "age1z".into(),
-            }],
-            sites: vec![SiteKey {
-                name: "hackspace".into(),
-                public_key: [2; 32],
+                authority: [7; 32],
+                removed: None,
             }],
         }
     }

@@ -1,8 +1,11 @@
-//! The writer key file: everything an agent needs to back up into one tenant, and
-//! nothing that decrypts what is stored.
+//! The writer key file: everything an agent needs to back up, and nothing that decrypts
+//! what is stored.
 //!
 //! It is a JSON document (mode 0600 on disk) holding the tenant's ID key and index key,
-//! the tenant's data recipient (public) and the writer's own ed25519 signing key.
+//! the tenant's data recipient (public), the writer's own ed25519 signing key, and the admin
+//! public keys it trusts: a registry or writer list not signed by one of them is refused, so
+//! the holder of this file cannot forge either. A `coop` writer key also backs up every
+//! member tenant in the registry, now and later (their writer material comes from it).
 
 use crate::envelope::TenantTag;
 use crate::id::Id;
@@ -38,6 +41,10 @@ pub struct WriterKey {
     pub recipients: Vec<String>,
     #[serde(with = "crate::hexser")]
     pub signing_key: [u8; 32],
+    /// Admin public keys (the coop keyring's signer): the only keys whose registry and
+    /// writer list this writer accepts.
+    #[serde(with = "crate::hexvec")]
+    pub admin_keys: Vec<[u8; 32]>,
 }
 
 /// Errors from reading a writer key file.
@@ -51,9 +58,18 @@ pub enum WriterKeyError {
 
 impl WriterKey {
     pub fn encode(&self) -> String {
-        let mut s = String::from(
-            "# coop writer key: lets its holder back up into one tenant.\n\
-             # It cannot decrypt anything stored. Keep it secret all the same: it can add snapshots.\n",
+        let what = if self.tenant == "coop" {
+            "tenant coop and every member tenant registered now or later".to_string()
+        } else {
+            format!("tenant {}", self.tenant)
+        };
+        let mut s = format!(
+            "# coop writer key {:?}: lets its holder back up into {what} of repository {}.\n\
+             # It cannot decrypt anything stored. Keep it secret all the same: it can add snapshots;\n\
+             # if it is stolen, revoke it with `coop key revoke {}` (see docs/OPERATOR.md).\n",
+            self.name,
+            self.repo_id.short(),
+            self.name
         );
         s.push_str(&serde_json::to_string_pretty(self).expect("serializes"));
         s.push('\n');
@@ -109,10 +125,12 @@ mod tests {
             index_key: [5; 32],
             recipients: vec!["age1x".into()],
             signing_key: [6; 32],
+            admin_keys: vec![[7; 32]],
         };
         let back = WriterKey::decode(&k.encode()).unwrap();
         assert_eq!(back.id_key, k.id_key);
         assert_eq!(back.name, "site-a");
+        assert_eq!(back.admin_keys, vec![[7; 32]]);
         assert!(WriterKey::decode("{}").is_err());
         assert!(matches!(
             WriterKey::decode(&k.encode().replace("\"version\": 1", "\"version\": 7")),

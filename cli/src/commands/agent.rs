@@ -4,7 +4,6 @@ use crate::global::Global;
 use crate::util;
 use anyhow::{Context, Result};
 use clap::Args;
-use coop_agent::agent_config;
 use coop_agent::daemon::{self, Agent};
 use coop_agent::Error;
 use std::path::{Path, PathBuf};
@@ -41,134 +40,179 @@ pub struct StatusArgs {
     offline: bool,
 }
 
+/// Reads and checks the config like `coop config check` (without contacting stores), and
+/// opens the site's repository. The agent does not start on a config with errors.
 pub fn load(path: &Path) -> Result<Agent> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg = agent_config::parse(&text).map_err(|p| Error::Usage {
-        what: format!(
-            "{}: {p} (run `coop config check {}`)",
-            path.display(),
-            path.display()
-        ),
-    })?;
-    Ok(Agent::new(cfg)?)
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+        .context("reading the agent config (packaging/examples/ has examples; docs/OPERATOR.md explains them)")?;
+    let checked = coop_agent::settings::check::check(&text, false);
+    if !checked.ok() {
+        let lines: Vec<String> = checked
+            .problems
+            .iter()
+            .filter(|p| !p.warning)
+            .map(|p| format!("{}:{p}", path.display()))
+            .collect();
+        return Err(Error::Invalid {
+            what: format!(
+                "the agent config has errors; the agent does not start:\n{}\n(run `coop config check {}`)",
+                lines.join("\n"),
+                path.display()
+            ),
+        }
+        .into());
+    }
+    Ok(Agent::new(checked.settings.expect("ok"))?)
 }
 
 pub fn run(g: &Global, a: AgentArgs) -> Result<i32> {
+    let p = g.printer();
     let agent = load(&a.config)?;
     if let Some(job) = &a.once {
         let o = agent.run_once(job)?;
         if g.json {
-            util::print_json(&o)?;
+            p.json(&o)?;
         } else {
+            for m in &o.members {
+                match &m.error {
+                    None => p.summary(format!(
+                        "member {}: snapshot {} ({} new)",
+                        m.member,
+                        m.snapshot.as_deref().map(|s| &s[..8]).unwrap_or("-"),
+                        util::bytes(m.bytes_added)
+                    ))?,
+                    Some(e) => p.problem(format!("member {} FAILED: {}", m.member, e.message)),
+                }
+            }
             if o.ok {
-                println!(
+                p.summary(format!(
                     "job {}: snapshot {} ({} new)",
                     o.job,
                     o.snapshot.as_deref().map(|s| &s[..8]).unwrap_or("-"),
                     util::bytes(o.bytes_added)
-                );
+                ))?;
             } else {
-                eprintln!("coop: job {} FAILED: {}", o.job, o.message);
+                p.problem(format!("job {} FAILED: {}", o.job, o.message));
             }
-            if !o.message.is_empty() && o.ok {
-                eprintln!("coop: {}", o.message);
+            for w in &o.warnings {
+                p.warn(w);
             }
-            for p in &o.peers {
-                if p.ok {
-                    println!(
+            for x in &o.peers {
+                if x.ok {
+                    p.summary(format!(
                         "peer {}: up to date ({} objects, {} copied)",
-                        p.peer,
-                        p.copied_objects,
-                        util::bytes(p.copied_bytes)
-                    );
+                        x.peer,
+                        x.copied_objects,
+                        util::bytes(x.copied_bytes)
+                    ))?;
                 } else {
-                    eprintln!(
-                        "coop: peer {} not reached: {} (the daemon retries; or run again)",
-                        p.peer, p.message
-                    );
+                    p.problem(format!(
+                        "peer {} not reached: {} (the daemon retries; or run again)",
+                        x.peer, x.message
+                    ));
                 }
             }
         }
-        return Ok(if !o.ok {
-            crate::exit::UNEXPECTED
-        } else if o.peers.iter().any(|p| !p.ok) {
-            crate::exit::STORE
-        } else {
-            crate::exit::OK
+        return Ok(match (&o.error, o.peers.iter().find(|x| !x.ok)) {
+            (Some(e), _) => crate::exit::code_of(e.kind),
+            (None, Some(x)) => x
+                .kind
+                .map(crate::exit::code_of)
+                .unwrap_or(crate::exit::STORE),
+            (None, None) if !o.warnings.is_empty() => crate::exit::WARNINGS,
+            (None, None) => crate::exit::OK,
         });
     }
     let stop = Arc::new(AtomicBool::new(false));
     daemon::stop_on_signals(Arc::clone(&stop));
-    if !g.quiet {
-        eprintln!(
-            "coop agent: site {}, {} job(s), {} peer(s); stop with Ctrl-C or SIGTERM",
-            agent.cfg.site.name,
-            agent.cfg.jobs.len(),
-            agent.cfg.peers.len()
-        );
-    }
+    p.note(format!(
+        "coop agent: site {}, {} job(s), {} peer(s); stop with Ctrl-C or SIGTERM",
+        agent.cfg.site.name,
+        agent.cfg.jobs.len(),
+        agent.cfg.peers.len()
+    ));
     agent.run(&stop)?;
     Ok(crate::exit::OK)
 }
 
 pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
+    let p = g.printer();
     let agent = load(&a.config)?;
     let s = agent.status(!a.offline)?;
+    let code = if s.healthy() {
+        crate::exit::OK
+    } else {
+        crate::exit::WARNINGS
+    };
     if g.json {
-        util::print_json(&s)?;
-        return Ok(crate::exit::OK);
+        p.json(&serde_json::json!({
+            "site": s.site, "repo": s.repo, "healthy": s.healthy(),
+            "jobs": s.jobs.iter().map(|j| serde_json::json!({
+                "name": j.name, "schedule": j.schedule, "next_run": j.next_run,
+                "successful_runs": j.successful_runs,
+                "last_run": j.last_run.as_ref().map(|r| serde_json::json!({
+                    "started": daemon::rfc3339(r.started), "finished": r.finished.map(daemon::rfc3339),
+                    "status": r.status, "snapshot": r.snapshot, "message": r.message, "bytes_added": r.bytes_added,
+                })),
+            })).collect::<Vec<_>>(),
+            "peers": s.peers,
+        }))?;
+        return Ok(code);
     }
-    println!("site {} ({})", s.site, s.repo);
-    println!(
-        "\n{:<16} {:<14} {:<8} {:<26} {:<26} {:>5}",
+    p.data(format!("site {} ({}); times in UTC", s.site, s.repo))?;
+    p.data(format!(
+        "\n{:<16} {:<14} {:<8} {:<22} {:<22} {:>5}",
         "job", "schedule", "result", "last run", "next run", "runs"
-    );
+    ))?;
     for j in &s.jobs {
         let (res, last) = match &j.last_run {
-            Some(r) => (
-                r.status.clone(),
-                chrono::DateTime::from_timestamp(r.started, 0)
-                    .map(|d| d.to_rfc3339())
-                    .unwrap_or_default(),
-            ),
+            Some(r) => (r.status.clone(), daemon::rfc3339(r.started)),
             None => ("never".into(), "-".into()),
         };
-        println!(
-            "{:<16} {:<14} {:<8} {:<26} {:<26} {:>5}",
+        p.data(format!(
+            "{:<16} {:<14} {:<8} {:<22} {:<22} {:>5}",
             j.name,
             j.schedule,
             res,
             last,
             j.next_run.clone().unwrap_or_default(),
             j.successful_runs
-        );
+        ))?;
         if let Some(r) = &j.last_run {
             if !r.message.is_empty() {
-                println!("  {}", r.message);
+                p.data(format!("  {}", r.message))?;
             }
         }
     }
-    println!(
-        "{:<16} {:<10} {:>10} {:>12} {:<26} note",
+    p.data(format!(
+        "\n{:<16} {:<10} {:>10} {:>12} {:<22} note",
         "peer", "reachable", "lag objs", "lag bytes", "last ok"
-    );
-    for p in &s.peers {
-        println!(
-            "{:<16} {:<10} {:>10} {:>12} {:<26} {}",
-            p.name,
-            if p.reachable {
+    ))?;
+    for x in &s.peers {
+        p.data(format!(
+            "{:<16} {:<10} {:>10} {:>12} {:<22} {}",
+            x.name,
+            if x.reachable {
                 "yes"
             } else if a.offline {
                 "?"
             } else {
                 "NO"
             },
-            p.lag_objects,
-            util::bytes(p.lag_bytes),
-            p.last_ok.clone().unwrap_or_else(|| "never".into()),
-            p.message
-        );
+            x.lag_objects
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "?".into()),
+            x.lag_bytes.map(util::bytes).unwrap_or_else(|| "?".into()),
+            x.last_ok.clone().unwrap_or_else(|| "never".into()),
+            x.message
+        ))?;
     }
-    Ok(crate::exit::OK)
+    if !s.healthy() {
+        p.problem("something needs attention: a job's last run failed, or a peer was not reached (see above)");
+    }
+    Ok(code)
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub struct BackupArgs {
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
-    /// Exclude paths matching this glob (a pattern with `/` matches the absolute path, others the name).
+    /// Exclude paths matching this pattern (without a leading `/` it matches at any depth, as in restic).
     #[arg(long, short = 'e', env = "COOP_EXCLUDE", value_delimiter = ',')]
     exclude: Vec<String>,
     /// Read exclude patterns from a file, one per line.
@@ -39,14 +39,17 @@ pub struct BackupArgs {
 }
 
 pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
+    let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::write_access(g)?;
-    let keys = repo.tenant_keys(&access, &g.tenant)?;
+    let keys = coop_agent::tenant::keys(&repo, &access, &g.tenant)?;
     let member = coop_agent::members::member_of(&repo, &access, &g.tenant)?;
     if g.tenant.starts_with("member/") && member.is_none() {
         return Err(coop_agent::Error::NotFound {
-            what: format!("member tenant {:?} in the registry", g.tenant),
-            hint: " (see `coop member list`)".into(),
+            what: format!(
+                "member tenant {:?} in the registry (see `coop member list`)",
+                g.tenant
+            ),
         }
         .into());
     }
@@ -68,59 +71,64 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
             })
             .unwrap_or_default(),
         tags: a.tag,
-        host: a.host.unwrap_or_else(util::hostname),
+        host: a.host.unwrap_or_else(coop_agent::hostname),
         cache_dir: g.cache_dir.clone(),
-        workers: 0,
         manifest: member.is_some(),
         quota: member.and_then(|m| m.quota),
+        ..Default::default()
     };
-    let bars = Bars::new(g.quiet, g.json);
+    let bars = Bars::new(g);
     let out = backup::backup(&repo, &keys, &opts, &bars)?;
     let s = &out.snapshot.summary;
     if g.json {
-        util::print_json(&serde_json::json!({
+        p.json(&serde_json::json!({
             "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
             "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
             "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
         }))?;
-    } else if !g.quiet {
+    } else {
         let secs = (s.duration_ms as f64 / 1000.0).max(0.001);
-        let dedup = if s.total_bytes > 0 {
-            100.0 * (1.0 - s.bytes_added as f64 / s.total_bytes as f64)
+        p.summary(format!(
+            "Files:  {} new, {} changed, {} unchanged ({})",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            util::plural(s.dirs, "dir", "dirs")
+        ))?;
+        // Percentages only where they mean something (tiny inputs give -9025 %).
+        let dedup = if s.total_bytes >= 1 << 20 {
+            format!(
+                " ({:.1}% deduplicated)",
+                100.0 * (1.0 - (s.bytes_added as f64 / s.total_bytes as f64).min(1.0))
+            )
         } else {
-            0.0
+            String::new()
         };
-        let comp = if s.bytes_added > 0 {
-            s.bytes_stored as f64 / s.bytes_added as f64
-        } else {
-            1.0
-        };
-        println!(
-            "Files:  {} new, {} changed, {} unchanged ({} dirs)",
-            s.files_new, s.files_changed, s.files_unchanged, s.dirs
-        );
-        println!(
-            "Data:   {} total, {} read, {} new after dedup ({dedup:.1}% deduplicated), {} stored (compressed+encrypted {:.0}%)",
+        p.summary(format!(
+            "Data:   {} total, {} read, {} new after dedup{dedup}, {} stored (compressed and encrypted)",
             util::bytes(s.total_bytes),
             util::bytes(s.bytes_read),
             util::bytes(s.bytes_added),
             util::bytes(s.bytes_stored),
-            comp * 100.0
-        );
-        println!(
+        ))?;
+        p.summary(format!(
             "Time:   {secs:.2} s, {}/s",
             util::bytes((s.total_bytes as f64 / secs) as u64)
-        );
-        println!(
+        ))?;
+        p.summary(format!(
             "Snapshot {} saved (tenant {}).",
             out.id.short(),
             out.snapshot.tenant
-        );
+        ))?;
         if !out.warnings.is_empty() {
-            eprintln!(
-                "coop: {} file(s) or directories could not be read; see the warnings above.",
-                out.warnings.len()
-            );
+            p.problem(format!(
+                "{} could not be read; see the warnings above.",
+                util::plural(
+                    out.warnings.len() as u64,
+                    "file or directory",
+                    "files or directories"
+                )
+            ));
         }
     }
     Ok(if out.warnings.is_empty() {

@@ -5,7 +5,7 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::check::{self, Subset};
+use coop_agent::check::{self, CheckReport, Subset};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -20,9 +20,38 @@ pub struct CheckArgs {
     seed: Option<u64>,
 }
 
+/// The reports of several tenants as one (counts summed, problems of every tenant).
+fn merge(reports: Vec<CheckReport>) -> (CheckReport, Vec<String>) {
+    let names = reports.iter().map(|r| r.tenant.clone()).collect();
+    let mut all = CheckReport {
+        tenant: "all".into(),
+        ..Default::default()
+    };
+    for r in reports {
+        let t = r.tenant.clone();
+        all.snapshots += r.snapshots;
+        all.trees += r.trees;
+        all.packs += r.packs;
+        all.index_objects += r.index_objects;
+        all.blobs_in_index += r.blobs_in_index;
+        all.pack_tables_checked += r.pack_tables_checked;
+        all.packs_read += r.packs_read;
+        all.blobs_read += r.blobs_read;
+        all.errors.extend(r.errors.into_iter().map(|mut e| {
+            e.message = format!("[{t}] {}", e.message);
+            e
+        }));
+        all.unreferenced_packs.extend(r.unreferenced_packs);
+        all.warnings
+            .extend(r.warnings.into_iter().map(|w| format!("[{t}] {w}")));
+    }
+    (all, names)
+}
+
 pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
+    let p = g.printer();
     let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
+    let access = util::identity_access(g)?;
     let seed = a
         .seed
         .unwrap_or_else(|| u64::from_le_bytes(coop_formats::random_bytes()));
@@ -31,51 +60,75 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
         (None, true) => Some(Subset::All),
         (None, false) => None,
     };
-    let bars = Bars::new(g.quiet, g.json);
-    let r = check::check(&repo, &keys, subset, g.cache_dir.as_deref(), &bars)?;
+    let bars = Bars::new(g);
+    let mut reports = Vec::new();
+    for keys in util::tenants(g, &repo, &access)? {
+        reports.push(check::check(&repo, &keys, subset, &bars)?);
+    }
+    let (r, tenants) = if reports.len() == 1 {
+        let r = reports.pop().expect("one");
+        let t = vec![r.tenant.clone()];
+        (r, t)
+    } else {
+        merge(reports)
+    };
     if g.json {
         let mut v = serde_json::to_value(&r)?;
         v["seed"] = serde_json::json!(seed);
-        util::print_json(&v)?;
+        v["tenants"] = serde_json::json!(tenants);
+        p.json(&v)?;
     } else {
         for w in &r.warnings {
-            eprintln!("coop: WARNING: {w}");
+            p.warn(w);
         }
-        println!(
-            "{} snapshots, {} trees, {} index objects ({} blobs), {} packs",
-            r.snapshots, r.trees, r.index_objects, r.blobs_in_index, r.packs
-        );
+        p.summary(format!(
+            "{}: {} snapshots, {} trees, {} index objects ({} blobs), {} packs ({} pack tables compared with the index)",
+            tenants.join(", "),
+            r.snapshots,
+            r.trees,
+            r.index_objects,
+            r.blobs_in_index,
+            r.packs,
+            r.pack_tables_checked
+        ))?;
         if let Some(Subset::Percent { .. }) = subset {
-            println!(
+            p.summary(format!(
                 "read {} packs ({} blobs) chosen with --seed {seed}",
                 r.packs_read, r.blobs_read
-            );
+            ))?;
         } else if subset.is_some() {
-            println!("read {} packs ({} blobs)", r.packs_read, r.blobs_read);
+            p.summary(format!(
+                "read {} packs ({} blobs)",
+                r.packs_read, r.blobs_read
+            ))?;
         }
         if !r.unreferenced_packs.is_empty() {
-            println!(
-                "{} unreferenced pack(s), left by interrupted backups; `coop prune` removes them",
-                r.unreferenced_packs.len()
-            );
+            p.summary(format!(
+                "{} left by interrupted backups; `coop prune` removes them",
+                util::plural(
+                    r.unreferenced_packs.len() as u64,
+                    "unreferenced pack",
+                    "unreferenced packs"
+                )
+            ))?;
         }
-        for p in &r.errors {
-            println!("ERROR {}: {}", p.object, p.message);
-            for s in &p.snapshots {
-                println!("  affects snapshot {s}");
+        for e in &r.errors {
+            p.data(format!("ERROR {}: {}", e.object, e.message))?;
+            for s in &e.snapshots {
+                p.data(format!("  affects snapshot {s}"))?;
             }
-            for f in &p.files {
-                println!("  affects file {f}");
+            for f in &e.files {
+                p.data(format!("  affects file {f}"))?;
             }
         }
         if r.errors.is_empty() {
-            println!("no errors found");
+            p.summary("no errors found")?;
         } else {
-            println!(
-                "{} error(s) found. Restore the damaged objects from another site's replica \
+            p.summary(format!(
+                "{} found. Restore the damaged objects from another site's replica \
                  (their names are their store paths), or forget the affected snapshots.",
-                r.errors.len()
-            );
+                util::plural(r.errors.len() as u64, "error", "errors")
+            ))?;
         }
     }
     Ok(if r.errors.is_empty() {

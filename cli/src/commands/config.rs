@@ -1,15 +1,14 @@
 //! `coop config check`
 
 use crate::global::Global;
-use crate::util;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use coop_agent::agent_config;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
-    /// Validate an agent config: syntax, unknown keys, cron schedules, files, reachable stores.
+    /// Validate an agent config: syntax, unknown keys, cron schedules, sizes, files, paths,
+    /// and (unless --offline) the stores and the key. A peer that is down is a warning.
     Check(CheckArgs),
 }
 
@@ -24,33 +23,43 @@ pub struct CheckArgs {
 }
 
 pub fn run(g: &Global, c: ConfigCommand) -> Result<i32> {
+    let p = g.printer();
     let ConfigCommand::Check(a) = c;
     let text = std::fs::read_to_string(&a.config)
+        .map_err(|e| coop_agent::Error::Io {
+            path: a.config.clone(),
+            source: e,
+        })
         .with_context(|| format!("reading {}", a.config.display()))?;
-    let (cfg, problems, notes) = agent_config::check_with_notes(&text, !a.offline);
+    let checked = coop_agent::settings::check::check(&text, !a.offline);
+    let ok = checked.ok();
     if g.json {
-        util::print_json(
-            &serde_json::json!({"ok": problems.is_empty(), "problems": problems, "notes": notes}),
+        p.json(
+            &serde_json::json!({"ok": ok, "problems": checked.problems, "notes": checked.notes}),
         )?;
     } else {
-        for n in &notes {
-            println!("note: {n}");
+        for n in &checked.notes {
+            p.data(format!("note: {n}"))?;
         }
-        for p in &problems {
-            println!("{}:{p}", a.config.display());
+        for x in &checked.problems {
+            p.data(format!("{}:{x}", a.config.display()))?;
         }
-        if problems.is_empty() {
-            let cfg = cfg.expect("parsed");
-            println!(
-                "{}: ok (site {}, {} job(s), {} peer(s))",
+        if let (true, Some(cfg)) = (ok, &checked.settings) {
+            p.data(format!(
+                "{}: ok (site {}, {} job(s), {} peer(s)){}",
                 a.config.display(),
                 cfg.site.name,
                 cfg.jobs.len(),
-                cfg.peers.len()
-            );
+                cfg.peers.len(),
+                if checked.problems.is_empty() {
+                    ""
+                } else {
+                    " with warnings"
+                }
+            ))?;
         }
     }
-    Ok(if problems.is_empty() {
+    Ok(if ok {
         crate::exit::OK
     } else {
         crate::exit::USAGE

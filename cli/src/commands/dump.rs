@@ -1,43 +1,48 @@
 //! `coop dump`
 
 use crate::global::Global;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_agent::read::BlobReader;
+use coop_agent::read::{BlobReader, DumpError, Found};
 use coop_agent::Error;
-use coop_formats::tree::NodeKind;
-use std::io::Write;
 
 #[derive(Args)]
 pub struct DumpArgs {
     /// Snapshot ID, unique prefix, or `latest`.
     snapshot: String,
     /// Path of the file in the snapshot.
-    file: String,
+    path: String,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(g: &Global, a: DumpArgs) -> Result<i32> {
-    let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let (_, snap) = repo.find_snapshot(&keys, &a.snapshot)?;
-    let index = repo.load_index(&keys)?;
-    let reader = BlobReader::new(&repo, &keys, &index)?;
-    let node = reader
-        .find(&snap.tree, &a.file)?
-        .ok_or_else(|| Error::NotFound {
-            what: format!("{} in the snapshot", a.file),
-            hint: " (list files with `coop ls`)".into(),
-        })?;
-    if node.kind != NodeKind::File {
-        return Err(Error::Usage {
-            what: format!("{} is a {:?}, not a file", a.file, node.kind),
+    let p = g.printer();
+    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter)?;
+    let index = coop_agent::index::load(&o.repo, &o.keys)?;
+    let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
+    let node = match reader.at(&o.entry.snapshot.tree, &a.path)? {
+        Some(Found::Node(n)) if n.kind == coop_formats::tree::NodeKind::File => n,
+        Some(_) => {
+            return Err(Error::Invalid {
+                what: format!(
+                    "{} is not a regular file in {}",
+                    a.path,
+                    util::describe(&o.entry)
+                ),
+            }
+            .into())
         }
-        .into());
-    }
+        None => return Err(util::path_not_found(&a.path, &o.entry)),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    reader.dump(&node, &mut out)?;
-    out.flush()?;
+    match reader.dump(&node, &mut out) {
+        Ok(_) => {}
+        Err(DumpError::Read(e)) => return Err(e.into()),
+        Err(DumpError::Write(e)) => return Err(crate::output::write_error(e)),
+    }
+    std::io::Write::flush(&mut out).map_err(crate::output::write_error)?;
     Ok(crate::exit::OK)
 }

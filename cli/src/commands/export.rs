@@ -2,10 +2,10 @@
 
 use crate::global::Global;
 use crate::progress::Bars;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_agent::export::{self, Target};
+use coop_agent::export::{self, Target, VerifyOptions};
 use coop_agent::Error;
 use std::path::PathBuf;
 
@@ -23,6 +23,8 @@ pub struct ExportArgs {
     /// The snapshot (ID, prefix, or latest).
     #[arg(long, default_value = "latest", env = "COOP_EXPORT_SNAPSHOT")]
     snapshot: String,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Args)]
@@ -32,23 +34,33 @@ pub struct VerifyArgs {
     /// Only accept a manifest signed by this key (hex public key or fingerprint).
     #[arg(long, env = "COOP_TRUST")]
     trust: Option<String>,
+    /// Only accept an export of this member's data.
+    #[arg(long, env = "COOP_VERIFY_MEMBER")]
+    member: Option<String>,
+    /// Only accept a snapshot at most this old (e.g. 2d, 36h).
+    #[arg(long, value_name = "DURATION", env = "COOP_VERIFY_MAX_AGE")]
+    max_age: Option<String>,
+    /// Extract the verified files into this new directory (kept only if everything matched).
+    #[arg(long, value_name = "DIR", env = "COOP_VERIFY_EXTRACT")]
+    extract: Option<PathBuf>,
 }
 
 pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
+    let p = g.printer();
     let target = match (&a.out, &a.into) {
         (Some(o), None) if o.ends_with('/') => {
-            let p = PathBuf::from(o);
-            if p.join("manifest.json").exists() {
-                return Err(Error::Usage {
+            let d = PathBuf::from(o);
+            if d.join("manifest.json").exists() {
+                return Err(Error::Invalid {
                     what: format!("{o} holds an export already; use --into {o} to update it"),
                 }
                 .into());
             }
-            Target::Dir(p)
+            Target::Dir(d)
         }
         (Some(o), None) => {
             if std::path::Path::new(o).exists() {
-                return Err(Error::Usage {
+                return Err(Error::Invalid {
                     what: format!("{o} exists already; choose another --out"),
                 }
                 .into());
@@ -57,7 +69,7 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         }
         (None, Some(d)) => Target::Into(d.clone()),
         _ => {
-            return Err(Error::Usage {
+            return Err(Error::Invalid {
                 what: "give --out FILE.tar, --out DIR/ or --into DIR".into(),
             }
             .into())
@@ -65,53 +77,89 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     };
     let repo = util::open_repo(g)?;
     let tenant = format!("member/{}", a.member);
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &tenant)?;
-    let bars = Bars::new(g.quiet, g.json);
-    let r = export::export(&repo, &keys, &a.snapshot, target, repo.store.url(), &bars)?;
+    let keys = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, &tenant)?;
+    let view = coop_agent::snapshots::view(&repo, &keys)?;
+    util::show_warnings(&p, &view);
+    let entry = view.find(&a.snapshot, &a.filter.filter())?;
+    let bars = Bars::new(g);
+    let r = export::export(&repo, &keys, entry, target, repo.store.url(), &bars)?;
     if g.json {
-        util::print_json(&r)?;
-    } else if !g.quiet {
-        println!(
-            "exported snapshot {} of {}: {} files, {} ({} written, {} unchanged, {} removed)",
+        p.json(&r)?;
+    } else {
+        p.summary(format!(
+            "exported snapshot {} of {} ({}): {}, {} ({} written, {} unchanged, {} removed)",
             &r.snapshot[..8],
             tenant,
-            r.files,
+            util::local_time(&r.time),
+            util::plural(r.files, "file", "files"),
             util::bytes(r.bytes),
             r.written,
             r.unchanged,
             r.removed
-        );
-        println!(
+        ))?;
+        p.summary(format!(
             "signed by the site key {}; check it any time with `coop verify`",
             r.signer_fingerprint
-        );
+        ))?;
     }
     Ok(crate::exit::OK)
 }
 
 pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
-    let r = export::verify(&a.path, a.trust.as_deref())?;
+    let p = g.printer();
+    let max_age = a
+        .max_age
+        .as_deref()
+        .map(coop_agent::settings::parse_duration)
+        .transpose()
+        .map_err(|what| Error::Invalid {
+            what: format!("--max-age: {what}"),
+        })?;
+    let opts = VerifyOptions {
+        trust: a.trust.clone(),
+        member: a.member.clone(),
+        max_age,
+        extract: a.extract.clone(),
+    };
+    let r = export::verify(&a.path, &opts)?;
     if g.json {
-        util::print_json(&r)?;
+        p.json(&r)?;
     } else {
-        println!(
-            "export of {} (snapshot {}), made by site {} at {}",
-            r.tenant, r.snapshot, r.site, r.time
-        );
-        println!("signed by key {} ({})", r.signer_fingerprint, r.signer);
-        for p in &r.problems {
-            println!("MISMATCH {p}");
+        p.summary(format!(
+            "export of {} (snapshot {}, taken {}), made by site {}",
+            r.tenant,
+            r.snapshot,
+            util::local_time(&r.time),
+            r.site
+        ))?;
+        p.summary(format!(
+            "signed by key {} ({})",
+            r.signer_fingerprint, r.signer
+        ))?;
+        for x in &r.problems {
+            p.data(format!("MISMATCH {x}"))?;
         }
         if r.problems.is_empty() {
-            println!("OK: all {} files match the signed manifest", r.files_ok);
+            p.summary(format!(
+                "OK: all {} match the signed manifest",
+                util::plural(r.files_ok, "file", "files")
+            ))?;
+            if let Some(d) = &r.extracted {
+                p.summary(format!("extracted to {d}"))?;
+            }
             if a.trust.is_none() {
-                println!("(compare the key above with the one your cooperative publishes, or pass --trust KEY)");
+                p.summary("(compare the key above with the one your cooperative publishes, or pass --trust KEY)")?;
             }
         } else {
-            println!(
-                "{} problem(s): this export is not what the site backed up",
-                r.problems.len()
-            );
+            p.summary(format!(
+                "{}: this export is not what the site backed up{}",
+                util::plural(r.problems.len() as u64, "problem", "problems"),
+                if a.extract.is_some() {
+                    "; nothing was extracted"
+                } else {
+                    ""
+                }
+            ))?;
         }
     }
     Ok(if r.problems.is_empty() {
@@ -122,19 +170,20 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
 }
 
 pub fn usage(g: &Global) -> Result<i32> {
+    let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::write_access(g)?;
     let u = coop_agent::usage::usage(&repo, &access)?;
     if g.json {
-        util::print_json(&u)?;
+        p.json(&u)?;
         return Ok(crate::exit::OK);
     }
-    println!(
+    p.data(format!(
         "{:<24} {:>12} {:>12} {:>6} {:<26} {:>8}",
         "tenant", "logical", "stored", "snaps", "last backup", "quota"
-    );
+    ))?;
     for t in &u {
-        println!(
+        p.data(format!(
             "{:<24} {:>12} {:>12} {:>6} {:<26} {:>8}",
             t.tenant,
             t.logical_bytes
@@ -144,11 +193,14 @@ pub fn usage(g: &Global) -> Result<i32> {
             t.snapshots
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "?".into()),
-            t.last_backup.clone().unwrap_or_else(|| "-".into()),
+            t.last_backup
+                .as_deref()
+                .map(util::local_time)
+                .unwrap_or_else(|| "-".into()),
             t.quota_used_percent
                 .map(|p| format!("{p:.0}%"))
                 .unwrap_or_else(|| "-".into())
-        );
+        ))?;
     }
     Ok(crate::exit::OK)
 }

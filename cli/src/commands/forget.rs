@@ -1,7 +1,7 @@
 //! `coop forget`
 
 use crate::global::Global;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
 use coop_agent::forget::{self, GroupBy, Policy};
@@ -9,17 +9,24 @@ use coop_agent::Error;
 
 #[derive(Args)]
 pub struct ForgetArgs {
+    /// Snapshots to remove by ID or prefix (instead of a policy); flagged ones are removed this way.
+    ids: Vec<String>,
     /// Keep the last N snapshots of each group.
     #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_LAST")]
     keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
     #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_HOURLY")]
     keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one (UTC days).
     #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_DAILY")]
     keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks that have one (ISO weeks).
     #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_WEEKLY")]
     keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one.
     #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_MONTHLY")]
     keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one.
     #[arg(long, value_name = "N", env = "COOP_FORGET_KEEP_YEARLY")]
     keep_yearly: Option<u32>,
     /// Keep everything newer than this (e.g. 30d, 12h, 2w).
@@ -37,10 +44,15 @@ pub struct ForgetArgs {
 }
 
 pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
+    let p = g.printer();
     let within = match &a.keep_within {
-        Some(s) => Some(humantime::parse_duration(s).map_err(|e| Error::Usage {
-            what: format!("--keep-within {s:?}: {e}"),
-        })?),
+        Some(s) => {
+            Some(
+                coop_agent::settings::parse_duration(s).map_err(|what| Error::Invalid {
+                    what: format!("--keep-within: {what}"),
+                })?,
+            )
+        }
         None => None,
     };
     let policy = Policy {
@@ -54,40 +66,77 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
         tags: a.keep_tag,
     };
     let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let decisions = forget::forget(
+    let keys = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, &g.tenant)?;
+    if !a.ids.is_empty() {
+        if !policy.is_empty() {
+            return Err(Error::Invalid {
+                what: "give snapshot IDs or --keep-* rules, not both".into(),
+            }
+            .into());
+        }
+        let view = coop_agent::snapshots::view(&repo, &keys)?;
+        util::show_warnings(&p, &view);
+        let ids = a
+            .ids
+            .iter()
+            .map(|s| view.find(s, &FilterArgs::default().filter()).map(|e| e.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !a.dry_run {
+            forget::remove(&repo, &keys, &ids)?;
+        }
+        if g.json {
+            p.json(&ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>())?;
+        } else {
+            for i in &ids {
+                p.summary(format!(
+                    "{} {}",
+                    if a.dry_run { "would remove" } else { "removed" },
+                    i.short()
+                ))?;
+            }
+        }
+        return Ok(crate::exit::OK);
+    }
+    if policy.is_empty() {
+        return Err(Error::Invalid {
+            what: "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-daily 7)".into(),
+        }
+        .into());
+    }
+    let rep = forget::forget(
         &repo,
         &keys,
         &policy,
         GroupBy::parse(&a.group_by)?,
         a.dry_run,
     )?;
-    if g.json {
-        util::print_json(&decisions)?;
-        return Ok(crate::exit::OK);
+    for w in &rep.warnings {
+        p.warn(w);
     }
-    if g.quiet {
+    let decisions = rep.decisions;
+    if g.json {
+        p.json(&decisions)?;
         return Ok(crate::exit::OK);
     }
     let mut group = String::new();
     for d in &decisions {
         if d.group != group {
             group = d.group.clone();
-            println!("\n{group}");
-            println!("  {:<6} {:<9} {:<30} reasons", "", "ID", "time");
+            p.summary(format!("\n{group}"))?;
+            p.summary(format!("  {:<6} {:<9} {:<30} reasons", "", "ID", "time"))?;
         }
-        println!(
+        p.summary(format!(
             "  {:<6} {:<9} {:<30} {}",
             if d.keep { "keep" } else { "remove" },
             d.short_id,
             d.time,
             d.reasons.join(", ")
-        );
+        ))?;
     }
     let removed = decisions.iter().filter(|d| !d.keep).count();
-    println!(
-        "\n{} snapshot(s) kept, {removed} {}{}",
-        decisions.len() - removed,
+    p.summary(format!(
+        "\n{} kept, {removed} {}{}",
+        util::plural((decisions.len() - removed) as u64, "snapshot", "snapshots"),
         if a.dry_run {
             "would be removed (dry run: nothing changed)"
         } else {
@@ -98,6 +147,6 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
         } else {
             ""
         }
-    );
+    ))?;
     Ok(crate::exit::OK)
 }

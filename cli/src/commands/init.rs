@@ -23,7 +23,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
     let url = util::repo_url(g)?;
     let mut recipients = Vec::new();
     for r in &a.recipient {
-        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::Usage {
+        coop_formats::crypt::parse_recipient(r).map_err(|e| Error::Invalid {
             what: e.to_string(),
         })?;
         recipients.push(r.trim().to_string());
@@ -32,7 +32,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         recipients.extend(
-            coop_formats::crypt::parse_recipients_file(&text).map_err(|e| Error::Usage {
+            coop_formats::crypt::parse_recipients_file(&text).map_err(|e| Error::Invalid {
                 what: format!("{}: {e}", f.display()),
             })?,
         );
@@ -41,7 +41,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
     if recipients.is_empty() {
         let path = match &g.identity_file {
             Some(p) => p.clone(),
-            None => keys::default_identity_path().ok_or_else(|| Error::Usage {
+            None => keys::default_identity_path().ok_or_else(|| Error::Invalid {
                 what: "cannot find a place for the identity: set XDG_CONFIG_HOME or HOME, or give --identity-file".into(),
             })?,
         };
@@ -58,29 +58,46 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
             recipients.push(r);
         }
     }
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (repo, _) = Repo::init(url, recipients.clone(), now)?;
+    let p = g.printer();
+    let need_writer_key = notes.is_empty() && !local_identity_is_recipient(g, &recipients);
+    let (repo, _) = Repo::init(url, recipients.clone(), coop_agent::now_rfc3339())?;
+    // Always said, even with --quiet: losing this identity means losing the backups.
+    for n in notes {
+        p.always(n);
+    }
     if g.json {
-        util::print_json(&serde_json::json!({
+        p.json(&serde_json::json!({
             "repo_id": repo.config.repo_id.to_hex(), "url": url, "tenant": "coop", "recipients": recipients,
         }))?;
+        return Ok(crate::exit::OK);
+    }
+    p.summary(format!(
+        "Created repository {} at {url}\nTenant \"coop\" is encrypted to {}:",
+        repo.config.repo_id.short(),
+        util::plural(recipients.len() as u64, "recipient", "recipients")
+    ))?;
+    for r in &recipients {
+        p.summary(format!("  {r}"))?;
+    }
+    if need_writer_key {
+        // The recipients were given, and no identity here opens the repository: a backup
+        // from this machine needs a writer key.
+        p.summary(format!(
+            "Next: on a machine with one of these identities, `coop key export-writer --repo {url} --name SITE --out writer.key`, \
+             then back up here with `coop backup --repo {url} --writer-key writer.key PATH`"
+        ))?;
     } else {
-        // Always said, even with --quiet: losing this identity means losing the backups.
-        for n in notes {
-            eprintln!("{n}");
-        }
-        if g.quiet {
-            return Ok(crate::exit::OK);
-        }
-        println!(
-            "Created repository {} at {url}\nTenant \"coop\" is encrypted to {} recipient(s):",
-            repo.config.repo_id.short(),
-            recipients.len()
-        );
-        for r in &recipients {
-            println!("  {r}");
-        }
-        println!("Next: coop backup --repo {url} PATH");
+        p.summary(format!("Next: coop backup --repo {url} PATH"))?;
     }
     Ok(crate::exit::OK)
+}
+
+/// Whether the identity this machine would use is one of `recipients`.
+fn local_identity_is_recipient(g: &Global, recipients: &[String]) -> bool {
+    let path = g
+        .identity_file
+        .clone()
+        .or_else(|| keys::default_identity_path().filter(|p| p.exists()));
+    path.and_then(|p| keys::recipients_of_identity_file(&p).ok())
+        .is_some_and(|mine| mine.iter().any(|r| recipients.contains(r)))
 }

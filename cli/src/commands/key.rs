@@ -4,16 +4,20 @@ use crate::global::Global;
 use crate::util;
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use coop_agent::keys::{self, Access};
-use coop_agent::Error;
-use coop_formats::keyring::Writer;
-use coop_formats::writerkey::{WriterKey, FORMAT};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
-    /// Create a writer key file: it can back up into the tenant but not read anything.
+    /// Create a writer key file for an agent: it backs up into tenant coop and every member
+    /// tenant, and cannot read anything.
     ExportWriter(ExportWriterArgs),
+    /// List the writers (site keys) and whether they are revoked.
+    List,
+    /// Revoke a writer (a stolen agent): snapshots it signs from now on are flagged everywhere.
+    Revoke {
+        /// The writer's name (see `coop key list`).
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -27,73 +31,75 @@ pub struct ExportWriterArgs {
 }
 
 pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
-    match k {
-        KeyCommand::ExportWriter(a) => export_writer(g, a),
-    }
-}
-
-fn export_writer(g: &Global, a: ExportWriterArgs) -> Result<i32> {
+    let p = g.printer();
     let repo = util::open_repo(g)?;
-    let Access::Identity(ids) = util::identity_access(g)? else {
-        unreachable!("identity access")
-    };
-    let rings = repo.keyrings(&ids)?;
-    let Some(mut ring) = rings.into_iter().find(|k| k.tenant == g.tenant) else {
-        return Err(Error::AccessDenied {
-            what: format!("your identity is not a recipient of tenant {:?}", g.tenant),
+    let access = util::identity_access(g)?;
+    match k {
+        KeyCommand::ExportWriter(a) => {
+            let wk = coop_agent::writers::export(&repo, &access, &a.name, &a.out)?;
+            let public = coop_formats::keyring::public_key_of(&wk.signing_key);
+            if g.json {
+                p.json(&serde_json::json!({
+                    "out": a.out, "tenant": wk.tenant, "name": a.name, "public_key": hex::encode(public),
+                    "fingerprint": coop_formats::manifest::fingerprint(&public),
+                }))?;
+            } else {
+                p.summary(format!(
+                    "Wrote writer key {} (writer {:?}, key {}).\n\
+                     An agent backs up with `coop backup --writer-key {}` into tenant coop and every member tenant; \
+                     it cannot read or restore anything. If it is ever stolen: `coop key revoke {}`.",
+                    a.out.display(),
+                    a.name,
+                    coop_formats::manifest::fingerprint(&public),
+                    a.out.display(),
+                    a.name
+                ))?;
+            }
         }
-        .into());
-    };
-    if a.out.exists() {
-        return Err(Error::Usage {
-            what: format!("{} exists already; choose another --out", a.out.display()),
+        KeyCommand::List => {
+            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+            let loaded = coop_agent::writers::load(&repo, &coop.admin_keys)?;
+            for pr in &loaded.problems {
+                p.warn(pr);
+            }
+            if g.json {
+                p.json(&loaded.list.writers)?;
+            } else {
+                for w in &loaded.list.writers {
+                    p.data(format!(
+                        "{:<20} {}  added {}{}",
+                        w.name,
+                        coop_formats::manifest::fingerprint(&w.public_key),
+                        w.added,
+                        w.revoked
+                            .as_ref()
+                            .map(|r| format!("  REVOKED {}", r.time))
+                            .unwrap_or_default()
+                    ))?;
+                }
+                p.summary(format!(
+                    "{}; admin key {}",
+                    util::plural(loaded.list.writers.len() as u64, "writer", "writers"),
+                    coop.admin_keys
+                        .iter()
+                        .map(coop_formats::manifest::fingerprint)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))?;
+            }
         }
-        .into());
-    }
-    let seed: [u8; 32] = coop_formats::random_bytes();
-    let public = ed25519_public(&seed);
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    ring.writers.push(Writer {
-        name: a.name.clone(),
-        public_key: public,
-        added: now,
-    });
-    ring.generation += 1;
-    repo.write_keyring(&ring)?;
-    let wk = WriterKey {
-        format: FORMAT.into(),
-        version: 1,
-        name: a.name.clone(),
-        repo_id: repo.config.repo_id,
-        tenant: ring.tenant.clone(),
-        tenant_tag: ring.tenant_tag,
-        config_hash: repo.config_hash,
-        id_key: ring.id_key,
-        index_key: ring.index_key,
-        recipients: vec![ring.data_recipient().map_err(|e| Error::Usage {
-            what: e.to_string(),
-        })?],
-        signing_key: seed,
-    };
-    keys::write_secret_file(&a.out, &wk.encode())?;
-    if g.json {
-        util::print_json(
-            &serde_json::json!({"out": a.out, "tenant": ring.tenant, "name": a.name, "public_key": hex::encode(public)}),
-        )?;
-    } else {
-        println!(
-            "Wrote writer key {} for tenant {:?} (writer {:?}, public key {}).\n\
-             An agent can back up with `coop backup --writer-key {}`; it cannot read or restore anything.",
-            a.out.display(),
-            ring.tenant,
-            a.name,
-            &hex::encode(public)[..16],
-            a.out.display()
-        );
+        KeyCommand::Revoke { name } => {
+            let w = coop_agent::writers::revoke(&repo, &access, &name)?;
+            if g.json {
+                p.json(&w)?;
+            } else {
+                p.summary(format!(
+                    "writer {name} revoked: its snapshots made from now on are flagged in every tenant \
+                     ({} existing snapshots recorded as made before). See docs/OPERATOR.md, \"A stolen agent\".",
+                    w.revoked.as_ref().map(|r| r.snapshots.len()).unwrap_or(0)
+                ))?;
+            }
+        }
     }
     Ok(crate::exit::OK)
-}
-
-fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
-    coop_formats::keyring::public_key_of(seed)
 }

@@ -1,12 +1,11 @@
 //! `coop ls`
 
 use crate::global::Global;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_agent::read::BlobReader;
-use coop_agent::Error;
-use coop_formats::tree::NodeKind;
+use coop_agent::read::{BlobReader, Found};
+use coop_formats::tree::{Node, NodeKind};
 use std::io::Write;
 
 #[derive(Args)]
@@ -18,58 +17,77 @@ pub struct LsArgs {
     /// Show type, mode, owner, size and time.
     #[arg(long, short = 'l', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_LS_LONG")]
     long: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(g: &Global, a: LsArgs) -> Result<i32> {
-    let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let (_, snap) = repo.find_snapshot(&keys, &a.snapshot)?;
-    let index = repo.load_index(&keys)?;
-    let reader = BlobReader::new(&repo, &keys, &index)?;
+    let p = g.printer();
+    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter)?;
+    let index = coop_agent::index::load(&o.repo, &o.keys)?;
+    let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let prefix = a.path.clone().unwrap_or_default();
     let prefix = prefix.trim_matches('/');
-    let (root, base) = if prefix.is_empty() {
-        (snap.tree, String::new())
-    } else {
-        match reader.find(&snap.tree, prefix)? {
-            Some(n) if n.kind == NodeKind::Dir => {
-                (n.subtree.expect("dir has subtree"), format!("/{prefix}"))
-            }
-            Some(n) => {
-                print_node(g, a.long, &format!("/{prefix}"), &n)?;
-                return Ok(crate::exit::OK);
-            }
-            None => {
-                return Err(Error::NotFound {
-                    what: format!("path /{prefix} in the snapshot"),
-                    hint: String::new(),
-                }
-                .into())
-            }
-        }
-    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    reader.walk(&root, |path, node| {
-        let p = format!("{base}/{}", String::from_utf8_lossy(path));
-        if g.json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&node_json(&p, node)).unwrap_or_default()
-            );
-        } else if a.long {
-            let _ = writeln!(out, "{}", long_line(&p, node));
-        } else {
-            let _ = writeln!(out, "{p}");
+    let base = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("/{prefix}")
+    };
+    let root = match reader.at(&o.entry.snapshot.tree, prefix)? {
+        Some(Found::Tree(t)) => t,
+        Some(Found::Node(n)) => {
+            line(&p, &mut out, a.long, &base, &n)?;
+            return finish(out);
         }
-        Ok(true)
-    })?;
-    out.flush()?;
+        None => return Err(util::path_not_found(prefix, &o.entry)),
+    };
+    let mut failure: Option<anyhow::Error> = None;
+    reader
+        .walk(&root, |path, node| {
+            let shown = format!("{base}/{}", String::from_utf8_lossy(path));
+            match line(&p, &mut out, a.long, &shown, node) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failure = Some(e);
+                    Err(coop_agent::Error::Internal {
+                        what: "stopped".into(),
+                    })
+                }
+            }
+        })
+        .map_err(|e| match failure.take() {
+            Some(f) => f,
+            None => e.into(),
+        })?;
+    finish(out)
+}
+
+fn finish(mut out: impl Write) -> Result<i32> {
+    out.flush().map_err(crate::output::write_error)?;
     Ok(crate::exit::OK)
 }
 
-fn node_json(path: &str, n: &coop_formats::tree::Node) -> serde_json::Value {
+fn line(
+    p: &crate::output::Printer,
+    out: &mut impl Write,
+    long: bool,
+    path: &str,
+    n: &Node,
+) -> Result<()> {
+    if p.json {
+        return p.json_line(out, &node_json(path, n));
+    }
+    let text = if long {
+        long_line(path, n)
+    } else {
+        path.to_string()
+    };
+    writeln!(out, "{text}").map_err(crate::output::write_error)
+}
+
+fn node_json(path: &str, n: &Node) -> serde_json::Value {
     serde_json::json!({
         "path": path, "type": n.kind, "mode": n.mode, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
         "size": n.size, "mtime_ns": n.mtime_ns,
@@ -77,8 +95,9 @@ fn node_json(path: &str, n: &coop_formats::tree::Node) -> serde_json::Value {
     })
 }
 
-fn long_line(path: &str, n: &coop_formats::tree::Node) -> String {
-    let t = match n.kind {
+/// `ls -l`'s mode column: the type letter and `rwx` triplets with set-id and sticky bits.
+fn mode_string(kind: NodeKind, mode: u32) -> String {
+    let t = match kind {
         NodeKind::Dir => 'd',
         NodeKind::Symlink => 'l',
         NodeKind::Fifo => 'p',
@@ -87,10 +106,29 @@ fn long_line(path: &str, n: &coop_formats::tree::Node) -> String {
         NodeKind::Blockdev => 'b',
         NodeKind::File => '-',
     };
+    let mut s = String::from(t);
+    for (i, who) in [(6, 0o4000), (3, 0o2000), (0, 0o1000)] {
+        let bits = (mode >> i) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let x = bits & 1 != 0;
+        s.push(match (mode & who != 0, i == 0, x) {
+            (true, true, true) => 't',
+            (true, true, false) => 'T',
+            (true, false, true) => 's',
+            (true, false, false) => 'S',
+            (false, _, true) => 'x',
+            (false, _, false) => '-',
+        });
+    }
+    s
+}
+
+fn long_line(path: &str, n: &Node) -> String {
     let time = chrono::DateTime::from_timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
     let mut s = format!(
-        "{t}{:04o} {:>8} {:>8} {:>12} {time} {path}",
-        n.mode,
+        "{} {:>8} {:>8} {:>12} {time} {path}",
+        mode_string(n.kind, n.mode),
         n.user.clone().unwrap_or_else(|| n.uid.to_string()),
         n.group.clone().unwrap_or_else(|| n.gid.to_string()),
         n.size
@@ -102,13 +140,15 @@ fn long_line(path: &str, n: &coop_formats::tree::Node) -> String {
     s
 }
 
-fn print_node(g: &Global, long: bool, path: &str, n: &coop_formats::tree::Node) -> Result<()> {
-    if g.json {
-        println!("{}", serde_json::to_string(&node_json(path, n))?);
-    } else if long {
-        println!("{}", long_line(path, n));
-    } else {
-        println!("{path}");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_like_ls() {
+        assert_eq!(mode_string(NodeKind::File, 0o644), "-rw-r--r--");
+        assert_eq!(mode_string(NodeKind::Dir, 0o1777), "drwxrwxrwt");
+        assert_eq!(mode_string(NodeKind::File, 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string(NodeKind::File, 0o2640), "-rw-r-S---");
     }
-    Ok(())
 }

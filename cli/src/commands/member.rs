@@ -8,14 +8,22 @@ use coop_agent::members;
 
 #[derive(Subcommand)]
 pub enum MemberCommand {
-    /// Register a member: creates the tenant member/NAME, readable by the member (and the recovery keys).
+    /// Register a member: creates the tenant member/NAME, readable by the member (and the
+    /// recovery keys). A name removed before comes back with its old tenant and data.
     Add(AddArgs),
-    /// List members, their keys and quotas.
+    /// List members, their keys and quotas, and the site keys that sign their backups.
     List,
-    /// Remove a member from the registry (their stored data is kept).
+    /// Remove a member from the registry (their tenant and stored data are kept).
     Remove {
         /// The member's name.
         name: String,
+    },
+    /// Set a member's storage quota (after dedup and compression), or `none`.
+    Quota {
+        /// The member's name.
+        name: String,
+        /// The quota, e.g. 5GiB, or `none`.
+        size: String,
     },
     /// Add or remove a member's keys: re-wraps the tenant keys, re-encrypts no data.
     Recipients(RecipientsArgs),
@@ -35,14 +43,22 @@ pub struct AddArgs {
 
 #[derive(Args)]
 pub struct RecipientsArgs {
+    /// The member's name.
     name: String,
+    /// A key to add (age1… or ssh-ed25519 …); repeatable.
     #[arg(long, env = "COOP_MEMBER_ADD")]
     add: Vec<String>,
+    /// A key to remove; repeatable.
     #[arg(long, env = "COOP_MEMBER_REMOVE")]
     remove: Vec<String>,
 }
 
+fn member_json(m: &coop_formats::registry::Member) -> serde_json::Value {
+    serde_json::json!({"name": m.name, "tenant": m.tenant(), "recipients": m.recipients, "quota": m.quota, "added": m.added})
+}
+
 pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
+    let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::identity_access(g)?;
     match c {
@@ -50,58 +66,108 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
             let quota = a.quota.as_deref().map(util::parse_size).transpose()?;
             let m = members::add(&repo, &access, &a.name, a.recipient, quota)?;
             if g.json {
-                util::print_json(
-                    &serde_json::json!({"name": m.name, "tenant": m.tenant(), "recipients": m.recipients, "quota": m.quota}),
-                )?;
+                p.json(&member_json(&m))?;
             } else {
-                println!(
-                    "member {} added: tenant {} readable by {} key(s) of theirs and the recovery keys{}",
+                p.summary(format!(
+                    "member {} added: tenant {} readable by {} of theirs and the recovery keys{}",
                     m.name,
                     m.tenant(),
-                    m.recipients.len(),
-                    m.quota.map(|q| format!(", quota {}", util::bytes(q))).unwrap_or_default()
-                );
+                    util::plural(m.recipients.len() as u64, "key", "keys"),
+                    m.quota
+                        .map(|q| format!(", quota {}", util::bytes(q)))
+                        .unwrap_or_default()
+                ))?;
             }
         }
         MemberCommand::List => {
-            let coop = repo.tenant_keys(&access, "coop")?;
-            let (reg, _) = members::load(&repo, &coop)?;
+            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+            let loaded = members::load(&repo, &coop)?;
+            for pr in &loaded.problems {
+                p.warn(pr);
+            }
+            let sites = coop_agent::writers::load(&repo, &coop.admin_keys)?.list;
+            let reg = loaded.registry;
             if g.json {
-                let v: Vec<_> = reg
-                    .members
+                let v: Vec<_> = reg.active().map(member_json).collect();
+                let s: Vec<_> = sites
+                    .writers
                     .iter()
-                    .map(|m| serde_json::json!({"name": m.name, "tenant": m.tenant(), "recipients": m.recipients, "quota": m.quota, "added": m.added}))
+                    .map(|w| {
+                        serde_json::json!({
+                            "name": w.name, "public_key": hex::encode(w.public_key),
+                            "fingerprint": coop_formats::manifest::fingerprint(&w.public_key),
+                            "revoked": w.revoked.as_ref().map(|r| &r.time),
+                        })
+                    })
                     .collect();
-                util::print_json(
-                    &serde_json::json!({"members": v, "recovery": reg.recovery, "sites": reg.sites}),
-                )?;
+                p.json(&serde_json::json!({"members": v, "recovery": reg.recovery, "sites": s}))?;
             } else {
-                for m in &reg.members {
-                    println!(
+                for m in reg.active() {
+                    p.data(format!(
                         "{:<20} quota {:<10} {}",
                         m.name,
                         m.quota.map(util::bytes).unwrap_or_else(|| "-".into()),
                         m.recipients.join(", ")
-                    );
+                    ))?;
                 }
-                println!(
-                    "{} member(s); recovery keys: {}",
-                    reg.members.len(),
-                    reg.recovery.len()
-                );
+                p.summary(format!(
+                    "{}; {}",
+                    util::plural(reg.active().count() as u64, "member", "members"),
+                    util::plural(reg.recovery.len() as u64, "recovery key", "recovery keys")
+                ))?;
+                for w in &sites.writers {
+                    p.summary(format!(
+                        "site {:<16} key {}{}",
+                        w.name,
+                        coop_formats::manifest::fingerprint(&w.public_key),
+                        if w.revoked.is_some() {
+                            " (revoked)"
+                        } else {
+                            ""
+                        }
+                    ))?;
+                }
             }
         }
         MemberCommand::Remove { name } => {
             members::remove(&repo, &access, &name)?;
-            println!("member {name} removed from the registry; their data is kept (forget and prune --tenant member/{name} to delete it)");
+            if g.json {
+                p.json(&serde_json::json!({"name": name, "removed": true}))?;
+            } else {
+                p.summary(format!(
+                    "member {name} removed from the registry; their data is kept \
+                     (forget and prune --tenant member/{name} to delete it; `coop member add {name}` brings them back)"
+                ))?;
+            }
+        }
+        MemberCommand::Quota { name, size } => {
+            let quota = if size == "none" {
+                None
+            } else {
+                Some(util::parse_size(&size)?)
+            };
+            let m = members::set_quota(&repo, &access, &name, quota)?;
+            if g.json {
+                p.json(&member_json(&m))?;
+            } else {
+                p.summary(format!(
+                    "member {}: quota {}",
+                    m.name,
+                    m.quota.map(util::bytes).unwrap_or_else(|| "none".into())
+                ))?;
+            }
         }
         MemberCommand::Recipients(a) => {
             let m = members::set_recipients(&repo, &access, &a.name, &a.add, &a.remove)?;
-            println!(
-                "member {}: tenant keys re-wrapped for {} key(s); no data was re-encrypted",
-                m.name,
-                m.recipients.len()
-            );
+            if g.json {
+                p.json(&member_json(&m))?;
+            } else {
+                p.summary(format!(
+                    "member {}: tenant keys re-wrapped for {}; no data was re-encrypted",
+                    m.name,
+                    util::plural(m.recipients.len() as u64, "key", "keys")
+                ))?;
+            }
         }
     }
     Ok(crate::exit::OK)

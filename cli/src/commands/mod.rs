@@ -12,6 +12,7 @@ pub mod ls;
 pub mod member;
 pub mod protect;
 pub mod prune;
+pub mod recipe;
 pub mod replicate;
 pub mod restore;
 pub mod scrub;

@@ -1,10 +1,9 @@
 //! `coop protect`: keep a snapshot whatever `forget` policies say.
 
 use crate::global::Global;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_formats::control::Protection;
 
 #[derive(Args)]
 pub struct ProtectArgs {
@@ -16,29 +15,29 @@ pub struct ProtectArgs {
     /// A note stored with the protection.
     #[arg(long, default_value = "", env = "COOP_PROTECT_NOTE")]
     note: String,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(g: &Global, a: ProtectArgs) -> Result<i32> {
-    let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let (id, _) = repo.find_snapshot(&keys, &a.snapshot)?;
-    if a.remove {
-        let mut n = 0;
-        for (path, p) in repo.list_control::<Protection>(&keys, "protected")? {
-            if p?.snapshot == id {
-                repo.store.delete(&path)?;
-                n += 1;
-            }
-        }
-        println!("removed {n} protection(s) of snapshot {}", id.short());
+    let p = g.printer();
+    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter)?;
+    let n = coop_agent::forget::protect(&o.repo, &o.keys, o.entry.id, &a.note, a.remove)?;
+    if g.json {
+        p.json(&serde_json::json!({
+            "snapshot": o.entry.id.to_hex(), "protected": !a.remove, "objects_changed": n,
+        }))?;
+    } else if a.remove {
+        p.summary(format!(
+            "snapshot {}: {} removed",
+            o.entry.id.short(),
+            util::plural(n as u64, "protection", "protections")
+        ))?;
     } else {
-        let body = Protection {
-            snapshot: id,
-            created: chrono::Utc::now().timestamp(),
-            note: a.note,
-        };
-        repo.write_control(&keys, "protected", &body)?;
-        println!("snapshot {} is protected: forget will keep it", id.short());
+        p.summary(format!(
+            "snapshot {} is protected from forget",
+            o.entry.id.short()
+        ))?;
     }
     Ok(crate::exit::OK)
 }

@@ -28,6 +28,7 @@ pub struct ReplicateArgs {
 }
 
 pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
+    let p = g.printer();
     let limit = a
         .limit_upload
         .as_deref()
@@ -40,7 +41,7 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         Err(e) if a.check && e.is_not_found() => Store::open("memory:", true)?,
         Err(e) => return Err(util::not_found_as_repo(e, &a.to)),
     };
-    let bars = Bars::new(g.quiet, g.json);
+    let bars = Bars::new(g);
     let r = replicate::replicate(
         &from,
         &to,
@@ -52,43 +53,46 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         &bars,
     )?;
     if g.json {
-        util::print_json(&r)?;
+        p.json(&r)?;
     } else {
         if a.check {
-            println!(
+            p.summary(format!(
                 "{} lacks {} object(s), {} that {} has; {} object(s) there are not at the source",
                 a.to,
                 r.missing_objects,
                 util::bytes(r.missing_bytes),
                 a.from,
                 r.extra_objects
-            );
+            ))?;
         } else {
             let secs = (r.duration_ms as f64 / 1000.0).max(0.001);
-            println!(
-                "copied {} object(s), {} in {secs:.2} s ({}/s)",
-                r.copied_objects,
+            p.summary(format!(
+                "copied {}, {} in {secs:.2} s ({}/s)",
+                util::plural(r.copied_objects, "object", "objects"),
                 util::bytes(r.copied_bytes),
                 util::bytes((r.copied_bytes as f64 / secs) as u64)
-            );
+            ))?;
         }
         for x in &r.refused {
-            eprintln!("coop: REFUSED {x}");
+            p.problem(format!("REFUSED {x}"));
         }
         for x in &r.failed {
-            eprintln!("coop: failed {x}");
+            p.problem(format!("failed {x}"));
+        }
+        for w in &r.warnings {
+            p.warn(w);
         }
         if r.snapshots_held_back > 0 {
-            eprintln!(
-                "coop: {} snapshot(s) held back until every object they may need is copied; \
+            p.problem(format!(
+                "{} held back until every object they need is copied; \
                  fix the source (coop scrub there) or run again",
-                r.snapshots_held_back
-            );
+                util::plural(r.snapshots_held_back, "snapshot", "snapshots")
+            ));
         }
     }
     Ok(if !r.refused.is_empty() {
         crate::exit::INTEGRITY
-    } else if !r.ok() {
+    } else if !r.ok() || (a.check && r.missing_objects > 0) {
         crate::exit::STORE
     } else {
         crate::exit::OK

@@ -2,13 +2,11 @@
 
 use crate::global::Global;
 use crate::progress::Bars;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
 use coop_agent::read::BlobReader;
-use coop_agent::restore::{self, RestoreOptions, RestoreRoot};
-use coop_agent::Error;
-use coop_formats::tree::NodeKind;
+use coop_agent::restore::{self, RestoreOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -18,39 +16,28 @@ pub struct RestoreArgs {
     /// Directory to restore into (created if missing).
     #[arg(long, short = 't', env = "COOP_TARGET")]
     target: PathBuf,
-    /// Only restore paths matching this glob (repeatable).
+    /// Only restore paths matching this pattern (repeatable; without a leading `/` it matches at any depth).
     #[arg(long, env = "COOP_RESTORE_INCLUDE")]
     include: Vec<String>,
-    /// Do not restore paths matching this glob (repeatable).
+    /// Do not restore paths matching this pattern (repeatable).
     #[arg(long, env = "COOP_RESTORE_EXCLUDE")]
     exclude: Vec<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
+    let p = g.printer();
     let (spec, sub) = match a.snapshot.split_once(':') {
-        Some((s, p)) => (s.to_string(), p.to_string()),
+        Some((s, path)) => (s.to_string(), path.to_string()),
         None => (a.snapshot.clone(), String::new()),
     };
-    let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let (id, snap) = repo.find_snapshot(&keys, &spec)?;
-    let index = repo.load_index(&keys)?;
-    let reader = BlobReader::new(&repo, &keys, &index)?;
-    let root = if sub.trim_matches('/').is_empty() {
-        RestoreRoot::Tree(snap.tree)
-    } else {
-        match reader.find(&snap.tree, &sub)? {
-            Some(n) if n.kind == NodeKind::Dir => RestoreRoot::Tree(n.subtree.expect("dir")),
-            Some(n) => RestoreRoot::Node(Box::new(n)),
-            None => {
-                return Err(Error::NotFound {
-                    what: format!("path {sub} in snapshot {}", id.short()),
-                    hint: " (see `coop ls`)".into(),
-                }
-                .into())
-            }
-        }
-    };
+    let o = util::open_snapshot(g, &p, &spec, &a.filter)?;
+    let index = coop_agent::index::load(&o.repo, &o.keys)?;
+    let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
+    let root = reader
+        .at(&o.entry.snapshot.tree, &sub)?
+        .ok_or_else(|| util::path_not_found(&sub, &o.entry))?;
     let opts = RestoreOptions {
         target: a.target.clone(),
         includes: a.include,
@@ -58,41 +45,47 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         owner: nix_is_root(),
         workers: 0,
     };
-    let bars = Bars::new(g.quiet, g.json);
+    let bars = Bars::new(g);
     let started = std::time::Instant::now();
     let report = restore::restore(&reader, root, &opts, &bars)?;
     if g.json {
-        util::print_json(&serde_json::json!({
-            "snapshot_id": id.to_hex(), "target": a.target, "files": report.files, "dirs": report.dirs,
-            "symlinks": report.symlinks, "bytes": report.bytes,
+        p.json(&serde_json::json!({
+            "snapshot_id": o.entry.id.to_hex(), "target": a.target, "files": report.files, "dirs": report.dirs,
+            "symlinks": report.symlinks, "special": report.special, "bytes": report.bytes,
             "failed": report.failed.iter().map(|(p, w)| serde_json::json!({"path": p, "error": w})).collect::<Vec<_>>(),
             "warnings": report.warnings,
         }))?;
     } else {
         for w in &report.warnings {
-            eprintln!("coop: warning: {w}");
+            p.warn(w);
         }
-        for (p, why) in &report.failed {
-            eprintln!("coop: FAILED {p}: {why}");
+        for (path, why) in &report.failed {
+            p.problem(format!("FAILED {path}: {why}"));
         }
-        if !g.quiet {
-            println!(
-                "Restored {} files, {} dirs, {} symlinks, {} from snapshot {} to {} in {:.2} s",
-                report.files,
-                report.dirs,
-                report.symlinks,
-                util::bytes(report.bytes),
-                id.short(),
-                a.target.display(),
-                started.elapsed().as_secs_f64()
-            );
-        }
+        p.summary(format!(
+            "Restored {}, {}, {}{}, {} from snapshot {} to {} in {:.2} s",
+            util::plural(report.files, "file", "files"),
+            util::plural(report.dirs, "dir", "dirs"),
+            util::plural(report.symlinks, "symlink", "symlinks"),
+            if report.special > 0 {
+                format!(
+                    ", {}",
+                    util::plural(report.special, "special file", "special files")
+                )
+            } else {
+                String::new()
+            },
+            util::bytes(report.bytes),
+            o.entry.id.short(),
+            a.target.display(),
+            started.elapsed().as_secs_f64()
+        ))?;
         if !report.failed.is_empty() {
-            eprintln!(
-                "coop: restore is PARTIAL: {} file(s) failed and were not written (listed above). \
+            p.problem(format!(
+                "restore is PARTIAL: {} failed and were not written (listed above). \
                  Run `coop restore` again from another site's replica for those paths.",
-                report.failed.len()
-            );
+                util::plural(report.failed.len() as u64, "file", "files")
+            ));
         }
     }
     Ok(if report.failed.is_empty() {

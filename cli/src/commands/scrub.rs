@@ -10,39 +10,31 @@ use clap::Args;
 pub struct ScrubArgs {}
 
 pub fn run(g: &Global, _a: ScrubArgs) -> Result<i32> {
-    let store = coop_agent::store::Store::open(util::repo_url(g)?, false).map_err(|e| {
-        if e.is_not_found() {
-            coop_agent::Error::RepoNotFound {
-                url: g.repo.clone().unwrap_or_default(),
-            }
-        } else {
-            e.into()
-        }
-    })?;
-    let bars = Bars::new(g.quiet, g.json);
+    let p = g.printer();
+    let url = util::repo_url(g)?;
+    let store =
+        coop_agent::store::Store::open(url, false).map_err(|e| util::not_found_as_repo(e, url))?;
+    let bars = Bars::new(g);
     let r = coop_agent::check::scrub(&store, &bars)?;
     if g.json {
-        util::print_json(&r)?;
+        p.json(&r)?;
     } else {
-        println!(
+        p.summary(format!(
             "{} objects, {} checked without keys",
             r.objects,
             util::bytes(r.bytes)
-        );
+        ))?;
         for b in &r.bad {
-            println!("BAD {b}");
+            p.data(format!("BAD {b}"))?;
         }
         for u in &r.unexpected {
-            println!("unexpected object {u}");
+            p.data(format!("unexpected object {u}"))?;
         }
-        println!(
-            "{}",
-            if r.bad.is_empty() {
-                "all object names match their content".to_string()
-            } else {
-                format!("{} bad object(s)", r.bad.len())
-            }
-        );
+        p.summary(if r.bad.is_empty() {
+            "all object names match their content".to_string()
+        } else {
+            util::plural(r.bad.len() as u64, "bad object", "bad objects")
+        })?;
     }
     Ok(if r.bad.is_empty() {
         crate::exit::OK

@@ -1,75 +1,95 @@
 //! `coop snapshots`
 
 use crate::global::Global;
-use crate::util;
+use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
 
 #[derive(Args)]
 pub struct SnapshotsArgs {
-    /// Only snapshots with this tag.
-    #[arg(long, env = "COOP_SNAPSHOTS_TAG")]
-    tag: Vec<String>,
-    /// Only snapshots of this host.
-    #[arg(long, env = "COOP_SNAPSHOTS_HOST")]
-    host: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(g: &Global, a: SnapshotsArgs) -> Result<i32> {
+    let p = g.printer();
     let repo = util::open_repo(g)?;
-    let keys = repo.tenant_keys(&util::identity_access(g)?, &g.tenant)?;
-    let all = repo.snapshots(&keys)?;
-    for w in coop_agent::state::check_and_update(
-        g.cache_dir.as_deref(),
-        &repo.config.repo_id,
-        &keys.tag,
-        Some(&all),
-        None,
-    ) {
-        eprintln!("coop: WARNING: {w}");
-    }
-    let list: Vec<_> = all
-        .into_iter()
-        .filter(|(_, s)| a.tag.iter().all(|t| s.tags.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
+    let keys = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, &g.tenant)
+        .map_err(|e| hint_tenant(g, e))?;
+    let view = coop_agent::snapshots::view(&repo, &keys)?;
+    util::show_warnings(&p, &view);
+    let filter = a.filter.filter();
+    let list: Vec<_> = view
+        .listing
+        .entries
+        .iter()
+        .filter(|e| filter.matches(&e.snapshot))
         .collect();
     if g.json {
         let v: Vec<_> = list
             .iter()
-            .map(|(id, s)| {
+            .map(|e| {
+                let s = &e.snapshot;
                 serde_json::json!({
-                    "id": id.to_hex(), "short_id": id.short(), "time": s.time, "host": s.host,
+                    "id": e.id.to_hex(), "short_id": e.id.short(), "time": s.time, "host": s.host,
                     "username": s.username, "paths": s.paths, "tags": s.tags, "tenant": s.tenant,
                     "tree": s.tree.to_hex(), "writer": hex::encode(s.writer), "writer_name": s.writer_name,
-                    "program": s.program, "summary": s.summary,
+                    "program": s.program, "summary": s.summary, "flags": e.flags,
                 })
             })
             .collect();
-        util::print_json(&v)?;
-        return Ok(crate::exit::OK);
+        p.json(&v)?;
+    } else {
+        p.data(format!(
+            "{:<9} {:<20} {:<16} {:<14} {:>10}  paths",
+            "ID", "time", "host", "tags", "size"
+        ))?;
+        for e in &list {
+            let s = &e.snapshot;
+            p.data(format!(
+                "{:<9} {:<20} {:<16} {:<14} {:>10}  {}{}",
+                e.id.short(),
+                util::local_time(&s.time),
+                s.host,
+                s.tags.join(","),
+                util::bytes(s.summary.total_bytes),
+                s.paths.join(" "),
+                if e.trusted() {
+                    String::new()
+                } else {
+                    "  [FLAGGED]".into()
+                }
+            ))?;
+        }
+        p.summary(format!(
+            "{} in tenant {}",
+            util::plural(list.len() as u64, "snapshot", "snapshots"),
+            keys.tenant
+        ))?;
+        for e in list.iter().filter(|e| !e.trusted()) {
+            for f in &e.flags {
+                p.warn(format!(
+                    "snapshot {} is {f}; it is not used as latest nor by retention",
+                    e.id.short()
+                ));
+            }
+        }
     }
-    println!(
-        "{:<9} {:<20} {:<16} {:<14} {:>10}  paths",
-        "ID", "time", "host", "tags", "size"
-    );
-    for (id, s) in &list {
-        let t = chrono::DateTime::parse_from_rfc3339(&s.time)
-            .map(|t| {
-                t.with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| s.time.clone());
-        println!(
-            "{:<9} {:<20} {:<16} {:<14} {:>10}  {}",
-            id.short(),
-            t,
-            s.host,
-            s.tags.join(","),
-            util::bytes(s.summary.total_bytes),
-            s.paths.join(" ")
-        );
+    Ok(if view.has_problems() {
+        crate::exit::INTEGRITY
+    } else {
+        crate::exit::OK
+    })
+}
+
+/// A member running `snapshots` without `--tenant` gets told where their snapshots are.
+pub fn hint_tenant(g: &Global, e: coop_agent::Error) -> anyhow::Error {
+    match &e {
+        coop_agent::Error::NotRecipient { tenant } if tenant == "coop" && g.tenant == "coop" => {
+            anyhow::Error::new(e).context(
+                "your identity cannot read tenant coop; members read their own with --tenant member/NAME",
+            )
+        }
+        _ => e.into(),
     }
-    println!("{} snapshot(s) in tenant {}", list.len(), keys.tenant);
-    Ok(crate::exit::OK)
 }

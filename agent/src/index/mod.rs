@@ -1,15 +1,23 @@
 //! The view of a tenant's index: blob ID → pack and position.
 //!
-//! Two parts answer a lookup. The *base* is an on-disk table (see [`crate::index_cache`]):
+//! - [`load`]: reading every index object and merging them (in memory, or through the table).
+//! - [`table`]: the on-disk table in the cache directory.
+//!
+//! Two parts answer a lookup. The *base* is an on-disk table (see [`table`]):
 //! sorted fixed-size records read with one positioned read per lookup, so its memory does
 //! not grow with the repository. The *overlay* is an in-memory map of the index objects
 //! written since the base was built (or, without a cache directory, of every index object).
 //! The pack table (one entry per 16 MiB pack) is kept in memory for both.
 
-use crate::index_cache::Table;
+pub mod load;
+pub mod table;
+
+pub use load::{files, load, load_with_packs, merge, merge_into};
+
 use coop_formats::id::{BlobType, Id};
 use coop_formats::index::{IndexFile, IndexPack};
 use std::collections::{HashMap, HashSet};
+use table::Table;
 
 /// Where one blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +155,19 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every index object this index was built from (the table's and the overlay's).
+    pub fn object_names(&self) -> Vec<Id> {
+        let mut v: Vec<Id> = self
+            .base
+            .as_ref()
+            .map(|b| b.names().to_vec())
+            .unwrap_or_default();
+        v.extend(self.files.iter().copied());
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Whether lookups read an on-disk table.

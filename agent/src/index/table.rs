@@ -1,4 +1,4 @@
-//! The index cache: a tenant's merged index as a sorted on-disk table.
+//! The on-disk index table: a tenant's merged index as a sorted file in the cache directory.
 //!
 //! Loading every index object into a hash map costs memory in proportion to the repository
 //! (about 66 bytes per blob). Instead, each client keeps in its cache directory one file per
@@ -24,9 +24,7 @@
 //! in-memory merge.
 
 use crate::error::{Error, Result};
-use crate::index::{Index, Loc};
-use crate::keys::TenantKeys;
-use crate::repo::{self, Repo};
+use crate::index::Loc;
 use coop_formats::id::{BlobType, Id};
 use coop_formats::index::{IndexFile, IndexPack};
 use std::collections::HashSet;
@@ -78,7 +76,7 @@ pub struct Table {
     names: Vec<Id>,
     packs: Vec<IndexPack>,
     /// Per pack: whether the store listed it when the table was built.
-    present: Vec<bool>,
+    pub(super) present: Vec<bool>,
     fanout: Vec<u64>,
     records_at: u64,
 }
@@ -259,7 +257,7 @@ fn encode_blob(id: &[u8], l: &Loc, out: &mut Vec<u8>) {
 
 /// Builds a table from index objects, one at a time, in at most 1/256 of its size in memory.
 ///
-/// Where a blob has several locations, the same rule as [`repo::merge_index`] picks one: a
+/// Where a blob has several locations, the same rule as [`super::merge`] picks one: a
 /// present pack listed by an object nothing supersedes, then a present pack listed by a
 /// superseded object, then any; among equals, the first in listing order.
 pub fn build(
@@ -408,8 +406,10 @@ pub fn build(
     inner.flush().map_err(werr)?;
     drop(inner);
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Table::open(path, tag).map_err(|e| Error::Aborted {
-        reason: format!("the index cache just written does not read back: {e}"),
+    Table::open(path, tag).map_err(|e| {
+        Error::internal(format!(
+            "the index cache just written does not read back: {e}"
+        ))
     })
 }
 
@@ -436,95 +436,6 @@ pub fn path(cache: &Path, repo_id: &Id, tag: &[u8; 16]) -> PathBuf {
         .join(format!("{}.index", hex::encode(tag)))
 }
 
-/// What [`load`] did, for logs and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadKind {
-    /// The table was current; `usize` new index objects went into the overlay.
-    Reused(usize),
-    /// The table was (re)built from every index object.
-    Rebuilt,
-}
-
-/// Loads a tenant's index through the cache in `cache`: the table plus an overlay of the
-/// index objects written since, or a rebuilt table.
-pub fn load(
-    repo: &Repo,
-    keys: &TenantKeys,
-    cache: &Path,
-    present: &HashSet<Id>,
-) -> Result<(Index, LoadKind)> {
-    let listed: Vec<(String, Id)> = repo
-        .store
-        .list(&format!("index/{}", repo::tag_hex(&keys.tag)))?
-        .into_iter()
-        .filter_map(|o| repo::name_of(&o.path).map(|n| (o.path, n)))
-        .collect();
-    let path = path(cache, &repo.config.repo_id, &keys.tag);
-    match Table::open(&path, &keys.tag) {
-        Ok(table) => {
-            if let Some(index) = try_overlay(repo, keys, table, &listed, present)? {
-                let n = index.files.len();
-                return Ok((index, LoadKind::Reused(n)));
-            }
-        }
-        Err(CacheError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("{e}; rebuilding it"),
-    }
-    let objects = listed
-        .iter()
-        .filter_map(|(p, n)| repo.index_file_of(keys, p, *n).transpose());
-    let table = build(&path, &keys.tag, objects, present)?;
-    let mut index = Index::with_base(table);
-    index.set_present(present);
-    Ok((index, LoadKind::Rebuilt))
-}
-
-/// The table plus an overlay of the new index objects, or `None` when it must be rebuilt.
-fn try_overlay(
-    repo: &Repo,
-    keys: &TenantKeys,
-    table: Table,
-    listed: &[(String, Id)],
-    present: &HashSet<Id>,
-) -> Result<Option<Index>> {
-    let listed_names: HashSet<Id> = listed.iter().map(|(_, n)| *n).collect();
-    if table.names().iter().any(|n| !listed_names.contains(n)) {
-        return Ok(None); // an index object went away (prune)
-    }
-    if table
-        .packs()
-        .iter()
-        .zip(&table.present)
-        .any(|(p, was)| *was && !present.contains(&p.id))
-    {
-        return Ok(None); // a pack went away
-    }
-    let known: HashSet<Id> = table.names().iter().copied().collect();
-    let new: Vec<&(String, Id)> = listed.iter().filter(|(_, n)| !known.contains(n)).collect();
-    if new.len() > MAX_OVERLAY_OBJECTS {
-        return Ok(None);
-    }
-    let mut files = Vec::with_capacity(new.len());
-    let mut blobs = 0usize;
-    for (p, n) in new {
-        let Some((name, f)) = repo.index_file_of(keys, p, *n)? else {
-            continue;
-        };
-        if f.superseded.iter().any(|s| known.contains(s)) {
-            return Ok(None); // a prune consolidated objects the table holds
-        }
-        blobs += f.entries.len();
-        if blobs > MAX_OVERLAY_BLOBS {
-            return Ok(None);
-        }
-        files.push((name, f));
-    }
-    let mut index = Index::with_base(table);
-    repo::merge_into(&mut index, files, Some(present));
-    index.set_present(present);
-    Ok(Some(index))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,6 +452,7 @@ mod tests {
                 stored_size: 1000,
             }],
             superseded,
+            signer: None,
             entries: blobs
                 .map(|b| IndexEntry {
                     id: id(b),
@@ -555,6 +467,8 @@ mod tests {
         }
     }
 
+    use crate::index::Index;
+
     #[test]
     fn table_answers_like_the_in_memory_merge() {
         let dir = tempfile::tempdir().unwrap();
@@ -566,7 +480,7 @@ mod tests {
         let c = (id(900_003), file(p3, 2900..3100, vec![]));
         let present: HashSet<Id> = [p1, p2].into_iter().collect();
         let files = vec![a, b, c];
-        let mem = repo::merge_index(files.clone(), Some(&present));
+        let mem = super::super::merge(files.clone(), Some(&present));
         let path = dir.path().join("t.index");
         let t = build(&path, &tag, files.into_iter().map(Ok), &present).unwrap();
         assert_eq!(t.len(), 3100);

@@ -1,0 +1,283 @@
+//! Backup: walk → chunk → keyed hash → dedup → compress → pack → encrypt → store,
+//! then index objects, then the signed snapshot.
+//!
+//! - [`walker`]: reading the sources through directory descriptors, the catalog, trees.
+//! - [`pipeline`]: the sink (what is new) and the workers (compress, pack, encrypt, store).
+//! - [`source_command`]: commands whose output is backed up.
+//! - [`commit`]: the checks before the snapshot is written, and the snapshot itself.
+//!
+//! # Pipeline
+//! The calling thread walks the sources, reads files, chunks them (FastCDC) and hashes
+//! every chunk (keyed BLAKE3). Those three are fast (GB/s) and need the chunk order, so
+//! they stay on one thread. New blobs go over a bounded channel to one worker per core,
+//! which compresses into its own pack, encrypts it with age as blobs arrive and uploads it.
+//! Buffers travel back to the walker through a pool, so steady state allocates nothing.
+//!
+//! # Crash safety
+//! Order is packs → index objects → snapshot. An index object is written after every
+//! few packs, so an interrupted backup leaves indexed packs that the next run reuses, and
+//! no snapshot. A snapshot is written only after every pack and index it needs is stored.
+
+mod commit;
+mod pipeline;
+mod source_command;
+mod walker;
+
+pub use source_command::{DirCommand, SourceCommand};
+
+use crate::catalog::Catalog;
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::index::Index;
+use crate::keys::TenantKeys;
+use crate::patterns::Patterns;
+use crate::progress::Progress;
+use crate::repo::Repo;
+use coop_formats::id::Id;
+use coop_formats::snapshot::{Snapshot, Summary};
+use coop_formats::tree::check_name;
+use pipeline::Pipeline;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
+use walker::{Trie, WalkOptions, Walker};
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<PathBuf>,
+    pub one_file_system: bool,
+    /// Skip the contents of directories that hold a valid CACHEDIR.TAG.
+    pub exclude_caches: bool,
+    /// Commands whose standard output is stored as a file at the snapshot root.
+    pub commands: Vec<SourceCommand>,
+    /// Commands that write a directory, stored at the snapshot root.
+    pub dir_commands: Vec<DirCommand>,
+    pub tags: Vec<String>,
+    pub host: String,
+    /// Where the catalog lives; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// Build and sign a per-file manifest (member tenants, for `coop export`/`verify`).
+    pub manifest: bool,
+    /// Refuse to commit if the tenant's stored bytes would exceed this.
+    pub quota: Option<u64>,
+}
+
+/// The result of a backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub id: Id,
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    pub packs_written: u64,
+    pub index_objects_written: u64,
+}
+
+/// The sources, checked before anything is written.
+struct Sources {
+    trie: Trie,
+    /// Absolute paths as recorded in the snapshot.
+    paths: Vec<String>,
+    excludes: Patterns,
+}
+
+impl Sources {
+    fn resolve(opts: &BackupOptions) -> Result<Self> {
+        if opts.paths.is_empty() && opts.commands.is_empty() && opts.dir_commands.is_empty() {
+            return Err(Error::NothingToBackUp);
+        }
+        let root_names = opts
+            .commands
+            .iter()
+            .map(|c| &c.filename)
+            .chain(opts.dir_commands.iter().map(|c| &c.dirname));
+        for name in root_names {
+            check_name(name.as_bytes()).map_err(|r| {
+                Error::invalid(format!(
+                    "command output name {name:?} is not a valid file name ({r})"
+                ))
+            })?;
+        }
+        // A missing path is an error before anything is written.
+        let mut trie = Trie::default();
+        let mut paths = Vec::new();
+        for p in &opts.paths {
+            let abs = walker::absolute(p)?;
+            let rel = abs.strip_prefix("/").unwrap_or(&abs);
+            if !rel.as_os_str().is_empty() {
+                let root = fsx::open_root().map_err(|e| Error::io("/", e))?;
+                let (parent, name) =
+                    fsx::open_parent(root.as_fd(), rel).map_err(|e| Error::io(&abs, e))?;
+                fsx::lstat_at(parent.as_fd(), name).map_err(|e| Error::io(&abs, e))?;
+            }
+            paths.push(abs.to_string_lossy().into_owned());
+            let mut t = &mut trie;
+            for c in abs.components() {
+                if let Component::Normal(n) = c {
+                    t = t.children.entry(n.to_os_string()).or_default();
+                }
+            }
+            t.target = true;
+        }
+        if trie.target && !(opts.commands.is_empty() && opts.dir_commands.is_empty()) {
+            return Err(Error::invalid(
+                "command output cannot be combined with backing up / itself",
+            ));
+        }
+        let mut patterns = opts.excludes.clone();
+        patterns.extend(crate::patterns::read_files(&opts.exclude_files)?);
+        Ok(Self {
+            trie,
+            paths,
+            excludes: Patterns::new(&patterns)?,
+        })
+    }
+}
+
+/// The tenant's index as a backup may deduplicate against: without packs a prune plan
+/// condemned and without packs the store does not have (an index object written by a
+/// backup that lost a race with prune can list one).
+fn dedup_index(repo: &Repo, keys: &TenantKeys) -> Result<Index> {
+    let (mut index, stored) = crate::index::load_with_packs(repo, keys)?;
+    index.remove_packs(&crate::prune::condemned_packs(repo, keys)?);
+    let vanished: HashSet<Id> = index
+        .packs
+        .iter()
+        .map(|p| p.id)
+        .filter(|p| !stored.contains(p))
+        .collect();
+    index.remove_packs(&vanished);
+    Ok(index)
+}
+
+/// Runs one backup into the tenant of `keys`.
+pub fn backup(
+    repo: &Repo,
+    keys: &TenantKeys,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let sources = Sources::resolve(opts)?;
+    // The lock first, then the plans: a prune that condemns packs after this point sees
+    // our lock and waits; packs condemned before it are not used for deduplication.
+    let lock = crate::lock::acquire(repo, keys, coop_formats::control::LockKind::Backup)?;
+    if let Some(quota) = opts.quota {
+        // Refuse before uploading anything when the tenant is at its quota already.
+        let used: u64 = repo
+            .list(crate::layout::Kind::Pack, &keys.tag)?
+            .iter()
+            .map(|o| o.size)
+            .sum();
+        if used >= quota {
+            return Err(Error::Quota {
+                tenant: keys.tenant.clone(),
+                used,
+                quota,
+            });
+        }
+    }
+    progress.phase("index", None);
+    let index = dedup_index(repo, keys)?;
+    progress.finish();
+    crate::fault::pause("backup:after-index-load");
+    let catalog = match &opts.cache_dir {
+        Some(d) => Some(Catalog::open(d, &repo.config.repo_id, &keys.tenant)?),
+        None => None,
+    };
+    let (pipeline, sink) = Pipeline::start(repo, keys, &index, crate::workers(opts.workers));
+    let mut walker = Walker {
+        chunker: Chunker::new(&repo.config.chunker, keys.chunker_seed()),
+        sink,
+        catalog,
+        opts: WalkOptions {
+            excludes: sources.excludes.clone(),
+            one_file_system: opts.one_file_system,
+            exclude_caches: opts.exclude_caches,
+        },
+        progress,
+        summary: Summary::default(),
+        warnings: Vec::new(),
+        link_groups: HashMap::new(),
+        users: HashMap::new(),
+        groups: HashMap::new(),
+        file_hasher: None,
+        manifest: opts.manifest.then(Vec::new),
+    };
+    progress.phase("backup", None);
+    let walked = walk(&mut walker, &sources, opts);
+    let mut paths = sources.paths.clone();
+    paths.extend(opts.commands.iter().map(|c| format!("/{}", c.filename)));
+    paths.extend(opts.dir_commands.iter().map(|c| format!("/{}", c.dirname)));
+    let manifest = match &walked {
+        Ok(root) => commit::manifest_blob(&mut walker, repo, keys, &opts.host, root, &paths),
+        Err(_) => Ok(None),
+    };
+    let written = pipeline.finish(&mut walker.sink, walked.is_ok() && manifest.is_ok());
+    progress.finish();
+    let written = written?;
+    let root = walked?;
+    let manifest = manifest?;
+    if let Err(e) = commit::check_before_commit(
+        repo,
+        keys,
+        &index,
+        &walker.sink.reused,
+        &written,
+        opts.quota,
+    ) {
+        if matches!(e, Error::Quota { .. }) {
+            // Refused for its quota: what this backup stored would only count against it.
+            commit::remove_written(repo, keys, &written);
+        }
+        return Err(e);
+    }
+    crate::fault::point("backup:before-snapshot");
+    let mut summary = std::mem::take(&mut walker.summary);
+    summary.blobs_added = walker.sink.blobs_added;
+    summary.bytes_added = walker.sink.bytes_added;
+    summary.bytes_stored = written.bytes_stored;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    let inv = commit::inventory(&index, &walker.sink.reused, &written);
+    let (id, snapshot) =
+        commit::write_snapshot(repo, keys, opts, paths, root, summary, manifest, &inv)?;
+    drop(lock);
+    if let Some(c) = &mut walker.catalog {
+        if let Err(e) = c.commit() {
+            walker.warnings.push(format!(
+                "catalog not updated (next run will re-read files): {e}"
+            ));
+        }
+    }
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings: walker.warnings,
+        packs_written: written.packs.len() as u64,
+        index_objects_written: written.index.len() as u64,
+    })
+}
+
+/// Walks every source into the root tree.
+fn walk(walker: &mut Walker, sources: &Sources, opts: &BackupOptions) -> Result<Id> {
+    let root = fsx::open_root().map_err(|e| Error::io("/", e))?;
+    if sources.trie.target {
+        // "/" itself is a source.
+        let dev = fsx::fstat(root.as_fd()).map_err(|e| Error::io("/", e))?.dev;
+        return walker.walk_dir(root, Path::new("/"), dev);
+    }
+    let mut extra = Vec::new();
+    for c in &opts.commands {
+        extra.push(walker.stdin_node(c)?);
+    }
+    for c in &opts.dir_commands {
+        extra.push(walker.dir_command_node(c)?);
+    }
+    walker.virtual_dir(root.as_fd(), Path::new("/"), &sources.trie, extra)
+}

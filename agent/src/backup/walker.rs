@@ -1,0 +1,600 @@
+//! The walker: reads the sources in name order, chunks and hashes file contents, and builds
+//! the trees. Unchanged files come from the catalog.
+//!
+//! Everything is reached through directory descriptors (see [`crate::fsx`]): an entry is
+//! looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`, opened relative to its directory with
+//! `O_NOFOLLOW`, and the open file is compared (device, inode, type) with what was looked at.
+//! Someone who swaps a file for a symlink while the backup runs gets a warning, never the
+//! other file's content into the snapshot.
+
+use super::pipeline::Sink;
+use crate::catalog::{self, Catalog};
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::fsx::{self, Stat};
+use crate::patterns::Patterns;
+use crate::progress::Progress;
+use coop_formats::id::{BlobType, Id};
+use coop_formats::snapshot::Summary;
+use coop_formats::tree::{Node, NodeKind, Part, Tree, Xattr};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// The signature a valid CACHEDIR.TAG starts with.
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// The sources as a tree of path components; `target` marks a source path.
+#[derive(Default)]
+pub(super) struct Trie {
+    pub children: BTreeMap<OsString, Trie>,
+    pub target: bool,
+}
+
+/// What the walker needs to know of the options.
+pub(super) struct WalkOptions {
+    pub excludes: Patterns,
+    pub one_file_system: bool,
+    pub exclude_caches: bool,
+}
+
+pub(super) struct Walker<'a, 'p> {
+    pub chunker: Chunker,
+    pub sink: Sink<'a>,
+    pub catalog: Option<Catalog>,
+    pub opts: WalkOptions,
+    pub progress: &'p dyn Progress,
+    pub summary: Summary,
+    pub warnings: Vec<String>,
+    pub link_groups: HashMap<(u64, u64), u64>,
+    pub users: HashMap<u32, Option<String>>,
+    pub groups: HashMap<u32, Option<String>>,
+    /// Hash of the file being read (when building a manifest).
+    pub file_hasher: Option<blake3::Hasher>,
+    /// Manifest entries (when building a manifest).
+    pub manifest: Option<Vec<coop_formats::manifest::ManifestFile>>,
+}
+
+fn kind_of(st: &Stat) -> NodeKind {
+    use nix::libc::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK};
+    match st.file_type() {
+        S_IFREG => NodeKind::File,
+        S_IFDIR => NodeKind::Dir,
+        S_IFLNK => NodeKind::Symlink,
+        S_IFIFO => NodeKind::Fifo,
+        S_IFSOCK => NodeKind::Socket,
+        S_IFCHR => NodeKind::Chardev,
+        S_IFBLK => NodeKind::Blockdev,
+        _ => NodeKind::Socket,
+    }
+}
+
+impl Walker<'_, '_> {
+    pub fn warn(&mut self, msg: String) {
+        self.progress.warn(&msg);
+        self.warnings.push(msg);
+    }
+
+    pub fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+    }
+
+    pub fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
+            .clone()
+    }
+
+    /// A node with ownership, mode and mtime, but no extended attributes yet.
+    fn bare_node(&mut self, st: &Stat, name: Vec<u8>, kind: NodeKind) -> Node {
+        let mut n = Node::new(name, kind);
+        n.mode = st.mode & 0o7777;
+        n.uid = st.uid;
+        n.gid = st.gid;
+        n.user = self.user(st.uid);
+        n.group = self.group(st.gid);
+        n.mtime_ns = st.mtime_ns;
+        n
+    }
+
+    /// Extended attributes of an open file or directory.
+    fn read_xattrs_fd(&mut self, path: &Path, fd: BorrowedFd<'_>, n: &mut Node) {
+        use xattr::FileExt;
+        let Ok(owned) = fd.try_clone_to_owned() else {
+            return;
+        };
+        let f = std::fs::File::from(owned);
+        let Ok(names) = f.list_xattr() else { return };
+        for an in names {
+            let Some(s) = an.to_str() else {
+                self.warn(format!(
+                    "{}: skipping xattr with a non-UTF-8 name",
+                    path.display()
+                ));
+                continue;
+            };
+            if let Ok(Some(v)) = f.get_xattr(&an) {
+                n.xattrs.push(Xattr {
+                    name: s.to_string(),
+                    value: v,
+                });
+            }
+        }
+        n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Extended attributes of an entry that is not opened (symlinks, special files), read
+    /// through `/proc/self/fd` of its directory without following it.
+    fn read_xattrs_at(&mut self, dir: BorrowedFd<'_>, name: &OsStr, n: &mut Node) {
+        let p = fsx::proc_path(dir, name);
+        if let Ok(names) = xattr::list(&p) {
+            for an in names {
+                if let (Some(s), Ok(Some(v))) = (an.to_str(), xattr::get(&p, &an)) {
+                    n.xattrs.push(Xattr {
+                        name: s.to_string(),
+                        value: v,
+                    });
+                }
+            }
+            n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+
+    /// Chunks everything from `r` as data blobs. A read error comes back as `Err(Ok(io))`.
+    pub(super) fn chunk_stream(
+        &mut self,
+        r: impl Read,
+        parts: &mut Vec<Part>,
+    ) -> std::result::Result<u64, ChunkError> {
+        let sink = &mut self.sink;
+        let progress = self.progress;
+        let hasher = &mut self.file_hasher;
+        self.chunker.chunk(r, ChunkError::Read, |c: &[u8]| {
+            if let Some(h) = hasher.as_mut() {
+                h.update(c);
+            }
+            parts.push(Part::Blob(
+                sink.submit(BlobType::Data, c).map_err(ChunkError::Sink)?,
+            ));
+            progress.add_bytes(c.len() as u64);
+            Ok(())
+        })
+    }
+
+    /// Reads a file's content from its open descriptor, skipping holes of sparse files.
+    fn read_file(&mut self, path: &Path, f: std::fs::File, st: &Stat) -> Result<(Vec<Part>, u64)> {
+        let mut f = f;
+        let with_path = |e: ChunkError| match e {
+            ChunkError::Read(io) => Error::io(path, io),
+            ChunkError::Sink(e) => e,
+        };
+        let mut parts = Vec::new();
+        let sparse = st.size > 0 && st.blocks.saturating_mul(512) < st.size;
+        if !sparse {
+            let n = self.chunk_stream(&mut f, &mut parts).map_err(with_path)?;
+            self.summary.bytes_read += n;
+            return Ok((parts, n));
+        }
+        let mut pos = 0u64;
+        let size = st.size;
+        loop {
+            use nix::unistd::{lseek, Whence};
+            let data = match lseek(&f, pos as i64, Whence::SeekData) {
+                Ok(d) => d as u64,
+                Err(nix::errno::Errno::ENXIO) => size, // no data after pos
+                Err(e) => return Err(Error::io(path, e.into())),
+            };
+            if data >= size {
+                break;
+            }
+            let hole_end = match lseek(&f, data as i64, Whence::SeekHole) {
+                Ok(h) => (h as u64).min(size),
+                Err(e) => return Err(Error::io(path, e.into())),
+            };
+            if data > pos {
+                parts.push(Part::Hole { hole: data - pos });
+                self.hash_zeros(data - pos);
+            }
+            f.seek(SeekFrom::Start(data))
+                .map_err(|e| Error::io(path, e))?;
+            let n = self
+                .chunk_stream((&mut f).take(hole_end - data), &mut parts)
+                .map_err(with_path)?;
+            self.summary.bytes_read += n;
+            pos = data + n;
+            if n < hole_end - data {
+                break; // file shrank while we read it
+            }
+        }
+        if pos < size {
+            parts.push(Part::Hole { hole: size - pos });
+            self.hash_zeros(size - pos);
+            pos = size;
+        }
+        Ok((parts, pos))
+    }
+
+    fn hash_zeros(&mut self, mut n: u64) {
+        if let Some(h) = self.file_hasher.as_mut() {
+            let zeros = [0u8; 65536];
+            while n > 0 {
+                let k = n.min(zeros.len() as u64) as usize;
+                h.update(&zeros[..k]);
+                n -= k as u64;
+            }
+        }
+    }
+
+    pub fn note_manifest(&mut self, path: &[u8], node: &Node, hash: Option<[u8; 32]>) {
+        let (Some(m), Some(hash)) = (self.manifest.as_mut(), hash) else {
+            return;
+        };
+        let rel = path.strip_prefix(b"/").unwrap_or(path);
+        let (p, p_hex) = match std::str::from_utf8(rel) {
+            Ok(s) => (s.to_string(), None),
+            Err(_) => (String::new(), Some(hex::encode(rel))),
+        };
+        m.push(coop_formats::manifest::ManifestFile {
+            path: p,
+            path_hex: p_hex,
+            size: node.size,
+            mode: node.mode,
+            mtime_ns: node.mtime_ns,
+            blake3: hex::encode(hash),
+        });
+    }
+
+    /// The catalog's record of `key` if it still describes the file and all its blobs are
+    /// stored (one index lookup per blob, noting which packs this snapshot reuses).
+    fn unchanged(&mut self, st: &Stat, cached: &catalog::Entry) -> Result<bool> {
+        let same = cached.size == st.size
+            && cached.mtime_ns == st.mtime_ns
+            && cached.ctime_ns == st.ctime_ns
+            && cached.ino == st.ino;
+        let hashed = self.manifest.is_none() || cached.hash.is_some();
+        if !same || !hashed {
+            return Ok(false);
+        }
+        let mut packs = Vec::with_capacity(cached.content.len());
+        for p in &cached.content {
+            if let Part::Blob(id) = p {
+                match self.sink.lookup(id)? {
+                    Some(Some(pack)) => packs.push(pack),
+                    Some(None) => {}
+                    None => return Ok(false),
+                }
+            }
+        }
+        self.sink.reused.extend(packs);
+        Ok(true)
+    }
+
+    fn file_node(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &Stat,
+    ) -> Result<Option<Node>> {
+        let mut node = self.bare_node(st, name.as_bytes().to_vec(), NodeKind::File);
+        if st.nlink > 1 {
+            let next = self.link_groups.len() as u64 + 1;
+            node.link_group = Some(*self.link_groups.entry((st.dev, st.ino)).or_insert(next));
+        }
+        self.summary.total_files += 1;
+        self.progress.add_file();
+        let key = path.as_os_str().as_bytes();
+        let cached = match &mut self.catalog {
+            Some(c) => c.lookup(key)?,
+            None => None,
+        };
+        // Extended attributes change the ctime: with the same ctime, the recorded ones hold.
+        let cached_xattrs = cached.as_ref().and_then(|e| {
+            (e.ctime_ns == st.ctime_ns)
+                .then_some(e.xattrs.clone())
+                .flatten()
+        });
+        if let Some(e) = &cached {
+            if let Some(x) = &cached_xattrs {
+                if self.unchanged(st, e)? {
+                    node.xattrs.clone_from(x);
+                    node.size = e.size;
+                    node.content = e.content.clone();
+                    self.summary.files_unchanged += 1;
+                    self.summary.total_bytes += e.size;
+                    self.progress.add_bytes(e.size);
+                    self.note_manifest(key, &node, e.hash);
+                    return Ok(Some(node));
+                }
+            }
+        }
+        let fd = match fsx::open_file_at(dir, name) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        match fsx::fstat(fd.as_fd()) {
+            Ok(now) if now.same_entry(st) => {}
+            Ok(_) => {
+                self.warn(format!(
+                    "{}: replaced by another file while being backed up (a symlink or rename race?); skipped",
+                    path.display()
+                ));
+                return Ok(None);
+            }
+            Err(e) => {
+                self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
+                return Ok(None);
+            }
+        }
+        // Regular files ignore O_NONBLOCK; clearing it keeps reads plain all the same.
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        );
+        match cached_xattrs {
+            Some(x) => node.xattrs = x,
+            None => self.read_xattrs_fd(path, fd.as_fd(), &mut node),
+        }
+        self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+        let file = std::fs::File::from(fd);
+        let read = self.read_file(path, file.try_clone().map_err(|e| Error::io(path, e))?, st);
+        let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
+        let (parts, size) = match read {
+            Ok(r) => r,
+            Err(Error::Io { path: p, source }) => {
+                self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if cached.is_some() {
+            self.summary.files_changed += 1;
+        } else {
+            self.summary.files_new += 1;
+        }
+        node.size = size;
+        node.content = parts;
+        self.summary.total_bytes += size;
+        if let Some(c) = &mut self.catalog {
+            // Only remember what we read if the file did not change while we read it.
+            if let Ok(after) = fsx::fstat(file.as_fd()) {
+                if after.size == size
+                    && after.mtime_ns == st.mtime_ns
+                    && after.ctime_ns == st.ctime_ns
+                {
+                    c.record(
+                        key.to_vec(),
+                        catalog::Entry {
+                            size,
+                            mtime_ns: st.mtime_ns,
+                            ctime_ns: st.ctime_ns,
+                            ino: st.ino,
+                            content: node.content.clone(),
+                            hash,
+                            xattrs: Some(node.xattrs.clone()),
+                        },
+                    )?;
+                }
+            }
+        }
+        self.note_manifest(key, &node, hash);
+        Ok(Some(node))
+    }
+
+    /// A node for any directory entry (recursing into directories); `None` if it was
+    /// skipped with a warning.
+    pub fn entry_node(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &Stat,
+        root_dev: u64,
+    ) -> Result<Option<Node>> {
+        let kind = kind_of(st);
+        let node = match kind {
+            NodeKind::File => return self.file_node(dir, name, path, st),
+            NodeKind::Dir => {
+                let fd = match fsx::open_dir_at(dir, name) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        self.warn(format!(
+                            "{}: cannot open directory, skipped: {e}",
+                            path.display()
+                        ));
+                        return Ok(None);
+                    }
+                };
+                match fsx::fstat(fd.as_fd()) {
+                    Ok(now) if now.same_entry(st) => {}
+                    _ => {
+                        self.warn(format!(
+                            "{}: replaced while being backed up; skipped",
+                            path.display()
+                        ));
+                        return Ok(None);
+                    }
+                }
+                let mut n = self.bare_node(st, name.as_bytes().to_vec(), NodeKind::Dir);
+                self.read_xattrs_fd(path, fd.as_fd(), &mut n);
+                self.summary.dirs += 1;
+                let cross = self.opts.one_file_system && st.dev != root_dev;
+                n.subtree = Some(if cross {
+                    self.empty_tree()?
+                } else {
+                    self.walk_dir(fd, path, root_dev)?
+                });
+                n
+            }
+            NodeKind::Symlink => {
+                let target = match fsx::read_link_at(dir, name) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.warn(format!(
+                            "{}: cannot read link, skipped: {e}",
+                            path.display()
+                        ));
+                        return Ok(None);
+                    }
+                };
+                let mut n = self.bare_node(st, name.as_bytes().to_vec(), NodeKind::Symlink);
+                self.read_xattrs_at(dir, name, &mut n);
+                n.target = Some(target);
+                n
+            }
+            _ => {
+                let mut n = self.bare_node(st, name.as_bytes().to_vec(), kind);
+                self.read_xattrs_at(dir, name, &mut n);
+                if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+                    n.rdev = Some(st.rdev);
+                }
+                n
+            }
+        };
+        Ok(Some(node))
+    }
+
+    pub fn empty_tree(&mut self) -> Result<Id> {
+        self.store_tree(Tree::default())
+    }
+
+    pub fn store_tree(&mut self, mut t: Tree) -> Result<Id> {
+        let bytes = t.encode();
+        self.sink.submit(BlobType::Tree, &bytes)
+    }
+
+    fn is_cache_dir(dir: BorrowedFd<'_>) -> bool {
+        let mut buf = [0u8; 43];
+        fsx::open_file_at(dir, OsStr::new("CACHEDIR.TAG"))
+            .map(std::fs::File::from)
+            .and_then(|mut f| f.read_exact(&mut buf))
+            .is_ok_and(|_| buf == CACHEDIR_SIGNATURE)
+    }
+
+    /// Walks an open directory.
+    pub fn walk_dir(&mut self, dir: OwnedFd, path: &Path, root_dev: u64) -> Result<Id> {
+        let mut names = match fsx::read_dir_names(dir.as_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot list directory, stored empty: {e}",
+                    path.display()
+                ));
+                return self.empty_tree();
+            }
+        };
+        if self.opts.exclude_caches
+            && names.iter().any(|n| n == "CACHEDIR.TAG")
+            && Self::is_cache_dir(dir.as_fd())
+        {
+            names.retain(|n| n == "CACHEDIR.TAG");
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut tree = Tree::default();
+        for name in names {
+            let p = path.join(&name);
+            if self.opts.excludes.is_match(&p) {
+                continue;
+            }
+            let st = match fsx::lstat_at(dir.as_fd(), &name) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // gone meanwhile
+                Err(e) => {
+                    self.warn(format!("{}: cannot stat, skipped: {e}", p.display()));
+                    continue;
+                }
+            };
+            if let Some(n) = self.entry_node(dir.as_fd(), &name, &p, &st, root_dev)? {
+                tree.nodes.push(n);
+            }
+        }
+        self.store_tree(tree)
+    }
+
+    /// The tree of the parents of the given targets, down to the targets themselves. The
+    /// parents are opened one component at a time without following symlinks.
+    pub fn virtual_dir(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        prefix: &Path,
+        trie: &Trie,
+        extra: Vec<Node>,
+    ) -> Result<Id> {
+        let mut tree = Tree { nodes: extra };
+        for (name, child) in &trie.children {
+            let path = prefix.join(name);
+            let st = fsx::lstat_at(dir, name).map_err(|e| Error::io(&path, e))?;
+            let node = if child.target {
+                self.entry_node(dir, name, &path, &st, st.dev)?
+            } else {
+                let fd = fsx::open_dir_at(dir, name).map_err(|e| {
+                    Error::io(
+                        &path,
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("{e} (a source path must not pass through a symlink)"),
+                        ),
+                    )
+                })?;
+                let mut n = self.bare_node(&st, name.clone().into_vec(), NodeKind::Dir);
+                self.read_xattrs_fd(&path, fd.as_fd(), &mut n);
+                n.subtree = Some(self.virtual_dir(fd.as_fd(), &path, child, Vec::new())?);
+                Some(n)
+            };
+            tree.nodes.extend(node);
+        }
+        let mut seen = HashSet::new();
+        for n in &tree.nodes {
+            if !seen.insert(&n.name) {
+                return Err(Error::invalid(format!(
+                    "two sources would both be stored as /{}",
+                    n.display_name()
+                )));
+            }
+        }
+        self.store_tree(tree)
+    }
+}
+
+/// Why chunking a stream stopped.
+pub(super) enum ChunkError {
+    Read(std::io::Error),
+    Sink(Error),
+}
+
+/// Normalises a source path to an absolute path without `.` or `..` components.
+pub(super) fn absolute(p: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,400 @@
+//! Running one job: hooks, the backup (once, or once per member), retention.
+//!
+//! The job's result carries the kind of error a failure had, so `coop agent --once` exits
+//! with the code `coop backup` would. A per-member job reports every member; one member's
+//! failure does not stop the others, and what succeeded is replicated.
+
+use super::{Agent, JobLock};
+use crate::backup::{self, BackupOptions, DirCommand, SourceCommand};
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::NoProgress;
+use crate::settings::{JobSettings, Members};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Why a job (or one member of it) failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&Error> for JobError {
+    fn from(e: &Error) -> Self {
+        Self {
+            kind: e.kind(),
+            message: crate::error::chain(e),
+        }
+    }
+}
+
+/// One member of a per-member job.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberOutcome {
+    pub member: String,
+    pub ok: bool,
+    pub snapshot: Option<String>,
+    pub bytes_added: u64,
+    pub error: Option<JobError>,
+}
+
+/// What one job run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobOutcome {
+    pub job: String,
+    pub ok: bool,
+    /// The snapshot written (of the last tenant backed up).
+    pub snapshot: Option<String>,
+    pub message: String,
+    pub error: Option<JobError>,
+    pub bytes_added: u64,
+    pub forgotten: usize,
+    /// Per member (per-member jobs only).
+    pub members: Vec<MemberOutcome>,
+    pub warnings: Vec<String>,
+    pub peers: Vec<super::PeerOutcome>,
+}
+
+/// Runs a hook with `sh -c`; its output goes to standard error (and so to the log), never
+/// to the standard output that `--json` results use.
+fn hook(which: &'static str, cmd: &str) -> Result<()> {
+    use std::os::fd::AsFd;
+    let stdout = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null());
+    match std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(Error::HookFailed {
+            which,
+            command: cmd.into(),
+            status: s.to_string(),
+        }),
+        Err(e) => Err(Error::HookFailed {
+            which,
+            command: cmd.into(),
+            status: format!("could not start: {e}"),
+        }),
+    }
+}
+
+/// Expands globs (`*`, `?`, `[…]`) in a path; a path without any is returned as is.
+pub fn expand(path: &std::path::Path) -> Vec<PathBuf> {
+    let s = path.to_string_lossy();
+    if !s.contains(['*', '?', '[']) {
+        return vec![path.to_path_buf()];
+    }
+    let mut found = vec![PathBuf::from("/")];
+    for comp in path.components().skip(1) {
+        let c = comp.as_os_str().to_string_lossy();
+        let mut next = Vec::new();
+        if !c.contains(['*', '?', '[']) {
+            next.extend(found.iter().map(|f| f.join(comp)));
+        } else if let Ok(g) = globset::GlobBuilder::new(&c)
+            .literal_separator(true)
+            .build()
+        {
+            let m = g.compile_matcher();
+            for f in &found {
+                let Ok(rd) = std::fs::read_dir(f) else {
+                    continue;
+                };
+                let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+                names.sort();
+                next.extend(
+                    names
+                        .into_iter()
+                        .filter(|n| m.is_match(n))
+                        .map(|n| f.join(n)),
+                );
+            }
+        }
+        found = next;
+    }
+    found.retain(|p| std::fs::symlink_metadata(p).is_ok());
+    found
+}
+
+impl Agent {
+    /// Runs one job now: hooks, backup, retention. Peers are marked for replication.
+    pub fn run_job(&self, name: &str) -> Result<JobOutcome> {
+        let job = self.job(name)?;
+        let _lock = JobLock::take(
+            self.cfg
+                .site
+                .cache_dir
+                .join(self.repo.config.repo_id.to_hex())
+                .join(format!("job-{name}.lock")),
+        )?;
+        let history = self.history()?;
+        let run_id = history.start_job(name, super::now())?;
+        let url = job
+            .healthcheck_url
+            .as_deref()
+            .or(self.cfg.site.healthcheck_url.as_deref());
+        super::healthcheck::ping(url, "/start", "");
+        let mut out = JobOutcome {
+            job: name.into(),
+            ok: false,
+            snapshot: None,
+            message: String::new(),
+            error: None,
+            bytes_added: 0,
+            forgotten: 0,
+            members: vec![],
+            warnings: vec![],
+            peers: vec![],
+        };
+        let result = job
+            .before
+            .iter()
+            .try_for_each(|h| hook("before", h))
+            .and_then(|()| match &job.members {
+                None => self.backup_target(
+                    job,
+                    &job.tenant,
+                    &job.paths,
+                    &job.commands,
+                    &job.command_dirs,
+                    None,
+                    &mut out,
+                ),
+                Some(sel) => self.backup_members(job, sel, &mut out),
+            });
+        // After hooks run whatever happened (e.g. restart the service the before hook stopped).
+        let after = job
+            .after
+            .iter()
+            .map(|h| hook("after", h))
+            .find_map(|r| r.err());
+        match (result, after) {
+            (Ok(()), None) => out.ok = true,
+            (Err(e), _) | (Ok(()), Some(e)) => {
+                out.error = Some(JobError::from(&e));
+                // A per-member job has already said which members failed and why.
+                if out.members.is_empty() {
+                    out.message = crate::error::chain(&e);
+                }
+            }
+        }
+        let note = if out.ok {
+            out.warnings.join("; ")
+        } else {
+            out.message.clone()
+        };
+        history.finish_job(
+            run_id,
+            super::now(),
+            out.ok,
+            out.snapshot.as_deref(),
+            note.trim(),
+            out.bytes_added,
+        )?;
+        if out.ok || out.members.iter().any(|m| m.ok) {
+            history.mark_dirty(
+                &self
+                    .cfg
+                    .peers
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>(),
+            )?;
+        }
+        super::healthcheck::ping(url, if out.ok { "" } else { "/fail" }, &out.message);
+        self.write_metrics();
+        Ok(out)
+    }
+
+    /// One backup (and its retention) into one tenant.
+    #[allow(clippy::too_many_arguments)]
+    fn backup_target(
+        &self,
+        job: &JobSettings,
+        tenant: &str,
+        paths: &[PathBuf],
+        commands: &[SourceCommand],
+        command_dirs: &[DirCommand],
+        quota: Option<u64>,
+        out: &mut JobOutcome,
+    ) -> Result<()> {
+        let keys = crate::tenant::keys(&self.repo, &self.access, tenant)?;
+        let opts = BackupOptions {
+            paths: paths.to_vec(),
+            excludes: job.exclude.clone(),
+            one_file_system: job.one_file_system,
+            exclude_caches: true,
+            commands: commands.to_vec(),
+            dir_commands: command_dirs.to_vec(),
+            tags: job
+                .tags
+                .iter()
+                .cloned()
+                .chain([format!("job:{}", job.name)])
+                .collect(),
+            host: self.cfg.site.name.clone(),
+            cache_dir: Some(self.cfg.site.cache_dir.clone()),
+            manifest: tenant.starts_with("member/"),
+            quota,
+            ..Default::default()
+        };
+        let b = backup::backup(&self.repo, &keys, &opts, &NoProgress)?;
+        out.snapshot = Some(b.id.to_hex());
+        out.bytes_added += b.snapshot.summary.bytes_added;
+        out.warnings
+            .extend(b.warnings.iter().map(|w| format!("{tenant}: {w}")));
+        let Some(r) = &job.retention else {
+            return Ok(());
+        };
+        if keys.reader.is_none() {
+            out.warnings.push(format!(
+                "{tenant}: retention skipped: a writer key cannot read snapshots (run forget where an identity is)"
+            ));
+            return Ok(());
+        }
+        let f = crate::forget::forget(
+            &self.repo,
+            &keys,
+            &r.policy,
+            crate::forget::GroupBy::default(),
+            false,
+        )?;
+        let forgotten = f.decisions.iter().filter(|d| !d.keep).count();
+        out.forgotten += forgotten;
+        out.warnings.extend(f.warnings);
+        if r.prune && forgotten > 0 {
+            let p = crate::prune::prune(&self.repo, &keys, &Default::default(), &NoProgress)?;
+            out.warnings.extend(p.warnings);
+        }
+        Ok(())
+    }
+
+    /// A per-member job: one snapshot per member in `member/NAME`. Every member is tried and
+    /// reported; the job fails if any member failed.
+    fn backup_members(&self, job: &JobSettings, sel: &Members, out: &mut JobOutcome) -> Result<()> {
+        let coop = crate::tenant::keys(&self.repo, &self.access, "coop")?;
+        let loaded = crate::members::load(&self.repo, &coop)?;
+        out.warnings
+            .extend(loaded.problems.iter().map(|p| p.to_string()));
+        let reg = loaded.registry;
+        let names: Vec<String> = match sel {
+            Members::All => reg.active().map(|m| m.name.clone()).collect(),
+            Members::Names(n) => n.clone(),
+        };
+        let mut first_err: Option<Error> = None;
+        for name in &names {
+            let before = out.bytes_added;
+            let res = match reg.member(name) {
+                None => Err(Error::NotFound {
+                    what: format!("member {name:?} in the registry"),
+                }),
+                Some(m) => self.backup_member(job, m, out),
+            };
+            out.members.push(MemberOutcome {
+                member: name.clone(),
+                ok: res.is_ok(),
+                snapshot: res.is_ok().then(|| out.snapshot.clone()).flatten(),
+                bytes_added: out.bytes_added - before,
+                error: res.as_ref().err().map(JobError::from),
+            });
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        }
+        let done = out.members.iter().filter(|m| m.ok).count();
+        out.message = format!("{done} of {} member(s) backed up", names.len());
+        match first_err {
+            None => Ok(()),
+            Some(e) => {
+                let failed: Vec<String> = out
+                    .members
+                    .iter()
+                    .filter(|m| !m.ok)
+                    .map(|m| {
+                        format!(
+                            "{}: {}",
+                            m.member,
+                            m.error.as_ref().map(|e| e.message.as_str()).unwrap_or("")
+                        )
+                    })
+                    .collect();
+                out.message = format!(
+                    "{}; {} failed: {}",
+                    out.message,
+                    failed.len(),
+                    failed.join("; ")
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn backup_member(
+        &self,
+        job: &JobSettings,
+        m: &coop_formats::registry::Member,
+        out: &mut JobOutcome,
+    ) -> Result<()> {
+        let name = &m.name;
+        let fill = |s: &str| s.replace("{member}", name);
+        let patterns: Vec<PathBuf> = job
+            .paths
+            .iter()
+            .map(|p| PathBuf::from(fill(&p.to_string_lossy())))
+            .collect();
+        let existing: Vec<PathBuf> = patterns
+            .iter()
+            .flat_map(|p| expand(p))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .collect();
+        let env: std::collections::BTreeMap<String, String> =
+            [("COOP_MEMBER".to_string(), name.clone())].into();
+        let mut commands: Vec<SourceCommand> = job
+            .commands
+            .iter()
+            .map(|c| SourceCommand {
+                command: fill(&c.command),
+                filename: fill(&c.filename),
+                stdin: c.stdin.clone(),
+                env: env.clone(),
+            })
+            .collect();
+        for q in &job.sql {
+            commands.push(SourceCommand {
+                command: format!(
+                    "psql -X -q -A -t -v ON_ERROR_STOP=1 -v member=\"$COOP_MEMBER\" {} -d {} -f -",
+                    q.psql_args, q.database
+                ),
+                filename: fill(&q.filename),
+                stdin: Some(q.query.clone()),
+                env: env.clone(),
+            });
+        }
+        let dirs: Vec<DirCommand> = job
+            .command_dirs
+            .iter()
+            .map(|c| DirCommand {
+                command: fill(&c.command),
+                dirname: fill(&c.dirname),
+                env: env.clone(),
+            })
+            .collect();
+        if existing.is_empty() && commands.is_empty() && dirs.is_empty() {
+            return Err(Error::NothingForMember {
+                member: name.clone(),
+                paths: patterns
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        self.backup_target(job, &m.tenant(), &existing, &commands, &dirs, m.quota, out)
+    }
+}

@@ -1,0 +1,366 @@
+//! The `coop agent` daemon: scheduled jobs, replication to peers, status.
+//!
+//! - [`jobs`]: one job run (hooks, backup once or per member, retention).
+//! - [`peers`]: replication to each peer, with backoff.
+//! - [`schedule`]: when jobs are due.
+//! - [`metrics`]: the Prometheus textfile. [`healthcheck`]: the pings.
+//!
+//! Jobs and peer synchronisations run on their own threads, so a slow or unreachable peer
+//! never blocks a backup or another peer. The daemon calls the same engine functions as the
+//! CLI; its settings are resolved once ([`crate::settings`]).
+
+pub mod healthcheck;
+pub mod jobs;
+mod metrics;
+pub mod peers;
+pub mod schedule;
+
+pub use jobs::{JobError, JobOutcome, MemberOutcome};
+pub use peers::PeerOutcome;
+
+use crate::error::{Error, Result};
+use crate::history::{History, JobRun};
+use crate::keys::Access;
+use crate::progress::NoProgress;
+use crate::replicate::{self, ReplicateOptions};
+use crate::repo::{OpenOptions, Repo};
+use crate::settings::{JobSettings, Settings};
+use crate::store::Store;
+use chrono::{TimeZone, Utc};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Agent {
+    pub cfg: Settings,
+    pub repo: Repo,
+    pub access: Access,
+    started: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub schedule: String,
+    pub last_run: Option<JobRun>,
+    /// RFC 3339, UTC.
+    pub next_run: Option<String>,
+    pub successful_runs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeerStatus {
+    pub name: String,
+    pub repo: String,
+    pub reachable: bool,
+    /// Objects and bytes the peer lacks (live when reachable, else as last recorded; `None`
+    /// when unknown).
+    pub lag_objects: Option<u64>,
+    pub lag_bytes: Option<u64>,
+    pub last_ok: Option<String>,
+    pub failures: u32,
+    pub next_retry: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub site: String,
+    pub repo: String,
+    pub jobs: Vec<JobStatus>,
+    pub peers: Vec<PeerStatus>,
+}
+
+impl Status {
+    /// Whether anything needs attention: a job whose last run failed, or a peer not reached.
+    pub fn healthy(&self) -> bool {
+        self.jobs
+            .iter()
+            .all(|j| j.last_run.as_ref().is_none_or(|r| r.status != "failed"))
+            && self.peers.iter().all(|p| p.failures == 0)
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// RFC 3339 in UTC, for status output.
+pub fn rfc3339(t: i64) -> String {
+    Utc.timestamp_opt(t, 0)
+        .single()
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// A per-job lock file so that one job never runs twice at once (also across processes).
+pub(crate) struct JobLock(PathBuf);
+
+impl JobLock {
+    pub(crate) fn take(path: PathBuf) -> Result<Self> {
+        use std::io::Write;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(JobLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive = !pid.trim().is_empty()
+                        && std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
+                    if alive {
+                        return Err(Error::Conflict {
+                            what: format!(
+                                "the job is already running (pid {}); not starting it twice",
+                                pid.trim()
+                            ),
+                        });
+                    }
+                    let _ = std::fs::remove_file(&path); // stale: its process is gone
+                }
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Err(Error::Conflict {
+            what: format!("cannot take job lock {}", path.display()),
+        })
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Agent {
+    /// Opens the site's repository with the configured key.
+    pub fn new(cfg: Settings) -> Result<Self> {
+        let repo = Repo::open_with(
+            &cfg.site.repo,
+            &OpenOptions {
+                s3: cfg.site.s3.clone(),
+                cache_dir: Some(cfg.site.cache_dir.clone()),
+            },
+        )?;
+        let access = Access::load(&cfg.site.key)?;
+        Ok(Self {
+            cfg,
+            repo,
+            access,
+            started: now(),
+        })
+    }
+
+    pub fn history(&self) -> Result<History> {
+        History::open(&self.cfg.site.cache_dir, &self.repo.config.repo_id)
+    }
+
+    fn job(&self, name: &str) -> Result<&JobSettings> {
+        self.cfg.job(name).ok_or_else(|| Error::NotFound {
+            what: format!(
+                "job {name:?} (the config has: {})",
+                self.cfg
+                    .jobs
+                    .iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+
+    /// `--once`: run the job, then replicate to every peer once (also when only some members
+    /// of a per-member job succeeded: what was backed up is replicated).
+    pub fn run_once(&self, name: &str) -> Result<JobOutcome> {
+        let mut out = self.run_job(name)?;
+        if out.ok || out.members.iter().any(|m| m.ok) {
+            out.peers = self.sync_all();
+        }
+        Ok(out)
+    }
+
+    /// When the job is next due: the first scheduled time after its last run (or after the
+    /// agent started), plus jitter. A time in the past means "run now, once".
+    pub fn next_due(&self, job: &JobSettings, history: &History) -> Option<i64> {
+        let last = history
+            .last_run(&job.name)
+            .ok()
+            .flatten()
+            .map(|r| r.started);
+        schedule::next_due(
+            &job.cron,
+            &job.name,
+            last.unwrap_or(self.started),
+            self.cfg.site.jitter,
+        )
+    }
+
+    /// Runs until `stop` is set: scheduled jobs and peer catch-up.
+    pub fn run(&self, stop: &AtomicBool) -> Result<()> {
+        let running_jobs: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+        let running_peers: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+        let history = self.history()?;
+        tracing::info!(
+            "coop agent for site {} started with {} job(s), {} peer(s)",
+            self.cfg.site.name,
+            self.cfg.jobs.len(),
+            self.cfg.peers.len()
+        );
+        std::thread::scope(|s| {
+            while !stop.load(Ordering::Relaxed) {
+                let t = now();
+                for job in &self.cfg.jobs {
+                    if running_jobs.lock().expect("lock").contains(&job.name) {
+                        continue;
+                    }
+                    if self.next_due(job, &history).is_some_and(|due| due <= t) {
+                        running_jobs.lock().expect("lock").insert(job.name.clone());
+                        let rj = &running_jobs;
+                        s.spawn(move || {
+                            match self.run_job(&job.name) {
+                                Ok(o) if o.ok => tracing::info!(
+                                    "job {} done: snapshot {}",
+                                    job.name,
+                                    o.snapshot.unwrap_or_default()
+                                ),
+                                Ok(o) => tracing::warn!("job {} failed: {}", job.name, o.message),
+                                Err(e) => tracing::warn!(
+                                    "job {} could not run: {}",
+                                    job.name,
+                                    crate::error::chain(&e)
+                                ),
+                            }
+                            rj.lock().expect("lock").remove(&job.name);
+                        });
+                    }
+                }
+                for p in &self.cfg.peers {
+                    if running_peers.lock().expect("lock").contains(&p.name) {
+                        continue;
+                    }
+                    let st = history.peer(&p.name).unwrap_or_default();
+                    if st.dirty && st.next_retry.is_none_or(|r| r <= t) {
+                        running_peers.lock().expect("lock").insert(p.name.clone());
+                        let rp = &running_peers;
+                        s.spawn(move || {
+                            let o = self.sync_peer(p);
+                            if o.ok {
+                                tracing::info!(
+                                    "peer {} up to date ({} objects copied)",
+                                    p.name,
+                                    o.copied_objects
+                                );
+                            }
+                            rp.lock().expect("lock").remove(&p.name);
+                        });
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Ok(())
+    }
+
+    /// Each job's last and next run, each peer's lag.
+    pub fn status(&self, live: bool) -> Result<Status> {
+        let history = self.history()?;
+        let mut jobs = Vec::new();
+        for j in &self.cfg.jobs {
+            jobs.push(JobStatus {
+                name: j.name.clone(),
+                schedule: j.schedule.clone(),
+                last_run: history.last_run(&j.name)?,
+                next_run: self.next_due(j, &history).map(|t| rfc3339(t.max(now()))),
+                successful_runs: history.runs(&j.name)?,
+            });
+        }
+        let mut peers = Vec::new();
+        for p in &self.cfg.peers {
+            let st = history.peer(&p.name)?;
+            let mut ps = PeerStatus {
+                name: p.name.clone(),
+                repo: p.repo.clone(),
+                reachable: false,
+                lag_objects: st.lag_objects,
+                lag_bytes: st.lag_bytes,
+                last_ok: st.last_ok.map(rfc3339),
+                failures: st.failures,
+                next_retry: st.next_retry.map(rfc3339),
+                message: st.message.clone(),
+            };
+            if live {
+                let check = |to: &Store| {
+                    replicate::replicate(
+                        &self.repo.store,
+                        to,
+                        &ReplicateOptions {
+                            check_only: true,
+                            ..Default::default()
+                        },
+                        &NoProgress,
+                    )
+                };
+                let res = match Store::open_with(&p.repo, false, &p.s3) {
+                    Ok(to) => check(&to),
+                    // An empty target: everything is missing.
+                    Err(e) if e.is_not_found() => Store::open("memory:", true)
+                        .map_err(Error::from)
+                        .and_then(|m| check(&m)),
+                    Err(e) => Err(e.into()),
+                };
+                match res {
+                    Ok(r) => {
+                        ps.reachable = true;
+                        ps.lag_objects = Some(r.missing_objects);
+                        ps.lag_bytes = Some(r.missing_bytes);
+                        if r.missing_objects == 0 {
+                            ps.message.clear();
+                        }
+                    }
+                    Err(e) => {
+                        ps.lag_objects = None;
+                        ps.lag_bytes = None;
+                        ps.message = format!("unreachable: {}", crate::error::chain(&e));
+                    }
+                }
+            }
+            peers.push(ps);
+        }
+        Ok(Status {
+            site: self.cfg.site.name.clone(),
+            repo: self.cfg.site.repo.clone(),
+            jobs,
+            peers,
+        })
+    }
+}
+
+/// Sets `stop` on SIGINT or SIGTERM.
+pub fn stop_on_signals(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        crate::store::runtime().block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+}

@@ -1,0 +1,136 @@
+//! Replication to peers: each on its own thread, a failed one retried with exponential
+//! backoff (capped by its `retry_max`), caught up when it returns.
+
+use super::Agent;
+use crate::error::{ErrorKind, Result};
+use crate::history::PeerState;
+use crate::progress::NoProgress;
+use crate::replicate::{self, ReplicateOptions, ReplicateReport};
+use crate::settings::PeerSettings;
+use crate::store::Store;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerOutcome {
+    pub peer: String,
+    pub ok: bool,
+    pub copied_objects: u64,
+    pub copied_bytes: u64,
+    pub message: String,
+    /// The kind of failure (store unreachable, damage refused), if it failed.
+    pub kind: Option<ErrorKind>,
+}
+
+impl Agent {
+    fn peer_store(&self, p: &PeerSettings) -> Result<Store> {
+        Ok(Store::open_with(&p.repo, true, &p.s3)?)
+    }
+
+    /// Replicates to one peer now and records the result (with backoff on failure).
+    pub fn sync_peer(&self, p: &PeerSettings) -> PeerOutcome {
+        let mut out = PeerOutcome {
+            peer: p.name.clone(),
+            ok: false,
+            copied_objects: 0,
+            copied_bytes: 0,
+            message: String::new(),
+            kind: None,
+        };
+        let history = match self.history() {
+            Ok(h) => h,
+            Err(e) => {
+                out.message = crate::error::chain(&e);
+                out.kind = Some(e.kind());
+                return out;
+            }
+        };
+        let mut st = history.peer(&p.name).unwrap_or_default();
+        st.peer = p.name.clone();
+        st.last_attempt = Some(super::now());
+        let res: Result<ReplicateReport> = self.peer_store(p).and_then(|to| {
+            replicate::replicate(
+                &self.repo.store,
+                &to,
+                &ReplicateOptions {
+                    check_only: false,
+                    limit: p.upload_limit,
+                    parallel: 4,
+                },
+                &NoProgress,
+            )
+        });
+        match res {
+            Ok(r) if r.ok() => {
+                st.last_ok = Some(super::now());
+                st.failures = 0;
+                st.next_retry = None;
+                st.dirty = false;
+                st.lag_objects = Some(0);
+                st.lag_bytes = Some(0);
+                st.message = String::new();
+                out.ok = true;
+                out.copied_objects = r.copied_objects;
+                out.copied_bytes = r.copied_bytes;
+            }
+            Ok(r) => {
+                out.message = r
+                    .refused
+                    .first()
+                    .or(r.failed.first())
+                    .cloned()
+                    .unwrap_or_else(|| "snapshots held back".into());
+                out.kind = Some(if r.refused.is_empty() {
+                    ErrorKind::Store
+                } else {
+                    ErrorKind::Integrity
+                });
+                out.copied_objects = r.copied_objects;
+                out.copied_bytes = r.copied_bytes;
+                self.failed_peer(p, &mut st, &out.message);
+            }
+            Err(e) => {
+                out.message = crate::error::chain(&e);
+                out.kind = Some(e.kind());
+                // The lag is unknown while the peer cannot be reached.
+                st.lag_objects = None;
+                st.lag_bytes = None;
+                self.failed_peer(p, &mut st, &out.message);
+            }
+        }
+        if let Err(e) = history.save_peer(&st) {
+            tracing::warn!("cannot record peer state: {e}");
+        }
+        self.write_metrics();
+        out
+    }
+
+    fn failed_peer(&self, p: &PeerSettings, st: &mut PeerState, msg: &str) {
+        st.failures += 1;
+        st.dirty = true;
+        let backoff = Duration::from_secs(1u64 << st.failures.min(16)).min(p.retry_max);
+        st.next_retry = Some(super::now() + backoff.as_secs() as i64);
+        st.message = msg.to_string();
+        tracing::warn!(
+            "peer {} failed ({} in a row), retrying in {}s: {msg}",
+            p.name,
+            st.failures,
+            backoff.as_secs()
+        );
+    }
+
+    /// Replicates to every peer, each on its own thread; one peer's outage blocks no other.
+    pub fn sync_all(&self) -> Vec<PeerOutcome> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = self
+                .cfg
+                .peers
+                .iter()
+                .map(|p| s.spawn(move || self.sync_peer(p)))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("peer thread"))
+                .collect()
+        })
+    }
+}

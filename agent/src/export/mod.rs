@@ -1,0 +1,449 @@
+//! `coop export` and `coop verify`: a member's own data, portable and checkable offline.
+//!
+//! - [`tarx`]: the tar format written, and the strict reader `verify` uses.
+//! - [`verify`]: checking an export against its signed manifest, and extracting it.
+//!
+//! An export is a tar file or a directory with `manifest.json` and the files under `files/`,
+//! each named after its source (see `Manifest::export_paths`). `manifest.json` carries the
+//! manifest the agent signed at backup time. File contents stream from the repository into
+//! the export one blob at a time (never a whole file in memory), each blob verified by its
+//! keyed ID and each file by the manifest's BLAKE3. Directory exports are written through
+//! descriptors (see [`crate::fsx`]): nothing outside the export directory is touched even if
+//! someone swaps parts of it for symlinks meanwhile.
+
+pub mod tarx;
+pub mod verify;
+
+pub use verify::{verify, VerifyOptions, VerifyReport};
+
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::keys::TenantKeys;
+use crate::progress::Progress;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use coop_formats::id::BlobType;
+use coop_formats::manifest::{fingerprint, Manifest, ManifestFile, SignedManifest};
+use coop_formats::tree::{Node, NodeKind, Part};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub const EXPORT_FORMAT: &str = "coop-export";
+
+/// `manifest.json` of an export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFile {
+    pub format: String,
+    pub version: u32,
+    /// The snapshot exported (its full ID).
+    pub snapshot: String,
+    /// Where it was exported from.
+    pub source: String,
+    pub exported: String,
+    /// The manifest as the agent signed it at backup time.
+    pub signed_manifest: SignedManifest,
+}
+
+pub enum Target {
+    Tar(PathBuf),
+    Dir(PathBuf),
+    /// Update an earlier directory export in place, rewriting only what changed.
+    Into(PathBuf),
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ExportReport {
+    pub snapshot: String,
+    pub tenant: String,
+    pub time: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub written: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+    pub signer_fingerprint: String,
+}
+
+/// Reads and checks the signed manifest of a snapshot.
+pub fn snapshot_manifest(
+    reader: &BlobReader,
+    snap: &coop_formats::snapshot::Snapshot,
+) -> Result<(SignedManifest, Manifest)> {
+    let id = snap.manifest.ok_or_else(|| Error::NotFound {
+        what: "a signed manifest in this snapshot (only member snapshots have one)".into(),
+    })?;
+    let mut buf = Vec::new();
+    reader.blob(&id, BlobType::Data, &mut buf)?;
+    let signed: SignedManifest =
+        serde_json::from_slice(&buf).map_err(|e| Error::damaged(id.to_hex(), e))?;
+    let (m, signer) = signed
+        .verify()
+        .map_err(|e| Error::damaged(id.to_hex(), e))?;
+    let keyring = &reader.keys.reader()?.keyring;
+    let list = crate::writers::load(reader.repo, &reader.keys.admin_keys)?.list;
+    if !crate::writers::may_sign(keyring, &list, &signer) {
+        return Err(Error::damaged(
+            id.to_hex(),
+            "manifest signed by a key that is not a writer of this tenant",
+        ));
+    }
+    if m.tree != snap.tree || m.tenant != keyring.tenant {
+        return Err(Error::damaged(
+            id.to_hex(),
+            "manifest belongs to another snapshot or tenant",
+        ));
+    }
+    Ok((signed, m))
+}
+
+/// The export path of every manifest file, each component checked.
+fn export_paths(m: &Manifest) -> Result<Vec<PathBuf>> {
+    m.export_paths()
+        .into_iter()
+        .map(|bytes| {
+            for c in bytes.split(|b| *b == b'/') {
+                coop_formats::tree::check_name(c)
+                    .map_err(|r| Error::damaged("manifest", format!("bad path component ({r})")))?;
+            }
+            Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
+        })
+        .collect()
+}
+
+/// A file's content as a reader: blobs one at a time (each verified by its keyed ID),
+/// holes as zeros, the whole checked against the manifest's BLAKE3 at the end.
+struct Content<'r, 'a> {
+    reader: &'r BlobReader<'a>,
+    parts: std::slice::Iter<'r, Part>,
+    buf: Vec<u8>,
+    pos: usize,
+    hole: u64,
+    hasher: blake3::Hasher,
+    expect: &'r str,
+    path: &'r str,
+    done: bool,
+}
+
+impl<'r, 'a> Content<'r, 'a> {
+    fn new(reader: &'r BlobReader<'a>, node: &'r Node, f: &'r ManifestFile) -> Self {
+        Self {
+            reader,
+            parts: node.content.iter(),
+            buf: Vec::new(),
+            pos: 0,
+            hole: 0,
+            hasher: blake3::Hasher::new(),
+            expect: &f.blake3,
+            path: &f.path,
+            done: false,
+        }
+    }
+}
+
+impl Read for Content<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.pos < self.buf.len() {
+                let n = (self.buf.len() - self.pos).min(out.len());
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.hasher.update(&out[..n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.hole > 0 {
+                let n = (self.hole.min(out.len() as u64)) as usize;
+                out[..n].fill(0);
+                self.hasher.update(&out[..n]);
+                self.hole -= n as u64;
+                return Ok(n);
+            }
+            match self.parts.next() {
+                Some(Part::Blob(id)) => {
+                    self.reader
+                        .blob(id, BlobType::Data, &mut self.buf)
+                        .map_err(std::io::Error::other)?;
+                    self.pos = 0;
+                }
+                Some(Part::Hole { hole }) => self.hole = *hole,
+                None => {
+                    if !self.done {
+                        self.done = true;
+                        if self.hasher.finalize().to_hex().as_str() != self.expect {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!(
+                                    "{}: content does not match the signed manifest",
+                                    self.path
+                                ),
+                            ));
+                        }
+                    }
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// Exports a member snapshot.
+pub fn export(
+    repo: &Repo,
+    keys: &TenantKeys,
+    entry: &crate::snapshots::Entry,
+    target: Target,
+    source: &str,
+    progress: &dyn Progress,
+) -> Result<ExportReport> {
+    let (sid, snap) = (entry.id, &entry.snapshot);
+    let index = crate::index::load(repo, keys)?;
+    let reader = BlobReader::new(repo, keys, &index)?;
+    let (signed, manifest) = snapshot_manifest(&reader, snap)?;
+    // File nodes by path, to read content from the snapshot itself.
+    let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
+    reader.walk(&snap.tree, |p, n| {
+        if n.kind == NodeKind::File {
+            nodes.insert(p.to_vec(), n.clone());
+        }
+        Ok(true)
+    })?;
+    let file = ExportFile {
+        format: EXPORT_FORMAT.into(),
+        version: 1,
+        snapshot: sid.to_hex(),
+        source: source.into(),
+        exported: crate::now_rfc3339(),
+        signed_manifest: signed.clone(),
+    };
+    let manifest_json = serde_json::to_vec_pretty(&file)
+        .map_err(|e| Error::internal(format!("manifest.json does not serialize: {e}")))?;
+    let signer = signed
+        .verify()
+        .map_err(|e| Error::damaged("manifest", e))?
+        .1;
+    let mut rep = ExportReport {
+        snapshot: sid.to_hex(),
+        tenant: manifest.tenant.clone(),
+        time: manifest.time.clone(),
+        signer_fingerprint: fingerprint(&signer),
+        ..Default::default()
+    };
+    let paths = export_paths(&manifest)?;
+    let files: Vec<(&ManifestFile, &Node, &PathBuf)> = manifest
+        .files
+        .iter()
+        .zip(&paths)
+        .map(|(f, p)| {
+            nodes
+                .get(&f.path_bytes())
+                .map(|n| (f, n, p))
+                .ok_or_else(|| {
+                    Error::damaged("manifest", format!("{} is not in the snapshot", f.path))
+                })
+        })
+        .collect::<Result<_>>()?;
+    progress.phase("export", Some(manifest.files.iter().map(|f| f.size).sum()));
+    match target {
+        Target::Tar(path) => write_tar(&reader, &files, &manifest_json, &path, progress, &mut rep)?,
+        Target::Dir(dir) | Target::Into(dir) => {
+            write_dir(&reader, &files, &manifest_json, &dir, progress, &mut rep)?
+        }
+    }
+    progress.finish();
+    Ok(rep)
+}
+
+fn write_tar(
+    reader: &BlobReader,
+    files: &[(&ManifestFile, &Node, &PathBuf)],
+    manifest_json: &[u8],
+    path: &Path,
+    progress: &dyn Progress,
+    rep: &mut ExportReport,
+) -> Result<()> {
+    let tmp = path.with_extension("tar.partial");
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    let res = (|| -> Result<()> {
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(manifest_json.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(crate::now_unix().max(0) as u64);
+        h.set_cksum();
+        tar.append_data(&mut h, "manifest.json", manifest_json)
+            .map_err(|e| Error::io(&tmp, e))?;
+        for (f, node, rel) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(f.size);
+            h.set_mode(f.mode & 0o7777);
+            h.set_mtime(f.mtime_ns.div_euclid(1_000_000_000).max(0) as u64);
+            h.set_cksum();
+            let content = Content::new(reader, node, f);
+            tar.append_data(&mut h, Path::new("files").join(rel), content)
+                .map_err(|e| content_error(&tmp, e))?;
+            rep.files += 1;
+            rep.written += 1;
+            rep.bytes += f.size;
+            progress.add_bytes(f.size);
+        }
+        tar.into_inner()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))
+    })();
+    match res {
+        Ok(()) => std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// An I/O error while streaming content: the repository's (damage) or the output's.
+fn content_error(path: &Path, e: std::io::Error) -> Error {
+    match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        Some(_) => {
+            let inner = e
+                .into_inner()
+                .expect("checked")
+                .downcast::<Error>()
+                .expect("checked");
+            *inner
+        }
+        None if e.kind() == std::io::ErrorKind::InvalidData => Error::damaged("manifest", e),
+        None => Error::io(path, e),
+    }
+}
+
+/// Writes a directory export (or updates one in place), rewriting only what changed.
+fn write_dir(
+    reader: &BlobReader,
+    files: &[(&ManifestFile, &Node, &PathBuf)],
+    manifest_json: &[u8],
+    dir: &Path,
+    progress: &dyn Progress,
+    rep: &mut ExportReport,
+) -> Result<()> {
+    let root = fsx::open_or_create_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let files_dir = fsx::make_dir_at(root.as_fd(), OsStr::new("files"))
+        .map_err(|e| Error::io(dir.join("files"), e))?;
+    let mut keep: HashSet<PathBuf> = HashSet::new();
+    for (f, node, rel) in files {
+        keep.insert((*rel).clone());
+        rep.files += 1;
+        rep.bytes += f.size;
+        let shown = dir.join("files").join(rel);
+        let parent = make_parents(files_dir.as_fd(), rel).map_err(|e| Error::io(&shown, e))?;
+        let name = rel.file_name().expect("checked components");
+        if same_content(parent.as_fd(), name, f) {
+            rep.unchanged += 1;
+            progress.add_bytes(f.size);
+            continue;
+        }
+        let mut tmp_name = OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".coop-partial");
+        let fd =
+            fsx::create_file_at(parent.as_fd(), &tmp_name).map_err(|e| Error::io(&shown, e))?;
+        let mut out = std::io::BufWriter::new(std::fs::File::from(fd));
+        let copied = std::io::copy(&mut Content::new(reader, node, f), &mut out)
+            .map_err(|e| content_error(&shown, e))
+            .and_then(|_| out.flush().map_err(|e| Error::io(&shown, e)));
+        if let Err(e) = copied {
+            let _ = fsx::remove_at(parent.as_fd(), &tmp_name, false);
+            return Err(e);
+        }
+        let written = out
+            .into_inner()
+            .map_err(|e| Error::io(&shown, e.into_error()))?;
+        let meta = fsx::Meta {
+            mode: f.mode,
+            uid: 0,
+            gid: 0,
+            mtime_ns: f.mtime_ns,
+            xattrs: &[],
+            owner: false,
+        };
+        fsx::set_meta_fd(written.as_fd(), &meta).map_err(|e| Error::io(&shown, e))?;
+        nix::fcntl::renameat(parent.as_fd(), tmp_name.as_os_str(), parent.as_fd(), name)
+            .map_err(|e| Error::io(&shown, e.into()))?;
+        rep.written += 1;
+        progress.add_bytes(f.size);
+    }
+    rep.removed = remove_others(files_dir.as_fd(), Path::new(""), &keep)
+        .map_err(|e| Error::io(dir.join("files"), e))?;
+    let tmp = OsStr::new(".manifest.json.partial");
+    let fd = fsx::create_file_at(root.as_fd(), tmp).map_err(|e| Error::io(dir, e))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(manifest_json)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(dir.join("manifest.json"), e))?;
+    nix::fcntl::renameat(root.as_fd(), tmp, root.as_fd(), OsStr::new("manifest.json"))
+        .map_err(|e| Error::io(dir.join("manifest.json"), e.into()))?;
+    Ok(())
+}
+
+/// Opens (creating) the parent directories of `rel` below `dir`, one component at a time.
+fn make_parents(dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    let mut cur = fsx::open_beneath(
+        dir,
+        Path::new(""),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        0,
+    )?;
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            cur = fsx::make_dir_at(cur.as_fd(), c.as_os_str())?;
+        }
+    }
+    Ok(cur)
+}
+
+fn same_content(dir: BorrowedFd<'_>, name: &OsStr, f: &ManifestFile) -> bool {
+    let Ok(st) = fsx::lstat_at(dir, name) else {
+        return false;
+    };
+    if !st.is_file() || st.size != f.size {
+        return false;
+    }
+    fsx::open_file_at(dir, name)
+        .map(std::fs::File::from)
+        .and_then(|mut file| verify::hash_reader(&mut file))
+        .is_ok_and(|(_, h)| h == f.blake3)
+}
+
+/// Removes regular files (and then empty directories) below `dir` that are not in `keep`.
+fn remove_others(
+    dir: BorrowedFd<'_>,
+    prefix: &Path,
+    keep: &HashSet<PathBuf>,
+) -> std::io::Result<u64> {
+    let mut removed = 0;
+    for name in fsx::read_dir_names(dir)? {
+        let rel = prefix.join(&name);
+        let st = fsx::lstat_at(dir, &name)?;
+        if st.is_dir() {
+            let sub = fsx::open_dir_at(dir, &name)?;
+            removed += remove_others(sub.as_fd(), &rel, keep)?;
+            if fsx::read_dir_names(sub.as_fd())?.is_empty()
+                && !keep.iter().any(|k| k.starts_with(&rel))
+            {
+                fsx::remove_at(dir, &name, true)?;
+            }
+        } else if !keep.contains(&rel) {
+            fsx::remove_at(dir, &name, false)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

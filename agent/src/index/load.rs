@@ -1,0 +1,207 @@
+//! Loading a tenant's index: every index object read and authenticated, merged in memory or
+//! through the on-disk table of the cache directory.
+
+use super::table::{self, CacheError, Table};
+use super::Index;
+use crate::error::{Error, Result};
+use crate::keys::TenantKeys;
+use crate::layout::Kind;
+use crate::repo::Repo;
+use coop_formats::id::Id;
+use coop_formats::index::IndexFile;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Merges index objects. Where a blob has several locations, the first of these wins:
+/// a pack the store has, listed by an index object nothing supersedes; a pack the store has,
+/// listed by a superseded one; then any (so that errors name the missing pack).
+/// `present` is the set of packs in the store (`None`: assume all present).
+pub fn merge(files: Vec<(Id, IndexFile)>, present: Option<&HashSet<Id>>) -> Index {
+    let mut index = Index::default();
+    merge_into(&mut index, files, present);
+    index
+}
+
+/// [`merge`] into an existing index (the overlay of an on-disk table).
+pub fn merge_into(index: &mut Index, files: Vec<(Id, IndexFile)>, present: Option<&HashSet<Id>>) {
+    let superseded: HashSet<Id> = files
+        .iter()
+        .flat_map(|(_, f)| f.superseded.iter().copied())
+        .collect();
+    for pass in 0..3 {
+        for (name, f) in &files {
+            let active = !superseded.contains(name);
+            let keep = |pid: &Id| {
+                let here = present.is_none_or(|p| p.contains(pid));
+                match pass {
+                    0 => active && here,
+                    1 => !active && here,
+                    _ => !here,
+                }
+            };
+            let sub = IndexFile {
+                packs: f.packs.clone(),
+                superseded: f.superseded.clone(),
+                signer: f.signer,
+                entries: f
+                    .entries
+                    .iter()
+                    .filter(|e| keep(&f.packs[e.pack as usize].id))
+                    .copied()
+                    .collect(),
+            };
+            if pass == 0 || !sub.entries.is_empty() {
+                index.add(*name, &sub);
+            }
+        }
+    }
+    index.files.sort();
+    index.files.dedup();
+}
+
+/// Reads and authenticates one index object; `None` if a concurrent prune deleted it.
+pub fn file(repo: &Repo, keys: &TenantKeys, name: &Id) -> Result<Option<(Id, IndexFile)>> {
+    let Some(bytes) = repo.get_opt(Kind::Index, &keys.tag, name)? else {
+        return Ok(None);
+    };
+    let path = || Kind::Index.path(&keys.tag, name);
+    let (h, mut f) =
+        IndexFile::open(&keys.index_key, &bytes).map_err(|e| Error::damaged(path(), e))?;
+    if h.tenant != keys.tag {
+        return Err(Error::damaged(path(), "index object of another tenant"));
+    }
+    // Supersession makes readers ignore other objects: only the tenant's authority may.
+    if f.signer.is_some_and(|s| !keys.is_authority(&s)) {
+        tracing::warn!(
+            "{}: its supersession is not signed by this tenant's authority; ignored",
+            path()
+        );
+        f.superseded.clear();
+        f.signer = None;
+    }
+    Ok(Some((*name, f)))
+}
+
+/// Reads and authenticates every index object of the tenant (name, content).
+pub fn files(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
+    let mut out = Vec::new();
+    for obj in repo.list(Kind::Index, &keys.tag)? {
+        out.extend(file(repo, keys, &obj.name)?);
+    }
+    Ok(out)
+}
+
+/// Loads and merges every index object of the tenant.
+pub fn load(repo: &Repo, keys: &TenantKeys) -> Result<Index> {
+    Ok(load_with_packs(repo, keys)?.0)
+}
+
+/// The merged index and the names of the packs in the store (one listing for both). With a
+/// cache directory the index is read through the on-disk table.
+pub fn load_with_packs(repo: &Repo, keys: &TenantKeys) -> Result<(Index, HashSet<Id>)> {
+    let present = repo.pack_names(&keys.tag)?;
+    if let Some(dir) = repo.cache_dir() {
+        match load_cached(repo, keys, dir, &present) {
+            Ok((index, kind)) => {
+                tracing::debug!("index cache: {kind:?}");
+                return Ok((index, present));
+            }
+            // A cache that cannot be written is not fatal: merge in memory instead.
+            Err(Error::Io { path, source }) => tracing::warn!(
+                "index cache not usable ({}: {source}); loading the index into memory",
+                path.display()
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    let index = merge(files(repo, keys)?, Some(&present));
+    Ok((index, present))
+}
+
+/// What [`load_cached`] did, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    /// The table was current; `usize` new index objects went into the overlay.
+    Reused(usize),
+    /// The table was (re)built from every index object.
+    Rebuilt,
+}
+
+/// Loads a tenant's index through the table in `cache`: the table plus an overlay of the
+/// index objects written since, or a rebuilt table.
+pub fn load_cached(
+    repo: &Repo,
+    keys: &TenantKeys,
+    cache: &Path,
+    present: &HashSet<Id>,
+) -> Result<(Index, LoadKind)> {
+    let listed: Vec<Id> = repo
+        .list(Kind::Index, &keys.tag)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let path = table::path(cache, &repo.config.repo_id, &keys.tag);
+    match Table::open(&path, &keys.tag) {
+        Ok(table) => {
+            if let Some(index) = try_overlay(repo, keys, table, &listed, present)? {
+                let n = index.files.len();
+                return Ok((index, LoadKind::Reused(n)));
+            }
+        }
+        Err(CacheError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("{e}; rebuilding it"),
+    }
+    let objects = listed
+        .iter()
+        .filter_map(|n| file(repo, keys, n).transpose());
+    let table = table::build(&path, &keys.tag, objects, present)?;
+    let mut index = Index::with_base(table);
+    index.set_present(present);
+    Ok((index, LoadKind::Rebuilt))
+}
+
+/// The table plus an overlay of the new index objects, or `None` when it must be rebuilt.
+fn try_overlay(
+    repo: &Repo,
+    keys: &TenantKeys,
+    table: Table,
+    listed: &[Id],
+    present: &HashSet<Id>,
+) -> Result<Option<Index>> {
+    let listed_names: HashSet<Id> = listed.iter().copied().collect();
+    if table.names().iter().any(|n| !listed_names.contains(n)) {
+        return Ok(None); // an index object went away (prune)
+    }
+    if table
+        .packs()
+        .iter()
+        .zip(&table.present)
+        .any(|(p, was)| *was && !present.contains(&p.id))
+    {
+        return Ok(None); // a pack went away
+    }
+    let known: HashSet<Id> = table.names().iter().copied().collect();
+    let new: Vec<&Id> = listed.iter().filter(|n| !known.contains(n)).collect();
+    if new.len() > table::MAX_OVERLAY_OBJECTS {
+        return Ok(None);
+    }
+    let mut files = Vec::with_capacity(new.len());
+    let mut blobs = 0usize;
+    for n in new {
+        let Some((name, f)) = file(repo, keys, n)? else {
+            continue;
+        };
+        if f.superseded.iter().any(|s| known.contains(s)) {
+            return Ok(None); // a prune consolidated objects the table holds
+        }
+        blobs += f.entries.len();
+        if blobs > table::MAX_OVERLAY_BLOBS {
+            return Ok(None);
+        }
+        files.push((name, f));
+    }
+    let mut index = Index::with_base(table);
+    merge_into(&mut index, files, Some(present));
+    index.set_present(present);
+    Ok(Some(index))
+}

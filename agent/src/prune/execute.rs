@@ -1,0 +1,164 @@
+//! Phase 2 of prune: delete what the plans condemned, from a fresh, complete view.
+
+use super::{walk_used, PruneOptions, PruneReport, View};
+use crate::error::Result;
+use crate::keys::TenantKeys;
+use crate::layout::Kind;
+use crate::lock;
+use crate::progress::Progress;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use coop_formats::control::PrunePlan;
+use coop_formats::id::Id;
+use coop_formats::index::IndexFile;
+use std::collections::HashSet;
+
+/// Executes the plans that are old enough, if no other operation holds a live lock: re-lists
+/// everything, walks the snapshots written since the plan, and deletes each condemned pack
+/// unless a needed blob in it (by the pack's own table) has no copy in a pack a plan wrote;
+/// such packs are kept (rescued) and indexed again.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    repo: &Repo,
+    keys: &TenantKeys,
+    before: &View,
+    mut used: HashSet<Id>,
+    plans: Vec<(Id, PrunePlan)>,
+    opts: &PruneOptions,
+    own_lock: Option<Id>,
+    progress: &dyn Progress,
+    rep: &mut PruneReport,
+) -> Result<()> {
+    let now = crate::now_unix();
+    let due: Vec<(Id, PrunePlan)> = plans
+        .into_iter()
+        .filter(|(_, p)| now - p.created >= opts.grace.as_secs() as i64)
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    let locks = lock::view(repo, keys, own_lock)?;
+    rep.stale_locks = locks
+        .stale
+        .iter()
+        .map(|(n, l)| {
+            format!(
+                "{n} (pid {} on {}, last refreshed {}s ago)",
+                l.holder.pid,
+                l.holder.host,
+                now - l.refreshed
+            )
+        })
+        .collect();
+    if !locks.live.is_empty() {
+        rep.postponed.push(format!(
+            "{} other operation(s) hold a lock (a backup is running?); condemned packs are kept until a later prune",
+            locks.live.len()
+        ));
+        return Ok(());
+    }
+    // A fresh, complete view: snapshots committed since the walk count too.
+    let fresh = View::read(repo, keys, &mut Vec::new())?;
+    let known: HashSet<Id> = before.snapshots.iter().map(|e| e.id).collect();
+    let index_now = fresh.index();
+    let reader_now = BlobReader::new(repo, keys, &index_now)?;
+    walk_used(
+        &reader_now,
+        fresh
+            .snapshots
+            .iter()
+            .filter(|e| !known.contains(&e.id))
+            .map(|e| e.snapshot.tree),
+        &mut used,
+    )?;
+    let condemned: HashSet<Id> = due
+        .iter()
+        .flat_map(|(_, p)| p.packs.iter().copied())
+        .collect();
+    // Copies a plan made (verified as it copied them), in packs that stay.
+    let new_packs: HashSet<Id> = due
+        .iter()
+        .flat_map(|(_, p)| p.new_packs.iter().copied())
+        .filter(|p| fresh.packs.contains_key(p) && !condemned.contains(p))
+        .collect();
+    let mut copies: HashSet<Id> = HashSet::new();
+    for (name, f) in &fresh.files {
+        let signed_replacement = due.iter().any(|(_, p)| p.replacement == Some(*name));
+        if !signed_replacement || f.signer.is_none() {
+            continue;
+        }
+        for e in &f.entries {
+            if new_packs.contains(&f.packs[e.pack as usize].id) {
+                copies.insert(e.id);
+            }
+        }
+    }
+    // Copies the plans verified in packs that stay (and stay after this run).
+    for (_, plan) in &due {
+        for (b, q) in &plan.verified {
+            if fresh.packs.contains_key(q) && !condemned.contains(q) {
+                copies.insert(*b);
+            }
+        }
+    }
+    let tables = crate::packtable::Tables::new(repo, keys)?;
+    let mut delete: Vec<Id> = Vec::new();
+    let mut rescued: Vec<(Id, Vec<coop_formats::pack::PackEntry>)> = Vec::new();
+    for p in &condemned {
+        let Some((size, _)) = fresh.packs.get(p) else {
+            continue; // gone already (an earlier, interrupted run)
+        };
+        let table = tables.get(p, *size)?;
+        if table
+            .iter()
+            .any(|e| used.contains(&e.id) && !copies.contains(&e.id))
+        {
+            rescued.push((*p, table));
+        } else {
+            delete.push(*p);
+        }
+    }
+    rep.packs_rescued += rescued.len();
+    // Rescued packs stay; index them (from their own tables) so that an index object that
+    // survives this prune lists them.
+    if !rescued.is_empty() {
+        let mut keep_index = IndexFile::default();
+        for (p, table) in &rescued {
+            keep_index.add_pack(*p, fresh.packs[p].0, table);
+        }
+        repo.put(
+            Kind::Index,
+            &keys.tag,
+            keep_index.seal(&keys.index_key, keys.tag, None),
+        )?;
+    }
+    progress.phase("deleting", None);
+    delete.sort();
+    for (i, p) in delete.iter().enumerate() {
+        repo.delete(Kind::Pack, &keys.tag, p)?;
+        rep.packs_deleted += 1;
+        rep.bytes_freed += before.packs.get(p).map(|(s, _)| *s).unwrap_or(0);
+        if i == delete.len() / 2 {
+            crate::fault::point("prune:mid-delete");
+        }
+    }
+    crate::fault::point("prune:after-delete-packs");
+    let index_present: HashSet<Id> = fresh.files.iter().map(|(n, _)| *n).collect();
+    for (name, plan) in &due {
+        let replaced = plan.replacement.is_none_or(|r| index_present.contains(&r));
+        if replaced {
+            for n in &plan.index {
+                if Some(*n) == plan.replacement || !index_present.contains(n) {
+                    continue;
+                }
+                repo.delete(Kind::Index, &keys.tag, n)?;
+                rep.index_objects_deleted += 1;
+            }
+        }
+        crate::fault::point("prune:before-plan-delete");
+        repo.delete(Kind::Plan, &keys.tag, name)?;
+        rep.plans_completed += 1;
+    }
+    progress.finish();
+    Ok(())
+}

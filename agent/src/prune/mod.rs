@@ -1,0 +1,283 @@
+//! `prune`: reclaim space with a two-phase delete that never races a backup, and never
+//! deletes on anybody's word but the packs' own.
+//!
+//! - [`plan`]: phase 1, from complete listings and a full walk of every snapshot: find packs
+//!   that look unused or mostly unused, read each of them, copy every blob a snapshot needs
+//!   out of it (verified), write one consolidated index (its supersession signed by the
+//!   tenant's authority) and a signed *prune plan* naming the condemned packs. Nothing is
+//!   deleted yet.
+//! - [`execute`]: phase 2, in this run when the grace period is 0, else later: only if no
+//!   other live lock exists, re-list, walk the new snapshots, and delete each condemned pack
+//!   whose needed blobs this prune copied; keep (rescue) the others.
+//!
+//! What an index object says about where blobs are is only a hint: a stolen writer key can
+//! write one that lies. So prune reads every pack it would delete and looks at the table
+//! inside it (authenticated by age; genuine packs hold what their table says, and a writer
+//! cannot forge a blob it does not know). A needed blob found in a condemned pack is always
+//! copied by this prune or the pack is kept; no other copy is taken on trust. Plans and
+//! supersessions count only when the tenant's authority signed them.
+
+mod execute;
+mod plan;
+
+use crate::damage::ProblemKind;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::keys::TenantKeys;
+use crate::layout::Kind;
+use crate::lock;
+use crate::progress::Progress;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use coop_formats::control::{LockKind, PrunePlan};
+use coop_formats::id::Id;
+use coop_formats::index::IndexFile;
+use coop_formats::tree::{NodeKind, Part};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Repack packs whose unused share is above this fraction (0.0–1.0).
+    pub max_unused: f64,
+    pub dry_run: bool,
+    /// How old a plan must be before its packs are deleted.
+    pub grace: Duration,
+    /// Packs no index object lists are kept while younger than this: they may belong to a
+    /// backup that is still running (it indexes every few packs).
+    pub unindexed_grace: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            max_unused: 0.05,
+            dry_run: false,
+            grace: Duration::ZERO,
+            unindexed_grace: Duration::from_secs(lock::STALE_SECS as u64),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub snapshots: usize,
+    pub packs: usize,
+    pub bytes_total: u64,
+    pub bytes_used: u64,
+    /// Packs with nothing used in them (including leftovers of interrupted backups).
+    pub packs_unused: usize,
+    pub packs_to_repack: usize,
+    pub bytes_to_free: u64,
+    /// Unindexed packs kept because they are younger than the unindexed grace.
+    pub packs_too_young: usize,
+    pub packs_written: usize,
+    pub packs_deleted: usize,
+    pub bytes_freed: u64,
+    pub index_objects_deleted: usize,
+    pub plans_written: usize,
+    pub plans_completed: usize,
+    /// Packs a plan condemned that turned out to be needed (kept).
+    pub packs_rescued: usize,
+    /// Why deletion was postponed, if it was.
+    pub postponed: Vec<String>,
+    pub stale_locks: Vec<String>,
+    /// Objects ignored because nobody entitled signed them (forged plans, snapshots, …),
+    /// and index objects found to lie about where blobs are.
+    pub warnings: Vec<String>,
+}
+
+/// Packs condemned by prune plans the tenant's authority signed: backups must not
+/// deduplicate against them. Plans signed by anyone else are ignored (a writer key could
+/// otherwise make every backup upload everything again).
+pub fn condemned_packs(repo: &Repo, keys: &TenantKeys) -> Result<HashSet<Id>> {
+    Ok(signed_plans(repo, keys, &mut Vec::new())?
+        .into_iter()
+        .flat_map(|(_, p)| p.packs)
+        .collect())
+}
+
+/// The prune plans the tenant's authority signed; others are named in `warnings`.
+fn signed_plans(
+    repo: &Repo,
+    keys: &TenantKeys,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(Id, PrunePlan)>> {
+    let mut out = Vec::new();
+    for (name, r) in repo.list_control::<PrunePlan>(keys, Kind::Plan)? {
+        match r {
+            Ok((plan, signer)) if keys.is_authority(&signer) => out.push((name, plan)),
+            Ok(_) => warnings.push(format!(
+                "prune plan {name} is not signed by this tenant's authority; ignored (forged with a writer key?)"
+            )),
+            Err(e) => warnings.push(format!("prune plan {name} does not open; ignored: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Everything prune decides from: complete listings, read once.
+pub(super) struct View {
+    /// Pack name → (stored size, modified).
+    pub packs: HashMap<Id, (u64, i64)>,
+    pub files: Vec<(Id, IndexFile)>,
+    pub plans: Vec<(Id, PrunePlan)>,
+    pub snapshots: Vec<crate::snapshots::Entry>,
+}
+
+impl View {
+    /// Lists and reads everything; any listing error, damaged snapshot or sign of a
+    /// rollback stops prune here, before anything is changed.
+    pub fn read(repo: &Repo, keys: &TenantKeys, warnings: &mut Vec<String>) -> Result<Self> {
+        let packs: HashMap<Id, (u64, i64)> = repo
+            .list(Kind::Pack, &keys.tag)?
+            .into_iter()
+            .map(|o| (o.name, (o.size, o.modified)))
+            .collect();
+        let files = crate::index::files(repo, keys)?;
+        let plans = signed_plans(repo, keys, warnings)?;
+        let view = crate::snapshots::view(repo, keys)?;
+        if let Some(p) = view
+            .listing
+            .problems
+            .iter()
+            .find(|p| p.kind == ProblemKind::Damaged)
+        {
+            return Err(Error::damaged(
+                &p.object,
+                format!(
+                    "prune refuses to run: {}. A damaged snapshot may need data; copy it from another site, \
+                     or remove it knowingly with forget.",
+                    p.message
+                ),
+            ));
+        }
+        view.refuse_if_rollback("prune")?;
+        warnings.extend(view.listing.problems.iter().map(|p| p.to_string()));
+        let superseded: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.superseded.iter().copied())
+            .collect();
+        let names: Vec<Id> = files.iter().map(|(n, _)| *n).collect();
+        let v = crate::state::observe(
+            repo.cache_dir(),
+            &repo.config.repo_id,
+            &crate::state::Seen {
+                location: &repo.store.location(),
+                tag: &keys.tag,
+                snapshots: None,
+                forgotten: &HashSet::new(),
+                index: Some((&names, &superseded)),
+            },
+        );
+        if v.rollback() {
+            return Err(Error::damaged(
+                Kind::Index.prefix(&keys.tag),
+                format!("prune refuses to run: {}", v.warnings().join(" ")),
+            ));
+        }
+        Ok(Self {
+            packs,
+            files,
+            plans,
+            snapshots: view.listing.entries,
+        })
+    }
+
+    pub fn present(&self) -> HashSet<Id> {
+        self.packs.keys().copied().collect()
+    }
+
+    pub fn index(&self) -> Index {
+        crate::index::merge(self.files.clone(), Some(&self.present()))
+    }
+}
+
+/// Every blob reachable from the given root trees (trees included). A tree that cannot be
+/// read anywhere stops prune: data a snapshot needs would be judged unused.
+pub(super) fn walk_used(
+    reader: &BlobReader,
+    roots: impl Iterator<Item = Id>,
+    used: &mut HashSet<Id>,
+) -> Result<()> {
+    let mut stack: Vec<Id> = roots.collect();
+    while let Some(t) = stack.pop() {
+        if !used.insert(t) {
+            continue;
+        }
+        let tree = reader.tree(&t).map_err(|e| {
+            Error::damaged(
+                t.to_hex(),
+                format!("prune refuses to run: a snapshot's tree cannot be read ({e}). Run `coop check`."),
+            )
+        })?;
+        for n in tree.nodes {
+            if let (NodeKind::Dir, Some(s)) = (n.kind, n.subtree) {
+                stack.push(s);
+            }
+            for p in n.content {
+                if let Part::Blob(id) = p {
+                    used.insert(id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn prune(
+    repo: &Repo,
+    keys: &TenantKeys,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let authority = keys.authority_signer()?;
+    let mut rep = PruneReport::default();
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(lock::acquire(repo, keys, LockKind::Prune)?)
+    };
+    progress.phase("listing", None);
+    let view = View::read(repo, keys, &mut rep.warnings)?;
+    rep.snapshots = view.snapshots.len();
+    rep.packs = view.packs.len();
+    rep.bytes_total = view.packs.values().map(|(s, _)| s).sum();
+    progress.finish();
+
+    progress.phase("walking", None);
+    let index = view.index();
+    let reader = BlobReader::new(repo, keys, &index)?;
+    let mut used = HashSet::new();
+    walk_used(
+        &reader,
+        view.snapshots.iter().map(|e| e.snapshot.tree),
+        &mut used,
+    )?;
+    plan::check_needed_present(&view, &index, &used)?;
+    progress.finish();
+
+    let candidates = plan::decide(&view, &used, opts, &mut rep);
+    if opts.dry_run {
+        return Ok(rep);
+    }
+    let mut plans = view.plans.clone();
+    if let Some(written) = plan::write(
+        repo, keys, &reader, &view, &used, candidates, &authority, progress, &mut rep,
+    )? {
+        plans.push(written);
+    }
+    execute::run(
+        repo,
+        keys,
+        &view,
+        used,
+        plans,
+        opts,
+        lock.as_ref().map(|l| l.name()),
+        progress,
+        &mut rep,
+    )?;
+    Ok(rep)
+}

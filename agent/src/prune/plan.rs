@@ -1,0 +1,362 @@
+//! Phase 1 of prune: which packs to condemn, copying out what snapshots need, and the plan.
+
+use super::{PruneOptions, PruneReport, View};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::keys::TenantKeys;
+use crate::layout::Kind;
+use crate::progress::Progress;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use coop_formats::blob::Compression;
+use coop_formats::control::PrunePlan;
+use coop_formats::id::{BlobType, Id};
+use coop_formats::index::IndexFile;
+use coop_formats::pack::PackBuilder;
+use std::collections::{HashMap, HashSet};
+
+/// Packs that look unused or mostly unused by what the index objects claim.
+pub(super) struct Candidates {
+    pub unused: Vec<Id>,
+    pub repack: Vec<Id>,
+}
+
+/// Every needed blob must be claimed by some index object in a present pack whose size is
+/// what the index says; otherwise the repository is damaged and prune stops.
+pub(super) fn check_needed_present(view: &View, index: &Index, used: &HashSet<Id>) -> Result<()> {
+    let mut stored_size: HashMap<Id, u64> = HashMap::new();
+    let mut claimed: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (_, f) in &view.files {
+        for p in &f.packs {
+            stored_size.insert(p.id, p.stored_size);
+        }
+        for e in &f.entries {
+            claimed
+                .entry(e.id)
+                .or_default()
+                .push(f.packs[e.pack as usize].id);
+        }
+    }
+    for b in used {
+        if let Some(loc) = index.get(b)? {
+            let pid = index.pack_id(&loc);
+            if let (Some((listed, _)), Some(expected)) =
+                (view.packs.get(&pid), stored_size.get(&pid))
+            {
+                if listed != expected {
+                    return Err(Error::damaged(
+                        pid.to_hex(),
+                        format!(
+                            "prune refuses to run: this pack holds data snapshots need, and is {listed} bytes \
+                             in the store where the index says {expected} (truncated or replaced). \
+                             Run `coop check --read-data`."
+                        ),
+                    ));
+                }
+            }
+        }
+        let present = claimed
+            .get(b)
+            .is_some_and(|v| v.iter().any(|p| view.packs.contains_key(p)));
+        if !present {
+            return Err(Error::damaged(
+                b.to_hex(),
+                "prune refuses to run: a snapshot needs this blob and no pack in the store holds it. Run `coop check`.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decides from the index claims which packs look unused (nothing needed in them) or
+/// partly used beyond `max_unused`. Unindexed packs younger than the unindexed grace are
+/// left alone (a running backup may be about to index them).
+pub(super) fn decide(
+    view: &View,
+    used: &HashSet<Id>,
+    opts: &PruneOptions,
+    rep: &mut PruneReport,
+) -> Candidates {
+    let superseded: HashSet<Id> = view
+        .files
+        .iter()
+        .flat_map(|(_, f)| f.superseded.iter().copied())
+        .collect();
+    let mut pack_used: HashMap<Id, u64> = HashMap::new();
+    let mut pack_stored: HashMap<Id, u64> = HashMap::new();
+    let mut attributed: HashSet<Id> = HashSet::new();
+    let mut indexed: HashSet<Id> = HashSet::new();
+    // Active index objects first, superseded ones only as a fallback.
+    for pass in [false, true] {
+        for (name, f) in &view.files {
+            if superseded.contains(name) != pass {
+                continue;
+            }
+            for e in &f.entries {
+                let p = f.packs[e.pack as usize].id;
+                indexed.insert(p);
+                if !view.packs.contains_key(&p) {
+                    continue;
+                }
+                if !pass {
+                    *pack_stored.entry(p).or_default() += e.stored_len as u64;
+                }
+                if used.contains(&e.id) && attributed.insert(e.id) {
+                    *pack_used.entry(p).or_default() += e.stored_len as u64;
+                }
+            }
+        }
+    }
+    rep.bytes_used = pack_used.values().sum();
+    let already: HashSet<Id> = view
+        .plans
+        .iter()
+        .flat_map(|(_, p)| p.packs.iter().copied())
+        .collect();
+    let young = crate::now_unix() - opts.unindexed_grace.as_secs() as i64;
+    let mut c = Candidates {
+        unused: Vec::new(),
+        repack: Vec::new(),
+    };
+    for (p, (size, modified)) in &view.packs {
+        if already.contains(p) {
+            continue;
+        }
+        if !indexed.contains(p) && *modified > young {
+            rep.packs_too_young += 1;
+            continue;
+        }
+        let u = pack_used.get(p).copied().unwrap_or(0);
+        if u == 0 {
+            c.unused.push(*p);
+            rep.bytes_to_free += size;
+        } else {
+            let stored = pack_stored.get(p).copied().unwrap_or(*size).max(1);
+            if (stored.saturating_sub(u)) as f64 / stored as f64 > opts.max_unused {
+                c.repack.push(*p);
+                rep.bytes_to_free += size.saturating_sub(u);
+            }
+        }
+    }
+    c.unused.sort();
+    c.repack.sort();
+    rep.packs_unused = c.unused.len();
+    rep.packs_to_repack = c.repack.len();
+    c
+}
+
+/// Copies blobs, verified, into new packs of the tenant.
+struct Repacker<'a> {
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+    builders: [Option<PackBuilder>; 2],
+    index: IndexFile,
+    moved: HashSet<Id>,
+    new_packs: Vec<Id>,
+}
+
+impl Repacker<'_> {
+    fn flush(&mut self, b: PackBuilder) -> Result<()> {
+        let (stored, entries, id) = b
+            .finish()
+            .map_err(|e| Error::crypto("encrypting a pack", e))?;
+        let size = stored.len() as u64;
+        self.repo
+            .store
+            .put(&Kind::Pack.path(&self.keys.tag, &id), stored)?;
+        self.index.add_pack(id, size, &entries);
+        self.new_packs.push(id);
+        crate::fault::point("prune:after-repack-pack");
+        Ok(())
+    }
+
+    /// Adds one verified blob (its stored bytes) to the right new pack.
+    fn add(&mut self, e: &coop_formats::pack::PackEntry, stored: &[u8]) -> Result<()> {
+        let slot = (e.ty == BlobType::Tree) as usize;
+        if self.builders[slot].is_none() {
+            self.builders[slot] = Some(
+                PackBuilder::new(self.keys.tag, &self.keys.recipients, Vec::new())
+                    .map_err(|e| Error::crypto("encrypting a pack", e))?,
+            );
+        }
+        let b = self.builders[slot].as_mut().expect("set above");
+        let comp = Compression::from_u8(e.compression).unwrap_or(Compression::None);
+        b.add_stored(e.ty, e.id, comp, e.raw_len, stored)
+            .map_err(|e| Error::crypto("encrypting a pack", e))?;
+        if b.len() >= self.repo.config.pack_size as usize {
+            let full = self.builders[slot].take().expect("builder");
+            self.flush(full)?;
+        }
+        Ok(())
+    }
+}
+
+/// Phase 1: reads every candidate pack, copies the blobs snapshots need out of it (from the
+/// pack's own table, verifying each), writes the consolidated index and the signed plan.
+/// Returns the plan written, if any.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write(
+    repo: &Repo,
+    keys: &TenantKeys,
+    reader: &BlobReader,
+    view: &View,
+    used: &HashSet<Id>,
+    c: Candidates,
+    authority: &ed25519_dalek::SigningKey,
+    progress: &dyn Progress,
+    rep: &mut PruneReport,
+) -> Result<Option<(Id, PrunePlan)>> {
+    if c.unused.is_empty() && c.repack.is_empty() {
+        return Ok(None);
+    }
+    let tables = crate::packtable::Tables::new(repo, keys)?;
+    progress.phase(
+        "repacking",
+        Some(
+            c.unused
+                .iter()
+                .chain(&c.repack)
+                .map(|p| view.packs[p].0)
+                .sum(),
+        ),
+    );
+    let mut r = Repacker {
+        repo,
+        keys,
+        builders: [None, None],
+        index: IndexFile::default(),
+        moved: HashSet::new(),
+        new_packs: Vec::new(),
+    };
+    let looked_unused: HashSet<&Id> = c.unused.iter().collect();
+    // Where the index objects say each blob is: hints, checked before they are relied on.
+    let mut claims: HashMap<Id, Vec<(Id, crate::index::Loc)>> = HashMap::new();
+    for (_, f) in &view.files {
+        for e in &f.entries {
+            claims.entry(e.id).or_default().push((
+                f.packs[e.pack as usize].id,
+                crate::index::Loc {
+                    pack: 0,
+                    ty: e.ty,
+                    compression: e.compression,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                },
+            ));
+        }
+    }
+    let condemned_all: HashSet<Id> = c
+        .unused
+        .iter()
+        .chain(&c.repack)
+        .chain(view.plans.iter().flat_map(|(_, p)| p.packs.iter()))
+        .copied()
+        .collect();
+    let mut verified: Vec<(Id, Id)> = Vec::new();
+    let mut scratch = Vec::new();
+    // A copy in a pack that stays counts only if the pack's own table lists it there and its
+    // bytes verify against its keyed ID.
+    let mut verified_copy = |b: &Id| -> Result<Option<Id>> {
+        for (q, loc) in claims.get(b).into_iter().flatten() {
+            if condemned_all.contains(q) || !view.packs.contains_key(q) {
+                continue;
+            }
+            let table = tables.get(q, view.packs[q].0)?;
+            let listed = table
+                .iter()
+                .any(|t| t.id == *b && t.offset == loc.offset && t.stored_len == loc.stored_len);
+            if listed && reader.blob_in(q, b, loc, &mut scratch).is_ok() {
+                return Ok(Some(*q));
+            }
+        }
+        Ok(None)
+    };
+    for p in c.unused.iter().chain(&c.repack) {
+        let plain = reader.fetch_pack(p)?;
+        let table =
+            coop_formats::pack::parse_table(&plain).map_err(|e| Error::damaged(p.to_hex(), e))?;
+        tables.remember(p, &table);
+        let mut found = 0usize;
+        for e in &table {
+            if !used.contains(&e.id) || !r.moved.insert(e.id) {
+                continue;
+            }
+            if let Some(q) = verified_copy(&e.id)? {
+                verified.push((e.id, q));
+                continue;
+            }
+            found += 1;
+            let stored = &plain[e.offset as usize..(e.offset + e.stored_len) as usize];
+            // Verify before copying: never spread a damaged blob.
+            let mut check = Vec::new();
+            coop_formats::blob::decode(
+                &keys.id_key,
+                e.id,
+                e.ty,
+                e.compression,
+                e.raw_len,
+                stored,
+                &mut check,
+            )
+            .map_err(|err| Error::damaged(p.to_hex(), err))?;
+            r.add(e, stored)?;
+        }
+        if found > 0 && looked_unused.contains(p) {
+            rep.warnings.push(format!(
+                "pack {p} holds {found} blob(s) snapshots need that the index objects put elsewhere, where they \
+                 are not (an index object lies: forged with a writer key?); they were copied before the pack was condemned"
+            ));
+        }
+        progress.add_bytes(view.packs[p].0);
+    }
+    for slot in 0..2 {
+        if let Some(b) = r.builders[slot].take() {
+            r.flush(b)?;
+        }
+    }
+    rep.packs_written += r.new_packs.len();
+    progress.finish();
+    // One consolidated index: the new packs, plus everything claimed in the packs that stay.
+    let condemned: HashSet<Id> = c
+        .unused
+        .iter()
+        .chain(&c.repack)
+        .chain(view.plans.iter().flat_map(|(_, p)| p.packs.iter()))
+        .copied()
+        .collect();
+    let mut new_index = std::mem::take(&mut r.index);
+    let mut seen: HashSet<Id> = new_index.entries.iter().map(|e| e.id).collect();
+    for (_, f) in &view.files {
+        for e in &f.entries {
+            let p = f.packs[e.pack as usize];
+            if condemned.contains(&p.id) || !view.packs.contains_key(&p.id) || !seen.insert(e.id) {
+                continue;
+            }
+            new_index.push(p, e);
+        }
+    }
+    new_index.superseded = view.files.iter().map(|(n, _)| *n).collect();
+    let replacement = repo.put(
+        Kind::Index,
+        &keys.tag,
+        new_index.seal(&keys.index_key, keys.tag, Some(authority)),
+    )?;
+    crate::fault::point("prune:after-index");
+    let plan = PrunePlan {
+        created: crate::now_unix(),
+        packs: c.unused.iter().chain(&c.repack).copied().collect(),
+        index: view.files.iter().map(|(n, _)| *n).collect(),
+        replacement: Some(replacement),
+        new_packs: r.new_packs,
+        verified,
+    };
+    let name = repo.put(
+        Kind::Plan,
+        &keys.tag,
+        coop_formats::control::Control::seal(&plan, &keys.index_key, keys.tag, authority),
+    )?;
+    rep.plans_written += 1;
+    crate::fault::point("prune:after-plan");
+    Ok(Some((name, plan)))
+}

@@ -1,0 +1,224 @@
+//! Writing file contents: each needed pack is read once, front to back, by one of the
+//! workers, and its blobs are written at their offsets. A file whose last blob is written
+//! gets its metadata through the descriptor that wrote it. Blobs that fail verification are
+//! retried afterwards from any other location an index object lists.
+
+use super::plan::Item;
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::index::Loc;
+use crate::progress::Progress;
+use crate::read::BlobReader;
+use coop_formats::id::{BlobType, Id};
+use nix::fcntl::OFlag;
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The content plan: where each needed blob goes, and per file how many placements are
+/// still to be written.
+pub(super) struct Placements {
+    pub wanted: HashMap<Id, Vec<(usize, u64)>>,
+    pub remaining: Vec<AtomicU32>,
+}
+
+/// What the write phase shares.
+pub(super) struct Writer<'a> {
+    pub reader: &'a BlobReader<'a>,
+    pub target: BorrowedFd<'a>,
+    pub items: &'a [Item],
+    pub plan: &'a Placements,
+    pub owner: bool,
+    pub progress: &'a dyn Progress,
+    pub failed: Mutex<HashMap<usize, String>>,
+    pub bytes: AtomicU64,
+    /// Blobs that failed where the index put them: retried from other locations.
+    retry: Mutex<Vec<(Id, String)>>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(
+        reader: &'a BlobReader<'a>,
+        target: BorrowedFd<'a>,
+        items: &'a [Item],
+        plan: &'a Placements,
+        owner: bool,
+        progress: &'a dyn Progress,
+        failed: HashMap<usize, String>,
+    ) -> Self {
+        Self {
+            reader,
+            target,
+            items,
+            plan,
+            owner,
+            progress,
+            failed: Mutex::new(failed),
+            bytes: AtomicU64::new(0),
+            retry: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn fail(&self, ix: usize, why: String) {
+        self.failed.lock().expect("lock").entry(ix).or_insert(why);
+    }
+
+    fn is_failed(&self, ix: usize) -> bool {
+        self.failed.lock().expect("lock").contains_key(&ix)
+    }
+
+    /// Writes one verified blob to every place it goes, keeping the last file open.
+    fn place(&self, open: &mut Option<(usize, std::fs::File)>, id: &Id, data: &[u8]) {
+        for (ix, off) in &self.plan.wanted[id] {
+            if self.is_failed(*ix) {
+                continue;
+            }
+            let f = match open {
+                Some((o, f)) if *o == *ix => f,
+                _ => {
+                    match fsx::open_beneath(self.target, &self.items[*ix].rel, OFlag::O_WRONLY, 0) {
+                        Ok(fd) => &mut open.insert((*ix, std::fs::File::from(fd))).1,
+                        Err(e) => {
+                            self.fail(*ix, format!("cannot open for writing: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = f.write_all_at(data, *off) {
+                self.fail(*ix, format!("write failed: {e}"));
+                continue;
+            }
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.progress.add_bytes(data.len() as u64);
+            if self.plan.remaining[*ix].fetch_sub(1, Ordering::AcqRel) == 1 {
+                // The file is complete: its metadata now, through the same descriptor.
+                let meta = fsx::Meta::of(&self.items[*ix].node, self.owner);
+                if let Err(e) = fsx::set_meta_fd(f.as_fd(), &meta) {
+                    tracing::warn!(
+                        "{}: metadata not fully restored: {e}",
+                        self.items[*ix].rel.display()
+                    );
+                }
+                *open = None;
+            }
+        }
+    }
+
+    /// Reads the packs (`packs`: each with its needed blobs in offset order) with `workers`
+    /// threads.
+    pub fn run(&self, packs: &[(Id, Vec<(Id, Loc)>)], workers: usize) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..workers.min(packs.len().max(1)) {
+                s.spawn(|| {
+                    // Reused for every pack and blob: one blob's stored bytes and its
+                    // decompressed form. The pack is decrypted as it is read, never held whole.
+                    let mut stored_blob = Vec::new();
+                    let mut scratch = Vec::new();
+                    let mut open: Option<(usize, std::fs::File)> = None;
+                    while let Some((pack_id, blobs)) =
+                        packs.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
+                        self.read_pack(pack_id, blobs, &mut open, &mut stored_blob, &mut scratch);
+                    }
+                });
+            }
+        });
+    }
+
+    fn read_pack(
+        &self,
+        pack_id: &Id,
+        blobs: &[(Id, Loc)],
+        open: &mut Option<(usize, std::fs::File)>,
+        stored_blob: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
+        let retry_from = |n: usize, e: &Error| {
+            let mut r = self.retry.lock().expect("lock");
+            for (id, _) in &blobs[n..] {
+                r.push((*id, e.to_string()));
+            }
+        };
+        let stored = match self.reader.fetch_stored(pack_id) {
+            Ok(s) => s,
+            Err(e) => return retry_from(0, &e),
+        };
+        let mut r = match self.reader.open_stream(pack_id, &stored) {
+            Ok(r) => r,
+            Err(e) => return retry_from(0, &e),
+        };
+        let mut pos = coop_formats::envelope::HEADER_LEN as u64;
+        for (n, (id, loc)) in blobs.iter().enumerate() {
+            if let Err(e) = read_next_blob(&mut r, &mut pos, loc, stored_blob) {
+                // The stream cannot go on past damage.
+                let e = Error::damaged(
+                    pack_id.to_hex(),
+                    format!("pack is damaged or truncated at blob {id}: {e}"),
+                );
+                return retry_from(n, &e);
+            }
+            match self.reader.verify_stored(stored_blob, id, loc, scratch) {
+                Ok(data) => self.place(open, id, data),
+                Err(e) => self.retry.lock().expect("lock").push((*id, e.to_string())),
+            }
+        }
+    }
+
+    /// Retries the blobs that failed, from any other location; files whose blobs cannot be
+    /// found anywhere fail with the first reason.
+    pub fn retry(&self) {
+        let retry = std::mem::take(&mut *self.retry.lock().expect("lock"));
+        let mut open = None;
+        let mut buf = Vec::new();
+        for (id, why) in retry {
+            match self.reader.blob(&id, BlobType::Data, &mut buf) {
+                Ok(()) => self.place(&mut open, &id, &buf),
+                Err(_) => {
+                    for (ix, _) in &self.plan.wanted[&id] {
+                        self.fail(*ix, why.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads the blob at `loc` from a pack stream that is at offset `*pos`: blobs are taken in
+/// offset order, skipping the ones not needed. The blob's length comes from the index and is
+/// bounded by the pack format's limit before anything is allocated.
+fn read_next_blob(
+    r: &mut impl Read,
+    pos: &mut u64,
+    loc: &Loc,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let skip = (loc.offset as u64)
+        .checked_sub(*pos)
+        .ok_or_else(|| bad("the blob overlaps the one before it"))?;
+    if loc.stored_len as usize > coop_formats::pack::MAX_PACK_LEN {
+        return Err(bad("the index gives a blob larger than any pack"));
+    }
+    std::io::copy(&mut r.take(skip), &mut std::io::sink())?;
+    buf.clear();
+    let got = r.take(loc.stored_len as u64).read_to_end(buf)?;
+    if got != loc.stored_len as usize {
+        return Err(bad("the pack ends before the blob does"));
+    }
+    *pos = loc.offset as u64 + loc.stored_len as u64;
+    Ok(())
+}
+
+/// Creates a file of `size` bytes (sparse), replacing whatever non-directory is there.
+pub(super) fn create_file(target: BorrowedFd<'_>, it: &Item) -> Result<std::fs::File> {
+    let (parent, name) = fsx::open_parent(target, &it.rel).map_err(|e| Error::io(&it.rel, e))?;
+    let fd = fsx::create_file_at(parent.as_fd(), name).map_err(|e| Error::io(&it.rel, e))?;
+    let f = std::fs::File::from(fd);
+    f.set_len(it.node.size).map_err(|e| Error::io(&it.rel, e))?;
+    Ok(f)
+}

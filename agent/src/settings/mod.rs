@@ -1,0 +1,513 @@
+//! The agent's settings: agent.toml parsed and resolved once into typed values.
+//!
+//! - [`raw`]: the TOML as written (serde structs with spans, for line numbers).
+//! - this module: [`Settings`], every size, duration, schedule and retention rule resolved
+//!   and checked, with a line-numbered [`ConfigProblem`] for each mistake. `coop config
+//!   check` reports them; `coop agent` refuses to start on the same errors.
+//! - [`check`]: what can only be checked on this machine (files, stores, keys).
+//!
+//! Schedules are cron expressions in UTC.
+
+pub mod check;
+pub mod raw;
+
+use crate::backup::{DirCommand, SourceCommand};
+use crate::store::S3Options;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A problem in a config file, with its line (1-based) where known. Warnings do not stop
+/// the agent (a peer that is down, say); errors do.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfigProblem {
+    pub line: Option<usize>,
+    pub message: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = if self.warning { "warning: " } else { "" };
+        match self.line {
+            Some(l) => write!(f, "line {l}: {w}{}", self.message),
+            None => write!(f, "{w}{}", self.message),
+        }
+    }
+}
+
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses a size: `4096`, `500KiB`, `2MiB`, `1GiB` (powers of 1024) or `500KB`, `2MB`,
+/// `1GB` (powers of 1000). A lowercase `b` could mean bits, so `500kb` is refused.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 500KiB, 2MiB, 5GiB)"))?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KB" => 1e3,
+        "KiB" => 1024.0,
+        "M" | "MB" => 1e6,
+        "MiB" => 1048576.0,
+        "G" | "GB" => 1e9,
+        "GiB" => 1073741824.0,
+        "T" | "TB" => 1e12,
+        "TiB" => 1099511627776.0,
+        u if u.to_ascii_lowercase().ends_with('b') && !u.ends_with('B') => {
+            return Err(format!(
+                "{s:?} is ambiguous (a lowercase b means bits): write {num}KB, {num}KiB, {num}MB or {num}MiB"
+            ))
+        }
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use KiB, MiB, GiB, TiB, or KB, MB, GB, TB)")),
+    };
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("{s:?} is not a size"));
+    }
+    Ok((n * mult) as u64)
+}
+
+/// Parses a duration like `30m`, `12h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration (e.g. 30m, 12h, 7d): {e}"))
+}
+
+const CRON_FIELDS: [&str; 5] = ["minute", "hour", "day of month", "month", "day of week"];
+
+fn cron_parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+}
+
+/// Parses a cron expression (5 fields, or 6 with seconds first); an error names the field.
+pub fn parse_cron(s: &str) -> Result<croner::Cron, String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if !(fields.len() == 5 || fields.len() == 6) {
+        return Err(format!(
+            "{s:?} has {} fields; a schedule has 5 (minute hour day-of-month month day-of-week), or 6 with seconds first",
+            fields.len()
+        ));
+    }
+    cron_parser().parse(s).map_err(|e| {
+        let off = fields.len() - 5;
+        let names: Vec<&str> = if off == 1 {
+            std::iter::once("second").chain(CRON_FIELDS).collect()
+        } else {
+            CRON_FIELDS.to_vec()
+        };
+        for (i, f) in fields.iter().enumerate() {
+            let probe: Vec<&str> = (0..fields.len())
+                .map(|j| if j == i { *f } else { "*" })
+                .collect();
+            if cron_parser().parse(&probe.join(" ")).is_err() {
+                return format!("{s:?}: the {} field {f:?} is not valid ({e})", names[i]);
+            }
+        }
+        format!("{s:?}: {e}")
+    })
+}
+
+/// Which members a per-member job covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    All,
+    Names(Vec<String>),
+}
+
+/// A retention policy and whether to prune after it.
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    pub policy: crate::forget::Policy,
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlSource {
+    pub database: String,
+    pub query: String,
+    pub filename: String,
+    pub psql_args: String,
+}
+
+/// One job, resolved.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub name: String,
+    pub schedule: String,
+    pub cron: croner::Cron,
+    pub paths: Vec<PathBuf>,
+    pub commands: Vec<SourceCommand>,
+    pub command_dirs: Vec<DirCommand>,
+    pub exclude: Vec<String>,
+    pub one_file_system: bool,
+    pub tenant: String,
+    pub tags: Vec<String>,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    pub healthcheck_url: Option<String>,
+    pub retention: Option<RetentionSettings>,
+    pub members: Option<Members>,
+    pub sql: Vec<SqlSource>,
+}
+
+/// One peer, resolved.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub name: String,
+    pub repo: String,
+    pub s3: S3Options,
+    /// Bytes per second.
+    pub upload_limit: Option<u64>,
+    pub retry_max: Duration,
+}
+
+/// This site, resolved.
+#[derive(Debug, Clone)]
+pub struct SiteSettings {
+    pub name: String,
+    pub repo: String,
+    pub s3: S3Options,
+    pub key: KeySource,
+    pub cache_dir: PathBuf,
+    pub metrics_file: Option<PathBuf>,
+    pub healthcheck_url: Option<String>,
+    pub jitter: Option<Duration>,
+}
+
+/// What the agent holds.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Identity(PathBuf),
+    Writer(PathBuf),
+}
+
+/// agent.toml, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub site: SiteSettings,
+    pub peers: Vec<PeerSettings>,
+    pub jobs: Vec<JobSettings>,
+}
+
+impl Settings {
+    pub fn job(&self, name: &str) -> Option<&JobSettings> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// Parses and resolves a config. Every problem found is returned, with its line.
+    pub fn resolve(text: &str) -> Result<Settings, Vec<ConfigProblem>> {
+        let cfg = raw::parse(text).map_err(|p| vec![p])?;
+        let mut p = Problems {
+            text,
+            list: Vec::new(),
+        };
+        // A recipe's values still to be filled in (`coop recipe show` marks them).
+        for (i, l) in text.lines().enumerate() {
+            if let Some(at) = l.find("<FILL IN:") {
+                let what = l[at..]
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches('<');
+                p.list.push(ConfigProblem {
+                    line: Some(i + 1),
+                    message: format!("a value is still to be filled in: {what}"),
+                    warning: false,
+                });
+            }
+        }
+        let site = resolve_site(&cfg.site, &mut p);
+        let mut names = std::collections::HashSet::new();
+        let jobs: Vec<Option<JobSettings>> = cfg
+            .jobs
+            .iter()
+            .map(|j| {
+                if !names.insert(j.name.get_ref().clone()) {
+                    p.err(
+                        j.name.span(),
+                        format!("two jobs are named {:?}", j.name.get_ref()),
+                    );
+                }
+                resolve_job(j, &mut p)
+            })
+            .collect();
+        let peers: Vec<Option<PeerSettings>> =
+            cfg.peers.iter().map(|x| resolve_peer(x, &mut p)).collect();
+        if !p.list.is_empty() {
+            return Err(p.list);
+        }
+        Ok(Settings {
+            site: site.expect("no problems"),
+            peers: peers.into_iter().map(|x| x.expect("no problems")).collect(),
+            jobs: jobs.into_iter().map(|x| x.expect("no problems")).collect(),
+        })
+    }
+}
+
+struct Problems<'t> {
+    text: &'t str,
+    list: Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    fn err(&mut self, span: std::ops::Range<usize>, message: String) {
+        self.list.push(ConfigProblem {
+            line: Some(line_of(self.text, span.start)),
+            message,
+            warning: false,
+        });
+    }
+}
+
+fn resolve_site(s: &raw::Site, p: &mut Problems) -> Option<SiteSettings> {
+    let key = match (&s.identity_file, &s.writer_key) {
+        (None, None) => {
+            p.list.push(ConfigProblem {
+                line: None,
+                message: "[site] needs identity_file or writer_key".into(),
+                warning: false,
+            });
+            None
+        }
+        (Some(a), Some(_)) => {
+            p.err(
+                a.span(),
+                "give identity_file or writer_key, not both".into(),
+            );
+            None
+        }
+        (Some(i), None) => Some(KeySource::Identity(i.get_ref().clone())),
+        (None, Some(w)) => Some(KeySource::Writer(w.get_ref().clone())),
+    };
+    let jitter = match &s.jitter {
+        Some(j) => match parse_duration(j.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p.err(j.span(), format!("jitter: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let cache_dir = s
+        .cache_dir
+        .clone()
+        .or_else(crate::catalog::default_cache_dir)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/coop"));
+    Some(SiteSettings {
+        name: s.name.clone(),
+        repo: s.repo.get_ref().clone(),
+        s3: s.s3.clone(),
+        key: key?,
+        cache_dir,
+        metrics_file: s.metrics_file.clone(),
+        healthcheck_url: s.healthcheck_url.clone(),
+        jitter,
+    })
+}
+
+fn resolve_peer(x: &raw::Peer, p: &mut Problems) -> Option<PeerSettings> {
+    let mut ok = true;
+    let upload_limit = match &x.upload_limit {
+        Some(v) => match parse_size(v.get_ref()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                p.err(v.span(), format!("peer {:?}: upload_limit {e}", x.name));
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let retry_max = match &x.retry_max {
+        Some(v) => match parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                p.err(v.span(), format!("peer {:?}: retry_max {e}", x.name));
+                ok = false;
+                Duration::ZERO
+            }
+        },
+        None => Duration::from_secs(1800),
+    };
+    ok.then(|| PeerSettings {
+        name: x.name.clone(),
+        repo: x.repo.get_ref().clone(),
+        s3: x.s3.clone(),
+        upload_limit,
+        retry_max,
+    })
+}
+
+fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
+    let name = j.name.get_ref().clone();
+    let before = p.list.len();
+    let cron = match parse_cron(j.schedule.get_ref()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            p.err(j.schedule.span(), format!("job {name:?}: schedule {e}"));
+            None
+        }
+    };
+    let members = match &j.members {
+        None => None,
+        Some(m) => match m.get_ref() {
+            raw::MemberSelect::All(s) if s == "all" => Some(Members::All),
+            raw::MemberSelect::All(_) => {
+                p.err(
+                    m.span(),
+                    format!("job {name:?}: members must be \"all\" or a list of names"),
+                );
+                None
+            }
+            raw::MemberSelect::Names(n) => Some(Members::Names(n.clone())),
+        },
+    };
+    let uses_member = j
+        .paths
+        .iter()
+        .any(|x| x.to_string_lossy().contains("{member}"))
+        || j.commands
+            .iter()
+            .any(|c| c.command.contains("{member}") || c.filename.contains("{member}"))
+        || j.command_dirs
+            .iter()
+            .any(|c| c.command.contains("{member}"));
+    if j.members.is_none() && (!j.sql.is_empty() || uses_member) {
+        p.err(
+            j.name.span(),
+            format!("job {name:?} uses {{member}} or sql but has no `members`"),
+        );
+    }
+    if j.paths.is_empty() && j.commands.is_empty() && j.sql.is_empty() && j.command_dirs.is_empty()
+    {
+        p.err(
+            j.name.span(),
+            format!("job {name:?} has no paths and no commands"),
+        );
+    }
+    if let Err(e) = crate::patterns::Patterns::new(&j.exclude) {
+        p.err(j.name.span(), format!("job {name:?}: {e}"));
+    }
+    let retention = j.retention.as_ref().map(|r| {
+        let span = r.span();
+        let r = r.get_ref();
+        let within = match r.keep_within.as_deref().map(parse_duration).transpose() {
+            Ok(w) => w,
+            Err(e) => {
+                p.err(span.clone(), format!("job {name:?}: keep_within {e}"));
+                None
+            }
+        };
+        let policy = crate::forget::Policy {
+            last: r.keep_last,
+            hourly: r.keep_hourly,
+            daily: r.keep_daily,
+            weekly: r.keep_weekly,
+            monthly: r.keep_monthly,
+            yearly: r.keep_yearly,
+            within,
+            tags: r.keep_tags.clone(),
+        };
+        if policy.is_empty() {
+            p.err(
+                span,
+                format!(
+                    "job {name:?}: retention has no keep rule (it would remove every snapshot)"
+                ),
+            );
+        }
+        RetentionSettings {
+            policy,
+            prune: r.prune,
+        }
+    });
+    if p.list.len() > before {
+        return None;
+    }
+    Some(JobSettings {
+        name,
+        schedule: j.schedule.get_ref().clone(),
+        cron: cron?,
+        paths: j.paths.clone(),
+        commands: j.commands.clone(),
+        command_dirs: j.command_dirs.clone(),
+        exclude: j.exclude.clone(),
+        one_file_system: j.one_file_system,
+        tenant: j.tenant.clone(),
+        tags: j.tags.clone(),
+        before: j.before.clone(),
+        after: j.after.clone(),
+        healthcheck_url: j.healthcheck_url.clone(),
+        retention,
+        members,
+        sql: j
+            .sql
+            .iter()
+            .map(|q| SqlSource {
+                database: q.database.clone(),
+                query: q.query.clone(),
+                filename: q.filename.clone(),
+                psql_args: q.psql_args.clone(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_line_and_the_field() {
+        let text = "[site]\nname = \"a\"\nrepo = \"/nonexistent\"\nidentity_file = \"/etc/hostname\"\n\n[[job]]\nname = \"j\"\nschedule = \"61 * * * *\"\npaths = [\"/tmp\"]\n";
+        let p = Settings::resolve(text).unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, Some(8));
+        assert!(p[0].message.contains("minute"), "{}", p[0].message);
+        let p = Settings::resolve("[site]\nname = \"a\"\nrepo = \"r\"\nbogus = 1\n").unwrap_err();
+        assert_eq!(p[0].line, Some(4), "{p:?}");
+        assert!(p[0].message.contains("bogus"));
+        let p = Settings::resolve("[site\n").unwrap_err();
+        assert_eq!(p[0].line, Some(1));
+        let text = "[site]\nname = \"a\"\nrepo = \"r\"\nwriter_key = \"k\"\n\n[[peer]]\nname = \"p\"\nrepo = \"/x\"\nupload_limit = \"500kb\"\n";
+        let p = Settings::resolve(text).unwrap_err();
+        assert_eq!(p[0].line, Some(9));
+        assert!(p[0].message.contains("ambiguous"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500KiB"), Ok(512_000));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("500kb").unwrap_err().contains("ambiguous"));
+        assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn shipped_examples_resolve() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            if let Err(problems) = Settings::resolve(&text) {
+                panic!("{}: {problems:?}", p.display());
+            }
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+}

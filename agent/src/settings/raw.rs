@@ -1,0 +1,159 @@
+//! The agent's TOML config (`/etc/coop/agent.toml`) as written: serde structs with spans,
+//! resolved into typed values by [`super::Settings`].
+//!
+//! ```toml
+//! [site]
+//! name = "hackspace"
+//! repo = "/srv/coop/repo"
+//! identity_file = "/etc/coop/identity.txt"   # or writer_key = "/etc/coop/writer.key"
+//!
+//! [[peer]]
+//! name = "rented-vm"
+//! repo = "s3://coop-backups/hackspace"
+//! upload_limit = "2MiB"
+//!
+//! [[job]]
+//! name = "forgejo"
+//! schedule = "0 3 * * *"
+//! paths = ["/srv/forgejo"]
+//! commands = [{ command = "pg_dump -Fc forgejo", filename = "forgejo.dump" }]
+//! retention = { keep_daily = 7, keep_weekly = 4 }
+//! ```
+
+use crate::backup::{DirCommand, SourceCommand};
+use crate::store::S3Options;
+use serde::Deserialize;
+use std::path::PathBuf;
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub site: Site,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<Peer>,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    /// This site's own repository.
+    pub repo: Spanned<String>,
+    #[serde(default)]
+    pub s3: S3Options,
+    /// Identity (reads and writes) …
+    pub identity_file: Option<Spanned<PathBuf>>,
+    /// … or writer key (writes only). One of the two.
+    pub writer_key: Option<Spanned<PathBuf>>,
+    /// Catalog, job history and locks (default: $XDG_CACHE_HOME/coop or /var/cache/coop).
+    pub cache_dir: Option<PathBuf>,
+    /// Prometheus node-exporter textfile, written atomically after every job.
+    pub metrics_file: Option<PathBuf>,
+    /// Default healthchecks URL for jobs without one.
+    pub healthcheck_url: Option<String>,
+    /// Random delay added to each scheduled run (e.g. "5m"), spreading load.
+    #[serde(default)]
+    pub jitter: Option<Spanned<String>>,
+}
+
+/// Parses a config; a syntax or schema error is returned with its line.
+pub fn parse(text: &str) -> Result<AgentConfig, super::ConfigProblem> {
+    toml::from_str::<AgentConfig>(text).map_err(|e| super::ConfigProblem {
+        line: e.span().map(|s| super::line_of(text, s.start)),
+        message: e.message().to_string(),
+        warning: false,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub name: String,
+    pub repo: Spanned<String>,
+    #[serde(default)]
+    pub s3: S3Options,
+    /// Upload limit per second, e.g. "500KiB".
+    pub upload_limit: Option<Spanned<String>>,
+    /// Longest wait between retries while the peer is down (default "30m").
+    pub retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    pub keep_within: Option<String>,
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Run prune after forget.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub name: Spanned<String>,
+    /// cron expression, 5 fields (or 6 with seconds), in UTC.
+    pub schedule: Spanned<String>,
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub commands: Vec<SourceCommand>,
+    /// Commands that write a directory (its path replaces `{dir}`), backed up as `/<dirname>`.
+    #[serde(default)]
+    pub command_dirs: Vec<DirCommand>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub one_file_system: bool,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Shell commands run before the backup; if one fails, the job fails.
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// Shell commands run after the backup (also after a failed one).
+    #[serde(default)]
+    pub after: Vec<String>,
+    pub healthcheck_url: Option<String>,
+    pub retention: Option<Spanned<Retention>>,
+    /// Run the job once per member: `"all"` or a list of names. Sources may use `{member}`;
+    /// each member's data becomes a snapshot in the tenant `member/NAME`.
+    pub members: Option<Spanned<MemberSelect>>,
+    /// SQL sources: the query is fed to psql on stdin with the member name as the psql
+    /// variable `member` (use `:'member'` in the query); never spliced into the SQL text.
+    #[serde(default)]
+    pub sql: Vec<SqlSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MemberSelect {
+    All(String),
+    Names(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSource {
+    pub database: String,
+    pub query: String,
+    pub filename: String,
+    /// Extra psql arguments (host, port, user), e.g. "-h 127.0.0.1 -U postgres".
+    #[serde(default)]
+    pub psql_args: String,
+}
+
+fn default_tenant() -> String {
+    "coop".into()
+}

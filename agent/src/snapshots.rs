@@ -1,0 +1,383 @@
+//! Listing, opening and resolving snapshots (`latest`, an ID or a unique prefix).
+//!
+//! A snapshot object that is damaged (its bytes do not match its name) or forged (it does
+//! not decrypt to a snapshot signed by a writer of the tenant) is named, skipped and
+//! reported; the others keep working. A genuine-looking snapshot can still be *flagged*:
+//! dated in the future (beyond [`MAX_CLOCK_SKEW_SECS`]), or signed by a revoked writer after
+//! its revocation. Flagged snapshots are listed but never resolve as `latest` and never fill
+//! a retention bucket.
+
+use crate::damage::Problem;
+use crate::error::{Error, Result};
+use crate::keys::TenantKeys;
+use crate::layout::Kind;
+use crate::repo::Repo;
+use crate::writers::{self, Signer};
+use coop_formats::id::Id;
+use coop_formats::snapshot::{Snapshot, SnapshotError};
+use serde::Serialize;
+
+/// How far ahead of this machine's clock a snapshot may be dated before it is flagged.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 900;
+
+/// Why a readable snapshot is not trusted for `latest` and retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "flag", rename_all = "kebab-case")]
+pub enum Flag {
+    /// Dated this many seconds ahead of now.
+    Future { seconds_ahead: i64 },
+    /// Signed by this writer after it was revoked.
+    RevokedWriter { writer: String },
+}
+
+impl std::fmt::Display for Flag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Flag::Future { seconds_ahead } => write!(
+                f,
+                "dated {} in the future (forged, or a clock far off)",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (*seconds_ahead).max(0) as u64
+                ))
+            ),
+            Flag::RevokedWriter { writer } => {
+                write!(f, "signed by writer {writer:?} after it was revoked")
+            }
+        }
+    }
+}
+
+/// One readable snapshot.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: Id,
+    pub snapshot: Snapshot,
+    pub flags: Vec<Flag>,
+}
+
+impl Entry {
+    pub fn trusted(&self) -> bool {
+        self.flags.is_empty()
+    }
+}
+
+/// Every readable snapshot of a tenant (oldest first) and the objects that were not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<Problem>,
+    /// Every snapshot object listed (readable or not).
+    pub names: Vec<Id>,
+}
+
+/// Which snapshots a command means (`--host`, `--path`, `--tag`): all must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub host: Option<String>,
+    /// Each must be one of the snapshot's paths.
+    pub paths: Vec<String>,
+    /// Each must be one of the snapshot's tags.
+    pub tags: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.host == h)
+            && self.paths.iter().all(|p| {
+                s.paths
+                    .iter()
+                    .any(|q| q.trim_end_matches('/') == p.trim_end_matches('/'))
+            })
+            && self.tags.iter().all(|t| s.tags.contains(t))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.paths.is_empty() && self.tags.is_empty()
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        for p in &self.paths {
+            parts.push(format!("path {p}"));
+        }
+        for t in &self.tags {
+            parts.push(format!("tag {t}"));
+        }
+        parts.join(", ")
+    }
+}
+
+fn seconds_ahead(time: &str, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(time).ok()?;
+    Some((t.with_timezone(&chrono::Utc) - now).num_seconds())
+}
+
+/// Every snapshot of the tenant, oldest first. Needs an identity.
+pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
+    let reader = keys.reader()?;
+    let writer_list = writers::load(repo, &keys.admin_keys)?;
+    let mut out = Listing {
+        problems: writer_list.problems.clone(),
+        ..Default::default()
+    };
+    let list = &writer_list.list;
+    let now = chrono::Utc::now();
+    for obj in repo.list(Kind::Snapshot, &keys.tag)? {
+        out.names.push(obj.name);
+        let bytes = match repo.get(Kind::Snapshot, &keys.tag, &obj.name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue, // forgotten meanwhile
+            Err(e @ Error::Damaged { .. }) => {
+                out.problems.push(Problem::damaged(&obj.path, &e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let opened = Snapshot::open(
+            &reader.identities,
+            &bytes,
+            (repo.config.repo_id, keys.tag),
+            |k| writers::may_sign(&reader.keyring, list, k),
+        );
+        let s = match opened {
+            Ok(s) => s,
+            Err(
+                e @ (SnapshotError::BadSignature
+                | SnapshotError::UnknownWriter { .. }
+                | SnapshotError::Misplaced),
+            ) => {
+                out.problems.push(Problem::forged(&obj.path, e));
+                continue;
+            }
+            // Its bytes match its name, so it was stored like this: not a genuine snapshot.
+            Err(e) => {
+                out.problems.push(Problem::forged(
+                    &obj.path,
+                    format!("not a valid snapshot: {e}"),
+                ));
+                continue;
+            }
+        };
+        let mut flags = Vec::new();
+        if let Some(ahead) = seconds_ahead(&s.time, now).filter(|a| *a > MAX_CLOCK_SKEW_SECS) {
+            flags.push(Flag::Future {
+                seconds_ahead: ahead,
+            });
+        }
+        match writers::judge(&reader.keyring, list, &s.writer, &obj.name) {
+            Signer::RevokedAfter(writer) => flags.push(Flag::RevokedWriter { writer }),
+            Signer::Unknown => {
+                out.problems
+                    .push(Problem::forged(&obj.path, "signed by an unknown writer"));
+                continue;
+            }
+            Signer::Valid | Signer::RevokedBefore(_) => {}
+        }
+        out.entries.push(Entry {
+            id: obj.name,
+            snapshot: s,
+            flags,
+        });
+    }
+    out.entries
+        .sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+impl Listing {
+    /// Resolves `latest` (the newest trusted snapshot matching `filter`), a full ID or a
+    /// unique prefix.
+    pub fn find(&self, tenant: &str, spec: &str, filter: &Filter) -> Result<&Entry> {
+        if spec == "latest" {
+            return self
+                .entries
+                .iter()
+                .rev()
+                .find(|e| e.trusted() && filter.matches(&e.snapshot))
+                .ok_or_else(|| Error::NotFound {
+                    what: if filter.is_empty() {
+                        format!("a snapshot in tenant {tenant:?}")
+                    } else {
+                        format!("a snapshot in tenant {tenant:?} with {}", filter.describe())
+                    },
+                });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let hits: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.id.to_hex().starts_with(&spec_l))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits[0]),
+            0 => Err(Error::NotFound {
+                what: format!("snapshot {spec:?} in tenant {tenant:?}"),
+            }),
+            n => Err(Error::AmbiguousSnapshot {
+                prefix: spec.into(),
+                matches: n,
+            }),
+        }
+    }
+}
+
+/// A tenant's snapshots as a command sees them: the listing, what this client remembers
+/// of this location (rollback detection), and the snapshots forget records explain.
+#[derive(Debug)]
+pub struct View {
+    pub tenant: String,
+    pub listing: Listing,
+    pub verdict: crate::state::Verdict,
+    pub forgotten: std::collections::HashSet<Id>,
+}
+
+/// Lists the snapshots, reads the forget records and checks this location against what the
+/// client saw before (and records what it sees now).
+pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
+    let mut listing = list(repo, keys)?;
+    let (forgotten, problems) = crate::forget::records(repo, keys)?;
+    listing.problems.extend(problems);
+    let verdict = crate::state::observe(
+        repo.cache_dir(),
+        &repo.config.repo_id,
+        &crate::state::Seen {
+            location: &repo.store.location(),
+            tag: &keys.tag,
+            snapshots: Some(&listing.names),
+            forgotten: &forgotten,
+            index: None,
+        },
+    );
+    Ok(View {
+        tenant: keys.tenant.clone(),
+        listing,
+        verdict,
+        forgotten,
+    })
+}
+
+impl View {
+    /// Every warning a command should show: damaged and forged objects, rollback, lag.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .listing
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        w.extend(self.verdict.warnings());
+        w
+    }
+
+    /// Whether anything damaged or forged was met, or a rollback (commands that list exit
+    /// with the damage code).
+    pub fn has_problems(&self) -> bool {
+        self.verdict.rollback() || !self.listing.problems.is_empty()
+    }
+
+    /// Destructive commands decide only from a view that is not rolled back.
+    pub fn refuse_if_rollback(&self, what: &str) -> Result<()> {
+        if self.verdict.rollback() {
+            return Err(Error::damaged(
+                Kind::Snapshot.dir(),
+                format!(
+                    "{what} refuses to run: {} Run it against another site, or find out who changed this store.",
+                    self.verdict.warnings().join(" ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves a snapshot. `latest` is refused while snapshots this client saw here are
+    /// missing: the newest one may be among them, and an older one would be restored.
+    pub fn find(&self, spec: &str, filter: &Filter) -> Result<&Entry> {
+        if spec == "latest" && !self.verdict.vanished.is_empty() {
+            return Err(Error::damaged(
+                Kind::Snapshot.dir(),
+                format!(
+                    "`latest` is not resolved: {} Give a snapshot ID to read an older one knowingly.",
+                    self.verdict.warnings().join(" ")
+                ),
+            ));
+        }
+        self.listing.find(&self.tenant, spec, filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, time: &str, host: &str, flags: Vec<Flag>) -> Entry {
+        Entry {
+            id: Id([n; 32]),
+            snapshot: Snapshot {
+                version: 1,
+                repo_id: Id([0; 32]),
+                tenant: "coop".into(),
+                time: time.into(),
+                host: host.into(),
+                username: String::new(),
+                paths: vec![format!("/srv/{host}")],
+                tags: vec![],
+                tree: Id([0; 32]),
+                writer: [0; 32],
+                writer_name: String::new(),
+                program: String::new(),
+                summary: Default::default(),
+                manifest: None,
+                inventory: Id::default(),
+            },
+            flags,
+        }
+    }
+
+    #[test]
+    fn latest_skips_flagged_and_honours_filters() {
+        let l = Listing {
+            entries: vec![
+                entry(1, "2026-01-01T00:00:00Z", "a", vec![]),
+                entry(2, "2026-01-02T00:00:00Z", "b", vec![]),
+                entry(
+                    3,
+                    "2099-01-01T00:00:00Z",
+                    "a",
+                    vec![Flag::Future {
+                        seconds_ahead: 1 << 30,
+                    }],
+                ),
+            ],
+            problems: vec![],
+            names: vec![],
+        };
+        let none = Filter::default();
+        assert_eq!(l.find("coop", "latest", &none).unwrap().id, Id([2; 32]));
+        let a = Filter {
+            host: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(l.find("coop", "latest", &a).unwrap().id, Id([1; 32]));
+        let p = Filter {
+            paths: vec!["/srv/b/".into()],
+            ..Default::default()
+        };
+        assert_eq!(l.find("coop", "latest", &p).unwrap().id, Id([2; 32]));
+        let nobody = Filter {
+            host: Some("zz".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            l.find("coop", "latest", &nobody),
+            Err(Error::NotFound { .. })
+        ));
+        // A flagged snapshot can still be named explicitly.
+        assert_eq!(
+            l.find("coop", &Id([3; 32]).short(), &none).unwrap().id,
+            Id([3; 32])
+        );
+    }
+}

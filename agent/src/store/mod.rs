@@ -1,0 +1,306 @@
+//! Object storage through `object_store`: a local directory (plain path or `file://`)
+//! or an in-memory store (`memory:`, for tests).
+//!
+//! All operations are synchronous wrappers over one shared tokio runtime. Listings are
+//! complete or fail: a listing error is never read as "empty".
+
+mod open;
+mod probe;
+mod retry;
+
+pub use open::S3Options;
+pub use retry::runtime;
+
+use futures::TryStreamExt;
+use object_store::path::Path as OPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+type Bytes = Vec<u8>;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("object {path} not found in {url}")]
+    NotFound { url: String, path: String },
+    #[error("object {path} already exists in {url}")]
+    Exists { url: String, path: String },
+    #[error("store {url} does not support {op}")]
+    Unsupported { url: String, op: &'static str },
+    #[error("store {url}: {op} {path} failed: {reason}")]
+    Op {
+        url: String,
+        op: &'static str,
+        path: String,
+        reason: String,
+        no_space: bool,
+    },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// An object in a listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: String,
+    pub size: u64,
+    /// When the store says the object was written (Unix seconds).
+    pub modified: i64,
+}
+
+/// A store of immutable objects.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    url: String,
+    local_root: Option<PathBuf>,
+    /// Cleared when the server rejects create-only PUTs: names are content hashes, so an
+    /// overwrite writes the same bytes.
+    create_only: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.url)
+    }
+}
+
+impl Store {
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
+    /// Wraps any `object_store` implementation (tests use this for fault injection).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
+        Self {
+            inner,
+            url: url.to_string(),
+            local_root: None,
+            create_only: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A stable name of this location for client state: the absolute directory of a local
+    /// store, else the URL as given.
+    pub fn location(&self) -> String {
+        match &self.local_root {
+            Some(p) => p.display().to_string(),
+            None => self.url.clone(),
+        }
+    }
+
+    /// Writes an immutable object. If an object of that name exists already it is left
+    /// alone (names are content hashes). Local writes are fsynced before returning.
+    pub fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_shared(path, bytes::Bytes::from(data))
+    }
+
+    /// [`Self::put`] for a shared buffer: once this returns, the store holds no reference
+    /// to it, so the caller can take it back (`Bytes::try_into_mut`) and reuse it.
+    pub fn put_shared(&self, path: &str, data: bytes::Bytes) -> Result<(), StoreError> {
+        self.put_inner(path, data, true)
+    }
+
+    /// [`Self::put`] without the fsync, for objects that need not survive a crash of this
+    /// machine: locks (the process holding one dies with it).
+    pub fn put_transient(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_inner(path, bytes::Bytes::from(data), false)
+    }
+
+    fn put_inner(&self, path: &str, data: bytes::Bytes, durable: bool) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let p = OPath::from(path);
+        let payload = PutPayload::from(data);
+        let res = self.run("put", path, || {
+            let mode = if self.create_only.load(Ordering::Relaxed) {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            let (p, payload) = (p.clone(), payload.clone());
+            async move {
+                self.inner
+                    .put_opts(
+                        &p,
+                        payload,
+                        PutOptions {
+                            mode,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+            }
+        });
+        match res {
+            Ok(_) => {}
+            // Names are content hashes: an existing object holds the same bytes.
+            Err(StoreError::Exists { .. }) => return Ok(()),
+            Err(StoreError::Unsupported { .. }) if self.create_only.load(Ordering::Relaxed) => {
+                // A server without create-only PUT: a plain overwrite writes the same bytes.
+                tracing::warn!(
+                    "{}: the server does not support create-only PUT; using plain PUT",
+                    self.url
+                );
+                self.create_only.store(false, Ordering::Relaxed);
+                return self.put(path, payload.into_iter().flat_map(|b| b.to_vec()).collect());
+            }
+            Err(e) => return Err(e),
+        }
+        crate::fault::point("store:after-put");
+        if let Some(root) = &self.local_root {
+            let full = root.join(path);
+            let sync = |p: &std::path::Path| {
+                let f = std::fs::File::open(p)?;
+                f.sync_all()?;
+                // The data is on disk: drop it from the page cache. Nobody reads a pack back
+                // soon, the services' cache stays warm, and the next write reuses these pages
+                // instead of taking fresh memory (costly on VMs that return free memory).
+                let _ = nix::fcntl::posix_fadvise(
+                    &f,
+                    0,
+                    0,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                );
+                Ok::<_, std::io::Error>(())
+            };
+            if !full.exists() {
+                // A wrapping store (fault injection) reported success without writing.
+                return Err(StoreError::Op {
+                    url: self.url.clone(),
+                    op: "put",
+                    path: path.into(),
+                    reason: "object missing after write".into(),
+                    no_space: false,
+                });
+            }
+            if !durable {
+                return Ok(());
+            }
+            if let Err(e) = sync(&full).and_then(|_| sync(full.parent().unwrap_or(root))) {
+                return Err(StoreError::Op {
+                    url: self.url.clone(),
+                    op: "fsync",
+                    path: path.into(),
+                    reason: e.to_string(),
+                    no_space: e.raw_os_error() == Some(28),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole object.
+    pub fn get(&self, path: &str) -> Result<Bytes, StoreError> {
+        let p = OPath::from(path);
+        self.run("get", path, || async {
+            let r = self.inner.get(&p).await?;
+            r.bytes().await
+        })
+        // Takes the buffer over without a copy when the store's Bytes owns it alone.
+        .map(Vec::from)
+    }
+
+    /// Reads a byte range of an object (ranged GET); the end is clipped to the object.
+    pub fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+        let p = OPath::from(path);
+        self.run("get", path, || async {
+            let opts = object_store::GetOptions {
+                range: Some(object_store::GetRange::Bounded(range.clone())),
+                ..Default::default()
+            };
+            let r = self.inner.get_opts(&p, opts).await?;
+            r.bytes().await
+        })
+        .map(Vec::from)
+    }
+
+    /// Whether an object exists.
+    pub fn exists(&self, path: &str) -> Result<bool, StoreError> {
+        let p = OPath::from(path);
+        match self.run("head", path, || self.inner.head(&p)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Size of an object, or `None` if it does not exist.
+    pub fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        let p = OPath::from(path);
+        match self.run("head", path, || self.inner.head(&p)) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists every object under `prefix` (recursively). Either complete, or an error.
+    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let p = OPath::from(prefix);
+        let res = self.run("list", prefix, || {
+            let p = p.clone();
+            async move { self.inner.list(Some(&p)).try_collect::<Vec<_>>().await }
+        });
+        match res {
+            Ok(v) => Ok(v
+                .into_iter()
+                .map(|m| Listed {
+                    path: m.location.to_string(),
+                    size: m.size,
+                    modified: m.last_modified.timestamp(),
+                })
+                .collect()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes an object; deleting one that is not there succeeds (S3 semantics everywhere).
+    pub fn delete(&self, path: &str) -> Result<(), StoreError> {
+        let p = OPath::from(path);
+        match self.run("delete", path, || self.inner.delete(&p)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_and_memory_basics() {
+        let dir = tempfile::tempdir().unwrap();
+        for s in [
+            Store::open(dir.path().join("r").to_str().unwrap(), true).unwrap(),
+            Store::open("memory:", true).unwrap(),
+        ] {
+            assert!(s.list("packs").unwrap().is_empty());
+            s.put("packs/ab/abc", b"hello".to_vec()).unwrap();
+            s.put("packs/ab/abc", b"hello".to_vec()).unwrap(); // idempotent
+            assert_eq!(s.get("packs/ab/abc").unwrap(), b"hello");
+            assert!(s.exists("packs/ab/abc").unwrap());
+            assert!(s.get("nope").unwrap_err().is_not_found());
+            let l = s.list("packs").unwrap();
+            assert_eq!(l.len(), 1);
+            assert_eq!(l[0].size, 5);
+            s.delete("packs/ab/abc").unwrap();
+            assert!(!s.exists("packs/ab/abc").unwrap());
+        }
+        assert!(Store::open(dir.path().join("missing").to_str().unwrap(), false).is_err());
+        assert!(Store::open("ftp://host/x", false).is_err());
+        assert!(Store::open("s3://", false).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! A tenant's keys from what the caller holds: an identity opens the tenant's keyring; a
+//! writer key holds the coop tenant's writer material and reaches member tenants through the
+//! member registry.
+
+use crate::error::{Error, Result};
+use crate::keys::{Access, TenantKeys};
+use crate::repo::Repo;
+use std::sync::Arc;
+
+/// The keys for `tenant` from what the caller holds.
+pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
+    match access {
+        Access::Writer(wk) => {
+            if wk.repo_id != repo.config.repo_id {
+                return Err(Error::AccessDenied {
+                    what: format!(
+                        "the writer key is for repository {}, not this one ({})",
+                        wk.repo_id.short(),
+                        repo.config.repo_id.short()
+                    ),
+                });
+            }
+            if wk.config_hash != repo.config_hash {
+                return Err(Error::damaged(
+                    crate::layout::CONFIG,
+                    "the config differs from the one the writer key was made for (tampering?)",
+                ));
+            }
+            if wk.tenant == "coop" && tenant.starts_with("member/") {
+                let coop = TenantKeys::from_writer_key(wk)?;
+                return crate::members::writer_keys_for_member(
+                    repo,
+                    &coop,
+                    &tenant["member/".len()..],
+                );
+            }
+            if wk.tenant != tenant {
+                return Err(Error::AccessDenied {
+                    what: format!(
+                        "the writer key is for tenant {:?}, not {:?}",
+                        wk.tenant, tenant
+                    ),
+                });
+            }
+            TenantKeys::from_writer_key(wk)
+        }
+        Access::Identity(ids) => {
+            let found = repo.keyrings(ids)?;
+            if found.conflicted.iter().any(|t| t == tenant) {
+                return Err(Error::damaged(
+                    crate::layout::Kind::Keyring.dir(),
+                    format!("two different keyrings claim tenant {tenant:?} (tampering?); the other tenants are not affected"),
+                ));
+            }
+            for p in &found.problems {
+                tracing::warn!("{p}");
+            }
+            let coop_signer = found
+                .rings
+                .iter()
+                .find(|r| r.tenant == "coop")
+                .map(|r| r.default_signer());
+            let Some(k) = found.rings.into_iter().find(|k| k.tenant == tenant) else {
+                // A damaged keyring may be the one this identity would have opened.
+                if let Some(p) = found
+                    .problems
+                    .iter()
+                    .find(|p| p.kind == crate::damage::ProblemKind::Damaged)
+                {
+                    return Err(Error::damaged(
+                        &p.object,
+                        format!(
+                            "no keyring of tenant {tenant:?} opens with your identity, and this keyring object may be the one: its bytes do not match its name"
+                        ),
+                    ));
+                }
+                return Err(Error::NotRecipient {
+                    tenant: tenant.into(),
+                });
+            };
+            let mut keys = TenantKeys::from_keyring(k, Arc::clone(ids))?;
+            // An admin (or agent with an identity) backing up a member signs as the site, with
+            // the coop tenant's signer (the admin key, which member keyrings trust).
+            if tenant.starts_with("member/") {
+                if let Some(signer) = coop_signer {
+                    let public = signer.verifying_key().to_bytes();
+                    if keys.admin_keys.contains(&public) {
+                        keys.signer = signer;
+                    }
+                }
+            }
+            Ok(keys)
+        }
+    }
+}

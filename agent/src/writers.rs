@@ -1,0 +1,228 @@
+//! Writers (site keys): creating a writer key file, the signed writer list every tenant's
+//! readers check snapshots against, and revocation after a theft.
+//!
+//! The writer list (`writers/<zero tag>/<name>`, SPEC section 18) is signed by an admin (the
+//! coop keyring's signer) and readable without keys, so members verify their snapshots
+//! against it although they hold no coop key. A writer key file pins the admin keys, so its
+//! holder can neither forge the list nor the member registry.
+
+use crate::error::{Error, Result};
+use crate::keys::{self, Access, TenantKeys};
+use crate::layout::Kind;
+use crate::repo::Repo;
+use coop_formats::id::Id;
+use coop_formats::writerkey::{WriterKey, FORMAT};
+use coop_formats::writers::{Revocation, SiteWriter, WriterList};
+use std::path::Path;
+
+/// The writer list's tag (it belongs to no tenant).
+pub const TAG: [u8; 16] = [0; 16];
+
+/// The current writer list and the problems met reading it (a forged or damaged generation
+/// is named and skipped; the newest genuine one is in force).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub list: WriterList,
+    /// Name of the object holding `list` (`None`: no list yet).
+    pub name: Option<Id>,
+    pub problems: Vec<crate::damage::Problem>,
+}
+
+/// Reads every writer list object and keeps the newest one signed by an admin key.
+pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
+    let mut out = Loaded::default();
+    for obj in repo.list(Kind::Writers, &TAG)? {
+        let bytes = match repo.get_opt(Kind::Writers, &TAG, &obj.name) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e @ Error::Damaged { .. }) => {
+                out.problems
+                    .push(crate::damage::Problem::damaged(&obj.path, &e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match WriterList::open(&bytes, |k| admin_keys.contains(k)) {
+            Ok((l, _)) if l.repo_id != repo.config.repo_id => {
+                out.problems.push(crate::damage::Problem::forged(
+                    &obj.path,
+                    "a writer list of another repository",
+                ));
+            }
+            Ok((l, _)) => {
+                if out.name.is_none() || l.generation > out.list.generation {
+                    out.list = l;
+                    out.name = Some(obj.name);
+                }
+            }
+            Err(e) => out
+                .problems
+                .push(crate::damage::Problem::forged(&obj.path, e)),
+        }
+    }
+    if out.name.is_none() {
+        out.list.repo_id = repo.config.repo_id;
+    }
+    for w in &mut out.list.writers {
+        if let Some(r) = &mut w.revoked {
+            r.snapshots.sort();
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a new generation of the list (signed by `admin`) and removes the older ones.
+pub fn save(repo: &Repo, admin: &ed25519_dalek::SigningKey, loaded: &mut Loaded) -> Result<Id> {
+    loaded.list.generation += 1;
+    loaded.list.updated = crate::now_rfc3339();
+    loaded.list.repo_id = repo.config.repo_id;
+    let name = repo.put(Kind::Writers, &TAG, loaded.list.seal(admin))?;
+    for obj in repo.list(Kind::Writers, &TAG)? {
+        if obj.name != name {
+            repo.delete(Kind::Writers, &TAG, &obj.name)?;
+        }
+    }
+    loaded.name = Some(name);
+    Ok(name)
+}
+
+/// The coop tenant's keys for an admin: managing writers needs an identity of the coop tenant.
+fn admin(repo: &Repo, access: &Access) -> Result<TenantKeys> {
+    if !matches!(access, Access::Identity(_)) {
+        return Err(Error::AccessDenied {
+            what: "managing writers needs an admin identity (of tenant coop), not a writer key"
+                .into(),
+        });
+    }
+    crate::tenant::keys(repo, access, "coop")
+}
+
+/// Creates a writer for the coop tenant (and so every member tenant): adds its key to the
+/// writer list and writes the key file (mode 0600, refusing to overwrite).
+pub fn export(repo: &Repo, access: &Access, name: &str, out: &Path) -> Result<WriterKey> {
+    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(format!("bad writer name {name:?}")));
+    }
+    let coop = admin(repo, access)?;
+    let ring = &coop.reader()?.keyring;
+    let mut loaded = load(repo, &coop.admin_keys)?;
+    if loaded.list.writers.iter().any(|w| w.name == name) {
+        return Err(Error::invalid(format!(
+            "a writer named {name:?} exists already (see the writer list); choose another name"
+        )));
+    }
+    if out.exists() {
+        return Err(Error::invalid(format!(
+            "{} exists already; choose another file",
+            out.display()
+        )));
+    }
+    let seed: [u8; 32] = coop_formats::random_bytes();
+    let public = coop_formats::keyring::public_key_of(&seed);
+    let wk = WriterKey {
+        format: FORMAT.into(),
+        version: 1,
+        name: name.into(),
+        repo_id: repo.config.repo_id,
+        tenant: ring.tenant.clone(),
+        tenant_tag: ring.tenant_tag,
+        config_hash: repo.config_hash,
+        id_key: ring.id_key,
+        index_key: ring.index_key,
+        recipients: coop.recipient_strings.clone(),
+        signing_key: seed,
+        admin_keys: coop.admin_keys.clone(),
+    };
+    loaded.list.writers.push(SiteWriter {
+        name: name.into(),
+        public_key: public,
+        added: crate::now_rfc3339(),
+        revoked: None,
+    });
+    // The list first: a key file whose writer is not listed would sign snapshots nobody accepts.
+    save(repo, &coop.authority_signer()?, &mut loaded)?;
+    keys::write_secret_file(out, &wk.encode())?;
+    Ok(wk)
+}
+
+/// Revokes a writer: snapshots it signs from now on (or backdates) are flagged in every
+/// tenant. Every snapshot object in the repository now is recorded as known, so a backdated
+/// forgery cannot pass as older.
+pub fn revoke(repo: &Repo, access: &Access, name: &str) -> Result<SiteWriter> {
+    let coop = admin(repo, access)?;
+    let mut loaded = load(repo, &coop.admin_keys)?;
+    let mut snapshots: Vec<Id> = repo
+        .store
+        .list(Kind::Snapshot.dir())?
+        .iter()
+        .filter_map(|o| crate::layout::ObjectPath::parse(&o.path))
+        .filter(|p| p.kind == Kind::Snapshot)
+        .map(|p| p.name)
+        .collect();
+    snapshots.sort();
+    let w = loaded
+        .list
+        .writers
+        .iter_mut()
+        .find(|w| w.name == name)
+        .ok_or_else(|| Error::NotFound {
+            what: format!("writer {name:?}"),
+        })?;
+    if w.revoked.is_some() {
+        return Err(Error::invalid(format!(
+            "writer {name:?} is revoked already"
+        )));
+    }
+    w.revoked = Some(Revocation {
+        time: crate::now_rfc3339(),
+        snapshots,
+    });
+    let revoked = w.clone();
+    save(repo, &coop.authority_signer()?, &mut loaded)?;
+    Ok(revoked)
+}
+
+/// What a reader makes of a snapshot's signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// The tenant's own signer or a listed, unrevoked site writer.
+    Valid,
+    /// A revoked writer that signed it before its revocation (the snapshot was known then).
+    RevokedBefore(String),
+    /// A revoked writer; the snapshot was not in the repository when it was revoked.
+    RevokedAfter(String),
+    /// Not a writer of this tenant at all.
+    Unknown,
+}
+
+/// Whether `key` may sign snapshots and manifests of the keyring's tenant at all: the
+/// tenant's own writers, the admin keys it trusts, or a site in the writer list.
+pub fn may_sign(
+    keyring: &coop_formats::keyring::Keyring,
+    list: &WriterList,
+    key: &[u8; 32],
+) -> bool {
+    keyring.is_writer(key) || keyring.admin_keys().contains(key) || list.get(key).is_some()
+}
+
+/// Decides on a snapshot's signer from the tenant keyring and the writer list.
+pub fn judge(
+    keyring: &coop_formats::keyring::Keyring,
+    list: &WriterList,
+    writer: &[u8; 32],
+    snapshot: &Id,
+) -> Signer {
+    if keyring.is_writer(writer) || keyring.admin_keys().contains(writer) {
+        return Signer::Valid;
+    }
+    match list.get(writer) {
+        None => Signer::Unknown,
+        Some(w) => match &w.revoked {
+            None => Signer::Valid,
+            Some(r) if r.snapshots.binary_search(snapshot).is_ok() => {
+                Signer::RevokedBefore(w.name.clone())
+            }
+            Some(_) => Signer::RevokedAfter(w.name.clone()),
+        },
+    }
+}
