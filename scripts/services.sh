@@ -19,7 +19,7 @@ PY
 }
 
 start_moto() {
-  local venv="$PWD/target/venv-s3"
+  local venv="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/venv-moto-5.2.5"
   if [ ! -x "$venv/bin/moto_server" ]; then
     echo "== installing moto (S3 test server) into $venv"
     python3 -m venv "$venv"

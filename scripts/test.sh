@@ -26,5 +26,18 @@ if [ -f target/tmp/integrity-report.txt ]; then
   cat target/tmp/integrity-report.txt
 fi
 # Print one closing line with the totals of every test binary.
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/coop-test.log
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "cargo test: %d passed, %d failed, %d skipped\n", p, f, i }' target/coop-test.log
+
+# The service recipes, against the real services (Debian packages, Synapse in a cached venv).
+# They run services as their own system users, so they need root; elsewhere they are skipped
+# with a note (COOP_TEST_SERVICES=0 skips them too).
+if [ "${COOP_TEST_SERVICES:-1}" = 0 ]; then
+  echo "== service recipe tests skipped (COOP_TEST_SERVICES=0)"
+elif [ "$(id -u)" != 0 ]; then
+  echo "== service recipe tests skipped: they need root (run tests/services/run.sh as root)"
+else
+  echo "== service recipe tests (tests/services/run.sh)"
+  cargo build --quiet -p coop-cli
+  COOP_BIN=target/debug/coop tests/services/run.sh || status=1
+fi
 exit "$status"
