@@ -2,6 +2,7 @@
 # Sourced by scripts/test.sh: installs and starts the servers the tests need, on loopback:
 #   moto (a real S3 server, from PyPI)   -> COOP_TEST_S3_ENDPOINT, COOP_TEST_MOTO_BIN
 #   PostgreSQL (Debian's packages)       -> COOP_TEST_PG_HOST, COOP_TEST_PG_PORT, COOP_TEST_PGBIN
+#   faketime (Debian's packages)         -> on PATH
 # Both are stopped when the calling shell exits.
 
 services_dir="$(mktemp -d /tmp/coop-test-services.XXXXXX)"
@@ -33,14 +34,18 @@ start_moto() {
   echo "== moto S3 server on $COOP_TEST_S3_ENDPOINT"
 }
 
+apt_install() {
+  echo "== installing $* from Debian's packages"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >/dev/null
+  else
+    sudo -n apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+
 start_postgres() {
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    echo "== installing PostgreSQL from Debian's packages"
-    if [ "$(id -u)" = 0 ]; then
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
-    else
-      sudo -n apt-get install -y -qq postgresql >/dev/null
-    fi
+    apt_install postgresql
   fi
   COOP_TEST_PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   local dir="$services_dir/pg" port; port=$(free_port)
@@ -62,5 +67,7 @@ stop_services() {
   rm -rf "$services_dir"
 }
 trap stop_services EXIT
+# faketime: the trust tests date a thief's snapshots in the future.
+command -v faketime >/dev/null || apt_install faketime
 start_moto
 start_postgres

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::s3::*;
 use common::*;
 use coop_agent::store::Store;
 use serde_json::Value;
@@ -13,83 +14,6 @@ use std::fs;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
-
-fn s3() -> Option<String> {
-    match std::env::var("COOP_TEST_S3_ENDPOINT") {
-        Ok(e) => Some(e),
-        Err(_) if std::env::var("COOP_SKIP_SERVERS").is_ok() => {
-            eprintln!("COOP_SKIP_SERVERS set: skipping a test that needs the S3 server");
-            None
-        }
-        Err(_) => panic!("COOP_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts moto"),
-    }
-}
-
-fn make_bucket(endpoint: &str, bucket: &str) {
-    let url = format!("{endpoint}/{bucket}");
-    let o = std::process::Command::new("python3")
-        .args(["-c", "import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='PUT'))", &url])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "creating bucket {bucket}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// A fresh bucket per test.
-fn bucket(endpoint: &str, name: &str) -> String {
-    let b = format!("{name}-{}", std::process::id());
-    make_bucket(endpoint, &b);
-    b
-}
-
-fn s3_env(cmd: &mut std::process::Command, endpoint: &str) {
-    cmd.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_REGION", "us-east-1");
-}
-
-fn set_s3_env_here(endpoint: &str) {
-    // For Store::open in this process (tests are single-purpose processes per binary run).
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    std::env::set_var("AWS_ENDPOINT_URL", endpoint);
-    std::env::set_var("AWS_ALLOW_HTTP", "true");
-    std::env::set_var("AWS_REGION", "us-east-1");
-}
-
-fn coop_s3(env: &Env, endpoint: &str, args: &[&str]) -> std::process::Output {
-    let mut c = env.cmd();
-    s3_env(&mut c, endpoint);
-    c.args(args).output().unwrap()
-}
-
-fn ok_s3(env: &Env, endpoint: &str, args: &[&str]) -> String {
-    let o = coop_s3(env, endpoint, args);
-    assert!(
-        o.status.success(),
-        "coop {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// Like `ok_s3`, accepting the given exit codes too (a status that needs attention, a
-/// replica that lacks objects).
-fn out_s3(env: &Env, endpoint: &str, args: &[&str], codes: &[i32]) -> String {
-    let o = coop_s3(env, endpoint, args);
-    let c = o.status.code().unwrap_or(-1);
-    assert!(
-        c == 0 || codes.contains(&c),
-        "coop {args:?} ({c}): {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn conformance(s: &Store) {
     let name = s.url().to_string();

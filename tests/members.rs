@@ -15,31 +15,6 @@ struct Coop {
     data: PathBuf,
 }
 
-fn age_identity(env: &Env, name: &str) -> (PathBuf, String) {
-    let (text, recipient) = coop_formats::crypt::generate_identity();
-    let p = env.p(&format!("{name}.identity"));
-    fs::write(&p, text).unwrap();
-    (p, recipient)
-}
-
-fn ssh_key(env: &Env, name: &str) -> (PathBuf, String) {
-    let p = env.p(name);
-    let o = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f", p.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "ssh-keygen: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let pubkey = fs::read_to_string(p.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_string();
-    (p, pubkey)
-}
-
 /// A repository with members alice (age key, no quota) and bob (SSH key, quota), data for
 /// both, and an agent config with a per-member job.
 fn setup(bob_quota: &str) -> Coop {

@@ -344,7 +344,8 @@ pub fn forget(
         warnings: view.warnings(),
         ..Default::default()
     };
-    if !dry_run {
+    // A dry run refuses too: what it would show is decided from a view that is wrong.
+    {
         view.refuse_if_rollback("forget")?;
         if let Some(p) = view
             .listing

@@ -2,17 +2,21 @@
 //!
 //! Every object is verified by its name (BLAKE3 of its bytes) before it is written, so a
 //! corrupt object at the source is refused and reported, never spread. Snapshots are copied
-//! last, and not at all if anything else failed, so a replica never shows a snapshot whose
-//! data it does not hold. Copying is idempotent and resumable: a second run copies only what
-//! is still missing. Locks and prune plans are per-site and not replicated.
+//! last, each only once every object of its inventory (the packs and index objects it needs,
+//! stored in the clear in front of it) is on the target, so a replica never lists a snapshot
+//! whose data it does not hold, even when the source's listing leaves objects out: an
+//! inventory object the listing does not show is fetched by name. Copying is idempotent and
+//! resumable: a second run copies only what is still missing. Locks and prune plans are
+//! per-site and not replicated.
 
 use crate::error::{Error, Result};
 use crate::layout::{Kind, ObjectPath, CONFIG};
 use crate::progress::Progress;
 use crate::store::{Listed, Store};
 use coop_formats::id::Id;
+use coop_formats::snapshot::read_inventory;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,8 +44,16 @@ pub struct ReplicateReport {
     pub refused: Vec<String>,
     /// Copies that failed (the store said no); retried by the next run.
     pub failed: Vec<String>,
-    /// Snapshots held back because something they may need was not copied.
+    /// Snapshots held back because an object they need is not on the target.
     pub snapshots_held_back: u64,
+    /// Why each held-back snapshot was held back.
+    pub held_back: Vec<String>,
+    /// Objects a snapshot's inventory needs that the source's listing did not show but a
+    /// fetch by name found (a listing that leaves objects out).
+    pub unlisted_found: u64,
+    /// With `check_only`: snapshots at the target whose inventory names an object the
+    /// target does not hold.
+    pub incomplete_at_target: Vec<String>,
     /// Things worth knowing that did not stop the copy.
     pub warnings: Vec<String>,
     pub duration_ms: u64,
@@ -49,7 +61,10 @@ pub struct ReplicateReport {
 
 impl ReplicateReport {
     pub fn ok(&self) -> bool {
-        self.refused.is_empty() && self.failed.is_empty() && self.snapshots_held_back == 0
+        self.refused.is_empty()
+            && self.failed.is_empty()
+            && self.snapshots_held_back == 0
+            && self.incomplete_at_target.is_empty()
     }
 }
 
@@ -61,6 +76,25 @@ fn listing(s: &Store) -> Result<HashMap<String, u64>> {
         }
     }
     Ok(m)
+}
+
+/// The store paths a stored snapshot's inventory names.
+fn needs(stored: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let (header, inv, _) = read_inventory(stored).map_err(|e| e.to_string())?;
+    let tag = header.tenant;
+    Ok(inv
+        .packs
+        .iter()
+        .map(|p| Kind::Pack.path(&tag, p))
+        .chain(inv.index.iter().map(|i| Kind::Index.path(&tag, i)))
+        .collect())
+}
+
+/// A snapshot the target lacks, read from the source and checked against its name.
+struct Pending {
+    path: String,
+    bytes: Vec<u8>,
+    needs: Vec<String>,
 }
 
 /// Copies what `to` lacks from `from`.
@@ -100,7 +134,19 @@ pub fn replicate(
     }
     let src = listing(from)?;
     let dst = listing(to)?;
+    let is_snapshot = |p: &str| p.starts_with("snapshots/");
     rep.extra_objects = dst.keys().filter(|k| !src.contains_key(*k)).count() as u64;
+    let vanished = dst
+        .keys()
+        .filter(|k| is_snapshot(k) && !src.contains_key(*k))
+        .count();
+    if vanished > 0 {
+        rep.warnings.push(format!(
+            "{vanished} snapshot(s) on the target are not listed at the source (forgotten \
+             there, or the source serves an older or partial copy of the store); nothing is \
+             deleted on the target"
+        ));
+    }
     let mut todo: Vec<(&String, u64)> = src
         .iter()
         .filter(|(k, _)| !dst.contains_key(*k))
@@ -113,6 +159,7 @@ pub fn replicate(
     rep.missing_objects += todo.len() as u64;
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
     if opts.check_only {
+        rep.incomplete_at_target = incomplete(to, &dst)?;
         rep.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(rep);
     }
@@ -127,29 +174,28 @@ pub fn replicate(
             .unwrap_or(Kind::Keyring)
     };
     todo.sort_by(|a, b| order(a.0).cmp(&order(b.0)).then(a.0.cmp(b.0)));
-    let (first, snapshots): (Vec<_>, Vec<_>) = todo
-        .into_iter()
-        .partition(|(p, _)| !p.starts_with("snapshots/"));
-    progress.phase(
-        "replicate",
-        Some(first.iter().chain(snapshots.iter()).map(|(_, s)| s).sum()),
-    );
+    let (first, snapshot_paths): (Vec<_>, Vec<_>) =
+        todo.into_iter().partition(|(p, _)| !is_snapshot(p));
+    progress.phase("replicate", Some(first.iter().map(|(_, s)| s).sum()));
     let copied_objects = AtomicU64::new(0);
     let copied_bytes = AtomicU64::new(0);
     let refused = Mutex::new(Vec::new());
     let failed = Mutex::new(Vec::new());
-    let copy_all = |list: &[(&String, u64)]| {
+    // Objects that are on the target after their copy (or were already).
+    let landed = Mutex::new(HashSet::<String>::new());
+    let copy_all = |list: &[String]| {
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..opts.parallel.max(1) {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, _)) = list.get(i) else { break };
+                    let Some(path) = list.get(i) else { break };
                     let t0 = Instant::now();
                     match copy_one(from, to, path) {
                         Ok(CopyResult::Copied(n)) => {
                             copied_objects.fetch_add(1, Ordering::Relaxed);
                             copied_bytes.fetch_add(n, Ordering::Relaxed);
+                            landed.lock().expect("lock").insert(path.clone());
                             progress.add_bytes(n);
                             if let Some(limit) = opts.limit {
                                 // Each of `parallel` workers gets an equal share of the limit.
@@ -171,13 +217,102 @@ pub fn replicate(
             }
         });
     };
-    copy_all(&first);
-    let blocked =
-        !refused.lock().expect("lock").is_empty() || !failed.lock().expect("lock").is_empty();
-    if blocked {
-        rep.snapshots_held_back = snapshots.len() as u64;
-    } else {
-        copy_all(&snapshots);
+    let first_paths: Vec<String> = first.iter().map(|(p, _)| (*p).clone()).collect();
+    copy_all(&first_paths);
+    // Anything but packs and index objects that did not land (a keyring, the registry, the
+    // writer list) holds back every snapshot: readers need them to trust any snapshot.
+    let control_missing = first_paths.iter().any(|p| {
+        !matches!(order(p), Kind::Pack | Kind::Index) && !landed.lock().expect("lock").contains(p)
+    });
+
+    // The snapshots, with their inventories.
+    let mut pending = Vec::new();
+    for (path, _) in &snapshot_paths {
+        match from.get(path) {
+            Ok(bytes) => {
+                let name = ObjectPath::parse(path).map(|o| o.name);
+                if name != Some(Id::of_stored(&bytes)) {
+                    refused.lock().expect("lock").push(format!(
+                        "{path}: bytes do not match the name (corrupt at the source); not copied"
+                    ));
+                    continue;
+                }
+                match needs(&bytes) {
+                    Ok(needs) => pending.push(Pending {
+                        path: (*path).clone(),
+                        bytes,
+                        needs,
+                    }),
+                    Err(why) => refused
+                        .lock()
+                        .expect("lock")
+                        .push(format!("{path}: unreadable inventory ({why}); not copied")),
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => failed.lock().expect("lock").push(format!("{path}: {e}")),
+        }
+    }
+    // Inventory objects the source's listing did not show: fetch them by name.
+    let unlisted: BTreeSet<String> = pending
+        .iter()
+        .flat_map(|p| p.needs.iter())
+        .filter(|n| !dst.contains_key(*n) && !src.contains_key(*n))
+        .cloned()
+        .collect();
+    let unlisted: Vec<String> = unlisted.into_iter().collect();
+    let before = landed.lock().expect("lock").len();
+    copy_all(&unlisted);
+    rep.unlisted_found = (landed.lock().expect("lock").len() - before) as u64;
+    if rep.unlisted_found > 0 {
+        rep.warnings.push(format!(
+            "the source's listing left out {} object(s) that its snapshots need; they were \
+             fetched by name and copied (a store whose listings are incomplete is unreliable: \
+             check it)",
+            rep.unlisted_found
+        ));
+    }
+    let landed = landed.into_inner().expect("lock");
+    let mut ready = Vec::new();
+    for p in pending {
+        let lacking: Vec<&String> = p
+            .needs
+            .iter()
+            .filter(|n| !dst.contains_key(*n) && !landed.contains(*n))
+            .collect();
+        if control_missing {
+            rep.held_back.push(format!(
+                "{}: a keyring, registry or writer list was not copied",
+                p.path
+            ));
+        } else if !lacking.is_empty() {
+            let gone = lacking.iter().filter(|n| unlisted.contains(**n)).count();
+            rep.held_back.push(format!(
+                "{}: needs {} object(s) the target lacks ({} of them the source does not \
+                 have either: pruned there since this snapshot was written, or lost), e.g. {}",
+                p.path,
+                lacking.len(),
+                gone,
+                lacking[0]
+            ));
+        } else {
+            ready.push(p);
+        }
+    }
+    rep.snapshots_held_back = rep.held_back.len() as u64;
+    for p in ready {
+        let n = p.bytes.len() as u64;
+        match to.put(&p.path, p.bytes) {
+            Ok(()) => {
+                rep.copied_objects += 1;
+                rep.copied_bytes += n;
+                progress.add_bytes(n);
+            }
+            Err(e) => failed
+                .lock()
+                .expect("lock")
+                .push(format!("{}: {e}", p.path)),
+        }
     }
     progress.finish();
     rep.copied_objects += copied_objects.into_inner();
@@ -186,8 +321,41 @@ pub fn replicate(
     rep.failed = failed.into_inner().expect("lock");
     rep.refused.sort();
     rep.failed.sort();
+    rep.held_back.sort();
     rep.duration_ms = started.elapsed().as_millis() as u64;
     Ok(rep)
+}
+
+/// The snapshots at `store` whose inventory names an object `listed` does not show (or
+/// that cannot be read).
+fn incomplete(store: &Store, listed: &HashMap<String, u64>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut paths: Vec<&String> = listed
+        .keys()
+        .filter(|k| k.starts_with("snapshots/"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let bytes = match store.get(path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match needs(&bytes) {
+            Ok(needs) => {
+                let lacking: Vec<&String> =
+                    needs.iter().filter(|n| !listed.contains_key(*n)).collect();
+                if let Some(first) = lacking.first() {
+                    out.push(format!(
+                        "{path}: lacks {} object(s) it needs, e.g. {first}",
+                        lacking.len()
+                    ));
+                }
+            }
+            Err(why) => out.push(format!("{path}: unreadable inventory ({why})")),
+        }
+    }
+    Ok(out)
 }
 
 enum CopyResult {

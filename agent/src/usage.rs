@@ -17,6 +17,13 @@ pub struct TenantUsage {
     pub last_backup: Option<String>,
     pub quota: Option<u64>,
     pub quota_used_percent: Option<f64>,
+    /// Why the figures may be wrong (damaged snapshots, a store that shows less than this
+    /// client saw there: a possible rollback).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Whether the store showed signs of a rollback or of hidden snapshots for this tenant.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
 }
 
 fn stored(repo: &Repo, tag: &[u8; 16]) -> Result<u64> {
@@ -36,7 +43,11 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
         for ring in repo.keyrings(ids)?.rings {
             let tenant = ring.tenant.clone();
             let keys = TenantKeys::from_keyring(ring, ids.clone())?;
-            let snaps: Vec<_> = crate::snapshots::list(repo, &keys)?
+            let view = crate::snapshots::view(repo, &keys)?;
+            let warnings = view.warnings();
+            let rollback = view.verdict.rollback();
+            let snaps: Vec<_> = view
+                .listing
                 .entries
                 .into_iter()
                 .filter(|e| e.trusted())
@@ -56,6 +67,8 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
                 last_backup: snaps.last().map(|(_, s)| s.time.clone()),
                 quota,
                 quota_used_percent: quota.map(|q| 100.0 * bytes as f64 / q.max(1) as f64),
+                warnings,
+                rollback,
             });
         }
     }
@@ -72,6 +85,8 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
             last_backup: None,
             quota: m.quota,
             quota_used_percent: m.quota.map(|q| 100.0 * bytes as f64 / q.max(1) as f64),
+            warnings: Vec::new(),
+            rollback: false,
         });
     }
     out.sort_by(|a, b| a.tenant.cmp(&b.tenant));

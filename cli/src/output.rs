@@ -23,6 +23,14 @@ pub fn write_error(e: std::io::Error) -> anyhow::Error {
     }
 }
 
+/// Maps a JSON serialisation error: writing failed (a closed pipe), or the value was bad.
+fn json_error(e: serde_json::Error) -> anyhow::Error {
+    match e.classify() {
+        serde_json::error::Category::Io => write_error(e.into()),
+        _ => e.into(),
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     pub json: bool,
@@ -37,17 +45,14 @@ impl Printer {
     /// One JSON document on standard output.
     pub fn json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, v)?;
+        serde_json::to_writer_pretty(&mut out, v).map_err(json_error)?;
         writeln!(out).map_err(write_error)?;
         out.flush().map_err(write_error)
     }
 
     /// One JSON line on standard output (streaming listings).
     pub fn json_line(&self, out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut *out, v).map_err(|e| match e.classify() {
-            serde_json::error::Category::Io => write_error(e.into()),
-            _ => e.into(),
-        })?;
+        serde_json::to_writer(&mut *out, v).map_err(json_error)?;
         writeln!(out).map_err(write_error)
     }
 

@@ -153,12 +153,17 @@ pub fn show_warnings(p: &crate::output::Printer, view: &coop_agent::snapshots::V
 
 /// "snapshot 1a2b3c4d (2026-12-01 03:00:00, host box, /srv/forgejo)", for messages.
 pub fn describe(e: &coop_agent::snapshots::Entry) -> String {
+    let paths = &e.snapshot.paths;
+    let shown = if paths.len() > 3 {
+        format!("{} … ({} paths)", paths[..3].join(" "), paths.len())
+    } else {
+        paths.join(" ")
+    };
     format!(
-        "snapshot {} ({}, host {}, {})",
+        "snapshot {} ({}, host {}, {shown})",
         e.id.short(),
         local_time(&e.snapshot.time),
         e.snapshot.host,
-        e.snapshot.paths.join(" ")
     )
 }
 
@@ -194,7 +199,8 @@ pub fn open_snapshot(
     let view = coop_agent::snapshots::view(&repo, &keys)?;
     show_warnings(p, &view);
     let entry = view.find(spec, &filter.filter())?.clone();
-    if spec == "latest" {
+    // Said to a person at a terminal; a script reading stdout gets only the data.
+    if spec == "latest" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         p.note(format!("latest is {}", describe(&entry)));
     }
     Ok(Opened { repo, keys, entry })

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end test binaries.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -162,4 +164,31 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 /// Where a snapshot of `src` lands under a restore target.
 pub fn restored(env: &Env, target: &str, src: &Path) -> PathBuf {
     env.p(target).join(src.strip_prefix("/").unwrap())
+}
+
+/// A fresh age identity file for `name`; returns its path and recipient.
+pub fn age_identity(env: &Env, name: &str) -> (PathBuf, String) {
+    let (text, recipient) = coop_formats::crypt::generate_identity();
+    let p = env.p(&format!("{name}.identity"));
+    fs::write(&p, text).unwrap();
+    (p, recipient)
+}
+
+/// A fresh unencrypted OpenSSH ed25519 key; returns its path and public key line.
+pub fn ssh_key(env: &Env, name: &str) -> (PathBuf, String) {
+    let p = env.p(name);
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pubkey = fs::read_to_string(p.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (p, pubkey)
 }

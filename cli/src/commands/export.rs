@@ -174,9 +174,20 @@ pub fn usage(g: &Global) -> Result<i32> {
     let repo = util::open_repo(g)?;
     let access = util::write_access(g)?;
     let u = coop_agent::usage::usage(&repo, &access)?;
+    // Figures from a store that shows less than this client saw there are wrong.
+    let status = if u.iter().any(|t| t.rollback) {
+        crate::exit::INTEGRITY
+    } else {
+        crate::exit::OK
+    };
+    for t in &u {
+        for w in &t.warnings {
+            p.warn(format!("{}: {w}", t.tenant));
+        }
+    }
     if g.json {
         p.json(&u)?;
-        return Ok(crate::exit::OK);
+        return Ok(status);
     }
     p.data(format!(
         "{:<24} {:>12} {:>12} {:>6} {:<26} {:>8}",
@@ -202,5 +213,5 @@ pub fn usage(g: &Global) -> Result<i32> {
                 .unwrap_or_else(|| "-".into())
         ))?;
     }
-    Ok(crate::exit::OK)
+    Ok(status)
 }

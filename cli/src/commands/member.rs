@@ -61,6 +61,7 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
     let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::identity_access(g)?;
+    let mut status = crate::exit::OK;
     match c {
         MemberCommand::Add(a) => {
             let quota = a.quota.as_deref().map(util::parse_size).transpose()?;
@@ -84,6 +85,9 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
             let loaded = members::load(&repo, &coop)?;
             for pr in &loaded.problems {
                 p.warn(pr);
+            }
+            if !loaded.problems.is_empty() {
+                status = crate::exit::INTEGRITY;
             }
             let sites = coop_agent::writers::load(&repo, &coop.admin_keys)?.list;
             let reg = loaded.registry;
@@ -170,5 +174,5 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
             }
         }
     }
-    Ok(crate::exit::OK)
+    Ok(status)
 }

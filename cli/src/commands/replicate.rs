@@ -82,11 +82,26 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         for w in &r.warnings {
             p.warn(w);
         }
+        for x in &r.held_back {
+            p.problem(format!("held back {x}"));
+        }
         if r.snapshots_held_back > 0 {
             p.problem(format!(
-                "{} held back until every object they need is copied; \
-                 fix the source (coop scrub there) or run again",
-                util::plural(r.snapshots_held_back, "snapshot", "snapshots")
+                "{} held back until every object they need is on {}; \
+                 run again, or check the source (coop scrub there)",
+                util::plural(r.snapshots_held_back, "snapshot", "snapshots"),
+                a.to
+            ));
+        }
+        for x in &r.incomplete_at_target {
+            p.problem(format!("INCOMPLETE {x}"));
+        }
+        if !r.incomplete_at_target.is_empty() {
+            p.problem(format!(
+                "{} on {} name(s) data it does not hold; run `coop replicate` from a complete \
+                 site to fill it in",
+                util::plural(r.incomplete_at_target.len() as u64, "snapshot", "snapshots"),
+                a.to
             ));
         }
     }

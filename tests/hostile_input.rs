@@ -1,0 +1,465 @@
+//! Hostile input: coop runs as root over directories members can write to. A member races
+//! backup and restore (a real concurrent process swapping a directory or file with a
+//! symlink by `renameat2(RENAME_EXCHANGE)`), plants special files, rewrites an export tar,
+//! exports huge files, and closes the pipe coop prints into.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Starts `tests/tools/race_exchange.py`, swapping `a` and `b` until `stop` exists.
+fn racer(a: &Path, b: &Path, stop: &Path) -> Child {
+    Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/tools/race_exchange.py"
+        ))
+        .args([a, b, stop])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs the racer")
+}
+
+fn stop_racer(child: Child, stop: &Path) -> u64 {
+    fs::write(stop, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// What an outside directory holds: names, modes, contents.
+fn outside_state(d: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    let mut v = vec![(
+        ".".to_string(),
+        fs::symlink_metadata(d).unwrap().mode(),
+        Vec::new(),
+    )];
+    for p in walk_files(d) {
+        let m = fs::symlink_metadata(&p).unwrap();
+        v.push((
+            p.strip_prefix(d).unwrap().display().to_string(),
+            m.mode(),
+            fs::read(&p).unwrap_or_default(),
+        ));
+    }
+    v.sort();
+    v
+}
+
+/// Finding 1: while root restores into a member's directory, the member swaps a directory
+/// of the target with a symlink to a directory outside it. Nothing outside changes.
+#[test]
+fn restore_race_never_writes_outside_the_target() {
+    let env = Env::new();
+    let src = env.p("src");
+    let d = src.join("d");
+    fs::create_dir_all(d.join("sub")).unwrap();
+    for i in 0..40 {
+        let f = d.join(format!("f{i:02}"));
+        fs::write(&f, b"pwned\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::write(
+        d.join("sub/authorized_keys"),
+        b"ssh-ed25519 AAAA attacker\n",
+    )
+    .unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+    env.backup(&src);
+
+    // root's directory outside the target.
+    let outside = env.p("outside");
+    fs::create_dir_all(outside.join("sub")).unwrap();
+    fs::write(
+        outside.join("sub/authorized_keys"),
+        b"ssh-ed25519 AAAA root\n",
+    )
+    .unwrap();
+    fs::write(outside.join("f00"), b"root's file\n").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+    let before = outside_state(&outside);
+
+    // The member's target: the directory the restore writes, and a symlink beside it that
+    // the racer swaps in.
+    let target = env.p("target");
+    let in_target = restored(&env, "target", &src);
+    fs::create_dir_all(in_target.join("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, in_target.join("d.swap")).unwrap();
+    let stop = env.p("stop");
+    let race = racer(&in_target.join("d"), &in_target.join("d.swap"), &stop);
+    let mut codes = Vec::new();
+    for _ in 0..25 {
+        let o = env.coop(&["restore", "latest", "--target", target.to_str().unwrap()]);
+        let c = o.status.code().unwrap_or(-1);
+        codes.push(c);
+        // 7: the files in the swapped directory failed; 11: the directory itself was a
+        // symlink when the restore opened it. Never anything else, never a panic.
+        assert!(
+            [0, 7, 11].contains(&c),
+            "restore ({c}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            outside_state(&outside),
+            before,
+            "the restore wrote outside its target: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let swaps = stop_racer(race, &stop);
+    assert!(swaps > 100, "the racer swapped only {swaps} times");
+    eprintln!("restore race: 25 restores against {swaps} swaps, exit codes {codes:?}");
+}
+
+/// Finding 2: while root backs up a member's directory, the member swaps a file and a
+/// directory with symlinks to root-only data. No snapshot ever holds that data.
+#[test]
+fn backup_race_never_stores_what_a_symlink_points_at() {
+    let env = Env::new();
+    let secret_dir = env.p("root-only");
+    fs::create_dir_all(&secret_dir).unwrap();
+    fs::write(secret_dir.join("shadow"), b"ROOT SECRET\n").unwrap();
+    fs::set_permissions(secret_dir.join("shadow"), fs::Permissions::from_mode(0o600)).unwrap();
+    let src = env.p("home");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("file"), b"member data\n").unwrap();
+    fs::write(src.join("dir/shadow"), b"member's own\n").unwrap();
+    std::os::unix::fs::symlink(secret_dir.join("shadow"), src.join("file.swap")).unwrap();
+    std::os::unix::fs::symlink(&secret_dir, src.join("dir.swap")).unwrap();
+
+    let stop1 = env.p("stop1");
+    let stop2 = env.p("stop2");
+    let r1 = racer(&src.join("file"), &src.join("file.swap"), &stop1);
+    let r2 = racer(&src.join("dir"), &src.join("dir.swap"), &stop2);
+    for _ in 0..25 {
+        let o = env.coop(&["backup", src.to_str().unwrap()]);
+        let c = o.status.code().unwrap_or(-1);
+        assert!(
+            c == 0 || c == 3,
+            "backup ({c}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let swaps = stop_racer(r1, &stop1) + stop_racer(r2, &stop2);
+    assert!(swaps > 100, "the racers swapped only {swaps} times");
+    let ids: Vec<String> = env
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 25);
+    for (i, id) in ids.iter().enumerate() {
+        let out = env.p(&format!("out{i}"));
+        env.ok(&["restore", id, "--target", out.to_str().unwrap()]);
+        for f in walk_files(&out) {
+            let m = fs::symlink_metadata(&f).unwrap();
+            if m.file_type().is_file() {
+                let b = fs::read(&f).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&b).contains("ROOT SECRET"),
+                    "snapshot {id} stored the symlink's target as {}",
+                    f.display()
+                );
+            }
+        }
+    }
+    eprintln!("backup race: 25 backups against {swaps} swaps");
+}
+
+/// Finding 3: FIFOs are restored without being opened; devices are recreated as root.
+#[test]
+fn fifos_and_devices_round_trip_without_hanging() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    let mk = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    mk(&["mkfifo", src.join("fifo").to_str().unwrap()]);
+    fs::write(src.join("file"), b"x").unwrap();
+    let root = is_root();
+    if root {
+        mk(&["mknod", src.join("null").to_str().unwrap(), "c", "1", "3"]);
+        mk(&["mknod", src.join("loop").to_str().unwrap(), "b", "7", "0"]);
+    } else {
+        eprintln!("not root: device nodes are not tested (they need CAP_MKNOD)");
+    }
+    env.backup(&src);
+    let target = env.p("out");
+    let mut child = env
+        .cmd()
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("restore of a FIFO hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "restore: {status}");
+    let out = restored(&env, "out", &src);
+    assert!(fs::symlink_metadata(out.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    if root {
+        for (name, kind) in [("null", 'c'), ("loop", 'b')] {
+            let a = fs::symlink_metadata(src.join(name)).unwrap();
+            let b = fs::symlink_metadata(out.join(name)).unwrap();
+            assert_eq!(a.rdev(), b.rdev(), "{name}");
+            let t = b.file_type();
+            assert!(
+                if kind == 'c' {
+                    t.is_char_device()
+                } else {
+                    t.is_block_device()
+                },
+                "{name}"
+            );
+            assert_eq!(a.mode(), b.mode(), "{name}");
+        }
+    }
+}
+
+fn member_with_files(env: &Env) -> (PathBuf, PathBuf) {
+    let (id, rcpt) = age_identity(env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &rcpt]);
+    let data = env.p("alice");
+    fs::create_dir_all(&data).unwrap();
+    (id, data)
+}
+
+fn export(env: &Env, id: &Path, out: &Path) -> std::process::Output {
+    let mut c = env.cmd();
+    c.arg("--identity-file").arg(id).args([
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    c.output().unwrap()
+}
+
+/// Finding 4: a genuine export rewritten so that GNU tar extracts other content (a PAX
+/// `path` beside the entry's own name) is refused by `coop verify`.
+#[test]
+fn rewritten_export_tar_is_refused() {
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    fs::write(data.join("notes.md"), b"genuine notes\n").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let tar = env.p("alice.tar");
+    let o = export(&env, &id, &tar);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.coop(&["verify", tar.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Python's tarfile rewrites it: same members, and an extra PAX header that makes GNU tar
+    // extract attacker content for notes.md.
+    let evil = env.p("evil.tar");
+    let py = r#"
+import sys, tarfile, io
+src, dst = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as out:
+    for m in t.getmembers():
+        data = t.extractfile(m).read() if m.isfile() else None
+        if m.name.endswith("notes.md"):
+            evil = tarfile.TarInfo(m.name)
+            evil.size = len(b"attacker notes\n")
+            evil.pax_headers = {"comment": "rewritten"}
+            out.addfile(evil, io.BytesIO(b"attacker notes\n"))
+            continue
+        out.addfile(m, io.BytesIO(data) if data is not None else None)
+"#;
+    let o = Command::new("python3")
+        .args(["-c", py, tar.to_str().unwrap(), evil.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.coop(&["verify", evil.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert!(msg.contains("PAX") || msg.contains("refus"), "{msg}");
+    // And a duplicate manifest.json appended after the genuine entries.
+    let dup = env.p("dup.tar");
+    let py = r#"
+import sys, tarfile, io
+src, dst = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t, tarfile.open(dst, "w", format=tarfile.GNU_FORMAT) as out:
+    for m in t.getmembers():
+        out.addfile(m, t.extractfile(m) if m.isfile() else None)
+    m = tarfile.TarInfo("manifest.json"); m.size = 2
+    out.addfile(m, io.BytesIO(b"{}"))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", py, tar.to_str().unwrap(), dup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.coop(&["verify", dup.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Reads a process's peak resident set (VmHWM) from /proc until it exits.
+fn peak_rss_kib(child: &mut Child) -> (std::process::ExitStatus, u64) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(s) = fs::read_to_string(&status_path) {
+            if let Some(l) = s.lines().find(|l| l.starts_with("VmHWM:")) {
+                let kib: u64 = l
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st, peak);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Finding 6: a tar export streams a file of 1 GiB; its peak memory is measured and stays
+/// far below the file's size.
+#[test]
+fn tar_export_of_a_1_gib_file_streams() {
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    let big = data.join("video.mkv");
+    {
+        let f = fs::File::create(&big).unwrap();
+        f.set_len(1 << 30).unwrap();
+    }
+    fs::write(data.join("small"), pseudo_random(100_000, 3)).unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let tar = env.p("alice.tar");
+    let mut c = env.cmd();
+    c.arg("--identity-file")
+        .arg(&id)
+        .args([
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            tar.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let (status, peak) = peak_rss_kib(&mut child);
+    assert!(status.success(), "export: {status}");
+    assert!(fs::metadata(&tar).unwrap().len() > 1 << 30);
+    let line = format!("tar export of a 1 GiB file: peak RSS {} MiB", peak / 1024);
+    eprintln!("{line}");
+    let _ = fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tmp"));
+    let _ = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/tmp/integrity-report.txt"
+        ))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+    assert!(peak < 256 * 1024, "{line}");
+    let o = env.coop(&["verify", tar.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::remove_file(&tar).unwrap();
+}
+
+/// Finding 7: a closed pipe ends the output quietly.
+#[test]
+fn closed_pipe_is_quiet() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        fs::write(
+            src.join(format!("a-rather-long-file-name-to-fill-the-pipe-{i:05}")),
+            b"",
+        )
+        .unwrap();
+    }
+    // Many paths per snapshot make `snapshots --json` larger than a pipe's buffer.
+    let paths: Vec<String> = (0..400)
+        .map(|i| {
+            src.join(format!("a-rather-long-file-name-to-fill-the-pipe-{i:05}"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    env.backup(&src);
+    for _ in 0..3 {
+        let mut a = vec!["backup"];
+        a.extend(paths.iter().map(|s| s.as_str()));
+        env.ok(&a);
+    }
+    for cmd in [
+        "ls latest",
+        "--json snapshots",
+        "ls latest -l",
+        "--json ls latest",
+    ] {
+        let err = env.p("stderr");
+        let rc = env.p("rc");
+        let script = format!(
+            "{} {cmd} 2>{} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}} > {}",
+            env!("CARGO_BIN_EXE_coop"),
+            err.display(),
+            rc.display()
+        );
+        let o = Command::new("bash")
+            .args(["-c", &script])
+            .env_clear()
+            .envs(env.cmd().get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let e = fs::read_to_string(&err).unwrap();
+        assert!(
+            e.is_empty(),
+            "coop {cmd} | head -c 1: stderr {:?}",
+            e.chars().take(400).collect::<String>()
+        );
+        let code = fs::read_to_string(&rc).unwrap();
+        assert_eq!(code.trim(), "0", "coop {cmd} | head -c 1: exit {code}");
+    }
+}
