@@ -508,3 +508,38 @@ fn export_from_a_read_only_s3_replica() {
         "export wrote nothing to the store"
     );
 }
+
+/// A snapshot's manifest (the signed file list) is data prune keeps: after forget and a
+/// prune that repacks everything it can, the member's export still verifies.
+#[test]
+fn export_survives_forget_and_repacking_prune() {
+    let env = Env::new();
+    let (id, rcpt) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &rcpt]);
+    let data = env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("old"), pseudo_random(200_000, 1)).unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    fs::remove_file(data.join("old")).unwrap();
+    fs::write(data.join("new"), pseudo_random(200_000, 2)).unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    env.ok(&["forget", "--tenant", "member/alice", "--keep-last", "1"]);
+    env.ok(&["prune", "--max-unused", "0%"]);
+    env.ok(&["check", "--read-data"]);
+    let tar = env.p("alice.tar");
+    let mut c = env.cmd();
+    c.arg("--identity-file").arg(&id).args([
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        tar.to_str().unwrap(),
+    ]);
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "export after prune: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.ok(&["verify", tar.to_str().unwrap(), "--member", "alice"]);
+}

@@ -230,6 +230,26 @@ impl Catalog {
         )
     }
 
+    /// The bytes the last backups saw under these paths: an estimate of this backup's total
+    /// for its progress bar (files deleted since are still counted).
+    pub fn estimate(&self, paths: &[Vec<u8>]) -> Result<u64> {
+        let mut st = self.reader.prepare_cached(
+            "SELECT coalesce(sum(size), 0) FROM files WHERE tenant = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))",
+        )?;
+        let mut total = 0u64;
+        for p in paths {
+            let p = p.strip_suffix(b"/").unwrap_or(p);
+            let mut below = p.to_vec();
+            below.push(b'/');
+            // '0' follows '/': every path below `p/` sorts before `p0`.
+            let mut after = p.to_vec();
+            after.push(b'0');
+            let n: i64 = st.query_row(params![self.tenant, p, below, after], |r| r.get(0))?;
+            total += n.max(0) as u64;
+        }
+        Ok(total)
+    }
+
     /// Remembers an entry; written in batches, and by [`Catalog::commit`].
     pub fn record(&mut self, path: Vec<u8>, e: Entry) -> Result<()> {
         self.pending.push((path, e));

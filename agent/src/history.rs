@@ -9,10 +9,29 @@ pub struct History {
     conn: Connection,
 }
 
+/// Times are kept as Unix seconds and shown (in `status --json`) as RFC 3339, like every
+/// other time coop prints.
+mod time {
+    use serde::Serializer;
+
+    pub fn one<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::daemon::rfc3339(*t))
+    }
+
+    pub fn opt<S: Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&crate::daemon::rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRun {
     pub job: String,
+    #[serde(serialize_with = "time::one")]
     pub started: i64,
+    #[serde(serialize_with = "time::opt")]
     pub finished: Option<i64>,
     pub status: String,
     pub snapshot: Option<String>,
@@ -23,9 +42,12 @@ pub struct JobRun {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PeerState {
     pub peer: String,
+    #[serde(serialize_with = "time::opt")]
     pub last_ok: Option<i64>,
+    #[serde(serialize_with = "time::opt")]
     pub last_attempt: Option<i64>,
     pub failures: u32,
+    #[serde(serialize_with = "time::opt")]
     pub next_retry: Option<i64>,
     /// Objects and bytes the peer lacked after the last attempt (`None`: unknown, the peer
     /// could not be reached).

@@ -10,7 +10,9 @@
 //!   start time exists. A second machine with the same host name, a container, or a process
 //!   in another pid namespace is never taken for this one.
 //!
-//! A lock that cannot be read is treated as live.
+//! A lock that cannot be read is treated as live, until the store says it was written more
+//! than [`STALE_SECS`] ago. A lock's own `refreshed` time counts only up to the time the store
+//! wrote it, so a lock dated in the future ages too.
 
 use crate::error::Result;
 use crate::keys::TenantKeys;
@@ -83,6 +85,19 @@ pub fn holder_is_dead(h: &Holder) -> bool {
 /// Whether a lock may be ignored.
 pub fn is_stale(l: &Lock, now: i64) -> bool {
     now - l.refreshed > STALE_SECS || holder_is_dead(&l.holder)
+}
+
+/// [`is_stale`], where the lock's own `refreshed` time is capped by when the store says the
+/// object was written: a lock dated in the future (a writer key that wants prune blocked
+/// forever) ages like any other. Every refresh writes a new object, so for a live holder the
+/// two agree up to the clocks' difference, which the 30-minute window absorbs.
+pub fn is_stale_stored(l: &Lock, modified: i64, now: i64) -> bool {
+    let refreshed = if modified > 0 {
+        l.refreshed.min(modified)
+    } else {
+        l.refreshed
+    };
+    now - refreshed > STALE_SECS || holder_is_dead(&l.holder)
 }
 
 /// A held lock; released on drop.
@@ -174,22 +189,33 @@ impl Drop for LockGuard {
 pub struct LockView {
     pub live: Vec<(Id, Option<Lock>)>,
     pub stale: Vec<(Id, Lock)>,
+    /// Unreadable lock objects the store wrote more than [`STALE_SECS`] ago: no live holder
+    /// leaves its lock unrefreshed that long, so they are ignored (and reported).
+    pub unreadable_stale: Vec<Id>,
 }
 
 pub fn view(repo: &Repo, keys: &TenantKeys, own: Option<Id>) -> Result<LockView> {
     let mut v = LockView {
         live: Vec::new(),
         stale: Vec::new(),
+        unreadable_stale: Vec::new(),
     };
     let t = crate::now_unix();
+    let modified: std::collections::HashMap<Id, i64> = repo
+        .list(Kind::Lock, &keys.tag)?
+        .into_iter()
+        .map(|o| (o.name, o.modified))
+        .collect();
     for (name, lock) in repo.list_control::<Lock>(keys, Kind::Lock)? {
         if Some(name) == own {
             continue;
         }
+        let written = modified.get(&name).copied().unwrap_or(0);
         match lock {
             Ok((l, _)) if l.holder.token == this_holder().token => {} // ours, from another guard
-            Ok((l, _)) if is_stale(&l, t) => v.stale.push((name, l)),
+            Ok((l, _)) if is_stale_stored(&l, written, t) => v.stale.push((name, l)),
             Ok((l, _)) => v.live.push((name, Some(l))),
+            Err(_) if written > 0 && t - written > STALE_SECS => v.unreadable_stale.push(name),
             Err(_) => v.live.push((name, None)),
         }
     }
@@ -245,6 +271,11 @@ mod tests {
         assert!(is_stale(&lock(reused, 2), now));
         // Nothing known about the holder: only age decides.
         assert!(!is_stale(&lock(Holder::default(), 2), now));
-        assert!(is_stale(&lock(other, STALE_SECS + 5), now));
+        assert!(is_stale(&lock(other.clone(), STALE_SECS + 5), now));
+        // Dated in the future, but written long ago by the store's clock: stale.
+        let mut future = lock(other.clone(), 0);
+        future.refreshed = now + 100 * 365 * 86400;
+        assert!(!is_stale_stored(&future, now, now));
+        assert!(is_stale_stored(&future, now - STALE_SECS - 5, now));
     }
 }

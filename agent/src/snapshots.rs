@@ -28,6 +28,8 @@ pub enum Flag {
     Future { seconds_ahead: i64 },
     /// Signed by this writer after it was revoked.
     RevokedWriter { writer: String },
+    /// Its time is not an RFC 3339 time (forged: coop never writes one).
+    BadTime { time: String },
 }
 
 impl std::fmt::Display for Flag {
@@ -40,6 +42,7 @@ impl std::fmt::Display for Flag {
                     (*seconds_ahead).max(0) as u64
                 ))
             ),
+            Flag::BadTime { time } => write!(f, "dated {time:?}, which is not a time (forged)"),
             Flag::RevokedWriter { writer } => {
                 write!(f, "signed by writer {writer:?} after it was revoked")
             }
@@ -78,11 +81,23 @@ pub struct Filter {
     pub paths: Vec<String>,
     /// Each must be one of the snapshot's tags.
     pub tags: Vec<String>,
+    /// The snapshot must hold this path: one of its paths is it or a parent of it (what
+    /// `latest:/srv/forgejo` and `dump latest /db.dump` need).
+    pub within: Option<String>,
+}
+
+/// Whether `path` is `base` or below it.
+fn is_under(path: &str, base: &str) -> bool {
+    let (p, b) = (path.trim_end_matches('/'), base.trim_end_matches('/'));
+    b.is_empty() || p == b || p.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
 }
 
 impl Filter {
     pub fn matches(&self, s: &Snapshot) -> bool {
-        self.host.as_ref().is_none_or(|h| &s.host == h)
+        self.within
+            .as_ref()
+            .is_none_or(|w| s.paths.iter().any(|q| is_under(w, q)))
+            && self.host.as_ref().is_none_or(|h| &s.host == h)
             && self.paths.iter().all(|p| {
                 s.paths
                     .iter()
@@ -92,7 +107,10 @@ impl Filter {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.host.is_none() && self.paths.is_empty() && self.tags.is_empty()
+        self.host.is_none()
+            && self.paths.is_empty()
+            && self.tags.is_empty()
+            && self.within.is_none()
     }
 
     fn describe(&self) -> String {
@@ -105,6 +123,9 @@ impl Filter {
         }
         for t in &self.tags {
             parts.push(format!("tag {t}"));
+        }
+        if let Some(w) = &self.within {
+            parts.push(format!("holding {w}"));
         }
         parts.join(", ")
     }
@@ -162,10 +183,14 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
             }
         };
         let mut flags = Vec::new();
-        if let Some(ahead) = seconds_ahead(&s.time, now).filter(|a| *a > MAX_CLOCK_SKEW_SECS) {
-            flags.push(Flag::Future {
+        match seconds_ahead(&s.time, now) {
+            Some(ahead) if ahead > MAX_CLOCK_SKEW_SECS => flags.push(Flag::Future {
                 seconds_ahead: ahead,
-            });
+            }),
+            Some(_) => {}
+            None => flags.push(Flag::BadTime {
+                time: s.time.chars().take(64).collect(),
+            }),
         }
         match writers::judge(&reader.keyring, list, &s.writer, &obj.name) {
             Signer::RevokedAfter(writer) => flags.push(Flag::RevokedWriter { writer }),
@@ -366,6 +391,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(l.find("coop", "latest", &p).unwrap().id, Id([2; 32]));
+        let holding = Filter {
+            within: Some("/srv/a/x/y".into()),
+            ..Default::default()
+        };
+        assert_eq!(l.find("coop", "latest", &holding).unwrap().id, Id([1; 32]));
+        assert!(
+            is_under("/srv/a", "/srv/a/") && is_under("/x", "/") && !is_under("/srv/ab", "/srv/a")
+        );
         let nobody = Filter {
             host: Some("zz".into()),
             ..Default::default()

@@ -60,7 +60,20 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 .iter()
                 .find(|r| r.tenant == "coop")
                 .map(|r| r.default_signer());
+            let coop_ring = found.rings.iter().find(|r| r.tenant == "coop").cloned();
             let Some(k) = found.rings.into_iter().find(|k| k.tenant == tenant) else {
+                // An admin can tell a member that does not exist from one it cannot read.
+                if let (Some(name), Some(ring)) = (tenant.strip_prefix("member/"), coop_ring) {
+                    let coop = TenantKeys::from_keyring(ring, Arc::clone(ids))?;
+                    let reg = crate::members::load(repo, &coop)?.registry;
+                    if !reg.members.iter().any(|m| m.name == name) {
+                        return Err(Error::NotFound {
+                            what: format!(
+                                "member {name:?} (no such member in the registry; `coop member list` shows them)"
+                            ),
+                        });
+                    }
+                }
                 // A damaged keyring may be the one this identity would have opened.
                 if let Some(p) = found
                     .problems

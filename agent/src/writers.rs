@@ -63,6 +63,23 @@ pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
     if out.name.is_none() {
         out.list.repo_id = repo.config.repo_id;
     }
+    // A store that serves an older list would un-revoke a stolen writer.
+    if let Some((before, now)) = crate::state::observe_generation(
+        repo.cache_dir(),
+        &repo.config.repo_id,
+        &repo.store.location(),
+        "writers",
+        out.list.generation,
+    ) {
+        out.problems.push(crate::damage::Problem::damaged(
+            Kind::Writers.dir(),
+            format!(
+                "POSSIBLE ROLLBACK: the writer list is at generation {now}, but this client saw \
+                 generation {before} here; the newest one (perhaps a revocation) was removed or \
+                 the store serves an old state"
+            ),
+        ));
+    }
     for w in &mut out.list.writers {
         if let Some(r) = &mut w.revoked {
             r.snapshots.sort();

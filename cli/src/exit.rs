@@ -54,8 +54,8 @@ pub fn hint_for(e: &anyhow::Error, repo: Option<&str>) -> Option<String> {
     Some(match err {
         Error::RepoNotFound { url } => format!("create one with `coop init --repo {url}`, or check --repo / COOP_REPO"),
         Error::NotRecipient { tenant } if tenant.starts_with("member/") => format!(
-            "check --identity-file / COOP_IDENTITY_FILE; the tenant {tenant} exists and your key is not one of its readers \
-             (ask an admin to add it with `coop member recipients`)"
+            "check --identity-file / COOP_IDENTITY_FILE; either your key is not one of the readers of {tenant} \
+             (ask an admin to add it with `coop member recipients`), or there is no such member (ask an admin)"
         ),
         Error::NotRecipient { .. } => "check --identity-file / COOP_IDENTITY_FILE (the default is ~/.config/coop/identity.txt)".into(),
         Error::WriterCannotRead { .. } => "read with an identity: --identity-file FILE (or COOP_IDENTITY_FILE), without --writer-key".into(),

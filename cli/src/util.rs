@@ -140,7 +140,18 @@ impl FilterArgs {
             host: self.host.clone(),
             paths: self.paths.clone(),
             tags: self.tags.clone(),
+            within: None,
         }
+    }
+
+    /// The filter for `latest` when a path inside the snapshot is wanted: the newest
+    /// snapshot that holds that path.
+    pub fn holding(&self, path: &str) -> coop_agent::snapshots::Filter {
+        let mut f = self.filter();
+        if !path.is_empty() {
+            f.within = Some(format!("/{}", path.trim_start_matches('/')));
+        }
+        f
     }
 }
 
@@ -191,14 +202,14 @@ pub fn open_snapshot(
     g: &Global,
     p: &crate::output::Printer,
     spec: &str,
-    filter: &FilterArgs,
+    filter: &coop_agent::snapshots::Filter,
 ) -> Result<Opened> {
     let repo = open_repo(g)?;
     let keys = coop_agent::tenant::keys(&repo, &identity_access(g)?, &g.tenant)
         .map_err(|e| crate::commands::snapshots::hint_tenant(g, e))?;
     let view = coop_agent::snapshots::view(&repo, &keys)?;
     show_warnings(p, &view);
-    let entry = view.find(spec, &filter.filter())?.clone();
+    let entry = view.find(spec, filter)?.clone();
     // Said to a person at a terminal; a script reading stdout gets only the data.
     if spec == "latest" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         p.note(format!("latest is {}", describe(&entry)));

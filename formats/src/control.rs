@@ -55,6 +55,17 @@ pub fn seal_signed(
     json: &[u8],
     signer: &ed25519_dalek::SigningKey,
 ) -> Vec<u8> {
+    seal_signed_with_nonce(key, header, json, signer, crate::random_bytes())
+}
+
+/// [`seal_signed`] with a given nonce (test vectors; a nonce must never repeat under a key).
+pub(crate) fn seal_signed_with_nonce(
+    key: &[u8; 32],
+    header: &Header,
+    json: &[u8],
+    signer: &ed25519_dalek::SigningKey,
+    nonce: [u8; 24],
+) -> Vec<u8> {
     use ed25519_dalek::Signer;
     let sig = signer.sign(&signed_message(&header.encode(), json));
     let mut plain = Vec::with_capacity(4 + json.len() + 96);
@@ -62,7 +73,7 @@ pub fn seal_signed(
     plain.extend_from_slice(json);
     plain.extend_from_slice(&signer.verifying_key().to_bytes());
     plain.extend_from_slice(&sig.to_bytes());
-    aead_seal(key, header, &plain)
+    aead_seal_with_nonce(key, header, &plain, nonce)
 }
 
 /// Opens a signed control object of the expected type: returns the header, the JSON and the
@@ -96,8 +107,17 @@ pub fn open_signed(
 
 /// AEAD-seals `plain` under `key` with the header as associated data.
 pub fn aead_seal(key: &[u8; 32], header: &Header, plain: &[u8]) -> Vec<u8> {
+    aead_seal_with_nonce(key, header, plain, crate::random_bytes())
+}
+
+/// [`aead_seal`] with a given nonce (test vectors; a nonce must never repeat under a key).
+pub(crate) fn aead_seal_with_nonce(
+    key: &[u8; 32],
+    header: &Header,
+    plain: &[u8],
+    nonce: [u8; 24],
+) -> Vec<u8> {
     let h = header.encode();
-    let nonce: [u8; 24] = crate::random_bytes();
     let ct = XChaCha20Poly1305::new(key.into())
         .encrypt(
             XNonce::from_slice(&nonce),

@@ -248,8 +248,18 @@ impl IndexFile {
         tenant: TenantTag,
         signer: Option<&ed25519_dalek::SigningKey>,
     ) -> Vec<u8> {
+        self.seal_with_nonce(index_key, tenant, signer, crate::random_bytes())
+    }
+
+    /// [`Self::seal`] with a given nonce (test vectors; a nonce must never repeat under a key).
+    pub(crate) fn seal_with_nonce(
+        &self,
+        index_key: &[u8; 32],
+        tenant: TenantTag,
+        signer: Option<&ed25519_dalek::SigningKey>,
+        nonce: [u8; 24],
+    ) -> Vec<u8> {
         let header = Header::new(ObjectType::Index, tenant).encode();
-        let nonce: [u8; 24] = crate::random_bytes();
         let cipher = XChaCha20Poly1305::new(index_key.into());
         let plain = self.encode_plain(&header, signer);
         let ct = cipher

@@ -41,6 +41,9 @@ pub mod tree;
 pub mod writerkey;
 pub mod writers;
 
+#[cfg(test)]
+mod vectors;
+
 /// Fills a buffer from the operating system's CSPRNG.
 ///
 /// # Panics

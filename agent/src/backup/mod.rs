@@ -210,7 +210,16 @@ pub fn backup(
         file_hasher: None,
         manifest: opts.manifest.then(Vec::new),
     };
-    progress.phase("backup", None);
+    // The total is what the last backups of these paths read (unknown the first time).
+    let estimate = walker.catalog.as_ref().and_then(|c| {
+        let paths: Vec<Vec<u8>> = sources
+            .paths
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        c.estimate(&paths).ok().filter(|n| *n > 0)
+    });
+    progress.phase("backup", estimate);
     let walked = walk(&mut walker, &sources, opts);
     let mut paths = sources.paths.clone();
     paths.extend(opts.commands.iter().map(|c| format!("/{}", c.filename)));

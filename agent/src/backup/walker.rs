@@ -320,6 +320,7 @@ impl Walker<'_, '_> {
                     self.summary.files_unchanged += 1;
                     self.summary.total_bytes += e.size;
                     self.progress.add_bytes(e.size);
+                    self.progress.item("unchanged", path);
                     self.note_manifest(key, &node, e.hash);
                     return Ok(Some(node));
                 }
@@ -369,8 +370,10 @@ impl Walker<'_, '_> {
         };
         if cached.is_some() {
             self.summary.files_changed += 1;
+            self.progress.item("changed", path);
         } else {
             self.summary.files_new += 1;
+            self.progress.item("new", path);
         }
         node.size = size;
         node.content = parts;

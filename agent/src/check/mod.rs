@@ -246,6 +246,21 @@ impl Checker<'_> {
         for si in 0..self.snaps.len() {
             let (sid, root) = (self.snaps[si].id, self.snaps[si].snapshot.tree);
             self.graph.roots.entry(root).or_default().push(si);
+            // The signed file list exports are checked against.
+            if let Some(m) = self.snaps[si].snapshot.manifest {
+                let present = match index.get(&m)? {
+                    Some(loc) => self.packs.contains_key(&index.pack_id(&loc)),
+                    None => false,
+                };
+                if !present {
+                    self.r.errors.push(Problem {
+                        object: format!("blob {m}"),
+                        message: "the snapshot's manifest (its signed file list) is missing: exports of it cannot be verified".into(),
+                        snapshots: vec![sid.to_hex()],
+                        files: vec![],
+                    });
+                }
+            }
             let mut stack = vec![root];
             while let Some(tid) = stack.pop() {
                 if !seen_trees.insert(tid) {

@@ -50,6 +50,12 @@ pub(super) fn run(
             )
         })
         .collect();
+    rep.stale_locks.extend(
+        locks
+            .unreadable_stale
+            .iter()
+            .map(|n| format!("{n} (unreadable, written over 30 minutes ago)")),
+    );
     if !locks.live.is_empty() {
         rep.postponed.push(format!(
             "{} other operation(s) hold a lock (a backup is running?); condemned packs are kept until a later prune",
@@ -68,7 +74,7 @@ pub(super) fn run(
             .snapshots
             .iter()
             .filter(|e| !known.contains(&e.id))
-            .map(|e| e.snapshot.tree),
+            .map(|e| &e.snapshot),
         &mut used,
     )?;
     let condemned: HashSet<Id> = due

@@ -196,12 +196,18 @@ impl View {
 
 /// Every blob reachable from the given root trees (trees included). A tree that cannot be
 /// read anywhere stops prune: data a snapshot needs would be judged unused.
-pub(super) fn walk_used(
+/// Every blob the given snapshots need: their trees, the files' data, and their manifests.
+pub(super) fn walk_used<'a>(
     reader: &BlobReader,
-    roots: impl Iterator<Item = Id>,
+    snapshots: impl Iterator<Item = &'a coop_formats::snapshot::Snapshot>,
     used: &mut HashSet<Id>,
 ) -> Result<()> {
-    let mut stack: Vec<Id> = roots.collect();
+    let mut stack: Vec<Id> = Vec::new();
+    for s in snapshots {
+        stack.push(s.tree);
+        // The signed file list exports are checked against (a blob of its own).
+        used.extend(s.manifest);
+    }
     while let Some(t) = stack.pop() {
         if !used.insert(t) {
             continue;
@@ -252,7 +258,7 @@ pub fn prune(
     let mut used = HashSet::new();
     walk_used(
         &reader,
-        view.snapshots.iter().map(|e| e.snapshot.tree),
+        view.snapshots.iter().map(|e| &e.snapshot),
         &mut used,
     )?;
     plan::check_needed_present(&view, &index, &used)?;

@@ -19,7 +19,7 @@ pub struct DumpArgs {
 
 pub fn run(g: &Global, a: DumpArgs) -> Result<i32> {
     let p = g.printer();
-    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter)?;
+    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter.holding(&a.path))?;
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let node = match reader.at(&o.entry.snapshot.tree, &a.path)? {

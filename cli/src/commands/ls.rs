@@ -23,7 +23,12 @@ pub struct LsArgs {
 
 pub fn run(g: &Global, a: LsArgs) -> Result<i32> {
     let p = g.printer();
-    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter)?;
+    let o = util::open_snapshot(
+        g,
+        &p,
+        &a.snapshot,
+        &a.filter.holding(a.path.as_deref().unwrap_or_default()),
+    )?;
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let prefix = a.path.clone().unwrap_or_default();

@@ -21,7 +21,7 @@ pub struct ProtectArgs {
 
 pub fn run(g: &Global, a: ProtectArgs) -> Result<i32> {
     let p = g.printer();
-    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter)?;
+    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter.filter())?;
     let n = coop_agent::forget::protect(&o.repo, &o.keys, o.entry.id, &a.note, a.remove)?;
     if g.json {
         p.json(&serde_json::json!({

@@ -32,7 +32,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         Some((s, path)) => (s.to_string(), path.to_string()),
         None => (a.snapshot.clone(), String::new()),
     };
-    let o = util::open_snapshot(g, &p, &spec, &a.filter)?;
+    let o = util::open_snapshot(g, &p, &spec, &a.filter.holding(&sub))?;
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let root = reader

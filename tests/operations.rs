@@ -1,0 +1,448 @@
+//! Operations: the admin's and the member's daily path, step by step as the docs give it,
+//! and every failure says so (issue "Operations").
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn touch(root: &Path, rel: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, rel.as_bytes()).unwrap();
+}
+
+/// The files a snapshot holds, as `coop ls` prints them.
+fn listing(env: &Env, id: &str) -> String {
+    env.ok(&["ls", id])
+}
+
+/// Each job of the shipped example configs, run against a tree shaped like its service's
+/// data: what the excludes are meant to leave out is left out, the rest is kept.
+#[test]
+fn example_configs_exclude_what_they_say_from_service_shaped_trees() {
+    // (job, [(path under the job's roots, kept?)])
+    let shapes: &[(&str, &[(&str, bool)])] = &[
+        (
+            "forgejo",
+            &[
+                ("var/lib/forgejo/data/gitea-repositories/alice/site.git/HEAD", true),
+                ("var/lib/forgejo/data/indexers/issues.bleve/index_meta.json", false),
+                ("var/lib/forgejo/data/queues/common/000001.log", false),
+                ("var/lib/forgejo/data/tmp/package-upload/x", false),
+                ("var/lib/forgejo/log/forgejo.log", false),
+                ("etc/forgejo/app.ini", true),
+            ],
+        ),
+        (
+            "synapse",
+            &[
+                ("var/lib/matrix-synapse/media/local_content/ab/cd/efghij", true),
+                ("var/lib/matrix-synapse/media/local_thumbnails/ab/cd/efghij/32-32-image-png-crop", true),
+                ("var/lib/matrix-synapse/media/remote_content/matrix.org/ab/cd/x", false),
+                ("var/lib/matrix-synapse/media/remote_thumbnail/matrix.org/ab/cd/x", false),
+                ("var/lib/matrix-synapse/media/url_cache/2026-12-01/x", false),
+                ("var/lib/matrix-synapse/media/url_cache_thumbnails/2026-12-01/x", false),
+                ("etc/matrix-synapse/homeserver.yaml", true),
+            ],
+        ),
+        ("hedgedoc", &[("var/lib/hedgedoc/uploads/upload_abc.png", true)]),
+        (
+            "nextcloud",
+            &[
+                ("var/www/nextcloud/config/config.php", true),
+                ("srv/nextcloud/data/alice/files/Photos/cat.jpg", true),
+                ("srv/nextcloud/data/appdata_oc1x2y/css/core/server.css", true),
+                ("srv/nextcloud/data/appdata_oc1x2y/preview/1/2/3/4000-3000-max.png", false),
+                ("srv/nextcloud/data/nextcloud.log", false),
+                ("srv/nextcloud/data/updater-oc1x2y/backups/x", false),
+            ],
+        ),
+        ("home-assistant", &[("var/lib/homeassistant/configuration.yaml", true)]),
+    ];
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/examples");
+    let mut tried = 0;
+    for f in fs::read_dir(examples).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let config: toml::Table = toml::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
+        for job in config["job"].as_array().unwrap() {
+            let job = job.as_table().unwrap();
+            let name = job["name"].as_str().unwrap();
+            if job.contains_key("members") {
+                continue; // member jobs: tests/members.rs
+            }
+            let shape = shapes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{}: no service shape for job {name}", f.display()))
+                .1;
+            let env = Env::new();
+            let root = env.p("root");
+            for (rel, _) in shape {
+                touch(&root, rel);
+            }
+            // The job as shipped, with its paths under `root` and without its commands and
+            // hooks (the services are not installed here).
+            let mut j = toml::Table::new();
+            j.insert("name".into(), name.into());
+            j.insert("schedule".into(), job["schedule"].clone());
+            let paths: Vec<toml::Value> = job["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    root.join(p.as_str().unwrap().trim_start_matches('/'))
+                        .display()
+                        .to_string()
+                        .into()
+                })
+                .collect();
+            j.insert("paths".into(), paths.into());
+            if let Some(x) = job.get("exclude") {
+                j.insert("exclude".into(), x.clone());
+            }
+            let mut site = toml::Table::new();
+            site.insert("name".into(), "test".into());
+            site.insert("repo".into(), env.repo().display().to_string().into());
+            site.insert(
+                "identity_file".into(),
+                env.p("config/coop/identity.txt")
+                    .display()
+                    .to_string()
+                    .into(),
+            );
+            site.insert(
+                "cache_dir".into(),
+                env.p("agent-cache").display().to_string().into(),
+            );
+            let mut cfg = toml::Table::new();
+            cfg.insert("site".into(), site.into());
+            cfg.insert("job".into(), vec![toml::Value::Table(j)].into());
+            let path = env.p("agent.toml");
+            fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+            let o = env.coop(&["agent", "--config", path.to_str().unwrap(), "--once", name]);
+            assert!(o.status.success(), "{name}: {}", text(&o));
+            let ls = listing(&env, "latest");
+            for (rel, kept) in shape {
+                let full = root.join(rel).display().to_string();
+                assert_eq!(
+                    ls.lines().any(|l| l == full),
+                    *kept,
+                    "{} job {name}: {rel} should be {}",
+                    f.display(),
+                    if *kept { "backed up" } else { "excluded" }
+                );
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried >= 5, "only {tried} example jobs tried");
+}
+
+/// One pattern language: backup, restore and the agent read `repos/alice` the same way (any
+/// depth without a leading `/`, anchored with one).
+#[test]
+fn backup_and_restore_read_patterns_alike() {
+    let env = Env::new();
+    let src = env.p("forgejo");
+    for rel in [
+        "repos/alice/a.git/HEAD",
+        "repos/bob/b.git/HEAD",
+        "tmp/x",
+        "data/tmp/y",
+    ] {
+        touch(&src, rel);
+    }
+    let s = src.display().to_string();
+    env.ok(&[
+        "backup",
+        &s,
+        "--exclude",
+        "repos/alice",
+        "--exclude",
+        &format!("{s}/tmp"),
+    ]);
+    let ls = listing(&env, "latest");
+    assert!(!ls.contains("repos/alice"), "{ls}");
+    assert!(ls.contains("repos/bob/b.git/HEAD"), "{ls}");
+    assert!(
+        !ls.contains(&format!("{s}/tmp/x")),
+        "anchored pattern: {ls}"
+    );
+    assert!(
+        ls.contains("data/tmp/y"),
+        "an anchored pattern matches only there: {ls}"
+    );
+    env.ok(&["backup", &s]);
+    let out = env.p("out");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--exclude",
+        "repos/alice",
+    ]);
+    let r = restored(&env, "out", &src);
+    assert!(!r.join("repos/alice").exists());
+    assert!(r.join("repos/bob/b.git/HEAD").exists());
+    assert!(r.join("tmp/x").exists());
+}
+
+/// Items 1 and 8: removing and re-adding a member keeps every tenant working, quotas change
+/// in place, and check and prune cover member tenants.
+#[test]
+fn readding_a_member_and_changing_quota_keep_every_tenant_working() {
+    let env = Env::new();
+    let (bob_id, bob) = age_identity(&env, "bob");
+    env.ok(&[
+        "member",
+        "add",
+        "bob",
+        "--recipient",
+        &bob,
+        "--quota",
+        "1GiB",
+    ]);
+    let src = env.p("bob-files");
+    touch(&src, "notes.md");
+    env.ok(&["backup", "--tenant", "member/bob", src.to_str().unwrap()]);
+    env.ok(&["member", "remove", "bob"]);
+    let o = env.coop(&["member", "add", "bob", "--recipient", &bob]);
+    assert!(o.status.success(), "re-adding bob: {}", text(&o));
+    env.ok(&["member", "quota", "bob", "5GiB"]);
+    let list = env.ok(&["member", "list"]);
+    assert!(list.contains("bob") && list.contains("5.00 GiB"), "{list}");
+    touch(&env.p("src"), "x");
+    env.ok(&["backup", env.p("src").to_str().unwrap()]);
+    env.ok(&["backup", "--tenant", "member/bob", src.to_str().unwrap()]);
+    // Every tenant by default, and bob reads his own.
+    let check = env.ok(&["check"]);
+    assert!(
+        check.contains("member/bob") && check.contains("coop"),
+        "{check}"
+    );
+    let prune = env.ok(&["prune"]);
+    assert!(prune.contains("member/bob"), "{prune}");
+    let mut c = env.cmd();
+    c.arg("--identity-file")
+        .arg(&bob_id)
+        .args(["--json", "snapshots", "--tenant", "member/bob"]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    // A member that does not exist is named as such.
+    let o = env.coop(&["snapshots", "--tenant", "member/nobody"]);
+    assert_eq!(code(&o), 8, "{}", text(&o));
+    assert!(text(&o).contains("nobody"), "{}", text(&o));
+}
+
+/// Items 2 and 11: config check passes a valid config whose peer is down (a warning), and
+/// fails what would fail later, naming the line or the field.
+#[test]
+fn config_check_warns_on_a_down_peer_and_refuses_what_fails_later() {
+    let env = Env::new();
+    let data = env.p("data");
+    touch(&data, "f");
+    let site = format!(
+        "[site]\nname = \"s\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n",
+        env.repo().display(),
+        env.p("config/coop/identity.txt").display(),
+        env.p("agent-cache").display()
+    );
+    let job = |extra: &str| {
+        format!(
+            "\n[[job]]\nname = \"j\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n{extra}",
+            data.display()
+        )
+    };
+    let peer = "\n[[peer]]\nname = \"pi\"\nrepo = \"s3://coop/pi\"\ns3 = { endpoint = \"http://127.0.0.1:9\", region = \"x\", access_key_id = \"a\", secret_access_key = \"b\", allow_http = true }\n";
+    let check = |name: &str, text_: String| {
+        let p = env.p(name);
+        fs::write(&p, text_).unwrap();
+        env.coop(&["config", "check", p.to_str().unwrap()])
+    };
+    let o = check("down.toml", format!("{site}{peer}{}", job("")));
+    assert_eq!(code(&o), 0, "a down peer is a warning: {}", text(&o));
+    assert!(text(&o).contains("pi"), "{}", text(&o));
+    let o = check(
+        "missing.toml",
+        format!(
+            "{site}{}",
+            job("").replace(&data.display().to_string(), "/nonexistent/path")
+        ),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("/nonexistent/path"), "{}", text(&o));
+    let o = check(
+        "size.toml",
+        format!("{site}{peer}{}", job("")).replace(
+            "allow_http = true }",
+            "allow_http = true }\nupload_limit = \"500kb\"",
+        ),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("500kb") && text(&o).contains("line"),
+        "{}",
+        text(&o)
+    );
+    let o = check(
+        "cron.toml",
+        format!("{site}{}", job("")).replace("0 3 * * *", "0 25 * * *"),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("hour"),
+        "the bad cron field is named: {}",
+        text(&o)
+    );
+}
+
+/// Items 4 and 9: a replica that is merely behind is "behind", not a rollback; a failed
+/// job makes `status` exit 3; `replicate --check` exits 10 when the target lacks objects.
+#[test]
+fn a_lagging_replica_is_not_a_rollback_and_status_tells_monitoring() {
+    let env = Env::new();
+    let src = env.p("src");
+    touch(&src, "a");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let replica = env.p("replica");
+    env.ok(&[
+        "replicate",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        replica.to_str().unwrap(),
+    ]);
+    env.ok(&["snapshots", "--repo", replica.to_str().unwrap()]);
+    touch(&src, "b");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env.ok(&["snapshots"]);
+    let o = env.coop(&["snapshots", "--repo", replica.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "a lagging replica is not an error: {}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("ROLLBACK"), "{}", text(&o));
+    let o = env.coop(&[
+        "replicate",
+        "--check",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        replica.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 10, "{}", text(&o));
+
+    // A job whose dump command fails: the run fails with backup's own code (9), and
+    // status says so with exit 3.
+    let cfg = env.p("agent.toml");
+    let write_cfg = |command: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                "[site]\nname = \"s\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n[[job]]\nname = \"j\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\nbefore = [\"echo HOOK-SAYS-HI\"]\ncommands = [{{ command = \"{command}\", filename = \"db.dump\" }}]\n",
+                env.repo().display(),
+                env.p("config/coop/identity.txt").display(),
+                env.p("agent-cache").display(),
+                src.display()
+            ),
+        )
+        .unwrap()
+    };
+    write_cfg("echo dump");
+    let c = cfg.to_str().unwrap();
+    // Hook output never reaches stdout: --json stays JSON.
+    let o = env.coop(&["--json", "agent", "--config", c, "--once", "j"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("HOOK-SAYS-HI"), "{out}");
+    serde_json::from_str::<Value>(&out).unwrap();
+    assert_eq!(code(&env.coop(&["status", "--config", c, "--offline"])), 0);
+    write_cfg("exit 3");
+    let o = env.coop(&["agent", "--config", c, "--once", "j"]);
+    assert_eq!(
+        code(&o),
+        9,
+        "a failing dump under the agent is 9, as for backup: {}",
+        text(&o)
+    );
+    let o = env.coop(&["status", "--config", c, "--offline"]);
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    let o = env.coop(&["--json", "status", "--config", c, "--offline"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["jobs"][0]["last_run"]["started"].is_string(), "{v}");
+}
+
+/// Items 12 and 13: help and output a newcomer reads.
+#[test]
+fn help_and_output_say_the_right_thing() {
+    let env = Env::new();
+    let help = env.ok(&["help", "backup"]);
+    assert!(help.contains("s3://"), "--repo help names s3://");
+    let forget = env.ok(&["forget", "--help"]);
+    for flag in [
+        "--keep-daily",
+        "--keep-weekly",
+        "--keep-monthly",
+        "--keep-last",
+    ] {
+        let line = forget.lines().find(|l| l.contains(flag)).unwrap();
+        assert!(
+            line.trim().len() > flag.len() + 10,
+            "{flag} has help: {line:?}"
+        );
+    }
+    // A missing S3 credential names the variable.
+    let o = env
+        .cmd()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .args(["snapshots", "--repo", "s3://bucket/x"])
+        .output()
+        .unwrap();
+    assert_ne!(code(&o), 0);
+    assert!(text(&o).contains("AWS_ACCESS_KEY_ID"), "{}", text(&o));
+    // Tiny input: sane statistics, singular nouns, no colours in a pipe.
+    let src = env.p("src");
+    touch(&src, "one");
+    let o = env.coop(&["backup", src.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(
+        t.split_whitespace()
+            .filter(|w| w.contains('%'))
+            .all(|w| !w.starts_with('-')
+                && w.trim_end_matches(['%', ',', ')'])
+                    .parse::<f64>()
+                    .map_or(true, |v| v <= 100.0)),
+        "statistics on a tiny input: {t}"
+    );
+    assert!(!t.contains("1 files"), "{t}");
+    assert!(!t.contains('\u{1b}'), "ANSI colours in a pipe: {t:?}");
+    let ls = env.ok(&["ls", "-l", "latest"]);
+    assert!(ls.lines().any(|l| l.starts_with("-rw")), "{ls}");
+    let v: Value =
+        serde_json::from_str(&env.ok(&["--json", "protect", "latest", "--note", "x"])).unwrap();
+    assert_eq!(v["protected"], true);
+}
