@@ -444,6 +444,8 @@ fn postgres_dump_streams_into_a_snapshot_and_restores_row_for_row() {
                     "dump",
                     "latest",
                     "notes.txt",
+                    "--reason",
+                    "maintenance",
                 ])
                 .output()
                 .unwrap()

@@ -150,13 +150,16 @@ fn members_export_verify_and_isolation() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("not a recipient of tenant"));
         assert!(!out.exists() && !out.with_extension("tar.partial").exists());
     }
-    // The recovery identity (the admin's) can export any member.
+    // Before a k-of-n split the admins are recovery recipients: an admin exports any member,
+    // with a reason, which is logged first.
     env.ok(&[
         "export",
         "--member",
         "bob",
         "--out",
         env.p("admin-bob.tar").to_str().unwrap(),
+        "--reason",
+        "member-request",
     ]);
     // usage shows both tenants.
     let u = env.json(&["usage"]);

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Io,
     /// A member's quota would be exceeded.
     Quota,
+    /// An access could not be witnessed in time (the access log's quorum); nothing was read.
+    NotWitnessed,
     /// Encryption or signing failed (a bug or a broken key, never bad input).
     Crypto,
     /// A bug: something that should not happen.
@@ -88,6 +90,12 @@ pub enum Error {
     MissingBlob { id: Id },
     #[error("{what}")]
     Conflict { what: String },
+    #[error("the access was logged, but only {have} of the {need} witnesses needed cosigned it within {waited_secs} s; nothing was read")]
+    LogQuorum {
+        have: u32,
+        need: u32,
+        waited_secs: u64,
+    },
     #[error("{tenant} is over its quota: {used} bytes stored (with this backup), quota {quota}; no snapshot was written")]
     Quota {
         tenant: String,
@@ -121,6 +129,7 @@ impl Error {
             Error::SourceFailed { .. } | Error::HookFailed { .. } => ErrorKind::SourceFailed,
             Error::Io { .. } | Error::Catalog(_) => ErrorKind::Io,
             Error::Quota { .. } => ErrorKind::Quota,
+            Error::LogQuorum { .. } => ErrorKind::NotWitnessed,
             Error::Crypto { .. } => ErrorKind::Crypto,
             Error::Internal { .. } => ErrorKind::Internal,
         }

@@ -372,6 +372,20 @@ pub fn forget(
             })
             .collect::<Result<_>>()?;
         remove(repo, keys, &gone)?;
+        if !gone.is_empty() {
+            if let Err(e) = crate::log::record(
+                repo,
+                keys,
+                coop_formats::tlog::Event::Forget,
+                None,
+                Some(format!("{} snapshot(s)", gone.len())),
+            ) {
+                rep.warnings.push(format!(
+                    "the forget could not be logged: {}",
+                    crate::error::chain(&e)
+                ));
+            }
+        }
     }
     Ok(rep)
 }

@@ -73,7 +73,7 @@ pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
 
 /// Writes a new generation of the registry (signed with the admin key) and removes the
 /// older objects.
-fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Result<()> {
+pub(crate) fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Result<()> {
     let reg = &mut loaded.registry;
     reg.generation += 1;
     reg.updated = crate::now_rfc3339();
@@ -83,10 +83,22 @@ fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Result<()> {
         repo.delete(Kind::Registry, &coop.tag, old)?;
     }
     loaded.objects = vec![name];
+    if let Err(e) = crate::log::record(
+        repo,
+        coop,
+        coop_formats::tlog::Event::RegistryChange,
+        None,
+        Some(format!("generation {}", loaded.registry.generation)),
+    ) {
+        tracing::warn!(
+            "the registry change could not be logged: {}",
+            crate::error::chain(&e)
+        );
+    }
     Ok(())
 }
 
-fn admin(
+pub(crate) fn admin(
     repo: &Repo,
     access: &Access,
 ) -> Result<(TenantKeys, Arc<Vec<coop_formats::crypt::Identity>>)> {
@@ -223,7 +235,7 @@ pub fn set_quota(repo: &Repo, access: &Access, name: &str, quota: Option<u64>) -
 
 /// Re-wraps a member tenant's keyring to its recipients plus the recovery recipients, and
 /// removes the older generations (they were wrapped to the old recipients).
-fn rewrap(
+pub(crate) fn rewrap(
     repo: &Repo,
     ids: &[coop_formats::crypt::Identity],
     m: &Member,

@@ -54,6 +54,13 @@ pub struct ReplicateReport {
     /// With `check_only`: snapshots at the target whose inventory names an object the
     /// target does not hold.
     pub incomplete_at_target: Vec<String>,
+    /// Access log objects copied (entries, checkpoints, cosignatures).
+    pub log_objects: u64,
+    /// Witnesses' cosignatures found on the target and brought back to the source.
+    pub cosignatures_returned: u64,
+    /// Log objects whose name holds different bytes on the two sides: evidence of a fork
+    /// (a log that told two stories). Never overwritten.
+    pub log_forks: Vec<String>,
     /// Things worth knowing that did not stop the copy.
     pub warnings: Vec<String>,
     pub duration_ms: u64,
@@ -62,6 +69,7 @@ pub struct ReplicateReport {
 impl ReplicateReport {
     pub fn ok(&self) -> bool {
         self.refused.is_empty()
+            && self.log_forks.is_empty()
             && self.failed.is_empty()
             && self.snapshots_held_back == 0
             && self.incomplete_at_target.is_empty()
@@ -158,6 +166,7 @@ pub fn replicate(
     }
     rep.missing_objects += todo.len() as u64;
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
+    logs(from, to, opts.check_only, &mut rep)?;
     if opts.check_only {
         rep.incomplete_at_target = incomplete(to, &dst)?;
         rep.duration_ms = started.elapsed().as_millis() as u64;
@@ -324,6 +333,79 @@ pub fn replicate(
     rep.held_back.sort();
     rep.duration_ms = started.elapsed().as_millis() as u64;
     Ok(rep)
+}
+
+/// The access logs: copied verbatim (their objects are named by position, not by hash, and
+/// never rewritten), a name holding other bytes on the other side is fork evidence and left
+/// alone, and witnesses' cosignatures found on the target come back to the source, where the
+/// log's writer waits for them.
+fn logs(from: &Store, to: &Store, check_only: bool, rep: &mut ReplicateReport) -> Result<()> {
+    let src: HashMap<String, u64> = from
+        .list("log")?
+        .into_iter()
+        .map(|l| (l.path, l.size))
+        .collect();
+    let dst: HashMap<String, u64> = to
+        .list("log")?
+        .into_iter()
+        .map(|l| (l.path, l.size))
+        .collect();
+    let is_checkpoint = |p: &str| p.split('/').nth(2) == Some("checkpoint");
+    let is_cosig = |p: &str| p.split('/').nth(2) == Some("cosignature");
+    let mut paths: Vec<&String> = src.keys().collect();
+    paths.sort();
+    for p in paths {
+        match dst.get(p) {
+            Some(size) if *size != src[p] => rep
+                .log_forks
+                .push(format!("{p}: {} bytes here, {size} there", src[p])),
+            Some(_) if is_checkpoint(p) => {
+                if from.get(p)? != to.get(p)? {
+                    rep.log_forks
+                        .push(format!("{p}: two different checkpoints of one size"));
+                }
+            }
+            Some(_) => {}
+            None => {
+                rep.missing_objects += 1;
+                rep.missing_bytes += src[p];
+                if !check_only {
+                    let b = match from.get(p) {
+                        Ok(b) => b,
+                        Err(e) if e.is_not_found() => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    to.put(p, b)?;
+                    rep.log_objects += 1;
+                    rep.copied_objects += 1;
+                    rep.copied_bytes += src[p];
+                }
+            }
+        }
+    }
+    if check_only {
+        return Ok(());
+    }
+    let mut back: Vec<&String> = dst
+        .keys()
+        .filter(|p| is_cosig(p) && !src.contains_key(*p))
+        .collect();
+    back.sort();
+    for p in back {
+        let b = to.get(p)?;
+        match from.put(p, b) {
+            Ok(()) => rep.cosignatures_returned += 1,
+            Err(e) => {
+                rep.warnings.push(format!(
+                    "cannot bring the witnesses' cosignatures back to {} ({e}); the log's writer \
+                     will not see them there",
+                    from.url()
+                ));
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The snapshots at `store` whose inventory names an object `listed` does not show (or

@@ -27,6 +27,9 @@ struct State {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Location {
+    /// Access log origin → the largest (size, base64 root) this client verified there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    logs: BTreeMap<String, (u64, String)>,
     /// Tenant tag (hex) → every snapshot name seen there and not forgotten since.
     #[serde(default)]
     snapshots: BTreeMap<String, BTreeSet<Id>>,
@@ -213,6 +216,42 @@ pub fn observe_generation(
         return Some((before, generation));
     }
     loc.generations.insert(what.to_string(), generation);
+    save(&p, &state);
+    None
+}
+
+/// Compares a verified log state with the one this client last verified at this location.
+/// `consistent(old_size, old_root)` says whether the log now holds that older tree as its
+/// prefix. Returns the alarm (a rollback or a fork), or records the new state.
+pub fn observe_log(
+    cache: Option<&Path>,
+    repo_id: &Id,
+    location: &str,
+    origin: &str,
+    size: u64,
+    root: &str,
+    consistent: impl Fn(u64, &str) -> bool,
+) -> Option<String> {
+    let cache = cache?;
+    let p = path(cache, repo_id);
+    let mut state = load(&p);
+    let loc = state.locations.entry(location.to_string()).or_default();
+    if let Some((before, old_root)) = loc.logs.get(origin).cloned() {
+        if size < before {
+            return Some(format!(
+                "POSSIBLE ROLLBACK: the log {origin} has {size} entries, but this client verified \
+                 {before} here"
+            ));
+        }
+        if !consistent(before, &old_root) {
+            return Some(format!(
+                "FORK: the log {origin} does not contain the tree of {before} entries this \
+                 client verified here (its history was rewritten)"
+            ));
+        }
+    }
+    loc.logs
+        .insert(origin.to_string(), (size, root.to_string()));
     save(&p, &state);
     None
 }

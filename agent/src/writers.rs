@@ -158,6 +158,18 @@ pub fn export(repo: &Repo, access: &Access, name: &str, out: &Path) -> Result<Wr
     });
     // The list first: a key file whose writer is not listed would sign snapshots nobody accepts.
     save(repo, &coop.authority_signer()?, &mut loaded)?;
+    if let Err(e) = crate::log::record(
+        repo,
+        &coop,
+        coop_formats::tlog::Event::KeyChange,
+        None,
+        Some(name.to_string()),
+    ) {
+        tracing::warn!(
+            "the new writer key could not be logged: {}",
+            crate::error::chain(&e)
+        );
+    }
     keys::write_secret_file(out, &wk.encode())?;
     Ok(wk)
 }
@@ -196,6 +208,18 @@ pub fn revoke(repo: &Repo, access: &Access, name: &str) -> Result<SiteWriter> {
     });
     let revoked = w.clone();
     save(repo, &coop.authority_signer()?, &mut loaded)?;
+    if let Err(e) = crate::log::record(
+        repo,
+        &coop,
+        coop_formats::tlog::Event::Revoke,
+        None,
+        Some(name.to_string()),
+    ) {
+        tracing::warn!(
+            "the revocation could not be logged: {}",
+            crate::error::chain(&e)
+        );
+    }
     Ok(revoked)
 }
 

@@ -16,6 +16,7 @@ pub const SOURCE_FAILED: i32 = 9;
 pub const STORE: i32 = 10;
 pub const IO: i32 = 11;
 pub const QUOTA: i32 = 12;
+pub const NOT_WITNESSED: i32 = 13;
 
 /// The engine error in a chain, if any.
 pub fn engine_error(e: &anyhow::Error) -> Option<&Error> {
@@ -34,6 +35,7 @@ pub fn code_of(kind: ErrorKind) -> i32 {
         ErrorKind::Store => STORE,
         ErrorKind::Io => IO,
         ErrorKind::Quota => QUOTA,
+        ErrorKind::NotWitnessed => NOT_WITNESSED,
         ErrorKind::Crypto | ErrorKind::Internal => UNEXPECTED,
     }
 }

@@ -10,7 +10,7 @@ mod output;
 mod progress;
 mod util;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -79,10 +79,25 @@ enum Command {
     /// Manage keys: writer keys for agents that must not read, their list and revocation.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
+    /// The access log: show, verify and witness the sites' logs; set the witness quorum.
+    #[command(subcommand)]
+    Log(commands::log::LogCommand),
+    /// k-of-n recovery of member data: split, request, approve.
+    #[command(subcommand)]
+    Recovery(commands::recovery::RecoveryCommand),
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Cli::parse(), plus the hidden `coop __package-assets DIR` (scripts/package.sh), which
+    // writes the man pages and completions from `Cli::command()` itself.
+    let matches = Cli::command()
+        .subcommand(commands::assets::command())
+        .get_matches();
+    if let Some((commands::assets::NAME, m)) = matches.subcommand() {
+        std::process::exit(commands::assets::run(Cli::command(), m));
+    }
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     util::init_tracing(cli.global.verbose);
     let g = cli.global.resolve();
     let res = match cli.command {
@@ -108,6 +123,8 @@ fn main() {
         Command::Usage => commands::export::usage(&g),
         Command::Recipe(c) => commands::recipe::run(&g, c),
         Command::Key(k) => commands::key::run(&g, k),
+        Command::Log(c) => commands::log::run(&g, c),
+        Command::Recovery(c) => commands::recovery::run(&g, c),
     };
     match res {
         Ok(code) => std::process::exit(code),

@@ -264,3 +264,99 @@ pub fn tenants(
     }
     Ok(out)
 }
+
+/// How an access to a tenant's data is justified and logged (restore, export, dump).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AccessArgs {
+    /// Why this data is read: member-request, incident-response, disaster-recovery,
+    /// legal-request or maintenance. Logged with who and when before anything is read;
+    /// required to read a member's data as an admin.
+    #[arg(long, env = "COOP_REASON")]
+    pub reason: Option<String>,
+    /// A note for the log entry, encrypted to the tenant (its readers can read it).
+    #[arg(long, env = "COOP_DETAIL", requires = "reason")]
+    pub detail: Option<String>,
+    /// How long to wait for the witnesses' cosignatures before giving up (then nothing is
+    /// read, exit 13).
+    #[arg(long, default_value = "10m", env = "COOP_LOG_TIMEOUT")]
+    pub log_timeout: String,
+}
+
+/// Logs an access before it happens, when the caller is an admin (who can open tenant
+/// coop): the entry goes into the admin's log in this repository, and the access waits
+/// until the witnesses cosigned it. A member reading their own tenant (who cannot open
+/// tenant coop) is not logged: nobody else saw anything.
+pub fn log_access(
+    g: &Global,
+    p: &crate::output::Printer,
+    repo: &Repo,
+    keys: &coop_agent::keys::TenantKeys,
+    event: coop_formats::tlog::Event,
+    a: &AccessArgs,
+    object: Option<String>,
+) -> Result<()> {
+    use coop_agent::log;
+    let Ok(coop) = coop_agent::tenant::keys(repo, &identity_access(g)?, "coop") else {
+        return Ok(());
+    };
+    let reason = match &a.reason {
+        Some(r) => r
+            .parse::<coop_formats::tlog::Reason>()
+            .map_err(|what| Error::Invalid { what })?,
+        None if keys.tenant.starts_with("member/") => {
+            return Err(Error::Invalid {
+                what: format!(
+                    "reading {}'s data as an admin needs --reason (member-request, incident-response, \
+                     disaster-recovery, legal-request, maintenance): the access is logged, witnessed and \
+                     shown to the member before anything is read",
+                    keys.tenant
+                ),
+            }
+            .into())
+        }
+        None => coop_formats::tlog::Reason::Maintenance,
+    };
+    let timeout =
+        coop_agent::settings::parse_duration(&a.log_timeout).map_err(|what| Error::Invalid {
+            what: format!("--log-timeout: {what}"),
+        })?;
+    let actor = log::Actor::of(&coop);
+    let mut entry = log::entry(&actor, event, Some(keys), Some(reason), object);
+    if let Some(d) = &a.detail {
+        let mut ct = Vec::new();
+        coop_formats::crypt::encrypt_to(&keys.recipients, &[d.as_bytes()], &mut ct)
+            .map_err(|e| anyhow::anyhow!("encrypting the log detail: {e}"))?;
+        use base64::Engine;
+        entry.detail = Some(base64::engine::general_purpose::STANDARD.encode(ct));
+    }
+    let member = keys.tenant.starts_with("member/");
+    let appended = match log::append(repo, &actor, &[entry]) {
+        Ok(a) => a,
+        // The service tenant's data is the admins' own: a store that cannot take the log
+        // entry (a read-only replica after a disaster) does not stop its restore.
+        Err(e) if !member => {
+            p.warn(format!(
+                "this access could not be logged ({}); going on, since {} is not a member's tenant",
+                coop_agent::error::chain(&e),
+                keys.tenant
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let trusted = log::trusted(repo, &coop.admin_keys)?;
+    if trusted.quorum > 0 {
+        p.note(format!(
+            "logged as entry {} of {}; waiting up to {} for {} witness cosignature(s) …",
+            appended.first,
+            appended.origin,
+            humantime::format_duration(timeout),
+            trusted.quorum
+        ));
+    }
+    let by = log::wait_for_quorum(repo, &appended, &actor.public(), &trusted, timeout)?;
+    if !by.is_empty() {
+        p.note(format!("witnessed by {}", by.join(", ")));
+    }
+    Ok(())
+}

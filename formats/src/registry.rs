@@ -52,8 +52,12 @@ impl Member {
 pub struct Registry {
     pub generation: u64,
     pub updated: String,
-    /// Recipients added to every member tenant (the cooperative's recovery keys).
+    /// Recipients added to every member tenant (the cooperative's recovery keys; after
+    /// `coop recovery init`, the one public key of the split recovery identity).
     pub recovery: Vec<String>,
+    /// The k-of-n split of the recovery identity, once set up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_setup: Option<crate::recovery::RecoverySetup>,
     pub members: Vec<Member>,
 }
 
@@ -153,6 +157,7 @@ mod tests {
             generation: 2,
             updated: "t".into(),
             recovery: vec!["age1x".into()],
+            recovery_setup: None,
             members: vec![Member {
                 name: "alice".into(),
                 recipients: vec!["age1y".into()],

@@ -533,6 +533,7 @@ fn registry_vector() {
         generation: 3,
         updated: "2026-11-23T00:00:00Z".into(),
         recovery: vec![recipient()],
+        recovery_setup: None,
         members: vec![Member {
             name: "alice".into(),
             recipients: vec![SSH_PUBLIC.into()],
@@ -607,6 +608,8 @@ fn writer_list_vector() {
                 }),
             },
         ],
+        log_quorum: 0,
+        witnesses: vec![],
     };
     let json = serde_json::to_vec(&list).expect("serializes");
     same(

@@ -51,6 +51,27 @@ pub struct WriterList {
     pub generation: u64,
     pub updated: String,
     pub writers: Vec<SiteWriter>,
+    /// How many witnesses (other sites' writers) must cosign an access log checkpoint before
+    /// an access it records may happen (SPEC section 24). 0: logged, not witnessed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_quorum: u32,
+    /// Witnesses from outside this repository (another site's writer key), trusted to
+    /// cosign this repository's access logs, besides this repository's own writers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<ExternalWitness>,
+}
+
+/// A witness key named by an admin (SPEC section 24.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalWitness {
+    pub name: String,
+    #[serde(with = "crate::hexser")]
+    pub public_key: [u8; 32],
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +172,8 @@ mod tests {
                     snapshots: vec![Id([3; 32])],
                 }),
             }],
+            log_quorum: 0,
+            witnesses: vec![],
         }
     }
 

@@ -75,6 +75,9 @@ pub struct BackupOutcome {
     pub id: Id,
     pub snapshot: Snapshot,
     pub warnings: Vec<String>,
+    /// The snapshot is written, but its access log entry could not be (the store failed
+    /// then): reported, not a reason to fail the backup.
+    pub log_warning: Option<String>,
     pub packs_written: u64,
     pub index_objects_written: u64,
 }
@@ -257,6 +260,20 @@ pub fn backup(
     let (id, snapshot) =
         commit::write_snapshot(repo, keys, opts, paths, root, summary, manifest, &inv)?;
     drop(lock);
+    let log_warning = crate::log::record(
+        repo,
+        keys,
+        coop_formats::tlog::Event::Backup,
+        None,
+        Some(id.to_hex()),
+    )
+    .err()
+    .map(|e| {
+        format!(
+            "the backup is done, but its access log entry could not be written: {}",
+            crate::error::chain(&e)
+        )
+    });
     if let Some(c) = &mut walker.catalog {
         if let Err(e) = c.commit() {
             walker.warnings.push(format!(
@@ -268,6 +285,7 @@ pub fn backup(
         id,
         snapshot,
         warnings: walker.warnings,
+        log_warning,
         packs_written: written.packs.len() as u64,
         index_objects_written: written.index.len() as u64,
     })

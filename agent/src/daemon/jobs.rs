@@ -249,6 +249,9 @@ impl Agent {
         out.bytes_added += b.snapshot.summary.bytes_added;
         out.warnings
             .extend(b.warnings.iter().map(|w| format!("{tenant}: {w}")));
+        if let Some(w) = &b.log_warning {
+            tracing::warn!("{tenant}: {w}");
+        }
         let Some(r) = &job.retention else {
             return Ok(());
         };

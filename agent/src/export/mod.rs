@@ -48,6 +48,13 @@ pub struct ExportFile {
     pub exported: String,
     /// The manifest as the agent signed it at backup time.
     pub signed_manifest: SignedManifest,
+    /// Every access log entry about this tenant, each with its inclusion proof to a signed
+    /// (and, where witnessed, cosigned) checkpoint (SPEC section 24.7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<crate::log::ProvenEntry>,
+    /// The witnesses the repository's writer list named at export time (name, key hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<(String, String)>,
 }
 
 pub enum Target {
@@ -212,6 +219,10 @@ pub fn export(
         }
         Ok(true)
     })?;
+    // What the access log says about this tenant, with proofs the member checks offline.
+    let trusted = crate::log::trusted(repo, &keys.admin_keys)?;
+    let (_, contents) = crate::log::verify(repo, &trusted)?;
+    let log = crate::log::entries_about(&contents, &trusted, &crate::log::tenant_tag(keys));
     let file = ExportFile {
         format: EXPORT_FORMAT.into(),
         version: 1,
@@ -219,6 +230,12 @@ pub fn export(
         source: source.into(),
         exported: crate::now_rfc3339(),
         signed_manifest: signed.clone(),
+        log,
+        witnesses: trusted
+            .witnesses
+            .iter()
+            .map(|(n, k)| (n.clone(), hex::encode(k)))
+            .collect(),
     };
     let manifest_json = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::internal(format!("manifest.json does not serialize: {e}")))?;

@@ -45,8 +45,24 @@ pub struct VerifyReport {
     pub files_ok: u64,
     /// Where the verified files were extracted, if they were.
     pub extracted: Option<String>,
+    /// The access log entries about this tenant the export carries, each proven.
+    pub log: Vec<LogLine>,
     /// Every mismatch: changed, missing or extra files, signature or trust problems.
     pub problems: Vec<String>,
+}
+
+/// One proven access log entry, as `verify` shows it.
+#[derive(Debug, Default, Serialize)]
+pub struct LogLine {
+    pub time: String,
+    pub event: String,
+    pub actor: String,
+    pub actor_key: String,
+    pub reason: Option<String>,
+    pub log: String,
+    pub index: u64,
+    /// Witnesses whose cosignature on the proving checkpoint verifies.
+    pub cosigned_by: Vec<String>,
 }
 
 /// BLAKE3 and length of everything `r` yields.
@@ -282,6 +298,35 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
         )));
     }
     rep.snapshot = ef.snapshot.clone();
+    let witnesses: Vec<(String, [u8; 32])> = ef
+        .witnesses
+        .iter()
+        .filter_map(|(n, k)| {
+            let k: [u8; 32] = hex::decode(k).ok()?.try_into().ok()?;
+            Some((n.clone(), k))
+        })
+        .collect();
+    for p in &ef.log {
+        match crate::log::verify_proven(p, &witnesses) {
+            Ok(cosigned_by) => {
+                let s = |k: &str| p.entry[k].as_str().map(str::to_string);
+                rep.log.push(LogLine {
+                    time: s("time").unwrap_or_default(),
+                    event: s("event").unwrap_or_default(),
+                    actor: s("actor_name").unwrap_or_default(),
+                    actor_key: s("actor").unwrap_or_default(),
+                    reason: s("reason"),
+                    log: p.origin.clone(),
+                    index: p.index,
+                    cosigned_by,
+                })
+            }
+            Err(e) => rep.problems.push(format!(
+                "log entry {} of {}: its proof does not verify ({e})",
+                p.index, p.origin
+            )),
+        }
+    }
     let (m, signer) = match ef.signed_manifest.verify() {
         Ok(x) => x,
         Err(e) => {

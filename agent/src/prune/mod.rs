@@ -285,5 +285,24 @@ pub fn prune(
         progress,
         &mut rep,
     )?;
+    if rep.plans_written > 0 || rep.packs_deleted > 0 {
+        let event = if rep.packs_deleted > 0 {
+            coop_formats::tlog::Event::Delete
+        } else {
+            coop_formats::tlog::Event::PrunePlan
+        };
+        if let Err(e) = crate::log::record(
+            repo,
+            keys,
+            event,
+            None,
+            Some(format!("{} pack(s) deleted", rep.packs_deleted)),
+        ) {
+            rep.warnings.push(format!(
+                "the prune could not be logged: {}",
+                crate::error::chain(&e)
+            ));
+        }
+    }
     Ok(rep)
 }

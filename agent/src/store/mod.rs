@@ -253,14 +253,20 @@ impl Store {
             async move { self.inner.list(Some(&p)).try_collect::<Vec<_>>().await }
         });
         match res {
-            Ok(v) => Ok(v
-                .into_iter()
-                .map(|m| Listed {
-                    path: m.location.to_string(),
-                    size: m.size,
-                    modified: m.last_modified.timestamp(),
-                })
-                .collect()),
+            Ok(v) => {
+                let mut v: Vec<Listed> = v
+                    .into_iter()
+                    .map(|m| Listed {
+                        path: m.location.to_string(),
+                        size: m.size,
+                        modified: m.last_modified.timestamp(),
+                    })
+                    .collect();
+                // One listing order everywhere (S3's): ties between equal generations or
+                // index claims are decided the same way on every site (SPEC section 7.4).
+                v.sort_by(|a, b| a.path.cmp(&b.path));
+                Ok(v)
+            }
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e),
         }

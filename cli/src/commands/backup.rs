@@ -79,12 +79,15 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
     };
     let bars = Bars::new(g);
     let out = backup::backup(&repo, &keys, &opts, &bars)?;
+    if let Some(w) = &out.log_warning {
+        p.warn(w);
+    }
     let s = &out.snapshot.summary;
     if g.json {
         p.json(&serde_json::json!({
             "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
             "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
-            "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
+            "log_warning": out.log_warning, "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
         }))?;
     } else {
         let secs = (s.duration_ms as f64 / 1000.0).max(0.001);

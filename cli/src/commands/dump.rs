@@ -15,11 +15,22 @@ pub struct DumpArgs {
     path: String,
     #[command(flatten)]
     filter: FilterArgs,
+    #[command(flatten)]
+    access: util::AccessArgs,
 }
 
 pub fn run(g: &Global, a: DumpArgs) -> Result<i32> {
     let p = g.printer();
     let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter.holding(&a.path))?;
+    util::log_access(
+        g,
+        &p,
+        &o.repo,
+        &o.keys,
+        coop_formats::tlog::Event::Dump,
+        &a.access,
+        Some(o.entry.id.to_hex()),
+    )?;
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let node = match reader.at(&o.entry.snapshot.tree, &a.path)? {

@@ -25,6 +25,12 @@ pub struct ExportArgs {
     snapshot: String,
     #[command(flatten)]
     filter: FilterArgs,
+    #[command(flatten)]
+    access: util::AccessArgs,
+    /// Read with the recovery identity that K admins released to this request (see
+    /// `coop recovery`); afterwards a new recovery epoch starts.
+    #[arg(long, value_name = "REQUEST", requires = "reason")]
+    recovery: Option<String>,
 }
 
 #[derive(Args)]
@@ -77,12 +83,50 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     };
     let repo = util::open_repo(g)?;
     let tenant = format!("member/{}", a.member);
-    let keys = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, &tenant)?;
+    let access = util::identity_access(g)?;
+    let recovered = match &a.recovery {
+        Some(id) => {
+            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+            let (ids, _) = coop_agent::recovery::recover(&repo, &coop, id)?;
+            Some((coop, std::sync::Arc::new(ids), id.clone()))
+        }
+        None => None,
+    };
+    let keys = match &recovered {
+        Some((_, ids, _)) => coop_agent::tenant::keys(
+            &repo,
+            &coop_agent::keys::Access::Identity(ids.clone()),
+            &tenant,
+        )?,
+        None => coop_agent::tenant::keys(&repo, &access, &tenant)?,
+    };
     let view = coop_agent::snapshots::view(&repo, &keys)?;
     util::show_warnings(&p, &view);
     let entry = view.find(&a.snapshot, &a.filter.filter())?;
+    util::log_access(
+        g,
+        &p,
+        &repo,
+        &keys,
+        coop_formats::tlog::Event::Export,
+        &a.access,
+        Some(entry.id.to_hex()),
+    )?;
     let bars = Bars::new(g);
     let r = export::export(&repo, &keys, entry, target, repo.store.url(), &bars)?;
+    if let Some((coop, ids, id)) = &recovered {
+        coop_agent::recovery::finish(&repo, id);
+        match coop_agent::recovery::rotate(&repo, coop, ids) {
+            Ok(s) => p.note(format!(
+                "recovery request {id} used; a new recovery epoch {} started (the old recovery key opens nothing written from now on)",
+                s.epoch
+            )),
+            Err(e) => p.warn(format!(
+                "the export is done, but a new recovery epoch could not be started: {} (run `coop recovery init` again)",
+                coop_agent::error::chain(&e)
+            )),
+        }
+    }
     if g.json {
         p.json(&r)?;
     } else {
@@ -136,6 +180,30 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
             "signed by key {} ({})",
             r.signer_fingerprint, r.signer
         ))?;
+        if !r.log.is_empty() {
+            p.summary(format!(
+                "the access log records {} about this data (each proven against a signed checkpoint):",
+                util::plural(r.log.len() as u64, "event", "events")
+            ))?;
+            for l in &r.log {
+                p.summary(format!(
+                    "  {} {:<16} by {} ({}){}{}",
+                    l.time,
+                    l.event,
+                    l.actor,
+                    &l.actor_key[..l.actor_key.len().min(16)],
+                    l.reason
+                        .as_ref()
+                        .map(|r| format!(", reason {r}"))
+                        .unwrap_or_default(),
+                    if l.cosigned_by.is_empty() {
+                        ", not witnessed".to_string()
+                    } else {
+                        format!(", witnessed by {}", l.cosigned_by.join(", "))
+                    }
+                ))?;
+            }
+        }
         for x in &r.problems {
             p.data(format!("MISMATCH {x}"))?;
         }

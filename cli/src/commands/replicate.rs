@@ -76,6 +76,11 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         for x in &r.refused {
             p.problem(format!("REFUSED {x}"));
         }
+        for x in &r.log_forks {
+            p.problem(format!(
+                "LOG FORK {x} (not overwritten; run `coop log verify` on both sites)"
+            ));
+        }
         for x in &r.failed {
             p.problem(format!("failed {x}"));
         }
@@ -105,7 +110,7 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
             ));
         }
     }
-    Ok(if !r.refused.is_empty() {
+    Ok(if !r.refused.is_empty() || !r.log_forks.is_empty() {
         crate::exit::INTEGRITY
     } else if !r.ok() || (a.check && r.missing_objects > 0) {
         crate::exit::STORE

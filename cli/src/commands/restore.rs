@@ -24,6 +24,8 @@ pub struct RestoreArgs {
     exclude: Vec<String>,
     #[command(flatten)]
     filter: FilterArgs,
+    #[command(flatten)]
+    access: util::AccessArgs,
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
@@ -33,6 +35,15 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         None => (a.snapshot.clone(), String::new()),
     };
     let o = util::open_snapshot(g, &p, &spec, &a.filter.holding(&sub))?;
+    util::log_access(
+        g,
+        &p,
+        &o.repo,
+        &o.keys,
+        coop_formats::tlog::Event::Restore,
+        &a.access,
+        Some(o.entry.id.to_hex()),
+    )?;
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let root = reader

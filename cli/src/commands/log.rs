@@ -1,0 +1,318 @@
+//! `coop log …`: the access log (SPEC section 24).
+
+use crate::global::Global;
+use crate::util;
+use anyhow::Result;
+use clap::Subcommand;
+use coop_agent::keys::Access;
+use coop_agent::log;
+use coop_formats::tlog::Entry;
+use std::collections::HashMap;
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// List the entries of every log in the repository (index, site, time, event, tenant,
+    /// reason, actor).
+    Show {
+        /// Only entries about this member's tenant.
+        #[arg(long)]
+        member: Option<String>,
+    },
+    /// Check every log: checkpoints signed by known keys, entries matching every checkpoint,
+    /// cosignatures, and no rollback or fork since this client last looked. Exit 6 on damage.
+    Verify,
+    /// Witness the other sites' logs in this repository: check that each only grew, then
+    /// cosign its newest checkpoint. Run by each site (with its writer key) on the copies it
+    /// holds. A rollback or a fork is an alarm (exit 6) and is not cosigned. Give the site's
+    /// key with --writer-key; for another site's repository, its admin key is pinned the
+    /// first time (or given with --admin).
+    Witness {
+        /// The admin key (hex) of the repository whose logs are witnessed.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Set how many witnesses must cosign before an access it records may happen (admin).
+    Policy {
+        /// Cosignatures needed (0: accesses are logged but do not wait for witnesses).
+        #[arg(long)]
+        quorum: u32,
+        /// Also trust this other site's key as a witness: NAME=PUBLIC_KEY (hex, from that
+        /// site's `coop key list --json`). Repeatable; this repository's own writers always are.
+        #[arg(long = "witness", value_name = "NAME=KEY")]
+        witnesses: Vec<String>,
+    },
+}
+
+/// Tenant keyed tag → tenant name, for every tenant the caller can name.
+fn tenant_names(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &Access,
+) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    if let Ok(ts) = util::tenants(g, repo, access) {
+        for k in ts {
+            m.insert(log::tenant_tag(&k), k.tenant.clone());
+        }
+    }
+    if let Ok(coop) = coop_agent::tenant::keys(repo, access, "coop") {
+        m.insert(log::tenant_tag(&coop), "coop".into());
+        if let Ok(l) = coop_agent::members::load(repo, &coop) {
+            for mem in &l.registry.members {
+                if let Ok(k) = coop_agent::members::writer_keys_for_member(repo, &coop, &mem.name) {
+                    m.insert(log::tenant_tag(&k), mem.tenant());
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The admin keys the caller trusts (from its keyring or its writer key file).
+pub fn admin_keys(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &Access,
+) -> Result<Vec<[u8; 32]>> {
+    let tenant = if g.tenant_given {
+        g.tenant.as_str()
+    } else {
+        "coop"
+    };
+    Ok(coop_agent::tenant::keys(repo, access, tenant)?.admin_keys)
+}
+
+pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
+    let p = g.printer();
+    let repo = util::open_repo(g)?;
+    let access = util::write_access(g)?;
+    match c {
+        LogCommand::Show { member } => {
+            let trusted = log::trusted(&repo, &admin_keys(g, &repo, &access)?)?;
+            let (report, contents) = log::verify(&repo, &trusted)?;
+            let names = tenant_names(g, &repo, &access);
+            let want = match &member {
+                Some(m) => {
+                    let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+                    let k = coop_agent::members::writer_keys_for_member(&repo, &coop, m)?;
+                    Some(log::tenant_tag(&k))
+                }
+                None => None,
+            };
+            let mut rows = Vec::new();
+            for c in &contents {
+                for (i, e) in c.entries.iter().enumerate() {
+                    let Ok(e) = Entry::decode(e) else { continue };
+                    if want.is_some() && e.tenant != want {
+                        continue;
+                    }
+                    rows.push((c.origin.clone(), i, e));
+                }
+            }
+            rows.sort_by(|a, b| {
+                a.2.time
+                    .cmp(&b.2.time)
+                    .then(a.0.cmp(&b.0))
+                    .then(a.1.cmp(&b.1))
+            });
+            if g.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(o, i, e)| {
+                        serde_json::json!({
+                            "log": o, "index": i, "time": e.time, "event": e.event, "actor": e.actor,
+                            "actor_name": e.actor_name, "reason": e.reason, "object": e.object,
+                            "tenant_tag": e.tenant,
+                            "tenant": e.tenant.as_ref().and_then(|t| names.get(t)),
+                            "data": e.data,
+                        })
+                    })
+                    .collect();
+                p.json(&v)?;
+            } else {
+                for (o, i, e) in &rows {
+                    let tenant = e
+                        .tenant
+                        .as_ref()
+                        .map(|t| names.get(t).cloned().unwrap_or_else(|| format!("tag {t}")))
+                        .unwrap_or_else(|| "-".into());
+                    p.data(format!(
+                        "{:<21} {:<18} {:<14} {:<18} {:<18} {o}#{i}{}",
+                        &e.time[..e.time.len().min(20)],
+                        serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
+                        e.actor_name,
+                        tenant,
+                        e.reason
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        e.object
+                            .as_ref()
+                            .map(|o| format!(" {}", &o[..o.len().min(16)]))
+                            .unwrap_or_default()
+                    ))?;
+                }
+                p.summary(format!(
+                    "{} in {} logs",
+                    util::plural(rows.len() as u64, "entry", "entries"),
+                    contents.len()
+                ))?;
+            }
+            for pr in &report.problems {
+                p.problem(pr);
+            }
+            Ok(if report.problems.is_empty() {
+                crate::exit::OK
+            } else {
+                crate::exit::INTEGRITY
+            })
+        }
+        LogCommand::Verify => {
+            let trusted = log::trusted(&repo, &admin_keys(g, &repo, &access)?)?;
+            let started = std::time::Instant::now();
+            let (report, _) = log::verify(&repo, &trusted)?;
+            if g.json {
+                p.json(&serde_json::json!({
+                    "logs": report.logs, "entries": report.entries, "quorum": report.quorum,
+                    "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                }))?;
+            } else {
+                for l in &report.logs {
+                    p.data(format!(
+                        "{:<40} {:<14} {:>7} entries, {} checkpoints; witnessed up to {} by {}",
+                        l.origin,
+                        l.actor,
+                        l.size,
+                        l.checkpoints,
+                        l.witnessed_size
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        if l.cosigned_by.is_empty() {
+                            "nobody".into()
+                        } else {
+                            l.cosigned_by.join(", ")
+                        }
+                    ))?;
+                }
+                for pr in &report.problems {
+                    p.problem(pr);
+                }
+                p.summary(format!(
+                    "{} logs, {} entries, quorum {}: {}",
+                    report.logs.len(),
+                    report.entries,
+                    report.quorum,
+                    if report.problems.is_empty() {
+                        "no problems found".to_string()
+                    } else {
+                        format!("{} problems", report.problems.len())
+                    }
+                ))?;
+            }
+            Ok(if report.problems.is_empty() {
+                crate::exit::OK
+            } else {
+                crate::exit::INTEGRITY
+            })
+        }
+        LogCommand::Witness { admin } => {
+            let Access::Writer(wk) = &access else {
+                return Err(coop_agent::Error::Invalid {
+                    what: "a witness signs with a site's writer key: give --writer-key KEY".into(),
+                }
+                .into());
+            };
+            let me = log::Actor::from_writer_key(wk);
+            let admin_keys = match admin {
+                Some(h) => vec![hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| coop_agent::Error::Invalid {
+                        what: "--admin: give the admin's public key as 64 hex characters".into(),
+                    })?],
+                None if wk.repo_id == repo.config.repo_id => wk.admin_keys.clone(),
+                None => log::pinned_admin_keys(&repo, &me)?,
+            };
+            let trusted = log::trusted(&repo, &admin_keys)?;
+            let r = log::witness(&repo, &me, &trusted)?;
+            if g.json {
+                p.json(&r)?;
+            } else {
+                for (o, s) in &r.cosigned {
+                    p.summary(format!("cosigned {o} at {s} entries"))?;
+                }
+                for a in &r.alarms {
+                    p.problem(format!("ALARM {a}"));
+                }
+                p.summary(format!(
+                    "{} cosigned, {} already cosigned, {} alarms (as {})",
+                    r.cosigned.len(),
+                    r.unchanged,
+                    r.alarms.len(),
+                    me.witness_name()
+                ))?;
+            }
+            Ok(if r.alarms.is_empty() {
+                crate::exit::OK
+            } else {
+                crate::exit::INTEGRITY
+            })
+        }
+        LogCommand::Policy { quorum, witnesses } => {
+            let coop = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, "coop")?;
+            let admin = coop.authority_signer()?;
+            let mut loaded = coop_agent::writers::load(&repo, &coop.admin_keys)?;
+            for w in &witnesses {
+                let (name, key) = w
+                    .split_once('=')
+                    .ok_or_else(|| coop_agent::Error::Invalid {
+                        what: format!("--witness {w:?}: give NAME=KEY"),
+                    })?;
+                let public_key: [u8; 32] = hex::decode(key.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| coop_agent::Error::Invalid {
+                        what: format!("--witness {name}: the key must be 64 hex characters"),
+                    })?;
+                loaded.list.witnesses.retain(|x| x.name != name);
+                loaded
+                    .list
+                    .witnesses
+                    .push(coop_formats::writers::ExternalWitness {
+                        name: name.to_string(),
+                        public_key,
+                    });
+            }
+            let sites = (loaded
+                .list
+                .writers
+                .iter()
+                .filter(|w| w.revoked.is_none())
+                .count()
+                + loaded.list.witnesses.len()) as u32;
+            if quorum > sites.saturating_sub(1) && quorum > 0 {
+                p.warn(format!(
+                    "{sites} site writer(s): a log is witnessed by the others only, so a quorum of {quorum} needs at least {} sites",
+                    quorum + 1
+                ));
+            }
+            loaded.list.log_quorum = quorum;
+            coop_agent::writers::save(&repo, &admin, &mut loaded)?;
+            let _ = log::record(
+                &repo,
+                &coop,
+                coop_formats::tlog::Event::KeyChange,
+                None,
+                Some(format!("log_quorum={quorum}")),
+            );
+            if g.json {
+                p.json(&serde_json::json!({"log_quorum": quorum}))?;
+            } else {
+                p.summary(format!(
+                    "accesses now wait for {quorum} witness cosignature(s)"
+                ))?;
+            }
+            Ok(crate::exit::OK)
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! The access log and k-of-n recovery (SPEC sections 24 and 25), across three sites: the
+//! hackspace's repository (a local directory), a replica at a member's Pi (a local
+//! directory) and one at a rented VM (the S3 server scripts/test.sh starts). The Pi and the
+//! VM witness the logs they hold; three admins, any two of whom can recover a member's data.
+
+mod common;
+
+use common::s3::*;
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn public_of(identity: &Path) -> String {
+    fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap()
+}
+
+struct Sites {
+    env: Env,
+    moto: String,
+    admins: Vec<PathBuf>,
+    pi: PathBuf,
+    vm: String,
+    pi_key: PathBuf,
+    vm_key: PathBuf,
+    agent_key: PathBuf,
+}
+
+impl Sites {
+    fn new(name: &str) -> Option<Sites> {
+        let moto = s3()?;
+        let env = Env::new();
+        // Three admins; the repository is encrypted to all three.
+        let admins: Vec<PathBuf> = (1..=3)
+            .map(|i| age_identity(&env, &format!("admin{i}")).0)
+            .collect();
+        let repo = env.p("hackspace");
+        let mut args = vec![
+            "init".to_string(),
+            "--repo".into(),
+            repo.display().to_string(),
+        ];
+        for a in &admins {
+            args.push("--recipient".into());
+            args.push(public_of(a));
+        }
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let s = Sites {
+            moto: moto.clone(),
+            pi: env.p("pi-replica"),
+            vm: format!("s3://{}/hackspace", bucket(&moto, name)),
+            pi_key: env.p("pi.key"),
+            vm_key: env.p("vm.key"),
+            agent_key: env.p("agent.key"),
+            admins,
+            env,
+        };
+        s.run_ok(&a);
+        for (n, k) in [
+            ("hackspace", &s.agent_key),
+            ("pi", &s.pi_key),
+            ("vm", &s.vm_key),
+        ] {
+            s.admin_ok(
+                0,
+                &[
+                    "key",
+                    "export-writer",
+                    "--name",
+                    n,
+                    "--out",
+                    k.to_str().unwrap(),
+                ],
+            );
+        }
+        Some(s)
+    }
+    fn repo(&self) -> String {
+        self.env.p("hackspace").display().to_string()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        let mut a: Vec<&str> = args.to_vec();
+        let repo = self.repo();
+        if !a.contains(&"--repo") && !a.contains(&"--from") {
+            a.splice(0..0, ["--repo", repo.as_str()]);
+        }
+        coop_s3(&self.env, &self.moto, &a)
+    }
+    fn run_ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "coop {args:?} ({}): {}",
+            code(&o),
+            text(&o)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+    fn admin(&self, i: usize, args: &[&str]) -> Output {
+        let id = self.admins[i].display().to_string();
+        let mut a = vec!["--identity-file", id.as_str()];
+        a.extend_from_slice(args);
+        self.run(&a)
+    }
+    fn admin_ok(&self, i: usize, args: &[&str]) -> String {
+        let o = self.admin(i, args);
+        assert!(
+            o.status.success(),
+            "admin{} {args:?} ({}): {}",
+            i + 1,
+            code(&o),
+            text(&o)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+    /// One round of what the agents do: the hackspace replicates to both sites, each site
+    /// witnesses the logs it holds, and the next replication brings the cosignatures home.
+    fn witness_round(&self) {
+        let (pi, vm) = (self.pi.display().to_string(), self.vm.clone());
+        for to in [&pi, &vm] {
+            self.run_ok(&["replicate", "--from", &self.repo(), "--to", to]);
+        }
+        for (site, key) in [(&pi, &self.pi_key), (&vm, &self.vm_key)] {
+            let o = self.run(&[
+                "--repo",
+                site,
+                "--writer-key",
+                key.to_str().unwrap(),
+                "log",
+                "witness",
+            ]);
+            assert!(o.status.success(), "witness at {site}: {}", text(&o));
+        }
+        for to in [&pi, &vm] {
+            self.run_ok(&["replicate", "--from", &self.repo(), "--to", to]);
+        }
+    }
+    fn entries(&self) -> Vec<Value> {
+        serde_json::from_str::<Value>(&self.admin_ok(0, &["--json", "log", "show"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+    fn spawn(&self, i: usize, args: &[&str]) -> Child {
+        let mut c = self.env.cmd();
+        s3_env(&mut c, &self.moto);
+        c.arg("--identity-file")
+            .arg(&self.admins[i])
+            .args(["--repo", &self.repo()])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    }
+    /// Runs witness rounds until the child (an access waiting for its witnesses) ends.
+    fn witness_until_done(&self, mut child: Child) -> Output {
+        let t0 = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the access never got its witnesses"
+            );
+            self.witness_round();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+#[test]
+fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
+    let Some(s) = Sites::new("accesslog") else {
+        return;
+    };
+    let (alice_id, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    let admins: Vec<String> = (0..3)
+        .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
+        .collect();
+    let mut init = vec!["recovery", "init", "--threshold", "2"];
+    for a in &admins {
+        init.extend(["--admin", a.as_str()]);
+    }
+    s.admin_ok(0, &init);
+
+    // One admin alone reads nothing, and writes nothing.
+    let before = s.entries().len();
+    let out = s.env.p("alone.tar");
+    let o = s.admin(
+        0,
+        &[
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "legal-request",
+        ],
+    );
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    assert!(!out.exists());
+    let o = s.admin(
+        0,
+        &[
+            "restore",
+            "latest",
+            "--tenant",
+            "member/alice",
+            "--target",
+            s.env.p("r").to_str().unwrap(),
+            "--reason",
+            "legal-request",
+        ],
+    );
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    assert_eq!(
+        s.entries().len(),
+        before,
+        "a refused access wrote to the log"
+    );
+
+    // The request, witnessed; one approval is not enough.
+    let r: Value = serde_json::from_str(&s.admin_ok(
+        0,
+        &[
+            "--json",
+            "recovery",
+            "request",
+            "--member",
+            "alice",
+            "--reason",
+            "legal-request",
+        ],
+    ))
+    .unwrap();
+    let id = r["request"].as_str().unwrap().to_string();
+    let o = s.admin(1, &["recovery", "approve", &id]);
+    assert_eq!(
+        code(&o),
+        13,
+        "an unwitnessed request cannot be approved: {}",
+        text(&o)
+    );
+    s.witness_round();
+    let o = s.admin(0, &["recovery", "approve", &id]);
+    assert_eq!(code(&o), 5, "the requester cannot approve: {}", text(&o));
+    s.admin_ok(1, &["recovery", "approve", &id]);
+    s.witness_round();
+    let tar = s.env.p("recovered.tar");
+    let o = s.admin(
+        0,
+        &[
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            tar.to_str().unwrap(),
+            "--recovery",
+            &id,
+            "--reason",
+            "legal-request",
+            "--log-timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(code(&o), 5, "one approval: {}", text(&o));
+    assert!(text(&o).contains("1 of the 2"), "{}", text(&o));
+    assert!(!tar.exists());
+
+    // The second approval: the export waits for its own entry to be witnessed, then reads.
+    s.admin_ok(2, &["recovery", "approve", &id]);
+    s.witness_round();
+    let child = s.spawn(
+        0,
+        &[
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            tar.to_str().unwrap(),
+            "--recovery",
+            &id,
+            "--reason",
+            "legal-request",
+            "--log-timeout",
+            "2m",
+        ],
+    );
+    let o = s.witness_until_done(child);
+    assert!(o.status.success(), "recovery export: {}", text(&o));
+    let x = s.env.p("x");
+    s.run_ok(&[
+        "verify",
+        tar.to_str().unwrap(),
+        "--member",
+        "alice",
+        "--extract",
+        x.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs::read(
+            walk_files(&x)
+                .into_iter()
+                .find(|p| p.ends_with("diary.md"))
+                .unwrap()
+        )
+        .unwrap(),
+        b"dear diary\n"
+    );
+
+    // The log: request, both releases and the export, in that order, by index in the log.
+    let es = s.entries();
+    let pos = |ev: &str| -> Vec<u64> {
+        es.iter()
+            .filter(|e| e["event"] == ev && e["tenant"] == "member/alice")
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect()
+    };
+    let (req, rel, exp) = (
+        pos("recovery-request"),
+        pos("recovery-release"),
+        pos("export"),
+    );
+    assert_eq!(req.len(), 1, "{es:?}");
+    assert_eq!(rel.len(), 2, "{es:?}");
+    assert_eq!(exp.len(), 1, "{es:?}");
+    assert!(
+        req[0] < rel[0] && rel[1] < exp[0],
+        "{req:?} {rel:?} {exp:?}"
+    );
+    let v: Value = serde_json::from_str(&s.admin_ok(0, &["--json", "log", "verify"])).unwrap();
+    assert!(v["problems"].as_array().unwrap().is_empty(), "{v}");
+
+    // Alice's own next export carries those entries with proofs her verify accepts.
+    let mine = s.env.p("mine/");
+    let mut c = s.env.cmd();
+    s3_env(&mut c, &s.moto);
+    let o = c
+        .arg("--identity-file")
+        .arg(&alice_id)
+        .args([
+            "--repo",
+            &s.repo(),
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            mine.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "alice's export: {}", text(&o));
+    let v: Value =
+        serde_json::from_str(&s.run_ok(&["--json", "verify", mine.to_str().unwrap()])).unwrap();
+    let events: Vec<&str> = v["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    for ev in ["recovery-request", "recovery-release", "export"] {
+        assert!(events.contains(&ev), "{events:?}");
+    }
+    assert!(
+        v["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["cosigned_by"].as_array().unwrap().len() >= 2),
+        "{v}"
+    );
+    // A changed proof byte is refused.
+    let mf = mine.join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&fs::read(&mf).unwrap()).unwrap();
+    let i = m["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|l| !l["proof"].as_array().unwrap().is_empty())
+        .expect("an entry with a non-empty proof");
+    let proof = m["log"][i]["proof"][0].as_str().unwrap().to_string();
+    let flipped = if proof.starts_with('A') {
+        proof.replacen('A', "B", 1)
+    } else {
+        format!("A{}", &proof[1..])
+    };
+    m["log"][i]["proof"][0] = Value::String(flipped);
+    fs::write(&mf, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let o = s.run(&["verify", mine.to_str().unwrap()]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("proof does not verify"), "{}", text(&o));
+}
+
+#[test]
+fn an_admin_export_without_a_reason_is_refused_before_anything_is_read() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let data = env.p("d");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let n = |env: &Env| {
+        serde_json::from_str::<Value>(&env.ok(&["--json", "log", "show"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = n(&env);
+    let out = env.p("a.tar");
+    let file = data.join("f").display().to_string();
+    for args in [
+        vec![
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec![
+            "restore",
+            "latest",
+            "--tenant",
+            "member/alice",
+            "--target",
+            "/tmp/never",
+        ],
+        vec!["dump", "latest", "--tenant", "member/alice", file.as_str()],
+    ] {
+        let o = env.coop(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("--reason"), "{}", text(&o));
+    }
+    assert!(!out.exists());
+    assert_eq!(n(&env), before, "a refused access wrote to the log");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        out.to_str().unwrap(),
+        "--reason",
+        "member-request",
+        "--detail",
+        "ticket 42",
+    ]);
+    let es: Value =
+        serde_json::from_str(&env.ok(&["--json", "log", "show", "--member", "alice"])).unwrap();
+    let last = es.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "export");
+    assert_eq!(last["reason"], "member-request");
+    // No personal data in clear in the log objects.
+    for f in walk_files(&env.repo().join("log")) {
+        let b = String::from_utf8_lossy(&fs::read(&f).unwrap()).into_owned();
+        assert!(
+            !b.contains("alice") && !b.contains("ticket 42"),
+            "{} names the member",
+            f.display()
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for f in walk_files(from) {
+        let d = to.join(f.strip_prefix(from).unwrap());
+        fs::create_dir_all(d.parent().unwrap()).unwrap();
+        fs::copy(&f, &d).unwrap();
+    }
+}
+
+/// The single log object of a kind under log/<id>/ (the agent's log).
+fn log_dir(repo: &Path, writer_key: &Path) -> PathBuf {
+    let wk: Value = serde_json::from_str(
+        &fs::read_to_string(writer_key)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let name = wk["name"].as_str().unwrap();
+    for d in fs::read_dir(repo.join("log")).unwrap() {
+        let d = d.unwrap().path();
+        let cps = walk_files(&d.join("checkpoint"));
+        let note = fs::read_to_string(&cps[0]).unwrap();
+        if note.lines().next().unwrap().contains(&format!("/{name}/")) {
+            return d;
+        }
+    }
+    panic!("no log of {name}");
+}
+
+#[test]
+fn changed_deleted_reordered_truncated_forked_and_rolled_back_logs_are_named() {
+    let env = Env::new();
+    let key = env.p("agent.key");
+    let w = env.p("w.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    let backup = |i: u32| {
+        fs::write(src.join("f"), format!("v{i}")).unwrap();
+        let o = env
+            .cmd()
+            .arg("--writer-key")
+            .arg(&key)
+            .args(["backup", src.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    for i in 0..5 {
+        backup(i);
+    }
+    let old = env.p("old-state");
+    copy_dir(&env.repo(), &old);
+    for i in 5..8 {
+        backup(i);
+    }
+    env.ok(&["log", "verify"]); // this client has seen 8 entries of the agent's log
+    let witness = |repo: &Path| {
+        env.cmd()
+            .arg("--writer-key")
+            .arg(&w)
+            .args(["--repo", repo.to_str().unwrap(), "log", "witness"])
+            .output()
+            .unwrap()
+    };
+    assert!(witness(&env.repo()).status.success());
+    let dir = log_dir(&env.repo(), &key);
+    let bundle = dir.join("entries/000.p/8");
+    let pristine = fs::read(&bundle).unwrap();
+    let verify = || env.coop(&["log", "verify"]);
+    let restore = || fs::write(&bundle, &pristine).unwrap();
+
+    // A changed entry.
+    let mut b = pristine.clone();
+    let at = b.len() / 2;
+    b[at] ^= 1;
+    fs::write(&bundle, &b).unwrap();
+    let o = verify();
+    assert_eq!(code(&o), 6, "changed: {}", text(&o));
+    assert!(
+        text(&o).contains("000.p/8") || text(&o).contains("checkpoint/8"),
+        "{}",
+        text(&o)
+    );
+    restore();
+    // Reordered entries (the first two swapped).
+    let entries = {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while i < pristine.len() {
+            let n = u16::from_be_bytes([pristine[i], pristine[i + 1]]) as usize;
+            v.push(pristine[i..i + 2 + n].to_vec());
+            i += 2 + n;
+        }
+        v
+    };
+    let mut swapped = entries.clone();
+    swapped.swap(0, 1);
+    fs::write(&bundle, swapped.concat()).unwrap();
+    assert_eq!(code(&verify()), 6, "reordered");
+    assert_eq!(
+        code(&witness(&env.repo())),
+        6,
+        "the witness does not cosign a reordered log"
+    );
+    restore();
+    // A deleted entry bundle.
+    fs::remove_file(&bundle).unwrap();
+    let o = verify();
+    assert_eq!(code(&o), 6, "deleted: {}", text(&o));
+    assert!(text(&o).contains("missing"), "{}", text(&o));
+    restore();
+    // A truncated log: the newest checkpoints gone.
+    let cp8 = dir.join("checkpoint/8");
+    let cp8_bytes = fs::read(&cp8).unwrap();
+    for n in [6, 7, 8] {
+        let _ = fs::remove_file(dir.join(format!("checkpoint/{n}")));
+    }
+    let o = verify();
+    assert_eq!(code(&o), 6, "truncated: {}", text(&o));
+    assert!(text(&o).contains("ROLLBACK"), "{}", text(&o));
+    assert_eq!(
+        code(&witness(&env.repo())),
+        6,
+        "the witness refuses a rollback"
+    );
+    // The whole repository rolled back to an older copy.
+    let rolled = env.p("rolled");
+    copy_dir(&old, &rolled);
+    // The witness remembers the repository, wherever its copy is: yesterday's copy is a
+    // rollback.
+    let o = witness(&rolled);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("ROLLBACK"), "{}", text(&o));
+    // A fork: the same size with another history, signed by the (stolen) agent key itself.
+    let wk: Value = serde_json::from_str(
+        &fs::read_to_string(&key)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(wk["signing_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let forked_repo = env.p("forked");
+    copy_dir(&env.repo(), &forked_repo);
+    let fdir = forked_repo.join(dir.strip_prefix(env.repo()).unwrap());
+    let mut alt = entries.clone();
+    alt[7] = {
+        let e = br#"{"type":"coop-log-entry/1","time":"2026-01-01T00:00:00Z","event":"backup","actor":"00","actor_name":"agent"}"#;
+        let mut v = (e.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(e);
+        v
+    };
+    fs::write(fdir.join("entries/000.p/8"), alt.concat()).unwrap();
+    let leaves: Vec<[u8; 32]> = alt
+        .iter()
+        .map(|e| coop_formats::tlog::leaf_hash(&e[2..]))
+        .collect();
+    let note = String::from_utf8(cp8_bytes.clone()).unwrap();
+    let origin = note.lines().next().unwrap().to_string();
+    let cp = coop_formats::tlog::Checkpoint {
+        origin,
+        size: 8,
+        root: coop_formats::tlog::root(&leaves),
+    };
+    fs::write(
+        fdir.join("checkpoint/8"),
+        coop_formats::tlog::sign_checkpoint(&cp, &sk),
+    )
+    .unwrap();
+    let _ = fs::remove_dir_all(fdir.join("cosignature"));
+    for n in [6, 7] {
+        let _ = fs::remove_file(fdir.join(format!("checkpoint/{n}")));
+    }
+    // Replicating the fork onto the genuine site: evidence, never overwritten.
+    fs::write(&cp8, &cp8_bytes).unwrap();
+    let o = env.coop(&[
+        "replicate",
+        "--from",
+        forked_repo.to_str().unwrap(),
+        "--to",
+        env.repo().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("LOG FORK"), "{}", text(&o));
+    assert_eq!(
+        fs::read(&cp8).unwrap(),
+        cp8_bytes,
+        "the genuine checkpoint was overwritten"
+    );
+    // The witness, which cosigned the genuine 8 entries, refuses the forked history.
+    let o = witness(&forked_repo);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("FORK"), "{}", text(&o));
+}
