@@ -713,3 +713,144 @@ fn changed_deleted_reordered_truncated_forked_and_rolled_back_logs_are_named() {
     assert_eq!(code(&o), 6, "{}", text(&o));
     assert!(text(&o).contains("FORK"), "{}", text(&o));
 }
+
+/// A site witnesses, from its agent, the copy of another site's repository it holds: the
+/// other repository's admin names this site's key as a witness, the agent pins that
+/// repository's admin key at first sight, and the waiting access goes on once replication
+/// brings the cosignature back.
+#[test]
+fn an_agent_witnesses_another_sites_repository() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let data = env.p("d");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    // The Pi's own repository and its writer key.
+    let (pi_admin, pi_rcpt) = age_identity(&env, "pi-admin");
+    let pi_repo = env.p("pi-own");
+    env.ok(&[
+        "init",
+        "--repo",
+        pi_repo.to_str().unwrap(),
+        "--recipient",
+        &pi_rcpt,
+    ]);
+    let pi_key = env.p("pi.key");
+    let mut c = env.cmd();
+    c.arg("--identity-file").arg(&pi_admin).args([
+        "--repo",
+        pi_repo.to_str().unwrap(),
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi_key.to_str().unwrap(),
+    ]);
+    assert!(c.output().unwrap().status.success());
+    let wk: Value = serde_json::from_str(
+        &fs::read_to_string(&pi_key)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(wk["signing_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let pi_pub = hex::encode(sk.verifying_key().to_bytes());
+    env.ok(&[
+        "log",
+        "policy",
+        "--quorum",
+        "1",
+        "--witness",
+        &format!("pi={pi_pub}"),
+    ]);
+    // The copy of the hackspace held at the Pi, and the Pi's agent config.
+    let replica = env.p("hackspace-at-pi");
+    env.ok(&[
+        "replicate",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        replica.to_str().unwrap(),
+    ]);
+    let cfg = env.p("pi.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"pi\"\nrepo = \"{}\"\nwriter_key = \"{}\"\ncache_dir = \"{}\"\n\n[[job]]\nname = \"home\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n\n[[witness]]\nrepo = \"{}\"\n",
+            pi_repo.display(),
+            pi_key.display(),
+            env.p("pi-cache").display(),
+            data.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    // The admin's export waits for the Pi's cosignature.
+    let tar = env.p("a.tar");
+    let mut c = env.cmd();
+    let mut child = c
+        .args([
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            tar.to_str().unwrap(),
+            "--reason",
+            "member-request",
+            "--log-timeout",
+            "60s",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the export was never witnessed"
+        );
+        env.ok(&[
+            "replicate",
+            "--from",
+            env.repo().to_str().unwrap(),
+            "--to",
+            replica.to_str().unwrap(),
+        ]);
+        let o = env.coop(&["agent", "--config", cfg.to_str().unwrap(), "--once", "home"]);
+        assert!(o.status.success(), "pi agent: {}", text(&o));
+        env.ok(&[
+            "replicate",
+            "--from",
+            env.repo().to_str().unwrap(),
+            "--to",
+            replica.to_str().unwrap(),
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(tar.exists());
+    let v: Value = serde_json::from_str(&env.ok(&["--json", "log", "verify"])).unwrap();
+    assert!(
+        v["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["cosigned_by"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("/pi/"))),
+        "{v}"
+    );
+}

@@ -998,3 +998,85 @@ pub fn verify_proven(
     cosigners.dedup();
     Ok(cosigners)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, Repo, Actor) {
+        let d = tempfile::tempdir().unwrap();
+        let (_, r) = coop_formats::crypt::generate_identity();
+        let (mut repo, _) = Repo::init(
+            d.path().join("r").to_str().unwrap(),
+            vec![r],
+            crate::now_rfc3339(),
+        )
+        .unwrap();
+        repo.cache_dir = Some(d.path().join("cache"));
+        let actor = Actor {
+            name: "admin".into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        };
+        (d, repo, actor)
+    }
+
+    fn e(actor: &Actor, i: usize) -> Entry {
+        let mut x = entry(actor, Event::Backup, None, None, Some(format!("{i:064x}")));
+        x.tenant = Some(hex::encode([i as u8; 16]));
+        x
+    }
+
+    #[test]
+    fn appends_across_bundles_verify_and_prove() {
+        let (_d, repo, actor) = repo();
+        for batch in [1usize, 254, 3, 300] {
+            let es: Vec<Entry> = (0..batch).map(|i| e(&actor, i)).collect();
+            append(&repo, &actor, &es).unwrap();
+        }
+        let t = trusted(&repo, &[actor.public()]).unwrap();
+        let (rep, contents) = verify(&repo, &t).unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(rep.entries, 558);
+        let proven = entries_about(&contents, &t, &hex::encode([7u8; 16]));
+        assert!(!proven.is_empty());
+        for p in &proven {
+            assert_eq!(verify_proven(p, &t.witnesses), Ok(vec![]));
+        }
+    }
+
+    /// Figures for the note: `cargo test -p coop-agent --release log::tests::figures -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn figures() {
+        let (d, repo, actor) = repo();
+        let n = 100_000;
+        let t0 = std::time::Instant::now();
+        for b in 0..100 {
+            let es: Vec<Entry> = (0..n / 100).map(|i| e(&actor, b * 1000 + i)).collect();
+            append(&repo, &actor, &es).unwrap();
+        }
+        let appended = t0.elapsed();
+        let bytes: u64 = walk(&d.path().join("r/log"));
+        let t = trusted(&repo, &[actor.public()]).unwrap();
+        let t1 = std::time::Instant::now();
+        let (rep, _) = verify(&repo, &t).unwrap();
+        assert!(rep.problems.is_empty());
+        println!(
+            "{n} entries in 100 appends: {:.1} s; {} bytes stored ({:.0} bytes per entry, all partial bundles and checkpoints included); verify {:.2} s",
+            appended.as_secs_f64(),
+            bytes,
+            bytes as f64 / n as f64,
+            t1.elapsed().as_secs_f64()
+        );
+    }
+
+    fn walk(p: &std::path::Path) -> u64 {
+        let mut n = 0;
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            n += if m.is_dir() { walk(&e.path()) } else { m.len() };
+        }
+        n
+    }
+}

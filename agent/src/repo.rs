@@ -57,7 +57,7 @@ pub struct Repo {
     pub store: Store,
     pub config: Config,
     pub config_hash: Id,
-    cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
 }
 
 impl Repo {

@@ -53,6 +53,8 @@ pub struct JobOutcome {
     pub members: Vec<MemberOutcome>,
     pub warnings: Vec<String>,
     pub peers: Vec<super::PeerOutcome>,
+    /// Rollbacks and forks found while witnessing other sites' logs: alarms.
+    pub witness_alarms: Vec<String>,
 }
 
 /// Runs a hook with `sh -c`; its output goes to standard error (and so to the log), never
@@ -151,6 +153,7 @@ impl Agent {
             members: vec![],
             warnings: vec![],
             peers: vec![],
+            witness_alarms: vec![],
         };
         let result = job
             .before

@@ -188,7 +188,59 @@ impl Agent {
         if out.ok || out.members.iter().any(|m| m.ok) {
             out.peers = self.sync_all();
         }
+        out.witness_alarms = self.witness_all();
         Ok(out)
+    }
+
+    /// Witnesses the access logs of every configured copy of another site's repository;
+    /// returns the alarms (rollbacks, forks), which are also logged as errors.
+    pub fn witness_all(&self) -> Vec<String> {
+        let mut alarms = Vec::new();
+        let me = match &self.access {
+            Access::Writer(wk) => crate::log::Actor::from_writer_key(wk),
+            Access::Identity(_) => match crate::tenant::keys(&self.repo, &self.access, "coop") {
+                Ok(k) => crate::log::Actor::of(&k),
+                Err(e) => {
+                    if !self.cfg.witnesses.is_empty() {
+                        alarms.push(format!("cannot witness: {}", crate::error::chain(&e)));
+                    }
+                    return alarms;
+                }
+            },
+        };
+        let own_admins = match &self.access {
+            Access::Writer(wk) => wk.admin_keys.clone(),
+            Access::Identity(_) => crate::tenant::keys(&self.repo, &self.access, "coop")
+                .map(|k| k.admin_keys)
+                .unwrap_or_default(),
+        };
+        for w in &self.cfg.witnesses {
+            let res = (|| -> Result<crate::log::WitnessReport> {
+                let store = crate::store::Store::open_with(&w.repo, false, &w.s3)?;
+                let mut repo = Repo::open_store(store)?;
+                repo.cache_dir = Some(self.cfg.site.cache_dir.clone());
+                let admins = match w.admin_key {
+                    Some(k) => vec![k],
+                    None if repo.config.repo_id == self.repo.config.repo_id => own_admins.clone(),
+                    None => crate::log::pinned_admin_keys(&repo, &me)?,
+                };
+                let trusted = crate::log::trusted(&repo, &admins)?;
+                crate::log::witness(&repo, &me, &trusted)
+            })();
+            match res {
+                Ok(r) => {
+                    for (o, s) in &r.cosigned {
+                        tracing::info!("witnessed {o} at {s} entries");
+                    }
+                    for a in r.alarms {
+                        tracing::error!("witness alarm at {}: {a}", w.repo);
+                        alarms.push(format!("{}: {a}", w.repo));
+                    }
+                }
+                Err(e) => tracing::warn!("cannot witness {}: {}", w.repo, crate::error::chain(&e)),
+            }
+        }
+        alarms
     }
 
     /// When the job is next due: the first scheduled time after its last run (or after the
@@ -218,6 +270,7 @@ impl Agent {
             self.cfg.jobs.len(),
             self.cfg.peers.len()
         );
+        let mut last_witness: Option<std::time::Instant> = None;
         std::thread::scope(|s| {
             while !stop.load(Ordering::Relaxed) {
                 let t = now();
@@ -266,6 +319,14 @@ impl Agent {
                             rp.lock().expect("lock").remove(&p.name);
                         });
                     }
+                }
+                // Other sites' logs held here: witnessed every minute.
+                if !self.cfg.witnesses.is_empty()
+                    && last_witness
+                        .is_none_or(|w: std::time::Instant| w.elapsed() >= Duration::from_secs(60))
+                {
+                    last_witness = Some(std::time::Instant::now());
+                    let _ = self.witness_all();
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }

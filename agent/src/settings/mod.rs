@@ -196,6 +196,16 @@ pub struct Settings {
     pub site: SiteSettings,
     pub peers: Vec<PeerSettings>,
     pub jobs: Vec<JobSettings>,
+    /// Copies of other sites' repositories whose access logs this site witnesses.
+    pub witnesses: Vec<WitnessSettings>,
+}
+
+/// One witnessed repository, resolved.
+#[derive(Debug, Clone)]
+pub struct WitnessSettings {
+    pub repo: String,
+    pub s3: S3Options,
+    pub admin_key: Option<[u8; 32]>,
 }
 
 impl Settings {
@@ -242,6 +252,30 @@ impl Settings {
             .collect();
         let peers: Vec<Option<PeerSettings>> =
             cfg.peers.iter().map(|x| resolve_peer(x, &mut p)).collect();
+        let mut witnesses = Vec::new();
+        for w in &cfg.witnesses {
+            let admin_key = match &w.admin_key {
+                Some(h) => match hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                {
+                    Some(k) => Some(k),
+                    None => {
+                        p.err(
+                            w.repo.span(),
+                            "witness admin_key must be 64 hex characters".to_string(),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            witnesses.push(WitnessSettings {
+                repo: w.repo.get_ref().clone(),
+                s3: w.s3.clone(),
+                admin_key,
+            });
+        }
         if !p.list.is_empty() {
             return Err(p.list);
         }
@@ -249,6 +283,7 @@ impl Settings {
             site: site.expect("no problems"),
             peers: peers.into_iter().map(|x| x.expect("no problems")).collect(),
             jobs: jobs.into_iter().map(|x| x.expect("no problems")).collect(),
+            witnesses,
         })
     }
 }

@@ -34,6 +34,19 @@ pub struct AgentConfig {
     pub peers: Vec<Peer>,
     #[serde(default, rename = "job")]
     pub jobs: Vec<Job>,
+    #[serde(default, rename = "witness")]
+    pub witnesses: Vec<Witness>,
+}
+
+/// A copy of another site's repository held here, whose access logs this site witnesses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Witness {
+    pub repo: Spanned<String>,
+    #[serde(default)]
+    pub s3: S3Options,
+    /// That repository's admin key (hex); pinned at first sight when not given.
+    pub admin_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

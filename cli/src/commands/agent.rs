@@ -116,9 +116,13 @@ pub fn run(g: &Global, a: AgentArgs) -> Result<i32> {
                     ));
                 }
             }
+            for a in &o.witness_alarms {
+                p.problem(format!("WITNESS ALARM {a}"));
+            }
         }
         return Ok(match (&o.error, o.peers.iter().find(|x| !x.ok)) {
             (Some(e), _) => crate::exit::code_of(e.kind),
+            _ if !o.witness_alarms.is_empty() => crate::exit::INTEGRITY,
             (None, Some(x)) => x
                 .kind
                 .map(crate::exit::code_of)
