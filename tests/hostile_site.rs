@@ -406,3 +406,50 @@ impl Site {
         format!("repo/{path}")
     }
 }
+
+/// A source whose listing hides packs cannot make a replica delete them: a replica only
+/// deletes what the source's admin logged as deleted.
+#[test]
+fn a_truncated_listing_makes_no_replica_delete_anything() {
+    let Some(site) = Site::new("hostile-shrink") else {
+        return;
+    };
+    let src = site.env.p("src");
+    site.backup(&src, 1);
+    site.backup(&src, 2);
+    let replica = site.env.p("replica");
+    let r = replica.to_str().unwrap();
+    site.ok(&["replicate", "--from", &site.url, "--to", r]);
+    site.ok(&["forget", "--keep-last", "1"]);
+    site.ok(&["prune"]);
+    // What the source still has and the replica holds (the honest replication before).
+    let live: Vec<String> = site
+        .objects()
+        .into_iter()
+        .filter(|p| p.starts_with("packs/") || p.starts_with("index/"))
+        .filter(|p| replica.join(p).exists())
+        .collect();
+    assert!(!live.is_empty());
+    site.proxy.set(json!({
+        "truncate": { "prefix": "packs", "keep": 0 },
+        "hide": ["index/"],
+    }));
+    let o = site.run(&[
+        "replicate",
+        "--from",
+        &site.url,
+        "--to",
+        r,
+        "--deletion-grace",
+        "0s",
+    ]);
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
+    for p in &live {
+        assert!(
+            replica.join(p).exists(),
+            "the replica deleted {p}, which the source still has"
+        );
+    }
+    site.proxy.set(json!({}));
+    site.env.ok(&["--repo", r, "check", "--read-data"]);
+}

@@ -310,6 +310,12 @@ pub fn remove(repo: &Repo, keys: &TenantKeys, ids: &[Id]) -> Result<()> {
         snapshots: ids.to_vec(),
     };
     repo.write_control(keys, Kind::Forgotten, &rec, &keys.authority_signer()?)?;
+    // Logged before the snapshots go: replicas follow only deletions an admin logged.
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|i| Kind::Snapshot.path(&keys.tag, i))
+        .collect();
+    crate::log::record_deletions(repo, keys, coop_formats::tlog::Event::Forget, &paths)?;
     for id in ids {
         repo.delete(Kind::Snapshot, &keys.tag, id)?;
     }
@@ -372,20 +378,6 @@ pub fn forget(
             })
             .collect::<Result<_>>()?;
         remove(repo, keys, &gone)?;
-        if !gone.is_empty() {
-            if let Err(e) = crate::log::record(
-                repo,
-                keys,
-                coop_formats::tlog::Event::Forget,
-                None,
-                Some(format!("{} snapshot(s)", gone.len())),
-            ) {
-                rep.warnings.push(format!(
-                    "the forget could not be logged: {}",
-                    crate::error::chain(&e)
-                ));
-            }
-        }
     }
     Ok(rep)
 }

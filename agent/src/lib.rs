@@ -11,7 +11,7 @@
 //! | keys | [`keys`] (identities, writer keys, a tenant's key material) |
 //! | repository | [`repo`] (config, objects by kind, keyrings), [`members`] (registry), [`tenant`] (keys from what the caller holds) |
 //! | reading | [`index`], [`snapshots`], [`read`] (verified blobs and trees), [`state`] (rollback detection) |
-//! | operations | [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`lock`], [`replicate`], [`export`], [`usage`], [`writers`] |
+//! | operations | [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`lock`], [`replicate`], [`export`], [`usage`], [`writers`], [`report`] |
 //! | the agent | [`settings`] (agent.toml, typed), [`daemon`], [`history`], [`catalog`] |
 //!
 //! ```no_run
@@ -47,6 +47,7 @@ pub mod recipes;
 pub mod recovery;
 pub mod replicate;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod settings;
 pub mod snapshots;

@@ -42,6 +42,14 @@ impl Actor {
         }
     }
 
+    /// Who logs an action done with these keys: an admin, or a site's writer key. `None` for a
+    /// member acting on their own tenant with their own key (as with their own reads, nobody
+    /// else is involved, and their key writes no log).
+    pub fn logging(keys: &TenantKeys) -> Option<Actor> {
+        let a = Actor::of(keys);
+        (a.name == "admin" || keys.reader.is_none()).then_some(a)
+    }
+
     /// A site's writer key (of this repository or another one), as a witness.
     pub fn from_writer_key(wk: &coop_formats::writerkey::WriterKey) -> Actor {
         Actor {
@@ -417,13 +425,93 @@ pub fn record(
     event: Event,
     reason: Option<Reason>,
     object: Option<String>,
-) -> Result<Appended> {
-    let actor = Actor::of(keys);
+) -> Result<Option<Appended>> {
+    let Some(actor) = Actor::logging(keys) else {
+        return Ok(None);
+    };
     append(
         repo,
         &actor,
         &[entry(&actor, event, Some(keys), reason, object)],
     )
+    .map(Some)
+}
+
+/// Paths per deletion entry (an entry stays well under 64 KiB).
+const PATHS_PER_ENTRY: usize = 400;
+
+/// Records, before it happens, that the store objects at `paths` are deleted: replicas follow
+/// a deletion only when such an entry, by an admin, names the object (SPEC section 24.9).
+pub fn record_deletions(
+    repo: &Repo,
+    keys: &TenantKeys,
+    event: Event,
+    paths: &[String],
+) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let Some(actor) = Actor::logging(keys) else {
+        return Ok(());
+    };
+    let entries: Vec<Entry> = paths
+        .chunks(PATHS_PER_ENTRY)
+        .map(|chunk| {
+            let mut e = entry(
+                &actor,
+                event,
+                Some(keys),
+                None,
+                Some(format!("{} object(s)", chunk.len())),
+            );
+            e.data.insert(
+                "paths".into(),
+                serde_json::to_value(chunk).expect("serializes"),
+            );
+            e
+        })
+        .collect();
+    append(repo, &actor, &entries)?;
+    Ok(())
+}
+
+/// Deletions an admin recorded in the verified logs of `contents`: store path → the earliest
+/// entry time (Unix seconds).
+pub fn recorded_deletions(contents: &[LogContent], trusted: &Trusted) -> HashMap<String, i64> {
+    let mut out: HashMap<String, i64> = HashMap::new();
+    for c in contents {
+        // Only admin logs: a writer key cannot make replicas delete anything.
+        if trusted
+            .logs
+            .get(&c.origin)
+            .is_none_or(|(_, name)| name != "admin")
+        {
+            continue;
+        }
+        for b in &c.entries {
+            let Ok(e) = Entry::decode(b) else { continue };
+            if !matches!(e.event, Event::Delete | Event::Forget) {
+                continue;
+            }
+            let Ok(t) = chrono::DateTime::parse_from_rfc3339(&e.time) else {
+                continue;
+            };
+            let t = t.timestamp();
+            for p in e
+                .data
+                .get("paths")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(p) = p.as_str() {
+                    let at = out.entry(p.to_string()).or_insert(t);
+                    *at = (*at).min(t);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Waits until a checkpoint of at least `min_size` entries of log `id` carries `quorum`
@@ -480,24 +568,21 @@ pub struct WitnessReport {
 struct WitnessState {
     /// Origin → (size, base64 root) last cosigned.
     logs: BTreeMap<String, (u64, String)>,
-    /// Repository ID (hex) → the admin keys pinned at first sight (another repository's
-    /// logs, witnessed with a writer key of this site's own repository).
-    #[serde(default)]
-    admins: BTreeMap<String, Vec<String>>,
 }
 
-/// The admin keys of another site's repository, for a witness that holds no key of it:
-/// pinned the first time (the signer of its writer list then), and required ever after.
-pub fn pinned_admin_keys(repo: &Repo, me: &Actor) -> Result<Vec<[u8; 32]>> {
-    let path = witness_state_path(repo, me).ok_or_else(|| {
-        Error::invalid("a witness needs a cache directory to remember what it saw (--cache-dir)")
-    })?;
-    let mut state: WitnessState = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let rid = repo.config.repo_id.to_hex();
-    if let Some(keys) = state.admins.get(&rid) {
+/// The admin keys of a repository this client holds no key of (a witness, a replicator
+/// following deletions): pinned the first time (the signer of its newest writer list then),
+/// in `<cache>/<repo id>/admin-pins.json`, and required ever after.
+pub fn pinned_admin_keys(repo: &Repo) -> Result<Vec<[u8; 32]>> {
+    let path = repo
+        .cache_dir()
+        .map(|c| c.join(repo.config.repo_id.to_hex()).join("admin-pins.json"))
+        .ok_or_else(|| {
+            Error::invalid("pinning a repository's admin key needs a cache directory (--cache-dir)")
+        })?;
+    if let Ok(b) = std::fs::read(&path) {
+        let keys: Vec<String> = serde_json::from_slice(&b)
+            .map_err(|e| Error::damaged(path.display().to_string(), e.to_string()))?;
         return keys
             .iter()
             .map(|k| {
@@ -526,8 +611,14 @@ pub fn pinned_admin_keys(repo: &Repo, me: &Actor) -> Result<Vec<[u8; 32]>> {
             "a writer list in this repository (nothing says whose logs to trust; give --admin KEY)"
                 .into(),
     })?;
-    state.admins.insert(rid, vec![hex::encode(admin)]);
-    save_witness_state(&path, &state)?;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&[hex::encode(admin)]).expect("serializes"),
+    )
+    .map_err(|e| Error::io(&path, e))?;
     Ok(vec![admin])
 }
 

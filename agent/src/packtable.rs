@@ -25,6 +25,8 @@ pub struct RangedReader<'s> {
     path: String,
     size: u64,
     pos: u64,
+    /// Where position 0 is in the object.
+    base: u64,
     buf: Vec<u8>,
     buf_at: u64,
     /// Bytes fetched, for the figures.
@@ -40,11 +42,18 @@ impl<'s> RangedReader<'s> {
             path,
             size,
             pos: 0,
+            base: 0,
             buf: Vec::new(),
             buf_at: 0,
             fetched: 0,
             failed: None,
         }
+    }
+
+    /// The reader's position 0 is byte `base` of the object (an age file after a header).
+    pub fn starting_at(mut self, base: u64) -> Self {
+        self.base = base;
+        self
     }
 }
 
@@ -63,13 +72,14 @@ impl Read for RangedReader<'_> {
 
 impl BufRead for RangedReader<'_> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.pos >= self.size {
+        if self.base + self.pos >= self.size {
             return Ok(&[]);
         }
         let in_buf = self.pos >= self.buf_at && self.pos < self.buf_at + self.buf.len() as u64;
         if !in_buf {
-            let end = (self.pos + FETCH).min(self.size);
-            match self.store.get_range(&self.path, self.pos..end) {
+            let at = self.base + self.pos;
+            let end = (at + FETCH).min(self.size);
+            match self.store.get_range(&self.path, at..end) {
                 Ok(b) => self.buf = b,
                 Err(e) => {
                     let io = std::io::Error::other(e.to_string());
@@ -95,7 +105,7 @@ impl Seek for RangedReader<'_> {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
         let p = match to {
             SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => self.size as i128 + d as i128,
+            SeekFrom::End(d) => (self.size - self.base.min(self.size)) as i128 + d as i128,
             SeekFrom::Current(d) => self.pos as i128 + d as i128,
         };
         if p < 0 {

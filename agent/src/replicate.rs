@@ -29,6 +29,18 @@ pub struct ReplicateOptions {
     pub limit: Option<u64>,
     /// Objects copied at once.
     pub parallel: usize,
+    /// Follow the source's deletions (see [`DeletionPolicy`]); `None` keeps everything.
+    pub deletions: Option<DeletionPolicy>,
+}
+
+/// When a replica deletes what the source deleted: only objects an admin of the source logged
+/// as deleted (a signed access log entry, SPEC section 24.9), at least `grace` ago, absent from
+/// the source's complete listing, and needed by no snapshot the replica keeps.
+#[derive(Debug, Clone)]
+pub struct DeletionPolicy {
+    pub grace: Duration,
+    /// The source's admin keys (pinned, or the caller's own).
+    pub admin_keys: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -61,6 +73,10 @@ pub struct ReplicateReport {
     /// Log objects whose name holds different bytes on the two sides: evidence of a fork
     /// (a log that told two stories). Never overwritten.
     pub log_forks: Vec<String>,
+    /// Objects removed from the target because the source deleted them (logged by an admin).
+    pub deleted_at_target: u64,
+    /// Objects the source no longer has that the target keeps, and why.
+    pub kept_at_target: Vec<String>,
     /// Things worth knowing that did not stop the copy.
     pub warnings: Vec<String>,
     pub duration_ms: u64,
@@ -151,8 +167,8 @@ pub fn replicate(
     if vanished > 0 {
         rep.warnings.push(format!(
             "{vanished} snapshot(s) on the target are not listed at the source (forgotten \
-             there, or the source serves an older or partial copy of the store); nothing is \
-             deleted on the target"
+             there, or the source serves an older or partial copy of the store); they stay \
+             on the target unless an admin of the source logged their deletion"
         ));
     }
     let mut todo: Vec<(&String, u64)> = src
@@ -323,6 +339,16 @@ pub fn replicate(
                 .push(format!("{}: {e}", p.path)),
         }
     }
+    let blocked_deletions =
+        !refused.lock().expect("lock").is_empty() || !failed.lock().expect("lock").is_empty();
+    if let Some(pol) = &opts.deletions {
+        if blocked_deletions {
+            rep.kept_at_target
+                .push("deletions not followed: this run could not copy everything".into());
+        } else {
+            follow_deletions(from, to, &src, &dst, pol, &mut rep)?;
+        }
+    }
     progress.finish();
     rep.copied_objects += copied_objects.into_inner();
     rep.copied_bytes += copied_bytes.into_inner();
@@ -333,6 +359,92 @@ pub fn replicate(
     rep.held_back.sort();
     rep.duration_ms = started.elapsed().as_millis() as u64;
     Ok(rep)
+}
+
+/// Removes from `to` what the source deleted and an admin logged (see [`DeletionPolicy`]).
+fn follow_deletions(
+    from: &Store,
+    to: &Store,
+    src: &HashMap<String, u64>,
+    dst: &HashMap<String, u64>,
+    pol: &DeletionPolicy,
+    rep: &mut ReplicateReport,
+) -> Result<()> {
+    let kind_of = |p: &str| ObjectPath::parse(p).map(|o| o.kind);
+    let gone: Vec<&String> = dst
+        .keys()
+        .filter(|p| !src.contains_key(*p))
+        .filter(|p| matches!(kind_of(p), Some(Kind::Pack | Kind::Index | Kind::Snapshot)))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let source = crate::repo::Repo::open_store(from.clone())?;
+    let trusted = crate::log::trusted(&source, &pol.admin_keys)?;
+    let (_, contents) = crate::log::verify(&source, &trusted)?;
+    let recorded = crate::log::recorded_deletions(&contents, &trusted);
+    let now = crate::now_unix();
+    let (mut unrecorded, mut young) = (0u64, 0u64);
+    let mut eligible: std::collections::HashSet<&String> = Default::default();
+    for p in &gone {
+        match recorded.get(*p) {
+            None => unrecorded += 1,
+            Some(t) if now - t < pol.grace.as_secs() as i64 => young += 1,
+            Some(_) => {
+                eligible.insert(*p);
+            }
+        }
+    }
+    // What the snapshots the target keeps still need stays.
+    let mut needed: HashSet<String> = HashSet::new();
+    for p in dst
+        .keys()
+        .filter(|p| p.starts_with("snapshots/") && !eligible.contains(p))
+    {
+        match to.get(p) {
+            Ok(b) => {
+                if let Ok(n) = needs(&b) {
+                    needed.extend(n);
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut order: Vec<&String> = eligible.into_iter().collect();
+    // Snapshots first, then index objects, then packs: a stop halfway leaves no snapshot
+    // without its data.
+    order.sort_by_key(|p| match kind_of(p) {
+        Some(Kind::Snapshot) => 0,
+        Some(Kind::Index) => 1,
+        _ => 2,
+    });
+    let mut still_needed = 0u64;
+    for p in order {
+        if needed.contains(p.as_str()) {
+            still_needed += 1;
+            continue;
+        }
+        to.delete(p)?;
+        rep.deleted_at_target += 1;
+    }
+    if unrecorded > 0 {
+        rep.kept_at_target.push(format!(
+            "{unrecorded} object(s) are gone at the source without an admin's logged deletion (kept: a store that lost or hides objects must not shrink its replicas)"
+        ));
+    }
+    if young > 0 {
+        rep.kept_at_target.push(format!(
+            "{young} deletion(s) are younger than the {} grace period (kept for now)",
+            humantime::format_duration(pol.grace)
+        ));
+    }
+    if still_needed > 0 {
+        rep.kept_at_target.push(format!(
+            "{still_needed} deleted object(s) are still named by snapshots this replica keeps (kept)"
+        ));
+    }
+    Ok(())
 }
 
 /// The access logs: copied verbatim (their objects are named by position, not by hash, and

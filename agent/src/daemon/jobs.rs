@@ -55,6 +55,11 @@ pub struct JobOutcome {
     pub peers: Vec<super::PeerOutcome>,
     /// Rollbacks and forks found while witnessing other sites' logs: alarms.
     pub witness_alarms: Vec<String>,
+    /// CPU time and energy of the run (also in the history).
+    pub energy: Option<crate::history::Energy>,
+    /// The tenants the run wrote to (name, tag): their stored bytes are sampled after it.
+    #[serde(skip)]
+    touched: Vec<(String, coop_formats::envelope::TenantTag)>,
 }
 
 /// Runs a hook with `sh -c`; its output goes to standard error (and so to the log), never
@@ -137,6 +142,7 @@ impl Agent {
         )?;
         let history = self.history()?;
         let run_id = history.start_job(name, super::now())?;
+        let meter = super::energy::Meter::start();
         let url = job
             .healthcheck_url
             .as_deref()
@@ -154,6 +160,8 @@ impl Agent {
             warnings: vec![],
             peers: vec![],
             witness_alarms: vec![],
+            energy: None,
+            touched: vec![],
         };
         let result = job
             .before
@@ -200,6 +208,30 @@ impl Agent {
             note.trim(),
             out.bytes_added,
         )?;
+        // What the run used, and what the tenants it wrote to store now (for `coop report`);
+        // neither may fail the job.
+        let energy = meter.stop(self.cfg.cpu_watts());
+        if let Err(e) = history.record_energy(run_id, &energy) {
+            tracing::warn!(
+                "cannot record the run's energy: {}",
+                crate::error::chain(&e)
+            );
+        }
+        out.energy = Some(energy);
+        let at = super::now();
+        for (tenant, tag) in &out.touched {
+            let stored = self
+                .repo
+                .list(crate::layout::Kind::Pack, tag)
+                .map(|l| l.iter().map(|o| o.size).sum::<u64>());
+            match stored.and_then(|b| history.sample_usage(at, tenant, b)) {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(
+                    "cannot record the stored bytes of {tenant}: {}",
+                    crate::error::chain(&e)
+                ),
+            }
+        }
         if out.ok || out.members.iter().any(|m| m.ok) {
             history.mark_dirty(
                 &self
@@ -228,6 +260,9 @@ impl Agent {
         out: &mut JobOutcome,
     ) -> Result<()> {
         let keys = crate::tenant::keys(&self.repo, &self.access, tenant)?;
+        if !out.touched.iter().any(|(t, _)| t == tenant) {
+            out.touched.push((tenant.to_string(), keys.tag));
+        }
         let opts = BackupOptions {
             paths: paths.to_vec(),
             excludes: job.exclude.clone(),

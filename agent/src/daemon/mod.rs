@@ -4,11 +4,13 @@
 //! - [`peers`]: replication to each peer, with backoff.
 //! - [`schedule`]: when jobs are due.
 //! - [`metrics`]: the Prometheus textfile. [`healthcheck`]: the pings.
+//! - [`energy`]: what each job run used (RAPL or an estimate), recorded in the history.
 //!
 //! Jobs and peer synchronisations run on their own threads, so a slow or unreachable peer
 //! never blocks a backup or another peer. The daemon calls the same engine functions as the
 //! CLI; its settings are resolved once ([`crate::settings`]).
 
+pub mod energy;
 pub mod healthcheck;
 pub mod jobs;
 mod metrics;
@@ -84,8 +86,26 @@ impl Status {
     }
 }
 
+/// The time the agent records runs, peers and usage at: now, or for tests that simulate days
+/// of history, `COOP_TEST_NOW` (RFC 3339 or Unix seconds; never set it in production: the
+/// scheduler would stand still).
 pub(crate) fn now() -> i64 {
+    if let Some(t) = std::env::var("COOP_TEST_NOW")
+        .ok()
+        .and_then(|v| parse_time(v.trim()))
+    {
+        return t;
+    }
     Utc::now().timestamp()
+}
+
+/// Unix seconds from RFC 3339 or a plain number.
+fn parse_time(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .ok()
+            .map(|t| t.timestamp())
+    })
 }
 
 /// RFC 3339 in UTC, for status output.
@@ -192,6 +212,16 @@ impl Agent {
         Ok(out)
     }
 
+    /// The admin keys of this site's own repository.
+    pub fn own_admin_keys(&self) -> Vec<[u8; 32]> {
+        match &self.access {
+            Access::Writer(wk) => wk.admin_keys.clone(),
+            Access::Identity(_) => crate::tenant::keys(&self.repo, &self.access, "coop")
+                .map(|k| k.admin_keys)
+                .unwrap_or_default(),
+        }
+    }
+
     /// Witnesses the access logs of every configured copy of another site's repository;
     /// returns the alarms (rollbacks, forks), which are also logged as errors.
     pub fn witness_all(&self) -> Vec<String> {
@@ -208,12 +238,7 @@ impl Agent {
                 }
             },
         };
-        let own_admins = match &self.access {
-            Access::Writer(wk) => wk.admin_keys.clone(),
-            Access::Identity(_) => crate::tenant::keys(&self.repo, &self.access, "coop")
-                .map(|k| k.admin_keys)
-                .unwrap_or_default(),
-        };
+        let own_admins = self.own_admin_keys();
         for w in &self.cfg.witnesses {
             let res = (|| -> Result<crate::log::WitnessReport> {
                 let store = crate::store::Store::open_with(&w.repo, false, &w.s3)?;
@@ -222,7 +247,7 @@ impl Agent {
                 let admins = match w.admin_key {
                     Some(k) => vec![k],
                     None if repo.config.repo_id == self.repo.config.repo_id => own_admins.clone(),
-                    None => crate::log::pinned_admin_keys(&repo, &me)?,
+                    None => crate::log::pinned_admin_keys(&repo)?,
                 };
                 let trusted = crate::log::trusted(&repo, &admins)?;
                 crate::log::witness(&repo, &me, &trusted)

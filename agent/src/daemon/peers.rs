@@ -56,6 +56,11 @@ impl Agent {
                     check_only: false,
                     limit: p.upload_limit,
                     parallel: 4,
+                    // Peers follow this site's logged deletions after a day.
+                    deletions: Some(replicate::DeletionPolicy {
+                        grace: std::time::Duration::from_secs(86_400),
+                        admin_keys: self.own_admin_keys(),
+                    }),
                 },
                 &NoProgress,
             )

@@ -140,6 +140,31 @@ pub(super) fn run(
     }
     progress.phase("deleting", None);
     delete.sort();
+    // What goes, logged first (replicas delete only what such an entry names).
+    let index_present: HashSet<Id> = fresh.files.iter().map(|(n, _)| *n).collect();
+    let mut index_gone: Vec<Id> = Vec::new();
+    for (_, plan) in &due {
+        if plan.replacement.is_none_or(|r| index_present.contains(&r)) {
+            for n in &plan.index {
+                if Some(*n) != plan.replacement && index_present.contains(n) {
+                    index_gone.push(*n);
+                }
+            }
+        }
+    }
+    let paths: Vec<String> = delete
+        .iter()
+        .map(|p| Kind::Pack.path(&keys.tag, p))
+        .chain(index_gone.iter().map(|n| Kind::Index.path(&keys.tag, n)))
+        .collect();
+    crate::log::record_deletions(repo, keys, coop_formats::tlog::Event::Delete, &paths).map_err(
+        |e| crate::error::Error::Conflict {
+            what: format!(
+                "prune deletes nothing it cannot log first: {}",
+                crate::error::chain(&e)
+            ),
+        },
+    )?;
     for (i, p) in delete.iter().enumerate() {
         repo.delete(Kind::Pack, &keys.tag, p)?;
         rep.packs_deleted += 1;
@@ -149,7 +174,6 @@ pub(super) fn run(
         }
     }
     crate::fault::point("prune:after-delete-packs");
-    let index_present: HashSet<Id> = fresh.files.iter().map(|(n, _)| *n).collect();
     for (name, plan) in &due {
         let replaced = plan.replacement.is_none_or(|r| index_present.contains(&r));
         if replaced {

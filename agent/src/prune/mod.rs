@@ -285,21 +285,16 @@ pub fn prune(
         progress,
         &mut rep,
     )?;
-    if rep.plans_written > 0 || rep.packs_deleted > 0 {
-        let event = if rep.packs_deleted > 0 {
-            coop_formats::tlog::Event::Delete
-        } else {
-            coop_formats::tlog::Event::PrunePlan
-        };
+    if rep.plans_written > 0 {
         if let Err(e) = crate::log::record(
             repo,
             keys,
-            event,
+            coop_formats::tlog::Event::PrunePlan,
             None,
-            Some(format!("{} pack(s) deleted", rep.packs_deleted)),
+            Some(format!("{} plan(s)", rep.plans_written)),
         ) {
             rep.warnings.push(format!(
-                "the prune could not be logged: {}",
+                "the prune plan could not be logged: {}",
                 crate::error::chain(&e)
             ));
         }

@@ -47,6 +47,8 @@ pub struct RestoreOptions {
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RestoreReport {
+    /// Bytes read from the store for the data (whole packs, or ranges of them).
+    pub fetched_bytes: u64,
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
@@ -91,6 +93,7 @@ pub fn restore(
     w.retry();
     progress.finish();
     report.bytes = w.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    report.fetched_bytes = w.fetched.load(std::sync::atomic::Ordering::Relaxed);
     let mut failed = w.failed.into_inner().expect("lock");
     hard_links(target.as_fd(), &items, &links, &mut failed);
     let failed_ix = remove_failed(target.as_fd(), &items, failed, &mut report);

@@ -35,6 +35,8 @@ pub(super) struct Writer<'a> {
     pub progress: &'a dyn Progress,
     pub failed: Mutex<HashMap<usize, String>>,
     pub bytes: AtomicU64,
+    /// Bytes fetched from the store (whole packs, or the ranges of a few blobs).
+    pub fetched: AtomicU64,
     /// Blobs that failed where the index put them: retried from other locations.
     retry: Mutex<Vec<(Id, String)>>,
 }
@@ -58,6 +60,7 @@ impl<'a> Writer<'a> {
             progress,
             failed: Mutex::new(failed),
             bytes: AtomicU64::new(0),
+            fetched: AtomicU64::new(0),
             retry: Mutex::new(Vec::new()),
         }
     }
@@ -144,10 +147,54 @@ impl<'a> Writer<'a> {
                 r.push((*id, e.to_string()));
             }
         };
+        // From a remote store, a pack of which a restore needs little is read by ranges:
+        // only the 64 KiB chunks its blobs are in.
+        if let Some((_, loc)) = blobs.first() {
+            let size = self.reader.index.packs[loc.pack as usize].stored_size;
+            let needed: u64 = blobs.iter().map(|(_, l)| l.stored_len as u64).sum();
+            if !self.reader.repo.store.is_local() && needed < size / 4 {
+                let ranges: Vec<(u32, u32)> = blobs
+                    .iter()
+                    .map(|(_, l)| (l.offset, l.stored_len))
+                    .collect();
+                let mut bad: Option<(usize, Error)> = None;
+                let res = self.reader.read_ranges(pack_id, size, &ranges, |n, b| {
+                    if bad.is_some() {
+                        return;
+                    }
+                    let (id, loc) = &blobs[n];
+                    match b {
+                        Ok(b) => match self.reader.verify_stored(b, id, loc, scratch) {
+                            Ok(data) => self.place(open, id, data),
+                            Err(e) => self.retry.lock().expect("lock").push((*id, e.to_string())),
+                        },
+                        Err(e) => {
+                            bad = Some((
+                                n,
+                                Error::damaged(
+                                    pack_id.to_hex(),
+                                    format!("pack is damaged or truncated at blob {id}: {e}"),
+                                ),
+                            ))
+                        }
+                    }
+                });
+                match (res, bad) {
+                    (Ok(n), None) => {
+                        self.fetched.fetch_add(n, Ordering::Relaxed);
+                    }
+                    (Ok(_), Some((n, e))) => retry_from(n, &e),
+                    (Err(e), _) => retry_from(0, &e),
+                }
+                return;
+            }
+        }
         let stored = match self.reader.fetch_stored(pack_id) {
             Ok(s) => s,
             Err(e) => return retry_from(0, &e),
         };
+        self.fetched
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
         let mut r = match self.reader.open_stream(pack_id, &stored) {
             Ok(r) => r,
             Err(e) => return retry_from(0, &e),

@@ -75,6 +75,19 @@ pub fn check(text: &str, reach: bool) -> Checked {
             }
         }
     }
+    // The report's energy estimate and this site's facts need its [[cooperative.site]].
+    if let (Some(c), Some(raw)) = (&settings.cooperative, &cfg.cooperative) {
+        if !c.sites.iter().any(|f| f.name == settings.site.name) {
+            out.problems.push(ConfigProblem {
+                line: line(raw.name.span()),
+                message: format!(
+                    "[cooperative] has no [[cooperative.site]] named {:?} (this site): the report shows no provider, energy source or costs for it, and estimates no energy",
+                    settings.site.name
+                ),
+                warning: true,
+            });
+        }
+    }
     if reach {
         reach_stores(&settings, &cfg, text, &mut out);
     }

@@ -198,6 +198,53 @@ pub struct Settings {
     pub jobs: Vec<JobSettings>,
     /// Copies of other sites' repositories whose access logs this site witnesses.
     pub witnesses: Vec<WitnessSettings>,
+    /// The cooperative's facts for `coop report` (`[cooperative]`), if given.
+    pub cooperative: Option<CooperativeSettings>,
+}
+
+/// The language of the report page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    De,
+}
+
+/// `[cooperative]`, resolved.
+#[derive(Debug, Clone)]
+pub struct CooperativeSettings {
+    pub name: String,
+    pub legal_form: Option<String>,
+    pub language: Language,
+    /// ISO 4217 code; set whenever costs or a balance are.
+    pub currency: Option<String>,
+    pub balance: Option<f64>,
+    /// YYYY-MM-DD.
+    pub balance_date: Option<String>,
+    /// 0–100.
+    pub fixed_share_percent: f64,
+    pub sites: Vec<SiteFacts>,
+}
+
+/// `[[cooperative.site]]`, resolved.
+#[derive(Debug, Clone)]
+pub struct SiteFacts {
+    pub name: String,
+    pub provider: Option<String>,
+    pub location: Option<String>,
+    pub energy_source: Option<String>,
+    pub renewable: Option<bool>,
+    pub cpu_watts: Option<f64>,
+    /// Monthly costs: (item, amount), sorted by item.
+    pub costs: Vec<(String, f64)>,
+}
+
+impl SiteFacts {
+    /// The site's monthly costs, all items.
+    pub fn monthly_costs(&self) -> f64 {
+        self.costs.iter().map(|(_, v)| v).sum()
+    }
 }
 
 /// One witnessed repository, resolved.
@@ -211,6 +258,18 @@ pub struct WitnessSettings {
 impl Settings {
     pub fn job(&self, name: &str) -> Option<&JobSettings> {
         self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The facts `[[cooperative.site]]` gives for a site.
+    pub fn site_facts(&self, name: &str) -> Option<&SiteFacts> {
+        self.cooperative
+            .as_ref()
+            .and_then(|c| c.sites.iter().find(|s| s.name == name))
+    }
+
+    /// Watts per busy core of this site, for energy estimates.
+    pub fn cpu_watts(&self) -> Option<f64> {
+        self.site_facts(&self.site.name).and_then(|f| f.cpu_watts)
     }
 
     /// Parses and resolves a config. Every problem found is returned, with its line.
@@ -276,10 +335,15 @@ impl Settings {
                 admin_key,
             });
         }
+        let cooperative = cfg
+            .cooperative
+            .as_ref()
+            .and_then(|c| resolve_cooperative(c, &mut p));
         if !p.list.is_empty() {
             return Err(p.list);
         }
         Ok(Settings {
+            cooperative,
             site: site.expect("no problems"),
             peers: peers.into_iter().map(|x| x.expect("no problems")).collect(),
             jobs: jobs.into_iter().map(|x| x.expect("no problems")).collect(),
@@ -347,6 +411,139 @@ fn resolve_site(s: &raw::Site, p: &mut Problems) -> Option<SiteSettings> {
         metrics_file: s.metrics_file.clone(),
         healthcheck_url: s.healthcheck_url.clone(),
         jitter,
+    })
+}
+
+fn resolve_cooperative(c: &raw::Cooperative, p: &mut Problems) -> Option<CooperativeSettings> {
+    let before = p.list.len();
+    if c.name.get_ref().trim().is_empty() {
+        p.err(c.name.span(), "cooperative: name is empty".into());
+    }
+    let language = match &c.language {
+        None => Language::En,
+        Some(l) => match l.get_ref().as_str() {
+            "en" => Language::En,
+            "de" => Language::De,
+            other => {
+                p.err(
+                    l.span(),
+                    format!("cooperative: language {other:?} is not supported (\"de\" or \"en\")"),
+                );
+                Language::En
+            }
+        },
+    };
+    if let Some(cur) = &c.currency {
+        let v = cur.get_ref();
+        if v.len() != 3 || !v.chars().all(|ch| ch.is_ascii_uppercase()) {
+            p.err(
+                cur.span(),
+                format!(
+                    "cooperative: currency {v:?} is not an ISO 4217 code (e.g. \"EUR\", \"CHF\")"
+                ),
+            );
+        }
+    }
+    let mut money_at = None;
+    if let Some(b) = &c.balance {
+        if !b.get_ref().is_finite() {
+            p.err(b.span(), "cooperative: balance is not a number".into());
+        }
+        money_at = Some(b.span());
+    }
+    if let Some(d) = &c.balance_date {
+        if chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d").is_err() {
+            p.err(
+                d.span(),
+                format!(
+                    "cooperative: balance_date {:?} is not a date (YYYY-MM-DD)",
+                    d.get_ref()
+                ),
+            );
+        }
+    }
+    let fixed = match &c.fixed_share_percent {
+        None => 0.0,
+        Some(f) => {
+            let v = *f.get_ref();
+            if !(0.0..=100.0).contains(&v) {
+                p.err(
+                    f.span(),
+                    format!("cooperative: fixed_share_percent {v} is not between 0 and 100"),
+                );
+            }
+            v
+        }
+    };
+    let mut names = std::collections::HashSet::new();
+    let mut sites = Vec::new();
+    for s in &c.sites {
+        let name = s.name.get_ref().clone();
+        if name.trim().is_empty() {
+            p.err(s.name.span(), "cooperative.site: name is empty".into());
+        }
+        if !names.insert(name.clone()) {
+            p.err(
+                s.name.span(),
+                format!("cooperative.site: two sites are named {name:?}"),
+            );
+        }
+        let cpu_watts = s.cpu_watts.as_ref().map(|w| {
+            let v = *w.get_ref();
+            if !(v.is_finite() && v > 0.0 && v < 10_000.0) {
+                p.err(
+                    w.span(),
+                    format!("cooperative.site {name:?}: cpu_watts {v} is not a wattage (more than 0, less than 10000)"),
+                );
+            }
+            v
+        });
+        let mut costs = Vec::new();
+        for (item, v) in &s.costs {
+            let amount = *v.get_ref();
+            if item.trim().is_empty() {
+                p.err(
+                    v.span(),
+                    format!("cooperative.site {name:?}: a cost item has no name"),
+                );
+            }
+            if !(amount.is_finite() && amount >= 0.0) {
+                p.err(
+                    v.span(),
+                    format!("cooperative.site {name:?}: cost {item:?} = {amount} is not an amount (0 or more, per month)"),
+                );
+            }
+            money_at.get_or_insert(v.span());
+            costs.push((item.clone(), amount));
+        }
+        sites.push(SiteFacts {
+            name,
+            provider: s.provider.clone(),
+            location: s.location.clone(),
+            energy_source: s.energy_source.clone(),
+            renewable: s.renewable,
+            cpu_watts,
+            costs,
+        });
+    }
+    if let (Some(span), None) = (money_at, &c.currency) {
+        p.err(
+            span,
+            "cooperative: amounts are given but no currency (add currency = \"EUR\" or another ISO 4217 code to [cooperative])".into(),
+        );
+    }
+    if p.list.len() > before {
+        return None;
+    }
+    Some(CooperativeSettings {
+        name: c.name.get_ref().clone(),
+        legal_form: c.legal_form.clone(),
+        language,
+        currency: c.currency.as_ref().map(|c| c.get_ref().clone()),
+        balance: c.balance.as_ref().map(|b| *b.get_ref()),
+        balance_date: c.balance_date.as_ref().map(|d| d.get_ref().clone()),
+        fixed_share_percent: fixed,
+        sites,
     })
 }
 
@@ -518,6 +715,42 @@ mod tests {
         let p = Settings::resolve(text).unwrap_err();
         assert_eq!(p[0].line, Some(9));
         assert!(p[0].message.contains("ambiguous"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn cooperative_facts_are_checked_with_their_lines() {
+        let base = "[site]\nname = \"a\"\nrepo = \"r\"\nwriter_key = \"k\"\n\n";
+        let good = format!(
+            "{base}[cooperative]\nname = \"C eG\"\nlanguage = \"de\"\ncurrency = \"EUR\"\nbalance = 1200\nfixed_share_percent = 25\n\n[[cooperative.site]]\nname = \"a\"\ncpu_watts = 10\ncosts = {{ power = 5, hosting = 7.5 }}\n"
+        );
+        let s = Settings::resolve(&good).unwrap();
+        let c = s.cooperative.as_ref().unwrap();
+        assert_eq!(c.language, Language::De);
+        assert_eq!(c.balance, Some(1200.0));
+        assert_eq!(s.cpu_watts(), Some(10.0));
+        assert_eq!(s.site_facts("a").unwrap().monthly_costs(), 12.5);
+        assert_eq!(
+            s.site_facts("a").unwrap().costs,
+            vec![("hosting".to_string(), 7.5), ("power".to_string(), 5.0)]
+        );
+        let cases: &[(&str, usize, &str)] = &[
+            ("[cooperative]\nname = \"C\"\nlanguage = \"fr\"\n", 8, "language"),
+            ("[cooperative]\nname = \"C\"\ncurrency = \"euro\"\n", 8, "ISO 4217"),
+            ("[cooperative]\nname = \"C\"\nbalance = 5\n", 8, "no currency"),
+            ("[cooperative]\nname = \"C\"\nfixed_share_percent = 120\n", 8, "between 0 and 100"),
+            ("[cooperative]\nname = \"C\"\nbalance_date = \"31.3.2026\"\n", 8, "YYYY-MM-DD"),
+            ("[cooperative]\nname = \"C\"\ncolour = \"red\"\n", 8, "colour"),
+            ("[cooperative]\nname = \"C\"\ncurrency = \"EUR\"\n[[cooperative.site]]\nname = \"a\"\ncosts = { power = -3 }\n", 11, "not an amount"),
+            ("[cooperative]\nname = \"C\"\n[[cooperative.site]]\nname = \"a\"\ncpu_watts = 0\n", 10, "cpu_watts"),
+            ("[cooperative]\nname = \"C\"\n[[cooperative.site]]\nname = \"a\"\n[[cooperative.site]]\nname = \"a\"\n", 11, "two sites"),
+            ("[cooperative]\nname = \"C\"\n[[cooperative.site]]\nname = \"a\"\nwatts = 3\n", 10, "watts"),
+        ];
+        for (extra, line, what) in cases {
+            let p = Settings::resolve(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(p.len(), 1, "{extra}: {p:?}");
+            assert_eq!(p[0].line, Some(*line), "{extra}: {p:?}");
+            assert!(p[0].message.contains(what), "{extra}: {}", p[0].message);
+        }
     }
 
     #[test]

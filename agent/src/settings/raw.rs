@@ -36,6 +36,69 @@ pub struct AgentConfig {
     pub jobs: Vec<Job>,
     #[serde(default, rename = "witness")]
     pub witnesses: Vec<Witness>,
+    /// The cooperative's facts, published by `coop report` (docs/TRANSPARENCY.md).
+    pub cooperative: Option<Cooperative>,
+}
+
+/// The cooperative's facts: who runs the sites, what they cost, the money to run them.
+///
+/// ```toml
+/// [cooperative]
+/// name = "Hackspace Kollektiv eG"
+/// legal_form = "eingetragene Genossenschaft"
+/// language = "de"                 # the report page's language: "de" or "en"
+/// currency = "EUR"
+/// balance = 2400.0                # money set aside for the running costs
+/// balance_date = "2026-03-31"
+/// fixed_share_percent = 20        # split equally among members; the rest by stored GB-month
+///
+/// [[cooperative.site]]
+/// name = "hackspace"              # [site] name or a [[peer]] name
+/// provider = "Hackspace e.V., own hardware"
+/// location = "Leipzig, DE"
+/// energy_source = "Polarstern (hydro)"
+/// renewable = true
+/// cpu_watts = 12                  # watts one busy core draws, for energy estimates
+/// costs = { hardware = 8.50, power = 6.20, internet = 15.00 }   # per month
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cooperative {
+    pub name: Spanned<String>,
+    pub legal_form: Option<String>,
+    /// "de" or "en" (default "en").
+    pub language: Option<Spanned<String>>,
+    /// ISO 4217 code of every amount, e.g. "EUR".
+    pub currency: Option<Spanned<String>>,
+    /// Money available for the running costs.
+    pub balance: Option<Spanned<f64>>,
+    /// When the balance was taken, YYYY-MM-DD.
+    pub balance_date: Option<Spanned<String>>,
+    /// Part of the monthly costs split equally among members, in percent (default 0).
+    pub fixed_share_percent: Option<Spanned<f64>>,
+    #[serde(default, rename = "site")]
+    pub sites: Vec<SiteFacts>,
+}
+
+/// One site's facts: provider, place, energy and monthly costs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFacts {
+    /// The site's name: [site] name, or the name of a [[peer]].
+    pub name: Spanned<String>,
+    /// Who provides the machine or the hosting.
+    pub provider: Option<String>,
+    /// Where it stands (city, country).
+    pub location: Option<String>,
+    /// Who supplies the site's electricity (and from what).
+    pub energy_source: Option<String>,
+    /// Whether that electricity is renewable.
+    pub renewable: Option<bool>,
+    /// Watts one busy CPU core draws, for energy estimates where RAPL cannot be read.
+    pub cpu_watts: Option<Spanned<f64>>,
+    /// Monthly costs by item (hardware, hosting, power, domain, …), in the currency.
+    #[serde(default)]
+    pub costs: std::collections::BTreeMap<String, Spanned<f64>>,
 }
 
 /// A copy of another site's repository held here, whose access logs this site witnesses.

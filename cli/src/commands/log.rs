@@ -231,7 +231,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                         what: "--admin: give the admin's public key as 64 hex characters".into(),
                     })?],
                 None if wk.repo_id == repo.config.repo_id => wk.admin_keys.clone(),
-                None => log::pinned_admin_keys(&repo, &me)?,
+                None => log::pinned_admin_keys(&repo)?,
             };
             let trusted = log::trusted(&repo, &admin_keys)?;
             let r = log::witness(&repo, &me, &trusted)?;

@@ -25,6 +25,13 @@ pub struct ReplicateArgs {
     /// Objects copied at once.
     #[arg(long, default_value_t = 4, env = "COOP_REPLICATE_PARALLEL")]
     parallel: usize,
+    /// Keep on the target what the source deleted (by default the target follows deletions
+    /// an admin of the source logged, once older than --deletion-grace).
+    #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_REPLICATE_KEEP_DELETED")]
+    keep_deleted: bool,
+    /// How long after the source logged a deletion the target follows it.
+    #[arg(long, default_value = "24h", env = "COOP_REPLICATE_DELETION_GRACE")]
+    deletion_grace: String,
 }
 
 pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
@@ -41,6 +48,44 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         Err(e) if a.check && e.is_not_found() => Store::open("memory:", true)?,
         Err(e) => return Err(util::not_found_as_repo(e, &a.to)),
     };
+    let mut warnings = Vec::new();
+    let deletions = if a.keep_deleted || a.check {
+        None
+    } else {
+        let grace = coop_agent::settings::parse_duration(&a.deletion_grace).map_err(|what| {
+            coop_agent::Error::Invalid {
+                what: format!("--deletion-grace: {what}"),
+            }
+        })?;
+        let source = coop_agent::repo::Repo::open_with(
+            &a.from,
+            &coop_agent::repo::OpenOptions {
+                cache_dir: g.cache_dir.clone(),
+                ..Default::default()
+            },
+        );
+        // The source's admin keys: from the caller's own identity where it opens the source,
+        // else pinned the first time this client replicates from it.
+        let own = source.as_ref().ok().and_then(|r| {
+            let access = util::identity_access(g).ok()?;
+            coop_agent::tenant::keys(r, &access, "coop")
+                .ok()
+                .map(|k| k.admin_keys)
+        });
+        match own
+            .map(Ok)
+            .unwrap_or_else(|| source.and_then(|r| coop_agent::log::pinned_admin_keys(&r)))
+        {
+            Ok(admin_keys) => Some(replicate::DeletionPolicy { grace, admin_keys }),
+            Err(e) => {
+                warnings.push(format!(
+                    "deletions at the source are not followed: {}",
+                    coop_agent::error::chain(&e)
+                ));
+                None
+            }
+        }
+    };
     let bars = Bars::new(g);
     let r = replicate::replicate(
         &from,
@@ -49,6 +94,7 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
             check_only: a.check,
             limit,
             parallel: a.parallel,
+            deletions,
         },
         &bars,
     )?;
@@ -84,8 +130,17 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         for x in &r.failed {
             p.problem(format!("failed {x}"));
         }
-        for w in &r.warnings {
+        for w in r.warnings.iter().chain(&warnings) {
             p.warn(w);
+        }
+        if r.deleted_at_target > 0 {
+            p.summary(format!(
+                "removed {} the source deleted (logged by its admin)",
+                util::plural(r.deleted_at_target, "object", "objects")
+            ))?;
+        }
+        for k in &r.kept_at_target {
+            p.note(k);
         }
         for x in &r.held_back {
             p.problem(format!("held back {x}"));

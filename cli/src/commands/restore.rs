@@ -63,6 +63,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         p.json(&serde_json::json!({
             "snapshot_id": o.entry.id.to_hex(), "target": a.target, "files": report.files, "dirs": report.dirs,
             "symlinks": report.symlinks, "special": report.special, "bytes": report.bytes,
+            "fetched_bytes": report.fetched_bytes,
             "failed": report.failed.iter().map(|(p, w)| serde_json::json!({"path": p, "error": w})).collect::<Vec<_>>(),
             "warnings": report.warnings,
         }))?;

@@ -1,0 +1,1480 @@
+//! `coop report`: the transparency report, from the repository's own state and the
+//! cooperative's facts in agent.toml (docs/TRANSPARENCY.md explains every figure).
+//!
+//! - this module: the report's data model ([`Report`], serialised as `--json`) and
+//!   [`gather`], which reads usage, the registry, keyrings, the writer list, the access logs
+//!   and the agent's history, and computes costs, energy and who can read what.
+//! - [`html`]: the page (one static file: no script, nothing fetched), with [`svg`] charts
+//!   and [`i18n`] strings (German and English).
+//!
+//! With [`Options::member`] the member-specific parts (members, cost shares, readers,
+//! accesses, series) cover that member alone; the cooperative-wide parts stay.
+
+pub mod html;
+pub mod i18n;
+pub mod svg;
+
+use crate::error::{Error, Result};
+use crate::history::{EnergyMethod, History};
+use crate::keys::{Access, TenantKeys};
+use crate::layout::Kind;
+use crate::repo::Repo;
+use crate::settings::{Language, Settings};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// The `format` of the JSON document.
+pub const FORMAT: &str = "coop-report/1";
+/// Costs are per GB (10^9 bytes) and month.
+pub const GB: f64 = 1e9;
+/// The default period: the last quarter.
+pub const DEFAULT_DAYS: i64 = 90;
+
+/// What to report on.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Unix seconds.
+    pub since: i64,
+    pub until: i64,
+    /// Limit the member-specific parts to this member.
+    pub member: Option<String>,
+}
+
+/// Now, as the agent records it (`COOP_TEST_NOW` in tests that simulate history).
+pub fn now() -> i64 {
+    crate::daemon::now()
+}
+
+/// The start of a period ending `until`: a span back (`90d`, `2w`, `12h`), a date
+/// (`2026-01-01`, midnight UTC) or an RFC 3339 time.
+pub fn parse_since(s: &str, until: i64) -> Result<i64> {
+    let t = s.trim();
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp());
+    }
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(d.timestamp());
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) => Ok(until - d.as_secs() as i64),
+        Err(_) => Err(Error::invalid(format!(
+            "--since {s:?} is neither a span (90d, 2w), a date (2026-01-01) nor an RFC 3339 time"
+        ))),
+    }
+}
+
+impl Options {
+    /// The last quarter up to now.
+    pub fn last_quarter() -> Self {
+        let until = crate::daemon::now();
+        Self {
+            since: until - DEFAULT_DAYS * 86_400,
+            until,
+            member: None,
+        }
+    }
+}
+
+/// Where the figures come from.
+pub struct Sources<'a> {
+    pub repo: &'a Repo,
+    pub access: &'a Access,
+    /// agent.toml, resolved (`None`: the repository alone).
+    pub settings: Option<&'a Settings>,
+    /// The agent's job history (in the site's cache directory), if there is one.
+    pub history: Option<&'a History>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format: &'static str,
+    /// RFC 3339.
+    pub generated: String,
+    pub period: Period,
+    pub language: Language,
+    /// `Some`: member-specific parts cover this member only.
+    pub member: Option<String>,
+    pub repository: RepositoryInfo,
+    pub cooperative: Option<CooperativeInfo>,
+    /// Cooperative-wide figures (also with `--member`).
+    pub totals: Totals,
+    pub members: Vec<MemberReport>,
+    /// Tenants that are not members' (the services' backups, removed members).
+    pub shared: Vec<SharedTenant>,
+    pub sites: Vec<SiteReport>,
+    pub costs: Option<Costs>,
+    pub energy: Option<EnergyReport>,
+    /// Who can read what, per tenant.
+    pub readers: Vec<TenantReaders>,
+    /// The sites that may write (sign snapshots in) every tenant.
+    pub writers: Vec<Writer>,
+    pub accesses: Option<Accesses>,
+    /// Stored bytes over time (from the agent's samples after each job run).
+    pub stored_over_time: Vec<Series>,
+    /// Sections the report could not fill, and the config keys that would fill them.
+    pub missing: Vec<Missing>,
+    pub warnings: Vec<String>,
+    /// Whether stored data failed verification (a rollback, a damaged log): the CLI exits 6.
+    pub integrity_problem: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Period {
+    pub since: String,
+    pub until: String,
+    pub days: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryInfo {
+    pub id: String,
+    pub location: String,
+    /// The site whose config the report was made with.
+    pub site: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    /// Active members.
+    pub members: usize,
+    /// Every pack in the store, every tenant.
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CooperativeInfo {
+    pub name: String,
+    pub legal_form: Option<String>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberReport {
+    pub name: String,
+    pub tenant: String,
+    /// Bytes of packs in the store (after dedup, compression and encryption), as `coop usage`.
+    pub stored_bytes: u64,
+    /// Size of the newest snapshot's files (`None`: the caller cannot read the tenant).
+    pub logical_bytes: Option<u64>,
+    pub snapshots: Option<usize>,
+    pub last_backup: Option<String>,
+    pub quota: Option<u64>,
+    pub quota_used_percent: Option<f64>,
+    /// Every peer holds a replica of the whole repository, so of this member's data.
+    pub replicas: Vec<Replica>,
+    pub cost: Option<Share>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Replica {
+    pub site: String,
+    /// The last successful replication to it (RFC 3339).
+    pub last_ok: Option<String>,
+    /// What it lacked after the last attempt (the whole repository; `None`: unknown).
+    pub lag_objects: Option<u64>,
+    pub lag_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedTenant {
+    pub tenant: String,
+    pub stored_bytes: u64,
+    pub logical_bytes: Option<u64>,
+    pub snapshots: Option<usize>,
+    pub last_backup: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteRole {
+    /// The site whose repository this is.
+    ThisSite,
+    /// A peer: holds an encrypted replica.
+    Replica,
+    /// A site of the cooperative that holds nothing of this repository.
+    Other,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteReport {
+    pub name: String,
+    pub role: SiteRole,
+    pub provider: Option<String>,
+    pub location: Option<String>,
+    pub energy_source: Option<String>,
+    pub renewable: Option<bool>,
+    /// Bytes of this repository the site stores (all objects). For replicas: this site's
+    /// bytes less what the replica lacked at the last replication.
+    pub stored_bytes: Option<u64>,
+    pub stored_is_estimate: bool,
+    /// Per month, in the cooperative's currency.
+    pub monthly_costs: Option<f64>,
+    pub cost_items: Vec<CostItem>,
+    pub last_replicated: Option<String>,
+    /// Whether the site's agent holds a key that reads data: this site with an identity;
+    /// replicas hold no key of this repository.
+    pub can_read: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CostItem {
+    pub item: String,
+    pub amount: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Costs {
+    pub currency: String,
+    /// Every configured site's monthly costs.
+    pub monthly_total: f64,
+    pub fixed_share_percent: f64,
+    /// Split equally among the members.
+    pub fixed_part: f64,
+    /// Split by stored GB-month.
+    pub usage_part: f64,
+    /// Every pack in the store (every tenant).
+    pub stored_bytes: u64,
+    /// Of which the active members' tenants.
+    pub member_bytes: u64,
+    /// Of which the rest (services, removed members): split equally among the members.
+    pub shared_bytes: u64,
+    /// usage_part / stored GB (`None` when nothing is stored).
+    pub price_per_gb_month: Option<f64>,
+    pub member_count: usize,
+    /// The sum of every member's share (equals `monthly_total` when there are members).
+    pub shares_total: f64,
+    /// What no member carries (all of it when there are no members).
+    pub unallocated: f64,
+    /// The members' shares (only the member reported on, with `--member`).
+    pub shares: Vec<Share>,
+    pub balance: Option<f64>,
+    pub balance_date: Option<String>,
+    /// balance / monthly_total.
+    pub runway_months: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Share {
+    pub member: String,
+    /// fixed_part / members.
+    pub fixed: f64,
+    /// price × the member's stored GB.
+    pub usage: f64,
+    /// price × shared GB / members.
+    pub shared: f64,
+    /// The three together, to the cent; the members' totals add up to the costs exactly.
+    pub monthly: f64,
+    /// The same with the member's stored bytes at their quota.
+    pub at_quota: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnergyReport {
+    /// The site whose jobs these are (energy is recorded where jobs run).
+    pub site: String,
+    /// "measured", "estimate", "mixed", or "none" (no run recorded energy).
+    pub method: &'static str,
+    pub runs: usize,
+    /// Runs recorded before energy was (counted in `runs`, not in the figures).
+    pub runs_without_energy: usize,
+    pub cpu_seconds: f64,
+    /// Watt-hours (`None` when estimates lack a wattage).
+    pub wh: Option<f64>,
+    pub measured_wh: f64,
+    pub estimated_wh: f64,
+    /// Watts per busy core used for estimates (`cpu_watts`).
+    pub cpu_watts: Option<f64>,
+    pub by_job: Vec<JobEnergy>,
+    pub by_month: Vec<MonthEnergy>,
+    pub per_run: Vec<RunEnergyReport>,
+    /// Each site's electricity, from the config.
+    pub sites: Vec<SiteEnergy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobEnergy {
+    pub job: String,
+    pub runs: usize,
+    pub cpu_seconds: f64,
+    pub wh: Option<f64>,
+    pub method: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthEnergy {
+    /// YYYY-MM (UTC).
+    pub month: String,
+    pub measured_wh: f64,
+    pub estimated_wh: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEnergyReport {
+    pub job: String,
+    pub started: String,
+    pub status: String,
+    pub cpu_seconds: f64,
+    pub wh: Option<f64>,
+    pub method: EnergyMethod,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteEnergy {
+    pub site: String,
+    pub energy_source: Option<String>,
+    pub renewable: Option<bool>,
+    /// Whether this report's figures are this site's (the others record their own).
+    pub recorded_here: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantReaders {
+    pub tenant: String,
+    pub member: Option<String>,
+    /// "keyring" (opened: exact) or "registry" (the recipients the keyring is wrapped to).
+    pub source: &'static str,
+    pub readers: Vec<Reader>,
+    /// For member tenants after `coop recovery init`: K of N admins together.
+    pub recovery: Option<RecoveryPolicy>,
+    /// Who may add snapshots: the sites of the writer list, the admins, the member.
+    pub writers: Vec<String>,
+    /// Sites holding encrypted replicas, without a key to read them.
+    pub storage_sites: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reader {
+    /// The recipient exactly as in the keyring.
+    pub recipient: String,
+    /// "member", "admin" (a key that reads alone), "recovery-split" (K of N together) or
+    /// "key" (any other recipient).
+    pub kind: &'static str,
+    /// `SHA256:…` for SSH keys (as `ssh-keygen -l`), the key itself for age keys.
+    pub fingerprint: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryPolicy {
+    pub threshold: u8,
+    pub holders: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Writer {
+    pub name: String,
+    /// The signing key, hex (first 16 digits).
+    pub key: String,
+    pub kind: &'static str,
+    pub added: Option<String>,
+    pub revoked: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Accesses {
+    /// No problem found in any log.
+    pub verified: bool,
+    pub problems: Vec<String>,
+    pub quorum: u32,
+    pub logs: Vec<LogState>,
+    pub members: Vec<MemberAccesses>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogState {
+    pub actor: String,
+    pub entries: u64,
+    /// The largest size carrying the quorum of cosignatures.
+    pub witnessed_size: Option<u64>,
+    pub cosigned_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberAccesses {
+    pub member: String,
+    pub total: usize,
+    pub by_reason: BTreeMap<String, usize>,
+    pub entries: Vec<AccessEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessEntry {
+    pub time: String,
+    pub event: String,
+    pub reason: Option<String>,
+    pub actor_name: String,
+    pub witnessed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// "total", or a member's tenant.
+    pub name: String,
+    pub points: Vec<Point>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub time: String,
+    #[serde(skip)]
+    pub unix: i64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Missing {
+    pub section: &'static str,
+    /// The agent.toml keys (or options) that would fill it.
+    pub keys: Vec<&'static str>,
+    pub note: &'static str,
+}
+
+/// Every tenant the caller knows, with what it is.
+struct Known {
+    keys: TenantKeys,
+    /// Opened from its keyring (so its recipients are exact).
+    ring: Option<coop_formats::keyring::Keyring>,
+}
+
+/// Gathers the report.
+pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
+    let repo = src.repo;
+    let settings = src.settings;
+    let coop_facts = settings.and_then(|s| s.cooperative.as_ref());
+    let mut warnings = Vec::new();
+    let mut integrity_problem = false;
+
+    // Tenants: usage (as `coop usage`), keyrings, the registry.
+    let usage = crate::usage::usage(repo, src.access)?;
+    let coop = crate::tenant::keys(repo, src.access, "coop").ok();
+    let registry = match &coop {
+        Some(c) => {
+            let l = crate::members::load(repo, c)?;
+            for p in &l.problems {
+                warnings.push(p.to_string());
+                integrity_problem = true;
+            }
+            Some(l.registry)
+        }
+        None => None,
+    };
+    let mut known: BTreeMap<String, Known> = BTreeMap::new();
+    if let Access::Identity(ids) = src.access {
+        let found = repo.keyrings(ids)?;
+        for ring in found.rings {
+            let name = ring.tenant.clone();
+            if let Ok(keys) = TenantKeys::from_keyring(ring.clone(), std::sync::Arc::clone(ids)) {
+                known.insert(
+                    name,
+                    Known {
+                        keys,
+                        ring: Some(ring),
+                    },
+                );
+            }
+        }
+    }
+    if let (Some(c), Some(reg)) = (&coop, &registry) {
+        for m in reg.active() {
+            if !known.contains_key(&m.tenant()) {
+                if let Ok(keys) = crate::members::writer_keys_for_member(repo, c, &m.name) {
+                    known.insert(m.tenant(), Known { keys, ring: None });
+                }
+            }
+        }
+    }
+    // Active members: from the registry, else the member tenants the caller reads.
+    let member_names: Vec<String> = match &registry {
+        Some(r) => r.active().map(|m| m.name.clone()).collect(),
+        None => usage
+            .iter()
+            .filter_map(|u| u.tenant.strip_prefix("member/").map(String::from))
+            .collect(),
+    };
+    if let Some(m) = &opts.member {
+        if !member_names.contains(m) {
+            return Err(Error::NotFound {
+                what: format!(
+                    "member {m:?} (the report knows: {})",
+                    member_names.join(", ")
+                ),
+            });
+        }
+    }
+    let in_scope = |name: &str| opts.member.as_deref().is_none_or(|m| m == name);
+    let scoped_tenant = |tenant: &str| match tenant.strip_prefix("member/") {
+        Some(n) => in_scope(n),
+        None => true,
+    };
+    for u in &usage {
+        if u.rollback {
+            integrity_problem = true;
+        }
+        if scoped_tenant(&u.tenant) {
+            warnings.extend(u.warnings.iter().map(|w| format!("{}: {w}", u.tenant)));
+        }
+    }
+    let admin_keys: Vec<[u8; 32]> = coop
+        .as_ref()
+        .map(|c| c.admin_keys.clone())
+        .or_else(|| known.values().next().map(|k| k.keys.admin_keys.clone()))
+        .unwrap_or_default();
+
+    // Sites.
+    let store_listing = repo.store.list("")?;
+    let here_bytes: u64 = store_listing.iter().map(|o| o.size).sum();
+    let pack_bytes: u64 = store_listing
+        .iter()
+        .filter(|o| o.path.starts_with(&format!("{}/", Kind::Pack.dir())))
+        .map(|o| o.size)
+        .sum();
+    let mut sites = Vec::new();
+    let mut peer_states = Vec::new();
+    if let Some(s) = settings {
+        let facts = s.site_facts(&s.site.name);
+        sites.push(site_report(
+            &s.site.name,
+            SiteRole::ThisSite,
+            facts,
+            Some(here_bytes),
+            false,
+            None,
+            Some(matches!(
+                s.site.key,
+                crate::settings::KeySource::Identity(_)
+            )),
+        ));
+        for p in &s.peers {
+            let st = match src.history {
+                Some(h) => Some(h.peer(&p.name)?),
+                None => None,
+            };
+            let stored = st
+                .as_ref()
+                .and_then(|st| st.last_attempt.and(st.lag_bytes))
+                .map(|lag| here_bytes.saturating_sub(lag));
+            let last_ok = st
+                .as_ref()
+                .and_then(|st| st.last_ok)
+                .map(crate::daemon::rfc3339);
+            sites.push(site_report(
+                &p.name,
+                SiteRole::Replica,
+                s.site_facts(&p.name),
+                stored,
+                true,
+                last_ok.clone(),
+                Some(false),
+            ));
+            peer_states.push(Replica {
+                site: p.name.clone(),
+                last_ok,
+                lag_objects: st
+                    .as_ref()
+                    .and_then(|st| st.last_attempt.and(st.lag_objects)),
+                lag_bytes: st.as_ref().and_then(|st| st.last_attempt.and(st.lag_bytes)),
+            });
+        }
+        for f in coop_facts.map(|c| c.sites.as_slice()).unwrap_or_default() {
+            if !sites.iter().any(|x| x.name == f.name) {
+                sites.push(site_report(
+                    &f.name,
+                    SiteRole::Other,
+                    Some(f),
+                    None,
+                    false,
+                    None,
+                    None,
+                ));
+            }
+        }
+    }
+
+    // Members and shared tenants.
+    let mut members = Vec::new();
+    let mut shared = Vec::new();
+    let mut member_bytes = 0u64;
+    let mut usage_of: HashMap<String, &crate::usage::TenantUsage> = HashMap::new();
+    for u in &usage {
+        usage_of.insert(u.tenant.clone(), u);
+        match u.tenant.strip_prefix("member/") {
+            Some(n) if member_names.iter().any(|m| m == n) => {
+                member_bytes += u.stored_bytes;
+                if !in_scope(n) {
+                    continue;
+                }
+                members.push(MemberReport {
+                    name: n.to_string(),
+                    tenant: u.tenant.clone(),
+                    stored_bytes: u.stored_bytes,
+                    logical_bytes: u.logical_bytes,
+                    snapshots: u.snapshots,
+                    last_backup: u.last_backup.clone(),
+                    quota: u.quota,
+                    quota_used_percent: u.quota_used_percent,
+                    replicas: peer_states.clone(),
+                    cost: None,
+                });
+            }
+            _ => shared.push(SharedTenant {
+                // With --member, other (removed) members' names stay out.
+                tenant: if u.tenant.starts_with("member/") && opts.member.is_some() {
+                    "member/…".into()
+                } else {
+                    u.tenant.clone()
+                },
+                stored_bytes: u.stored_bytes,
+                logical_bytes: u.logical_bytes,
+                snapshots: u.snapshots,
+                last_backup: u.last_backup.clone(),
+            }),
+        }
+    }
+    let shared_bytes = pack_bytes.saturating_sub(member_bytes);
+
+    // Costs.
+    let costs = coop_facts.and_then(|c| {
+        let currency = c.currency.clone()?;
+        let has_costs = c.sites.iter().any(|s| !s.costs.is_empty());
+        if !has_costs && c.balance.is_none() {
+            return None;
+        }
+        let quotas: Vec<(String, u64, Option<u64>)> = member_names
+            .iter()
+            .map(|n| {
+                let u = usage_of.get(&format!("member/{n}"));
+                (
+                    n.clone(),
+                    u.map(|u| u.stored_bytes).unwrap_or(0),
+                    u.and_then(|u| u.quota),
+                )
+            })
+            .collect();
+        let mut k = cost_model(
+            &currency,
+            c.sites.iter().map(|s| s.monthly_costs()).sum(),
+            c.fixed_share_percent,
+            pack_bytes,
+            shared_bytes,
+            &quotas,
+        );
+        k.balance = c.balance;
+        k.balance_date = c.balance_date.clone();
+        k.runway_months = match c.balance {
+            Some(b) if k.monthly_total > 0.0 => Some((b / k.monthly_total).max(0.0)),
+            _ => None,
+        };
+        k.shares.retain(|s| in_scope(&s.member));
+        Some(k)
+    });
+    if let Some(k) = &costs {
+        for m in &mut members {
+            m.cost = k.shares.iter().find(|s| s.member == m.name).cloned();
+        }
+    }
+
+    // Energy.
+    let energy = match (settings, src.history) {
+        (Some(s), Some(h)) => Some(energy_report(s, h, opts)?),
+        _ => None,
+    };
+
+    // Writers and readers.
+    let writer_list = if admin_keys.is_empty() {
+        None
+    } else {
+        let l = crate::writers::load(repo, &admin_keys)?;
+        for p in &l.problems {
+            warnings.push(p.to_string());
+            integrity_problem = true;
+        }
+        Some(l.list)
+    };
+    let mut writers = Vec::new();
+    if let Some(l) = &writer_list {
+        for w in &l.writers {
+            writers.push(Writer {
+                name: w.name.clone(),
+                key: hex::encode(w.public_key)[..16].to_string(),
+                kind: "site",
+                added: Some(w.added.clone()),
+                revoked: w.revoked.as_ref().map(|r| r.time.clone()),
+            });
+        }
+    }
+    for k in &admin_keys {
+        writers.push(Writer {
+            name: "admin".into(),
+            key: hex::encode(k)[..16].to_string(),
+            kind: "admin",
+            added: None,
+            revoked: None,
+        });
+    }
+    let site_writers: Vec<String> = writers
+        .iter()
+        .filter(|w| w.kind == "site" && w.revoked.is_none())
+        .map(|w| w.name.clone())
+        .collect();
+    let peers: Vec<String> = settings
+        .map(|s| s.peers.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default();
+    let coop_recipients: Vec<String> = known
+        .get("coop")
+        .and_then(|k| k.ring.as_ref())
+        .map(|r| r.recipients.clone())
+        .unwrap_or_default();
+    let mut readers = Vec::new();
+    for (tenant, k) in &known {
+        if !scoped_tenant(tenant) {
+            continue;
+        }
+        let member = tenant.strip_prefix("member/").and_then(|n| {
+            registry
+                .as_ref()
+                .and_then(|r| r.members.iter().find(|m| m.name == n))
+        });
+        if tenant.starts_with("member/")
+            && !member_names
+                .iter()
+                .any(|n| Some(n.as_str()) == tenant.strip_prefix("member/"))
+        {
+            continue; // a removed member: not reported by name
+        }
+        let (source, recipients) = match (&k.ring, member, &registry) {
+            (Some(r), _, _) => ("keyring", r.recipients.clone()),
+            (None, Some(m), Some(reg)) => {
+                let mut all = m.recipients.clone();
+                all.extend(
+                    reg.recovery
+                        .iter()
+                        .filter(|r| !m.recipients.contains(r))
+                        .cloned(),
+                );
+                ("registry", all)
+            }
+            _ => continue,
+        };
+        let setup = registry.as_ref().and_then(|r| r.recovery_setup.as_ref());
+        let recovery = match (member, setup) {
+            (Some(_), Some(s)) if recipients.contains(&s.recipient) => Some(RecoveryPolicy {
+                threshold: s.threshold,
+                holders: s.holders.iter().map(|h| h.name.clone()).collect(),
+                description: format!(
+                    "{} of {} admins: {}",
+                    s.threshold,
+                    s.holders.len(),
+                    s.holders
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+            _ => None,
+        };
+        let list = recipients
+            .iter()
+            .map(|r| {
+                let kind = if member.is_some_and(|m| m.recipients.contains(r)) {
+                    "member"
+                } else if setup.is_some_and(|s| &s.recipient == r) {
+                    "recovery-split"
+                } else if tenant == "coop"
+                    || coop_recipients.contains(r)
+                    || registry.as_ref().is_some_and(|g| g.recovery.contains(r))
+                {
+                    "admin"
+                } else {
+                    "key"
+                };
+                let (fingerprint, comment) = fingerprint(r);
+                Reader {
+                    recipient: r.clone(),
+                    kind,
+                    fingerprint,
+                    comment,
+                }
+            })
+            .collect();
+        let mut w = site_writers.clone();
+        if !admin_keys.is_empty() {
+            w.push("admin".into());
+        }
+        if let Some(n) = tenant.strip_prefix("member/") {
+            w.push(format!("{n} (own key)"));
+        }
+        readers.push(TenantReaders {
+            tenant: tenant.clone(),
+            member: tenant.strip_prefix("member/").map(String::from),
+            source,
+            readers: list,
+            recovery,
+            writers: w,
+            storage_sites: peers.clone(),
+        });
+    }
+    readers.sort_by(|a, b| (a.tenant != "coop", &a.tenant).cmp(&(b.tenant != "coop", &b.tenant)));
+
+    // Accesses.
+    let accesses = if admin_keys.is_empty() {
+        None
+    } else {
+        let trusted = crate::log::trusted(repo, &admin_keys)?;
+        let (rep, contents) = crate::log::verify(repo, &trusted)?;
+        if !rep.problems.is_empty() {
+            integrity_problem = true;
+        }
+        let tags: Vec<(String, String)> = member_names
+            .iter()
+            .filter(|n| in_scope(n))
+            .filter_map(|n| {
+                known
+                    .get(&format!("member/{n}"))
+                    .map(|k| (n.clone(), crate::log::tenant_tag(&k.keys)))
+            })
+            .collect();
+        let mut per: Vec<MemberAccesses> = tags
+            .iter()
+            .map(|(n, _)| MemberAccesses {
+                member: n.clone(),
+                total: 0,
+                by_reason: BTreeMap::new(),
+                entries: Vec::new(),
+            })
+            .collect();
+        let witnessed_sizes: HashMap<String, Option<u64>> = rep
+            .logs
+            .iter()
+            .map(|l| (l.origin.clone(), l.witnessed_size))
+            .collect();
+        for c in &contents {
+            for (i, bytes) in c.entries.iter().enumerate() {
+                let Ok(e) = coop_formats::tlog::Entry::decode(bytes) else {
+                    continue;
+                };
+                let access = e.event.is_access()
+                    || matches!(
+                        e.event,
+                        coop_formats::tlog::Event::RecoveryRequest
+                            | coop_formats::tlog::Event::RecoveryRelease
+                    );
+                if !access {
+                    continue;
+                }
+                let Some(t) = chrono::DateTime::parse_from_rfc3339(&e.time)
+                    .ok()
+                    .map(|t| t.timestamp())
+                else {
+                    continue;
+                };
+                if t < opts.since || t > opts.until {
+                    continue;
+                }
+                let Some(pos) = tags
+                    .iter()
+                    .position(|(_, tag)| e.tenant.as_ref() == Some(tag))
+                else {
+                    continue;
+                };
+                let event = serde_json::to_value(e.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                let reason = e.reason.map(|r| r.to_string());
+                let m = &mut per[pos];
+                m.total += 1;
+                *m.by_reason
+                    .entry(reason.clone().unwrap_or_else(|| "-".into()))
+                    .or_default() += 1;
+                m.entries.push(AccessEntry {
+                    time: e.time.clone(),
+                    event,
+                    reason,
+                    actor_name: e.actor_name.clone(),
+                    witnessed: witnessed_sizes
+                        .get(&c.origin)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|s| (i as u64) < s),
+                });
+            }
+        }
+        for m in &mut per {
+            m.entries.sort_by(|a, b| a.time.cmp(&b.time));
+        }
+        Some(Accesses {
+            verified: rep.problems.is_empty(),
+            problems: rep.problems.iter().map(|p| p.to_string()).collect(),
+            quorum: rep.quorum,
+            logs: rep
+                .logs
+                .iter()
+                .map(|l| LogState {
+                    actor: l.actor.clone(),
+                    entries: l.size,
+                    witnessed_size: l.witnessed_size,
+                    cosigned_by: l.cosigned_by.clone(),
+                })
+                .collect(),
+            members: per,
+        })
+    };
+
+    // Stored bytes over time.
+    let mut stored_over_time = Vec::new();
+    if let Some(h) = src.history {
+        let samples = h.usage_samples(opts.until)?;
+        let now_total = pack_bytes;
+        stored_over_time.push(series("total", &samples, opts, |_| true, now_total));
+        if let Some(m) = &opts.member {
+            let tenant = format!("member/{m}");
+            let now = usage_of.get(&tenant).map(|u| u.stored_bytes).unwrap_or(0);
+            stored_over_time.push(series(&tenant, &samples, opts, |t| t == tenant, now));
+        }
+    }
+
+    let missing = missing_sections(settings, src.history.is_some(), &costs, &energy, &accesses);
+    let c = coop_facts;
+    Ok(Report {
+        format: FORMAT,
+        generated: crate::daemon::rfc3339(opts.until),
+        period: Period {
+            since: crate::daemon::rfc3339(opts.since),
+            until: crate::daemon::rfc3339(opts.until),
+            days: ((opts.until - opts.since) as f64 / 86_400.0 * 10.0).round() / 10.0,
+        },
+        language: c.map(|c| c.language).unwrap_or_default(),
+        member: opts.member.clone(),
+        repository: RepositoryInfo {
+            id: repo.config.repo_id.to_hex(),
+            location: repo.store.location(),
+            site: settings.map(|s| s.site.name.clone()),
+        },
+        totals: Totals {
+            members: member_names.len(),
+            stored_bytes: pack_bytes,
+        },
+        cooperative: c.map(|c| CooperativeInfo {
+            name: c.name.clone(),
+            legal_form: c.legal_form.clone(),
+            currency: c.currency.clone(),
+        }),
+        members,
+        shared,
+        sites,
+        costs,
+        energy,
+        readers,
+        writers,
+        accesses,
+        stored_over_time,
+        missing,
+        warnings,
+        integrity_problem,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn site_report(
+    name: &str,
+    role: SiteRole,
+    facts: Option<&crate::settings::SiteFacts>,
+    stored_bytes: Option<u64>,
+    stored_is_estimate: bool,
+    last_replicated: Option<String>,
+    can_read: Option<bool>,
+) -> SiteReport {
+    SiteReport {
+        name: name.to_string(),
+        role,
+        provider: facts.and_then(|f| f.provider.clone()),
+        location: facts.and_then(|f| f.location.clone()),
+        energy_source: facts.and_then(|f| f.energy_source.clone()),
+        renewable: facts.and_then(|f| f.renewable),
+        stored_bytes,
+        stored_is_estimate: stored_is_estimate && stored_bytes.is_some(),
+        monthly_costs: facts
+            .filter(|f| !f.costs.is_empty())
+            .map(|f| round(f.monthly_costs(), 2)),
+        cost_items: facts
+            .map(|f| {
+                f.costs
+                    .iter()
+                    .map(|(i, a)| CostItem {
+                        item: i.clone(),
+                        amount: *a,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        last_replicated,
+        can_read,
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (v * m).round() / m
+}
+
+/// The cost model: `fixed_share_percent` of the monthly costs split equally among the
+/// members, the rest by stored GB-month; what no member stores (the services' backups,
+/// removed members) is priced the same and split equally. `members`: (name, stored bytes,
+/// quota). The members' monthly shares are rounded to the cent so that they add up to the
+/// costs exactly (largest remainder).
+pub fn cost_model(
+    currency: &str,
+    monthly_total: f64,
+    fixed_share_percent: f64,
+    stored_bytes: u64,
+    shared_bytes: u64,
+    members: &[(String, u64, Option<u64>)],
+) -> Costs {
+    let monthly_total = round(monthly_total, 2);
+    let n = members.len();
+    let fixed_part = monthly_total * fixed_share_percent / 100.0;
+    let usage_part = monthly_total - fixed_part;
+    let stored_gb = stored_bytes as f64 / GB;
+    let price = (stored_bytes > 0).then(|| usage_part / stored_gb);
+    let mut shares = Vec::new();
+    let mut exact = Vec::new();
+    if n > 0 {
+        let fixed = fixed_part / n as f64;
+        let shared = match price {
+            Some(p) => p * shared_bytes as f64 / GB / n as f64,
+            None => usage_part / n as f64,
+        };
+        for (name, bytes, quota) in members {
+            let usage = price.map(|p| p * *bytes as f64 / GB).unwrap_or(0.0);
+            exact.push(fixed + usage + shared);
+            shares.push(Share {
+                member: name.clone(),
+                fixed: round(fixed, 4),
+                usage: round(usage, 4),
+                shared: round(shared, 4),
+                monthly: 0.0,
+                at_quota: quota.map(|q| {
+                    round(
+                        fixed + shared + price.map(|p| p * q as f64 / GB).unwrap_or(0.0),
+                        2,
+                    )
+                }),
+            });
+        }
+        // If members store more than every pack (they cannot), keep the total anyway.
+        let sum: f64 = exact.iter().sum();
+        if sum > 0.0 {
+            for e in &mut exact {
+                *e *= monthly_total / sum;
+            }
+        }
+        let cents = allocate_cents((monthly_total * 100.0).round() as i64, &exact);
+        for (s, c) in shares.iter_mut().zip(cents) {
+            s.monthly = c as f64 / 100.0;
+        }
+    }
+    let shares_total = round(shares.iter().map(|s| s.monthly).sum(), 2);
+    Costs {
+        currency: currency.to_string(),
+        monthly_total,
+        fixed_share_percent,
+        fixed_part: round(fixed_part, 4),
+        usage_part: round(usage_part, 4),
+        stored_bytes,
+        member_bytes: stored_bytes.saturating_sub(shared_bytes),
+        shared_bytes,
+        price_per_gb_month: price.map(|p| round(p, 4)),
+        member_count: n,
+        shares_total,
+        unallocated: round(monthly_total - shares_total, 2),
+        shares,
+        balance: None,
+        balance_date: None,
+        runway_months: None,
+    }
+}
+
+/// Rounds amounts (in currency units) to cents that add up to `total_cents`: each is
+/// rounded down, and the cents left go to the largest remainders.
+fn allocate_cents(total_cents: i64, exact: &[f64]) -> Vec<i64> {
+    let mut out: Vec<i64> = exact.iter().map(|e| (e * 100.0).floor() as i64).collect();
+    let mut left = total_cents - out.iter().sum::<i64>();
+    let mut order: Vec<usize> = (0..exact.len()).collect();
+    order.sort_by(|&a, &b| {
+        let fa = exact[a] * 100.0 - (exact[a] * 100.0).floor();
+        let fb = exact[b] * 100.0 - (exact[b] * 100.0).floor();
+        fb.total_cmp(&fa).then(a.cmp(&b))
+    });
+    // Floors add up to at most the total, and at least the total less one cent each.
+    for &k in order.iter().cycle().take(order.len() * 2) {
+        if left <= 0 {
+            break;
+        }
+        out[k] += 1;
+        left -= 1;
+    }
+    out
+}
+
+/// `SHA256:…` (as `ssh-keygen -l` prints it) and the comment of an SSH key; an age key is
+/// its own fingerprint.
+pub fn fingerprint(recipient: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    use sha2::Digest;
+    let parts: Vec<&str> = recipient.split_whitespace().collect();
+    if parts.len() >= 2 && parts[0].starts_with("ssh-") {
+        if let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(parts[1]) {
+            let fp = base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(sha2::Sha256::digest(&blob));
+            let comment = (parts.len() > 2).then(|| parts[2..].join(" "));
+            return (format!("SHA256:{fp}"), comment);
+        }
+    }
+    (recipient.trim().to_string(), None)
+}
+
+fn energy_report(s: &Settings, h: &History, opts: &Options) -> Result<EnergyReport> {
+    let runs = h.runs_between(opts.since, opts.until)?;
+    let watts = s.cpu_watts();
+    let mut by_job: BTreeMap<String, (usize, f64, Option<f64>, bool, bool)> = BTreeMap::new();
+    let mut by_month: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut per_run = Vec::new();
+    let (mut cpu, mut measured, mut estimated) = (0.0, 0.0, 0.0);
+    let mut unknown = false;
+    let mut without = 0;
+    for r in &runs {
+        let Some(e) = &r.energy else {
+            without += 1;
+            continue;
+        };
+        let joules = match (e.joules, e.method) {
+            (Some(j), _) => Some(j),
+            (None, _) => watts.map(|w| e.cpu_seconds * w),
+        };
+        let wh = joules.map(|j| j / 3600.0);
+        cpu += e.cpu_seconds;
+        let month = crate::daemon::rfc3339(r.started)[..7].to_string();
+        let slot = by_month.entry(month).or_default();
+        match (e.method, wh) {
+            (EnergyMethod::Measured, Some(w)) => {
+                measured += w;
+                slot.0 += w;
+            }
+            (EnergyMethod::Estimate, Some(w)) => {
+                estimated += w;
+                slot.1 += w;
+            }
+            (_, None) => unknown = true,
+        }
+        let j = by_job
+            .entry(r.job.clone())
+            .or_insert((0, 0.0, Some(0.0), false, false));
+        j.0 += 1;
+        j.1 += e.cpu_seconds;
+        j.2 = match (j.2, wh) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        match e.method {
+            EnergyMethod::Measured => j.3 = true,
+            EnergyMethod::Estimate => j.4 = true,
+        }
+        per_run.push(RunEnergyReport {
+            job: r.job.clone(),
+            started: crate::daemon::rfc3339(r.started),
+            status: r.status.clone(),
+            cpu_seconds: round(e.cpu_seconds, 3),
+            wh: wh.map(|w| round(w, 6)),
+            method: e.method,
+        });
+    }
+    let label = |m: bool, e: bool| match (m, e) {
+        (true, false) => "measured",
+        (false, true) => "estimate",
+        (true, true) => "mixed",
+        (false, false) => "none",
+    };
+    let any_measured = per_run.iter().any(|r| r.method == EnergyMethod::Measured);
+    let any_estimate = per_run.iter().any(|r| r.method == EnergyMethod::Estimate);
+    let facts = s
+        .cooperative
+        .as_ref()
+        .map(|c| c.sites.as_slice())
+        .unwrap_or_default();
+    let mut sites: Vec<SiteEnergy> = std::iter::once(s.site.name.clone())
+        .chain(s.peers.iter().map(|p| p.name.clone()))
+        .chain(facts.iter().map(|f| f.name.clone()))
+        .fold(Vec::<String>::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        })
+        .into_iter()
+        .map(|n| {
+            let f = s.site_facts(&n);
+            SiteEnergy {
+                recorded_here: n == s.site.name,
+                site: n,
+                energy_source: f.and_then(|f| f.energy_source.clone()),
+                renewable: f.and_then(|f| f.renewable),
+            }
+        })
+        .collect();
+    sites.sort_by(|a, b| (!a.recorded_here, &a.site).cmp(&(!b.recorded_here, &b.site)));
+    Ok(EnergyReport {
+        site: s.site.name.clone(),
+        method: label(any_measured, any_estimate),
+        runs: runs.len(),
+        runs_without_energy: without,
+        cpu_seconds: round(cpu, 3),
+        wh: (!unknown).then(|| round(measured + estimated, 6)),
+        measured_wh: round(measured, 6),
+        estimated_wh: round(estimated, 6),
+        cpu_watts: watts,
+        by_job: by_job
+            .into_iter()
+            .map(|(job, (n, c, wh, m, e))| JobEnergy {
+                job,
+                runs: n,
+                cpu_seconds: round(c, 3),
+                wh: wh.map(|w| round(w, 6)),
+                method: label(m, e),
+            })
+            .collect(),
+        by_month: by_month
+            .into_iter()
+            .map(|(month, (m, e))| MonthEnergy {
+                month,
+                measured_wh: round(m, 6),
+                estimated_wh: round(e, 6),
+            })
+            .collect(),
+        per_run,
+        sites,
+    })
+}
+
+/// A step line: each tenant's stored bytes are its last sample; the line starts at `since`
+/// with what was known then and ends at `until` with `now` (the store as it is).
+fn series(
+    name: &str,
+    samples: &[(i64, String, u64)],
+    opts: &Options,
+    want: impl Fn(&str) -> bool,
+    now: u64,
+) -> Series {
+    let mut current: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut points: Vec<Point> = Vec::new();
+    let mut started = false;
+    let point = |t: i64, bytes: u64| Point {
+        time: crate::daemon::rfc3339(t),
+        unix: t,
+        bytes,
+    };
+    for (t, tenant, bytes) in samples.iter().filter(|(_, tenant, _)| want(tenant)) {
+        if *t >= opts.since && !started {
+            started = true;
+            if !current.is_empty() {
+                points.push(point(opts.since, current.values().sum()));
+            }
+        }
+        current.insert(tenant.as_str(), *bytes);
+        if *t >= opts.since {
+            let total = current.values().sum();
+            match points.last_mut() {
+                Some(p) if p.unix == *t => p.bytes = total,
+                _ => points.push(point(*t, total)),
+            }
+        }
+    }
+    if !started && !current.is_empty() {
+        points.push(point(opts.since, current.values().sum()));
+    }
+    if !points.is_empty() && points.last().is_some_and(|p| p.unix < opts.until) {
+        points.push(point(opts.until, now));
+    }
+    Series {
+        name: name.to_string(),
+        points,
+    }
+}
+
+fn missing_sections(
+    settings: Option<&Settings>,
+    history: bool,
+    costs: &Option<Costs>,
+    energy: &Option<EnergyReport>,
+    accesses: &Option<Accesses>,
+) -> Vec<Missing> {
+    let mut out = Vec::new();
+    let coop = settings.and_then(|s| s.cooperative.as_ref());
+    if settings.is_none() {
+        out.push(Missing {
+            section: "config",
+            keys: vec!["--config /etc/coop/agent.toml"],
+            note:
+                "without the agent's config the report knows no sites, peers, costs or job history",
+        });
+    }
+    if coop.is_none() {
+        out.push(Missing {
+            section: "cooperative",
+            keys: vec![
+                "[cooperative] name",
+                "[cooperative] legal_form",
+                "[cooperative] language",
+            ],
+            note: "who runs the sites",
+        });
+    }
+    if coop.is_none_or(|c| c.sites.is_empty()) {
+        out.push(Missing {
+            section: "sites",
+            keys: vec![
+                "[[cooperative.site]] name",
+                "[[cooperative.site]] provider",
+                "[[cooperative.site]] location",
+                "[[cooperative.site]] energy_source",
+                "[[cooperative.site]] renewable",
+            ],
+            note: "where data and its replicas are, and who provides the sites",
+        });
+    }
+    if costs.is_none() {
+        out.push(Missing {
+            section: "costs",
+            keys: vec![
+                "[cooperative] currency",
+                "[[cooperative.site]] costs",
+                "[cooperative] fixed_share_percent",
+            ],
+            note: "the sites' monthly costs and each member's share",
+        });
+    }
+    if coop.is_none_or(|c| c.balance.is_none()) {
+        out.push(Missing {
+            section: "runway",
+            keys: vec!["[cooperative] balance", "[cooperative] balance_date"],
+            note: "for how many months the running costs are covered",
+        });
+    }
+    if settings.is_some_and(|s| s.peers.is_empty()) {
+        out.push(Missing {
+            section: "replicas",
+            keys: vec!["[[peer]]"],
+            note: "no other site holds a replica of this repository",
+        });
+    }
+    if settings.is_some() && !history {
+        out.push(Missing {
+            section: "history",
+            keys: vec!["[site] cache_dir"],
+            note: "no job has run with this config's cache directory yet: energy, replication lag and stored bytes over time come from the agent's history there",
+        });
+    }
+    if let Some(e) = energy {
+        if e.wh.is_none() {
+            out.push(Missing {
+                section: "energy",
+                keys: vec!["[[cooperative.site]] cpu_watts"],
+                note: "some runs could not be measured (no readable RAPL counters) and no wattage is configured for an estimate",
+            });
+        }
+    } else if settings.is_none() {
+        out.push(Missing {
+            section: "energy",
+            keys: vec!["--config", "[[cooperative.site]] cpu_watts"],
+            note: "energy is recorded per job run in the agent's history",
+        });
+    }
+    if accesses.is_none() {
+        out.push(Missing {
+            section: "accesses",
+            keys: vec!["an identity or writer key of this repository"],
+            note: "the access logs are checked against the admin keys, which the key given does not name",
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_to_the_costs_to_the_cent() {
+        let members = vec![
+            ("alice".to_string(), 3_000_000_000, Some(10_000_000_000)),
+            ("bob".to_string(), 1_000_000_000, None),
+            ("cleo".to_string(), 1, None),
+        ];
+        let k = cost_model("EUR", 100.01, 20.0, 5_000_000_000, 999_999_999, &members);
+        let sum: f64 = k.shares.iter().map(|s| s.monthly).sum();
+        assert!((sum - 100.01).abs() < 1e-9, "{sum}");
+        assert_eq!(k.shares_total, 100.01);
+        assert_eq!(k.unallocated, 0.0);
+        // 80.008 over 5 GB.
+        assert_eq!(k.price_per_gb_month, Some(16.0016));
+        let a = &k.shares[0];
+        assert!((a.fixed - 20.002 / 3.0).abs() < 1e-3);
+        assert!(a.monthly > k.shares[1].monthly && k.shares[1].monthly > k.shares[2].monthly);
+        // At 10 GB, alice pays 7 GB more than now.
+        let more = a.at_quota.unwrap() - (a.fixed + a.usage + a.shared);
+        assert!((more - 7.0 * 16.0016).abs() < 0.01, "{more}");
+        // Nothing stored: the usage part is split equally too.
+        let k = cost_model("EUR", 10.0, 0.0, 0, 0, &members);
+        assert_eq!(k.price_per_gb_month, None);
+        let sum: f64 = k.shares.iter().map(|s| s.monthly).sum();
+        assert!((sum - 10.0).abs() < 1e-9);
+        // No members: nothing is allocated.
+        let k = cost_model("EUR", 10.0, 50.0, 100, 100, &[]);
+        assert_eq!((k.shares_total, k.unallocated), (0.0, 10.0));
+    }
+
+    #[test]
+    fn cents_go_to_the_largest_remainders() {
+        assert_eq!(
+            allocate_cents(100, &[1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]),
+            vec![34, 33, 33]
+        );
+        assert_eq!(allocate_cents(1001, &[5.005, 5.005]), vec![501, 500]);
+    }
+
+    #[test]
+    fn ssh_fingerprints_are_ssh_keygens() {
+        // `ssh-keygen -l` of this key prints the same.
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEN5zzO3neHuW/t9ip57wFgKD+Y3emWT10ge2c1Yb+bX anna@laptop";
+        let (fp, comment) = fingerprint(key);
+        assert_eq!(fp, "SHA256:9/2KSlnS38bzmqAyvKcgauvatO4X+GgjuJMKKNEK7UQ");
+        assert_eq!(comment.as_deref(), Some("anna@laptop"));
+        let (fp, comment) = fingerprint("age1xyz");
+        assert_eq!((fp.as_str(), comment), ("age1xyz", None));
+    }
+
+    #[test]
+    fn the_line_steps_from_sample_to_sample() {
+        let opts = Options {
+            since: 100,
+            until: 400,
+            member: None,
+        };
+        let s = vec![
+            (50, "coop".to_string(), 10),
+            (150, "member/a".to_string(), 5),
+            (200, "coop".to_string(), 20),
+        ];
+        let line = series("total", &s, &opts, |_| true, 30);
+        let pts: Vec<(i64, u64)> = line.points.iter().map(|p| (p.unix, p.bytes)).collect();
+        assert_eq!(pts, vec![(100, 10), (150, 15), (200, 25), (400, 30)]);
+        let a = series("member/a", &s, &opts, |t| t == "member/a", 6);
+        let pts: Vec<(i64, u64)> = a.points.iter().map(|p| (p.unix, p.bytes)).collect();
+        assert_eq!(pts, vec![(150, 5), (400, 6)]);
+    }
+}
