@@ -50,4 +50,14 @@ else
   echo "== packaging test (tests/packaging.sh)"
   tests/packaging.sh || status=1
 fi
+
+# The transparency report's page in a real browser (Chromium from Debian's packages, installed
+# as root; skipped with a note elsewhere): no request leaves the page, every member and site is
+# shown, and target/report-screenshot.png is kept. COOP_TEST_BROWSER=0 skips it.
+if [ "${COOP_TEST_BROWSER:-1}" = 0 ]; then
+  echo "== browser test skipped (COOP_TEST_BROWSER=0)"
+else
+  echo "== report page in a browser (tests/report_browser.sh)"
+  tests/report_browser.sh || status=1
+fi
 exit "$status"

@@ -69,6 +69,9 @@ enum Command {
     Verify(commands::export::VerifyArgs),
     /// Stored and logical bytes, snapshots and quota use per tenant.
     Usage,
+    /// The transparency report: per member usage, cost and accesses, the sites' costs and
+    /// energy, who can read what; as text, --json, or a static page with --html DIR.
+    Report(commands::report::ReportArgs),
     /// Service recipes: agent jobs, member selectors and restore guides for the services
     /// community hosters run.
     #[command(subcommand)]
@@ -121,6 +124,7 @@ fn main() {
         Command::Export(a) => commands::export::run(&g, a),
         Command::Verify(a) => commands::export::verify(&g, a),
         Command::Usage => commands::export::usage(&g),
+        Command::Report(a) => commands::report::run(&g, a),
         Command::Recipe(c) => commands::recipe::run(&g, c),
         Command::Key(k) => commands::key::run(&g, k),
         Command::Log(c) => commands::log::run(&g, c),

@@ -30,7 +30,7 @@ const CSS: &str = r#"
 * { box-sizing: border-box; }
 html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
 body { margin: 0; color: var(--ink); background: #fff; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; }
-header, main, footer, nav { max-width: 62rem; margin: 0 auto; padding: 0 1rem; }
+header, main, footer, nav { max-width: 70rem; margin: 0 auto; padding: 0 1rem; }
 header { padding-top: 1.5rem; }
 .kicker { margin: 0; color: var(--accent); font-weight: 600; text-transform: uppercase; letter-spacing: .06em; font-size: .85rem; }
 h1 { margin: .2rem 0 .3rem; font-size: 1.9rem; line-height: 1.2; }
@@ -49,7 +49,7 @@ nav a { color: var(--accent); }
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .5rem 0 1rem; }
 table { border-collapse: collapse; width: 100%; font-size: .94rem; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { font-weight: 600; background: var(--soft); white-space: nowrap; }
+th { font-weight: 600; background: var(--soft); }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tfoot td { font-weight: 600; border-top: 2px solid var(--line); }
 code { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .85em; overflow-wrap: anywhere; }
@@ -74,7 +74,14 @@ footer { margin-top: 2.5rem; padding-bottom: 2rem; color: var(--muted); font-siz
   body { font-size: 15px; }
   h1 { font-size: 1.5rem; }
   .cards dd { font-size: 1.1rem; }
-  th, td { padding: .3rem .35rem; }
+  /* Each row a card: its cells one under the other, each headed by its column. */
+  table, tbody, tfoot, tr, td { display: block; width: 100%; }
+  thead { display: none; }
+  tr { border-bottom: 2px solid var(--line); padding: .3rem 0; }
+  td, td.num { display: flex; justify-content: space-between; gap: 1rem; border: 0; padding: .12rem .2rem; text-align: right; white-space: normal; }
+  td::before { content: attr(data-label); color: var(--muted); text-align: left; font-weight: 400; }
+  td:empty, td[data-label=""]::before { display: none; }
+  td:first-child { font-size: 1.02rem; }
 }
 @media print {
   body { font-size: 10.5pt; }
@@ -131,11 +138,17 @@ impl Page<'_> {
         let cell = |out: &mut String, cells: &[String]| {
             out.push_str("<tr>");
             for (i, c) in cells.iter().enumerate() {
-                let num = head.get(i).is_some_and(|h| h.1);
-                // Cells are HTML already (escaped by the caller).
+                let (label, num) = head.get(i).copied().unwrap_or(("", false));
+                // Cells are HTML already (escaped by the caller); the label heads the cell
+                // where a phone shows each row as a card.
+                if c.is_empty() {
+                    out.push_str("<td></td>");
+                    continue;
+                }
                 let _ = write!(
                     out,
-                    "<td{}>{c}</td>",
+                    "<td data-label=\"{}\"{}><span>{c}</span></td>",
+                    escape(label),
                     if num { " class=\"num\"" } else { "" }
                 );
             }
@@ -373,7 +386,11 @@ fn members(p: &mut Page) {
         .collect();
     for s in &r.shared {
         bars.push(Bar {
-            label: format!("{} ({})", t.shared_services, s.tenant),
+            label: if s.tenant == "coop" {
+                t.shared_services.to_string()
+            } else {
+                s.tenant.clone()
+            },
             value: s.stored_bytes as f64,
             text: p.bytes(s.stored_bytes),
         });
@@ -801,11 +818,18 @@ fn energy(p: &mut Page) {
             ]
         })
         .collect();
+    let mut renewable_head: String = t
+        .renewable
+        .chars()
+        .take(1)
+        .flat_map(char::to_uppercase)
+        .collect();
+    renewable_head.extend(t.renewable.chars().skip(1));
     p.table(
         &[
             (t.site, false),
             (t.energy_source, false),
-            (t.renewable, false),
+            (&renewable_head, false),
             (t.energy, true),
         ],
         &rows,

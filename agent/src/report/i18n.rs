@@ -494,8 +494,12 @@ pub fn energy(lang: Language, wh: f64) -> String {
         format!("{}\u{a0}kWh", number(lang, wh / 1000.0, 2))
     } else if wh >= 10.0 {
         format!("{}\u{a0}Wh", number(lang, wh, 1))
+    } else if wh >= 0.01 || wh <= 0.0 {
+        format!("{}\u{a0}Wh", number(lang, wh, 2))
     } else {
-        format!("{}\u{a0}Wh", number(lang, wh, 3))
+        // Small figures (a test, a tiny job) keep three significant digits.
+        let digits = (-wh.log10()).ceil() as usize + 2;
+        format!("{}\u{a0}Wh", number(lang, wh, digits.min(9)))
     }
 }
 
@@ -537,6 +541,8 @@ mod tests {
         assert_eq!(bytes(Language::En, 1_500_000_000), "1.50\u{a0}GB");
         assert_eq!(bytes(Language::De, 999), "999\u{a0}B");
         assert_eq!(energy(Language::En, 2500.0), "2.50\u{a0}kWh");
+        assert_eq!(energy(Language::En, 0.000856), "0.000856\u{a0}Wh");
+        assert_eq!(energy(Language::De, 3.456), "3,46\u{a0}Wh");
         assert_eq!(fill("{0} of {1}", &["2", "3"]), "2 of 3");
     }
 }

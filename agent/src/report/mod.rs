@@ -481,9 +481,9 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
     }
     if let (Some(c), Some(reg)) = (&coop, &registry) {
         for m in reg.active() {
-            if !known.contains_key(&m.tenant()) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(m.tenant()) {
                 if let Ok(keys) = crate::members::writer_keys_for_member(repo, c, &m.name) {
-                    known.insert(m.tenant(), Known { keys, ring: None });
+                    slot.insert(Known { keys, ring: None });
                 }
             }
         }

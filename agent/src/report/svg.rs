@@ -37,7 +37,7 @@ fn short(label: &str, max: usize) -> String {
 pub fn bars(title: &str, bars: &[Bar]) -> String {
     let row = 28.0;
     let h = row * bars.len().max(1) as f64 + 8.0;
-    let (x0, x1) = (150.0, 380.0);
+    let (x0, x1) = (160.0, 380.0);
     let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
     let mut out = String::new();
     open(&mut out, title, h);
@@ -53,7 +53,7 @@ pub fn bars(title: &str, bars: &[Bar]) -> String {
             r#"<g><title>{label}: {text}</title><text x="{lx}" y="{ty}" text-anchor="end" class="label">{short}</text><rect x="{x0}" y="{ry}" width="{len:.1}" height="18" rx="3" class="bar"/><text x="{vx:.1}" y="{ty}" class="value">{text}</text></g>"#,
             label = escape(&b.label),
             text = escape(&b.text),
-            short = escape(&short(&b.label, 18)),
+            short = escape(&short(&b.label, 20)),
             lx = x0 - 8.0,
             ty = y + 14.0,
             ry = y + 1.0,

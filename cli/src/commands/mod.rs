@@ -17,6 +17,7 @@ pub mod prune;
 pub mod recipe;
 pub mod recovery;
 pub mod replicate;
+pub mod report;
 pub mod restore;
 pub mod scrub;
 pub mod snapshots;
