@@ -842,8 +842,12 @@ fn restoring_one_file_from_s3_reads_ranges_not_packs() {
     ))
     .unwrap();
     let fetched = v["fetched_bytes"].as_u64().unwrap();
+    // The file's one to three blobs sit in one or two packs: a pack of which the restore
+    // needs a quarter or more (a worker's last, small pack) is read whole, any other by
+    // ranges (160 KiB reads of 64 KiB age chunks, plus the pack's first read). The whole
+    // packs are about 13 MiB.
     assert!(
-        fetched < 3 << 20,
+        fetched < 5 << 20,
         "restoring a 1 MiB file fetched {fetched} bytes (the pack is about 13 MiB)"
     );
     assert!(fs::read(out.join("small")).unwrap() == fs::read(src.join("small")).unwrap());

@@ -79,6 +79,7 @@ impl BufRead for RangedReader<'_> {
         if !in_buf {
             let at = self.base + self.pos;
             let end = (at + FETCH).min(self.size);
+            tracing::debug!("{}: reading bytes {at}..{end}", self.path);
             match self.store.get_range(&self.path, at..end) {
                 Ok(b) => self.buf = b,
                 Err(e) => {

@@ -33,6 +33,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -107,10 +108,10 @@ fn make_dirs(
     items: &[plan::Item],
     report: &mut RestoreReport,
 ) -> Result<()> {
+    let mut parents = write::Parents::new(target);
     for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir) {
-        let (parent, name) =
-            fsx::open_parent(target, &it.rel).map_err(|e| Error::io(&it.rel, e))?;
-        fsx::make_dir_at(parent.as_fd(), name).map_err(|e| Error::io(&it.rel, e))?;
+        let (parent, name) = parents.of(&it.rel).map_err(|e| Error::io(&it.rel, e))?;
+        fsx::make_dir_at(parent, name).map_err(|e| Error::io(&it.rel, e))?;
         report.dirs += 1;
     }
     Ok(())
@@ -136,6 +137,10 @@ fn create_files(
     let mut first_of_group: HashMap<u64, usize> = HashMap::new();
     let mut wanted: HashMap<Id, Vec<(usize, u64)>> = HashMap::new();
     let mut remaining: Vec<AtomicU32> = (0..items.len()).map(|_| AtomicU32::new(0)).collect();
+    let mut open: Vec<Mutex<Option<Arc<std::fs::File>>>> =
+        (0..items.len()).map(|_| Mutex::new(None)).collect();
+    let mut budget = write::open_file_budget();
+    let mut parents = write::Parents::new(target);
     let mut total = 0u64;
     for (ix, it) in items.iter().enumerate() {
         if it.node.kind != NodeKind::File {
@@ -173,12 +178,20 @@ fn create_files(
             ));
         }
         if problem.is_none() {
-            match write::create_file(target, it) {
+            let created = parents
+                .of(&it.rel)
+                .map_err(|e| Error::io(&it.rel, e))
+                .and_then(|(dir, name)| write::create_file(dir, name, it));
+            match created {
                 Ok(f) if blobs.is_empty() => {
                     // Nothing to write (empty, or only holes): its metadata now.
                     if let Err(e) = fsx::set_meta_fd(f.as_fd(), &fsx::Meta::of(&it.node, owner)) {
                         tracing::warn!("{}: metadata not fully restored: {e}", it.rel.display());
                     }
+                }
+                Ok(f) if budget > 0 => {
+                    budget -= 1;
+                    *open[ix].get_mut().expect("lock") = Some(Arc::new(f));
                 }
                 Ok(_) => {}
                 Err(Error::Io { source, .. }) => problem = Some(format!("cannot create: {source}")),
@@ -196,7 +209,11 @@ fn create_files(
         }
     }
     Ok((
-        write::Placements { wanted, remaining },
+        write::Placements {
+            wanted,
+            remaining,
+            open,
+        },
         failed,
         links,
         total,

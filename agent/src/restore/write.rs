@@ -16,13 +16,16 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The content plan: where each needed blob goes, and per file how many placements are
 /// still to be written.
 pub(super) struct Placements {
     pub wanted: HashMap<Id, Vec<(usize, u64)>>,
     pub remaining: Vec<AtomicU32>,
+    /// Per item, the descriptor it was created with, kept open for the workers (as many as
+    /// the descriptor limit allows; the rest are reopened beneath the target by path).
+    pub open: Vec<Mutex<Option<Arc<std::fs::File>>>>,
 }
 
 /// What the write phase shares.
@@ -73,17 +76,21 @@ impl<'a> Writer<'a> {
         self.failed.lock().expect("lock").contains_key(&ix)
     }
 
-    /// Writes one verified blob to every place it goes, keeping the last file open.
+    /// Writes one verified blob to every place it goes: through the descriptor the file
+    /// was created with, or else one opened again beneath the target (kept for the next
+    /// blob, which is usually the same file's).
     fn place(&self, open: &mut Option<(usize, std::fs::File)>, id: &Id, data: &[u8]) {
         for (ix, off) in &self.plan.wanted[id] {
             if self.is_failed(*ix) {
                 continue;
             }
-            let f = match open {
-                Some((o, f)) if *o == *ix => f,
-                _ => {
+            let kept = self.plan.open[*ix].lock().expect("lock").clone();
+            let f: &std::fs::File = match (&kept, &*open) {
+                (Some(f), _) => f,
+                (None, Some((o, _))) if *o == *ix => &open.as_ref().expect("checked").1,
+                (None, _) => {
                     match fsx::open_beneath(self.target, &self.items[*ix].rel, OFlag::O_WRONLY, 0) {
-                        Ok(fd) => &mut open.insert((*ix, std::fs::File::from(fd))).1,
+                        Ok(fd) => &open.insert((*ix, std::fs::File::from(fd))).1,
                         Err(e) => {
                             self.fail(*ix, format!("cannot open for writing: {e}"));
                             continue;
@@ -98,7 +105,8 @@ impl<'a> Writer<'a> {
             self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             self.progress.add_bytes(data.len() as u64);
             if self.plan.remaining[*ix].fetch_sub(1, Ordering::AcqRel) == 1 {
-                // The file is complete: its metadata now, through the same descriptor.
+                // The file is complete: its metadata now, through the same descriptor, which
+                // is then closed (when the last worker holding it lets go).
                 let meta = fsx::Meta::of(&self.items[*ix].node, self.owner);
                 if let Err(e) = fsx::set_meta_fd(f.as_fd(), &meta) {
                     tracing::warn!(
@@ -106,7 +114,11 @@ impl<'a> Writer<'a> {
                         self.items[*ix].rel.display()
                     );
                 }
-                *open = None;
+                if kept.is_some() {
+                    self.plan.open[*ix].lock().expect("lock").take();
+                } else {
+                    *open = None;
+                }
             }
         }
     }
@@ -261,11 +273,65 @@ fn read_next_blob(
     Ok(())
 }
 
-/// Creates a file of `size` bytes (sparse), replacing whatever non-directory is there.
-pub(super) fn create_file(target: BorrowedFd<'_>, it: &Item) -> Result<std::fs::File> {
-    let (parent, name) = fsx::open_parent(target, &it.rel).map_err(|e| Error::io(&it.rel, e))?;
-    let fd = fsx::create_file_at(parent.as_fd(), name).map_err(|e| Error::io(&it.rel, e))?;
+/// Creates a file of `size` bytes (sparse) in the directory `parent`, replacing whatever
+/// non-directory is there.
+pub(super) fn create_file(
+    parent: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    it: &Item,
+) -> Result<std::fs::File> {
+    let fd = fsx::create_file_at(parent, name).map_err(|e| Error::io(&it.rel, e))?;
     let f = std::fs::File::from(fd);
     f.set_len(it.node.size).map_err(|e| Error::io(&it.rel, e))?;
     Ok(f)
+}
+
+/// The directory of the entry last asked for, kept open: entries come in walk order, so
+/// siblings share one descriptor instead of a path walk each.
+pub(super) struct Parents<'a> {
+    target: BorrowedFd<'a>,
+    last: Option<(std::path::PathBuf, std::os::fd::OwnedFd)>,
+}
+
+impl<'a> Parents<'a> {
+    pub fn new(target: BorrowedFd<'a>) -> Self {
+        Self { target, last: None }
+    }
+
+    /// The open parent directory of `rel` (reached beneath the target without following
+    /// any symlink) and the entry's name in it.
+    pub fn of<'p>(
+        &mut self,
+        rel: &'p std::path::Path,
+    ) -> std::io::Result<(BorrowedFd<'_>, &'p std::ffi::OsStr)> {
+        let name = rel.file_name().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a path without a file name",
+            )
+        })?;
+        let parent = rel.parent().unwrap_or(std::path::Path::new(""));
+        if self.last.as_ref().map(|(p, _)| p.as_path()) != Some(parent) {
+            self.last = None;
+            let fd =
+                fsx::open_beneath(self.target, parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+            self.last = Some((parent.to_path_buf(), fd));
+        }
+        Ok((self.last.as_ref().expect("just set").1.as_fd(), name))
+    }
+}
+
+/// How many created files may stay open for the workers: the soft descriptor limit, raised
+/// to the hard one, less room for the store, the caches and the workers.
+pub(super) fn open_file_budget() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    (soft.min(1 << 20) as usize).saturating_sub(512)
 }
