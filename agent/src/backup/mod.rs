@@ -19,6 +19,7 @@
 //! no snapshot. A snapshot is written only after every pack and index it needs is stored.
 
 mod commit;
+mod idset;
 mod pipeline;
 mod source_command;
 mod walker;

@@ -18,6 +18,14 @@ use std::sync::{Arc, Mutex};
 
 /// Packs written between two index objects.
 const PACKS_PER_INDEX: usize = 4;
+/// Entries after which a pack is closed even below its size: a pack of tiny blobs (a million
+/// small files) would otherwise list 150 000 of them, and its table, the copy of the pack
+/// buffer the table no longer fits into, and four such packs' index object held at once
+/// were most of such a backup's memory. 20 000 entries make a table of 840 KB, which fits
+/// the room a pack buffer keeps beyond the pack size.
+const MAX_ENTRIES_PER_PACK: usize = 20_000;
+/// Entries after which the pending index object is written even before `PACKS_PER_INDEX`.
+const ENTRIES_PER_INDEX: usize = 4 * MAX_ENTRIES_PER_PACK;
 
 struct Job {
     ty: BlobType,
@@ -73,7 +81,7 @@ impl Shared {
         let to_write = {
             let mut p = self.pending.lock().expect("lock");
             p.add_pack(id, size, &entries);
-            if p.packs.len() >= PACKS_PER_INDEX {
+            if p.packs.len() >= PACKS_PER_INDEX || p.entries.len() >= ENTRIES_PER_INDEX {
                 Some(std::mem::take(&mut *p))
             } else {
                 None
@@ -140,7 +148,7 @@ fn worker(
             shared.fail(Error::crypto("encrypting a pack", e));
             continue;
         }
-        if b.len() >= pack_size {
+        if b.len() >= pack_size || b.entries().len() >= MAX_ENTRIES_PER_PACK {
             match shared.write_pack(slot.take().expect("builder")) {
                 Ok(buf) => spare.push(buf),
                 Err(e) => shared.fail(e),
@@ -161,7 +169,7 @@ fn worker(
 pub(super) struct Sink<'a> {
     id_key: [u8; 32],
     index: &'a Index,
-    sent: HashSet<Id>,
+    sent: super::idset::IdSet,
     tx: Option<Sender<Job>>,
     pool: Receiver<Vec<u8>>,
     shared: Arc<Shared>,
@@ -251,7 +259,7 @@ impl Pipeline {
         let sink = Sink {
             id_key: keys.id_key,
             index,
-            sent: HashSet::new(),
+            sent: Default::default(),
             tx: Some(tx),
             pool: pool_rx,
             shared: Arc::clone(&shared),
