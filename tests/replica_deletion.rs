@@ -185,3 +185,141 @@ fn objects_gone_without_an_admins_logged_deletion_stay_on_the_replica() {
     assert!(replica.join(&rel).exists());
     assert_eq!(code(&env.coop(&["--repo", r, "check", "--read-data"])), 0);
 }
+
+/// A source whose prune repacked a pack the kept snapshot needs (and consolidated the index
+/// objects its inventory names): the kept snapshot's inventory names objects that are gone.
+fn repacked_source(env: &Env) -> std::path::PathBuf {
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    // One pack holding a file that stays and one that goes.
+    fs::write(src.join("keep"), pseudo_random(1 << 20, 11)).unwrap();
+    fs::write(src.join("old"), pseudo_random(3 << 20, 12)).unwrap();
+    env.backup(&src);
+    fs::remove_file(src.join("old")).unwrap();
+    fs::write(src.join("new"), pseudo_random(1 << 20, 13)).unwrap();
+    env.backup(&src);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let v: Value = serde_json::from_str(&env.ok(&["--json", "prune"])).unwrap();
+    assert!(v["packs_deleted"].as_u64().unwrap() > 0, "{v}");
+    src
+}
+
+/// A replica made only after the prune still gets the kept snapshot: the admin's logged
+/// deletion names what the prune wrote in place of what it deleted, and the replica
+/// needs those instead. It restores, and check --read-data there is clean.
+#[test]
+fn a_new_replica_after_a_repacking_prune_gets_the_kept_snapshot() {
+    let env = Env::new();
+    let src = repacked_source(&env);
+    let replica = env.p("replica");
+    let r = replica.to_str().unwrap();
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "replicate",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        r,
+    ]))
+    .unwrap();
+    assert_eq!(v["snapshots_held_back"], 0, "{v}");
+    env.ok(&["--repo", r, "check", "--read-data"]);
+    let out = env.p("out");
+    env.ok(&[
+        "--repo",
+        r,
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &restored(&env, "out", &src));
+    // And --check finds the replica complete.
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "replicate",
+        "--check",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        r,
+    ]))
+    .unwrap();
+    assert_eq!(v["incomplete_at_target"], serde_json::json!([]), "{v}");
+}
+
+/// A replica made before the prune drops the repacked pack and the consolidated index
+/// objects after the grace period (its snapshot needs the replacements now, which it has),
+/// and still restores.
+#[test]
+fn an_old_replica_drops_what_a_prune_replaced() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("keep"), pseudo_random(1 << 20, 11)).unwrap();
+    fs::write(src.join("old"), pseudo_random(3 << 20, 12)).unwrap();
+    env.backup(&src);
+    fs::remove_file(src.join("old")).unwrap();
+    fs::write(src.join("new"), pseudo_random(1 << 20, 13)).unwrap();
+    env.backup(&src);
+    let replica = env.p("replica");
+    let r = replica.to_str().unwrap();
+    let repo = env.repo();
+    let from = repo.to_str().unwrap();
+    env.ok(&["replicate", "--from", from, "--to", r]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    env.ok(&["prune"]);
+    env.ok(&[
+        "replicate",
+        "--from",
+        from,
+        "--to",
+        r,
+        "--deletion-grace",
+        "0s",
+    ]);
+    let names = |p: &Path, dir: &str| -> std::collections::BTreeSet<String> {
+        walk_files(&p.join(dir))
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(names(&replica, "packs"), names(&repo, "packs"));
+    assert_eq!(names(&replica, "index"), names(&repo, "index"));
+    let out = env.p("out");
+    env.ok(&[
+        "--repo",
+        r,
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &restored(&env, "out", &src));
+}
+
+/// As a hostile source: after the prune it also drops one of the packs the prune wrote in
+/// place of the old ones. The replica must not take the snapshot (it would lack data), and
+/// says why.
+#[test]
+fn a_source_that_lost_a_replacement_gets_the_snapshot_held_back() {
+    let env = Env::new();
+    repacked_source(&env);
+    let repo = env.repo();
+    // The newest pack file at the source is one the prune wrote (the repack).
+    let mut packs: Vec<_> = walk_files(&repo.join("packs"));
+    packs.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    fs::remove_file(packs.last().unwrap()).unwrap();
+    let replica = env.p("replica");
+    let o = env.coop(&[
+        "--json",
+        "replicate",
+        "--from",
+        repo.to_str().unwrap(),
+        "--to",
+        replica.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(v["snapshots_held_back"], 1, "{}", text(&o));
+    assert!(walk_files(&replica.join("snapshots")).is_empty());
+}

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::keys::TenantKeys;
 use crate::repo::Repo;
 use coop_formats::tlog::{self, Checkpoint, Entry, Event, Hash, Reason};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Who writes a log: a name and a signing key.
@@ -448,37 +448,114 @@ pub fn record_deletions(
     event: Event,
     paths: &[String],
 ) -> Result<()> {
+    record_deletions_replaced(repo, keys, event, paths, &[])
+}
+
+/// Like [`record_deletions`], for a prune that wrote `replaced_by` (the packs it repacked the
+/// deleted packs' live blobs into, and the index objects that replace the deleted ones) before
+/// deleting: a snapshot whose inventory names a deleted object needs these instead (replicas
+/// resolve inventories through them, SPEC section 24.9). The entries of one run share a `run`
+/// value; the replacements have entries of their own.
+pub fn record_deletions_replaced(
+    repo: &Repo,
+    keys: &TenantKeys,
+    event: Event,
+    paths: &[String],
+    replaced_by: &[String],
+) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
     let Some(actor) = Actor::logging(keys) else {
         return Ok(());
     };
-    let entries: Vec<Entry> = paths
+    let run = {
+        let mut h = blake3::Hasher::new();
+        h.update(crate::now_rfc3339().as_bytes());
+        for p in paths.iter().chain(replaced_by) {
+            h.update(p.as_bytes());
+            h.update(b"\n");
+        }
+        hex::encode(&h.finalize().as_bytes()[..16])
+    };
+    let make = |what: &str, chunk: &[String], field: &str| {
+        let mut e = entry(
+            &actor,
+            event,
+            Some(keys),
+            None,
+            Some(format!("{} object(s){what}", chunk.len())),
+        );
+        // Without replacements the deletion stands for nothing: a snapshot that names a
+        // deleted object keeps needing it.
+        if !replaced_by.is_empty() {
+            e.data
+                .insert("run".into(), serde_json::Value::String(run.clone()));
+        }
+        e.data.insert(
+            field.into(),
+            serde_json::to_value(chunk).expect("serializes"),
+        );
+        e
+    };
+    let entries: Vec<Entry> = replaced_by
         .chunks(PATHS_PER_ENTRY)
-        .map(|chunk| {
-            let mut e = entry(
-                &actor,
-                event,
-                Some(keys),
-                None,
-                Some(format!("{} object(s)", chunk.len())),
-            );
-            e.data.insert(
-                "paths".into(),
-                serde_json::to_value(chunk).expect("serializes"),
-            );
-            e
-        })
+        .map(|chunk| make(" written in their place", chunk, "replaced_by"))
+        .chain(
+            paths
+                .chunks(PATHS_PER_ENTRY)
+                .map(|chunk| make("", chunk, "paths")),
+        )
         .collect();
     append(repo, &actor, &entries)?;
     Ok(())
 }
 
-/// Deletions an admin recorded in the verified logs of `contents`: store path → the earliest
-/// entry time (Unix seconds).
-pub fn recorded_deletions(contents: &[LogContent], trusted: &Trusted) -> HashMap<String, i64> {
-    let mut out: HashMap<String, i64> = HashMap::new();
+/// What admins logged as deleted, from verified logs (see [`recorded_deletions`]).
+#[derive(Debug, Default)]
+pub struct Deletions {
+    /// Store path → the earliest entry time (Unix seconds).
+    pub at: HashMap<String, i64>,
+    /// Store path → the runs that deleted it.
+    runs: HashMap<String, Vec<String>>,
+    /// Run → what it wrote in place of what it deleted.
+    replaced_by: HashMap<String, Vec<String>>,
+}
+
+impl Deletions {
+    pub fn get(&self, path: &str) -> Option<&i64> {
+        self.at.get(path)
+    }
+
+    /// What a snapshot whose inventory names `needs` needs now: each object that is not
+    /// `present` and that an admin logged as deleted stands for what that deletion's run wrote
+    /// in its place (again resolved, for a later prune), and an object nobody logged stays
+    /// needed as it is.
+    pub fn resolve(&self, needs: &[String], present: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut todo: Vec<String> = needs.to_vec();
+        while let Some(p) = todo.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            match self.runs.get(&p) {
+                Some(runs) if !present(&p) => {
+                    for r in runs {
+                        todo.extend(self.replaced_by.get(r).into_iter().flatten().cloned());
+                    }
+                }
+                _ => out.push(p),
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Deletions an admin recorded in the verified logs of `contents`.
+pub fn recorded_deletions(contents: &[LogContent], trusted: &Trusted) -> Deletions {
+    let mut out = Deletions::default();
     for c in contents {
         // Only admin logs: a writer key cannot make replicas delete anything.
         if trusted
@@ -497,16 +574,33 @@ pub fn recorded_deletions(contents: &[LogContent], trusted: &Trusted) -> HashMap
                 continue;
             };
             let t = t.timestamp();
-            for p in e
+            let strings = |field: &str| -> Vec<String> {
+                e.data
+                    .get(field)
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            };
+            let run = e
                 .data
-                .get("paths")
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-            {
-                if let Some(p) = p.as_str() {
-                    let at = out.entry(p.to_string()).or_insert(t);
-                    *at = (*at).min(t);
+                .get("run")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            if let Some(run) = &run {
+                out.replaced_by
+                    .entry(run.clone())
+                    .or_default()
+                    .extend(strings("replaced_by"));
+            }
+            for p in strings("paths") {
+                let at = out.at.entry(p.clone()).or_insert(t);
+                *at = (*at).min(t);
+                // An entry without a run (written before runs were logged) names no
+                // replacement: a snapshot that needs the object stays held back.
+                if let Some(run) = &run {
+                    out.runs.entry(p).or_default().push(run.clone());
                 }
             }
         }

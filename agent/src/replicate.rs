@@ -31,6 +31,10 @@ pub struct ReplicateOptions {
     pub parallel: usize,
     /// Follow the source's deletions (see [`DeletionPolicy`]); `None` keeps everything.
     pub deletions: Option<DeletionPolicy>,
+    /// The source's admin keys (pinned, or the caller's own): whose logged deletions and
+    /// prune replacements count. Without them deletions are not followed, and snapshots whose
+    /// inventories name pruned objects are held back.
+    pub admin_keys: Option<Vec<[u8; 32]>>,
 }
 
 /// When a replica deletes what the source deleted: only objects an admin of the source logged
@@ -39,8 +43,6 @@ pub struct ReplicateOptions {
 #[derive(Debug, Clone)]
 pub struct DeletionPolicy {
     pub grace: Duration,
-    /// The source's admin keys (pinned, or the caller's own).
-    pub admin_keys: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -184,7 +186,12 @@ pub fn replicate(
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
     logs(from, to, opts.check_only, &mut rep)?;
     if opts.check_only {
-        rep.incomplete_at_target = incomplete(to, &dst)?;
+        let deletions = opts
+            .admin_keys
+            .as_ref()
+            .and_then(|k| logged_deletions(from, k).ok());
+        rep.incomplete_at_target =
+            incomplete(to, &dst, |p| src.contains_key(p), deletions.as_ref())?;
         rep.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(rep);
     }
@@ -278,6 +285,32 @@ pub fn replicate(
             Err(e) => failed.lock().expect("lock").push(format!("{path}: {e}")),
         }
     }
+    // An inventory is fixed when its snapshot is written; a prune since then deleted some of
+    // what it names and logged what it wrote in their place. Such a snapshot needs those
+    // replacements instead (only an admin's log entries count).
+    let mut deletions: Option<crate::log::Deletions> = None;
+    if pending
+        .iter()
+        .flat_map(|p| p.needs.iter())
+        .any(|n| !dst.contains_key(n) && !src.contains_key(n))
+    {
+        if let Some(keys) = &opts.admin_keys {
+            match logged_deletions(from, keys) {
+                Ok(d) => {
+                    for p in &mut pending {
+                        p.needs =
+                            d.resolve(&p.needs, |n| dst.contains_key(n) || src.contains_key(n));
+                    }
+                    deletions = Some(d);
+                }
+                Err(e) => rep.warnings.push(format!(
+                    "the source's access log could not be verified ({}): snapshots whose \
+                     inventories name pruned objects are held back",
+                    crate::error::chain(&e)
+                )),
+            }
+        }
+    }
     // Inventory objects the source's listing did not show: fetch them by name.
     let unlisted: BTreeSet<String> = pending
         .iter()
@@ -345,8 +378,11 @@ pub fn replicate(
         if blocked_deletions {
             rep.kept_at_target
                 .push("deletions not followed: this run could not copy everything".into());
+        } else if let Some(keys) = &opts.admin_keys {
+            follow_deletions(from, to, &src, keys, deletions, pol, &mut rep)?;
         } else {
-            follow_deletions(from, to, &src, &dst, pol, &mut rep)?;
+            rep.kept_at_target
+                .push("deletions not followed: the source's admin keys are not known here".into());
         }
     }
     progress.finish();
@@ -361,16 +397,28 @@ pub fn replicate(
     Ok(rep)
 }
 
+/// The deletions and prune replacements the source's admins logged, from its verified logs.
+fn logged_deletions(from: &Store, admin_keys: &[[u8; 32]]) -> Result<crate::log::Deletions> {
+    let source = crate::repo::Repo::open_store(from.clone())?;
+    let trusted = crate::log::trusted(&source, admin_keys)?;
+    let (_, contents) = crate::log::verify(&source, &trusted)?;
+    Ok(crate::log::recorded_deletions(&contents, &trusted))
+}
+
 /// Removes from `to` what the source deleted and an admin logged (see [`DeletionPolicy`]).
+#[allow(clippy::too_many_arguments)]
 fn follow_deletions(
     from: &Store,
     to: &Store,
     src: &HashMap<String, u64>,
-    dst: &HashMap<String, u64>,
+    admin_keys: &[[u8; 32]],
+    deletions: Option<crate::log::Deletions>,
     pol: &DeletionPolicy,
     rep: &mut ReplicateReport,
 ) -> Result<()> {
     let kind_of = |p: &str| ObjectPath::parse(p).map(|o| o.kind);
+    // Listed again: the snapshots this run copied count among those the target keeps.
+    let dst = listing(to)?;
     let gone: Vec<&String> = dst
         .keys()
         .filter(|p| !src.contains_key(*p))
@@ -379,15 +427,15 @@ fn follow_deletions(
     if gone.is_empty() {
         return Ok(());
     }
-    let source = crate::repo::Repo::open_store(from.clone())?;
-    let trusted = crate::log::trusted(&source, &pol.admin_keys)?;
-    let (_, contents) = crate::log::verify(&source, &trusted)?;
-    let recorded = crate::log::recorded_deletions(&contents, &trusted);
+    let recorded = match deletions {
+        Some(d) => d,
+        None => logged_deletions(from, admin_keys)?,
+    };
     let now = crate::now_unix();
     let (mut unrecorded, mut young) = (0u64, 0u64);
     let mut eligible: std::collections::HashSet<&String> = Default::default();
     for p in &gone {
-        match recorded.get(*p) {
+        match recorded.get(p) {
             None => unrecorded += 1,
             Some(t) if now - t < pol.grace.as_secs() as i64 => young += 1,
             Some(_) => {
@@ -395,7 +443,8 @@ fn follow_deletions(
             }
         }
     }
-    // What the snapshots the target keeps still need stays.
+    // What the snapshots the target keeps still need stays: what their inventories name, or,
+    // where a prune replaced some of it, the replacements, once all of those are here.
     let mut needed: HashSet<String> = HashSet::new();
     for p in dst
         .keys()
@@ -404,7 +453,12 @@ fn follow_deletions(
         match to.get(p) {
             Ok(b) => {
                 if let Ok(n) = needs(&b) {
-                    needed.extend(n);
+                    let now_needed = recorded.resolve(&n, |x| src.contains_key(x));
+                    if now_needed.iter().all(|x| dst.contains_key(x)) {
+                        needed.extend(now_needed);
+                    } else {
+                        needed.extend(n);
+                    }
                 }
             }
             Err(e) if e.is_not_found() => {}
@@ -522,7 +576,14 @@ fn logs(from: &Store, to: &Store, check_only: bool, rep: &mut ReplicateReport) -
 
 /// The snapshots at `store` whose inventory names an object `listed` does not show (or
 /// that cannot be read).
-fn incomplete(store: &Store, listed: &HashMap<String, u64>) -> Result<Vec<String>> {
+/// Inventories are resolved through the source's logged prune replacements where those are
+/// known (`deletions`; `at_source` says which objects the source still has).
+fn incomplete(
+    store: &Store,
+    listed: &HashMap<String, u64>,
+    at_source: impl Fn(&str) -> bool,
+    deletions: Option<&crate::log::Deletions>,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut paths: Vec<&String> = listed
         .keys()
@@ -537,6 +598,10 @@ fn incomplete(store: &Store, listed: &HashMap<String, u64>) -> Result<Vec<String
         };
         match needs(&bytes) {
             Ok(needs) => {
+                let needs = match deletions {
+                    Some(d) => d.resolve(&needs, |n| listed.contains_key(n) || at_source(n)),
+                    None => needs,
+                };
                 let lacking: Vec<&String> =
                     needs.iter().filter(|n| !listed.contains_key(*n)).collect();
                 if let Some(first) = lacking.first() {

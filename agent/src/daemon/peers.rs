@@ -59,8 +59,8 @@ impl Agent {
                     // Peers follow this site's logged deletions after a day.
                     deletions: Some(replicate::DeletionPolicy {
                         grace: std::time::Duration::from_secs(86_400),
-                        admin_keys: self.own_admin_keys(),
                     }),
+                    admin_keys: Some(self.own_admin_keys()),
                 },
                 &NoProgress,
             )

@@ -127,16 +127,17 @@ pub(super) fn run(
     rep.packs_rescued += rescued.len();
     // Rescued packs stay; index them (from their own tables) so that an index object that
     // survives this prune lists them.
+    let mut keep_index_name = None;
     if !rescued.is_empty() {
         let mut keep_index = IndexFile::default();
         for (p, table) in &rescued {
             keep_index.add_pack(*p, fresh.packs[p].0, table);
         }
-        repo.put(
+        keep_index_name = Some(repo.put(
             Kind::Index,
             &keys.tag,
             keep_index.seal(&keys.index_key, keys.tag, None),
-        )?;
+        )?);
     }
     progress.phase("deleting", None);
     delete.sort();
@@ -157,14 +158,34 @@ pub(super) fn run(
         .map(|p| Kind::Pack.path(&keys.tag, p))
         .chain(index_gone.iter().map(|n| Kind::Index.path(&keys.tag, n)))
         .collect();
-    crate::log::record_deletions(repo, keys, coop_formats::tlog::Event::Delete, &paths).map_err(
-        |e| crate::error::Error::Conflict {
-            what: format!(
-                "prune deletes nothing it cannot log first: {}",
-                crate::error::chain(&e)
-            ),
-        },
-    )?;
+    // What the plans wrote in place of it: snapshots whose inventories name a deleted object
+    // need these instead (replicas resolve inventories through the log entry).
+    let mut replaced_by: Vec<String> = new_packs
+        .iter()
+        .map(|p| Kind::Pack.path(&keys.tag, p))
+        .chain(
+            due.iter()
+                .filter_map(|(_, p)| p.replacement)
+                .filter(|r| index_present.contains(r))
+                .chain(keep_index_name)
+                .map(|n| Kind::Index.path(&keys.tag, &n)),
+        )
+        .collect();
+    replaced_by.sort();
+    replaced_by.dedup();
+    crate::log::record_deletions_replaced(
+        repo,
+        keys,
+        coop_formats::tlog::Event::Delete,
+        &paths,
+        &replaced_by,
+    )
+    .map_err(|e| crate::error::Error::Conflict {
+        what: format!(
+            "prune deletes nothing it cannot log first: {}",
+            crate::error::chain(&e)
+        ),
+    })?;
     for (i, p) in delete.iter().enumerate() {
         repo.delete(Kind::Pack, &keys.tag, p)?;
         rep.packs_deleted += 1;

@@ -49,43 +49,42 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
         Err(e) => return Err(util::not_found_as_repo(e, &a.to)),
     };
     let mut warnings = Vec::new();
-    let deletions = if a.keep_deleted || a.check {
-        None
-    } else {
-        let grace = coop_agent::settings::parse_duration(&a.deletion_grace).map_err(|what| {
-            coop_agent::Error::Invalid {
-                what: format!("--deletion-grace: {what}"),
-            }
-        })?;
-        let source = coop_agent::repo::Repo::open_with(
-            &a.from,
-            &coop_agent::repo::OpenOptions {
-                cache_dir: g.cache_dir.clone(),
-                ..Default::default()
-            },
-        );
-        // The source's admin keys: from the caller's own identity where it opens the source,
-        // else pinned the first time this client replicates from it.
-        let own = source.as_ref().ok().and_then(|r| {
-            let access = util::identity_access(g).ok()?;
-            coop_agent::tenant::keys(r, &access, "coop")
-                .ok()
-                .map(|k| k.admin_keys)
-        });
-        match own
-            .map(Ok)
-            .unwrap_or_else(|| source.and_then(|r| coop_agent::log::pinned_admin_keys(&r)))
-        {
-            Ok(admin_keys) => Some(replicate::DeletionPolicy { grace, admin_keys }),
-            Err(e) => {
-                warnings.push(format!(
-                    "deletions at the source are not followed: {}",
-                    coop_agent::error::chain(&e)
-                ));
-                None
-            }
+    let grace = coop_agent::settings::parse_duration(&a.deletion_grace).map_err(|what| {
+        coop_agent::Error::Invalid {
+            what: format!("--deletion-grace: {what}"),
+        }
+    })?;
+    let source = coop_agent::repo::Repo::open_with(
+        &a.from,
+        &coop_agent::repo::OpenOptions {
+            cache_dir: g.cache_dir.clone(),
+            ..Default::default()
+        },
+    );
+    // The source's admin keys: from the caller's own identity where it opens the source,
+    // else pinned the first time this client replicates from it. They say whose logged
+    // deletions and prune replacements count.
+    let own = source.as_ref().ok().and_then(|r| {
+        let access = util::identity_access(g).ok()?;
+        coop_agent::tenant::keys(r, &access, "coop")
+            .ok()
+            .map(|k| k.admin_keys)
+    });
+    let admin_keys = match own
+        .map(Ok)
+        .unwrap_or_else(|| source.and_then(|r| coop_agent::log::pinned_admin_keys(&r)))
+    {
+        Ok(keys) => Some(keys),
+        Err(e) => {
+            warnings.push(format!(
+                "the source's admin keys are not known ({}): deletions at the source are not \
+                 followed, and snapshots whose inventories name pruned objects are held back",
+                coop_agent::error::chain(&e)
+            ));
+            None
         }
     };
+    let deletions = (!a.keep_deleted && !a.check).then_some(replicate::DeletionPolicy { grace });
     let bars = Bars::new(g);
     let r = replicate::replicate(
         &from,
@@ -95,6 +94,7 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
             limit,
             parallel: a.parallel,
             deletions,
+            admin_keys,
         },
         &bars,
     )?;
