@@ -16,6 +16,9 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Servers for the S3, replication, agent and database tests.
 source scripts/services.sh
+# A real three-node Garage cluster (built from crates.io once, cached) for tests/garage.rs.
+source scripts/garage.sh
+trap 'stop_services; stop_garage' EXIT
 
 echo "== cargo test --workspace"
 rm -f target/tmp/integrity-report.txt
