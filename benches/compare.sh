@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Side-by-side: coop vs restic and borg (Debian packages, installed if missing), one run, same
-# machine, interleaved per step, encryption on, each at its default compression.
-# usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg"]
+# Side-by-side: coop vs restic and borg (Debian packages, installed if missing) and rustic (when
+# installed: on PATH or in ~/.cache/coop-test/rustic, `cargo install rustic-rs --locked --root
+# ~/.cache/coop-test/rustic`), one run, same machine, interleaved per step, encryption on, each
+# at its default compression.
+# usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg rustic"]
 # Steps: initial backup, no-change re-backup, make-corpus mutate + incremental backup, full
 # restore, check --read-data. Prints wall / user / sys seconds, peak RSS and repository size per
 # step, and each peer's ratio to coop (peer wall / coop wall: above 1 means coop is faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=1.0; corpus=""; work=/tmp/coop-compare; tools="coop restic borg"
+scale=1.0; corpus=""; work=/tmp/coop-compare; tools=""
+RUSTIC=$(command -v rustic || true)
+[ -n "$RUSTIC" ] || { c="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/rustic/bin/rustic"; [ -x "$c" ] && RUSTIC=$c; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -17,6 +21,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[ -n "$tools" ] || tools="coop restic borg${RUSTIC:+ rustic}"
 need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need restic restic; need borg borgbackup; [ -x /usr/bin/time ] || need time time
 cargo build --release --quiet -p coop-cli
@@ -34,6 +39,8 @@ export BORG_PASSPHRASE=bench BORG_BASE_DIR="$work/borg-base" BORG_RELOCATED_REPO
 "$COOP" init -q --repo "$work/coop" >/dev/null 2>&1
 restic init --repo "$work/restic" -q
 borg init --encryption=repokey-blake2 "$work/borg"
+export RUSTIC_PASSWORD=bench RUSTIC_CACHE_DIR="$work/rustic-cache"
+case " $tools " in *" rustic "*) "$RUSTIC" -r "$work/rustic" --no-progress init >/dev/null 2>&1 ;; esac
 results="$work/results.tsv"; : > "$results"
 
 # Same state before every timed run: every input in the page cache (borg drops it), and no dirty
@@ -44,6 +51,9 @@ cmd_for() { # step tool
     coop:backup) echo "$COOP backup -q --repo $work/coop $corpus" ;;
     restic:backup) echo "restic -q --repo $work/restic backup $corpus" ;;
     borg:backup) echo "borg create $work/borg::s$(date +%s%N) $corpus" ;;
+    rustic:backup) echo "$RUSTIC -r $work/rustic --no-progress backup $corpus" ;;
+    rustic:restore) echo "$RUSTIC -r $work/rustic --no-progress restore latest $work/r-rustic" ;;
+    rustic:check) echo "$RUSTIC -r $work/rustic --no-progress check --read-data" ;;
     coop:restore) echo "$COOP restore -q --repo $work/coop latest --target $work/r-coop" ;;
     restic:restore) echo "restic -q --repo $work/restic restore latest --target $work/r-restic" ;;
     borg:restore) echo "sh -c 'mkdir -p $work/r-borg && cd $work/r-borg && borg extract $work/borg::\$(borg list --last 1 --short $work/borg)'" ;;
@@ -55,7 +65,13 @@ cmd_for() { # step tool
 step() { # name kind
   for t in $tools; do
     warm
-    if [ "$2" = restore ]; then rm -rf "$work/r-$t"; dd if=/dev/zero of="$work/ballast" bs=1M count=2048 status=none; rm -f "$work/ballast"; fi
+    if [ "$2" = restore ]; then
+      rm -rf "$work/r-$t"; dd if=/dev/zero of="$work/ballast" bs=1M count=2048 status=none; rm -f "$work/ballast"
+      # The same free memory for every tool: with the page cache full, writing 2 GB of new
+      # files makes the kernel compact memory for large folios as it goes (here about a
+      # quarter of a restore's system time, more for whoever comes later); compact it first.
+      if [ -w /proc/sys/vm/compact_memory ]; then echo 1 > /proc/sys/vm/compact_memory; fi
+    fi
     /usr/bin/time -f "%e %U %S %M" -o "$work/t" sh -c "$(cmd_for "$2" "$t")" > "$work/out" 2>&1 \
       || { echo "$t $1 failed:"; cat "$work/out"; exit 1; }
     read -r wall user sys rss < "$work/t"
@@ -73,7 +89,7 @@ step "full restore" restore
 rm -rf "$work"/r-*
 step "check --read-data" check
 
-echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale); machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(restic version | cut -d' ' -f1-2), $(borg --version)"
+echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale); machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(restic version | cut -d' ' -f1-2), $(borg --version)${RUSTIC:+, $("$RUSTIC" --version)}"
 printf '%-20s %-7s %8s %8s %8s %9s %10s %8s\n' step tool wall_s user_s sys_s rss_MiB repo_MiB vs_coop
 awk -F'\t' '{ if ($2=="coop") c[$1]=$3; line[NR]=$0 }
   END { for (i=1;i<=NR;i++) { split(line[i],f,"\t"); ratio = (f[2]!="coop" && c[f[1]]>0) ? sprintf("%.2fx", f[3]/c[f[1]]) : "";

@@ -5,7 +5,8 @@
 # file refers to nothing outside itself (no script, no URL), renders it behind a proxy that
 # goes nowhere, checks the browser's network log for any request but the page itself, keeps
 # screenshots (target/report-screenshot.png at a desktop width, target/report-screenshot-phone.png
-# at a phone's), and checks that the rendered text names every member and site.
+# at a phone's; target/report.json is the same report as JSON), and checks that the rendered
+# text names every member and site.
 #
 # Chromium is installed with apt-get when missing, as root only; otherwise the test is skipped
 # with a note. scripts/test.sh runs it (COOP_TEST_BROWSER=0 skips it there).
@@ -102,6 +103,9 @@ for d in 2 1 0; do
 done
 "$coop" -q export --member alice --out "$work/alice.tar" --reason member-request >/dev/null
 "$coop" report --config "$work/agent.toml" --html "$work/page" 2>/dev/null || fail "coop report --html"
+# The JSON of the same repository, kept beside the screenshots.
+mkdir -p "$target"
+"$coop" report --config "$work/agent.toml" --json > "$target/report.json" 2>/dev/null || fail "coop report --json"
 page="$work/page/index.html"
 [ -s "$page" ] || fail "no page written"
 
