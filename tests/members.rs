@@ -546,3 +546,92 @@ fn export_survives_forget_and_repacking_prune() {
     );
     env.ok(&["verify", tar.to_str().unwrap(), "--member", "alice"]);
 }
+
+/// `paths_from_command`: a script's output lines are the paths of the job, per member with
+/// `$COOP_MEMBER` set (BigBlueButton's recordings of the rooms a member owns). Each member's
+/// snapshot holds exactly their paths; a failing script or a relative line fails the job
+/// clearly and writes no snapshot.
+#[test]
+fn paths_from_command_selects_each_members_paths() {
+    let c = setup("1GB");
+    let rec = c.env.p("recordings");
+    for (id, owner) in [("r1", "alice"), ("r2", "bob"), ("r3", "alice")] {
+        fs::create_dir_all(rec.join(id)).unwrap();
+        fs::write(
+            rec.join(id).join(format!("{owner}.webm")),
+            pseudo_random(50_000, 7),
+        )
+        .unwrap();
+    }
+    fs::write(rec.join("owners"), "r1 alice\nr2 bob\nr3 alice\n").unwrap();
+    let config = |script: &str| {
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n[[job]]\nname = \"recordings-members\"\nschedule = \"0 3 * * *\"\nmembers = \"all\"\npaths_from_command = ['''{script}''']\n",
+            c.env.repo().display(),
+            c.env.p("config/coop/identity.txt").display(),
+            c.env.p("agent-cache").display(),
+        )
+    };
+    let run = |script: &str| {
+        fs::write(c.env.p("rec.toml"), config(script)).unwrap();
+        c.env.coop(&[
+            "--json",
+            "agent",
+            "--config",
+            c.env.p("rec.toml").to_str().unwrap(),
+            "--once",
+            "recordings-members",
+        ])
+    };
+    let dir = rec.display().to_string();
+    let o = run(&format!(
+        "awk -v m=\"$COOP_MEMBER\" '$2 == m {{ print \"{dir}/\" $1 }}' {dir}/owners"
+    ));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let paths = |member: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(&c.env.ok(&[
+            "--json",
+            "snapshots",
+            "--tenant",
+            &format!("member/{member}"),
+        ]))
+        .unwrap();
+        let last = v.as_array().unwrap().last().unwrap().clone();
+        last["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        paths("alice"),
+        vec![format!("{dir}/r1"), format!("{dir}/r3")]
+    );
+    assert_eq!(paths("bob"), vec![format!("{dir}/r2")]);
+
+    // A failing script fails the job for that member and writes no snapshot.
+    let count = |member: &str| {
+        serde_json::from_str::<Value>(&c.env.ok(&[
+            "--json",
+            "snapshots",
+            "--tenant",
+            &format!("member/{member}"),
+        ]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    let before = (count("alice"), count("bob"));
+    let o = run("echo /etc; exit 3");
+    assert!(!o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("exit status: 3"), "{text}");
+    // A relative path is refused, naming the line.
+    let o = run("echo relative/path");
+    assert!(!o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("not an absolute path"), "{text}");
+    assert_eq!((count("alice"), count("bob")), before);
+}

@@ -92,6 +92,58 @@ fn hook(which: &'static str, cmd: &str) -> Result<()> {
     }
 }
 
+/// Runs each `paths_from_command` script with `sh -c` and the given environment; every
+/// non-empty line of its output is a path to back up (absolute; globs expanded, and paths
+/// that do not exist left out, as for `paths`). A script that fails, or a line that is not an
+/// absolute path, fails the job before anything is backed up.
+pub fn paths_from_commands(
+    scripts: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<PathBuf>> {
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    for script in scripts {
+        let stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::process::Stdio::from)
+            .unwrap_or_else(|_| std::process::Stdio::null());
+        let failed = |status: String| Error::SourceFailed {
+            command: script.clone(),
+            status,
+        };
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .stderr(stderr)
+            .output()
+            .map_err(|e| failed(format!("could not start: {e}")))?;
+        if !o.status.success() {
+            return Err(failed(o.status.to_string()));
+        }
+        for (n, line) in o.stdout.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let p = std::path::Path::new(std::ffi::OsStr::from_bytes(line));
+            if !p.is_absolute() {
+                return Err(Error::Invalid {
+                    what: format!(
+                        "paths_from_command `{script}`: line {} ({:?}) is not an absolute path",
+                        n + 1,
+                        p
+                    ),
+                });
+            }
+            out.extend(expand(p));
+        }
+    }
+    Ok(out)
+}
+
 /// Expands globs (`*`, `?`, `[…]`) in a path; a path without any is returned as is.
 pub fn expand(path: &std::path::Path) -> Vec<PathBuf> {
     let s = path.to_string_lossy();
@@ -168,14 +220,19 @@ impl Agent {
             .iter()
             .try_for_each(|h| hook("before", h))
             .and_then(|()| match &job.members {
-                None => self.backup_target(
-                    job,
-                    &job.tenant,
-                    &job.paths,
-                    &job.commands,
-                    &job.command_dirs,
-                    None,
-                    &mut out,
+                None => paths_from_commands(&job.paths_from_command, &Default::default()).and_then(
+                    |more| {
+                        let paths: Vec<PathBuf> = job.paths.iter().cloned().chain(more).collect();
+                        self.backup_target(
+                            job,
+                            &job.tenant,
+                            &paths,
+                            &job.commands,
+                            &job.command_dirs,
+                            None,
+                            &mut out,
+                        )
+                    },
                 ),
                 Some(sel) => self.backup_members(job, sel, &mut out),
             });
@@ -389,13 +446,17 @@ impl Agent {
             .iter()
             .map(|p| PathBuf::from(fill(&p.to_string_lossy())))
             .collect();
+        let env: std::collections::BTreeMap<String, String> =
+            [("COOP_MEMBER".to_string(), name.clone())].into();
+        let scripts: Vec<String> = job.paths_from_command.iter().map(|c| fill(c)).collect();
+        let mut seen = std::collections::HashSet::new();
         let existing: Vec<PathBuf> = patterns
             .iter()
             .flat_map(|p| expand(p))
+            .chain(paths_from_commands(&scripts, &env)?)
             .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .filter(|p| seen.insert(p.clone()))
             .collect();
-        let env: std::collections::BTreeMap<String, String> =
-            [("COOP_MEMBER".to_string(), name.clone())].into();
         let mut commands: Vec<SourceCommand> = job
             .commands
             .iter()

@@ -147,6 +147,8 @@ pub struct JobSettings {
     pub paths: Vec<PathBuf>,
     pub commands: Vec<SourceCommand>,
     pub command_dirs: Vec<DirCommand>,
+    /// Scripts whose output lines are more paths (see `raw::Job::paths_from_command`).
+    pub paths_from_command: Vec<String>,
     pub exclude: Vec<String>,
     pub one_file_system: bool,
     pub tenant: String,
@@ -613,14 +615,19 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
             .any(|c| c.command.contains("{member}") || c.filename.contains("{member}"))
         || j.command_dirs
             .iter()
-            .any(|c| c.command.contains("{member}"));
+            .any(|c| c.command.contains("{member}"))
+        || j.paths_from_command.iter().any(|c| c.contains("{member}"));
     if j.members.is_none() && (!j.sql.is_empty() || uses_member) {
         p.err(
             j.name.span(),
             format!("job {name:?} uses {{member}} or sql but has no `members`"),
         );
     }
-    if j.paths.is_empty() && j.commands.is_empty() && j.sql.is_empty() && j.command_dirs.is_empty()
+    if j.paths.is_empty()
+        && j.commands.is_empty()
+        && j.sql.is_empty()
+        && j.command_dirs.is_empty()
+        && j.paths_from_command.is_empty()
     {
         p.err(
             j.name.span(),
@@ -673,6 +680,7 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
         paths: j.paths.clone(),
         commands: j.commands.clone(),
         command_dirs: j.command_dirs.clone(),
+        paths_from_command: j.paths_from_command.clone(),
         exclude: j.exclude.clone(),
         one_file_system: j.one_file_system,
         tenant: j.tenant.clone(),

@@ -187,6 +187,10 @@ pub struct Job {
     /// Commands that write a directory (its path replaces `{dir}`), backed up as `/<dirname>`.
     #[serde(default)]
     pub command_dirs: Vec<DirCommand>,
+    /// Shell scripts whose output lines are more paths to back up (absolute, globs expanded),
+    /// run each time the job runs (per member with `$COOP_MEMBER` set).
+    #[serde(default)]
+    pub paths_from_command: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
