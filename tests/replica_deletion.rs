@@ -188,7 +188,8 @@ fn objects_gone_without_an_admins_logged_deletion_stay_on_the_replica() {
 
 /// A source whose prune repacked a pack the kept snapshot needs (and consolidated the index
 /// objects its inventory names): the kept snapshot's inventory names objects that are gone.
-fn repacked_source(env: &Env) -> std::path::PathBuf {
+/// With `replica_before`, that replica is made before the forget and the prune.
+fn repacked_source(env: &Env, replica_before: Option<&Path>) -> std::path::PathBuf {
     let src = env.p("src");
     fs::create_dir_all(&src).unwrap();
     // One pack holding a file that stays and one that goes.
@@ -198,6 +199,16 @@ fn repacked_source(env: &Env) -> std::path::PathBuf {
     fs::remove_file(src.join("old")).unwrap();
     fs::write(src.join("new"), pseudo_random(1 << 20, 13)).unwrap();
     env.backup(&src);
+    if let Some(r) = replica_before {
+        let from = env.repo();
+        env.ok(&[
+            "replicate",
+            "--from",
+            from.to_str().unwrap(),
+            "--to",
+            r.to_str().unwrap(),
+        ]);
+    }
     env.ok(&["forget", "--keep-last", "1"]);
     let v: Value = serde_json::from_str(&env.ok(&["--json", "prune"])).unwrap();
     assert!(v["packs_deleted"].as_u64().unwrap() > 0, "{v}");
@@ -210,7 +221,7 @@ fn repacked_source(env: &Env) -> std::path::PathBuf {
 #[test]
 fn a_new_replica_after_a_repacking_prune_gets_the_kept_snapshot() {
     let env = Env::new();
-    let src = repacked_source(&env);
+    let src = repacked_source(&env, None);
     let replica = env.p("replica");
     let r = replica.to_str().unwrap();
     let v: Value = serde_json::from_str(&env.ok(&[
@@ -254,21 +265,11 @@ fn a_new_replica_after_a_repacking_prune_gets_the_kept_snapshot() {
 #[test]
 fn an_old_replica_drops_what_a_prune_replaced() {
     let env = Env::new();
-    let src = env.p("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("keep"), pseudo_random(1 << 20, 11)).unwrap();
-    fs::write(src.join("old"), pseudo_random(3 << 20, 12)).unwrap();
-    env.backup(&src);
-    fs::remove_file(src.join("old")).unwrap();
-    fs::write(src.join("new"), pseudo_random(1 << 20, 13)).unwrap();
-    env.backup(&src);
     let replica = env.p("replica");
+    let src = repacked_source(&env, Some(&replica));
     let r = replica.to_str().unwrap();
     let repo = env.repo();
     let from = repo.to_str().unwrap();
-    env.ok(&["replicate", "--from", from, "--to", r]);
-    env.ok(&["forget", "--keep-last", "1"]);
-    env.ok(&["prune"]);
     env.ok(&[
         "replicate",
         "--from",
@@ -304,7 +305,7 @@ fn an_old_replica_drops_what_a_prune_replaced() {
 #[test]
 fn a_source_that_lost_a_replacement_gets_the_snapshot_held_back() {
     let env = Env::new();
-    repacked_source(&env);
+    repacked_source(&env, None);
     let repo = env.repo();
     // The newest pack file at the source is one the prune wrote (the repack).
     let mut packs: Vec<_> = walk_files(&repo.join("packs"));

@@ -186,12 +186,18 @@ pub fn replicate(
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
     logs(from, to, opts.check_only, &mut rep)?;
     if opts.check_only {
-        let deletions = opts
-            .admin_keys
-            .as_ref()
-            .and_then(|k| logged_deletions(from, k).ok());
-        rep.incomplete_at_target =
-            incomplete(to, &dst, |p| src.contains_key(p), deletions.as_ref())?;
+        // The source's log is read only if some inventory names an object the target lacks.
+        let deletions = std::cell::OnceCell::new();
+        let load = || {
+            deletions
+                .get_or_init(|| {
+                    opts.admin_keys
+                        .as_ref()
+                        .and_then(|k| logged_deletions(from, k).ok())
+                })
+                .as_ref()
+        };
+        rep.incomplete_at_target = incomplete(to, &dst, |p| src.contains_key(p), load)?;
         rep.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(rep);
     }
@@ -379,7 +385,7 @@ pub fn replicate(
             rep.kept_at_target
                 .push("deletions not followed: this run could not copy everything".into());
         } else if let Some(keys) = &opts.admin_keys {
-            follow_deletions(from, to, &src, keys, deletions, pol, &mut rep)?;
+            follow_deletions(from, to, &src, &dst, keys, deletions, pol, &mut rep)?;
         } else {
             rep.kept_at_target
                 .push("deletions not followed: the source's admin keys are not known here".into());
@@ -411,15 +417,15 @@ fn follow_deletions(
     from: &Store,
     to: &Store,
     src: &HashMap<String, u64>,
+    dst_before: &HashMap<String, u64>,
     admin_keys: &[[u8; 32]],
     deletions: Option<crate::log::Deletions>,
     pol: &DeletionPolicy,
     rep: &mut ReplicateReport,
 ) -> Result<()> {
     let kind_of = |p: &str| ObjectPath::parse(p).map(|o| o.kind);
-    // Listed again: the snapshots this run copied count among those the target keeps.
-    let dst = listing(to)?;
-    let gone: Vec<&String> = dst
+    // What this run copied the source has, so the candidates come from the listing before it.
+    let gone: Vec<&String> = dst_before
         .keys()
         .filter(|p| !src.contains_key(*p))
         .filter(|p| matches!(kind_of(p), Some(Kind::Pack | Kind::Index | Kind::Snapshot)))
@@ -427,6 +433,8 @@ fn follow_deletions(
     if gone.is_empty() {
         return Ok(());
     }
+    // Listed again: the snapshots this run copied count among those the target keeps.
+    let dst = listing(to)?;
     let recorded = match deletions {
         Some(d) => d,
         None => logged_deletions(from, admin_keys)?,
@@ -578,11 +586,11 @@ fn logs(from: &Store, to: &Store, check_only: bool, rep: &mut ReplicateReport) -
 /// that cannot be read).
 /// Inventories are resolved through the source's logged prune replacements where those are
 /// known (`deletions`; `at_source` says which objects the source still has).
-fn incomplete(
+fn incomplete<'d>(
     store: &Store,
     listed: &HashMap<String, u64>,
     at_source: impl Fn(&str) -> bool,
-    deletions: Option<&crate::log::Deletions>,
+    deletions: impl Fn() -> Option<&'d crate::log::Deletions>,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut paths: Vec<&String> = listed
@@ -598,7 +606,8 @@ fn incomplete(
         };
         match needs(&bytes) {
             Ok(needs) => {
-                let needs = match deletions {
+                let lacks_any = needs.iter().any(|n| !listed.contains_key(n));
+                let needs = match deletions().filter(|_| lacks_any) {
                     Some(d) => d.resolve(&needs, |n| listed.contains_key(n) || at_source(n)),
                     None => needs,
                 };
