@@ -195,6 +195,8 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     };
     let (alice_id, alice) = age_identity(&s.env, "alice");
     s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let (_, bob) = age_identity(&s.env, "bob");
+    s.admin_ok(0, &["member", "add", "bob", "--recipient", &bob]);
     let data = s.env.p("alice-files");
     fs::create_dir_all(&data).unwrap();
     fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
@@ -305,6 +307,27 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     // The second approval: the export waits for its own entry to be witnessed, then reads.
     s.admin_ok(2, &["recovery", "approve", &id]);
     s.witness_round();
+    // Approvals given for alice never open bob (issue 25 finding 2).
+    let bob_tar = s.env.p("bob.tar");
+    let o = s.admin(
+        0,
+        &[
+            "export",
+            "--member",
+            "bob",
+            "--out",
+            bob_tar.to_str().unwrap(),
+            "--recovery",
+            &id,
+            "--reason",
+            "legal-request",
+            "--log-timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(code(&o), 5, "alice's approvals used for bob: {}", text(&o));
+    assert!(text(&o).contains("another member"), "{}", text(&o));
+    assert!(!bob_tar.exists());
     let child = s.spawn(
         0,
         &[
@@ -323,6 +346,14 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     );
     let o = s.witness_until_done(child);
     assert!(o.status.success(), "recovery export: {}", text(&o));
+    // A client is warned when the store's newest witness cosignature is older than the
+    // freshness bound (issue 24 finding 4; a bound of one second, two seconds later), and
+    // not within the default bound.
+    std::thread::sleep(Duration::from_secs(2));
+    let o = s.admin(0, &["--freshness", "1s", "snapshots"]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("POSSIBLY OLD STATE"), "{}", text(&o));
+    s.admin_ok(0, &["snapshots"]);
     let x = s.env.p("x");
     s.run_ok(&[
         "verify",

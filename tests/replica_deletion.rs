@@ -324,3 +324,139 @@ fn a_source_that_lost_a_replacement_gets_the_snapshot_held_back() {
     assert_eq!(v["snapshots_held_back"], 1, "{}", text(&o));
     assert!(walk_files(&replica.join("snapshots")).is_empty());
 }
+
+/// The admin's log in a local repository: (its directory, the newest checkpoint's size and
+/// origin).
+fn admin_log(repo: &Path) -> (std::path::PathBuf, u64, String) {
+    for d in fs::read_dir(repo.join("log")).unwrap() {
+        let d = d.unwrap().path();
+        let Some(size) = fs::read_dir(d.join("checkpoint"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+        else {
+            continue;
+        };
+        let note = fs::read_to_string(d.join(format!("checkpoint/{size}"))).unwrap();
+        let origin = note.lines().next().unwrap().to_string();
+        if origin.contains("/admin/") {
+            return (d, size, origin);
+        }
+    }
+    panic!("no admin log in {}", repo.display())
+}
+
+/// SPEC 24.9, as a keyless storage site: it appends to the admin's log a deletion of every
+/// object, under a checkpoint whose signature is zeros and a time long past, then deletes
+/// the objects. A replica follows none of it, and still restores.
+#[test]
+fn a_site_cannot_make_replicas_delete_by_forging_the_admins_log() {
+    use coop_formats::tlog;
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), pseudo_random(2 << 20, 7)).unwrap();
+    env.backup(&src);
+    let replica = env.p("replica");
+    let (repo, r) = (env.repo(), replica.to_str().unwrap().to_string());
+    env.ok(&["replicate", "--from", repo.to_str().unwrap(), "--to", &r]);
+    let victims: Vec<String> = ["snapshots", "index", "packs"]
+        .iter()
+        .flat_map(|k| walk_files(&repo.join(k)))
+        .map(|p| p.strip_prefix(&repo).unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert!(victims.len() >= 3, "{victims:?}");
+    // The forgery: one more entry in the admin's log, under a zero signature.
+    let (dir, size, origin) = admin_log(&repo);
+    let n = size / 256;
+    let old = dir.join(tlog::bundle_path(n, size % 256));
+    let mut entries = if size % 256 > 0 {
+        tlog::decode_bundle(&fs::read(&old).unwrap()).unwrap()
+    } else {
+        Vec::new()
+    };
+    let entry = serde_json::json!({
+        "type": tlog::ENTRY_TYPE, "time": "2000-01-01T00:00:00Z", "event": "delete",
+        "actor": "00".repeat(32), "actor_name": "admin", "data": { "paths": victims },
+    });
+    entries.push(serde_json::to_vec(&entry).unwrap());
+    let new_size = size + 1;
+    let path = dir.join(tlog::bundle_path(n, new_size - n * 256));
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, tlog::encode_bundle(&entries)).unwrap();
+    use base64::Engine;
+    let zeros = base64::engine::general_purpose::STANDARD.encode([0u8; 68]);
+    let root = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+    fs::write(
+        dir.join(format!("checkpoint/{new_size}")),
+        format!("{origin}\n{new_size}\n{root}\n\n\u{2014} {origin} {zeros}\n"),
+    )
+    .unwrap();
+    for v in &victims {
+        fs::remove_file(repo.join(v)).unwrap();
+    }
+    let o = env.coop(&[
+        "--json",
+        "replicate",
+        "--from",
+        repo.to_str().unwrap(),
+        "--to",
+        &r,
+        "--deletion-grace",
+        "0s",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(v["deleted_at_target"].as_u64(), Some(0), "{}", text(&o));
+    for victim in &victims {
+        assert!(
+            replica.join(victim).exists(),
+            "{victim} was deleted at the replica"
+        );
+    }
+    let target = env.p("restored");
+    env.ok(&[
+        "--repo",
+        &r,
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &restored(&env, "restored", &src));
+    // The source's own check names the forgery.
+    let o = env.coop(&["log", "verify"]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("forged"), "{}", text(&o));
+}
+
+/// A crash between an append's entry bundle and its checkpoint leaves a log the next
+/// append continues: later backups are logged, with no warning.
+#[test]
+fn a_crash_inside_a_log_append_does_not_wedge_the_log() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"one").unwrap();
+    env.backup(&src);
+    fs::write(src.join("a"), b"two").unwrap();
+    let mut c = env.cmd();
+    c.env("COOP_FAULT_POINT", "log:after-bundles")
+        .args(["backup", src.to_str().unwrap()]);
+    let o = c.output().unwrap();
+    assert!(
+        !o.status.success(),
+        "the fault point did not fire: {}",
+        text(&o)
+    );
+    let (_, before, _) = admin_log(&env.repo());
+    for i in 0..3 {
+        fs::write(src.join("a"), format!("three {i}")).unwrap();
+        let o = env.coop(&["backup", src.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(!text(&o).contains("could not be written"), "{}", text(&o));
+    }
+    let (_, after, _) = admin_log(&env.repo());
+    assert_eq!(after, before + 3);
+    env.ok(&["log", "verify"]);
+}

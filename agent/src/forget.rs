@@ -1,8 +1,11 @@
 //! `forget`: apply a retention policy to the snapshots of a tenant, or remove named ones.
 //!
-//! Snapshots are grouped (by host and paths by default; tags optional), sorted newest first,
-//! and kept if any rule keeps them. The newest snapshot of every group and every protected
-//! snapshot are always kept. Buckets use UTC.
+//! Snapshots are grouped (by host and paths by default; tags optional; always by the writer
+//! that signed them), sorted newest first, and kept if any rule keeps them. The newest
+//! snapshot of every group and every protected snapshot are always kept. Buckets use UTC.
+//! Because each writer's snapshots fill their own buckets, a writer key that adds backdated
+//! snapshots (a stolen agent) removes none of another writer's: the policy keeps for every
+//! writer what it promises.
 //!
 //! Flagged snapshots (dated in the future, or signed by a revoked writer after its
 //! revocation) are never counted: they fill no bucket and are not "newest in group", so
@@ -91,8 +94,16 @@ impl GroupBy {
         Ok(g)
     }
 
+    /// The group of a snapshot. The writer that signed it always separates groups: one
+    /// writer's snapshots (a stolen agent key's backdated flood) fill only that writer's
+    /// buckets and can never push another writer's snapshots out.
     fn key(&self, s: &Snapshot) -> String {
         let mut k = vec![format!("tenant={}", s.tenant)];
+        k.push(format!(
+            "writer={}:{}",
+            s.writer_name,
+            &hex::encode(s.writer)[..8]
+        ));
         if self.host {
             k.push(format!("host={}", s.host));
         }
@@ -504,5 +515,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.iter().filter(|d| d.keep).count(), 1);
+    }
+
+    /// Issue 27 finding 1: a stolen writer key adds one snapshot at 23:59 on each of the last
+    /// 30 days and one now (same host and paths); the shipped recipe policy still keeps what
+    /// it promises of the genuine writer's 31 daily snapshots, the newest included.
+    #[test]
+    fn a_writers_backdated_flood_evicts_no_other_writers_snapshots() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut snaps = Vec::new();
+        for d in 0..31u8 {
+            let t = now - chrono::Duration::days(d as i64) - chrono::Duration::hours(9);
+            let mut genuine = snap(&t.to_rfc3339(), "db");
+            genuine.writer = [1; 32];
+            genuine.writer_name = "hackspace".into();
+            snaps.push(entry(Id([d; 32]), genuine));
+            let t = (now - chrono::Duration::days(d as i64))
+                .date_naive()
+                .and_hms_opt(23, 59, 0)
+                .unwrap()
+                .and_utc()
+                .min(now);
+            let mut forged = snap(&t.to_rfc3339(), "db");
+            forged.writer = [2; 32];
+            forged.writer_name = "hackspace".into();
+            snaps.push(entry(Id([100 + d; 32]), forged));
+        }
+        let p = Policy {
+            daily: Some(7),
+            weekly: Some(5),
+            monthly: Some(12),
+            ..Default::default()
+        };
+        let d = decide(&snaps, &HashSet::new(), &p, GroupBy::default(), now).unwrap();
+        let kept_genuine: Vec<&Decision> = d
+            .iter()
+            .filter(|x| x.keep && x.group.contains("writer=hackspace:01010101"))
+            .collect();
+        // 7 daily, then weekly and monthly ones from the rest of the 31 days.
+        assert!(kept_genuine.len() >= 7 + 3, "{kept_genuine:#?}");
+        assert!(
+            kept_genuine.iter().any(|x| x.id == Id([0; 32]).to_hex()),
+            "the newest genuine snapshot is kept"
+        );
     }
 }

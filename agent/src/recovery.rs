@@ -259,21 +259,29 @@ struct Found {
 
 fn find(repo: &Repo, trusted: &log::Trusted, pred: impl Fn(&Entry) -> bool) -> Result<Vec<Found>> {
     let (report, contents) = log::verify(repo, trusted)?;
-    if let Some(p) = report.problems.first() {
-        return Err(Error::damaged(
-            &p.object,
-            format!("the access log is not sound: {}", p.message),
-        ));
-    }
+    // Only admins' logs (by key) carry recovery entries; one with a fork or rollback counts
+    // for nothing. A writer's log (a stolen agent key) or junk elsewhere changes nothing here.
     let mut out = Vec::new();
-    for (c, s) in contents.iter().zip(&report.logs) {
-        for (i, b) in c.entries.iter().enumerate() {
-            let Ok(e) = Entry::decode(b) else { continue };
+    for c in contents.iter().filter(|c| c.admin) {
+        if !c.sound {
+            let p = report
+                .problems
+                .iter()
+                .find(|p| p.object.starts_with(&format!("log/{}", c.id)));
+            return Err(Error::damaged(
+                format!("log/{}", c.id),
+                format!(
+                    "the admins' access log is not sound: {}",
+                    p.map(|p| p.message.as_str())
+                        .unwrap_or("a fork or rollback")
+                ),
+            ));
+        }
+        for (i, e) in c.accepted() {
             if pred(&e) {
                 out.push(Found {
+                    witnessed: c.is_witnessed(i, trusted.quorum),
                     entry: e,
-                    witnessed: trusted.quorum == 0
-                        || s.witnessed_size.is_some_and(|w| w > i as u64),
                 });
             }
         }
@@ -375,14 +383,25 @@ pub fn approve(
 }
 
 /// Combines the witnessed releases of request `id` into the recovery identity (in memory).
+/// The request must be for `member`: approvals given for one member never open another.
 pub fn recover(
     repo: &Repo,
     coop: &TenantKeys,
     id: &str,
+    member: &str,
 ) -> Result<(Vec<Identity>, Option<String>)> {
     use base64::Engine;
     let trusted = log::trusted(repo, &coop.admin_keys)?;
     let req = request_entry(repo, &trusted, id)?;
+    let tag = log::tenant_tag(&crate::members::writer_keys_for_member(repo, coop, member)?);
+    if req.entry.tenant.as_deref() != Some(tag.as_str()) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "recovery request {id} was made and approved for another member, not {member}; \
+                 make a request for {member} (`coop recovery request --member {member}`)"
+            ),
+        });
+    }
     let setup = setup(repo, coop)?;
     let p = key_path(repo, id)?;
     let mut secret = std::fs::read(&p).map_err(|e| {

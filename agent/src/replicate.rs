@@ -35,6 +35,9 @@ pub struct ReplicateOptions {
     /// prune replacements count. Without them deletions are not followed, and snapshots whose
     /// inventories name pruned objects are held back.
     pub admin_keys: Option<Vec<[u8; 32]>>,
+    /// This client's cache directory: when it first saw each logged deletion (the grace
+    /// period counts from then). Without one, only a grace of 0 follows deletions.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// When a replica deletes what the source deleted: only objects an admin of the source logged
@@ -193,7 +196,7 @@ pub fn replicate(
                 .get_or_init(|| {
                     opts.admin_keys
                         .as_ref()
-                        .and_then(|k| logged_deletions(from, k).ok())
+                        .and_then(|k| logged_deletions(from, k, opts.cache_dir.as_deref()).ok())
                 })
                 .as_ref()
         };
@@ -301,7 +304,7 @@ pub fn replicate(
         .any(|n| !dst.contains_key(n) && !src.contains_key(n))
     {
         if let Some(keys) = &opts.admin_keys {
-            match logged_deletions(from, keys) {
+            match logged_deletions(from, keys, opts.cache_dir.as_deref()) {
                 Ok(d) => {
                     for p in &mut pending {
                         p.needs =
@@ -385,7 +388,17 @@ pub fn replicate(
             rep.kept_at_target
                 .push("deletions not followed: this run could not copy everything".into());
         } else if let Some(keys) = &opts.admin_keys {
-            follow_deletions(from, to, &src, &dst, keys, deletions, pol, &mut rep)?;
+            follow_deletions(
+                from,
+                to,
+                &src,
+                &dst,
+                keys,
+                deletions,
+                pol,
+                opts.cache_dir.as_deref(),
+                &mut rep,
+            )?;
         } else {
             rep.kept_at_target
                 .push("deletions not followed: the source's admin keys are not known here".into());
@@ -403,12 +416,21 @@ pub fn replicate(
     Ok(rep)
 }
 
-/// The deletions and prune replacements the source's admins logged, from its verified logs.
-fn logged_deletions(from: &Store, admin_keys: &[[u8; 32]]) -> Result<crate::log::Deletions> {
+/// The deletions and prune replacements the source's admins logged, from its verified logs
+/// (see [`crate::log::recorded_deletions`]); grace periods count from when this client first
+/// saw each entry, remembered in `cache`.
+fn logged_deletions(
+    from: &Store,
+    admin_keys: &[[u8; 32]],
+    cache: Option<&std::path::Path>,
+) -> Result<crate::log::Deletions> {
     let source = crate::repo::Repo::open_store(from.clone())?;
     let trusted = crate::log::trusted(&source, admin_keys)?;
     let (_, contents) = crate::log::verify(&source, &trusted)?;
-    Ok(crate::log::recorded_deletions(&contents, &trusted))
+    let mut seen = crate::log::FirstSeen::load(cache, &source.config.repo_id);
+    let d = crate::log::recorded_deletions(&contents, &trusted, &mut seen);
+    seen.save()?;
+    Ok(d)
 }
 
 /// Removes from `to` what the source deleted and an admin logged (see [`DeletionPolicy`]).
@@ -421,6 +443,7 @@ fn follow_deletions(
     admin_keys: &[[u8; 32]],
     deletions: Option<crate::log::Deletions>,
     pol: &DeletionPolicy,
+    cache: Option<&std::path::Path>,
     rep: &mut ReplicateReport,
 ) -> Result<()> {
     let kind_of = |p: &str| ObjectPath::parse(p).map(|o| o.kind);
@@ -437,7 +460,7 @@ fn follow_deletions(
     let dst = listing(to)?;
     let recorded = match deletions {
         Some(d) => d,
-        None => logged_deletions(from, admin_keys)?,
+        None => logged_deletions(from, admin_keys, cache)?,
     };
     let now = crate::now_unix();
     let (mut unrecorded, mut young) = (0u64, 0u64);
@@ -514,22 +537,68 @@ fn follow_deletions(
 /// alone, and witnesses' cosignatures found on the target come back to the source, where the
 /// log's writer waits for them.
 fn logs(from: &Store, to: &Store, check_only: bool, rep: &mut ReplicateReport) -> Result<()> {
+    // Only well-formed log objects of a size their kind may have travel, either way: junk
+    // under `log/` (or a huge "cosignature") stays where it was put.
+    let mut junk = 0u64;
+    let mut wanted = |l: crate::store::Listed| {
+        if crate::log::is_log_object(&l.path, l.size) {
+            Some((l.path, l.size))
+        } else {
+            junk += 1;
+            None
+        }
+    };
     let src: HashMap<String, u64> = from
         .list("log")?
         .into_iter()
-        .map(|l| (l.path, l.size))
+        .filter_map(&mut wanted)
         .collect();
     let dst: HashMap<String, u64> = to
         .list("log")?
         .into_iter()
-        .map(|l| (l.path, l.size))
+        .filter_map(&mut wanted)
         .collect();
+    if junk > 0 {
+        rep.warnings.push(format!(
+            "{junk} object(s) under log/ are no log object (wrong name or size): not copied"
+        ));
+    }
     let is_checkpoint = |p: &str| p.split('/').nth(2) == Some("checkpoint");
     let is_cosig = |p: &str| p.split('/').nth(2) == Some("cosignature");
+    // Each log's newest checkpoint at the target: entry bundles past it authenticate nothing
+    // there (a crashed append's leftovers), and the source's newer ones replace them.
+    let mut dst_head: HashMap<&str, u64> = HashMap::new();
+    for p in dst.keys().filter(|p| is_checkpoint(p)) {
+        let (Some(id), Some(n)) = (p.split('/').nth(1), p.rsplit('/').next()) else {
+            continue;
+        };
+        let n = n.parse::<u64>().unwrap_or(0);
+        let h = dst_head.entry(id).or_default();
+        *h = (*h).max(n);
+    }
+    let past_head = |p: &str| {
+        let id = p.split('/').nth(1).unwrap_or_default();
+        crate::log::bundle_end(p).is_some_and(|end| end > dst_head.get(id).copied().unwrap_or(0))
+    };
+    // Entries before the checkpoints that cover them, cosignatures last: a stop halfway
+    // leaves no checkpoint without its entries.
     let mut paths: Vec<&String> = src.keys().collect();
-    paths.sort();
+    paths.sort_by_key(|p| {
+        (
+            p.split('/').nth(1),
+            !p.contains("/entries/"),
+            is_cosig(p),
+            *p,
+        )
+    });
     for p in paths {
         match dst.get(p) {
+            Some(_) if past_head(p) && !check_only && from.get(p)? != to.get(p)? => {
+                to.put_replace(p, from.get(p)?.to_vec())?;
+                rep.log_objects += 1;
+                rep.copied_objects += 1;
+                rep.copied_bytes += src[p];
+            }
             Some(size) if *size != src[p] => rep
                 .log_forks
                 .push(format!("{p}: {} bytes here, {size} there", src[p])),

@@ -27,6 +27,9 @@ pub struct OpenOptions {
     pub s3: S3Options,
     /// Cache directory for the on-disk index and client state (`None`: keep nothing).
     pub cache_dir: Option<PathBuf>,
+    /// How old the newest witness cosignature in the store may be before readers warn that
+    /// they may be shown an old state (SPEC section 19); `None`: no check.
+    pub freshness: Option<std::time::Duration>,
 }
 
 /// An object in a listing of one kind and tenant.
@@ -58,6 +61,7 @@ pub struct Repo {
     pub config: Config,
     pub config_hash: Id,
     pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) freshness: Option<std::time::Duration>,
 }
 
 impl Repo {
@@ -76,6 +80,7 @@ impl Repo {
             config,
             config_hash,
             cache_dir: None,
+            freshness: None,
         };
         // The keyring goes first: a config without keyring is an unusable repository,
         // and `init` refuses to run twice only once the config exists.
@@ -98,6 +103,7 @@ impl Repo {
         };
         let mut repo = Self::open_store(store)?;
         repo.cache_dir.clone_from(&opts.cache_dir);
+        repo.freshness = opts.freshness;
         Ok(repo)
     }
 
@@ -117,6 +123,7 @@ impl Repo {
             config_hash: Config::hash(&bytes),
             config,
             cache_dir: None,
+            freshness: None,
         })
     }
 

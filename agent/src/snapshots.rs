@@ -71,6 +71,8 @@ pub struct Listing {
     pub problems: Vec<Problem>,
     /// Every snapshot object listed (readable or not).
     pub names: Vec<Id>,
+    /// The writer list went backwards here: (generation seen before, now).
+    pub writers_rollback: Option<(u64, u64)>,
 }
 
 /// Which snapshots a command means (`--host`, `--path`, `--tag`): all must match.
@@ -142,6 +144,7 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
     let writer_list = writers::load(repo, &keys.admin_keys)?;
     let mut out = Listing {
         problems: writer_list.problems.clone(),
+        writers_rollback: writer_list.rollback,
         ..Default::default()
     };
     let list = &writer_list.list;
@@ -265,7 +268,7 @@ pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
     let mut listing = list(repo, keys)?;
     let (forgotten, problems) = crate::forget::records(repo, keys)?;
     listing.problems.extend(problems);
-    let verdict = crate::state::observe(
+    let mut verdict = crate::state::observe(
         repo.cache_dir(),
         &repo.config.repo_id,
         &crate::state::Seen {
@@ -276,12 +279,45 @@ pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
             index: None,
         },
     );
+    if let Some((before, now)) = listing.writers_rollback {
+        verdict.older_generation = Some(("writer list".into(), before, now));
+    }
+    verdict.stale = staleness(repo, keys);
     Ok(View {
         tenant: keys.tenant.clone(),
         listing,
         verdict,
         forgotten,
     })
+}
+
+/// A fresh client cannot tell an old state of a store from the current one by itself: where
+/// the writer list asks for witnesses, the newest cosignature in the store must be younger
+/// than the repository's freshness bound (SPEC section 19).
+fn staleness(repo: &Repo, keys: &TenantKeys) -> Option<String> {
+    let bound = repo.freshness?;
+    let trusted = crate::log::trusted(repo, &keys.admin_keys).ok()?;
+    if trusted.quorum == 0 {
+        return None;
+    }
+    let newest = crate::log::newest_cosignature(repo, &trusted).ok()?;
+    let now = crate::now_unix().max(0) as u64;
+    let stale = |what: String| {
+        Some(format!(
+            "POSSIBLY OLD STATE: {what}; this store may be showing an old state of the repository \
+             (a rollback a fresh client cannot see). Compare with another site (`coop snapshots --repo OTHER`) \
+             or run the witnesses (`coop log witness`) before trusting `latest`"
+        ))
+    };
+    match newest {
+        None => stale("no witness has cosigned any of this store's access logs".into()),
+        Some(t) if now.saturating_sub(t) > bound.as_secs() => stale(format!(
+            "the newest witness cosignature here is {} old (the bound is {})",
+            humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(t))),
+            humantime::format_duration(bound)
+        )),
+        Some(_) => None,
+    }
 }
 
 impl View {
@@ -300,7 +336,7 @@ impl View {
     /// Whether anything damaged or forged was met, or a rollback (commands that list exit
     /// with the damage code).
     pub fn has_problems(&self) -> bool {
-        self.verdict.rollback() || !self.listing.problems.is_empty()
+        self.verdict.rollback() || self.verdict.stale.is_some() || !self.listing.problems.is_empty()
     }
 
     /// Destructive commands decide only from a view that is not rolled back.
@@ -320,7 +356,9 @@ impl View {
     /// Resolves a snapshot. `latest` is refused while snapshots this client saw here are
     /// missing: the newest one may be among them, and an older one would be restored.
     pub fn find(&self, spec: &str, filter: &Filter) -> Result<&Entry> {
-        if spec == "latest" && !self.verdict.vanished.is_empty() {
+        if spec == "latest"
+            && (!self.verdict.vanished.is_empty() || self.verdict.older_generation.is_some())
+        {
             return Err(Error::damaged(
                 Kind::Snapshot.dir(),
                 format!(
@@ -378,6 +416,7 @@ mod tests {
             ],
             problems: vec![],
             names: vec![],
+            writers_rollback: None,
         };
         let none = Filter::default();
         assert_eq!(l.find("coop", "latest", &none).unwrap().id, Id([2; 32]));

@@ -52,6 +52,9 @@ pub struct Verdict {
     pub lagging: Vec<(String, usize)>,
     /// A generation that went backwards: (what, seen before, now).
     pub older_generation: Option<(String, u64, u64)>,
+    /// The store's newest witness cosignature is older than the freshness bound (or there is
+    /// none while witnesses are required): it may show an old state. A warning.
+    pub stale: Option<String>,
 }
 
 impl Verdict {
@@ -87,6 +90,9 @@ impl Verdict {
                 "POSSIBLE ROLLBACK: the {what} is at generation {now}, but this client saw generation {before} \
                  in this store. The newest one was removed or the store serves an old state."
             ));
+        }
+        if let Some(s) = &self.stale {
+            w.push(s.clone());
         }
         for (other, n) in &self.lagging {
             w.push(format!(

@@ -26,6 +26,9 @@ pub struct Loaded {
     /// Name of the object holding `list` (`None`: no list yet).
     pub name: Option<Id>,
     pub problems: Vec<crate::damage::Problem>,
+    /// The generation went backwards at this location: (seen before, now). Readers then
+    /// refuse `latest` (the newest list may have revoked the writer of the newest snapshot).
+    pub rollback: Option<(u64, u64)>,
 }
 
 /// Reads every writer list object and keeps the newest one signed by an admin key.
@@ -71,6 +74,7 @@ pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
         "writers",
         out.list.generation,
     ) {
+        out.rollback = Some((before, now));
         out.problems.push(crate::damage::Problem::damaged(
             Kind::Writers.dir(),
             format!(

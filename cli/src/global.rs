@@ -26,6 +26,11 @@ pub struct GlobalArgs {
     /// Do not use the catalog cache.
     #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_NO_CACHE", global = true)]
     pub no_cache: bool,
+    /// How old the newest witness cosignature in a store may be before reading commands warn
+    /// that it may show an old state (only where the writer list asks for witnesses); `off`
+    /// disables the check.
+    #[arg(long, env = "COOP_FRESHNESS", global = true, default_value = "3d")]
+    pub freshness: String,
     /// No progress bars or summaries.
     #[arg(long, short = 'q', value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_QUIET", global = true)]
     pub quiet: bool,
@@ -44,6 +49,8 @@ pub struct Global {
     pub tenant_given: bool,
     pub json: bool,
     pub cache_dir: Option<PathBuf>,
+    /// `None`: no freshness check.
+    pub freshness: Option<std::time::Duration>,
     pub quiet: bool,
     pub verbose: u8,
 }
@@ -55,8 +62,16 @@ impl Global {
 }
 
 impl GlobalArgs {
-    pub fn resolve(&self) -> Global {
-        Global {
+    pub fn resolve(&self) -> Result<Global, coop_agent::Error> {
+        let freshness = match self.freshness.trim() {
+            "off" | "0" => None,
+            f => Some(coop_agent::settings::parse_duration(f).map_err(|what| {
+                coop_agent::Error::Invalid {
+                    what: format!("--freshness: {what}"),
+                }
+            })?),
+        };
+        Ok(Global {
             repo: self.repo.clone(),
             identity_file: self.identity_file.clone(),
             writer_key: self.writer_key.clone(),
@@ -70,8 +85,9 @@ impl GlobalArgs {
                     .clone()
                     .or_else(coop_agent::catalog::default_cache_dir)
             },
+            freshness,
             quiet: self.quiet,
             verbose: self.verbose,
-        }
+        })
     }
 }

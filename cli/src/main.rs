@@ -102,7 +102,14 @@ fn main() {
     let cli =
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     util::init_tracing(cli.global.verbose);
-    let g = cli.global.resolve();
+    let g = match cli.global.resolve() {
+        Ok(g) => g,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            eprintln!("coop: error: {}", exit::message(&e));
+            std::process::exit(exit::code_for(&e));
+        }
+    };
     let res = match cli.command {
         Command::Init(a) => commands::init::run(&g, a),
         Command::Backup(a) => commands::backup::run(&g, a),

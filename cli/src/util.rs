@@ -41,6 +41,7 @@ pub fn open_repo(g: &Global) -> Result<Repo> {
         repo_url(g)?,
         &OpenOptions {
             cache_dir: g.cache_dir.clone(),
+            freshness: g.freshness,
             ..Default::default()
         },
     )?)

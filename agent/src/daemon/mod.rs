@@ -172,6 +172,9 @@ impl Agent {
             &OpenOptions {
                 s3: cfg.site.s3.clone(),
                 cache_dir: Some(cfg.site.cache_dir.clone()),
+                // The agent lists snapshots only to back up and witness; freshness is a
+                // reader's check.
+                freshness: None,
             },
         )?;
         let access = Access::load(&cfg.site.key)?;

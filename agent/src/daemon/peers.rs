@@ -61,6 +61,7 @@ impl Agent {
                         grace: std::time::Duration::from_secs(86_400),
                     }),
                     admin_keys: Some(self.own_admin_keys()),
+                    cache_dir: self.repo.cache_dir().map(|c| c.to_path_buf()),
                 },
                 &NoProgress,
             )

@@ -848,16 +848,8 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                 entries: Vec::new(),
             })
             .collect();
-        let witnessed_sizes: HashMap<String, Option<u64>> = rep
-            .logs
-            .iter()
-            .map(|l| (l.origin.clone(), l.witnessed_size))
-            .collect();
         for c in &contents {
-            for (i, bytes) in c.entries.iter().enumerate() {
-                let Ok(e) = coop_formats::tlog::Entry::decode(bytes) else {
-                    continue;
-                };
+            for (i, e) in c.accepted() {
                 let access = e.event.is_access()
                     || matches!(
                         e.event,
@@ -897,11 +889,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                     event,
                     reason,
                     actor_name: e.actor_name.clone(),
-                    witnessed: witnessed_sizes
-                        .get(&c.origin)
-                        .copied()
-                        .flatten()
-                        .is_some_and(|s| (i as u64) < s),
+                    witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
                 });
             }
         }

@@ -118,12 +118,29 @@ impl Store {
         self.put_inner(path, bytes::Bytes::from(data), false)
     }
 
+    /// Writes an object whose name is *not* a hash of its bytes, replacing what is there:
+    /// only for the access log's objects past a log's verified head (SPEC section 24.2),
+    /// which authenticate nothing and must not stop the next append.
+    pub fn put_replace(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put_mode(path, bytes::Bytes::from(data), true, true)
+    }
+
     fn put_inner(&self, path: &str, data: bytes::Bytes, durable: bool) -> Result<(), StoreError> {
+        self.put_mode(path, data, durable, false)
+    }
+
+    fn put_mode(
+        &self,
+        path: &str,
+        data: bytes::Bytes,
+        durable: bool,
+        replace: bool,
+    ) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         let p = OPath::from(path);
         let payload = PutPayload::from(data);
         let res = self.run("put", path, || {
-            let mode = if self.create_only.load(Ordering::Relaxed) {
+            let mode = if self.create_only.load(Ordering::Relaxed) && !replace {
                 PutMode::Create
             } else {
                 PutMode::Overwrite

@@ -87,7 +87,7 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let recovered = match &a.recovery {
         Some(id) => {
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let (ids, _) = coop_agent::recovery::recover(&repo, &coop, id)?;
+            let (ids, _) = coop_agent::recovery::recover(&repo, &coop, id, &a.member)?;
             Some((coop, std::sync::Arc::new(ids), id.clone()))
         }
         None => None,

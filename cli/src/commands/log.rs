@@ -6,7 +6,6 @@ use anyhow::Result;
 use clap::Subcommand;
 use coop_agent::keys::Access;
 use coop_agent::log;
-use coop_formats::tlog::Entry;
 use std::collections::HashMap;
 
 #[derive(Subcommand)]
@@ -101,8 +100,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
             };
             let mut rows = Vec::new();
             for c in &contents {
-                for (i, e) in c.entries.iter().enumerate() {
-                    let Ok(e) = Entry::decode(e) else { continue };
+                for (i, e) in c.accepted() {
                     if want.is_some() && e.tenant != want {
                         continue;
                     }
@@ -157,6 +155,9 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                     contents.len()
                 ))?;
             }
+            for n in &report.notes {
+                p.note(n);
+            }
             for pr in &report.problems {
                 p.problem(pr);
             }
@@ -174,6 +175,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 p.json(&serde_json::json!({
                     "logs": report.logs, "entries": report.entries, "quorum": report.quorum,
                     "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "notes": report.notes,
                     "duration_ms": started.elapsed().as_millis() as u64,
                 }))?;
             } else {
@@ -193,6 +195,9 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                             l.cosigned_by.join(", ")
                         }
                     ))?;
+                }
+                for n in &report.notes {
+                    p.note(n);
                 }
                 for pr in &report.problems {
                     p.problem(pr);
@@ -240,6 +245,9 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
             } else {
                 for (o, s) in &r.cosigned {
                     p.summary(format!("cosigned {o} at {s} entries"))?;
+                }
+                for n in &r.notes {
+                    p.note(n);
                 }
                 for a in &r.alarms {
                     p.problem(format!("ALARM {a}"));

@@ -95,6 +95,7 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<i32> {
             parallel: a.parallel,
             deletions,
             admin_keys,
+            cache_dir: g.cache_dir.clone(),
         },
         &bars,
     )?;

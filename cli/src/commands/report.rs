@@ -74,6 +74,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<i32> {
                 &OpenOptions {
                     s3: s.site.s3.clone(),
                     cache_dir: Some(s.site.cache_dir.clone()),
+                    freshness: g.freshness,
                 },
             )?;
             let access = if g.identity_file.is_some() || g.writer_key.is_some() {

@@ -1,0 +1,283 @@
+//! Appending to one's own log, and waiting for its witnesses.
+//!
+//! An append never signs over a history this machine signed differently: the (size, root) of
+//! the last checkpoint it signed is kept in client state, and a store that shows less (a
+//! hidden or rolled-back checkpoint) or another history is refused. Objects past the newest
+//! checkpoint that verifies under the log's key are leftovers (a crashed append) or squatters
+//! (anyone who may create an object): they authenticate nothing and are overwritten, so no
+//! leftover or junk name can stop a log. Two processes on one machine take turns through a
+//! lock file; a checkpoint of the same size that another appender signed first makes this
+//! one start over on the new head.
+
+use super::{leaves, prefix, read_entries, stored, Actor, Trusted};
+use crate::error::{Error, Result};
+use crate::repo::Repo;
+use coop_formats::tlog::{self, Checkpoint, Entry, Hash};
+use std::time::{Duration, Instant};
+
+/// What [`append`] did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub origin: String,
+    pub id: String,
+    /// Index of the first new entry.
+    pub first: u64,
+    /// The new tree size.
+    pub size: u64,
+    /// The root of the tree this append signed: a checkpoint proves it holds the new entries
+    /// when its tree has this one as a prefix.
+    pub root: Hash,
+}
+
+/// Holds this process's right to append to one log (a lock file in the cache directory).
+struct AppendLock(#[allow(dead_code)] Option<nix::fcntl::Flock<std::fs::File>>);
+
+fn append_lock(repo: &Repo, id: &str) -> Result<AppendLock> {
+    let Some(cache) = repo.cache_dir() else {
+        return Ok(AppendLock(None));
+    };
+    let dir = cache.join(repo.config.repo_id.to_hex());
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let p = dir.join(format!("log-{id}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    let l = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io(&p, std::io::Error::from(e)))?;
+    Ok(AppendLock(Some(l)))
+}
+
+/// The (size, root) this machine last signed for a log, in `<cache>/<repo id>/log-own-<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct OwnHead {
+    size: u64,
+    root: String,
+}
+
+fn own_path(repo: &Repo, id: &str) -> Option<std::path::PathBuf> {
+    repo.cache_dir().map(|c| {
+        c.join(repo.config.repo_id.to_hex())
+            .join(format!("log-own-{id}.json"))
+    })
+}
+
+fn load_own(repo: &Repo, id: &str) -> Option<OwnHead> {
+    let b = std::fs::read(own_path(repo, id)?).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn save_own(repo: &Repo, id: &str, head: &OwnHead) -> Result<()> {
+    use std::io::Write;
+    let Some(p) = own_path(repo, id) else {
+        return Ok(());
+    };
+    let tmp = p.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&serde_json::to_vec(head).expect("serializes"))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))
+}
+
+/// The newest checkpoint of `id` that verifies under `actor`'s key, and the entries it
+/// covers. Checkpoints above it that do not verify are ignored (junk, or a crash's leftover).
+fn head(repo: &Repo, actor: &Actor, origin: &str, id: &str) -> Result<(u64, Vec<Vec<u8>>)> {
+    let s = stored(repo, id)?;
+    for (&size, note) in s.checkpoints.iter().rev() {
+        let Ok(cp) = tlog::open_checkpoint(note, &actor.public()) else {
+            continue;
+        };
+        if cp.origin != origin || cp.size != size {
+            continue;
+        }
+        let es = read_entries(repo, &s, size)?;
+        if tlog::root(&leaves(&es)) != cp.root {
+            return Err(Error::damaged(
+                format!("{}/checkpoint/{size}", prefix(id)),
+                "the log's entries do not hash to its newest checkpoint (tampered); this log cannot be appended to",
+            ));
+        }
+        return Ok((size, es));
+    }
+    Ok((0, Vec::new()))
+}
+
+/// Refuses a store that shows less of this log than this machine signed, or another history.
+fn check_own(repo: &Repo, id: &str, size: u64, entries: &[Vec<u8>]) -> Result<()> {
+    let Some(own) = load_own(repo, id) else {
+        return Ok(());
+    };
+    let path = format!("{}/checkpoint/{}", prefix(id), own.size);
+    if size < own.size {
+        return Err(Error::damaged(
+            path,
+            format!(
+                "POSSIBLE ROLLBACK: this machine signed this log at {} entries, the store shows {size} \
+                 (a checkpoint was hidden or deleted); nothing is appended on a shorter history. \
+                 Run `coop log verify` and restore the log from another site's replica",
+                own.size
+            ),
+        ));
+    }
+    if super::b64(&tlog::root(&leaves(&entries[..own.size as usize]))) != own.root {
+        return Err(Error::damaged(
+            path,
+            "FORK: the log no longer holds the history this machine signed; nothing is appended. \
+             Run `coop log verify` on every site",
+        ));
+    }
+    Ok(())
+}
+
+/// How often an append starts over when another appender signed the same size first.
+const ATTEMPTS: usize = 5;
+
+/// Appends entries to the actor's log in `repo` and signs the new checkpoint.
+pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended> {
+    let origin = actor.origin(repo);
+    let id = tlog::log_id(&origin);
+    let _lock = append_lock(repo, &id)?;
+    let mut new = Vec::with_capacity(entries.len());
+    for e in entries {
+        let b = e.encode();
+        if b.len() > tlog::MAX_ENTRY {
+            return Err(Error::invalid("a log entry is longer than 65535 bytes"));
+        }
+        new.push(b);
+    }
+    for _ in 0..ATTEMPTS {
+        let (size, mut all) = head(repo, actor, &origin, &id)?;
+        check_own(repo, &id, size, &all)?;
+        all.extend(new.iter().cloned());
+        let new_size = all.len() as u64;
+        let cp = Checkpoint {
+            origin: origin.clone(),
+            size: new_size,
+            root: tlog::root(&leaves(&all)),
+        };
+        let cp_path = format!("{}/checkpoint/{new_size}", prefix(&id));
+        if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
+            // Another appender got to this size first: start over on its head.
+            continue;
+        }
+        // Every bundle the new entries touch, under its new width. Whatever is stored under
+        // those names belongs to no verified checkpoint and is replaced.
+        let mut n = size / tlog::BUNDLE;
+        while n * tlog::BUNDLE < new_size {
+            let start = n * tlog::BUNDLE;
+            let width = (new_size - start).min(tlog::BUNDLE);
+            let bytes = tlog::encode_bundle(&all[start as usize..(start + width) as usize]);
+            repo.store.put_replace(
+                &format!("{}/{}", prefix(&id), tlog::bundle_path(n, width)),
+                bytes,
+            )?;
+            n += 1;
+        }
+        crate::fault::point("log:after-bundles");
+        let note = tlog::sign_checkpoint(&cp, &actor.key);
+        if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
+            continue;
+        }
+        repo.store.put_replace(&cp_path, note.clone())?;
+        // Read back: a concurrent appender that wrote the same name last wins, and this one
+        // starts over.
+        match repo.store.get(&cp_path) {
+            Ok(b) if b[..] == note[..] => {}
+            Ok(_) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        save_own(
+            repo,
+            &id,
+            &OwnHead {
+                size: new_size,
+                root: super::b64(&cp.root),
+            },
+        )?;
+        crate::fault::point("log:after-checkpoint");
+        return Ok(Appended {
+            origin,
+            id,
+            first: size,
+            size: new_size,
+            root: cp.root,
+        });
+    }
+    Err(Error::Conflict {
+        what: format!(
+            "{}: other appenders kept signing this log first ({ATTEMPTS} attempts); try again",
+            prefix(&id)
+        ),
+    })
+}
+
+/// The checkpoint at `path` if it verifies under the actor's key for this size.
+fn signed_by_us(
+    repo: &Repo,
+    path: &str,
+    actor: &Actor,
+    origin: &str,
+    size: u64,
+) -> Result<Option<Checkpoint>> {
+    match repo.store.get(path) {
+        Ok(b) => Ok(tlog::open_checkpoint(&b, &actor.public())
+            .ok()
+            .filter(|cp| cp.origin == origin && cp.size == size)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until a checkpoint that provably contains the appended entries (its tree has the
+/// appended tree as a prefix, checked against the stored entries) carries `quorum` valid
+/// cosignatures of other sites. A cosigned checkpoint of the same size with another history
+/// does not count. Returns the cosigners.
+pub fn wait_for_quorum(
+    repo: &Repo,
+    appended: &Appended,
+    log_key: &[u8; 32],
+    trusted: &Trusted,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    if trusted.quorum == 0 {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    loop {
+        let s = stored(repo, &appended.id)?;
+        let mut best = Vec::new();
+        for (size, note) in s.checkpoints.range(appended.size..) {
+            let Ok(cp) = tlog::open_checkpoint(note, log_key) else {
+                continue;
+            };
+            if cp.origin != appended.origin || cp.size != *size {
+                continue;
+            }
+            let c = trusted.cosigners(&cp, s.cosignatures.get(size), log_key);
+            if (c.len() as u32) < trusted.quorum {
+                best = if c.len() > best.len() { c } else { best };
+                continue;
+            }
+            let Ok(es) = read_entries(repo, &s, *size) else {
+                continue;
+            };
+            let hashes = leaves(&es);
+            if tlog::root(&hashes) == cp.root
+                && tlog::root(&hashes[..appended.size as usize]) == appended.root
+            {
+                return Ok(c);
+            }
+        }
+        if started.elapsed() >= timeout {
+            return Err(Error::LogQuorum {
+                have: best.len() as u32,
+                need: trusted.quorum,
+                waited_secs: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500).min(timeout));
+    }
+}

@@ -1,0 +1,767 @@
+//! The access log in the store: one append-only Merkle log per signing key (each site's
+//! agent, each admin), witnessed by the other sites (SPEC section 24).
+//!
+//! One concern per file:
+//! - [`trust`]: whose logs and cosignatures count ([`Trusted`]): admin logs by key, never by
+//!   name; witnesses from the admin-signed writer list, revocation forward-only.
+//! - [`append`]: adding entries to the caller's own log ([`append()`]), never signing over a
+//!   history this machine signed differently, completing or superseding its own leftovers;
+//!   [`wait_for_quorum`] for a cosigned checkpoint that provably contains the new entry.
+//! - [`witness`]: cosigning other logs after checking them against what this witness saw.
+//! - [`verify`]: checking every log; only what a verified checkpoint covers is returned.
+//! - [`proof`]: a member's entries with inclusion proofs, checked offline.
+//! - [`deletions`]: deletions admins logged, which replicas follow.
+
+mod append;
+mod deletions;
+mod proof;
+mod trust;
+mod verify;
+mod witness;
+
+pub use append::{append, wait_for_quorum, Appended};
+pub use deletions::{
+    record_deletions, record_deletions_replaced, recorded_deletions, Deletions, FirstSeen,
+};
+pub use proof::{entries_about, verify_proven, ProvenEntry};
+pub use trust::{pinned_admin_keys, trusted, LogOwner, Trusted};
+pub use verify::{verify, LogContent, LogSummary, VerifyReport};
+pub use witness::{witness, WitnessReport};
+
+use crate::error::{Error, Result};
+use crate::keys::TenantKeys;
+use crate::repo::Repo;
+use coop_formats::tlog::{self, Checkpoint, Entry, Event, Hash, Reason};
+use std::collections::BTreeMap;
+
+/// Who writes a log: a name and a signing key.
+#[derive(Clone)]
+pub struct Actor {
+    pub name: String,
+    pub key: ed25519_dalek::SigningKey,
+}
+
+impl Actor {
+    /// The caller behind tenant keys: an admin (the coop signer) or a site writer.
+    pub fn of(keys: &TenantKeys) -> Actor {
+        let public = keys.signer.verifying_key().to_bytes();
+        let name = if keys.admin_keys.contains(&public) {
+            "admin".to_string()
+        } else {
+            keys.writer_name.clone()
+        };
+        Actor {
+            name,
+            key: keys.signer.clone(),
+        }
+    }
+
+    /// Who logs an action done with these keys: an admin, or a site's writer key. `None` for a
+    /// member acting on their own tenant with their own key (as with their own reads, nobody
+    /// else is involved, and their key writes no log).
+    pub fn logging(keys: &TenantKeys) -> Option<Actor> {
+        let a = Actor::of(keys);
+        (a.name == "admin" || keys.reader.is_none()).then_some(a)
+    }
+
+    /// A site's writer key (of this repository or another one), as a witness.
+    pub fn from_writer_key(wk: &coop_formats::writerkey::WriterKey) -> Actor {
+        Actor {
+            name: wk.name.clone(),
+            key: ed25519_dalek::SigningKey::from_bytes(&wk.signing_key),
+        }
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    pub fn origin(&self, repo: &Repo) -> String {
+        origin(repo, &self.name, &self.public())
+    }
+
+    /// The name this key cosigns under as a witness.
+    pub fn witness_name(&self) -> String {
+        witness_name(&self.name, &self.public())
+    }
+}
+
+/// A valid note key name: no spaces, no `+`.
+fn clean(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '+' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// `coop/<repo id, 16 hex>/<name>/<key, 8 hex>`: the log of one key in one repository.
+pub fn origin(repo: &Repo, name: &str, key: &[u8; 32]) -> String {
+    format!(
+        "coop/{}/{}/{}",
+        &repo.config.repo_id.to_hex()[..16],
+        clean(name),
+        &hex::encode(key)[..8]
+    )
+}
+
+pub fn witness_name(name: &str, key: &[u8; 32]) -> String {
+    format!("coop-witness/{}/{}", clean(name), &hex::encode(key)[..8])
+}
+
+/// The keyed tag a log entry names a tenant by: the tenant's readers and writers can
+/// recompute it (they hold its ID key); a storage site cannot link entries to tenants.
+pub fn tenant_tag(keys: &TenantKeys) -> String {
+    let k = blake3::derive_key("coop log tenant v1", &keys.id_key);
+    hex::encode(&blake3::keyed_hash(&k, &keys.tag).as_bytes()[..16])
+}
+
+fn prefix(id: &str) -> String {
+    format!("log/{id}")
+}
+
+/// What the store holds of one log.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub id: String,
+    /// Size → the checkpoint note's bytes.
+    pub checkpoints: BTreeMap<u64, Vec<u8>>,
+    /// Size → witness key id (hex) → cosignature line.
+    pub cosignatures: BTreeMap<u64, BTreeMap<String, Vec<u8>>>,
+    /// Bundle paths present (below `log/<id>/`) and their sizes.
+    pub bundles: BTreeMap<String, u64>,
+    /// Paths below `log/<id>/` that are none of the above.
+    pub strays: Vec<String>,
+}
+
+/// The largest checkpoint note read (a C2SP checkpoint with a few signatures is far smaller).
+const MAX_CHECKPOINT: u64 = 8 << 10;
+/// The largest cosignature line read.
+const MAX_COSIGNATURE: u64 = 1 << 10;
+/// The largest entry bundle read: 256 entries of at most 65535 bytes, each with its length.
+const MAX_BUNDLE: u64 = tlog::BUNDLE * (tlog::MAX_ENTRY as u64 + 2);
+
+/// Lists one log's objects (no key needed). Objects larger than their kind may be are
+/// strays, never read: a huge object under `log/` costs nothing but a note.
+pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
+    let mut s = Stored {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    let pre = format!("{}/", prefix(id));
+    for o in repo.store.list(&prefix(id))? {
+        let Some(rel) = o.path.strip_prefix(&pre) else {
+            continue;
+        };
+        if let Some(n) = rel.strip_prefix("checkpoint/") {
+            match n.parse::<u64>() {
+                Ok(size) if size.to_string() == n && o.size <= MAX_CHECKPOINT => {
+                    s.checkpoints
+                        .insert(size, repo.store.get(&o.path)?.to_vec());
+                }
+                _ => s.strays.push(o.path.clone()),
+            }
+        } else if let Some(rest) = rel.strip_prefix("cosignature/") {
+            match rest.split_once('/') {
+                Some((size, kid))
+                    if size.parse::<u64>().is_ok()
+                        && kid.len() == 8
+                        && kid.bytes().all(|b| b.is_ascii_hexdigit())
+                        && o.size <= MAX_COSIGNATURE =>
+                {
+                    s.cosignatures
+                        .entry(size.parse().expect("checked"))
+                        .or_default()
+                        .insert(kid.to_string(), repo.store.get(&o.path)?.to_vec());
+                }
+                _ => s.strays.push(o.path.clone()),
+            }
+        } else if rel.starts_with("entries/") && o.size <= MAX_BUNDLE {
+            s.bundles.insert(rel.to_string(), o.size);
+        } else {
+            s.strays.push(o.path.clone());
+        }
+    }
+    Ok(s)
+}
+
+/// Whether `path` (with its listed `size`) can be a log object: `log/<32 hex>/` and then a
+/// checkpoint, a cosignature or an entry bundle by their names, no larger than that kind may
+/// be. Replication copies nothing else under `log/`.
+pub fn is_log_object(path: &str, size: u64) -> bool {
+    let mut parts = path.splitn(3, '/');
+    let (Some("log"), Some(id), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return false;
+    }
+    let number = |n: &str| n.parse::<u64>().is_ok_and(|v| v.to_string() == n);
+    if let Some(n) = rel.strip_prefix("checkpoint/") {
+        return number(n) && size <= MAX_CHECKPOINT;
+    }
+    if let Some(rest) = rel.strip_prefix("cosignature/") {
+        return rest.split_once('/').is_some_and(|(n, kid)| {
+            number(n)
+                && kid.len() == 8
+                && kid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }) && size <= MAX_COSIGNATURE;
+    }
+    if rel.starts_with("entries/") {
+        return bundle_end(path).is_some() && size <= MAX_BUNDLE;
+    }
+    false
+}
+
+/// The index after the last entry of the bundle at `path` (`log/<id>/entries/...`), if the
+/// name is one.
+pub fn bundle_end(path: &str) -> Option<u64> {
+    let rest = path.splitn(3, '/').nth(2)?.strip_prefix("entries/")?;
+    let (tile, width) = match rest.split_once(".p/") {
+        Some((t, w)) => {
+            let v = w.parse::<u64>().ok()?;
+            ((1..tlog::BUNDLE).contains(&v) && v.to_string() == w).then_some((t, v))?
+        }
+        None => (rest, tlog::BUNDLE),
+    };
+    let n = tlog::parse_tile_index(tile).filter(|n| tlog::tile_index_path(*n) == tile)?;
+    Some(n * tlog::BUNDLE + width)
+}
+
+/// Every log id in the repository.
+pub fn log_ids(repo: &Repo) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = repo
+        .store
+        .list("log")?
+        .into_iter()
+        .filter_map(|o| o.path.split('/').nth(1).map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Reads entries `0..size` from the bundles the listing `s` showed.
+pub fn read_entries(repo: &Repo, s: &Stored, size: u64) -> Result<Vec<Vec<u8>>> {
+    let id = &s.id;
+    let mut out = Vec::with_capacity(size.min(1 << 20) as usize);
+    let mut n = 0;
+    while n * tlog::BUNDLE < size {
+        let width = (size - n * tlog::BUNDLE).min(tlog::BUNDLE);
+        let rel = tlog::bundle_path(n, width);
+        let path = format!("{}/{rel}", prefix(id));
+        if !s.bundles.contains_key(&rel) {
+            return Err(Error::damaged(
+                &path,
+                format!(
+                    "the log's entries {}..{} are missing (or larger than a bundle may be)",
+                    n * 256,
+                    n * 256 + width
+                ),
+            ));
+        }
+        let b = match repo.store.get(&path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::damaged(
+                    &path,
+                    format!(
+                        "the log's entries {}..{} are missing",
+                        n * 256,
+                        n * 256 + width
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let es = tlog::decode_bundle(&b).map_err(|e| Error::damaged(&path, e))?;
+        if es.len() as u64 != width {
+            return Err(Error::damaged(
+                &path,
+                format!("holds {} entries where {width} belong", es.len()),
+            ));
+        }
+        out.extend(es);
+        n += 1;
+    }
+    Ok(out)
+}
+
+fn b64(h: &Hash) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+fn leaves(entries: &[Vec<u8>]) -> Vec<Hash> {
+    entries.iter().map(|e| tlog::leaf_hash(e)).collect()
+}
+
+/// A new entry about `tenant` (if any), by `actor`, now.
+pub fn entry(
+    actor: &Actor,
+    event: Event,
+    tenant: Option<&TenantKeys>,
+    reason: Option<Reason>,
+    object: Option<String>,
+) -> Entry {
+    Entry {
+        ty: tlog::ENTRY_TYPE.into(),
+        time: crate::now_rfc3339(),
+        event,
+        actor: hex::encode(actor.public()),
+        actor_name: actor.name.clone(),
+        tenant: tenant.map(tenant_tag),
+        reason,
+        object,
+        data: Default::default(),
+        detail: None,
+    }
+}
+
+/// Records one event in the caller's log; a failure is returned for the caller to report
+/// (a backup that succeeded stays done).
+pub fn record(
+    repo: &Repo,
+    keys: &TenantKeys,
+    event: Event,
+    reason: Option<Reason>,
+    object: Option<String>,
+) -> Result<Option<Appended>> {
+    let Some(actor) = Actor::logging(keys) else {
+        return Ok(None);
+    };
+    append(
+        repo,
+        &actor,
+        &[entry(&actor, event, Some(keys), reason, object)],
+    )
+    .map(Some)
+}
+
+/// The newest checkpoint of a stored log that verifies under `key` for `origin` and names
+/// its own size. Checkpoints above it are junk or forgeries and authenticate nothing.
+fn newest_verified(s: &Stored, key: &[u8; 32], origin: &str) -> Option<Checkpoint> {
+    s.checkpoints.iter().rev().find_map(|(&size, note)| {
+        tlog::open_checkpoint(note, key)
+            .ok()
+            .filter(|cp| cp.origin == origin && cp.size == size)
+    })
+}
+
+/// The time (Unix seconds) of the newest cosignature by a trusted witness on any trusted log
+/// of the repository, looking only at each log's newest cosigned checkpoint (a listing and a
+/// few small reads per log). `None`: no valid cosignature at all.
+pub fn newest_cosignature(repo: &Repo, trusted: &Trusted) -> Result<Option<u64>> {
+    let by_id = trusted.by_id();
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for o in repo.store.list("log")? {
+        if !is_log_object(&o.path, o.size) {
+            continue;
+        }
+        let parts: Vec<&str> = o.path.split('/').collect();
+        if parts.get(2) == Some(&"cosignature") {
+            if let Some(n) = parts.get(3).and_then(|n| n.parse::<u64>().ok()) {
+                let e = sizes.entry(parts[1].to_string()).or_default();
+                *e = (*e).max(n);
+            }
+        }
+    }
+    let mut newest = None;
+    for (id, size) in sizes {
+        let Some((origin, owner)) = by_id.get(&id) else {
+            continue;
+        };
+        let Ok(note) = repo
+            .store
+            .get(&format!("{}/checkpoint/{size}", prefix(&id)))
+        else {
+            continue;
+        };
+        let Ok(cp) = tlog::open_checkpoint(&note, &owner.key) else {
+            continue;
+        };
+        if cp.origin != *origin {
+            continue;
+        }
+        let lines: BTreeMap<String, Vec<u8>> = repo
+            .store
+            .list(&format!("{}/cosignature/{size}", prefix(&id)))?
+            .into_iter()
+            .filter(|o| o.size <= MAX_COSIGNATURE)
+            .filter_map(|o| {
+                let kid = o.path.rsplit('/').next()?.to_string();
+                Some((kid, repo.store.get(&o.path).ok()?.to_vec()))
+            })
+            .collect();
+        for (name, key) in &trusted.witnesses {
+            if *key == owner.key {
+                continue;
+            }
+            let kid = format!("{:08x}", tlog::key_id(name, key, true));
+            if let Some(t) = lines
+                .get(&kid)
+                .and_then(|l| tlog::verify_cosignature(&cp, l, name, key).ok())
+            {
+                newest = newest.max(Some(t));
+            }
+        }
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, Repo, Actor) {
+        let d = tempfile::tempdir().unwrap();
+        let (_, r) = coop_formats::crypt::generate_identity();
+        let (mut repo, _) = Repo::init(
+            d.path().join("r").to_str().unwrap(),
+            vec![r],
+            crate::now_rfc3339(),
+        )
+        .unwrap();
+        repo.cache_dir = Some(d.path().join("cache"));
+        let actor = Actor {
+            name: "admin".into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        };
+        (d, repo, actor)
+    }
+
+    fn e(actor: &Actor, i: usize) -> Entry {
+        let mut x = entry(actor, Event::Backup, None, None, Some(format!("{i:064x}")));
+        x.tenant = Some(hex::encode([i as u8; 16]));
+        x
+    }
+
+    #[test]
+    fn appends_across_bundles_verify_and_prove() {
+        let (_d, repo, actor) = repo();
+        for batch in [1usize, 254, 3, 300] {
+            let es: Vec<Entry> = (0..batch).map(|i| e(&actor, i)).collect();
+            append(&repo, &actor, &es).unwrap();
+        }
+        let t = trusted(&repo, &[actor.public()]).unwrap();
+        let (rep, contents) = verify(&repo, &t).unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(rep.entries, 558);
+        let proven = entries_about(&contents, &t, &hex::encode([7u8; 16]));
+        assert!(!proven.is_empty());
+        for p in &proven {
+            assert_eq!(verify_proven(p, &t.witnesses), Ok(vec![]));
+        }
+    }
+
+    fn admin_trust(repo: &Repo, admin: &Actor) -> Trusted {
+        trusted(repo, &[admin.public()]).unwrap()
+    }
+
+    fn delete_entry(actor: &Actor, paths: &[&str]) -> Entry {
+        let mut x = entry(actor, Event::Delete, None, None, None);
+        x.data.insert("paths".into(), serde_json::json!(paths));
+        x
+    }
+
+    /// The keyless site's attack: a bundle with a delete entry and a checkpoint whose
+    /// signature is zeros, on top of the admin's real log.
+    #[test]
+    fn a_forged_checkpoint_authenticates_nothing_and_deletes_nothing() {
+        let (_d, repo, admin) = repo();
+        append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+        let id = tlog::log_id(&admin.origin(&repo));
+        let mut forged = delete_entry(&admin, &["packs/x/aa", "snapshots/x/bb"]);
+        forged.time = "2000-01-01T00:00:00Z".into();
+        let mut all = read_entries(&repo, &stored(&repo, &id).unwrap(), 1).unwrap();
+        all.push(forged.encode());
+        repo.store
+            .put(
+                &format!("log/{id}/{}", tlog::bundle_path(0, 2)),
+                tlog::encode_bundle(&all),
+            )
+            .unwrap();
+        let cp = Checkpoint {
+            origin: admin.origin(&repo),
+            size: 2,
+            root: tlog::root(&leaves(&all)),
+        };
+        let mut note = cp.body().into_bytes();
+        use base64::Engine;
+        note.extend_from_slice(
+            format!(
+                "\n\u{2014} {} {}\n",
+                cp.origin,
+                base64::engine::general_purpose::STANDARD.encode([0u8; 68])
+            )
+            .as_bytes(),
+        );
+        repo.store
+            .put(&format!("log/{id}/checkpoint/2"), note)
+            .unwrap();
+        let t = admin_trust(&repo, &admin);
+        let (rep, contents) = verify(&repo, &t).unwrap();
+        assert!(
+            rep.problems
+                .iter()
+                .any(|p| p.object.ends_with("checkpoint/2")
+                    && p.kind == crate::damage::ProblemKind::Forged),
+            "{:?}",
+            rep.problems
+        );
+        assert_eq!(
+            contents[0].entries.len(),
+            1,
+            "only what a valid checkpoint covers"
+        );
+        let mut seen = FirstSeen::default();
+        let d = recorded_deletions(&contents, &t, &mut seen);
+        assert!(d.get("packs/x/aa").is_none());
+        // The admin's next append supersedes the forgery.
+        let a = append(&repo, &admin, &[e(&admin, 2)]).unwrap();
+        assert_eq!((a.first, a.size), (1, 2));
+        let (rep, contents) = verify(&repo, &t).unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(contents[0].entries.len(), 2);
+    }
+
+    /// A writer key (even one named `admin`) cannot log deletions that count, nor accesses,
+    /// and an entry naming another actor counts nowhere.
+    #[test]
+    fn authority_comes_from_keys_not_names() {
+        let (_d, repo, admin) = repo();
+        let thief = Actor {
+            name: "admin".into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        };
+        let mut t = admin_trust(&repo, &admin);
+        t.logs.insert(
+            thief.origin(&repo),
+            LogOwner {
+                key: thief.public(),
+                name: "admin".into(),
+                admin: false,
+            },
+        );
+        let mut access = entry(
+            &thief,
+            Event::Export,
+            None,
+            Some(Reason::LegalRequest),
+            None,
+        );
+        access.tenant = Some(hex::encode([1u8; 16]));
+        // A copy of a recovery request, with the thief's own ephemeral key.
+        let mut request = entry(
+            &thief,
+            Event::RecoveryRequest,
+            None,
+            None,
+            Some("r1".into()),
+        );
+        request.data.insert("ephemeral".into(), "age1thief".into());
+        append(
+            &repo,
+            &thief,
+            &[delete_entry(&thief, &["packs/x/aa"]), access, request],
+        )
+        .unwrap();
+        // In the admin's own log, an entry that names the thief as its actor.
+        let mut foreign = delete_entry(&thief, &["packs/x/bb"]);
+        foreign.actor = hex::encode(thief.public());
+        append(&repo, &admin, &[foreign]).unwrap();
+        let (rep, contents) = verify(&repo, &t).unwrap();
+        let forged = |what: &str| {
+            rep.problems
+                .iter()
+                .any(|p| p.kind == crate::damage::ProblemKind::Forged && p.message.contains(what))
+        };
+        assert!(forged("only an admin's log"), "{:?}", rep.problems);
+        assert!(forged("names actor"), "{:?}", rep.problems);
+        let d = recorded_deletions(&contents, &t, &mut FirstSeen::default());
+        assert!(d.get("packs/x/aa").is_none() && d.get("packs/x/bb").is_none());
+        let about = entries_about(&contents, &t, &hex::encode([1u8; 16]));
+        assert!(
+            about.is_empty(),
+            "a writer's access entry reaches no export"
+        );
+        let thiefs = contents.iter().find(|c| !c.admin).unwrap();
+        assert_eq!(
+            thiefs.rejected.len(),
+            2,
+            "the export and the recovery request"
+        );
+        assert!(thiefs
+            .accepted()
+            .all(|(_, e)| e.event != Event::RecoveryRequest && !e.event.is_access()));
+    }
+
+    /// A store that hides this machine's newest checkpoint gets no append on the shorter
+    /// history; a checkpoint of the right size with another history satisfies no quorum.
+    #[test]
+    fn hidden_checkpoints_and_other_histories_are_refused() {
+        let (_d, repo, admin) = repo();
+        append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+        let a2 = append(&repo, &admin, &[e(&admin, 2)]).unwrap();
+        let id = a2.id.clone();
+        let hidden = repo.store.get(&format!("log/{id}/checkpoint/2")).unwrap();
+        repo.store
+            .delete(&format!("log/{id}/checkpoint/2"))
+            .unwrap();
+        let err = append(&repo, &admin, &[e(&admin, 3)]).unwrap_err();
+        assert!(crate::error::chain(&err).contains("ROLLBACK"), "{err}");
+        repo.store
+            .put(&format!("log/{id}/checkpoint/2"), hidden.to_vec())
+            .unwrap();
+        // A witness cosigns size 2; an appender told of another tree of size 2 (as a
+        // second machine would have signed on the shorter log) is not satisfied by it.
+        let w = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let wname = witness_name("pi", &w.verifying_key().to_bytes());
+        let mut t = admin_trust(&repo, &admin);
+        t.witnesses
+            .push((wname.clone(), w.verifying_key().to_bytes()));
+        t.quorum = 1;
+        let cp = tlog::open_checkpoint(&hidden, &admin.public()).unwrap();
+        let kid = format!(
+            "{:08x}",
+            tlog::key_id(&wname, &w.verifying_key().to_bytes(), true)
+        );
+        repo.store
+            .put(
+                &format!("log/{id}/cosignature/2/{kid}"),
+                tlog::cosign(&cp, &wname, &w, 1),
+            )
+            .unwrap();
+        let quick = std::time::Duration::from_millis(10);
+        assert_eq!(
+            wait_for_quorum(&repo, &a2, &admin.public(), &t, quick).unwrap(),
+            vec![wname]
+        );
+        let other = Appended {
+            root: [3; 32],
+            ..a2.clone()
+        };
+        assert!(matches!(
+            wait_for_quorum(&repo, &other, &admin.public(), &t, quick),
+            Err(Error::LogQuorum { .. })
+        ));
+    }
+
+    /// A crash between the bundles and the checkpoint, and junk under the next names, leave a
+    /// log the next append continues.
+    #[test]
+    fn leftovers_and_squatters_do_not_stop_the_log() {
+        let (_d, repo, admin) = repo();
+        let a = append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+        for (path, junk) in [
+            (tlog::bundle_path(0, 2), b"leftover".to_vec()),
+            ("checkpoint/2".to_string(), b"squatter".to_vec()),
+            ("checkpoint/3".to_string(), b"squatter".to_vec()),
+            ("not-a-log-name".to_string(), b"junk".to_vec()),
+        ] {
+            repo.store
+                .put(&format!("log/{}/{path}", a.id), junk)
+                .unwrap();
+        }
+        let b = append(&repo, &admin, &[e(&admin, 2)]).unwrap();
+        assert_eq!(b.size, 2);
+        let c = append(&repo, &admin, &[e(&admin, 3)]).unwrap();
+        assert_eq!(c.size, 3);
+        let t = admin_trust(&repo, &admin);
+        let (rep, contents) = verify(&repo, &t).unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(rep.notes.len(), 1, "{:?}", rep.notes);
+        assert_eq!(contents[0].entries.len(), 3);
+    }
+
+    /// A revoked witness's cosignatures from before its revocation still count; later ones
+    /// do not, and neither counts as a forgery.
+    #[test]
+    fn revocation_is_forward_only() {
+        let (_d, repo, admin) = repo();
+        let a = append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+        let w = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let wk = w.verifying_key().to_bytes();
+        let wname = witness_name("vm", &wk);
+        let mut t = admin_trust(&repo, &admin);
+        t.revoked_witnesses.push((wname.clone(), wk, 1_000));
+        let note = repo
+            .store
+            .get(&format!("log/{}/checkpoint/1", a.id))
+            .unwrap();
+        let cp = tlog::open_checkpoint(&note, &admin.public()).unwrap();
+        let kid = format!("{:08x}", tlog::key_id(&wname, &wk, true));
+        let lines = |time| BTreeMap::from([(kid.clone(), tlog::cosign(&cp, &wname, &w, time))]);
+        assert_eq!(
+            t.cosigners(&cp, Some(&lines(999)), &admin.public()),
+            vec![wname.clone()]
+        );
+        assert!(t
+            .cosigners(&cp, Some(&lines(1_000)), &admin.public())
+            .is_empty());
+    }
+
+    #[test]
+    fn log_object_names() {
+        let id = "0123456789abcdef0123456789abcdef";
+        for (rel, size, ok) in [
+            ("checkpoint/12", 300, true),
+            ("checkpoint/012", 300, false),
+            ("checkpoint/12", 9 << 10, false),
+            ("cosignature/12/0a0b0c0d", 200, true),
+            ("cosignature/12/0A0B0C0D", 200, false),
+            ("cosignature/12/0a0b0c0d", 20 << 20, false),
+            ("entries/000", 100, true),
+            ("entries/000.p/9", 100, true),
+            ("entries/x001/234", 100, true),
+            ("entries/000.p/256", 100, false),
+            ("entries/0", 100, false),
+            ("junk", 1, false),
+        ] {
+            assert_eq!(is_log_object(&format!("log/{id}/{rel}"), size), ok, "{rel}");
+        }
+        assert_eq!(bundle_end(&format!("log/{id}/entries/000.p/9")), Some(9));
+        assert_eq!(bundle_end(&format!("log/{id}/entries/001")), Some(512));
+        assert!(!is_log_object("log/short/checkpoint/1", 1));
+    }
+
+    /// Figures for the note: `cargo test -p coop-agent --release log::tests::figures -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn figures() {
+        let (d, repo, actor) = repo();
+        let n = 100_000;
+        let t0 = std::time::Instant::now();
+        for b in 0..100 {
+            let es: Vec<Entry> = (0..n / 100).map(|i| e(&actor, b * 1000 + i)).collect();
+            append(&repo, &actor, &es).unwrap();
+        }
+        let appended = t0.elapsed();
+        let bytes: u64 = walk(&d.path().join("r/log"));
+        let t = trusted(&repo, &[actor.public()]).unwrap();
+        let t1 = std::time::Instant::now();
+        let (rep, _) = verify(&repo, &t).unwrap();
+        assert!(rep.problems.is_empty());
+        println!(
+            "{n} entries in 100 appends: {:.1} s; {} bytes stored ({:.0} bytes per entry, all partial bundles and checkpoints included); verify {:.2} s",
+            appended.as_secs_f64(),
+            bytes,
+            bytes as f64 / n as f64,
+            t1.elapsed().as_secs_f64()
+        );
+    }
+
+    fn walk(p: &std::path::Path) -> u64 {
+        let mut n = 0;
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            n += if m.is_dir() { walk(&e.path()) } else { m.len() };
+        }
+        n
+    }
+}

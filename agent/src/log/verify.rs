@@ -1,0 +1,262 @@
+//! Checking every log of a repository.
+//!
+//! A log's owner is found from the trusted keys (never from what the store says), its head is
+//! its newest checkpoint that verifies under the owner's key, and only the entries that head
+//! covers are returned. Every older checkpoint must be a prefix of the head; an entry whose
+//! actor is not the log's own key, or a writer's entry of an event only admins may log, is
+//! flagged as forged and counted nowhere. Junk that authenticates nothing (stray names, logs
+//! of no known key, cosignatures of no trusted witness) is noted, not counted, and stops
+//! nothing.
+
+use super::trust::admin_only;
+use super::{b64, leaves, newest_verified, prefix, read_entries, stored, Stored, Trusted};
+use crate::damage::Problem;
+use crate::error::Result;
+use crate::repo::Repo;
+use coop_formats::tlog::{self, Entry};
+use std::collections::BTreeSet;
+
+/// One log as [`verify`] saw it.
+#[derive(Debug, serde::Serialize)]
+pub struct LogSummary {
+    pub origin: String,
+    pub actor: String,
+    /// An admin's log (by key).
+    pub admin: bool,
+    pub size: u64,
+    pub checkpoints: usize,
+    /// Witnesses whose cosignature on the newest cosigned checkpoint verifies.
+    pub cosigned_by: Vec<String>,
+    /// The largest size carrying the quorum (None: none does).
+    pub witnessed_size: Option<u64>,
+    /// Entries flagged as forged (another actor, or an admin's event in a writer's log).
+    pub rejected: usize,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub logs: Vec<LogSummary>,
+    pub entries: u64,
+    pub quorum: u32,
+    pub problems: Vec<Problem>,
+    /// Harmless junk that was ignored.
+    pub notes: Vec<String>,
+}
+
+/// The verified entries of one log, with what proves them.
+pub struct LogContent {
+    pub id: String,
+    pub origin: String,
+    /// Entries `0..head`: exactly what the newest verifying checkpoint covers.
+    pub entries: Vec<Vec<u8>>,
+    pub stored: Stored,
+    pub key: [u8; 32],
+    /// An admin's log (by key).
+    pub admin: bool,
+    /// No fork, rollback or inconsistent checkpoint was found in it.
+    pub sound: bool,
+    /// The largest size carrying the quorum of cosignatures (`None`: none does).
+    pub witnessed: Option<u64>,
+    /// Indexes of entries flagged as forged.
+    pub rejected: BTreeSet<usize>,
+}
+
+impl LogContent {
+    /// The entries that count: decoded, by the log's own key, and allowed for its owner.
+    pub fn accepted(&self) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        self.entries.iter().enumerate().filter_map(|(i, b)| {
+            if self.rejected.contains(&i) {
+                return None;
+            }
+            Entry::decode(b).ok().map(|e| (i, e))
+        })
+    }
+
+    /// Whether entry `i` is covered by a checkpoint the quorum cosigned (always, with a
+    /// quorum of 0).
+    pub fn is_witnessed(&self, i: usize, quorum: u32) -> bool {
+        quorum == 0 || self.witnessed.is_some_and(|w| (i as u64) < w)
+    }
+}
+
+/// Checks every log of the repository (see the module docs).
+pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogContent>)> {
+    let mut rep = VerifyReport {
+        quorum: trusted.quorum,
+        ..Default::default()
+    };
+    let mut contents = Vec::new();
+    let by_id = trusted.by_id();
+    for id in super::log_ids(repo)? {
+        let Some((origin, owner)) = by_id.get(&id) else {
+            rep.notes.push(format!(
+                "log/{id}: the log of no known writer or admin of this repository (ignored)"
+            ));
+            continue;
+        };
+        let s = stored(repo, &id)?;
+        for p in &s.strays {
+            rep.notes
+                .push(format!("{p}: not a log object (stray name; ignored)"));
+        }
+        let key = owner.key;
+        let Some(head) = newest_verified(&s, &key, origin) else {
+            if !s.checkpoints.is_empty() || !s.bundles.is_empty() {
+                rep.problems.push(Problem::damaged(
+                    &prefix(&id),
+                    format!(
+                        "no checkpoint verifies under the key of {origin} (deleted or replaced?)"
+                    ),
+                ));
+            }
+            continue;
+        };
+        let size = head.size;
+        for sz in s.checkpoints.range(size + 1..).map(|(k, _)| *k) {
+            rep.problems.push(Problem::forged(
+                &format!("{}/checkpoint/{sz}", prefix(&id)),
+                "does not verify under the log's key (ignored; the log ends at its newest valid checkpoint)",
+            ));
+        }
+        let entries = match read_entries(repo, &s, size) {
+            Ok(e) => e,
+            Err(e) => {
+                rep.problems
+                    .push(Problem::damaged(&prefix(&id), crate::error::chain(&e)));
+                continue;
+            }
+        };
+        let hashes = leaves(&entries);
+        if tlog::root(&hashes) != head.root {
+            rep.problems.push(Problem::damaged(
+                &format!("{}/checkpoint/{size}", prefix(&id)),
+                "the entries do not hash to the newest checkpoint's root (changed, deleted or reordered entries)",
+            ));
+            continue;
+        }
+        let mut sound = true;
+        let mut witnessed = None;
+        let mut cosigned_by = Vec::new();
+        let mut uncounted = 0usize;
+        for (sz, note) in s.checkpoints.range(..=size) {
+            let path = format!("{}/checkpoint/{sz}", prefix(&id));
+            match tlog::open_checkpoint(note, &key) {
+                Ok(cp) if cp.origin != *origin || cp.size != *sz => {
+                    rep.problems
+                        .push(Problem::forged(&path, "names another log or size"));
+                    sound = false;
+                }
+                Ok(cp) if tlog::root(&hashes[..*sz as usize]) != cp.root => {
+                    rep.problems.push(Problem::damaged(
+                        &path,
+                        "FORK: this checkpoint's tree is not a prefix of the log's newest one (the log's owner signed two histories)",
+                    ));
+                    sound = false;
+                }
+                Ok(cp) => {
+                    let lines = s.cosignatures.get(sz);
+                    let c = trusted.cosigners(&cp, lines, &key);
+                    uncounted += lines.map_or(0, |l| l.len()).saturating_sub(c.len());
+                    if c.len() as u32 >= trusted.quorum.max(1) {
+                        witnessed = Some(*sz);
+                        cosigned_by = c;
+                    } else if !c.is_empty() && witnessed.is_none() {
+                        cosigned_by = c;
+                    }
+                }
+                Err(e) => {
+                    rep.problems.push(Problem::forged(&path, e));
+                }
+            }
+        }
+        if uncounted > 0 {
+            rep.notes.push(format!(
+                "{}: {uncounted} cosignature(s) by no trusted witness, or by a revoked one after its revocation (not counted)",
+                prefix(&id)
+            ));
+        }
+        for sz in s.cosignatures.keys() {
+            if !s.checkpoints.contains_key(sz) {
+                rep.problems.push(Problem::damaged(
+                    &format!("{}/cosignature/{sz}", prefix(&id)),
+                    "cosignatures of a checkpoint that is not there (a checkpoint was hidden or deleted?)",
+                ));
+            }
+        }
+        let mut rejected = BTreeSet::new();
+        let own = hex::encode(key);
+        for (i, b) in entries.iter().enumerate() {
+            let object = format!("{} entry {i}", prefix(&id));
+            match Entry::decode(b) {
+                Err(err) => {
+                    rep.problems.push(Problem::damaged(&object, err));
+                    rejected.insert(i);
+                }
+                Ok(e) if e.actor != own => {
+                    rep.problems.push(Problem::forged(
+                        &object,
+                        format!(
+                            "names actor {} ({}) but is in the log of {origin}",
+                            e.actor, e.actor_name
+                        ),
+                    ));
+                    rejected.insert(i);
+                }
+                Ok(e) if !owner.admin && admin_only(e.event) => {
+                    rep.problems.push(Problem::forged(
+                        &object,
+                        format!(
+                            "a {} event in a site writer's log: only an admin's log may hold one (a stolen agent key?)",
+                            serde_json::to_value(e.event)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default()
+                        ),
+                    ));
+                    rejected.insert(i);
+                }
+                Ok(_) => {}
+            }
+        }
+        if sound {
+            let alarm = crate::state::observe_log(
+                repo.cache_dir(),
+                &repo.config.repo_id,
+                &repo.store.location(),
+                origin,
+                size,
+                &b64(&tlog::root(&hashes)),
+                |old, old_root| {
+                    old <= size && b64(&tlog::root(&hashes[..old as usize])) == old_root
+                },
+            );
+            if let Some(a) = alarm {
+                rep.problems.push(Problem::damaged(&prefix(&id), a));
+                sound = false;
+            }
+        }
+        rep.entries += size;
+        rep.logs.push(LogSummary {
+            origin: origin.clone(),
+            actor: owner.name.clone(),
+            admin: owner.admin,
+            size,
+            checkpoints: s.checkpoints.len(),
+            cosigned_by,
+            witnessed_size: witnessed,
+            rejected: rejected.len(),
+        });
+        contents.push(LogContent {
+            id,
+            origin: origin.clone(),
+            entries,
+            stored: s,
+            key,
+            admin: owner.admin,
+            sound,
+            witnessed,
+            rejected,
+        });
+    }
+    Ok((rep, contents))
+}
