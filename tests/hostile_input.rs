@@ -533,3 +533,139 @@ fn deep_tree_backs_up_and_restores() {
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_same_tree(&src, &restored(&env, "out", &src));
 }
+
+/// Fails if `out` holds a control character (C0 but the line ends, DEL, C1) a terminal
+/// would act on.
+fn assert_no_raw_controls(what: &str, out: &[u8]) {
+    let text = String::from_utf8_lossy(out);
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c != '\n' && (c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c)))
+        .collect();
+    assert!(bad.is_empty(), "{what} prints raw {bad:?}: {text:?}");
+    // A line break in a name does not start a line of its own.
+    assert!(
+        !text.lines().any(|l| l.starts_with("fake")),
+        "{what} breaks a name over lines: {text:?}"
+    );
+}
+
+/// Issue 28, finding 9: a member names her files and a symlink with clipboard-write (OSC 52),
+/// title, clear-screen, carriage-return, newline and C1 sequences, and the snapshot's host and
+/// tag carry them too. Nothing printed for a person holds a raw control character (they are
+/// shown as `\x1b`, `\r`, `\n`, ...); `--json` gives the exact names.
+#[test]
+fn control_characters_in_names_never_reach_the_terminal() {
+    let env = Env::new();
+    let src = env.p("member");
+    let names: [&str; 5] = [
+        "clip\x1b]52;c;cHduZWQK\x07",
+        "clear\x1b[2J\x1b[H",
+        "cr\rfake",
+        "nl\nfake",
+        "c1\u{9b}31m",
+    ];
+    let script = r#"
+import os, sys
+for n in sys.argv[1:]:
+    with open(n, "w") as f:
+        f.write("x")
+os.symlink("target\x1b]0;title\x07", "link\x1b[31m")
+"#;
+    as_member(&env, &src, script, &names);
+    let host = "host\x1b]0;owned\x07";
+    let tag = "tag\x1b[2J";
+    let o = env.coop(&[
+        "-v",
+        "backup",
+        "--host",
+        host,
+        "--tag",
+        tag,
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_no_raw_controls("backup -v (stdout)", &o.stdout);
+    assert_no_raw_controls("backup -v (stderr)", &o.stderr);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("clip\\x1b]52;c;cHduZWQK\\x07"), "{err}");
+    // A second snapshot with one more such name, for diff.
+    as_member(&env, &src, "open('new\\x1b[2Jfile', 'w').write('y')", &[]);
+    env.ok(&[
+        "backup",
+        "--host",
+        host,
+        "--tag",
+        tag,
+        src.to_str().unwrap(),
+    ]);
+    let snaps = env.snapshots();
+    let (a, b) = (
+        snaps[0]["id"].as_str().unwrap().to_string(),
+        snaps[1]["id"].as_str().unwrap().to_string(),
+    );
+    for args in [
+        vec!["ls", "latest"],
+        vec!["ls", "-l", "latest"],
+        vec!["diff", &a, &b],
+        vec!["snapshots"],
+    ] {
+        let o = env.coop(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_no_raw_controls(&format!("{args:?} (stdout)"), &o.stdout);
+        assert_no_raw_controls(&format!("{args:?} (stderr)"), &o.stderr);
+        let out = String::from_utf8_lossy(&o.stdout);
+        let shown = match args[0] {
+            "snapshots" => "host\\x1b]0;owned\\x07",
+            "diff" => "new\\x1b[2Jfile",
+            _ => "nl\\nfake",
+        };
+        assert!(out.contains(shown), "{args:?}: {out}");
+    }
+    // Restore messages: a directory in the way of two of her files makes them fail.
+    let in_target = restored(&env, "rt", &src);
+    fs::create_dir_all(in_target.join("nl\nfake")).unwrap();
+    fs::create_dir_all(in_target.join("clip\x1b]52;c;cHduZWQK\x07")).unwrap();
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("rt").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_raw_controls("restore (stdout)", &o.stdout);
+    assert_no_raw_controls("restore (stderr)", &o.stderr);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("FAILED") && err.contains("nl\\nfake"), "{err}");
+    // JSON keeps every name exactly.
+    let o = env.coop(&["--json", "ls", "latest"]);
+    assert!(o.status.success());
+    let paths: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for n in names.iter().chain(&["link\x1b[31m", "new\x1b[2Jfile"]) {
+        assert!(
+            paths.iter().any(|p| p.ends_with(&format!("/{n}"))),
+            "{n:?} not in {paths:?}"
+        );
+    }
+    let snaps = env.snapshots();
+    assert_eq!(snaps[0]["host"], host);
+    assert_eq!(snaps[0]["tags"][0], tag);
+}
