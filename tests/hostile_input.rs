@@ -463,3 +463,484 @@ fn closed_pipe_is_quiet() {
         assert_eq!(code.trim(), "0", "coop {cmd} | head -c 1: exit {code}");
     }
 }
+
+/// The unprivileged member of the tests of issue 28 (nobody), and the Python she runs (the
+/// system's, which she can read).
+const MEMBER: u32 = 65534;
+const MEMBER_PYTHON: &str = "/usr/bin/python3";
+
+/// Runs a Python script as the member (when the tests run as root) in `dir`, which is made
+/// hers first; `args` follow the script. Returns its standard output.
+fn as_member(env: &Env, dir: &Path, script: &str, args: &[&str]) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let mut c = if is_root() {
+        // She can reach her directory (the test's temporary directory is root's, 0700).
+        fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::chown(dir, Some(MEMBER), Some(MEMBER)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={MEMBER}"),
+            &format!("--regid={MEMBER}"),
+            "--clear-groups",
+            MEMBER_PYTHON,
+        ]);
+        c
+    } else {
+        Command::new(MEMBER_PYTHON)
+    };
+    let o = c
+        .args(["-c", script])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "member script: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Builds `levels` nested directories below the current one through descriptors (so at any
+/// depth), named `argv[2] % level`, each holding a file `f` with its level number.
+const NEST: &str = r#"
+import os, sys
+levels, pattern = int(sys.argv[1]), sys.argv[2]
+fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+for i in range(1, levels + 1):
+    name = pattern % i
+    os.mkdir(name, dir_fd=fd)
+    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+    f = os.open("f", os.O_WRONLY | os.O_CREAT, 0o640, dir_fd=fd)
+    os.write(f, b"level %d\n" % i)
+    os.close(f)
+"#;
+
+/// Reads the levels below argv[1] back through descriptors (at any depth): the contents of
+/// the `f` of each level that has one, one per line.
+const READ_NEST: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+while True:
+    subs = [n for n in os.listdir(fd) if n != "f"]
+    try:
+        f = os.open("f", os.O_RDONLY, dir_fd=fd)
+        sys.stdout.write(os.read(f, 100).decode())
+        os.close(f)
+    except FileNotFoundError:
+        pass
+    if not subs:
+        break
+    nfd = os.open(subs[0], os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+"#;
+
+/// Issue 28, finding 5: a member nests 300 directories; the backup does not overflow its
+/// stack (it crashed from about 120 levels, with ~68 KB of stack per level), and the
+/// restore is byte-exact (the paths fit PATH_MAX).
+#[test]
+fn deep_tree_backs_up_and_restores() {
+    let env = Env::new();
+    let src = env.p("member");
+    as_member(&env, &src, NEST, &["300", "d%03d"]);
+    let out = env.backup(&src);
+    assert_eq!(out["summary"]["total_files"], 300, "{out}");
+    let target = env.p("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &restored(&env, "out", &src));
+}
+
+/// Issue 28, finding 6: a member nests 105 directories of 40-byte names, deeper than
+/// PATH_MAX. The backup stores them all; the restore restores every level whose path fits,
+/// names the others, and exits 7 (it stopped with 11 and nothing restored).
+#[test]
+fn restore_beyond_path_max_restores_what_fits() {
+    let env = Env::new();
+    let src = env.p("member");
+    // 40 bytes: "level-001-" and 30 zeros.
+    as_member(
+        &env,
+        &src,
+        NEST,
+        &["105", "level-%03d-000000000000000000000000000000"],
+    );
+    let out = env.backup(&src);
+    assert_eq!(out["summary"]["total_files"], 105, "{out}");
+    let target = env.p("out");
+    let o = env.coop(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Level k's file is at <src without "/">/ + 41 bytes a level + "/f" below the target.
+    let base = src.as_os_str().len() - 1;
+    let fits = (1..=105).filter(|k| base + 41 * k + 2 < 4096).count();
+    assert!(fits > 90, "{fits}");
+    assert_eq!(report["files"], fits as u64, "{report}");
+    let failed = report["failed"].as_array().unwrap();
+    assert!(!failed.is_empty(), "{report}");
+    assert!(
+        failed.iter().any(|f| f["path"]
+            .as_str()
+            .unwrap()
+            .contains("level-105-000000000000000000000000000000/f")),
+        "{report}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|f| f["error"].as_str().unwrap().contains("PATH_MAX")),
+        "{report}"
+    );
+    // The levels that fit are there, with their content.
+    let restored_levels = as_member(
+        &env,
+        &env.p("reader"),
+        READ_NEST,
+        &[restored(&env, "out", &src).to_str().unwrap()],
+    );
+    let want: String = (1..=fits).map(|k| format!("level {k}\n")).collect();
+    assert_eq!(restored_levels, want);
+    // And the text output names what was not restored.
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("FAILED") && err.contains("PATH_MAX"), "{err}");
+    assert!(err.contains("restore is PARTIAL"), "{err}");
+}
+
+/// Fails if `out` holds a control character (C0 but the line ends, DEL, C1) a terminal
+/// would act on.
+fn assert_no_raw_controls(what: &str, out: &[u8]) {
+    let text = String::from_utf8_lossy(out);
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c != '\n' && (c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c)))
+        .collect();
+    assert!(bad.is_empty(), "{what} prints raw {bad:?}: {text:?}");
+    // A line break in a name does not start a line of its own.
+    assert!(
+        !text.lines().any(|l| l.starts_with("fake")),
+        "{what} breaks a name over lines: {text:?}"
+    );
+}
+
+/// Issue 28, finding 9: a member names her files and a symlink with clipboard-write (OSC 52),
+/// title, clear-screen, carriage-return, newline and C1 sequences, and the snapshot's host and
+/// tag carry them too. Nothing printed for a person holds a raw control character (they are
+/// shown as `\x1b`, `\r`, `\n`, ...); `--json` gives the exact names.
+#[test]
+fn control_characters_in_names_never_reach_the_terminal() {
+    let env = Env::new();
+    let src = env.p("member");
+    let names: [&str; 5] = [
+        "clip\x1b]52;c;cHduZWQK\x07",
+        "clear\x1b[2J\x1b[H",
+        "cr\rfake",
+        "nl\nfake",
+        "c1\u{9b}31m",
+    ];
+    let script = r#"
+import os, sys
+for n in sys.argv[1:]:
+    with open(n, "w") as f:
+        f.write("x")
+os.symlink("target\x1b]0;title\x07", "link\x1b[31m")
+"#;
+    as_member(&env, &src, script, &names);
+    let host = "host\x1b]0;owned\x07";
+    let tag = "tag\x1b[2J";
+    let o = env.coop(&[
+        "-v",
+        "backup",
+        "--host",
+        host,
+        "--tag",
+        tag,
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_no_raw_controls("backup -v (stdout)", &o.stdout);
+    assert_no_raw_controls("backup -v (stderr)", &o.stderr);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("clip\\x1b]52;c;cHduZWQK\\x07"), "{err}");
+    // A second snapshot with one more such name, for diff.
+    as_member(&env, &src, "open('new\\x1b[2Jfile', 'w').write('y')", &[]);
+    env.ok(&[
+        "backup",
+        "--host",
+        host,
+        "--tag",
+        tag,
+        src.to_str().unwrap(),
+    ]);
+    let snaps = env.snapshots();
+    let (a, b) = (
+        snaps[0]["id"].as_str().unwrap().to_string(),
+        snaps[1]["id"].as_str().unwrap().to_string(),
+    );
+    for args in [
+        vec!["ls", "latest"],
+        vec!["ls", "-l", "latest"],
+        vec!["diff", &a, &b],
+        vec!["snapshots"],
+    ] {
+        let o = env.coop(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_no_raw_controls(&format!("{args:?} (stdout)"), &o.stdout);
+        assert_no_raw_controls(&format!("{args:?} (stderr)"), &o.stderr);
+        let out = String::from_utf8_lossy(&o.stdout);
+        let shown = match args[0] {
+            "snapshots" => "host\\x1b]0;owned\\x07",
+            "diff" => "new\\x1b[2Jfile",
+            _ => "nl\\nfake",
+        };
+        assert!(out.contains(shown), "{args:?}: {out}");
+    }
+    // Restore messages: a directory in the way of two of her files makes them fail.
+    let in_target = restored(&env, "rt", &src);
+    fs::create_dir_all(in_target.join("nl\nfake")).unwrap();
+    fs::create_dir_all(in_target.join("clip\x1b]52;c;cHduZWQK\x07")).unwrap();
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("rt").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_raw_controls("restore (stdout)", &o.stdout);
+    assert_no_raw_controls("restore (stderr)", &o.stderr);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("FAILED") && err.contains("nl\\nfake"), "{err}");
+    // JSON keeps every name exactly.
+    let o = env.coop(&["--json", "ls", "latest"]);
+    assert!(o.status.success());
+    let paths: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for n in names.iter().chain(&["link\x1b[31m", "new\x1b[2Jfile"]) {
+        assert!(
+            paths.iter().any(|p| p.ends_with(&format!("/{n}"))),
+            "{n:?} not in {paths:?}"
+        );
+    }
+    let snaps = env.snapshots();
+    assert_eq!(snaps[0]["host"], host);
+    assert_eq!(snaps[0]["tags"][0], tag);
+}
+
+/// The member's racer for finding 1: until `stop` exists, every regular file in `dir` that is
+/// not hers is replaced by a hard link to her own file `mine`, or (every other time) by a
+/// FIFO. Prints how many it replaced.
+const LINK_RACER: &str = r#"
+import os, stat, sys
+d, mine, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+n = 0
+while not os.path.exists(stop):
+    for name in os.listdir(d):
+        p = os.path.join(d, name)
+        try:
+            st = os.lstat(p)
+            if st.st_uid == os.getuid() or not stat.S_ISREG(st.st_mode):
+                continue
+            os.unlink(p)
+            if n % 2 == 0:
+                os.link(mine, p)
+            else:
+                os.mkfifo(p)
+            n += 1
+        except OSError:
+            pass
+print(n)
+"#;
+
+/// Issue 28, finding 1: root restores bob's 0600 files into a directory the member can write,
+/// with fewer descriptors than files (so files are closed after creation and reopened to be
+/// written). She replaces bob's new files by hard links to her own file, or by FIFOs. Her file
+/// never gets bob's content or owner, the restore never hangs, and every file at bob's names
+/// that is not hers is bob's, whole.
+#[test]
+fn restore_reopen_never_writes_a_swapped_in_file() {
+    if !is_root() {
+        eprintln!("not root: the member cannot be played");
+        return;
+    }
+    const BOB: u32 = 1001;
+    let env = Env::new();
+    let src = env.p("bob");
+    fs::create_dir_all(&src).unwrap();
+    let secret = b"BOB'S SECRET ".repeat(400);
+    for i in 0..300 {
+        let f = src.join(format!("secret-{i:03}"));
+        fs::write(&f, &secret).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&f, Some(BOB), Some(BOB)).unwrap();
+    }
+    env.backup(&src);
+
+    // Her file outside the target (same file system), and the restore directory she owns.
+    let home = env.p("member-home");
+    as_member(&env, &home, "open('mine', 'w').write('hers\\n')", &[]);
+    let mine = home.join("mine");
+    let in_target = restored(&env, "target", &src);
+    fs::create_dir_all(&in_target).unwrap();
+    std::os::unix::fs::chown(&in_target, Some(MEMBER), Some(MEMBER)).unwrap();
+    let stop = home.join("stop");
+    let race = Command::new("setpriv")
+        .args([
+            &format!("--reuid={MEMBER}"),
+            &format!("--regid={MEMBER}"),
+            "--clear-groups",
+            MEMBER_PYTHON,
+            "-c",
+            LINK_RACER,
+        ])
+        .args([&in_target, &mine, &stop])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // 64 descriptors: far fewer than the 300 files.
+    let mut child = Command::new("prlimit")
+        .arg("--nofile=64:64")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_coop"))
+        .args([
+            "restore",
+            "latest",
+            "--target",
+            env.p("target").to_str().unwrap(),
+        ])
+        .env_clear()
+        .envs(env.cmd().get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            fs::write(&stop, b"").unwrap();
+            panic!("the restore hangs on a FIFO swapped in");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    fs::write(&stop, b"").unwrap();
+    let out = race.wait_with_output().unwrap();
+    let swaps: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        [Some(0), Some(7)].contains(&status.code()),
+        "restore ({status}): {err}"
+    );
+    // Her file: her content, her owner.
+    let m = fs::metadata(&mine).unwrap();
+    assert_eq!(fs::read(&mine).unwrap(), b"hers\n", "{err}");
+    assert_eq!((m.uid(), m.mode() & 0o7777), (MEMBER, 0o644), "{err}");
+    // bob's names: bob's whole file, or what she put there (untouched).
+    let mut whole = 0;
+    for e in fs::read_dir(&in_target).unwrap() {
+        let e = e.unwrap();
+        let md = fs::symlink_metadata(e.path()).unwrap();
+        if md.ino() == m.ino() || md.file_type().is_fifo() {
+            continue;
+        }
+        assert_eq!(md.uid(), BOB, "{}", e.path().display());
+        assert_eq!(
+            fs::read(e.path()).unwrap(),
+            secret,
+            "{}",
+            e.path().display()
+        );
+        whole += 1;
+    }
+    eprintln!(
+        "reopen race: {swaps} swaps under 64 descriptors, exit {:?}, {whole} of 300 files restored",
+        status.code()
+    );
+    assert!(swaps > 0, "the racer never swapped a file: {err}");
+    if status.code() == Some(7) {
+        assert!(err.contains("replaced"), "{err}");
+    }
+}
+
+/// Issue 28, finding 6: an immutable file where the snapshot has a directory fails that
+/// directory and what is in it, named; the rest is restored and the exit is 7 (it was 11 with
+/// nothing restored).
+#[test]
+fn immutable_file_in_the_way_fails_only_its_directory() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"in d\n").unwrap();
+    fs::write(src.join("other"), b"other\n").unwrap();
+    env.backup(&src);
+    let in_target = restored(&env, "out", &src);
+    fs::create_dir_all(&in_target).unwrap();
+    let blocker = in_target.join("d");
+    fs::write(&blocker, b"immutable\n").unwrap();
+    if !Command::new("chattr")
+        .arg("+i")
+        .arg(&blocker)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("chattr +i does not work here: not tested");
+        return;
+    }
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
+    let _ = Command::new("chattr").arg("-i").arg(&blocker).status();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert_eq!(fs::read(in_target.join("other")).unwrap(), b"other\n");
+    assert_eq!(fs::read(&blocker).unwrap(), b"immutable\n");
+    assert!(err.contains("/d: cannot create directory"), "{err}");
+    assert!(err.contains("/d/f: not restored"), "{err}");
+}

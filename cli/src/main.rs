@@ -143,9 +143,9 @@ fn main() {
         Err(e) if e.chain().any(|c| c.is::<output::PipeClosed>()) => std::process::exit(exit::OK),
         Err(e) => {
             let code = exit::code_for(&e);
-            eprintln!("coop: error: {}", exit::message(&e));
+            eprintln!("coop: error: {}", output::escape_lines(&exit::message(&e)));
             if let Some(hint) = exit::hint_for(&e, g.repo.as_deref()) {
-                eprintln!("coop: {hint}");
+                eprintln!("coop: {}", output::escape_lines(&hint));
             }
             std::process::exit(code);
         }

@@ -5,9 +5,56 @@
 //! `--json` prints exactly one JSON document (or JSON lines where the command streams);
 //! `--quiet` keeps the data and the warnings and drops the rest. A closed pipe
 //! (`coop ls … | head`) ends the command quietly with success, as ripgrep does.
+//!
+//! Names come from trees others write (a member names her files, a host names itself): what
+//! is printed for a person goes through [`escape`], so a name cannot move the cursor, clear
+//! the screen, set the title or the clipboard, or fake a line of output. `--json` keeps the
+//! exact text (JSON escapes control characters itself).
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Write;
+
+/// A control character: C0, DEL or C1.
+fn is_control(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+}
+
+/// Text for a terminal: every control character (C0, DEL, C1; so every escape sequence's
+/// ESC or CSI) becomes a visible escape — `\n`, `\r`, `\t`, `\x1b`, `\u{9b}` — and, in text
+/// that has any, backslashes are doubled so the escaped form reads one way. Text without
+/// control characters is returned as it is. Use it on names, hosts, tags and any message
+/// that carries them.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && is_control(c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if is_control(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`escape`] for text of several lines that coop composed: its line breaks stay, every
+/// other control character is escaped.
+pub fn escape_lines(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\n' && is_control(c)) {
+        return Cow::Borrowed(s);
+    }
+    let lines: Vec<Cow<'_, str>> = s.split('\n').map(escape).collect();
+    Cow::Owned(lines.join("\n"))
+}
 
 /// The output closed under us (EPIPE): not an error, the reader has what it wanted.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +106,7 @@ impl Printer {
     /// A line of data on standard output (shown even with `--quiet`).
     pub fn data(&self, line: impl Display) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").map_err(write_error)
+        writeln!(out, "{}", escape_lines(&line.to_string())).map_err(write_error)
     }
 
     /// A line of a human summary on standard output (not with `--quiet` or `--json`).
@@ -73,22 +120,43 @@ impl Printer {
     /// A message for people on standard error (not with `--quiet` or `--json`).
     pub fn note(&self, line: impl Display) {
         if !self.quiet && !self.json {
-            let _ = writeln!(std::io::stderr(), "{line}");
+            let _ = writeln!(std::io::stderr(), "{}", escape_lines(&line.to_string()));
         }
     }
 
     /// A message that must be seen even with `--quiet` (a new identity to keep safe).
     pub fn always(&self, line: impl Display) {
-        let _ = writeln!(std::io::stderr(), "{line}");
+        let _ = writeln!(std::io::stderr(), "{}", escape_lines(&line.to_string()));
     }
 
-    /// A warning on standard error (shown with `--quiet` too; `--json` output carries them as well).
+    /// A warning on standard error (shown with `--quiet` too; `--json` output carries them as
+    /// well). One line: a line break in it (from a name) is escaped like any control character.
     pub fn warn(&self, line: impl Display) {
-        let _ = writeln!(std::io::stderr(), "coop: warning: {line}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "coop: warning: {}",
+            escape(&line.to_string())
+        );
     }
 
-    /// A problem that makes the command fail, listed before its summary.
+    /// A problem that makes the command fail, listed before its summary (one line, escaped).
     pub fn problem(&self, line: impl Display) {
-        let _ = writeln!(std::io::stderr(), "coop: {line}");
+        let _ = writeln!(std::io::stderr(), "coop: {}", escape(&line.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("plain name \\ ü"), "plain name \\ ü");
+        assert_eq!(
+            escape("a\x1b]52;c;aGk=\x07b\x1b[2J\r\n\u{9b}\u{7f}\\"),
+            "a\\x1b]52;c;aGk=\\x07b\\x1b[2J\\r\\n\\u{9b}\\x7f\\\\"
+        );
+        assert_eq!(escape_lines("one\ntwo\x1b[2J"), "one\ntwo\\x1b[2J");
+        assert_eq!(escape_lines("one\ntwo"), "one\ntwo");
     }
 }

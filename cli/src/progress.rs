@@ -3,6 +3,7 @@
 //! changed) are listed on standard error; with -vv, every file.
 
 use crate::global::Global;
+use crate::output::escape;
 use coop_agent::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -87,14 +88,14 @@ impl Progress for Bars {
             _ => self.verbose >= 1,
         };
         if wanted && !self.quiet {
-            self.say(&format!("{what:>9} {}", path.display()));
+            self.say(&escape(&format!("{what:>9} {}", path.display())));
         }
     }
     fn warn(&self, message: &str) {
         if self.quiet {
             return;
         }
-        self.say(&format!("coop: warning: {message}"));
+        self.say(&format!("coop: warning: {}", escape(message)));
     }
     fn finish(&self) {
         if let Some(b) = self.bar.lock().expect("lock").take() {

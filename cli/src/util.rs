@@ -250,12 +250,16 @@ pub fn tenants(
         let name = ring.tenant.clone();
         match coop_agent::tenant::keys(repo, access, &name) {
             Ok(k) => out.push(k),
-            Err(e) => eprintln!("coop: warning: tenant {name} skipped: {e}"),
+            Err(e) => eprintln!(
+                "coop: warning: {}",
+                crate::output::escape(&format!("tenant {name} skipped: {e}"))
+            ),
         }
     }
     for t in found.conflicted {
         eprintln!(
-            "coop: warning: tenant {t} skipped: two different keyrings claim it (tampering?)"
+            "coop: warning: tenant {} skipped: two different keyrings claim it (tampering?)",
+            crate::output::escape(&t)
         );
     }
     out.sort_by(|a, b| (a.tenant != "coop", &a.tenant).cmp(&(b.tenant != "coop", &b.tenant)));

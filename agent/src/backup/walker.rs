@@ -232,11 +232,12 @@ impl Walker<'_, '_> {
     }
 
     fn hash_zeros(&mut self, mut n: u64) {
+        // Static, not on the stack: the walk must use little stack per directory level.
+        static ZEROS: [u8; 65536] = [0; 65536];
         if let Some(h) = self.file_hasher.as_mut() {
-            let zeros = [0u8; 65536];
             while n > 0 {
-                let k = n.min(zeros.len() as u64) as usize;
-                h.update(&zeros[..k]);
+                let k = n.min(ZEROS.len() as u64) as usize;
+                h.update(&ZEROS[..k]);
                 n -= k as u64;
             }
         }
@@ -404,7 +405,7 @@ impl Walker<'_, '_> {
         Ok(Some(node))
     }
 
-    /// A node for any directory entry (recursing into directories); `None` if it was
+    /// A node for any directory entry (walking the directories below it); `None` if it was
     /// skipped with a warning.
     pub fn entry_node(
         &mut self,
@@ -414,9 +415,28 @@ impl Walker<'_, '_> {
         st: &Stat,
         root_dev: u64,
     ) -> Result<Option<Node>> {
+        match self.entry(dir, name, path, st, root_dev)? {
+            Entry::Done(n) => Ok(n),
+            Entry::Descend(mut n, fd) => {
+                n.subtree = Some(self.walk_dir(fd, path, root_dev)?);
+                Ok(Some(n))
+            }
+        }
+    }
+
+    /// One directory entry, without walking below it: a finished node, or an opened
+    /// directory whose node waits for its subtree.
+    fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &Stat,
+        root_dev: u64,
+    ) -> Result<Entry> {
         let kind = kind_of(st);
         let node = match kind {
-            NodeKind::File => return self.file_node(dir, name, path, st),
+            NodeKind::File => return self.file_node(dir, name, path, st).map(Entry::Done),
             NodeKind::Dir => {
                 let fd = match fsx::open_dir_at(dir, name) {
                     Ok(fd) => fd,
@@ -425,7 +445,7 @@ impl Walker<'_, '_> {
                             "{}: cannot open directory, skipped: {e}",
                             path.display()
                         ));
-                        return Ok(None);
+                        return Ok(Entry::Done(None));
                     }
                 };
                 match fsx::fstat(fd.as_fd()) {
@@ -435,19 +455,18 @@ impl Walker<'_, '_> {
                             "{}: replaced while being backed up; skipped",
                             path.display()
                         ));
-                        return Ok(None);
+                        return Ok(Entry::Done(None));
                     }
                 }
                 let mut n = self.bare_node(st, name.as_bytes().to_vec(), NodeKind::Dir);
                 self.read_xattrs_fd(path, fd.as_fd(), &mut n);
                 self.summary.dirs += 1;
-                let cross = self.opts.one_file_system && st.dev != root_dev;
-                n.subtree = Some(if cross {
-                    self.empty_tree()?
+                if self.opts.one_file_system && st.dev != root_dev {
+                    n.subtree = Some(self.empty_tree()?);
+                    n
                 } else {
-                    self.walk_dir(fd, path, root_dev)?
-                });
-                n
+                    return Ok(Entry::Descend(n, fd));
+                }
             }
             NodeKind::Symlink => {
                 let target = match fsx::read_link_at(dir, name) {
@@ -457,7 +476,7 @@ impl Walker<'_, '_> {
                             "{}: cannot read link, skipped: {e}",
                             path.display()
                         ));
-                        return Ok(None);
+                        return Ok(Entry::Done(None));
                     }
                 };
                 let mut n = self.bare_node(st, name.as_bytes().to_vec(), NodeKind::Symlink);
@@ -474,7 +493,7 @@ impl Walker<'_, '_> {
                 n
             }
         };
-        Ok(Some(node))
+        Ok(Entry::Done(Some(node)))
     }
 
     pub fn empty_tree(&mut self) -> Result<Id> {
@@ -494,32 +513,61 @@ impl Walker<'_, '_> {
             .is_ok_and(|_| buf == CACHEDIR_SIGNATURE)
     }
 
-    /// Walks an open directory.
-    pub fn walk_dir(&mut self, dir: OwnedFd, path: &Path, root_dev: u64) -> Result<Id> {
-        let mut names = match fsx::read_dir_names(dir.as_fd()) {
+    /// The sorted names of an open directory, for walking it (after `CACHEDIR.TAG`); none,
+    /// with a warning, if it cannot be listed.
+    fn dir_names(&mut self, dir: BorrowedFd<'_>, path: &Path) -> Vec<OsString> {
+        let mut names = match fsx::read_dir_names(dir) {
             Ok(n) => n,
             Err(e) => {
                 self.warn(format!(
                     "{}: cannot list directory, stored empty: {e}",
                     path.display()
                 ));
-                return self.empty_tree();
+                return Vec::new();
             }
         };
         if self.opts.exclude_caches
             && names.iter().any(|n| n == "CACHEDIR.TAG")
-            && Self::is_cache_dir(dir.as_fd())
+            && Self::is_cache_dir(dir)
         {
             names.retain(|n| n == "CACHEDIR.TAG");
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut tree = Tree::default();
-        for name in names {
-            let p = path.join(&name);
+        names
+    }
+
+    /// Walks an open directory and everything below it. The walk keeps its own stack of open
+    /// directories (one small frame each, on the heap), so its use of the thread's stack does
+    /// not grow with the depth of the tree: a member's directories nested thousands deep
+    /// cannot overflow it (the daemon's job threads have 2 MiB).
+    pub fn walk_dir(&mut self, dir: OwnedFd, path: &Path, root_dev: u64) -> Result<Id> {
+        let names = self.dir_names(dir.as_fd(), path);
+        let mut stack = vec![Frame {
+            names: names.into_iter(),
+            dir,
+            path: path.to_path_buf(),
+            tree: Tree::default(),
+            node: None,
+        }];
+        loop {
+            let top = stack.last_mut().expect("the walk's stack is not empty");
+            let Some(name) = top.names.next() else {
+                let done = stack.pop().expect("not empty");
+                let id = self.store_tree(done.tree)?;
+                match (done.node, stack.last_mut()) {
+                    (Some(mut n), Some(parent)) => {
+                        n.subtree = Some(id);
+                        parent.tree.nodes.push(n);
+                        continue;
+                    }
+                    _ => return Ok(id),
+                }
+            };
+            let p = top.path.join(&name);
             if self.opts.excludes.is_match(&p) {
                 continue;
             }
-            let st = match fsx::lstat_at(dir.as_fd(), &name) {
+            let st = match fsx::lstat_at(top.dir.as_fd(), &name) {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // gone meanwhile
                 Err(e) => {
@@ -527,11 +575,21 @@ impl Walker<'_, '_> {
                     continue;
                 }
             };
-            if let Some(n) = self.entry_node(dir.as_fd(), &name, &p, &st, root_dev)? {
-                tree.nodes.push(n);
+            match self.entry(top.dir.as_fd(), &name, &p, &st, root_dev)? {
+                Entry::Done(Some(n)) => top.tree.nodes.push(n),
+                Entry::Done(None) => {}
+                Entry::Descend(n, fd) => {
+                    let names = self.dir_names(fd.as_fd(), &p);
+                    stack.push(Frame {
+                        names: names.into_iter(),
+                        dir: fd,
+                        path: p,
+                        tree: Tree::default(),
+                        node: Some(n),
+                    });
+                }
             }
         }
-        self.store_tree(tree)
     }
 
     /// The tree of the parents of the given targets, down to the targets themselves. The
@@ -577,6 +635,24 @@ impl Walker<'_, '_> {
         }
         self.store_tree(tree)
     }
+}
+
+/// One directory entry as [`Walker::entry`] leaves it.
+enum Entry {
+    /// A finished node, or `None` if the entry was skipped with a warning.
+    Done(Option<Node>),
+    /// A directory, opened and checked, whose node gets its subtree once it is walked.
+    Descend(Node, OwnedFd),
+}
+
+/// A directory being walked: its remaining names, its tree so far, and its own node (which
+/// goes into the parent's tree when it is done; `None` for where the walk started).
+struct Frame {
+    names: std::vec::IntoIter<OsString>,
+    dir: OwnedFd,
+    path: PathBuf,
+    tree: Tree,
+    node: Option<Node>,
 }
 
 /// Why chunking a stream stopped.

@@ -76,9 +76,9 @@ pub fn restore(
     let items = plan::items(reader, root, &includes, &excludes)?;
     let target = fsx::open_or_create_dir(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let mut report = RestoreReport::default();
-    make_dirs(target.as_fd(), &items, &mut report)?;
-    let (placements, failed, links, total) =
-        create_files(reader, target.as_fd(), &items, opts.owner)?;
+    let (failed, created) = make_dirs(target.as_fd(), &items, &mut report);
+    let (placements, failed, links, total, warnings) =
+        create_files(reader, target.as_fd(), &items, opts.owner, failed, created)?;
     progress.phase("restore", Some(total));
     let packs = by_pack(reader, &placements)?;
     let w = write::Writer::new(
@@ -96,25 +96,98 @@ pub fn restore(
     report.bytes = w.bytes.load(std::sync::atomic::Ordering::Relaxed);
     report.fetched_bytes = w.fetched.load(std::sync::atomic::Ordering::Relaxed);
     let mut failed = w.failed.into_inner().expect("lock");
-    hard_links(target.as_fd(), &items, &links, &mut failed);
-    let failed_ix = remove_failed(target.as_fd(), &items, failed, &mut report);
-    finish_entries(target.as_fd(), &items, &failed_ix, opts.owner, &mut report);
+    report.warnings = warnings;
+    report
+        .warnings
+        .extend(w.warnings.into_inner().expect("lock"));
+    hard_links(
+        target.as_fd(),
+        &items,
+        &links,
+        &placements.created,
+        &mut failed,
+    );
+    let failed_ix = remove_failed(
+        target.as_fd(),
+        &items,
+        failed,
+        &placements.created,
+        &mut report,
+    );
+    finish_entries(
+        target.as_fd(),
+        &items,
+        &failed_ix,
+        &placements.created,
+        opts.owner,
+        &mut report,
+    );
     Ok(report)
 }
 
-/// Creates every directory (parents come first in walk order).
+/// The longest path below the target that is restored: every entry is reached again by its
+/// path (beneath the target, one `openat2`), which the kernel refuses from `PATH_MAX` on.
+const PATH_MAX: usize = nix::libc::PATH_MAX as usize;
+
+/// Creates every directory (parents come first in walk order). A directory that cannot be
+/// created (its path too long, something undeletable in its way) fails alone, with what is
+/// below it; the rest of the snapshot is restored. Returns the entries that failed, with why,
+/// and per entry the (device, inode) of the directory created for it.
 fn make_dirs(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
     report: &mut RestoreReport,
-) -> Result<()> {
+) -> (HashMap<usize, String>, Vec<(u64, u64)>) {
+    let mut failed: HashMap<usize, String> = HashMap::new();
+    let mut created = vec![(0, 0); items.len()];
+    // The directories that failed: what is below them fails with them.
+    let mut failed_dirs: HashSet<&Path> = HashSet::new();
     let mut parents = write::Parents::new(target);
-    for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir) {
-        let (parent, name) = parents.of(&it.rel).map_err(|e| Error::io(&it.rel, e))?;
-        fsx::make_dir_at(parent, name).map_err(|e| Error::io(&it.rel, e))?;
-        report.dirs += 1;
+    for (ix, it) in items.iter().enumerate() {
+        let why = if let Some(d) = failed_ancestor(&failed_dirs, &it.rel) {
+            Some(format!(
+                "not restored: its directory {} could not be",
+                Path::new("/").join(d).display()
+            ))
+        } else if it.rel.as_os_str().len() >= PATH_MAX {
+            Some(format!(
+                "not restored: its path below the target is {} bytes, longer than PATH_MAX ({PATH_MAX})",
+                it.rel.as_os_str().len()
+            ))
+        } else if it.node.kind == NodeKind::Dir {
+            match parents
+                .of(&it.rel)
+                .and_then(|(parent, name)| fsx::make_dir_at(parent, name))
+                .and_then(fsx::fstat)
+            {
+                Ok(st) => {
+                    created[ix] = (st.dev, st.ino);
+                    report.dirs += 1;
+                    None
+                }
+                Err(e) => Some(format!("cannot create directory: {e}")),
+            }
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            if it.node.kind == NodeKind::Dir {
+                failed_dirs.insert(&it.rel);
+            }
+            failed.insert(ix, why);
+        }
     }
-    Ok(())
+    (failed, created)
+}
+
+/// The nearest directory above `rel` that failed, if any.
+fn failed_ancestor<'a>(failed_dirs: &HashSet<&'a Path>, rel: &Path) -> Option<&'a Path> {
+    if failed_dirs.is_empty() {
+        return None;
+    }
+    rel.ancestors()
+        .skip(1)
+        .find_map(|a| failed_dirs.get(a).copied())
 }
 
 type Created = (
@@ -122,17 +195,20 @@ type Created = (
     HashMap<usize, String>,
     Vec<(usize, usize)>,
     u64,
+    Vec<String>,
 );
 
 /// Creates every file at its size and maps each blob to where it goes. Returns the
-/// placements, the files that failed already, the hard links to make, and the bytes to write.
+/// placements, the files that failed already, the hard links to make, the bytes to write, and
+/// warnings.
 fn create_files(
     reader: &BlobReader,
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
     owner: bool,
+    mut failed: HashMap<usize, String>,
+    mut created: Vec<(u64, u64)>,
 ) -> Result<Created> {
-    let mut failed: HashMap<usize, String> = HashMap::new();
     let mut links: Vec<(usize, usize)> = Vec::new();
     let mut first_of_group: HashMap<u64, usize> = HashMap::new();
     let mut wanted: HashMap<Id, Vec<(usize, u64)>> = HashMap::new();
@@ -140,10 +216,11 @@ fn create_files(
     let mut open: Vec<Mutex<Option<Arc<std::fs::File>>>> =
         (0..items.len()).map(|_| Mutex::new(None)).collect();
     let mut budget = write::open_file_budget();
+    let mut warnings = Vec::new();
     let mut parents = write::Parents::new(target);
     let mut total = 0u64;
     for (ix, it) in items.iter().enumerate() {
-        if it.node.kind != NodeKind::File {
+        if it.node.kind != NodeKind::File || failed.contains_key(&ix) {
             continue;
         }
         if let Some(g) = it.node.link_group {
@@ -178,15 +255,25 @@ fn create_files(
             ));
         }
         if problem.is_none() {
-            let created = parents
+            let file = parents
                 .of(&it.rel)
                 .map_err(|e| Error::io(&it.rel, e))
                 .and_then(|(dir, name)| write::create_file(dir, name, it));
-            match created {
+            if let Ok(st) = file.as_ref().map(|f| fsx::fstat(f.as_fd())) {
+                match st {
+                    Ok(st) => created[ix] = (st.dev, st.ino),
+                    Err(e) => problem = Some(format!("cannot create: {e}")),
+                }
+            }
+            match file {
+                Ok(_) if problem.is_some() => {}
                 Ok(f) if blobs.is_empty() => {
                     // Nothing to write (empty, or only holes): its metadata now.
                     if let Err(e) = fsx::set_meta_fd(f.as_fd(), &fsx::Meta::of(&it.node, owner)) {
-                        tracing::warn!("{}: metadata not fully restored: {e}", it.rel.display());
+                        warnings.push(format!(
+                            "{}: metadata not fully restored: {e}",
+                            it.rel.display()
+                        ));
                     }
                 }
                 Ok(f) if budget > 0 => {
@@ -213,10 +300,12 @@ fn create_files(
             wanted,
             remaining,
             open,
+            created,
         },
         failed,
         links,
         total,
+        warnings,
     ))
 }
 
@@ -248,6 +337,7 @@ fn hard_links(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
     links: &[(usize, usize)],
+    created: &[(u64, u64)],
     failed: &mut HashMap<usize, String>,
 ) {
     for &(ix, first) in links {
@@ -255,9 +345,21 @@ fn hard_links(
             failed.insert(ix, format!("hard link target failed: {why}"));
             continue;
         }
+        // Linked by name, so checked after: the new link must be the file this restore
+        // created, not one swapped in at the first name (it is removed again if not).
         let res = fsx::open_parent(target, &items[first].rel).and_then(|(from_dir, from)| {
             let (dir, name) = fsx::open_parent(target, &items[ix].rel)?;
-            fsx::hard_link_at(from_dir.as_fd(), from, dir.as_fd(), name)
+            fsx::hard_link_at(from_dir.as_fd(), from, dir.as_fd(), name)?;
+            match fsx::lstat_at(dir.as_fd(), name) {
+                Ok(st) if st.is_file() && (st.dev, st.ino) == created[first] => Ok(()),
+                _ => {
+                    let _ = fsx::remove_at(dir.as_fd(), name, false);
+                    Err(std::io::Error::other(format!(
+                        "{} was replaced while being restored; not linked",
+                        Path::new("/").join(&items[first].rel).display()
+                    )))
+                }
+            }
         });
         if let Err(e) = res {
             failed.insert(ix, format!("cannot create hard link: {e}"));
@@ -266,17 +368,23 @@ fn hard_links(
 }
 
 /// Removes failed files (never leave a file that looks restored but is not) and lists them.
+/// Only the file this restore created is removed, not one someone put at its name.
 fn remove_failed(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
     failed: HashMap<usize, String>,
+    created: &[(u64, u64)],
     report: &mut RestoreReport,
 ) -> HashSet<usize> {
     let mut list: Vec<(usize, String)> = failed.into_iter().collect();
     list.sort();
     for (ix, why) in &list {
-        if let Ok((dir, name)) = fsx::open_parent(target, &items[*ix].rel) {
-            if fsx::lstat_at(dir.as_fd(), name).is_ok_and(|s| s.is_file()) {
+        if items[*ix].node.kind != NodeKind::File {
+            // Directories and what is below a failed one: nothing of them was created.
+        } else if let Ok((dir, name)) = fsx::open_parent(target, &items[*ix].rel) {
+            if fsx::lstat_at(dir.as_fd(), name)
+                .is_ok_and(|s| s.is_file() && (s.dev, s.ino) == created[*ix])
+            {
                 let _ = fsx::remove_at(dir.as_fd(), name, false);
             }
         }
@@ -293,6 +401,7 @@ fn finish_entries(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
     failed: &HashSet<usize>,
+    created: &[(u64, u64)],
     owner: bool,
     report: &mut RestoreReport,
 ) {
@@ -348,9 +457,23 @@ fn finish_entries(
             ));
         }
     }
-    for it in items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
+    for (ix, it) in items
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(ix, i)| i.node.kind == NodeKind::Dir && !failed.contains(ix))
+    {
+        // Reopened by path: only the directory this restore made gets its owner and mode.
         let res = fsx::open_beneath(target, &it.rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-            .and_then(|fd| fsx::set_meta_fd(fd.as_fd(), &fsx::Meta::of(&it.node, owner)));
+            .and_then(|fd| {
+                let st = fsx::fstat(fd.as_fd())?;
+                if (st.dev, st.ino) != created[ix] {
+                    return Err(std::io::Error::other(
+                        "replaced by another directory while being restored; left as it is",
+                    ));
+                }
+                fsx::set_meta_fd(fd.as_fd(), &fsx::Meta::of(&it.node, owner))
+            });
         if let Err(e) = res {
             report.warnings.push(format!(
                 "{}: metadata not fully restored: {e}",

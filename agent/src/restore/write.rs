@@ -26,6 +26,9 @@ pub(super) struct Placements {
     /// Per item, the descriptor it was created with, kept open for the workers (as many as
     /// the descriptor limit allows; the rest are reopened beneath the target by path).
     pub open: Vec<Mutex<Option<Arc<std::fs::File>>>>,
+    /// Per item, the (device, inode) this restore created for it: a reopened file must be
+    /// that one, not whatever a member put at its name meanwhile.
+    pub created: Vec<(u64, u64)>,
 }
 
 /// What the write phase shares.
@@ -37,6 +40,8 @@ pub(super) struct Writer<'a> {
     pub owner: bool,
     pub progress: &'a dyn Progress,
     pub failed: Mutex<HashMap<usize, String>>,
+    /// Messages for the report (metadata that could not be set).
+    pub warnings: Mutex<Vec<String>>,
     pub bytes: AtomicU64,
     /// Bytes fetched from the store (whole packs, or the ranges of a few blobs).
     pub fetched: AtomicU64,
@@ -62,6 +67,7 @@ impl<'a> Writer<'a> {
             owner,
             progress,
             failed: Mutex::new(failed),
+            warnings: Mutex::new(Vec::new()),
             bytes: AtomicU64::new(0),
             fetched: AtomicU64::new(0),
             retry: Mutex::new(Vec::new()),
@@ -88,15 +94,13 @@ impl<'a> Writer<'a> {
             let f: &std::fs::File = match (&kept, &*open) {
                 (Some(f), _) => f,
                 (None, Some((o, _))) if *o == *ix => &open.as_ref().expect("checked").1,
-                (None, _) => {
-                    match fsx::open_beneath(self.target, &self.items[*ix].rel, OFlag::O_WRONLY, 0) {
-                        Ok(fd) => &open.insert((*ix, std::fs::File::from(fd))).1,
-                        Err(e) => {
-                            self.fail(*ix, format!("cannot open for writing: {e}"));
-                            continue;
-                        }
+                (None, _) => match self.reopen(*ix) {
+                    Ok(f) => &open.insert((*ix, f)).1,
+                    Err(e) => {
+                        self.fail(*ix, format!("cannot open for writing: {e}"));
+                        continue;
                     }
-                }
+                },
             };
             if let Err(e) = f.write_all_at(data, *off) {
                 self.fail(*ix, format!("write failed: {e}"));
@@ -109,10 +113,10 @@ impl<'a> Writer<'a> {
                 // is then closed (when the last worker holding it lets go).
                 let meta = fsx::Meta::of(&self.items[*ix].node, self.owner);
                 if let Err(e) = fsx::set_meta_fd(f.as_fd(), &meta) {
-                    tracing::warn!(
+                    self.warnings.lock().expect("lock").push(format!(
                         "{}: metadata not fully restored: {e}",
                         self.items[*ix].rel.display()
-                    );
+                    ));
                 }
                 if kept.is_some() {
                     self.plan.open[*ix].lock().expect("lock").take();
@@ -121,6 +125,27 @@ impl<'a> Writer<'a> {
                 }
             }
         }
+    }
+
+    /// Opens again a file this restore created and closed (more files than descriptors):
+    /// beneath the target without following any symlink, non-blocking (a FIFO swapped in
+    /// cannot hang it), and only if it is the very inode created — never one a member linked
+    /// or renamed in its place, which would get someone else's content and owner.
+    fn reopen(&self, ix: usize) -> std::io::Result<std::fs::File> {
+        let fd = fsx::open_beneath(
+            self.target,
+            &self.items[ix].rel,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            0,
+        )?;
+        let st = fsx::fstat(&fd)?;
+        if !st.is_file() || (st.dev, st.ino) != self.plan.created[ix] {
+            return Err(std::io::Error::other(
+                "replaced by another file while being restored (a link or rename race?); not written",
+            ));
+        }
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()));
+        Ok(std::fs::File::from(fd))
     }
 
     /// Reads the packs (`packs`: each with its needed blobs in offset order) with `workers`

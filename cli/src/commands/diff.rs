@@ -39,7 +39,7 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<i32> {
             ChangeKind::Modified => 'M',
             ChangeKind::Metadata => 'U',
         };
-        p.data(format!("{m}    {}", c.path))?;
+        p.data(format!("{m}    {}", crate::output::escape(&c.path)))?;
     }
     let count = |k: ChangeKind| changes.iter().filter(|c| c.change == k).count();
     p.summary(format!(

@@ -89,7 +89,8 @@ fn line(
     } else {
         path.to_string()
     };
-    writeln!(out, "{text}").map_err(crate::output::write_error)
+    // Names are a member's: escaped, on one line (`--json` above keeps them exact).
+    writeln!(out, "{}", crate::output::escape(&text)).map_err(crate::output::write_error)
 }
 
 fn node_json(path: &str, n: &Node) -> serde_json::Value {

@@ -1,6 +1,7 @@
 //! `coop snapshots`
 
 use crate::global::Global;
+use crate::output::escape;
 use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
@@ -50,10 +51,10 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<i32> {
                 "{:<9} {:<20} {:<16} {:<14} {:>10}  {}{}",
                 e.id.short(),
                 util::local_time(&s.time),
-                s.host,
-                s.tags.join(","),
+                escape(&s.host),
+                escape(&s.tags.join(",")),
                 util::bytes(s.summary.total_bytes),
-                s.paths.join(" "),
+                escape(&s.paths.join(" ")),
                 if e.trusted() {
                     String::new()
                 } else {
