@@ -514,3 +514,47 @@ fn ssh_tag(key_b64: &str) -> String {
     assert!(o.status.success());
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
+
+/// The tenant tag of the first tenant directory under `dir` of the local repository.
+fn first_tag(env: &Env, dir: &str) -> String {
+    fs::read_dir(env.repo().join(dir))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 27 finding 5: the client remembers only snapshots that verified, so once an admin
+/// deletes a junk snapshot the client skipped, nothing looks like a rollback.
+#[test]
+fn deleting_a_skipped_junk_snapshot_is_no_rollback() {
+    let env = Env::new();
+    let src = source(&env, "src", 12);
+    env.backup(&src);
+    let tag: TenantTag = hex::decode(first_tag(&env, "snapshots"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let bad = plant(&env, "snapshots", &tag, &pseudo_random(224, 5));
+    let o = env.coop(&["snapshots"]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains(&bad.to_hex()[..8]), "{}", text(&o));
+    restore_matches(&env, "latest", &src, "out");
+
+    // The admin deletes the junk.
+    fs::remove_file(
+        env.repo()
+            .join("snapshots")
+            .join(hex::encode(tag))
+            .join(bad.to_hex()),
+    )
+    .unwrap();
+    let o = env.coop(&["snapshots"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!text(&o).contains("ROLLBACK"), "{}", text(&o));
+    restore_matches(&env, "latest", &src, "out2");
+}

@@ -524,6 +524,7 @@ impl Checker<'_> {
                 location: &self.repo.store.location(),
                 tag: &self.keys.tag,
                 snapshots: None,
+                verified: &[],
                 forgotten: &HashSet::new(),
                 index: Some((&names, &superseded)),
             },
