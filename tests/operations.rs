@@ -446,3 +446,54 @@ fn help_and_output_say_the_right_thing() {
         serde_json::from_str(&env.ok(&["--json", "protect", "latest", "--note", "x"])).unwrap();
     assert_eq!(v["protected"], true);
 }
+
+/// Issue 26 finding 8: on a site whose agent holds a writer key, a job's `retention` is
+/// skipped with a note (and a `config check` warning); the run exits 0, not 3.
+#[test]
+fn writer_key_site_skips_retention_with_a_note_not_exit_3() {
+    let env = Env::new();
+    let data = env.p("data");
+    touch(&data, "f");
+    let key = env.p("writer.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    let cfg = env.p("agent.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"s\"\nrepo = \"{}\"\nwriter_key = \"{}\"\ncache_dir = \"{}\"\n\n\
+             [[job]]\nname = \"files\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n\
+             retention = {{ keep_daily = 7, keep_weekly = 5 }}\n",
+            env.repo().display(),
+            key.display(),
+            env.p("agent-cache").display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let o = env.coop(&["config", "check", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains("retention is skipped with a writer key"),
+        "config check warns: {}",
+        text(&o)
+    );
+    for _ in 0..2 {
+        let o = env.coop(&[
+            "agent",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--once",
+            "files",
+        ]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert!(text(&o).contains("retention skipped"), "{}", text(&o));
+    }
+    assert_eq!(env.snapshots().len(), 2);
+}
