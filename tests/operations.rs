@@ -497,3 +497,98 @@ fn writer_key_site_skips_retention_with_a_note_not_exit_3() {
     }
     assert_eq!(env.snapshots().len(), 2);
 }
+
+/// The age public key written in an identity file's `# public key:` line.
+fn public_of(identity: &Path) -> String {
+    fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap()
+}
+
+/// A repository with member alice and the recovery key split between its admin (this
+/// environment's identity) and a second admin: alice's identity.
+fn split_with_alice(env: &Env) -> std::path::PathBuf {
+    let (alice_id, alice) = age_identity(env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let (_, ben) = age_identity(env, "ben");
+    let anna = public_of(&env.p("config/coop/identity.txt"));
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={anna}"),
+        "--admin",
+        &format!("ben={ben}"),
+    ]);
+    alice_id
+}
+
+/// Issue 26 finding 9: `coop --help` lists exit code 13; `coop recovery request --detail`
+/// stores its note in the request's log entry, encrypted to the member's tenant, and
+/// `coop log show` shows it to the tenant's readers (and marks it for others).
+#[test]
+fn help_lists_exit_13_and_recovery_request_takes_a_detail() {
+    let env = Env::new();
+    let help = env
+        .ok(&["--help"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("12 quota exceeded, 13 an access was logged but not cosigned"),
+        "{help}"
+    );
+    let alice_id = split_with_alice(&env);
+    let detail = "alice lost her laptop; ticket 4711";
+    env.ok(&[
+        "recovery",
+        "request",
+        "--member",
+        "alice",
+        "--reason",
+        "member-request",
+        "--detail",
+        detail,
+    ]);
+    // The admins no longer read alice's tenant: they see that there is a detail.
+    let shown = env.ok(&["log", "show", "--member", "alice"]);
+    assert!(shown.contains("recovery"), "{shown}");
+    assert!(
+        shown.contains("detail: (encrypted to the tenant's readers)"),
+        "{shown}"
+    );
+    assert!(!shown.contains(detail), "{shown}");
+    // Alice reads it.
+    let o = env
+        .cmd()
+        .arg("--identity-file")
+        .arg(&alice_id)
+        .args(["--tenant", "member/alice", "log", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("detail: {detail}")),
+        "{}",
+        text(&o)
+    );
+    let o = env
+        .cmd()
+        .arg("--identity-file")
+        .arg(&alice_id)
+        .args(["--json", "--tenant", "member/alice", "log", "show"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"] == detail && e["event"] == "recovery-request"),
+        "{v}"
+    );
+}

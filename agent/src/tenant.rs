@@ -106,3 +106,24 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
         }
     }
 }
+
+/// A log entry's free-text detail, age-encrypted to the tenant's data recipients and base64
+/// encoded (the `detail` field of SPEC section 24's entries): only the tenant's readers read it.
+pub fn encrypt_detail(keys: &TenantKeys, text: &str) -> Result<String> {
+    use base64::Engine;
+    let mut ct = Vec::new();
+    coop_formats::crypt::encrypt_to(&keys.recipients, &[text.as_bytes()], &mut ct)
+        .map_err(|e| Error::crypto("encrypting the log detail", e))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(ct))
+}
+
+/// The text of a log entry's detail, if `keys` can read the tenant it is encrypted to.
+pub fn read_detail(keys: &TenantKeys, detail: &str) -> Option<String> {
+    use base64::Engine;
+    let reader = keys.reader.as_ref()?;
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(detail)
+        .ok()?;
+    let pt = coop_formats::crypt::decrypt(&reader.identities, &ct, 64 << 10).ok()?;
+    String::from_utf8(pt).ok()
+}
