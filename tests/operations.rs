@@ -447,6 +447,35 @@ fn help_and_output_say_the_right_thing() {
     assert_eq!(v["protected"], true);
 }
 
+/// The age public key written in an identity file's `# public key:` line.
+fn public_of(identity: &Path) -> String {
+    fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap()
+}
+
+/// A repository with member alice and the recovery key split between its admin (this
+/// environment's identity) and a second admin: alice's identity.
+fn split_with_alice(env: &Env) -> std::path::PathBuf {
+    let (alice_id, alice) = age_identity(env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let (_, ben) = age_identity(env, "ben");
+    let anna = public_of(&env.p("config/coop/identity.txt"));
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={anna}"),
+        "--admin",
+        &format!("ben={ben}"),
+    ]);
+    alice_id
+}
+
 /// Issue 26 finding 8: on a site whose agent holds a writer key, a job's `retention` is
 /// skipped with a note (and a `config check` warning); the run exits 0, not 3.
 #[test]
@@ -496,35 +525,6 @@ fn writer_key_site_skips_retention_with_a_note_not_exit_3() {
         assert!(text(&o).contains("retention skipped"), "{}", text(&o));
     }
     assert_eq!(env.snapshots().len(), 2);
-}
-
-/// The age public key written in an identity file's `# public key:` line.
-fn public_of(identity: &Path) -> String {
-    fs::read_to_string(identity)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
-        .unwrap()
-}
-
-/// A repository with member alice and the recovery key split between its admin (this
-/// environment's identity) and a second admin: alice's identity.
-fn split_with_alice(env: &Env) -> std::path::PathBuf {
-    let (alice_id, alice) = age_identity(env, "alice");
-    env.ok(&["member", "add", "alice", "--recipient", &alice]);
-    let (_, ben) = age_identity(env, "ben");
-    let anna = public_of(&env.p("config/coop/identity.txt"));
-    env.ok(&[
-        "recovery",
-        "init",
-        "--threshold",
-        "2",
-        "--admin",
-        &format!("anna={anna}"),
-        "--admin",
-        &format!("ben={ben}"),
-    ]);
-    alice_id
 }
 
 /// Issue 26 finding 9: `coop --help` lists exit code 13; `coop recovery request --detail`
@@ -591,4 +591,37 @@ fn help_lists_exit_13_and_recovery_request_takes_a_detail() {
             .any(|e| e["detail"] == detail && e["event"] == "recovery-request"),
         "{v}"
     );
+}
+
+/// Issue 26 finding 10: an admin backing up into a member's tenant after the recovery split
+/// is told to use the agent's writer key (and that works), not to add a key with
+/// `coop member recipients`.
+#[test]
+fn admin_backing_up_a_member_after_the_split_is_pointed_to_the_writer_key() {
+    let env = Env::new();
+    split_with_alice(&env);
+    let data = env.p("data");
+    touch(&data, "mail/inbox");
+    let o = env.coop(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("--writer-key"), "{t}");
+    assert!(!t.contains("member recipients"), "{t}");
+    let key = env.p("writer.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    let o = env
+        .cmd()
+        .arg("--writer-key")
+        .arg(&key)
+        .args(["backup", "--tenant", "member/alice", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
 }
