@@ -70,18 +70,17 @@ fn detail_text(
     )
 }
 
-/// Tenant keyed tag → tenant name, for every tenant the caller can name.
+/// Tenant keyed tag → tenant name, for every tenant the caller can name (`readers`: the
+/// tenants it opens, from [`tenant_readers`]).
 fn tenant_names(
-    g: &Global,
     repo: &coop_agent::repo::Repo,
     access: &Access,
+    readers: &HashMap<String, coop_agent::keys::TenantKeys>,
 ) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    if let Ok(ts) = util::tenants(g, repo, access) {
-        for k in ts {
-            m.insert(log::tenant_tag(&k), k.tenant.clone());
-        }
-    }
+    let mut m: HashMap<String, String> = readers
+        .iter()
+        .map(|(tag, k)| (tag.clone(), k.tenant.clone()))
+        .collect();
     if let Ok(coop) = coop_agent::tenant::keys(repo, access, "coop") {
         m.insert(log::tenant_tag(&coop), "coop".into());
         if let Ok(l) = coop_agent::members::load(repo, &coop) {
@@ -117,8 +116,8 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
         LogCommand::Show { member } => {
             let trusted = log::trusted(&repo, &admin_keys(g, &repo, &access)?)?;
             let (report, contents) = log::verify(&repo, &trusted)?;
-            let names = tenant_names(g, &repo, &access);
             let readers = tenant_readers(g, &repo, &access);
+            let names = tenant_names(&repo, &access, &readers);
             let want = match &member {
                 Some(m) => {
                     let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
