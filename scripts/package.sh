@@ -29,7 +29,7 @@ fi
 if ! command -v dpkg-shlibdeps >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     echo "== apt-get install dpkg-dev (dpkg-shlibdeps computes Depends)" >&2
-    apt-get install -y -qq dpkg-dev >/dev/null || { apt-get update -qq && apt-get install -y -qq dpkg-dev >/dev/null; }
+    (cd / && { apt-get install -y -qq dpkg-dev >/dev/null || { apt-get update -qq && apt-get install -y -qq dpkg-dev >/dev/null; }; })
   else
     echo "package.sh: dpkg-shlibdeps not found: apt-get install dpkg-dev" >&2
     exit 1

@@ -34,12 +34,13 @@ start_moto() {
   echo "== moto S3 server on $COOP_TEST_S3_ENDPOINT"
 }
 
+# Package installs run from / : maintainer scripts run in the caller's directory.
 apt_install() {
   echo "== installing $* from Debian's packages"
   if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >/dev/null
+    (cd / && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >/dev/null
   else
-    sudo -n apt-get install -y -qq "$@" >/dev/null
+    (cd / && sudo -n apt-get install -y -qq "$@") >/dev/null
   fi
 }
 

@@ -311,6 +311,15 @@ with tarfile.open(src) as t, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) a
     );
     let msg = String::from_utf8_lossy(&o.stderr);
     assert!(msg.contains("PAX") || msg.contains("refus"), "{msg}");
+    // It is named as an export in another format, not as a damaged repository object.
+    assert!(
+        msg.contains("is not a coop export in the format coop writes"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("repository object") && !msg.contains("replica"),
+        "{msg}"
+    );
     // And a duplicate manifest.json appended after the genuine entries.
     let dup = env.p("dup.tar");
     let py = r#"

@@ -446,3 +446,182 @@ fn help_and_output_say_the_right_thing() {
         serde_json::from_str(&env.ok(&["--json", "protect", "latest", "--note", "x"])).unwrap();
     assert_eq!(v["protected"], true);
 }
+
+/// The age public key written in an identity file's `# public key:` line.
+fn public_of(identity: &Path) -> String {
+    fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap()
+}
+
+/// A repository with member alice and the recovery key split between its admin (this
+/// environment's identity) and a second admin: alice's identity.
+fn split_with_alice(env: &Env) -> std::path::PathBuf {
+    let (alice_id, alice) = age_identity(env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let (_, ben) = age_identity(env, "ben");
+    let anna = public_of(&env.p("config/coop/identity.txt"));
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={anna}"),
+        "--admin",
+        &format!("ben={ben}"),
+    ]);
+    alice_id
+}
+
+/// Issue 26 finding 8: on a site whose agent holds a writer key, a job's `retention` is
+/// skipped with a note (and a `config check` warning); the run exits 0, not 3.
+#[test]
+fn writer_key_site_skips_retention_with_a_note_not_exit_3() {
+    let env = Env::new();
+    let data = env.p("data");
+    touch(&data, "f");
+    let key = env.p("writer.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    let cfg = env.p("agent.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"s\"\nrepo = \"{}\"\nwriter_key = \"{}\"\ncache_dir = \"{}\"\n\n\
+             [[job]]\nname = \"files\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n\
+             retention = {{ keep_daily = 7, keep_weekly = 5 }}\n",
+            env.repo().display(),
+            key.display(),
+            env.p("agent-cache").display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let o = env.coop(&["config", "check", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains("retention is skipped with a writer key"),
+        "config check warns: {}",
+        text(&o)
+    );
+    for _ in 0..2 {
+        let o = env.coop(&[
+            "agent",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--once",
+            "files",
+        ]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert!(text(&o).contains("retention skipped"), "{}", text(&o));
+    }
+    assert_eq!(env.snapshots().len(), 2);
+}
+
+/// Issue 26 finding 9: `coop --help` lists exit code 13; `coop recovery request --detail`
+/// stores its note in the request's log entry, encrypted to the member's tenant, and
+/// `coop log show` shows it to the tenant's readers (and marks it for others).
+#[test]
+fn help_lists_exit_13_and_recovery_request_takes_a_detail() {
+    let env = Env::new();
+    let help = env
+        .ok(&["--help"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("12 quota exceeded, 13 an access was logged but not cosigned"),
+        "{help}"
+    );
+    let alice_id = split_with_alice(&env);
+    let detail = "alice lost her laptop; ticket 4711";
+    env.ok(&[
+        "recovery",
+        "request",
+        "--member",
+        "alice",
+        "--reason",
+        "member-request",
+        "--detail",
+        detail,
+    ]);
+    // The admins no longer read alice's tenant: they see that there is a detail.
+    let shown = env.ok(&["log", "show", "--member", "alice"]);
+    assert!(shown.contains("recovery"), "{shown}");
+    assert!(
+        shown.contains("detail: (encrypted to the tenant's readers)"),
+        "{shown}"
+    );
+    assert!(!shown.contains(detail), "{shown}");
+    // Alice reads it.
+    let o = env
+        .cmd()
+        .arg("--identity-file")
+        .arg(&alice_id)
+        .args(["--tenant", "member/alice", "log", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("detail: {detail}")),
+        "{}",
+        text(&o)
+    );
+    let o = env
+        .cmd()
+        .arg("--identity-file")
+        .arg(&alice_id)
+        .args(["--json", "--tenant", "member/alice", "log", "show"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"] == detail && e["event"] == "recovery-request"),
+        "{v}"
+    );
+}
+
+/// Issue 26 finding 10: an admin backing up into a member's tenant after the recovery split
+/// is told to use the agent's writer key (and that works), not to add a key with
+/// `coop member recipients`.
+#[test]
+fn admin_backing_up_a_member_after_the_split_is_pointed_to_the_writer_key() {
+    let env = Env::new();
+    split_with_alice(&env);
+    let data = env.p("data");
+    touch(&data, "mail/inbox");
+    let o = env.coop(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("--writer-key"), "{t}");
+    assert!(!t.contains("member recipients"), "{t}");
+    let key = env.p("writer.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    let o = env
+        .cmd()
+        .arg("--writer-key")
+        .arg(&key)
+        .args(["backup", "--tenant", "member/alice", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}

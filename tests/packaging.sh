@@ -30,7 +30,7 @@ step() { echo "-- $*"; }
 marker=/var/tmp/coop-packaging-test
 cleanup() {
   if [ -e "$marker" ]; then
-    dpkg --purge coop >/dev/null 2>&1 || true
+    (cd / && dpkg --purge coop) >/dev/null 2>&1 || true
     rm -rf /etc/coop /var/lib/coop /var/cache/coop "$marker"
   fi
 }
@@ -55,12 +55,12 @@ command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   step "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+  (cd / && { apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }; })
 fi
 
 step "scripts/package.sh"
-deb=$(scripts/package.sh)
+deb=$(realpath "$(scripts/package.sh)")   # absolute: package installs run from /
 built=$(date +%s)
 echo "   $deb: $(du -k "$deb" | cut -f1) KiB, installed $(dpkg-deb -f "$deb" Installed-Size) KiB"
 
@@ -71,7 +71,7 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 touch "$marker"
 trap cleanup EXIT
 step "dpkg -i"
-dpkg -i "$deb" >/dev/null
+(cd / && dpkg -i "$deb") >/dev/null
 for d in /var/lib/coop /var/cache/coop; do
   [ "$(stat -c %a "$d")" = 700 ] || fail "$d is not mode 0700 after install"
 done
@@ -168,13 +168,13 @@ config_sum=$(sha256sum /etc/coop/agent.toml)
 repo_sum=$(cd /var/lib/coop/repo && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)
 
 step "dpkg -i again: the config and repository are untouched"
-dpkg -i "$deb" >/dev/null
+(cd / && dpkg -i "$deb") >/dev/null
 [ "$(sha256sum /etc/coop/agent.toml)" = "$config_sum" ] || fail "reinstalling changed the config"
 [ "$(cd /var/lib/coop/repo && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)" = "$repo_sum" ] ||
   fail "reinstalling changed the repository"
 
 step "dpkg -r coop: the config, identity, repository and cache stay"
-dpkg -r coop >/dev/null
+(cd / && dpkg -r coop) >/dev/null
 [ ! -e /usr/bin/coop ] || fail "/usr/bin/coop is still there"
 [ "$(sha256sum /etc/coop/agent.toml)" = "$config_sum" ] || fail "dpkg -r changed or removed the config"
 [ -f /etc/coop/identity.txt ] || fail "dpkg -r removed the identity"
@@ -183,7 +183,7 @@ dpkg -r coop >/dev/null
 [ -d /var/cache/coop ] || fail "dpkg -r removed the cache"
 
 step "dpkg --purge coop: the repository and identity stay; the conffile and cache go"
-dpkg --purge coop >/dev/null 2>&1
+(cd / && dpkg --purge coop) >/dev/null 2>&1
 [ "$(cd /var/lib/coop/repo && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)" = "$repo_sum" ] ||
   fail "dpkg --purge changed the repository"
 [ -f /etc/coop/identity.txt ] || fail "dpkg --purge removed the identity"

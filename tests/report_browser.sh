@@ -24,7 +24,7 @@ if [ -z "$chromium" ]; then
     exit 0
   fi
   echo "== installing chromium from Debian's packages"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null
+  (cd / && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null
   chromium=$(find_chromium)
   [ -n "$chromium" ] || fail "chromium did not install"
 fi

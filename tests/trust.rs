@@ -514,3 +514,170 @@ fn ssh_tag(key_b64: &str) -> String {
     assert!(o.status.success());
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
+
+/// The tenant tag of the first tenant directory under `dir` of the local repository.
+fn first_tag(env: &Env, dir: &str) -> String {
+    fs::read_dir(env.repo().join(dir))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 27 finding 2: random bytes stored under their own BLAKE3 (what create-only
+/// credentials to one store can write) under `index/`, `snapshots/`, `packs/`, `keys/` and
+/// `registry/` neither stop `restore latest` nor are copied by `replicate`; restore names
+/// the junk index object, and check says to delete it rather than restore it from a replica.
+#[test]
+fn junk_objects_neither_stop_a_restore_nor_replicate() {
+    let env = Env::new();
+    let src = source(&env, "src", 11);
+    env.backup(&src);
+    let tag = first_tag(&env, "snapshots");
+    let mut junk = Vec::new();
+    for (i, dir) in ["index", "snapshots", "packs", "keys", "registry"]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = pseudo_random(224, 1001 + 2 * i as u64);
+        let name = Id::of_stored(&bytes).to_hex();
+        let t = if dir == "keys" {
+            first_tag(&env, "keys")
+        } else {
+            tag.clone()
+        };
+        let rel = if dir == "packs" {
+            format!("{dir}/{t}/{}/{name}", &name[..2])
+        } else {
+            format!("{dir}/{t}/{name}")
+        };
+        let p = env.repo().join(&rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, &bytes).unwrap();
+        junk.push((rel, name));
+    }
+    let index_junk = &junk[0].1;
+
+    // Restores go on, naming the junk index object.
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains(index_junk.as_str()), "{}", text(&o));
+    assert_same_tree(&src, &restored(&env, "out", &src));
+    // A second restore, through the index table the first one cached.
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out2").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_same_tree(&src, &restored(&env, "out2", &src));
+
+    // check names the junk and says to delete it.
+    let o = env.coop(&["check"]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    let t = text(&o);
+    let line = t
+        .lines()
+        .find(|l| l.contains(index_junk.as_str()))
+        .unwrap_or_else(|| panic!("check does not name the junk index object: {t}"));
+    assert!(
+        line.contains("not a coop object") && line.contains("delete it"),
+        "{t}"
+    );
+
+    // replicate copies none of it, says so, and the replica restores.
+    let replica = env.p("replica");
+    let o = env.coop(&[
+        "replicate",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        replica.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_ne!(code(&o), 0, "refused objects are reported: {t}");
+    for (rel, name) in &junk {
+        assert!(!replica.join(rel).exists(), "{rel} was replicated: {t}");
+        assert!(t.contains(name.as_str()), "{rel} is not reported: {t}");
+    }
+    let o = env
+        .cmd()
+        .env("COOP_REPO", &replica)
+        .args([
+            "restore",
+            "latest",
+            "--target",
+            env.p("from-replica").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_same_tree(&src, &restored(&env, "from-replica", &src));
+}
+
+/// Issue 27 finding 5: the client remembers only snapshots that verified, so once an admin
+/// deletes a junk snapshot the client skipped, nothing looks like a rollback.
+#[test]
+fn deleting_a_skipped_junk_snapshot_is_no_rollback() {
+    let env = Env::new();
+    let src = source(&env, "src", 12);
+    env.backup(&src);
+    let tag: TenantTag = hex::decode(first_tag(&env, "snapshots"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let bad = plant(&env, "snapshots", &tag, &pseudo_random(224, 5));
+    let o = env.coop(&["snapshots"]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains(&bad.to_hex()[..8]), "{}", text(&o));
+    restore_matches(&env, "latest", &src, "out");
+
+    // The admin deletes the junk.
+    fs::remove_file(
+        env.repo()
+            .join("snapshots")
+            .join(hex::encode(tag))
+            .join(bad.to_hex()),
+    )
+    .unwrap();
+    let o = env.coop(&["snapshots"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!text(&o).contains("ROLLBACK"), "{}", text(&o));
+    restore_matches(&env, "latest", &src, "out2");
+}
+
+/// Issue 27 finding 2, the other half: when every index object is unreadable (here the
+/// genuine ones overwritten in place), restore finds the blobs in the packs' own tables.
+#[test]
+fn unreadable_index_objects_fall_back_to_the_pack_tables() {
+    let env = Env::new();
+    let src = source(&env, "src", 13);
+    env.backup(&src);
+    let tag = first_tag(&env, "index");
+    let index = walk_files(&env.repo().join("index").join(&tag));
+    assert!(!index.is_empty());
+    for f in &index {
+        fs::write(f, pseudo_random(224, 77)).unwrap();
+    }
+    fs::remove_dir_all(env.p("cache")).unwrap();
+    fs::create_dir_all(env.p("cache")).unwrap();
+    let o = env.coop(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("out").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("packs' own tables"), "{}", text(&o));
+    assert_same_tree(&src, &restored(&env, "out", &src));
+}

@@ -56,6 +56,14 @@ pub enum Error {
     AccessDenied { what: String },
     #[error("your identity is not a recipient of tenant {tenant:?} in this repository")]
     NotRecipient { tenant: String },
+    /// An admin identity (it opens tenant coop) that does not open a member's tenant: after
+    /// the recovery split no admin key does, by design.
+    #[error("your admin identity does not open {tenant:?}: member tenants are not encrypted to any admin key (after `coop recovery init` only the member's keys and a k-of-n recovery open them)")]
+    AdminNotMemberReader { tenant: String },
+    /// An archive given as a member's export that is not in the exact format `coop export`
+    /// writes (a tar re-packed by another tool, PAX headers, …): refused as a whole.
+    #[error("{path} is not a coop export in the format coop writes: {why}")]
+    NotCoopExport { path: String, why: String },
     #[error("a writer key can only add backups to {tenant:?}; reading it needs an identity that is a recipient of the tenant")]
     WriterCannotRead { tenant: String },
     #[error("{what} not found")]
@@ -121,9 +129,12 @@ impl Error {
             | Error::Invalid { .. }
             | Error::AmbiguousSnapshot { .. }
             | Error::NothingToBackUp => ErrorKind::Usage,
-            Error::Damaged { .. } | Error::MissingBlob { .. } => ErrorKind::Integrity,
+            Error::Damaged { .. } | Error::MissingBlob { .. } | Error::NotCoopExport { .. } => {
+                ErrorKind::Integrity
+            }
             Error::AccessDenied { .. }
             | Error::NotRecipient { .. }
+            | Error::AdminNotMemberReader { .. }
             | Error::WriterCannotRead { .. } => ErrorKind::AccessDenied,
             Error::NotFound { .. } | Error::NothingForMember { .. } => ErrorKind::NotFound,
             Error::SourceFailed { .. } | Error::HookFailed { .. } => ErrorKind::SourceFailed,

@@ -351,7 +351,7 @@ impl<'a> BlobReader<'a> {
     pub fn alternatives(&self, id: &Id) -> Result<Vec<Alt>> {
         if self.alternatives.get().is_none() {
             let mut all: HashMap<Id, Vec<Alt>> = HashMap::new();
-            for (_, f) in crate::index::files(self.repo, self.keys)? {
+            for (_, f) in crate::index::readable_files(self.repo, self.keys)?.0 {
                 for e in &f.entries {
                     all.entry(e.id).or_default().push(Alt {
                         pack: f.packs[e.pack as usize].id,

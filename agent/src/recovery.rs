@@ -210,6 +210,7 @@ pub fn request(
     ids: &[Identity],
     member: &str,
     reason: Reason,
+    detail: Option<&str>,
 ) -> Result<(String, Appended)> {
     use std::io::Write;
     let setup = setup(repo, coop)?;
@@ -246,6 +247,9 @@ pub fn request(
     e.data.insert("ephemeral".into(), public.into());
     if let Some(r) = requester {
         e.data.insert("requester".into(), r.into());
+    }
+    if let Some(d) = detail {
+        e.detail = Some(crate::tenant::encrypt_detail(&member_keys, d)?);
     }
     let a = log::append(repo, &actor, &[e])?;
     Ok((id, a))

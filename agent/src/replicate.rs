@@ -224,6 +224,8 @@ pub fn replicate(
     let failed = Mutex::new(Vec::new());
     // Objects that are on the target after their copy (or were already).
     let landed = Mutex::new(HashSet::<String>::new());
+    // Objects refused as junk: no reader needs them, so they hold no snapshot back.
+    let junk = Mutex::new(HashSet::<String>::new());
     let copy_all = |list: &[String]| {
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -250,6 +252,10 @@ pub fn replicate(
                         Ok(CopyResult::Refused(why)) => {
                             refused.lock().expect("lock").push(format!("{path}: {why}"))
                         }
+                        Ok(CopyResult::Junk(why)) => {
+                            refused.lock().expect("lock").push(format!("{path}: {why}"));
+                            junk.lock().expect("lock").insert(path.clone());
+                        }
                         Ok(CopyResult::Vanished) => {}
                         Err(e) => failed.lock().expect("lock").push(format!("{path}: {e}")),
                     }
@@ -263,7 +269,9 @@ pub fn replicate(
     // Anything but packs and index objects that did not land (a keyring, the registry, the
     // writer list) holds back every snapshot: readers need them to trust any snapshot.
     let control_missing = first_paths.iter().any(|p| {
-        !matches!(order(p), Kind::Pack | Kind::Index) && !landed.lock().expect("lock").contains(p)
+        !matches!(order(p), Kind::Pack | Kind::Index)
+            && !landed.lock().expect("lock").contains(p)
+            && !junk.lock().expect("lock").contains(p)
     });
 
     // The snapshots, with their inventories.
@@ -698,12 +706,14 @@ fn incomplete<'d>(
 enum CopyResult {
     Copied(u64),
     Refused(String),
+    /// Stored as named, but no coop object (junk): refused, and holds nothing back.
+    Junk(String),
     /// Deleted at the source since the listing (a prune): nothing to copy.
     Vanished,
 }
 
 fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
-    let Some(name) = ObjectPath::parse(path).map(|p| p.name) else {
+    let Some(op) = ObjectPath::parse(path) else {
         return Ok(CopyResult::Refused("not a coop object name".into()));
     };
     let bytes = match from.get(path) {
@@ -711,10 +721,16 @@ fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
         Err(e) if e.is_not_found() => return Ok(CopyResult::Vanished),
         Err(e) => return Err(e.into()),
     };
-    if Id::of_stored(&bytes) != name {
+    if Id::of_stored(&bytes) != op.name {
         return Ok(CopyResult::Refused(
             "bytes do not match the name (corrupt at the source); not copied".into(),
         ));
+    }
+    // The keyless checks `scrub` makes (magic, header, kind, tenant): junk is not spread.
+    if let Err(why) = crate::check::scrub::object_ok(&op, &bytes) {
+        return Ok(CopyResult::Junk(format!(
+            "not a coop object ({why}); not copied: delete it at the source"
+        )));
     }
     let n = bytes.len() as u64;
     to.put(path, bytes)?;

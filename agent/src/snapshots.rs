@@ -268,6 +268,7 @@ pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
     let mut listing = list(repo, keys)?;
     let (forgotten, problems) = crate::forget::records(repo, keys)?;
     listing.problems.extend(problems);
+    let verified: Vec<Id> = listing.entries.iter().map(|e| e.id).collect();
     let mut verdict = crate::state::observe(
         repo.cache_dir(),
         &repo.config.repo_id,
@@ -275,6 +276,7 @@ pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
             location: &repo.store.location(),
             tag: &keys.tag,
             snapshots: Some(&listing.names),
+            verified: &verified,
             forgotten: &forgotten,
             index: None,
         },

@@ -1,9 +1,10 @@
 //! Rollback and hiding detection: each client remembers what it saw at each location.
 //!
 //! Stored in the cache directory as `<repo id>/state.json` (SPEC section 19). Per location
-//! (store URL) and tenant it keeps every snapshot name seen and the index objects last seen,
-//! and the highest registry and writer-list generations seen. When a location later shows
-//! less:
+//! (store URL) and tenant it keeps the name of every snapshot that verified there (never one
+//! it skipped as damaged or forged: junk an admin deletes later must not look like a
+//! rollback), the index objects last read there, and the highest registry and writer-list
+//! generations seen. When a location later shows less:
 //!
 //! - a snapshot seen there is gone and no signed forget record names it: the store is
 //!   serving an old state, or hiding snapshots (**rollback**). Reading commands warn and
@@ -30,7 +31,7 @@ struct Location {
     /// Access log origin → the largest (size, base64 root) this client verified there.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     logs: BTreeMap<String, (u64, String)>,
-    /// Tenant tag (hex) → every snapshot name seen there and not forgotten since.
+    /// Tenant tag (hex) → every snapshot that verified there and was not forgotten since.
     #[serde(default)]
     snapshots: BTreeMap<String, BTreeSet<Id>>,
     /// Tenant tag (hex) → the index objects seen there last time.
@@ -132,6 +133,8 @@ pub struct Seen<'a> {
     pub tag: &'a [u8; 16],
     /// Every snapshot name listed now (`None`: not looked at).
     pub snapshots: Option<&'a [Id]>,
+    /// The listed snapshots that verified (signature, writer): only these are remembered.
+    pub verified: &'a [Id],
     /// Snapshots forget records (authority-signed) say were removed on purpose.
     pub forgotten: &'a HashSet<Id>,
     /// The index objects listed now and the ones present objects supersede.
@@ -162,12 +165,17 @@ pub fn observe(cache: Option<&Path>, repo_id: &Id, seen: &Seen) -> Verdict {
             .filter(|s| !now.contains(s) && !seen.forgotten.contains(s))
             .copied()
             .collect();
-        // Keep remembering what vanished (the alarm stays until a forget record explains it).
+        // Keep remembering what vanished (the alarm stays until a forget record explains it),
+        // and add what verified now; a listed name that did not verify is not remembered.
         let mut keep: BTreeSet<Id> = before
             .into_iter()
             .filter(|s| !seen.forgotten.contains(s))
             .collect();
-        keep.extend(now.iter().filter(|s| !seen.forgotten.contains(s)));
+        keep.extend(
+            seen.verified
+                .iter()
+                .filter(|s| now.contains(s) && !seen.forgotten.contains(s)),
+        );
         for (loc, other) in &state.locations {
             if loc == seen.location {
                 continue;
@@ -280,6 +288,7 @@ mod tests {
                     location: loc,
                     tag: &tag,
                     snapshots: Some(snaps),
+                    verified: snaps,
                     forgotten,
                     index: None,
                 },
@@ -298,6 +307,35 @@ mod tests {
         let v = seen(&[a], &none, "/srv/replica");
         assert!(!v.rollback());
         assert_eq!(v.lagging, vec![("s3://x".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_listed_snapshot_that_did_not_verify_is_not_remembered() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Id([1; 32]);
+        let tag = [2u8; 16];
+        let none = HashSet::new();
+        let seen = |listed: &[Id], verified: &[Id]| {
+            observe(
+                Some(d.path()),
+                &repo,
+                &Seen {
+                    location: "/srv/repo",
+                    tag: &tag,
+                    snapshots: Some(listed),
+                    verified,
+                    forgotten: &none,
+                    index: None,
+                },
+            )
+        };
+        let (good, junk) = (Id([10; 32]), Id([11; 32]));
+        assert!(!seen(&[good, junk], &[good]).rollback());
+        assert!(!seen(&[good, junk], &[good]).rollback());
+        // An admin deletes the junk: nothing this client trusted is gone.
+        assert!(!seen(&[good], &[good]).rollback());
+        // The genuine one going is still an alarm.
+        assert_eq!(seen(&[], &[]).vanished, vec![good]);
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
             let coop_ring = found.rings.iter().find(|r| r.tenant == "coop").cloned();
             let Some(k) = found.rings.into_iter().find(|k| k.tenant == tenant) else {
                 // An admin can tell a member that does not exist from one it cannot read.
+                let mut admin_of_member = false;
                 if let (Some(name), Some(ring)) = (tenant.strip_prefix("member/"), coop_ring) {
                     let coop = TenantKeys::from_keyring(ring, Arc::clone(ids))?;
                     let reg = crate::members::load(repo, &coop)?.registry;
@@ -73,6 +74,7 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                             ),
                         });
                     }
+                    admin_of_member = true;
                 }
                 // A damaged keyring may be the one this identity would have opened.
                 if let Some(p) = found
@@ -86,6 +88,11 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                             "no keyring of tenant {tenant:?} opens with your identity, and this keyring object may be the one: its bytes do not match its name"
                         ),
                     ));
+                }
+                if admin_of_member {
+                    return Err(Error::AdminNotMemberReader {
+                        tenant: tenant.into(),
+                    });
                 }
                 return Err(Error::NotRecipient {
                     tenant: tenant.into(),
@@ -105,4 +112,25 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
             Ok(keys)
         }
     }
+}
+
+/// A log entry's free-text detail, age-encrypted to the tenant's data recipients and base64
+/// encoded (the `detail` field of SPEC section 24's entries): only the tenant's readers read it.
+pub fn encrypt_detail(keys: &TenantKeys, text: &str) -> Result<String> {
+    use base64::Engine;
+    let mut ct = Vec::new();
+    coop_formats::crypt::encrypt_to(&keys.recipients, &[text.as_bytes()], &mut ct)
+        .map_err(|e| Error::crypto("encrypting the log detail", e))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(ct))
+}
+
+/// The text of a log entry's detail, if `keys` can read the tenant it is encrypted to.
+pub fn read_detail(keys: &TenantKeys, detail: &str) -> Option<String> {
+    use base64::Engine;
+    let reader = keys.reader.as_ref()?;
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(detail)
+        .ok()?;
+    let pt = coop_formats::crypt::decrypt(&reader.identities, &ct, 64 << 10).ok()?;
+    String::from_utf8(pt).ok()
 }

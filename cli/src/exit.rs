@@ -59,6 +59,13 @@ pub fn hint_for(e: &anyhow::Error, repo: Option<&str>) -> Option<String> {
             "check --identity-file / COOP_IDENTITY_FILE; either your key is not one of the readers of {tenant} \
              (ask an admin to add it with `coop member recipients`), or there is no such member (ask an admin)"
         ),
+        Error::AdminNotMemberReader { tenant } => format!(
+            "to back up into {tenant}, use the site agent's writer key: --writer-key FILE (it writes member \
+             tenants without reading them); to read it, the member's own key or `coop recovery request`"
+        ),
+        Error::NotCoopExport { .. } => "verify the archive exactly as `coop export` wrote it (a .tar or its \
+             unpacked directory); one re-packed by another tool cannot be verified: ask for a new export"
+            .into(),
         Error::NotRecipient { .. } => "check --identity-file / COOP_IDENTITY_FILE (the default is ~/.config/coop/identity.txt)".into(),
         Error::WriterCannotRead { .. } => "read with an identity: --identity-file FILE (or COOP_IDENTITY_FILE), without --writer-key".into(),
         Error::NothingToBackUp => "give paths to back up, or --stdin-from-command 'COMMAND'".into(),
@@ -72,7 +79,8 @@ pub fn hint_for(e: &anyhow::Error, repo: Option<&str>) -> Option<String> {
         ),
         Error::Store(_) if s3_without_keys => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL, AWS_REGION for Garage or MinIO), or put them in the agent config's s3 = { … }".into(),
         _ => match err.kind() {
-            ErrorKind::Integrity => "stored data failed verification; nothing was changed. Restore the named object from another site's replica, or report it.".into(),
+            ErrorKind::Integrity => "stored data failed verification; nothing was changed. `coop check` says which objects \
+                 to restore from another site's replica (damaged in storage) and which to delete (junk no coop wrote).".into(),
             ErrorKind::AccessDenied => "check --identity-file / COOP_IDENTITY_FILE (or --writer-key for backups).".into(),
             ErrorKind::Store => "the store could not be read or written; check the location, credentials, permissions and free space, then retry.".into(),
             ErrorKind::Internal | ErrorKind::Crypto => "this is a bug in coop; please report it with the message above.".into(),

@@ -19,7 +19,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     about = "Encrypted, deduplicated backups for community hosters, replicated across sites.",
     after_help = "Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 backup done but some files were unreadable, \
 4 repository not found, 5 wrong key / access denied, 6 data failed verification, 7 restore partial, \
-8 snapshot or path not found, 9 source command failed, 10 store error, 11 local I/O error, 12 quota exceeded."
+8 snapshot or path not found, 9 source command failed, 10 store error, 11 local I/O error, 12 quota exceeded, \
+13 an access was logged but not cosigned by enough witnesses in time (--log-timeout); nothing was read."
 )]
 struct Cli {
     #[command(flatten)]

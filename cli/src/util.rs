@@ -328,11 +328,7 @@ pub fn log_access(
     let actor = log::Actor::of(&coop);
     let mut entry = log::entry(&actor, event, Some(keys), Some(reason), object);
     if let Some(d) = &a.detail {
-        let mut ct = Vec::new();
-        coop_formats::crypt::encrypt_to(&keys.recipients, &[d.as_bytes()], &mut ct)
-            .map_err(|e| anyhow::anyhow!("encrypting the log detail: {e}"))?;
-        use base64::Engine;
-        entry.detail = Some(base64::engine::general_purpose::STANDARD.encode(ct));
+        entry.detail = Some(coop_agent::tenant::encrypt_detail(keys, d)?);
     }
     let member = keys.tenant.starts_with("member/");
     let appended = match log::append(repo, &actor, &[entry]) {

@@ -117,6 +117,8 @@ spawn() {
 
 # need_apt PKG…: install the Debian packages that are missing. Package scripts do not
 # start their services where policy-rc.d forbids it; the tests never use those instances.
+# apt-get runs from / : maintainer scripts run in the caller's directory (redmine's postinst
+# runs Bundler there and fails to find a Gemfile in the test's temporary directory).
 need_apt() {
   local p missing=()
   for p in "$@"; do
@@ -126,8 +128,8 @@ need_apt() {
   echo "$SERVICE: installing ${missing[*]} (apt-get)"
   local sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo -n)
-  "${sudo[@]}" apt-get update -qq > /dev/null
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" > "$T/apt.log" 2>&1 \
+  (cd / && "${sudo[@]}" apt-get update -qq) > /dev/null
+  (cd / && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}") > "$T/apt.log" 2>&1 \
     || { tail -n 30 "$T/apt.log"; die "$SERVICE: apt-get install ${missing[*]} failed"; }
 }
 

@@ -44,6 +44,11 @@ pub struct Problem {
     pub snapshots: Vec<String>,
     /// Files (snapshot short id: path) that need it.
     pub files: Vec<String>,
+    /// The object was stored as it is (its bytes match its name) but is no coop object of
+    /// this tenant: junk anyone with create rights can write. Delete it; a replica's copy
+    /// would be the same junk.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub junk: bool,
 }
 
 impl Problem {
@@ -53,8 +58,32 @@ impl Problem {
             message,
             snapshots: vec![],
             files: vec![],
+            junk: false,
         }
     }
+
+    /// A problem with an object whose bytes match its name: never a genuine object damaged
+    /// in storage, so it is to be deleted, not restored from a replica.
+    fn junk(object: String, path: &str, why: impl std::fmt::Display) -> Self {
+        Self {
+            junk: true,
+            ..Self::new(
+                object,
+                format!("not a coop object ({why}): delete it ({path}); nothing refers to it"),
+            )
+        }
+    }
+}
+
+/// Whether the object at `path` holds the bytes its name says (it was stored as it is: a
+/// failure to decode it is not damage in storage). A read error counts as no.
+fn stored_as_named(repo: &Repo, path: &str) -> bool {
+    let Some(p) = crate::layout::ObjectPath::parse(path) else {
+        return false;
+    };
+    repo.store
+        .get(path)
+        .is_ok_and(|b| Id::of_stored(&b) == p.name)
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -142,10 +171,20 @@ impl Checker<'_> {
             match crate::index::load::file(self.repo, self.keys, &obj.name) {
                 Ok(Some(f)) => self.files.push(f),
                 Ok(None) => {}
-                Err(e @ Error::Damaged { .. }) => self
-                    .r
-                    .errors
-                    .push(Problem::new(format!("index {}", obj.name), e.to_string())),
+                Err(e @ Error::Damaged { .. }) => {
+                    let what = format!("index {}", obj.name);
+                    self.r
+                        .errors
+                        .push(if stored_as_named(self.repo, &obj.path) {
+                            let why = match &e {
+                                Error::Damaged { cause, .. } => cause.to_string(),
+                                _ => e.to_string(),
+                            };
+                            Problem::junk(what, &obj.path, why)
+                        } else {
+                            Problem::new(what, e.to_string())
+                        })
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -207,6 +246,20 @@ impl Checker<'_> {
                 (ProblemKind::Damaged, _) => "damaged",
                 (ProblemKind::Forged, _) => "forged",
             };
+            // A snapshot stored as it is that is no snapshot at all (fails the keyless
+            // checks) is junk to delete.
+            let keyless = crate::layout::ObjectPath::parse(&p.object).and_then(|op| {
+                let b = self.repo.store.get(&p.object).ok()?;
+                (Id::of_stored(&b) == op.name)
+                    .then(|| scrub::object_ok(&op, &b).err())
+                    .flatten()
+            });
+            if let (Some(why), Some(n)) = (keyless, &name) {
+                self.r
+                    .errors
+                    .push(Problem::junk(format!("snapshot {n}"), &p.object, why));
+                continue;
+            }
             self.r.errors.push(Problem {
                 object: match &name {
                     Some(n) if p.object.starts_with(Kind::Snapshot.dir()) => {
@@ -217,6 +270,7 @@ impl Checker<'_> {
                 message: format!("{what}: {}", p.message),
                 snapshots: name.into_iter().collect(),
                 files: vec![],
+                junk: false,
             });
         }
         self.r.warnings.extend(view.verdict.warnings());
@@ -258,6 +312,7 @@ impl Checker<'_> {
                         message: "the snapshot's manifest (its signed file list) is missing: exports of it cannot be verified".into(),
                         snapshots: vec![sid.to_hex()],
                         files: vec![],
+                        junk: false,
                     });
                 }
             }
@@ -274,6 +329,7 @@ impl Checker<'_> {
                             message: e.to_string(),
                             snapshots: vec![sid.to_hex()],
                             files: vec![],
+                            junk: false,
                         });
                         continue;
                     }
@@ -524,6 +580,7 @@ impl Checker<'_> {
                 location: &self.repo.store.location(),
                 tag: &self.keys.tag,
                 snapshots: None,
+                verified: &[],
                 forgotten: &HashSet::new(),
                 index: Some((&names, &superseded)),
             },

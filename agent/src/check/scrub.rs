@@ -19,8 +19,9 @@ pub struct ScrubReport {
 }
 
 /// Whether stored bytes are a well-formed object of their path's kind and tenant: the name
-/// is their BLAKE3 and the header carries the kind's type and the path's tenant tag.
-fn object_ok(p: &ObjectPath, bytes: &[u8]) -> Result<(), String> {
+/// is their BLAKE3 and the header carries the kind's type and the path's tenant tag. These
+/// checks need no key; `replicate` copies nothing that fails them.
+pub fn object_ok(p: &ObjectPath, bytes: &[u8]) -> Result<(), String> {
     if Id::of_stored(bytes) != p.name {
         return Err("its bytes do not match its name".into());
     }

@@ -52,6 +52,9 @@ pub struct JobOutcome {
     /// Per member (per-member jobs only).
     pub members: Vec<MemberOutcome>,
     pub warnings: Vec<String>,
+    /// Things the run did not do by design (retention with a writer key): shown, and never
+    /// a reason to exit with a warning code.
+    pub notes: Vec<String>,
     pub peers: Vec<super::PeerOutcome>,
     /// Rollbacks and forks found while witnessing other sites' logs: alarms.
     pub witness_alarms: Vec<String>,
@@ -210,6 +213,7 @@ impl Agent {
             forgotten: 0,
             members: vec![],
             warnings: vec![],
+            notes: vec![],
             peers: vec![],
             witness_alarms: vec![],
             energy: None,
@@ -253,7 +257,12 @@ impl Agent {
             }
         }
         let note = if out.ok {
-            out.warnings.join("; ")
+            out.warnings
+                .iter()
+                .chain(&out.notes)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         } else {
             out.message.clone()
         };
@@ -351,7 +360,7 @@ impl Agent {
             return Ok(());
         };
         if keys.reader.is_none() {
-            out.warnings.push(format!(
+            out.notes.push(format!(
                 "{tenant}: retention skipped: a writer key cannot read snapshots (run forget where an identity is)"
             ));
             return Ok(());

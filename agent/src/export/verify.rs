@@ -161,7 +161,10 @@ fn read_tar(path: &Path, ex: Option<&Extractor>) -> Result<Found> {
     })
     .map_err(|e| match e {
         tarx::TarError::Io(io) => Error::io(path, io),
-        tarx::TarError::Refused(why) => Error::damaged(path.display().to_string(), why),
+        tarx::TarError::Refused(why) => Error::NotCoopExport {
+            path: path.display().to_string(),
+            why,
+        },
     })?;
     found.manifest = manifest.ok_or_else(|| {
         Error::invalid(format!(

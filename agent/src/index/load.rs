@@ -82,13 +82,83 @@ pub fn file(repo: &Repo, keys: &TenantKeys, name: &Id) -> Result<Option<(Id, Ind
     Ok(Some((*name, f)))
 }
 
-/// Reads and authenticates every index object of the tenant (name, content).
+/// Reads and authenticates every index object of the tenant (name, content). A damaged or
+/// malformed one is an error: for prune, which must not judge data by a partial index.
 pub fn files(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
     let mut out = Vec::new();
     for obj in repo.list(Kind::Index, &keys.tag)? {
         out.extend(file(repo, keys, &obj.name)?);
     }
     Ok(out)
+}
+
+/// [`file`] for readers: a damaged or malformed index object (junk anyone with create
+/// rights on the store can write) is named in a warning, recorded in `skipped`, and left
+/// out; readers go on from the other index objects and the packs' own tables.
+fn file_or_skip(
+    repo: &Repo,
+    keys: &TenantKeys,
+    name: &Id,
+    skipped: &mut Vec<Id>,
+) -> Result<Option<(Id, IndexFile)>> {
+    match file(repo, keys, name) {
+        Err(Error::Damaged { object, cause }) => {
+            tracing::warn!(
+                "{object} is not a readable index object of this tenant ({cause}); it is skipped, \
+                 and blobs are found through the other index objects and the packs' own tables \
+                 (`coop check` says what to do with it)"
+            );
+            skipped.push(*name);
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+/// Index objects a reader can use (name, content), and the names of those it skipped.
+pub type Readable = (Vec<(Id, IndexFile)>, Vec<Id>);
+
+/// Every index object a reader can use, and the names of those it had to skip.
+pub fn readable_files(repo: &Repo, keys: &TenantKeys) -> Result<Readable> {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for obj in repo.list(Kind::Index, &keys.tag)? {
+        out.extend(file_or_skip(repo, keys, &obj.name, &mut skipped)?);
+    }
+    Ok((out, skipped))
+}
+
+/// After an index object was skipped, the blobs it listed are found in the packs' own
+/// tables: every pack in the store that no index object lists is read (its table only)
+/// and added. Needs a reading key; with a writer key (a backup) nothing is added, which
+/// costs only deduplication.
+fn add_unindexed_packs(repo: &Repo, keys: &TenantKeys, index: &mut Index) -> Result<()> {
+    if keys.reader().is_err() {
+        return Ok(());
+    }
+    let indexed: HashSet<Id> = index.packs.iter().map(|p| p.id).collect();
+    let tables = crate::packtable::Tables::new(repo, keys)?;
+    for obj in repo.list(Kind::Pack, &keys.tag)? {
+        if indexed.contains(&obj.name) {
+            continue;
+        }
+        match tables.get(&obj.name, obj.size) {
+            Ok(entries) => index.add_pack_table(
+                coop_formats::index::IndexPack {
+                    id: obj.name,
+                    stored_size: obj.size,
+                },
+                &entries,
+            ),
+            Err(Error::Damaged { object, cause }) => {
+                tracing::warn!(
+                    "{object} is not a readable pack of this tenant ({cause}); it is not used"
+                )
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Loads and merges every index object of the tenant.
@@ -102,8 +172,11 @@ pub fn load_with_packs(repo: &Repo, keys: &TenantKeys) -> Result<(Index, HashSet
     let present = repo.pack_names(&keys.tag)?;
     if let Some(dir) = repo.cache_dir() {
         match load_cached(repo, keys, dir, &present) {
-            Ok((index, kind)) => {
+            Ok((mut index, kind)) => {
                 tracing::debug!("index cache: {kind:?}");
+                if index.skipped > 0 {
+                    add_unindexed_packs(repo, keys, &mut index)?;
+                }
                 return Ok((index, present));
             }
             // A cache that cannot be written is not fatal: merge in memory instead.
@@ -114,7 +187,12 @@ pub fn load_with_packs(repo: &Repo, keys: &TenantKeys) -> Result<(Index, HashSet
             Err(e) => return Err(e),
         }
     }
-    let index = merge(files(repo, keys)?, Some(&present));
+    let (files, skipped) = readable_files(repo, keys)?;
+    let mut index = merge(files, Some(&present));
+    if !skipped.is_empty() {
+        index.skipped = skipped.len();
+        add_unindexed_packs(repo, keys, &mut index)?;
+    }
     Ok((index, present))
 }
 
@@ -151,12 +229,14 @@ pub fn load_cached(
         Err(CacheError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!("{e}; rebuilding it"),
     }
+    let mut skipped = Vec::new();
     let objects = listed
         .iter()
-        .filter_map(|n| file(repo, keys, n).transpose());
+        .filter_map(|n| file_or_skip(repo, keys, n, &mut skipped).transpose());
     let table = table::build(&path, &keys.tag, objects, present)?;
     let mut index = Index::with_base(table);
     index.set_present(present);
+    index.skipped = skipped.len();
     Ok((index, LoadKind::Rebuilt))
 }
 
@@ -187,8 +267,9 @@ fn try_overlay(
     }
     let mut files = Vec::with_capacity(new.len());
     let mut blobs = 0usize;
+    let mut skipped = Vec::new();
     for n in new {
-        let Some((name, f)) = file(repo, keys, n)? else {
+        let Some((name, f)) = file_or_skip(repo, keys, n, &mut skipped)? else {
             continue;
         };
         if f.superseded.iter().any(|s| known.contains(s)) {
@@ -203,5 +284,6 @@ fn try_overlay(
     let mut index = Index::with_base(table);
     merge_into(&mut index, files, Some(present));
     index.set_present(present);
+    index.skipped = skipped.len();
     Ok(Some(index))
 }

@@ -12,7 +12,7 @@
 pub mod load;
 pub mod table;
 
-pub use load::{files, load, load_with_packs, merge, merge_into};
+pub use load::{files, load, load_with_packs, merge, merge_into, readable_files};
 
 use coop_formats::id::{BlobType, Id};
 use coop_formats::index::{IndexFile, IndexPack};
@@ -46,6 +46,8 @@ pub struct Index {
     dead: HashSet<u32>,
     /// Packs the store did not list when the index was loaded.
     missing: HashSet<u32>,
+    /// Index objects left out because they were damaged or malformed (named in warnings).
+    pub skipped: usize,
 }
 
 impl Index {
@@ -74,6 +76,35 @@ impl Index {
             .filter(|(_, p)| !present.contains(&p.id))
             .map(|(i, _)| i as u32)
             .collect();
+    }
+
+    /// Adds a pack's own table (read from the pack) to the overlay, for blobs no index
+    /// object lists; a location already known stays.
+    pub fn add_pack_table(&mut self, pack: IndexPack, entries: &[coop_formats::pack::PackEntry]) {
+        let ix = *self.pack_ix.entry(pack.id).or_insert_with(|| {
+            self.packs.push(pack);
+            (self.packs.len() - 1) as u32
+        });
+        for e in entries {
+            let known = self.blobs.contains_key(&e.id)
+                || self
+                    .base
+                    .as_ref()
+                    .is_some_and(|b| b.lookup(&e.id).ok().flatten().is_some());
+            if !known {
+                self.blobs.insert(
+                    e.id,
+                    Loc {
+                        pack: ix,
+                        ty: e.ty,
+                        compression: e.compression,
+                        offset: e.offset,
+                        stored_len: e.stored_len,
+                        raw_len: e.raw_len,
+                    },
+                );
+            }
+        }
     }
 
     /// Adds the content of one index object to the overlay. Where a blob is already in

@@ -167,6 +167,7 @@ impl View {
                 location: &repo.store.location(),
                 tag: &keys.tag,
                 snapshots: None,
+                verified: &[],
                 forgotten: &HashSet::new(),
                 index: Some((&names, &superseded)),
             },

@@ -88,6 +88,22 @@ pub fn check(text: &str, reach: bool) -> Checked {
             });
         }
     }
+    // A writer key cannot read snapshots, so the agent skips retention (a note, not a failure).
+    if let super::KeySource::Writer(_) = &settings.site.key {
+        for (j, r) in settings.jobs.iter().zip(&cfg.jobs) {
+            if j.retention.is_some() {
+                out.problems.push(ConfigProblem {
+                    line: line(r.name.span()),
+                    message: format!(
+                        "job {:?}: its retention is skipped with a writer key (it cannot read snapshots); \
+                         run `coop forget` where an admin identity is, or remove retention here",
+                        j.name
+                    ),
+                    warning: true,
+                });
+            }
+        }
+    }
     if reach {
         reach_stores(&settings, &cfg, text, &mut out);
     }

@@ -101,6 +101,9 @@ pub fn run(g: &Global, a: AgentArgs) -> Result<i32> {
             for w in &o.warnings {
                 p.warn(w);
             }
+            for n in &o.notes {
+                p.note(n);
+            }
             for x in &o.peers {
                 if x.ok {
                     p.summary(format!(

@@ -121,13 +121,23 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
                 p.data(format!("  affects file {f}"))?;
             }
         }
+        let junk = r.errors.iter().filter(|e| e.junk).count() as u64;
+        let damaged = r.errors.len() as u64 - junk;
         if r.errors.is_empty() {
             p.summary("no errors found")?;
-        } else {
+        }
+        if damaged > 0 {
             p.summary(format!(
                 "{} found. Restore the damaged objects from another site's replica \
                  (their names are their store paths), or forget the affected snapshots.",
-                util::plural(r.errors.len() as u64, "error", "errors")
+                util::plural(damaged, "error", "errors")
+            ))?;
+        }
+        if junk > 0 {
+            p.summary(format!(
+                "{} that no coop wrote (stored as they are, so every replica's copy is the same): \
+                 delete them from the store; readers skip them meanwhile.",
+                util::plural(junk, "object", "objects")
             ))?;
         }
     }

@@ -42,18 +42,44 @@ pub enum LogCommand {
     },
 }
 
-/// Tenant keyed tag → tenant name, for every tenant the caller can name.
-fn tenant_names(
+/// Tenant keyed tag → the keys of every tenant the caller can open (to read details).
+fn tenant_readers(
     g: &Global,
     repo: &coop_agent::repo::Repo,
     access: &Access,
+) -> HashMap<String, coop_agent::keys::TenantKeys> {
+    util::tenants(g, repo, access)
+        .map(|ts| ts.into_iter().map(|k| (log::tenant_tag(&k), k)).collect())
+        .unwrap_or_default()
+}
+
+/// An entry's detail as the caller can show it: the text where the caller reads the tenant
+/// it is encrypted to, otherwise a mark that there is one.
+fn detail_text(
+    e: &Entry,
+    readers: &HashMap<String, coop_agent::keys::TenantKeys>,
+) -> Option<String> {
+    let d = e.detail.as_ref()?;
+    Some(
+        e.tenant
+            .as_ref()
+            .and_then(|t| readers.get(t))
+            .and_then(|k| coop_agent::tenant::read_detail(k, d))
+            .unwrap_or_else(|| "(encrypted to the tenant's readers)".into()),
+    )
+}
+
+/// Tenant keyed tag → tenant name, for every tenant the caller can name (`readers`: the
+/// tenants it opens, from [`tenant_readers`]).
+fn tenant_names(
+    repo: &coop_agent::repo::Repo,
+    access: &Access,
+    readers: &HashMap<String, coop_agent::keys::TenantKeys>,
 ) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    if let Ok(ts) = util::tenants(g, repo, access) {
-        for k in ts {
-            m.insert(log::tenant_tag(&k), k.tenant.clone());
-        }
-    }
+    let mut m: HashMap<String, String> = readers
+        .iter()
+        .map(|(tag, k)| (tag.clone(), k.tenant.clone()))
+        .collect();
     if let Ok(coop) = coop_agent::tenant::keys(repo, access, "coop") {
         m.insert(log::tenant_tag(&coop), "coop".into());
         if let Ok(l) = coop_agent::members::load(repo, &coop) {
@@ -89,7 +115,8 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
         LogCommand::Show { member } => {
             let trusted = log::trusted(&repo, &admin_keys(g, &repo, &access)?)?;
             let (report, contents) = log::verify(&repo, &trusted)?;
-            let names = tenant_names(g, &repo, &access);
+            let readers = tenant_readers(g, &repo, &access);
+            let names = tenant_names(&repo, &access, &readers);
             let want = match &member {
                 Some(m) => {
                     let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
@@ -123,6 +150,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                             "tenant_tag": e.tenant,
                             "tenant": e.tenant.as_ref().and_then(|t| names.get(t)),
                             "data": e.data,
+                            "detail": detail_text(e, &readers),
                         })
                     })
                     .collect();
@@ -148,6 +176,9 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                             .map(|o| format!(" {}", &o[..o.len().min(16)]))
                             .unwrap_or_default()
                     ))?;
+                    if let Some(d) = detail_text(e, &readers) {
+                        p.data(format!("{:<21} detail: {d}", ""))?;
+                    }
                 }
                 p.summary(format!(
                     "{} in {} logs",

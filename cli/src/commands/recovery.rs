@@ -26,6 +26,10 @@ pub enum RecoveryCommand {
         /// member-request, incident-response, disaster-recovery, legal-request, maintenance.
         #[arg(long)]
         reason: String,
+        /// A note for the request's log entry (why, who asked), encrypted to the member's
+        /// tenant: its readers see it in `coop log show`.
+        #[arg(long, value_name = "TEXT")]
+        detail: Option<String>,
     },
     /// Approve a request with your own identity: releases your share to that request only.
     Approve {
@@ -76,13 +80,23 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                 ))?;
             }
         }
-        RecoveryCommand::Request { member, reason } => {
+        RecoveryCommand::Request {
+            member,
+            reason,
+            detail,
+        } => {
             let reason = reason
                 .parse::<coop_formats::tlog::Reason>()
                 .map_err(|what| Error::Invalid { what })?;
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let (id, a) =
-                coop_agent::recovery::request(&repo, &coop, &ids(&access)?, &member, reason)?;
+            let (id, a) = coop_agent::recovery::request(
+                &repo,
+                &coop,
+                &ids(&access)?,
+                &member,
+                reason,
+                detail.as_deref(),
+            )?;
             if g.json {
                 p.json(&serde_json::json!({"request": id, "log": a.origin, "index": a.first}))?;
             } else {
