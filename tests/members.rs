@@ -635,3 +635,104 @@ fn paths_from_command_selects_each_members_paths() {
     assert!(text.contains("not an absolute path"), "{text}");
     assert_eq!((count("alice"), count("bob")), before);
 }
+
+/// Issue 25 finding 4: the log gate is the engine's. An admin's key opens alice's tenant
+/// (as her recovery reader) but lists, compares or reads none of her files unless the read
+/// is logged first; a copy of the store without the service tenant's keyring (nowhere to
+/// log) reads nothing even with a reason; alice herself reads with no entry.
+#[test]
+fn an_admins_key_reads_a_members_files_only_through_the_logged_gate() {
+    let c = setup("1GiB");
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let env = &c.env;
+    let entries = |repo: &Path| -> usize {
+        let o = env.coop(&["--json", "--repo", repo.to_str().unwrap(), "log", "show"]);
+        serde_json::from_slice::<Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| a.len()))
+            .unwrap_or(0)
+    };
+    let before = entries(&env.repo());
+    for args in [
+        vec!["ls", "latest", "--tenant", "member/alice"],
+        vec!["diff", "latest", "latest", "--tenant", "member/alice"],
+    ] {
+        let o = env.coop(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(5),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not yours"));
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?} showed {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    assert_eq!(
+        entries(&env.repo()),
+        before,
+        "a refused read wrote to the log"
+    );
+    // The same admin key on a copy whose coop keyring was removed: nowhere to log, no read.
+    let copy = env.p("copy");
+    copy_tree(&env.repo(), &copy);
+    fs::create_dir_all(env.p("aside")).unwrap();
+    let copy_s = copy.to_str().unwrap();
+    let mut removed = false;
+    let dirs: Vec<std::path::PathBuf> = fs::read_dir(copy.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for d in dirs {
+        let aside = env.p("aside").join(d.file_name().unwrap());
+        fs::rename(&d, &aside).unwrap();
+        let o = env.coop(&["--repo", copy_s, "snapshots", "--tenant", "coop"]);
+        if !o.status.success() {
+            removed = true;
+            break;
+        }
+        fs::rename(&aside, &d).unwrap();
+    }
+    assert!(removed, "the service tenant's keyring was not found");
+    let target = env.p("stolen");
+    let o = env.coop(&[
+        "--repo",
+        copy_s,
+        "restore",
+        "latest",
+        "--tenant",
+        "member/alice",
+        "--target",
+        target.to_str().unwrap(),
+        "--reason",
+        "legal-request",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot open tenant coop"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(walk_files(&target).is_empty(), "files were restored");
+    // Alice lists her own files, unlogged.
+    let o = env.coop(&[
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "ls",
+        "latest",
+        "--tenant",
+        "member/alice",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("notes.md"));
+    assert_eq!(entries(&env.repo()), before);
+}

@@ -99,6 +99,18 @@ pub struct ReaderKeys {
     pub keyring: Keyring,
 }
 
+/// Whether the holder of these keys may read the tenant's files (trees and file data) now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentAccess {
+    /// The tenant's own reader (the member herself, or the service tenant's admins), or a
+    /// read that was logged and witnessed first.
+    Open,
+    /// A member tenant opened by a key that is not one of the member's own (an admin's
+    /// recovery key, a recovery identity, a spare key): its files are read only after
+    /// [`crate::access::authorize_read`] logged the read and the witnesses cosigned it.
+    NeedsLog,
+}
+
 /// The key material for one tenant.
 pub struct TenantKeys {
     pub tenant: String,
@@ -117,6 +129,9 @@ pub struct TenantKeys {
     /// Admin keys: the only signers of the registry and the writer list this caller accepts.
     pub admin_keys: Vec<[u8; 32]>,
     pub reader: Option<ReaderKeys>,
+    /// Set by the engine only ([`crate::tenant::keys`], [`crate::access::authorize_read`]):
+    /// no caller of the library opens a member's files without logging first.
+    pub(crate) content: ContentAccess,
 }
 
 impl TenantKeys {
@@ -144,6 +159,7 @@ impl TenantKeys {
                 identities,
                 keyring,
             }),
+            content: ContentAccess::Open,
         })
     }
 
@@ -161,7 +177,30 @@ impl TenantKeys {
             authorities: wk.admin_keys.clone(),
             admin_keys: wk.admin_keys.clone(),
             reader: None,
+            content: ContentAccess::Open,
         })
+    }
+
+    /// Whether the tenant's files may be read with these keys now.
+    pub fn content_access(&self) -> ContentAccess {
+        self.content
+    }
+
+    /// The reader material for reading the tenant's files (trees and data): refused while a
+    /// read by someone other than the member still has to be logged.
+    pub fn content_reader(&self) -> Result<&ReaderKeys> {
+        if self.content == ContentAccess::NeedsLog {
+            return Err(Error::AccessDenied {
+                what: format!(
+                    "{} is not yours: reading its files with a key that is not the member's own is \
+                     logged in the admins' access log and witnessed first; use `coop restore`, \
+                     `coop dump` or `coop export` with --reason (listing or comparing its files \
+                     is not offered to anyone but the member)",
+                    self.tenant
+                ),
+            });
+        }
+        self.reader()
     }
 
     /// The tenant's own signer, which only its readers hold: what signs prune plans,

@@ -20,6 +20,7 @@
 //! # Ok::<(), coop_agent::Error>(())
 //! ```
 
+pub mod access;
 pub mod backup;
 pub mod catalog;
 pub mod check;

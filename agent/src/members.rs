@@ -174,6 +174,7 @@ pub fn add(
         crate::now_rfc3339(),
     );
     ring.admins = coop.admin_keys.clone();
+    ring.owners = recipients.clone();
     repo.write_keyring(&ring)?;
     let m = Member {
         name: name.into(),
@@ -248,6 +249,7 @@ pub(crate) fn rewrap(
         .find(|k| k.tenant == m.tenant())
         .ok_or_else(|| Error::NotRecipient { tenant: m.tenant() })?;
     ring.recipients = m.recipients.clone();
+    ring.owners = m.recipients.clone();
     ring.recipients.extend(
         recovery
             .iter()
@@ -331,6 +333,7 @@ pub fn writer_keys_for_member(
         authorities: vec![m.authority],
         admin_keys: coop_writer.admin_keys.clone(),
         reader: None,
+        content: crate::keys::ContentAccess::Open,
     })
 }
 

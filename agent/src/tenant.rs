@@ -61,6 +61,7 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 .find(|r| r.tenant == "coop")
                 .map(|r| r.default_signer());
             let coop_ring = found.rings.iter().find(|r| r.tenant == "coop").cloned();
+            let has_coop = coop_ring.is_some();
             let Some(k) = found.rings.into_iter().find(|k| k.tenant == tenant) else {
                 // An admin can tell a member that does not exist from one it cannot read.
                 let mut admin_of_member = false;
@@ -98,7 +99,19 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                     tenant: tenant.into(),
                 });
             };
+            // A member's files are the member's: any other reader (an admin's recovery key,
+            // a recovery identity, a spare key) has them only after logging the read.
+            let own = match tenant.starts_with("member/") {
+                false => true,
+                true if !k.owners.is_empty() => holds_one_of(ids, &k.owners),
+                // A keyring from before owners were recorded: whoever opens tenant coop is
+                // an admin, anyone else the member.
+                true => !has_coop,
+            };
             let mut keys = TenantKeys::from_keyring(k, Arc::clone(ids))?;
+            if !own {
+                keys.content = crate::keys::ContentAccess::NeedsLog;
+            }
             // An admin (or agent with an identity) backing up a member signs as the site, with
             // the coop tenant's signer (the admin key, which member keyrings trust).
             if tenant.starts_with("member/") {
@@ -112,6 +125,21 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
             Ok(keys)
         }
     }
+}
+
+/// Whether `ids` hold a key of `recipients`: a probe encrypted to exactly those recipients
+/// opens with one of them (age exposes no public key of an identity; this asks the same
+/// question with age's own operations).
+fn holds_one_of(ids: &[coop_formats::crypt::Identity], recipients: &[String]) -> bool {
+    let Ok(to) = crate::keys::parse_recipients(recipients) else {
+        return false;
+    };
+    let probe: [u8; 16] = coop_formats::random_bytes();
+    let mut ct = Vec::new();
+    if coop_formats::crypt::encrypt_to(&to, &[&probe], &mut ct).is_err() {
+        return false;
+    }
+    coop_formats::crypt::decrypt(ids, &ct, 64).is_ok_and(|p| p[..] == probe[..])
 }
 
 /// A log entry's free-text detail, age-encrypted to the tenant's data recipients and base64

@@ -287,77 +287,54 @@ pub struct AccessArgs {
     pub log_timeout: String,
 }
 
-/// Logs an access before it happens, when the caller is an admin (who can open tenant
-/// coop): the entry goes into the admin's log in this repository, and the access waits
-/// until the witnesses cosigned it. A member reading their own tenant (who cannot open
-/// tenant coop) is not logged: nobody else saw anything.
+/// Logs an access before it happens (the engine decides whether it must be, see
+/// `coop_agent::access`): a read of a member's files by anyone but the member goes into the
+/// admins' log and waits until the witnesses cosigned it; a member reading their own tenant
+/// is not logged.
 pub fn log_access(
     g: &Global,
     p: &crate::output::Printer,
     repo: &Repo,
-    keys: &coop_agent::keys::TenantKeys,
+    keys: &mut coop_agent::keys::TenantKeys,
     event: coop_formats::tlog::Event,
     a: &AccessArgs,
     object: Option<String>,
 ) -> Result<()> {
-    use coop_agent::log;
-    let Ok(coop) = coop_agent::tenant::keys(repo, &identity_access(g)?, "coop") else {
-        return Ok(());
-    };
-    let reason = match &a.reason {
-        Some(r) => r
-            .parse::<coop_formats::tlog::Reason>()
-            .map_err(|what| Error::Invalid { what })?,
-        None if keys.tenant.starts_with("member/") => {
-            return Err(Error::Invalid {
-                what: format!(
-                    "reading {}'s data as an admin needs --reason (member-request, incident-response, \
-                     disaster-recovery, legal-request, maintenance): the access is logged, witnessed and \
-                     shown to the member before anything is read",
-                    keys.tenant
-                ),
-            }
-            .into())
-        }
-        None => coop_formats::tlog::Reason::Maintenance,
-    };
+    use coop_agent::access::{self, Authorized, ReadRequest};
+    let admin = coop_agent::tenant::keys(repo, &identity_access(g)?, "coop").ok();
+    let reason = a
+        .reason
+        .as_deref()
+        .map(|r| r.parse::<coop_formats::tlog::Reason>())
+        .transpose()
+        .map_err(|what| Error::Invalid { what })?;
     let timeout =
         coop_agent::settings::parse_duration(&a.log_timeout).map_err(|what| Error::Invalid {
             what: format!("--log-timeout: {what}"),
         })?;
-    let actor = log::Actor::of(&coop);
-    let mut entry = log::entry(&actor, event, Some(keys), Some(reason), object);
-    if let Some(d) = &a.detail {
-        entry.detail = Some(coop_agent::tenant::encrypt_detail(keys, d)?);
-    }
-    let member = keys.tenant.starts_with("member/");
-    let appended = match log::append(repo, &actor, &[entry]) {
-        Ok(a) => a,
-        // The service tenant's data is the admins' own: a store that cannot take the log
-        // entry (a read-only replica after a disaster) does not stop its restore.
-        Err(e) if !member => {
-            p.warn(format!(
-                "this access could not be logged ({}); going on, since {} is not a member's tenant",
-                coop_agent::error::chain(&e),
-                keys.tenant
-            ));
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
+    let req = ReadRequest {
+        event,
+        reason,
+        object,
+        detail: a.detail.clone(),
+        timeout,
     };
-    let trusted = log::trusted(repo, &coop.admin_keys)?;
-    if trusted.quorum > 0 {
-        p.note(format!(
-            "logged as entry {} of {}; waiting up to {} for {} witness cosignature(s) …",
-            appended.first,
-            appended.origin,
-            humantime::format_duration(timeout),
-            trusted.quorum
-        ));
-    }
-    let by = log::wait_for_quorum(repo, &appended, &actor.public(), &trusted, timeout)?;
-    if !by.is_empty() {
-        p.note(format!("witnessed by {}", by.join(", ")));
+    let done = access::authorize_read(repo, keys, admin.as_ref(), &req, |appended, quorum| {
+        if quorum > 0 {
+            p.note(format!(
+                "logged as entry {} of {}; waiting up to {} for {quorum} witness cosignature(s) …",
+                appended.first,
+                appended.origin,
+                humantime::format_duration(timeout),
+            ));
+        }
+    })?;
+    match done {
+        Authorized::Logged { witnesses, .. } if !witnesses.is_empty() => {
+            p.note(format!("witnessed by {}", witnesses.join(", ")))
+        }
+        Authorized::Unlogged { warning } => p.warn(warning),
+        _ => {}
     }
     Ok(())
 }

@@ -71,6 +71,13 @@ pub struct Keyring {
     #[serde(default, with = "crate::hexvec", skip_serializing_if = "Vec::is_empty")]
     #[zeroize(skip)]
     pub admins: Vec<[u8; 32]>,
+    /// A member tenant's own recipients (the member's keys, as the registry records them),
+    /// among `recipients`: a reader holding one of them is the member, and reads unlogged;
+    /// any other reader's read of the tenant's files is logged first (SPEC section 24.7).
+    /// Empty for the coop tenant and in keyrings written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[zeroize(skip)]
+    pub owners: Vec<String>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -138,6 +145,7 @@ impl Keyring {
             }],
             signer,
             admins: Vec::new(),
+            owners: Vec::new(),
         }
     }
 

@@ -244,6 +244,7 @@ fn fixed_keyring() -> Keyring {
         }],
         signer: AUTHORITY_SEED,
         admins: vec![],
+        owners: vec![],
     }
 }
 

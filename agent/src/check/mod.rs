@@ -149,7 +149,7 @@ pub fn check(
     c.check_pack_sizes(&index);
     c.read_snapshots()?;
     progress.phase("trees", None);
-    let reader = BlobReader::new(repo, keys, &index)?;
+    let reader = BlobReader::for_maintenance(repo, keys, &index)?;
     c.walk(&reader, &index)?;
     progress.finish();
     c.check_claims(&index, progress)?;

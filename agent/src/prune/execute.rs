@@ -67,7 +67,7 @@ pub(super) fn run(
     let fresh = View::read(repo, keys, &mut Vec::new())?;
     let known: HashSet<Id> = before.snapshots.iter().map(|e| e.id).collect();
     let index_now = fresh.index();
-    let reader_now = BlobReader::new(repo, keys, &index_now)?;
+    let reader_now = BlobReader::for_maintenance(repo, keys, &index_now)?;
     walk_used(
         &reader_now,
         fresh

@@ -255,7 +255,7 @@ pub fn prune(
 
     progress.phase("walking", None);
     let index = view.index();
-    let reader = BlobReader::new(repo, keys, &index)?;
+    let reader = BlobReader::for_maintenance(repo, keys, &index)?;
     let mut used = HashSet::new();
     walk_used(
         &reader,

@@ -21,12 +21,12 @@ pub struct DumpArgs {
 
 pub fn run(g: &Global, a: DumpArgs) -> Result<i32> {
     let p = g.printer();
-    let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter.holding(&a.path))?;
+    let mut o = util::open_snapshot(g, &p, &a.snapshot, &a.filter.holding(&a.path))?;
     util::log_access(
         g,
         &p,
         &o.repo,
-        &o.keys,
+        &mut o.keys,
         coop_formats::tlog::Event::Dump,
         &a.access,
         Some(o.entry.id.to_hex()),

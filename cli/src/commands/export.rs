@@ -92,7 +92,7 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         }
         None => None,
     };
-    let keys = match &recovered {
+    let mut keys = match &recovered {
         Some((_, ids, _)) => coop_agent::tenant::keys(
             &repo,
             &coop_agent::keys::Access::Identity(ids.clone()),
@@ -107,7 +107,7 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         g,
         &p,
         &repo,
-        &keys,
+        &mut keys,
         coop_formats::tlog::Event::Export,
         &a.access,
         Some(entry.id.to_hex()),

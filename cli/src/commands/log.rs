@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use coop_agent::keys::Access;
 use coop_agent::log;
+use coop_formats::tlog::Entry;
 use std::collections::HashMap;
 
 #[derive(Subcommand)]

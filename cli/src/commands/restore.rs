@@ -34,12 +34,12 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         Some((s, path)) => (s.to_string(), path.to_string()),
         None => (a.snapshot.clone(), String::new()),
     };
-    let o = util::open_snapshot(g, &p, &spec, &a.filter.holding(&sub))?;
+    let mut o = util::open_snapshot(g, &p, &spec, &a.filter.holding(&sub))?;
     util::log_access(
         g,
         &p,
         &o.repo,
-        &o.keys,
+        &mut o.keys,
         coop_formats::tlog::Event::Restore,
         &a.access,
         Some(o.entry.id.to_hex()),
