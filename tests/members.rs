@@ -736,3 +736,68 @@ fn an_admins_key_reads_a_members_files_only_through_the_logged_gate() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("notes.md"));
     assert_eq!(entries(&env.repo()), before);
 }
+
+/// Issue 25 finding 5: a replica made before `recovery init` follows the split: the keyring
+/// generations wrapped to the admins are deleted at the source only after a logged deletion,
+/// and the replica drops them too, so one admin's key opens the member nowhere.
+#[test]
+fn the_recovery_split_reaches_replicas() {
+    let c = setup("1GiB");
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let env = &c.env;
+    let replica = env.p("replica");
+    let (src, r) = (env.repo(), replica.to_str().unwrap().to_string());
+    env.ok(&["replicate", "--from", src.to_str().unwrap(), "--to", &r]);
+    env.ok(&["--repo", &r, "snapshots", "--tenant", "member/alice"]);
+    let own = fs::read_to_string(env.p("config/coop/identity.txt")).unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let (_, b) = age_identity(env, "admin-b");
+    let (_, c2) = age_identity(env, "admin-c");
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={own}"),
+        "--admin",
+        &format!("ben={b}"),
+        "--admin",
+        &format!("cleo={c2}"),
+    ]);
+    let o = env.coop(&["snapshots", "--tenant", "member/alice"]);
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    env.ok(&[
+        "replicate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        &r,
+        "--deletion-grace",
+        "0s",
+    ]);
+    let o = env.coop(&["--repo", &r, "snapshots", "--tenant", "member/alice"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "one admin still opens alice at the replica: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Alice still reads her data at the replica.
+    let o = env.coop(&[
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "--repo",
+        &r,
+        "ls",
+        "latest",
+        "--tenant",
+        "member/alice",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

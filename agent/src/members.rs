@@ -152,7 +152,7 @@ pub fn add(
         m.recipients = recipients.clone();
         let back = m.clone();
         if old != recipients {
-            rewrap(repo, &ids, &back, &loaded.registry.recovery)?;
+            rewrap(repo, &coop, &ids, &back, &loaded.registry.recovery)?;
         }
         save(repo, &coop, &mut loaded)?;
         return Ok(back);
@@ -236,8 +236,13 @@ pub fn set_quota(repo: &Repo, access: &Access, name: &str, quota: Option<u64>) -
 
 /// Re-wraps a member tenant's keyring to its recipients plus the recovery recipients, and
 /// removes the older generations (they were wrapped to the old recipients).
+///
+/// The older generations' deletion is logged first (by `coop`'s admin), so that replicas
+/// follow it: a replica must not keep a keyring wrapped to keys that no longer read the
+/// tenant (SPEC section 24.9).
 pub(crate) fn rewrap(
     repo: &Repo,
+    coop: &TenantKeys,
     ids: &[coop_formats::crypt::Identity],
     m: &Member,
     recovery: &[String],
@@ -258,10 +263,15 @@ pub(crate) fn rewrap(
     );
     ring.generation += 1;
     let new_id = repo.write_keyring(&ring)?;
-    for obj in repo.list(Kind::Keyring, &ring.tenant_tag)? {
-        if obj.name != new_id {
-            repo.delete(Kind::Keyring, &ring.tenant_tag, &obj.name)?;
-        }
+    let old: Vec<crate::repo::Listed> = repo
+        .list(Kind::Keyring, &ring.tenant_tag)?
+        .into_iter()
+        .filter(|o| o.name != new_id)
+        .collect();
+    let paths: Vec<String> = old.iter().map(|o| o.path.clone()).collect();
+    crate::log::record_deletions(repo, coop, coop_formats::tlog::Event::Delete, &paths)?;
+    for obj in old {
+        repo.delete(Kind::Keyring, &ring.tenant_tag, &obj.name)?;
     }
     Ok(())
 }
@@ -298,7 +308,7 @@ pub fn set_recipients(
         return Err(Error::invalid("a member must keep at least one recipient"));
     }
     let updated = m.clone();
-    rewrap(repo, &ids, &updated, &recovery)?;
+    rewrap(repo, &coop, &ids, &updated, &recovery)?;
     save(repo, &coop, &mut loaded)?;
     Ok(updated)
 }

@@ -97,7 +97,7 @@ fn establish(
     // Every member tenant (removed ones too: their data stays) is re-wrapped.
     let recovery = vec![recipient];
     for m in loaded.registry.members.clone() {
-        crate::members::rewrap(repo, open, &m, &recovery).map_err(|e| match e {
+        crate::members::rewrap(repo, coop, open, &m, &recovery).map_err(|e| match e {
             Error::NotRecipient { tenant } => Error::AccessDenied {
                 what: format!(
                     "{tenant}'s keyring does not open with the keys given, so it cannot be re-wrapped to the new recovery key"

@@ -459,7 +459,12 @@ fn follow_deletions(
     let gone: Vec<&String> = dst_before
         .keys()
         .filter(|p| !src.contains_key(*p))
-        .filter(|p| matches!(kind_of(p), Some(Kind::Pack | Kind::Index | Kind::Snapshot)))
+        .filter(|p| {
+            matches!(
+                kind_of(p),
+                Some(Kind::Pack | Kind::Index | Kind::Snapshot | Kind::Keyring)
+            )
+        })
         .collect();
     if gone.is_empty() {
         return Ok(());
