@@ -771,7 +771,12 @@ fn the_recovery_split_reaches_replicas() {
         &format!("cleo={c2}"),
     ]);
     let o = env.coop(&["snapshots", "--tenant", "member/alice"]);
-    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     env.ok(&[
         "replicate",
         "--from",
@@ -800,4 +805,37 @@ fn the_recovery_split_reaches_replicas() {
         "member/alice",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Issue 25 finding 7: a registry replayed from an older generation (by anyone who may
+/// delete and create objects) is refused as the base of a change by a client that saw the
+/// newer one: `member add` writes no keyring and no registry.
+#[test]
+fn a_replayed_registry_is_refused_for_changes() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let reg = env.repo().join("registry");
+    let old = env.p("old-registry");
+    copy_tree(&reg, &old);
+    let (_, bob) = age_identity(&env, "bob");
+    env.ok(&["member", "add", "bob", "--recipient", &bob]);
+    env.ok(&["member", "list"]);
+    fs::remove_dir_all(&reg).unwrap();
+    copy_tree(&old, &reg);
+    let keyrings = walk_files(&env.repo().join("keys")).len();
+    let (_, carol) = age_identity(&env, "carol");
+    let o = env.coop(&["member", "add", "carol", "--recipient", &carol]);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("POSSIBLE ROLLBACK"));
+    assert_eq!(
+        walk_files(&env.repo().join("keys")).len(),
+        keyrings,
+        "a keyring was written on the replayed registry"
+    );
 }

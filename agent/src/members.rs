@@ -23,6 +23,8 @@ pub struct Loaded {
     pub registry: Registry,
     pub objects: Vec<coop_formats::id::Id>,
     pub problems: Vec<Problem>,
+    /// The generation went backwards at this location: (seen before, now).
+    pub rollback: Option<(u64, u64)>,
 }
 
 /// The current registry: the highest generation signed by an admin. A forged or damaged
@@ -60,6 +62,7 @@ pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
         "registry",
         out.registry.generation,
     ) {
+        out.rollback = Some((before, now));
         out.problems.push(Problem::damaged(
             Kind::Registry.dir(),
             format!(
@@ -71,9 +74,35 @@ pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
     Ok(out)
 }
 
+/// The registry as the base of a change: refused when it is older than this client saw here
+/// (a replayed registry), before anything depending on it is written.
+pub(crate) fn load_for_change(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
+    let loaded = load(repo, coop)?;
+    refuse_rollback(&loaded)?;
+    Ok(loaded)
+}
+
+fn refuse_rollback(loaded: &Loaded) -> Result<()> {
+    if let Some((before, now)) = loaded.rollback {
+        return Err(Error::damaged(
+            Kind::Registry.dir(),
+            format!(
+                "POSSIBLE ROLLBACK: the member registry is at generation {now}, but this client saw \
+                 generation {before} here; nothing is changed on an old registry. Compare with another \
+                 site's replica and restore the newest registry there"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes a new generation of the registry (signed with the admin key) and removes the
 /// older objects.
+///
+/// Refused on a registry older than this client saw here: a replayed registry (from before a
+/// recovery split, say) must not become the base of a new generation.
 pub(crate) fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Result<()> {
+    refuse_rollback(loaded)?;
     let reg = &mut loaded.registry;
     reg.generation += 1;
     reg.updated = crate::now_rfc3339();
@@ -135,7 +164,7 @@ pub fn add(
     check_recipients(&recipients)?;
     let (coop, ids) = admin(repo, access)?;
     let coop_ring = &coop.reader()?.keyring;
-    let mut loaded = load(repo, &coop)?;
+    let mut loaded = load_for_change(repo, &coop)?;
     if loaded.registry.member(name).is_some() {
         return Err(Error::invalid(format!(
             "member {name:?} exists already (change its keys with `member recipients`, its quota with `member quota`)"
@@ -199,7 +228,7 @@ pub fn add(
 /// prune it to delete the data); the name stays reserved for it.
 pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<()> {
     let (coop, _) = admin(repo, access)?;
-    let mut loaded = load(repo, &coop)?;
+    let mut loaded = load_for_change(repo, &coop)?;
     let Some(m) = loaded
         .registry
         .members
@@ -217,7 +246,7 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<()> {
 /// Sets (or, with `None`, lifts) a member's quota.
 pub fn set_quota(repo: &Repo, access: &Access, name: &str, quota: Option<u64>) -> Result<Member> {
     let (coop, _) = admin(repo, access)?;
-    let mut loaded = load(repo, &coop)?;
+    let mut loaded = load_for_change(repo, &coop)?;
     let Some(m) = loaded
         .registry
         .members
@@ -286,7 +315,7 @@ pub fn set_recipients(
 ) -> Result<Member> {
     check_recipients(add)?;
     let (coop, ids) = admin(repo, access)?;
-    let mut loaded = load(repo, &coop)?;
+    let mut loaded = load_for_change(repo, &coop)?;
     let recovery = loaded.registry.recovery.clone();
     let Some(m) = loaded
         .registry

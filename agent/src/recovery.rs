@@ -59,7 +59,7 @@ fn establish(
         }
         crypt::parse_recipient(r).map_err(|e| Error::invalid(format!("admin {name}: {e}")))?;
     }
-    let mut loaded = crate::members::load(repo, coop)?;
+    let mut loaded = crate::members::load_for_change(repo, coop)?;
     let (mut text, recipient) = crypt::generate_identity();
     let shares = rec::split(text.as_bytes(), threshold, admins.len() as u8)
         .map_err(|e| Error::invalid(e.to_string()))?;

@@ -93,7 +93,19 @@ pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
 }
 
 /// Writes a new generation of the list (signed by `admin`) and removes the older ones.
+/// Refused on a list older than this client saw here (a replayed list could un-revoke a
+/// writer or drop a witness).
 pub fn save(repo: &Repo, admin: &ed25519_dalek::SigningKey, loaded: &mut Loaded) -> Result<Id> {
+    if let Some((before, now)) = loaded.rollback {
+        return Err(Error::damaged(
+            Kind::Writers.dir(),
+            format!(
+                "POSSIBLE ROLLBACK: the writer list is at generation {now}, but this client saw \
+                 generation {before} here; nothing is changed on an old list. Compare with another \
+                 site's replica and restore the newest list there"
+            ),
+        ));
+    }
     loaded.list.generation += 1;
     loaded.list.updated = crate::now_rfc3339();
     loaded.list.repo_id = repo.config.repo_id;
