@@ -839,3 +839,62 @@ fn a_replayed_registry_is_refused_for_changes() {
         "a keyring was written on the replayed registry"
     );
 }
+
+/// Issue 24 finding 8: a member's verifier remembers the log entries it saw; an export whose
+/// log part lost one (stripped from the manifest, which the writer's signature does not
+/// cover) is named, with what went missing.
+#[test]
+fn a_members_verifier_notices_a_vanished_log_entry() {
+    let c = setup("1GiB");
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let env = &c.env;
+    // An admin's logged read of alice, then alice's own export, verified: remembered.
+    let adm = env.p("admin-copy");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        &format!("{}/", adm.display()),
+        "--reason",
+        "legal-request",
+    ]);
+    let first = env.p("first");
+    let export = |dir: &Path| {
+        env.ok(&[
+            "export",
+            "--member",
+            "alice",
+            "--identity-file",
+            c.alice_id.to_str().unwrap(),
+            "--out",
+            &format!("{}/", dir.display()),
+        ])
+    };
+    export(&first);
+    let (code, v) = verify(env, &first, None);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(
+        v["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["event"] == "export"),
+        "{v}"
+    );
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
+    // The next export, with its log part stripped.
+    let second = env.p("second");
+    export(&second);
+    let m = second.join("manifest.json");
+    let mut j: Value = serde_json::from_slice(&fs::read(&m).unwrap()).unwrap();
+    j["log"] = Value::Array(vec![]);
+    fs::write(&m, serde_json::to_vec_pretty(&j).unwrap()).unwrap();
+    let (_, v) = verify(env, &second, None);
+    let w = v["warnings"].to_string();
+    assert!(
+        w.contains("missing from this one") && w.contains("export"),
+        "{v}"
+    );
+}

@@ -31,6 +31,9 @@ pub struct VerifyOptions {
     pub max_age: Option<std::time::Duration>,
     /// Extract the verified files into this directory (which must not exist yet).
     pub extract: Option<PathBuf>,
+    /// Where this verifier remembers, per tenant, the log entries and witnesses it saw in
+    /// earlier exports (`None`: nothing is remembered or compared).
+    pub memory: Option<PathBuf>,
 }
 
 /// What `verify` found.
@@ -49,6 +52,11 @@ pub struct VerifyReport {
     pub log: Vec<LogLine>,
     /// Every mismatch: changed, missing or extra files, signature or trust problems.
     pub problems: Vec<String>,
+    /// What differs from earlier exports of this tenant verified here: log entries seen then
+    /// and missing now, a log whose key changed, a changed witness list. An export made from a
+    /// replica that lags behind also lacks newer entries; a log that lost entries it showed
+    /// before is the sign of a hidden access.
+    pub warnings: Vec<String>,
 }
 
 /// One proven access log entry, as `verify` shows it.
@@ -379,6 +387,9 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
             )),
         }
     }
+    if let Some(dir) = &opts.memory {
+        remember(dir, &m.tenant, &ef, &mut rep);
+    }
     let expected = m.export_paths();
     let mut listed = std::collections::HashSet::new();
     for (f, p) in m.files.iter().zip(&expected) {
@@ -405,4 +416,104 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
     rep.problems
         .extend(extra.into_iter().map(|e| format!("extra: {e}")));
     Ok(rep)
+}
+
+/// What a verifier remembers of one tenant's exports.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Memory {
+    /// Origin → log key (hex) and entries seen: index → leaf (base64) and a label.
+    logs: std::collections::BTreeMap<String, SeenLog>,
+    /// The witness list of the last export.
+    witnesses: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct SeenLog {
+    key: String,
+    entries: std::collections::BTreeMap<u64, (String, String)>,
+}
+
+/// Compares an export's log part with what earlier exports of `tenant` showed this verifier,
+/// warns about what vanished or changed, and remembers the union.
+fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut VerifyReport) {
+    let name: String = tenant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("verify-{name}.json"));
+    let mut mem: Memory = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let proven: std::collections::HashSet<(String, u64)> =
+        rep.log.iter().map(|l| (l.log.clone(), l.index)).collect();
+    for (origin, seen) in &mem.logs {
+        let now: Vec<&crate::log::ProvenEntry> =
+            ef.log.iter().filter(|p| p.origin == *origin).collect();
+        if let Some(p) = now.first() {
+            if p.log_key != seen.key {
+                rep.warnings.push(format!(
+                    "the log {origin} is signed by another key than in earlier exports ({} before, {} now)",
+                    &seen.key[..seen.key.len().min(16)],
+                    &p.log_key[..p.log_key.len().min(16)]
+                ));
+            }
+        }
+        let missing: Vec<String> = seen
+            .entries
+            .iter()
+            .filter(|(i, _)| !proven.contains(&(origin.clone(), **i)))
+            .map(|(i, (_, label))| format!("#{i} {label}"))
+            .collect();
+        if !missing.is_empty() {
+            rep.warnings.push(format!(
+                "{} entr{} of the log {origin} shown in an earlier export {} missing from this one \
+                 ({}): the export comes from a replica that lags behind, or an entry was hidden; \
+                 verify an export from another site",
+                missing.len(),
+                if missing.len() == 1 { "y" } else { "ies" },
+                if missing.len() == 1 { "is" } else { "are" },
+                missing.join(", ")
+            ));
+        }
+    }
+    if !mem.witnesses.is_empty() && mem.witnesses != ef.witnesses {
+        let before: std::collections::BTreeSet<&(String, String)> = mem.witnesses.iter().collect();
+        let now: std::collections::BTreeSet<&(String, String)> = ef.witnesses.iter().collect();
+        let added: Vec<&str> = now.difference(&before).map(|w| w.0.as_str()).collect();
+        let removed: Vec<&str> = before.difference(&now).map(|w| w.0.as_str()).collect();
+        rep.warnings.push(format!(
+            "the witnesses changed since an earlier export: added [{}], removed [{}]",
+            added.join(", "),
+            removed.join(", ")
+        ));
+    }
+    for p in &ef.log {
+        if !proven.contains(&(p.origin.clone(), p.index)) {
+            continue;
+        }
+        let seen = mem.logs.entry(p.origin.clone()).or_default();
+        if seen.key.is_empty() {
+            seen.key = p.log_key.clone();
+        }
+        let label = format!(
+            "{} {}",
+            p.entry["event"].as_str().unwrap_or("?"),
+            p.entry["time"].as_str().unwrap_or("?")
+        );
+        seen.entries.insert(p.index, (p.leaf.clone(), label));
+    }
+    mem.witnesses = ef.witnesses.clone();
+    if std::fs::create_dir_all(dir).is_ok() {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, serde_json::to_vec(&mem).unwrap_or_default()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
 }

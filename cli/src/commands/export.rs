@@ -164,6 +164,7 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
         member: a.member.clone(),
         max_age,
         extract: a.extract.clone(),
+        memory: g.cache_dir.clone(),
     };
     let r = export::verify(&a.path, &opts)?;
     if g.json {
@@ -203,6 +204,9 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
                     }
                 ))?;
             }
+        }
+        for w in &r.warnings {
+            p.warn(w);
         }
         for x in &r.problems {
             p.data(format!("MISMATCH {x}"))?;
