@@ -681,3 +681,92 @@ fn unreadable_index_objects_fall_back_to_the_pack_tables() {
     assert!(text(&o).contains("packs' own tables"), "{}", text(&o));
     assert_same_tree(&src, &restored(&env, "out", &src));
 }
+
+/// Issue 27 finding 4: a writer key writes a decoy pack whose own (authenticated) table lists
+/// every data blob with junk bytes, and an index object pointing there. `check --read-data`
+/// finds each blob intact at its genuine location, says nothing is lost and advises forgetting
+/// nothing; restore (which tries the other locations) is byte-identical.
+#[test]
+fn a_decoy_pack_does_not_make_check_call_restorable_data_damaged() {
+    use coop_formats::blob::Compression;
+    use coop_formats::index::IndexPack;
+    use coop_formats::pack::PackBuilder;
+    let env = Env::new();
+    let (key, wk) = writer_key(&env, "agent");
+    let src = source(&env, "src", 4);
+    let o = with_writer(&env, &key, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let genuine = objects_in(&env, "index", &wk.tenant_tag);
+    let files: Vec<IndexFile> = genuine
+        .iter()
+        .map(|(_, b)| IndexFile::open(&wk.index_key, b).unwrap().1)
+        .collect();
+    let recipients: Vec<_> = wk
+        .recipients
+        .iter()
+        .map(|r| coop_formats::crypt::parse_recipient(r).unwrap())
+        .collect();
+    let mut decoy = PackBuilder::new(wk.tenant_tag, &recipients, Vec::new()).unwrap();
+    let data: Vec<_> = files
+        .iter()
+        .flat_map(|f| f.entries.iter())
+        .filter(|e| e.ty == BlobType::Data)
+        .copied()
+        .collect();
+    assert!(!data.is_empty());
+    for e in &data {
+        let junk = vec![0x5a; e.stored_len as usize];
+        decoy
+            .add_stored(BlobType::Data, e.id, Compression::None, e.raw_len, &junk)
+            .unwrap();
+    }
+    let (bytes, entries, name) = decoy.finish().unwrap();
+    let d = env
+        .repo()
+        .join("packs")
+        .join(hex::encode(wk.tenant_tag))
+        .join(&name.to_hex()[..2]);
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join(name.to_hex()), &bytes).unwrap();
+    // Where several index objects list a blob, the first one a reader loads wins; the
+    // forgery comes first by claiming to supersede the genuine ones (a claim that only puts
+    // them behind it: their locations stay, as alternatives).
+    let mut forged = IndexFile {
+        superseded: genuine.iter().map(|(n, _)| *n).collect(),
+        ..Default::default()
+    };
+    let pack = IndexPack {
+        id: name,
+        stored_size: bytes.len() as u64,
+    };
+    for e in &entries {
+        forged.push(
+            pack,
+            &coop_formats::index::IndexEntry {
+                id: e.id,
+                pack: 0,
+                ty: e.ty,
+                compression: e.compression,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+            },
+        );
+    }
+    let signer = ed25519_dalek::SigningKey::from_bytes(&wk.signing_key);
+    // Readers load index objects in name order: the thief seals until its object comes first.
+    let first = genuine.iter().map(|(n, _)| n.to_hex()).min().unwrap();
+    let sealed = loop {
+        let b = forged.seal(&wk.index_key, wk.tenant_tag, Some(&signer));
+        if Id::of_stored(&b).to_hex() < first {
+            break b;
+        }
+    };
+    plant(&env, "index", &wk.tenant_tag, &sealed);
+    let o = env.coop(&["check", "--read-data"]);
+    let t = text(&o);
+    assert!(t.contains("intact at another location"), "{t}");
+    assert!(!t.contains("forget the affected snapshots"), "{t}");
+    assert!(!t.contains("affects file"), "{t}");
+    restore_matches(&env, "latest", &src, "out");
+}

@@ -136,6 +136,13 @@ pub fn export(repo: &Repo, access: &Access, name: &str, out: &Path) -> Result<Wr
     if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
         return Err(Error::invalid(format!("bad writer name {name:?}")));
     }
+    // Authority comes from keys, never names (SPEC section 24.1); a site named like the
+    // admins' log would still mislead people reading `coop log show`.
+    if name.eq_ignore_ascii_case("admin") {
+        return Err(Error::invalid(
+            "a site writer cannot be named \"admin\" (the admins' log is named so); choose the site's name",
+        ));
+    }
     let coop = admin(repo, access)?;
     let ring = &coop.reader()?.keyring;
     let mut loaded = load(repo, &coop.admin_keys)?;

@@ -49,6 +49,10 @@ pub struct Problem {
     /// would be the same junk.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub junk: bool,
+    /// Every blob this problem concerns verifies at another location: nothing that needs it
+    /// is damaged (a bad or forged copy), so no snapshot is affected.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub intact_elsewhere: bool,
 }
 
 impl Problem {
@@ -59,6 +63,7 @@ impl Problem {
             snapshots: vec![],
             files: vec![],
             junk: false,
+            intact_elsewhere: false,
         }
     }
 
@@ -271,6 +276,7 @@ impl Checker<'_> {
                 snapshots: name.into_iter().collect(),
                 files: vec![],
                 junk: false,
+                intact_elsewhere: false,
             });
         }
         self.r.warnings.extend(view.verdict.warnings());
@@ -313,6 +319,7 @@ impl Checker<'_> {
                         snapshots: vec![sid.to_hex()],
                         files: vec![],
                         junk: false,
+                        intact_elsewhere: false,
                     });
                 }
             }
@@ -330,6 +337,7 @@ impl Checker<'_> {
                             snapshots: vec![sid.to_hex()],
                             files: vec![],
                             junk: false,
+                            intact_elsewhere: false,
                         });
                         continue;
                     }
@@ -436,6 +444,9 @@ impl Checker<'_> {
     fn attach(&mut self, index: &Index, from: usize) {
         let (graph, snaps) = (&self.graph, &self.snaps);
         for prob in self.r.errors[from..].iter_mut() {
+            if prob.intact_elsewhere {
+                continue;
+            }
             let Some((kind, id)) = prob.object.split_once(' ') else {
                 continue;
             };
@@ -517,8 +528,10 @@ impl Checker<'_> {
                     // Reused for every pack: the decrypted pack and decompressed blobs.
                     let mut plain = Vec::new();
                     let mut scratch = Vec::new();
+                    let mut other = Vec::new();
                     while let Some(pid) = selected.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let mut bad_blobs = Vec::new();
+                        let mut intact = 0usize;
                         let res = reader.fetch_pack_into(pid, &mut plain).and_then(|()| {
                             let table = coop_formats::pack::parse_table(&plain)
                                 .map_err(|e| Error::damaged(pid.to_hex(), e))?;
@@ -534,13 +547,45 @@ impl Checker<'_> {
                                     Ok(_) => {
                                         blobs_read.fetch_add(1, Ordering::Relaxed);
                                     }
-                                    Err(e) => bad_blobs.push((*bid, e.to_string())),
+                                    // Before a blob is called damaged, every other location
+                                    // an index object gives is tried, as readers do.
+                                    Err(e) => {
+                                        let elsewhere = reader
+                                            .alternatives(bid)
+                                            .unwrap_or_default()
+                                            .into_iter()
+                                            .any(|alt| {
+                                                (alt.pack != *pid || alt.loc.offset != loc.offset)
+                                                    && alt.loc.ty == loc.ty
+                                                    && reader
+                                                        .blob_in(&alt.pack, bid, &alt.loc, &mut other)
+                                                        .is_ok()
+                                            });
+                                        if elsewhere {
+                                            intact += 1;
+                                        } else {
+                                            bad_blobs.push((*bid, e.to_string()))
+                                        }
+                                    }
                                 }
                             }
                             Ok(())
                         });
                         progress.add_bytes(packs.get(pid).copied().unwrap_or(0));
                         let mut f = found.lock().expect("lock");
+                        if intact > 0 {
+                            f.push(Problem {
+                                intact_elsewhere: true,
+                                ..Problem::new(
+                                    format!("pack {pid}"),
+                                    format!(
+                                        "{intact} blob copie(s) in this pack fail verification, but each \
+                                         verifies at another location: nothing is lost (a damaged or \
+                                         forged copy; no snapshot is affected)"
+                                    ),
+                                )
+                            });
+                        }
                         if let Err(e) = res {
                             f.push(Problem::new(format!("pack {pid}"), e.to_string()));
                         } else if !bad_blobs.is_empty() {

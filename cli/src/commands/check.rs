@@ -122,7 +122,16 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
             }
         }
         let junk = r.errors.iter().filter(|e| e.junk).count() as u64;
-        let damaged = r.errors.len() as u64 - junk;
+        let intact = r.errors.iter().filter(|e| e.intact_elsewhere).count() as u64;
+        let damaged = r.errors.len() as u64 - junk - intact;
+        if intact > 0 {
+            p.summary(format!(
+                "{} hold bad copies of blobs that are intact at another location: every snapshot \
+                 still restores; restore those packs from another site's replica, or let prune \
+                 replace them. Forget nothing on their account.",
+                util::plural(intact, "pack", "packs")
+            ))?;
+        }
         if r.errors.is_empty() {
             p.summary("no errors found")?;
         }
