@@ -34,7 +34,7 @@ pub fn entries_about(
     let b64e = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let mut out = Vec::new();
     for c in contents {
-        let hashes = leaves(&c.entries);
+        let tree = tlog::Levels::new(&leaves(&c.entries));
         let head = c.entries.len() as u64;
         let note_of = |size: u64| {
             let mut note = c.stored.checkpoints.get(&size).cloned().unwrap_or_default();
@@ -61,7 +61,8 @@ pub fn entries_about(
                 index: i as u64,
                 entry: serde_json::to_value(&entry).expect("serializes"),
                 leaf: b64e(&c.entries[i]),
-                proof: tlog::inclusion_proof(&hashes[..size as usize], i)
+                proof: tree
+                    .inclusion_proof(i, size as usize)
                     .iter()
                     .map(|h| b64e(h))
                     .collect(),

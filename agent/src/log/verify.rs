@@ -126,8 +126,8 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
                 continue;
             }
         };
-        let hashes = leaves(&entries);
-        if tlog::root(&hashes) != head.root {
+        let tree = tlog::Levels::new(&leaves(&entries));
+        if tree.root(size as usize) != head.root {
             rep.problems.push(Problem::damaged(
                 &format!("{}/checkpoint/{size}", prefix(&id)),
                 "the entries do not hash to the newest checkpoint's root (changed, deleted or reordered entries)",
@@ -146,7 +146,7 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
                         .push(Problem::forged(&path, "names another log or size"));
                     sound = false;
                 }
-                Ok(cp) if tlog::root(&hashes[..*sz as usize]) != cp.root => {
+                Ok(cp) if tree.root(*sz as usize) != cp.root => {
                     rep.problems.push(Problem::damaged(
                         &path,
                         "FORK: this checkpoint's tree is not a prefix of the log's newest one (the log's owner signed two histories)",
@@ -225,10 +225,8 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
                 &repo.store.location(),
                 origin,
                 size,
-                &b64(&tlog::root(&hashes)),
-                |old, old_root| {
-                    old <= size && b64(&tlog::root(&hashes[..old as usize])) == old_root
-                },
+                &b64(&tree.root(size as usize)),
+                |old, old_root| old <= size && b64(&tree.root(old as usize)) == old_root,
             );
             if let Some(a) = alarm {
                 rep.problems.push(Problem::damaged(&prefix(&id), a));
