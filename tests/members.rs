@@ -860,6 +860,28 @@ fn a_members_verifier_notices_a_vanished_log_entry() {
         "--reason",
         "legal-request",
     ]);
+    // Issue 24 finding 10: the entry names no snapshot of the store in clear (snapshot names
+    // sit under their tenant's public tag, so a member with a store copy could link it).
+    let log: Value = serde_json::from_str(&env.ok(&["--json", "log", "show"])).unwrap();
+    let access = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "export")
+        .unwrap()
+        .clone();
+    let object = access["object"].as_str().unwrap().to_string();
+    let names: Vec<String> = walk_files(&env.repo().join("snapshots"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert!(!names.is_empty());
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with(&object) && !object.starts_with(&n[..16])),
+        "the access entry names a stored snapshot: {object}"
+    );
     let first = env.p("first");
     let export = |dir: &Path| {
         env.ok(&[

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub struct ReadRequest {
     pub event: Event,
     pub reason: Option<Reason>,
-    /// The snapshot read.
+    /// The snapshot read (logged keyed, see [`log::private_object`]).
     pub object: Option<String>,
     /// Free text for the member, encrypted to the tenant.
     pub detail: Option<String>,
@@ -86,13 +86,8 @@ pub fn authorize_read(
         }
         None => Reason::Maintenance,
     };
-    let mut entry = log::entry(
-        &actor,
-        req.event,
-        Some(keys),
-        Some(reason),
-        req.object.clone(),
-    );
+    let object = req.object.as_deref().map(|o| log::private_object(keys, o));
+    let mut entry = log::entry(&actor, req.event, Some(keys), Some(reason), object);
     if let Some(d) = &req.detail {
         entry.detail = Some(crate::tenant::encrypt_detail(keys, d)?);
     }

@@ -120,6 +120,15 @@ pub fn tenant_tag(keys: &TenantKeys) -> String {
     hex::encode(&blake3::keyed_hash(&k, &keys.tag).as_bytes()[..16])
 }
 
+/// How an access entry names the snapshot read: keyed like the tenant tag, so that only the
+/// tenant's readers and writers can tell which snapshot (and, since snapshot names appear in
+/// the store under the tenant's tag, whose) it was. A member with a copy of the store cannot
+/// map another member's accesses to that member.
+pub fn private_object(keys: &TenantKeys, object: &str) -> String {
+    let k = blake3::derive_key("coop log object v1", &keys.id_key);
+    hex::encode(&blake3::keyed_hash(&k, object.as_bytes()).as_bytes()[..16])
+}
+
 fn prefix(id: &str) -> String {
     format!("log/{id}")
 }
