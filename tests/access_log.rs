@@ -271,11 +271,17 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     ))
     .unwrap();
     let id = r["request"].as_str().unwrap().to_string();
-    let o = s.admin(1, &["recovery", "approve", &id]);
+    let o = s.admin(1, &["recovery", "approve", &id, "--log-timeout", "1s"]);
     assert_eq!(
         code(&o),
         13,
         "an unwitnessed request cannot be approved: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("waiting up to 1s")
+            && text(&o).contains(&format!("recovery request {id} was not cosigned")),
+        "{}",
         text(&o)
     );
     s.witness_round();
@@ -455,6 +461,89 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     let o = s.run(&["verify", mine.to_str().unwrap()]);
     assert_eq!(code(&o), 6, "{}", text(&o));
     assert!(text(&o).contains("proof does not verify"), "{}", text(&o));
+}
+
+/// `export --recovery` with every approval logged but one not yet witnessed waits for it,
+/// saying so, and gives up with exit 13 when the witnesses never come.
+#[test]
+fn a_recovery_export_waits_for_its_approvals_to_be_witnessed() {
+    let Some(s) = Sites::new("recoverywait") else {
+        return;
+    };
+    let (_, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("notes.txt"), b"notes\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    let admins: Vec<String> = (0..3)
+        .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
+        .collect();
+    let mut init = vec!["recovery", "init", "--threshold", "2"];
+    for a in &admins {
+        init.extend(["--admin", a.as_str()]);
+    }
+    s.admin_ok(0, &init);
+    let r: Value = serde_json::from_str(&s.admin_ok(
+        0,
+        &[
+            "--json",
+            "recovery",
+            "request",
+            "--member",
+            "alice",
+            "--reason",
+            "member-request",
+        ],
+    ))
+    .unwrap();
+    let id = r["request"].as_str().unwrap().to_string();
+    s.witness_round();
+    s.admin_ok(1, &["recovery", "approve", &id]);
+    s.admin_ok(2, &["recovery", "approve", &id]);
+    let tar = s.env.p("r.tar");
+    let args = [
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        tar.to_str().unwrap(),
+        "--recovery",
+        &id,
+        "--reason",
+        "member-request",
+    ];
+    let mut a = args.to_vec();
+    a.extend(["--log-timeout", "2s"]);
+    let t0 = Instant::now();
+    let o = s.admin(0, &a);
+    assert_eq!(code(&o), 13, "{}", text(&o));
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    assert!(
+        text(&o).contains("0 of the 2 approvals needed are witnessed, 2 more logged"),
+        "{}",
+        text(&o)
+    );
+    assert!(!tar.exists());
+    let mut a = args.to_vec();
+    a.extend(["--log-timeout", "2m"]);
+    let o = s.witness_until_done(s.spawn(0, &a));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("waiting up to 2m"),
+        "the export says what it waits for: {}",
+        text(&o)
+    );
+    assert!(tar.exists());
 }
 
 #[test]

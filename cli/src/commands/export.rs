@@ -87,7 +87,17 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let recovered = match &a.recovery {
         Some(id) => {
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let (ids, _) = coop_agent::recovery::recover(&repo, &coop, id, &a.member)?;
+            let waiting = |m: &str| p.note(m);
+            let (ids, _) = coop_agent::recovery::recover(
+                &repo,
+                &coop,
+                id,
+                &a.member,
+                &coop_agent::recovery::Wait {
+                    timeout: util::parse_log_timeout(&a.access.log_timeout)?,
+                    waiting: &waiting,
+                },
+            )?;
             Some((coop, std::sync::Arc::new(ids), id.clone()))
         }
         None => None,
