@@ -463,6 +463,186 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     assert!(text(&o).contains("proof does not verify"), "{}", text(&o));
 }
 
+/// Issue 26 findings 3 and 4: the site that ran `recovery init` is lost; the shares came
+/// to the Pi with everything else, and the whole recovery runs against the Pi's replica,
+/// witnessed by the Pi and the VM. `approve` and `export --recovery` wait for the witnesses
+/// instead of failing at once.
+#[test]
+fn a_member_is_recovered_from_a_replica_after_losing_the_site_that_ran_recovery_init() {
+    let Some(s) = Sites::new("recoveryreplica") else {
+        return;
+    };
+    let (_, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    let admins: Vec<String> = (0..3)
+        .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
+        .collect();
+    let mut init = vec!["recovery", "init", "--threshold", "2"];
+    for a in &admins {
+        init.extend(["--admin", a.as_str()]);
+    }
+    s.admin_ok(0, &init);
+    let pi = s.pi.display().to_string();
+    let r: Value =
+        serde_json::from_str(&s.run_ok(&["--json", "replicate", "--from", &s.repo(), "--to", &pi]))
+            .unwrap();
+    assert_eq!(r["recovery_objects"], 3, "{r}");
+    assert_eq!(walk_files(&s.pi.join("recovery")).len(), 3);
+    s.run_ok(&["replicate", "--from", &s.repo(), "--to", &s.vm]);
+    // A second run copies nothing, and a share the target holds with other bytes is
+    // never overwritten.
+    let r: Value =
+        serde_json::from_str(&s.run_ok(&["--json", "replicate", "--from", &s.repo(), "--to", &pi]))
+            .unwrap();
+    assert_eq!(r["recovery_objects"], 0, "{r}");
+    let other = s.env.p("other-replica");
+    copy_dir(&s.pi, &other);
+    let share = walk_files(&other.join("recovery"))[0].clone();
+    let mut forged = fs::read(&share).unwrap();
+    forged.extend_from_slice(b"x");
+    fs::write(&share, &forged).unwrap();
+    let o = s.run(&[
+        "replicate",
+        "--from",
+        &s.repo(),
+        "--to",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("not overwritten"), "{}", text(&o));
+    assert_eq!(fs::read(&share).unwrap(), forged);
+
+    // The hackspace is gone.
+    fs::remove_dir_all(s.env.p("hackspace")).unwrap();
+    // What the surviving agents do: the Pi's copy goes to the VM, both witness, and the
+    // cosignatures come back to the Pi.
+    let round = || {
+        s.run_ok(&["replicate", "--from", &pi, "--to", &s.vm]);
+        for (site, key) in [(&pi, &s.pi_key), (&s.vm, &s.vm_key)] {
+            let o = s.run(&[
+                "--repo",
+                site,
+                "--writer-key",
+                key.to_str().unwrap(),
+                "log",
+                "witness",
+            ]);
+            assert!(o.status.success(), "witness at {site}: {}", text(&o));
+        }
+        s.run_ok(&["replicate", "--from", &pi, "--to", &s.vm]);
+    };
+    let spawn = |i: usize, args: &[&str]| {
+        let mut c = s.env.cmd();
+        s3_env(&mut c, &s.moto);
+        c.arg("--identity-file")
+            .arg(&s.admins[i])
+            .args(["--repo", &pi])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let until_done = |mut child: Child| -> Output {
+        let t0 = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "never witnessed");
+            round();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let r: Value = serde_json::from_str(&s.admin_ok(
+        0,
+        &[
+            "--repo",
+            &pi,
+            "--json",
+            "recovery",
+            "request",
+            "--member",
+            "alice",
+            "--reason",
+            "member-request",
+        ],
+    ))
+    .unwrap();
+    let id = r["request"].as_str().unwrap().to_string();
+    // The approvals are given while the request is not yet witnessed: each waits, says for
+    // what, and goes on once the witnesses cosigned.
+    for i in [1, 2] {
+        let o = until_done(spawn(
+            i,
+            &["recovery", "approve", &id, "--log-timeout", "2m"],
+        ));
+        assert!(
+            o.status.success(),
+            "approve by admin{}: {}",
+            i + 1,
+            text(&o)
+        );
+    }
+    let o = s.admin(
+        1,
+        &[
+            "--repo",
+            &pi,
+            "recovery",
+            "approve",
+            &id,
+            "--log-timeout",
+            "1s",
+        ],
+    );
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    let tar = s.env.p("recovered.tar");
+    let o = until_done(spawn(
+        0,
+        &[
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            tar.to_str().unwrap(),
+            "--recovery",
+            &id,
+            "--reason",
+            "member-request",
+            "--log-timeout",
+            "2m",
+        ],
+    ));
+    assert!(o.status.success(), "recovery export: {}", text(&o));
+    let x = s.env.p("x");
+    s.run_ok(&[
+        "verify",
+        tar.to_str().unwrap(),
+        "--member",
+        "alice",
+        "--extract",
+        x.to_str().unwrap(),
+    ]);
+    let f = walk_files(&x)
+        .into_iter()
+        .find(|p| p.ends_with("diary.md"))
+        .unwrap();
+    assert_eq!(fs::read(f).unwrap(), b"dear diary\n");
+}
+
 /// `export --recovery` with every approval logged but one not yet witnessed waits for it,
 /// saying so, and gives up with exit 13 when the witnesses never come.
 #[test]

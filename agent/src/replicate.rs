@@ -73,6 +73,8 @@ pub struct ReplicateReport {
     pub incomplete_at_target: Vec<String>,
     /// Access log objects copied (entries, checkpoints, cosignatures).
     pub log_objects: u64,
+    /// Recovery shares (`recovery/<epoch>/<admin>`) copied.
+    pub recovery_objects: u64,
     /// Witnesses' cosignatures found on the target and brought back to the source.
     pub cosignatures_returned: u64,
     /// Log objects whose name holds different bytes on the two sides: evidence of a fork
@@ -188,6 +190,7 @@ pub fn replicate(
     rep.missing_objects += todo.len() as u64;
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
     logs(from, to, opts.check_only, &mut rep)?;
+    recovery_shares(from, to, opts.check_only, &mut rep)?;
     if opts.check_only {
         // The source's log is read only if some inventory names an object the target lacks.
         let deletions = std::cell::OnceCell::new();
@@ -415,7 +418,7 @@ pub fn replicate(
     progress.finish();
     rep.copied_objects += copied_objects.into_inner();
     rep.copied_bytes += copied_bytes.into_inner();
-    rep.refused = refused.into_inner().expect("lock");
+    rep.refused.extend(refused.into_inner().expect("lock"));
     rep.failed = failed.into_inner().expect("lock");
     rep.refused.sort();
     rep.failed.sort();
@@ -653,6 +656,107 @@ fn logs(from: &Store, to: &Store, check_only: bool, rep: &mut ReplicateReport) -
                     from.url()
                 ));
                 break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The largest recovery share replicate copies (a share file is a few hundred bytes; recovery
+/// reads at most 64 KiB of one).
+const MAX_SHARE: u64 = 1 << 16;
+
+/// Whether `path` has the shape of a recovery share (`recovery/<16 hex>/<admin>`, SPEC 25) and
+/// `bytes` (when given) that of an age file: the keyless checks a share can get, since its
+/// name is no hash and its content is encrypted to its admin.
+fn is_recovery_share(path: &str, size: u64) -> bool {
+    let mut parts = path.split('/');
+    let (Some("recovery"), Some(epoch), Some(admin), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    epoch.len() == 16
+        && epoch
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !admin.is_empty()
+        && admin.len() <= 255
+        && admin
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && admin != "."
+        && admin != ".."
+        && size > 0
+        && size <= MAX_SHARE
+}
+
+/// The admins' recovery shares (SPEC 25): a recovery on a replica needs them. Copied verbatim
+/// and never overwritten; each must look like an age file. A name holding other bytes at the
+/// target is refused and reported (someone wrote a share there that the source does not have).
+fn recovery_shares(
+    from: &Store,
+    to: &Store,
+    check_only: bool,
+    rep: &mut ReplicateReport,
+) -> Result<()> {
+    let mut junk = 0u64;
+    let mut wanted = |l: crate::store::Listed| {
+        if is_recovery_share(&l.path, l.size) {
+            Some((l.path, l.size))
+        } else {
+            junk += 1;
+            None
+        }
+    };
+    let src: HashMap<String, u64> = from
+        .list("recovery")?
+        .into_iter()
+        .filter_map(&mut wanted)
+        .collect();
+    let dst: HashMap<String, u64> = to
+        .list("recovery")?
+        .into_iter()
+        .filter_map(&mut wanted)
+        .collect();
+    if junk > 0 {
+        rep.warnings.push(format!(
+            "{junk} object(s) under recovery/ are no recovery share (wrong name or size): not \
+             copied"
+        ));
+    }
+    let mut paths: Vec<&String> = src.keys().collect();
+    paths.sort();
+    for p in paths {
+        match dst.get(p) {
+            Some(size) if *size != src[p] => rep.refused.push(format!(
+                "{p}: {} bytes at the source, another share of {size} bytes at the target; \
+                 not overwritten",
+                src[p]
+            )),
+            Some(_) => {}
+            None => {
+                rep.missing_objects += 1;
+                rep.missing_bytes += src[p];
+                if check_only {
+                    continue;
+                }
+                let b = match from.get(p) {
+                    Ok(b) => b,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if !b.starts_with(b"age-encryption.org/v1\n") {
+                    rep.refused.push(format!(
+                        "{p}: not an age file; not copied: delete it at the source"
+                    ));
+                    continue;
+                }
+                let n = b.len() as u64;
+                to.put(p, b)?;
+                rep.recovery_objects += 1;
+                rep.copied_objects += 1;
+                rep.copied_bytes += n;
             }
         }
     }
