@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub struct ReplicateOptions {
     /// Only compare; copy nothing.
     pub check_only: bool,
-    /// Upload limit in bytes per second.
+    /// Upload limit in bytes per second: the rate of all parallel copies together.
     pub limit: Option<u64>,
     /// Objects copied at once.
     pub parallel: usize,
@@ -229,6 +229,8 @@ pub fn replicate(
     let landed = Mutex::new(HashSet::<String>::new());
     // Objects refused as junk: no reader needs them, so they hold no snapshot back.
     let junk = Mutex::new(HashSet::<String>::new());
+    // One limit for all parallel copies: the rate the line gets.
+    let pace = opts.limit.map(Pace::new);
     let copy_all = |list: &[String]| {
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -236,21 +238,12 @@ pub fn replicate(
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = list.get(i) else { break };
-                    let t0 = Instant::now();
-                    match copy_one(from, to, path) {
+                    match copy_one(from, to, path, pace.as_ref()) {
                         Ok(CopyResult::Copied(n)) => {
                             copied_objects.fetch_add(1, Ordering::Relaxed);
                             copied_bytes.fetch_add(n, Ordering::Relaxed);
                             landed.lock().expect("lock").insert(path.clone());
                             progress.add_bytes(n);
-                            if let Some(limit) = opts.limit {
-                                // Each of `parallel` workers gets an equal share of the limit.
-                                let share = (limit / opts.parallel.max(1) as u64).max(1);
-                                let due = Duration::from_secs_f64(n as f64 / share as f64);
-                                if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                                    std::thread::sleep(wait);
-                                }
-                            }
                         }
                         Ok(CopyResult::Refused(why)) => {
                             refused.lock().expect("lock").push(format!("{path}: {why}"))
@@ -816,7 +809,41 @@ enum CopyResult {
     Vanished,
 }
 
-fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
+/// An upload limit shared by every parallel copy: a clock of when the line is free again.
+/// Each upload takes the next slot of its size at the limit's rate, starts when its slot
+/// starts and holds its worker until the slot ends, so the copies together move `limit`
+/// bytes per second (at most one object early at the start).
+struct Pace {
+    bytes_per_sec: f64,
+    free_at: Mutex<Option<Instant>>,
+}
+
+impl Pace {
+    fn new(limit: u64) -> Self {
+        Pace {
+            bytes_per_sec: limit.max(1) as f64,
+            free_at: Mutex::new(None),
+        }
+    }
+
+    /// Reserves the line for `n` bytes; returns when the reservation starts and ends.
+    fn reserve(&self, n: u64) -> (Instant, Instant) {
+        let now = Instant::now();
+        let mut free = self.free_at.lock().expect("lock");
+        let start = free.map_or(now, |f| f.max(now));
+        let end = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec);
+        *free = Some(end);
+        (start, end)
+    }
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+fn copy_one(from: &Store, to: &Store, path: &str, pace: Option<&Pace>) -> Result<CopyResult> {
     let Some(op) = ObjectPath::parse(path) else {
         return Ok(CopyResult::Refused("not a coop object name".into()));
     };
@@ -837,6 +864,13 @@ fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
         )));
     }
     let n = bytes.len() as u64;
+    let slot = pace.map(|p| p.reserve(n));
+    if let Some((start, _)) = slot {
+        sleep_until(start);
+    }
     to.put(path, bytes)?;
+    if let Some((_, end)) = slot {
+        sleep_until(end);
+    }
     Ok(CopyResult::Copied(n))
 }
