@@ -1154,3 +1154,125 @@ fn an_agent_witnesses_another_sites_repository() {
         "{v}"
     );
 }
+
+/// Issue 26 finding 4 with the daemons: the hackspace's agent and the Pi's agent run (a log
+/// sync interval of one second) and nobody replicates by hand; an admin's export of a
+/// member's data is witnessed by the Pi within seconds, with no backup in between.
+#[test]
+fn running_agents_carry_an_access_to_the_witness_without_a_backup() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let data = env.p("d");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let (pi_admin, pi_rcpt) = age_identity(&env, "pi-admin");
+    let pi_repo = env.p("pi-own");
+    env.ok(&[
+        "init",
+        "--repo",
+        pi_repo.to_str().unwrap(),
+        "--recipient",
+        &pi_rcpt,
+    ]);
+    let pi_key = env.p("pi.key");
+    let mut c = env.cmd();
+    c.arg("--identity-file").arg(&pi_admin).args([
+        "--repo",
+        pi_repo.to_str().unwrap(),
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi_key.to_str().unwrap(),
+    ]);
+    assert!(c.output().unwrap().status.success());
+    let wk: Value = serde_json::from_str(
+        &fs::read_to_string(&pi_key)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(wk["signing_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let pi_pub = hex::encode(sk.verifying_key().to_bytes());
+    env.ok(&[
+        "log",
+        "policy",
+        "--quorum",
+        "1",
+        "--witness",
+        &format!("pi={pi_pub}"),
+    ]);
+    let replica = env.p("hackspace-at-pi");
+    let hackspace_cfg = env.p("hackspace.toml");
+    fs::write(
+        &hackspace_cfg,
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\nlog_sync_interval = \"1s\"\n\n[[peer]]\nname = \"pi\"\nrepo = \"{}\"\n\n[[job]]\nname = \"home\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("hackspace-cache").display(),
+            replica.display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let pi_cfg = env.p("pi.toml");
+    fs::write(
+        &pi_cfg,
+        format!(
+            "[site]\nname = \"pi\"\nrepo = \"{}\"\nwriter_key = \"{}\"\ncache_dir = \"{}\"\nlog_sync_interval = \"1s\"\n\n[[job]]\nname = \"home\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n\n[[witness]]\nrepo = \"{}\"\n",
+            pi_repo.display(),
+            pi_key.display(),
+            env.p("pi-cache").display(),
+            data.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    // The first replica is made by the hackspace's agent itself.
+    let spawn_agent = |cfg: &Path| {
+        env.cmd()
+            .args(["agent", "--config", cfg.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut agents = [spawn_agent(&hackspace_cfg), spawn_agent(&pi_cfg)];
+    let t0 = Instant::now();
+    while !replica.join("config").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no replica made");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tar = env.p("a.tar");
+    let t0 = Instant::now();
+    let o = env.coop(&[
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        tar.to_str().unwrap(),
+        "--reason",
+        "member-request",
+        "--log-timeout",
+        "60s",
+    ]);
+    let took = t0.elapsed();
+    for a in &mut agents {
+        a.kill().unwrap();
+        a.wait().unwrap();
+    }
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(tar.exists());
+    assert!(took < Duration::from_secs(30), "witnessed after {took:?}");
+}
