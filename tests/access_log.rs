@@ -271,11 +271,17 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     ))
     .unwrap();
     let id = r["request"].as_str().unwrap().to_string();
-    let o = s.admin(1, &["recovery", "approve", &id]);
+    let o = s.admin(1, &["recovery", "approve", &id, "--log-timeout", "1s"]);
     assert_eq!(
         code(&o),
         13,
         "an unwitnessed request cannot be approved: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("waiting up to 1s")
+            && text(&o).contains(&format!("recovery request {id} was not cosigned")),
+        "{}",
         text(&o)
     );
     s.witness_round();
@@ -455,6 +461,269 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     let o = s.run(&["verify", mine.to_str().unwrap()]);
     assert_eq!(code(&o), 6, "{}", text(&o));
     assert!(text(&o).contains("proof does not verify"), "{}", text(&o));
+}
+
+/// Issue 26 findings 3 and 4: the site that ran `recovery init` is lost; the shares came
+/// to the Pi with everything else, and the whole recovery runs against the Pi's replica,
+/// witnessed by the Pi and the VM. `approve` and `export --recovery` wait for the witnesses
+/// instead of failing at once.
+#[test]
+fn a_member_is_recovered_from_a_replica_after_losing_the_site_that_ran_recovery_init() {
+    let Some(s) = Sites::new("recoveryreplica") else {
+        return;
+    };
+    let (_, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    let admins: Vec<String> = (0..3)
+        .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
+        .collect();
+    let mut init = vec!["recovery", "init", "--threshold", "2"];
+    for a in &admins {
+        init.extend(["--admin", a.as_str()]);
+    }
+    s.admin_ok(0, &init);
+    let pi = s.pi.display().to_string();
+    let r: Value =
+        serde_json::from_str(&s.run_ok(&["--json", "replicate", "--from", &s.repo(), "--to", &pi]))
+            .unwrap();
+    assert_eq!(r["recovery_objects"], 3, "{r}");
+    assert_eq!(walk_files(&s.pi.join("recovery")).len(), 3);
+    s.run_ok(&["replicate", "--from", &s.repo(), "--to", &s.vm]);
+    // A second run copies nothing, and a share the target holds with other bytes is
+    // never overwritten.
+    let r: Value =
+        serde_json::from_str(&s.run_ok(&["--json", "replicate", "--from", &s.repo(), "--to", &pi]))
+            .unwrap();
+    assert_eq!(r["recovery_objects"], 0, "{r}");
+    let other = s.env.p("other-replica");
+    copy_dir(&s.pi, &other);
+    let share = walk_files(&other.join("recovery"))[0].clone();
+    let mut forged = fs::read(&share).unwrap();
+    forged.extend_from_slice(b"x");
+    fs::write(&share, &forged).unwrap();
+    let o = s.run(&[
+        "replicate",
+        "--from",
+        &s.repo(),
+        "--to",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("not overwritten"), "{}", text(&o));
+    assert_eq!(fs::read(&share).unwrap(), forged);
+
+    // The hackspace is gone.
+    fs::remove_dir_all(s.env.p("hackspace")).unwrap();
+    // What the surviving agents do: the Pi's copy goes to the VM, both witness, and the
+    // cosignatures come back to the Pi.
+    let round = || {
+        s.run_ok(&["replicate", "--from", &pi, "--to", &s.vm]);
+        for (site, key) in [(&pi, &s.pi_key), (&s.vm, &s.vm_key)] {
+            let o = s.run(&[
+                "--repo",
+                site,
+                "--writer-key",
+                key.to_str().unwrap(),
+                "log",
+                "witness",
+            ]);
+            assert!(o.status.success(), "witness at {site}: {}", text(&o));
+        }
+        s.run_ok(&["replicate", "--from", &pi, "--to", &s.vm]);
+    };
+    let spawn = |i: usize, args: &[&str]| {
+        let mut c = s.env.cmd();
+        s3_env(&mut c, &s.moto);
+        c.arg("--identity-file")
+            .arg(&s.admins[i])
+            .args(["--repo", &pi])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let until_done = |mut child: Child| -> Output {
+        let t0 = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "never witnessed");
+            round();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let r: Value = serde_json::from_str(&s.admin_ok(
+        0,
+        &[
+            "--repo",
+            &pi,
+            "--json",
+            "recovery",
+            "request",
+            "--member",
+            "alice",
+            "--reason",
+            "member-request",
+        ],
+    ))
+    .unwrap();
+    let id = r["request"].as_str().unwrap().to_string();
+    // The approvals are given while the request is not yet witnessed: each waits, says for
+    // what, and goes on once the witnesses cosigned.
+    for i in [1, 2] {
+        let o = until_done(spawn(
+            i,
+            &["recovery", "approve", &id, "--log-timeout", "2m"],
+        ));
+        assert!(
+            o.status.success(),
+            "approve by admin{}: {}",
+            i + 1,
+            text(&o)
+        );
+    }
+    let o = s.admin(
+        1,
+        &[
+            "--repo",
+            &pi,
+            "recovery",
+            "approve",
+            &id,
+            "--log-timeout",
+            "1s",
+        ],
+    );
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    let tar = s.env.p("recovered.tar");
+    let o = until_done(spawn(
+        0,
+        &[
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            tar.to_str().unwrap(),
+            "--recovery",
+            &id,
+            "--reason",
+            "member-request",
+            "--log-timeout",
+            "2m",
+        ],
+    ));
+    assert!(o.status.success(), "recovery export: {}", text(&o));
+    let x = s.env.p("x");
+    s.run_ok(&[
+        "verify",
+        tar.to_str().unwrap(),
+        "--member",
+        "alice",
+        "--extract",
+        x.to_str().unwrap(),
+    ]);
+    let f = walk_files(&x)
+        .into_iter()
+        .find(|p| p.ends_with("diary.md"))
+        .unwrap();
+    assert_eq!(fs::read(f).unwrap(), b"dear diary\n");
+}
+
+/// `export --recovery` with every approval logged but one not yet witnessed waits for it,
+/// saying so, and gives up with exit 13 when the witnesses never come.
+#[test]
+fn a_recovery_export_waits_for_its_approvals_to_be_witnessed() {
+    let Some(s) = Sites::new("recoverywait") else {
+        return;
+    };
+    let (_, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("notes.txt"), b"notes\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    let admins: Vec<String> = (0..3)
+        .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
+        .collect();
+    let mut init = vec!["recovery", "init", "--threshold", "2"];
+    for a in &admins {
+        init.extend(["--admin", a.as_str()]);
+    }
+    s.admin_ok(0, &init);
+    let r: Value = serde_json::from_str(&s.admin_ok(
+        0,
+        &[
+            "--json",
+            "recovery",
+            "request",
+            "--member",
+            "alice",
+            "--reason",
+            "member-request",
+        ],
+    ))
+    .unwrap();
+    let id = r["request"].as_str().unwrap().to_string();
+    s.witness_round();
+    s.admin_ok(1, &["recovery", "approve", &id]);
+    s.admin_ok(2, &["recovery", "approve", &id]);
+    let tar = s.env.p("r.tar");
+    let args = [
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        tar.to_str().unwrap(),
+        "--recovery",
+        &id,
+        "--reason",
+        "member-request",
+    ];
+    let mut a = args.to_vec();
+    a.extend(["--log-timeout", "2s"]);
+    let t0 = Instant::now();
+    let o = s.admin(0, &a);
+    assert_eq!(code(&o), 13, "{}", text(&o));
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    assert!(
+        text(&o).contains("0 of the 2 approvals needed are witnessed, 2 more logged"),
+        "{}",
+        text(&o)
+    );
+    assert!(!tar.exists());
+    let mut a = args.to_vec();
+    a.extend(["--log-timeout", "2m"]);
+    let o = s.witness_until_done(s.spawn(0, &a));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("waiting up to 2m"),
+        "the export says what it waits for: {}",
+        text(&o)
+    );
+    assert!(tar.exists());
 }
 
 #[test]
@@ -884,4 +1153,126 @@ fn an_agent_witnesses_another_sites_repository() {
                 .any(|w| w.as_str().unwrap().contains("/pi/"))),
         "{v}"
     );
+}
+
+/// Issue 26 finding 4 with the daemons: the hackspace's agent and the Pi's agent run (a log
+/// sync interval of one second) and nobody replicates by hand; an admin's export of a
+/// member's data is witnessed by the Pi within seconds, with no backup in between.
+#[test]
+fn running_agents_carry_an_access_to_the_witness_without_a_backup() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let data = env.p("d");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let (pi_admin, pi_rcpt) = age_identity(&env, "pi-admin");
+    let pi_repo = env.p("pi-own");
+    env.ok(&[
+        "init",
+        "--repo",
+        pi_repo.to_str().unwrap(),
+        "--recipient",
+        &pi_rcpt,
+    ]);
+    let pi_key = env.p("pi.key");
+    let mut c = env.cmd();
+    c.arg("--identity-file").arg(&pi_admin).args([
+        "--repo",
+        pi_repo.to_str().unwrap(),
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi_key.to_str().unwrap(),
+    ]);
+    assert!(c.output().unwrap().status.success());
+    let wk: Value = serde_json::from_str(
+        &fs::read_to_string(&pi_key)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(wk["signing_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let pi_pub = hex::encode(sk.verifying_key().to_bytes());
+    env.ok(&[
+        "log",
+        "policy",
+        "--quorum",
+        "1",
+        "--witness",
+        &format!("pi={pi_pub}"),
+    ]);
+    let replica = env.p("hackspace-at-pi");
+    let hackspace_cfg = env.p("hackspace.toml");
+    fs::write(
+        &hackspace_cfg,
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\nlog_sync_interval = \"1s\"\n\n[[peer]]\nname = \"pi\"\nrepo = \"{}\"\n\n[[job]]\nname = \"home\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("hackspace-cache").display(),
+            replica.display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let pi_cfg = env.p("pi.toml");
+    fs::write(
+        &pi_cfg,
+        format!(
+            "[site]\nname = \"pi\"\nrepo = \"{}\"\nwriter_key = \"{}\"\ncache_dir = \"{}\"\nlog_sync_interval = \"1s\"\n\n[[job]]\nname = \"home\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n\n[[witness]]\nrepo = \"{}\"\n",
+            pi_repo.display(),
+            pi_key.display(),
+            env.p("pi-cache").display(),
+            data.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    // The first replica is made by the hackspace's agent itself.
+    let spawn_agent = |cfg: &Path| {
+        env.cmd()
+            .args(["agent", "--config", cfg.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut agents = [spawn_agent(&hackspace_cfg), spawn_agent(&pi_cfg)];
+    let t0 = Instant::now();
+    while !replica.join("config").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no replica made");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tar = env.p("a.tar");
+    let t0 = Instant::now();
+    let o = env.coop(&[
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        tar.to_str().unwrap(),
+        "--reason",
+        "member-request",
+        "--log-timeout",
+        "60s",
+    ]);
+    let took = t0.elapsed();
+    for a in &mut agents {
+        a.kill().unwrap();
+        a.wait().unwrap();
+    }
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(tar.exists());
+    assert!(took < Duration::from_secs(30), "witnessed after {took:?}");
 }

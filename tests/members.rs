@@ -920,3 +920,107 @@ fn a_members_verifier_notices_a_vanished_log_entry() {
         "{v}"
     );
 }
+
+/// Issue 26 finding 5: with two per-member jobs (different path sets) a member's export holds
+/// the newest snapshot of each, names both in its manifest, and verifies; an export of one
+/// snapshot by ID holds that one alone.
+#[test]
+fn an_export_holds_the_newest_snapshot_of_every_job_of_the_member() {
+    let c = setup("1GiB");
+    let env = &c.env;
+    let mail = env.p("mail");
+    for m in ["alice", "bob"] {
+        fs::create_dir_all(mail.join(m).join("inbox")).unwrap();
+        fs::write(mail.join(m).join("inbox/1.eml"), format!("mail of {m}\n")).unwrap();
+    }
+    let mut cfg = fs::read_to_string(env.p("agent.toml")).unwrap();
+    cfg.push_str(&format!(
+        "\n[[job]]\nname = \"mail-members\"\nschedule = \"0 4 * * *\"\nmembers = \"all\"\npaths = [\"{}/{{member}}\"]\n",
+        mail.display()
+    ));
+    fs::write(env.p("agent.toml"), cfg).unwrap();
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.coop(&[
+        "agent",
+        "--config",
+        env.p("agent.toml").to_str().unwrap(),
+        "--once",
+        "mail-members",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let export = |name: &str, extra: &[&str]| -> (PathBuf, Value) {
+        let out = env.p(name);
+        let mut args = vec![
+            "--json",
+            "export",
+            "--member",
+            "alice",
+            "--identity-file",
+            c.alice_id.to_str().unwrap(),
+            "--out",
+        ];
+        let o = format!("{}/", out.display());
+        args.push(&o);
+        args.extend_from_slice(extra);
+        let r: Value = serde_json::from_str(&env.ok(&args)).unwrap();
+        (out, r)
+    };
+    let (out, r) = export("alice-all", &[]);
+    assert_eq!(r["more"].as_array().unwrap().len(), 1, "{r}");
+    let (code, v) = verify(env, &out, None);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["files_ok"], 4, "{v}");
+    assert_eq!(v["more"].as_array().unwrap().len(), 1, "{v}");
+    let m: Value = serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = std::iter::once(m["snapshot"].as_str().unwrap())
+        .chain(
+            m["more"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["snapshot"].as_str().unwrap()),
+        )
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // Both jobs' files, each below its job's root.
+    assert_eq!(
+        fs::read(out.join("files/files/photos/cat.jpg")).unwrap(),
+        pseudo_random(300_000, 1)
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("files/alice/inbox/1.eml")).unwrap(),
+        "mail of alice\n"
+    );
+    // A file of the other job missing from the export is named.
+    fs::remove_file(out.join("files/alice/inbox/1.eml")).unwrap();
+    let (code, v) = verify(env, &out, None);
+    assert_eq!(code, Some(6), "{v}");
+    assert!(v["problems"].to_string().contains("missing"), "{v}");
+
+    // A newer backup of the first job: still both jobs, the newest of each.
+    fs::write(
+        c.data.join("alice/files/notes.md"),
+        "# newer notes\n".repeat(10),
+    )
+    .unwrap();
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, r) = export("alice-newer", &[]);
+    assert_eq!(r["more"].as_array().unwrap().len(), 1, "{r}");
+    let (code, v) = verify(env, &out, None);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(
+        fs::read_to_string(out.join("files/files/notes.md")).unwrap(),
+        "# newer notes\n".repeat(10)
+    );
+    assert!(out.join("files/alice/inbox/1.eml").exists());
+
+    // One snapshot by ID: that one alone, in the format of before.
+    let (out, r) = export("alice-one", &["--snapshot", ids[1]]);
+    assert!(r.get("more").is_none(), "{r}");
+    let m: Value = serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(m.get("more").is_none(), "{m}");
+    let (code, v) = verify(env, &out, None);
+    assert_eq!(code, Some(0), "{v}");
+}

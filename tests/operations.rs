@@ -625,3 +625,37 @@ fn admin_backing_up_a_member_after_the_split_is_pointed_to_the_writer_key() {
         .unwrap();
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+/// Issue 26 finding 12: `--limit-upload` is the rate of all parallel copies together. Packs
+/// of 5, 1, 1 and 1 MiB at 2 MiB/s with four copies at once take about four seconds (with a
+/// quarter of the limit per copy, the 5 MiB pack alone took ten).
+#[test]
+fn an_upload_limit_is_the_rate_of_all_parallel_copies_together() {
+    let env = Env::new();
+    for (i, mib) in [5usize, 1, 1, 1].into_iter().enumerate() {
+        let d = env.p(&format!("src{i}"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), pseudo_random(mib << 20, 1000 + 2 * i as u64)).unwrap();
+        env.backup(&d);
+    }
+    let to = env.p("replica");
+    let t0 = std::time::Instant::now();
+    let r = env.json(&[
+        "replicate",
+        "--from",
+        env.repo().to_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+        "--limit-upload",
+        "2MiB",
+        "--parallel",
+        "4",
+    ]);
+    let secs = t0.elapsed().as_secs_f64();
+    let bytes = r["copied_bytes"].as_u64().unwrap();
+    assert!((8 << 20..9 << 20).contains(&bytes), "{r}");
+    assert!(
+        (3.5..6.0).contains(&secs),
+        "{bytes} bytes at 2 MiB/s took {secs:.2} s"
+    );
+}

@@ -104,6 +104,13 @@ pub enum Error {
         need: u32,
         waited_secs: u64,
     },
+    #[error("{what} was not cosigned by the {need} witnesses needed within {waited_secs} s (the site agents carry the log to the witnesses every log_sync_interval; or run `coop replicate` to a witness site and `coop log witness` there); {outcome}")]
+    NotWitnessed {
+        what: String,
+        need: u32,
+        waited_secs: u64,
+        outcome: String,
+    },
     #[error("{tenant} is over its quota: {used} bytes stored (with this backup), quota {quota}; no snapshot was written")]
     Quota {
         tenant: String,
@@ -140,7 +147,7 @@ impl Error {
             Error::SourceFailed { .. } | Error::HookFailed { .. } => ErrorKind::SourceFailed,
             Error::Io { .. } | Error::Catalog(_) => ErrorKind::Io,
             Error::Quota { .. } => ErrorKind::Quota,
-            Error::LogQuorum { .. } => ErrorKind::NotWitnessed,
+            Error::LogQuorum { .. } | Error::NotWitnessed { .. } => ErrorKind::NotWitnessed,
             Error::Crypto { .. } => ErrorKind::Crypto,
             Error::Internal { .. } => ErrorKind::Internal,
         }

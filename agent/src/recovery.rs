@@ -304,23 +304,53 @@ fn request_entry(repo: &Repo, trusted: &log::Trusted, id: &str) -> Result<Found>
     })
 }
 
-/// `coop recovery approve`: releases the approver's share to the request.
+/// How long [`approve`] and [`recover`] wait for log entries to be witnessed, and whom they
+/// tell what they wait for (called once, when they start waiting).
+pub struct Wait<'a> {
+    pub timeout: std::time::Duration,
+    pub waiting: &'a dyn Fn(&str),
+}
+
+/// How often a waiting approval or recovery reads the log again.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `coop recovery approve`: releases the approver's share to the request, once a quorum of
+/// witnesses cosigned the request (waiting up to `wait.timeout` for that).
 pub fn approve(
     repo: &Repo,
     coop: &TenantKeys,
     ids: &[Identity],
     id: &str,
+    wait: &Wait,
 ) -> Result<(String, Appended)> {
     use base64::Engine;
-    let trusted = log::trusted(repo, &coop.admin_keys)?;
-    let req = request_entry(repo, &trusted, id)?;
-    if !req.witnessed {
-        return Err(Error::LogQuorum {
-            have: 0,
-            need: trusted.quorum,
-            waited_secs: 0,
-        });
-    }
+    let started = std::time::Instant::now();
+    let mut told = false;
+    let (trusted, req) = loop {
+        let trusted = log::trusted(repo, &coop.admin_keys)?;
+        let req = request_entry(repo, &trusted, id)?;
+        if req.witnessed {
+            break (trusted, req);
+        }
+        if started.elapsed() >= wait.timeout {
+            return Err(Error::NotWitnessed {
+                what: format!("recovery request {id}"),
+                need: trusted.quorum,
+                waited_secs: started.elapsed().as_secs(),
+                outcome: "no share was released".into(),
+            });
+        }
+        if !told {
+            (wait.waiting)(&format!(
+                "recovery request {id} is not yet cosigned by {} witness(es); waiting up to {} \
+                 for them …",
+                trusted.quorum,
+                humantime::format_duration(wait.timeout)
+            ));
+            told = true;
+        }
+        std::thread::sleep(POLL.min(wait.timeout.saturating_sub(started.elapsed())));
+    };
     let setup = setup(repo, coop)?;
     if req.entry.data.get("epoch").and_then(|v| v.as_str()) != Some(setup.epoch.as_str()) {
         return Err(Error::invalid(format!(
@@ -388,12 +418,75 @@ pub fn approve(
 
 /// Combines the witnessed releases of request `id` into the recovery identity (in memory).
 /// The request must be for `member`: approvals given for one member never open another.
+/// Waits up to `wait.timeout` for releases that are logged but not yet witnessed, when
+/// enough of them would make the threshold.
 pub fn recover(
     repo: &Repo,
     coop: &TenantKeys,
     id: &str,
     member: &str,
+    wait: &Wait,
 ) -> Result<(Vec<Identity>, Option<String>)> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match recover_once(repo, coop, id, member)? {
+            Recovered::Done(ids, epoch) => return Ok((ids, epoch)),
+            Recovered::Short {
+                have,
+                need,
+                waiting,
+            } => {
+                if have + waiting < need {
+                    return Err(Error::AccessDenied {
+                        what: format!(
+                            "request {id} has {have} of the {need} approvals it needs{}; ask \
+                             more admins to run `coop recovery approve {id}`",
+                            if waiting > 0 {
+                                format!(" ({waiting} more not yet witnessed)")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    });
+                }
+                if started.elapsed() >= wait.timeout {
+                    return Err(Error::NotWitnessed {
+                        what: format!(
+                            "{waiting} approval(s) of request {id} ({have} of the {need} needed \
+                             are witnessed)"
+                        ),
+                        need: log::trusted(repo, &coop.admin_keys)?.quorum,
+                        waited_secs: started.elapsed().as_secs(),
+                        outcome: "nothing was read".into(),
+                    });
+                }
+                if !told {
+                    (wait.waiting)(&format!(
+                        "request {id}: {have} of the {need} approvals needed are witnessed, \
+                         {waiting} more logged but not yet cosigned by the witnesses; waiting \
+                         up to {} for them …",
+                        humantime::format_duration(wait.timeout)
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(POLL.min(wait.timeout.saturating_sub(started.elapsed())));
+            }
+        }
+    }
+}
+
+enum Recovered {
+    Done(Vec<Identity>, Option<String>),
+    /// Too few witnessed releases: `waiting` more are logged but not witnessed.
+    Short {
+        have: usize,
+        need: usize,
+        waiting: usize,
+    },
+}
+
+fn recover_once(repo: &Repo, coop: &TenantKeys, id: &str, member: &str) -> Result<Recovered> {
     use base64::Engine;
     let trusted = log::trusted(repo, &coop.admin_keys)?;
     let req = request_entry(repo, &trusted, id)?;
@@ -426,7 +519,7 @@ pub fn recover(
         e.event == Event::RecoveryRelease && e.object.as_deref() == Some(id)
     })?;
     let mut shares = Vec::new();
-    let mut waiting = 0;
+    let mut waiting = 0usize;
     for r in &releases {
         if !r.witnessed {
             waiting += 1;
@@ -445,15 +538,20 @@ pub fn recover(
             shares.push(s);
         }
     }
-    let mut text = rec::combine(&setup, &shares).map_err(|e| match e {
-        rec::RecoveryError::TooFew { have, need } => Error::AccessDenied {
-            what: format!(
-                "request {id} has {have} of the {need} approvals it needs{}; ask more admins to run `coop recovery approve {id}`",
-                if waiting > 0 { format!(" ({waiting} more not yet witnessed)") } else { String::new() }
-            ),
-        },
-        e => Error::damaged(format!("request {id}"), e.to_string()),
-    })?;
+    let mut text = match rec::combine(&setup, &shares) {
+        Ok(t) => t,
+        Err(rec::RecoveryError::TooFew { have, need }) => {
+            for s in &mut shares {
+                s.zeroize();
+            }
+            return Ok(Recovered::Short {
+                have,
+                need,
+                waiting,
+            });
+        }
+        Err(e) => return Err(Error::damaged(format!("request {id}"), e.to_string())),
+    };
     for s in &mut shares {
         s.zeroize();
     }
@@ -461,7 +559,7 @@ pub fn recover(
         .map_err(|e| Error::damaged(format!("request {id}"), e.to_string()));
     text.zeroize();
     drop(req);
-    Ok((ids?, Some(setup.epoch)))
+    Ok(Recovered::Done(ids?, Some(setup.epoch)))
 }
 
 /// Forgets a used request's ephemeral key.

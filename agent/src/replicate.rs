@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub struct ReplicateOptions {
     /// Only compare; copy nothing.
     pub check_only: bool,
-    /// Upload limit in bytes per second.
+    /// Upload limit in bytes per second: the rate of all parallel copies together.
     pub limit: Option<u64>,
     /// Objects copied at once.
     pub parallel: usize,
@@ -73,6 +73,8 @@ pub struct ReplicateReport {
     pub incomplete_at_target: Vec<String>,
     /// Access log objects copied (entries, checkpoints, cosignatures).
     pub log_objects: u64,
+    /// Recovery shares (`recovery/<epoch>/<admin>`) copied.
+    pub recovery_objects: u64,
     /// Witnesses' cosignatures found on the target and brought back to the source.
     pub cosignatures_returned: u64,
     /// Log objects whose name holds different bytes on the two sides: evidence of a fork
@@ -188,6 +190,7 @@ pub fn replicate(
     rep.missing_objects += todo.len() as u64;
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
     logs(from, to, opts.check_only, &mut rep)?;
+    recovery_shares(from, to, opts.check_only, &mut rep)?;
     if opts.check_only {
         // The source's log is read only if some inventory names an object the target lacks.
         let deletions = std::cell::OnceCell::new();
@@ -226,6 +229,8 @@ pub fn replicate(
     let landed = Mutex::new(HashSet::<String>::new());
     // Objects refused as junk: no reader needs them, so they hold no snapshot back.
     let junk = Mutex::new(HashSet::<String>::new());
+    // One limit for all parallel copies: the rate the line gets.
+    let pace = opts.limit.map(Pace::new);
     let copy_all = |list: &[String]| {
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -233,21 +238,12 @@ pub fn replicate(
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = list.get(i) else { break };
-                    let t0 = Instant::now();
-                    match copy_one(from, to, path) {
+                    match copy_one(from, to, path, pace.as_ref()) {
                         Ok(CopyResult::Copied(n)) => {
                             copied_objects.fetch_add(1, Ordering::Relaxed);
                             copied_bytes.fetch_add(n, Ordering::Relaxed);
                             landed.lock().expect("lock").insert(path.clone());
                             progress.add_bytes(n);
-                            if let Some(limit) = opts.limit {
-                                // Each of `parallel` workers gets an equal share of the limit.
-                                let share = (limit / opts.parallel.max(1) as u64).max(1);
-                                let due = Duration::from_secs_f64(n as f64 / share as f64);
-                                if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                                    std::thread::sleep(wait);
-                                }
-                            }
                         }
                         Ok(CopyResult::Refused(why)) => {
                             refused.lock().expect("lock").push(format!("{path}: {why}"))
@@ -415,7 +411,7 @@ pub fn replicate(
     progress.finish();
     rep.copied_objects += copied_objects.into_inner();
     rep.copied_bytes += copied_bytes.into_inner();
-    rep.refused = refused.into_inner().expect("lock");
+    rep.refused.extend(refused.into_inner().expect("lock"));
     rep.failed = failed.into_inner().expect("lock");
     rep.refused.sort();
     rep.failed.sort();
@@ -664,6 +660,107 @@ fn logs(from: &Store, to: &Store, check_only: bool, rep: &mut ReplicateReport) -
     Ok(())
 }
 
+/// The largest recovery share replicate copies (a share file is a few hundred bytes; recovery
+/// reads at most 64 KiB of one).
+const MAX_SHARE: u64 = 1 << 16;
+
+/// Whether `path` has the shape of a recovery share (`recovery/<16 hex>/<admin>`, SPEC 25) and
+/// `bytes` (when given) that of an age file: the keyless checks a share can get, since its
+/// name is no hash and its content is encrypted to its admin.
+fn is_recovery_share(path: &str, size: u64) -> bool {
+    let mut parts = path.split('/');
+    let (Some("recovery"), Some(epoch), Some(admin), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    epoch.len() == 16
+        && epoch
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !admin.is_empty()
+        && admin.len() <= 255
+        && admin
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && admin != "."
+        && admin != ".."
+        && size > 0
+        && size <= MAX_SHARE
+}
+
+/// The admins' recovery shares (SPEC 25): a recovery on a replica needs them. Copied verbatim
+/// and never overwritten; each must look like an age file. A name holding other bytes at the
+/// target is refused and reported (someone wrote a share there that the source does not have).
+fn recovery_shares(
+    from: &Store,
+    to: &Store,
+    check_only: bool,
+    rep: &mut ReplicateReport,
+) -> Result<()> {
+    let mut junk = 0u64;
+    let mut wanted = |l: crate::store::Listed| {
+        if is_recovery_share(&l.path, l.size) {
+            Some((l.path, l.size))
+        } else {
+            junk += 1;
+            None
+        }
+    };
+    let src: HashMap<String, u64> = from
+        .list("recovery")?
+        .into_iter()
+        .filter_map(&mut wanted)
+        .collect();
+    let dst: HashMap<String, u64> = to
+        .list("recovery")?
+        .into_iter()
+        .filter_map(&mut wanted)
+        .collect();
+    if junk > 0 {
+        rep.warnings.push(format!(
+            "{junk} object(s) under recovery/ are no recovery share (wrong name or size): not \
+             copied"
+        ));
+    }
+    let mut paths: Vec<&String> = src.keys().collect();
+    paths.sort();
+    for p in paths {
+        match dst.get(p) {
+            Some(size) if *size != src[p] => rep.refused.push(format!(
+                "{p}: {} bytes at the source, another share of {size} bytes at the target; \
+                 not overwritten",
+                src[p]
+            )),
+            Some(_) => {}
+            None => {
+                rep.missing_objects += 1;
+                rep.missing_bytes += src[p];
+                if check_only {
+                    continue;
+                }
+                let b = match from.get(p) {
+                    Ok(b) => b,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if !b.starts_with(b"age-encryption.org/v1\n") {
+                    rep.refused.push(format!(
+                        "{p}: not an age file; not copied: delete it at the source"
+                    ));
+                    continue;
+                }
+                let n = b.len() as u64;
+                to.put(p, b)?;
+                rep.recovery_objects += 1;
+                rep.copied_objects += 1;
+                rep.copied_bytes += n;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The snapshots at `store` whose inventory names an object `listed` does not show (or
 /// that cannot be read).
 /// Inventories are resolved through the source's logged prune replacements where those are
@@ -717,7 +814,41 @@ enum CopyResult {
     Vanished,
 }
 
-fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
+/// An upload limit shared by every parallel copy: a clock of when the line is free again.
+/// Each upload takes the next slot of its size at the limit's rate, starts when its slot
+/// starts and holds its worker until the slot ends, so the copies together move `limit`
+/// bytes per second (at most one object early at the start).
+struct Pace {
+    bytes_per_sec: f64,
+    free_at: Mutex<Option<Instant>>,
+}
+
+impl Pace {
+    fn new(limit: u64) -> Self {
+        Pace {
+            bytes_per_sec: limit.max(1) as f64,
+            free_at: Mutex::new(None),
+        }
+    }
+
+    /// Reserves the line for `n` bytes; returns when the reservation starts and ends.
+    fn reserve(&self, n: u64) -> (Instant, Instant) {
+        let now = Instant::now();
+        let mut free = self.free_at.lock().expect("lock");
+        let start = free.map_or(now, |f| f.max(now));
+        let end = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec);
+        *free = Some(end);
+        (start, end)
+    }
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+fn copy_one(from: &Store, to: &Store, path: &str, pace: Option<&Pace>) -> Result<CopyResult> {
     let Some(op) = ObjectPath::parse(path) else {
         return Ok(CopyResult::Refused("not a coop object name".into()));
     };
@@ -738,6 +869,13 @@ fn copy_one(from: &Store, to: &Store, path: &str) -> Result<CopyResult> {
         )));
     }
     let n = bytes.len() as u64;
+    let slot = pace.map(|p| p.reserve(n));
+    if let Some((start, _)) = slot {
+        sleep_until(start);
+    }
     to.put(path, bytes)?;
+    if let Some((_, end)) = slot {
+        sleep_until(end);
+    }
     Ok(CopyResult::Copied(n))
 }

@@ -287,6 +287,13 @@ pub struct AccessArgs {
     pub log_timeout: String,
 }
 
+/// `--log-timeout`.
+pub fn parse_log_timeout(s: &str) -> std::result::Result<std::time::Duration, Error> {
+    coop_agent::settings::parse_duration(s).map_err(|what| Error::Invalid {
+        what: format!("--log-timeout: {what}"),
+    })
+}
+
 /// Logs an access before it happens (the engine decides whether it must be, see
 /// `coop_agent::access`): a read of a member's files by anyone but the member goes into the
 /// admins' log and waits until the witnesses cosigned it; a member reading their own tenant
@@ -308,10 +315,7 @@ pub fn log_access(
         .map(|r| r.parse::<coop_formats::tlog::Reason>())
         .transpose()
         .map_err(|what| Error::Invalid { what })?;
-    let timeout =
-        coop_agent::settings::parse_duration(&a.log_timeout).map_err(|what| Error::Invalid {
-            what: format!("--log-timeout: {what}"),
-        })?;
+    let timeout = parse_log_timeout(&a.log_timeout)?;
     let req = ReadRequest {
         event,
         reason,

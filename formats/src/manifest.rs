@@ -69,8 +69,13 @@ impl Manifest {
     /// name. Deterministic from the signed manifest alone, so an export's layout cannot be
     /// rearranged without `verify` noticing.
     pub fn export_paths(&self) -> Vec<Vec<u8>> {
-        let sources: Vec<&[u8]> = self
-            .sources
+        self.export_paths_among(&self.sources)
+    }
+
+    /// [`Self::export_paths`] with another list of sources: an export of several snapshots
+    /// (one per job of a member) lays each out among the sources of all of them (SPEC 16.2).
+    pub fn export_paths_among(&self, sources: &[String]) -> Vec<Vec<u8>> {
+        let sources: Vec<&[u8]> = sources
             .iter()
             .map(|s| s.trim_matches('/').as_bytes())
             .filter(|s| !s.is_empty())

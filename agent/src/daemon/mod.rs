@@ -299,6 +299,7 @@ impl Agent {
             self.cfg.peers.len()
         );
         let mut last_witness: Option<std::time::Instant> = None;
+        let mut last_log_sync: Option<std::time::Instant> = None;
         std::thread::scope(|s| {
             while !stop.load(Ordering::Relaxed) {
                 let t = now();
@@ -327,12 +328,38 @@ impl Agent {
                         });
                     }
                 }
+                // Access-log growth travels to the peers every log_sync_interval (and their
+                // witnesses' cosignatures come back), independent of the backups.
+                let log_round = last_log_sync.is_none_or(|w: std::time::Instant| {
+                    w.elapsed() >= self.cfg.site.log_sync_interval
+                });
+                if log_round {
+                    last_log_sync = Some(std::time::Instant::now());
+                }
                 for p in &self.cfg.peers {
                     if running_peers.lock().expect("lock").contains(&p.name) {
                         continue;
                     }
                     let st = history.peer(&p.name).unwrap_or_default();
-                    if st.dirty && st.next_retry.is_none_or(|r| r <= t) {
+                    let due = st.next_retry.is_none_or(|r| r <= t);
+                    if log_round && due && !st.dirty {
+                        running_peers.lock().expect("lock").insert(p.name.clone());
+                        let rp = &running_peers;
+                        s.spawn(move || {
+                            if let Some(o) = self.sync_peer_log(p) {
+                                if o.ok {
+                                    tracing::info!(
+                                        "access log carried to peer {} ({} objects copied)",
+                                        p.name,
+                                        o.copied_objects
+                                    );
+                                }
+                            }
+                            rp.lock().expect("lock").remove(&p.name);
+                        });
+                        continue;
+                    }
+                    if st.dirty && due {
                         running_peers.lock().expect("lock").insert(p.name.clone());
                         let rp = &running_peers;
                         s.spawn(move || {
@@ -348,10 +375,11 @@ impl Agent {
                         });
                     }
                 }
-                // Other sites' logs held here: witnessed every minute.
+                // Other sites' logs held here: witnessed every log_sync_interval.
                 if !self.cfg.witnesses.is_empty()
-                    && last_witness
-                        .is_none_or(|w: std::time::Instant| w.elapsed() >= Duration::from_secs(60))
+                    && last_witness.is_none_or(|w: std::time::Instant| {
+                        w.elapsed() >= self.cfg.site.log_sync_interval
+                    })
                 {
                     last_witness = Some(std::time::Instant::now());
                     let _ = self.witness_all();

@@ -9,6 +9,7 @@ use crate::replicate::{self, ReplicateOptions, ReplicateReport};
 use crate::settings::PeerSettings;
 use crate::store::Store;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +124,46 @@ impl Agent {
             st.failures,
             backoff.as_secs()
         );
+    }
+
+    /// Whether the access logs here and at peer `p` differ in a way a replication settles:
+    /// a log object this site lists that the peer lacks (an entry, a checkpoint, a
+    /// cosignature), or a cosignature the peer lists that this site lacks (a witness there
+    /// cosigned, and the log's writer here waits for it). Two listings of `log/`, nothing
+    /// read; names the two sides hold with other bytes (forks) and junk count for nothing,
+    /// so they do not make every round a replication.
+    pub fn log_behind(&self, p: &PeerSettings) -> Result<bool> {
+        let names = |s: &Store| -> Result<HashSet<String>> {
+            Ok(s.list("log")?
+                .into_iter()
+                .filter(|l| crate::log::is_log_object(&l.path, l.size))
+                .map(|l| l.path)
+                .collect())
+        };
+        let here = names(&self.repo.store)?;
+        let there = names(&self.peer_store(p)?)?;
+        let is_cosig = |p: &str| p.split('/').nth(2) == Some("cosignature");
+        Ok(here.iter().any(|n| !there.contains(n))
+            || there.iter().any(|n| is_cosig(n) && !here.contains(n)))
+    }
+
+    /// The daemon's log round for one peer: replicates when [`Self::log_behind`] says so, so
+    /// that a recovery request or an access reaches the witnesses (and their cosignatures
+    /// come back) within a `log_sync_interval` or two, not at the next backup. `None` when
+    /// there was nothing to carry.
+    pub fn sync_peer_log(&self, p: &PeerSettings) -> Option<PeerOutcome> {
+        match self.log_behind(p) {
+            Ok(true) => Some(self.sync_peer(p)),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::debug!(
+                    "cannot compare the access logs with peer {}: {}",
+                    p.name,
+                    crate::error::chain(&e)
+                );
+                None
+            }
+        }
     }
 
     /// Replicates to every peer, each on its own thread; one peer's outage blocks no other.

@@ -48,6 +48,10 @@ pub struct ExportFile {
     pub exported: String,
     /// The manifest as the agent signed it at backup time.
     pub signed_manifest: SignedManifest,
+    /// The newest snapshot of each other job (path set) of the member, newest first: a
+    /// member with two jobs gets both in one export (SPEC 16.3). Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<MoreSnapshot>,
     /// Every access log entry about this tenant, each with its inclusion proof to a signed
     /// (and, where witnessed, cosigned) checkpoint (SPEC section 24.7).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -55,6 +59,37 @@ pub struct ExportFile {
     /// The witnesses the repository's writer list named at export time (name, key hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<(String, String)>,
+}
+
+/// Another snapshot in an export (`more` in `manifest.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoreSnapshot {
+    /// Its full ID.
+    pub snapshot: String,
+    /// Its manifest as the agent signed it.
+    pub signed_manifest: SignedManifest,
+}
+
+/// Each manifest's files with their export paths, laid out among the sources of all of them:
+/// a path two manifests give goes once, from the first (the newest snapshot). With one
+/// manifest this is [`Manifest::export_paths`] (SPEC 16.2).
+pub fn export_layout(manifests: &[Manifest]) -> Vec<Vec<(usize, Vec<u8>)>> {
+    let sources: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.sources.iter().cloned())
+        .collect();
+    let mut taken = HashSet::new();
+    manifests
+        .iter()
+        .map(|m| {
+            m.export_paths_among(&sources)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, p)| taken.insert(p.clone()))
+                .collect()
+        })
+        .collect()
 }
 
 pub enum Target {
@@ -75,6 +110,9 @@ pub struct ExportReport {
     pub unchanged: u64,
     pub removed: u64,
     pub signer_fingerprint: String,
+    /// The other snapshots exported with it (the newest of each other job), with their times.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<(String, String)>,
 }
 
 /// Reads and checks the signed manifest of a snapshot.
@@ -109,18 +147,13 @@ pub fn snapshot_manifest(
     Ok((signed, m))
 }
 
-/// The export path of every manifest file, each component checked.
-fn export_paths(m: &Manifest) -> Result<Vec<PathBuf>> {
-    m.export_paths()
-        .into_iter()
-        .map(|bytes| {
-            for c in bytes.split(|b| *b == b'/') {
-                coop_formats::tree::check_name(c)
-                    .map_err(|r| Error::damaged("manifest", format!("bad path component ({r})")))?;
-            }
-            Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
-        })
-        .collect()
+/// An export path, each component checked.
+fn export_path(bytes: &[u8]) -> Result<PathBuf> {
+    for c in bytes.split(|b| *b == b'/') {
+        coop_formats::tree::check_name(c)
+            .map_err(|r| Error::damaged("manifest", format!("bad path component ({r})")))?;
+    }
+    Ok(PathBuf::from(OsStr::from_bytes(bytes)))
 }
 
 /// A file's content as a reader: blobs one at a time (each verified by its keyed ID),
@@ -198,27 +231,68 @@ impl Read for Content<'_, '_> {
     }
 }
 
-/// Exports a member snapshot.
+/// The snapshots `coop export` writes for `latest`: the newest trusted snapshot with a signed
+/// manifest of every job (path set) of the member, the newest first. `first` (the one asked
+/// for) leads; the others are the newest of each other path set.
+pub fn newest_per_job<'v>(
+    entries: &'v [crate::snapshots::Entry],
+    first: &'v crate::snapshots::Entry,
+) -> Vec<&'v crate::snapshots::Entry> {
+    let key = |e: &crate::snapshots::Entry| {
+        let mut p = e.snapshot.paths.clone();
+        p.sort();
+        p.dedup();
+        p
+    };
+    let mut seen = HashSet::from([key(first)]);
+    let mut out = vec![first];
+    let mut newest_first: Vec<&crate::snapshots::Entry> = entries
+        .iter()
+        .filter(|e| e.trusted() && e.snapshot.manifest.is_some())
+        .collect();
+    newest_first.sort_by(|a, b| b.snapshot.time.cmp(&a.snapshot.time));
+    for e in newest_first {
+        if seen.insert(key(e)) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Exports member snapshots: the first is the export's `snapshot`, the others (the newest of
+/// each other job, see [`newest_per_job`]) go into `more`.
 pub fn export(
     repo: &Repo,
     keys: &TenantKeys,
-    entry: &crate::snapshots::Entry,
+    entries: &[&crate::snapshots::Entry],
     target: Target,
     source: &str,
     progress: &dyn Progress,
 ) -> Result<ExportReport> {
-    let (sid, snap) = (entry.id, &entry.snapshot);
+    let entry = *entries
+        .first()
+        .ok_or_else(|| Error::internal("an export of no snapshot"))?;
+    let sid = entry.id;
     let index = crate::index::load(repo, keys)?;
     let reader = BlobReader::new(repo, keys, &index)?;
-    let (signed, manifest) = snapshot_manifest(&reader, snap)?;
-    // File nodes by path, to read content from the snapshot itself.
-    let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
-    reader.walk(&snap.tree, |p, n| {
-        if n.kind == NodeKind::File {
-            nodes.insert(p.to_vec(), n.clone());
-        }
-        Ok(true)
-    })?;
+    let mut signed_all = Vec::new();
+    let mut manifests = Vec::new();
+    // File nodes by path, per snapshot, to read content from the snapshot itself.
+    let mut nodes: Vec<HashMap<Vec<u8>, Node>> = Vec::new();
+    for e in entries {
+        let (signed, manifest) = snapshot_manifest(&reader, &e.snapshot)?;
+        let mut n = HashMap::new();
+        reader.walk(&e.snapshot.tree, |p, node| {
+            if node.kind == NodeKind::File {
+                n.insert(p.to_vec(), node.clone());
+            }
+            Ok(true)
+        })?;
+        signed_all.push(signed);
+        manifests.push(manifest);
+        nodes.push(n);
+    }
+    let (signed, manifest) = (signed_all[0].clone(), manifests[0].clone());
     // What the access log says about this tenant, with proofs the member checks offline.
     let trusted = crate::log::trusted(repo, &keys.admin_keys)?;
     let (_, contents) = crate::log::verify(repo, &trusted)?;
@@ -230,6 +304,14 @@ pub fn export(
         source: source.into(),
         exported: crate::now_rfc3339(),
         signed_manifest: signed.clone(),
+        more: entries[1..]
+            .iter()
+            .zip(&signed_all[1..])
+            .map(|(e, s)| MoreSnapshot {
+                snapshot: e.id.to_hex(),
+                signed_manifest: s.clone(),
+            })
+            .collect(),
         log,
         witnesses: trusted
             .witnesses
@@ -248,15 +330,25 @@ pub fn export(
         tenant: manifest.tenant.clone(),
         time: manifest.time.clone(),
         signer_fingerprint: fingerprint(&signer),
+        more: manifests[1..]
+            .iter()
+            .zip(&entries[1..])
+            .map(|(m, e)| (e.id.to_hex(), m.time.clone()))
+            .collect(),
         ..Default::default()
     };
-    let paths = export_paths(&manifest)?;
-    let files: Vec<(&ManifestFile, &Node, &PathBuf)> = manifest
-        .files
+    let layout = export_layout(&manifests);
+    let mut paths: Vec<(usize, usize, PathBuf)> = Vec::new();
+    for (m, files) in layout.iter().enumerate() {
+        for (i, p) in files {
+            paths.push((m, *i, export_path(p)?));
+        }
+    }
+    let files: Vec<(&ManifestFile, &Node, &PathBuf)> = paths
         .iter()
-        .zip(&paths)
-        .map(|(f, p)| {
-            nodes
+        .map(|(m, i, p)| {
+            let f = &manifests[*m].files[*i];
+            nodes[*m]
                 .get(&f.path_bytes())
                 .map(|n| (f, n, p))
                 .ok_or_else(|| {
@@ -264,7 +356,7 @@ pub fn export(
                 })
         })
         .collect::<Result<_>>()?;
-    progress.phase("export", Some(manifest.files.iter().map(|f| f.size).sum()));
+    progress.phase("export", Some(files.iter().map(|(f, _, _)| f.size).sum()));
     match target {
         Target::Tar(path) => write_tar(&reader, &files, &manifest_json, &path, progress, &mut rep)?,
         Target::Dir(dir) | Target::Into(dir) => {

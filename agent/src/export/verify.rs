@@ -46,6 +46,9 @@ pub struct VerifyReport {
     pub signer: String,
     pub signer_fingerprint: String,
     pub files_ok: u64,
+    /// The other snapshots the export holds (the newest of each other job): ID and time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<(String, String)>,
     /// Where the verified files were extracted, if they were.
     pub extracted: Option<String>,
     /// The access log entries about this tenant the export carries, each proven.
@@ -390,9 +393,46 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
     if let Some(dir) = &opts.memory {
         remember(dir, &m.tenant, &ef, &mut rep);
     }
-    let expected = m.export_paths();
+    // The other jobs' snapshots: each signed by a writer of the same tenant (and, with
+    // `trust`, by the trusted key).
+    let mut manifests = vec![m];
+    for x in &ef.more {
+        match x.signed_manifest.verify() {
+            Ok((mm, s)) => {
+                let fp = fingerprint(&s);
+                if mm.tenant != manifests[0].tenant {
+                    rep.problems.push(format!(
+                        "snapshot {}: a manifest of {}, not of {}",
+                        x.snapshot, mm.tenant, manifests[0].tenant
+                    ));
+                }
+                if let Some(t) = &opts.trust {
+                    let t = t.trim().to_ascii_lowercase();
+                    if t != hex::encode(s) && t != fp {
+                        rep.problems.push(format!(
+                            "snapshot {}: manifest signed by {fp}, not by the trusted key {t}",
+                            x.snapshot
+                        ));
+                    }
+                }
+                rep.more.push((x.snapshot.clone(), mm.time.clone()));
+                manifests.push(mm);
+            }
+            Err(e) => {
+                rep.problems
+                    .push(format!("manifest of snapshot {}: {e}", x.snapshot));
+                return Ok(rep);
+            }
+        }
+    }
     let mut listed = std::collections::HashSet::new();
-    for (f, p) in m.files.iter().zip(&expected) {
+    let layout = super::export_layout(&manifests);
+    let expected = layout
+        .iter()
+        .enumerate()
+        .flat_map(|(i, files)| files.iter().map(move |(j, p)| (i, *j, p)));
+    for (i, j, p) in expected {
+        let f = &manifests[i].files[j];
         listed.insert(p.clone());
         match found.files.get(p) {
             None => rep

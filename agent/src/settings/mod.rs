@@ -183,7 +183,13 @@ pub struct SiteSettings {
     pub metrics_file: Option<PathBuf>,
     pub healthcheck_url: Option<String>,
     pub jitter: Option<Duration>,
+    /// How often the daemon carries access-log growth to its peers (when the log listing
+    /// changed) and witnesses the logs it holds.
+    pub log_sync_interval: Duration,
 }
+
+/// The default `log_sync_interval`.
+pub const DEFAULT_LOG_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the agent holds.
 #[derive(Debug, Clone)]
@@ -399,6 +405,23 @@ fn resolve_site(s: &raw::Site, p: &mut Problems) -> Option<SiteSettings> {
         },
         None => None,
     };
+    let log_sync_interval = match &s.log_sync_interval {
+        Some(v) => match parse_duration(v.get_ref()) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => d,
+            Ok(_) => {
+                p.err(
+                    v.span(),
+                    "log_sync_interval: give between 1s and 24h".to_string(),
+                );
+                DEFAULT_LOG_SYNC_INTERVAL
+            }
+            Err(e) => {
+                p.err(v.span(), format!("log_sync_interval: {e}"));
+                DEFAULT_LOG_SYNC_INTERVAL
+            }
+        },
+        None => DEFAULT_LOG_SYNC_INTERVAL,
+    };
     let cache_dir = s
         .cache_dir
         .clone()
@@ -413,6 +436,7 @@ fn resolve_site(s: &raw::Site, p: &mut Problems) -> Option<SiteSettings> {
         metrics_file: s.metrics_file.clone(),
         healthcheck_url: s.healthcheck_url.clone(),
         jitter,
+        log_sync_interval,
     })
 }
 
@@ -723,6 +747,21 @@ mod tests {
         let p = Settings::resolve(text).unwrap_err();
         assert_eq!(p[0].line, Some(9));
         assert!(p[0].message.contains("ambiguous"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn log_sync_interval_defaults_to_a_minute_and_is_checked() {
+        let base = "[site]\nname = \"a\"\nrepo = \"r\"\nwriter_key = \"k\"\n";
+        let s = Settings::resolve(base).unwrap();
+        assert_eq!(s.site.log_sync_interval, Duration::from_secs(60));
+        let s = Settings::resolve(&format!("{base}log_sync_interval = \"5s\"\n")).unwrap();
+        assert_eq!(s.site.log_sync_interval, Duration::from_secs(5));
+        for bad in ["0s", "2d", "soon"] {
+            let p =
+                Settings::resolve(&format!("{base}log_sync_interval = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(p[0].line, Some(5), "{bad}: {p:?}");
+            assert!(p[0].message.contains("log_sync_interval"), "{p:?}");
+        }
     }
 
     #[test]

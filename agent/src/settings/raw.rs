@@ -133,6 +133,10 @@ pub struct Site {
     /// Random delay added to each scheduled run (e.g. "5m"), spreading load.
     #[serde(default)]
     pub jitter: Option<Spanned<String>>,
+    /// How often the daemon looks for access-log growth to carry to its peers (and witnesses
+    /// the logs it holds), e.g. "60s" (the default).
+    #[serde(default)]
+    pub log_sync_interval: Option<Spanned<String>>,
 }
 
 /// Parses a config; a syntax or schema error is returned with its line.

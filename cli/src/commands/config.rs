@@ -355,6 +355,8 @@ fn render(p: &Plan) -> String {
     line("# healthcheck_url = \"https://hc-ping.com/your-uuid\"");
     line("# A random delay added to each scheduled run, spreading load:");
     line("# jitter = \"10m\"");
+    line("# How often access-log growth goes to the peers and other sites' logs are witnessed:");
+    line("# log_sync_interval = \"60s\"");
     line("");
     line("# Other sites' stores, each keeping an encrypted replica of this repository that it cannot");
     line("# read. A peer that is down only delays its copy: it is retried and caught up.");

@@ -87,7 +87,17 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let recovered = match &a.recovery {
         Some(id) => {
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let (ids, _) = coop_agent::recovery::recover(&repo, &coop, id, &a.member)?;
+            let waiting = |m: &str| p.note(m);
+            let (ids, _) = coop_agent::recovery::recover(
+                &repo,
+                &coop,
+                id,
+                &a.member,
+                &coop_agent::recovery::Wait {
+                    timeout: util::parse_log_timeout(&a.access.log_timeout)?,
+                    waiting: &waiting,
+                },
+            )?;
             Some((coop, std::sync::Arc::new(ids), id.clone()))
         }
         None => None,
@@ -113,7 +123,24 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         Some(entry.id.to_hex()),
     )?;
     let bars = Bars::new(g);
-    let r = export::export(&repo, &keys, entry, target, repo.store.url(), &bars)?;
+    // `latest` is the member's data: the newest snapshot of every job (path set) of theirs.
+    let entries = if a.snapshot == "latest" {
+        let matching: Vec<_> = view
+            .listing
+            .entries
+            .iter()
+            .filter(|e| a.filter.filter().matches(&e.snapshot))
+            .cloned()
+            .collect();
+        export::newest_per_job(&matching, entry)
+            .into_iter()
+            .cloned()
+            .collect()
+    } else {
+        vec![entry.clone()]
+    };
+    let entries: Vec<&coop_agent::snapshots::Entry> = entries.iter().collect();
+    let r = export::export(&repo, &keys, &entries, target, repo.store.url(), &bars)?;
     if let Some((coop, ids, id)) = &recovered {
         coop_agent::recovery::finish(&repo, id);
         match coop_agent::recovery::rotate(&repo, coop, ids) {
@@ -141,6 +168,13 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
             r.unchanged,
             r.removed
         ))?;
+        for (id, time) in &r.more {
+            p.summary(format!(
+                "with snapshot {} ({}), the newest of another job",
+                &id[..8],
+                util::local_time(time)
+            ))?;
+        }
         p.summary(format!(
             "signed by the site key {}; check it any time with `coop verify`",
             r.signer_fingerprint

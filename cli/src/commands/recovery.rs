@@ -35,6 +35,10 @@ pub enum RecoveryCommand {
     Approve {
         /// The request ID `coop recovery request` printed.
         id: String,
+        /// How long to wait for the witnesses to cosign the request (the site agents carry
+        /// the log to them) before giving up (exit 13, no share released).
+        #[arg(long, default_value = "10m", env = "COOP_LOG_TIMEOUT")]
+        log_timeout: String,
     },
     /// Show the current split.
     Status,
@@ -107,9 +111,20 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                 ))?;
             }
         }
-        RecoveryCommand::Approve { id } => {
+        RecoveryCommand::Approve { id, log_timeout } => {
+            let timeout = util::parse_log_timeout(&log_timeout)?;
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let (holder, a) = coop_agent::recovery::approve(&repo, &coop, &ids(&access)?, &id)?;
+            let waiting = |m: &str| p.note(m);
+            let (holder, a) = coop_agent::recovery::approve(
+                &repo,
+                &coop,
+                &ids(&access)?,
+                &id,
+                &coop_agent::recovery::Wait {
+                    timeout,
+                    waiting: &waiting,
+                },
+            )?;
             if g.json {
                 p.json(&serde_json::json!({"request": id, "holder": holder, "log": a.origin, "index": a.first}))?;
             } else {
