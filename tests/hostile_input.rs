@@ -953,3 +953,246 @@ fn immutable_file_in_the_way_fails_only_its_directory() {
     assert!(err.contains("/d: cannot create directory"), "{err}");
     assert!(err.contains("/d/f: not restored"), "{err}");
 }
+
+/// The member's racer, stopped (and killed if need be) when dropped, so that a failing test
+/// leaves no racer behind.
+struct MemberRacer {
+    child: Option<Child>,
+    stop: PathBuf,
+}
+
+impl MemberRacer {
+    /// Stops the racer; how many swaps it made.
+    fn stop(mut self) -> u64 {
+        stop_racer(self.child.take().expect("running"), &self.stop)
+    }
+}
+
+impl Drop for MemberRacer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `race_exchange.py` (swapping `a` and `b` until `stop` exists) as the member when
+/// the tests run as root.
+fn member_racer(a: &Path, b: &Path, stop: &Path) -> MemberRacer {
+    let script = include_str!("tools/race_exchange.py");
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={MEMBER}"),
+            &format!("--regid={MEMBER}"),
+            "--clear-groups",
+            MEMBER_PYTHON,
+        ]);
+        c
+    } else {
+        Command::new(MEMBER_PYTHON)
+    };
+    let child = c
+        .args(["-c", script])
+        .args([a, b, stop])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the member's racer runs");
+    MemberRacer {
+        child: Some(child),
+        stop: stop.to_path_buf(),
+    }
+}
+
+/// Issue 28, finding 2: root exports alice's data as a tar into a folder the member owns;
+/// she swaps that folder with a symlink to a root-only directory holding a file of the same
+/// name. The export lands in her folder or fails; the root-only directory never changes (it
+/// went there in 5 of 5 runs, once replacing root's file).
+#[test]
+fn tar_export_is_never_redirected_by_a_swapped_folder() {
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    fs::write(data.join("notes.md"), b"alice's notes\n").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let rootonly = env.p("root-only");
+    fs::create_dir_all(&rootonly).unwrap();
+    for i in 0..20 {
+        fs::write(rootonly.join(format!("alice-{i:02}.tar")), b"root's own\n").unwrap();
+    }
+    fs::set_permissions(&rootonly, fs::Permissions::from_mode(0o700)).unwrap();
+    let before = outside_state(&rootonly);
+    let share = env.p("share");
+    as_member(
+        &env,
+        &share,
+        "import os, sys; os.mkdir('exports'); os.symlink(sys.argv[1], 'exports.swap')",
+        &[rootonly.to_str().unwrap()],
+    );
+    let stop = share.join("stop");
+    let race = member_racer(&share.join("exports"), &share.join("exports.swap"), &stop);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let out = share.join(format!("exports/alice-{i:02}.tar"));
+        let o = export(&env, &id, &out);
+        let c = o.status.code().unwrap_or(-1);
+        codes.push(c);
+        // 11: the folder was a symlink when the export opened it; 2: a file of that name
+        // was there (in the root-only directory) when the command line was checked.
+        assert!(
+            [0, 2, 11].contains(&c),
+            "export ({c}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            outside_state(&rootonly),
+            before,
+            "the export wrote into the root-only directory: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let swaps = race.stop();
+    assert!(swaps > 100, "the racer swapped only {swaps} times");
+    // What was exported is in her folder (whichever name it has now), and verifies.
+    let real = if fs::symlink_metadata(share.join("exports"))
+        .unwrap()
+        .is_dir()
+    {
+        share.join("exports")
+    } else {
+        share.join("exports.swap")
+    };
+    let made: Vec<PathBuf> = fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        made.len(),
+        codes.iter().filter(|c| **c == 0).count(),
+        "{made:?} {codes:?}"
+    );
+    for t in &made {
+        let o = env.coop(&["verify", t.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    eprintln!("tar export race: 20 exports against {swaps} swaps, exit codes {codes:?}");
+}
+
+/// Issue 28, finding 3: root updates alice's export in a folder the member owns. She puts a
+/// folder of bob's (files she cannot delete) where the export's `files/` was, or makes the
+/// export directory herself beforehand with bob's folder (or a bind-mounted share) in it.
+/// The export refuses, names what is not its own, and deletes nothing of bob's; it removes
+/// only its own files when the snapshot drops them.
+#[test]
+fn export_into_never_deletes_what_it_did_not_write() {
+    const BOB: u32 = 1001;
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    fs::write(data.join("keep.md"), b"kept\n").unwrap();
+    fs::write(data.join("gone.md"), b"dropped later\n").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let share = env.p("share");
+    as_member(&env, &share, "pass", &[]);
+    let into = |dir: &Path| {
+        let mut c = env.cmd();
+        c.arg("--identity-file").arg(&id).args([
+            "--json",
+            "export",
+            "--member",
+            "alice",
+            "--into",
+            dir.to_str().unwrap(),
+        ]);
+        c.output().unwrap()
+    };
+    // A shared folder of hers (sticky, like /tmp) holding bob's file: she can move the
+    // folder, but not delete bob's file.
+    let bobs = |at: &Path| {
+        fs::create_dir_all(at).unwrap();
+        fs::write(at.join("bob.txt"), b"bob's file\n").unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(at.join("bob.txt"), Some(BOB), Some(BOB)).unwrap();
+            std::os::unix::fs::chown(at, Some(MEMBER), Some(MEMBER)).unwrap();
+        }
+        fs::set_permissions(at, fs::Permissions::from_mode(0o1777)).unwrap();
+    };
+    // 1. Her export, made and updated by root: only its own dropped file goes.
+    let exp = share.join("exp");
+    let o = into(&exp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::remove_file(data.join("gone.md")).unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let o = into(&exp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["removed"], 1, "{v}");
+    assert_eq!(
+        env.coop(&["verify", exp.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    // 2. The export's own directories are root's, so she replaces the whole export folder
+    // (hers to rename) by one of her own whose files/ is bob's folder.
+    bobs(&share.join("team"));
+    as_member(
+        &env,
+        &share,
+        "import os; os.rename('exp', 'old-exp'); os.mkdir('exp'); os.rename('team', 'exp/files')",
+        &[],
+    );
+    let o = into(&exp);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("did not write") && err.contains("exp/files"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(exp.join("files/bob.txt")).unwrap(),
+        b"bob's file\n"
+    );
+    // 3. She makes the export directory herself, with bob's folder inside files/.
+    as_member(&env, &share, "import os; os.makedirs('exp2/files')", &[]);
+    bobs(&share.join("team2"));
+    as_member(
+        &env,
+        &share,
+        "import os; os.rename('team2', 'exp2/files/team')",
+        &[],
+    );
+    let exp2 = share.join("exp2");
+    let o = into(&exp2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("exp2/files"), "{err}");
+    assert_eq!(
+        fs::read(exp2.join("files/team/bob.txt")).unwrap(),
+        b"bob's file\n"
+    );
+    // 4. A share bind-mounted into the export's own files/ (where mounting works): refused,
+    // nothing on it touched.
+    let team = env.p("team-share");
+    fs::create_dir_all(&team).unwrap();
+    fs::write(team.join("plan.txt"), b"team plan\n").unwrap();
+    let o = into(&share.join("exp3"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mp = share.join("exp3/files/share");
+    fs::create_dir_all(&mp).unwrap();
+    let mounted = is_root()
+        && Command::new("mount")
+            .args(["--bind", "-o", "ro"])
+            .arg(&team)
+            .arg(&mp)
+            .status()
+            .is_ok_and(|s| s.success());
+    if mounted {
+        let o = into(&share.join("exp3"));
+        let _ = Command::new("umount").arg(&mp).status();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("files/share"), "{err}");
+    } else {
+        eprintln!("bind mounts do not work here: the mount case is not tested");
+    }
+    assert_eq!(fs::read(team.join("plan.txt")).unwrap(), b"team plan\n");
+}

@@ -98,13 +98,15 @@ pub fn authorize_read(
     }
     let appended = match log::append(repo, &actor, &[entry]) {
         Ok(a) => a,
-        Err(e) if !member => return Ok(Authorized::Unlogged {
-            warning: format!(
+        Err(e) if !member => {
+            return Ok(Authorized::Unlogged {
+                warning: format!(
                 "this access could not be logged ({}); going on, since {} is not a member's tenant",
                 crate::error::chain(&e),
                 keys.tenant
             ),
-        }),
+            })
+        }
         Err(e) => return Err(e),
     };
     let admin = admin.expect("an actor comes from admin keys");
