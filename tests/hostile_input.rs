@@ -1196,3 +1196,91 @@ fn export_into_never_deletes_what_it_did_not_write() {
     }
     assert_eq!(fs::read(team.join("plan.txt")).unwrap(), b"team plan\n");
 }
+
+/// The member rewrites her file in place (4 KiB at random offsets, same size) until `stop`
+/// exists; prints how many writes.
+const REWRITER: &str = r#"
+import os, random, sys
+path, stop = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_WRONLY)
+size = os.fstat(fd).st_size
+n = 0
+while not os.path.exists(stop):
+    os.pwrite(fd, os.urandom(4096), random.randrange(0, size - 4096))
+    n += 1
+print(n)
+"#;
+
+/// Issue 28, finding 8: a file the member rewrites in place while root backs it up is read
+/// again, then kept as read and named in a warning; an entry she moves away after its
+/// directory was listed is named as vanished. Both exit 3 (the backup said nothing and exited
+/// 0, storing a torn file or leaving the directory out).
+#[test]
+fn changes_during_the_walk_are_reported() {
+    let env = Env::new();
+    let src = env.p("member");
+    as_member(
+        &env,
+        &src,
+        "import os\nos.mkdir('a')\nos.mkdir('b')\nopen('b/f', 'w').write('b\\n')\nos.mkdir('c')\nwith open('big', 'wb') as f: f.write(os.urandom(48 << 20))",
+        &[],
+    );
+    // The rewrite: she writes all through the backup.
+    let stop = src.join("stop");
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={MEMBER}"),
+            &format!("--regid={MEMBER}"),
+            "--clear-groups",
+            MEMBER_PYTHON,
+        ]);
+        c
+    } else {
+        Command::new(MEMBER_PYTHON)
+    };
+    let writer = c
+        .args(["-c", REWRITER])
+        .arg(src.join("big"))
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = MemberRacer {
+        child: Some(writer),
+        stop: stop.clone(),
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let o = env.coop(&["--json", "backup", src.to_str().unwrap()]);
+    let writes = w.child.take().map(|c| stop_racer(c, &stop)).unwrap_or(0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("/big: changed while it was read"),
+        "{warnings}"
+    );
+    eprintln!("rewrite during the backup: {writes} writes, warned");
+    fs::remove_file(&stop).unwrap();
+
+    // The move: the backup pauses after listing the member's directory; she moves b away.
+    let go = env.p("go");
+    let child = env
+        .cmd()
+        .env("COOP_PAUSE", format!("backup:after-list={}", go.display()))
+        .arg("backup")
+        .arg(&src)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    as_member(&env, &src, "import os; os.rename('b', 'a/b-moved')", &[]);
+    fs::write(&go, b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("/b: vanished during the backup"), "{err}");
+    assert!(err.contains("changed while read, or vanished"), "{err}");
+}

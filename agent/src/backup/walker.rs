@@ -329,6 +329,10 @@ impl Walker<'_, '_> {
         }
         let fd = match fsx::open_file_at(dir, name) {
             Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warn(vanished(path));
+                return Ok(None);
+            }
             Err(e) => {
                 self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
                 return Ok(None);
@@ -357,18 +361,54 @@ impl Walker<'_, '_> {
             Some(x) => node.xattrs = x,
             None => self.read_xattrs_fd(path, fd.as_fd(), &mut node),
         }
-        self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+        // Read, then compare size, mtime and ctime with what they were before: a file written
+        // while it was read is read once more, and if it changed again what was read is kept
+        // (it may mix versions) and named in a warning.
         let file = std::fs::File::from(fd);
-        let read = self.read_file(path, file.try_clone().map_err(|e| Error::io(path, e))?, st);
-        let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
-        let (parts, size) = match read {
-            Ok(r) => r,
-            Err(Error::Io { path: p, source }) => {
-                self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
-                return Ok(None);
+        let mut before = *st;
+        let mut attempt = 0;
+        let (parts, size, hash, stable) = loop {
+            attempt += 1;
+            self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+            let read = (&file)
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(path, e))
+                .and_then(|_| {
+                    self.read_file(
+                        path,
+                        file.try_clone().map_err(|e| Error::io(path, e))?,
+                        &before,
+                    )
+                });
+            let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
+            let (parts, size) = match read {
+                Ok(r) => r,
+                Err(Error::Io { path: p, source }) => {
+                    self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let after = fsx::fstat(file.as_fd()).map_err(|e| Error::io(path, e))?;
+            let stable = after.size == size
+                && after.size == before.size
+                && after.mtime_ns == before.mtime_ns
+                && after.ctime_ns == before.ctime_ns;
+            if stable || attempt == 2 {
+                if !stable {
+                    self.warn(format!(
+                        "{}: changed while it was read (twice); stored as read, which may mix old and new content",
+                        path.display()
+                    ));
+                }
+                break (parts, size, hash, stable);
             }
-            Err(e) => return Err(e),
+            before = after;
         };
+        if attempt == 2 {
+            node.mode = before.mode & 0o7777;
+            node.mtime_ns = before.mtime_ns;
+        }
         if cached.is_some() {
             self.summary.files_changed += 1;
             self.progress.item("changed", path);
@@ -381,24 +421,19 @@ impl Walker<'_, '_> {
         self.summary.total_bytes += size;
         if let Some(c) = &mut self.catalog {
             // Only remember what we read if the file did not change while we read it.
-            if let Ok(after) = fsx::fstat(file.as_fd()) {
-                if after.size == size
-                    && after.mtime_ns == st.mtime_ns
-                    && after.ctime_ns == st.ctime_ns
-                {
-                    c.record(
-                        key.to_vec(),
-                        catalog::Entry {
-                            size,
-                            mtime_ns: st.mtime_ns,
-                            ctime_ns: st.ctime_ns,
-                            ino: st.ino,
-                            content: node.content.clone(),
-                            hash,
-                            xattrs: Some(node.xattrs.clone()),
-                        },
-                    )?;
-                }
+            if stable {
+                c.record(
+                    key.to_vec(),
+                    catalog::Entry {
+                        size,
+                        mtime_ns: before.mtime_ns,
+                        ctime_ns: before.ctime_ns,
+                        ino: st.ino,
+                        content: node.content.clone(),
+                        hash,
+                        xattrs: Some(node.xattrs.clone()),
+                    },
+                )?;
             }
         }
         self.note_manifest(key, &node, hash);
@@ -440,6 +475,10 @@ impl Walker<'_, '_> {
             NodeKind::Dir => {
                 let fd = match fsx::open_dir_at(dir, name) {
                     Ok(fd) => fd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.warn(vanished(path));
+                        return Ok(Entry::Done(None));
+                    }
                     Err(e) => {
                         self.warn(format!(
                             "{}: cannot open directory, skipped: {e}",
@@ -533,6 +572,7 @@ impl Walker<'_, '_> {
             names.retain(|n| n == "CACHEDIR.TAG");
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        crate::fault::pause("backup:after-list");
         names
     }
 
@@ -569,7 +609,11 @@ impl Walker<'_, '_> {
             }
             let st = match fsx::lstat_at(top.dir.as_fd(), &name) {
                 Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // gone meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Listed, then gone: moved or deleted while the backup ran.
+                    self.warn(vanished(&p));
+                    continue;
+                }
                 Err(e) => {
                     self.warn(format!("{}: cannot stat, skipped: {e}", p.display()));
                     continue;
@@ -635,6 +679,14 @@ impl Walker<'_, '_> {
         }
         self.store_tree(tree)
     }
+}
+
+/// The warning for an entry listed in its directory and gone when it was looked at.
+fn vanished(path: &Path) -> String {
+    format!(
+        "{}: vanished during the backup (moved or deleted after its directory was listed); not in this snapshot",
+        path.display()
+    )
 }
 
 /// One directory entry as [`Walker::entry`] leaves it.

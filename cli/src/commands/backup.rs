@@ -125,7 +125,7 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         ))?;
         if !out.warnings.is_empty() {
             p.problem(format!(
-                "{} could not be read; see the warnings above.",
+                "{} could not be read, changed while read, or vanished during the backup: the snapshot is not exactly what the tree was; see the warnings above.",
                 util::plural(
                     out.warnings.len() as u64,
                     "file or directory",
