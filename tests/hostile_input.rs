@@ -1284,3 +1284,90 @@ fn changes_during_the_walk_are_reported() {
     assert!(err.contains("/b: vanished during the backup"), "{err}");
     assert!(err.contains("changed while read, or vanished"), "{err}");
 }
+
+/// Issue 28, finding 11: a member writes a CACHEDIR.TAG into a shared folder. The backup
+/// names the folder it left out (text and JSON); `--no-cachedir-tag-below` keeps it, and a
+/// job's `ignore_cachedir_tag_below` is checked by `config check`.
+#[test]
+fn cachedir_tags_are_reported_and_can_be_ignored_below_a_path() {
+    let env = Env::new();
+    let src = env.p("data");
+    fs::create_dir_all(src.join("own")).unwrap();
+    fs::write(src.join("own/f"), b"own\n").unwrap();
+    let share = src.join("share");
+    fs::create_dir_all(share.join("bob")).unwrap();
+    fs::write(share.join("bob/report.odt"), b"bob's report\n").unwrap();
+    as_member(
+        &env,
+        &share,
+        "open('CACHEDIR.TAG', 'w').write('Signature: 8a477f597d28d172789f06886806bc55\\n')",
+        &[],
+    );
+    let o = env.coop(&["--json", "backup", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["excluded_caches"]["count"], 1, "{v}");
+    assert_eq!(
+        v["excluded_caches"]["paths"][0],
+        share.to_str().unwrap(),
+        "{v}"
+    );
+    let o = env.coop(&["backup", src.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        text.contains(&format!(
+            "Excluded: 1 directory marked with CACHEDIR.TAG (contents not backed up; --include-caches or --no-cachedir-tag-below PATH keeps them): {}",
+            share.display()
+        )),
+        "{text}"
+    );
+    // Ignored below the data directory: bob's file is in the snapshot.
+    let o = env.coop(&[
+        "--json",
+        "backup",
+        "--no-cachedir-tag-below",
+        src.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["excluded_caches"]["count"], 0, "{v}");
+    let target = env.p("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(restored(&env, "out", &src).join("share/bob/report.odt")).unwrap(),
+        b"bob's report\n"
+    );
+    // The job key: absolute paths only.
+    let conf = |paths: &str| {
+        let p = env.p("agent.toml");
+        fs::write(
+            &p,
+            format!(
+                "[site]\nname = \"a\"\nrepo = \"{}\"\nidentity_file = \"/etc/hostname\"\n\n[[job]]\nname = \"j\"\nschedule = \"0 * * * *\"\npaths = [\"{}\"]\nignore_cachedir_tag_below = [{paths}]\n",
+                env.repo().display(),
+                src.display()
+            ),
+        )
+        .unwrap();
+        let o = env.coop(&["config", "check", p.to_str().unwrap()]);
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let bad = conf("\"share\"");
+    assert!(
+        bad.contains("ignore_cachedir_tag_below: share is not an absolute path"),
+        "{bad}"
+    );
+    let good = conf(&format!("\"{}\"", share.display()));
+    assert!(!good.contains("ignore_cachedir_tag_below"), "{good}");
+}

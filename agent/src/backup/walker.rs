@@ -39,6 +39,8 @@ pub(super) struct WalkOptions {
     pub excludes: Patterns,
     pub one_file_system: bool,
     pub exclude_caches: bool,
+    /// CACHEDIR.TAG is not honoured at or below these (absolute, normalised) paths.
+    pub cachedir_tag_ignored_below: Vec<PathBuf>,
 }
 
 pub(super) struct Walker<'a, 'p> {
@@ -49,6 +51,8 @@ pub(super) struct Walker<'a, 'p> {
     pub progress: &'p dyn Progress,
     pub summary: Summary,
     pub warnings: Vec<String>,
+    /// Directories whose contents were left out for their CACHEDIR.TAG.
+    pub excluded_caches: Vec<String>,
     pub link_groups: HashMap<(u64, u64), u64>,
     pub users: HashMap<u32, Option<String>>,
     pub groups: HashMap<u32, Option<String>>,
@@ -567,9 +571,17 @@ impl Walker<'_, '_> {
         };
         if self.opts.exclude_caches
             && names.iter().any(|n| n == "CACHEDIR.TAG")
+            && !self
+                .opts
+                .cachedir_tag_ignored_below
+                .iter()
+                .any(|b| path.starts_with(b))
             && Self::is_cache_dir(dir)
         {
             names.retain(|n| n == "CACHEDIR.TAG");
+            self.excluded_caches
+                .push(path.as_os_str().to_string_lossy().into_owned());
+            self.progress.item("excluded (CACHEDIR.TAG)", path);
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         crate::fault::pause("backup:after-list");
