@@ -1371,3 +1371,48 @@ fn cachedir_tags_are_reported_and_can_be_ignored_below_a_path() {
     let good = conf(&format!("\"{}\"", share.display()));
     assert!(!good.contains("ignore_cachedir_tag_below"), "{good}");
 }
+
+/// Issue 28, finding 10: a 250-byte file name and a sparse file of the member's; directory
+/// exports (`--out DIR/` and `--into`) keep the name (they exited 11) and the holes (a 1 GiB
+/// sparse file was written as 1 GiB of zeros).
+#[test]
+fn directory_exports_keep_long_names_and_holes() {
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    let long = "n".repeat(250);
+    fs::write(data.join(&long), b"long name\n").unwrap();
+    let f = fs::File::create(data.join("sparse")).unwrap();
+    f.set_len(256 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"middle", 100 << 20).unwrap();
+    drop(f);
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    for (i, how) in ["--out", "--into"].iter().enumerate() {
+        let dir = env.p(&format!("exp{i}"));
+        let mut arg = dir.to_str().unwrap().to_string();
+        if *how == "--out" {
+            arg.push('/');
+        }
+        let mut c = env.cmd();
+        c.arg("--identity-file")
+            .arg(&id)
+            .args(["export", "--member", "alice", how, &arg]);
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let files: Vec<PathBuf> = walk_files(&dir.join("files"));
+        let long_file = files
+            .iter()
+            .find(|p| p.ends_with(&long))
+            .expect("long name");
+        assert_eq!(fs::read(long_file).unwrap(), b"long name\n");
+        let sparse = files.iter().find(|p| p.ends_with("sparse")).unwrap();
+        let m = fs::metadata(sparse).unwrap();
+        assert_eq!(m.len(), 256 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "{how}: {} blocks", m.blocks());
+        let o = env.coop(&["verify", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

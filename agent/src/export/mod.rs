@@ -198,6 +198,56 @@ impl Read for Content<'_, '_> {
     }
 }
 
+/// Writes a file's content into `out` as the snapshot has it: blobs written (each verified
+/// by its keyed ID), holes skipped over so the file stays sparse, the whole checked against
+/// the manifest's BLAKE3.
+fn write_content(
+    reader: &BlobReader,
+    node: &Node,
+    f: &ManifestFile,
+    out: &std::fs::File,
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    static ZEROS: [u8; 65536] = [0; 65536];
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = Vec::new();
+    let mut pos = 0u64;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
+    for part in &node.content {
+        match part {
+            Part::Blob(id) => {
+                reader
+                    .blob(id, BlobType::Data, &mut buf)
+                    .map_err(std::io::Error::other)?;
+                hasher.update(&buf);
+                w.write_all(&buf)?;
+                pos += buf.len() as u64;
+            }
+            Part::Hole { hole } => {
+                let mut n = *hole;
+                while n > 0 {
+                    let k = n.min(ZEROS.len() as u64) as usize;
+                    hasher.update(&ZEROS[..k]);
+                    n -= k as u64;
+                }
+                pos += hole;
+                w.seek(SeekFrom::Start(pos))?;
+            }
+        }
+    }
+    w.flush()?;
+    drop(w);
+    // A hole at the end: the size comes from the length.
+    out.set_len(pos)?;
+    if hasher.finalize().to_hex().as_str() != f.blake3 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: content does not match the signed manifest", f.path),
+        ));
+    }
+    Ok(())
+}
+
 /// Exports a member snapshot.
 pub fn export(
     repo: &Repo,
@@ -601,22 +651,17 @@ fn write_dir(
             progress.add_bytes(f.size);
             continue;
         }
-        let mut tmp_name = OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(".coop-partial");
+        // A short temporary name: the file's own may be up to 255 bytes already.
+        let tmp_name = OsString::from(format!(".{}.coop-partial", rep.files));
         let fd =
             fsx::create_file_at(parent.as_fd(), &tmp_name).map_err(|e| Error::io(&shown, e))?;
-        let mut out = std::io::BufWriter::new(std::fs::File::from(fd));
-        let copied = std::io::copy(&mut Content::new(reader, node, f), &mut out)
-            .map_err(|e| content_error(&shown, e))
-            .and_then(|_| out.flush().map_err(|e| Error::io(&shown, e)));
-        if let Err(e) = copied {
+        let written = std::fs::File::from(fd);
+        if let Err(e) =
+            write_content(reader, node, f, &written).map_err(|e| content_error(&shown, e))
+        {
             let _ = fsx::remove_at(parent.as_fd(), &tmp_name, false);
             return Err(e);
         }
-        let written = out
-            .into_inner()
-            .map_err(|e| Error::io(&shown, e.into_error()))?;
         let meta = fsx::Meta {
             mode: f.mode,
             uid: 0,
