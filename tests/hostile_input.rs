@@ -953,3 +953,466 @@ fn immutable_file_in_the_way_fails_only_its_directory() {
     assert!(err.contains("/d: cannot create directory"), "{err}");
     assert!(err.contains("/d/f: not restored"), "{err}");
 }
+
+/// The member's racer, stopped (and killed if need be) when dropped, so that a failing test
+/// leaves no racer behind.
+struct MemberRacer {
+    child: Option<Child>,
+    stop: PathBuf,
+}
+
+impl MemberRacer {
+    /// Stops the racer; how many swaps it made.
+    fn stop(mut self) -> u64 {
+        stop_racer(self.child.take().expect("running"), &self.stop)
+    }
+}
+
+impl Drop for MemberRacer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `race_exchange.py` (swapping `a` and `b` until `stop` exists) as the member when
+/// the tests run as root.
+fn member_racer(a: &Path, b: &Path, stop: &Path) -> MemberRacer {
+    let script = include_str!("tools/race_exchange.py");
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={MEMBER}"),
+            &format!("--regid={MEMBER}"),
+            "--clear-groups",
+            MEMBER_PYTHON,
+        ]);
+        c
+    } else {
+        Command::new(MEMBER_PYTHON)
+    };
+    let child = c
+        .args(["-c", script])
+        .args([a, b, stop])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the member's racer runs");
+    MemberRacer {
+        child: Some(child),
+        stop: stop.to_path_buf(),
+    }
+}
+
+/// Issue 28, finding 2: root exports alice's data as a tar into a folder the member owns;
+/// she swaps that folder with a symlink to a root-only directory holding a file of the same
+/// name. The export lands in her folder or fails; the root-only directory never changes (it
+/// went there in 5 of 5 runs, once replacing root's file).
+#[test]
+fn tar_export_is_never_redirected_by_a_swapped_folder() {
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    fs::write(data.join("notes.md"), b"alice's notes\n").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let rootonly = env.p("root-only");
+    fs::create_dir_all(&rootonly).unwrap();
+    for i in 0..20 {
+        fs::write(rootonly.join(format!("alice-{i:02}.tar")), b"root's own\n").unwrap();
+    }
+    fs::set_permissions(&rootonly, fs::Permissions::from_mode(0o700)).unwrap();
+    let before = outside_state(&rootonly);
+    let share = env.p("share");
+    as_member(
+        &env,
+        &share,
+        "import os, sys; os.mkdir('exports'); os.symlink(sys.argv[1], 'exports.swap')",
+        &[rootonly.to_str().unwrap()],
+    );
+    let stop = share.join("stop");
+    let race = member_racer(&share.join("exports"), &share.join("exports.swap"), &stop);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let out = share.join(format!("exports/alice-{i:02}.tar"));
+        let o = export(&env, &id, &out);
+        let c = o.status.code().unwrap_or(-1);
+        codes.push(c);
+        // 11: the folder was a symlink when the export opened it; 2: a file of that name
+        // was there (in the root-only directory) when the command line was checked.
+        assert!(
+            [0, 2, 11].contains(&c),
+            "export ({c}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            outside_state(&rootonly),
+            before,
+            "the export wrote into the root-only directory: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let swaps = race.stop();
+    assert!(swaps > 100, "the racer swapped only {swaps} times");
+    // What was exported is in her folder (whichever name it has now), and verifies.
+    let real = if fs::symlink_metadata(share.join("exports"))
+        .unwrap()
+        .is_dir()
+    {
+        share.join("exports")
+    } else {
+        share.join("exports.swap")
+    };
+    let made: Vec<PathBuf> = fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        made.len(),
+        codes.iter().filter(|c| **c == 0).count(),
+        "{made:?} {codes:?}"
+    );
+    for t in &made {
+        let o = env.coop(&["verify", t.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    eprintln!("tar export race: 20 exports against {swaps} swaps, exit codes {codes:?}");
+}
+
+/// Issue 28, finding 3: root updates alice's export in a folder the member owns. She puts a
+/// folder of bob's (files she cannot delete) where the export's `files/` was, or makes the
+/// export directory herself beforehand with bob's folder (or a bind-mounted share) in it.
+/// The export refuses, names what is not its own, and deletes nothing of bob's; it removes
+/// only its own files when the snapshot drops them.
+#[test]
+fn export_into_never_deletes_what_it_did_not_write() {
+    const BOB: u32 = 1001;
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    fs::write(data.join("keep.md"), b"kept\n").unwrap();
+    fs::write(data.join("gone.md"), b"dropped later\n").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let share = env.p("share");
+    as_member(&env, &share, "pass", &[]);
+    let into = |dir: &Path| {
+        let mut c = env.cmd();
+        c.arg("--identity-file").arg(&id).args([
+            "--json",
+            "export",
+            "--member",
+            "alice",
+            "--into",
+            dir.to_str().unwrap(),
+        ]);
+        c.output().unwrap()
+    };
+    // A shared folder of hers (sticky, like /tmp) holding bob's file: she can move the
+    // folder, but not delete bob's file.
+    let bobs = |at: &Path| {
+        fs::create_dir_all(at).unwrap();
+        fs::write(at.join("bob.txt"), b"bob's file\n").unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(at.join("bob.txt"), Some(BOB), Some(BOB)).unwrap();
+            std::os::unix::fs::chown(at, Some(MEMBER), Some(MEMBER)).unwrap();
+        }
+        fs::set_permissions(at, fs::Permissions::from_mode(0o1777)).unwrap();
+    };
+    // 1. Her export, made and updated by root: only its own dropped file goes.
+    let exp = share.join("exp");
+    let o = into(&exp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::remove_file(data.join("gone.md")).unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let o = into(&exp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["removed"], 1, "{v}");
+    assert_eq!(
+        env.coop(&["verify", exp.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    // 2. The export's own directories are root's, so she replaces the whole export folder
+    // (hers to rename) by one of her own whose files/ is bob's folder.
+    bobs(&share.join("team"));
+    as_member(
+        &env,
+        &share,
+        "import os; os.rename('exp', 'old-exp'); os.mkdir('exp'); os.rename('team', 'exp/files')",
+        &[],
+    );
+    let o = into(&exp);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("did not write") && err.contains("exp/files"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(exp.join("files/bob.txt")).unwrap(),
+        b"bob's file\n"
+    );
+    // 3. She makes the export directory herself, with bob's folder inside files/.
+    as_member(&env, &share, "import os; os.makedirs('exp2/files')", &[]);
+    bobs(&share.join("team2"));
+    as_member(
+        &env,
+        &share,
+        "import os; os.rename('team2', 'exp2/files/team')",
+        &[],
+    );
+    let exp2 = share.join("exp2");
+    let o = into(&exp2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("exp2/files"), "{err}");
+    assert_eq!(
+        fs::read(exp2.join("files/team/bob.txt")).unwrap(),
+        b"bob's file\n"
+    );
+    // 4. A share bind-mounted into the export's own files/ (where mounting works): refused,
+    // nothing on it touched.
+    let team = env.p("team-share");
+    fs::create_dir_all(&team).unwrap();
+    fs::write(team.join("plan.txt"), b"team plan\n").unwrap();
+    let o = into(&share.join("exp3"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mp = share.join("exp3/files/share");
+    fs::create_dir_all(&mp).unwrap();
+    let mounted = is_root()
+        && Command::new("mount")
+            .args(["--bind", "-o", "ro"])
+            .arg(&team)
+            .arg(&mp)
+            .status()
+            .is_ok_and(|s| s.success());
+    if mounted {
+        let o = into(&share.join("exp3"));
+        let _ = Command::new("umount").arg(&mp).status();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("files/share"), "{err}");
+    } else {
+        eprintln!("bind mounts do not work here: the mount case is not tested");
+    }
+    assert_eq!(fs::read(team.join("plan.txt")).unwrap(), b"team plan\n");
+}
+
+/// The member rewrites her file in place (4 KiB at random offsets, same size) until `stop`
+/// exists; prints how many writes.
+const REWRITER: &str = r#"
+import os, random, sys
+path, stop = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_WRONLY)
+size = os.fstat(fd).st_size
+n = 0
+while not os.path.exists(stop):
+    os.pwrite(fd, os.urandom(4096), random.randrange(0, size - 4096))
+    n += 1
+print(n)
+"#;
+
+/// Issue 28, finding 8: a file the member rewrites in place while root backs it up is read
+/// again, then kept as read and named in a warning; an entry she moves away after its
+/// directory was listed is named as vanished. Both exit 3 (the backup said nothing and exited
+/// 0, storing a torn file or leaving the directory out).
+#[test]
+fn changes_during_the_walk_are_reported() {
+    let env = Env::new();
+    let src = env.p("member");
+    as_member(
+        &env,
+        &src,
+        "import os\nos.mkdir('a')\nos.mkdir('b')\nopen('b/f', 'w').write('b\\n')\nos.mkdir('c')\nwith open('big', 'wb') as f: f.write(os.urandom(48 << 20))",
+        &[],
+    );
+    // The rewrite: she writes all through the backup.
+    let stop = src.join("stop");
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={MEMBER}"),
+            &format!("--regid={MEMBER}"),
+            "--clear-groups",
+            MEMBER_PYTHON,
+        ]);
+        c
+    } else {
+        Command::new(MEMBER_PYTHON)
+    };
+    let writer = c
+        .args(["-c", REWRITER])
+        .arg(src.join("big"))
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = MemberRacer {
+        child: Some(writer),
+        stop: stop.clone(),
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let o = env.coop(&["--json", "backup", src.to_str().unwrap()]);
+    let writes = w.child.take().map(|c| stop_racer(c, &stop)).unwrap_or(0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("/big: changed while it was read"),
+        "{warnings}"
+    );
+    eprintln!("rewrite during the backup: {writes} writes, warned");
+    fs::remove_file(&stop).unwrap();
+
+    // The move: the backup pauses after listing the member's directory; she moves b away.
+    let go = env.p("go");
+    let child = env
+        .cmd()
+        .env("COOP_PAUSE", format!("backup:after-list={}", go.display()))
+        .arg("backup")
+        .arg(&src)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    as_member(&env, &src, "import os; os.rename('b', 'a/b-moved')", &[]);
+    fs::write(&go, b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("/b: vanished during the backup"), "{err}");
+    assert!(err.contains("changed while read, or vanished"), "{err}");
+}
+
+/// Issue 28, finding 11: a member writes a CACHEDIR.TAG into a shared folder. The backup
+/// names the folder it left out (text and JSON); `--no-cachedir-tag-below` keeps it, and a
+/// job's `ignore_cachedir_tag_below` is checked by `config check`.
+#[test]
+fn cachedir_tags_are_reported_and_can_be_ignored_below_a_path() {
+    let env = Env::new();
+    let src = env.p("data");
+    fs::create_dir_all(src.join("own")).unwrap();
+    fs::write(src.join("own/f"), b"own\n").unwrap();
+    let share = src.join("share");
+    fs::create_dir_all(share.join("bob")).unwrap();
+    fs::write(share.join("bob/report.odt"), b"bob's report\n").unwrap();
+    as_member(
+        &env,
+        &share,
+        "open('CACHEDIR.TAG', 'w').write('Signature: 8a477f597d28d172789f06886806bc55\\n')",
+        &[],
+    );
+    let o = env.coop(&["--json", "backup", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["excluded_caches"]["count"], 1, "{v}");
+    assert_eq!(
+        v["excluded_caches"]["paths"][0],
+        share.to_str().unwrap(),
+        "{v}"
+    );
+    let o = env.coop(&["backup", src.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        text.contains(&format!(
+            "Excluded: 1 directory marked with CACHEDIR.TAG (contents not backed up; --include-caches or --no-cachedir-tag-below PATH keeps them): {}",
+            share.display()
+        )),
+        "{text}"
+    );
+    // Ignored below the data directory: bob's file is in the snapshot.
+    let o = env.coop(&[
+        "--json",
+        "backup",
+        "--no-cachedir-tag-below",
+        src.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["excluded_caches"]["count"], 0, "{v}");
+    let target = env.p("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(restored(&env, "out", &src).join("share/bob/report.odt")).unwrap(),
+        b"bob's report\n"
+    );
+    // The job key: absolute paths only.
+    let conf = |paths: &str| {
+        let p = env.p("agent.toml");
+        fs::write(
+            &p,
+            format!(
+                "[site]\nname = \"a\"\nrepo = \"{}\"\nidentity_file = \"/etc/hostname\"\n\n[[job]]\nname = \"j\"\nschedule = \"0 * * * *\"\npaths = [\"{}\"]\nignore_cachedir_tag_below = [{paths}]\n",
+                env.repo().display(),
+                src.display()
+            ),
+        )
+        .unwrap();
+        let o = env.coop(&["config", "check", p.to_str().unwrap()]);
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let bad = conf("\"share\"");
+    assert!(
+        bad.contains("ignore_cachedir_tag_below: share is not an absolute path"),
+        "{bad}"
+    );
+    let good = conf(&format!("\"{}\"", share.display()));
+    assert!(!good.contains("ignore_cachedir_tag_below"), "{good}");
+}
+
+/// Issue 28, finding 10: a 250-byte file name and a sparse file of the member's; directory
+/// exports (`--out DIR/` and `--into`) keep the name (they exited 11) and the holes (a 1 GiB
+/// sparse file was written as 1 GiB of zeros).
+#[test]
+fn directory_exports_keep_long_names_and_holes() {
+    let env = Env::new();
+    let (id, data) = member_with_files(&env);
+    let long = "n".repeat(250);
+    fs::write(data.join(&long), b"long name\n").unwrap();
+    let f = fs::File::create(data.join("sparse")).unwrap();
+    f.set_len(256 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"middle", 100 << 20).unwrap();
+    drop(f);
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    for (i, how) in ["--out", "--into"].iter().enumerate() {
+        let dir = env.p(&format!("exp{i}"));
+        let mut arg = dir.to_str().unwrap().to_string();
+        if *how == "--out" {
+            arg.push('/');
+        }
+        let mut c = env.cmd();
+        c.arg("--identity-file")
+            .arg(&id)
+            .args(["export", "--member", "alice", how, &arg]);
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let files: Vec<PathBuf> = walk_files(&dir.join("files"));
+        let long_file = files
+            .iter()
+            .find(|p| p.ends_with(&long))
+            .expect("long name");
+        assert_eq!(fs::read(long_file).unwrap(), b"long name\n");
+        let sparse = files.iter().find(|p| p.ends_with("sparse")).unwrap();
+        let m = fs::metadata(sparse).unwrap();
+        assert_eq!(m.len(), 256 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "{how}: {} blocks", m.blocks());
+        let o = env.coop(&["verify", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -244,6 +244,102 @@ pub fn open_absolute(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
     open_beneath(root.as_fd(), rel, flags, 0)
 }
 
+/// An output file made in a directory given by the operator, through that directory's
+/// descriptor: the directory is opened once (no symlink in any component), the content goes
+/// to a new temporary file there (`O_EXCL | O_NOFOLLOW`), and [`OutFile::commit`] renames it
+/// to its name with `renameat2(RENAME_NOREPLACE)`. Someone who swaps the directory (or a
+/// parent) for a symlink meanwhile cannot redirect the file, and nothing of that name is ever
+/// replaced. Dropped without a commit, the temporary file is removed.
+pub struct OutFile {
+    dir: OwnedFd,
+    tmp: std::ffi::OsString,
+    name: std::ffi::OsString,
+    committed: bool,
+}
+
+impl OutFile {
+    /// Opens the parent of the absolute or relative `path` and creates the temporary file.
+    pub fn create(path: &Path) -> io::Result<(Self, std::fs::File)> {
+        let abs = std::path::absolute(path)?;
+        let name = abs
+            .file_name()
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a path without a file name")
+            })?
+            .to_os_string();
+        let parent = abs.parent().unwrap_or(Path::new("/"));
+        let dir = open_absolute(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| {
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ELOOP) | Some(nix::libc::ENOTDIR)
+            ) {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: a symlink or not a directory on the way; give a path without symlinks",
+                        parent.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        for i in 0..16u32 {
+            let mut tmp = std::ffi::OsString::from(".");
+            tmp.push(&name);
+            tmp.push(format!(".{}-{i}.coop-partial", std::process::id()));
+            match open_at(
+                dir.as_fd(),
+                &tmp,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            ) {
+                Ok(fd) => {
+                    return Ok((
+                        Self {
+                            dir,
+                            tmp,
+                            name,
+                            committed: false,
+                        },
+                        std::fs::File::from(fd),
+                    ))
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "{}: no temporary name is free beside it",
+            path.display()
+        )))
+    }
+
+    /// Gives the temporary file its name; an entry of that name already there is an error
+    /// (`EEXIST`), never replaced.
+    pub fn commit(mut self) -> io::Result<()> {
+        use nix::fcntl::{renameat2, RenameFlags};
+        renameat2(
+            self.dir.as_fd(),
+            self.tmp.as_os_str(),
+            self.dir.as_fd(),
+            self.name.as_os_str(),
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(errno)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for OutFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = remove_at(self.dir.as_fd(), &self.tmp, false);
+        }
+    }
+}
+
 /// Creates a directory `name` in `dir` (an existing directory is fine; anything else in
 /// the way is removed first) and opens it.
 pub fn make_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {

@@ -54,6 +54,9 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// Skip the contents of directories that hold a valid CACHEDIR.TAG.
     pub exclude_caches: bool,
+    /// Directories at or below which a CACHEDIR.TAG is not honoured (anyone who can write
+    /// there could otherwise hide everyone's files from the backup).
+    pub ignore_cachedir_tag_below: Vec<PathBuf>,
     /// Commands whose standard output is stored as a file at the snapshot root.
     pub commands: Vec<SourceCommand>,
     /// Commands that write a directory, stored at the snapshot root.
@@ -76,6 +79,8 @@ pub struct BackupOutcome {
     pub id: Id,
     pub snapshot: Snapshot,
     pub warnings: Vec<String>,
+    /// Every directory whose contents were left out because it holds a CACHEDIR.TAG.
+    pub excluded_caches: Vec<String>,
     /// The snapshot is written, but its access log entry could not be (the store failed
     /// then): reported, not a reason to fail the backup.
     pub log_warning: Option<String>,
@@ -204,10 +209,16 @@ pub fn backup(
             excludes: sources.excludes.clone(),
             one_file_system: opts.one_file_system,
             exclude_caches: opts.exclude_caches,
+            cachedir_tag_ignored_below: opts
+                .ignore_cachedir_tag_below
+                .iter()
+                .map(|p| walker::absolute(p))
+                .collect::<Result<_>>()?,
         },
         progress,
         summary: Summary::default(),
         warnings: Vec::new(),
+        excluded_caches: Vec::new(),
         link_groups: HashMap::new(),
         users: HashMap::new(),
         groups: HashMap::new(),
@@ -286,6 +297,7 @@ pub fn backup(
         id,
         snapshot,
         warnings: walker.warnings,
+        excluded_caches: walker.excluded_caches,
         log_warning,
         packs_written: written.packs.len() as u64,
         index_objects_written: written.index.len() as u64,

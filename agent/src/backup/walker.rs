@@ -39,6 +39,8 @@ pub(super) struct WalkOptions {
     pub excludes: Patterns,
     pub one_file_system: bool,
     pub exclude_caches: bool,
+    /// CACHEDIR.TAG is not honoured at or below these (absolute, normalised) paths.
+    pub cachedir_tag_ignored_below: Vec<PathBuf>,
 }
 
 pub(super) struct Walker<'a, 'p> {
@@ -49,6 +51,8 @@ pub(super) struct Walker<'a, 'p> {
     pub progress: &'p dyn Progress,
     pub summary: Summary,
     pub warnings: Vec<String>,
+    /// Directories whose contents were left out for their CACHEDIR.TAG.
+    pub excluded_caches: Vec<String>,
     pub link_groups: HashMap<(u64, u64), u64>,
     pub users: HashMap<u32, Option<String>>,
     pub groups: HashMap<u32, Option<String>>,
@@ -329,6 +333,10 @@ impl Walker<'_, '_> {
         }
         let fd = match fsx::open_file_at(dir, name) {
             Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warn(vanished(path));
+                return Ok(None);
+            }
             Err(e) => {
                 self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
                 return Ok(None);
@@ -357,18 +365,54 @@ impl Walker<'_, '_> {
             Some(x) => node.xattrs = x,
             None => self.read_xattrs_fd(path, fd.as_fd(), &mut node),
         }
-        self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+        // Read, then compare size, mtime and ctime with what they were before: a file written
+        // while it was read is read once more, and if it changed again what was read is kept
+        // (it may mix versions) and named in a warning.
         let file = std::fs::File::from(fd);
-        let read = self.read_file(path, file.try_clone().map_err(|e| Error::io(path, e))?, st);
-        let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
-        let (parts, size) = match read {
-            Ok(r) => r,
-            Err(Error::Io { path: p, source }) => {
-                self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
-                return Ok(None);
+        let mut before = *st;
+        let mut attempt = 0;
+        let (parts, size, hash, stable) = loop {
+            attempt += 1;
+            self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+            let read = (&file)
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(path, e))
+                .and_then(|_| {
+                    self.read_file(
+                        path,
+                        file.try_clone().map_err(|e| Error::io(path, e))?,
+                        &before,
+                    )
+                });
+            let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
+            let (parts, size) = match read {
+                Ok(r) => r,
+                Err(Error::Io { path: p, source }) => {
+                    self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let after = fsx::fstat(file.as_fd()).map_err(|e| Error::io(path, e))?;
+            let stable = after.size == size
+                && after.size == before.size
+                && after.mtime_ns == before.mtime_ns
+                && after.ctime_ns == before.ctime_ns;
+            if stable || attempt == 2 {
+                if !stable {
+                    self.warn(format!(
+                        "{}: changed while it was read (twice); stored as read, which may mix old and new content",
+                        path.display()
+                    ));
+                }
+                break (parts, size, hash, stable);
             }
-            Err(e) => return Err(e),
+            before = after;
         };
+        if attempt == 2 {
+            node.mode = before.mode & 0o7777;
+            node.mtime_ns = before.mtime_ns;
+        }
         if cached.is_some() {
             self.summary.files_changed += 1;
             self.progress.item("changed", path);
@@ -381,24 +425,19 @@ impl Walker<'_, '_> {
         self.summary.total_bytes += size;
         if let Some(c) = &mut self.catalog {
             // Only remember what we read if the file did not change while we read it.
-            if let Ok(after) = fsx::fstat(file.as_fd()) {
-                if after.size == size
-                    && after.mtime_ns == st.mtime_ns
-                    && after.ctime_ns == st.ctime_ns
-                {
-                    c.record(
-                        key.to_vec(),
-                        catalog::Entry {
-                            size,
-                            mtime_ns: st.mtime_ns,
-                            ctime_ns: st.ctime_ns,
-                            ino: st.ino,
-                            content: node.content.clone(),
-                            hash,
-                            xattrs: Some(node.xattrs.clone()),
-                        },
-                    )?;
-                }
+            if stable {
+                c.record(
+                    key.to_vec(),
+                    catalog::Entry {
+                        size,
+                        mtime_ns: before.mtime_ns,
+                        ctime_ns: before.ctime_ns,
+                        ino: st.ino,
+                        content: node.content.clone(),
+                        hash,
+                        xattrs: Some(node.xattrs.clone()),
+                    },
+                )?;
             }
         }
         self.note_manifest(key, &node, hash);
@@ -440,6 +479,10 @@ impl Walker<'_, '_> {
             NodeKind::Dir => {
                 let fd = match fsx::open_dir_at(dir, name) {
                     Ok(fd) => fd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.warn(vanished(path));
+                        return Ok(Entry::Done(None));
+                    }
                     Err(e) => {
                         self.warn(format!(
                             "{}: cannot open directory, skipped: {e}",
@@ -528,11 +571,20 @@ impl Walker<'_, '_> {
         };
         if self.opts.exclude_caches
             && names.iter().any(|n| n == "CACHEDIR.TAG")
+            && !self
+                .opts
+                .cachedir_tag_ignored_below
+                .iter()
+                .any(|b| path.starts_with(b))
             && Self::is_cache_dir(dir)
         {
             names.retain(|n| n == "CACHEDIR.TAG");
+            self.excluded_caches
+                .push(path.as_os_str().to_string_lossy().into_owned());
+            self.progress.item("excluded (CACHEDIR.TAG)", path);
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        crate::fault::pause("backup:after-list");
         names
     }
 
@@ -569,7 +621,11 @@ impl Walker<'_, '_> {
             }
             let st = match fsx::lstat_at(top.dir.as_fd(), &name) {
                 Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // gone meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Listed, then gone: moved or deleted while the backup ran.
+                    self.warn(vanished(&p));
+                    continue;
+                }
                 Err(e) => {
                     self.warn(format!("{}: cannot stat, skipped: {e}", p.display()));
                     continue;
@@ -635,6 +691,14 @@ impl Walker<'_, '_> {
         }
         self.store_tree(tree)
     }
+}
+
+/// The warning for an entry listed in its directory and gone when it was looked at.
+fn vanished(path: &Path) -> String {
+    format!(
+        "{}: vanished during the backup (moved or deleted after its directory was listed); not in this snapshot",
+        path.display()
+    )
 }
 
 /// One directory entry as [`Walker::entry`] leaves it.

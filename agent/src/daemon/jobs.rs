@@ -334,6 +334,7 @@ impl Agent {
             excludes: job.exclude.clone(),
             one_file_system: job.one_file_system,
             exclude_caches: true,
+            ignore_cachedir_tag_below: job.ignore_cachedir_tag_below.clone(),
             commands: commands.to_vec(),
             dir_commands: command_dirs.to_vec(),
             tags: job
@@ -355,6 +356,17 @@ impl Agent {
             .extend(b.warnings.iter().map(|w| format!("{tenant}: {w}")));
         if let Some(w) = &b.log_warning {
             tracing::warn!("{tenant}: {w}");
+        }
+        if !b.excluded_caches.is_empty() {
+            out.notes.push(format!(
+                "{tenant}: {} left out for its CACHEDIR.TAG (ignore_cachedir_tag_below keeps them): {}",
+                if b.excluded_caches.len() == 1 {
+                    "1 directory".to_string()
+                } else {
+                    format!("{} directories", b.excluded_caches.len())
+                },
+                b.excluded_caches.join(", ")
+            ));
         }
         let Some(r) = &job.retention else {
             return Ok(());

@@ -204,7 +204,7 @@ fn read_dir(path: &Path, ex: Option<&Extractor>) -> Result<Found> {
         .read_to_end(&mut found.manifest)
         .map_err(|e| Error::io(path.join("manifest.json"), e))?;
     for name in fsx::read_dir_names(root.as_fd()).map_err(|e| Error::io(path, e))? {
-        if name != "manifest.json" && name != "files" {
+        if name != "manifest.json" && name != "files" && name != super::OWN_RECORD {
             found.extra.push(format!(
                 "extra file outside files/: {}",
                 path.join(&name).display()

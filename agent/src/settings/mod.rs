@@ -151,6 +151,8 @@ pub struct JobSettings {
     pub paths_from_command: Vec<String>,
     pub exclude: Vec<String>,
     pub one_file_system: bool,
+    /// CACHEDIR.TAG is not honoured at or below these.
+    pub ignore_cachedir_tag_below: Vec<PathBuf>,
     pub tenant: String,
     pub tags: Vec<String>,
     pub before: Vec<String>,
@@ -658,6 +660,17 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
             format!("job {name:?} has no paths and no commands"),
         );
     }
+    for b in &j.ignore_cachedir_tag_below {
+        if !b.is_absolute() {
+            p.err(
+                j.name.span(),
+                format!(
+                    "job {name:?}: ignore_cachedir_tag_below: {} is not an absolute path",
+                    b.display()
+                ),
+            );
+        }
+    }
     if let Err(e) = crate::patterns::Patterns::new(&j.exclude) {
         p.err(j.name.span(), format!("job {name:?}: {e}"));
     }
@@ -707,6 +720,7 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
         paths_from_command: j.paths_from_command.clone(),
         exclude: j.exclude.clone(),
         one_file_system: j.one_file_system,
+        ignore_cachedir_tag_below: j.ignore_cachedir_tag_below.clone(),
         tenant: j.tenant.clone(),
         tags: j.tags.clone(),
         before: j.before.clone(),

@@ -199,6 +199,9 @@ pub struct Job {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub one_file_system: bool,
+    /// Absolute directories at or below which CACHEDIR.TAG is not honoured (shared folders).
+    #[serde(default)]
+    pub ignore_cachedir_tag_below: Vec<PathBuf>,
     #[serde(default = "default_tenant")]
     pub tenant: String,
     #[serde(default)]

@@ -24,6 +24,15 @@ pub struct BackupArgs {
     /// Also back up the contents of directories marked with CACHEDIR.TAG (skipped by default).
     #[arg(long, value_parser = clap::builder::FalseyValueParser::new(), env = "COOP_INCLUDE_CACHES")]
     include_caches: bool,
+    /// Do not honour CACHEDIR.TAG in this directory or below it (repeatable): for shared
+    /// folders, where anyone who can write could hide everyone's files with a tag.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "COOP_NO_CACHEDIR_TAG_BELOW",
+        value_delimiter = ','
+    )]
+    no_cachedir_tag_below: Vec<PathBuf>,
     /// Run this shell command and back up its standard output as one file, without a temp file.
     #[arg(long, env = "COOP_STDIN_FROM_COMMAND")]
     stdin_from_command: Option<String>,
@@ -59,6 +68,7 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         exclude_files: a.exclude_file,
         one_file_system: a.one_file_system,
         exclude_caches: !a.include_caches,
+        ignore_cachedir_tag_below: a.no_cachedir_tag_below,
         commands: a
             .stdin_from_command
             .map(|command| {
@@ -87,6 +97,7 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         p.json(&serde_json::json!({
             "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
             "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
+            "excluded_caches": {"count": out.excluded_caches.len(), "paths": out.excluded_caches},
             "log_warning": out.log_warning, "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
         }))?;
     } else {
@@ -118,6 +129,13 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
             "Time:   {secs:.2} s, {}/s",
             util::bytes((s.total_bytes as f64 / secs) as u64)
         ))?;
+        if !out.excluded_caches.is_empty() {
+            p.summary(format!(
+                "Excluded: {} marked with CACHEDIR.TAG (contents not backed up; --include-caches or --no-cachedir-tag-below PATH keeps them): {}",
+                util::plural(out.excluded_caches.len() as u64, "directory", "directories"),
+                out.excluded_caches.join(", ")
+            ))?;
+        }
         p.summary(format!(
             "Snapshot {} saved (tenant {}).",
             out.id.short(),
@@ -125,7 +143,7 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         ))?;
         if !out.warnings.is_empty() {
             p.problem(format!(
-                "{} could not be read; see the warnings above.",
+                "{} could not be read, changed while read, or vanished during the backup: the snapshot is not exactly what the tree was; see the warnings above.",
                 util::plural(
                     out.warnings.len() as u64,
                     "file or directory",
