@@ -460,3 +460,43 @@ fn a_crash_inside_a_log_append_does_not_wedge_the_log() {
     assert_eq!(after, before + 3);
     env.ok(&["log", "verify"]);
 }
+
+/// Issue 24 finding 11: two appenders of one admin key on two machines (two cache
+/// directories: no shared lock) append at the same time; every append lands, and the log
+/// verifies.
+#[test]
+fn two_machines_appending_to_one_log_at_once_leave_a_sound_log() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"zero").unwrap();
+    env.backup(&src);
+    let (_, before, _) = admin_log(&env.repo());
+    let rounds = 6;
+    let handles: Vec<_> = (0..2)
+        .map(|m| {
+            let mut cmds = Vec::new();
+            for i in 0..rounds {
+                let mut c = env.cmd();
+                c.env("COOP_CACHE_DIR", env.p(&format!("machine{m}-cache")))
+                    .args(["backup", "--stdin-filename", &format!("m{m}-{i}")])
+                    .args(["--stdin-from-command", &format!("echo {m} {i}")]);
+                cmds.push(c);
+            }
+            std::thread::spawn(move || {
+                cmds.into_iter()
+                    .map(|mut c| c.output().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for o in h.join().unwrap() {
+            assert!(o.status.success(), "{}", text(&o));
+            assert!(!text(&o).contains("could not be written"), "{}", text(&o));
+        }
+    }
+    let (_, after, _) = admin_log(&env.repo());
+    assert_eq!(after, before + 2 * rounds as u64, "every append landed");
+    env.ok(&["log", "verify"]);
+}

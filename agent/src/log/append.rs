@@ -97,7 +97,8 @@ fn head(repo: &Repo, actor: &Actor, origin: &str, id: &str) -> Result<(u64, Vec<
         if tlog::root(&leaves(&es)) != cp.root {
             return Err(Error::damaged(
                 format!("{}/checkpoint/{size}", prefix(id)),
-                "the log's entries do not hash to its newest checkpoint (tampered); this log cannot be appended to",
+                "the log's entries do not hash to its newest checkpoint (tampered, or another \
+                 appender's bundles); this log cannot be appended to",
             ));
         }
         return Ok((size, es));
@@ -148,8 +149,17 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
         }
         new.push(b);
     }
-    for _ in 0..ATTEMPTS {
-        let (size, mut all) = head(repo, actor, &origin, &id)?;
+    for attempt in 0..ATTEMPTS {
+        // Another appender of this key (elsewhere) may be between its checkpoint and the
+        // repair of its bundles (below): a head whose entries do not hash yet gets a moment.
+        let (size, mut all) = match head(repo, actor, &origin, &id) {
+            Err(e @ Error::Damaged { .. }) if attempt + 1 < ATTEMPTS => {
+                tracing::debug!("log head not consistent yet ({e}); trying again");
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                continue;
+            }
+            r => r?,
+        };
         check_own(repo, &id, size, &all)?;
         all.extend(new.iter().cloned());
         let new_size = all.len() as u64;
@@ -188,6 +198,21 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
             Ok(b) if b[..] == note[..] => {}
             Ok(_) => continue,
             Err(e) => return Err(e.into()),
+        }
+        // This checkpoint won; a concurrent appender may have overwritten the bundles it
+        // covers with its own entries meanwhile: read them back and put ours again.
+        let written = stored(repo, &id).and_then(|s| read_entries(repo, &s, new_size));
+        if written.map(|es| tlog::root(&leaves(&es))).ok() != Some(cp.root) {
+            let mut n = size / tlog::BUNDLE;
+            while n * tlog::BUNDLE < new_size {
+                let start = n * tlog::BUNDLE;
+                let width = (new_size - start).min(tlog::BUNDLE);
+                repo.store.put_replace(
+                    &format!("{}/{}", prefix(&id), tlog::bundle_path(n, width)),
+                    tlog::encode_bundle(&all[start as usize..(start + width) as usize]),
+                )?;
+                n += 1;
+            }
         }
         save_own(
             repo,
