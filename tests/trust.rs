@@ -462,6 +462,18 @@ fn revoked_writer_is_flagged_and_others_keep_working() {
     let o = env.coop(&["snapshots"]);
     assert_eq!(code(&o), 6, "{}", text(&o));
     assert!(text(&o).contains("writer list"), "{}", text(&o));
+    // Issue 27 finding 3: every reading command of this client refuses `latest` on the
+    // replayed list (the thief's snapshot would be it), and gives the damage code.
+    for args in [
+        vec!["restore", "latest", "--target", "/tmp/coop-never-written"],
+        vec!["dump", "latest", "/x"],
+        vec!["ls", "latest"],
+    ] {
+        let o = env.coop(&args);
+        assert_eq!(code(&o), 6, "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("not resolved"), "{args:?}: {}", text(&o));
+    }
+    assert!(!Path::new("/tmp/coop-never-written").exists());
     fs::remove_dir_all(&writers_dir).unwrap();
     fs::rename(&after, &writers_dir).unwrap();
     let o = env.coop(&["ls", "latest", "--path", evil.to_str().unwrap()]);
