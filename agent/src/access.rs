@@ -105,7 +105,7 @@ pub fn authorize_read(
         Err(e) => return Err(e),
     };
     let admin = admin.expect("an actor comes from admin keys");
-    let trusted = log::trusted(repo, &admin.admin_keys)?;
+    let trusted = crate::writers::log_trust(repo, &admin.admin_keys)?;
     waiting(&appended, trusted.quorum);
     let witnesses = log::wait_for_quorum(repo, &appended, &actor.public(), &trusted, req.timeout)?;
     keys.content = ContentAccess::Open;

@@ -295,20 +295,7 @@ pub fn protect(
 
 /// The snapshots forget records (signed by the tenant's authority) say were removed.
 pub fn records(repo: &Repo, keys: &TenantKeys) -> Result<(HashSet<Id>, Vec<Problem>)> {
-    let mut set = HashSet::new();
-    let mut problems = Vec::new();
-    for (name, r) in repo.list_control::<ForgetRecord>(keys, Kind::Forgotten)? {
-        let path = Kind::Forgotten.path(&keys.tag, &name);
-        match r {
-            Ok((rec, signer)) if keys.is_authority(&signer) => set.extend(rec.snapshots),
-            Ok(_) => problems.push(Problem::forged(
-                &path,
-                "forget record not signed by this tenant's authority",
-            )),
-            Err(e) => problems.push(Problem::forged(&path, e)),
-        }
-    }
-    Ok((set, problems))
+    crate::control::forget_records(repo, keys)
 }
 
 /// Deletes snapshots: first a signed forget record naming them, then the objects.

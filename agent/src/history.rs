@@ -15,12 +15,12 @@ mod time {
     use serde::Serializer;
 
     pub fn one<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::daemon::rfc3339(*t))
+        s.serialize_str(&crate::unix_rfc3339(*t))
     }
 
     pub fn opt<S: Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_some(&crate::daemon::rfc3339(*t)),
+            Some(t) => s.serialize_some(&crate::unix_rfc3339(*t)),
             None => s.serialize_none(),
         }
     }
@@ -167,7 +167,7 @@ impl History {
         Self::open(cache_dir, repo_id).map(Some)
     }
 
-    /// Records what one run used: CPU time and energy (see [`crate::daemon::energy`]).
+    /// Records what one run used: CPU time and energy (see `daemon::energy`).
     pub fn record_energy(&self, id: i64, e: &Energy) -> Result<()> {
         self.conn.execute(
             "UPDATE job_runs SET cpu_seconds = ?2, energy_joules = ?3, energy_method = ?4 WHERE id = ?1",

@@ -83,12 +83,10 @@ pub enum Access {
 
 impl Access {
     /// Loads what the agent's settings name: an identity file or a writer key file.
-    pub fn load(key: &crate::settings::KeySource) -> Result<Self> {
+    pub fn load(key: &KeySource) -> Result<Self> {
         Ok(match key {
-            crate::settings::KeySource::Identity(p) => {
-                Access::Identity(Arc::new(load_identities(p)?))
-            }
-            crate::settings::KeySource::Writer(p) => Access::Writer(Arc::new(load_writer_key(p)?)),
+            KeySource::Identity(p) => Access::Identity(Arc::new(load_identities(p)?)),
+            KeySource::Writer(p) => Access::Writer(Arc::new(load_writer_key(p)?)),
         })
     }
 }
@@ -107,8 +105,15 @@ pub enum ContentAccess {
     Open,
     /// A member tenant opened by a key that is not one of the member's own (an admin's
     /// recovery key, a recovery identity, a spare key): its files are read only after
-    /// [`crate::access::authorize_read`] logged the read and the witnesses cosigned it.
+    /// `access::authorize_read` logged the read and the witnesses cosigned it.
     NeedsLog,
+}
+
+/// What a caller (the agent, from its settings) holds: an identity file or a writer key.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Identity(std::path::PathBuf),
+    Writer(std::path::PathBuf),
 }
 
 /// The key material for one tenant.
@@ -129,7 +134,7 @@ pub struct TenantKeys {
     /// Admin keys: the only signers of the registry and the writer list this caller accepts.
     pub admin_keys: Vec<[u8; 32]>,
     pub reader: Option<ReaderKeys>,
-    /// Set by the engine only ([`crate::tenant::keys`], [`crate::access::authorize_read`]):
+    /// Set by the engine only (`tenant::keys`, `access::authorize_read`):
     /// no caller of the library opens a member's files without logging first.
     pub(crate) content: ContentAccess,
 }

@@ -3,16 +3,20 @@
 //! The CLI (`coop-cli`) is a thin layer over this crate. Everything here is synchronous
 //! from the caller's point of view; store I/O runs on an internal tokio runtime.
 //!
-//! Modules, from the bottom up (each uses only those above it):
+//! Modules, in layers from the bottom up; each uses only its own layer and those below it,
+//! and no module uses itself through others. [`layering`] lists the layers and its tests
+//! check both rules on the sources:
 //!
 //! | layer | modules |
 //! |---|---|
-//! | places | [`layout`] (object kinds and paths), [`store`] (object storage), [`error`], [`progress`], [`fault`] |
-//! | keys | [`keys`] (identities, writer keys, a tenant's key material) |
-//! | repository | [`repo`] (config, objects by kind, keyrings), [`members`] (registry), [`tenant`] (keys from what the caller holds) |
-//! | reading | [`index`], [`snapshots`], [`read`] (verified blobs and trees), [`state`] (rollback detection) |
-//! | operations | [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`lock`], [`replicate`], [`export`], [`usage`], [`writers`], [`report`] |
-//! | the agent | [`settings`] (agent.toml, typed), [`daemon`], [`history`], [`catalog`] |
+//! | base | [`layout`] (object kinds and paths), [`damage`], [`fault`], [`progress`], [`chunker`], [`fsx`] (descriptor-relative calls), [`store`] (object storage), [`error`], [`state`] (client state, rollback detection) |
+//! | local | [`keys`] (identities, writer keys, a tenant's key material), [`patterns`], [`recipes`], [`catalog`], [`history`] |
+//! | repository | [`repo`] (config, objects by kind, keyrings), [`control`] (authority-signed control objects), [`lock`], [`packtable`], [`index`] |
+//! | access log | [`log`] (append, witness, verify, proofs, deletions) |
+//! | trust | [`registry`] (member registry), [`tenant`] (keys from what the caller holds), [`writers`] (writer list, whose logs count), [`members`], [`read`] (verified blobs and trees), [`access`] (log before access) |
+//! | data operations | [`backup`], [`restore`], [`snapshots`], [`export`], [`recovery`] |
+//! | maintenance and audit | [`check`], [`forget`], [`prune`], [`usage`], [`replicate`] |
+//! | the agent | [`settings`] (agent.toml, typed), [`daemon`], [`report`] |
 //!
 //! ```no_run
 //! use coop_agent::{repo::Repo, keys::Access};
@@ -25,6 +29,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod chunker;
+pub mod control;
 pub mod daemon;
 pub mod damage;
 pub mod error;
@@ -35,6 +40,7 @@ pub mod fsx;
 pub mod history;
 pub mod index;
 pub mod keys;
+pub mod layering;
 pub mod layout;
 pub mod lock;
 pub mod log;
@@ -46,6 +52,7 @@ pub mod prune;
 pub mod read;
 pub mod recipes;
 pub mod recovery;
+pub mod registry;
 pub mod replicate;
 pub mod repo;
 pub mod report;
@@ -77,6 +84,16 @@ pub const PROGRAM: &str = concat!("coop ", env!("CARGO_PKG_VERSION"));
 /// The current time as RFC 3339 with seconds (keyrings, registry, manifests).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Unix seconds as RFC 3339 (UTC, whole seconds); empty for a time chrono cannot show.
+pub fn unix_rfc3339(t: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Utc
+        .timestamp_opt(t, 0)
+        .single()
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// The current time in Unix seconds.

@@ -48,7 +48,7 @@ fn name_mismatch(pack_id: &Id) -> Error {
 
 impl<'a> BlobReader<'a> {
     /// A reader of the tenant's files: refused for a member tenant opened by a key that is not
-    /// the member's own until the read was logged ([`crate::access::authorize_read`]).
+    /// the member's own until the read was logged (`access::authorize_read`).
     pub fn new(repo: &'a Repo, keys: &'a TenantKeys, index: &'a Index) -> Result<Self> {
         keys.content_reader()?;
         Self::for_maintenance(repo, keys, index)

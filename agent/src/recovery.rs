@@ -327,7 +327,7 @@ pub fn approve(
     let started = std::time::Instant::now();
     let mut told = false;
     let (trusted, req) = loop {
-        let trusted = log::trusted(repo, &coop.admin_keys)?;
+        let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
         let req = request_entry(repo, &trusted, id)?;
         if req.witnessed {
             break (trusted, req);
@@ -456,7 +456,7 @@ pub fn recover(
                             "{waiting} approval(s) of request {id} ({have} of the {need} needed \
                              are witnessed)"
                         ),
-                        need: log::trusted(repo, &coop.admin_keys)?.quorum,
+                        need: crate::writers::log_trust(repo, &coop.admin_keys)?.quorum,
                         waited_secs: started.elapsed().as_secs(),
                         outcome: "nothing was read".into(),
                     });
@@ -488,7 +488,7 @@ enum Recovered {
 
 fn recover_once(repo: &Repo, coop: &TenantKeys, id: &str, member: &str) -> Result<Recovered> {
     use base64::Engine;
-    let trusted = log::trusted(repo, &coop.admin_keys)?;
+    let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let req = request_entry(repo, &trusted, id)?;
     let tag = log::tenant_tag(&crate::members::writer_keys_for_member(repo, coop, member)?);
     if req.entry.tenant.as_deref() != Some(tag.as_str()) {

@@ -429,7 +429,7 @@ fn logged_deletions(
     cache: Option<&std::path::Path>,
 ) -> Result<crate::log::Deletions> {
     let source = crate::repo::Repo::open_store(from.clone())?;
-    let trusted = crate::log::trusted(&source, admin_keys)?;
+    let trusted = crate::writers::log_trust(&source, admin_keys)?;
     let (_, contents) = crate::log::verify(&source, &trusted)?;
     let mut seen = crate::log::FirstSeen::load(cache, &source.config.repo_id);
     let d = crate::log::recorded_deletions(&contents, &trusted, &mut seen);

@@ -4,7 +4,7 @@
 //! by name is checked against its bytes (the name is their BLAKE3), so a store that serves
 //! one object's bytes under another's name is caught on the spot. Keyrings are opened here
 //! with the caller's identities; what a tenant's keys are for a writer is decided in
-//! [`crate::tenant`].
+//! `tenant`.
 
 use crate::damage::Problem;
 use crate::error::{Error, Result};

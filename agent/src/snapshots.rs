@@ -266,7 +266,7 @@ pub struct View {
 /// client saw before (and records what it sees now).
 pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
     let mut listing = list(repo, keys)?;
-    let (forgotten, problems) = crate::forget::records(repo, keys)?;
+    let (forgotten, problems) = crate::control::forget_records(repo, keys)?;
     listing.problems.extend(problems);
     let verified: Vec<Id> = listing.entries.iter().map(|e| e.id).collect();
     let mut verdict = crate::state::observe(
@@ -298,7 +298,7 @@ pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
 /// than the repository's freshness bound (SPEC section 19).
 fn staleness(repo: &Repo, keys: &TenantKeys) -> Option<String> {
     let bound = repo.freshness?;
-    let trusted = crate::log::trusted(repo, &keys.admin_keys).ok()?;
+    let trusted = crate::writers::log_trust(repo, &keys.admin_keys).ok()?;
     if trusted.quorum == 0 {
         return None;
     }

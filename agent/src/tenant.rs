@@ -28,7 +28,7 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
             }
             if wk.tenant == "coop" && tenant.starts_with("member/") {
                 let coop = TenantKeys::from_writer_key(wk)?;
-                return crate::members::writer_keys_for_member(
+                return crate::registry::writer_keys_for_member(
                     repo,
                     &coop,
                     &tenant["member/".len()..],
@@ -67,7 +67,7 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 let mut admin_of_member = false;
                 if let (Some(name), Some(ring)) = (tenant.strip_prefix("member/"), coop_ring) {
                     let coop = TenantKeys::from_keyring(ring, Arc::clone(ids))?;
-                    let reg = crate::members::load(repo, &coop)?.registry;
+                    let reg = crate::registry::load(repo, &coop)?.registry;
                     if !reg.members.iter().any(|m| m.name == name) {
                         return Err(Error::NotFound {
                             what: format!(

@@ -290,3 +290,54 @@ pub fn judge(
         },
     }
 }
+
+/// The keys whose access logs and cosignatures count (SPEC section 24.1, 24.5): every
+/// writer's log (revoked ones too), the admins' logs by key, the witnesses (writers not
+/// revoked, revoked ones until their revocation, and the external witnesses), the quorum.
+/// Built here, from the admin-signed writer list, so that the log itself depends on no list.
+pub fn log_trust(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<crate::log::Trusted> {
+    let list = load(repo, admin_keys)?.list;
+    let mut t = crate::log::Trusted {
+        quorum: list.log_quorum,
+        ..Default::default()
+    };
+    for w in &list.writers {
+        // A revoked writer's log stays readable (its entries happened).
+        t.logs.insert(
+            crate::log::origin(repo, &w.name, &w.public_key),
+            crate::log::LogOwner {
+                key: w.public_key,
+                name: w.name.clone(),
+                admin: false,
+            },
+        );
+        let name = crate::log::witness_name(&w.name, &w.public_key);
+        match &w.revoked {
+            None => t.witnesses.push((name, w.public_key)),
+            Some(r) => {
+                let at = chrono::DateTime::parse_from_rfc3339(&r.time)
+                    .map(|t| t.timestamp().max(0) as u64)
+                    .unwrap_or(0);
+                t.revoked_witnesses.push((name, w.public_key, at));
+            }
+        }
+    }
+    for w in &list.witnesses {
+        t.witnesses.push((
+            crate::log::witness_name(&w.name, &w.public_key),
+            w.public_key,
+        ));
+    }
+    for k in admin_keys {
+        // An admin key is an admin whatever a writer entry of the same key says.
+        t.logs.insert(
+            crate::log::origin(repo, "admin", k),
+            crate::log::LogOwner {
+                key: *k,
+                name: "admin".to_string(),
+                admin: true,
+            },
+        );
+    }
+    Ok(t)
+}

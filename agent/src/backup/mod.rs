@@ -154,7 +154,7 @@ impl Sources {
 /// backup that lost a race with prune can list one).
 fn dedup_index(repo: &Repo, keys: &TenantKeys) -> Result<Index> {
     let (mut index, stored) = crate::index::load_with_packs(repo, keys)?;
-    index.remove_packs(&crate::prune::condemned_packs(repo, keys)?);
+    index.remove_packs(&crate::control::condemned_packs(repo, keys)?);
     let vanished: HashSet<Id> = index
         .packs
         .iter()

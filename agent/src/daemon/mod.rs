@@ -28,7 +28,7 @@ use crate::replicate::{self, ReplicateOptions};
 use crate::repo::{OpenOptions, Repo};
 use crate::settings::{JobSettings, Settings};
 use crate::store::Store;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -109,12 +109,7 @@ fn parse_time(v: &str) -> Option<i64> {
 }
 
 /// RFC 3339 in UTC, for status output.
-pub fn rfc3339(t: i64) -> String {
-    Utc.timestamp_opt(t, 0)
-        .single()
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
+pub use crate::unix_rfc3339 as rfc3339;
 
 /// A per-job lock file so that one job never runs twice at once (also across processes).
 pub(crate) struct JobLock(PathBuf);
@@ -252,7 +247,7 @@ impl Agent {
                     None if repo.config.repo_id == self.repo.config.repo_id => own_admins.clone(),
                     None => crate::log::pinned_admin_keys(&repo)?,
                 };
-                let trusted = crate::log::trusted(&repo, &admins)?;
+                let trusted = crate::writers::log_trust(&repo, &admins)?;
                 crate::log::witness(&repo, &me, &trusted)
             })();
             match res {

@@ -344,7 +344,7 @@ pub fn export(
     }
     let (signed, manifest) = (signed_all[0].clone(), manifests[0].clone());
     // What the access log says about this tenant, with proofs the member checks offline.
-    let trusted = crate::log::trusted(repo, &keys.admin_keys)?;
+    let trusted = crate::writers::log_trust(repo, &keys.admin_keys)?;
     let (_, contents) = crate::log::verify(repo, &trusted)?;
     let log = crate::log::entries_about(&contents, &trusted, &crate::log::tenant_tag(keys));
     let file = ExportFile {

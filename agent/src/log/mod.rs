@@ -3,7 +3,8 @@
 //!
 //! One concern per file:
 //! - [`trust`]: whose logs and cosignatures count ([`Trusted`]): admin logs by key, never by
-//!   name; witnesses from the admin-signed writer list, revocation forward-only.
+//!   name; witnesses (built from the admin-signed writer list by `writers::log_trust`, so the
+//!   log depends on no list), revocation forward-only.
 //! - [`append`]: adding entries to the caller's own log ([`append()`]), never signing over a
 //!   history this machine signed differently, completing or superseding its own leftovers;
 //!   [`wait_for_quorum`] for a cosigned checkpoint that provably contains the new entry.
@@ -24,7 +25,7 @@ pub use deletions::{
     record_deletions, record_deletions_replaced, recorded_deletions, Deletions, FirstSeen,
 };
 pub use proof::{entries_about, verify_proven, ProvenEntry};
-pub use trust::{pinned_admin_keys, trusted, LogOwner, Trusted};
+pub use trust::{pinned_admin_keys, LogOwner, Trusted};
 pub use verify::{verify, LogContent, LogSummary, VerifyReport};
 pub use witness::{witness, WitnessReport};
 
@@ -456,7 +457,7 @@ mod tests {
             let es: Vec<Entry> = (0..batch).map(|i| e(&actor, i)).collect();
             append(&repo, &actor, &es).unwrap();
         }
-        let t = trusted(&repo, &[actor.public()]).unwrap();
+        let t = crate::writers::log_trust(&repo, &[actor.public()]).unwrap();
         let (rep, contents) = verify(&repo, &t).unwrap();
         assert!(rep.problems.is_empty(), "{:?}", rep.problems);
         assert_eq!(rep.entries, 558);
@@ -468,7 +469,7 @@ mod tests {
     }
 
     fn admin_trust(repo: &Repo, admin: &Actor) -> Trusted {
-        trusted(repo, &[admin.public()]).unwrap()
+        crate::writers::log_trust(repo, &[admin.public()]).unwrap()
     }
 
     fn delete_entry(actor: &Actor, paths: &[&str]) -> Entry {
@@ -764,7 +765,7 @@ mod tests {
         }
         let appended = t0.elapsed();
         let bytes: u64 = walk(&d.path().join("r/log"));
-        let t = trusted(&repo, &[actor.public()]).unwrap();
+        let t = crate::writers::log_trust(&repo, &[actor.public()]).unwrap();
         let t1 = std::time::Instant::now();
         let (rep, contents) = verify(&repo, &t).unwrap();
         assert!(rep.problems.is_empty());

@@ -5,7 +5,6 @@
 //! Witnesses are the writers and external witnesses of the admin-signed writer list; a revoked
 //! writer's cosignatures made before its revocation keep counting (revocation is forward-only).
 
-use super::{origin, witness_name};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use coop_formats::tlog::{self, Checkpoint, Event};
@@ -33,51 +32,6 @@ pub struct Trusted {
     /// cosignatures dated before the revocation count.
     pub revoked_witnesses: Vec<(String, [u8; 32], u64)>,
     pub quorum: u32,
-}
-
-pub fn trusted(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Trusted> {
-    let list = crate::writers::load(repo, admin_keys)?.list;
-    let mut t = Trusted {
-        quorum: list.log_quorum,
-        ..Default::default()
-    };
-    for w in &list.writers {
-        // A revoked writer's log stays readable (its entries happened).
-        t.logs.insert(
-            origin(repo, &w.name, &w.public_key),
-            LogOwner {
-                key: w.public_key,
-                name: w.name.clone(),
-                admin: false,
-            },
-        );
-        let name = witness_name(&w.name, &w.public_key);
-        match &w.revoked {
-            None => t.witnesses.push((name, w.public_key)),
-            Some(r) => {
-                let at = chrono::DateTime::parse_from_rfc3339(&r.time)
-                    .map(|t| t.timestamp().max(0) as u64)
-                    .unwrap_or(0);
-                t.revoked_witnesses.push((name, w.public_key, at));
-            }
-        }
-    }
-    for w in &list.witnesses {
-        t.witnesses
-            .push((witness_name(&w.name, &w.public_key), w.public_key));
-    }
-    for k in admin_keys {
-        // An admin key is an admin whatever a writer entry of the same key says.
-        t.logs.insert(
-            origin(repo, "admin", k),
-            LogOwner {
-                key: *k,
-                name: "admin".to_string(),
-                admin: true,
-            },
-        );
-    }
-    Ok(t)
 }
 
 /// Events only an admin's log may carry: from a writer's log (a possibly stolen agent key)

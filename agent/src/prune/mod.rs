@@ -88,33 +88,14 @@ pub struct PruneReport {
     pub warnings: Vec<String>,
 }
 
-/// Packs condemned by prune plans the tenant's authority signed: backups must not
-/// deduplicate against them. Plans signed by anyone else are ignored (a writer key could
-/// otherwise make every backup upload everything again).
-pub fn condemned_packs(repo: &Repo, keys: &TenantKeys) -> Result<HashSet<Id>> {
-    Ok(signed_plans(repo, keys, &mut Vec::new())?
-        .into_iter()
-        .flat_map(|(_, p)| p.packs)
-        .collect())
-}
+pub use crate::control::condemned_packs;
 
-/// The prune plans the tenant's authority signed; others are named in `warnings`.
 fn signed_plans(
     repo: &Repo,
     keys: &TenantKeys,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(Id, PrunePlan)>> {
-    let mut out = Vec::new();
-    for (name, r) in repo.list_control::<PrunePlan>(keys, Kind::Plan)? {
-        match r {
-            Ok((plan, signer)) if keys.is_authority(&signer) => out.push((name, plan)),
-            Ok(_) => warnings.push(format!(
-                "prune plan {name} is not signed by this tenant's authority; ignored (forged with a writer key?)"
-            )),
-            Err(e) => warnings.push(format!("prune plan {name} does not open; ignored: {e}")),
-        }
-    }
-    Ok(out)
+    crate::control::signed_plans(repo, keys, warnings)
 }
 
 /// Everything prune decides from: complete listings, read once.

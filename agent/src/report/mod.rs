@@ -825,7 +825,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
     let accesses = if admin_keys.is_empty() {
         None
     } else {
-        let trusted = crate::log::trusted(repo, &admin_keys)?;
+        let trusted = crate::writers::log_trust(repo, &admin_keys)?;
         let (rep, contents) = crate::log::verify(repo, &trusted)?;
         if !rep.problems.is_empty() {
             integrity_problem = true;

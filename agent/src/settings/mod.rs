@@ -193,12 +193,7 @@ pub struct SiteSettings {
 /// The default `log_sync_interval`.
 pub const DEFAULT_LOG_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
-/// What the agent holds.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    Identity(PathBuf),
-    Writer(PathBuf),
-}
+pub use crate::keys::KeySource;
 
 /// agent.toml, resolved.
 #[derive(Debug, Clone)]

@@ -114,7 +114,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
     let access = util::write_access(g)?;
     match c {
         LogCommand::Show { member } => {
-            let trusted = log::trusted(&repo, &admin_keys(g, &repo, &access)?)?;
+            let trusted = coop_agent::writers::log_trust(&repo, &admin_keys(g, &repo, &access)?)?;
             let (report, contents) = log::verify(&repo, &trusted)?;
             let readers = tenant_readers(g, &repo, &access);
             let names = tenant_names(&repo, &access, &readers);
@@ -200,7 +200,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
             })
         }
         LogCommand::Verify => {
-            let trusted = log::trusted(&repo, &admin_keys(g, &repo, &access)?)?;
+            let trusted = coop_agent::writers::log_trust(&repo, &admin_keys(g, &repo, &access)?)?;
             let started = std::time::Instant::now();
             let (report, _) = log::verify(&repo, &trusted)?;
             if g.json {
@@ -270,7 +270,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 None if wk.repo_id == repo.config.repo_id => wk.admin_keys.clone(),
                 None => log::pinned_admin_keys(&repo)?,
             };
-            let trusted = log::trusted(&repo, &admin_keys)?;
+            let trusted = coop_agent::writers::log_trust(&repo, &admin_keys)?;
             let r = log::witness(&repo, &me, &trusted)?;
             if g.json {
                 p.json(&r)?;
