@@ -433,12 +433,12 @@ fn members(p: &mut Page) {
             escape(&p.bytes(m.stored_bytes)),
             escape(&p.opt(m.logical_bytes.map(|b| p.bytes(b)))),
             escape(&p.opt(m.snapshots.map(|n| n.to_string()))),
-            escape(
-                &m.last_backup
-                    .as_deref()
-                    .map(i18n::date_time)
-                    .unwrap_or_else(|| t.never.to_string()),
-            ),
+            escape(&super::last_backup_text(
+                m.last_backup.as_deref(),
+                m.snapshots,
+                i18n::date_time,
+                t.never,
+            )),
             quota,
             if replicas.is_empty() {
                 "–".into()
@@ -458,12 +458,12 @@ fn members(p: &mut Page) {
             escape(&p.bytes(s.stored_bytes)),
             escape(&p.opt(s.logical_bytes.map(|b| p.bytes(b)))),
             escape(&p.opt(s.snapshots.map(|n| n.to_string()))),
-            escape(
-                &s.last_backup
-                    .as_deref()
-                    .map(i18n::date_time)
-                    .unwrap_or_else(|| t.never.to_string()),
-            ),
+            escape(&super::last_backup_text(
+                s.last_backup.as_deref(),
+                s.snapshots,
+                i18n::date_time,
+                t.never,
+            )),
             "–".into(),
             "–".into(),
             "–".into(),

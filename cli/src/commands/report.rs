@@ -185,10 +185,12 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
             m.snapshots
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "?".into()),
-            m.last_backup
-                .as_deref()
-                .map(|t| &t[..t.len().min(19)])
-                .unwrap_or("-"),
+            coop_agent::report::last_backup_text(
+                m.last_backup.as_deref(),
+                m.snapshots,
+                |t| t[..t.len().min(19)].to_string(),
+                "never",
+            ),
             m.quota_used_percent
                 .map(|q| format!("{q:.0}%"))
                 .unwrap_or_else(|| "-".into()),
