@@ -1452,3 +1452,109 @@ fn a_stolen_witness_key_is_revoked_forward_only_and_the_log_verifies() {
     assert!(!tar.exists(), "nothing is read without the quorum");
     verify("after the thief cosigned");
 }
+
+/// Issue 26 finding 2: the sites are lost and no quorum of witnesses can be had. A restore of
+/// the service tenant waits and gives up (exit 13); `--break-glass` logs the read (reason
+/// disaster-recovery, flagged break-glass), restores without waiting and says the entry is
+/// shown to the members once the log reaches the witnesses again. A member's tenant cannot
+/// be read that way. When a witness is reachable again, the entry is witnessed.
+#[test]
+fn break_glass_restores_the_service_tenant_without_a_quorum_and_logs_it() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let svc = env.p("services");
+    fs::create_dir_all(&svc).unwrap();
+    fs::write(svc.join("forgejo.dump"), pseudo_random(50_000, 7)).unwrap();
+    env.ok(&["backup", svc.to_str().unwrap()]);
+    env.ok(&["backup", "--tenant", "member/alice", svc.to_str().unwrap()]);
+    // The Pi witnesses the hackspace's log (quorum 1); the Pi is gone.
+    let pi_key = env.p("pi.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi_key.to_str().unwrap(),
+    ]);
+    env.ok(&["log", "policy", "--quorum", "1"]);
+    let target = env.p("restored");
+    let t = target.to_str().unwrap();
+    let o = env.coop(&["restore", "latest", "--target", t, "--log-timeout", "2s"]);
+    assert_eq!(code(&o), 13, "{}", text(&o));
+    assert!(!target.join(svc.strip_prefix("/").unwrap()).exists());
+    // A member's tenant: refused, nothing logged or read.
+    let before = env.json(&["log", "show"]).as_array().unwrap().len();
+    let o = env.coop(&[
+        "restore",
+        "--tenant",
+        "member/alice",
+        "latest",
+        "--target",
+        env.p("alice").to_str().unwrap(),
+        "--reason",
+        "disaster-recovery",
+        "--break-glass",
+    ]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("member"), "{}", text(&o));
+    assert!(!env.p("alice").exists());
+    assert_eq!(env.json(&["log", "show"]).as_array().unwrap().len(), before);
+    // Break glass.
+    let o = env.coop(&["restore", "latest", "--target", t, "--break-glass"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains("BREAK-GLASS") && said.contains("every member"),
+        "{said}"
+    );
+    assert_same_tree(&svc, &restored(&env, t, &svc));
+    let entries = env.json(&["log", "show"]);
+    let bg: Vec<&Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("break-glass"))
+        .collect();
+    assert_eq!(bg.len(), 1, "{entries}");
+    let e = bg[0].to_string();
+    assert!(
+        e.contains("disaster-recovery") && e.contains("restore"),
+        "{e}"
+    );
+    // Every member's transparency report lists it, not yet witnessed.
+    let listed = |witnessed: bool| {
+        let r = env.json(&["report", "--member", "alice"]);
+        let bg = r["accesses"]["break_glass"].as_array().unwrap().clone();
+        assert_eq!(bg.len(), 1, "{r}");
+        assert_eq!(bg[0]["reason"], "disaster-recovery", "{r}");
+        assert_eq!(bg[0]["witnessed"], witnessed, "{r}");
+    };
+    listed(false);
+    // The Pi is back: the entry is witnessed and the log verifies.
+    let replica = env.p("replica");
+    let rep = || {
+        env.ok(&[
+            "replicate",
+            "--from",
+            env.repo().to_str().unwrap(),
+            "--to",
+            replica.to_str().unwrap(),
+        ])
+    };
+    rep();
+    let o = env.coop(&[
+        "--repo",
+        replica.to_str().unwrap(),
+        "--writer-key",
+        pi_key.to_str().unwrap(),
+        "log",
+        "witness",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    rep();
+    let o = env.coop(&["--json", "log", "verify"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    listed(true);
+}

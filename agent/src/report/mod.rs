@@ -400,6 +400,9 @@ pub struct Accesses {
     pub quorum: u32,
     pub logs: Vec<LogState>,
     pub members: Vec<MemberAccesses>,
+    /// Break-glass reads of the service tenant (`restore --break-glass`: logged, not waited
+    /// for the witnesses), shown to every member whatever `--member` says.
+    pub break_glass: Vec<AccessEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -925,6 +928,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                 entries: Vec::new(),
             })
             .collect();
+        let mut break_glass = Vec::new();
         for c in &contents {
             for (i, e) in c.accepted() {
                 let access = e.event.is_access()
@@ -943,6 +947,19 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                     continue;
                 };
                 if t < opts.since || t > opts.until {
+                    continue;
+                }
+                if c.admin && e.data.get("break-glass") == Some(&serde_json::Value::Bool(true)) {
+                    break_glass.push(AccessEntry {
+                        time: e.time.clone(),
+                        event: serde_json::to_value(e.event)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        reason: e.reason.map(|r| r.to_string()),
+                        actor_name: e.actor_name.clone(),
+                        witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
+                    });
                     continue;
                 }
                 let Some(pos) = tags
@@ -988,6 +1005,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                 })
                 .collect(),
             members: per,
+            break_glass,
         })
     };
 

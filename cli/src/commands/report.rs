@@ -283,6 +283,20 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
                 format!("{} problem(s)", a.problems.len())
             }
         ))?;
+        for e in &a.break_glass {
+            p.data(format!(
+                "  BREAK-GLASS {} of tenant coop by {} at {} ({}){}",
+                e.event,
+                e.actor_name,
+                e.time,
+                e.reason.as_deref().unwrap_or("-"),
+                if e.witnessed {
+                    ""
+                } else {
+                    ", not yet witnessed"
+                }
+            ))?;
+        }
         for m in &a.members {
             p.data(format!(
                 "  {}: {} access(es) in the period{}",
