@@ -1276,3 +1276,285 @@ fn running_agents_carry_an_access_to_the_witness_without_a_backup() {
     assert!(tar.exists());
     assert!(took < Duration::from_secs(30), "witnessed after {took:?}");
 }
+
+fn writer_public(key: &Path) -> String {
+    let wk: Value = serde_json::from_str(
+        &fs::read_to_string(key)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(wk["signing_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    hex::encode(sk.verifying_key().to_bytes())
+}
+
+/// Issue 26 finding 11: OPERATOR.md section 6 after the Pi's agent is stolen. The Pi's admin
+/// revokes its writer and makes a new key for the rebuilt Pi; the hackspace's admin revokes
+/// the stolen key as a witness and names the new one. `log verify` on the hackspace stays
+/// clean throughout (the stolen key's cosignatures from before its revocation still count),
+/// and a cosignature the thief makes afterwards counts for nothing: an access waiting for a
+/// quorum of one with only the thief's cosignature times out (exit 13).
+#[test]
+fn a_stolen_witness_key_is_revoked_forward_only_and_the_log_verifies() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let data = env.p("d");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    // The Pi's own repository, with its admin, and the Pi's writer key.
+    let (pi_admin, pi_rcpt) = age_identity(&env, "pi-admin");
+    let pi_repo = env.p("pi-own");
+    let pi_repo_s = pi_repo.display().to_string();
+    env.ok(&["init", "--repo", &pi_repo_s, "--recipient", &pi_rcpt]);
+    let pi_admin_s = pi_admin.display().to_string();
+    let on_pi = |args: &[&str]| {
+        let mut a = vec!["--identity-file", &pi_admin_s, "--repo", &pi_repo_s];
+        a.extend_from_slice(args);
+        env.ok(&a)
+    };
+    let pi_key = env.p("pi.key");
+    on_pi(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi_key.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "log",
+        "policy",
+        "--quorum",
+        "1",
+        "--witness",
+        &format!("pi={}", writer_public(&pi_key)),
+    ]);
+    let replica = env.p("hackspace-at-pi");
+    let replicate = || {
+        env.ok(&[
+            "replicate",
+            "--from",
+            env.repo().to_str().unwrap(),
+            "--to",
+            replica.to_str().unwrap(),
+        ]);
+    };
+    let round = |key: &Path| {
+        replicate();
+        let o = env.coop(&[
+            "--repo",
+            replica.to_str().unwrap(),
+            "--writer-key",
+            key.to_str().unwrap(),
+            "log",
+            "witness",
+        ]);
+        assert!(o.status.success(), "witness: {}", text(&o));
+        replicate();
+    };
+    let verify = |what: &str| -> Value {
+        let o = env.coop(&["--json", "log", "verify"]);
+        assert_eq!(code(&o), 0, "log verify {what}: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let cosigned = |v: &Value, who: &str| {
+        v["logs"].as_array().unwrap().iter().any(|l| {
+            l["cosigned_by"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains(who))
+        })
+    };
+    let export = |timeout: &str, key: Option<&Path>| -> Output {
+        let tar = env.p("a.tar");
+        let _ = fs::remove_file(&tar);
+        let mut c = env.cmd();
+        let mut child = c
+            .args([
+                "export",
+                "--member",
+                "alice",
+                "--out",
+                tar.to_str().unwrap(),
+                "--reason",
+                "member-request",
+                "--log-timeout",
+                timeout,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(90), "the export hangs");
+            if let Some(k) = key {
+                round(k);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // Before the theft: the Pi witnesses, an access goes through.
+    let o = export("60s", Some(&pi_key));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(cosigned(&verify("before the theft"), "/pi/"));
+
+    // The Pi's agent is stolen. OPERATOR.md section 6 on the Pi's repository ...
+    on_pi(&["key", "revoke", "pi"]);
+    let pi2_key = env.p("pi-2.key");
+    on_pi(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi-2",
+        "--out",
+        pi2_key.to_str().unwrap(),
+    ]);
+    // ... and on every repository that named the stolen key as a witness.
+    env.ok(&["key", "revoke", "pi"]);
+    verify("after the revocation");
+    env.ok(&[
+        "log",
+        "policy",
+        "--quorum",
+        "1",
+        "--witness",
+        &format!("pi-2={}", writer_public(&pi2_key)),
+    ]);
+    verify("after naming the new key");
+    // The rebuilt Pi witnesses with its new key.
+    let o = export("60s", Some(&pi2_key));
+    assert!(o.status.success(), "{}", text(&o));
+    let v = verify("after the new key witnessed");
+    assert!(cosigned(&v, "/pi-2/"), "{v}");
+
+    // The thief cosigns with the stolen key: it counts for nothing.
+    round(&pi_key);
+    let o = export("4s", Some(&pi_key));
+    assert_eq!(
+        code(&o),
+        13,
+        "an access witnessed only by the revoked key: {}",
+        text(&o)
+    );
+    let tar = env.p("a.tar");
+    assert!(!tar.exists(), "nothing is read without the quorum");
+    verify("after the thief cosigned");
+}
+
+/// Issue 26 finding 2: the sites are lost and no quorum of witnesses can be had. A restore of
+/// the service tenant waits and gives up (exit 13); `--break-glass` logs the read (reason
+/// disaster-recovery, flagged break-glass), restores without waiting and says the entry is
+/// shown to the members once the log reaches the witnesses again. A member's tenant cannot
+/// be read that way. When a witness is reachable again, the entry is witnessed.
+#[test]
+fn break_glass_restores_the_service_tenant_without_a_quorum_and_logs_it() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let svc = env.p("services");
+    fs::create_dir_all(&svc).unwrap();
+    fs::write(svc.join("forgejo.dump"), pseudo_random(50_000, 7)).unwrap();
+    env.ok(&["backup", svc.to_str().unwrap()]);
+    env.ok(&["backup", "--tenant", "member/alice", svc.to_str().unwrap()]);
+    // The Pi witnesses the hackspace's log (quorum 1); the Pi is gone.
+    let pi_key = env.p("pi.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi_key.to_str().unwrap(),
+    ]);
+    env.ok(&["log", "policy", "--quorum", "1"]);
+    let target = env.p("restored");
+    let t = target.to_str().unwrap();
+    let o = env.coop(&["restore", "latest", "--target", t, "--log-timeout", "2s"]);
+    assert_eq!(code(&o), 13, "{}", text(&o));
+    assert!(!target.join(svc.strip_prefix("/").unwrap()).exists());
+    // A member's tenant: refused, nothing logged or read.
+    let before = env.json(&["log", "show"]).as_array().unwrap().len();
+    let o = env.coop(&[
+        "restore",
+        "--tenant",
+        "member/alice",
+        "latest",
+        "--target",
+        env.p("alice").to_str().unwrap(),
+        "--reason",
+        "disaster-recovery",
+        "--break-glass",
+    ]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("member"), "{}", text(&o));
+    assert!(!env.p("alice").exists());
+    assert_eq!(env.json(&["log", "show"]).as_array().unwrap().len(), before);
+    // Break glass.
+    let o = env.coop(&["restore", "latest", "--target", t, "--break-glass"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains("BREAK-GLASS") && said.contains("every member"),
+        "{said}"
+    );
+    assert_same_tree(&svc, &restored(&env, t, &svc));
+    let entries = env.json(&["log", "show"]);
+    let bg: Vec<&Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("break-glass"))
+        .collect();
+    assert_eq!(bg.len(), 1, "{entries}");
+    let e = bg[0].to_string();
+    assert!(
+        e.contains("disaster-recovery") && e.contains("restore"),
+        "{e}"
+    );
+    // Every member's transparency report lists it, not yet witnessed.
+    let listed = |witnessed: bool| {
+        let r = env.json(&["report", "--member", "alice"]);
+        let bg = r["accesses"]["break_glass"].as_array().unwrap().clone();
+        assert_eq!(bg.len(), 1, "{r}");
+        assert_eq!(bg[0]["reason"], "disaster-recovery", "{r}");
+        assert_eq!(bg[0]["witnessed"], witnessed, "{r}");
+    };
+    listed(false);
+    // The Pi is back: the entry is witnessed and the log verifies.
+    let replica = env.p("replica");
+    let rep = || {
+        env.ok(&[
+            "replicate",
+            "--from",
+            env.repo().to_str().unwrap(),
+            "--to",
+            replica.to_str().unwrap(),
+        ])
+    };
+    rep();
+    let o = env.coop(&[
+        "--repo",
+        replica.to_str().unwrap(),
+        "--writer-key",
+        pi_key.to_str().unwrap(),
+        "log",
+        "witness",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    rep();
+    let o = env.coop(&["--json", "log", "verify"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    listed(true);
+}

@@ -506,3 +506,81 @@ fn without_a_config_the_report_says_what_is_missing() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Issue 26 finding 7: on a site whose agent holds a writer key (OPERATOR.md section 1), the
+/// report run with that key shows each member's last backup from the snapshots it can list
+/// and the backup entries of the log, "never" only for a member with no snapshot at all.
+#[test]
+fn a_writer_key_report_shows_last_backups_not_never() {
+    let env = Env::new();
+    for m in ["alice", "bob", "carol"] {
+        let (_, r) = age_identity(&env, m);
+        env.ok(&["member", "add", m, "--recipient", &r]);
+    }
+    let key = env.p("agent.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "hackspace",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    let k = key.to_str().unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::seconds(2);
+    for (m, runs) in [("alice", 2), ("bob", 1)] {
+        let d = env.p(&format!("data/{m}"));
+        fs::create_dir_all(&d).unwrap();
+        for i in 0..runs {
+            fs::write(d.join(format!("f{i}")), pseudo_random(10_000, i)).unwrap();
+            env.ok(&[
+                "--writer-key",
+                k,
+                "backup",
+                "--tenant",
+                &format!("member/{m}"),
+                d.to_str().unwrap(),
+            ]);
+        }
+    }
+    let r = env.json(&["--writer-key", k, "report"]);
+    let member = |n: &str| {
+        r["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == n)
+            .unwrap_or_else(|| panic!("no {n}: {r}"))
+            .clone()
+    };
+    for n in ["alice", "bob"] {
+        let m = member(n);
+        let t = m["last_backup"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{n} has backups: {m}"));
+        let t = chrono::DateTime::parse_from_rfc3339(t).unwrap();
+        assert!(t >= before && t <= chrono::Utc::now(), "{n}: {m}");
+    }
+    let carol = member("carol");
+    assert!(carol["last_backup"].is_null(), "{carol}");
+    assert_eq!(carol["snapshots"], 0, "{carol}");
+    // The renderers: a time for alice and bob, "never" only for carol.
+    let text = env.ok(&["--writer-key", k, "report"]);
+    for line in text.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        match name {
+            "alice" | "bob" => assert!(
+                line.split_whitespace().any(|t| {
+                    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").is_ok()
+                }),
+                "{line}"
+            ),
+            "carol" => assert!(line.contains("never"), "{line}"),
+            _ => {}
+        }
+    }
+    let dir = env.p("page");
+    env.ok(&["--writer-key", k, "report", "--html", dir.to_str().unwrap()]);
+    let html = fs::read_to_string(dir.join("index.html")).unwrap();
+    assert_eq!(html.matches(">never<").count(), 1, "only carol: {html}");
+}

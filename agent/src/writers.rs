@@ -212,13 +212,28 @@ pub fn revoke(repo: &Repo, access: &Access, name: &str) -> Result<SiteWriter> {
         .map(|p| p.name)
         .collect();
     snapshots.sort();
+    // Another site's key named as a witness of this repository's logs (`log policy --witness`,
+    // OPERATOR.md section 7): revoked the same forward-only way, as a revoked entry of the
+    // writer list. Its cosignatures made before now keep counting, later ones count for
+    // nothing, and it signed no snapshot here, so any snapshot it signs is flagged.
+    if !loaded.list.writers.iter().any(|w| w.name == name) {
+        if let Some(i) = loaded.list.witnesses.iter().position(|w| w.name == name) {
+            let x = loaded.list.witnesses.remove(i);
+            loaded.list.writers.push(SiteWriter {
+                name: x.name,
+                public_key: x.public_key,
+                added: crate::now_rfc3339(),
+                revoked: None,
+            });
+        }
+    }
     let w = loaded
         .list
         .writers
         .iter_mut()
         .find(|w| w.name == name)
         .ok_or_else(|| Error::NotFound {
-            what: format!("writer {name:?}"),
+            what: format!("writer or witness {name:?}"),
         })?;
     if w.revoked.is_some() {
         return Err(Error::invalid(format!(

@@ -342,3 +342,77 @@ pub fn log_access(
     }
     Ok(())
 }
+
+/// `restore --break-glass` (OPERATOR.md section 5): after losing sites, a read of the service
+/// tenant `coop` that cannot get its witnesses. The read is appended to the admin's log with
+/// reason disaster-recovery and `"break-glass": true` in the entry's data, and goes on without
+/// waiting for the quorum; the entry is witnessed (and listed in every member's transparency
+/// report as a break-glass read) once the log reaches the witnesses again. Refused for member
+/// tenants, whose reads always wait for their witnesses, and where the entry cannot be written.
+pub fn log_break_glass(
+    g: &Global,
+    p: &crate::output::Printer,
+    repo: &Repo,
+    keys: &coop_agent::keys::TenantKeys,
+    event: coop_formats::tlog::Event,
+    a: &AccessArgs,
+    object: Option<String>,
+) -> Result<()> {
+    use coop_agent::log;
+    use coop_formats::tlog::Reason;
+    if keys.tenant != "coop" {
+        return Err(Error::Invalid {
+            what: format!(
+            "--break-glass reads only the service tenant coop; {} is a member's tenant, and a read \
+             of a member's data always waits for its witnesses (restore without --break-glass, \
+             with --reason)",
+            keys.tenant
+        ),
+        }
+        .into());
+    }
+    if let Some(r) = a.reason.as_deref() {
+        if r.parse::<Reason>().ok() != Some(Reason::DisasterRecovery) {
+            return Err(Error::Invalid {
+                what: format!("--break-glass is logged with reason disaster-recovery, not {r:?}"),
+            }
+            .into());
+        }
+    }
+    let admin = coop_agent::tenant::keys(repo, &identity_access(g)?, "coop").ok();
+    let actor = admin
+        .as_ref()
+        .filter(|c| c.reader.is_some())
+        .map(log::Actor::of)
+        .filter(|a| a.name == "admin")
+        .ok_or_else(|| Error::AccessDenied {
+            what: "--break-glass needs an admin's identity (the read is logged in the admins' \
+                   access log)"
+                .into(),
+        })?;
+    let mut entry = log::entry(
+        &actor,
+        event,
+        Some(keys),
+        Some(Reason::DisasterRecovery),
+        object.as_deref().map(|o| log::private_object(keys, o)),
+    );
+    entry
+        .data
+        .insert("break-glass".into(), serde_json::Value::Bool(true));
+    if let Some(d) = &a.detail {
+        entry.detail = Some(coop_agent::tenant::encrypt_detail(keys, d)?);
+    }
+    let appended = log::append(repo, &actor, &[entry]).with_context(|| {
+        "--break-glass: the read could not be logged, so nothing is read (a break-glass read is \
+         always logged; write access to this repository is needed)"
+    })?;
+    p.warn(format!(
+        "BREAK-GLASS: this read of tenant coop is logged as entry {} of {} (reason \
+         disaster-recovery, break-glass) and does not wait for the witnesses. The entry will be \
+         shown to every member (in the transparency report) and witnessed once this log reaches \
+         the witnesses again: replicate this repository to the surviving sites as soon as you can.",
+        appended.first, appended.origin
+    ));
+    Ok(())
+}

@@ -433,12 +433,12 @@ fn members(p: &mut Page) {
             escape(&p.bytes(m.stored_bytes)),
             escape(&p.opt(m.logical_bytes.map(|b| p.bytes(b)))),
             escape(&p.opt(m.snapshots.map(|n| n.to_string()))),
-            escape(
-                &m.last_backup
-                    .as_deref()
-                    .map(i18n::date_time)
-                    .unwrap_or_else(|| t.never.to_string()),
-            ),
+            escape(&super::last_backup_text(
+                m.last_backup.as_deref(),
+                m.snapshots,
+                i18n::date_time,
+                t.never,
+            )),
             quota,
             if replicas.is_empty() {
                 "–".into()
@@ -458,12 +458,12 @@ fn members(p: &mut Page) {
             escape(&p.bytes(s.stored_bytes)),
             escape(&p.opt(s.logical_bytes.map(|b| p.bytes(b)))),
             escape(&p.opt(s.snapshots.map(|n| n.to_string()))),
-            escape(
-                &s.last_backup
-                    .as_deref()
-                    .map(i18n::date_time)
-                    .unwrap_or_else(|| t.never.to_string()),
-            ),
+            escape(&super::last_backup_text(
+                s.last_backup.as_deref(),
+                s.snapshots,
+                i18n::date_time,
+                t.never,
+            )),
             "–".into(),
             "–".into(),
             "–".into(),
@@ -942,6 +942,25 @@ fn readers(p: &mut Page) {
     p.w("</section>\n");
 }
 
+fn access_row(lang: Language, t: &Strings, e: &super::AccessEntry) -> Vec<String> {
+    vec![
+        escape(&i18n::date_time(&e.time)),
+        escape(&i18n::event(lang, &e.event)),
+        escape(&e.actor_name),
+        escape(
+            &e.reason
+                .as_deref()
+                .map(|r| i18n::reason(lang, r))
+                .unwrap_or_else(|| "–".into()),
+        ),
+        if e.witnessed {
+            format!("<span class=\"badge ok\">{}</span>", escape(t.witnessed))
+        } else {
+            format!("<span class=\"badge\">{}</span>", escape(t.not_witnessed))
+        },
+    ]
+}
+
 fn accesses(p: &mut Page) {
     let (r, t) = (p.r, p.t);
     let Some(a) = &r.accesses else { return };
@@ -975,6 +994,30 @@ fn accesses(p: &mut Page) {
             escape(&i18n::fill(t.quorum, &[&a.quorum.to_string()]))
         );
     }
+    if !a.break_glass.is_empty() {
+        let _ = write!(
+            p.out,
+            "<h3 id=\"break-glass\">{}</h3><p>{}</p>",
+            escape(t.break_glass),
+            escape(t.break_glass_intro)
+        );
+        let rows: Vec<Vec<String>> = a
+            .break_glass
+            .iter()
+            .map(|e| access_row(p.lang, t, e))
+            .collect();
+        p.table(
+            &[
+                (t.when, false),
+                (t.what, false),
+                (t.who, false),
+                (t.reason, false),
+                ("", false),
+            ],
+            &rows,
+            None,
+        );
+    }
     for m in &a.members {
         let _ = write!(p.out, "<h3>{}</h3>", escape(&m.member));
         if m.entries.is_empty() {
@@ -992,28 +1035,7 @@ fn accesses(p: &mut Page) {
             })
             .collect();
         let _ = write!(p.out, "<p>{}</p>", reasons.join(" "));
-        let rows: Vec<Vec<String>> = m
-            .entries
-            .iter()
-            .map(|e| {
-                vec![
-                    escape(&i18n::date_time(&e.time)),
-                    escape(&i18n::event(p.lang, &e.event)),
-                    escape(&e.actor_name),
-                    escape(
-                        &e.reason
-                            .as_deref()
-                            .map(|r| i18n::reason(p.lang, r))
-                            .unwrap_or_else(|| "–".into()),
-                    ),
-                    if e.witnessed {
-                        format!("<span class=\"badge ok\">{}</span>", escape(t.witnessed))
-                    } else {
-                        format!("<span class=\"badge\">{}</span>", escape(t.not_witnessed))
-                    },
-                ]
-            })
-            .collect();
+        let rows: Vec<Vec<String>> = m.entries.iter().map(|e| access_row(p.lang, t, e)).collect();
         p.table(
             &[
                 (t.when, false),

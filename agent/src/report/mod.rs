@@ -160,13 +160,29 @@ pub struct MemberReport {
     pub stored_bytes: u64,
     /// Size of the newest snapshot's files (`None`: the caller cannot read the tenant).
     pub logical_bytes: Option<u64>,
+    /// `None`: the caller cannot tell (a writer key sees snapshot objects, not what they hold).
     pub snapshots: Option<usize>,
+    /// The newest snapshot's time; `None` with `snapshots` 0: never, otherwise unknown ("?").
     pub last_backup: Option<String>,
     pub quota: Option<u64>,
     pub quota_used_percent: Option<f64>,
     /// Every peer holds a replica of the whole repository, so of this member's data.
     pub replicas: Vec<Replica>,
     pub cost: Option<Share>,
+}
+
+/// A last backup as the renderers show it: its time, `never` (no snapshot at all), or `?`.
+pub fn last_backup_text(
+    last: Option<&str>,
+    snapshots: Option<usize>,
+    time: impl Fn(&str) -> String,
+    never: &str,
+) -> String {
+    match (last, snapshots) {
+        (Some(t), _) => time(t),
+        (None, Some(0)) => never.to_string(),
+        (None, _) => "?".to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +201,7 @@ pub struct SharedTenant {
     pub stored_bytes: u64,
     pub logical_bytes: Option<u64>,
     pub snapshots: Option<usize>,
+    /// As [`MemberReport::last_backup`].
     pub last_backup: Option<String>,
 }
 
@@ -383,6 +400,9 @@ pub struct Accesses {
     pub quorum: u32,
     pub logs: Vec<LogState>,
     pub members: Vec<MemberAccesses>,
+    /// Break-glass reads of the service tenant (`restore --break-glass`: logged, not waited
+    /// for the witnesses), shown to every member whatever `--member` says.
+    pub break_glass: Vec<AccessEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -637,6 +657,67 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
     }
     let shared_bytes = pack_bytes.saturating_sub(member_bytes);
 
+    // The access logs, verified once (for the last backups a key that cannot read snapshots
+    // still sees, and for the accesses below).
+    let logs = if admin_keys.is_empty() {
+        None
+    } else {
+        let trusted = crate::writers::log_trust(repo, &admin_keys)?;
+        Some(crate::log::verify(repo, &trusted)?)
+    };
+    // Tenants whose snapshots the caller cannot open (a site's writer key): the snapshot
+    // objects under the tenant's tag are listed, and the newest one's time is the time of
+    // the backup entry that names it in a trusted log. No snapshot objects: never; objects
+    // but no entry naming one: unknown (`None`, shown as "?"), never a false "never".
+    let registry_tag = |tenant: &str| -> Option<[u8; 16]> {
+        let n = tenant.strip_prefix("member/")?;
+        registry.as_ref()?.member(n).map(|m| m.tenant_tag)
+    };
+    let backup_times = |tenant: &str| -> Result<(Option<usize>, Option<String>)> {
+        let keys = known.get(tenant).map(|k| &k.keys);
+        let Some(tag) = keys.map(|k| k.tag).or_else(|| registry_tag(tenant)) else {
+            return Ok((None, None));
+        };
+        let names: std::collections::HashSet<String> = repo
+            .list(Kind::Snapshot, &tag)?
+            .iter()
+            .map(|o| o.name.to_hex())
+            .collect();
+        if names.is_empty() {
+            return Ok((Some(0), None));
+        }
+        let (Some(keys), Some((_, contents))) = (keys, &logs) else {
+            return Ok((None, None));
+        };
+        let tenant_tag = crate::log::tenant_tag(keys);
+        let newest = contents
+            .iter()
+            .flat_map(|c| c.accepted().map(|(_, e)| e))
+            .filter(|e| {
+                e.event == coop_formats::tlog::Event::Backup
+                    && e.tenant.as_deref() == Some(tenant_tag.as_str())
+                    && e.object.as_ref().is_some_and(|o| names.contains(o))
+                    && chrono::DateTime::parse_from_rfc3339(&e.time).is_ok()
+            })
+            .map(|e| e.time)
+            .max();
+        Ok((None, newest))
+    };
+    for m in &mut members {
+        if m.snapshots.is_none() && m.last_backup.is_none() {
+            let (n, t) = backup_times(&m.tenant)?;
+            m.snapshots = n;
+            m.last_backup = t;
+        }
+    }
+    for x in &mut shared {
+        if x.snapshots.is_none() && x.last_backup.is_none() && !x.tenant.ends_with('…') {
+            let (n, t) = backup_times(&x.tenant)?;
+            x.snapshots = n;
+            x.last_backup = t;
+        }
+    }
+
     // Costs.
     let costs = coop_facts.and_then(|c| {
         let currency = c.currency.clone()?;
@@ -825,8 +906,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
     let accesses = if admin_keys.is_empty() {
         None
     } else {
-        let trusted = crate::writers::log_trust(repo, &admin_keys)?;
-        let (rep, contents) = crate::log::verify(repo, &trusted)?;
+        let (rep, contents) = logs.expect("verified above with admin keys");
         if !rep.problems.is_empty() {
             integrity_problem = true;
         }
@@ -848,6 +928,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                 entries: Vec::new(),
             })
             .collect();
+        let mut break_glass = Vec::new();
         for c in &contents {
             for (i, e) in c.accepted() {
                 let access = e.event.is_access()
@@ -866,6 +947,19 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                     continue;
                 };
                 if t < opts.since || t > opts.until {
+                    continue;
+                }
+                if c.admin && e.data.get("break-glass") == Some(&serde_json::Value::Bool(true)) {
+                    break_glass.push(AccessEntry {
+                        time: e.time.clone(),
+                        event: serde_json::to_value(e.event)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        reason: e.reason.map(|r| r.to_string()),
+                        actor_name: e.actor_name.clone(),
+                        witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
+                    });
                     continue;
                 }
                 let Some(pos) = tags
@@ -911,6 +1005,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                 })
                 .collect(),
             members: per,
+            break_glass,
         })
     };
 

@@ -13,9 +13,10 @@ pub enum KeyCommand {
     ExportWriter(ExportWriterArgs),
     /// List the writers (site keys) and whether they are revoked.
     List,
-    /// Revoke a writer (a stolen agent): snapshots it signs from now on are flagged everywhere.
+    /// Revoke a writer (a stolen agent), or another site's key named as a witness (`log policy
+    /// --witness`): snapshots it signs and cosignatures it makes from now on count for nothing.
     Revoke {
-        /// The writer's name (see `coop key list`).
+        /// The writer's or witness's name (see `coop key list`, `coop log policy`).
         name: String,
     },
 }
@@ -94,8 +95,9 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
                 p.json(&w)?;
             } else {
                 p.summary(format!(
-                    "writer {name} revoked: its snapshots made from now on are flagged in every tenant \
-                     ({} existing snapshots recorded as made before). See docs/OPERATOR.md, \"A stolen agent\".",
+                    "{name} revoked: snapshots it signs from now on are flagged in every tenant \
+                     ({} existing snapshots recorded as made before), and log cosignatures it makes \
+                     from now on are not counted. See docs/OPERATOR.md section 6.",
                     w.revoked.as_ref().map(|r| r.snapshots.len()).unwrap_or(0)
                 ))?;
             }

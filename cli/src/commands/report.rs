@@ -185,10 +185,12 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
             m.snapshots
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "?".into()),
-            m.last_backup
-                .as_deref()
-                .map(|t| &t[..t.len().min(19)])
-                .unwrap_or("-"),
+            coop_agent::report::last_backup_text(
+                m.last_backup.as_deref(),
+                m.snapshots,
+                |t| t[..t.len().min(19)].to_string(),
+                "never",
+            ),
             m.quota_used_percent
                 .map(|q| format!("{q:.0}%"))
                 .unwrap_or_else(|| "-".into()),
@@ -281,6 +283,20 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
                 format!("{} problem(s)", a.problems.len())
             }
         ))?;
+        for e in &a.break_glass {
+            p.data(format!(
+                "  BREAK-GLASS {} of tenant coop by {} at {} ({}){}",
+                e.event,
+                e.actor_name,
+                e.time,
+                e.reason.as_deref().unwrap_or("-"),
+                if e.witnessed {
+                    ""
+                } else {
+                    ", not yet witnessed"
+                }
+            ))?;
+        }
         for m in &a.members {
             p.data(format!(
                 "  {}: {} access(es) in the period{}",

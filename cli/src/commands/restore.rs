@@ -26,6 +26,11 @@ pub struct RestoreArgs {
     filter: FilterArgs,
     #[command(flatten)]
     access: util::AccessArgs,
+    /// Disaster recovery of the service tenant `coop` when no quorum of witnesses can be had
+    /// (sites lost): the read is logged (reason disaster-recovery, flagged break-glass) and
+    /// does not wait for the witnesses. Refused for member tenants. OPERATOR.md section 5.
+    #[arg(long)]
+    break_glass: bool,
 }
 
 pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
@@ -35,15 +40,27 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         None => (a.snapshot.clone(), String::new()),
     };
     let mut o = util::open_snapshot(g, &p, &spec, &a.filter.holding(&sub))?;
-    util::log_access(
-        g,
-        &p,
-        &o.repo,
-        &mut o.keys,
-        coop_formats::tlog::Event::Restore,
-        &a.access,
-        Some(o.entry.id.to_hex()),
-    )?;
+    if a.break_glass {
+        util::log_break_glass(
+            g,
+            &p,
+            &o.repo,
+            &o.keys,
+            coop_formats::tlog::Event::Restore,
+            &a.access,
+            Some(o.entry.id.to_hex()),
+        )?;
+    } else {
+        util::log_access(
+            g,
+            &p,
+            &o.repo,
+            &mut o.keys,
+            coop_formats::tlog::Event::Restore,
+            &a.access,
+            Some(o.entry.id.to_hex()),
+        )?;
+    }
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let root = reader
