@@ -117,8 +117,10 @@ spawn() {
 
 # need_apt PKG…: install the Debian packages that are missing. Package scripts do not
 # start their services where policy-rc.d forbids it; the tests never use those instances.
-# apt-get runs from / : maintainer scripts run in the caller's directory (redmine's postinst
-# runs Bundler there and fails to find a Gemfile in the test's temporary directory).
+# apt-get runs from / and with a clean environment: maintainer scripts inherit both, and
+# redmine's postinst runs Bundler, which follows the caller's directory and the test's own
+# BUNDLE_GEMFILE / RAILS_ENV (it failed on a fresh machine: "error parsing Gemfile" in the
+# test's temporary directory).
 need_apt() {
   local p missing=()
   for p in "$@"; do
@@ -128,8 +130,10 @@ need_apt() {
   echo "$SERVICE: installing ${missing[*]} (apt-get)"
   local sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo -n)
-  (cd / && "${sudo[@]}" apt-get update -qq) > /dev/null
-  (cd / && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}") > "$T/apt.log" 2>&1 \
+  local clean=(env -i PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive)
+  (cd / && "${sudo[@]}" "${clean[@]}" apt-get update -qq) > /dev/null
+  (cd / && "${sudo[@]}" "${clean[@]}" apt-get install -y -qq "${missing[@]}") > "$T/apt.log" 2>&1 \
     || { tail -n 30 "$T/apt.log"; die "$SERVICE: apt-get install ${missing[*]} failed"; }
 }
 
