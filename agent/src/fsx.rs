@@ -488,35 +488,56 @@ fn timespec(ns: i64) -> nix::sys::time::TimeSpec {
     nix::sys::time::TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
 }
 
-/// Sets extended attributes, owner, mode and times through an open descriptor, in that
-/// order (ownership changes clear set-id bits, so the mode comes after it; the time last).
-/// xattrs the file system or privileges do not allow are skipped.
+/// Sets owner, extended attributes, mode and times through an open descriptor, in that
+/// order (ownership changes clear set-id bits and file capabilities, so the xattrs and the
+/// mode come after it; the time last). Each is tried whatever happened to the others: an
+/// xattr the file system or privileges refuse (too big for ext4, a namespace the caller
+/// may not write) never keeps the owner, mode or times from being set. What was not set is
+/// returned as one error naming each part (and each xattr by name). When the owner could
+/// not be set, the set-id bits are not set either.
 pub fn set_meta_fd(fd: BorrowedFd<'_>, m: &Meta) -> io::Result<()> {
     use xattr::FileExt;
-    if !m.xattrs.is_empty() {
-        let f = std::fs::File::from(fd.try_clone_to_owned()?);
-        for x in m.xattrs {
-            if let Err(e) = f.set_xattr(&x.name, &x.value) {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::EPERM) | Some(nix::libc::ENOTSUP)
-                ) {
-                    return Err(e);
-                }
-            }
-        }
-    }
+    let mut missed: Vec<String> = Vec::new();
+    let mut mode = m.mode & 0o7777;
     if m.owner {
-        nix::unistd::fchown(
+        if let Err(e) = nix::unistd::fchown(
             fd,
             Some(nix::unistd::Uid::from_raw(m.uid)),
             Some(nix::unistd::Gid::from_raw(m.gid)),
-        )
-        .map_err(errno)?;
+        ) {
+            missed.push(format!("owner {}:{} not set ({})", m.uid, m.gid, errno(e)));
+            mode &= !0o6000;
+        }
     }
-    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m.mode & 0o7777)).map_err(errno)?;
+    if !m.xattrs.is_empty() {
+        match fd.try_clone_to_owned() {
+            Ok(dup) => {
+                let f = std::fs::File::from(dup);
+                for x in m.xattrs {
+                    if let Err(e) = f.set_xattr(&x.name, &x.value) {
+                        missed.push(format!(
+                            "xattr {:?} ({} bytes) not set ({e})",
+                            x.name,
+                            x.value.len()
+                        ));
+                    }
+                }
+            }
+            Err(e) => missed.push(format!("xattrs not set ({e})")),
+        }
+    }
+    if let Err(e) = nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)) {
+        missed.push(format!("mode {:o} not set ({})", mode, errno(e)));
+    }
     let t = timespec(m.mtime_ns);
-    nix::sys::stat::futimens(fd, &t, &t).map_err(errno)
+    if let Err(e) = nix::sys::stat::futimens(fd, &t, &t) {
+        missed.push(format!("times not set ({})", errno(e)));
+    }
+    if missed.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(missed.join("; ")))
+    }
 }
 
 /// Sets owner and times of a symlink (its mode means nothing) without following it.

@@ -389,10 +389,22 @@ impl<'a> BlobReader<'a> {
             .unwrap_or_default())
     }
 
+    /// A directory listing. A split tree (SPEC section 8.5) comes back with its parts'
+    /// nodes merged, and its `parts` kept so reachability counts those blobs.
     pub fn tree(&self, id: &Id) -> Result<Tree> {
         let mut buf = Vec::new();
         self.blob(id, BlobType::Tree, &mut buf)?;
-        Tree::decode(&buf).map_err(|e| Error::damaged(id.to_hex(), e))
+        let t = Tree::decode(&buf).map_err(|e| Error::damaged(id.to_hex(), e))?;
+        if t.parts.is_empty() {
+            return Ok(t);
+        }
+        let mut parts = Vec::with_capacity(t.parts.len());
+        for p in &t.parts {
+            buf.clear();
+            self.blob(p, BlobType::Tree, &mut buf)?;
+            parts.push(Tree::decode(&buf).map_err(|e| Error::damaged(p.to_hex(), e))?);
+        }
+        Tree::merge_parts(&t, parts).map_err(|e| Error::damaged(id.to_hex(), e))
     }
 
     /// Visits every node below `root` depth-first in name order. `visit` gets the path

@@ -208,11 +208,23 @@ impl From<Node> for RawNode {
     }
 }
 
+/// Listings whose encoding is longer than this are split into parts (section 8.5): half
+/// the blob limit, so a part never comes near it.
+pub const MAX_TREE_PART: usize = (crate::blob::MAX_BLOB_LEN as usize) / 2;
+
 /// A directory listing.
+///
+/// A listing too big for one blob is stored as a *split tree*: a blob with no `nodes` and
+/// the IDs of its `parts`, each a tree blob of plain nodes; the directory's entries are the
+/// parts' nodes in order. Readers merge them, and keep `parts` so that
+/// reachability (prune, check) counts the part blobs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tree {
     pub nodes: Vec<Node>,
+    /// Split trees only: the tree blobs holding the nodes, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Id>,
 }
 
 /// Errors from decoding a tree.
@@ -226,6 +238,8 @@ pub enum TreeError {
     Order { name: String },
     #[error("tree entry {name:?} is inconsistent: {reason}")]
     Inconsistent { name: String, reason: &'static str },
+    #[error("split tree is malformed: {reason}")]
+    Split { reason: &'static str },
 }
 
 /// Checks one path component. Returns the reason it is refused.
@@ -255,11 +269,78 @@ impl Tree {
         serde_json::to_vec(self).expect("tree serializes")
     }
 
+    /// Sorts nodes and encodes them as one blob if that stays within `max` bytes;
+    /// otherwise as several part blobs (plain trees, in name order), each within `max`
+    /// unless a single node alone is bigger. The caller stores the parts and then the split
+    /// tree `Tree { nodes: vec![], parts: ids }`.
+    pub fn encode_parts(&mut self, max: usize) -> Vec<Vec<u8>> {
+        if !self.parts.is_empty() {
+            // Already a split tree: encoded as it is.
+            return vec![self.encode()];
+        }
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        const HEAD: &[u8] = b"{\"nodes\":[";
+        const TAIL: &[u8] = b"]}";
+        let mut parts = Vec::new();
+        let mut cur = HEAD.to_vec();
+        let mut in_cur = 0usize;
+        for n in &self.nodes {
+            let enc = serde_json::to_vec(n).expect("node serializes");
+            if in_cur > 0 && cur.len() + 1 + enc.len() + TAIL.len() > max {
+                cur.extend_from_slice(TAIL);
+                parts.push(std::mem::replace(&mut cur, HEAD.to_vec()));
+                in_cur = 0;
+            }
+            if in_cur > 0 {
+                cur.push(b',');
+            }
+            cur.extend_from_slice(&enc);
+            in_cur += 1;
+        }
+        cur.extend_from_slice(TAIL);
+        parts.push(cur);
+        parts
+    }
+
+    /// Merges the decoded parts of a split tree (each from [`Tree::decode`]) into its
+    /// listing, checking that they hold plain nodes and that names keep increasing across
+    /// part boundaries. `parts` of the result are the split tree's.
+    pub fn merge_parts(
+        split: &Tree,
+        parts: impl IntoIterator<Item = Tree>,
+    ) -> Result<Tree, TreeError> {
+        let mut nodes: Vec<Node> = Vec::new();
+        for p in parts {
+            if !p.parts.is_empty() {
+                return Err(TreeError::Split {
+                    reason: "a part is itself split",
+                });
+            }
+            if let (Some(last), Some(first)) = (nodes.last(), p.nodes.first()) {
+                if last.name >= first.name {
+                    return Err(TreeError::Order {
+                        name: first.display_name().chars().take(200).collect(),
+                    });
+                }
+            }
+            nodes.extend(p.nodes);
+        }
+        Ok(Tree {
+            nodes,
+            parts: split.parts.clone(),
+        })
+    }
+
     /// Decodes and validates a tree. Memory stays proportional to the input size.
     pub fn decode(bytes: &[u8]) -> Result<Self, TreeError> {
         let t: Tree = serde_json::from_slice(bytes).map_err(|e| TreeError::Json {
             reason: e.to_string(),
         })?;
+        if !t.parts.is_empty() && !t.nodes.is_empty() {
+            return Err(TreeError::Split {
+                reason: "both nodes and parts",
+            });
+        }
         let mut prev: Option<&[u8]> = None;
         for n in &t.nodes {
             let shown = || {
@@ -359,11 +440,41 @@ mod tests {
     proptest! {
         #[test]
         fn roundtrip(nodes in proptest::collection::vec(arb_node(), 0..20)) {
-            let mut t = Tree { nodes };
+            let mut t = Tree { nodes, parts: vec![] };
             t.nodes.sort_by(|a, b| a.name.cmp(&b.name));
             t.nodes.dedup_by(|a, b| a.name == b.name);
             let enc = t.encode();
             prop_assert_eq!(Tree::decode(&enc).unwrap(), t);
+        }
+
+        #[test]
+        fn split_roundtrip(
+            nodes in proptest::collection::vec(arb_node(), 0..40),
+            max in 20usize..2000,
+        ) {
+            let mut t = Tree { nodes, parts: vec![] };
+            t.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            t.nodes.dedup_by(|a, b| a.name == b.name);
+            let whole = t.clone().encode();
+            let parts = t.encode_parts(max);
+            if whole.len() <= max {
+                prop_assert_eq!(&parts, &vec![whole]);
+            }
+            for p in &parts {
+                // Within the limit unless one node alone is over it.
+                let one = Tree::decode(p).unwrap();
+                prop_assert!(p.len() <= max || one.nodes.len() == 1);
+            }
+            let ids: Vec<Id> = (0..parts.len()).map(|i| Id([i as u8; 32])).collect();
+            let mut split = Tree { nodes: vec![], parts: ids.clone() };
+            let split = Tree::decode(&split.encode()).unwrap();
+            let merged = Tree::merge_parts(
+                &split,
+                parts.iter().map(|p| Tree::decode(p).unwrap()),
+            )
+            .unwrap();
+            prop_assert_eq!(&merged.nodes, &t.nodes);
+            prop_assert_eq!(merged.parts, ids);
         }
 
         #[test]
@@ -389,9 +500,34 @@ mod tests {
     }
 
     #[test]
+    fn split_trees_refuse_mixing_and_disorder() {
+        let id = "0000000000000000000000000000000000000000000000000000000000000000";
+        let both = format!(
+            r#"{{"nodes":[{{"name":"a","type":"fifo","mode":0,"uid":0,"gid":0,"mtime_ns":0}}],"parts":["{id}"]}}"#
+        );
+        assert!(Tree::decode(both.as_bytes()).is_err());
+        let split = Tree::decode(format!(r#"{{"nodes":[],"parts":["{id}"]}}"#).as_bytes()).unwrap();
+        let part = |n: &[u8]| Tree {
+            nodes: vec![Node::new(n.to_vec(), NodeKind::Fifo)],
+            parts: vec![],
+        };
+        assert!(Tree::merge_parts(&split, [part(b"b"), part(b"a")]).is_err());
+        assert!(Tree::merge_parts(&split, [part(b"a"), part(b"a")]).is_err());
+        assert!(Tree::merge_parts(&split, [part(b"a"), split.clone()]).is_err());
+        assert_eq!(
+            Tree::merge_parts(&split, [part(b"a"), part(b"b")])
+                .unwrap()
+                .nodes
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn non_utf8_names_roundtrip() {
         let mut t = Tree {
             nodes: vec![Node::new(vec![0xff, b'a', b'\n'], NodeKind::Fifo)],
+            parts: vec![],
         };
         let enc = t.encode();
         assert!(String::from_utf8_lossy(&enc).contains("name_hex"));

@@ -16,7 +16,7 @@ use crate::patterns::Patterns;
 use crate::progress::Progress;
 use coop_formats::id::{BlobType, Id};
 use coop_formats::snapshot::Summary;
-use coop_formats::tree::{Node, NodeKind, Part, Tree, Xattr};
+use coop_formats::tree::{Node, NodeKind, Part, Tree, Xattr, MAX_TREE_PART};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, SeekFrom};
@@ -543,9 +543,34 @@ impl Walker<'_, '_> {
         self.store_tree(Tree::default())
     }
 
+    /// Stores a directory listing: one tree blob, or, when its encoding is over
+    /// [`MAX_TREE_PART`], its parts and a split tree naming them (SPEC section 8.5), so
+    /// every tree written is one a reader reads.
     pub fn store_tree(&mut self, mut t: Tree) -> Result<Id> {
-        let bytes = t.encode();
-        self.sink.submit(BlobType::Tree, &bytes)
+        let mut parts = t.encode_parts(MAX_TREE_PART);
+        if parts.len() == 1 {
+            let bytes = parts.pop().expect("one part");
+            return self.sink.submit(BlobType::Tree, &bytes);
+        }
+        let mut ids = Vec::with_capacity(parts.len());
+        for p in parts {
+            if p.len() > MAX_TREE_PART {
+                // One entry alone too big for a blob (not possible with Linux's xattr
+                // and name limits): refuse rather than write a tree no reader reads.
+                return Err(Error::Invalid {
+                    what: format!(
+                        "a directory entry's metadata takes {} bytes, over the {MAX_TREE_PART}-byte tree limit",
+                        p.len()
+                    ),
+                });
+            }
+            ids.push(self.sink.submit(BlobType::Tree, &p)?);
+        }
+        let mut split = Tree {
+            nodes: vec![],
+            parts: ids,
+        };
+        self.sink.submit(BlobType::Tree, &split.encode())
     }
 
     fn is_cache_dir(dir: BorrowedFd<'_>) -> bool {
@@ -657,7 +682,10 @@ impl Walker<'_, '_> {
         trie: &Trie,
         extra: Vec<Node>,
     ) -> Result<Id> {
-        let mut tree = Tree { nodes: extra };
+        let mut tree = Tree {
+            nodes: extra,
+            parts: vec![],
+        };
         for (name, child) in &trie.children {
             let path = prefix.join(name);
             let st = fsx::lstat_at(dir, name).map_err(|e| Error::io(&path, e))?;

@@ -39,16 +39,21 @@ impl Graph {
         out
     }
 
-    /// A path of a tree (following first parents) and the snapshot whose root it reaches.
+    /// A path of a tree (following first parents; a split tree's part links with an empty
+    /// name, its directory's path) and the snapshot whose root it reaches.
     pub fn path_of(&self, tree: &Id) -> (Option<usize>, String) {
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         let mut cur = *tree;
         for _ in 0..10_000 {
             if let Some(r) = self.roots.get(&cur) {
                 names.reverse();
                 return (
                     r.first().copied(),
-                    names.iter().map(|n| format!("/{n}")).collect(),
+                    names
+                        .iter()
+                        .filter(|n| !n.is_empty())
+                        .map(|n| format!("/{n}"))
+                        .collect(),
                 );
             }
             match self.up.get(&cur).and_then(|v| v.first()) {
@@ -60,6 +65,13 @@ impl Graph {
             }
         }
         names.reverse();
-        (None, names.iter().map(|n| format!("/{n}")).collect())
+        (
+            None,
+            names
+                .iter()
+                .filter(|n| !n.is_empty())
+                .map(|n| format!("/{n}"))
+                .collect(),
+        )
     }
 }

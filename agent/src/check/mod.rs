@@ -344,6 +344,11 @@ impl Checker<'_> {
                     Err(e) => return Err(e),
                 };
                 self.r.trees += 1;
+                for p in &tree.parts {
+                    // A split tree's parts (read above): damage in one is this directory's.
+                    self.graph.link(*p, tid, "");
+                    seen_trees.insert(*p);
+                }
                 for n in tree.nodes {
                     let name = n.display_name();
                     if let (NodeKind::Dir, Some(sub)) = (n.kind, n.subtree) {

@@ -200,6 +200,8 @@ pub(super) fn walk_used<'a>(
                 format!("prune refuses to run: a snapshot's tree cannot be read ({e}). Run `coop check`."),
             )
         })?;
+        // A split tree's parts (read above) are needed like the tree itself.
+        used.extend(tree.parts);
         for n in tree.nodes {
             if let (NodeKind::Dir, Some(s)) = (n.kind, n.subtree) {
                 stack.push(s);
