@@ -755,9 +755,11 @@ mod tests {
             let es: Vec<Entry> = (0..n / 100)
                 .map(|i| {
                     let mut x = e(&actor, b * (n / 100) + i);
-                    if i % 100 == 0 {
-                        x.tenant = Some(hex::encode([0xaa; 16]));
-                    }
+                    x.tenant = Some(hex::encode(if i % 100 == 0 {
+                        [0xaa; 16]
+                    } else {
+                        [0x55; 16]
+                    }));
                     x
                 })
                 .collect();
