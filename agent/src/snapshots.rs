@@ -73,6 +73,8 @@ pub struct Listing {
     pub names: Vec<Id>,
     /// The writer list went backwards here: (generation seen before, now).
     pub writers_rollback: Option<(u64, u64)>,
+    /// How many witnesses the writer list asks for (0: the freshness check has nothing to read).
+    pub log_quorum: u32,
 }
 
 /// Which snapshots a command means (`--host`, `--path`, `--tag`): all must match.
@@ -145,6 +147,7 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
     let mut out = Listing {
         problems: writer_list.problems.clone(),
         writers_rollback: writer_list.rollback,
+        log_quorum: writer_list.list.log_quorum,
         ..Default::default()
     };
     let list = &writer_list.list;
@@ -284,7 +287,11 @@ pub fn view(repo: &Repo, keys: &TenantKeys) -> Result<View> {
     if let Some((before, now)) = listing.writers_rollback {
         verdict.older_generation = Some(("writer list".into(), before, now));
     }
-    verdict.stale = staleness(repo, keys);
+    // Only where the writer list the listing read asks for witnesses: the common case of
+    // none reads nothing more.
+    if listing.log_quorum > 0 {
+        verdict.stale = staleness(repo, keys);
+    }
     Ok(View {
         tenant: keys.tenant.clone(),
         listing,
@@ -419,6 +426,7 @@ mod tests {
             problems: vec![],
             names: vec![],
             writers_rollback: None,
+            log_quorum: 0,
         };
         let none = Filter::default();
         assert_eq!(l.find("coop", "latest", &none).unwrap().id, Id([2; 32]));

@@ -1,0 +1,378 @@
+//! The access log played by its attackers (a keyless site, a stolen key, a crash) and its figures.
+use super::*;
+
+fn repo() -> (tempfile::TempDir, Repo, Actor) {
+    let d = tempfile::tempdir().unwrap();
+    let (_, r) = coop_formats::crypt::generate_identity();
+    let (mut repo, _) = Repo::init(
+        d.path().join("r").to_str().unwrap(),
+        vec![r],
+        crate::now_rfc3339(),
+    )
+    .unwrap();
+    repo.cache_dir = Some(d.path().join("cache"));
+    let actor = Actor {
+        name: "admin".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    };
+    (d, repo, actor)
+}
+
+fn e(actor: &Actor, i: usize) -> Entry {
+    let mut x = entry(actor, Event::Backup, None, None, Some(format!("{i:064x}")));
+    x.tenant = Some(hex::encode([i as u8; 16]));
+    x
+}
+
+#[test]
+fn appends_across_bundles_verify_and_prove() {
+    let (_d, repo, actor) = repo();
+    for batch in [1usize, 254, 3, 300] {
+        let es: Vec<Entry> = (0..batch).map(|i| e(&actor, i)).collect();
+        append(&repo, &actor, &es).unwrap();
+    }
+    let t = crate::writers::log_trust(&repo, &[actor.public()]).unwrap();
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(rep.entries, 558);
+    let proven = entries_about(&contents, &t, &hex::encode([7u8; 16]));
+    assert!(!proven.is_empty());
+    for p in &proven {
+        assert_eq!(verify_proven(p, &t.witnesses), Ok(vec![]));
+    }
+}
+
+fn admin_trust(repo: &Repo, admin: &Actor) -> Trusted {
+    crate::writers::log_trust(repo, &[admin.public()]).unwrap()
+}
+
+fn delete_entry(actor: &Actor, paths: &[&str]) -> Entry {
+    let mut x = entry(actor, Event::Delete, None, None, None);
+    x.data.insert("paths".into(), serde_json::json!(paths));
+    x
+}
+
+/// The keyless site's attack: a bundle with a delete entry and a checkpoint whose
+/// signature is zeros, on top of the admin's real log.
+#[test]
+fn a_forged_checkpoint_authenticates_nothing_and_deletes_nothing() {
+    let (_d, repo, admin) = repo();
+    append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+    let id = tlog::log_id(&admin.origin(&repo));
+    let mut forged = delete_entry(&admin, &["packs/x/aa", "snapshots/x/bb"]);
+    forged.time = "2000-01-01T00:00:00Z".into();
+    let mut all = read_entries(&repo, &stored(&repo, &id).unwrap(), 1).unwrap();
+    all.push(forged.encode());
+    repo.store
+        .put(
+            &format!("log/{id}/{}", tlog::bundle_path(0, 2)),
+            tlog::encode_bundle(&all),
+        )
+        .unwrap();
+    let cp = Checkpoint {
+        origin: admin.origin(&repo),
+        size: 2,
+        root: tlog::root(&leaves(&all)),
+    };
+    let mut note = cp.body().into_bytes();
+    use base64::Engine;
+    note.extend_from_slice(
+        format!(
+            "\n\u{2014} {} {}\n",
+            cp.origin,
+            base64::engine::general_purpose::STANDARD.encode([0u8; 68])
+        )
+        .as_bytes(),
+    );
+    repo.store
+        .put(&format!("log/{id}/checkpoint/2"), note)
+        .unwrap();
+    let t = admin_trust(&repo, &admin);
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.object.ends_with("checkpoint/2")
+                && p.kind == crate::damage::ProblemKind::Forged),
+        "{:?}",
+        rep.problems
+    );
+    assert_eq!(
+        contents[0].entries.len(),
+        1,
+        "only what a valid checkpoint covers"
+    );
+    let mut seen = FirstSeen::default();
+    let d = recorded_deletions(&contents, &t, &mut seen);
+    assert!(d.get("packs/x/aa").is_none());
+    // The admin's next append supersedes the forgery.
+    let a = append(&repo, &admin, &[e(&admin, 2)]).unwrap();
+    assert_eq!((a.first, a.size), (1, 2));
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(contents[0].entries.len(), 2);
+}
+
+/// A writer key (even one named `admin`) cannot log deletions that count, nor accesses,
+/// and an entry naming another actor counts nowhere.
+#[test]
+fn authority_comes_from_keys_not_names() {
+    let (_d, repo, admin) = repo();
+    let thief = Actor {
+        name: "admin".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    };
+    let mut t = admin_trust(&repo, &admin);
+    t.logs.insert(
+        thief.origin(&repo),
+        LogOwner {
+            key: thief.public(),
+            name: "admin".into(),
+            admin: false,
+        },
+    );
+    let mut access = entry(
+        &thief,
+        Event::Export,
+        None,
+        Some(Reason::LegalRequest),
+        None,
+    );
+    access.tenant = Some(hex::encode([1u8; 16]));
+    // A copy of a recovery request, with the thief's own ephemeral key.
+    let mut request = entry(
+        &thief,
+        Event::RecoveryRequest,
+        None,
+        None,
+        Some("r1".into()),
+    );
+    request.data.insert("ephemeral".into(), "age1thief".into());
+    append(
+        &repo,
+        &thief,
+        &[delete_entry(&thief, &["packs/x/aa"]), access, request],
+    )
+    .unwrap();
+    // In the admin's own log, an entry that names the thief as its actor.
+    let mut foreign = delete_entry(&thief, &["packs/x/bb"]);
+    foreign.actor = hex::encode(thief.public());
+    append(&repo, &admin, &[foreign]).unwrap();
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    let forged = |what: &str| {
+        rep.problems
+            .iter()
+            .any(|p| p.kind == crate::damage::ProblemKind::Forged && p.message.contains(what))
+    };
+    assert!(forged("only an admin's log"), "{:?}", rep.problems);
+    assert!(forged("names actor"), "{:?}", rep.problems);
+    let d = recorded_deletions(&contents, &t, &mut FirstSeen::default());
+    assert!(d.get("packs/x/aa").is_none() && d.get("packs/x/bb").is_none());
+    let about = entries_about(&contents, &t, &hex::encode([1u8; 16]));
+    assert!(
+        about.is_empty(),
+        "a writer's access entry reaches no export"
+    );
+    let thiefs = contents.iter().find(|c| !c.admin).unwrap();
+    assert_eq!(
+        thiefs.rejected.len(),
+        2,
+        "the export and the recovery request"
+    );
+    assert!(thiefs
+        .accepted()
+        .all(|(_, e)| e.event != Event::RecoveryRequest && !e.event.is_access()));
+}
+
+/// A store that hides this machine's newest checkpoint gets no append on the shorter
+/// history; a checkpoint of the right size with another history satisfies no quorum.
+#[test]
+fn hidden_checkpoints_and_other_histories_are_refused() {
+    let (_d, repo, admin) = repo();
+    append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+    let a2 = append(&repo, &admin, &[e(&admin, 2)]).unwrap();
+    let id = a2.id.clone();
+    let hidden = repo.store.get(&format!("log/{id}/checkpoint/2")).unwrap();
+    repo.store
+        .delete(&format!("log/{id}/checkpoint/2"))
+        .unwrap();
+    let err = append(&repo, &admin, &[e(&admin, 3)]).unwrap_err();
+    assert!(crate::error::chain(&err).contains("ROLLBACK"), "{err}");
+    repo.store
+        .put(&format!("log/{id}/checkpoint/2"), hidden.to_vec())
+        .unwrap();
+    // A witness cosigns size 2; an appender told of another tree of size 2 (as a
+    // second machine would have signed on the shorter log) is not satisfied by it.
+    let w = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let wname = witness_name("pi", &w.verifying_key().to_bytes());
+    let mut t = admin_trust(&repo, &admin);
+    t.witnesses
+        .push((wname.clone(), w.verifying_key().to_bytes()));
+    t.quorum = 1;
+    let cp = tlog::open_checkpoint(&hidden, &admin.public()).unwrap();
+    let kid = format!(
+        "{:08x}",
+        tlog::key_id(&wname, &w.verifying_key().to_bytes(), true)
+    );
+    repo.store
+        .put(
+            &format!("log/{id}/cosignature/2/{kid}"),
+            tlog::cosign(&cp, &wname, &w, 1),
+        )
+        .unwrap();
+    let quick = std::time::Duration::from_millis(10);
+    assert_eq!(
+        wait_for_quorum(&repo, &a2, &admin.public(), &t, quick).unwrap(),
+        vec![wname]
+    );
+    let other = Appended {
+        root: [3; 32],
+        ..a2.clone()
+    };
+    assert!(matches!(
+        wait_for_quorum(&repo, &other, &admin.public(), &t, quick),
+        Err(Error::LogQuorum { .. })
+    ));
+}
+
+/// A crash between the bundles and the checkpoint, and junk under the next names, leave a
+/// log the next append continues.
+#[test]
+fn leftovers_and_squatters_do_not_stop_the_log() {
+    let (_d, repo, admin) = repo();
+    let a = append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+    for (path, junk) in [
+        (tlog::bundle_path(0, 2), b"leftover".to_vec()),
+        ("checkpoint/2".to_string(), b"squatter".to_vec()),
+        ("checkpoint/3".to_string(), b"squatter".to_vec()),
+        ("not-a-log-name".to_string(), b"junk".to_vec()),
+    ] {
+        repo.store
+            .put(&format!("log/{}/{path}", a.id), junk)
+            .unwrap();
+    }
+    let b = append(&repo, &admin, &[e(&admin, 2)]).unwrap();
+    assert_eq!(b.size, 2);
+    let c = append(&repo, &admin, &[e(&admin, 3)]).unwrap();
+    assert_eq!(c.size, 3);
+    let t = admin_trust(&repo, &admin);
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(rep.notes.len(), 1, "{:?}", rep.notes);
+    assert_eq!(contents[0].entries.len(), 3);
+}
+
+/// A revoked witness's cosignatures from before its revocation still count; later ones
+/// do not, and neither counts as a forgery.
+#[test]
+fn revocation_is_forward_only() {
+    let (_d, repo, admin) = repo();
+    let a = append(&repo, &admin, &[e(&admin, 1)]).unwrap();
+    let w = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let wk = w.verifying_key().to_bytes();
+    let wname = witness_name("vm", &wk);
+    let mut t = admin_trust(&repo, &admin);
+    t.revoked_witnesses.push((wname.clone(), wk, 1_000));
+    let note = repo
+        .store
+        .get(&format!("log/{}/checkpoint/1", a.id))
+        .unwrap();
+    let cp = tlog::open_checkpoint(&note, &admin.public()).unwrap();
+    let kid = format!("{:08x}", tlog::key_id(&wname, &wk, true));
+    let lines = |time| BTreeMap::from([(kid.clone(), tlog::cosign(&cp, &wname, &w, time))]);
+    assert_eq!(
+        t.cosigners(&cp, Some(&lines(999)), &admin.public()),
+        vec![wname.clone()]
+    );
+    assert!(t
+        .cosigners(&cp, Some(&lines(1_000)), &admin.public())
+        .is_empty());
+}
+
+#[test]
+fn log_object_names() {
+    let id = "0123456789abcdef0123456789abcdef";
+    for (rel, size, ok) in [
+        ("checkpoint/12", 300, true),
+        ("checkpoint/012", 300, false),
+        ("checkpoint/12", 9 << 10, false),
+        ("cosignature/12/0a0b0c0d", 200, true),
+        ("cosignature/12/0A0B0C0D", 200, false),
+        ("cosignature/12/0a0b0c0d", 20 << 20, false),
+        ("entries/000", 100, true),
+        ("entries/000.p/9", 100, true),
+        ("entries/x001/234", 100, true),
+        ("entries/000.p/256", 100, false),
+        ("entries/0", 100, false),
+        ("junk", 1, false),
+    ] {
+        assert_eq!(is_log_object(&format!("log/{id}/{rel}"), size), ok, "{rel}");
+    }
+    assert_eq!(bundle_end(&format!("log/{id}/entries/000.p/9")), Some(9));
+    assert_eq!(bundle_end(&format!("log/{id}/entries/001")), Some(512));
+    assert!(!is_log_object("log/short/checkpoint/1", 1));
+}
+
+/// Figures for the note: `COOP_LOG_FIGURES=1000000 cargo test -p coop-agent --release
+/// log::tests::figures -- --ignored --nocapture` (default 100 000 entries, in 100
+/// appends; every 100th entry is about the member whose export is timed).
+#[test]
+#[ignore]
+fn figures() {
+    let (d, repo, actor) = repo();
+    let n: usize = std::env::var("COOP_LOG_FIGURES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let t0 = std::time::Instant::now();
+    for b in 0..100 {
+        let es: Vec<Entry> = (0..n / 100)
+            .map(|i| {
+                let mut x = e(&actor, b * (n / 100) + i);
+                x.tenant = Some(hex::encode(if i % 100 == 0 {
+                    [0xaa; 16]
+                } else {
+                    [0x55; 16]
+                }));
+                x
+            })
+            .collect();
+        append(&repo, &actor, &es).unwrap();
+    }
+    let appended = t0.elapsed();
+    let bytes: u64 = walk(&d.path().join("r/log"));
+    let t = crate::writers::log_trust(&repo, &[actor.public()]).unwrap();
+    let t1 = std::time::Instant::now();
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty());
+    let verified = t1.elapsed();
+    let t2 = std::time::Instant::now();
+    let about = entries_about(&contents, &t, &hex::encode([0xaa; 16]));
+    let proven = t2.elapsed();
+    assert_eq!(about.len(), n / 100);
+    let t3 = std::time::Instant::now();
+    for p in &about {
+        verify_proven(p, &t.witnesses).unwrap();
+    }
+    println!(
+        "{n} entries in 100 appends: {:.1} s; {} bytes stored ({:.0} bytes per entry, all partial bundles and checkpoints included); \
+         verify {:.2} s; a member's {} entries proven {:.2} s, checked offline {:.2} s",
+        appended.as_secs_f64(),
+        bytes,
+        bytes as f64 / n as f64,
+        verified.as_secs_f64(),
+        about.len(),
+        proven.as_secs_f64(),
+        t3.elapsed().as_secs_f64()
+    );
+}
+
+fn walk(p: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() { walk(&e.path()) } else { m.len() };
+    }
+    n
+}
