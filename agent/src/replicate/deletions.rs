@@ -1,0 +1,124 @@
+//! Following the source's logged deletions (SPEC section 24.9).
+
+use super::*;
+
+/// The deletions and prune replacements the source's admins logged, from its verified logs
+/// (see [`crate::log::recorded_deletions`]); grace periods count from when this client first
+/// saw each entry, remembered in `cache`.
+pub(super) fn logged_deletions(
+    from: &Store,
+    admin_keys: &[[u8; 32]],
+    cache: Option<&std::path::Path>,
+) -> Result<crate::log::Deletions> {
+    let source = crate::repo::Repo::open_store(from.clone())?;
+    let trusted = crate::writers::log_trust(&source, admin_keys)?;
+    let (_, contents) = crate::log::verify(&source, &trusted)?;
+    let mut seen = crate::log::FirstSeen::load(cache, &source.config.repo_id);
+    let d = crate::log::recorded_deletions(&contents, &trusted, &mut seen);
+    seen.save()?;
+    Ok(d)
+}
+
+/// Removes from `to` what the source deleted and an admin logged (see [`DeletionPolicy`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn follow_deletions(
+    from: &Store,
+    to: &Store,
+    src: &HashMap<String, u64>,
+    dst_before: &HashMap<String, u64>,
+    admin_keys: &[[u8; 32]],
+    deletions: Option<crate::log::Deletions>,
+    pol: &DeletionPolicy,
+    cache: Option<&std::path::Path>,
+    rep: &mut ReplicateReport,
+) -> Result<()> {
+    let kind_of = |p: &str| ObjectPath::parse(p).map(|o| o.kind);
+    // What this run copied the source has, so the candidates come from the listing before it.
+    let gone: Vec<&String> = dst_before
+        .keys()
+        .filter(|p| !src.contains_key(*p))
+        .filter(|p| {
+            matches!(
+                kind_of(p),
+                Some(Kind::Pack | Kind::Index | Kind::Snapshot | Kind::Keyring)
+            )
+        })
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    // Listed again: the snapshots this run copied count among those the target keeps.
+    let dst = listing(to)?;
+    let recorded = match deletions {
+        Some(d) => d,
+        None => logged_deletions(from, admin_keys, cache)?,
+    };
+    let now = crate::now_unix();
+    let (mut unrecorded, mut young) = (0u64, 0u64);
+    let mut eligible: std::collections::HashSet<&String> = Default::default();
+    for p in &gone {
+        match recorded.get(p) {
+            None => unrecorded += 1,
+            Some(t) if now - t < pol.grace.as_secs() as i64 => young += 1,
+            Some(_) => {
+                eligible.insert(*p);
+            }
+        }
+    }
+    // What the snapshots the target keeps still need stays: what their inventories name, or,
+    // where a prune replaced some of it, the replacements, once all of those are here.
+    let mut needed: HashSet<String> = HashSet::new();
+    for p in dst
+        .keys()
+        .filter(|p| p.starts_with("snapshots/") && !eligible.contains(p))
+    {
+        match to.get(p) {
+            Ok(b) => {
+                if let Ok(n) = needs(&b) {
+                    let now_needed = recorded.resolve(&n, |x| src.contains_key(x));
+                    if now_needed.iter().all(|x| dst.contains_key(x)) {
+                        needed.extend(now_needed);
+                    } else {
+                        needed.extend(n);
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut order: Vec<&String> = eligible.into_iter().collect();
+    // Snapshots first, then index objects, then packs: a stop halfway leaves no snapshot
+    // without its data.
+    order.sort_by_key(|p| match kind_of(p) {
+        Some(Kind::Snapshot) => 0,
+        Some(Kind::Index) => 1,
+        _ => 2,
+    });
+    let mut still_needed = 0u64;
+    for p in order {
+        if needed.contains(p.as_str()) {
+            still_needed += 1;
+            continue;
+        }
+        to.delete(p)?;
+        rep.deleted_at_target += 1;
+    }
+    if unrecorded > 0 {
+        rep.kept_at_target.push(format!(
+            "{unrecorded} object(s) are gone at the source without an admin's logged deletion (kept: a store that lost or hides objects must not shrink its replicas)"
+        ));
+    }
+    if young > 0 {
+        rep.kept_at_target.push(format!(
+            "{young} deletion(s) are younger than the {} grace period (kept for now)",
+            humantime::format_duration(pol.grace)
+        ));
+    }
+    if still_needed > 0 {
+        rep.kept_at_target.push(format!(
+            "{still_needed} deleted object(s) are still named by snapshots this replica keeps (kept)"
+        ));
+    }
+    Ok(())
+}
