@@ -403,6 +403,26 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     let v: Value = serde_json::from_str(&s.admin_ok(0, &["--json", "log", "verify"])).unwrap();
     assert!(v["problems"].as_array().unwrap().is_empty(), "{v}");
 
+    // The recovery replaced alice's data key: the agent's next backup is encrypted to the
+    // new one, and alice reads old and new files alike.
+    fs::write(data.join("after.md"), b"written after the recovery\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let es = s.entries();
+    assert!(
+        es.iter().any(|e| e["event"] == "key-change"
+            && e["tenant"] == "member/alice"
+            && e["index"].as_u64() > exp.first().copied()),
+        "no key change about alice after the recovery: {es:?}"
+    );
+
     // Alice's own next export carries those entries with proofs her verify accepts.
     let mine = s.env.p("mine/");
     let mut c = s.env.cmd();
@@ -422,6 +442,14 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
         .output()
         .unwrap();
     assert!(o.status.success(), "alice's export: {}", text(&o));
+    let files = walk_files(&mine);
+    for (name, body) in [
+        ("diary.md", &b"dear diary\n"[..]),
+        ("after.md", b"written after the recovery\n"),
+    ] {
+        let f = files.iter().find(|p| p.ends_with(name)).expect(name);
+        assert_eq!(fs::read(f).unwrap(), body);
+    }
     let v: Value =
         serde_json::from_str(&s.run_ok(&["--json", "verify", mine.to_str().unwrap()])).unwrap();
     let events: Vec<&str> = v["log"]
@@ -430,7 +458,12 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
         .iter()
         .map(|l| l["event"].as_str().unwrap())
         .collect();
-    for ev in ["recovery-request", "recovery-release", "export"] {
+    for ev in [
+        "recovery-request",
+        "recovery-release",
+        "export",
+        "key-change",
+    ] {
         assert!(events.contains(&ev), "{events:?}");
     }
     assert!(

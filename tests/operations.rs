@@ -467,7 +467,7 @@ fn split_with_alice(env: &Env) -> std::path::PathBuf {
         "recovery",
         "init",
         "--threshold",
-        "2",
+        "1",
         "--admin",
         &format!("anna={anna}"),
         "--admin",

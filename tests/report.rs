@@ -440,7 +440,7 @@ fn report_figures_match_usage_costs_keyrings_and_the_log() {
     assert_eq!(alice["source"], "registry", "{alice}");
     assert_eq!(
         alice["recovery"]["description"],
-        "2 of 3 admins: anna, ben, cleo"
+        "one admin asks and 2 approve, of 3 admins: anna, ben, cleo"
     );
     let own = keyrings(&c, &c.alice_id);
     assert_eq!(recipients(alice), own["member/alice"]);

@@ -22,7 +22,9 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("access log", &["log"]),
     (
         "trust",
-        &["registry", "tenant", "writers", "members", "read", "access"],
+        &[
+            "registry", "tenant", "writers", "shares", "members", "read", "access",
+        ],
     ),
     (
         "data operations",

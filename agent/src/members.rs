@@ -61,7 +61,8 @@ pub fn add(
             "member {name:?} exists already (change its keys with `member recipients`, its quota with `member quota`)"
         )));
     }
-    if loaded.registry.recovery.is_empty() {
+    let split = loaded.registry.recovery_setup.clone();
+    if loaded.registry.recovery.is_empty() && split.is_none() {
         loaded.registry.recovery = coop_ring.recipients.clone();
     }
     if let Some(m) = loaded.registry.members.iter_mut().find(|m| m.name == name) {
@@ -72,20 +73,24 @@ pub fn add(
         m.recipients = recipients.clone();
         let back = m.clone();
         if old != recipients {
-            rewrap(repo, &coop, &ids, &back, &loaded.registry.recovery)?;
+            let recovery = recovery_readers(&loaded.registry, &back);
+            rewrap(repo, &coop, &ids, &back, &recovery)?;
         }
         save(repo, &coop, &mut loaded)?;
         return Ok(back);
     }
+    // After the split a new member gets a recovery identity of their own, split among the
+    // holders like everyone's; before it, the admins read every member.
+    let member_recovery = match &split {
+        Some(setup) => Some(crate::shares::new_member_identity(repo, setup)?),
+        None => None,
+    };
     let mut all = recipients.clone();
-    all.extend(
-        loaded
-            .registry
-            .recovery
-            .iter()
-            .filter(|r| !recipients.contains(r))
-            .cloned(),
-    );
+    let extra: Vec<String> = match &member_recovery {
+        Some(r) => vec![r.recipient.clone()],
+        None => loaded.registry.recovery.clone(),
+    };
+    all.extend(extra.into_iter().filter(|r| !recipients.contains(r)));
     let mut ring = Keyring::generate(
         &format!("member/{name}"),
         repo.config.repo_id,
@@ -109,10 +114,62 @@ pub fn add(
             .map_err(|e| Error::damaged("keyring", e))?,
         authority: ring.authority(),
         removed: None,
+        recovery: member_recovery,
     };
     loaded.registry.members.push(m.clone());
     save(repo, &coop, &mut loaded)?;
+    log_readers(repo, &coop, &m, &ring.recipients)?;
     Ok(m)
+}
+
+/// Who besides the member reads member `m`'s tenant: the admins before the recovery split,
+/// the member's own recovery identity after it.
+pub(crate) fn recovery_readers(reg: &coop_formats::registry::Registry, m: &Member) -> Vec<String> {
+    match (&reg.recovery_setup, &m.recovery) {
+        (Some(_), Some(r)) => vec![r.recipient.clone()],
+        (Some(_), None) => Vec::new(),
+        (None, _) => reg.recovery.clone(),
+    }
+}
+
+/// Logs who can read member `m`'s tenant now: an entry about that member (so it is in their
+/// export and `log show --member`), the list itself encrypted to the tenant.
+pub(crate) fn log_readers(
+    repo: &Repo,
+    coop: &TenantKeys,
+    m: &Member,
+    readers: &[String],
+) -> Result<()> {
+    let keys = crate::registry::member_writer_keys(coop, m)?;
+    let actor = crate::log::Actor::of(coop);
+    let mut e = crate::log::entry(
+        &actor,
+        coop_formats::tlog::Event::KeyChange,
+        Some(&keys),
+        None,
+        Some("readers".into()),
+    );
+    e.data.insert("readers".into(), readers.len().into());
+    let text = readers
+        .iter()
+        .map(|r| {
+            let kind = if m.recipients.contains(r) {
+                "the member's own key"
+            } else if m.recovery.as_ref().is_some_and(|x| &x.recipient == r) {
+                "the member's recovery key (split among the admins)"
+            } else {
+                "another key (an admin's or a spare)"
+            };
+            format!("{r}: {kind}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    e.detail = Some(crate::tenant::encrypt_detail(
+        &keys,
+        &format!("who can read this tenant now:\n{text}"),
+    )?);
+    crate::log::append(repo, &actor, &[e])?;
+    Ok(())
 }
 
 /// Removes a member from the registry. Its tenant and stored data are kept (forget and
@@ -167,12 +224,31 @@ pub(crate) fn rewrap(
     m: &Member,
     recovery: &[String],
 ) -> Result<()> {
-    let mut ring = repo
-        .keyrings(ids)?
+    let ring = open_ring(repo, ids, m)?;
+    rewrap_ring(repo, coop, ring, m, recovery)
+}
+
+/// Member `m`'s newest keyring, opened with `ids`.
+pub(crate) fn open_ring(
+    repo: &Repo,
+    ids: &[coop_formats::crypt::Identity],
+    m: &Member,
+) -> Result<Keyring> {
+    repo.keyrings(ids)?
         .rings
         .into_iter()
         .find(|k| k.tenant == m.tenant())
-        .ok_or_else(|| Error::NotRecipient { tenant: m.tenant() })?;
+        .ok_or_else(|| Error::NotRecipient { tenant: m.tenant() })
+}
+
+/// [`rewrap`] of a keyring already open (its data identity possibly rotated).
+pub(crate) fn rewrap_ring(
+    repo: &Repo,
+    coop: &TenantKeys,
+    mut ring: Keyring,
+    m: &Member,
+    recovery: &[String],
+) -> Result<()> {
     ring.recipients = m.recipients.clone();
     ring.owners = m.recipients.clone();
     ring.recipients.extend(
@@ -193,7 +269,7 @@ pub(crate) fn rewrap(
     for obj in old {
         repo.delete(Kind::Keyring, &ring.tenant_tag, &obj.name)?;
     }
-    Ok(())
+    log_readers(repo, coop, m, &ring.recipients)
 }
 
 /// Changes who can read a member's tenant: re-wraps its keyring; no data is re-encrypted.
@@ -207,7 +283,7 @@ pub fn set_recipients(
     check_recipients(add)?;
     let (coop, ids) = admin(repo, access)?;
     let mut loaded = load_for_change(repo, &coop)?;
-    let recovery = loaded.registry.recovery.clone();
+    let registry = loaded.registry.clone();
     let Some(m) = loaded
         .registry
         .members
@@ -228,7 +304,19 @@ pub fn set_recipients(
         return Err(Error::invalid("a member must keep at least one recipient"));
     }
     let updated = m.clone();
-    rewrap(repo, &coop, &ids, &updated, &recovery)?;
+    let recovery = recovery_readers(&registry, &updated);
+    rewrap(repo, &coop, &ids, &updated, &recovery).map_err(|e| match e {
+        Error::NotRecipient { tenant } if registry.recovery_setup.is_some() => {
+            Error::AccessDenied {
+                what: format!(
+                    "since the recovery split no admin key opens {tenant}: its readers change \
+                     with an identity file that holds both an admin key and one of the \
+                     member's own keys, or after a recovery"
+                ),
+            }
+        }
+        e => e,
+    })?;
     save(repo, &coop, &mut loaded)?;
     Ok(updated)
 }

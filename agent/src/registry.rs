@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
 use crate::repo::Repo;
-use coop_formats::registry::Registry;
+use coop_formats::registry::{Member, Registry};
 use std::sync::Arc;
 
 /// The current registry, the names of every registry object, and what was wrong with any.
@@ -138,6 +138,11 @@ pub fn writer_keys_for_member(
         .ok_or_else(|| Error::NotFound {
             what: format!("member {name:?} in the registry"),
         })?;
+    member_writer_keys(coop_writer, m)
+}
+
+/// Write-only keys for member `m`'s tenant, from its registry entry.
+pub fn member_writer_keys(coop_writer: &TenantKeys, m: &Member) -> Result<TenantKeys> {
     let recipients = vec![coop_formats::crypt::parse_recipient(&m.data_recipient)
         .map_err(|e| Error::damaged(Kind::Registry.dir(), e))?];
     Ok(TenantKeys {

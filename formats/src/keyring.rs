@@ -58,6 +58,11 @@ pub struct Keyring {
     /// its public key only, so adding or removing a reader re-wraps this keyring and never
     /// re-encrypts data.
     pub data_identity: String,
+    /// Earlier data identities, newest last: a recovery replaces the data identity (so that
+    /// what it released opens nothing written afterwards) and the tenant's readers keep
+    /// reading what was written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old_data_identities: Vec<String>,
     /// Public keys whose snapshot signatures readers accept.
     #[zeroize(skip)]
     pub writers: Vec<Writer>,
@@ -138,6 +143,7 @@ impl Keyring {
             index_key: crate::random_bytes(),
             recipients,
             data_identity,
+            old_data_identities: Vec::new(),
             writers: vec![Writer {
                 name: "default".into(),
                 public_key: public,
@@ -203,9 +209,29 @@ impl Keyring {
         Ok(k)
     }
 
-    /// The data identity, for decrypting packs and snapshots.
+    /// The data identities (the current one first), for decrypting packs and snapshots.
     pub fn data_identities(&self) -> Result<Vec<crypt::Identity>, KeyringError> {
-        Ok(crypt::parse_identities(self.data_identity.as_bytes())?)
+        let mut text = self.data_identity.clone();
+        for old in self.old_data_identities.iter().rev() {
+            text.push('\n');
+            text.push_str(old);
+        }
+        let ids = crypt::parse_identities(text.as_bytes());
+        text.zeroize();
+        Ok(ids?)
+    }
+
+    /// Replaces the data identity with a new one, keeping the old one for reading. Returns
+    /// the new data recipient.
+    pub fn rotate_data_identity(&mut self) -> Result<String, KeyringError> {
+        use age::secrecy::ExposeSecret;
+        let fresh = age::x25519::Identity::generate()
+            .to_string()
+            .expose_secret()
+            .to_string();
+        let old = std::mem::replace(&mut self.data_identity, fresh);
+        self.old_data_identities.push(old);
+        self.data_recipient()
     }
 
     /// The data recipient (public key) that packs and snapshots are encrypted to.
@@ -252,7 +278,20 @@ impl Keyring {
             && self.id_key == other.id_key
             && self.index_key == other.index_key
             && self.signer == other.signer
-            && self.data_identity == other.data_identity
+            && self.data_lineage(other)
+    }
+
+    /// Whether one keyring's data identities are the other's, or a rotation of them (the
+    /// newer generation holds every identity of the older).
+    fn data_lineage(&self, other: &Keyring) -> bool {
+        let (old, new) = if self.generation <= other.generation {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let has =
+            |k: &Keyring, id: &String| &k.data_identity == id || k.old_data_identities.contains(id);
+        has(new, &old.data_identity) && old.old_data_identities.iter().all(|id| has(new, id))
     }
 }
 

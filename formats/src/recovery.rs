@@ -1,10 +1,16 @@
-//! k-of-n recovery: the recovery identity of member tenants, split with Shamir's scheme
+//! k-of-n recovery: one recovery identity per member tenant, split with Shamir's scheme
 //! (GF(256), the `blahaj` crate) among the admins (SPEC section 25).
 //!
-//! Each share is stored age-encrypted to its admin (`recovery/<epoch>/<admin>`); the setup
-//! (who holds a share, the threshold, a BLAKE3 commitment per share) is in the admin-signed
-//! registry and in the access log. A share is only ever released re-encrypted to a
-//! recovery request's ephemeral key, as a log entry.
+//! Each member's identity opens that member's keyring and nothing else, so a recovery opens
+//! one member. A recovery needs `threshold` distinct shares, which is one more than the
+//! approvals asked for: the person who asks holds a share too, and their own share never
+//! counts as an approval (with `--threshold K`, K admins *other* than the requester approve).
+//!
+//! Each share is stored age-encrypted to its admin (`recovery/<epoch>/<slot>/<admin>`); who
+//! holds a share and the threshold are in the admin-signed registry's setup, each member's
+//! recovery recipient and a BLAKE3 commitment per share in its registry entry, and both in
+//! the access log. A share is only ever released re-encrypted to a recovery request's
+//! ephemeral key, as a log entry.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -26,43 +32,108 @@ pub enum RecoveryError {
 #[serde(deny_unknown_fields)]
 pub struct ShareHolder {
     pub name: String,
-    /// The admin's own age or SSH recipient, which the share is encrypted to.
+    /// The admin's own age or SSH recipient, which the shares are encrypted to.
     pub recipient: String,
-    /// The share's x coordinate (1..=255).
+    /// The x coordinate of this admin's shares (1..=255), the same for every member.
     pub index: u8,
-    /// BLAKE3 (hex) of the share's bytes (index byte then the y values).
-    pub commitment: String,
 }
 
-/// A recovery setup (an epoch).
+/// A recovery setup (an epoch): who holds shares and how many a recovery needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverySetup {
     /// 16 hex characters, random.
     pub epoch: String,
+    /// Distinct shares a recovery needs: the approvals asked for plus the requester's own.
     pub threshold: u8,
-    /// The recovery identity's public key: member tenants' keyrings are wrapped to it.
-    pub recipient: String,
     pub holders: Vec<ShareHolder>,
     pub created: String,
 }
 
-/// What `recovery/<epoch>/<admin>` decrypts to.
+impl RecoverySetup {
+    /// Approvals by admins other than the requester that a recovery needs.
+    pub fn approvals(&self) -> u8 {
+        self.threshold.saturating_sub(1)
+    }
+
+    /// Checks the setup's own consistency: a threshold of at least two and at most the
+    /// number of holders, distinct names and distinct, non-zero indices.
+    pub fn check(&self) -> Result<(), RecoveryError> {
+        let bad = |reason: String| Err(RecoveryError::Setup { reason });
+        if self.threshold < 2 || self.threshold as usize > self.holders.len() {
+            return bad(format!(
+                "a threshold of {} shares with {} holders",
+                self.threshold,
+                self.holders.len()
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut xs = std::collections::BTreeSet::new();
+        for h in &self.holders {
+            if h.index == 0 || !xs.insert(h.index) || !names.insert(h.name.as_str()) {
+                return bad(format!("holder {:?} is given twice or has index 0", h.name));
+            }
+        }
+        if !is_hex16(&self.epoch) {
+            return bad("the epoch is not 16 hex digits".into());
+        }
+        Ok(())
+    }
+}
+
+/// One member tenant's recovery identity: its public key (the member's keyring is wrapped
+/// to it) and the commitments of its shares, one per holder of the setup, in the setup's
+/// order. Kept in the member's registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRecovery {
+    /// The setup's epoch this identity was split in.
+    pub epoch: String,
+    /// 16 random hex digits naming this identity's shares (`recovery/<epoch>/<slot>/…`):
+    /// unlinkable to the member for whoever sees only the store.
+    pub slot: String,
+    /// The identity's public key.
+    pub recipient: String,
+    /// BLAKE3 (hex) of each share's bytes (index byte then the y values), in holder order.
+    pub commitments: Vec<String>,
+}
+
+/// What `recovery/<epoch>/<slot>/<admin>` decrypts to.
 #[derive(Debug, Clone, Serialize, Deserialize, Zeroize)]
 #[serde(deny_unknown_fields)]
 #[zeroize(drop)]
 pub struct ShareFile {
     pub epoch: String,
+    pub slot: String,
     pub holder: String,
     /// The share's bytes, hex.
     pub share: String,
+}
+
+/// Whether `s` is 16 lowercase hex digits (an epoch or a slot).
+pub fn is_hex16(s: &str) -> bool {
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn commitment(share: &[u8]) -> String {
     blake3::hash(share).to_hex().to_string()
 }
 
-/// Splits `secret` into `n` shares, any `k` of which recover it.
+/// Splits `secret` into one share per holder of `setup` (at the holder's index), any
+/// `setup.threshold` of which recover it.
+pub fn split_for(setup: &RecoverySetup, secret: &[u8]) -> Result<Vec<Vec<u8>>, RecoveryError> {
+    setup.check()?;
+    let all = split(secret, setup.threshold, 255)?;
+    Ok(setup
+        .holders
+        .iter()
+        .map(|h| all[h.index as usize - 1].clone())
+        .collect())
+}
+
+/// Splits `secret` into `n` shares (x = 1..=n), any `k` of which recover it.
 pub fn split(secret: &[u8], k: u8, n: u8) -> Result<Vec<Vec<u8>>, RecoveryError> {
     if k < 2 || k > n {
         return Err(RecoveryError::Setup {
@@ -79,20 +150,30 @@ pub fn split(secret: &[u8], k: u8, n: u8) -> Result<Vec<Vec<u8>>, RecoveryError>
         .collect())
 }
 
-/// Combines at least `k` distinct shares (checked against the setup's commitments).
-pub fn combine(setup: &RecoverySetup, shares: &[Vec<u8>]) -> Result<Vec<u8>, RecoveryError> {
+/// Combines at least `setup.threshold` distinct shares of one member's identity (each
+/// checked against that member's commitments).
+pub fn combine(
+    setup: &RecoverySetup,
+    member: &MemberRecovery,
+    shares: &[Vec<u8>],
+) -> Result<Vec<u8>, RecoveryError> {
+    if member.commitments.len() != setup.holders.len() || member.epoch != setup.epoch {
+        return Err(RecoveryError::Setup {
+            reason: "the member's recovery is of another epoch or holder list".into(),
+        });
+    }
     let mut seen = std::collections::BTreeSet::new();
     let mut parsed = Vec::new();
     for s in shares {
-        let holder = setup
+        let i = setup
             .holders
             .iter()
-            .find(|h| s.first() == Some(&h.index))
+            .position(|h| s.first() == Some(&h.index))
             .ok_or(RecoveryError::Commitment)?;
-        if commitment(s) != holder.commitment {
+        if commitment(s) != member.commitments[i] {
             return Err(RecoveryError::Commitment);
         }
-        if seen.insert(holder.index) {
+        if seen.insert(setup.holders[i].index) {
             parsed.push(blahaj::Share::try_from(s.as_slice()).map_err(|_| RecoveryError::Combine)?);
         }
     }
@@ -112,43 +193,93 @@ pub fn combine(setup: &RecoverySetup, shares: &[Vec<u8>]) -> Result<Vec<u8>, Rec
 mod tests {
     use super::*;
 
-    #[test]
-    fn k_of_n_recovers_and_k_minus_one_does_not() {
-        let secret = b"AGE-SECRET-KEY-1EXAMPLEEXAMPLEEXAMPLE".to_vec();
-        let shares = split(&secret, 2, 3).unwrap();
-        let setup = RecoverySetup {
-            epoch: "00".into(),
-            threshold: 2,
-            recipient: "age1x".into(),
-            holders: shares
-                .iter()
-                .enumerate()
-                .map(|(i, s)| ShareHolder {
+    fn setup(k: u8, n: u8) -> RecoverySetup {
+        RecoverySetup {
+            epoch: "00112233445566aa".into(),
+            threshold: k,
+            holders: (1..=n)
+                .map(|i| ShareHolder {
                     name: format!("a{i}"),
                     recipient: String::new(),
-                    index: s[0],
-                    commitment: commitment(s),
+                    index: i,
                 })
                 .collect(),
             created: String::new(),
-        };
-        assert_eq!(combine(&setup, &shares[..2]).unwrap(), secret);
-        assert_eq!(combine(&setup, &shares[1..]).unwrap(), secret);
+        }
+    }
+
+    fn member(s: &RecoverySetup, shares: &[Vec<u8>]) -> MemberRecovery {
+        MemberRecovery {
+            epoch: s.epoch.clone(),
+            slot: "0123456789abcdef".into(),
+            recipient: "age1x".into(),
+            commitments: shares.iter().map(|s| commitment(s)).collect(),
+        }
+    }
+
+    #[test]
+    fn k_of_n_recovers_and_k_minus_one_does_not() {
+        let secret = b"AGE-SECRET-KEY-1EXAMPLEEXAMPLEEXAMPLE".to_vec();
+        let s = setup(2, 3);
+        let shares = split_for(&s, &secret).unwrap();
+        let m = member(&s, &shares);
+        assert_eq!(combine(&s, &m, &shares[..2]).unwrap(), secret);
+        assert_eq!(combine(&s, &m, &shares[1..]).unwrap(), secret);
         assert_eq!(
-            combine(&setup, &shares[..1]),
+            combine(&s, &m, &shares[..1]),
             Err(RecoveryError::TooFew { have: 1, need: 2 })
         );
         // The same share twice is one share.
         assert_eq!(
-            combine(&setup, &[shares[0].clone(), shares[0].clone()]),
+            combine(&s, &m, &[shares[0].clone(), shares[0].clone()]),
             Err(RecoveryError::TooFew { have: 1, need: 2 })
         );
         let mut bad = shares[1].clone();
         bad[3] ^= 1;
         assert_eq!(
-            combine(&setup, &[shares[0].clone(), bad]),
+            combine(&s, &m, &[shares[0].clone(), bad]),
             Err(RecoveryError::Commitment)
         );
         assert!(split(&secret, 1, 3).is_err() && split(&secret, 4, 3).is_err());
+    }
+
+    /// The requester's own share plus K-1 approvals is one share short (threshold K+1).
+    #[test]
+    fn the_requesters_share_never_counts_as_an_approval() {
+        let secret = b"AGE-SECRET-KEY-1EXAMPLEEXAMPLEEXAMPLE".to_vec();
+        let s = setup(3, 3); // --threshold 2: two approvals besides the requester
+        assert_eq!(s.approvals(), 2);
+        let shares = split_for(&s, &secret).unwrap();
+        let m = member(&s, &shares);
+        assert!(matches!(
+            combine(&s, &m, &shares[..2]),
+            Err(RecoveryError::TooFew { have: 2, need: 3 })
+        ));
+        assert_eq!(combine(&s, &m, &shares).unwrap(), secret);
+    }
+
+    /// One member's shares do not open another's identity, nor pass its commitments.
+    #[test]
+    fn shares_of_one_member_never_combine_for_another() {
+        let s = setup(2, 3);
+        let a = split_for(&s, b"AGE-SECRET-KEY-1ALICE").unwrap();
+        let b = split_for(&s, b"AGE-SECRET-KEY-1BOBBB").unwrap();
+        let mb = member(&s, &b);
+        assert_eq!(
+            combine(&s, &mb, &[a[0].clone(), b[1].clone()]),
+            Err(RecoveryError::Commitment)
+        );
+    }
+
+    #[test]
+    fn holders_may_be_at_any_index() {
+        let mut s = setup(2, 3);
+        s.holders[1].index = 200;
+        let shares = split_for(&s, b"secret").unwrap();
+        assert_eq!(shares[1][0], 200);
+        let m = member(&s, &shares);
+        assert_eq!(combine(&s, &m, &shares[1..]).unwrap(), b"secret");
+        s.holders[2].index = 200;
+        assert!(s.check().is_err());
     }
 }

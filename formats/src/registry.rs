@@ -39,6 +39,11 @@ pub struct Member {
     /// reused for a new tenant, which would conflict with the old one's keyring).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<String>,
+    /// The member's own recovery identity once the admins split recovery (SPEC section 25):
+    /// its public key and share commitments. The member's keyring is wrapped to the member's
+    /// recipients and this key alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<crate::recovery::MemberRecovery>,
 }
 
 impl Member {
@@ -52,10 +57,11 @@ impl Member {
 pub struct Registry {
     pub generation: u64,
     pub updated: String,
-    /// Recipients added to every member tenant (the cooperative's recovery keys; after
-    /// `coop recovery init`, the one public key of the split recovery identity).
+    /// Recipients added to every member tenant before the admins split recovery (the
+    /// admins' own keys); empty once `recovery_setup` exists, when each member has its own
+    /// recovery identity (`Member::recovery`).
     pub recovery: Vec<String>,
-    /// The k-of-n split of the recovery identity, once set up.
+    /// Who holds recovery shares and how many a recovery needs, once split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_setup: Option<crate::recovery::RecoverySetup>,
     pub members: Vec<Member>,
@@ -169,6 +175,7 @@ mod tests {
                 data_recipient: "age1z".into(),
                 authority: [7; 32],
                 removed: None,
+                recovery: None,
             }],
         }
     }

@@ -237,6 +237,7 @@ fn fixed_keyring() -> Keyring {
         index_key: INDEX_KEY,
         recipients: vec![recipient()],
         data_identity: IDENTITY.into(),
+        old_data_identities: vec![],
         writers: vec![Writer {
             name: "default".into(),
             public_key: pk(&AUTHORITY_SEED),
@@ -546,6 +547,7 @@ fn registry_vector() {
             data_recipient: recipient(),
             authority: pk(&[0xa4; 32]),
             removed: None,
+            recovery: None,
         }],
     };
     let json = serde_json::to_vec(&reg).expect("serializes");

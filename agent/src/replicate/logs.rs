@@ -131,20 +131,22 @@ pub(super) fn logs(
 /// reads at most 64 KiB of one).
 const MAX_SHARE: u64 = 1 << 16;
 
-/// Whether `path` has the shape of a recovery share (`recovery/<16 hex>/<admin>`, SPEC 25) and
-/// `bytes` (when given) that of an age file: the keyless checks a share can get, since its
-/// name is no hash and its content is encrypted to its admin.
+/// Whether `path` has the shape of a recovery share (`recovery/<epoch>/<slot>/<admin>`, epoch
+/// and slot 16 hex digits each, SPEC 25) and a share's size: the keyless checks a share can
+/// get, since its name is no hash and its content is encrypted to its admin.
 fn is_recovery_share(path: &str, size: u64) -> bool {
     let mut parts = path.split('/');
-    let (Some("recovery"), Some(epoch), Some(admin), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("recovery"), Some(epoch), Some(slot), Some(admin), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return false;
     };
-    epoch.len() == 16
-        && epoch
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    coop_formats::recovery::is_hex16(epoch)
+        && coop_formats::recovery::is_hex16(slot)
         && !admin.is_empty()
         && admin.len() <= 255
         && admin

@@ -80,7 +80,7 @@ pub struct ReplicateReport {
     pub incomplete_at_target: Vec<String>,
     /// Access log objects copied (entries, checkpoints, cosignatures).
     pub log_objects: u64,
-    /// Recovery shares (`recovery/<epoch>/<admin>`) copied.
+    /// Recovery shares (`recovery/<epoch>/<slot>/<admin>`) copied.
     pub recovery_objects: u64,
     /// Witnesses' cosignatures found on the target and brought back to the source.
     pub cosignatures_returned: u64,

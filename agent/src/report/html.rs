@@ -896,7 +896,7 @@ fn readers(p: &mut Page) {
                     Some(rp) => i18n::fill(
                         t.kind_split,
                         &[
-                            &rp.threshold.to_string(),
+                            &rp.approvals.to_string(),
                             &rp.holders.len().to_string(),
                             &rp.holders.join(", "),
                         ],

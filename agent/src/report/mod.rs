@@ -377,7 +377,10 @@ pub struct Reader {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveryPolicy {
+    /// Shares a recovery needs: the admin who asks and `approvals` others.
     pub threshold: u8,
+    /// Approvals by admins other than the one who asks.
+    pub approvals: u8,
     pub holders: Vec<String>,
     pub description: String,
 }
@@ -832,31 +835,36 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
             (None, Some(m), Some(reg)) => {
                 let mut all = m.recipients.clone();
                 all.extend(
-                    reg.recovery
-                        .iter()
-                        .filter(|r| !m.recipients.contains(r))
-                        .cloned(),
+                    crate::members::recovery_readers(reg, m)
+                        .into_iter()
+                        .filter(|r| !m.recipients.contains(r)),
                 );
                 ("registry", all)
             }
             _ => continue,
         };
         let setup = registry.as_ref().and_then(|r| r.recovery_setup.as_ref());
+        let split_key = member
+            .and_then(|m| m.recovery.as_ref())
+            .map(|r| &r.recipient);
         let recovery = match (member, setup) {
-            (Some(_), Some(s)) if recipients.contains(&s.recipient) => Some(RecoveryPolicy {
-                threshold: s.threshold,
-                holders: s.holders.iter().map(|h| h.name.clone()).collect(),
-                description: format!(
-                    "{} of {} admins: {}",
-                    s.threshold,
-                    s.holders.len(),
-                    s.holders
-                        .iter()
-                        .map(|h| h.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }),
+            (Some(_), Some(s)) if split_key.is_some_and(|k| recipients.contains(k)) => {
+                Some(RecoveryPolicy {
+                    threshold: s.threshold,
+                    approvals: s.approvals(),
+                    holders: s.holders.iter().map(|h| h.name.clone()).collect(),
+                    description: format!(
+                        "one admin asks and {} approve, of {} admins: {}",
+                        s.approvals(),
+                        s.holders.len(),
+                        s.holders
+                            .iter()
+                            .map(|h| h.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            }
             _ => None,
         };
         let list = recipients
@@ -864,7 +872,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
             .map(|r| {
                 let kind = if member.is_some_and(|m| m.recipients.contains(r)) {
                     "member"
-                } else if setup.is_some_and(|s| &s.recipient == r) {
+                } else if setup.is_some() && split_key == Some(r) {
                     "recovery-split"
                 } else if tenant == "coop"
                     || coop_recipients.contains(r)

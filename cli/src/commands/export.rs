@@ -51,6 +51,18 @@ pub struct VerifyArgs {
     extract: Option<PathBuf>,
 }
 
+fn ids_of(
+    access: &coop_agent::keys::Access,
+) -> Result<std::sync::Arc<Vec<coop_formats::crypt::Identity>>> {
+    match access {
+        coop_agent::keys::Access::Identity(ids) => Ok(ids.clone()),
+        coop_agent::keys::Access::Writer(_) => Err(Error::AccessDenied {
+            what: "a recovery needs the requesting admin's identity, not a writer key".into(),
+        }
+        .into()),
+    }
+}
+
 pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let p = g.printer();
     let target = match (&a.out, &a.into) {
@@ -88,9 +100,10 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         Some(id) => {
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
             let waiting = |m: &str| p.note(m);
-            let (ids, _) = coop_agent::recovery::recover(
+            let r = coop_agent::recovery::recover(
                 &repo,
                 &coop,
+                &ids_of(&access)?,
                 id,
                 &a.member,
                 &coop_agent::recovery::Wait {
@@ -98,14 +111,14 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
                     waiting: &waiting,
                 },
             )?;
-            Some((coop, std::sync::Arc::new(ids), id.clone()))
+            Some((coop, r))
         }
         None => None,
     };
     let mut keys = match &recovered {
-        Some((_, ids, _)) => coop_agent::tenant::keys(
+        Some((_, r)) => coop_agent::tenant::keys(
             &repo,
-            &coop_agent::keys::Access::Identity(ids.clone()),
+            &coop_agent::keys::Access::Identity(r.ids.clone()),
             &tenant,
         )?,
         None => coop_agent::tenant::keys(&repo, &access, &tenant)?,
@@ -141,16 +154,20 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     };
     let entries: Vec<&coop_agent::snapshots::Entry> = entries.iter().collect();
     let r = export::export(&repo, &keys, &entries, target, repo.store.url(), &bars)?;
-    if let Some((coop, ids, id)) = &recovered {
-        coop_agent::recovery::finish(&repo, id);
-        match coop_agent::recovery::rotate(&repo, coop, ids) {
-            Ok(s) => p.note(format!(
-                "recovery request {id} used; a new recovery epoch {} started (the old recovery key opens nothing written from now on)",
-                s.epoch
+    if let Some((coop, r)) = recovered {
+        let id = r.request.clone();
+        match coop_agent::recovery::conclude(&repo, &coop, r) {
+            Ok(_) => p.note(format!(
+                "recovery request {id} used: {}'s data key and recovery key are new (what this \
+                 recovery released opens nothing written from now on)",
+                a.member
             )),
             Err(e) => p.warn(format!(
-                "the export is done, but a new recovery epoch could not be started: {} (run `coop recovery init` again)",
-                coop_agent::error::chain(&e)
+                "the export is done, but {}'s keys could not be replaced: {} (until they are, \
+                 whoever holds this request's key reads {}'s new backups too)",
+                a.member,
+                coop_agent::error::chain(&e),
+                a.member
             )),
         }
     }

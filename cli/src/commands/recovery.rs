@@ -9,11 +9,14 @@ use coop_agent::Error;
 
 #[derive(Subcommand)]
 pub enum RecoveryCommand {
-    /// Split a new recovery identity among the admins: any K of them together can read a
-    /// member's data, no single one can. Re-wraps every member tenant to it.
+    /// Split recovery among the admins: each member gets a recovery identity of their own,
+    /// split so that one admin asking and K others approving can read that one member, and
+    /// fewer never can. Re-wraps every member tenant so that no admin key opens it alone.
+    /// Run again after an interrupted init, it finishes the re-wrapping.
     Init {
-        /// How many admins must approve a recovery.
-        #[arg(long)]
+        /// How many admins *besides the one who asks* must approve a recovery (K; a
+        /// recovery then takes K + 1 of the admins, so give at least K + 1).
+        #[arg(long, visible_alias = "approvals", value_name = "K")]
         threshold: u8,
         /// An admin and the key their share is encrypted to: NAME=RECIPIENT (repeat).
         #[arg(long = "admin", value_name = "NAME=RECIPIENT", required = true)]
@@ -54,6 +57,59 @@ fn ids(access: &Access) -> Result<std::sync::Arc<Vec<coop_formats::crypt::Identi
     }
 }
 
+/// Lists, per member, the keys that read their tenant besides the member's own and their
+/// recovery key (issue 25 finding 6: a spare key added before the split survives it).
+fn readers_after_split(g: &Global, repo: &coop_agent::repo::Repo, access: &Access) -> Result<()> {
+    if g.json {
+        return Ok(());
+    }
+    let p = g.printer();
+    let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+    let reg = coop_agent::members::load(repo, &coop)?.registry;
+    let admins: Vec<&str> = reg
+        .recovery_setup
+        .iter()
+        .flat_map(|s| s.holders.iter().map(|h| h.recipient.as_str()))
+        .collect();
+    p.data(
+        "keys that read each member from now on (the member's registered keys, their \
+            recovery key):",
+    )?;
+    for m in reg.members.iter().filter(|m| m.removed.is_none()) {
+        let keys: Vec<String> = m
+            .recipients
+            .iter()
+            .map(|r| {
+                let (f, comment) = coop_agent::report::fingerprint(r);
+                let admin = if admins.contains(&r.as_str()) {
+                    " AN ADMIN'S KEY"
+                } else {
+                    ""
+                };
+                match comment {
+                    Some(c) => format!("{f} ({c}){admin}"),
+                    None => format!("{f}{admin}"),
+                }
+            })
+            .collect();
+        match &m.recovery {
+            Some(_) => p.data(format!("  {}: {} + recovery key", m.name, keys.join(", ")))?,
+            None => p.warn(format!(
+                "member {} has no recovery key of this epoch: run `coop recovery init` again",
+                m.name
+            )),
+        }
+        if keys.iter().any(|k| k.ends_with("AN ADMIN'S KEY")) {
+            p.warn(format!(
+                "an admin's own key is among {}'s registered keys: that admin reads {} alone; \
+                 remove it with `coop member recipients {} --remove KEY` (with {}'s key)",
+                m.name, m.name, m.name, m.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
     let p = g.printer();
     let repo = util::open_repo(g)?;
@@ -75,13 +131,19 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                 p.json(&s)?;
             } else {
                 p.summary(format!(
-                    "recovery epoch {}: {} of {} admins ({}) must approve to read a member's data; \
-                     every member tenant is re-wrapped to the new recovery key and no admin key opens it alone",
+                    "recovery epoch {}: reading a member's data takes one admin asking and {} \
+                     other(s) approving, of {} ({}); each member has a recovery key of their own, \
+                     every member tenant is re-wrapped to it and no admin key opens one alone",
                     s.epoch,
-                    s.threshold,
+                    s.approvals(),
                     s.holders.len(),
-                    s.holders.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+                    s.holders
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))?;
+                readers_after_split(g, &repo, &access)?;
             }
         }
         RecoveryCommand::Request {
@@ -115,7 +177,7 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
             let timeout = util::parse_log_timeout(&log_timeout)?;
             let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
             let waiting = |m: &str| p.note(m);
-            let (holder, a) = coop_agent::recovery::approve(
+            let ok = coop_agent::recovery::approve(
                 &repo,
                 &coop,
                 &ids(&access)?,
@@ -125,12 +187,14 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                     waiting: &waiting,
                 },
             )?;
+            let a = &ok.appended;
             if g.json {
-                p.json(&serde_json::json!({"request": id, "holder": holder, "log": a.origin, "index": a.first}))?;
+                p.json(&serde_json::json!({"request": id, "holder": ok.holder, "member": ok.member, "log": a.origin, "index": a.first}))?;
             } else {
                 p.summary(format!(
-                    "{holder}'s share released to request {id} only (logged as entry {} of {})",
-                    a.first, a.origin
+                    "{}'s share of {}'s recovery key released to request {id} only (logged as \
+                     entry {} of {})",
+                    ok.holder, ok.member, a.first, a.origin
                 ))?;
             }
         }
@@ -141,15 +205,16 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                 p.json(&s)?;
             } else {
                 p.data(format!(
-                    "epoch {} since {}: {} of {}",
+                    "epoch {} since {}: one admin asks and {} approve, of {}",
                     s.epoch,
                     s.created,
-                    s.threshold,
+                    s.approvals(),
                     s.holders.len()
                 ))?;
                 for h in &s.holders {
                     p.data(format!("  {:<16} {}", h.name, h.recipient))?;
                 }
+                readers_after_split(g, &repo, &access)?;
             }
         }
     }

@@ -1,0 +1,415 @@
+//! k-of-n recovery of member data (SPEC section 25): no single admin holds a key to a
+//! member's tenant, and a recovery opens one member, once.
+//!
+//! - [`init`] fixes who holds shares and how many a recovery needs (the approvals asked for
+//!   plus the requester's own share), gives every member tenant a recovery identity of its
+//!   own, splits each among the holders (each share age-encrypted to its admin, stored under
+//!   `recovery/<epoch>/<slot>/`), re-wraps each member's keyring to the member's own keys
+//!   plus that member's recovery key (and no admin key), and logs the setup. An identity
+//!   exists whole only in memory, only then. Members added later get theirs at `member add`.
+//! - [`request`] logs a request to read one member's data, with a reason and an ephemeral
+//!   public key; the ephemeral secret stays in the requester's cache directory.
+//! - [`approve`] (by another admin) checks that the request is in a witnessed checkpoint of
+//!   the admins' log, decrypts that admin's own share *of the requested member's identity*
+//!   and logs it re-encrypted to the request's ephemeral key.
+//! - [`recover`] combines the requester's own share with the witnessed releases (the own
+//!   share never counts as an approval) into that one member's recovery identity; [`conclude`]
+//!   then replaces the member's data identity and recovery identity, so that nothing the
+//!   recovery released opens data written afterwards.
+
+use crate::error::{Error, Result};
+use crate::keys::TenantKeys;
+use crate::log::{self, Appended};
+use crate::repo::Repo;
+use coop_formats::crypt::{self, Identity};
+use coop_formats::recovery::{MemberRecovery, RecoverySetup, ShareHolder};
+use coop_formats::registry::Member;
+use coop_formats::tlog::{Entry, Event, Reason};
+use zeroize::Zeroize;
+
+mod open;
+#[cfg(test)]
+mod tests;
+
+pub use crate::shares::finish;
+use crate::shares::{clean, key_path, member_recovery, new_member_identity, own_share};
+pub use open::{conclude, recover, Recovered};
+
+/// Sets up an epoch with `admins` (name, recipient) as holders, a recovery needing
+/// `approvals` + 1 shares, and a recovery identity per member tenant (removed ones too:
+/// their data stays). `open` must open every member keyring now (the admins' identities
+/// while they still read every member).
+fn establish(
+    repo: &Repo,
+    coop: &TenantKeys,
+    open: &[Identity],
+    approvals: u8,
+    admins: &[(String, String)],
+) -> Result<RecoverySetup> {
+    if admins.len() > 255 {
+        return Err(Error::invalid("at most 255 admins can hold a share"));
+    }
+    if approvals == 0 || approvals as usize >= admins.len() {
+        return Err(Error::invalid(format!(
+            "--threshold {approvals} with {} admins: a recovery needs at least one approval \
+             by an admin other than the one who asks, so give at least {} admins",
+            admins.len(),
+            approvals.max(1) as usize + 1
+        )));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (name, r) in admins {
+        if !names.insert(clean(name)) {
+            return Err(Error::invalid(format!("admin {name:?} is given twice")));
+        }
+        crypt::parse_recipient(r).map_err(|e| Error::invalid(format!("admin {name}: {e}")))?;
+    }
+    let setup = RecoverySetup {
+        epoch: hex::encode(coop_formats::random_bytes::<8>()),
+        threshold: approvals + 1,
+        holders: admins
+            .iter()
+            .enumerate()
+            .map(|(i, (name, r))| ShareHolder {
+                name: name.clone(),
+                recipient: r.clone(),
+                index: i as u8 + 1,
+            })
+            .collect(),
+        created: crate::now_rfc3339(),
+    };
+    setup.check().map_err(|e| Error::invalid(e.to_string()))?;
+    let mut loaded = crate::members::load_for_change(repo, coop)?;
+    // Every keyring must open before anything changes: a split that re-wraps half the
+    // members would leave the other half readable by every admin.
+    for m in &loaded.registry.members {
+        crate::members::open_ring(repo, open, m).map_err(|e| match e {
+            Error::NotRecipient { tenant } => Error::AccessDenied {
+                what: format!(
+                    "{tenant}'s keyring does not open with the keys given, so it cannot be \
+                     re-wrapped to a recovery key"
+                ),
+            },
+            e => e,
+        })?;
+    }
+    loaded.registry.recovery = Vec::new();
+    loaded.registry.recovery_setup = Some(setup.clone());
+    for m in loaded.registry.members.iter_mut() {
+        m.recovery = Some(new_member_identity(repo, &setup)?);
+    }
+    // The registry first (keyrings re-wrapped before the registry records their recovery
+    // key would open with a key nobody can rebuild); a crash before every keyring is
+    // re-wrapped leaves some still open to the admins, which the next `recovery init`
+    // finishes (see [`init`]).
+    crate::members::save(repo, coop, &mut loaded)?;
+    let actor = log::Actor::of(coop);
+    let mut e = log::entry(
+        &actor,
+        Event::RecoveryInit,
+        None,
+        None,
+        Some(setup.epoch.clone()),
+    );
+    e.data.insert(
+        "setup".into(),
+        serde_json::to_value(&setup).expect("serializes"),
+    );
+    log::append(repo, &actor, &[e])?;
+    for m in &loaded.registry.members {
+        let recovery = crate::members::recovery_readers(&loaded.registry, m);
+        crate::members::rewrap(repo, coop, open, m, &recovery)?;
+    }
+    Ok(setup)
+}
+
+/// `coop recovery init`: `approvals` admins other than the requester must approve a
+/// recovery. Run again after an interrupted init, it finishes re-wrapping the members whose
+/// keyrings still open with the admin's keys.
+pub fn init(
+    repo: &Repo,
+    access: &crate::keys::Access,
+    approvals: u8,
+    admins: &[(String, String)],
+) -> Result<RecoverySetup> {
+    let (coop, ids) = crate::members::admin(repo, access)?;
+    let loaded = crate::members::load(repo, &coop)?;
+    let Some(setup) = loaded.registry.recovery_setup.clone() else {
+        return establish(repo, &coop, &ids, approvals, admins);
+    };
+    let mut finished = 0;
+    for m in &loaded.registry.members {
+        if m.recovery.is_some() && crate::members::open_ring(repo, &ids, m).is_ok() {
+            let recovery = crate::members::recovery_readers(&loaded.registry, m);
+            crate::members::rewrap(repo, &coop, &ids, m, &recovery)?;
+            finished += 1;
+        }
+    }
+    if finished > 0 {
+        return Ok(setup);
+    }
+    Err(Error::invalid(format!(
+        "recovery is split already (epoch {}, {} approvals of {} admins); `coop recovery \
+         status` shows it",
+        setup.epoch,
+        setup.approvals(),
+        setup.holders.len()
+    )))
+}
+
+pub fn setup(repo: &Repo, coop: &TenantKeys) -> Result<RecoverySetup> {
+    crate::members::load(repo, coop)?
+        .registry
+        .recovery_setup
+        .ok_or_else(|| Error::NotFound {
+            what: "a recovery setup (run `coop recovery init` first)".into(),
+        })
+}
+
+/// `coop recovery request`: logs the request; returns its ID.
+pub fn request(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ids: &[Identity],
+    member: &str,
+    reason: Reason,
+    detail: Option<&str>,
+) -> Result<(String, Appended)> {
+    use std::io::Write;
+    let (setup, m, r) = member_recovery(repo, coop, member)?;
+    let member_keys = crate::registry::member_writer_keys(coop, &m)?;
+    let requester = own_share(repo, &setup, &r, ids)?.map(|(h, _)| h.name);
+    let (mut secret, public) = crypt::generate_identity();
+    let id = blake3::hash(public.as_bytes()).to_hex()[..16].to_string();
+    let p = key_path(repo, &id)?;
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))?;
+        f.write_all(secret.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(&p, e))?;
+    }
+    secret.zeroize();
+    let actor = log::Actor::of(coop);
+    let mut e = log::entry(
+        &actor,
+        Event::RecoveryRequest,
+        Some(&member_keys),
+        Some(reason),
+        Some(id.clone()),
+    );
+    e.data.insert("epoch".into(), setup.epoch.clone().into());
+    e.data.insert("slot".into(), r.slot.clone().into());
+    e.data.insert("ephemeral".into(), public.into());
+    if let Some(r) = requester {
+        e.data.insert("requester".into(), r.into());
+    }
+    if let Some(d) = detail {
+        e.detail = Some(crate::tenant::encrypt_detail(&member_keys, d)?);
+    }
+    let a = log::append(repo, &actor, &[e])?;
+    Ok((id, a))
+}
+
+/// An entry found in the logs, where it is, and whether a quorum witnessed it.
+struct Found {
+    entry: Entry,
+    witnessed: bool,
+}
+
+fn find(repo: &Repo, trusted: &log::Trusted, pred: impl Fn(&Entry) -> bool) -> Result<Vec<Found>> {
+    let (report, contents) = log::verify(repo, trusted)?;
+    // Only admins' logs (by key) carry recovery entries; one with a fork or rollback counts
+    // for nothing. A writer's log (a stolen agent key) or junk elsewhere changes nothing here.
+    let mut out = Vec::new();
+    for c in contents.iter().filter(|c| c.admin) {
+        if !c.sound {
+            let p = report
+                .problems
+                .iter()
+                .find(|p| p.object.starts_with(&format!("log/{}", c.id)));
+            return Err(Error::damaged(
+                format!("log/{}", c.id),
+                format!(
+                    "the admins' access log is not sound: {}",
+                    p.map(|p| p.message.as_str())
+                        .unwrap_or("a fork or rollback")
+                ),
+            ));
+        }
+        for (i, e) in c.accepted() {
+            if pred(&e) {
+                out.push(Found {
+                    witnessed: c.is_witnessed(i, trusted.quorum),
+                    entry: e,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn request_entry(repo: &Repo, trusted: &log::Trusted, id: &str) -> Result<Found> {
+    find(repo, trusted, |e| {
+        e.event == Event::RecoveryRequest && e.object.as_deref() == Some(id)
+    })?
+    .into_iter()
+    .next()
+    .ok_or_else(|| Error::NotFound {
+        what: format!("recovery request {id} in the access log"),
+    })
+}
+
+/// How long [`approve`] and [`recover`] wait for log entries to be witnessed, and whom they
+/// tell what they wait for (called once, when they start waiting).
+pub struct Wait<'a> {
+    pub timeout: std::time::Duration,
+    pub waiting: &'a dyn Fn(&str),
+}
+
+/// How often a waiting approval or recovery reads the log again.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `coop recovery approve`: releases the approver's share to the request, once a quorum of
+/// witnesses cosigned the request (waiting up to `wait.timeout` for that).
+pub fn approve(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ids: &[Identity],
+    id: &str,
+    wait: &Wait,
+) -> Result<Approved> {
+    use base64::Engine;
+    let started = std::time::Instant::now();
+    let mut told = false;
+    let (trusted, req) = loop {
+        let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
+        let req = request_entry(repo, &trusted, id)?;
+        if req.witnessed {
+            break (trusted, req);
+        }
+        if started.elapsed() >= wait.timeout {
+            return Err(Error::NotWitnessed {
+                what: format!("recovery request {id}"),
+                need: trusted.quorum,
+                waited_secs: started.elapsed().as_secs(),
+                outcome: "no share was released".into(),
+            });
+        }
+        if !told {
+            (wait.waiting)(&format!(
+                "recovery request {id} is not yet cosigned by {} witness(es); waiting up to {} \
+                 for them …",
+                trusted.quorum,
+                humantime::format_duration(wait.timeout)
+            ));
+            told = true;
+        }
+        std::thread::sleep(POLL.min(wait.timeout.saturating_sub(started.elapsed())));
+    };
+    let (setup, m, r) = requested_member(repo, coop, &req.entry)?;
+    if req.entry.data.get("epoch").and_then(|v| v.as_str()) != Some(setup.epoch.as_str())
+        || req.entry.data.get("slot").and_then(|v| v.as_str()) != Some(r.slot.as_str())
+    {
+        return Err(Error::invalid(format!(
+            "request {id} is for an earlier recovery identity of {}; make a new request",
+            m.name
+        )));
+    }
+    let Some((holder, mut share)) = own_share(repo, &setup, &r, ids)? else {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "your identity holds no share of {}'s recovery identity (epoch {})",
+                m.name, setup.epoch
+            ),
+        });
+    };
+    if req.entry.data.get("requester").and_then(|v| v.as_str()) == Some(holder.name.as_str()) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "{} made this request; another admin must approve it",
+                holder.name
+            ),
+        });
+    }
+    let released = find(repo, &trusted, |e| {
+        e.event == Event::RecoveryRelease
+            && e.object.as_deref() == Some(id)
+            && e.data.get("holder").and_then(|v| v.as_str()) == Some(holder.name.as_str())
+    })?;
+    if !released.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} approved request {id} already",
+            holder.name
+        )));
+    }
+    let eph = req
+        .entry
+        .data
+        .get("ephemeral")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::damaged(format!("request {id}"), "no ephemeral key"))?;
+    let to = [crypt::parse_recipient(eph)
+        .map_err(|e| Error::damaged(format!("request {id}"), e.to_string()))?];
+    let mut ct = Vec::new();
+    crypt::encrypt_to(&to, &[&share], &mut ct)
+        .map_err(|e| Error::crypto("encrypting a share", e))?;
+    share.zeroize();
+    let actor = log::Actor::of(coop);
+    let mut e = log::entry(
+        &actor,
+        Event::RecoveryRelease,
+        None,
+        None,
+        Some(id.to_string()),
+    );
+    e.tenant = req.entry.tenant.clone();
+    e.reason = req.entry.reason;
+    e.data.insert("epoch".into(), setup.epoch.clone().into());
+    e.data.insert("holder".into(), holder.name.clone().into());
+    e.data.insert(
+        "share".into(),
+        base64::engine::general_purpose::STANDARD.encode(ct).into(),
+    );
+    let a = log::append(repo, &actor, &[e])?;
+    Ok(Approved {
+        holder: holder.name,
+        member: m.name,
+        appended: a,
+    })
+}
+
+/// What [`approve`] released.
+pub struct Approved {
+    /// The approving holder.
+    pub holder: String,
+    /// The member the request (and so the released share) is for.
+    pub member: String,
+    pub appended: Appended,
+}
+
+/// The member a logged request is about (by its keyed tenant tag), with its recovery.
+fn requested_member(
+    repo: &Repo,
+    coop: &TenantKeys,
+    req: &Entry,
+) -> Result<(RecoverySetup, Member, MemberRecovery)> {
+    let reg = crate::members::load(repo, coop)?.registry;
+    for m in &reg.members {
+        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        if req.tenant.as_deref() == Some(tag.as_str()) {
+            return member_recovery(repo, coop, &m.name);
+        }
+    }
+    Err(Error::NotFound {
+        what: "the member this request is about in the registry".into(),
+    })
+}

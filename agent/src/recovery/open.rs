@@ -1,0 +1,233 @@
+//! Opening one member with a recovery, and closing it again: the requester's own share and
+//! the witnessed releases combine into that member's recovery identity ([`recover`]);
+//! [`conclude`] replaces the member's data and recovery identities afterwards.
+
+use super::{find, request_entry, Wait, POLL};
+use crate::error::{Error, Result};
+use crate::keys::TenantKeys;
+use crate::log;
+use crate::repo::Repo;
+use crate::shares::{finish, key_path, member_recovery, new_member_identity, own_share};
+use coop_formats::crypt::{self, Identity};
+use coop_formats::recovery::{self as rec, MemberRecovery};
+use coop_formats::registry::Member;
+use coop_formats::tlog::Event;
+use zeroize::Zeroize;
+
+/// Combines the requester's own share (if `ids` hold one) with the witnessed releases of
+/// request `id` into member `member`'s recovery identity (in memory). The request must be
+/// for `member`: approvals given for one member never open another. Waits up to
+/// `wait.timeout` for releases that are logged but not yet witnessed, when enough of them
+/// would make the threshold.
+pub fn recover(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ids: &[Identity],
+    id: &str,
+    member: &str,
+    wait: &Wait,
+) -> Result<Recovered> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match recover_once(repo, coop, ids, id, member)? {
+            Attempt::Done(r) => return Ok(*r),
+            Attempt::Short {
+                have,
+                need,
+                waiting,
+            } => {
+                if have + waiting < need {
+                    return Err(Error::AccessDenied {
+                        what: format!(
+                            "request {id} has {have} of the {need} approvals it needs{}; ask \
+                             more admins to run `coop recovery approve {id}`",
+                            if waiting > 0 {
+                                format!(" ({waiting} more not yet witnessed)")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    });
+                }
+                if started.elapsed() >= wait.timeout {
+                    return Err(Error::NotWitnessed {
+                        what: format!(
+                            "{waiting} approval(s) of request {id} ({have} of the {need} needed \
+                             are witnessed)"
+                        ),
+                        need: crate::writers::log_trust(repo, &coop.admin_keys)?.quorum,
+                        waited_secs: started.elapsed().as_secs(),
+                        outcome: "nothing was read".into(),
+                    });
+                }
+                if !told {
+                    (wait.waiting)(&format!(
+                        "request {id}: {have} of the {need} approvals needed are witnessed, \
+                         {waiting} more logged but not yet cosigned by the witnesses; waiting \
+                         up to {} for them …",
+                        humantime::format_duration(wait.timeout)
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(POLL.min(wait.timeout.saturating_sub(started.elapsed())));
+            }
+        }
+    }
+}
+
+/// One member's recovery identity, rebuilt for one request.
+pub struct Recovered {
+    /// Opens the member's keyring (of the identity's generation) and nothing else.
+    pub ids: std::sync::Arc<Vec<Identity>>,
+    pub member: Member,
+    pub request: String,
+}
+
+enum Attempt {
+    Done(Box<Recovered>),
+    /// Too few witnessed approvals: `waiting` more are logged but not witnessed.
+    Short {
+        have: usize,
+        need: usize,
+        waiting: usize,
+    },
+}
+
+fn recover_once(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ids: &[Identity],
+    id: &str,
+    member: &str,
+) -> Result<Attempt> {
+    use base64::Engine;
+    let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
+    let req = request_entry(repo, &trusted, id)?;
+    let (setup, m, r) = member_recovery(repo, coop, member)?;
+    let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, &m)?);
+    if req.entry.tenant.as_deref() != Some(tag.as_str()) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "recovery request {id} was made and approved for another member, not {member}; \
+                 make a request for {member} (`coop recovery request --member {member}`)"
+            ),
+        });
+    }
+    if req.entry.data.get("slot").and_then(|v| v.as_str()) != Some(r.slot.as_str()) {
+        return Err(Error::invalid(format!(
+            "request {id} is for an earlier recovery identity of {member}; make a new request"
+        )));
+    }
+    let p = key_path(repo, id)?;
+    let mut secret = std::fs::read(&p).map_err(|e| {
+        Error::io(
+            &p,
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{e} (the request's key is kept by the admin who made it, on that machine)"
+                ),
+            ),
+        )
+    })?;
+    let eph = crypt::parse_identities(&secret)
+        .map_err(|e| Error::damaged(p.display().to_string(), e.to_string()));
+    secret.zeroize();
+    let eph = eph?;
+    let own = own_share(repo, &setup, &r, ids)?;
+    let own_index = own.as_ref().map(|(h, _)| h.index);
+    let releases = find(repo, &trusted, |e| {
+        e.event == Event::RecoveryRelease && e.object.as_deref() == Some(id)
+    })?;
+    let mut shares: Vec<Vec<u8>> = own.into_iter().map(|(_, s)| s).collect();
+    let mut waiting = 0usize;
+    for rel in &releases {
+        let Some(ct) = rel
+            .entry
+            .data
+            .get("share")
+            .and_then(|v| v.as_str())
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        else {
+            continue;
+        };
+        let Ok(s) = crypt::decrypt(&eph, &ct, 1 << 16) else {
+            continue;
+        };
+        // The requester's own share released to themselves is no approval.
+        if s.is_empty() || s.first() == own_index.as_ref() {
+            continue;
+        }
+        if rel.witnessed {
+            shares.push(s);
+        } else {
+            waiting += 1;
+        }
+    }
+    let own_counts = usize::from(own_index.is_some());
+    let combined = rec::combine(&setup, &r, &shares);
+    for s in &mut shares {
+        s.zeroize();
+    }
+    let mut text = match combined {
+        Ok(t) => t,
+        Err(rec::RecoveryError::TooFew { have, need }) => {
+            return Ok(Attempt::Short {
+                have: have - own_counts,
+                need: need - own_counts,
+                waiting,
+            });
+        }
+        Err(e) => return Err(Error::damaged(format!("request {id}"), e.to_string())),
+    };
+    let ids = crypt::parse_identities(&text)
+        .map_err(|e| Error::damaged(format!("request {id}"), e.to_string()));
+    text.zeroize();
+    Ok(Attempt::Done(Box::new(Recovered {
+        ids: std::sync::Arc::new(ids?),
+        member: m,
+        request: id.to_string(),
+    })))
+}
+
+/// Ends a recovery: replaces the member's data identity (the old ones stay in the keyring
+/// for reading what was written before) and recovery identity (a new split, shares under a
+/// new slot), re-wraps the keyring to the member's keys and the new recovery key alone,
+/// deletes the older keyring generations (a logged deletion that replicas follow), and
+/// forgets the request's ephemeral key. What the recovery released then opens nothing
+/// written afterwards.
+pub fn conclude(repo: &Repo, coop: &TenantKeys, r: Recovered) -> Result<MemberRecovery> {
+    finish(repo, &r.request);
+    let mut ring = crate::members::open_ring(repo, &r.ids, &r.member)?;
+    let mut loaded = crate::members::load_for_change(repo, coop)?;
+    let setup = loaded
+        .registry
+        .recovery_setup
+        .clone()
+        .ok_or_else(|| Error::NotFound {
+            what: "a recovery setup".into(),
+        })?;
+    let fresh = new_member_identity(repo, &setup)?;
+    let data_recipient = ring
+        .rotate_data_identity()
+        .map_err(|e| Error::damaged("keyring", e))?;
+    let m = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == r.member.name)
+        .ok_or_else(|| Error::NotFound {
+            what: format!("member {:?} in the registry", r.member.name),
+        })?;
+    m.data_recipient = data_recipient;
+    m.recovery = Some(fresh.clone());
+    let m = m.clone();
+    // The keyring first: were the registry first, writers could encrypt to a data key that
+    // a crash loses. A crash between the two leaves the member alone reading the tenant
+    // (the registry still names the old recovery identity, whose keyring generation is
+    // gone), and writers still encrypting to the old data key, which the keyring keeps.
+    crate::members::rewrap_ring(repo, coop, ring, &m, std::slice::from_ref(&fresh.recipient))?;
+    crate::members::save(repo, coop, &mut loaded)?;
+    Ok(fresh)
+}

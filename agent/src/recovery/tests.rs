@@ -1,0 +1,304 @@
+//! Recovery played by the admins it constrains: the requester with too few approvals, a
+//! request for one member used on another, the requester approving herself, and the
+//! recovered key after the recovery (SPEC section 25; issue 25 findings 1 and 2).
+
+use super::*;
+use crate::keys::Access;
+use std::sync::Arc;
+
+struct Coop {
+    _dir: tempfile::TempDir,
+    repo: Repo,
+    /// The admins' identities; admin 0 also holds the coop tenant's key.
+    admins: Vec<Arc<Vec<Identity>>>,
+    publics: Vec<String>,
+    members: Vec<Arc<Vec<Identity>>>,
+}
+
+fn ids(text: &str) -> Arc<Vec<Identity>> {
+    Arc::new(crypt::parse_identities(text.as_bytes()).unwrap())
+}
+
+/// Three admins, K = 2 (a recovery takes the requester and two others), members alice and
+/// bob, the split made.
+fn coop() -> Coop {
+    let d = tempfile::tempdir().unwrap();
+    let keys: Vec<(String, String)> = (0..3).map(|_| crypt::generate_identity()).collect();
+    let (mut repo, _) = Repo::init(
+        d.path().join("r").to_str().unwrap(),
+        vec![keys[0].1.clone()],
+        crate::now_rfc3339(),
+    )
+    .unwrap();
+    repo.cache_dir = Some(d.path().join("cache"));
+    let admins: Vec<_> = keys.iter().map(|(s, _)| ids(s)).collect();
+    let access = Access::Identity(admins[0].clone());
+    let mut members = Vec::new();
+    for name in ["alice", "bob"] {
+        let (s, p) = crypt::generate_identity();
+        crate::members::add(&repo, &access, name, vec![p], None).unwrap();
+        members.push(ids(&s));
+    }
+    let holders: Vec<(String, String)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| (format!("admin{i}"), p.clone()))
+        .collect();
+    let s = init(&repo, &access, 2, &holders).unwrap();
+    assert_eq!((s.threshold, s.approvals()), (3, 2));
+    Coop {
+        _dir: d,
+        repo,
+        admins,
+        publics: keys.into_iter().map(|(_, p)| p).collect(),
+        members,
+    }
+}
+
+impl Coop {
+    fn coop(&self) -> TenantKeys {
+        crate::tenant::keys(
+            &self.repo,
+            &Access::Identity(self.admins[0].clone()),
+            "coop",
+        )
+        .unwrap()
+    }
+    fn member(&self, name: &str) -> Member {
+        crate::members::load(&self.repo, &self.coop())
+            .unwrap()
+            .registry
+            .member(name)
+            .unwrap()
+            .clone()
+    }
+    fn request(&self, by: usize, member: &str) -> String {
+        request(
+            &self.repo,
+            &self.coop(),
+            &self.admins[by],
+            member,
+            Reason::MemberRequest,
+            None,
+        )
+        .unwrap()
+        .0
+    }
+    fn approve(&self, by: usize, id: &str) -> Result<Approved> {
+        approve(&self.repo, &self.coop(), &self.admins[by], id, &NO_WAIT)
+    }
+    fn recover(&self, by: usize, id: &str, member: &str) -> Result<Recovered> {
+        recover(
+            &self.repo,
+            &self.coop(),
+            &self.admins[by],
+            id,
+            member,
+            &NO_WAIT,
+        )
+    }
+}
+
+const NO_WAIT: Wait = Wait {
+    timeout: std::time::Duration::ZERO,
+    waiting: &|_| {},
+};
+
+#[test]
+fn no_admin_key_opens_a_member_after_the_split() {
+    let c = coop();
+    for a in &c.admins {
+        for m in ["alice", "bob"] {
+            assert!(crate::members::open_ring(&c.repo, a, &c.member(m)).is_err());
+        }
+    }
+    // Each member has a recovery key of their own.
+    let (a, b) = (c.member("alice"), c.member("bob"));
+    assert_ne!(a.recovery.unwrap().recipient, b.recovery.unwrap().recipient);
+    for (i, m) in ["alice", "bob"].iter().enumerate() {
+        assert!(crate::members::open_ring(&c.repo, &c.members[i], &c.member(m)).is_ok());
+    }
+}
+
+/// The requester's own share plus one approval, combined by hand outside coop (the attack of
+/// finding 1), rebuilds nothing that opens alice.
+#[test]
+fn the_requester_with_one_approval_reads_nothing() {
+    use base64::Engine;
+    let c = coop();
+    let id = c.request(0, "alice");
+    assert!(matches!(c.approve(0, &id), Err(Error::AccessDenied { .. })));
+    c.approve(1, &id).unwrap();
+    match c.recover(0, &id, "alice") {
+        Err(Error::AccessDenied { what }) => assert!(what.contains("1 of the 2"), "{what}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("one approval opened alice"),
+    }
+    // By hand: the requester's share file and the released share, decrypted with her keys.
+    let alice = c.member("alice");
+    let r = alice.recovery.clone().unwrap();
+    let setup = setup(&c.repo, &c.coop()).unwrap();
+    let (_, mine) = own_share(&c.repo, &setup, &r, &c.admins[0])
+        .unwrap()
+        .unwrap();
+    let eph =
+        crypt::parse_identities(&std::fs::read(key_path(&c.repo, &id).unwrap()).unwrap()).unwrap();
+    let trusted = crate::writers::log_trust(&c.repo, &c.coop().admin_keys).unwrap();
+    let rel = find(&c.repo, &trusted, |e| e.event == Event::RecoveryRelease).unwrap();
+    assert_eq!(rel.len(), 1);
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(rel[0].entry.data["share"].as_str().unwrap())
+        .unwrap();
+    let theirs = crypt::decrypt(&eph, &ct, 1 << 16).unwrap();
+    for k in 2..=3u8 {
+        let shares: Vec<blahaj::Share> = [&mine, &theirs]
+            .iter()
+            .map(|s| blahaj::Share::try_from(s.as_slice()).unwrap())
+            .collect();
+        let Ok(text) = blahaj::Sharks(k).recover(shares.iter()) else {
+            continue;
+        };
+        if let Ok(guess) = crypt::parse_identities(&text) {
+            assert!(
+                crate::members::open_ring(&c.repo, &guess, &alice).is_err(),
+                "two shares opened alice"
+            );
+        }
+    }
+}
+
+/// The requester approves her own request under another name (a request made without a
+/// share, then approved by her): her share counts once, as her own, never as an approval.
+#[test]
+fn the_requesters_own_release_is_no_approval() {
+    let c = coop();
+    // Asked with no share-holding identity: the request names no requester.
+    let stranger = ids(&crypt::generate_identity().0);
+    let id = request(
+        &c.repo,
+        &c.coop(),
+        &stranger,
+        "alice",
+        Reason::MemberRequest,
+        None,
+    )
+    .unwrap()
+    .0;
+    c.approve(0, &id).unwrap();
+    c.approve(1, &id).unwrap();
+    match c.recover(0, &id, "alice") {
+        Err(Error::AccessDenied { what }) => assert!(what.contains("1 of the 2"), "{what}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("the requester's own release counted as an approval"),
+    }
+}
+
+/// K approvals open the one member asked for, never another; afterwards the recovered key
+/// opens nothing written after the recovery, while alice reads old and new.
+#[test]
+fn a_recovery_opens_one_member_once() {
+    let c = coop();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    assert!(matches!(
+        c.recover(0, &id, "bob"),
+        Err(Error::AccessDenied { .. })
+    ));
+    let r = c.recover(0, &id, "alice").unwrap();
+    let recovered = r.ids.clone();
+    let before = c.member("alice");
+    let old_ring = crate::members::open_ring(&c.repo, &recovered, &before).unwrap();
+    assert!(crate::members::open_ring(&c.repo, &recovered, &c.member("bob")).is_err());
+    let old_data = old_ring.data_identities().unwrap();
+    let mut written_before = Vec::new();
+    let to = [crypt::parse_recipient(&before.data_recipient).unwrap()];
+    crypt::encrypt_to(&to, &[b"before"], &mut written_before).unwrap();
+
+    conclude(&c.repo, &c.coop(), r).unwrap();
+    let after = c.member("alice");
+    assert_ne!(after.data_recipient, before.data_recipient);
+    assert_ne!(after.recovery, before.recovery);
+    assert!(
+        crate::members::open_ring(&c.repo, &recovered, &after).is_err(),
+        "the recovered key opens alice's keyring after the recovery"
+    );
+    let mut written_after = Vec::new();
+    let to = [crypt::parse_recipient(&after.data_recipient).unwrap()];
+    crypt::encrypt_to(&to, &[b"after"], &mut written_after).unwrap();
+    assert!(crypt::decrypt(&old_data, &written_after, 1 << 10).is_err());
+    // Alice reads both; the request's key is gone.
+    let ring = crate::members::open_ring(&c.repo, &c.members[0], &after).unwrap();
+    let hers = ring.data_identities().unwrap();
+    assert_eq!(
+        crypt::decrypt(&hers, &written_before, 1 << 10).unwrap(),
+        b"before"
+    );
+    assert_eq!(
+        crypt::decrypt(&hers, &written_after, 1 << 10).unwrap(),
+        b"after"
+    );
+    assert!(!key_path(&c.repo, &id).unwrap().exists());
+    // A second recovery needs a new request: the old one is for the old identity.
+    c.approve(1, &id)
+        .err()
+        .expect("approving the used request again");
+    let id2 = c.request(0, "alice");
+    c.approve(1, &id2).unwrap();
+    c.approve(2, &id2).unwrap();
+    let r2 = c.recover(0, &id2, "alice").unwrap();
+    assert!(crate::members::open_ring(&c.repo, &r2.ids, &after).is_ok());
+}
+
+/// A member added after the split gets a recovery key of her own, made from the holders'
+/// public keys alone; no admin key opens her.
+#[test]
+fn a_member_added_after_the_split_gets_her_own_recovery_key() {
+    let c = coop();
+    let (s, p) = crypt::generate_identity();
+    crate::members::add(
+        &c.repo,
+        &Access::Identity(c.admins[0].clone()),
+        "carol",
+        vec![p],
+        None,
+    )
+    .unwrap();
+    let carol = c.member("carol");
+    let r = carol.recovery.clone().expect("a recovery key");
+    assert_eq!(r.commitments.len(), c.publics.len());
+    for a in &c.admins {
+        assert!(crate::members::open_ring(&c.repo, a, &carol).is_err());
+    }
+    assert!(crate::members::open_ring(&c.repo, &ids(&s), &carol).is_ok());
+    let id = c.request(2, "carol");
+    c.approve(0, &id).unwrap();
+    c.approve(1, &id).unwrap();
+    let got = c.recover(2, &id, "carol").unwrap();
+    assert!(crate::members::open_ring(&c.repo, &got.ids, &carol).is_ok());
+}
+
+/// Every change of a member's readers is an entry about that member.
+#[test]
+fn reader_changes_are_entries_about_the_member() {
+    let c = coop();
+    let trusted = crate::writers::log_trust(&c.repo, &c.coop().admin_keys).unwrap();
+    let keys = crate::registry::member_writer_keys(&c.coop(), &c.member("alice")).unwrap();
+    let tag = log::tenant_tag(&keys);
+    let changes = find(&c.repo, &trusted, |e| {
+        e.event == Event::KeyChange && e.tenant.as_deref() == Some(tag.as_str())
+    })
+    .unwrap();
+    // Added (her key and the admins'), then re-wrapped by the split.
+    assert_eq!(changes.len(), 2, "{}", changes.len());
+    let alice_keys = crate::tenant::keys(
+        &c.repo,
+        &Access::Identity(c.members[0].clone()),
+        "member/alice",
+    )
+    .unwrap();
+    let last = crate::tenant::read_detail(&alice_keys, changes[1].entry.detail.as_deref().unwrap())
+        .unwrap();
+    assert!(last.contains("recovery key"), "{last}");
+    assert!(!last.contains("another key"), "{last}");
+}

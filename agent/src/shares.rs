@@ -1,0 +1,155 @@
+//! Recovery shares (SPEC section 25.2): a member's recovery identity made and split among the
+//! holders from their public keys alone, where the shares and a request's ephemeral key live,
+//! and how one admin's own share is found. Below `members`, which gives each member
+//! added after the split an identity; `recovery` runs the requests.
+
+use crate::error::{Error, Result};
+use crate::keys::TenantKeys;
+use crate::repo::Repo;
+use coop_formats::crypt::{self, Identity};
+use coop_formats::recovery::{self as rec, MemberRecovery, RecoverySetup, ShareFile, ShareHolder};
+use coop_formats::registry::Member;
+use std::path::PathBuf;
+use zeroize::Zeroize;
+
+pub(crate) fn clean(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn share_path(epoch: &str, slot: &str, holder: &str) -> String {
+    format!("recovery/{epoch}/{slot}/{}", clean(holder))
+}
+
+/// Creates a recovery identity for one member tenant, splits it among `setup`'s holders and
+/// stores each share encrypted to its holder. Only public keys are needed: an admin adding a
+/// member after the split reads nothing. Returns what the member's registry entry records.
+pub(crate) fn new_member_identity(repo: &Repo, setup: &RecoverySetup) -> Result<MemberRecovery> {
+    setup.check().map_err(|e| Error::invalid(e.to_string()))?;
+    let (mut text, recipient) = crypt::generate_identity();
+    let shares = rec::split_for(setup, text.as_bytes());
+    text.zeroize();
+    let mut shares = shares.map_err(|e| Error::invalid(e.to_string()))?;
+    let slot = hex::encode(coop_formats::random_bytes::<8>());
+    let mut commitments = Vec::new();
+    for (h, share) in setup.holders.iter().zip(&shares) {
+        let file = ShareFile {
+            epoch: setup.epoch.clone(),
+            slot: slot.clone(),
+            holder: h.name.clone(),
+            share: hex::encode(share),
+        };
+        let mut json = serde_json::to_vec(&file).expect("serializes");
+        drop(file);
+        let mut ct = Vec::new();
+        let to = [crypt::parse_recipient(&h.recipient)
+            .map_err(|e| Error::invalid(format!("admin {}: {e}", h.name)))?];
+        let r = crypt::encrypt_to(&to, &[&json], &mut ct);
+        json.zeroize();
+        r.map_err(|e| Error::crypto("encrypting a share", e))?;
+        repo.store
+            .put(&share_path(&setup.epoch, &slot, &h.name), ct)?;
+        commitments.push(rec::commitment(share));
+    }
+    for s in &mut shares {
+        s.zeroize();
+    }
+    Ok(MemberRecovery {
+        epoch: setup.epoch.clone(),
+        slot,
+        recipient,
+        commitments,
+    })
+}
+
+/// Member `name`'s registry entry and recovery identity, with the setup.
+pub(crate) fn member_recovery(
+    repo: &Repo,
+    coop: &TenantKeys,
+    name: &str,
+) -> Result<(RecoverySetup, Member, MemberRecovery)> {
+    let reg = crate::registry::load(repo, coop)?.registry;
+    let setup = reg.recovery_setup.clone().ok_or_else(|| Error::NotFound {
+        what: "a recovery setup (run `coop recovery init` first)".into(),
+    })?;
+    let m = reg.member(name).cloned().ok_or_else(|| Error::NotFound {
+        what: format!("member {name:?} in the registry"),
+    })?;
+    let r = m
+        .recovery
+        .clone()
+        .filter(|r| r.epoch == setup.epoch && r.commitments.len() == setup.holders.len())
+        .ok_or_else(|| Error::NotFound {
+            what: format!(
+                "a recovery identity of member {name} in epoch {}",
+                setup.epoch
+            ),
+        })?;
+    Ok((setup, m, r))
+}
+
+/// The holder whose share of member identity `r` the identities `ids` decrypt, with the
+/// share's bytes.
+pub(crate) fn own_share(
+    repo: &Repo,
+    setup: &RecoverySetup,
+    r: &MemberRecovery,
+    ids: &[Identity],
+) -> Result<Option<(ShareHolder, Vec<u8>)>> {
+    for (i, h) in setup.holders.iter().enumerate() {
+        let path = share_path(&setup.epoch, &r.slot, &h.name);
+        let ct = match repo.store.get(&path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(mut plain) = crypt::decrypt(ids, &ct, 1 << 16) else {
+            continue;
+        };
+        let file: std::result::Result<ShareFile, _> = serde_json::from_slice(&plain);
+        plain.zeroize();
+        let file = file.map_err(|e| Error::damaged(&path, e.to_string()))?;
+        let share = hex::decode(&file.share).map_err(|_| Error::damaged(&path, "not hex"))?;
+        if file.epoch != setup.epoch
+            || file.slot != r.slot
+            || file.holder != h.name
+            || share.first() != Some(&h.index)
+            || rec::commitment(&share) != r.commitments[i]
+        {
+            return Err(Error::damaged(
+                &path,
+                "the share does not match the registry's commitment (forged, moved or of \
+                 another epoch)",
+            ));
+        }
+        return Ok(Some((h.clone(), share)));
+    }
+    Ok(None)
+}
+
+pub(crate) fn key_path(repo: &Repo, id: &str) -> Result<PathBuf> {
+    let cache = repo
+        .cache_dir()
+        .ok_or_else(|| Error::invalid("a recovery request needs a cache directory for its key"))?;
+    Ok(cache
+        .join(repo.config.repo_id.to_hex())
+        .join(format!("recovery-{id}.key")))
+}
+
+/// Forgets a used request's ephemeral key.
+pub fn finish(repo: &Repo, id: &str) {
+    if let Ok(p) = key_path(repo, id) {
+        if let Ok(mut b) = std::fs::read(&p) {
+            b.zeroize();
+            let _ = std::fs::write(&p, vec![0u8; b.len()]);
+        }
+        let _ = std::fs::remove_file(&p);
+    }
+}
