@@ -432,8 +432,8 @@ mod malicious {
     fn forge(env: &Env, blobs: &[(BlobType, Vec<u8>)], root: usize) {
         let repo = Repo::open(env.repo().to_str().unwrap()).unwrap();
         let ids = coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
-        let keys =
-            coop_agent::tenant::keys(&repo, &Access::Identity(Arc::new(ids)), "coop").unwrap();
+        let keys = coop_agent::tenant::keys(&repo, &Access::Identity(Arc::new(ids), None), "coop")
+            .unwrap();
         let mut b = PackBuilder::new(keys.tag, &keys.recipients, Vec::new()).unwrap();
         let mut c = coop_formats::blob::Compressor::new(3);
         let mut blob_ids = Vec::new();
@@ -534,7 +534,8 @@ mod malicious {
             let ids =
                 coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
             let keys =
-                coop_agent::tenant::keys(&repo, &Access::Identity(Arc::new(ids)), "coop").unwrap();
+                coop_agent::tenant::keys(&repo, &Access::Identity(Arc::new(ids), None), "coop")
+                    .unwrap();
             blob_id(&keys.id_key, BlobType::Data, b"pwned").to_hex()
         };
         let d = data_id_hex(&env);
@@ -647,8 +648,8 @@ mod malicious {
             .to_string();
         let repo = Repo::open(env.repo().to_str().unwrap()).unwrap();
         let ids = coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
-        let keys =
-            coop_agent::tenant::keys(&repo, &Access::Identity(Arc::new(ids)), "coop").unwrap();
+        let keys = coop_agent::tenant::keys(&repo, &Access::Identity(Arc::new(ids), None), "coop")
+            .unwrap();
         // The attacker knows the recipient (public) key and the tenant tag (from paths),
         // but has no writer secret: they sign with their own key.
         let evil = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn code(o: &Output) -> i32 {
@@ -658,4 +658,150 @@ fn an_upload_limit_is_the_rate_of_all_parallel_copies_together() {
         (3.5..6.0).contains(&secs),
         "{bytes} bytes at 2 MiB/s took {secs:.2} s"
     );
+}
+
+/// Issue 25 finding 8: admins are persons. Each registers with their own key, the entries
+/// they cause name them (signed with their person key), the report names them among the
+/// service tenant's readers, and a retired admin reads nothing of the service tenant written
+/// afterwards, even holding a copy of the keyring they used to open (a replica that kept it),
+/// whether the new backup came from an admin or from an agent's older writer key.
+#[test]
+fn admins_are_persons_and_a_retired_one_reads_nothing_written_afterwards() {
+    let env = Env::new();
+    let (ben_id, _) = age_identity(&env, "ben");
+    let ben = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.arg("--identity-file").arg(&ben_id).args(args);
+        c.output().unwrap()
+    };
+    let agent_key = env.p("agent.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        agent_key.to_str().unwrap(),
+    ]);
+    env.ok(&["admin", "add", "anna"]);
+    let o = ben(&["admin", "whoami"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(token.starts_with("coop-admin:"), "{token}");
+    env.ok(&["admin", "add", "ben", &token]);
+    let o = env.coop(&["admin", "add", "ben2", &token]);
+    assert_eq!(code(&o), 2, "one person, two names: {}", text(&o));
+
+    // Ben reads the service tenant now and acts as himself.
+    let (_, carol) = age_identity(&env, "carol");
+    let o = ben(&["member", "add", "carol", "--recipient", &carol]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: Value = serde_json::from_str(&env.ok(&["--json", "log", "show"])).unwrap();
+    let who = |ev: &str| -> Vec<String> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["event"] == ev)
+            .map(|r| r["who"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        who("registry-change").contains(&"admin ben".to_string()),
+        "{rows}"
+    );
+    assert!(
+        who("registry-change").contains(&"admin anna".to_string()),
+        "{rows}"
+    );
+    let report: Value = serde_json::from_str(&env.ok(&["--json", "report"])).unwrap();
+    let coop_readers = report["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "coop")
+        .unwrap()["readers"]
+        .to_string();
+    assert!(
+        coop_readers.contains("\"anna\"") && coop_readers.contains("\"ben\""),
+        "{coop_readers}"
+    );
+
+    // A backup ben may read; then ben keeps a copy of the keyring he opens and is retired.
+    let old = env.p("before");
+    fs::create_dir_all(&old).unwrap();
+    fs::write(old.join("old.txt"), b"written before\n").unwrap();
+    env.backup(&old);
+    let keys_before: Vec<PathBuf> = walk_files(&env.repo().join("keys"));
+    let kept: Vec<(PathBuf, Vec<u8>)> = keys_before
+        .iter()
+        .map(|p| (p.clone(), fs::read(p).unwrap()))
+        .collect();
+    env.ok(&["admin", "remove", "ben"]);
+    let o = ben(&["snapshots"]);
+    assert_eq!(
+        code(&o),
+        5,
+        "a retired admin still opens coop: {}",
+        text(&o)
+    );
+    let o = env.coop(&["admin", "remove", "anna"]);
+    assert_eq!(code(&o), 2, "the last admin retired: {}", text(&o));
+
+    // New backups: one by an admin, one by the agent's writer key made before the change.
+    let src = env.p("after");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("secret.txt"), b"written after ben left\n").unwrap();
+    env.backup(&src);
+    let o = env
+        .cmd()
+        .arg("--writer-key")
+        .arg(&agent_key)
+        .args(["backup", src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // A replica that kept the old keyring: ben opens coop with it again, and reads none of
+    // the snapshots written after he left.
+    for (p, b) in &kept {
+        if !p.exists() {
+            fs::write(p, b).unwrap();
+        }
+    }
+    let o = ben(&["--json", "snapshots"]);
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        listed.contains("before"),
+        "ben does not open the kept keyring: {}",
+        text(&o)
+    );
+    assert!(
+        !listed.contains("after"),
+        "ben lists a snapshot written after he left: {listed}"
+    );
+    let o = ben(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("ben-restore").to_str().unwrap(),
+    ]);
+    // His "latest" is the last snapshot he can open: the one from before.
+    let got: Vec<Vec<u8>> = walk_files(&env.p("ben-restore"))
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    assert!(
+        got.iter().all(|b| b != b"written after ben left\n"),
+        "ben restored new data: {}",
+        text(&o)
+    );
+    assert!(got.is_empty() || got.iter().any(|b| b == b"written before\n"));
+    // Anna reads both new snapshots.
+    let snaps = env.snapshots();
+    assert!(snaps.len() >= 2, "{snaps:?}");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        env.p("anna-restore").to_str().unwrap(),
+    ]);
 }

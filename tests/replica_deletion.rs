@@ -158,7 +158,7 @@ fn objects_gone_without_an_admins_logged_deletion_stay_on_the_replica() {
     // Even an admin's logged deletion of a pack that a snapshot the replica keeps still
     // names is not followed.
     let ids = coop_agent::keys::load_identities(&env.p("config/coop/identity.txt")).unwrap();
-    let access = coop_agent::keys::Access::Identity(std::sync::Arc::new(ids));
+    let access = coop_agent::keys::Access::Identity(std::sync::Arc::new(ids), None);
     let keys = coop_agent::tenant::keys(&repo, &access, "coop").unwrap();
     coop_agent::log::record_deletions(
         &repo,

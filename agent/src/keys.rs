@@ -24,6 +24,43 @@ pub fn load_identities(path: &Path) -> Result<Vec<Identity>> {
     crypt::parse_identities(&bytes).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
 }
 
+/// An admin's person key (SPEC 15): an Ed25519 key derived with BLAKE3's key derivation from
+/// the first secret key of their own identity file (its `AGE-SECRET-KEY-1…` line, or the
+/// OpenSSH private key block). It signs the log entries that admin causes, so that entries
+/// name the person; nobody without that identity file can make it. `None` for a file with
+/// no secret key coop knows.
+pub fn person_key_of_text(text: &str) -> Option<ed25519_dalek::SigningKey> {
+    const CONTEXT: &str = "coop 2026-12 admin person key v1";
+    let secret = if let Some(l) = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+    {
+        l.to_string()
+    } else {
+        let begin = text.find("-----BEGIN OPENSSH PRIVATE KEY-----")?;
+        let end_tag = "-----END OPENSSH PRIVATE KEY-----";
+        let end = text[begin..].find(end_tag)? + begin + end_tag.len();
+        text[begin..end]
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut seed = blake3::derive_key(CONTEXT, secret.as_bytes());
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    zeroize::Zeroize::zeroize(&mut seed);
+    Some(key)
+}
+
+/// [`person_key_of_text`] of an identity file.
+pub fn person_key(path: &Path) -> Result<Option<ed25519_dalek::SigningKey>> {
+    let mut text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let k = person_key_of_text(&text);
+    zeroize::Zeroize::zeroize(&mut text);
+    Ok(k)
+}
+
 /// Creates a new X25519 identity in a 0600 file that must not exist yet; returns its
 /// recipient.
 pub fn create_identity_file(path: &Path) -> Result<String> {
@@ -75,8 +112,9 @@ pub fn write_secret_file(path: &Path, text: &str) -> Result<()> {
 /// What the caller holds.
 #[derive(Clone)]
 pub enum Access {
-    /// age identities: can read and write every tenant they are a recipient of.
-    Identity(Arc<Vec<Identity>>),
+    /// age identities: can read and write every tenant they are a recipient of; with the
+    /// holder's person key when the identity file gives one ([`person_key`]).
+    Identity(Arc<Vec<Identity>>, Option<Arc<ed25519_dalek::SigningKey>>),
     /// A writer key file: can write one tenant, read nothing.
     Writer(Arc<WriterKey>),
 }
@@ -85,7 +123,9 @@ impl Access {
     /// Loads what the agent's settings name: an identity file or a writer key file.
     pub fn load(key: &KeySource) -> Result<Self> {
         Ok(match key {
-            KeySource::Identity(p) => Access::Identity(Arc::new(load_identities(p)?)),
+            KeySource::Identity(p) => {
+                Access::Identity(Arc::new(load_identities(p)?), person_key(p)?.map(Arc::new))
+            }
             KeySource::Writer(p) => Access::Writer(Arc::new(load_writer_key(p)?)),
         })
     }
@@ -134,6 +174,9 @@ pub struct TenantKeys {
     /// Admin keys: the only signers of the registry and the writer list this caller accepts.
     pub admin_keys: Vec<[u8; 32]>,
     pub reader: Option<ReaderKeys>,
+    /// The admin's person key, when the caller is an admin holding one: the log entries this
+    /// caller causes are signed with it (SPEC 24.3).
+    pub person: Option<ed25519_dalek::SigningKey>,
     /// Set by the engine only (`tenant::keys`, `access::authorize_read`):
     /// no caller of the library opens a member's files without logging first.
     pub(crate) content: ContentAccess,
@@ -164,6 +207,7 @@ impl TenantKeys {
                 identities,
                 keyring,
             }),
+            person: None,
             content: ContentAccess::Open,
         })
     }
@@ -182,6 +226,7 @@ impl TenantKeys {
             authorities: wk.admin_keys.clone(),
             admin_keys: wk.admin_keys.clone(),
             reader: None,
+            person: None,
             content: ContentAccess::Open,
         })
     }

@@ -23,7 +23,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "trust",
         &[
-            "registry", "tenant", "writers", "shares", "members", "read", "access",
+            "registry", "tenant", "writers", "shares", "members", "admins", "read", "access",
         ],
     ),
     (

@@ -22,7 +22,7 @@ pub(crate) fn admin(
     repo: &Repo,
     access: &Access,
 ) -> Result<(TenantKeys, Arc<Vec<coop_formats::crypt::Identity>>)> {
-    let Access::Identity(ids) = access else {
+    let Access::Identity(ids, _) = access else {
         return Err(Error::AccessDenied {
             what: "managing members needs an admin identity, not a writer key".into(),
         });

@@ -157,6 +157,7 @@ pub fn member_writer_keys(coop_writer: &TenantKeys, m: &Member) -> Result<Tenant
         authorities: vec![m.authority],
         admin_keys: coop_writer.admin_keys.clone(),
         reader: None,
+        person: None,
         content: crate::keys::ContentAccess::Open,
     })
 }

@@ -42,9 +42,13 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                     ),
                 });
             }
-            TenantKeys::from_writer_key(wk)
+            let mut keys = TenantKeys::from_writer_key(wk)?;
+            if tenant == "coop" {
+                follow_coop_recipient(repo, &mut keys);
+            }
+            Ok(keys)
         }
-        Access::Identity(ids) => {
+        Access::Identity(ids, person) => {
             let found = repo.keyrings(ids)?;
             if found.conflicted.iter().any(|t| t == tenant) {
                 return Err(Error::damaged(
@@ -109,6 +113,10 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 true => !has_coop,
             };
             let mut keys = TenantKeys::from_keyring(k, Arc::clone(ids))?;
+            // An admin's entries name the person (SPEC 24.3).
+            if has_coop {
+                keys.person = person.as_deref().cloned();
+            }
             if !own {
                 keys.content = crate::keys::ContentAccess::NeedsLog;
             }
@@ -124,6 +132,30 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
             }
             Ok(keys)
         }
+    }
+}
+
+/// A writer of the service tenant encrypts to the data recipient the admin-signed registry
+/// names, once an admin's retirement replaced the one in its key file (SPEC 15). A registry
+/// that cannot be read leaves the key file's, with a warning.
+fn follow_coop_recipient(repo: &Repo, keys: &mut TenantKeys) {
+    match crate::registry::load(repo, keys) {
+        Ok(l) => {
+            if let Some(r) = l.registry.coop_data_recipient {
+                match coop_formats::crypt::parse_recipient(&r) {
+                    Ok(parsed) => {
+                        keys.recipients = Arc::new(vec![parsed]);
+                        keys.recipient_strings = vec![r];
+                    }
+                    Err(e) => tracing::warn!("the registry's service data recipient: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(
+            "the member registry could not be read ({}); encrypting to the service tenant's \
+             data key in the writer key file, which a retired admin may still hold",
+            crate::error::chain(&e)
+        ),
     }
 }
 

@@ -39,7 +39,7 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
         Err(_) => None,
     };
     let mut seen = std::collections::HashSet::new();
-    if let Access::Identity(ids) = access {
+    if let Access::Identity(ids, _) = access {
         for ring in repo.keyrings(ids)?.rings {
             let tenant = ring.tenant.clone();
             let keys = TenantKeys::from_keyring(ring, ids.clone())?;

@@ -121,7 +121,7 @@ pub fn save(repo: &Repo, admin: &ed25519_dalek::SigningKey, loaded: &mut Loaded)
 
 /// The coop tenant's keys for an admin: managing writers needs an identity of the coop tenant.
 fn admin(repo: &Repo, access: &Access) -> Result<TenantKeys> {
-    if !matches!(access, Access::Identity(_)) {
+    if !matches!(access, Access::Identity(..)) {
         return Err(Error::AccessDenied {
             what: "managing writers needs an admin identity (of tenant coop), not a writer key"
                 .into(),

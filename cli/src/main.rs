@@ -80,6 +80,9 @@ enum Command {
     /// Manage members (per-member tenants, quotas).
     #[command(subcommand)]
     Member(commands::member::MemberCommand),
+    /// Admins as persons: name each admin with their own key, retire one.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
     /// Manage keys: writer keys for agents that must not read, their list and revocation.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
@@ -134,6 +137,7 @@ fn main() {
         Command::Usage => commands::export::usage(&g),
         Command::Report(a) => commands::report::run(&g, a),
         Command::Recipe(c) => commands::recipe::run(&g, c),
+        Command::Admin(c) => commands::admin::run(&g, c),
         Command::Key(k) => commands::key::run(&g, k),
         Command::Log(c) => commands::log::run(&g, c),
         Command::Recovery(c) => commands::recovery::run(&g, c),

@@ -50,6 +50,15 @@ pub fn open_repo(g: &Global) -> Result<Repo> {
 /// The identity to use: --identity-file / COOP_IDENTITY_FILE, else the default file. With
 /// --writer-key given, nothing is read with any identity.
 pub fn identity_access(g: &Global) -> Result<Access> {
+    let path = identity_path(g)?;
+    let ids = keys::load_identities(&path)
+        .with_context(|| format!("loading identity {}", path.display()))?;
+    let person = keys::person_key(&path)?.map(Arc::new);
+    Ok(Access::Identity(Arc::new(ids), person))
+}
+
+/// The identity file this command reads with: `--identity-file`, else the default one.
+pub fn identity_path(g: &Global) -> Result<std::path::PathBuf> {
     if g.writer_key.is_some() {
         return Err(Error::AccessDenied {
             what:
@@ -59,23 +68,18 @@ pub fn identity_access(g: &Global) -> Result<Access> {
         }
         .into());
     }
-    let path = match &g.identity_file {
-        Some(p) => p.clone(),
+    match &g.identity_file {
+        Some(p) => Ok(p.clone()),
         None => match keys::default_identity_path().filter(|p| p.exists()) {
-            Some(p) => p,
-            None => {
-                return Err(Error::AccessDenied {
-                    what: "no identity: give --identity-file (or COOP_IDENTITY_FILE); \
-                           the default identity file does not exist"
-                        .into(),
-                }
-                .into())
+            Some(p) => Ok(p),
+            None => Err(Error::AccessDenied {
+                what: "no identity: give --identity-file (or COOP_IDENTITY_FILE); \
+                       the default identity file does not exist"
+                    .into(),
             }
+            .into()),
         },
-    };
-    let ids = keys::load_identities(&path)
-        .with_context(|| format!("loading identity {}", path.display()))?;
-    Ok(Access::Identity(Arc::new(ids)))
+    }
 }
 
 /// Writer key if given, else identity.
@@ -241,7 +245,7 @@ pub fn tenants(
     if g.tenant_given {
         return Ok(vec![coop_agent::tenant::keys(repo, access, &g.tenant)?]);
     }
-    let Access::Identity(ids) = access else {
+    let Access::Identity(ids, _) = access else {
         return Ok(vec![coop_agent::tenant::keys(repo, access, &g.tenant)?]);
     };
     let found = repo.keyrings(ids)?;

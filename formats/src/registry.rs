@@ -52,6 +52,23 @@ impl Member {
     }
 }
 
+/// An admin as a person (issue 25 finding 8): who reads the service tenant, named, with the
+/// key that signs the log entries they cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub name: String,
+    /// The admin's own age or SSH recipient: the service tenant's keyring is wrapped to it.
+    pub recipient: String,
+    /// The admin's person key (Ed25519 public key), derived from their own identity.
+    #[serde(with = "crate::hexser")]
+    pub key: [u8; 32],
+    pub added: String,
+    /// Set when the admin was retired: they no longer read the service tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Registry {
@@ -65,6 +82,13 @@ pub struct Registry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_setup: Option<crate::recovery::RecoverySetup>,
     pub members: Vec<Member>,
+    /// The admins as persons, retired ones kept (so that their old entries keep a name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<Admin>,
+    /// The service tenant's data recipient, once an admin's retirement replaced it: writers
+    /// encrypt to it instead of the one in their writer key file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coop_data_recipient: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +119,18 @@ pub fn check_member_name(name: &str) -> Result<(), String> {
 }
 
 impl Registry {
+    /// The admin (active or retired) whose person key is `key`.
+    pub fn admin_by_key(&self, key: &[u8; 32]) -> Option<&Admin> {
+        self.admins.iter().find(|a| &a.key == key)
+    }
+
+    /// An active (not retired) admin by name.
+    pub fn admin(&self, name: &str) -> Option<&Admin> {
+        self.admins
+            .iter()
+            .find(|a| a.name == name && a.removed.is_none())
+    }
+
     /// An active (not removed) member.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members
@@ -177,6 +213,8 @@ mod tests {
                 removed: None,
                 recovery: None,
             }],
+            admins: vec![],
+            coop_data_recipient: None,
         }
     }
 

@@ -514,6 +514,75 @@ impl Entry {
     }
 }
 
+/// The person who caused an admin's entry (SPEC 24.3): `data.person_key` (hex Ed25519 public
+/// key of that admin's own person key, SPEC 15) and `data.person_sig` (base64 Ed25519 over
+/// [`PERSON_SIG_CONTEXT`] followed by the entry's encoding without `person_sig`).
+pub const PERSON_SIG_CONTEXT: &[u8] = b"coop-log-person-v1\0";
+
+/// What an entry says about the person behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonCheck {
+    /// No person signature (a site's entry, or an admin's made before persons existed).
+    Unsigned,
+    /// Signed by this person key.
+    Signed([u8; 32]),
+    /// A person signature that does not verify, or a malformed one: forged.
+    Forged,
+}
+
+impl Entry {
+    fn person_message(&self) -> Vec<u8> {
+        let mut e = self.clone();
+        e.data.remove("person_sig");
+        let mut m = PERSON_SIG_CONTEXT.to_vec();
+        m.extend_from_slice(&e.encode());
+        m
+    }
+
+    /// Signs the entry as `person` (replacing any earlier person fields).
+    pub fn sign_person(&mut self, person: &ed25519_dalek::SigningKey) {
+        self.data.remove("person_sig");
+        self.data.insert(
+            "person_key".into(),
+            hex::encode(person.verifying_key().to_bytes()).into(),
+        );
+        let sig = person.sign(&self.person_message());
+        self.data.insert(
+            "person_sig".into(),
+            BASE64_STANDARD.encode(sig.to_bytes()).into(),
+        );
+    }
+
+    /// Checks the entry's person signature.
+    pub fn person(&self) -> PersonCheck {
+        let (key, sig) = (self.data.get("person_key"), self.data.get("person_sig"));
+        if key.is_none() && sig.is_none() {
+            return PersonCheck::Unsigned;
+        }
+        let key: Option<[u8; 32]> = key
+            .and_then(|v| v.as_str())
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| b.try_into().ok());
+        let sig: Option<[u8; 64]> = sig
+            .and_then(|v| v.as_str())
+            .and_then(|b| BASE64_STANDARD.decode(b).ok())
+            .and_then(|b| b.try_into().ok());
+        let (Some(key), Some(sig)) = (key, sig) else {
+            return PersonCheck::Forged;
+        };
+        let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
+            return PersonCheck::Forged;
+        };
+        match vk.verify_strict(
+            &self.person_message(),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        ) {
+            Ok(()) => PersonCheck::Signed(key),
+            Err(_) => PersonCheck::Forged,
+        }
+    }
+}
+
 /// A checkpoint's body (C2SP tlog-checkpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -743,6 +812,53 @@ pub fn verify_cosignature(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn admin_entry() -> Entry {
+        Entry {
+            ty: ENTRY_TYPE.into(),
+            time: "2026-12-06T00:00:00Z".into(),
+            event: Event::Export,
+            actor: hex::encode([1u8; 32]),
+            actor_name: "admin".into(),
+            tenant: Some("00".repeat(16)),
+            reason: Some(Reason::LegalRequest),
+            object: None,
+            data: Default::default(),
+            detail: None,
+        }
+    }
+
+    /// One admin cannot make an entry name another: the person signature covers the whole
+    /// entry and only the named key makes it.
+    #[test]
+    fn person_signatures_name_the_admin_and_nobody_else() {
+        let anna = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let ben = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let mut e = admin_entry();
+        assert_eq!(e.person(), PersonCheck::Unsigned);
+        e.sign_person(&anna);
+        assert_eq!(
+            e.person(),
+            PersonCheck::Signed(anna.verifying_key().to_bytes())
+        );
+        let back = Entry::decode(&e.encode()).unwrap();
+        assert_eq!(back.person(), e.person());
+        // Ben signs and claims to be anna: forged.
+        let mut claim = admin_entry();
+        claim.sign_person(&ben);
+        claim.data.insert(
+            "person_key".into(),
+            hex::encode(anna.verifying_key().to_bytes()).into(),
+        );
+        assert_eq!(claim.person(), PersonCheck::Forged);
+        // Anna's signature does not survive a change of reason, or a missing half.
+        let mut changed = e.clone();
+        changed.reason = Some(Reason::Maintenance);
+        assert_eq!(changed.person(), PersonCheck::Forged);
+        let mut half = e.clone();
+        half.data.remove("person_sig");
+        assert_eq!(half.person(), PersonCheck::Forged);
+    }
 
     /// Roots, inclusion and consistency proofs agree with ct-merkle, an RFC 6962 tree
     /// nobody here wrote, for every size up to 70 and every leaf and prefix.

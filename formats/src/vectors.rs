@@ -549,6 +549,8 @@ fn registry_vector() {
             removed: None,
             recovery: None,
         }],
+        admins: vec![],
+        coop_data_recipient: None,
     };
     let json = serde_json::to_vec(&reg).expect("serializes");
     same(

@@ -214,7 +214,7 @@ impl Agent {
     pub fn own_admin_keys(&self) -> Vec<[u8; 32]> {
         match &self.access {
             Access::Writer(wk) => wk.admin_keys.clone(),
-            Access::Identity(_) => crate::tenant::keys(&self.repo, &self.access, "coop")
+            Access::Identity(..) => crate::tenant::keys(&self.repo, &self.access, "coop")
                 .map(|k| k.admin_keys)
                 .unwrap_or_default(),
         }
@@ -226,7 +226,7 @@ impl Agent {
         let mut alarms = Vec::new();
         let me = match &self.access {
             Access::Writer(wk) => crate::log::Actor::from_writer_key(wk),
-            Access::Identity(_) => match crate::tenant::keys(&self.repo, &self.access, "coop") {
+            Access::Identity(..) => match crate::tenant::keys(&self.repo, &self.access, "coop") {
                 Ok(k) => crate::log::Actor::of(&k),
                 Err(e) => {
                     if !self.cfg.witnesses.is_empty() {

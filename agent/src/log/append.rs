@@ -143,6 +143,10 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
     let _lock = append_lock(repo, &id)?;
     let mut new = Vec::with_capacity(entries.len());
     for e in entries {
+        let mut e = e.clone();
+        if let Some(p) = &actor.person {
+            e.sign_person(p);
+        }
         let b = e.encode();
         if b.len() > tlog::MAX_ENTRY {
             return Err(Error::invalid("a log entry is longer than 65535 bytes"));

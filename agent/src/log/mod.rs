@@ -40,6 +40,8 @@ use std::collections::BTreeMap;
 pub struct Actor {
     pub name: String,
     pub key: ed25519_dalek::SigningKey,
+    /// The admin as a person: entries this actor appends are signed with it (SPEC 24.3).
+    pub person: Option<ed25519_dalek::SigningKey>,
 }
 
 impl Actor {
@@ -52,6 +54,7 @@ impl Actor {
             keys.writer_name.clone()
         };
         Actor {
+            person: (name == "admin").then(|| keys.person.clone()).flatten(),
             name,
             key: keys.signer.clone(),
         }
@@ -70,6 +73,7 @@ impl Actor {
         Actor {
             name: wk.name.clone(),
             key: ed25519_dalek::SigningKey::from_bytes(&wk.signing_key),
+            person: None,
         }
     }
 

@@ -14,6 +14,7 @@ fn repo() -> (tempfile::TempDir, Repo, Actor) {
     let actor = Actor {
         name: "admin".into(),
         key: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        person: None,
     };
     (d, repo, actor)
 }
@@ -121,6 +122,7 @@ fn authority_comes_from_keys_not_names() {
     let thief = Actor {
         name: "admin".into(),
         key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        person: None,
     };
     let mut t = admin_trust(&repo, &admin);
     t.logs.insert(

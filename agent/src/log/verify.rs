@@ -215,6 +215,14 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
                     ));
                     rejected.insert(i);
                 }
+                Ok(e) if e.person() == coop_formats::tlog::PersonCheck::Forged => {
+                    rep.problems.push(Problem::forged(
+                        &object,
+                        "names an admin person whose signature does not verify (an entry \
+                         changed, or made in another admin's name)",
+                    ));
+                    rejected.insert(i);
+                }
                 Ok(_) => {}
             }
         }

@@ -32,7 +32,7 @@ fn coop() -> Coop {
     .unwrap();
     repo.cache_dir = Some(d.path().join("cache"));
     let admins: Vec<_> = keys.iter().map(|(s, _)| ids(s)).collect();
-    let access = Access::Identity(admins[0].clone());
+    let access = Access::Identity(admins[0].clone(), None);
     let mut members = Vec::new();
     for name in ["alice", "bob"] {
         let (s, p) = crypt::generate_identity();
@@ -59,7 +59,7 @@ impl Coop {
     fn coop(&self) -> TenantKeys {
         crate::tenant::keys(
             &self.repo,
-            &Access::Identity(self.admins[0].clone()),
+            &Access::Identity(self.admins[0].clone(), None),
             "coop",
         )
         .unwrap()
@@ -258,7 +258,7 @@ fn a_member_added_after_the_split_gets_her_own_recovery_key() {
     let (s, p) = crypt::generate_identity();
     crate::members::add(
         &c.repo,
-        &Access::Identity(c.admins[0].clone()),
+        &Access::Identity(c.admins[0].clone(), None),
         "carol",
         vec![p],
         None,
@@ -293,7 +293,7 @@ fn reader_changes_are_entries_about_the_member() {
     assert_eq!(changes.len(), 2, "{}", changes.len());
     let alice_keys = crate::tenant::keys(
         &c.repo,
-        &Access::Identity(c.members[0].clone()),
+        &Access::Identity(c.members[0].clone(), None),
         "member/alice",
     )
     .unwrap();

@@ -487,7 +487,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
         None => None,
     };
     let mut known: BTreeMap<String, Known> = BTreeMap::new();
-    if let Access::Identity(ids) = src.access {
+    if let Access::Identity(ids, _) = src.access {
         let found = repo.keyrings(ids)?;
         for ring in found.rings {
             let name = ring.tenant.clone();
@@ -882,7 +882,15 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                 } else {
                     "key"
                 };
-                let (fingerprint, comment) = fingerprint(r);
+                let (fingerprint, mut comment) = fingerprint(r);
+                // An admin as a person: named (issue 25 finding 8).
+                if let Some(a) = registry.as_ref().and_then(|g| {
+                    g.admins
+                        .iter()
+                        .find(|a| &a.recipient == r && a.removed.is_none())
+                }) {
+                    comment = Some(a.name.clone());
+                }
                 Reader {
                     recipient: r.clone(),
                     kind,
@@ -965,7 +973,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                             .and_then(|v| v.as_str().map(String::from))
                             .unwrap_or_default(),
                         reason: e.reason.map(|r| r.to_string()),
-                        actor_name: e.actor_name.clone(),
+                        actor_name: crate::admins::who(&e, registry.as_ref()),
                         witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
                     });
                     continue;
@@ -990,7 +998,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                     time: e.time.clone(),
                     event,
                     reason,
-                    actor_name: e.actor_name.clone(),
+                    actor_name: crate::admins::who(&e, registry.as_ref()),
                     witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
                 });
             }

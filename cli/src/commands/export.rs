@@ -55,7 +55,7 @@ fn ids_of(
     access: &coop_agent::keys::Access,
 ) -> Result<std::sync::Arc<Vec<coop_formats::crypt::Identity>>> {
     match access {
-        coop_agent::keys::Access::Identity(ids) => Ok(ids.clone()),
+        coop_agent::keys::Access::Identity(ids, _) => Ok(ids.clone()),
         coop_agent::keys::Access::Writer(_) => Err(Error::AccessDenied {
             what: "a recovery needs the requesting admin's identity, not a writer key".into(),
         }
@@ -118,7 +118,13 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let mut keys = match &recovered {
         Some((_, r)) => coop_agent::tenant::keys(
             &repo,
-            &coop_agent::keys::Access::Identity(r.ids.clone()),
+            &coop_agent::keys::Access::Identity(
+                r.ids.clone(),
+                match &access {
+                    coop_agent::keys::Access::Identity(_, person) => person.clone(),
+                    coop_agent::keys::Access::Writer(_) => None,
+                },
+            ),
             &tenant,
         )?,
         None => coop_agent::tenant::keys(&repo, &access, &tenant)?,

@@ -126,6 +126,10 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 }
                 None => None,
             };
+            let registry = coop_agent::tenant::keys(&repo, &access, "coop")
+                .and_then(|coop| coop_agent::members::load(&repo, &coop))
+                .ok()
+                .map(|l| l.registry);
             let mut rows = Vec::new();
             for c in &contents {
                 for (i, e) in c.accepted() {
@@ -148,6 +152,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                         serde_json::json!({
                             "log": o, "index": i, "time": e.time, "event": e.event, "actor": e.actor,
                             "actor_name": e.actor_name, "reason": e.reason, "object": e.object,
+                            "who": coop_agent::admins::who(e, registry.as_ref()),
                             "tenant_tag": e.tenant,
                             "tenant": e.tenant.as_ref().and_then(|t| names.get(t)),
                             "data": e.data,
@@ -167,7 +172,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                         "{:<21} {:<18} {:<14} {:<18} {:<18} {o}#{i}{}",
                         &e.time[..e.time.len().min(20)],
                         serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
-                        e.actor_name,
+                        coop_agent::admins::who(e, registry.as_ref()),
                         tenant,
                         e.reason
                             .map(|r| r.to_string())

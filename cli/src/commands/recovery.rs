@@ -49,7 +49,7 @@ pub enum RecoveryCommand {
 
 fn ids(access: &Access) -> Result<std::sync::Arc<Vec<coop_formats::crypt::Identity>>> {
     match access {
-        Access::Identity(ids) => Ok(ids.clone()),
+        Access::Identity(ids, _) => Ok(ids.clone()),
         Access::Writer(_) => Err(Error::AccessDenied {
             what: "recovery needs an admin identity, not a writer key".into(),
         }
