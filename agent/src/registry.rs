@@ -152,6 +152,10 @@ pub fn writer_keys_for_member(
         authorities: vec![m.authority],
         admin_keys: coop_writer.admin_keys.clone(),
         reader: None,
+        // The service tenant's data recipient (a writer key's, or the coop keyring's): the
+        // admins see the member's snapshot metadata, never its files.
+        snapshot_recipients: coop_writer.recipient_strings.clone(),
+        upkeep: None,
         content: crate::keys::ContentAccess::Open,
     })
 }
