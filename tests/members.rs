@@ -1180,6 +1180,14 @@ fn admins_keep_member_tenants_up_after_the_split_without_reading_them() {
         bytes_before - bytes_after
     );
     assert!(v.get("member/bob").is_some(), "bob was skipped: {v}");
+    // The admin checks the member tenants per inventory (nothing missing), reads no data.
+    let v = env.json(&["check", "--tenant", "member/alice"]);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["snapshots"], 2, "{v}");
+    let v = env.json(&["check"]);
+    assert!(v["tenants"].to_string().contains("member/bob"), "{v}");
+    let o = env.coop(&["check", "--read-data", "--tenant", "member/alice"]);
+    assert_eq!(o.status.code(), Some(5));
 
     // Alice: her client accepts the admin's forget records (no rollback), her data is whole,
     // and what is kept restores and exports.
