@@ -1024,3 +1024,227 @@ fn an_export_holds_the_newest_snapshot_of_every_job_of_the_member() {
     let (code, v) = verify(env, &out, None);
     assert_eq!(code, Some(0), "{v}");
 }
+
+/// Issue 25 finding 9: after `recovery init` (three admins, K = 2) no admin reads alice, yet
+/// the agent, with one admin key (K − 1), keeps her tenant up: `forget` decides from the
+/// snapshots' signed metadata (encrypted to the service tenant too, never their files),
+/// `prune` deletes whole packs no remaining inventory needs, and the agent's retention does
+/// both on schedule. The newest N stay, space is freed, and alice still restores and
+/// exports what is kept. A storage site that edits a
+/// snapshot's clear inventory stops both; a writer key forgets nothing.
+#[test]
+fn admins_keep_member_tenants_up_after_the_split_without_reading_them() {
+    let c = setup("1GiB");
+    let env = &c.env;
+    let own = fs::read_to_string(env.p("config/coop/identity.txt")).unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let (_, b) = age_identity(env, "admin-b");
+    let (_, c2) = age_identity(env, "admin-c");
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={own}"),
+        "--admin",
+        &format!("ben={b}"),
+        "--admin",
+        &format!("cleo={c2}"),
+    ]);
+    let alice = c.alice_id.to_str().unwrap();
+    let as_alice = |args: &[&str]| {
+        let mut a = vec!["--identity-file", alice];
+        a.extend_from_slice(args);
+        env.coop(&a)
+    };
+    // Five nightly runs of the member job (the agent holds one admin's identity), each with
+    // a new photo: after the first (whose pack also holds the notes every snapshot shares),
+    // each snapshot has a pack of its own.
+    let photo = |i: usize| pseudo_random(300_000, 101 + 2 * i as u64);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        fs::write(c.data.join("alice/files/photos/cat.jpg"), photo(i)).unwrap();
+        let o = run_job(&c);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let m = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["member"] == "alice")
+            .unwrap();
+        ids.push(m["snapshot"].as_str().unwrap().to_string());
+    }
+    let o = as_alice(&["--json", "snapshots", "--tenant", "member/alice"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed}");
+    // The admin still reads none of her files.
+    let o = env.coop(&["ls", "latest", "--tenant", "member/alice"]);
+    assert_eq!(o.status.code(), Some(5));
+
+    // A writer key (a stolen agent) forgets nothing.
+    let pi = env.p("pi.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        pi.to_str().unwrap(),
+    ]);
+    let o = env.coop(&[
+        "--writer-key",
+        pi.to_str().unwrap(),
+        "forget",
+        "--tenant",
+        "member/alice",
+        "--keep-last",
+        "1",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let snaps_dir = |repo: &Path| -> PathBuf {
+        let d = walk_files(&repo.join("snapshots"));
+        d.iter()
+            .find(|p| p.file_name().unwrap().to_str() == Some(&ids[0]))
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    };
+    let alice_snaps = snaps_dir(&env.repo());
+    assert_eq!(walk_files(&alice_snaps).len(), 5);
+
+    // A storage site edits the clear inventory of the newest snapshot (it drops a pack from
+    // it by changing the name): forget and prune refuse, nothing is deleted.
+    let newest = alice_snaps.join(&ids[4]);
+    let genuine = fs::read(&newest).unwrap();
+    let mut edited = genuine.clone();
+    edited[24 + 4 + 4 + 1] ^= 1;
+    fs::write(&newest, &edited).unwrap();
+    let packs_before = walk_files(&env.repo().join("packs")).len();
+    for args in [
+        vec!["forget", "--tenant", "member/alice", "--keep-last", "2"],
+        vec!["prune", "--tenant", "member/alice"],
+    ] {
+        let o = env.coop(&args);
+        assert!(!o.status.success(), "{args:?} ran on an edited snapshot");
+    }
+    assert_eq!(walk_files(&alice_snaps).len(), 5);
+    assert_eq!(walk_files(&env.repo().join("packs")).len(), packs_before);
+    fs::write(&newest, &genuine).unwrap();
+
+    // The admin's retention: the newest two of the agent's snapshots stay, alice's own too.
+    let v = env.json(&["forget", "--tenant", "member/alice", "--keep-last", "2"]);
+    let removed: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == false)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed.len(), 3, "{v}");
+    assert!(
+        ids[..3].iter().all(|i| removed.contains(&i.as_str())),
+        "{v}"
+    );
+    assert_eq!(walk_files(&alice_snaps).len(), 2);
+
+    // Prune (every tenant, as plain `coop prune` runs) frees the forgotten snapshots' packs.
+    let size = |p: &Path| -> u64 {
+        walk_files(p)
+            .iter()
+            .map(|f| f.metadata().unwrap().len())
+            .sum()
+    };
+    let bytes_before = size(&env.repo().join("packs"));
+    let v = env.json(&["prune"]);
+    let r = &v["member/alice"];
+    assert_eq!(r["snapshots"], 2, "{v}");
+    // The packs of snapshots 1 and 2 go; the first one's stays (the kept ones share it).
+    assert!(r["packs_deleted"].as_u64().unwrap() >= 2, "{v}");
+    let bytes_after = size(&env.repo().join("packs"));
+    assert!(
+        bytes_before - bytes_after >= 2 * 290_000,
+        "freed {} bytes: {v}",
+        bytes_before - bytes_after
+    );
+    assert!(v.get("member/bob").is_some(), "bob was skipped: {v}");
+    // The admin checks the member tenants per inventory (nothing missing), reads no data.
+    let v = env.json(&["check", "--tenant", "member/alice"]);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["snapshots"], 2, "{v}");
+    let v = env.json(&["check"]);
+    assert!(v["tenants"].to_string().contains("member/bob"), "{v}");
+    let o = env.coop(&["check", "--read-data", "--tenant", "member/alice"]);
+    assert_eq!(o.status.code(), Some(5));
+
+    // Alice: her client accepts the admin's forget records (no rollback), her data is whole,
+    // and what is kept restores and exports.
+    let o = as_alice(&["--json", "snapshots", "--tenant", "member/alice"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let o = as_alice(&["check", "--read-data", "--tenant", "member/alice"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (i, id) in ids.iter().enumerate().skip(3) {
+        let target = env.p(&format!("restored-{i}"));
+        let o = as_alice(&[
+            "restore",
+            &id[..12],
+            "--tenant",
+            "member/alice",
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let cat = walk_files(&target)
+            .into_iter()
+            .find(|p| p.ends_with("photos/cat.jpg"))
+            .unwrap();
+        assert_eq!(fs::read(cat).unwrap(), photo(i));
+    }
+    let tar = env.p("alice.tar");
+    let o = as_alice(&[
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        tar.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, v) = verify(env, &tar, None);
+    assert_eq!(code, Some(0), "{v}");
+
+    // The agent's own retention on schedule: keep the newest one, prune.
+    let mut cfg = fs::read_to_string(env.p("agent.toml")).unwrap();
+    cfg.push_str("retention = { keep_last = 1, prune = true }\n");
+    fs::write(env.p("agent.toml"), cfg).unwrap();
+    fs::write(c.data.join("alice/files/photos/cat.jpg"), photo(9)).unwrap();
+    let bytes_before = size(&env.repo().join("packs"));
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["forgotten"].as_u64().unwrap() >= 2, "{v}");
+    // Alice's tenant: the agent's newest.
+    let o = as_alice(&["--json", "snapshots", "--tenant", "member/alice"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert!(
+        size(&env.repo().join("packs")) < bytes_before,
+        "the agent's prune freed nothing"
+    );
+    let o = as_alice(&["check", "--read-data", "--tenant", "member/alice"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

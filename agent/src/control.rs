@@ -23,6 +23,18 @@ pub fn signed_plans(
     for (name, r) in repo.list_control::<PrunePlan>(keys, Kind::Plan)? {
         match r {
             Ok((plan, signer)) if keys.is_authority(&signer) => out.push((name, plan)),
+            // An admin's per-pack prune of a member tenant (SPEC 13.7) only condemns packs:
+            // it copies nothing, so a plan of its that vouches for copies (which would let a
+            // prune with the member's key delete the only copy of a blob) is ignored.
+            Ok((plan, signer))
+                if keys.is_maintainer(&signer)
+                    && plan.replacement.is_none()
+                    && plan.new_packs.is_empty()
+                    && plan.verified.is_empty()
+                    && plan.index.is_empty() =>
+            {
+                out.push((name, plan))
+            }
             Ok(_) => warnings.push(format!(
                 "prune plan {name} is not signed by this tenant's authority; ignored (forged with a writer key?)"
             )),
@@ -49,10 +61,11 @@ pub fn forget_records(repo: &Repo, keys: &TenantKeys) -> Result<(HashSet<Id>, Ve
     for (name, r) in repo.list_control::<ForgetRecord>(keys, Kind::Forgotten)? {
         let path = Kind::Forgotten.path(&keys.tag, &name);
         match r {
-            Ok((rec, signer)) if keys.is_authority(&signer) => set.extend(rec.snapshots),
+            // The tenant's authority, or (member tenants) an admin's retention (13.7).
+            Ok((rec, signer)) if keys.is_maintainer(&signer) => set.extend(rec.snapshots),
             Ok(_) => problems.push(Problem::forged(
                 &path,
-                "forget record not signed by this tenant's authority",
+                "forget record not signed by this tenant's authority (or, for a member tenant, an admin)",
             )),
             Err(e) => problems.push(Problem::forged(&path, e)),
         }

@@ -307,7 +307,7 @@ pub fn remove(repo: &Repo, keys: &TenantKeys, ids: &[Id]) -> Result<()> {
         created: crate::now_unix(),
         snapshots: ids.to_vec(),
     };
-    repo.write_control(keys, Kind::Forgotten, &rec, &keys.authority_signer()?)?;
+    repo.write_control(keys, Kind::Forgotten, &rec, &keys.maintainer_signer()?)?;
     // Logged before the snapshots go: replicas follow only deletions an admin logged.
     let paths: Vec<String> = ids
         .iter()
@@ -341,7 +341,9 @@ pub fn forget(
             "no keep rule given; refusing to forget every snapshot",
         ));
     }
-    keys.authority_signer()?;
+    // The tenant's authority, or an admin keeping a member tenant up from its snapshots'
+    // metadata (SPEC 13.7); never a writer key.
+    keys.maintainer_signer()?;
     // Complete listings only: any error aborts before anything is deleted.
     let view = crate::snapshots::view(repo, keys)?;
     let mut rep = ForgetReport {
@@ -365,6 +367,23 @@ pub fn forget(
     }
     let prot = protected(repo, keys, &mut rep.warnings)?;
     rep.decisions = decide(&view.listing.entries, &prot, policy, group_by, Utc::now())?;
+    // What the service tenant's key does not open (the member's own backups) is the
+    // member's: the cooperative's retention never removes a snapshot it cannot see.
+    rep.decisions
+        .extend(view.listing.opaque.iter().map(|id| Decision {
+            id: id.to_hex(),
+            short_id: id.short(),
+            time: String::new(),
+            host: String::new(),
+            paths: vec![],
+            tags: vec![],
+            group: "not readable with the service tenant's key".into(),
+            keep: true,
+            reasons: vec![
+                "the member's own (its metadata is not encrypted to the service tenant); only the member forgets it"
+                    .into(),
+            ],
+        }));
     if !dry_run {
         let gone: Vec<Id> = rep
             .decisions

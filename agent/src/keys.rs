@@ -177,6 +177,16 @@ pub struct TenantKeys {
     /// The admin's person key, when the caller is an admin holding one: the log entries this
     /// caller causes are signed with it (SPEC 24.3).
     pub person: Option<ed25519_dalek::SigningKey>,
+    /// Snapshots (not packs) are also encrypted to these: for a member tenant, the service
+    /// tenant's data recipient, so that the admins see each snapshot's signed metadata (time,
+    /// host, paths, tags, sizes) and can keep the tenant up without reading it (SPEC 9.1, 13.7).
+    /// Empty for `coop` and for a member writing her own tenant.
+    pub snapshot_recipients: Vec<String>,
+    /// Set by the engine only (`tenant::upkeep_keys`): the service tenant's data identity of an
+    /// admin who is not a reader of this member tenant. It opens the snapshots' metadata and
+    /// nothing else (packs, trees and file data are encrypted to the member's data recipient
+    /// only); `forget` and `prune` then work from that metadata and the clear inventories.
+    pub(crate) upkeep: Option<Arc<Vec<Identity>>>,
     /// Set by the engine only (`tenant::keys`, `access::authorize_read`):
     /// no caller of the library opens a member's files without logging first.
     pub(crate) content: ContentAccess,
@@ -208,6 +218,8 @@ impl TenantKeys {
                 keyring,
             }),
             person: None,
+            snapshot_recipients: Vec::new(),
+            upkeep: None,
             content: ContentAccess::Open,
         })
     }
@@ -227,6 +239,8 @@ impl TenantKeys {
             admin_keys: wk.admin_keys.clone(),
             reader: None,
             person: None,
+            snapshot_recipients: Vec::new(),
+            upkeep: None,
             content: ContentAccess::Open,
         })
     }
@@ -264,6 +278,36 @@ impl TenantKeys {
         self.authorities.contains(key)
     }
 
+    /// Whether `key` may keep this tenant up: its forget records and prune plans count. The
+    /// tenant's authority, and for a member tenant also the admin keys (the cooperative's
+    /// retention, which needs no reading; SPEC 13.7). Never a writer key.
+    pub fn is_maintainer(&self, key: &[u8; 32]) -> bool {
+        self.is_authority(key)
+            || (self.tenant.starts_with("member/") && self.admin_keys.contains(key))
+    }
+
+    /// Whether these keys keep a member tenant up without reading it (an admin after the
+    /// recovery split): `forget` decides from the snapshots' metadata and `prune` works per
+    /// pack from the inventories.
+    pub fn is_upkeep(&self) -> bool {
+        self.reader.is_none() && self.upkeep.is_some()
+    }
+
+    /// What signs forget records and prune plans: the tenant's authority for its readers;
+    /// for an admin keeping a member tenant up without reading it, the admin key. A writer
+    /// key signs neither (a stolen agent key must not make deletions count as deliberate).
+    pub fn maintainer_signer(&self) -> Result<ed25519_dalek::SigningKey> {
+        if self.reader.is_some() {
+            return self.authority_signer();
+        }
+        if self.upkeep.is_some() && self.is_maintainer(&self.signer.verifying_key().to_bytes()) {
+            return Ok(self.signer.clone());
+        }
+        Err(Error::WriterCannotRead {
+            tenant: self.tenant.clone(),
+        })
+    }
+
     /// The reader material, or a clear "writer keys cannot read" error.
     pub fn reader(&self) -> Result<&ReaderKeys> {
         self.reader.as_ref().ok_or_else(|| Error::WriterCannotRead {
@@ -280,4 +324,50 @@ pub fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
     list.iter()
         .map(|r| crypt::parse_recipient(r).map_err(|e| Error::invalid(e.to_string())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(tenant: &str, admin: [u8; 32], authority: [u8; 32]) -> TenantKeys {
+        TenantKeys {
+            tenant: tenant.into(),
+            tag: [1; 16],
+            id_key: [0; 32],
+            index_key: [0; 32],
+            recipient_strings: vec![],
+            recipients: Arc::new(vec![]),
+            signer: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            writer_name: "pi".into(),
+            authorities: vec![authority],
+            admin_keys: vec![admin],
+            reader: None,
+            person: None,
+            snapshot_recipients: vec![],
+            upkeep: None,
+            content: ContentAccess::Open,
+        }
+    }
+
+    /// The admin keys keep member tenants up (their forget records and per-pack plans
+    /// count); a writer key never does, nor signs for one, and the service tenant's own
+    /// upkeep stays its authority's.
+    #[test]
+    fn admins_maintain_member_tenants_and_writer_keys_do_not() {
+        let (admin, authority) = ([1; 32], [2; 32]);
+        let member = keys("member/alice", admin, authority);
+        let writer = member.signer.verifying_key().to_bytes();
+        assert!(member.is_maintainer(&admin) && member.is_maintainer(&authority));
+        assert!(!member.is_maintainer(&writer));
+        assert!(
+            matches!(
+                member.maintainer_signer(),
+                Err(Error::WriterCannotRead { .. })
+            ),
+            "a writer key signs no forget record"
+        );
+        let coop = keys("coop", admin, authority);
+        assert!(!coop.is_maintainer(&admin) && coop.is_maintainer(&authority));
+    }
 }

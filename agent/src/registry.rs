@@ -158,6 +158,10 @@ pub fn member_writer_keys(coop_writer: &TenantKeys, m: &Member) -> Result<Tenant
         admin_keys: coop_writer.admin_keys.clone(),
         reader: None,
         person: None,
+        // The service tenant's data recipient (a writer key's, or the coop keyring's): the
+        // admins see the member's snapshot metadata, never its files.
+        snapshot_recipients: coop_writer.recipient_strings.clone(),
+        upkeep: None,
         content: crate::keys::ContentAccess::Open,
     })
 }

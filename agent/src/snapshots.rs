@@ -75,6 +75,51 @@ pub struct Listing {
     pub writers_rollback: Option<(u64, u64)>,
     /// How many witnesses the writer list asks for (0: the freshness check has nothing to read).
     pub log_quorum: u32,
+    /// Listed for an admin keeping a member tenant up without reading it (`TenantKeys::is_upkeep`):
+    /// snapshots whose metadata is not encrypted to the service tenant (the member's own
+    /// backups, or ones written before coop did that). Never forgotten by the cooperative's
+    /// retention; their inventories still count for prune.
+    pub opaque: Vec<Id>,
+    /// With upkeep keys: the clear inventory (SPEC 9.2) of every entry and every opaque
+    /// snapshot (forged ones, reported in `problems`, count for nothing).
+    pub inventories: Vec<(Id, coop_formats::snapshot::Inventory)>,
+}
+
+/// What opens a tenant's snapshots: its data identity (a reader), or for an admin keeping a
+/// member tenant up after the recovery split, the service tenant's data identity, to which
+/// coop writers also encrypt member snapshots (their metadata only: trees and files are in
+/// packs encrypted to the member alone).
+enum Opener<'a> {
+    Reader(&'a crate::keys::ReaderKeys),
+    Upkeep(&'a [coop_formats::crypt::Identity]),
+}
+
+impl Opener<'_> {
+    fn of(keys: &TenantKeys) -> Result<Opener<'_>> {
+        match (&keys.reader, &keys.upkeep) {
+            (Some(r), _) => Ok(Opener::Reader(r)),
+            (None, Some(ids)) => Ok(Opener::Upkeep(ids)),
+            (None, None) => Err(Error::WriterCannotRead {
+                tenant: keys.tenant.clone(),
+            }),
+        }
+    }
+
+    fn identities(&self) -> &[coop_formats::crypt::Identity] {
+        match self {
+            Opener::Reader(r) => &r.identities,
+            Opener::Upkeep(ids) => ids,
+        }
+    }
+
+    /// One of the tenant's own keys: its writers and the admin keys it trusts (without the
+    /// keyring: the registry's authority of the member tenant and the pinned admin keys).
+    fn tenant_key(&self, keys: &TenantKeys, k: &[u8; 32]) -> bool {
+        match self {
+            Opener::Reader(r) => r.keyring.is_writer(k) || r.keyring.admin_keys().contains(k),
+            Opener::Upkeep(_) => keys.is_authority(k) || keys.admin_keys.contains(k),
+        }
+    }
 }
 
 /// Which snapshots a command means (`--host`, `--path`, `--tag`): all must match.
@@ -140,9 +185,11 @@ fn seconds_ahead(time: &str, now: chrono::DateTime<chrono::Utc>) -> Option<i64> 
     Some((t.with_timezone(&chrono::Utc) - now).num_seconds())
 }
 
-/// Every snapshot of the tenant, oldest first. Needs an identity.
+/// Every snapshot of the tenant, oldest first. Needs an identity (a reader of the tenant, or
+/// an admin keeping a member tenant up: see [`Listing::opaque`]).
 pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
-    let reader = keys.reader()?;
+    let opener = Opener::of(keys)?;
+    let upkeep = matches!(opener, Opener::Upkeep(_));
     let writer_list = writers::load(repo, &keys.admin_keys)?;
     let mut out = Listing {
         problems: writer_list.problems.clone(),
@@ -163,14 +210,33 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
             }
             Err(e) => return Err(e),
         };
+        let mut inventory = None;
+        if upkeep {
+            match coop_formats::snapshot::read_inventory(&bytes) {
+                Ok((_, inv, _)) => inventory = Some(inv),
+                Err(e) => {
+                    out.problems.push(Problem::forged(
+                        &obj.path,
+                        format!("not a valid snapshot: {e}"),
+                    ));
+                    continue;
+                }
+            }
+        }
         let opened = Snapshot::open(
-            &reader.identities,
+            opener.identities(),
             &bytes,
             (repo.config.repo_id, keys.tag),
-            |k| writers::may_sign(&reader.keyring, list, k),
+            |k| opener.tenant_key(keys, k) || list.get(k).is_some(),
         );
         let s = match opened {
             Ok(s) => s,
+            // Not encrypted to the service tenant: the member's own, kept and counted as such.
+            Err(SnapshotError::Crypt(coop_formats::crypt::CryptError::NotRecipient)) if upkeep => {
+                out.opaque.push(obj.name);
+                out.inventories.extend(inventory.map(|i| (obj.name, i)));
+                continue;
+            }
             Err(
                 e @ (SnapshotError::BadSignature
                 | SnapshotError::UnknownWriter { .. }
@@ -198,7 +264,12 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
                 time: s.time.chars().take(64).collect(),
             }),
         }
-        match writers::judge(&reader.keyring, list, &s.writer, &obj.name) {
+        match writers::judge_key(
+            opener.tenant_key(keys, &s.writer),
+            list,
+            &s.writer,
+            &obj.name,
+        ) {
             Signer::RevokedAfter(writer) => flags.push(Flag::RevokedWriter { writer }),
             Signer::Unknown => {
                 out.problems
@@ -207,6 +278,7 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
             }
             Signer::Valid | Signer::RevokedBefore(_) => {}
         }
+        out.inventories.extend(inventory.map(|i| (obj.name, i)));
         out.entries.push(Entry {
             id: obj.name,
             snapshot: s,
@@ -427,6 +499,8 @@ mod tests {
             names: vec![],
             writers_rollback: None,
             log_quorum: 0,
+            opaque: vec![],
+            inventories: vec![],
         };
         let none = Filter::default();
         assert_eq!(l.find("coop", "latest", &none).unwrap().id, Id([2; 32]));

@@ -27,7 +27,9 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 ));
             }
             if wk.tenant == "coop" && tenant.starts_with("member/") {
-                let coop = TenantKeys::from_writer_key(wk)?;
+                let mut coop = TenantKeys::from_writer_key(wk)?;
+                // Member snapshots' metadata goes to the service tenant's current data key.
+                follow_coop_recipient(repo, &mut coop);
                 return crate::registry::writer_keys_for_member(
                     repo,
                     &coop,
@@ -66,6 +68,12 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 .map(|r| r.default_signer());
             let coop_ring = found.rings.iter().find(|r| r.tenant == "coop").cloned();
             let has_coop = coop_ring.is_some();
+            let coop_keys = match (&coop_ring, tenant.starts_with("member/")) {
+                (Some(ring), true) => {
+                    Some(TenantKeys::from_keyring(ring.clone(), Arc::clone(ids))?)
+                }
+                _ => None,
+            };
             let Some(k) = found.rings.into_iter().find(|k| k.tenant == tenant) else {
                 // An admin can tell a member that does not exist from one it cannot read.
                 let mut admin_of_member = false;
@@ -121,8 +129,12 @@ pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
                 keys.content = crate::keys::ContentAccess::NeedsLog;
             }
             // An admin (or agent with an identity) backing up a member signs as the site, with
-            // the coop tenant's signer (the admin key, which member keyrings trust).
+            // the coop tenant's signer (the admin key, which member keyrings trust), and
+            // encrypts the snapshots' metadata to the service tenant too.
             if tenant.starts_with("member/") {
+                if let Some(coop) = &coop_keys {
+                    keys.snapshot_recipients = coop.recipient_strings.clone();
+                }
                 if let Some(signer) = coop_signer {
                     let public = signer.verifying_key().to_bytes();
                     if keys.admin_keys.contains(&public) {
@@ -157,6 +169,30 @@ fn follow_coop_recipient(repo: &Repo, keys: &mut TenantKeys) {
             crate::error::chain(&e)
         ),
     }
+}
+
+/// The keys an admin keeps a member tenant up with (`forget`, `prune`, `check`, and the
+/// agent's member backups): the member's keyring where the caller opens it (before the
+/// recovery split, or the member herself), else, for a holder of the service tenant's keyring
+/// (an admin after the split), the member's write material from the admin-signed registry,
+/// signed with the admin key, plus the service tenant's data identity, which opens the
+/// member's snapshot metadata and nothing else (SPEC 1.2, 13.7). A writer key gets its
+/// write-only keys: it backs members up, and keeps nothing up.
+pub fn upkeep_keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
+    let Some(name) = tenant.strip_prefix("member/") else {
+        return keys(repo, access, tenant);
+    };
+    match keys(repo, access, tenant) {
+        Err(Error::AdminNotMemberReader { .. }) => {}
+        other => return other,
+    }
+    if !matches!(access, Access::Identity(..)) {
+        return keys(repo, access, tenant);
+    }
+    let coop = keys(repo, access, "coop")?;
+    let mut member = crate::registry::writer_keys_for_member(repo, &coop, name)?;
+    member.upkeep = Some(Arc::clone(&coop.reader()?.identities));
+    Ok(member)
 }
 
 /// Whether `ids` hold a key of `recipients`: a probe encrypted to exactly those recipients

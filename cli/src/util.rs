@@ -274,6 +274,43 @@ pub fn tenants(
     Ok(out)
 }
 
+/// The tenants `prune` (and other upkeep that reads no file) covers: like [`tenants`], and
+/// for an admin also every member tenant the identity does not read (after the recovery
+/// split), kept up from its snapshots' metadata and inventories (`tenant::upkeep_keys`).
+pub fn upkeep_tenants(
+    g: &Global,
+    repo: &Repo,
+    access: &Access,
+) -> Result<Vec<coop_agent::keys::TenantKeys>> {
+    if g.tenant_given {
+        return Ok(vec![coop_agent::tenant::upkeep_keys(
+            repo, access, &g.tenant,
+        )?]);
+    }
+    let mut out = tenants(g, repo, access)?;
+    let Ok(coop) = coop_agent::tenant::keys(repo, access, "coop") else {
+        return Ok(out);
+    };
+    if coop.reader.is_none() {
+        return Ok(out);
+    }
+    let reg = coop_agent::registry::load(repo, &coop)?.registry;
+    for m in &reg.members {
+        let name = m.tenant();
+        if out.iter().any(|k| k.tenant == name) {
+            continue;
+        }
+        match coop_agent::tenant::upkeep_keys(repo, access, &name) {
+            Ok(k) => out.push(k),
+            Err(e) => eprintln!(
+                "coop: warning: {}",
+                crate::output::escape(&format!("tenant {name} skipped: {e}"))
+            ),
+        }
+    }
+    Ok(out)
+}
+
 /// How an access to a tenant's data is justified and logged (restore, export, dump).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AccessArgs {

@@ -155,8 +155,18 @@ pub(super) fn write_snapshot(
         manifest,
         inventory: Id::default(),
     };
+    // A member tenant's snapshot also opens with the service tenant's key: its metadata is
+    // what the admins keep the tenant up by (SPEC 9.1); packs stay the member's alone.
+    let recipients = crate::keys::parse_recipients(
+        &keys
+            .recipient_strings
+            .iter()
+            .chain(&keys.snapshot_recipients)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
     let sealed = snapshot
-        .seal(&keys.signer, &keys.recipients, keys.tag, inventory)
+        .seal(&keys.signer, &recipients, keys.tag, inventory)
         .map_err(|e| Error::crypto("sealing the snapshot", e))?;
     let id = repo.put(Kind::Snapshot, &keys.tag, sealed)?;
     Ok((id, snapshot))

@@ -117,6 +117,8 @@ struct Checker<'a> {
     packs: HashMap<Id, u64>,
     files: Vec<(Id, IndexFile)>,
     snaps: Vec<crate::snapshots::Entry>,
+    /// Upkeep keys: the inventories of the snapshots that opened and of the opaque ones.
+    inventories: Vec<(Id, coop_formats::snapshot::Inventory)>,
     graph: Graph,
 }
 
@@ -127,7 +129,17 @@ pub fn check(
     read: Option<Subset>,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
-    keys.reader()?;
+    if !keys.is_upkeep() {
+        keys.reader()?;
+    } else if read.is_some() {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "{} is not yours: reading its data is the member's (or a recovery's); without \
+                 --read-data an admin checks its snapshots, index and packs per inventory",
+                keys.tenant
+            ),
+        });
+    }
     let mut c = Checker {
         repo,
         keys,
@@ -138,6 +150,7 @@ pub fn check(
         packs: HashMap::new(),
         files: Vec::new(),
         snaps: Vec::new(),
+        inventories: Vec::new(),
         graph: Graph::default(),
     };
     // Listings first; a listing error aborts the check (never read as "empty").
@@ -153,6 +166,13 @@ pub fn check(
     c.r.blobs_in_index = index.len();
     c.check_pack_sizes(&index);
     c.read_snapshots()?;
+    if keys.is_upkeep() {
+        // A member tenant the admin does not read (SPEC 13.7): every pack a snapshot's
+        // inventory names must be there; trees and data are the member's to check.
+        c.check_inventories();
+        c.rollback();
+        return Ok(c.r);
+    }
     progress.phase("trees", None);
     let reader = BlobReader::for_maintenance(repo, keys, &index)?;
     c.walk(&reader, &index)?;
@@ -294,8 +314,35 @@ impl Checker<'_> {
             }
         }
         self.snaps = view.listing.entries;
-        self.r.snapshots = self.snaps.len();
+        self.r.snapshots = self.snaps.len() + view.listing.opaque.len();
+        self.inventories = view.listing.inventories;
         Ok(())
+    }
+
+    /// Upkeep keys: every pack named by an inventory is in the store. A missing one is lost
+    /// data, or the member's own prune moved its blobs (which only the member's check tells).
+    fn check_inventories(&mut self) {
+        let mut missing: std::collections::BTreeMap<Id, Vec<String>> = Default::default();
+        for (snap, inv) in &self.inventories {
+            for p in inv.packs.iter().filter(|p| !self.packs.contains_key(p)) {
+                missing.entry(*p).or_default().push(snap.to_hex());
+            }
+        }
+        for (p, snapshots) in missing {
+            self.r.errors.push(Problem {
+                snapshots,
+                ..Problem::new(
+                    format!("pack {p}"),
+                    "is named by these snapshots' inventories and missing from the store (lost, or \
+                     moved by the member's own prune: the member's `coop check` tells)"
+                        .into(),
+                )
+            });
+        }
+        self.r.warnings.push(format!(
+            "{}: checked per inventory, without reading it (trees and data are the member's to check)",
+            self.keys.tenant
+        ));
     }
 
     /// Walks every snapshot once per distinct tree: trees are read (and so verified); data

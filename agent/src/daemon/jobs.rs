@@ -325,7 +325,10 @@ impl Agent {
         quota: Option<u64>,
         out: &mut JobOutcome,
     ) -> Result<()> {
-        let keys = crate::tenant::keys(&self.repo, &self.access, tenant)?;
+        // With an admin identity, a member tenant it does not read (after the recovery split)
+        // is backed up with the registry's write material and kept up from its snapshots'
+        // metadata; with a writer key this is its write-only keys.
+        let keys = crate::tenant::upkeep_keys(&self.repo, &self.access, tenant)?;
         if !out.touched.iter().any(|(t, _)| t == tenant) {
             out.touched.push((tenant.to_string(), keys.tag));
         }
@@ -371,9 +374,9 @@ impl Agent {
         let Some(r) = &job.retention else {
             return Ok(());
         };
-        if keys.reader.is_none() {
+        if keys.reader.is_none() && !keys.is_upkeep() {
             out.notes.push(format!(
-                "{tenant}: retention skipped: a writer key cannot read snapshots (run forget where an identity is)"
+                "{tenant}: retention skipped: a writer key cannot forget (run the agent, or forget, with an admin identity)"
             ));
             return Ok(());
         }

@@ -10,6 +10,10 @@
 //!   other live lock exists, re-list, walk the new snapshots, and delete each condemned pack
 //!   whose needed blobs this prune copied; keep (rescue) the others.
 //!
+//! - [`packs`]: for an admin keeping a member tenant up without reading it (after the
+//!   recovery split), the same two phases per pack: a pack goes only when no snapshot's
+//!   clear inventory needs it, nothing is read or copied (SPEC 13.7).
+//!
 //! What an index object says about where blobs are is only a hint: a stolen writer key can
 //! write one that lies. So prune reads every pack it would delete and looks at the table
 //! inside it (authenticated by age; genuine packs hold what their table says, and a writer
@@ -18,6 +22,7 @@
 //! supersessions count only when the tenant's authority signed them.
 
 mod execute;
+mod packs;
 mod plan;
 
 use crate::damage::ProblemKind;
@@ -105,6 +110,11 @@ pub(super) struct View {
     pub files: Vec<(Id, IndexFile)>,
     pub plans: Vec<(Id, PrunePlan)>,
     pub snapshots: Vec<crate::snapshots::Entry>,
+    /// Upkeep keys only (an admin keeping a member tenant up without reading it): the
+    /// inventories of the snapshots that opened and of those the service tenant's key does
+    /// not open, and how many of the latter there are.
+    pub inventories: Vec<(Id, coop_formats::snapshot::Inventory)>,
+    pub opaque: usize,
 }
 
 impl View {
@@ -164,6 +174,8 @@ impl View {
             files,
             plans,
             snapshots: view.listing.entries,
+            inventories: view.listing.inventories,
+            opaque: view.listing.opaque.len(),
         })
     }
 
@@ -222,6 +234,10 @@ pub fn prune(
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneReport> {
+    if keys.is_upkeep() {
+        // An admin and a member tenant it does not read: per pack, from the inventories.
+        return packs::prune(repo, keys, opts, progress);
+    }
     let authority = keys.authority_signer()?;
     let mut rep = PruneReport::default();
     let lock = if opts.dry_run {

@@ -62,7 +62,13 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
     };
     let bars = Bars::new(g);
     let mut reports = Vec::new();
-    for keys in util::tenants(g, &repo, &access)? {
+    // Without --read-data, an admin also checks member tenants it does not read (per inventory).
+    let tenants = if subset.is_none() {
+        util::upkeep_tenants(g, &repo, &access)?
+    } else {
+        util::tenants(g, &repo, &access)?
+    };
+    for keys in tenants {
         reports.push(check::check(&repo, &keys, subset, &bars)?);
     }
     let (r, tenants) = if reports.len() == 1 {

@@ -66,7 +66,8 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
         tags: a.keep_tag,
     };
     let repo = util::open_repo(g)?;
-    let keys = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, &g.tenant)?;
+    // An admin keeps a member tenant it does not read up from the snapshots' metadata.
+    let keys = coop_agent::tenant::upkeep_keys(&repo, &util::identity_access(g)?, &g.tenant)?;
     if !a.ids.is_empty() {
         if !policy.is_empty() {
             return Err(Error::Invalid {

@@ -50,7 +50,7 @@ pub fn run(g: &Global, a: PruneArgs) -> Result<i32> {
     let access = util::identity_access(g)?;
     let bars = Bars::new(g);
     let mut reports = Vec::new();
-    for keys in util::tenants(g, &repo, &access)? {
+    for keys in util::upkeep_tenants(g, &repo, &access)? {
         let r = prune::prune(&repo, &keys, &opts, &bars)?;
         reports.push((keys.tenant.clone(), r));
     }
