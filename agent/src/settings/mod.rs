@@ -258,6 +258,9 @@ pub struct WitnessSettings {
     pub repo: String,
     pub s3: S3Options,
     pub admin_key: Option<[u8; 32]>,
+    /// Other copies of the same repository (URL, S3 options) whose logs are compared and
+    /// carried to and from this one.
+    pub copies: Vec<(String, S3Options)>,
 }
 
 impl Settings {
@@ -338,6 +341,11 @@ impl Settings {
                 repo: w.repo.get_ref().clone(),
                 s3: w.s3.clone(),
                 admin_key,
+                copies: w
+                    .copies
+                    .iter()
+                    .map(|c| (c.repo.get_ref().clone(), c.s3.clone()))
+                    .collect(),
             });
         }
         let cooperative = cfg
