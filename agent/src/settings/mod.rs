@@ -782,6 +782,25 @@ mod tests {
     }
 
     #[test]
+    fn a_witness_lists_the_other_copies_it_compares_with() {
+        let base = "[site]\nname = \"a\"\nrepo = \"r\"\nwriter_key = \"k\"\n\n";
+        let s = Settings::resolve(&format!(
+            "{base}[[witness]]\nrepo = \"/srv/hackspace-here\"\n\n[[witness.copy]]\nrepo = \"s3://pi/hackspace\"\ns3 = {{ region = \"garage\" }}\n\n[[witness.copy]]\nrepo = \"/mnt/vm/hackspace\"\n"
+        ))
+        .unwrap();
+        let copies: Vec<&str> = s.witnesses[0]
+            .copies
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect();
+        assert_eq!(copies, ["s3://pi/hackspace", "/mnt/vm/hackspace"]);
+        assert!(Settings::resolve(&format!(
+            "{base}[[witness]]\nrepo = \"x\"\n[[witness.copy]]\nurl = \"y\"\n"
+        ))
+        .is_err());
+    }
+
+    #[test]
     fn cooperative_facts_are_checked_with_their_lines() {
         let base = "[site]\nname = \"a\"\nrepo = \"r\"\nwriter_key = \"k\"\n\n";
         let good = format!(
