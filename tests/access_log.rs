@@ -1591,3 +1591,135 @@ fn break_glass_restores_the_service_tenant_without_a_quorum_and_logs_it() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     listed(true);
 }
+
+/// Issue 24 finding 3, the split view: the hackspace's store shows the Pi (and the
+/// members) one branch of the admin's log, and the VM (and the admin, on a second machine)
+/// another, each extending the history both witnesses cosigned before; each witness alone
+/// sees a log that only grew and cosigns it. One replication cycle between the sites (the
+/// Pi's witness comparing its copy with the VM's, or a `replicate` from one to the other)
+/// raises the fork alarm at both witnesses, in `log verify` at both sites and in the
+/// replication, with the evidence kept. An honest history raises none, and a cosignature made
+/// at one site reaches the other without passing through the source (issue 26 finding 2).
+#[test]
+fn two_witnesses_shown_different_branches_raise_the_fork_alarm_within_one_replication_cycle() {
+    let Some(s) = Sites::new("splitview") else {
+        return;
+    };
+    let (pi, vm) = (s.pi.display().to_string(), s.vm.clone());
+    let at = |site: &str, key: &Path, args: &[&str]| {
+        let mut a = vec!["--repo", site, "--writer-key", key.to_str().unwrap()];
+        a.extend_from_slice(args);
+        s.run(&a)
+    };
+    let witness = |site: &str, key: &Path, copy: Option<&str>| {
+        let mut a = vec!["log", "witness"];
+        if let Some(c) = copy {
+            a.extend(["--copy", c]);
+        }
+        at(site, key, &a)
+    };
+    let cosigners = |site: &str, key: &Path| -> Vec<String> {
+        let o = at(site, key, &["--json", "log", "verify"]);
+        assert!(o.status.success(), "log verify at {site}: {}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let admin = v["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["admin"] == true)
+            .unwrap()
+            .clone();
+        let mut c: Vec<String> = admin["cosigned_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect();
+        c.sort();
+        c
+    };
+
+    // An honest history: the hackspace replicates to both sites, each witnesses its copy.
+    s.admin_ok(0, &["log", "policy", "--quorum", "1"]);
+    for to in [&pi, &vm] {
+        s.run_ok(&["replicate", "--from", &s.repo(), "--to", to]);
+    }
+    for (site, key) in [(&pi, &s.pi_key), (&vm, &s.vm_key)] {
+        let o = witness(site, key, None);
+        assert!(o.status.success(), "witness at {site}: {}", text(&o));
+    }
+    assert_eq!(cosigners(&pi, &s.pi_key).len(), 1);
+    // The Pi compares its copy with the VM's (no source involved): no alarm, and each
+    // site's cosignature is now at the other.
+    let o = witness(&pi, &s.pi_key, Some(&vm));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("FORK"), "{}", text(&o));
+    let both = cosigners(&pi, &s.pi_key);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.iter().any(|w| w.contains("/pi/")) && both.iter().any(|w| w.contains("/vm/")));
+    assert_eq!(cosigners(&vm, &s.vm_key), both);
+    let o = s.run(&["replicate", "--from", &pi, "--to", &vm]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+
+    // The lying site keeps a second face: what it shows the VM and the admin's second
+    // machine from now on.
+    let face_b = s.env.p("hackspace-face-b");
+    copy_dir(&s.env.p("hackspace"), &face_b);
+    let face_b = face_b.display().to_string();
+    // Branch A: the admin's change, shown to the Pi.
+    s.admin_ok(0, &["log", "policy", "--quorum", "1"]);
+    // Branch B: the admin on another machine (no memory of branch A) logs a change and an
+    // access-relevant one on the face shown to the VM.
+    let cache_b = s.env.p("admin-machine-b").display().to_string();
+    for q in ["2", "1"] {
+        let o = s.admin(
+            0,
+            &[
+                "--repo",
+                &face_b,
+                "--cache-dir",
+                &cache_b,
+                "log",
+                "policy",
+                "--quorum",
+                q,
+            ],
+        );
+        assert!(o.status.success(), "branch B: {}", text(&o));
+    }
+    s.run_ok(&["replicate", "--from", &s.repo(), "--to", &pi]);
+    s.run_ok(&["replicate", "--from", &face_b, "--to", &vm]);
+    // Each witness alone sees its log grow and cosigns.
+    for (site, key) in [(&pi, &s.pi_key), (&vm, &s.vm_key)] {
+        let o = witness(site, key, None);
+        assert!(o.status.success(), "witness at {site}: {}", text(&o));
+        assert!(text(&o).contains("cosigned"), "{}", text(&o));
+    }
+
+    // One cycle: the Pi's witness compares its copy with the VM's.
+    let o = witness(&pi, &s.pi_key, Some(&vm));
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("FORK"), "{}", text(&o));
+    // The VM's witness, on its own copy only, alarms too (the fork object the Pi left).
+    let o = witness(&vm, &s.vm_key, None);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("FORK"), "{}", text(&o));
+    // `log verify` at both sites, and a replication between them, report it.
+    for (site, key) in [(&pi, &s.pi_key), (&vm, &s.vm_key)] {
+        let o = at(site, key, &["log", "verify"]);
+        assert_eq!(code(&o), 6, "log verify at {site}: {}", text(&o));
+        assert!(text(&o).contains("FORK"), "{}", text(&o));
+    }
+    let o = s.run(&["replicate", "--from", &pi, "--to", &vm]);
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("LOG FORK"), "{}", text(&o));
+    // Neither branch went into the other copy, and the evidence (both signed checkpoints)
+    // is kept for a human to show.
+    let kept: Vec<PathBuf> = walk_files(&s.env.p("cache"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("log-forks"))
+        .collect();
+    assert!(!kept.is_empty());
+    let evidence = fs::read_to_string(&kept[0]).unwrap();
+    assert_eq!(evidence.matches("\u{2014} coop/").count(), 2, "{evidence}");
+}

@@ -234,9 +234,12 @@ pub fn observe_generation(
     None
 }
 
-/// Compares a verified log state with the one this client last verified at this location.
+/// Compares a verified log state with the one this client last verified at this location,
+/// and with those it verified at every other copy of the repository that were not larger:
 /// `consistent(old_size, old_root)` says whether the log now holds that older tree as its
-/// prefix. Returns the alarm (a rollback or a fork), or records the new state.
+/// prefix. Two copies whose trees disagree are a fork (a split view: a site showing
+/// different parties different branches). Returns the alarm (a rollback or a fork), or
+/// records the new state.
 pub fn observe_log(
     cache: Option<&Path>,
     repo_id: &Id,
@@ -249,6 +252,20 @@ pub fn observe_log(
     let cache = cache?;
     let p = path(cache, repo_id);
     let mut state = load(&p);
+    for (other, l) in &state.locations {
+        if other == location {
+            continue;
+        }
+        if let Some((before, old_root)) = l.logs.get(origin) {
+            if *before <= size && !consistent(*before, old_root) {
+                return Some(format!(
+                    "FORK: the log {origin} here does not contain the tree of {before} entries \
+                     this client verified at {other} (two copies of the repository show two \
+                     histories)"
+                ));
+            }
+        }
+    }
     let loc = state.locations.entry(location.to_string()).or_default();
     if let Some((before, old_root)) = loc.logs.get(origin).cloned() {
         if size < before {

@@ -206,7 +206,15 @@ impl Agent {
         if out.ok || out.members.iter().any(|m| m.ok) {
             out.peers = self.sync_all();
         }
-        out.witness_alarms = self.witness_all();
+        // A log fork a peer sync found is an alarm like a witness's.
+        let mut alarms: Vec<String> = out
+            .peers
+            .iter()
+            .flat_map(|p| p.log_forks.iter().map(|f| format!("peer {}: {f}", p.peer)))
+            .collect();
+        alarms.extend(self.gossip_peers());
+        alarms.extend(self.witness_all());
+        out.witness_alarms = alarms;
         Ok(out)
     }
 
@@ -223,7 +231,7 @@ impl Agent {
     /// Witnesses the access logs of every configured copy of another site's repository;
     /// returns the alarms (rollbacks, forks), which are also logged as errors.
     pub fn witness_all(&self) -> Vec<String> {
-        let mut alarms = Vec::new();
+        let mut alarms: Vec<String> = Vec::new();
         let me = match &self.access {
             Access::Writer(wk) => crate::log::Actor::from_writer_key(wk),
             Access::Identity(..) => match crate::tenant::keys(&self.repo, &self.access, "coop") {
@@ -248,6 +256,33 @@ impl Agent {
                     None => crate::log::pinned_admin_keys(&repo)?,
                 };
                 let trusted = crate::writers::log_trust(&repo, &admins)?;
+                // The other copies of this repository first: what they hold comes here (and
+                // what this copy holds goes there), and two branches are a fork.
+                for (url, s3) in &w.copies {
+                    let other = crate::store::Store::open_with(url, false, s3)
+                        .map_err(crate::error::Error::from)
+                        .and_then(Repo::open_store)
+                        .map(|mut r| {
+                            r.cache_dir = Some(self.cfg.site.cache_dir.clone());
+                            r
+                        });
+                    match other.and_then(|o| crate::log::gossip(&repo, &o, &trusted, true)) {
+                        Ok(g) => {
+                            for n in g.notes {
+                                tracing::warn!("{} and {url}: {n}", w.repo);
+                            }
+                            for f in g.forks {
+                                tracing::error!("witness alarm at {} and {url}: {f}", w.repo);
+                                alarms.push(format!("{} and {url}: {f}", w.repo));
+                            }
+                        }
+                        Err(e) => tracing::warn!(
+                            "cannot compare {} with the copy at {url}: {}",
+                            w.repo,
+                            crate::error::chain(&e)
+                        ),
+                    }
+                }
                 crate::log::witness(&repo, &me, &trusted)
             })();
             match res {
@@ -295,6 +330,7 @@ impl Agent {
         );
         let mut last_witness: Option<std::time::Instant> = None;
         let mut last_log_sync: Option<std::time::Instant> = None;
+        let gossiping = AtomicBool::new(false);
         std::thread::scope(|s| {
             while !stop.load(Ordering::Relaxed) {
                 let t = now();
@@ -369,6 +405,16 @@ impl Agent {
                             rp.lock().expect("lock").remove(&p.name);
                         });
                     }
+                }
+                // The peers' copies of this site's logs compared with each other, and
+                // carried between them, on the same interval (on its own thread: a slow
+                // peer delays no job).
+                if log_round && !gossiping.swap(true, Ordering::Relaxed) {
+                    let g = &gossiping;
+                    s.spawn(move || {
+                        let _ = self.gossip_peers();
+                        g.store(false, Ordering::Relaxed);
+                    });
                 }
                 // Other sites' logs held here: witnessed every log_sync_interval.
                 if !self.cfg.witnesses.is_empty()

@@ -21,6 +21,8 @@ pub struct PeerOutcome {
     pub message: String,
     /// The kind of failure (store unreachable, damage refused), if it failed.
     pub kind: Option<ErrorKind>,
+    /// Access-log forks this sync found between this site's store and the peer: alarms.
+    pub log_forks: Vec<String>,
 }
 
 impl Agent {
@@ -37,6 +39,7 @@ impl Agent {
             copied_bytes: 0,
             message: String::new(),
             kind: None,
+            log_forks: Vec::new(),
         };
         let history = match self.history() {
             Ok(h) => h,
@@ -81,13 +84,18 @@ impl Agent {
                 out.copied_bytes = r.copied_bytes;
             }
             Ok(r) => {
+                out.log_forks = r.log_forks.clone();
+                for f in &r.log_forks {
+                    tracing::error!("log fork between this site and peer {}: {f}", p.name);
+                }
                 out.message = r
-                    .refused
+                    .log_forks
                     .first()
+                    .or(r.refused.first())
                     .or(r.failed.first())
                     .cloned()
                     .unwrap_or_else(|| "snapshots held back".into());
-                out.kind = Some(if r.refused.is_empty() {
+                out.kind = Some(if r.refused.is_empty() && r.log_forks.is_empty() {
                     ErrorKind::Store
                 } else {
                     ErrorKind::Integrity
@@ -164,6 +172,82 @@ impl Agent {
                 None
             }
         }
+    }
+
+    /// Compares the access logs of every two peers (this site's replicas at other sites) and
+    /// carries what one lacks to the other (SPEC 24.10): a cosignature made at one site
+    /// reaches the others without passing through this site's own store, which may be the
+    /// lying one, and two peers shown two branches of a log are a fork. Returns the fork
+    /// alarms (also logged as errors); unreachable peers are skipped.
+    pub fn gossip_peers(&self) -> Vec<String> {
+        let mut alarms = Vec::new();
+        if self.cfg.peers.len() < 2 {
+            return alarms;
+        }
+        let trusted = match crate::writers::log_trust(&self.repo, &self.own_admin_keys()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot compare the peers' logs: {}",
+                    crate::error::chain(&e)
+                );
+                return alarms;
+            }
+        };
+        let open = |p: &PeerSettings| -> Result<crate::repo::Repo> {
+            let mut r = crate::repo::Repo::open_store(self.peer_store(p)?)?;
+            r.cache_dir = self.repo.cache_dir.clone();
+            Ok(r)
+        };
+        let repos: Vec<(&PeerSettings, crate::repo::Repo)> = self
+            .cfg
+            .peers
+            .iter()
+            .filter_map(|p| match open(p) {
+                Ok(r) if r.config.repo_id == self.repo.config.repo_id => Some((p, r)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!("peer {} not compared: {}", p.name, crate::error::chain(&e));
+                    None
+                }
+            })
+            .collect();
+        for (i, (pa, a)) in repos.iter().enumerate() {
+            for (pb, b) in &repos[i + 1..] {
+                match crate::log::gossip(a, b, &trusted, true) {
+                    Ok(g) => {
+                        if g.copied > 0 {
+                            tracing::info!(
+                                "access logs carried between peers {} and {} ({} objects, {} \
+                                 cosignatures)",
+                                pa.name,
+                                pb.name,
+                                g.copied,
+                                g.cosignatures
+                            );
+                        }
+                        for n in g.notes {
+                            tracing::warn!("peers {} and {}: {n}", pa.name, pb.name);
+                        }
+                        for f in g.forks {
+                            tracing::error!(
+                                "log fork between peers {} and {}: {f}",
+                                pa.name,
+                                pb.name
+                            );
+                            alarms.push(format!("peers {} and {}: {f}", pa.name, pb.name));
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        "cannot compare the logs of peers {} and {}: {}",
+                        pa.name,
+                        pb.name,
+                        crate::error::chain(&e)
+                    ),
+                }
+            }
+        }
+        alarms
     }
 
     /// Replicates to every peer, each on its own thread; one peer's outage blocks no other.

@@ -12,9 +12,12 @@
 //! - [`verify`]: checking every log; only what a verified checkpoint covers is returned.
 //! - [`proof`]: a member's entries with inclusion proofs, checked offline.
 //! - [`deletions`]: deletions admins logged, which replicas follow.
+//! - [`gossip`]: two copies of one repository compared and their logs carried between them;
+//!   two signed histories of one log are a fork, kept as evidence (`fork/` objects).
 
 mod append;
 mod deletions;
+mod gossip;
 mod proof;
 mod trust;
 mod verify;
@@ -24,6 +27,7 @@ pub use append::{append, wait_for_quorum, Appended};
 pub use deletions::{
     record_deletions, record_deletions_replaced, recorded_deletions, Deletions, FirstSeen,
 };
+pub use gossip::{check_forks, gossip, ForkEvidence, GossipReport, FORK_TYPE};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
 pub use trust::{pinned_admin_keys, LogOwner, Trusted};
 pub use verify::{verify, LogContent, LogSummary, VerifyReport};
@@ -148,6 +152,8 @@ pub struct Stored {
     pub cosignatures: BTreeMap<u64, BTreeMap<String, Vec<u8>>>,
     /// Bundle paths present (below `log/<id>/`) and their sizes.
     pub bundles: BTreeMap<String, u64>,
+    /// Fork evidence (`fork/<SHA-256>`): store path → bytes (their name checked).
+    pub forks: BTreeMap<String, Vec<u8>>,
     /// Paths below `log/<id>/` that are none of the above.
     pub strays: Vec<String>,
 }
@@ -158,6 +164,14 @@ const MAX_CHECKPOINT: u64 = 8 << 10;
 const MAX_COSIGNATURE: u64 = 1 << 10;
 /// The largest entry bundle read: 256 entries of at most 65535 bytes, each with its length.
 const MAX_BUNDLE: u64 = tlog::BUNDLE * (tlog::MAX_ENTRY as u64 + 2);
+/// The largest fork evidence object read: a checkpoint with its cosignatures and a
+/// consistency proof.
+const MAX_FORK: u64 = 16 << 10;
+
+/// Whether `n` is a fork object's name: 64 lowercase hex digits (SHA-256 of its bytes).
+fn is_fork_name(n: &str) -> bool {
+    n.len() == 64 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 /// Lists one log's objects (no key needed). Objects larger than their kind may be are
 /// strays, never read: a huge object under `log/` costs nothing but a note.
@@ -196,6 +210,16 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
             }
         } else if rel.starts_with("entries/") && o.size <= MAX_BUNDLE {
             s.bundles.insert(rel.to_string(), o.size);
+        } else if let Some(n) = rel
+            .strip_prefix("fork/")
+            .filter(|n| is_fork_name(n) && o.size <= MAX_FORK)
+        {
+            let b = repo.store.get(&o.path)?.to_vec();
+            if hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)) == n {
+                s.forks.insert(o.path.clone(), b);
+            } else {
+                s.strays.push(o.path.clone());
+            }
         } else {
             s.strays.push(o.path.clone());
         }
@@ -205,7 +229,7 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
 
 /// Whether `path` (with its listed `size`) can be a log object: `log/<32 hex>/` and then a
 /// checkpoint, a cosignature or an entry bundle by their names, no larger than that kind may
-/// be. Replication copies nothing else under `log/`.
+/// be (a fork object: `fork/<64 hex>`). Replication copies nothing else under `log/`.
 pub fn is_log_object(path: &str, size: u64) -> bool {
     let mut parts = path.splitn(3, '/');
     let (Some("log"), Some(id), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
@@ -227,6 +251,9 @@ pub fn is_log_object(path: &str, size: u64) -> bool {
     }
     if rel.starts_with("entries/") {
         return bundle_end(path).is_some() && size <= MAX_BUNDLE;
+    }
+    if let Some(n) = rel.strip_prefix("fork/") {
+        return is_fork_name(n) && size <= MAX_FORK;
     }
     false
 }

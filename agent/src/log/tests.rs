@@ -291,6 +291,139 @@ fn revocation_is_forward_only() {
         .is_empty());
 }
 
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A witness of `name` with a fixed key, trusted in `t`.
+fn witness_actor(t: &mut Trusted, name: &str, seed: u8) -> Actor {
+    let a = Actor {
+        name: name.into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        person: None,
+    };
+    t.witnesses.push((a.witness_name(), a.public()));
+    a
+}
+
+/// The split view (issue 24, finding 3): a site shows two copies of the repository two
+/// branches of the admin's log, each cosigned by the witness that holds that copy; neither
+/// witness alone can tell. Whoever compares the two copies (a replication between the sites)
+/// raises the fork alarm, keeps both signed checkpoints in its cache, and leaves in each copy a
+/// fork object on which that copy's witness and `log verify` alarm too. Copies of one history
+/// instead carry each other's cosignatures and alarm on nothing.
+#[test]
+fn a_split_view_is_a_fork_for_whoever_holds_both_copies() {
+    let (d, a, admin) = repo();
+    append(&a, &admin, &[e(&admin, 1)]).unwrap();
+    copy_tree(&d.path().join("r"), &d.path().join("b"));
+    let mut b = Repo::open(d.path().join("b").to_str().unwrap()).unwrap();
+    // The second copy is used from another machine (its own cache: the admin there has no
+    // memory of what was signed here, as a second admin's machine would not).
+    b.cache_dir = Some(d.path().join("cache-b"));
+    let mut t = admin_trust(&a, &admin);
+    let pi = witness_actor(&mut t, "pi", 5);
+    let vm = witness_actor(&mut t, "vm", 6);
+    let alarms = |r: &Repo, w: &Actor| witness(r, w, &t).unwrap().alarms;
+    assert!(alarms(&a, &pi).is_empty());
+    assert!(alarms(&b, &vm).is_empty());
+
+    // One history: comparing carries each witness's cosignature to the other copy.
+    let g = gossip(&a, &b, &t, true).unwrap();
+    assert!(g.forks.is_empty(), "{:?}", g.forks);
+    assert_eq!(g.cosignatures, 2);
+    for r in [&a, &b] {
+        let (rep, _) = verify(r, &t).unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        let mut by = rep.logs[0].cosigned_by.clone();
+        by.sort();
+        assert_eq!(by, vec![pi.witness_name(), vm.witness_name()]);
+    }
+    assert_eq!(gossip(&a, &b, &t, true).unwrap().copied, 0);
+
+    // The split: copy a gets entry 2, copy b entries 2' and 3' (the admin's access, shown
+    // only to b's side). Each witness sees a log that only grew, and cosigns it.
+    append(&a, &admin, &[e(&admin, 2)]).unwrap();
+    append(&b, &admin, &[e(&admin, 20), e(&admin, 30)]).unwrap();
+    assert!(alarms(&a, &pi).is_empty());
+    assert!(alarms(&b, &vm).is_empty());
+    for r in [&a, &b] {
+        assert!(verify(r, &t).unwrap().0.problems.is_empty());
+    }
+
+    // One comparison finds it, keeps the evidence, and copies none of either branch.
+    let g = gossip(&a, &b, &t, true).unwrap();
+    assert_eq!(g.forks.len(), 1, "{:?}", g.forks);
+    assert!(g.forks[0].contains("FORK"), "{}", g.forks[0]);
+    assert_eq!(g.copied, 0);
+    let kept: Vec<_> = std::fs::read_dir(
+        d.path()
+            .join("cache")
+            .join(a.config.repo_id.to_hex())
+            .join("log-forks"),
+    )
+    .unwrap()
+    .collect();
+    assert_eq!(kept.len(), 1);
+    let id = tlog::log_id(&admin.origin(&a));
+    // Neither branch was copied into the other copy.
+    assert!(b
+        .store
+        .get(&format!("log/{id}/checkpoint/2"))
+        .unwrap_err()
+        .is_not_found());
+    assert!(a
+        .store
+        .get(&format!("log/{id}/checkpoint/3"))
+        .unwrap_err()
+        .is_not_found());
+    // Each copy now holds the proof: its witness alarms and cosigns nothing more, its
+    // verifier reports the fork (a: the longer branch's head with a consistency proof from
+    // a's size; b: a's checkpoint of size 2).
+    for (r, w) in [(&a, &pi), (&b, &vm)] {
+        let al = alarms(r, w);
+        assert!(al.iter().any(|x| x.contains("FORK")), "{al:?}");
+        let (rep, contents) = verify(r, &t).unwrap();
+        assert!(
+            rep.problems.iter().any(|p| p.message.contains("FORK")),
+            "{:?}",
+            rep.problems
+        );
+        assert!(!contents[0].sound);
+    }
+    // Fork objects that prove nothing (another key's checkpoint) are notes, not alarms.
+    let other = Actor {
+        name: "admin".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+        person: None,
+    };
+    let fake = ForkEvidence {
+        ty: FORK_TYPE.into(),
+        checkpoint: String::from_utf8(tlog::sign_checkpoint(
+            &Checkpoint {
+                origin: admin.origin(&a),
+                size: 1,
+                root: [0; 32],
+            },
+            &other.key,
+        ))
+        .unwrap(),
+        prefix: None,
+    };
+    let tree = tlog::Levels::new(&[tlog::leaf_hash(b"x")]);
+    assert!(fake
+        .check(&admin.public(), &admin.origin(&a), &tree)
+        .is_err());
+}
+
 #[test]
 fn log_object_names() {
     let id = "0123456789abcdef0123456789abcdef";
@@ -306,6 +439,10 @@ fn log_object_names() {
         ("entries/x001/234", 100, true),
         ("entries/000.p/256", 100, false),
         ("entries/0", 100, false),
+        (&format!("fork/{}", "ab".repeat(32)), 2000, true),
+        (&format!("fork/{}", "AB".repeat(32)), 2000, false),
+        (&format!("fork/{}", "ab".repeat(32)), 17 << 10, false),
+        ("fork/abc", 10, false),
         ("junk", 1, false),
     ] {
         assert_eq!(is_log_object(&format!("log/{id}/{rel}"), size), ok, "{rel}");

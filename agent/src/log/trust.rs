@@ -65,6 +65,26 @@ impl Trusted {
             .collect()
     }
 
+    /// The trusted witness (active, or revoked: its cosignature may predate the revocation)
+    /// whose cosignature `line` of `cp` is, under key id `kid`, when it verifies; never the
+    /// log's own key. What gossip checks before it copies a cosignature anywhere.
+    pub fn cosignature_by(
+        &self,
+        cp: &Checkpoint,
+        kid: &str,
+        line: &[u8],
+        log_key: &[u8; 32],
+    ) -> Option<String> {
+        let active = self.witnesses.iter().map(|(n, k)| (n, k));
+        let revoked = self.revoked_witnesses.iter().map(|(n, k, _)| (n, k));
+        active.chain(revoked).find_map(|(name, key)| {
+            (key != log_key
+                && format!("{:08x}", tlog::key_id(name, key, true)) == kid
+                && tlog::verify_cosignature(cp, line, name, key).is_ok())
+            .then(|| name.clone())
+        })
+    }
+
     /// Valid cosignatures (distinct witnesses, never the log's own key) on a checkpoint.
     pub fn cosigners(
         &self,

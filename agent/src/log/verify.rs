@@ -169,6 +169,15 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
                 }
             }
         }
+        let (proven, notes) = super::check_forks(&s, &key, origin, &tree);
+        rep.notes.extend(notes);
+        for (path, why) in proven {
+            rep.problems.push(Problem::damaged(
+                &path,
+                format!("{why}; the evidence came from another copy of this repository"),
+            ));
+            sound = false;
+        }
         if uncounted > 0 {
             rep.notes.push(format!(
                 "{}: {uncounted} cosignature(s) by no trusted witness, or by a revoked one after its revocation (not counted)",

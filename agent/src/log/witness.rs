@@ -109,6 +109,47 @@ pub fn witness(repo: &Repo, me: &Actor, trusted: &Trusted) -> Result<WitnessRepo
             ));
             continue;
         }
+        // Every other checkpoint the log's key signed here, with the cosignatures other
+        // witnesses made of it, and every fork object gossip brought from another copy, must
+        // be this history: two histories signed by one key are a fork, never cosigned.
+        let tree = tlog::Levels::new(&hashes);
+        let mut forked = Vec::new();
+        for (&sz, note) in s.checkpoints.range(..size) {
+            if let Ok(other) = tlog::open_checkpoint(note, &owner.key) {
+                if other.origin == cp.origin
+                    && other.size == sz
+                    && tree.root(sz as usize) != other.root
+                {
+                    forked.push(format!(
+                        "FORK: the log {} holds two histories its key signed: checkpoint/{sz} is \
+                         not a prefix of checkpoint/{size}",
+                        cp.origin
+                    ));
+                }
+            }
+        }
+        let (proven, notes) = super::check_forks(&s, &owner.key, origin, &tree);
+        rep.notes.extend(notes);
+        for (path, why) in proven {
+            let kept = super::gossip::keep_evidence(
+                repo,
+                &id,
+                (&path, &s.forks[&path]),
+                (
+                    &format!("{}/checkpoint/{size}", prefix(&id)),
+                    &s.checkpoints[&size],
+                ),
+            );
+            forked.push(format!(
+                "{why}: {path}{}",
+                kept.map(|p| format!(" (kept in {})", p.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        if !forked.is_empty() {
+            rep.alarms.extend(forked);
+            continue;
+        }
         if let Some((seen, seen_root)) = state.logs.get(&cp.origin) {
             if size < *seen {
                 rep.alarms.push(format!(

@@ -3,6 +3,52 @@
 
 use super::*;
 
+/// Compares the two sides' access logs as copies of one repository (with the source's admin
+/// keys: whose logs count) and carries what one side lacks to the other, both ways, checked:
+/// a log whose key signed two histories (one copy holding one, the other another) is a fork,
+/// reported and not copied; fork evidence goes into both copies (SPEC 24.10). Returns the log
+/// ids that forked. Without admin keys, or on a target that holds no repository yet, only
+/// the keyless comparison of [`logs`] runs.
+pub(super) fn compare_logs(
+    from: &Store,
+    to: &Store,
+    opts: &ReplicateOptions,
+    rep: &mut ReplicateReport,
+) -> Result<HashSet<String>> {
+    let Some(admin_keys) = &opts.admin_keys else {
+        return Ok(HashSet::new());
+    };
+    let open = |s: &Store| {
+        crate::repo::Repo::open_store(s.clone()).map(|mut r| {
+            r.cache_dir = opts.cache_dir.clone();
+            r
+        })
+    };
+    let (source, target) = match (open(from), open(to)) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Ok(HashSet::new()),
+    };
+    // A comparison that cannot run (a store error, no writer list to say whose logs count)
+    // leaves the keyless copy below to do its part, with a warning.
+    let g = match crate::writers::log_trust(&source, admin_keys)
+        .and_then(|t| crate::log::gossip(&source, &target, &t, !opts.check_only))
+    {
+        Ok(g) => g,
+        Err(e) => {
+            rep.warnings.push(format!(
+                "the access logs of the two sides could not be compared ({}); copied by name only",
+                crate::error::chain(&e)
+            ));
+            return Ok(HashSet::new());
+        }
+    };
+    rep.log_forks.extend(g.forks);
+    rep.warnings.extend(g.notes);
+    rep.log_objects += g.copied;
+    rep.copied_objects += g.copied;
+    Ok(g.forked.into_iter().collect())
+}
+
 /// The access logs: copied verbatim (their objects are named by position, not by hash, and
 /// never rewritten), a name holding other bytes on the other side is fork evidence and left
 /// alone, and witnesses' cosignatures found on the target come back to the source, where the
@@ -11,6 +57,7 @@ pub(super) fn logs(
     from: &Store,
     to: &Store,
     check_only: bool,
+    forked: &HashSet<String>,
     rep: &mut ReplicateReport,
 ) -> Result<()> {
     // Only well-formed log objects of a size their kind may have travel, either way: junk
@@ -58,7 +105,9 @@ pub(super) fn logs(
     };
     // Entries before the checkpoints that cover them, cosignatures last: a stop halfway
     // leaves no checkpoint without its entries.
-    let mut paths: Vec<&String> = src.keys().collect();
+    let of_forked = |p: &str| p.split('/').nth(1).is_some_and(|id| forked.contains(id));
+    let is_fork = |p: &str| p.split('/').nth(2) == Some("fork");
+    let mut paths: Vec<&String> = src.keys().filter(|p| !of_forked(p) || is_fork(p)).collect();
     paths.sort_by_key(|p| {
         (
             p.split('/').nth(1),
@@ -107,7 +156,7 @@ pub(super) fn logs(
     }
     let mut back: Vec<&String> = dst
         .keys()
-        .filter(|p| is_cosig(p) && !src.contains_key(*p))
+        .filter(|p| (is_cosig(p) && !of_forked(p) || is_fork(p)) && !src.contains_key(*p))
         .collect();
     back.sort();
     for p in back {

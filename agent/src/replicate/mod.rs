@@ -25,7 +25,7 @@ mod deletions;
 mod logs;
 mod pace;
 use deletions::{follow_deletions, logged_deletions};
-use logs::{logs, recovery_shares};
+use logs::{compare_logs, logs, recovery_shares};
 use pace::{sleep_until, Pace};
 
 #[derive(Debug, Clone, Default)]
@@ -196,7 +196,8 @@ pub fn replicate(
     }
     rep.missing_objects += todo.len() as u64;
     rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
-    logs(from, to, opts.check_only, &mut rep)?;
+    let forked = compare_logs(from, to, opts, &mut rep)?;
+    logs(from, to, opts.check_only, &forked, &mut rep)?;
     recovery_shares(from, to, opts.check_only, &mut rep)?;
     if opts.check_only {
         // The source's log is read only if some inventory names an object the target lacks.

@@ -258,6 +258,9 @@ pub struct WitnessSettings {
     pub repo: String,
     pub s3: S3Options,
     pub admin_key: Option<[u8; 32]>,
+    /// Other copies of the same repository (URL, S3 options) whose logs are compared and
+    /// carried to and from this one.
+    pub copies: Vec<(String, S3Options)>,
 }
 
 impl Settings {
@@ -338,6 +341,11 @@ impl Settings {
                 repo: w.repo.get_ref().clone(),
                 s3: w.s3.clone(),
                 admin_key,
+                copies: w
+                    .copies
+                    .iter()
+                    .map(|c| (c.repo.get_ref().clone(), c.s3.clone()))
+                    .collect(),
             });
         }
         let cooperative = cfg
@@ -771,6 +779,25 @@ mod tests {
             assert_eq!(p[0].line, Some(5), "{bad}: {p:?}");
             assert!(p[0].message.contains("log_sync_interval"), "{p:?}");
         }
+    }
+
+    #[test]
+    fn a_witness_lists_the_other_copies_it_compares_with() {
+        let base = "[site]\nname = \"a\"\nrepo = \"r\"\nwriter_key = \"k\"\n\n";
+        let s = Settings::resolve(&format!(
+            "{base}[[witness]]\nrepo = \"/srv/hackspace-here\"\n\n[[witness.copy]]\nrepo = \"s3://pi/hackspace\"\ns3 = {{ region = \"garage\" }}\n\n[[witness.copy]]\nrepo = \"/mnt/vm/hackspace\"\n"
+        ))
+        .unwrap();
+        let copies: Vec<&str> = s.witnesses[0]
+            .copies
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect();
+        assert_eq!(copies, ["s3://pi/hackspace", "/mnt/vm/hackspace"]);
+        assert!(Settings::resolve(&format!(
+            "{base}[[witness]]\nrepo = \"x\"\n[[witness.copy]]\nurl = \"y\"\n"
+        ))
+        .is_err());
     }
 
     #[test]

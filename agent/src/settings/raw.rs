@@ -110,6 +110,21 @@ pub struct Witness {
     pub s3: S3Options,
     /// That repository's admin key (hex); pinned at first sight when not given.
     pub admin_key: Option<String>,
+    /// Other copies of the same repository this site can reach (other sites' replicas of
+    /// it): the witness compares its copy's logs with theirs and carries entries,
+    /// checkpoints and cosignatures between them, so that a site showing two witnesses two
+    /// branches is found, and the survivors of a lost site still witness each other's copies.
+    #[serde(default, rename = "copy")]
+    pub copies: Vec<Copy>,
+}
+
+/// Another copy of a witnessed repository (`[[witness.copy]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Copy {
+    pub repo: Spanned<String>,
+    #[serde(default)]
+    pub s3: S3Options,
 }
 
 #[derive(Debug, Clone, Deserialize)]

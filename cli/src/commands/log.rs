@@ -30,6 +30,11 @@ pub enum LogCommand {
         /// The admin key (hex) of the repository whose logs are witnessed.
         #[arg(long)]
         admin: Option<String>,
+        /// Another copy of the same repository (another site's replica of it): its logs are
+        /// compared with this copy's first and what either lacks is carried to it, so a site
+        /// showing two witnesses two branches of a log is found (a fork: exit 6). Repeatable.
+        #[arg(long = "copy", value_name = "URL")]
+        copies: Vec<String>,
     },
     /// Set how many witnesses must cosign before an access it records may happen (admin).
     Policy {
@@ -257,7 +262,7 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 crate::exit::INTEGRITY
             })
         }
-        LogCommand::Witness { admin } => {
+        LogCommand::Witness { admin, copies } => {
             let Access::Writer(wk) = &access else {
                 return Err(coop_agent::Error::Invalid {
                     what: "a witness signs with a site's writer key: give --writer-key KEY".into(),
@@ -276,7 +281,32 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 None => log::pinned_admin_keys(&repo)?,
             };
             let trusted = coop_agent::writers::log_trust(&repo, &admin_keys)?;
-            let r = log::witness(&repo, &me, &trusted)?;
+            let (mut forks, mut notes) = (Vec::new(), Vec::new());
+            for url in &copies {
+                let other = coop_agent::repo::Repo::open_with(
+                    url,
+                    &coop_agent::repo::OpenOptions {
+                        cache_dir: repo.cache_dir().map(|c| c.to_path_buf()),
+                        ..Default::default()
+                    },
+                )?;
+                let gr = log::gossip(&repo, &other, &trusted, true)?;
+                if gr.copied > 0 {
+                    notes.push(format!(
+                        "{} log object(s) carried between this copy and {url} ({} cosignatures)",
+                        gr.copied, gr.cosignatures
+                    ));
+                }
+                notes.extend(gr.notes);
+                forks.extend(
+                    gr.forks
+                        .into_iter()
+                        .map(|f| format!("{f} (compared with {url})")),
+                );
+            }
+            let mut r = log::witness(&repo, &me, &trusted)?;
+            r.alarms.splice(0..0, forks);
+            r.notes.splice(0..0, notes);
             if g.json {
                 p.json(&r)?;
             } else {
