@@ -1248,3 +1248,133 @@ fn admins_keep_member_tenants_up_after_the_split_without_reading_them() {
     let o = as_alice(&["check", "--read-data", "--tenant", "member/alice"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Issue 30 item 1: groups. A family's quota is shared by its members and refused at ingest
+/// with the group named; `usage` and `group list` show the group; the report makes it one
+/// cost line with its members' parts, and the payer's own report shows it; a member outside
+/// the group is not limited by it.
+#[test]
+fn a_group_shares_one_quota_and_is_one_cost_line() {
+    let env = Env::new();
+    let mut names = Vec::new();
+    for n in ["alice", "bob", "carol"] {
+        let (_, r) = age_identity(&env, n);
+        env.ok(&["member", "add", n, "--recipient", &r]);
+        names.push(n);
+    }
+    env.ok(&[
+        "group", "add", "family", "--payer", "alice", "--quota", "600KiB",
+    ]);
+    env.ok(&["group", "members", "family", "--add", "bob"]);
+    let o = env.coop(&["group", "members", "family", "--remove", "alice"]);
+    assert_eq!(o.status.code(), Some(2), "the payer left her group");
+    let o = env.coop(&["group", "add", "other", "--payer", "bob"]);
+    assert_eq!(o.status.code(), Some(2), "bob in two groups");
+    let key = env.p("agent.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    let backup = |member: &str, seed: u64| {
+        let d = env.p(&format!("data-{member}-{seed}"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f.bin"), pseudo_random(400 << 10, seed)).unwrap();
+        env.cmd()
+            .arg("--writer-key")
+            .arg(&key)
+            .args([
+                "backup",
+                "--tenant",
+                &format!("member/{member}"),
+                d.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = backup("alice", 11);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = backup("bob", 13);
+    assert_eq!(
+        o.status.code(),
+        Some(12),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("group family") && err.contains("coop group quota family"),
+        "{err}"
+    );
+    // What the refused backup stored was removed: bob stores nothing.
+    let usage = env.json(&["usage"]);
+    let row = |t: &str| {
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["tenant"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("member/bob")["stored_bytes"], 0, "{usage}");
+    assert_eq!(row("member/bob")["group"], "family");
+    assert!(row("member/carol").get("group").is_none());
+    // Carol is not in the group: not limited by it.
+    let o = backup("carol", 17);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g = env.json(&["group", "list"]);
+    assert_eq!(g[0]["group"], "family", "{g}");
+    assert_eq!(g[0]["payer"], "alice");
+    assert_eq!(g[0]["members"][1][0], "bob");
+    assert!(g[0]["stored_bytes"].as_u64().unwrap() > 400 << 10);
+    // A raised quota lets bob in.
+    env.ok(&["group", "quota", "family", "2MiB"]);
+    let o = backup("bob", 13);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The report: one cost line for the family, its parts adding up to it.
+    let cfg = env.p("agent.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n\
+             [cooperative]\nname = \"Coop\"\ncurrency = \"EUR\"\nfixed_share_percent = 0\n\n\
+             [[cooperative.site]]\nname = \"hackspace\"\ncosts = {{ power = 9.00 }}\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("agent-cache").display()
+        ),
+    )
+    .unwrap();
+    let r = env.json(&["report", "--config", cfg.to_str().unwrap()]);
+    let groups = r["costs"]["groups"]
+        .as_array()
+        .expect("groups in the costs");
+    assert_eq!(groups.len(), 1, "{r}");
+    let fam = &groups[0];
+    let parts: f64 = fam["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m[2].as_f64().unwrap())
+        .sum();
+    assert!(
+        (parts - fam["monthly"].as_f64().unwrap()).abs() < 0.011,
+        "{fam}"
+    );
+    assert!(fam["monthly"].as_f64().unwrap() > 0.0);
+    // Alice pays: her report shows the family; bob's and carol's do not.
+    for (m, sees) in [("alice", true), ("bob", false), ("carol", false)] {
+        let r = env.json(&["report", "--config", cfg.to_str().unwrap(), "--member", m]);
+        assert_eq!(
+            r["costs"].get("groups").is_some(),
+            sees,
+            "{m}: {}",
+            r["costs"]
+        );
+    }
+}

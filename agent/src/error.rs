@@ -117,6 +117,12 @@ pub enum Error {
         used: u64,
         quota: u64,
     },
+    #[error("group {group} is over its quota: {used} bytes stored by its members together (with this backup), quota {quota}; no snapshot was written")]
+    GroupQuota {
+        group: String,
+        used: u64,
+        quota: u64,
+    },
     #[error("{what} failed: {cause}")]
     Crypto {
         what: &'static str,
@@ -146,7 +152,7 @@ impl Error {
             Error::NotFound { .. } | Error::NothingForMember { .. } => ErrorKind::NotFound,
             Error::SourceFailed { .. } | Error::HookFailed { .. } => ErrorKind::SourceFailed,
             Error::Io { .. } | Error::Catalog(_) => ErrorKind::Io,
-            Error::Quota { .. } => ErrorKind::Quota,
+            Error::Quota { .. } | Error::GroupQuota { .. } => ErrorKind::Quota,
             Error::LogQuorum { .. } | Error::NotWitnessed { .. } => ErrorKind::NotWitnessed,
             Error::Crypto { .. } => ErrorKind::Crypto,
             Error::Internal { .. } => ErrorKind::Internal,

@@ -23,7 +23,8 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "trust",
         &[
-            "registry", "tenant", "writers", "shares", "members", "admins", "read", "access",
+            "registry", "tenant", "writers", "shares", "members", "admins", "groups", "read",
+            "access",
         ],
     ),
     (

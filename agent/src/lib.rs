@@ -13,7 +13,7 @@
 //! | local | [`keys`] (identities, writer keys, a tenant's key material), [`patterns`], [`recipes`], [`catalog`], [`history`] |
 //! | repository | [`repo`] (config, objects by kind, keyrings), [`control`] (authority-signed control objects), [`lock`], [`packtable`], [`index`] |
 //! | access log | [`log`] (append, witness, verify, proofs, deletions) |
-//! | trust | [`registry`] (member registry), [`tenant`] (keys from what the caller holds), [`writers`] (writer list, whose logs count), [`shares`] (recovery shares), [`members`], [`admins`] (admins as persons), [`read`] (verified blobs and trees), [`access`] (log before access) |
+//! | trust | [`registry`] (member registry), [`tenant`] (keys from what the caller holds), [`writers`] (writer list, whose logs count), [`shares`] (recovery shares), [`members`], [`admins`] (admins as persons), [`groups`], [`read`] (verified blobs and trees), [`access`] (log before access) |
 //! | data operations | [`backup`], [`restore`], [`snapshots`], [`export`], [`recovery`] |
 //! | maintenance and audit | [`check`], [`forget`], [`prune`], [`usage`], [`replicate`] |
 //! | the agent | [`settings`] (agent.toml, typed), [`daemon`], [`report`] |
@@ -38,6 +38,7 @@ pub mod export;
 pub mod fault;
 pub mod forget;
 pub mod fsx;
+pub mod groups;
 pub mod history;
 pub mod index;
 pub mod keys;

@@ -24,6 +24,49 @@ pub struct TenantUsage {
     /// Whether the store showed signs of a rollback or of hidden snapshots for this tenant.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
+    /// The group the member is in (its quota is shared with the group's other members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A group's storage: its members' parts and the shared quota.
+#[derive(Debug, Serialize)]
+pub struct GroupUsage {
+    pub group: String,
+    pub payer: String,
+    pub stored_bytes: u64,
+    pub quota: Option<u64>,
+    pub quota_used_percent: Option<f64>,
+    /// (member, stored bytes), the payer first.
+    pub members: Vec<(String, u64)>,
+}
+
+/// Every group's usage (stored bytes need no key; the registry needs the coop tenant's
+/// keys, an admin's or a writer's).
+pub fn groups(repo: &Repo, access: &Access) -> Result<Vec<GroupUsage>> {
+    let coop = crate::tenant::keys(repo, access, "coop")?;
+    let reg = crate::registry::load(repo, &coop)?.registry;
+    let mut out = Vec::new();
+    for g in &reg.groups {
+        let mut members = Vec::new();
+        let mut names: Vec<&String> = vec![&g.payer];
+        names.extend(g.members.iter().filter(|m| **m != g.payer));
+        for n in names {
+            if let Some(m) = reg.members.iter().find(|m| &m.name == n) {
+                members.push((n.clone(), stored(repo, &m.tenant_tag)?));
+            }
+        }
+        let total: u64 = members.iter().map(|(_, b)| b).sum();
+        out.push(GroupUsage {
+            group: g.name.clone(),
+            payer: g.payer.clone(),
+            stored_bytes: total,
+            quota: g.quota,
+            quota_used_percent: g.quota.map(|q| 100.0 * total as f64 / q.max(1) as f64),
+            members,
+        });
+    }
+    Ok(out)
 }
 
 fn stored(repo: &Repo, tag: &[u8; 16]) -> Result<u64> {
@@ -59,6 +102,12 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
                 .and_then(|m| m.quota);
             let bytes = stored(repo, &keys.tag)?;
             seen.insert(keys.tag);
+            let group = registry.as_ref().and_then(|r| {
+                tenant
+                    .strip_prefix("member/")
+                    .and_then(|n| r.group_of(n))
+                    .map(|g| g.name.clone())
+            });
             out.push(TenantUsage {
                 tenant,
                 logical_bytes: snaps.last().map(|(_, s)| s.summary.total_bytes),
@@ -69,6 +118,7 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
                 quota_used_percent: quota.map(|q| 100.0 * bytes as f64 / q.max(1) as f64),
                 warnings,
                 rollback,
+                group,
             });
         }
     }
@@ -87,6 +137,10 @@ pub fn usage(repo: &Repo, access: &Access) -> Result<Vec<TenantUsage>> {
             quota_used_percent: m.quota.map(|q| 100.0 * bytes as f64 / q.max(1) as f64),
             warnings: Vec::new(),
             rollback: false,
+            group: registry
+                .as_ref()
+                .and_then(|r| r.group_of(&m.name))
+                .map(|g| g.name.clone()),
         });
     }
     out.sort_by(|a, b| a.tenant.cmp(&b.tenant));

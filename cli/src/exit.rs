@@ -77,6 +77,9 @@ pub fn hint_for(e: &anyhow::Error, repo: Option<&str>) -> Option<String> {
             "an admin raises it with `coop member quota {} SIZE`; or forget and prune old snapshots of {tenant}",
             tenant.strip_prefix("member/").unwrap_or(tenant)
         ),
+        Error::GroupQuota { group, .. } => format!(
+            "an admin raises it with `coop group quota {group} SIZE`; or the group's members forget and prune old snapshots"
+        ),
         Error::Store(_) if s3_without_keys => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL, AWS_REGION for Garage or MinIO), or put them in the agent config's s3 = { … }".into(),
         _ => match err.kind() {
             ErrorKind::Integrity => "stored data failed verification; nothing was changed. `coop check` says which objects \

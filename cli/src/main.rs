@@ -80,6 +80,9 @@ enum Command {
     /// Manage members (per-member tenants, quotas).
     #[command(subcommand)]
     Member(commands::member::MemberCommand),
+    /// Groups of members one member pays for, with a shared quota.
+    #[command(subcommand)]
+    Group(commands::group::GroupCommand),
     /// Admins as persons: name each admin with their own key, retire one.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
@@ -138,6 +141,7 @@ fn main() {
         Command::Report(a) => commands::report::run(&g, a),
         Command::Recipe(c) => commands::recipe::run(&g, c),
         Command::Admin(c) => commands::admin::run(&g, c),
+        Command::Group(c) => commands::group::run(&g, c),
         Command::Key(k) => commands::key::run(&g, k),
         Command::Log(c) => commands::log::run(&g, c),
         Command::Recovery(c) => commands::recovery::run(&g, c),

@@ -52,6 +52,21 @@ impl Member {
     }
 }
 
+/// A group of members whose storage one member pays for (a family, a club): the group's
+/// quota is shared by its members, and the report shows it as one cost line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    /// The member who pays: they see the group's usage and costs, never a member's data.
+    pub payer: String,
+    /// The members (the payer among them), by name.
+    pub members: Vec<String>,
+    /// Stored bytes the members may use together (after dedup and compression), if limited.
+    pub quota: Option<u64>,
+    pub added: String,
+}
+
 /// An admin as a person (issue 25 finding 8): who reads the service tenant, named, with the
 /// key that signs the log entries they cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +100,9 @@ pub struct Registry {
     /// The admins as persons, retired ones kept (so that their old entries keep a name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admins: Vec<Admin>,
+    /// Groups of members with one payer and a shared quota.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
     /// The service tenant's data recipient, once an admin's retirement replaced it: writers
     /// encrypt to it instead of the one in their writer key file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +147,18 @@ impl Registry {
         self.admins
             .iter()
             .find(|a| a.name == name && a.removed.is_none())
+    }
+
+    /// The group member `name` belongs to (a member is in at most one group).
+    pub fn group_of(&self, name: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m == name))
+    }
+
+    /// A group by name.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
     }
 
     /// An active (not removed) member.
@@ -214,6 +244,7 @@ mod tests {
                 recovery: None,
             }],
             admins: vec![],
+            groups: vec![],
             coop_data_recipient: None,
         }
     }

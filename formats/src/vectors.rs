@@ -550,6 +550,7 @@ fn registry_vector() {
             recovery: None,
         }],
         admins: vec![],
+        groups: vec![],
         coop_data_recipient: None,
     };
     let json = serde_json::to_vec(&reg).expect("serializes");

@@ -71,6 +71,8 @@ pub struct BackupOptions {
     pub manifest: bool,
     /// Refuse to commit if the tenant's stored bytes would exceed this.
     pub quota: Option<u64>,
+    /// Refuse to commit if the stored bytes of the member's group would exceed its quota.
+    pub group: Option<crate::groups::GroupLimit>,
 }
 
 /// The result of a backup.
@@ -192,6 +194,9 @@ pub fn backup(
             });
         }
     }
+    if let Some(g) = &opts.group {
+        crate::groups::check(g, crate::groups::used(repo, g)?, false)?;
+    }
     progress.phase("index", None);
     let index = dedup_index(repo, keys)?;
     progress.finish();
@@ -255,8 +260,12 @@ pub fn backup(
         &walker.sink.reused,
         &written,
         opts.quota,
-    ) {
-        if matches!(e, Error::Quota { .. }) {
+    )
+    .and_then(|()| match &opts.group {
+        Some(g) => crate::groups::check(g, crate::groups::used(repo, g)?, true),
+        None => Ok(()),
+    }) {
+        if matches!(e, Error::Quota { .. } | Error::GroupQuota { .. }) {
             // Refused for its quota: what this backup stored would only count against it.
             commit::remove_written(repo, keys, &written);
         }

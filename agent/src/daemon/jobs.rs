@@ -233,7 +233,7 @@ impl Agent {
                             &paths,
                             &job.commands,
                             &job.command_dirs,
-                            None,
+                            Limits::default(),
                             &mut out,
                         )
                     },
@@ -322,7 +322,7 @@ impl Agent {
         paths: &[PathBuf],
         commands: &[SourceCommand],
         command_dirs: &[DirCommand],
-        quota: Option<u64>,
+        limits: Limits,
         out: &mut JobOutcome,
     ) -> Result<()> {
         // With an admin identity, a member tenant it does not read (after the recovery split)
@@ -349,7 +349,8 @@ impl Agent {
             host: self.cfg.site.name.clone(),
             cache_dir: Some(self.cfg.site.cache_dir.clone()),
             manifest: tenant.starts_with("member/"),
-            quota,
+            quota: limits.quota,
+            group: limits.group,
             ..Default::default()
         };
         let b = backup::backup(&self.repo, &keys, &opts, &NoProgress)?;
@@ -416,7 +417,7 @@ impl Agent {
                 None => Err(Error::NotFound {
                     what: format!("member {name:?} in the registry"),
                 }),
-                Some(m) => self.backup_member(job, m, out),
+                Some(m) => self.backup_member(job, m, crate::groups::limit(&reg, name), out),
             };
             out.members.push(MemberOutcome {
                 member: name.clone(),
@@ -461,6 +462,7 @@ impl Agent {
         &self,
         job: &JobSettings,
         m: &coop_formats::registry::Member,
+        group: Option<crate::groups::GroupLimit>,
         out: &mut JobOutcome,
     ) -> Result<()> {
         let name = &m.name;
@@ -521,6 +523,17 @@ impl Agent {
                     .join(", "),
             });
         }
-        self.backup_target(job, &m.tenant(), &existing, &commands, &dirs, m.quota, out)
+        let limits = Limits {
+            quota: m.quota,
+            group,
+        };
+        self.backup_target(job, &m.tenant(), &existing, &commands, &dirs, limits, out)
     }
+}
+
+/// What a backup into one tenant must stay within: the member's quota and their group's.
+#[derive(Default)]
+struct Limits {
+    quota: Option<u64>,
+    group: Option<crate::groups::GroupLimit>,
 }

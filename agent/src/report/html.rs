@@ -695,6 +695,36 @@ fn costs(p: &mut Page) {
             ]
         }),
     );
+    if !c.groups.is_empty() {
+        let rows: Vec<Vec<String>> = c
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    format!("<strong>{}</strong>", escape(&g.group)),
+                    escape(&g.payer),
+                    escape(
+                        &g.members
+                            .iter()
+                            .map(|(m, _, v)| format!("{m} {}", p.money(*v)))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    format!("<strong>{}</strong>", escape(&p.money(g.monthly))),
+                ]
+            })
+            .collect();
+        p.table(
+            &[
+                (t.group, false),
+                (t.group_payer, false),
+                (t.group_parts, false),
+                (t.share, true),
+            ],
+            &rows,
+            None,
+        );
+    }
     if c.member_count > 0 && c.unallocated.abs() < 0.005 {
         let _ = write!(p.out, "<p class=\"note\">{}</p>", escape(t.shares_add_up));
     } else if c.unallocated.abs() >= 0.005 {

@@ -268,6 +268,10 @@ pub struct Costs {
     pub unallocated: f64,
     /// The members' shares (only the member reported on, with `--member`).
     pub shares: Vec<Share>,
+    /// Groups, each one cost line with its members' parts (with `--member`, only the groups
+    /// that member pays for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupCost>,
     pub balance: Option<f64>,
     pub balance_date: Option<String>,
     /// balance / monthly_total.
@@ -383,6 +387,19 @@ pub struct RecoveryPolicy {
     pub approvals: u8,
     pub holders: Vec<String>,
     pub description: String,
+}
+
+/// A group as one cost line: what its payer pays for its members.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupCost {
+    pub group: String,
+    pub payer: String,
+    pub quota: Option<u64>,
+    pub stored_bytes: u64,
+    /// The sum of the members' monthly shares.
+    pub monthly: f64,
+    /// Each member's part: (member, stored bytes, monthly share), the payer first.
+    pub members: Vec<(String, u64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -753,6 +770,9 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
             Some(b) if k.monthly_total > 0.0 => Some((b / k.monthly_total).max(0.0)),
             _ => None,
         };
+        k.groups = group_costs(registry.as_ref(), &quotas, &k.shares);
+        k.groups
+            .retain(|g| opts.member.as_deref().is_none_or(|m| m == g.payer));
         k.shares.retain(|s| in_scope(&s.member));
         Some(k)
     });
@@ -1122,6 +1142,44 @@ fn round(v: f64, digits: i32) -> f64 {
     (v * m).round() / m
 }
 
+/// Each group's cost line from the members' shares.
+fn group_costs(
+    registry: Option<&coop_formats::registry::Registry>,
+    stored: &[(String, u64, Option<u64>)],
+    shares: &[Share],
+) -> Vec<GroupCost> {
+    let Some(reg) = registry else {
+        return Vec::new();
+    };
+    reg.groups
+        .iter()
+        .map(|g| {
+            let mut names: Vec<&String> = vec![&g.payer];
+            names.extend(g.members.iter().filter(|m| **m != g.payer));
+            let members: Vec<(String, u64, f64)> = names
+                .into_iter()
+                .map(|n| {
+                    let bytes = stored.iter().find(|s| &s.0 == n).map(|s| s.1).unwrap_or(0);
+                    let monthly = shares
+                        .iter()
+                        .find(|s| &s.member == n)
+                        .map(|s| s.monthly)
+                        .unwrap_or(0.0);
+                    (n.clone(), bytes, monthly)
+                })
+                .collect();
+            GroupCost {
+                group: g.name.clone(),
+                payer: g.payer.clone(),
+                quota: g.quota,
+                stored_bytes: members.iter().map(|m| m.1).sum(),
+                monthly: round(members.iter().map(|m| m.2).sum(), 2),
+                members,
+            }
+        })
+        .collect()
+}
+
 /// The cost model: `fixed_share_percent` of the monthly costs split equally among the
 /// members, the rest by stored GB-month; what no member stores (the services' backups,
 /// removed members) is priced the same and split equally. `members`: (name, stored bytes,
@@ -1193,6 +1251,7 @@ pub fn cost_model(
         shares_total,
         unallocated: round(monthly_total - shares_total, 2),
         shares,
+        groups: Vec::new(),
         balance: None,
         balance_date: None,
         runway_months: None,

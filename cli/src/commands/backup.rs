@@ -84,7 +84,11 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         host: a.host.unwrap_or_else(coop_agent::hostname),
         cache_dir: g.cache_dir.clone(),
         manifest: member.is_some(),
-        quota: member.and_then(|m| m.quota),
+        quota: member.as_ref().and_then(|m| m.quota),
+        group: match &member {
+            Some(m) => coop_agent::groups::limit_of(&repo, &access, &m.name)?,
+            None => None,
+        },
         ..Default::default()
     };
     let bars = Bars::new(g);

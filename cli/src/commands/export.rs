@@ -342,5 +342,18 @@ pub fn usage(g: &Global) -> Result<i32> {
                 .unwrap_or_else(|| "-".into())
         ))?;
     }
+    for gu in coop_agent::usage::groups(&repo, &access).unwrap_or_default() {
+        p.data(format!(
+            "{:<24} {:>12} {:>12} {:>6} {:<26} {:>8}",
+            format!("group {}", gu.group),
+            "",
+            util::bytes(gu.stored_bytes),
+            "",
+            format!("paid by {}", gu.payer),
+            gu.quota_used_percent
+                .map(|p| format!("{p:.0}%"))
+                .unwrap_or_else(|| "-".into())
+        ))?;
+    }
     Ok(status)
 }

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod dump;
 pub mod export;
 pub mod forget;
+pub mod group;
 pub mod init;
 pub mod key;
 pub mod log;

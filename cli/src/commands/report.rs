@@ -243,6 +243,19 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
                 .map(|m| format!("; the balance covers {m:.1} months"))
                 .unwrap_or_default()
         ))?;
+        for gc in &c.groups {
+            p.data(format!(
+                "group {} (paid by {}): {:.2} {cur} a month for {}",
+                gc.group,
+                gc.payer,
+                gc.monthly,
+                gc.members
+                    .iter()
+                    .map(|(m, _, v)| format!("{m} {v:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
+        }
     }
     if let Some(e) = &r.energy {
         p.data(format!(
