@@ -584,3 +584,108 @@ fn a_writer_key_report_shows_last_backups_not_never() {
     let html = fs::read_to_string(dir.join("index.html")).unwrap();
     assert_eq!(html.matches(">never<").count(), 1, "only carol: {html}");
 }
+
+/// Issue 30 item 2: the published setup, generated from the example config of the
+/// hackspace site (its paths pointed at this test's repository): every job and site is on the
+/// page, with what it backs up, leaves out and keeps, and no secret, address, command, key
+/// path or member name is.
+#[test]
+fn the_setup_page_shows_every_job_and_site_and_no_secret() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    env.ok(&["admin", "add", "anna"]);
+    let example = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/examples/hackspace.toml"),
+    )
+    .unwrap();
+    let id = env.p("config/coop/identity.txt");
+    let text = example
+        .replace(
+            "\"/srv/coop/repo\"",
+            &format!("\"{}\"", env.repo().display()),
+        )
+        .replace(
+            "\"/etc/coop/identity.txt\"",
+            &format!("\"{}\"", id.display()),
+        )
+        .replace(
+            "\"/var/cache/coop\"",
+            &format!("\"{}\"", env.p("agent-cache").display()),
+        )
+        .replace(
+            "\"/var/lib/prometheus/node-exporter/coop.prom\"",
+            &format!("\"{}\"", env.p("coop.prom").display()),
+        );
+    let cfg = env.p("agent.toml");
+    fs::write(&cfg, &text).unwrap();
+    let dir = env.p("setup");
+    let v = env.json(&[
+        "report",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--setup",
+        "--html",
+        dir.to_str().unwrap(),
+    ]);
+    let page = fs::read_to_string(dir.join("index.html")).unwrap();
+    for job in ["forgejo", "synapse", "hedgedoc", "members"] {
+        assert!(
+            page.contains(&format!("<h3>{job}</h3>")),
+            "job {job} missing"
+        );
+    }
+    for site in [
+        "hackspace",
+        "rented-vm",
+        "annas-pi",
+        "Polarstern",
+        "Falkenstein",
+    ] {
+        assert!(page.contains(site), "{site} missing");
+    }
+    for shown in [
+        "/var/lib/forgejo",
+        "forgejo.dump",
+        "remote_content",
+        "keep 7 daily, 5 weekly, 12 monthly",
+        "/srv/nextcloud/data/{member}/files",
+        "anna",
+        "age (X25519",
+    ] {
+        assert!(page.contains(shown), "{shown:?} missing from the page");
+    }
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v["jobs"][3]["tenant"], "each member");
+    // Nothing secret or internal: credentials, endpoints, repository addresses, commands,
+    // the healthcheck URL, key and cache paths, member names.
+    let repo_path = env.repo();
+    let secrets = [
+        "secret_access_key",
+        "GK…",
+        "garage.example.coop",
+        "pi.example.coop",
+        "s3://",
+        "hc-ping.com",
+        "runuser -u postgres -- pg_dump -Fc forgejo",
+        "runuser -u www-data",
+        "systemctl stop forgejo",
+        "occ user:export",
+        "identity.txt",
+        "agent-cache",
+        "coop.prom",
+        repo_path.to_str().unwrap(),
+        "alice",
+        "@example.coop",
+    ];
+    let json = v.to_string();
+    for s in secrets {
+        assert!(!page.contains(s), "the page shows {s:?}");
+        assert!(!json.contains(s), "the JSON shows {s:?}");
+    }
+    // The page fetches nothing.
+    for tag in ["<script", "<link", "<img", "src=", "http://", "https://"] {
+        assert!(!page.contains(tag), "the page holds {tag}");
+    }
+}

@@ -196,4 +196,32 @@ for s in shots:
     w, h = struct.unpack(">II", head[16:24])
     print(f"screenshot {s}: {w}x{h}")
 PY
+# 4. The published setup (`report --setup`), the same way: nothing outside itself, no request,
+#    and the rendered text names every job and site but not the repository's path.
+"$coop" report --config "$work/agent.toml" --setup --html "$work/setup" 2>/dev/null || fail "coop report --setup"
+setup="$work/setup/index.html"
+if grep -Eion '<script|<link|<img|<iframe|<object|<embed|src=|url\(|@import|https?:' "$setup"; then
+  fail "the setup page refers to something outside itself (above)"
+fi
+"$chromium" "${flags[@]}" --log-net-log="$work/setup-net.json" --dump-dom "file://$setup" >"$work/setup-dom.html" 2>>"$work/chromium.log" \
+  || { cat "$work/chromium.log"; fail "chromium could not load the setup page"; }
+python3 - "$work/setup-net.json" "$work/setup-dom.html" "$work/repo" <<'PY'
+import json, sys
+net, dom, repo = sys.argv[1:]
+d = json.load(open(net, encoding="utf-8"))
+types = {v: k for k, v in d["constants"]["logEventTypes"].items()}
+for e in d.get("events", []):
+    p = e.get("params") or {}
+    if types.get(e["type"]) == "URL_REQUEST_START_JOB" and "url" in p and p.get("initiator", "not an origin") != "not an origin":
+        sys.exit("the setup page made a request: " + p["url"])
+text = open(dom, encoding="utf-8").read()
+for name in ["services", "members", "hackspace", "rented-vm", "{member}"]:
+    if name not in text:
+        sys.exit(f"the rendered setup page does not show {name!r}")
+for hidden in [repo, "alice", "bob"]:
+    if hidden in text:
+        sys.exit(f"the rendered setup page shows {hidden!r}")
+print("setup page: no request; every job and site shown; no repository path or member name")
+PY
+
 echo "report_browser.sh: ok (screenshots in $target/report-screenshot.png and $target/report-screenshot-phone.png)"

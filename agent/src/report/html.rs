@@ -25,7 +25,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-const CSS: &str = r#"
+pub(super) const CSS: &str = r#"
 :root { --ink: #1d2330; --muted: #5b6475; --line: #d8dce3; --accent: #2f6f9f; --accent2: #9cc3e0; --soft: #f3f5f8; --warn: #9a3b00; }
 * { box-sizing: border-box; }
 html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }

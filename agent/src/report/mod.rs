@@ -12,6 +12,7 @@
 
 pub mod html;
 pub mod i18n;
+pub mod setup;
 pub mod svg;
 
 use crate::error::{Error, Result};

@@ -28,7 +28,7 @@ pub struct ShowArgs {
     set: Vec<String>,
 }
 
-fn all() -> Result<Vec<Recipe>> {
+pub(crate) fn all() -> Result<Vec<Recipe>> {
     embedded::RECIPES
         .iter()
         .map(|(file, text)| {

@@ -36,6 +36,12 @@ pub struct ReportArgs {
         env = "COOP_REPORT_SINCE"
     )]
     since: String,
+    /// Publish the setup instead: every job (schedule, what it backs up and leaves out, and
+    /// why, retention, last run), the sites it replicates to, encryption, who can read what,
+    /// the witnesses; generated from --config and the repository, with no secret, address,
+    /// command or member name (docs/TRANSPARENCY.md).
+    #[arg(long, requires = "config", conflicts_with_all = ["member", "since"])]
+    setup: bool,
 }
 
 /// agent.toml, resolved; a config with errors is refused (exit 2) with every problem.
@@ -90,6 +96,50 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<i32> {
         Some(d) => History::open_existing(d, &repo.config.repo_id)?,
         None => None,
     };
+    if a.setup {
+        let s = settings.as_ref().expect("--setup requires --config");
+        let recipes: Vec<(String, String)> = super::recipe::all()?
+            .into_iter()
+            .map(|r| (r.name, r.summary))
+            .collect();
+        let setup = report::setup::gather(&repo, &access, s, history.as_ref(), &recipes)?;
+        if let Some(dir) = &a.html {
+            let path = write_page(dir, &report::setup::render(&setup))?;
+            p.note(format!("wrote {}", path.display()));
+        }
+        if g.json {
+            p.json(&setup)?;
+        } else if a.html.is_none() {
+            for j in &setup.jobs {
+                p.data(format!(
+                    "{:<16} {:<14} {:<12} {} path(s), {} dump(s), {} left out; {}; last run {}",
+                    j.name,
+                    j.schedule,
+                    j.tenant,
+                    j.paths.len(),
+                    j.dumps.len(),
+                    j.excluded.len(),
+                    j.retention.as_deref().unwrap_or("all kept"),
+                    j.last_run.as_deref().unwrap_or("-")
+                ))?;
+            }
+            p.data(format!(
+                "replicated to: {}",
+                setup
+                    .replicas
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
+            p.data(format!(
+                "service data read by: {}",
+                setup.readers.service.join(", ")
+            ))?;
+            p.data(format!("member data read by: {}", setup.readers.members))?;
+        }
+        return Ok(crate::exit::OK);
+    }
     let until = report::now();
     let opts = Options {
         since: report::parse_since(&a.since, until)?,
