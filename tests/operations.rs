@@ -89,6 +89,9 @@ fn example_configs_exclude_what_they_say_from_service_shaped_trees() {
             if job.contains_key("members") {
                 continue; // member jobs: tests/members.rs
             }
+            if job.contains_key("report") || job.contains_key("drill") {
+                continue; // they back up nothing: report_archive_and_restore_drills
+            }
             let shape = shapes
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -804,4 +807,120 @@ fn admins_are_persons_and_a_retired_one_reads_nothing_written_afterwards() {
         "--target",
         env.p("anna-restore").to_str().unwrap(),
     ]);
+}
+
+/// Issue 30 items 4 and 5: a report job keeps one dated copy per run and an index linking
+/// them newest first, each saying when the next is due; a drill job restores a sample of the
+/// service job's latest snapshot and checks it, the published setup says when, and a drill of
+/// a broken snapshot fails and is reported.
+#[test]
+fn report_archive_and_restore_drills() {
+    let env = Env::new();
+    let data = env.p("services");
+    for i in 0..30 {
+        fs::create_dir_all(data.join(format!("d{}", i % 4))).unwrap();
+        fs::write(
+            data.join(format!("d{}/f{i}", i % 4)),
+            pseudo_random(2000 + i * 997, i as u64 * 2 + 2),
+        )
+        .unwrap();
+    }
+    let archive = env.p("archive");
+    let cfg = env.p("agent.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{}\"\nidentity_file = \"{}\"\ncache_dir = \"{}\"\n\n\
+             [[job]]\nname = \"services\"\nschedule = \"0 3 * * *\"\npaths = [\"{}\"]\n\n\
+             [[job]]\nname = \"drill\"\nschedule = \"0 5 * * 0\"\ndrill = {{ jobs = [\"services\"], sample = 5 }}\n\n\
+             [[job]]\nname = \"quarterly\"\nschedule = \"0 6 1 1,4,7,10 *\"\nreport = {{ dir = \"{}\" }}\n\n\
+             [cooperative]\nname = \"Coop\"\n",
+            env.repo().display(),
+            env.p("config/coop/identity.txt").display(),
+            env.p("agent-cache").display(),
+            data.display(),
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let o = env.coop(&["config", "check", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let once = |job: &str, now: &str| {
+        let mut c = env.cmd();
+        c.env("COOP_TEST_NOW", now).args([
+            "agent",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--once",
+            job,
+        ]);
+        c.output().unwrap()
+    };
+    let o = once("services", "2026-10-01T03:00:00Z");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = once("drill", "2026-10-04T05:00:00Z");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("5 file(s)"), "{}", text(&o));
+    let setup = env.json(&["report", "--config", cfg.to_str().unwrap(), "--setup"]);
+    let jobs = setup["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "only backup jobs are described: {setup}");
+    assert!(
+        jobs[0]["last_test_restore"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2026-10-04") && s.contains("restored and checked")),
+        "{setup}"
+    );
+
+    // Three quarterly runs: three dated copies, an index newest first.
+    for day in ["2026-10-01", "2027-01-01", "2027-04-01"] {
+        let o = once("quarterly", &format!("{day}T06:00:00Z"));
+        assert_eq!(code(&o), 0, "{}", text(&o));
+    }
+    let copies: Vec<String> = {
+        let mut v: Vec<String> = fs::read_dir(&archive)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    let index = fs::read_to_string(archive.join("index.html")).unwrap();
+    let pos: Vec<usize> = copies
+        .iter()
+        .map(|c| index.find(c.as_str()).unwrap())
+        .collect();
+    assert!(
+        pos[2] < pos[1] && pos[1] < pos[0],
+        "not newest first: {index}"
+    );
+    for c in &copies {
+        let page = fs::read_to_string(archive.join(c).join("index.html")).unwrap();
+        assert!(page.contains("Next report due"), "{c}");
+        let json: Value =
+            serde_json::from_slice(&fs::read(archive.join(c).join("report.json")).unwrap())
+                .unwrap();
+        assert!(json["next_due"].is_string(), "{c}: {json}");
+        assert!(archive.join(c).join("setup.html").is_file());
+    }
+
+    // A broken pack: the drill fails, says so, and the setup shows it.
+    for p in walk_files(&env.repo().join("packs")) {
+        let mut b = fs::read(&p).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 0xff;
+        fs::write(&p, b).unwrap();
+    }
+    let o = once("drill", "2026-10-11T05:00:00Z");
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("could not restore"), "{}", text(&o));
+    let setup = env.json(&["report", "--config", cfg.to_str().unwrap(), "--setup"]);
+    assert!(
+        setup["jobs"][0]["last_test_restore"]
+            .as_str()
+            .is_some_and(|s| s.contains("FAILED")),
+        "{setup}"
+    );
 }

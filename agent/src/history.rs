@@ -9,6 +9,28 @@ pub struct History {
     conn: Connection,
 }
 
+/// The time the agent records runs, peers and usage at: now, or for tests that simulate days
+/// of history, `COOP_TEST_NOW` (RFC 3339 or Unix seconds; never set it in production: the
+/// scheduler would stand still).
+pub fn now() -> i64 {
+    if let Some(t) = std::env::var("COOP_TEST_NOW")
+        .ok()
+        .and_then(|v| parse_time(v.trim()))
+    {
+        return t;
+    }
+    chrono::Utc::now().timestamp()
+}
+
+/// Unix seconds from RFC 3339 or a plain number.
+fn parse_time(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .ok()
+            .map(|t| t.timestamp())
+    })
+}
+
 /// Times are kept as Unix seconds and shown (in `status --json`) as RFC 3339, like every
 /// other time coop prints.
 mod time {

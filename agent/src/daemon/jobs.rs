@@ -223,9 +223,15 @@ impl Agent {
             .before
             .iter()
             .try_for_each(|h| hook("before", h))
-            .and_then(|()| match &job.members {
-                None => paths_from_commands(&job.paths_from_command, &Default::default()).and_then(
-                    |more| {
+            .and_then(|()| match (&job.action, &job.members) {
+                (crate::settings::JobAction::Report { dir, since, setup }, _) => {
+                    self.write_report_archive(job, dir, *since, *setup, &mut out)
+                }
+                (crate::settings::JobAction::Drill { jobs, sample }, _) => {
+                    self.run_drill(jobs, *sample, &mut out)
+                }
+                (_, None) => paths_from_commands(&job.paths_from_command, &Default::default())
+                    .and_then(|more| {
                         let paths: Vec<PathBuf> = job.paths.iter().cloned().chain(more).collect();
                         self.backup_target(
                             job,
@@ -236,9 +242,8 @@ impl Agent {
                             Limits::default(),
                             &mut out,
                         )
-                    },
-                ),
-                Some(sel) => self.backup_members(job, sel, &mut out),
+                    }),
+                (_, Some(sel)) => self.backup_members(job, sel, &mut out),
             });
         // After hooks run whatever happened (e.g. restart the service the before hook stopped).
         let after = job

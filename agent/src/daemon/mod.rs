@@ -10,6 +10,8 @@
 //! never blocks a backup or another peer. The daemon calls the same engine functions as the
 //! CLI; its settings are resolved once ([`crate::settings`]).
 
+mod archive;
+mod drill;
 pub mod energy;
 pub mod healthcheck;
 pub mod jobs;
@@ -28,7 +30,6 @@ use crate::replicate::{self, ReplicateOptions};
 use crate::repo::{OpenOptions, Repo};
 use crate::settings::{JobSettings, Settings};
 use crate::store::Store;
-use chrono::Utc;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -86,27 +87,8 @@ impl Status {
     }
 }
 
-/// The time the agent records runs, peers and usage at: now, or for tests that simulate days
-/// of history, `COOP_TEST_NOW` (RFC 3339 or Unix seconds; never set it in production: the
-/// scheduler would stand still).
-pub(crate) fn now() -> i64 {
-    if let Some(t) = std::env::var("COOP_TEST_NOW")
-        .ok()
-        .and_then(|v| parse_time(v.trim()))
-    {
-        return t;
-    }
-    Utc::now().timestamp()
-}
-
-/// Unix seconds from RFC 3339 or a plain number.
-fn parse_time(v: &str) -> Option<i64> {
-    v.parse::<i64>().ok().or_else(|| {
-        chrono::DateTime::parse_from_rfc3339(v)
-            .ok()
-            .map(|t| t.timestamp())
-    })
-}
+/// The time the agent records runs at (see [`crate::history::now`]).
+pub(crate) use crate::history::now;
 
 /// RFC 3339 in UTC, for status output.
 pub use crate::unix_rfc3339 as rfc3339;

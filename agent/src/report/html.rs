@@ -272,6 +272,13 @@ fn header(p: &mut Page, name: &str) {
         escape(t.generated),
         escape(&i18n::date_time(&r.generated))
     ));
+    if let Some(n) = &r.next_due {
+        meta.push(format!(
+            "{}: {}",
+            escape(t.next_due),
+            escape(&i18n::date(n))
+        ));
+    }
     let _ = writeln!(p.out, "<p class=\"meta\">{}</p>", meta.join(" · "));
     if let Some(m) = &r.member {
         let _ = writeln!(
@@ -892,7 +899,7 @@ fn history(p: &mut Page) {
             &format!("{}: {title}", t.stored_over_time),
             &pts,
             |v| i18n::bytes(lang, v as u64),
-            |ts| i18n::date(&crate::daemon::rfc3339(ts)),
+            |ts| i18n::date(&crate::unix_rfc3339(ts)),
         );
         let _ = write!(p.out, "<h3>{}</h3>{chart}", escape(&title));
     }

@@ -43,7 +43,7 @@ pub struct Options {
 
 /// Now, as the agent records it (`COOP_TEST_NOW` in tests that simulate history).
 pub fn now() -> i64 {
-    crate::daemon::now()
+    crate::history::now()
 }
 
 /// The start of a period ending `until`: a span back (`90d`, `2w`, `12h`), a date
@@ -71,7 +71,7 @@ pub fn parse_since(s: &str, until: i64) -> Result<i64> {
 impl Options {
     /// The last quarter up to now.
     pub fn last_quarter() -> Self {
-        let until = crate::daemon::now();
+        let until = crate::history::now();
         Self {
             since: until - DEFAULT_DAYS * 86_400,
             until,
@@ -121,6 +121,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Whether stored data failed verification (a rollback, a damaged log): the CLI exits 6.
     pub integrity_problem: bool,
+    /// When the next report is due (a scheduled report job sets it), RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -602,7 +605,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
             let last_ok = st
                 .as_ref()
                 .and_then(|st| st.last_ok)
-                .map(crate::daemon::rfc3339);
+                .map(crate::unix_rfc3339);
             sites.push(site_report(
                 &p.name,
                 SiteRole::Replica,
@@ -1063,10 +1066,10 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
     let c = coop_facts;
     Ok(Report {
         format: FORMAT,
-        generated: crate::daemon::rfc3339(opts.until),
+        generated: crate::unix_rfc3339(opts.until),
         period: Period {
-            since: crate::daemon::rfc3339(opts.since),
-            until: crate::daemon::rfc3339(opts.until),
+            since: crate::unix_rfc3339(opts.since),
+            until: crate::unix_rfc3339(opts.until),
             days: ((opts.until - opts.since) as f64 / 86_400.0 * 10.0).round() / 10.0,
         },
         language: c.map(|c| c.language).unwrap_or_default(),
@@ -1097,6 +1100,7 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
         missing,
         warnings,
         integrity_problem,
+        next_due: None,
     })
 }
 
@@ -1318,7 +1322,7 @@ fn energy_report(s: &Settings, h: &History, opts: &Options) -> Result<EnergyRepo
         };
         let wh = joules.map(|j| j / 3600.0);
         cpu += e.cpu_seconds;
-        let month = crate::daemon::rfc3339(r.started)[..7].to_string();
+        let month = crate::unix_rfc3339(r.started)[..7].to_string();
         let slot = by_month.entry(month).or_default();
         match (e.method, wh) {
             (EnergyMethod::Measured, Some(w)) => {
@@ -1346,7 +1350,7 @@ fn energy_report(s: &Settings, h: &History, opts: &Options) -> Result<EnergyRepo
         }
         per_run.push(RunEnergyReport {
             job: r.job.clone(),
-            started: crate::daemon::rfc3339(r.started),
+            started: crate::unix_rfc3339(r.started),
             status: r.status.clone(),
             cpu_seconds: round(e.cpu_seconds, 3),
             wh: wh.map(|w| round(w, 6)),
@@ -1433,7 +1437,7 @@ fn series(
     let mut points: Vec<Point> = Vec::new();
     let mut started = false;
     let point = |t: i64, bytes: u64| Point {
-        time: crate::daemon::rfc3339(t),
+        time: crate::unix_rfc3339(t),
         unix: t,
         bytes,
     };

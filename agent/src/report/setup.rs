@@ -125,16 +125,23 @@ pub fn gather(
     let writer_list = crate::writers::load(repo, &coop.admin_keys)?.list;
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let mut jobs = Vec::new();
-    for j in &settings.jobs {
+    for j in settings
+        .jobs
+        .iter()
+        .filter(|j| matches!(j.action, crate::settings::JobAction::Backup))
+    {
         let recipe_name = j
             .tags
             .iter()
             .find_map(|t| t.strip_prefix("recipe:"))
             .unwrap_or(&j.name);
         let recipe = recipes.iter().find(|(n, _)| n == recipe_name);
-        let last = match history {
-            Some(h) => h.last_run(&j.name)?,
-            None => None,
+        let (last, drill) = match history {
+            Some(h) => (
+                h.last_run(&j.name)?,
+                h.last_run(&format!("drill:{}", j.name))?,
+            ),
+            None => (None, None),
         };
         let mut dumps: Vec<String> = j.commands.iter().map(|c| c.filename.clone()).collect();
         dumps.extend(j.command_dirs.iter().map(|c| format!("{}/", c.dirname)));
@@ -155,7 +162,17 @@ pub fn gather(
             retention: retention(j),
             last_run: last.as_ref().map(|r| crate::unix_rfc3339(r.started)),
             last_status: last.as_ref().map(|r| r.status.clone()),
-            last_test_restore: None,
+            last_test_restore: drill.map(|d| {
+                format!(
+                    "{} ({})",
+                    crate::unix_rfc3339(d.started),
+                    if d.status == "ok" {
+                        "restored and checked"
+                    } else {
+                        "FAILED"
+                    }
+                )
+            }),
         });
     }
     let active_admins: Vec<String> = registry

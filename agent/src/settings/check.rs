@@ -102,6 +102,17 @@ pub fn check(text: &str, reach: bool) -> Checked {
                     warning: true,
                 });
             }
+            if let super::JobAction::Drill { .. } = j.action {
+                out.problems.push(ConfigProblem {
+                    line: line(r.name.span()),
+                    message: format!(
+                        "job {:?}: a restore drill reads backups, which a writer key cannot: it \
+                         will fail here; run it on a site whose agent has an identity_file",
+                        j.name
+                    ),
+                    warning: false,
+                });
+            }
         }
     }
     if reach {

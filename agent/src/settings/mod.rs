@@ -161,6 +161,24 @@ pub struct JobSettings {
     pub retention: Option<RetentionSettings>,
     pub members: Option<Members>,
     pub sql: Vec<SqlSource>,
+    /// What the job does: a backup (the default), a report archive or a restore drill.
+    pub action: JobAction,
+}
+
+/// What a scheduled job does.
+#[derive(Debug, Clone, Default)]
+pub enum JobAction {
+    #[default]
+    Backup,
+    /// Writes the transparency report (and the setup) into a dated archive under `dir`.
+    Report {
+        dir: PathBuf,
+        since: Duration,
+        setup: bool,
+    },
+    /// Restores `sample` files of each named job's latest snapshot into a scratch directory
+    /// and checks them.
+    Drill { jobs: Vec<String>, sample: usize },
 }
 
 /// One peer, resolved.
@@ -317,6 +335,33 @@ impl Settings {
                 resolve_job(j, &mut p)
             })
             .collect();
+        // A drill names backup jobs of this config.
+        for (raw, job) in cfg.jobs.iter().zip(&jobs) {
+            if let Some(JobSettings {
+                action: JobAction::Drill { jobs: names, .. },
+                ..
+            }) = job
+            {
+                for n in names {
+                    let target = jobs.iter().flatten().find(|x| &x.name == n);
+                    if !matches!(
+                        target,
+                        Some(JobSettings {
+                            action: JobAction::Backup,
+                            ..
+                        })
+                    ) {
+                        p.err(
+                            raw.name.span(),
+                            format!(
+                                "job {:?}: drill names {n:?}, which is no backup job here",
+                                raw.name.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         let peers: Vec<Option<PeerSettings>> =
             cfg.peers.iter().map(|x| resolve_peer(x, &mut p)).collect();
         let mut witnesses = Vec::new();
@@ -652,7 +697,26 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
             format!("job {name:?} uses {{member}} or sql but has no `members`"),
         );
     }
-    if j.paths.is_empty()
+    let action = resolve_action(j, &name, p);
+    let backs_up = matches!(action, Some(JobAction::Backup));
+    if !backs_up
+        && (!j.paths.is_empty()
+            || !j.commands.is_empty()
+            || !j.sql.is_empty()
+            || !j.command_dirs.is_empty()
+            || j.members.is_some()
+            || j.retention.is_some())
+    {
+        p.err(
+            j.name.span(),
+            format!(
+                "job {name:?} writes a report or runs a drill: it backs up nothing (no paths, \
+                 commands, sql, members or retention)"
+            ),
+        );
+    }
+    if backs_up
+        && j.paths.is_empty()
         && j.commands.is_empty()
         && j.sql.is_empty()
         && j.command_dirs.is_empty()
@@ -741,7 +805,62 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
                 psql_args: q.psql_args.clone(),
             })
             .collect(),
+        action: action?,
     })
+}
+
+/// A job's `report` or `drill` table (at most one), else a backup.
+fn resolve_action(j: &raw::Job, name: &str, p: &mut Problems) -> Option<JobAction> {
+    match (&j.report, &j.drill) {
+        (Some(r), Some(_)) => {
+            p.err(
+                r.span(),
+                format!("job {name:?}: give `report` or `drill`, not both"),
+            );
+            None
+        }
+        (Some(r), None) => {
+            let span = r.span();
+            let r = r.get_ref();
+            if !r.dir.is_absolute() {
+                p.err(
+                    span,
+                    format!(
+                        "job {name:?}: report dir {} is not absolute",
+                        r.dir.display()
+                    ),
+                );
+                return None;
+            }
+            let since = match r.since.as_deref().map(parse_duration).transpose() {
+                Ok(d) => d.unwrap_or(Duration::from_secs(92 * 86_400)),
+                Err(e) => {
+                    p.err(span, format!("job {name:?}: report since {e}"));
+                    return None;
+                }
+            };
+            Some(JobAction::Report {
+                dir: r.dir.clone(),
+                since,
+                setup: r.setup,
+            })
+        }
+        (None, Some(d)) => {
+            let sample = d.get_ref().sample.unwrap_or(20);
+            if sample == 0 {
+                p.err(
+                    d.span(),
+                    format!("job {name:?}: drill sample must be at least 1"),
+                );
+                return None;
+            }
+            Some(JobAction::Drill {
+                jobs: d.get_ref().jobs.clone(),
+                sample,
+            })
+        }
+        (None, None) => Some(JobAction::Backup),
+    }
 }
 
 #[cfg(test)]

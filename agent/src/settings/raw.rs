@@ -236,6 +236,38 @@ pub struct Job {
     /// variable `member` (use `:'member'` in the query); never spliced into the SQL text.
     #[serde(default)]
     pub sql: Vec<SqlSource>,
+    /// Instead of a backup: write the transparency report into a dated archive (issue 30).
+    pub report: Option<Spanned<ReportJob>>,
+    /// Instead of a backup: a restore drill of other jobs' latest snapshots (issue 30).
+    pub drill: Option<Spanned<DrillJob>>,
+}
+
+/// `report = { dir = "/var/www/coop-report", since = "92d", setup = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportJob {
+    pub dir: PathBuf,
+    /// The period each report covers (default 92 days: a quarter).
+    pub since: Option<String>,
+    /// Also write the published setup beside each report (default true).
+    #[serde(default = "yes")]
+    pub setup: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `drill = { jobs = ["forgejo"], sample = 20 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillJob {
+    /// The backup jobs whose latest snapshot is test-restored (default: every backup job of
+    /// the service tenant).
+    #[serde(default)]
+    pub jobs: Vec<String>,
+    /// Files restored per snapshot (default 20), spread over the snapshot.
+    pub sample: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

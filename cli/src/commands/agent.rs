@@ -88,7 +88,10 @@ pub fn run(g: &Global, a: AgentArgs) -> Result<i32> {
                     Some(e) => p.problem(format!("member {} FAILED: {}", m.member, e.message)),
                 }
             }
-            if o.ok {
+            if o.ok && o.snapshot.is_none() && !o.message.is_empty() {
+                // A report or drill job: it says what it did.
+                p.summary(format!("job {}: {}", o.job, o.message))?;
+            } else if o.ok {
                 p.summary(format!(
                     "job {}: snapshot {} ({} new)",
                     o.job,
