@@ -380,6 +380,24 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 None,
                 Some(format!("log_quorum={quorum}")),
             );
+            // Each witness named here is adopted by a log entry, and counts only once that
+            // entry is witnessed (SPEC 24.5).
+            for w in &witnesses {
+                let Some(x) = loaded
+                    .list
+                    .witnesses
+                    .iter()
+                    .find(|x| w.starts_with(&format!("{}=", x.name)))
+                else {
+                    continue;
+                };
+                if let Err(e) = log::record_witness(&repo, &coop, &x.name, &x.public_key) {
+                    p.warn(format!(
+                        "witness {} could not be logged, so it witnesses nothing until it is: {e}",
+                        x.name
+                    ));
+                }
+            }
             if g.json {
                 p.json(&serde_json::json!({"log_quorum": quorum}))?;
             } else {
