@@ -154,8 +154,13 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
         let own = hex::encode(owner.key);
         let mut adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)> = Vec::new();
         let mut quorums: Vec<(u64, u32)> = Vec::new();
+        // (index, key) of the logged revocations of witnesses.
+        let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
         for (i, b) in entries.iter().enumerate() {
-            if !(contains(b, b"witness_key") || contains(b, b"log_quorum=")) {
+            if !(contains(b, b"witness_key")
+                || contains(b, b"log_quorum=")
+                || contains(b, b"\"revoke\""))
+            {
                 continue;
             }
             let Ok(e) = Entry::decode(b) else { continue };
@@ -175,6 +180,14 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
             if let Some(q) = quorum_set(&e) {
                 quorums.push((i as u64, q));
             }
+            if e.event == Event::Revoke {
+                let name = e.object.as_deref().unwrap_or_default();
+                for (wname, k, _) in &trusted.revoked_witnesses {
+                    if *wname == super::witness_name(name, k) {
+                        revoked.push((i as u64, *k));
+                    }
+                }
+            }
         }
         let mut founding = true;
         let mut next = 0; // the first adoption not yet in effect
@@ -189,9 +202,18 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
                 .into_iter()
                 .filter(|k| active.get(k).is_some_and(|a| a.since < size))
                 .count();
-            let was_founding = founding;
-            let take = if founding {
-                founding = cos == 0;
+            // The active witnesses no logged revocation before this checkpoint retired.
+            let live = active
+                .keys()
+                .filter(|k| !revoked.iter().any(|(i, r)| r == *k && *i < size))
+                .count();
+            // Before the first cosigned checkpoint, and again once every active witness was
+            // revoked (nobody is left who could witness an adoption), adoptions take effect
+            // at the next checkpoint: the (re)founding witnesses. Members see the whole
+            // witness set change (SPEC 16.4).
+            let was_founding = founding || live == 0;
+            let take = if was_founding {
+                founding = founding && cos == 0;
                 true
             } else {
                 let q = quorums
@@ -199,10 +221,6 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
                     .take_while(|(i, _)| *i < size)
                     .last()
                     .map_or(0, |(_, q)| *q) as usize;
-                let live = active
-                    .keys()
-                    .filter(|k| trusted.witnesses.iter().any(|w| w.1 == **k))
-                    .count();
                 cos >= q.min(live).max(1)
             };
             if !take {
