@@ -42,7 +42,9 @@ pub enum LogCommand {
         #[arg(long)]
         quorum: u32,
         /// Also trust this other site's key as a witness: NAME=PUBLIC_KEY (hex, from that
-        /// site's `coop key list --json`). Repeatable; this repository's own writers always are.
+        /// site's `coop key list --json`). Repeatable; this repository's own writers are
+        /// witnesses too. Each is adopted by a log entry and counts once the witnesses already
+        /// there cosigned it (never alone for the admin who adopted it: SPEC 24.5).
         #[arg(long = "witness", value_name = "NAME=KEY")]
         witnesses: Vec<String>,
     },
