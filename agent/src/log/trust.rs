@@ -34,7 +34,7 @@ pub struct Trusted {
     pub quorum: u32,
     /// When each witness began to count, from the admin logs (SPEC 24.5 "Adopting a
     /// witness"). `None`: every listed witness counts from the start (only tests build a
-    /// `Trusted` so; [`crate::writers::log_trust`] always computes it).
+    /// `Trusted` so; `log_trust` (in the trust layer) always computes it).
     pub activation: Option<Activation>,
 }
 
