@@ -1723,3 +1723,129 @@ fn two_witnesses_shown_different_branches_raise_the_fork_alarm_within_one_replic
     let evidence = fs::read_to_string(&kept[0]).unwrap();
     assert_eq!(evidence.matches("\u{2014} coop/").count(), 2, "{evidence}");
 }
+
+/// Issue 24 finding 5, played by one admin with a quorum of 2: she mints two writer keys and
+/// has them cosign her own restore of alice, meaning to roll her log back afterwards where
+/// no honest site saw it. A fresh key counts only once its adoption is witnessed by the sites
+/// already there, and keys she adopted never alone make the quorum for her own access: the
+/// restore waits until an honest site cosigned it (so that site saw it), and alice's verifier
+/// names the new witnesses that cosigned entries about her.
+#[test]
+fn an_admin_cannot_witness_her_own_restore_with_writer_keys_she_minted() {
+    let Some(s) = Sites::new("selfwitness") else {
+        return;
+    };
+    let (alice_id, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    s.witness_round();
+    let alice_export = |dir: &str| -> Value {
+        let out = s.env.p(dir);
+        let mut c = s.env.cmd();
+        s3_env(&mut c, &s.moto);
+        let o = c
+            .arg("--identity-file")
+            .arg(&alice_id)
+            .args(["--repo", &s.repo(), "export", "--member", "alice", "--out"])
+            .arg(format!("{}/", out.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "alice's export: {}", text(&o));
+        serde_json::from_str(&s.run_ok(&["--json", "verify", out.to_str().unwrap()])).unwrap()
+    };
+    let v = alice_export("first");
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
+
+    // The attack: two writer keys of her own, cosigning on the store while her restore waits.
+    let mine: Vec<PathBuf> = ["mine-1", "mine-2"]
+        .iter()
+        .map(|n| {
+            let k = s.env.p(&format!("{n}.key"));
+            s.admin_ok(
+                0,
+                &[
+                    "key",
+                    "export-writer",
+                    "--name",
+                    n,
+                    "--out",
+                    k.to_str().unwrap(),
+                ],
+            );
+            k
+        })
+        .collect();
+    let cosign_mine = || {
+        for k in &mine {
+            let o = s.run(&["--writer-key", k.to_str().unwrap(), "log", "witness"]);
+            assert!(o.status.success(), "her witness: {}", text(&o));
+        }
+    };
+    let target = s.env.p("restored");
+    let read = || target.exists() && walk_files(&target).iter().any(|p| p.ends_with("diary.md"));
+    let restore = |timeout: &str| {
+        s.spawn(
+            0,
+            &[
+                "restore",
+                "latest",
+                "--tenant",
+                "member/alice",
+                "--target",
+                target.to_str().unwrap(),
+                "--reason",
+                "legal-request",
+                "--log-timeout",
+                timeout,
+            ],
+        )
+    };
+    let with_mine = |mut child: Child| -> Output {
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(90), "the restore hangs");
+            cosign_mine();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // 1. Keys minted for this very access: their adoption was never witnessed.
+    let o = with_mine(restore("5s"));
+    assert_eq!(code(&o), 13, "{}", text(&o));
+    assert!(!read(), "nothing is read");
+    // 2. The sites witnessed her keys' adoption: they count now, but not alone for her.
+    s.witness_round();
+    let o = with_mine(restore("5s"));
+    assert_eq!(code(&o), 13, "{}", text(&o));
+    assert!(
+        text(&o).contains("2 of the 2") && text(&o).contains("did not adopt"),
+        "{}",
+        text(&o)
+    );
+    assert!(!read(), "nothing is read");
+    // 3. With an honest site's cosignature it goes through: that site has seen the access.
+    let child = restore("2m");
+    cosign_mine();
+    let o = s.witness_until_done(child);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(read(), "the witnessed restore reads");
+    // Alice's next export: her verifier names the new witnesses that vouched for her entries.
+    let v = alice_export("second");
+    let w = v["warnings"].to_string();
+    assert!(
+        w.contains("the witnesses changed") && w.contains("mine-1") && w.contains("cosigned"),
+        "{v}"
+    );
+}

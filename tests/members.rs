@@ -1378,3 +1378,122 @@ fn a_group_shares_one_quota_and_is_one_cost_line() {
         );
     }
 }
+
+/// Issue 24 finding 8's remainder, played by whoever carries an export to its member: the
+/// export's `manifest.json` is sealed by the tenant's signer over its log part, its
+/// witnesses, its quorum and the admin-signed writer list those come from. Removing an
+/// access entry, removing the whole log part, or adding an invented witness (with a
+/// cosignature of its own) fails `coop verify`; so does re-sealing with another key once the
+/// member's verifier pinned the genuine one, and a witness list that the writer list does not
+/// name, however sealed.
+#[test]
+fn the_export_seal_covers_the_log_part_the_witnesses_and_the_quorum() {
+    use coop_agent::export::ExportFile;
+    let c = setup("1GiB");
+    let o = run_job(&c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let env = &c.env;
+    // A site writer: the repository has a writer list naming it as a witness.
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "pi",
+        "--out",
+        env.p("pi.key").to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--out",
+        &format!("{}/", env.p("adm").display()),
+        "--reason",
+        "legal-request",
+    ]);
+    let dir = env.p("mine");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        c.alice_id.to_str().unwrap(),
+        "--out",
+        &format!("{}/", dir.display()),
+    ]);
+    let mf = dir.join("manifest.json");
+    let genuine = fs::read(&mf).unwrap();
+    let (code, v) = verify(env, &dir, None);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(!v["seal_signer"].as_str().unwrap().is_empty(), "{v}");
+    assert!(!v["admin_key"].as_str().unwrap().is_empty(), "{v}");
+    let ef: ExportFile = serde_json::from_slice(&genuine).unwrap();
+    assert!(ef.log.iter().any(|p| p.entry["event"] == "export"));
+    assert!(ef.writer_list.is_some() && ef.witnesses.len() == 1, "{v}");
+    let tampered = |what: &str, f: &dyn Fn(&mut ExportFile), reseal: bool, want: &str| {
+        let mut x: ExportFile = serde_json::from_slice(&genuine).unwrap();
+        f(&mut x);
+        if reseal {
+            x.sign(&ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]));
+        }
+        fs::write(&mf, serde_json::to_vec_pretty(&x).unwrap()).unwrap();
+        let (code, v) = verify(env, &dir, None);
+        assert_eq!(code, Some(6), "{what} passed: {v}");
+        assert!(v["problems"].to_string().contains(want), "{what}: {v}");
+    };
+    let drop_access = |x: &mut ExportFile| x.log.retain(|p| p.entry["event"] != "export");
+    tampered(
+        "an access entry removed",
+        &drop_access,
+        false,
+        "seal does not verify",
+    );
+    tampered(
+        "the log part removed",
+        &|x| x.log.clear(),
+        false,
+        "seal does not verify",
+    );
+    tampered(
+        "log part and seal removed",
+        &|x| {
+            x.log.clear();
+            x.seal = None;
+        },
+        false,
+        "not sealed",
+    );
+    let invent = |x: &mut ExportFile| {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[0x77; 32]);
+        let name = coop_agent::log::witness_name("friend", &k.verifying_key().to_bytes());
+        x.witnesses
+            .push((name, hex_of(&k.verifying_key().to_bytes())));
+        x.quorum = 1;
+    };
+    tampered(
+        "an invented witness",
+        &invent,
+        false,
+        "seal does not verify",
+    );
+    // Re-sealed by someone else: the member's verifier pinned the tenant's own seal key.
+    tampered(
+        "an access entry removed, re-sealed",
+        &drop_access,
+        true,
+        "someone else",
+    );
+    tampered(
+        "an invented witness, re-sealed",
+        &invent,
+        true,
+        "writer list names",
+    );
+    fs::write(&mf, &genuine).unwrap();
+    let (code, v) = verify(env, &dir, None);
+    assert_eq!(code, Some(0), "the genuine export again: {v}");
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

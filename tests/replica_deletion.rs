@@ -430,35 +430,42 @@ fn a_site_cannot_make_replicas_delete_by_forging_the_admins_log() {
     assert!(text(&o).contains("forged"), "{}", text(&o));
 }
 
-/// A crash between an append's entry bundle and its checkpoint leaves a log the next
-/// append continues: later backups are logged, with no warning.
+/// A crash at every fault point of an append (between its entry bundle and its checkpoint,
+/// and after the checkpoint before the caller goes on) leaves a log the next append
+/// continues: later backups are logged, with no warning.
 #[test]
 fn a_crash_inside_a_log_append_does_not_wedge_the_log() {
-    let env = Env::new();
-    let src = env.p("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a"), b"one").unwrap();
-    env.backup(&src);
-    fs::write(src.join("a"), b"two").unwrap();
-    let mut c = env.cmd();
-    c.env("COOP_FAULT_POINT", "log:after-bundles")
-        .args(["backup", src.to_str().unwrap()]);
-    let o = c.output().unwrap();
-    assert!(
-        !o.status.success(),
-        "the fault point did not fire: {}",
-        text(&o)
-    );
-    let (_, before, _) = admin_log(&env.repo());
-    for i in 0..3 {
-        fs::write(src.join("a"), format!("three {i}")).unwrap();
-        let o = env.coop(&["backup", src.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", text(&o));
-        assert!(!text(&o).contains("could not be written"), "{}", text(&o));
+    for point in ["log:after-bundles", "log:after-checkpoint"] {
+        let env = Env::new();
+        let src = env.p("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a"), b"one").unwrap();
+        env.backup(&src);
+        fs::write(src.join("a"), b"two").unwrap();
+        let mut c = env.cmd();
+        c.env("COOP_FAULT_POINT", point)
+            .args(["backup", src.to_str().unwrap()]);
+        let o = c.output().unwrap();
+        assert!(
+            !o.status.success(),
+            "the fault point {point} did not fire: {}",
+            text(&o)
+        );
+        let (_, before, _) = admin_log(&env.repo());
+        for i in 0..3 {
+            fs::write(src.join("a"), format!("three {i}")).unwrap();
+            let o = env.coop(&["backup", src.to_str().unwrap()]);
+            assert!(o.status.success(), "{point}: {}", text(&o));
+            assert!(
+                !text(&o).contains("could not be written"),
+                "{point}: {}",
+                text(&o)
+            );
+        }
+        let (_, after, _) = admin_log(&env.repo());
+        assert_eq!(after, before + 3, "{point}");
+        env.ok(&["log", "verify"]);
     }
-    let (_, after, _) = admin_log(&env.repo());
-    assert_eq!(after, before + 3);
-    env.ok(&["log", "verify"]);
 }
 
 /// Issue 24 finding 11: two appenders of one admin key on two machines (two cache

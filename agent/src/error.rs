@@ -98,7 +98,7 @@ pub enum Error {
     MissingBlob { id: Id },
     #[error("{what}")]
     Conflict { what: String },
-    #[error("the access was logged, but only {have} of the {need} witnesses needed cosigned it within {waited_secs} s; nothing was read")]
+    #[error("the access was logged, but only {have} of the {need} witnesses needed cosigned it within {waited_secs} s; nothing was read (one of them must be a witness the asking admin did not adopt: SPEC 24.5)")]
     LogQuorum {
         have: u32,
         need: u32,

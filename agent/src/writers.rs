@@ -181,15 +181,12 @@ pub fn export(repo: &Repo, access: &Access, name: &str, out: &Path) -> Result<Wr
     });
     // The list first: a key file whose writer is not listed would sign snapshots nobody accepts.
     save(repo, &coop.authority_signer()?, &mut loaded)?;
-    if let Err(e) = crate::log::record(
-        repo,
-        &coop,
-        coop_formats::tlog::Event::KeyChange,
-        None,
-        Some(name.to_string()),
-    ) {
+    // The adoption is the log entry: the new key witnesses only once this entry is witnessed
+    // (SPEC 24.5).
+    if let Err(e) = crate::log::record_witness(repo, &coop, name, &public) {
         tracing::warn!(
-            "the new writer key could not be logged: {}",
+            "the new writer key could not be logged, so it witnesses nothing until it is \
+             (run `coop log policy --witness {name}=<key>`): {}",
             crate::error::chain(&e)
         );
     }
@@ -366,5 +363,6 @@ pub fn log_trust(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<crate::log::Tru
             },
         );
     }
+    crate::log::activate(repo, &mut t)?;
     Ok(t)
 }

@@ -59,6 +59,54 @@ pub struct ExportFile {
     /// The witnesses the repository's writer list named at export time (name, key hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<(String, String)>,
+    /// The writer list's `log_quorum` at export time.
+    #[serde(default)]
+    pub quorum: u32,
+    /// The admin-signed writer list (SPEC 18) the witnesses, the quorum and the logs' keys
+    /// come from, base64 of the stored object: a verifier checks them against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_list: Option<String>,
+    /// The exporter's signature over everything above (SPEC 16.3): the log part, the
+    /// witnesses, the quorum and the writer list cannot be changed, cut or dropped without
+    /// `coop verify` noticing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Seal>,
+}
+
+/// The signature that covers an export's `manifest.json` (everything but itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seal {
+    /// The Ed25519 public key (hex): the exported tenant's signer (its authority key).
+    pub key: String,
+    /// Base64 Ed25519 signature of [`SEAL_CONTEXT`] ‖ the compact JSON of `manifest.json`
+    /// without `seal`.
+    pub signature: String,
+}
+
+/// What an export's seal signs before the manifest's JSON.
+pub const SEAL_CONTEXT: &[u8] = b"coop-export-seal-v1\0";
+
+impl ExportFile {
+    /// The bytes the seal signs.
+    pub fn seal_message(&self) -> Vec<u8> {
+        let mut c = self.clone();
+        c.seal = None;
+        let mut m = SEAL_CONTEXT.to_vec();
+        m.extend_from_slice(&serde_json::to_vec(&c).expect("serializes"));
+        m
+    }
+
+    /// Signs the export with `key` (the tenant's signer).
+    pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let sig = key.sign(&self.seal_message());
+        self.seal = Some(Seal {
+            key: hex::encode(key.verifying_key().to_bytes()),
+            signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+        });
+    }
 }
 
 /// Another snapshot in an export (`more` in `manifest.json`).
@@ -347,7 +395,19 @@ pub fn export(
     let trusted = crate::writers::log_trust(repo, &keys.admin_keys)?;
     let (_, contents) = crate::log::verify(repo, &trusted)?;
     let log = crate::log::entries_about(&contents, &trusted, &crate::log::tenant_tag(keys));
-    let file = ExportFile {
+    // The admin-signed writer list the witnesses and the quorum come from, as stored.
+    let writer_list = crate::writers::load(repo, &keys.admin_keys)?
+        .name
+        .and_then(|n| {
+            repo.get_opt(crate::layout::Kind::Writers, &crate::writers::TAG, &n)
+                .ok()
+                .flatten()
+        })
+        .map(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(b)
+        });
+    let mut file = ExportFile {
         format: EXPORT_FORMAT.into(),
         version: 1,
         snapshot: sid.to_hex(),
@@ -368,7 +428,11 @@ pub fn export(
             .iter()
             .map(|(n, k)| (n.clone(), hex::encode(k)))
             .collect(),
+        quorum: trusted.quorum,
+        writer_list,
+        seal: None,
     };
+    file.sign(&keys.signer);
     let manifest_json = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::internal(format!("manifest.json does not serialize: {e}")))?;
     let signer = signed

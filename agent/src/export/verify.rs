@@ -45,6 +45,10 @@ pub struct VerifyReport {
     pub time: String,
     pub signer: String,
     pub signer_fingerprint: String,
+    /// The key that sealed the export's log part (the tenant's signer, SPEC 16.3).
+    pub seal_signer: String,
+    /// The admin key that signed the writer list the witnesses and the quorum come from.
+    pub admin_key: String,
     pub files_ok: u64,
     /// The other snapshots the export holds (the newest of each other job): ID and time.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -312,6 +316,7 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
         )));
     }
     rep.snapshot = ef.snapshot.clone();
+    check_seal(&ef, &mut rep);
     let witnesses: Vec<(String, [u8; 32])> = ef
         .witnesses
         .iter()
@@ -458,6 +463,122 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
     Ok(rep)
 }
 
+/// Checks the export's seal (SPEC 16.3) and that its witnesses, quorum and log keys are the
+/// ones the admin-signed writer list it carries names: a log part cut, an entry removed or a
+/// witness invented after sealing is a problem.
+fn check_seal(ef: &ExportFile, rep: &mut VerifyReport) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match &ef.seal {
+        None => rep.problems.push(
+            "the export is not sealed: its log part, witnesses and quorum are covered by no \
+             signature (removed, or an export by an older coop)"
+                .into(),
+        ),
+        Some(seal) => {
+            let key: Option<[u8; 32]> = hex::decode(&seal.key).ok().and_then(|k| k.try_into().ok());
+            let sig: Option<[u8; 64]> = b64
+                .decode(&seal.signature)
+                .ok()
+                .and_then(|s| s.try_into().ok());
+            let ok = match (key, sig) {
+                (Some(k), Some(sig)) => ed25519_dalek::VerifyingKey::from_bytes(&k)
+                    .and_then(|vk| {
+                        vk.verify_strict(
+                            &ef.seal_message(),
+                            &ed25519_dalek::Signature::from_bytes(&sig),
+                        )
+                    })
+                    .is_ok(),
+                _ => false,
+            };
+            if ok {
+                rep.seal_signer = seal.key.clone();
+            } else {
+                rep.problems.push(
+                    "the export's seal does not verify: manifest.json (its log part, \
+                     witnesses, quorum or writer list) was changed after it was exported"
+                        .into(),
+                );
+            }
+        }
+    }
+    let Some(list) = ef.writer_list.as_ref() else {
+        // A repository without a writer list (no site writer yet) has no witnesses.
+        if !ef.witnesses.is_empty() || ef.quorum != 0 {
+            rep.problems.push(
+                "the export names witnesses or a quorum but carries no writer list: they are \
+                 unanchored"
+                    .into(),
+            );
+        }
+        return;
+    };
+    let opened = b64
+        .decode(list)
+        .ok()
+        .and_then(|b| coop_formats::writers::WriterList::open(&b, |_| true).ok());
+    let Some((list, admin)) = opened else {
+        rep.problems
+            .push("the export's writer list does not open (not signed, or damaged)".into());
+        return;
+    };
+    rep.admin_key = hex::encode(admin);
+    let mut expected: Vec<(String, String)> = list
+        .writers
+        .iter()
+        .filter(|w| w.revoked.is_none())
+        .map(|w| (w.name.clone(), w.public_key))
+        .chain(
+            list.witnesses
+                .iter()
+                .map(|w| (w.name.clone(), w.public_key)),
+        )
+        .map(|(n, k)| (crate::log::witness_name(&n, &k), hex::encode(k)))
+        .collect();
+    expected.sort();
+    let mut listed = ef.witnesses.clone();
+    listed.sort();
+    if listed != expected {
+        let invented: Vec<&str> = listed
+            .iter()
+            .filter(|w| !expected.contains(w))
+            .map(|w| w.0.as_str())
+            .collect();
+        rep.problems.push(format!(
+            "the witnesses listed are not the ones the admin-signed writer list names{}",
+            if invented.is_empty() {
+                String::new()
+            } else {
+                format!(" (not in it: {})", invented.join(", "))
+            }
+        ));
+    }
+    if ef.quorum != list.log_quorum {
+        rep.problems.push(format!(
+            "the export says the quorum is {}, the admin-signed writer list {}",
+            ef.quorum, list.log_quorum
+        ));
+    }
+    let keys: Vec<String> = list
+        .writers
+        .iter()
+        .map(|w| hex::encode(w.public_key))
+        .chain([hex::encode(admin)])
+        .collect();
+    for p in &ef.log {
+        if !keys.contains(&p.log_key) {
+            rep.problems.push(format!(
+                "log entry {} of {}: the log's key {} is neither the admin key nor a writer \
+                 of the writer list",
+                p.index,
+                p.origin,
+                &p.log_key[..p.log_key.len().min(16)]
+            ));
+        }
+    }
+}
+
 /// What a verifier remembers of one tenant's exports.
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 struct Memory {
@@ -465,12 +586,30 @@ struct Memory {
     logs: std::collections::BTreeMap<String, SeenLog>,
     /// The witness list of the last export.
     witnesses: Vec<(String, String)>,
+    /// The key that sealed the first export verified here (the tenant's signer): pinned, an
+    /// export sealed by another key is refused.
+    #[serde(default)]
+    seal_key: String,
+    /// The admin key of the writer list, pinned on first use.
+    #[serde(default)]
+    admin_key: String,
+    /// The quorum of the last export.
+    #[serde(default)]
+    quorum: Option<u32>,
 }
 
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 struct SeenLog {
     key: String,
     entries: std::collections::BTreeMap<u64, (String, String)>,
+}
+
+fn fingerprint_hex(k: &str) -> String {
+    hex::decode(k)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(|k| fingerprint(&k))
+        .unwrap_or_else(|| k.to_string())
 }
 
 /// Compares an export's log part with what earlier exports of `tenant` showed this verifier,
@@ -523,6 +662,36 @@ fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut VerifyReport) {
             ));
         }
     }
+    if !rep.seal_signer.is_empty() {
+        if mem.seal_key.is_empty() {
+            mem.seal_key = rep.seal_signer.clone();
+        } else if mem.seal_key != rep.seal_signer {
+            rep.problems.push(format!(
+                "the export is sealed by {}, but earlier exports of {tenant} verified here by {}: \
+                 someone else made (or re-sealed) this one",
+                fingerprint_hex(&rep.seal_signer),
+                fingerprint_hex(&mem.seal_key)
+            ));
+        }
+    }
+    if !rep.admin_key.is_empty() {
+        if mem.admin_key.is_empty() {
+            mem.admin_key = rep.admin_key.clone();
+        } else if mem.admin_key != rep.admin_key {
+            rep.warnings.push(format!(
+                "the writer list (witnesses, quorum) is signed by admin key {}, not by {} as in \
+                 earlier exports",
+                fingerprint_hex(&rep.admin_key),
+                fingerprint_hex(&mem.admin_key)
+            ));
+        }
+    }
+    if let Some(q) = mem.quorum.filter(|q| *q != ef.quorum) {
+        rep.warnings.push(format!(
+            "the quorum of witnesses changed since an earlier export: {q} then, {} now",
+            ef.quorum
+        ));
+    }
     if !mem.witnesses.is_empty() && mem.witnesses != ef.witnesses {
         let before: std::collections::BTreeSet<&(String, String)> = mem.witnesses.iter().collect();
         let now: std::collections::BTreeSet<&(String, String)> = ef.witnesses.iter().collect();
@@ -533,7 +702,30 @@ fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut VerifyReport) {
             added.join(", "),
             removed.join(", ")
         ));
+        // A new witness vouching for entries about this member is the one to ask about: an
+        // admin who adopted witnesses of her own could have them cosign her own access.
+        for w in &added {
+            let about: Vec<String> = rep
+                .log
+                .iter()
+                .filter(|l| l.cosigned_by.iter().any(|c| c == w))
+                .map(|l| format!("{} {} ({}#{})", l.event, l.time, l.log, l.index))
+                .collect();
+            if !about.is_empty() {
+                rep.warnings.push(format!(
+                    "the new witness {w} cosigned {} about you: {}; ask the cooperative who \
+                     runs it",
+                    if about.len() == 1 {
+                        "an entry".to_string()
+                    } else {
+                        format!("{} entries", about.len())
+                    },
+                    about.join(", ")
+                ));
+            }
+        }
     }
+    mem.quorum = Some(ef.quorum);
     for p in &ef.log {
         if !proven.contains(&(p.origin.clone(), p.index)) {
             continue;

@@ -27,6 +27,9 @@ pub struct Appended {
     /// The root of the tree this append signed: a checkpoint proves it holds the new entries
     /// when its tree has this one as a prefix.
     pub root: Hash,
+    /// The admin person who signed the new entries (SPEC 24.3), if any: the witnesses that
+    /// person adopted never alone make the quorum for them (24.5).
+    pub person: Option<[u8; 32]>,
 }
 
 /// Holds this process's right to append to one log (a lock file in the cache directory).
@@ -233,6 +236,7 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
             first: size,
             size: new_size,
             root: cp.root,
+            person: actor.person.as_ref().map(|p| p.verifying_key().to_bytes()),
         });
     }
     Err(Error::Conflict {
@@ -262,8 +266,9 @@ fn signed_by_us(
 
 /// Waits until a checkpoint that provably contains the appended entries (its tree has the
 /// appended tree as a prefix, checked against the stored entries) carries `quorum` valid
-/// cosignatures of other sites. A cosigned checkpoint of the same size with another history
-/// does not count. Returns the cosigners.
+/// cosignatures of other sites, one of them independent of the person who appended (a
+/// founding witness, or one another admin adopted: SPEC 24.5). A cosigned checkpoint of the
+/// same size with another history does not count. Returns the cosigners.
 pub fn wait_for_quorum(
     repo: &Repo,
     appended: &Appended,
@@ -285,8 +290,10 @@ pub fn wait_for_quorum(
             if cp.origin != appended.origin || cp.size != *size {
                 continue;
             }
-            let c = trusted.cosigners(&cp, s.cosignatures.get(size), log_key);
-            if (c.len() as u32) < trusted.quorum {
+            let ck = trusted.cosigner_keys(&cp, s.cosignatures.get(size), log_key);
+            let keys: Vec<[u8; 32]> = ck.iter().map(|(_, k)| *k).collect();
+            let c: Vec<String> = ck.into_iter().map(|(n, _)| n).collect();
+            if !trusted.quorum_for(&keys, appended.person.as_ref()) {
                 best = if c.len() > best.len() { c } else { best };
                 continue;
             }

@@ -29,7 +29,7 @@ pub use deletions::{
 };
 pub use gossip::{check_forks, gossip, ForkEvidence, GossipReport, FORK_TYPE};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
-pub use trust::{pinned_admin_keys, LogOwner, Trusted};
+pub use trust::{activate, adopted_key, pinned_admin_keys, Activation, Active, LogOwner, Trusted};
 pub use verify::{verify, LogContent, LogSummary, VerifyReport};
 pub use witness::{witness, WitnessReport};
 
@@ -383,6 +383,25 @@ pub fn record(
     .map(Some)
 }
 
+/// Records that an admin adopted a witness (SPEC 24.5): a `key-change` entry whose `object`
+/// is the witness's name and whose `data` names it (`witness`, its note name) and its key
+/// (`witness_key`). A witness counts only once an entry like this is witnessed.
+pub fn record_witness(
+    repo: &Repo,
+    keys: &TenantKeys,
+    name: &str,
+    key: &[u8; 32],
+) -> Result<Option<Appended>> {
+    let Some(actor) = Actor::logging(keys) else {
+        return Ok(None);
+    };
+    let mut e = entry(&actor, Event::KeyChange, None, None, Some(name.to_string()));
+    e.data
+        .insert("witness".into(), witness_name(name, key).into());
+    e.data.insert("witness_key".into(), hex::encode(key).into());
+    append(repo, &actor, &[e]).map(Some)
+}
+
 /// The newest checkpoint of a stored log that verifies under `key` for `origin` and names
 /// its own size. Checkpoints above it are junk or forgeries and authenticate nothing.
 fn newest_verified(s: &Stored, key: &[u8; 32], origin: &str) -> Option<Checkpoint> {
@@ -438,14 +457,11 @@ pub fn newest_cosignature(repo: &Repo, trusted: &Trusted) -> Result<Option<u64>>
                 Some((kid, repo.store.get(&o.path).ok()?.to_vec()))
             })
             .collect();
-        for (name, key) in &trusted.witnesses {
-            if *key == owner.key {
-                continue;
-            }
-            let kid = format!("{:08x}", tlog::key_id(name, key, true));
+        for (name, key) in trusted.cosigner_keys(&cp, Some(&lines), &owner.key) {
+            let kid = format!("{:08x}", tlog::key_id(&name, &key, true));
             if let Some(t) = lines
                 .get(&kid)
-                .and_then(|l| tlog::verify_cosignature(&cp, l, name, key).ok())
+                .and_then(|l| tlog::verify_cosignature(&cp, l, &name, &key).ok())
             {
                 newest = newest.max(Some(t));
             }

@@ -47,6 +47,15 @@ fn admin_trust(repo: &Repo, admin: &Actor) -> Trusted {
     crate::writers::log_trust(repo, &[admin.public()]).unwrap()
 }
 
+/// Trust built by hand: the witnesses a test pushes count from the start (no adoption
+/// entries; the adoption rules have their own tests below).
+fn hand_trust(repo: &Repo, admin: &Actor) -> Trusted {
+    Trusted {
+        activation: None,
+        ..admin_trust(repo, admin)
+    }
+}
+
 fn delete_entry(actor: &Actor, paths: &[&str]) -> Entry {
     let mut x = entry(actor, Event::Delete, None, None, None);
     x.data.insert("paths".into(), serde_json::json!(paths));
@@ -207,7 +216,7 @@ fn hidden_checkpoints_and_other_histories_are_refused() {
     // second machine would have signed on the shorter log) is not satisfied by it.
     let w = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let wname = witness_name("pi", &w.verifying_key().to_bytes());
-    let mut t = admin_trust(&repo, &admin);
+    let mut t = hand_trust(&repo, &admin);
     t.witnesses
         .push((wname.clone(), w.verifying_key().to_bytes()));
     t.quorum = 1;
@@ -273,7 +282,7 @@ fn revocation_is_forward_only() {
     let w = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let wk = w.verifying_key().to_bytes();
     let wname = witness_name("vm", &wk);
-    let mut t = admin_trust(&repo, &admin);
+    let mut t = hand_trust(&repo, &admin);
     t.revoked_witnesses.push((wname.clone(), wk, 1_000));
     let note = repo
         .store
@@ -329,7 +338,7 @@ fn a_split_view_is_a_fork_for_whoever_holds_both_copies() {
     // The second copy is used from another machine (its own cache: the admin there has no
     // memory of what was signed here, as a second admin's machine would not).
     b.cache_dir = Some(d.path().join("cache-b"));
-    let mut t = admin_trust(&a, &admin);
+    let mut t = hand_trust(&a, &admin);
     let pi = witness_actor(&mut t, "pi", 5);
     let vm = witness_actor(&mut t, "vm", 6);
     let alarms = |r: &Repo, w: &Actor| witness(r, w, &t).unwrap().alarms;
@@ -514,4 +523,190 @@ fn walk(p: &std::path::Path) -> u64 {
         n += if m.is_dir() { walk(&e.path()) } else { m.len() };
     }
     n
+}
+
+/// An admin (a person holding the admin key) adopting the witness `w` in the admin log.
+fn adoption(admin: &Actor, w: &Actor) -> Entry {
+    let mut x = entry(admin, Event::KeyChange, None, None, Some(w.name.clone()));
+    x.data.insert("witness".into(), w.witness_name().into());
+    x.data
+        .insert("witness_key".into(), hex::encode(w.public()).into());
+    x
+}
+
+/// The admin key held by one person (`seed` makes the person key).
+fn admin_person(seed: u8) -> Actor {
+    Actor {
+        name: "admin".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        person: Some(ed25519_dalek::SigningKey::from_bytes(&[seed; 32])),
+    }
+}
+
+/// Trust as `log_trust` builds it, with `ws` in the writer list and `quorum`: the activation
+/// recomputed from the admin log as it stands.
+fn listed_trust(repo: &Repo, admin: &Actor, ws: &[&Actor], quorum: u32) -> Trusted {
+    let mut t = admin_trust(repo, admin);
+    for w in ws {
+        t.witnesses.push((w.witness_name(), w.public()));
+    }
+    t.quorum = quorum;
+    activate(repo, &mut t).unwrap();
+    t
+}
+
+/// Issue 24 finding 5, played by the admin: with a quorum of 2, anna (one admin person)
+/// mints two writer keys and has them cosign her own restore of bob, to roll her log back
+/// afterwards where no honest witness saw it. A witness counts only once the entry that
+/// adopted it is witnessed by the witnesses already there, and only for later checkpoints;
+/// and witnesses anna adopted never alone make the quorum for anna's entries. The honest
+/// sites therefore always see her access (and alarm on the rollback), while a witness
+/// another admin (ben) adopted, or a founding one, does count for her.
+#[test]
+fn an_admin_cannot_witness_herself_with_keys_she_minted() {
+    let (_d, repo, _) = repo();
+    let anna = admin_person(21);
+    let ben = admin_person(22);
+    let wit = |name: &str, seed: u8| Actor {
+        name: name.into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        person: None,
+    };
+    let (pi, vm) = (wit("pi", 5), wit("vm", 6));
+    let (w1, w2, w3) = (wit("anna-1", 31), wit("anna-2", 32), wit("bens", 33));
+    let all = [&pi, &vm, &w1, &w2, &w3];
+    let quick = std::time::Duration::from_millis(10);
+    let cosign = |w: &Actor, t: &Trusted| {
+        let r = witness(&repo, w, t).unwrap();
+        assert!(r.alarms.is_empty(), "{:?}", r.alarms);
+    };
+    let mut restore = entry(
+        &anna,
+        Event::Restore,
+        None,
+        Some(Reason::LegalRequest),
+        None,
+    );
+    restore.tenant = Some(hex::encode([0xb0; 16]));
+    let mut quorum = entry(
+        &anna,
+        Event::KeyChange,
+        None,
+        None,
+        Some("log_quorum=2".into()),
+    );
+    quorum.time = restore.time.clone();
+
+    // The founding witnesses: adopted before anything was cosigned; then the quorum is 2.
+    append(&repo, &anna, &[adoption(&anna, &pi), adoption(&anna, &vm)]).unwrap();
+    append(&repo, &anna, &[quorum]).unwrap();
+    let t = listed_trust(&repo, &anna, &all, 2);
+    cosign(&pi, &t);
+    cosign(&vm, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    let a = t.activation.as_ref().unwrap();
+    assert!(a.of(&pi.public()).unwrap().founding && a.of(&vm.public()).unwrap().founding);
+
+    // Attack 1: adopt two fresh keys and the restore in one go; they cosign it at once.
+    let at = append(
+        &repo,
+        &anna,
+        &[adoption(&anna, &w1), adoption(&anna, &w2), restore.clone()],
+    )
+    .unwrap();
+    let t = listed_trust(&repo, &anna, &all, 2);
+    cosign(&w1, &t);
+    cosign(&w2, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    assert!(
+        t.activation.as_ref().unwrap().of(&w1.public()).is_none(),
+        "a witness whose adoption no active witness cosigned does not count"
+    );
+    assert!(matches!(
+        wait_for_quorum(&repo, &at, &anna.public(), &t, quick),
+        Err(Error::LogQuorum { have: 0, .. })
+    ));
+
+    // The honest sites see (and cosign) the adoptions: from then on the new keys count, for
+    // later checkpoints only.
+    cosign(&pi, &t);
+    cosign(&vm, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    let a = t.activation.as_ref().unwrap().clone();
+    let since = a.of(&w1.public()).unwrap().since;
+    assert_eq!(
+        since, at.size,
+        "active after the checkpoint that witnessed the adoption"
+    );
+    assert_eq!(
+        a.of(&w1.public()).unwrap().by,
+        Some(anna.person.as_ref().unwrap().verifying_key().to_bytes())
+    );
+    assert!(!a.of(&w1.public()).unwrap().founding);
+
+    // Attack 2: now a restore cosigned by her own two keys only: still not witnessed.
+    let at = append(&repo, &anna, &[restore.clone()]).unwrap();
+    let t = listed_trust(&repo, &anna, &all, 2);
+    cosign(&w1, &t);
+    cosign(&w2, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    assert!(
+        matches!(
+            wait_for_quorum(&repo, &at, &anna.public(), &t, quick),
+            Err(Error::LogQuorum {
+                have: 2,
+                need: 2,
+                ..
+            })
+        ),
+        "two cosignatures, both by witnesses anna adopted: not her quorum"
+    );
+    // One honest site's cosignature makes it count: that site saw the access, so a later
+    // rollback below it is its alarm.
+    cosign(&pi, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    assert!(wait_for_quorum(&repo, &at, &anna.public(), &t, quick).is_ok());
+
+    // An entry with no person signature (the admin key used without a person key) is
+    // independent of nobody: only founding witnesses count for it.
+    let mut anon = admin_person(0);
+    anon.person = None;
+    let at = append(&repo, &anon, &[restore.clone()]).unwrap();
+    let t = listed_trust(&repo, &anna, &all, 2);
+    cosign(&w1, &t);
+    cosign(&w2, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    assert!(wait_for_quorum(&repo, &at, &anna.public(), &t, quick).is_err());
+
+    // Another admin's adoption is independent of anna: ben adopts w3, the sites witness it,
+    // and w1 with w3 make anna's quorum (but w3 with nobody else would not make ben's).
+    append(&repo, &ben, &[adoption(&ben, &w3)]).unwrap();
+    let t = listed_trust(&repo, &anna, &all, 2);
+    cosign(&pi, &t);
+    cosign(&vm, &t);
+    let at = append(&repo, &anna, &[restore.clone()]).unwrap();
+    let t = listed_trust(&repo, &anna, &all, 2);
+    cosign(&w1, &t);
+    cosign(&w3, &t);
+    let t = listed_trust(&repo, &anna, &all, 2);
+    assert!(wait_for_quorum(&repo, &at, &anna.public(), &t, quick).is_ok());
+    let a = t.activation.as_ref().unwrap();
+    assert!(!a.independent_of(
+        &w3.public(),
+        Some(&ben.person.as_ref().unwrap().verifying_key().to_bytes())
+    ));
+    assert!(a.independent_of(
+        &pi.public(),
+        Some(&ben.person.as_ref().unwrap().verifying_key().to_bytes())
+    ));
+
+    // A key never witnesses its own log: the admin key "adopted" as a witness counts nowhere.
+    let me = Actor {
+        name: "self".into(),
+        key: anna.key.clone(),
+        person: None,
+    };
+    append(&repo, &anna, &[adoption(&anna, &me)]).unwrap();
+    let t = listed_trust(&repo, &anna, &[&pi, &vm, &me], 2);
+    assert!(t.activation.as_ref().unwrap().of(&anna.public()).is_none());
 }

@@ -32,6 +32,244 @@ pub struct Trusted {
     /// cosignatures dated before the revocation count.
     pub revoked_witnesses: Vec<(String, [u8; 32], u64)>,
     pub quorum: u32,
+    /// When each witness began to count, from the admin logs (SPEC 24.5 "Adopting a
+    /// witness"). `None`: every listed witness counts from the start (only tests build a
+    /// `Trusted` so; `log_trust` (in the trust layer) always computes it).
+    pub activation: Option<Activation>,
+}
+
+/// How a witness joined: the admin log entry that adopted it, and from which checkpoint on
+/// its cosignatures count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    /// Its cosignatures count for checkpoints of this admin log larger than this size (and,
+    /// for other logs, once it is active in any admin log).
+    pub since: u64,
+    /// Adopted before the first cosigned checkpoint of the admin log: one of the founding
+    /// witnesses, independent of every admin person.
+    pub founding: bool,
+    /// The admin person who adopted it (`data.person_key` of the adopting entry).
+    pub by: Option<[u8; 32]>,
+}
+
+/// Witness activation per admin log: admin origin → witness key → how it joined.
+#[derive(Debug, Clone, Default)]
+pub struct Activation {
+    pub logs: HashMap<String, HashMap<[u8; 32], Active>>,
+}
+
+impl Activation {
+    /// Whether `key`'s cosignature of checkpoint `size` of `origin` counts.
+    pub fn counts(&self, key: &[u8; 32], origin: &str, size: u64) -> bool {
+        match self.logs.get(origin) {
+            Some(m) => m.get(key).is_some_and(|a| a.since < size),
+            None => self.logs.values().any(|m| m.contains_key(key)),
+        }
+    }
+
+    /// How `key` joined, in any admin log (the first found).
+    pub fn of(&self, key: &[u8; 32]) -> Option<&Active> {
+        self.logs.values().find_map(|m| m.get(key))
+    }
+
+    /// Whether `key` is independent of the admin person `person` (the one who caused an
+    /// entry): a founding witness, or one another, named person adopted. A witness adopted
+    /// by an unnamed admin, and any witness for an entry of no named person, is independent
+    /// only when founding.
+    pub fn independent_of(&self, key: &[u8; 32], person: Option<&[u8; 32]>) -> bool {
+        self.of(key).is_some_and(|a| {
+            a.founding || matches!((a.by.as_ref(), person), (Some(b), Some(p)) if b != p)
+        })
+    }
+}
+
+/// The adoption a `key-change` entry makes, if it adopts a witness: its key (`data.witness_key`).
+pub fn adopted_key(e: &coop_formats::tlog::Entry) -> Option<[u8; 32]> {
+    (e.event == Event::KeyChange)
+        .then(|| e.data.get("witness_key")?.as_str())
+        .flatten()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+}
+
+/// The quorum a `key-change` entry sets (`object` = `log_quorum=N`), if it sets one.
+fn quorum_set(e: &coop_formats::tlog::Entry) -> Option<u32> {
+    (e.event == Event::KeyChange)
+        .then(|| {
+            e.object
+                .as_deref()?
+                .strip_prefix("log_quorum=")?
+                .parse()
+                .ok()
+        })
+        .flatten()
+}
+
+/// Computes when each witness began to count, from every admin log of `trusted` (SPEC 24.5):
+/// a witness counts only once a `key-change` entry of an admin log with `data.witness_key`
+/// adopted it, and only for checkpoints after the first checkpoint covering that entry that
+/// the witnesses active then cosigned (`max(1, min(quorum logged before it, active
+/// witnesses))` of them). Before the admin log's first cosigned checkpoint no witness is
+/// active yet: adoptions then take effect at the next checkpoint and make the **founding**
+/// witnesses. Only entries that count (by the admin key, with a valid or no person
+/// signature) adopt; only checkpoints that verify and lie on the head's history count.
+pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
+    use coop_formats::tlog::{Entry, PersonCheck};
+    let mut act = Activation::default();
+    let listed: Vec<[u8; 32]> = trusted
+        .witnesses
+        .iter()
+        .map(|w| w.1)
+        .chain(trusted.revoked_witnesses.iter().map(|w| w.1))
+        .collect();
+    let ids = super::log_ids(repo)?;
+    let admin_logs: Vec<(String, LogOwner)> = trusted
+        .logs
+        .iter()
+        .filter(|(_, o)| o.admin)
+        .map(|(o, w)| (o.clone(), w.clone()))
+        .collect();
+    for (origin, owner) in admin_logs {
+        let id = tlog::log_id(&origin);
+        let mut active: HashMap<[u8; 32], Active> = HashMap::new();
+        if !ids.contains(&id) {
+            act.logs.insert(origin, active);
+            continue;
+        }
+        let s = super::stored(repo, &id)?;
+        let Some(head) = super::newest_verified(&s, &owner.key, &origin) else {
+            act.logs.insert(origin, active);
+            continue;
+        };
+        let Ok(entries) = super::read_entries(repo, &s, head.size) else {
+            act.logs.insert(origin, active);
+            continue;
+        };
+        let tree = tlog::Levels::new(&super::leaves(&entries));
+        if tree.root(head.size as usize) != head.root {
+            act.logs.insert(origin, active);
+            continue;
+        }
+        // (index, key, person) adoptions and (index, quorum) changes, in log order.
+        let own = hex::encode(owner.key);
+        let mut adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)> = Vec::new();
+        let mut quorums: Vec<(u64, u32)> = Vec::new();
+        // (index, key) of the logged revocations of witnesses.
+        let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
+        for (i, b) in entries.iter().enumerate() {
+            if !(contains(b, b"witness_key")
+                || contains(b, b"log_quorum=")
+                || contains(b, b"\"revoke\""))
+            {
+                continue;
+            }
+            let Ok(e) = Entry::decode(b) else { continue };
+            if e.actor != own {
+                continue;
+            }
+            let by = match e.person() {
+                PersonCheck::Forged => continue,
+                PersonCheck::Signed(k) => Some(k),
+                PersonCheck::Unsigned => None,
+            };
+            if let Some(k) = adopted_key(&e) {
+                if listed.contains(&k) && k != owner.key {
+                    adoptions.push((i as u64, k, by));
+                }
+            }
+            if let Some(q) = quorum_set(&e) {
+                quorums.push((i as u64, q));
+            }
+            if e.event == Event::Revoke {
+                let name = e.object.as_deref().unwrap_or_default();
+                for (wname, k, _) in &trusted.revoked_witnesses {
+                    if *wname == super::witness_name(name, k) {
+                        revoked.push((i as u64, *k));
+                    }
+                }
+            }
+        }
+        let mut founding = true;
+        let mut next = 0; // the first adoption not yet in effect
+        for (&size, note) in s.checkpoints.range(..=head.size) {
+            let Ok(cp) = tlog::open_checkpoint(note, &owner.key) else {
+                continue;
+            };
+            if cp.origin != origin || cp.size != size || tree.root(size as usize) != cp.root {
+                continue;
+            }
+            let cos = cosigned(trusted, &cp, s.cosignatures.get(&size), &owner.key)
+                .into_iter()
+                .filter(|k| active.get(k).is_some_and(|a| a.since < size))
+                .count();
+            // The active witnesses no logged revocation before this checkpoint retired.
+            let live = active
+                .keys()
+                .filter(|k| !revoked.iter().any(|(i, r)| r == *k && *i < size))
+                .count();
+            // Before the first cosigned checkpoint, and again once every active witness was
+            // revoked (nobody is left who could witness an adoption), adoptions take effect
+            // at the next checkpoint: the (re)founding witnesses. Members see the whole
+            // witness set change (SPEC 16.4).
+            let was_founding = founding || live == 0;
+            let take = if was_founding {
+                founding = founding && cos == 0;
+                true
+            } else {
+                let q = quorums
+                    .iter()
+                    .take_while(|(i, _)| *i < size)
+                    .last()
+                    .map_or(0, |(_, q)| *q) as usize;
+                cos >= q.min(live).max(1)
+            };
+            if !take {
+                continue;
+            }
+            while let Some(&(_, k, by)) = adoptions.get(next).filter(|a| a.0 < size) {
+                active.entry(k).or_insert(Active {
+                    since: size,
+                    // Adopted before the first checkpoint any witness cosigned.
+                    founding: was_founding,
+                    by,
+                });
+                next += 1;
+            }
+        }
+        act.logs.insert(origin, active);
+    }
+    trusted.activation = Some(act);
+    Ok(())
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The keys of the listed witnesses (active or revoked, before their revocation) whose
+/// cosignature of `cp` verifies, never the log's own key; activation is not applied.
+fn cosigned(
+    trusted: &Trusted,
+    cp: &Checkpoint,
+    lines: Option<&BTreeMap<String, Vec<u8>>>,
+    log_key: &[u8; 32],
+) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    let Some(lines) = lines else { return out };
+    let active = trusted.witnesses.iter().map(|(n, k)| (n, k, u64::MAX));
+    let revoked = trusted.revoked_witnesses.iter().map(|(n, k, t)| (n, k, *t));
+    for (name, key, until) in active.chain(revoked) {
+        if key == log_key || out.contains(key) {
+            continue;
+        }
+        let kid = format!("{:08x}", tlog::key_id(name, key, true));
+        if let Some(line) = lines.get(&kid) {
+            if matches!(tlog::verify_cosignature(cp, line, name, key), Ok(t) if t < until) {
+                out.push(*key);
+            }
+        }
+    }
+    out
 }
 
 /// Events only an admin's log may carry: from a writer's log (a possibly stolen agent key)
@@ -85,30 +323,54 @@ impl Trusted {
         })
     }
 
-    /// Valid cosignatures (distinct witnesses, never the log's own key) on a checkpoint.
+    /// Valid cosignatures (distinct witnesses, never the log's own key) on a checkpoint, by
+    /// witnesses that count for it (adopted, and active before it: SPEC 24.5).
     pub fn cosigners(
         &self,
         cp: &Checkpoint,
         lines: Option<&BTreeMap<String, Vec<u8>>>,
         log_key: &[u8; 32],
     ) -> Vec<String> {
-        let mut out = Vec::new();
-        let Some(lines) = lines else { return out };
-        let active = self.witnesses.iter().map(|(n, k)| (n, k, u64::MAX));
-        let revoked = self.revoked_witnesses.iter().map(|(n, k, t)| (n, k, *t));
-        for (name, key, until) in active.chain(revoked) {
-            if key == log_key {
-                continue;
-            }
-            let kid = format!("{:08x}", tlog::key_id(name, key, true));
-            if let Some(line) = lines.get(&kid) {
-                match tlog::verify_cosignature(cp, line, name, key) {
-                    Ok(t) if t < until && !out.contains(name) => out.push(name.clone()),
-                    _ => {}
-                }
-            }
-        }
-        out
+        self.cosigner_keys(cp, lines, log_key)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// [`Self::cosigners`] with their keys.
+    pub fn cosigner_keys(
+        &self,
+        cp: &Checkpoint,
+        lines: Option<&BTreeMap<String, Vec<u8>>>,
+        log_key: &[u8; 32],
+    ) -> Vec<(String, [u8; 32])> {
+        let names: HashMap<[u8; 32], &String> = self
+            .witnesses
+            .iter()
+            .map(|(n, k)| (*k, n))
+            .chain(self.revoked_witnesses.iter().map(|(n, k, _)| (*k, n)))
+            .collect();
+        cosigned(self, cp, lines, log_key)
+            .into_iter()
+            .filter(|k| {
+                self.activation
+                    .as_ref()
+                    .is_none_or(|a| a.counts(k, &cp.origin, cp.size))
+            })
+            .map(|k| (names[&k].clone(), k))
+            .collect()
+    }
+
+    /// Whether the cosigners `keys` of a checkpoint make the quorum for an entry the admin
+    /// person `person` caused: `quorum` of them, at least one independent of that person
+    /// (SPEC 24.5: a witness one admin adopted never alone witnesses that admin's entries).
+    pub fn quorum_for(&self, keys: &[[u8; 32]], person: Option<&[u8; 32]>) -> bool {
+        keys.len() as u32 >= self.quorum
+            && (self.quorum == 0
+                || self
+                    .activation
+                    .as_ref()
+                    .is_none_or(|a| keys.iter().any(|k| a.independent_of(k, person))))
     }
 }
 

@@ -109,7 +109,10 @@ pub fn restore(
         progress,
         failed,
     );
-    w.run(&packs, restore_workers(opts.workers, reader.repo.store.is_local()));
+    w.run(
+        &packs,
+        restore_workers(opts.workers, reader.repo.store.is_local()),
+    );
     w.retry();
     progress.finish();
     report.bytes = w.bytes.load(std::sync::atomic::Ordering::Relaxed);

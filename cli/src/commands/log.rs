@@ -42,7 +42,9 @@ pub enum LogCommand {
         #[arg(long)]
         quorum: u32,
         /// Also trust this other site's key as a witness: NAME=PUBLIC_KEY (hex, from that
-        /// site's `coop key list --json`). Repeatable; this repository's own writers always are.
+        /// site's `coop key list --json`). Repeatable; this repository's own writers are
+        /// witnesses too. Each is adopted by a log entry and counts once the witnesses already
+        /// there cosigned it (never alone for the admin who adopted it: SPEC 24.5).
         #[arg(long = "witness", value_name = "NAME=KEY")]
         witnesses: Vec<String>,
     },
@@ -380,6 +382,24 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                 None,
                 Some(format!("log_quorum={quorum}")),
             );
+            // Each witness named here is adopted by a log entry, and counts only once that
+            // entry is witnessed (SPEC 24.5).
+            for w in &witnesses {
+                let Some(x) = loaded
+                    .list
+                    .witnesses
+                    .iter()
+                    .find(|x| w.starts_with(&format!("{}=", x.name)))
+                else {
+                    continue;
+                };
+                if let Err(e) = log::record_witness(&repo, &coop, &x.name, &x.public_key) {
+                    p.warn(format!(
+                        "witness {} could not be logged, so it witnesses nothing until it is: {e}",
+                        x.name
+                    ));
+                }
+            }
             if g.json {
                 p.json(&serde_json::json!({"log_quorum": quorum}))?;
             } else {
