@@ -924,3 +924,100 @@ fn report_archive_and_restore_drills() {
         "{setup}"
     );
 }
+
+/// Issue 26 finding 9: each subcommand's help shows the options it uses, not the repository,
+/// key and tenant options of every other; they still work before the subcommand and after
+/// it (where the subcommand uses them), and from the environment.
+#[test]
+fn each_command_shows_the_options_it_uses() {
+    let env = Env::new();
+    let help = |args: &[&str]| -> String {
+        let mut a = args.to_vec();
+        a.push("--help");
+        env.ok(&a)
+    };
+    let has = |h: &str, flag: &str| {
+        h.lines().any(|l| {
+            l.contains(&format!("--{flag} ")) || l.trim_end().ends_with(&format!("--{flag}"))
+        })
+    };
+    let h = help(&["recovery", "approve"]);
+    assert!(!has(&h, "tenant") && !has(&h, "writer-key"), "{h}");
+    assert!(
+        has(&h, "repo") && has(&h, "identity-file") && has(&h, "json"),
+        "{h}"
+    );
+    let h = help(&["log", "show"]);
+    assert!(!has(&h, "writer-key"), "{h}");
+    assert!(has(&h, "tenant") && has(&h, "repo"), "{h}");
+    let h = help(&["backup"]);
+    for f in [
+        "repo",
+        "tenant",
+        "writer-key",
+        "identity-file",
+        "cache-dir",
+        "json",
+    ] {
+        assert!(has(&h, f), "backup --help lacks --{f}: {h}");
+    }
+    let h = help(&["log", "witness"]);
+    assert!(
+        has(&h, "writer-key") && !has(&h, "identity-file") && !has(&h, "tenant"),
+        "{h}"
+    );
+    for cmd in [
+        &["recipe", "show"][..],
+        &["verify"],
+        &["config", "check"],
+        &["agent"],
+    ] {
+        let h = help(cmd);
+        for f in ["repo", "identity-file", "writer-key", "tenant", "freshness"] {
+            assert!(!has(&h, f), "{cmd:?} --help shows --{f}: {h}");
+        }
+        assert!(has(&h, "json") && has(&h, "quiet"), "{h}");
+    }
+    // The top level lists them all, for any subcommand after it.
+    let h = help(&[]);
+    for f in ["repo", "identity-file", "writer-key", "tenant"] {
+        assert!(has(&h, f), "coop --help lacks --{f}: {h}");
+    }
+
+    // Before the subcommand, after it, on its group, and over each other and the environment.
+    let src = env.p("src");
+    touch(&src, "a.txt");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let repo = env.repo().display().to_string();
+    let run = |args: &[&str]| {
+        env.cmd()
+            .env("COOP_REPO", env.p("nowhere"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--repo", &repo, "snapshots"][..],
+        &["snapshots", "--repo", &repo],
+        &["-r", "/nowhere", "snapshots", "-r", &repo],
+        &["log", "--repo", &repo, "show"],
+        &["log", "show", "--repo", &repo],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", text(&o));
+    }
+    assert_eq!(code(&run(&["snapshots"])), 4, "COOP_REPO is still read");
+    let o = env
+        .cmd()
+        .env("COOP_TENANT", "member/nobody")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_ne!(code(&o), 0, "COOP_TENANT is still read: {}", text(&o));
+    assert!(text(&o).contains("\"nobody\""), "{}", text(&o));
+    // An option a subcommand does not use is refused after it (a usage error).
+    let o = env.coop(&["recovery", "approve", "--tenant", "x", "0123"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let o = env.coop(&["log", "show", "--writer-key", "/k"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}
