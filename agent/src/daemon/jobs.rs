@@ -355,7 +355,28 @@ impl Agent {
                     .collect::<Vec<_>>(),
             )?;
         }
-        super::healthcheck::ping(url, if out.ok { "" } else { "/fail" }, &out.message);
+        // A failure names the job's caretaker in the ping and reaches them through the hook.
+        let fail_body = match &job.caretaker {
+            Some(c) if !out.ok => format!("caretaker: {c}\n{}", out.message),
+            _ => out.message.clone(),
+        };
+        super::healthcheck::ping(url, if out.ok { "" } else { "/fail" }, &fail_body);
+        let hook = job
+            .notify_command
+            .as_deref()
+            .or(self.cfg.site.notify_command.as_deref());
+        if let (false, Some(cmd)) = (out.ok, hook) {
+            let notice = super::notify::Notice {
+                site: &self.cfg.site.name,
+                job: name,
+                caretaker: job.caretaker.as_ref(),
+                message: &out.message,
+            };
+            if let Err(w) = super::notify::run(cmd, &notice) {
+                tracing::warn!("{w}");
+                out.warnings.push(w);
+            }
+        }
         self.write_metrics();
         Ok(out)
     }
