@@ -1497,3 +1497,170 @@ fn the_export_seal_covers_the_log_part_the_witnesses_and_the_quorum() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Backs up a service-shaped tree through a recipe's member job as `coop recipe show` renders
+/// it (with `sets` for its variables) and returns the paths below `files/` in alice's export
+/// (which `coop verify` accepts).
+fn recipe_member_export(
+    recipe: &str,
+    job: &str,
+    sets: &[String],
+    tree: &[&str],
+    root: &str,
+) -> Vec<String> {
+    let env = Env::new();
+    let (alice_id, alice_rcpt) = age_identity(&env, "alice");
+    let (_, bob_rcpt) = age_identity(&env, "bob");
+    env.ok(&["member", "add", "alice", "--recipient", &alice_rcpt]);
+    env.ok(&["member", "add", "bob", "--recipient", &bob_rcpt]);
+    let root = env.p(root);
+    for rel in tree {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, format!("{rel}\n")).unwrap();
+    }
+    let mut args = vec!["recipe", "show", recipe];
+    let sets: Vec<String> = sets
+        .iter()
+        .map(|s| s.replace("ROOT", &root.display().to_string()))
+        .collect();
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let rendered: toml::Table = toml::from_str(&env.ok(&args)).unwrap();
+    let j = rendered["job"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"].as_str() == Some(job))
+        .unwrap_or_else(|| panic!("recipe {recipe} has no job {job}"))
+        .clone();
+    let mut site = toml::Table::new();
+    site.insert("name".into(), "hackspace".into());
+    site.insert("repo".into(), env.repo().display().to_string().into());
+    site.insert(
+        "identity_file".into(),
+        env.p("config/coop/identity.txt")
+            .display()
+            .to_string()
+            .into(),
+    );
+    site.insert(
+        "cache_dir".into(),
+        env.p("agent-cache").display().to_string().into(),
+    );
+    let mut cfg = toml::Table::new();
+    cfg.insert("site".into(), site.into());
+    cfg.insert("job".into(), vec![j].into());
+    let path = env.p("agent.toml");
+    fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let o = env.coop(&["agent", "--config", path.to_str().unwrap(), "--once", job]);
+    assert!(
+        o.status.success(),
+        "{recipe}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = env.p("alice-export");
+    let dir = format!("{}/", out.display());
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        alice_id.to_str().unwrap(),
+        "--out",
+        &dir,
+    ]);
+    let (code, v) = verify(&env, &out, None);
+    assert_eq!(code, Some(0), "{recipe}: {v}");
+    // The tar export lays the files out the same way.
+    let tar = env.p("alice.tar");
+    env.ok(&[
+        "export",
+        "--member",
+        "alice",
+        "--identity-file",
+        alice_id.to_str().unwrap(),
+        "--out",
+        tar.to_str().unwrap(),
+    ]);
+    let (code, v) = verify(&env, &tar, None);
+    assert_eq!(code, Some(0), "{recipe}: {v}");
+    let files = out.join("files");
+    let mut got: Vec<String> = walk_files(&files)
+        .iter()
+        .map(|p| p.strip_prefix(&files).unwrap().display().to_string())
+        .collect();
+    got.sort();
+    for rel in &got {
+        let content = fs::read_to_string(files.join(rel)).unwrap();
+        assert!(
+            content.trim_end().ends_with(rel.as_str()),
+            "{recipe}: {rel} holds {content:?}"
+        );
+    }
+    got
+}
+
+/// Issue 26 finding 6: a member's export keeps each file's path below the job's root, as the
+/// recipes document it, not the server's absolute paths and not without its folder.
+#[test]
+fn recipe_member_exports_hold_the_documented_layout() {
+    // docs/recipes/prosody.md: `accounts/alice.dat`, `roster/alice.dat`, `offline/alice.list`,
+    // `archive/alice.list`, and whatever else the server stores for her.
+    let got = recipe_member_export(
+        "prosody",
+        "prosody-members",
+        &["DATA_DIR=ROOT/var/lib/prosody".into()],
+        &[
+            "var/lib/prosody/example%2ecoop/accounts/alice.dat",
+            "var/lib/prosody/example%2ecoop/roster/alice.dat",
+            "var/lib/prosody/example%2ecoop/offline/alice.list",
+            "var/lib/prosody/example%2ecoop/archive/alice.list",
+            "var/lib/prosody/example%2ecoop/vcard/alice.dat",
+            "var/lib/prosody/example%2ecoop/accounts/bob.dat",
+            "var/lib/prosody/example%2ecoop/roster/bob.dat",
+            "var/lib/prosody/example%2ecoop/archive/bob.list",
+            "var/lib/prosody/example%2ecoop/accounts/alicia.dat",
+            "var/lib/prosody/conference%2eexample%2ecoop/persistent/room.dat",
+            "var/lib/prosody/prosody.sock",
+        ],
+        "root",
+    );
+    assert_eq!(
+        got,
+        [
+            "accounts/alice.dat",
+            "archive/alice.list",
+            "offline/alice.list",
+            "roster/alice.dat",
+            "vcard/alice.dat"
+        ]
+    );
+    // docs/recipes/bigbluebutton.md: `presentation/RECORD_ID/…`, `video/RECORD_ID/…` (the
+    // record IDs of her rooms come from Greenlight's database, here a stand-in for psql).
+    let got = recipe_member_export(
+        "bigbluebutton",
+        "bigbluebutton-members",
+        &[
+            "PUBLISHED_DIR=ROOT/published".into(),
+            "EMAIL_DOMAIN=example.coop".into(),
+            "GREENLIGHT_PSQL=sh -c 'cat >/dev/null; case \"$*\" in *member=alice*) echo 11aa-1600000000;; *) echo 22bb-1600000001;; esac' psql".into(),
+        ],
+        &[
+            "published/presentation/11aa-1600000000/metadata.xml",
+            "published/presentation/11aa-1600000000/video/webcams.webm",
+            "published/video/11aa-1600000000/video-0.m4v",
+            "published/presentation/22bb-1600000001/metadata.xml",
+        ],
+        "root",
+    );
+    assert_eq!(
+        got,
+        [
+            "presentation/11aa-1600000000/metadata.xml",
+            "presentation/11aa-1600000000/video/webcams.webm",
+            "video/11aa-1600000000/video-0.m4v"
+        ]
+    );
+}

@@ -924,3 +924,242 @@ fn report_archive_and_restore_drills() {
         "{setup}"
     );
 }
+
+/// Issue 26 finding 9: each subcommand's help shows the options it uses, not the repository,
+/// key and tenant options of every other; they still work before the subcommand and after
+/// it (where the subcommand uses them), and from the environment.
+#[test]
+fn each_command_shows_the_options_it_uses() {
+    let env = Env::new();
+    let help = |args: &[&str]| -> String {
+        let mut a = args.to_vec();
+        a.push("--help");
+        env.ok(&a)
+    };
+    let has = |h: &str, flag: &str| {
+        h.lines().any(|l| {
+            l.contains(&format!("--{flag} ")) || l.trim_end().ends_with(&format!("--{flag}"))
+        })
+    };
+    let h = help(&["recovery", "approve"]);
+    assert!(!has(&h, "tenant") && !has(&h, "writer-key"), "{h}");
+    assert!(
+        has(&h, "repo") && has(&h, "identity-file") && has(&h, "json"),
+        "{h}"
+    );
+    let h = help(&["log", "show"]);
+    assert!(!has(&h, "writer-key"), "{h}");
+    assert!(has(&h, "tenant") && has(&h, "repo"), "{h}");
+    let h = help(&["backup"]);
+    for f in [
+        "repo",
+        "tenant",
+        "writer-key",
+        "identity-file",
+        "cache-dir",
+        "json",
+    ] {
+        assert!(has(&h, f), "backup --help lacks --{f}: {h}");
+    }
+    let h = help(&["log", "witness"]);
+    assert!(
+        has(&h, "writer-key") && !has(&h, "identity-file") && !has(&h, "tenant"),
+        "{h}"
+    );
+    for cmd in [
+        &["recipe", "show"][..],
+        &["verify"],
+        &["config", "check"],
+        &["agent"],
+    ] {
+        let h = help(cmd);
+        for f in ["repo", "identity-file", "writer-key", "tenant", "freshness"] {
+            assert!(!has(&h, f), "{cmd:?} --help shows --{f}: {h}");
+        }
+        assert!(has(&h, "json") && has(&h, "quiet"), "{h}");
+    }
+    // The top level lists them all, for any subcommand after it.
+    let h = help(&[]);
+    for f in ["repo", "identity-file", "writer-key", "tenant"] {
+        assert!(has(&h, f), "coop --help lacks --{f}: {h}");
+    }
+
+    // Before the subcommand, after it, on its group, and over each other and the environment.
+    let src = env.p("src");
+    touch(&src, "a.txt");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let repo = env.repo().display().to_string();
+    let run = |args: &[&str]| {
+        env.cmd()
+            .env("COOP_REPO", env.p("nowhere"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--repo", &repo, "snapshots"][..],
+        &["snapshots", "--repo", &repo],
+        &["-r", "/nowhere", "snapshots", "-r", &repo],
+        &["log", "--repo", &repo, "show"],
+        &["log", "show", "--repo", &repo],
+    ] {
+        let o = run(args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", text(&o));
+    }
+    assert_eq!(code(&run(&["snapshots"])), 4, "COOP_REPO is still read");
+    let o = env
+        .cmd()
+        .env("COOP_TENANT", "member/nobody")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_ne!(code(&o), 0, "COOP_TENANT is still read: {}", text(&o));
+    assert!(text(&o).contains("\"nobody\""), "{}", text(&o));
+    // An option a subcommand does not use is refused after it (a usage error).
+    let o = env.coop(&["recovery", "approve", "--tenant", "x", "0123"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let o = env.coop(&["log", "show", "--writer-key", "/k"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}
+
+/// Issue 30 item 3: a job names its caretaker; `config check` refuses a malformed one;
+/// `coop status` and the report show them; a failing job's notifications go to its
+/// caretaker: the healthcheck's `/fail` ping names them and the `notify_command` hook runs
+/// with their name and contact (a job's own hook over the site's), and a job that succeeds
+/// notifies no one.
+#[test]
+fn a_failing_job_notifies_its_caretaker() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let src = env.p("src");
+    touch(&src, "a.txt");
+    // A healthchecks stand-in: records each request's first line and body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = pings.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+                .unwrap();
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let t = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = t.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            let t = String::from_utf8_lossy(&got).to_string();
+            let first = t.lines().next().unwrap_or("").to_string();
+            let body = t.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+            seen.lock().unwrap().push(format!("{first}\n{body}"));
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let notes = env.p("notes");
+    fs::create_dir_all(&notes).unwrap();
+    let site_hook = format!(
+        "printf '%s|%s|%s|%s|%s\\n' \"$COOP_JOB\" \"$COOP_CARETAKER_NAME\" \"$COOP_CARETAKER_CONTACT\" \"$COOP_SITE\" \"$COOP_MESSAGE\" >> {}/site",
+        notes.display()
+    );
+    let own_hook = format!("echo \"$COOP_CARETAKER\" >> {}/own", notes.display());
+    let config = |caretaker: &str| {
+        format!(
+            "[site]\nname = \"hackspace\"\nrepo = \"{repo}\"\nidentity_file = \"{id}\"\ncache_dir = \"{cache}\"\nhealthcheck_url = \"http://127.0.0.1:{port}/ping\"\nnotify_command = '''{site_hook}'''\n\n\
+             [[job]]\nname = \"forgejo\"\nschedule = \"0 3 * * *\"\ncaretaker = \"{caretaker}\"\nbefore = [\"echo the service did not stop >&2; exit 7\"]\npaths = [\"{src}\"]\n\n\
+             [[job]]\nname = \"wiki\"\nschedule = \"0 4 * * *\"\ncaretaker = \"Ben <@ben:example.org>\"\nnotify_command = '''{own_hook}'''\nbefore = [\"exit 1\"]\npaths = [\"{src}\"]\n\n\
+             [[job]]\nname = \"files\"\nschedule = \"0 5 * * *\"\ncaretaker = \"Cleo <cleo@example.org>\"\npaths = [\"{src}\"]\n",
+            repo = env.repo().display(),
+            id = env.p("config/coop/identity.txt").display(),
+            cache = env.p("agent-cache").display(),
+            src = src.display(),
+        )
+    };
+    let path = env.p("agent.toml");
+    let c = path.to_str().unwrap();
+    // A caretaker that is not "Name <contact>" is refused, naming its line.
+    fs::write(&path, config("anna@example.org")).unwrap();
+    let o = env.coop(&["config", "check", c, "--offline"]);
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains("Name <contact>") && text(&o).contains("line 12"),
+        "{}",
+        text(&o)
+    );
+    fs::write(&path, config("Anna <anna@example.org>")).unwrap();
+    let o = env.coop(&["config", "check", c, "--offline"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+
+    let once = |job: &str| env.coop(&["agent", "--config", c, "--once", job]);
+    assert_ne!(code(&once("forgejo")), 0);
+    let site = fs::read_to_string(notes.join("site")).unwrap();
+    assert!(
+        site.starts_with("forgejo|Anna|anna@example.org|hackspace|"),
+        "{site}"
+    );
+    assert!(site.contains("exit status: 7"), "{site}");
+    let fails: Vec<String> = pings
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.contains("/ping/fail"))
+        .cloned()
+        .collect();
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(
+        fails[0].contains("caretaker: Anna <anna@example.org>"),
+        "{fails:?}"
+    );
+    // The job's own hook, not the site's.
+    assert_ne!(code(&once("wiki")), 0);
+    assert_eq!(
+        fs::read_to_string(notes.join("own")).unwrap(),
+        "Ben <@ben:example.org>\n"
+    );
+    assert_eq!(fs::read_to_string(notes.join("site")).unwrap(), site);
+    // Success notifies no one.
+    assert_eq!(code(&once("files")), 0);
+    assert_eq!(fs::read_to_string(notes.join("site")).unwrap(), site);
+
+    // Shown by status and the report.
+    let o = env.coop(&["--json", "status", "--config", c, "--offline"]);
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let jobs = s["jobs"].as_array().unwrap();
+    assert_eq!(jobs[0]["caretaker"], "Anna <anna@example.org>", "{s}");
+    assert_eq!(jobs[2]["caretaker"], "Cleo <cleo@example.org>", "{s}");
+    let o = env.coop(&["status", "--config", c, "--offline"]);
+    assert!(
+        text(&o).contains("caretaker: Ben <@ben:example.org>"),
+        "{}",
+        text(&o)
+    );
+    let o = env.coop(&["--json", "report", "--config", c]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        r["caretakers"][1]["caretaker"],
+        "Ben <@ben:example.org>",
+        "{}",
+        text(&o)
+    );
+    let html = env.p("page");
+    env.coop(&["report", "--config", c, "--html", html.to_str().unwrap()]);
+    let page = fs::read_to_string(html.join("index.html")).unwrap();
+    assert!(page.contains("Cleo &lt;cleo@example.org&gt;"), "{page}");
+}

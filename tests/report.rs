@@ -653,10 +653,15 @@ fn the_setup_page_shows_every_job_and_site_and_no_secret() {
         "/srv/nextcloud/data/{member}/files",
         "anna",
         "age (X25519",
+        "Caretaker: Ben &lt;ben@kollektiv.example&gt;",
     ] {
         assert!(page.contains(shown), "{shown:?} missing from the page");
     }
     assert_eq!(v["jobs"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(
+        v["jobs"][0]["caretaker"], "Anna <anna@kollektiv.example>",
+        "{v}"
+    );
     assert_eq!(v["jobs"][3]["tenant"], "each member");
     // Nothing secret or internal: credentials, endpoints, repository addresses, commands,
     // the healthcheck URL, key and cache paths, member names.

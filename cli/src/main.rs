@@ -20,7 +20,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     after_help = "Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 backup done but some files were unreadable, \
 4 repository not found, 5 wrong key / access denied, 6 data failed verification, 7 restore partial, \
 8 snapshot or path not found, 9 source command failed, 10 store error, 11 local I/O error, 12 quota exceeded, \
-13 an access was logged but not cosigned by enough witnesses in time (--log-timeout); nothing was read."
+13 an access was logged but not cosigned by enough witnesses in time (--log-timeout); nothing was read.
+
+The repository, key, tenant, cache and freshness options go before the subcommand or after it; \
+`coop SUBCOMMAND --help` shows those it uses."
 )]
 struct Cli {
     #[command(flatten)]
@@ -97,17 +100,24 @@ enum Command {
     Recovery(commands::recovery::RecoveryCommand),
 }
 
+/// The command line: [`Cli`] with each subcommand given the repository, key and tenant
+/// options it uses (`global::SCOPES`).
+fn command() -> clap::Command {
+    global::attach(Cli::command())
+}
+
 fn main() {
     // Cli::parse(), plus the hidden `coop __package-assets DIR` (scripts/package.sh), which
     // writes the man pages and completions from `Cli::command()` itself.
-    let matches = Cli::command()
+    let matches = command()
         .subcommand(commands::assets::command())
         .get_matches();
     if let Some((commands::assets::NAME, m)) = matches.subcommand() {
-        std::process::exit(commands::assets::run(Cli::command(), m));
+        std::process::exit(commands::assets::run(command(), m));
     }
-    let cli =
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    let mut cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command()).exit());
+    cli.global.merge_from(&matches);
     util::init_tracing(cli.global.verbose);
     let g = match cli.global.resolve() {
         Ok(g) => g,
@@ -158,5 +168,44 @@ fn main() {
             }
             std::process::exit(code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand says which repository, key and tenant options it uses, and every line
+    /// of the table is a subcommand.
+    #[test]
+    fn every_subcommand_has_a_scope() {
+        fn leaves(c: &clap::Command, path: &str, out: &mut Vec<String>) {
+            if c.get_subcommands().next().is_none() {
+                out.push(path.to_string());
+            }
+            for s in c.get_subcommands() {
+                let p = if path.is_empty() {
+                    s.get_name().to_string()
+                } else {
+                    format!("{path} {}", s.get_name())
+                };
+                leaves(s, &p, out);
+            }
+        }
+        let mut found = Vec::new();
+        leaves(&Cli::command(), "", &mut found);
+        for l in &found {
+            assert!(
+                global::SCOPES.iter().any(|(p, _)| p == l),
+                "coop {l}: no line in global::SCOPES"
+            );
+        }
+        for (p, _) in global::SCOPES {
+            assert!(
+                found.contains(&p.to_string()),
+                "SCOPES names no subcommand {p:?}"
+            );
+        }
+        command().debug_assert();
     }
 }

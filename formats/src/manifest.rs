@@ -64,10 +64,14 @@ pub struct Manifest {
 
 impl Manifest {
     /// Where each file goes in an export (relative path bytes, in the order of `files`):
-    /// below the last component of the longest source that holds it (`/srv/mail/alice` →
-    /// `alice/…`), or its full path when no source holds it or two sources end in the same
-    /// name. Deterministic from the signed manifest alone, so an export's layout cannot be
-    /// rearranged without `verify` noticing.
+    /// below the export root of the longest source that holds it. A source may mark its
+    /// export root with a `.` component (`var/lib/prosody/HOST/./accounts/alice.dat`, as
+    /// rsync's `--relative` does): the file keeps its path below the mark
+    /// (`accounts/alice.dat`). A source without a mark is named after its last component
+    /// (`/srv/mail/alice` → `alice/…`). A file under no source, or whose source's name another
+    /// source shares, keeps its full path, and so does every file whose export path another
+    /// file would get too. Deterministic from the signed manifest alone, so an export's
+    /// layout cannot be rearranged without `verify` noticing (SPEC 16.2).
     pub fn export_paths(&self) -> Vec<Vec<u8>> {
         self.export_paths_among(&self.sources)
     }
@@ -75,37 +79,81 @@ impl Manifest {
     /// [`Self::export_paths`] with another list of sources: an export of several snapshots
     /// (one per job of a member) lays each out among the sources of all of them (SPEC 16.2).
     pub fn export_paths_among(&self, sources: &[String]) -> Vec<Vec<u8>> {
-        let sources: Vec<&[u8]> = sources
+        // (the path the source matches files by, the name it gives them)
+        let sources: Vec<(Vec<u8>, Vec<u8>)> = sources
             .iter()
             .map(|s| s.trim_matches('/').as_bytes())
             .filter(|s| !s.is_empty())
+            .map(source_root)
             .collect();
-        let last = |s: &[u8]| -> Vec<u8> { s.rsplit(|b| *b == b'/').next().unwrap_or(s).to_vec() };
         let unique: Vec<bool> = sources
             .iter()
-            .map(|s| sources.iter().filter(|t| last(t) == last(s)).count() == 1)
+            .map(|(_, n)| sources.iter().filter(|(_, m)| m == n).count() == 1)
             .collect();
-        self.files
+        let mut out: Vec<Vec<u8>> = self
+            .files
             .iter()
             .map(|f| {
                 let p = f.path_bytes();
                 let best = sources
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| {
-                        p == **s || (p.starts_with(s) && p.get(s.len()) == Some(&b'/'))
+                    .filter(|(_, (s, _))| {
+                        p == *s || (p.starts_with(s) && p.get(s.len()) == Some(&b'/'))
                     })
-                    .max_by_key(|(_, s)| s.len());
+                    .max_by_key(|(_, (s, _))| s.len());
                 match best {
-                    Some((i, s)) if unique[i] => {
-                        let mut out = last(s);
+                    Some((i, (s, name))) if unique[i] => {
+                        let mut out = name.clone();
                         out.extend_from_slice(&p[s.len()..]);
                         out
                     }
                     _ => p,
                 }
             })
-            .collect()
+            .collect();
+        // Two files at one export path: each keeps its full path; if even that collides,
+        // every file does (full paths are distinct).
+        let mut count = std::collections::HashMap::new();
+        for p in &out {
+            *count.entry(p.clone()).or_insert(0usize) += 1;
+        }
+        if count.values().any(|n| *n > 1) {
+            for (o, f) in out.iter_mut().zip(&self.files) {
+                if count[o] > 1 {
+                    *o = f.path_bytes();
+                }
+            }
+            let distinct: std::collections::HashSet<&Vec<u8>> = out.iter().collect();
+            if distinct.len() < out.len() {
+                out = self.files.iter().map(|f| f.path_bytes()).collect();
+            }
+        }
+        out
+    }
+}
+
+/// A source (without leading or trailing `/`) as (the path it matches files by, the name it
+/// gives them): with a `.` component (the export root, the first one counts), the path
+/// without it and what follows it; else the source and its last component. A mark with
+/// nothing after it is no mark.
+fn source_root(s: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let parts: Vec<&[u8]> = s.split(|b| *b == b'/').collect();
+    match parts.iter().position(|c| *c == b".") {
+        Some(i) if i + 1 < parts.len() => {
+            let kept: Vec<&[u8]> = parts[i + 1..]
+                .iter()
+                .copied()
+                .filter(|c| *c != b".")
+                .collect();
+            let full: Vec<&[u8]> = parts[..i].iter().copied().chain(kept.clone()).collect();
+            (full.join(&b'/'), kept.join(&b'/'))
+        }
+        _ => {
+            let full: Vec<&[u8]> = parts.iter().copied().filter(|c| *c != b".").collect();
+            let last = full.last().copied().unwrap_or(s).to_vec();
+            (full.join(&b'/'), last)
+        }
     }
 }
 
@@ -228,6 +276,71 @@ mod tests {
         // One source directory: named after it, like every other.
         man.sources = vec!["/srv/nextcloud/data/alice/files".into()];
         assert_eq!(man.export_paths()[1], b"files/sub/b.txt");
+    }
+
+    #[test]
+    fn a_marked_export_root_keeps_the_path_below_it() {
+        let f = |p: &str| ManifestFile {
+            path: p.into(),
+            path_hex: None,
+            size: 0,
+            mode: 0,
+            mtime_ns: 0,
+            blake3: String::new(),
+        };
+        let got = |man: &Manifest| -> Vec<String> {
+            man.export_paths()
+                .into_iter()
+                .map(|p| String::from_utf8(p).unwrap())
+                .collect()
+        };
+        let h = "var/lib/prosody/example%2ecoop";
+        let mut man = m(vec![
+            f(&format!("{h}/accounts/alice.dat")),
+            f(&format!("{h}/archive/alice.list")),
+            f(&format!("{h}/roster/alice.dat")),
+            f("notes.csv"),
+        ]);
+        man.sources = vec![
+            format!("/{h}/./accounts/alice.dat"),
+            format!("/{h}/./archive/alice.list"),
+            format!("/{h}/./roster/alice.dat"),
+            "/notes.csv".into(),
+        ];
+        assert_eq!(
+            got(&man),
+            [
+                "accounts/alice.dat",
+                "archive/alice.list",
+                "roster/alice.dat",
+                "notes.csv"
+            ]
+        );
+        // Without the marks the same names collide: full paths (as before marks existed).
+        man.sources = man.sources.iter().map(|s| s.replace("/./", "/")).collect();
+        assert_eq!(got(&man)[0], format!("{h}/accounts/alice.dat"));
+        assert_eq!(got(&man)[2], format!("{h}/roster/alice.dat"));
+        // A mark higher up, and one with nothing after it (no mark).
+        man.sources = vec!["var/./lib".into(), "notes.csv/.".into()];
+        assert_eq!(got(&man)[0], format!("{}/accounts/alice.dat", &h[4..]));
+        assert_eq!(got(&man)[3], "notes.csv");
+        // The same marked name twice (alice on two hosts): both keep their full paths.
+        let mut two = m(vec![
+            f("d/a.org/./accounts/alice.dat".replace("/./", "/").as_str()),
+            f("d/b.org/accounts/alice.dat"),
+        ]);
+        two.sources = vec![
+            "d/a.org/./accounts/alice.dat".into(),
+            "d/b.org/./accounts/alice.dat".into(),
+        ];
+        assert_eq!(
+            got(&two),
+            ["d/a.org/accounts/alice.dat", "d/b.org/accounts/alice.dat"]
+        );
+        // Two sources whose names differ but whose files meet: each keeps its full path.
+        let mut meet = m(vec![f("x/accounts/alice.dat"), f("y/accounts/alice.dat")]);
+        meet.sources = vec!["x/accounts".into(), "y/./accounts/alice.dat".into()];
+        assert_eq!(got(&meet), ["x/accounts/alice.dat", "y/accounts/alice.dat"]);
     }
 
     proptest! {

@@ -98,8 +98,12 @@ check_users() {
 member_export_check() {
   agent_once prosody-members
   member_export alice "$T/export"
-  find "$T/export" -path '*/accounts/alice.dat' | grep -q .
-  find "$T/export" -path '*/roster/alice.dat' | grep -q .
+  # docs/recipes/prosody.md: STORE/alice.dat or .list, below the export's files/.
+  for f in accounts/alice.dat roster/alice.dat archive/alice.list; do
+    [ -f "$T/export/files/$f" ] || die "alice's export lacks files/$f"
+  done
+  [ -z "$(cd "$T/export/files" && find . -type f ! -path './*/alice.*')" ] \
+    || die "alice's export holds files outside STORE/alice.*"
   assert_has "$T/export" "$A_ROSTER"
   assert_has "$T/export" "$TO_ALICE"      # in her archive (the offline copy was delivered)
   assert_lacks "$T/export" "$B_ROSTER"

@@ -95,7 +95,48 @@ struct Sources {
     trie: Trie,
     /// Absolute paths as recorded in the snapshot.
     paths: Vec<String>,
+    /// The same, with the export root a path marks (`/./`) kept: the manifest's `sources`.
+    marked: Vec<String>,
     excludes: Patterns,
+}
+
+/// `abs` (the normalized form of `p`) with the export root `p` marks: the first `.`
+/// component that is not `p`'s first (`/var/lib/prosody/HOST/./accounts/alice.dat`, as
+/// rsync's `--relative` reads it) becomes `/./` at the same place in `abs`. A path with
+/// `..` in it, or a mark with nothing after it, marks nothing.
+fn mark_export_root(p: &Path, abs: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let plain = abs.to_string_lossy().into_owned();
+    let raw: Vec<&[u8]> = p.as_os_str().as_bytes().split(|b| *b == b'/').collect();
+    let Some(at) = raw.iter().skip(1).position(|c| *c == b".").map(|i| i + 1) else {
+        return plain;
+    };
+    if raw.contains(&&b".."[..]) {
+        return plain;
+    }
+    let after = raw[at + 1..]
+        .iter()
+        .filter(|c| !c.is_empty() && **c != b".")
+        .count();
+    let normal: Vec<String> = abs
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    if after == 0 || after > normal.len() {
+        return plain;
+    }
+    let (root, kept) = normal.split_at(normal.len() - after);
+    let mut out = String::from("/");
+    for c in root {
+        out.push_str(c);
+        out.push('/');
+    }
+    out.push_str("./");
+    out.push_str(&kept.join("/"));
+    out
 }
 
 impl Sources {
@@ -118,8 +159,10 @@ impl Sources {
         // A missing path is an error before anything is written.
         let mut trie = Trie::default();
         let mut paths = Vec::new();
+        let mut marked = Vec::new();
         for p in &opts.paths {
             let abs = walker::absolute(p)?;
+            marked.push(mark_export_root(p, &abs));
             let rel = abs.strip_prefix("/").unwrap_or(&abs);
             if !rel.as_os_str().is_empty() {
                 let root = fsx::open_root().map_err(|e| Error::io("/", e))?;
@@ -146,6 +189,7 @@ impl Sources {
         Ok(Self {
             trie,
             paths,
+            marked,
             excludes: Patterns::new(&patterns)?,
         })
     }
@@ -241,11 +285,19 @@ pub fn backup(
     });
     progress.phase("backup", estimate);
     let walked = walk(&mut walker, &sources, opts);
+    let outputs: Vec<String> = opts
+        .commands
+        .iter()
+        .map(|c| format!("/{}", c.filename))
+        .chain(opts.dir_commands.iter().map(|c| format!("/{}", c.dirname)))
+        .collect();
     let mut paths = sources.paths.clone();
-    paths.extend(opts.commands.iter().map(|c| format!("/{}", c.filename)));
-    paths.extend(opts.dir_commands.iter().map(|c| format!("/{}", c.dirname)));
+    paths.extend(outputs.iter().cloned());
+    // The manifest's sources keep the export roots the paths mark (SPEC 16.2).
+    let mut marked = sources.marked.clone();
+    marked.extend(outputs);
     let manifest = match &walked {
-        Ok(root) => commit::manifest_blob(&mut walker, repo, keys, &opts.host, root, &paths),
+        Ok(root) => commit::manifest_blob(&mut walker, repo, keys, &opts.host, root, &marked),
         Err(_) => Ok(None),
     };
     let written = pipeline.finish(&mut walker.sink, walked.is_ok() && manifest.is_ok());

@@ -148,16 +148,39 @@ pub fn paths_from_commands(
 }
 
 /// Expands globs (`*`, `?`, `[…]`) in a path; a path without any is returned as is.
+///
+/// Each path found keeps the export root the pattern marks with a `.` component
+/// (`/var/lib/prosody/*/./*/alice.*` → `/var/lib/prosody/example%2ecoop/./accounts/alice.dat`);
+/// a pattern without a mark is marked where its first glob is
+/// (`/srv/git/alice/*.git` → `/srv/git/alice/./site.git`), so that a member's export keeps
+/// every file's path below the job's root (SPEC 16.2).
 pub fn expand(path: &std::path::Path) -> Vec<PathBuf> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let s = path.to_string_lossy();
     if !s.contains(['*', '?', '[']) {
         return vec![path.to_path_buf()];
     }
+    let raw: Vec<&[u8]> = path.as_os_str().as_bytes().split(|b| *b == b'/').collect();
+    // The mark's place, counted in components after the root ("" before the leading /).
+    let is_glob = |c: &[u8]| c.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
+    let parts: Vec<&[u8]> = raw
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mark = match parts.iter().position(|c| *c == b".") {
+        // Components before the mark, not counting the mark itself.
+        Some(i) => Some(i),
+        None => parts.iter().position(|c| is_glob(c)),
+    };
+    let parts: Vec<&[u8]> = parts.into_iter().filter(|c| *c != b".").collect();
     let mut found = vec![PathBuf::from("/")];
-    for comp in path.components().skip(1) {
-        let c = comp.as_os_str().to_string_lossy();
+    for comp in &parts {
+        let c = String::from_utf8_lossy(comp);
+        let comp = std::ffi::OsStr::from_bytes(comp);
         let mut next = Vec::new();
-        if !c.contains(['*', '?', '[']) {
+        if !is_glob(comp.as_bytes()) {
             next.extend(found.iter().map(|f| f.join(comp)));
         } else if let Ok(g) = globset::GlobBuilder::new(&c)
             .literal_separator(true)
@@ -181,7 +204,26 @@ pub fn expand(path: &std::path::Path) -> Vec<PathBuf> {
         found = next;
     }
     found.retain(|p| std::fs::symlink_metadata(p).is_ok());
+    let Some(at) = mark.filter(|at| *at < parts.len()) else {
+        return found;
+    };
     found
+        .into_iter()
+        .map(|p| {
+            let comps: Vec<&std::ffi::OsStr> = p.iter().skip(1).collect();
+            let mut out = b"/".to_vec();
+            for (i, c) in comps.iter().enumerate() {
+                if i == at {
+                    out.extend_from_slice(b"./");
+                }
+                out.extend_from_slice(c.as_bytes());
+                if i + 1 < comps.len() {
+                    out.push(b'/');
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
 }
 
 impl Agent {
@@ -313,7 +355,28 @@ impl Agent {
                     .collect::<Vec<_>>(),
             )?;
         }
-        super::healthcheck::ping(url, if out.ok { "" } else { "/fail" }, &out.message);
+        // A failure names the job's caretaker in the ping and reaches them through the hook.
+        let fail_body = match &job.caretaker {
+            Some(c) if !out.ok => format!("caretaker: {c}\n{}", out.message),
+            _ => out.message.clone(),
+        };
+        super::healthcheck::ping(url, if out.ok { "" } else { "/fail" }, &fail_body);
+        let hook = job
+            .notify_command
+            .as_deref()
+            .or(self.cfg.site.notify_command.as_deref());
+        if let (false, Some(cmd)) = (out.ok, hook) {
+            let notice = super::notify::Notice {
+                site: &self.cfg.site.name,
+                job: name,
+                caretaker: job.caretaker.as_ref(),
+                message: &out.message,
+            };
+            if let Err(w) = super::notify::run(cmd, &notice) {
+                tracing::warn!("{w}");
+                out.warnings.push(w);
+            }
+        }
         self.write_metrics();
         Ok(out)
     }
@@ -541,4 +604,55 @@ impl Agent {
 struct Limits {
     quota: Option<u64>,
     group: Option<crate::groups::GroupLimit>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+    use std::path::PathBuf;
+
+    #[test]
+    fn globs_keep_the_marked_or_first_glob_export_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in [
+            "example%2ecoop/accounts/alice.dat",
+            "example%2ecoop/roster/alice.dat",
+            "example%2ecoop/accounts/bob.dat",
+        ] {
+            std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            std::fs::write(r.join(f), b"x").unwrap();
+        }
+        let shown = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.to_string_lossy().replace(&*r.to_string_lossy(), "R"))
+                .collect()
+        };
+        assert_eq!(
+            shown(expand(&r.join("*/./*/alice.*"))),
+            [
+                "R/example%2ecoop/./accounts/alice.dat",
+                "R/example%2ecoop/./roster/alice.dat"
+            ]
+        );
+        assert_eq!(
+            shown(expand(&r.join("*/*/alice.*"))),
+            [
+                "R/./example%2ecoop/accounts/alice.dat",
+                "R/./example%2ecoop/roster/alice.dat"
+            ]
+        );
+        assert_eq!(
+            shown(expand(&r.join("example%2ecoop/accounts/*.dat"))),
+            [
+                "R/example%2ecoop/accounts/./alice.dat",
+                "R/example%2ecoop/accounts/./bob.dat"
+            ]
+        );
+        // No glob: as given, mark or not.
+        assert_eq!(
+            expand(&r.join("example%2ecoop/./accounts")),
+            [r.join("example%2ecoop/./accounts")]
+        );
+    }
 }

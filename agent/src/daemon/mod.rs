@@ -16,6 +16,7 @@ pub mod energy;
 pub mod healthcheck;
 pub mod jobs;
 mod metrics;
+pub mod notify;
 pub mod peers;
 pub mod schedule;
 
@@ -52,6 +53,8 @@ pub struct JobStatus {
     /// RFC 3339, UTC.
     pub next_run: Option<String>,
     pub successful_runs: u64,
+    /// Who looks after the job ("Name <contact>").
+    pub caretaker: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -424,6 +427,7 @@ impl Agent {
                 last_run: history.last_run(&j.name)?,
                 next_run: self.next_due(j, &history).map(|t| rfc3339(t.max(now()))),
                 successful_runs: history.runs(&j.name)?,
+                caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
             });
         }
         let mut peers = Vec::new();

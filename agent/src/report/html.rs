@@ -232,6 +232,7 @@ pub fn render(r: &Report) -> String {
     costs(&mut p);
     energy(&mut p);
     history(&mut p);
+    caretakers(&mut p);
     readers(&mut p);
     accesses(&mut p);
     missing(&mut p);
@@ -307,6 +308,9 @@ fn nav(p: &mut Page) {
     }
     if r.stored_over_time.iter().any(|s| !s.points.is_empty()) {
         items.push(("history", t.stored_over_time));
+    }
+    if !r.caretakers.is_empty() {
+        items.push(("caretakers", t.caretakers));
     }
     items.push(("readers", t.who_can_read));
     if r.accesses.is_some() {
@@ -977,6 +981,28 @@ fn readers(p: &mut Page) {
         p.w("</article>");
     }
     p.w("</section>\n");
+}
+
+fn caretakers(p: &mut Page) {
+    let (t, r) = (p.t, p.r);
+    if r.caretakers.is_empty() {
+        return;
+    }
+    let _ = write!(
+        p.out,
+        "<section id=\"caretakers\"><h2>{}</h2><p>{}</p><ul>",
+        escape(t.caretakers),
+        escape(t.caretakers_intro)
+    );
+    for c in &r.caretakers {
+        let _ = write!(
+            p.out,
+            "<li>{} – {}</li>",
+            escape(&c.job),
+            escape(c.caretaker.as_deref().unwrap_or("–"))
+        );
+    }
+    p.w("</ul></section>\n");
 }
 
 fn access_row(lang: Language, t: &Strings, e: &super::AccessEntry) -> Vec<String> {

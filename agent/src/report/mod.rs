@@ -109,6 +109,9 @@ pub struct Report {
     pub sites: Vec<SiteReport>,
     pub costs: Option<Costs>,
     pub energy: Option<EnergyReport>,
+    /// The jobs of the site whose config the report was made with, and their caretakers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caretakers: Vec<JobCaretaker>,
     /// Who can read what, per tenant.
     pub readers: Vec<TenantReaders>,
     /// The sites that may write (sign snapshots in) every tenant.
@@ -124,6 +127,14 @@ pub struct Report {
     /// When the next report is due (a scheduled report job sets it), RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<String>,
+}
+
+/// A job and who looks after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobCaretaker {
+    pub job: String,
+    /// "Name <contact>"; `None`: the job names none.
+    pub caretaker: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1093,6 +1104,18 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
         sites,
         costs,
         energy,
+        caretakers: settings
+            .filter(|s| s.jobs.iter().any(|j| j.caretaker.is_some()))
+            .map(|s| {
+                s.jobs
+                    .iter()
+                    .map(|j| JobCaretaker {
+                        job: j.name.clone(),
+                        caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         readers,
         writers,
         accesses,

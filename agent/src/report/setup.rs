@@ -62,6 +62,8 @@ pub struct JobEntry {
     pub last_status: Option<String>,
     /// The last restore drill of this job, if one is recorded.
     pub last_test_restore: Option<String>,
+    /// Who looks after the job ("Name <contact>", as agent.toml gives it for publishing).
+    pub caretaker: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,6 +164,7 @@ pub fn gather(
             retention: retention(j),
             last_run: last.as_ref().map(|r| crate::unix_rfc3339(r.started)),
             last_status: last.as_ref().map(|r| r.status.clone()),
+            caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
             last_test_restore: drill.map(|d| {
                 format!(
                     "{} ({})",
@@ -300,6 +303,9 @@ pub fn render(s: &Setup) -> String {
                 escape(r),
                 escape(n)
             );
+        }
+        if let Some(c) = &j.caretaker {
+            let _ = write!(o, "<p>Caretaker: {}</p>", escape(c));
         }
         let _ = write!(
             o,

@@ -158,6 +158,10 @@ pub struct JobSettings {
     pub before: Vec<String>,
     pub after: Vec<String>,
     pub healthcheck_url: Option<String>,
+    /// Who looks after the job.
+    pub caretaker: Option<Caretaker>,
+    /// Run when the job fails (the job's, else the site's).
+    pub notify_command: Option<String>,
     pub retention: Option<RetentionSettings>,
     pub members: Option<Members>,
     pub sql: Vec<SqlSource>,
@@ -181,6 +185,43 @@ pub enum JobAction {
     Drill { jobs: Vec<String>, sample: usize },
 }
 
+/// A job's caretaker: `Name <contact>` (a mail address, a chat handle, a URL…).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Caretaker {
+    pub name: String,
+    pub contact: String,
+}
+
+impl Caretaker {
+    /// Parses `Name <contact>`: both parts non-empty, one `<…>` at the end, no control
+    /// characters.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let bad = || {
+            format!("caretaker {s:?} is not \"Name <contact>\" (e.g. \"Anna <anna@example.org>\")")
+        };
+        let t = s.trim();
+        if s.chars().any(char::is_control) {
+            return Err(bad());
+        }
+        let inner = t.strip_suffix('>').ok_or_else(bad)?;
+        let (name, contact) = inner.rsplit_once('<').ok_or_else(bad)?;
+        let (name, contact) = (name.trim(), contact.trim());
+        if name.is_empty() || contact.is_empty() || name.contains(['<', '>']) {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.into(),
+            contact: contact.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Caretaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <{}>", self.name, self.contact)
+    }
+}
+
 /// One peer, resolved.
 #[derive(Debug, Clone)]
 pub struct PeerSettings {
@@ -202,6 +243,8 @@ pub struct SiteSettings {
     pub cache_dir: PathBuf,
     pub metrics_file: Option<PathBuf>,
     pub healthcheck_url: Option<String>,
+    /// Run when a job without its own `notify_command` fails.
+    pub notify_command: Option<String>,
     pub jitter: Option<Duration>,
     /// How often the daemon carries access-log growth to its peers (when the log listing
     /// changed) and witnesses the logs it holds.
@@ -485,6 +528,7 @@ fn resolve_site(s: &raw::Site, p: &mut Problems) -> Option<SiteSettings> {
         cache_dir,
         metrics_file: s.metrics_file.clone(),
         healthcheck_url: s.healthcheck_url.clone(),
+        notify_command: s.notify_command.clone(),
         jitter,
         log_sync_interval,
     })
@@ -741,6 +785,16 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
     if let Err(e) = crate::patterns::Patterns::new(&j.exclude) {
         p.err(j.name.span(), format!("job {name:?}: {e}"));
     }
+    let caretaker = j
+        .caretaker
+        .as_ref()
+        .and_then(|c| match Caretaker::parse(c.get_ref()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                p.err(c.span(), format!("job {name:?}: {e}"));
+                None
+            }
+        });
     let retention = j.retention.as_ref().map(|r| {
         let span = r.span();
         let r = r.get_ref();
@@ -793,6 +847,8 @@ fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
         before: j.before.clone(),
         after: j.after.clone(),
         healthcheck_url: j.healthcheck_url.clone(),
+        caretaker,
+        notify_command: j.notify_command.clone(),
         retention,
         members,
         sql: j
@@ -866,6 +922,31 @@ fn resolve_action(j: &raw::Job, name: &str, p: &mut Problems) -> Option<JobActio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caretaker_is_a_name_and_a_contact() {
+        let c = Caretaker::parse(" Anna Beispiel <anna@example.org> ").unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.contact.as_str()),
+            ("Anna Beispiel", "anna@example.org")
+        );
+        assert_eq!(c.to_string(), "Anna Beispiel <anna@example.org>");
+        assert_eq!(
+            Caretaker::parse("Ben <@ben:example.org>").unwrap().contact,
+            "@ben:example.org"
+        );
+        for bad in [
+            "anna@example.org",
+            "<anna@example.org>",
+            "Anna <>",
+            "Anna",
+            "A <b> c",
+            "A<b>\n",
+            "A > <b>",
+        ] {
+            assert!(Caretaker::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn errors_name_the_line_and_the_field() {

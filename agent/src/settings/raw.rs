@@ -145,6 +145,9 @@ pub struct Site {
     pub metrics_file: Option<PathBuf>,
     /// Default healthchecks URL for jobs without one.
     pub healthcheck_url: Option<String>,
+    /// Default hook for jobs without one: a shell command run when a job fails, with the
+    /// job, its caretaker and the message in the environment (`COOP_CARETAKER_CONTACT`…).
+    pub notify_command: Option<String>,
     /// Random delay added to each scheduled run (e.g. "5m"), spreading load.
     #[serde(default)]
     pub jitter: Option<Spanned<String>>,
@@ -228,6 +231,11 @@ pub struct Job {
     #[serde(default)]
     pub after: Vec<String>,
     pub healthcheck_url: Option<String>,
+    /// Who looks after the job: "Name <contact>" (shown by `coop status` and the report; a
+    /// failure's notifications name them and reach them through `notify_command`).
+    pub caretaker: Option<Spanned<String>>,
+    /// Run when the job fails (else the site's `notify_command`).
+    pub notify_command: Option<String>,
     pub retention: Option<Spanned<Retention>>,
     /// Run the job once per member: `"all"` or a list of names. Sources may use `{member}`;
     /// each member's data becomes a snapshot in the tenant `member/NAME`.

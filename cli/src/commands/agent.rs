@@ -163,7 +163,7 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
             "site": s.site, "repo": s.repo, "healthy": s.healthy(),
             "jobs": s.jobs.iter().map(|j| serde_json::json!({
                 "name": j.name, "schedule": j.schedule, "next_run": j.next_run,
-                "successful_runs": j.successful_runs,
+                "successful_runs": j.successful_runs, "caretaker": j.caretaker,
                 "last_run": j.last_run.as_ref().map(|r| serde_json::json!({
                     "started": daemon::rfc3339(r.started), "finished": r.finished.map(daemon::rfc3339),
                     "status": r.status, "snapshot": r.snapshot, "message": r.message, "bytes_added": r.bytes_added,
@@ -192,6 +192,9 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
             j.next_run.clone().unwrap_or_default(),
             j.successful_runs
         ))?;
+        if let Some(c) = &j.caretaker {
+            p.data(format!("  caretaker: {c}"))?;
+        }
         if let Some(r) = &j.last_run {
             if !r.message.is_empty() {
                 p.data(format!("  {}", r.message))?;

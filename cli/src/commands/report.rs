@@ -319,6 +319,16 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
         ))?;
     }
     p.data("")?;
+    if !r.caretakers.is_empty() {
+        for c in &r.caretakers {
+            p.data(format!(
+                "job {} is looked after by {}",
+                c.job,
+                c.caretaker.as_deref().unwrap_or("nobody named")
+            ))?;
+        }
+        p.data("")?;
+    }
     for t in &r.readers {
         p.data(format!(
             "{} can be read by: {}{}",
