@@ -59,12 +59,26 @@ secret_access_key = "test"
 TOML
   ;;
 esac
-stored=$(python3 - "$direct" <<'PY'
-import sys, urllib.request, re
-x = urllib.request.urlopen(f"{sys.argv[1]}/bench-coop?list-type=2&prefix=r/packs/").read().decode()
-print(sum(int(s) for s in re.findall(r"<Size>(\d+)</Size>", x)))
+# What a full restore reads: each tool's stored pack data.
+stored_of() { # bucket prefix
+  python3 - "$direct" "$1" "$2" <<'PY'
+import sys, urllib.parse, urllib.request, re
+url, bucket, prefix = sys.argv[1:]
+total, token = 0, None
+while True:
+    q = f"{url}/{bucket}?list-type=2&prefix={prefix}" + (f"&continuation-token={urllib.parse.quote(token)}" if token else "")
+    x = urllib.request.urlopen(q).read().decode()
+    total += sum(int(s) for s in re.findall(r"<Size>(\d+)</Size>", x))
+    m = re.search(r"<NextContinuationToken>([^<]*)</NextContinuationToken>", x)
+    if not m:
+        break
+    token = m.group(1)
+print(total)
 PY
-)
+}
+stored_coop=$(stored_of bench-coop r/packs/)
+stored_restic=$(stored_of bench-restic data/)
+stored=$stored_coop
 echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale), coop packs $((stored / 1000000)) MB; $(restic version | cut -d' ' -f1-2)${RUSTIC:+, $("$RUSTIC" --version)}; $(nproc) cores"
 printf "%-12s %-8s %8s %8s %8s\n" line tool wall MB/s link%
 for line in $lines; do
@@ -84,7 +98,8 @@ for line in $lines; do
     t0=$(date +%s.%N)
     "${cmd[@]}" >/dev/null 2>"$work/err-$tool" || { echo "$tool failed over $line:"; cat "$work/err-$tool"; continue; }
     t1=$(date +%s.%N)
-    python3 - "$line" "$tool" "$t0" "$t1" "$stored" "$mbit" <<'PY'
+    case $tool in coop) bytes=$stored_coop ;; *) bytes=$stored_restic ;; esac
+    python3 - "$line" "$tool" "$t0" "$t1" "$bytes" "$mbit" <<'PY'
 import sys
 line, tool, t0, t1, stored, mbit = sys.argv[1:]
 wall = float(t1) - float(t0)

@@ -9,6 +9,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         "base",
         &[
             "layout", "damage", "fault", "progress", "chunker", "fsx", "store", "error", "state",
+            "par",
         ],
     ),
     (

@@ -48,6 +48,7 @@ pub mod lock;
 pub mod log;
 pub mod members;
 pub mod packtable;
+pub mod par;
 pub mod patterns;
 pub mod progress;
 pub mod prune;

@@ -164,6 +164,12 @@ impl Repo {
         Ok(bytes)
     }
 
+    /// [`Self::get`] of many objects of one kind, [`crate::par::THREADS`] requests at once,
+    /// results in `names`' order.
+    pub fn get_many(&self, kind: Kind, tag: &TenantTag, names: &[Id]) -> Vec<Result<Vec<u8>>> {
+        crate::par::map(names, crate::par::THREADS, |n| self.get(kind, tag, n))
+    }
+
     /// Like [`Self::get`], `None` if the object is gone (a concurrent prune or release).
     pub fn get_opt(&self, kind: Kind, tag: &TenantTag, name: &Id) -> Result<Option<Vec<u8>>> {
         match self.get(kind, tag, name) {

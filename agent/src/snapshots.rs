@@ -199,9 +199,12 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
     };
     let list = &writer_list.list;
     let now = chrono::Utc::now();
-    for obj in repo.list(Kind::Snapshot, &keys.tag)? {
+    let objects = repo.list(Kind::Snapshot, &keys.tag)?;
+    let names: Vec<Id> = objects.iter().map(|o| o.name).collect();
+    let fetched = repo.get_many(Kind::Snapshot, &keys.tag, &names);
+    for (obj, got) in objects.into_iter().zip(fetched) {
         out.names.push(obj.name);
-        let bytes = match repo.get(Kind::Snapshot, &keys.tag, &obj.name) {
+        let bytes = match got {
             Ok(b) => b,
             Err(e) if e.is_not_found() => continue, // forgotten meanwhile
             Err(e @ Error::Damaged { .. }) => {

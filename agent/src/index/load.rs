@@ -85,23 +85,44 @@ pub fn file(repo: &Repo, keys: &TenantKeys, name: &Id) -> Result<Option<(Id, Ind
 /// Reads and authenticates every index object of the tenant (name, content). A damaged or
 /// malformed one is an error: for prune, which must not judge data by a partial index.
 pub fn files(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
+    let names: Vec<Id> = repo
+        .list(Kind::Index, &keys.tag)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     let mut out = Vec::new();
-    for obj in repo.list(Kind::Index, &keys.tag)? {
-        out.extend(file(repo, keys, &obj.name)?);
+    for (_, r) in fetched(repo, keys, &names) {
+        out.extend(r?);
     }
     Ok(out)
+}
+
+/// Index objects held in memory at once while they are read in parallel.
+const FETCH_BATCH: usize = 64;
+
+/// [`file`] of each of `names`, in their order, several read at once (a fresh machine, the
+/// disaster case, reads every index object before anything else) and at most
+/// [`FETCH_BATCH`] in memory at once.
+fn fetched<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+    names: &'a [Id],
+) -> impl Iterator<Item = (Id, Result<Option<(Id, IndexFile)>>)> + 'a {
+    names.chunks(FETCH_BATCH).flat_map(move |chunk| {
+        let got = crate::par::map(chunk, crate::par::THREADS, |n| file(repo, keys, n));
+        chunk.iter().copied().zip(got).collect::<Vec<_>>()
+    })
 }
 
 /// [`file`] for readers: a damaged or malformed index object (junk anyone with create
 /// rights on the store can write) is named in a warning, recorded in `skipped`, and left
 /// out; readers go on from the other index objects and the packs' own tables.
-fn file_or_skip(
-    repo: &Repo,
-    keys: &TenantKeys,
+fn skip_damaged(
     name: &Id,
+    read: Result<Option<(Id, IndexFile)>>,
     skipped: &mut Vec<Id>,
 ) -> Result<Option<(Id, IndexFile)>> {
-    match file(repo, keys, name) {
+    match read {
         Err(Error::Damaged { object, cause }) => {
             tracing::warn!(
                 "{object} is not a readable index object of this tenant ({cause}); it is skipped, \
@@ -120,10 +141,15 @@ pub type Readable = (Vec<(Id, IndexFile)>, Vec<Id>);
 
 /// Every index object a reader can use, and the names of those it had to skip.
 pub fn readable_files(repo: &Repo, keys: &TenantKeys) -> Result<Readable> {
+    let names: Vec<Id> = repo
+        .list(Kind::Index, &keys.tag)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for obj in repo.list(Kind::Index, &keys.tag)? {
-        out.extend(file_or_skip(repo, keys, &obj.name, &mut skipped)?);
+    for (name, r) in fetched(repo, keys, &names) {
+        out.extend(skip_damaged(&name, r, &mut skipped)?);
     }
     Ok((out, skipped))
 }
@@ -230,9 +256,8 @@ pub fn load_cached(
         Err(e) => tracing::warn!("{e}; rebuilding it"),
     }
     let mut skipped = Vec::new();
-    let objects = listed
-        .iter()
-        .filter_map(|n| file_or_skip(repo, keys, n, &mut skipped).transpose());
+    let objects = fetched(repo, keys, &listed)
+        .filter_map(|(n, r)| skip_damaged(&n, r, &mut skipped).transpose());
     let table = table::build(&path, &keys.tag, objects, present)?;
     let mut index = Index::with_base(table);
     index.set_present(present);
@@ -261,15 +286,19 @@ fn try_overlay(
         return Ok(None); // a pack went away
     }
     let known: HashSet<Id> = table.names().iter().copied().collect();
-    let new: Vec<&Id> = listed.iter().filter(|n| !known.contains(n)).collect();
+    let new: Vec<Id> = listed
+        .iter()
+        .filter(|n| !known.contains(n))
+        .copied()
+        .collect();
     if new.len() > table::MAX_OVERLAY_OBJECTS {
         return Ok(None);
     }
     let mut files = Vec::with_capacity(new.len());
     let mut blobs = 0usize;
     let mut skipped = Vec::new();
-    for n in new {
-        let Some((name, f)) = file_or_skip(repo, keys, n, &mut skipped)? else {
+    for (n, r) in fetched(repo, keys, &new) {
+        let Some((name, f)) = skip_damaged(&n, r, &mut skipped)? else {
             continue;
         };
         if f.superseded.iter().any(|s| known.contains(s)) {

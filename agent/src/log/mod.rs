@@ -181,6 +181,13 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
         ..Default::default()
     };
     let pre = format!("{}/", prefix(id));
+    // What to read, decided from the listing; read below, several at once.
+    enum Want {
+        Checkpoint(u64),
+        Cosignature(u64, String),
+        Fork(String),
+    }
+    let mut wanted: Vec<(String, Want)> = Vec::new();
     for o in repo.store.list(&prefix(id))? {
         let Some(rel) = o.path.strip_prefix(&pre) else {
             continue;
@@ -188,8 +195,7 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
         if let Some(n) = rel.strip_prefix("checkpoint/") {
             match n.parse::<u64>() {
                 Ok(size) if size.to_string() == n && o.size <= MAX_CHECKPOINT => {
-                    s.checkpoints
-                        .insert(size, repo.store.get(&o.path)?.to_vec());
+                    wanted.push((o.path.clone(), Want::Checkpoint(size)));
                 }
                 _ => s.strays.push(o.path.clone()),
             }
@@ -201,10 +207,10 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
                         && kid.bytes().all(|b| b.is_ascii_hexdigit())
                         && o.size <= MAX_COSIGNATURE =>
                 {
-                    s.cosignatures
-                        .entry(size.parse().expect("checked"))
-                        .or_default()
-                        .insert(kid.to_string(), repo.store.get(&o.path)?.to_vec());
+                    wanted.push((
+                        o.path.clone(),
+                        Want::Cosignature(size.parse().expect("checked"), kid.to_string()),
+                    ));
                 }
                 _ => s.strays.push(o.path.clone()),
             }
@@ -214,17 +220,41 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
             .strip_prefix("fork/")
             .filter(|n| is_fork_name(n) && o.size <= MAX_FORK)
         {
-            let b = repo.store.get(&o.path)?.to_vec();
-            if hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)) == n {
-                s.forks.insert(o.path.clone(), b);
-            } else {
-                s.strays.push(o.path.clone());
-            }
+            wanted.push((o.path.clone(), Want::Fork(n.to_string())));
         } else {
             s.strays.push(o.path.clone());
         }
     }
+    let paths: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
+    for ((path, want), got) in wanted.iter().zip(get_many(repo, &paths)) {
+        let b = got?;
+        match want {
+            Want::Checkpoint(size) => {
+                s.checkpoints.insert(*size, b);
+            }
+            Want::Cosignature(size, kid) => {
+                s.cosignatures
+                    .entry(*size)
+                    .or_default()
+                    .insert(kid.clone(), b);
+            }
+            Want::Fork(n) => {
+                if &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)) == n {
+                    s.forks.insert(path.clone(), b);
+                } else {
+                    s.strays.push(path.clone());
+                }
+            }
+        }
+    }
     Ok(s)
+}
+
+/// Reads `paths` from the store, several at once, in their order.
+fn get_many(repo: &Repo, paths: &[&str]) -> Vec<Result<Vec<u8>>> {
+    crate::par::map(paths, crate::par::THREADS, |p| {
+        repo.store.get(p).map(|b| b.to_vec()).map_err(Error::from)
+    })
 }
 
 /// Whether `path` (with its listed `size`) can be a log object: `log/<32 hex>/` and then a

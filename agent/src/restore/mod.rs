@@ -64,25 +64,6 @@ pub struct RestoreReport {
 /// What to restore: a tree, or a single node.
 pub use crate::read::Found as RestoreRoot;
 
-/// Packs fetched at once from a remote store: enough requests in flight to keep a line busy
-/// while the others' packs are decrypted and written (measured in benches/network.sh).
-const REMOTE_IN_FLIGHT: usize = 4;
-
-/// Worker threads: as asked, else one per core, and from a remote store at least
-/// [`REMOTE_IN_FLIGHT`], since each worker waits on the network before it works.
-fn restore_workers(requested: usize, local: bool) -> usize {
-    if let Some(n) = std::env::var("COOP_RESTORE_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return n;
-    }
-    if requested > 0 || local {
-        return crate::workers(requested);
-    }
-    crate::workers(0).max(REMOTE_IN_FLIGHT)
-}
-
 /// Restores `root` (a tree ID, or a single file node) into `opts.target`.
 pub fn restore(
     reader: &BlobReader,
@@ -109,10 +90,7 @@ pub fn restore(
         progress,
         failed,
     );
-    w.run(
-        &packs,
-        restore_workers(opts.workers, reader.repo.store.is_local()),
-    );
+    w.run(&packs, crate::workers(opts.workers));
     w.retry();
     progress.finish();
     report.bytes = w.bytes.load(std::sync::atomic::Ordering::Relaxed);
