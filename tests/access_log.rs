@@ -1849,3 +1849,124 @@ fn an_admin_cannot_witness_her_own_restore_with_writer_keys_she_minted() {
         "{v}"
     );
 }
+
+/// Issue 26 finding 2, with running agents: the hackspace is lost. The Pi and the VM each
+/// hold a replica of its repository and witness it, and each agent's config names the other
+/// site's replica as another copy (`[[witness.copy]]`). An admin's export from the Pi's
+/// replica waits for two cosignatures: the Pi's agent cosigns there, and the VM's agent sees
+/// the entry only because it compares its copy with the Pi's, carries the entry over,
+/// cosigns, and carries its cosignature back, all within a bounded time, with no source.
+#[test]
+fn after_losing_a_site_the_survivors_agents_witness_each_others_copies() {
+    let Some(s) = Sites::new("survivors") else {
+        return;
+    };
+    let (_, alice) = age_identity(&s.env, "alice");
+    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let data = s.env.p("alice-files");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
+    let o = s.run(&[
+        "--writer-key",
+        s.agent_key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    // Both replicas made, the witnesses adopted and active, while the hackspace still runs.
+    for _ in 0..3 {
+        s.witness_round();
+    }
+    // The hackspace is gone: from now on only the two replicas exist.
+    let pi = s.pi.display().to_string();
+    let cfg = |site: &str, repo: &str, key: &Path, other: &str| {
+        let p = s.env.p(&format!("{site}.toml"));
+        fs::write(
+            &p,
+            format!(
+                "[site]\nname = \"{site}\"\nrepo = \"{repo}\"\nwriter_key = \"{}\"\ncache_dir = \"{}\"\n\
+                 log_sync_interval = \"1s\"\n\n[[witness]]\nrepo = \"{repo}\"\n\n\
+                 [[witness.copy]]\nrepo = \"{other}\"\n",
+                key.display(),
+                s.env.p(&format!("{site}-cache")).display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let pi_cfg = cfg("pi", &pi, &s.pi_key, &s.vm);
+    let vm_cfg = cfg("vm", &s.vm, &s.vm_key, &pi);
+    let o = s.run(&["config", "check", pi_cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let spawn = |c: &Path| {
+        let mut cmd = s.env.cmd();
+        s3_env(&mut cmd, &s.moto);
+        cmd.args(["agent", "--config", c.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut agents = [spawn(&pi_cfg), spawn(&vm_cfg)];
+    let out = s.env.p("alice.tar");
+    let t0 = Instant::now();
+    let o = s.admin(
+        0,
+        &[
+            "--repo",
+            &pi,
+            "export",
+            "--member",
+            "alice",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "legal-request",
+            "--log-timeout",
+            "90s",
+        ],
+    );
+    let took = t0.elapsed();
+    for a in &mut agents {
+        a.kill().unwrap();
+    }
+    let logs: Vec<String> = agents
+        .into_iter()
+        .map(|a| String::from_utf8_lossy(&a.wait_with_output().unwrap().stderr).into_owned())
+        .collect();
+    assert!(
+        o.status.success(),
+        "export after {took:?}: {}\nagents:\n{}",
+        text(&o),
+        logs.join("\n---\n")
+    );
+    assert!(out.exists());
+    // Both replicas hold the export's entry, cosigned by both sites.
+    for site in [pi.as_str(), s.vm.as_str()] {
+        let o = s.run(&[
+            "--repo",
+            site,
+            "--writer-key",
+            s.pi_key.to_str().unwrap(),
+            "--json",
+            "log",
+            "verify",
+        ]);
+        assert!(o.status.success(), "log verify at {site}: {}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let admin = v["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["admin"] == true)
+            .unwrap()
+            .clone();
+        assert!(
+            admin["cosigned_by"].as_array().unwrap().len() >= 2,
+            "{site}: {admin}"
+        );
+    }
+}
