@@ -1163,3 +1163,51 @@ fn a_failing_job_notifies_its_caretaker() {
     let page = fs::read_to_string(html.join("index.html")).unwrap();
     assert!(page.contains("Cleo &lt;cleo@example.org&gt;"), "{page}");
 }
+
+/// Issue 30 item 3's last part: an admin's access names the caretaker who asked for it, in
+/// the entry, in `log show` and in the report's accesses.
+#[test]
+fn an_access_names_the_caretaker_who_asked() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let data = env.p("d");
+    touch(&data, "notes.md");
+    env.ok(&["backup", "--tenant", "member/alice", data.to_str().unwrap()]);
+    let o = env.coop(&[
+        "dump",
+        "--tenant",
+        "member/alice",
+        "latest",
+        "/notes.md",
+        "--requested-by",
+        "Kim",
+    ]);
+    assert_eq!(code(&o), 2, "--requested-by needs --reason: {}", text(&o));
+    env.ok(&[
+        "dump",
+        "--tenant",
+        "member/alice",
+        "latest",
+        &format!("{}/notes.md", data.display()),
+        "--reason",
+        "member-request",
+        "--requested-by",
+        "Kim",
+    ]);
+    let rows: Value =
+        serde_json::from_str(&env.ok(&["--json", "log", "show", "--member", "alice"])).unwrap();
+    let dump = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["event"] == "dump")
+        .expect("the dump's entry")
+        .clone();
+    assert_eq!(dump["data"]["requested_by"], "Kim", "{dump}");
+    assert!(env
+        .ok(&["log", "show", "--member", "alice"])
+        .contains("for Kim"));
+    let r = env.json(&["report"]);
+    assert!(r.to_string().contains("\"requested_by\":\"Kim\""), "{r}");
+}

@@ -25,6 +25,9 @@ pub struct ReadRequest {
     pub object: Option<String>,
     /// Free text for the member, encrypted to the tenant.
     pub detail: Option<String>,
+    /// The caretaker who asked for the read (a job's `caretaker`, issue 30), logged in clear
+    /// like the reason: caretakers are named in the published setup, and are no members.
+    pub requested_by: Option<String>,
     /// How long to wait for the witnesses.
     pub timeout: Duration,
 }
@@ -90,6 +93,9 @@ pub fn authorize_read(
     let mut entry = log::entry(&actor, req.event, Some(keys), Some(reason), object);
     if let Some(d) = &req.detail {
         entry.detail = Some(crate::tenant::encrypt_detail(keys, d)?);
+    }
+    if let Some(c) = &req.requested_by {
+        entry.data.insert("requested_by".into(), c.clone().into());
     }
     let appended = match log::append(repo, &actor, &[entry]) {
         Ok(a) => a,

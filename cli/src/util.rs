@@ -322,6 +322,15 @@ pub struct AccessArgs {
     /// A note for the log entry, encrypted to the tenant (its readers can read it).
     #[arg(long, env = "COOP_DETAIL", requires = "reason")]
     pub detail: Option<String>,
+    /// The caretaker who asked for this read (as a job's `caretaker` names them): logged
+    /// with the read, for the members to see who asked.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "COOP_REQUESTED_BY",
+        requires = "reason"
+    )]
+    pub requested_by: Option<String>,
     /// How long to wait for the witnesses' cosignatures before giving up (then nothing is
     /// read, exit 13).
     #[arg(long, default_value = "10m", env = "COOP_LOG_TIMEOUT")]
@@ -362,6 +371,7 @@ pub fn log_access(
         reason,
         object,
         detail: a.detail.clone(),
+        requested_by: a.requested_by.clone(),
         timeout,
     };
     let done = access::authorize_read(repo, keys, admin.as_ref(), &req, |appended, quorum| {

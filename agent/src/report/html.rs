@@ -1009,7 +1009,10 @@ fn access_row(lang: Language, t: &Strings, e: &super::AccessEntry) -> Vec<String
     vec![
         escape(&i18n::date_time(&e.time)),
         escape(&i18n::event(lang, &e.event)),
-        escape(&e.actor_name),
+        escape(&match &e.requested_by {
+            Some(c) => format!("{} ({} {c})", e.actor_name, t.asked_by),
+            None => e.actor_name.clone(),
+        }),
         escape(
             &e.reason
                 .as_deref()

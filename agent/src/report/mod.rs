@@ -463,6 +463,9 @@ pub struct AccessEntry {
     pub event: String,
     pub reason: Option<String>,
     pub actor_name: String,
+    /// The caretaker who asked for the access, if the entry names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     pub witnessed: bool,
 }
 
@@ -1009,6 +1012,11 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                             .unwrap_or_default(),
                         reason: e.reason.map(|r| r.to_string()),
                         actor_name: crate::admins::who(&e, registry.as_ref()),
+                        requested_by: e
+                            .data
+                            .get("requested_by")
+                            .and_then(|v| v.as_str())
+                            .map(String::from),
                         witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
                     });
                     continue;
@@ -1034,6 +1042,11 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                     event,
                     reason,
                     actor_name: crate::admins::who(&e, registry.as_ref()),
+                    requested_by: e
+                        .data
+                        .get("requested_by")
+                        .and_then(|v| v.as_str())
+                        .map(String::from),
                     witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
                 });
             }

@@ -179,7 +179,13 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
                         "{:<21} {:<18} {:<14} {:<18} {:<18} {o}#{i}{}",
                         &e.time[..e.time.len().min(20)],
                         serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
-                        coop_agent::admins::who(e, registry.as_ref()),
+                        match e.data.get("requested_by").and_then(|v| v.as_str()) {
+                            Some(c) => format!(
+                                "{} for {c}",
+                                coop_agent::admins::who(e, registry.as_ref())
+                            ),
+                            None => coop_agent::admins::who(e, registry.as_ref()),
+                        },
                         tenant,
                         e.reason
                             .map(|r| r.to_string())
