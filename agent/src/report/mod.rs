@@ -10,6 +10,7 @@
 //! With [`Options::member`] the member-specific parts (members, cost shares, readers,
 //! accesses, series) cover that member alone; the cooperative-wide parts stay.
 
+mod accesses;
 mod costs;
 mod energy;
 pub mod html;
@@ -572,104 +573,13 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
                     .map(|k| (n.clone(), crate::log::tenant_tag(&k.keys)))
             })
             .collect();
-        let mut per: Vec<MemberAccesses> = tags
-            .iter()
-            .map(|(n, _)| MemberAccesses {
-                member: n.clone(),
-                total: 0,
-                by_reason: BTreeMap::new(),
-                entries: Vec::new(),
-            })
-            .collect();
-        let mut break_glass = Vec::new();
-        for c in &contents {
-            for (i, e) in c.accepted() {
-                let access = e.event.is_access()
-                    || matches!(
-                        e.event,
-                        coop_formats::tlog::Event::RecoveryRequest
-                            | coop_formats::tlog::Event::RecoveryRelease
-                    );
-                if !access {
-                    continue;
-                }
-                let Some(t) = chrono::DateTime::parse_from_rfc3339(&e.time)
-                    .ok()
-                    .map(|t| t.timestamp())
-                else {
-                    continue;
-                };
-                if t < opts.since || t > opts.until {
-                    continue;
-                }
-                if c.admin && e.data.get("break-glass") == Some(&serde_json::Value::Bool(true)) {
-                    break_glass.push(AccessEntry {
-                        time: e.time.clone(),
-                        event: serde_json::to_value(e.event)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                        reason: e.reason.map(|r| r.to_string()),
-                        actor_name: crate::admins::who(&e, registry.as_ref()),
-                        requested_by: e
-                            .data
-                            .get("requested_by")
-                            .and_then(|v| v.as_str())
-                            .map(String::from),
-                        witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
-                    });
-                    continue;
-                }
-                let Some(pos) = tags
-                    .iter()
-                    .position(|(_, tag)| e.tenant.as_ref() == Some(tag))
-                else {
-                    continue;
-                };
-                let event = serde_json::to_value(e.event)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                let reason = e.reason.map(|r| r.to_string());
-                let m = &mut per[pos];
-                m.total += 1;
-                *m.by_reason
-                    .entry(reason.clone().unwrap_or_else(|| "-".into()))
-                    .or_default() += 1;
-                m.entries.push(AccessEntry {
-                    time: e.time.clone(),
-                    event,
-                    reason,
-                    actor_name: crate::admins::who(&e, registry.as_ref()),
-                    requested_by: e
-                        .data
-                        .get("requested_by")
-                        .and_then(|v| v.as_str())
-                        .map(String::from),
-                    witnessed: c.witnessed.is_some_and(|s| (i as u64) < s),
-                });
-            }
-        }
-        for m in &mut per {
-            m.entries.sort_by(|a, b| a.time.cmp(&b.time));
-        }
-        Some(Accesses {
-            verified: rep.problems.is_empty(),
-            problems: rep.problems.iter().map(|p| p.to_string()).collect(),
-            quorum: rep.quorum,
-            logs: rep
-                .logs
-                .iter()
-                .map(|l| LogState {
-                    actor: l.actor.clone(),
-                    entries: l.size,
-                    witnessed_size: l.witnessed_size,
-                    cosigned_by: l.cosigned_by.clone(),
-                })
-                .collect(),
-            members: per,
-            break_glass,
-        })
+        Some(accesses::gather(
+            &rep,
+            &contents,
+            &tags,
+            opts,
+            registry.as_ref(),
+        ))
     };
 
     // Stored bytes over time.
