@@ -59,9 +59,11 @@ assets=packaging/debian/generated
 
 out="$target_dir/debian"
 mkdir -p "$out"
-rm -f "$out"/coop_*.deb
+rm -f "$out"/coop_*.deb "$out"/coop-dbgsym_*.ddeb
 echo "== cargo deb" >&2
-cargo deb -p coop-cli --no-build --strip --output "$out" ${target:+--target "$target"} >&2
+# The binary stripped, its line tables in coop-dbgsym (for crash reports from installed
+# packages: install it beside coop and backtraces name files and lines).
+cargo deb -p coop-cli --no-build --dbgsym --compress-debug-symbols=zlib --output "$out" ${target:+--target "$target"} >&2
 deb=$(ls "$out"/coop_*.deb)
 echo "== $deb ($(du -k "$deb" | cut -f1) KiB)" >&2
 echo "$deb"
