@@ -233,7 +233,28 @@ fn kill9_at_every_prune_phase_loses_nothing() {
     ];
     let mut crashed = 0;
     for phase in phases {
-        let (env, src) = prune_fixture();
+        // Which blobs share a pack depends on the backup's worker threads; repacking needs a
+        // pack that holds used and unused blobs, so that phase gets a fixture that has one.
+        let mut tries = 0;
+        let (env, src) = loop {
+            let f = prune_fixture();
+            if phase != "prune:after-repack-pack" {
+                break f;
+            }
+            let v = f.0.json(&["prune", "--dry-run", "--max-unused", "0%"]);
+            if v.get("coop").unwrap_or(&v)["packs_to_repack"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+            {
+                break f;
+            }
+            tries += 1;
+            assert!(
+                tries < 10,
+                "no fixture with a partly used pack in 10 tries: {v}"
+            );
+        };
         let packs_before = env.count("packs");
         let o = env
             .cmd()
