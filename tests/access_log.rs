@@ -96,6 +96,26 @@ impl Sites {
     fn repo(&self) -> String {
         self.env.p("hackspace").display().to_string()
     }
+    /// Member alice with one backup by the hackspace's agent (`alice-files/diary.md`), and a
+    /// quorum of two witnesses for admin reads: (alice's identity file, her data directory).
+    fn alice_backed_up_with_quorum_2(&self) -> (PathBuf, PathBuf) {
+        let (alice_id, alice) = age_identity(&self.env, "alice");
+        self.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+        let data = self.env.p("alice-files");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
+        let o = self.run(&[
+            "--writer-key",
+            self.agent_key.to_str().unwrap(),
+            "backup",
+            "--tenant",
+            "member/alice",
+            data.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        self.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+        (alice_id, data)
+    }
     fn run(&self, args: &[&str]) -> Output {
         let mut a: Vec<&str> = args.to_vec();
         let repo = self.repo();
@@ -193,23 +213,9 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     let Some(s) = Sites::new("accesslog") else {
         return;
     };
-    let (alice_id, alice) = age_identity(&s.env, "alice");
-    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
+    let (alice_id, data) = s.alice_backed_up_with_quorum_2();
     let (_, bob) = age_identity(&s.env, "bob");
     s.admin_ok(0, &["member", "add", "bob", "--recipient", &bob]);
-    let data = s.env.p("alice-files");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
-    let o = s.run(&[
-        "--writer-key",
-        s.agent_key.to_str().unwrap(),
-        "backup",
-        "--tenant",
-        "member/alice",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
     let admins: Vec<String> = (0..3)
         .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
         .collect();
@@ -505,21 +511,7 @@ fn a_member_is_recovered_from_a_replica_after_losing_the_site_that_ran_recovery_
     let Some(s) = Sites::new("recoveryreplica") else {
         return;
     };
-    let (_, alice) = age_identity(&s.env, "alice");
-    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
-    let data = s.env.p("alice-files");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
-    let o = s.run(&[
-        "--writer-key",
-        s.agent_key.to_str().unwrap(),
-        "backup",
-        "--tenant",
-        "member/alice",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    s.alice_backed_up_with_quorum_2();
     let admins: Vec<String> = (0..3)
         .map(|i| format!("admin{}={}", i + 1, public_of(&s.admins[i])))
         .collect();
@@ -1735,21 +1727,7 @@ fn an_admin_cannot_witness_her_own_restore_with_writer_keys_she_minted() {
     let Some(s) = Sites::new("selfwitness") else {
         return;
     };
-    let (alice_id, alice) = age_identity(&s.env, "alice");
-    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
-    let data = s.env.p("alice-files");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
-    let o = s.run(&[
-        "--writer-key",
-        s.agent_key.to_str().unwrap(),
-        "backup",
-        "--tenant",
-        "member/alice",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    let (alice_id, _) = s.alice_backed_up_with_quorum_2();
     s.witness_round();
     let alice_export = |dir: &str| -> Value {
         let out = s.env.p(dir);
@@ -1861,21 +1839,7 @@ fn after_losing_a_site_the_survivors_agents_witness_each_others_copies() {
     let Some(s) = Sites::new("survivors") else {
         return;
     };
-    let (_, alice) = age_identity(&s.env, "alice");
-    s.admin_ok(0, &["member", "add", "alice", "--recipient", &alice]);
-    let data = s.env.p("alice-files");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
-    let o = s.run(&[
-        "--writer-key",
-        s.agent_key.to_str().unwrap(),
-        "backup",
-        "--tenant",
-        "member/alice",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
+    s.alice_backed_up_with_quorum_2();
     // Both replicas made, the witnesses adopted and active, while the hackspace still runs.
     for _ in 0..3 {
         s.witness_round();

@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use crate::keys::{Access, TenantKeys};
-use crate::layout::Kind;
 use crate::repo::Repo;
 use coop_formats::keyring::Keyring;
 use coop_formats::registry::{check_member_name, Admin};
@@ -59,18 +58,7 @@ fn coop_ring(repo: &Repo, access: &Access) -> Result<(TenantKeys, Keyring)> {
 /// Writes the next generation of the service tenant's keyring and deletes the older ones
 /// with a logged deletion (replicas follow), then logs who reads it now.
 fn rewrap_coop(repo: &Repo, coop: &TenantKeys, mut ring: Keyring, what: &str) -> Result<()> {
-    ring.generation += 1;
-    let new_id = repo.write_keyring(&ring)?;
-    let old: Vec<crate::repo::Listed> = repo
-        .list(Kind::Keyring, &ring.tenant_tag)?
-        .into_iter()
-        .filter(|o| o.name != new_id)
-        .collect();
-    let paths: Vec<String> = old.iter().map(|o| o.path.clone()).collect();
-    crate::log::record_deletions(repo, coop, Event::Delete, &paths)?;
-    for o in old {
-        repo.delete(Kind::Keyring, &ring.tenant_tag, &o.name)?;
-    }
+    crate::members::replace_keyring(repo, coop, &mut ring)?;
     let actor = crate::log::Actor::of(coop);
     let mut e = crate::log::entry(&actor, Event::KeyChange, Some(coop), None, None);
     e.object = Some("admins".into());

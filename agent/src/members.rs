@@ -257,8 +257,16 @@ pub(crate) fn rewrap_ring(
             .filter(|r| !m.recipients.contains(r))
             .cloned(),
     );
+    replace_keyring(repo, coop, &mut ring)?;
+    log_readers(repo, coop, m, &ring.recipients)
+}
+
+/// Writes the next generation of a keyring and deletes the older ones, the deletion logged
+/// first (by the admin) so that replicas follow it: no copy keeps a keyring wrapped to keys
+/// that no longer read the tenant (SPEC section 24.9).
+pub(crate) fn replace_keyring(repo: &Repo, coop: &TenantKeys, ring: &mut Keyring) -> Result<()> {
     ring.generation += 1;
-    let new_id = repo.write_keyring(&ring)?;
+    let new_id = repo.write_keyring(ring)?;
     let old: Vec<crate::repo::Listed> = repo
         .list(Kind::Keyring, &ring.tenant_tag)?
         .into_iter()
@@ -269,7 +277,7 @@ pub(crate) fn rewrap_ring(
     for obj in old {
         repo.delete(Kind::Keyring, &ring.tenant_tag, &obj.name)?;
     }
-    log_readers(repo, coop, m, &ring.recipients)
+    Ok(())
 }
 
 /// Changes who can read a member's tenant: re-wraps its keyring; no data is re-encrypted.

@@ -19,6 +19,7 @@ mod metrics;
 pub mod notify;
 pub mod peers;
 pub mod schedule;
+mod sources;
 
 pub use jobs::{JobError, JobOutcome, MemberOutcome};
 pub use peers::PeerOutcome;

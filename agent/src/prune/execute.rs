@@ -30,10 +30,7 @@ pub(super) fn run(
     rep: &mut PruneReport,
 ) -> Result<()> {
     let now = crate::now_unix();
-    let due: Vec<(Id, PrunePlan)> = plans
-        .into_iter()
-        .filter(|(_, p)| now - p.created >= opts.grace.as_secs() as i64)
-        .collect();
+    let due = super::due(plans, opts);
     if due.is_empty() {
         return Ok(());
     }

@@ -285,19 +285,34 @@ pub fn prune(
         progress,
         &mut rep,
     )?;
-    if rep.plans_written > 0 {
-        if let Err(e) = crate::log::record(
-            repo,
-            keys,
-            coop_formats::tlog::Event::PrunePlan,
-            None,
-            Some(format!("{} plan(s)", rep.plans_written)),
-        ) {
-            rep.warnings.push(format!(
-                "the prune plan could not be logged: {}",
-                crate::error::chain(&e)
-            ));
-        }
-    }
+    log_plans(repo, keys, &mut rep, "");
     Ok(rep)
+}
+
+/// Logs the plans this run wrote (a warning, never a failure, if the log cannot be written).
+pub(super) fn log_plans(repo: &Repo, keys: &TenantKeys, rep: &mut PruneReport, how: &str) {
+    if rep.plans_written == 0 {
+        return;
+    }
+    if let Err(e) = crate::log::record(
+        repo,
+        keys,
+        coop_formats::tlog::Event::PrunePlan,
+        None,
+        Some(format!("{} plan(s){how}", rep.plans_written)),
+    ) {
+        rep.warnings.push(format!(
+            "the prune plan could not be logged: {}",
+            crate::error::chain(&e)
+        ));
+    }
+}
+
+/// The plans whose grace period is over.
+pub(super) fn due(plans: Vec<(Id, PrunePlan)>, opts: &PruneOptions) -> Vec<(Id, PrunePlan)> {
+    let now = crate::now_unix();
+    plans
+        .into_iter()
+        .filter(|(_, p)| now - p.created >= opts.grace.as_secs() as i64)
+        .collect()
 }

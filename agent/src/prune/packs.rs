@@ -167,20 +167,7 @@ pub(super) fn prune(
         progress,
         &mut rep,
     )?;
-    if rep.plans_written > 0 {
-        if let Err(e) = crate::log::record(
-            repo,
-            keys,
-            coop_formats::tlog::Event::PrunePlan,
-            None,
-            Some(format!("{} plan(s), per pack", rep.plans_written)),
-        ) {
-            rep.warnings.push(format!(
-                "the prune plan could not be logged: {}",
-                crate::error::chain(&e)
-            ));
-        }
-    }
+    super::log_plans(repo, keys, &mut rep, ", per pack");
     Ok(rep)
 }
 
@@ -225,11 +212,7 @@ fn execute(
     progress: &dyn Progress,
     rep: &mut PruneReport,
 ) -> Result<()> {
-    let now = crate::now_unix();
-    let due: Vec<(Id, PrunePlan)> = plans
-        .into_iter()
-        .filter(|(_, p)| now - p.created >= opts.grace.as_secs() as i64)
-        .collect();
+    let due = super::due(plans, opts);
     if due.is_empty() {
         return Ok(());
     }

@@ -9,7 +9,12 @@
 //! Schedules are cron expressions in UTC.
 
 pub mod check;
+mod cooperative;
+mod jobs;
 pub mod raw;
+
+use cooperative::resolve_cooperative;
+use jobs::resolve_job;
 
 use crate::backup::{DirCommand, SourceCommand};
 use crate::store::S3Options;
@@ -453,13 +458,13 @@ impl Settings {
     }
 }
 
-struct Problems<'t> {
-    text: &'t str,
-    list: Vec<ConfigProblem>,
+pub(super) struct Problems<'t> {
+    pub(super) text: &'t str,
+    pub(super) list: Vec<ConfigProblem>,
 }
 
 impl Problems<'_> {
-    fn err(&mut self, span: std::ops::Range<usize>, message: String) {
+    pub(super) fn err(&mut self, span: std::ops::Range<usize>, message: String) {
         self.list.push(ConfigProblem {
             line: Some(line_of(self.text, span.start)),
             message,
@@ -534,139 +539,6 @@ fn resolve_site(s: &raw::Site, p: &mut Problems) -> Option<SiteSettings> {
     })
 }
 
-fn resolve_cooperative(c: &raw::Cooperative, p: &mut Problems) -> Option<CooperativeSettings> {
-    let before = p.list.len();
-    if c.name.get_ref().trim().is_empty() {
-        p.err(c.name.span(), "cooperative: name is empty".into());
-    }
-    let language = match &c.language {
-        None => Language::En,
-        Some(l) => match l.get_ref().as_str() {
-            "en" => Language::En,
-            "de" => Language::De,
-            other => {
-                p.err(
-                    l.span(),
-                    format!("cooperative: language {other:?} is not supported (\"de\" or \"en\")"),
-                );
-                Language::En
-            }
-        },
-    };
-    if let Some(cur) = &c.currency {
-        let v = cur.get_ref();
-        if v.len() != 3 || !v.chars().all(|ch| ch.is_ascii_uppercase()) {
-            p.err(
-                cur.span(),
-                format!(
-                    "cooperative: currency {v:?} is not an ISO 4217 code (e.g. \"EUR\", \"CHF\")"
-                ),
-            );
-        }
-    }
-    let mut money_at = None;
-    if let Some(b) = &c.balance {
-        if !b.get_ref().is_finite() {
-            p.err(b.span(), "cooperative: balance is not a number".into());
-        }
-        money_at = Some(b.span());
-    }
-    if let Some(d) = &c.balance_date {
-        if chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d").is_err() {
-            p.err(
-                d.span(),
-                format!(
-                    "cooperative: balance_date {:?} is not a date (YYYY-MM-DD)",
-                    d.get_ref()
-                ),
-            );
-        }
-    }
-    let fixed = match &c.fixed_share_percent {
-        None => 0.0,
-        Some(f) => {
-            let v = *f.get_ref();
-            if !(0.0..=100.0).contains(&v) {
-                p.err(
-                    f.span(),
-                    format!("cooperative: fixed_share_percent {v} is not between 0 and 100"),
-                );
-            }
-            v
-        }
-    };
-    let mut names = std::collections::HashSet::new();
-    let mut sites = Vec::new();
-    for s in &c.sites {
-        let name = s.name.get_ref().clone();
-        if name.trim().is_empty() {
-            p.err(s.name.span(), "cooperative.site: name is empty".into());
-        }
-        if !names.insert(name.clone()) {
-            p.err(
-                s.name.span(),
-                format!("cooperative.site: two sites are named {name:?}"),
-            );
-        }
-        let cpu_watts = s.cpu_watts.as_ref().map(|w| {
-            let v = *w.get_ref();
-            if !(v.is_finite() && v > 0.0 && v < 10_000.0) {
-                p.err(
-                    w.span(),
-                    format!("cooperative.site {name:?}: cpu_watts {v} is not a wattage (more than 0, less than 10000)"),
-                );
-            }
-            v
-        });
-        let mut costs = Vec::new();
-        for (item, v) in &s.costs {
-            let amount = *v.get_ref();
-            if item.trim().is_empty() {
-                p.err(
-                    v.span(),
-                    format!("cooperative.site {name:?}: a cost item has no name"),
-                );
-            }
-            if !(amount.is_finite() && amount >= 0.0) {
-                p.err(
-                    v.span(),
-                    format!("cooperative.site {name:?}: cost {item:?} = {amount} is not an amount (0 or more, per month)"),
-                );
-            }
-            money_at.get_or_insert(v.span());
-            costs.push((item.clone(), amount));
-        }
-        sites.push(SiteFacts {
-            name,
-            provider: s.provider.clone(),
-            location: s.location.clone(),
-            energy_source: s.energy_source.clone(),
-            renewable: s.renewable,
-            cpu_watts,
-            costs,
-        });
-    }
-    if let (Some(span), None) = (money_at, &c.currency) {
-        p.err(
-            span,
-            "cooperative: amounts are given but no currency (add currency = \"EUR\" or another ISO 4217 code to [cooperative])".into(),
-        );
-    }
-    if p.list.len() > before {
-        return None;
-    }
-    Some(CooperativeSettings {
-        name: c.name.get_ref().clone(),
-        legal_form: c.legal_form.clone(),
-        language,
-        currency: c.currency.as_ref().map(|c| c.get_ref().clone()),
-        balance: c.balance.as_ref().map(|b| *b.get_ref()),
-        balance_date: c.balance_date.as_ref().map(|d| d.get_ref().clone()),
-        fixed_share_percent: fixed,
-        sites,
-    })
-}
-
 fn resolve_peer(x: &raw::Peer, p: &mut Problems) -> Option<PeerSettings> {
     let mut ok = true;
     let upload_limit = match &x.upload_limit {
@@ -698,225 +570,6 @@ fn resolve_peer(x: &raw::Peer, p: &mut Problems) -> Option<PeerSettings> {
         upload_limit,
         retry_max,
     })
-}
-
-fn resolve_job(j: &raw::Job, p: &mut Problems) -> Option<JobSettings> {
-    let name = j.name.get_ref().clone();
-    let before = p.list.len();
-    let cron = match parse_cron(j.schedule.get_ref()) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            p.err(j.schedule.span(), format!("job {name:?}: schedule {e}"));
-            None
-        }
-    };
-    let members = match &j.members {
-        None => None,
-        Some(m) => match m.get_ref() {
-            raw::MemberSelect::All(s) if s == "all" => Some(Members::All),
-            raw::MemberSelect::All(_) => {
-                p.err(
-                    m.span(),
-                    format!("job {name:?}: members must be \"all\" or a list of names"),
-                );
-                None
-            }
-            raw::MemberSelect::Names(n) => Some(Members::Names(n.clone())),
-        },
-    };
-    let uses_member = j
-        .paths
-        .iter()
-        .any(|x| x.to_string_lossy().contains("{member}"))
-        || j.commands
-            .iter()
-            .any(|c| c.command.contains("{member}") || c.filename.contains("{member}"))
-        || j.command_dirs
-            .iter()
-            .any(|c| c.command.contains("{member}"))
-        || j.paths_from_command.iter().any(|c| c.contains("{member}"));
-    if j.members.is_none() && (!j.sql.is_empty() || uses_member) {
-        p.err(
-            j.name.span(),
-            format!("job {name:?} uses {{member}} or sql but has no `members`"),
-        );
-    }
-    let action = resolve_action(j, &name, p);
-    let backs_up = matches!(action, Some(JobAction::Backup));
-    if !backs_up
-        && (!j.paths.is_empty()
-            || !j.commands.is_empty()
-            || !j.sql.is_empty()
-            || !j.command_dirs.is_empty()
-            || j.members.is_some()
-            || j.retention.is_some())
-    {
-        p.err(
-            j.name.span(),
-            format!(
-                "job {name:?} writes a report or runs a drill: it backs up nothing (no paths, \
-                 commands, sql, members or retention)"
-            ),
-        );
-    }
-    if backs_up
-        && j.paths.is_empty()
-        && j.commands.is_empty()
-        && j.sql.is_empty()
-        && j.command_dirs.is_empty()
-        && j.paths_from_command.is_empty()
-    {
-        p.err(
-            j.name.span(),
-            format!("job {name:?} has no paths and no commands"),
-        );
-    }
-    for b in &j.ignore_cachedir_tag_below {
-        if !b.is_absolute() {
-            p.err(
-                j.name.span(),
-                format!(
-                    "job {name:?}: ignore_cachedir_tag_below: {} is not an absolute path",
-                    b.display()
-                ),
-            );
-        }
-    }
-    if let Err(e) = crate::patterns::Patterns::new(&j.exclude) {
-        p.err(j.name.span(), format!("job {name:?}: {e}"));
-    }
-    let caretaker = j
-        .caretaker
-        .as_ref()
-        .and_then(|c| match Caretaker::parse(c.get_ref()) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                p.err(c.span(), format!("job {name:?}: {e}"));
-                None
-            }
-        });
-    let retention = j.retention.as_ref().map(|r| {
-        let span = r.span();
-        let r = r.get_ref();
-        let within = match r.keep_within.as_deref().map(parse_duration).transpose() {
-            Ok(w) => w,
-            Err(e) => {
-                p.err(span.clone(), format!("job {name:?}: keep_within {e}"));
-                None
-            }
-        };
-        let policy = crate::forget::Policy {
-            last: r.keep_last,
-            hourly: r.keep_hourly,
-            daily: r.keep_daily,
-            weekly: r.keep_weekly,
-            monthly: r.keep_monthly,
-            yearly: r.keep_yearly,
-            within,
-            tags: r.keep_tags.clone(),
-        };
-        if policy.is_empty() {
-            p.err(
-                span,
-                format!(
-                    "job {name:?}: retention has no keep rule (it would remove every snapshot)"
-                ),
-            );
-        }
-        RetentionSettings {
-            policy,
-            prune: r.prune,
-        }
-    });
-    if p.list.len() > before {
-        return None;
-    }
-    Some(JobSettings {
-        name,
-        schedule: j.schedule.get_ref().clone(),
-        cron: cron?,
-        paths: j.paths.clone(),
-        commands: j.commands.clone(),
-        command_dirs: j.command_dirs.clone(),
-        paths_from_command: j.paths_from_command.clone(),
-        exclude: j.exclude.clone(),
-        one_file_system: j.one_file_system,
-        ignore_cachedir_tag_below: j.ignore_cachedir_tag_below.clone(),
-        tenant: j.tenant.clone(),
-        tags: j.tags.clone(),
-        before: j.before.clone(),
-        after: j.after.clone(),
-        healthcheck_url: j.healthcheck_url.clone(),
-        caretaker,
-        notify_command: j.notify_command.clone(),
-        retention,
-        members,
-        sql: j
-            .sql
-            .iter()
-            .map(|q| SqlSource {
-                database: q.database.clone(),
-                query: q.query.clone(),
-                filename: q.filename.clone(),
-                psql_args: q.psql_args.clone(),
-            })
-            .collect(),
-        action: action?,
-    })
-}
-
-/// A job's `report` or `drill` table (at most one), else a backup.
-fn resolve_action(j: &raw::Job, name: &str, p: &mut Problems) -> Option<JobAction> {
-    match (&j.report, &j.drill) {
-        (Some(r), Some(_)) => {
-            p.err(
-                r.span(),
-                format!("job {name:?}: give `report` or `drill`, not both"),
-            );
-            None
-        }
-        (Some(r), None) => {
-            let span = r.span();
-            let r = r.get_ref();
-            if !r.dir.is_absolute() {
-                p.err(
-                    span,
-                    format!(
-                        "job {name:?}: report dir {} is not absolute",
-                        r.dir.display()
-                    ),
-                );
-                return None;
-            }
-            let since = match r.since.as_deref().map(parse_duration).transpose() {
-                Ok(d) => d.unwrap_or(Duration::from_secs(92 * 86_400)),
-                Err(e) => {
-                    p.err(span, format!("job {name:?}: report since {e}"));
-                    return None;
-                }
-            };
-            Some(JobAction::Report {
-                dir: r.dir.clone(),
-                since,
-                setup: r.setup,
-            })
-        }
-        (None, Some(d)) => {
-            let sample = d.get_ref().sample.unwrap_or(20);
-            if sample == 0 {
-                p.err(
-                    d.span(),
-                    format!("job {name:?}: drill sample must be at least 1"),
-                );
-                return None;
-            }
-            Some(JobAction::Drill {
-                jobs: d.get_ref().jobs.clone(),
-                sample,
-            })
-        }
-        (None, None) => Some(JobAction::Backup),
-    }
 }
 
 #[cfg(test)]
