@@ -123,6 +123,10 @@ pub enum Error {
         used: u64,
         quota: u64,
     },
+    /// The registry names keys for a member that the member tenant did not sign, or other
+    /// keys than this client pinned for that member: nothing is encrypted to them.
+    #[error("member {member:?}: {what}; nothing was written for this member")]
+    MemberKeysChanged { member: String, what: String },
     #[error("{what} failed: {cause}")]
     Crypto {
         what: &'static str,
@@ -142,9 +146,10 @@ impl Error {
             | Error::Invalid { .. }
             | Error::AmbiguousSnapshot { .. }
             | Error::NothingToBackUp => ErrorKind::Usage,
-            Error::Damaged { .. } | Error::MissingBlob { .. } | Error::NotCoopExport { .. } => {
-                ErrorKind::Integrity
-            }
+            Error::Damaged { .. }
+            | Error::MissingBlob { .. }
+            | Error::NotCoopExport { .. }
+            | Error::MemberKeysChanged { .. } => ErrorKind::Integrity,
             Error::AccessDenied { .. }
             | Error::NotRecipient { .. }
             | Error::AdminNotMemberReader { .. }

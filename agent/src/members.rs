@@ -65,17 +65,22 @@ pub fn add(
     if loaded.registry.recovery.is_empty() && split.is_none() {
         loaded.registry.recovery = coop_ring.recipients.clone();
     }
+    let registry = loaded.registry.clone();
     if let Some(m) = loaded.registry.members.iter_mut().find(|m| m.name == name) {
         // A tombstone: bring the old tenant back.
         m.removed = None;
         m.quota = quota;
         let old = m.recipients.clone();
         m.recipients = recipients.clone();
-        let back = m.clone();
         if old != recipients {
-            let recovery = recovery_readers(&loaded.registry, &back);
+            let back = m.clone();
+            let recovery = recovery_readers(&registry, &back);
             rewrap(repo, &coop, &ids, &back, &recovery)?;
         }
+        if let Ok(ring) = open_ring(repo, &ids, m) {
+            sign_material(repo, m, &ring)?;
+        }
+        let back = m.clone();
         save(repo, &coop, &mut loaded)?;
         return Ok(back);
     }
@@ -115,11 +120,37 @@ pub fn add(
         authority: ring.authority(),
         removed: None,
         recovery: member_recovery,
+        material: None,
     };
+    let mut m = m;
+    sign_material(repo, &mut m, &ring)?;
     loaded.registry.members.push(m.clone());
     save(repo, &coop, &mut loaded)?;
     log_readers(repo, &coop, &m, &ring.recipients)?;
     Ok(m)
+}
+
+/// Signs member `m`'s writer material with its tenant's authority from the open `ring`
+/// (SPEC 15.3), unless a valid signature is there already. A new signature's generation is
+/// above the old one's, so clients that accepted the old material take the new one and
+/// refuse the old one ever after.
+pub(crate) fn sign_material(repo: &Repo, m: &mut Member, ring: &Keyring) -> Result<()> {
+    if ring.tenant_tag != m.tenant_tag || ring.authority() != m.authority {
+        return Err(Error::internal(format!(
+            "the keyring opened for {} is not the registry's tenant",
+            m.tenant()
+        )));
+    }
+    let repo_id = &repo.config.repo_id;
+    if m.verify_material(repo_id).is_ok() {
+        return Ok(());
+    }
+    let next = m
+        .material
+        .as_ref()
+        .map_or(ring.generation, |s| s.generation.max(ring.generation) + 1);
+    m.sign_material(repo_id, next, &ring.default_signer());
+    Ok(())
 }
 
 /// Who besides the member reads member `m`'s tenant: the admins before the recovery split,
@@ -310,6 +341,9 @@ pub fn set_recipients(
     }
     if m.recipients.is_empty() {
         return Err(Error::invalid("a member must keep at least one recipient"));
+    }
+    if let Ok(ring) = open_ring(repo, &ids, m) {
+        sign_material(repo, m, &ring)?;
     }
     let updated = m.clone();
     let recovery = recovery_readers(&registry, &updated);

@@ -138,7 +138,129 @@ pub fn writer_keys_for_member(
         .ok_or_else(|| Error::NotFound {
             what: format!("member {name:?} in the registry"),
         })?;
-    member_writer_keys(coop_writer, m)
+    let moved = check_material(repo, m)?;
+    let keys = member_writer_keys(coop_writer, m)?;
+    if let Some(generation) = moved {
+        // Any party's client that follows a member's new keys says so where the member reads.
+        log_followed(repo, coop_writer, &keys, generation);
+    }
+    Ok(keys)
+}
+
+/// The writer material of member `m` a writer may encrypt to (SPEC 15.3): signed by the
+/// member tenant's authority, for the tenant and authority this client first saw under that
+/// name, and never older than the material it accepted before. Returns the signature's
+/// generation when this client now follows new material.
+///
+/// An admin signs the registry but, after the recovery split, cannot open a member's keyring
+/// and so cannot sign for its authority: a registry in which one admin put a key of her own
+/// as a member's data recipient (or a whole new tenant under the member's name) is refused
+/// here, before anything is encrypted to it.
+pub(crate) fn check_material(repo: &Repo, m: &Member) -> Result<Option<u64>> {
+    use coop_formats::registry::MaterialError;
+    let cache = repo.cache_dir();
+    let repo_id = &repo.config.repo_id;
+    let refuse = |what: String| Error::MemberKeysChanged {
+        member: m.name.clone(),
+        what,
+    };
+    let signed = match m.verify_material(repo_id) {
+        Ok(g) => Some(g),
+        Err(MaterialError::Unsigned { .. }) => None,
+        Err(e @ MaterialError::BadSignature { .. }) => return Err(refuse(e.to_string())),
+    };
+    let material = material_hash(m);
+    let pin = crate::state::MemberPin {
+        tenant_tag: m.tenant_tag,
+        authority: m.authority,
+        material,
+        signed,
+    };
+    let Some(before) = crate::state::member_pin(cache, repo_id, &m.name) else {
+        if signed.is_none() {
+            tracing::warn!(
+                "member {:?}'s keys in the registry are not signed by the member tenant (a \
+                 registry from before coop signed them); this client pins them as they are. An \
+                 admin who reads the member signs them with `coop member recipients` or `coop \
+                 recovery init`",
+                m.name
+            );
+        }
+        crate::state::set_member_pin(cache, repo_id, &m.name, pin);
+        return Ok(None);
+    };
+    if before.tenant_tag != m.tenant_tag || before.authority != m.authority {
+        return Err(refuse(format!(
+            "the registry names another tenant for this member than this client saw before \
+             (tenant {} with authority {}, now {} with {}): a registry signed by an admin cannot \
+             replace a member's tenant. If the member confirms the change, remove {:?} from the members of this client's state file ({}/state.json)",
+            hex::encode(before.tenant_tag),
+            hex::encode(&before.authority[..8]),
+            hex::encode(m.tenant_tag),
+            hex::encode(&m.authority[..8]),
+            m.name,
+            cache
+                .map(|c| c.join(repo_id.to_hex()).display().to_string())
+                .unwrap_or_default(),
+        )));
+    }
+    match (before.signed, signed) {
+        (b, Some(g)) if material == before.material => {
+            if b.is_none_or(|b| g > b) {
+                crate::state::set_member_pin(cache, repo_id, &m.name, pin);
+            }
+            Ok(None)
+        }
+        (Some(b), Some(g)) if g <= b => Err(refuse(format!(
+            "the registry names keys the member tenant signed at generation {g}, older than \
+             generation {b} this client accepted (a replayed statement, perhaps with a key a \
+             past recovery released)"
+        ))),
+        (_, Some(g)) => {
+            crate::state::set_member_pin(cache, repo_id, &m.name, pin);
+            Ok(Some(g))
+        }
+        (Some(b), None) => Err(refuse(format!(
+            "the registry's keys for this member carry no signature of the member tenant, \
+             while this client accepted signed keys (generation {b}) before"
+        ))),
+        (None, None) if material == before.material => Ok(None),
+        (None, None) => Err(refuse(
+            "the registry's keys for this member changed without a signature of the member \
+             tenant (an admin alone cannot re-key a member)"
+                .into(),
+        )),
+    }
+}
+
+fn material_hash(m: &Member) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("coop member material pin v1");
+    h.update(&(m.data_recipient.len() as u64).to_le_bytes());
+    h.update(m.data_recipient.as_bytes());
+    h.update(&m.id_key);
+    h.update(&m.index_key);
+    *h.finalize().as_bytes()
+}
+
+/// Logs that this client now encrypts member `keys`' data to new, member-signed keys: an
+/// entry about the member, in their export (a re-keying by anyone is seen).
+fn log_followed(repo: &Repo, coop: &TenantKeys, keys: &TenantKeys, generation: u64) {
+    let actor = crate::log::Actor::of(coop);
+    let mut e = crate::log::entry(
+        &actor,
+        coop_formats::tlog::Event::KeyChange,
+        Some(keys),
+        None,
+        Some("following".into()),
+    );
+    // The member's new keys, signed by her tenant at this generation.
+    e.data.insert("generation".into(), generation.into());
+    if let Err(e) = crate::log::append(repo, &actor, &[e]) {
+        tracing::warn!(
+            "following a member's new keys could not be logged: {}",
+            crate::error::chain(&e)
+        );
+    }
 }
 
 /// Write-only keys for member `m`'s tenant, from its registry entry.

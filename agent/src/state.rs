@@ -24,6 +24,64 @@ use std::path::{Path, PathBuf};
 struct State {
     #[serde(default)]
     locations: BTreeMap<String, Location>,
+    /// Member name → the member tenant's keys this client first saw, and the newest material
+    /// signature it accepted (SPEC 15.3). Per repository, not per location: every copy must
+    /// show the same member tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    members: BTreeMap<String, MemberPin>,
+}
+
+/// What a client pins of a member tenant: the tenant and its authority never change for a
+/// name; the writer material changes only with a newer signature of that authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberPin {
+    #[serde(with = "hex_tag")]
+    pub tenant_tag: [u8; 16],
+    #[serde(with = "hex_key")]
+    pub authority: [u8; 32],
+    /// BLAKE3 of the writer material (data recipient, ID and index keys).
+    #[serde(with = "hex_key")]
+    pub material: [u8; 32],
+    /// The material signature's generation; `None` while the material was unsigned.
+    pub signed: Option<u64>,
+}
+
+mod hex_tag {
+    pub fn serialize<S: serde::Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("bad length"))
+    }
+}
+
+mod hex_key {
+    pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("bad length"))
+    }
+}
+
+/// The pin this client keeps for member `name`, if any.
+pub fn member_pin(cache: Option<&Path>, repo_id: &Id, name: &str) -> Option<MemberPin> {
+    load(&path(cache?, repo_id)).members.get(name).cloned()
+}
+
+/// Records `pin` for member `name` (after the caller accepted it).
+pub fn set_member_pin(cache: Option<&Path>, repo_id: &Id, name: &str, pin: MemberPin) {
+    let Some(cache) = cache else { return };
+    let p = path(cache, repo_id);
+    let mut state = load(&p);
+    state.members.insert(name.to_string(), pin);
+    save(&p, &state);
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -44,11 +44,89 @@ pub struct Member {
     /// recipients and this key alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<crate::recovery::MemberRecovery>,
+    /// The member tenant's own signature over its writer material (SPEC 15.3): made with the
+    /// tenant's authority key, which only a reader of the member's keyring holds. Writers
+    /// encrypt a member's data only to material so signed, so an admin who does not read
+    /// the member cannot point the member's future backups at a key of her own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material: Option<MaterialSignature>,
+}
+
+/// A member tenant's signature over its writer material, at one keyring generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialSignature {
+    /// The keyring generation the material was signed at; it never goes down for a member.
+    pub generation: u64,
+    /// Ed25519 signature by the member tenant's authority over [`Member::material_message`].
+    #[serde(with = "crate::hexser")]
+    pub sig: [u8; 64],
+}
+
+/// Why a member's material signature is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaterialError {
+    #[error("member {member:?} has no signature over its keys (written before coop signed them, or by an admin without the member's keyring)")]
+    Unsigned { member: String },
+    #[error("the signature over member {member:?}'s keys does not verify (forged: the registry's keys for this member are not the member tenant's own)")]
+    BadSignature { member: String },
 }
 
 impl Member {
     pub fn tenant(&self) -> String {
         format!("member/{}", self.name)
+    }
+
+    /// The bytes the member tenant's authority signs: a domain string, the repository ID,
+    /// the member's name and every part of the writer material (SPEC 15.3).
+    pub fn material_message(&self, repo_id: &crate::id::Id, generation: u64) -> Vec<u8> {
+        let mut m = b"coop member material v1\0".to_vec();
+        m.extend_from_slice(&repo_id.0);
+        for part in [self.name.as_bytes(), self.data_recipient.as_bytes()] {
+            m.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            m.extend_from_slice(part);
+        }
+        m.extend_from_slice(&self.tenant_tag);
+        m.extend_from_slice(&self.id_key);
+        m.extend_from_slice(&self.index_key);
+        m.extend_from_slice(&self.authority);
+        m.extend_from_slice(&generation.to_le_bytes());
+        m
+    }
+
+    /// Signs the writer material with the member tenant's authority (its keyring signer).
+    pub fn sign_material(
+        &mut self,
+        repo_id: &crate::id::Id,
+        generation: u64,
+        authority: &ed25519_dalek::SigningKey,
+    ) {
+        use ed25519_dalek::Signer;
+        let sig = authority.sign(&self.material_message(repo_id, generation));
+        self.material = Some(MaterialSignature {
+            generation,
+            sig: sig.to_bytes(),
+        });
+    }
+
+    /// Checks the material signature against the entry's own authority; returns the
+    /// keyring generation it was made at.
+    pub fn verify_material(&self, repo_id: &crate::id::Id) -> Result<u64, MaterialError> {
+        let Some(s) = &self.material else {
+            return Err(MaterialError::Unsigned {
+                member: self.name.clone(),
+            });
+        };
+        let bad = || MaterialError::BadSignature {
+            member: self.name.clone(),
+        };
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&self.authority).map_err(|_| bad())?;
+        vk.verify_strict(
+            &self.material_message(repo_id, s.generation),
+            &ed25519_dalek::Signature::from_bytes(&s.sig),
+        )
+        .map_err(|_| bad())?;
+        Ok(s.generation)
     }
 }
 
@@ -242,11 +320,55 @@ mod tests {
                 authority: [7; 32],
                 removed: None,
                 recovery: None,
+                material: None,
             }],
             admins: vec![],
             groups: vec![],
             coop_data_recipient: None,
         }
+    }
+
+    #[test]
+    fn material_signature_binds_every_key_and_the_generation() {
+        let repo = crate::id::Id([8; 32]);
+        let member_authority = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
+        let mut m = sample().members[0].clone();
+        m.authority = member_authority.verifying_key().to_bytes();
+        assert!(matches!(
+            m.verify_material(&repo),
+            Err(MaterialError::Unsigned { .. })
+        ));
+        m.sign_material(&repo, 3, &member_authority);
+        assert_eq!(m.verify_material(&repo), Ok(3));
+        // Sealed in a registry and opened again, it still verifies.
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let mut reg = sample();
+        reg.members = vec![m.clone()];
+        let sealed = reg.seal(&[3; 32], [9; 16], &signer);
+        let (back, _) = Registry::open(&[3; 32], [9; 16], &sealed, |_| true).unwrap();
+        assert_eq!(back.members[0].verify_material(&repo), Ok(3));
+        // An admin (who signs registries, not the member tenant) swaps one part: refused.
+        let admin = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        type Swap = Box<dyn Fn(&mut Member)>;
+        let swaps: Vec<Swap> = vec![
+            Box::new(|m| m.data_recipient = "age1admin".into()),
+            Box::new(|m| m.id_key[0] ^= 1),
+            Box::new(|m| m.index_key[0] ^= 1),
+            Box::new(|m| m.tenant_tag[0] ^= 1),
+            Box::new(|m| m.name = "bob".into()),
+            Box::new(|m| m.material.as_mut().unwrap().generation += 1),
+            Box::new(move |m| m.authority = admin.verifying_key().to_bytes()),
+        ];
+        for swap in swaps {
+            let mut forged = m.clone();
+            swap(&mut forged);
+            assert!(matches!(
+                forged.verify_material(&repo),
+                Err(MaterialError::BadSignature { .. })
+            ));
+        }
+        // Another repository's signature does not carry over.
+        assert!(m.verify_material(&crate::id::Id([9; 32])).is_err());
     }
 
     #[test]

@@ -548,6 +548,7 @@ fn registry_vector() {
             authority: pk(&[0xa4; 32]),
             removed: None,
             recovery: None,
+            material: None,
         }],
         admins: vec![],
         groups: vec![],

@@ -97,6 +97,11 @@ fn establish(
     loaded.registry.recovery_setup = Some(setup.clone());
     for m in loaded.registry.members.iter_mut() {
         m.recovery = Some(new_member_identity(repo, &setup)?);
+        // The last moment an admin opens the member's keyring: the member tenant signs its
+        // writer material, which writers then hold every later registry to (SPEC 15.3).
+        if let Ok(ring) = crate::members::open_ring(repo, open, m) {
+            crate::members::sign_material(repo, m, &ring)?;
+        }
     }
     // The registry first (keyrings re-wrapped before the registry records their recovery
     // key would open with a key nobody can rebuild); a crash before every keyring is

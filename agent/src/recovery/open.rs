@@ -222,6 +222,8 @@ pub fn conclude(repo: &Repo, coop: &TenantKeys, r: Recovered) -> Result<MemberRe
         })?;
     m.data_recipient = data_recipient;
     m.recovery = Some(fresh.clone());
+    // The new data key, signed by the member tenant: writers follow it and log that they do.
+    crate::members::sign_material(repo, m, &ring)?;
     let m = m.clone();
     // The keyring first: were the registry first, writers could encrypt to a data key that
     // a crash loses. A crash between the two leaves the member alone reading the tenant

@@ -302,3 +302,127 @@ fn reader_changes_are_entries_about_the_member() {
     assert!(last.contains("recovery key"), "{last}");
     assert!(!last.contains("another key"), "{last}");
 }
+
+/// A client of the repository on another machine (its own cache, so its own pins).
+fn elsewhere(c: &Coop, name: &str) -> Repo {
+    let mut r = c.repo.clone();
+    r.cache_dir = Some(c._dir.path().join(name));
+    r
+}
+
+fn refused(r: Result<TenantKeys>) -> String {
+    match r {
+        Err(e @ Error::MemberKeysChanged { .. }) => e.to_string(),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(k) => panic!("accepted, encrypting to {:?}", k.recipient_strings),
+    }
+}
+
+/// One admin alone (she signs registries) writes a key of her own as alice's data recipient,
+/// so that agents encrypt alice's next backups to her: every writer refuses, the one that
+/// backed alice up before and a fresh one alike (SPEC 15.3).
+#[test]
+fn one_admin_cannot_point_a_members_backups_at_her_own_key() {
+    let c = coop();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    let genuine = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let (_, hers) = crypt::generate_identity();
+    let forge = |edit: &dyn Fn(&mut Member)| {
+        let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
+        let m = loaded
+            .registry
+            .members
+            .iter_mut()
+            .find(|m| m.name == "alice")
+            .unwrap();
+        edit(m);
+        crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    };
+    // Her key in place of alice's data key, the member tenant's signature kept: forged.
+    forge(&|m| m.data_recipient = hers.clone());
+    refused(crate::registry::writer_keys_for_member(
+        &agent, &coop, "alice",
+    ));
+    refused(crate::registry::writer_keys_for_member(
+        &elsewhere(&c, "fresh"),
+        &coop,
+        "alice",
+    ));
+    // The signature dropped: the agent accepted signed keys before, so it refuses.
+    forge(&|m| m.material = None);
+    let why = refused(crate::registry::writer_keys_for_member(
+        &agent, &coop, "alice",
+    ));
+    assert!(why.contains("no signature"), "{why}");
+    // A whole new tenant under alice's name, signed by a tenant the admin made: the agent
+    // pinned alice's tenant and authority.
+    let own = coop_formats::keyring::Keyring::generate(
+        "member/alice",
+        c.repo.config.repo_id,
+        c.repo.config_hash,
+        vec![hers.clone()],
+        crate::now_rfc3339(),
+    );
+    forge(&|m| {
+        m.tenant_tag = own.tenant_tag;
+        m.authority = own.authority();
+        m.data_recipient = own.data_recipient().unwrap();
+        m.id_key = own.id_key;
+        m.index_key = own.index_key;
+        m.sign_material(&c.repo.config.repo_id, 99, &own.default_signer());
+    });
+    let why = refused(crate::registry::writer_keys_for_member(
+        &agent, &coop, "alice",
+    ));
+    assert!(why.contains("another tenant"), "{why}");
+    // Nothing the agent would write goes to her key: it still holds alice's genuine keys
+    // only, and bob's are untouched.
+    assert_ne!(genuine.recipient_strings, vec![hers.clone()]);
+    crate::registry::writer_keys_for_member(&agent, &coop, "bob").unwrap();
+}
+
+/// After a recovery the member tenant signs its new data key at a higher generation: every
+/// writer follows it and logs that it does, in an entry about the member; the old signed
+/// keys (whose data key the recovery released) put back by one admin are refused.
+#[test]
+fn writers_follow_a_recovery_and_refuse_the_keys_it_replaced() {
+    let c = coop();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    let before = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let old_entry = c.member("alice");
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    conclude(&c.repo, &coop, c.recover(0, &id, "alice").unwrap()).unwrap();
+    let after = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    assert_ne!(after.recipient_strings, before.recipient_strings);
+    assert_eq!(
+        after.recipient_strings,
+        vec![c.member("alice").data_recipient]
+    );
+    let trusted = crate::writers::log_trust(&c.repo, &coop.admin_keys).unwrap();
+    let tag = log::tenant_tag(&after);
+    let followed = find(&c.repo, &trusted, |e| {
+        e.event == Event::KeyChange
+            && e.tenant.as_deref() == Some(tag.as_str())
+            && e.object.as_deref() == Some("following")
+    })
+    .unwrap();
+    assert_eq!(followed.len(), 1);
+    // One admin puts alice's old entry back (validly signed, at the older generation).
+    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
+    let m = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == "alice")
+        .unwrap();
+    *m = old_entry;
+    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    let why = refused(crate::registry::writer_keys_for_member(
+        &agent, &coop, "alice",
+    ));
+    assert!(why.contains("older than"), "{why}");
+}
