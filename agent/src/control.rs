@@ -72,3 +72,168 @@ pub fn forget_records(repo: &Repo, keys: &TenantKeys) -> Result<(HashSet<Id>, Ve
     }
     Ok((set, problems))
 }
+
+/// Signed, generation-numbered state (the member registry, the writer list; SPEC 15 and
+/// 18): every object under `kind`/`tag` that opens and passes counts, the highest
+/// generation is current (on a tie, the first listed), a forged or damaged object is named
+/// and skipped, and a generation lower than this client saw at this location is a possible
+/// rollback. Written once here for both.
+#[derive(Debug)]
+pub(crate) struct Generations<T> {
+    /// The current state and the name of the object holding it.
+    pub newest: Option<(T, Id)>,
+    /// Every object listed.
+    pub objects: Vec<Id>,
+    pub problems: Vec<Problem>,
+    /// The generation went backwards at this location: (seen before, now).
+    pub rollback: Option<(u64, u64)>,
+}
+
+/// What one kind of signed state is called, for messages and the client state.
+pub(crate) struct StateKind {
+    pub kind: Kind,
+    pub tag: [u8; 16],
+    /// Its key in the client state (`"registry"`, `"writers"`).
+    pub state_key: &'static str,
+    /// For people: "the member registry".
+    pub label: &'static str,
+}
+
+impl StateKind {
+    /// Reads every object; `open` verifies one (signature, signer, repository) and returns
+    /// it with its generation, or why it does not count.
+    pub fn load<T>(
+        &self,
+        repo: &Repo,
+        open: impl Fn(&[u8]) -> std::result::Result<(T, u64), String>,
+    ) -> Result<Generations<T>> {
+        let mut out = Generations {
+            newest: None,
+            objects: Vec::new(),
+            problems: Vec::new(),
+            rollback: None,
+        };
+        let mut best = 0;
+        for obj in repo.list(self.kind, &self.tag)? {
+            out.objects.push(obj.name);
+            let bytes = match repo.get_opt(self.kind, &self.tag, &obj.name) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e @ crate::error::Error::Damaged { .. }) => {
+                    out.problems.push(Problem::damaged(&obj.path, &e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match open(&bytes) {
+                Ok((v, g)) if out.newest.is_none() || g > best => {
+                    best = g;
+                    out.newest = Some((v, obj.name));
+                }
+                Ok(_) => {}
+                Err(why) => out.problems.push(Problem::forged(&obj.path, why)),
+            }
+        }
+        if let Some((before, now)) = crate::state::observe_generation(
+            repo.cache_dir(),
+            &repo.config.repo_id,
+            &repo.store.location(),
+            self.state_key,
+            best,
+        ) {
+            out.rollback = Some((before, now));
+            out.problems.push(Problem::damaged(
+                self.kind.dir(),
+                format!(
+                    "POSSIBLE ROLLBACK: {} is at generation {now}, but this client saw \
+                     generation {before} here; the newest one was removed or the store serves \
+                     an old state",
+                    self.label
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Refuses a change based on state older than this client saw here (a replayed state
+    /// must not become the base of a new generation).
+    pub fn refuse_rollback(&self, rollback: Option<(u64, u64)>) -> Result<()> {
+        match rollback {
+            Some((before, now)) => Err(crate::error::Error::damaged(
+                self.kind.dir(),
+                format!(
+                    "POSSIBLE ROLLBACK: {} is at generation {now}, but this client saw \
+                     generation {before} here; nothing is changed on an old state. Compare with \
+                     another site's replica and restore the newest one there",
+                    self.label
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores a new generation (`sealed`) and deletes every other object of this kind.
+    pub fn replace(&self, repo: &Repo, sealed: Vec<u8>) -> Result<Id> {
+        let name = repo.put(self.kind, &self.tag, sealed)?;
+        for obj in repo.list(self.kind, &self.tag)? {
+            if obj.name != name {
+                repo.delete(self.kind, &self.tag, &obj.name)?;
+            }
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIND: StateKind = StateKind {
+        kind: Kind::Writers,
+        tag: [0; 16],
+        state_key: "test",
+        label: "the test state",
+    };
+
+    /// "g<generation>" opens; anything else is forged.
+    fn open(b: &[u8]) -> std::result::Result<(u64, u64), String> {
+        let s = std::str::from_utf8(b).map_err(|e| e.to_string())?;
+        let g: u64 = s
+            .strip_prefix('g')
+            .and_then(|g| g.parse().ok())
+            .ok_or("not signed")?;
+        Ok((g, g))
+    }
+
+    fn repo(cache: &std::path::Path) -> Repo {
+        let (_, public) = coop_formats::crypt::generate_identity();
+        let (mut r, _) = Repo::init("memory:", vec![public], crate::now_rfc3339()).unwrap();
+        r.cache_dir = Some(cache.to_path_buf());
+        r
+    }
+
+    #[test]
+    fn the_newest_signed_generation_counts_and_a_replay_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let r = repo(d.path());
+        let g = KIND.load(&r, open).unwrap();
+        assert!(g.newest.is_none() && g.rollback.is_none());
+        KIND.replace(&r, b"g3".to_vec()).unwrap();
+        // A forged object beside it is named and never counts, however high it claims.
+        r.put(Kind::Writers, &[0; 16], b"forged g9".to_vec())
+            .unwrap();
+        let g = KIND.load(&r, open).unwrap();
+        assert_eq!(g.newest.as_ref().unwrap().0, 3);
+        assert_eq!(g.objects.len(), 2);
+        assert_eq!(g.problems.len(), 1);
+        assert!(KIND.refuse_rollback(g.rollback).is_ok());
+        // The newest is replaced by an older genuine one (a replay): a rollback, and no
+        // change may be based on it.
+        KIND.replace(&r, b"g2".to_vec()).unwrap();
+        let g = KIND.load(&r, open).unwrap();
+        assert_eq!(g.rollback, Some((3, 2)));
+        assert!(KIND.refuse_rollback(g.rollback).is_err());
+        // `replace` left one object only.
+        assert_eq!(g.objects.len(), 1);
+    }
+}

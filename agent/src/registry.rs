@@ -22,73 +22,43 @@ pub struct Loaded {
     pub rollback: Option<(u64, u64)>,
 }
 
+/// The registry as signed, generation-numbered state (SPEC 15).
+fn kind(coop: &TenantKeys) -> crate::control::StateKind {
+    crate::control::StateKind {
+        kind: Kind::Registry,
+        tag: coop.tag,
+        state_key: "registry",
+        label: "the member registry",
+    }
+}
+
 /// The current registry: the highest generation signed by an admin. A forged or damaged
 /// object is named and skipped; a generation lower than this client saw is reported.
 pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
-    let mut out = Loaded::default();
-    let mut best: Option<Registry> = None;
-    for obj in repo.list(Kind::Registry, &coop.tag)? {
-        out.objects.push(obj.name);
-        let bytes = match repo.get_opt(Kind::Registry, &coop.tag, &obj.name) {
-            Ok(Some(b)) => b,
-            Ok(None) => continue,
-            Err(e @ Error::Damaged { .. }) => {
-                out.problems.push(Problem::damaged(&obj.path, &e));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        match Registry::open(&coop.index_key, coop.tag, &bytes, |k| {
+    let g = kind(coop).load(repo, |bytes| {
+        Registry::open(&coop.index_key, coop.tag, bytes, |k| {
             coop.admin_keys.contains(k)
-        }) {
-            Ok((r, _)) => {
-                if best.as_ref().is_none_or(|b| r.generation > b.generation) {
-                    best = Some(r);
-                }
-            }
-            Err(e) => out.problems.push(Problem::forged(&obj.path, e)),
-        }
-    }
-    out.registry = best.unwrap_or_default();
-    if let Some((before, now)) = crate::state::observe_generation(
-        repo.cache_dir(),
-        &repo.config.repo_id,
-        &repo.store.location(),
-        "registry",
-        out.registry.generation,
-    ) {
-        out.rollback = Some((before, now));
-        out.problems.push(Problem::damaged(
-            Kind::Registry.dir(),
-            format!(
-                "POSSIBLE ROLLBACK: the member registry is at generation {now}, but this client saw \
-                 generation {before} here; the newest one was removed or the store serves an old state"
-            ),
-        ));
-    }
-    Ok(out)
+        })
+        .map(|(r, _)| {
+            let generation = r.generation;
+            (r, generation)
+        })
+        .map_err(|e| e.to_string())
+    })?;
+    Ok(Loaded {
+        registry: g.newest.map(|(r, _)| r).unwrap_or_default(),
+        objects: g.objects,
+        problems: g.problems,
+        rollback: g.rollback,
+    })
 }
 
 /// The registry as the base of a change: refused when it is older than this client saw here
 /// (a replayed registry), before anything depending on it is written.
 pub(crate) fn load_for_change(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
     let loaded = load(repo, coop)?;
-    refuse_rollback(&loaded)?;
+    kind(coop).refuse_rollback(loaded.rollback)?;
     Ok(loaded)
-}
-
-fn refuse_rollback(loaded: &Loaded) -> Result<()> {
-    if let Some((before, now)) = loaded.rollback {
-        return Err(Error::damaged(
-            Kind::Registry.dir(),
-            format!(
-                "POSSIBLE ROLLBACK: the member registry is at generation {now}, but this client saw \
-                 generation {before} here; nothing is changed on an old registry. Compare with another \
-                 site's replica and restore the newest registry there"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Writes a new generation of the registry (signed with the admin key) and removes the
@@ -97,15 +67,12 @@ fn refuse_rollback(loaded: &Loaded) -> Result<()> {
 /// Refused on a registry older than this client saw here: a replayed registry (from before a
 /// recovery split, say) must not become the base of a new generation.
 pub(crate) fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Result<()> {
-    refuse_rollback(loaded)?;
+    kind(coop).refuse_rollback(loaded.rollback)?;
     let reg = &mut loaded.registry;
     reg.generation += 1;
     reg.updated = crate::now_rfc3339();
     let sealed = reg.seal(&coop.index_key, coop.tag, &coop.authority_signer()?);
-    let name = repo.put(Kind::Registry, &coop.tag, sealed)?;
-    for old in loaded.objects.iter().filter(|o| **o != name) {
-        repo.delete(Kind::Registry, &coop.tag, old)?;
-    }
+    let name = kind(coop).replace(repo, sealed)?;
     loaded.objects = vec![name];
     if let Err(e) = crate::log::record(
         repo,

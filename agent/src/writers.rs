@@ -31,90 +31,61 @@ pub struct Loaded {
     pub rollback: Option<(u64, u64)>,
 }
 
-/// Reads every writer list object and keeps the newest one signed by an admin key.
+/// The writer list as signed, generation-numbered state (SPEC 18).
+const KIND: crate::control::StateKind = crate::control::StateKind {
+    kind: Kind::Writers,
+    tag: TAG,
+    state_key: "writers",
+    label: "the writer list",
+};
+
+/// Reads every writer list object and keeps the newest one signed by an admin key. A store
+/// that serves an older list (which would un-revoke a stolen writer) is a possible rollback.
 pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
-    let mut out = Loaded::default();
-    for obj in repo.list(Kind::Writers, &TAG)? {
-        let bytes = match repo.get_opt(Kind::Writers, &TAG, &obj.name) {
-            Ok(Some(b)) => b,
-            Ok(None) => continue,
-            Err(e @ Error::Damaged { .. }) => {
-                out.problems
-                    .push(crate::damage::Problem::damaged(&obj.path, &e));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        match WriterList::open(&bytes, |k| admin_keys.contains(k)) {
+    let g = KIND.load(repo, |bytes| {
+        match WriterList::open(bytes, |k| admin_keys.contains(k)) {
             Ok((l, _)) if l.repo_id != repo.config.repo_id => {
-                out.problems.push(crate::damage::Problem::forged(
-                    &obj.path,
-                    "a writer list of another repository",
-                ));
+                Err("a writer list of another repository".to_string())
             }
             Ok((l, _)) => {
-                if out.name.is_none() || l.generation > out.list.generation {
-                    out.list = l;
-                    out.name = Some(obj.name);
-                }
+                let generation = l.generation;
+                Ok((l, generation))
             }
-            Err(e) => out
-                .problems
-                .push(crate::damage::Problem::forged(&obj.path, e)),
+            Err(e) => Err(e.to_string()),
         }
-    }
-    if out.name.is_none() {
-        out.list.repo_id = repo.config.repo_id;
-    }
-    // A store that serves an older list would un-revoke a stolen writer.
-    if let Some((before, now)) = crate::state::observe_generation(
-        repo.cache_dir(),
-        &repo.config.repo_id,
-        &repo.store.location(),
-        "writers",
-        out.list.generation,
-    ) {
-        out.rollback = Some((before, now));
-        out.problems.push(crate::damage::Problem::damaged(
-            Kind::Writers.dir(),
-            format!(
-                "POSSIBLE ROLLBACK: the writer list is at generation {now}, but this client saw \
-                 generation {before} here; the newest one (perhaps a revocation) was removed or \
-                 the store serves an old state"
-            ),
-        ));
-    }
-    for w in &mut out.list.writers {
+    })?;
+    let (mut list, name) = match g.newest {
+        Some((l, n)) => (l, Some(n)),
+        None => (
+            WriterList {
+                repo_id: repo.config.repo_id,
+                ..Default::default()
+            },
+            None,
+        ),
+    };
+    for w in &mut list.writers {
         if let Some(r) = &mut w.revoked {
             r.snapshots.sort();
         }
     }
-    Ok(out)
+    Ok(Loaded {
+        list,
+        name,
+        problems: g.problems,
+        rollback: g.rollback,
+    })
 }
 
 /// Writes a new generation of the list (signed by `admin`) and removes the older ones.
 /// Refused on a list older than this client saw here (a replayed list could un-revoke a
 /// writer or drop a witness).
 pub fn save(repo: &Repo, admin: &ed25519_dalek::SigningKey, loaded: &mut Loaded) -> Result<Id> {
-    if let Some((before, now)) = loaded.rollback {
-        return Err(Error::damaged(
-            Kind::Writers.dir(),
-            format!(
-                "POSSIBLE ROLLBACK: the writer list is at generation {now}, but this client saw \
-                 generation {before} here; nothing is changed on an old list. Compare with another \
-                 site's replica and restore the newest list there"
-            ),
-        ));
-    }
+    KIND.refuse_rollback(loaded.rollback)?;
     loaded.list.generation += 1;
     loaded.list.updated = crate::now_rfc3339();
     loaded.list.repo_id = repo.config.repo_id;
-    let name = repo.put(Kind::Writers, &TAG, loaded.list.seal(admin))?;
-    for obj in repo.list(Kind::Writers, &TAG)? {
-        if obj.name != name {
-            repo.delete(Kind::Writers, &TAG, &obj.name)?;
-        }
-    }
+    let name = KIND.replace(repo, loaded.list.seal(admin))?;
     loaded.name = Some(name);
     Ok(name)
 }
