@@ -1211,3 +1211,87 @@ fn an_access_names_the_caretaker_who_asked() {
     let r = env.json(&["report"]);
     assert!(r.to_string().contains("\"requested_by\":\"Kim\""), "{r}");
 }
+
+/// After the recovery split, adding or retiring an admin takes K other admins: anna alone
+/// makes a second person of herself (another identity file of hers) and tries to approve it
+/// as herself and as it, and proposes to retire ben; nothing changes until ben and cleo
+/// approve (SPEC 24.11).
+#[test]
+fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
+    let env = Env::new();
+    let as_ = |id: &PathBuf, args: &[&str]| {
+        let mut c = env.cmd();
+        c.arg("--identity-file").arg(id).args(args);
+        c.output().unwrap()
+    };
+    let token_of = |id: &PathBuf| {
+        let o = as_(id, &["admin", "whoami"]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let (ben, _) = age_identity(&env, "ben");
+    let (cleo, _) = age_identity(&env, "cleo");
+    let (puppet, _) = age_identity(&env, "anna-second");
+    let (dave, _) = age_identity(&env, "dave");
+    env.ok(&["admin", "add", "anna"]);
+    env.ok(&["admin", "add", "ben", &token_of(&ben)]);
+    env.ok(&["admin", "add", "cleo", &token_of(&cleo)]);
+    let recipient = |t: &str| t.rsplit(':').next().unwrap().to_string();
+    let anna_token = String::from_utf8_lossy(&env.coop(&["admin", "whoami"]).stdout)
+        .trim()
+        .to_string();
+    let holders = [
+        format!("anna={}", recipient(&anna_token)),
+        format!("ben={}", recipient(&token_of(&ben))),
+        format!("cleo={}", recipient(&token_of(&cleo))),
+    ];
+    let mut init = vec!["recovery", "init", "--threshold", "2"];
+    for h in &holders {
+        init.extend(["--admin", h.as_str()]);
+    }
+    let o = env.coop(&init);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("adding or retiring one takes 2"),
+        "{}",
+        text(&o)
+    );
+
+    // Anna alone: her second person is only proposed; her approvals do not count.
+    let o = env.coop(&["admin", "add", "second", &token_of(&puppet)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("0 of 2"), "{}", text(&o));
+    let o = env.coop(&["admin", "approve", "second"]);
+    assert_eq!(code(&o), 5, "the proposer approved herself: {}", text(&o));
+    let o = as_(&puppet, &["admin", "approve", "second"]);
+    assert_ne!(code(&o), 0, "the puppet approved itself: {}", text(&o));
+    let o = env.coop(&["admin", "remove", "ben"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let list: Value = serde_json::from_str(&env.ok(&["--json", "admin", "list"])).unwrap();
+    let counts = |name: &str| {
+        list["admins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .map(|a| a["counts"] == true)
+    };
+    assert_eq!(counts("second"), None, "{list}");
+    assert_eq!(counts("ben"), Some(true), "{list}");
+    assert_eq!(list["pending"].as_array().unwrap().len(), 2, "{list}");
+    // Ben still reads the service tenant.
+    let o = as_(&ben, &["snapshots"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Dave, proposed by anna and approved by ben and cleo, is added.
+    env.ok(&["admin", "add", "dave", &token_of(&dave)]);
+    let o = as_(&ben, &["admin", "approve", "dave"]);
+    assert!(text(&o).contains("1 of 2"), "{}", text(&o));
+    let o = as_(&dave, &["snapshots"]);
+    assert_eq!(code(&o), 5, "dave reads before the approvals: {}", text(&o));
+    let o = as_(&cleo, &["admin", "approve", "dave"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("admin dave added"), "{}", text(&o));
+    let o = as_(&dave, &["snapshots"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys::{Access, TenantKeys};
+pub use crate::log::persons::{Op, Persons, Proposal};
 use crate::repo::Repo;
 use coop_formats::keyring::Keyring;
 use coop_formats::registry::{check_member_name, Admin};
@@ -69,25 +70,200 @@ fn rewrap_coop(repo: &Repo, coop: &TenantKeys, mut ring: Keyring, what: &str) ->
     Ok(())
 }
 
+/// What an admin change did: done, or (after the recovery split) proposed or approved and
+/// waiting for more approvals.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Outcome {
+    Added(Admin),
+    Removed(Removed),
+    /// A K-of-N change that takes `needed` approvals by other admins and has `approvals`.
+    Pending {
+        op: Op,
+        name: String,
+        approvals: usize,
+        needed: usize,
+    },
+}
+
 /// `coop admin add NAME KEY`: names a person as an admin and wraps the service tenant to
-/// them. `token` defaults to the caller's own (registering themselves).
-pub fn add(repo: &Repo, access: &Access, name: &str, token: &str) -> Result<Admin> {
+/// them. `token` defaults to the caller's own (registering themselves). After the recovery
+/// split this is a proposal that K other admins approve (SPEC 24.11).
+pub fn add(repo: &Repo, access: &Access, name: &str, token: &str) -> Result<Outcome> {
     check_member_name(name).map_err(|e| Error::invalid(e.replace("member name", "admin name")))?;
     let (key, recipient) = parse_token(token)?;
-    let (coop, mut ring) = coop_ring(repo, access)?;
-    let mut loaded = crate::registry::load_for_change(repo, &coop)?;
-    if let Some(a) = loaded.registry.admins.iter().find(|a| a.name == name) {
+    let (coop, _) = coop_ring(repo, access)?;
+    let loaded = crate::registry::load_for_change(repo, &coop)?;
+    check_new(&loaded.registry, name, &key)?;
+    let persons = persons(repo, &coop)?;
+    if persons.person_approvals().is_none() {
+        return Ok(Outcome::Added(add_now(
+            repo, access, name, &key, &recipient,
+        )?));
+    }
+    propose(repo, &coop, &persons, Op::Add, name, &key, &recipient)
+}
+
+fn check_new(reg: &coop_formats::registry::Registry, name: &str, key: &[u8; 32]) -> Result<()> {
+    if let Some(a) = reg.admins.iter().find(|a| a.name == name) {
         return Err(Error::invalid(format!(
             "an admin named {name:?} exists already{} (names stay with their old entries)",
             if a.removed.is_some() { ", retired" } else { "" }
         )));
     }
-    if let Some(a) = loaded.registry.admin_by_key(&key) {
+    if let Some(a) = reg.admin_by_key(key) {
         return Err(Error::invalid(format!(
             "that person key is admin {:?}'s already",
             a.name
         )));
     }
+    Ok(())
+}
+
+/// Who counts as an admin person, from the admin log (SPEC 24.11).
+fn persons(repo: &Repo, coop: &TenantKeys) -> Result<crate::log::Activation> {
+    let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
+    Ok(trusted.activation.unwrap_or_default())
+}
+
+/// The caller's person key, which must count (after the split only counted persons propose
+/// and approve).
+fn counted_caller(coop: &TenantKeys, persons: &crate::log::Activation) -> Result<[u8; 32]> {
+    let me = coop
+        .person
+        .as_ref()
+        .map(|k| k.verifying_key().to_bytes())
+        .ok_or_else(|| Error::AccessDenied {
+            what: "after the recovery split admin changes are proposed and approved by admins                    as persons: this identity file gives no person key"
+                .into(),
+        })?;
+    if !persons.person_counts(&me) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "person key {} is not an admin person of this cooperative (not named at the                  recovery split, nor added with the other admins' approval since)",
+                &hex::encode(me)[..16]
+            ),
+        });
+    }
+    Ok(me)
+}
+
+/// Logs a proposal (signed by the caller's person key).
+fn propose(
+    repo: &Repo,
+    coop: &TenantKeys,
+    persons: &crate::log::Activation,
+    op: Op,
+    name: &str,
+    key: &[u8; 32],
+    recipient: &str,
+) -> Result<Outcome> {
+    counted_caller(coop, persons)?;
+    let actor = crate::log::Actor::of(coop);
+    let mut e = crate::log::entry(&actor, Event::KeyChange, Some(coop), None, None);
+    e.object = Some(op.object().into());
+    e.data.extend(Persons::proposal_data(name, key, recipient));
+    crate::log::append(repo, &actor, &[e])?;
+    Ok(Outcome::Pending {
+        op,
+        name: name.to_string(),
+        approvals: 0,
+        needed: persons.person_approvals().unwrap_or(1),
+    })
+}
+
+/// `coop admin approve NAME`: approves the pending addition or removal of admin `name`. The
+/// approval that makes K carries the change out (the registry and the service tenant's
+/// keyring); run again after an interruption, it finishes a change the log has in force.
+pub fn approve(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
+    let (coop, _) = coop_ring(repo, access)?;
+    let persons = persons(repo, &coop)?;
+    let Some(needed) = persons.person_approvals() else {
+        return Err(Error::invalid(
+            "before the recovery split admin changes need no approval",
+        ));
+    };
+    let registry = crate::registry::load_for_change(repo, &coop)?.registry;
+    let pending = persons.pending_persons();
+    let Some(x) = pending.iter().find(|x| x.name == name) else {
+        return finish(repo, access, &persons, &registry, name);
+    };
+    let me = counted_caller(&coop, &persons)?;
+    if me == x.by || me == x.key {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the {} of admin {name:?} needs the approval of admins other than the one who                  proposed it and the one it is about",
+                x.op.object()
+            ),
+        });
+    }
+    if x.approvals.contains(&me) {
+        return Err(Error::invalid(format!(
+            "you approved the {} of admin {name:?} already ({} of {needed})",
+            x.op.object(),
+            x.approvals.len()
+        )));
+    }
+    let actor = crate::log::Actor::of(&coop);
+    let mut e = crate::log::entry(&actor, Event::KeyChange, Some(&coop), None, None);
+    e.object = Some(crate::log::persons::APPROVE.into());
+    e.data.extend(Persons::approval_data(x.op, &x.key));
+    crate::log::append(repo, &actor, &[e])?;
+    if x.approvals.len() + 1 < needed {
+        return Ok(Outcome::Pending {
+            op: x.op,
+            name: name.to_string(),
+            approvals: x.approvals.len() + 1,
+            needed,
+        });
+    }
+    let persons = self::persons(repo, &coop)?;
+    finish(repo, access, &persons, &registry, name)
+}
+
+/// Carries out the change of admin `name` the log has in force and the registry does not
+/// show yet.
+fn finish(
+    repo: &Repo,
+    access: &Access,
+    persons: &crate::log::Activation,
+    registry: &coop_formats::registry::Registry,
+    name: &str,
+) -> Result<Outcome> {
+    let listed = registry.admins.iter().find(|a| a.name == name);
+    if let Some(a) = listed.filter(|a| a.removed.is_none()) {
+        if !persons.person_counts(&a.key) {
+            return Ok(Outcome::Removed(remove_now(repo, access, name)?));
+        }
+    }
+    if listed.is_none() {
+        if let Some((key, recipient)) = persons.added(name) {
+            if persons.person_counts(&key) {
+                return Ok(Outcome::Added(add_now(
+                    repo, access, name, &key, &recipient,
+                )?));
+            }
+        }
+    }
+    Err(Error::NotFound {
+        what: format!(
+            "a pending addition or removal of admin {name:?} (`coop admin list` shows them)"
+        ),
+    })
+}
+
+/// Names person `key` an admin and wraps the service tenant to `recipient`, now.
+fn add_now(
+    repo: &Repo,
+    access: &Access,
+    name: &str,
+    key: &[u8; 32],
+    recipient: &str,
+) -> Result<Admin> {
+    let (coop, mut ring) = coop_ring(repo, access)?;
+    let mut loaded = crate::registry::load_for_change(repo, &coop)?;
+    check_new(&loaded.registry, name, key)?;
+    let (key, recipient) = (*key, recipient.to_string());
     let admin = Admin {
         name: name.to_string(),
         recipient: recipient.clone(),
@@ -115,8 +291,34 @@ pub struct Removed {
 
 /// `coop admin remove NAME`: retires an admin. The service tenant's keyring is re-wrapped
 /// without their recipient and gets a new data identity, so that they read nothing of it
-/// written afterwards; their name stays for their old entries.
-pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
+/// written afterwards; their name stays for their old entries. After the recovery split
+/// this is a proposal that K other admins approve (SPEC 24.11).
+pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
+    let (coop, _) = coop_ring(repo, access)?;
+    let persons = persons(repo, &coop)?;
+    if persons.person_approvals().is_none() {
+        return Ok(Outcome::Removed(remove_now(repo, access, name)?));
+    }
+    let registry = crate::registry::load_for_change(repo, &coop)?.registry;
+    let a = registry
+        .admins
+        .iter()
+        .find(|a| a.name == name && a.removed.is_none())
+        .ok_or_else(|| Error::NotFound {
+            what: format!("admin {name:?} (`coop admin list` shows them)"),
+        })?;
+    propose(
+        repo,
+        &coop,
+        &persons,
+        Op::Remove,
+        name,
+        &a.key,
+        &a.recipient,
+    )
+}
+
+fn remove_now(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
     let (coop, mut ring) = coop_ring(repo, access)?;
     let mut loaded = crate::registry::load_for_change(repo, &coop)?;
     let active = loaded
@@ -169,6 +371,40 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
 /// The registered admins, retired ones included.
 pub fn list(repo: &Repo, coop: &TenantKeys) -> Result<Vec<Admin>> {
     Ok(crate::registry::load(repo, coop)?.registry.admins)
+}
+
+/// The admins with whether each counts as a person (SPEC 24.11), and the pending changes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listing {
+    pub admins: Vec<Listed>,
+    pub pending: Vec<Proposal>,
+    /// K: approvals by other admins a change takes (`None`: before the recovery split, none).
+    pub approvals_needed: Option<usize>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub admin: Admin,
+    /// Whether the log counts this person (always, before the split).
+    pub counts: bool,
+}
+
+/// `coop admin list`: the admins, who counts, and what waits for approval.
+pub fn listing(repo: &Repo, coop: &TenantKeys) -> Result<Listing> {
+    let persons = persons(repo, coop)?;
+    let admins = list(repo, coop)?
+        .into_iter()
+        .map(|a| Listed {
+            counts: a.removed.is_none() && persons.person_counts(&a.key),
+            admin: a,
+        })
+        .collect();
+    Ok(Listing {
+        admins,
+        pending: persons.pending_persons(),
+        approvals_needed: persons.person_approvals(),
+    })
 }
 
 /// Who caused a log entry, for people to read: the admin the person signature names (from
@@ -254,5 +490,125 @@ mod tests {
         ] {
             assert!(parse_token(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// Admin changes after the recovery split, played by one admin acting alone (SPEC 24.11;
+/// issue 25 finding 8).
+#[cfg(test)]
+mod k_of_n {
+    use super::*;
+    use coop_formats::crypt;
+    use ed25519_dalek::SigningKey;
+    use std::sync::Arc;
+
+    struct Person {
+        access: Access,
+        token: String,
+        key: [u8; 32],
+    }
+
+    fn person(n: u8) -> Person {
+        let (secret, public) = crypt::generate_identity();
+        let ids = Arc::new(crypt::parse_identities(secret.as_bytes()).unwrap());
+        let signing = SigningKey::from_bytes(&[n; 32]);
+        Person {
+            token: token(&signing, &public),
+            key: signing.verifying_key().to_bytes(),
+            access: Access::Identity(ids, Some(Arc::new(signing))),
+        }
+    }
+
+    /// Anna, ben and cleo, admins as persons; the split made with K = 2.
+    fn coop() -> (tempfile::TempDir, Repo, Vec<Person>) {
+        let d = tempfile::tempdir().unwrap();
+        let people: Vec<Person> = (1..=3).map(person).collect();
+        let (_, anna_public) = parse_token(&people[0].token).unwrap();
+        let (mut repo, _) = Repo::init(
+            d.path().join("r").to_str().unwrap(),
+            vec![anna_public],
+            crate::now_rfc3339(),
+        )
+        .unwrap();
+        repo.cache_dir = Some(d.path().join("cache"));
+        for (i, name) in ["anna", "ben", "cleo"].iter().enumerate() {
+            let out = add(&repo, &people[0].access, name, &people[i].token).unwrap();
+            assert!(matches!(out, Outcome::Added(_)));
+        }
+        let holders: Vec<(String, String)> = ["anna", "ben", "cleo"]
+            .iter()
+            .zip(&people)
+            .map(|(n, p)| (n.to_string(), parse_token(&p.token).unwrap().1))
+            .collect();
+        crate::recovery::init(&repo, &people[0].access, 2, &holders).unwrap();
+        (d, repo, people)
+    }
+
+    fn counts(repo: &Repo, p: &Person, key: &[u8; 32]) -> bool {
+        let coop = crate::tenant::keys(repo, &p.access, "coop").unwrap();
+        persons(repo, &coop).unwrap().person_counts(key)
+    }
+
+    #[test]
+    fn one_admin_alone_adds_no_person_and_removes_none() {
+        let (_d, repo, people) = coop();
+        let anna = &people[0];
+        // Anna makes a second person of herself and tries to approve it, as herself and as it.
+        let puppet = person(7);
+        let out = add(&repo, &anna.access, "puppet", &puppet.token).unwrap();
+        assert!(matches!(
+            out,
+            Outcome::Pending {
+                approvals: 0,
+                needed: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            approve(&repo, &anna.access, "puppet"),
+            Err(Error::AccessDenied { .. })
+        ));
+        // The puppet holds no key of the service tenant yet: it cannot even open it.
+        assert!(approve(&repo, &puppet.access, "puppet").is_err());
+        assert!(!counts(&repo, anna, &puppet.key));
+        // She proposes to remove ben: ben still counts, and still reads the service tenant.
+        let out = remove(&repo, &anna.access, "ben").unwrap();
+        assert!(matches!(out, Outcome::Pending { .. }));
+        assert!(counts(&repo, anna, &people[1].key));
+        crate::tenant::keys(&repo, &people[1].access, "coop").unwrap();
+        // Ben cannot approve his own removal.
+        assert!(approve(&repo, &people[1].access, "ben").is_err());
+        let listing = listing(
+            &repo,
+            &crate::tenant::keys(&repo, &anna.access, "coop").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(listing.pending.len(), 2);
+        assert_eq!(listing.approvals_needed, Some(2));
+    }
+
+    #[test]
+    fn k_other_admins_add_and_remove_a_person() {
+        let (_d, repo, people) = coop();
+        let (anna, ben, cleo) = (&people[0], &people[1], &people[2]);
+        let dave = person(4);
+        add(&repo, &anna.access, "dave", &dave.token).unwrap();
+        let out = approve(&repo, &ben.access, "dave").unwrap();
+        assert!(matches!(out, Outcome::Pending { approvals: 1, .. }));
+        assert!(!counts(&repo, anna, &dave.key));
+        let out = approve(&repo, &cleo.access, "dave").unwrap();
+        assert!(matches!(out, Outcome::Added(_)), "{out:?}");
+        assert!(counts(&repo, anna, &dave.key));
+        // Dave reads the service tenant now, and approves as a person.
+        crate::tenant::keys(&repo, &dave.access, "coop").unwrap();
+        remove(&repo, &dave.access, "cleo").unwrap();
+        approve(&repo, &anna.access, "cleo").unwrap();
+        let out = approve(&repo, &ben.access, "cleo").unwrap();
+        assert!(matches!(out, Outcome::Removed(_)), "{out:?}");
+        assert!(!counts(&repo, anna, &cleo.key));
+        assert!(matches!(
+            crate::tenant::keys(&repo, &cleo.access, "coop"),
+            Err(Error::NotRecipient { .. })
+        ));
     }
 }

@@ -18,6 +18,7 @@
 mod append;
 mod deletions;
 mod gossip;
+pub mod persons;
 mod proof;
 mod trust;
 mod verify;

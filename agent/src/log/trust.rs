@@ -52,10 +52,12 @@ pub struct Active {
     pub by: Option<[u8; 32]>,
 }
 
-/// Witness activation per admin log: admin origin → witness key → how it joined.
+/// Witness activation per admin log: admin origin → witness key → how it joined; and the
+/// admin persons that count, per admin log (SPEC 24.11).
 #[derive(Debug, Clone, Default)]
 pub struct Activation {
     pub logs: HashMap<String, HashMap<[u8; 32], Active>>,
+    pub persons: HashMap<String, super::persons::Persons>,
 }
 
 impl Activation {
@@ -76,10 +78,54 @@ impl Activation {
     /// entry): a founding witness, or one another, named person adopted. A witness adopted
     /// by an unnamed admin, and any witness for an entry of no named person, is independent
     /// only when founding.
+    ///
+    /// After the recovery split only a counted person (SPEC 24.11) is "another, named person":
+    /// witnesses a second person key of one admin adopted (her `by` was not counted then) are
+    /// independent of nobody, and an entry by a person who does not count (a second key of
+    /// hers, or a removed admin) is witnessed independently only by founding witnesses.
     pub fn independent_of(&self, key: &[u8; 32], person: Option<&[u8; 32]>) -> bool {
+        let person = person.filter(|p| self.person_counts(p));
         self.of(key).is_some_and(|a| {
-            a.founding || matches!((a.by.as_ref(), person), (Some(b), Some(p)) if b != p)
+            a.founding
+                || matches!((a.by.as_ref(), person), (Some(b), Some(p))
+                    if b != p && self.person_counts(b))
         })
+    }
+
+    /// Whether admin person `key` counts now: in every admin log whose split named persons
+    /// (none: every person counts).
+    pub fn person_counts(&self, key: &[u8; 32]) -> bool {
+        self.persons
+            .values()
+            .filter(|p| p.restricted_from.is_some())
+            .all(|p| p.counts_now(key))
+    }
+
+    /// The pending changes of the admin persons, over every admin log.
+    pub fn pending_persons(&self) -> Vec<super::persons::Proposal> {
+        self.persons
+            .values()
+            .flat_map(|p| p.pending.iter().cloned())
+            .collect()
+    }
+
+    /// The person key and recipient of the newest completed addition of admin `name`.
+    pub fn added(&self, name: &str) -> Option<([u8; 32], String)> {
+        self.persons
+            .values()
+            .flat_map(|p| p.completed.iter())
+            .filter(|x| x.op == super::persons::Op::Add && x.name == name)
+            .last()
+            .map(|x| (x.key, x.recipient.clone()))
+    }
+
+    /// K of the admin persons' split (approvals a change of persons takes), if any.
+    pub fn person_approvals(&self) -> Option<usize> {
+        self.persons
+            .values()
+            .filter(|p| p.restricted_from.is_some())
+            .map(|p| p.approvals_needed)
+            .max()
     }
 }
 
@@ -156,7 +202,15 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
         let mut quorums: Vec<(u64, u32)> = Vec::new();
         // (index, key) of the logged revocations of witnesses.
         let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
+        let mut person_entries: Vec<(u64, Entry)> = Vec::new();
         for (i, b) in entries.iter().enumerate() {
+            if contains(b, b"recovery-init") || contains(b, b"\"admin-") {
+                if let Ok(e) = Entry::decode(b) {
+                    if e.actor == own {
+                        person_entries.push((i as u64, e));
+                    }
+                }
+            }
             if !(contains(b, b"witness_key")
                 || contains(b, b"log_quorum=")
                 || contains(b, b"\"revoke\""))
@@ -189,6 +243,15 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
                 }
             }
         }
+        // Who counts as a person, and so who may adopt a witness (SPEC 24.11).
+        let persons =
+            super::persons::Persons::from_entries(person_entries.iter().map(|(i, e)| (*i, e)));
+        for a in adoptions.iter_mut() {
+            if a.2.is_some_and(|by| !persons.counts(&by, a.0)) {
+                a.2 = None;
+            }
+        }
+        act.persons.insert(origin.clone(), persons);
         let mut founding = true;
         let mut next = 0; // the first adoption not yet in effect
         for (&size, note) in s.checkpoints.range(..=head.size) {

@@ -120,6 +120,18 @@ fn establish(
         "setup".into(),
         serde_json::to_value(&setup).expect("serializes"),
     );
+    // The admin persons from now on: a person joins or leaves only with K other persons'
+    // approvals (SPEC 24.11).
+    let persons: Vec<String> = loaded
+        .registry
+        .admins
+        .iter()
+        .filter(|a| a.removed.is_none())
+        .map(|a| hex::encode(a.key))
+        .collect();
+    e.data.insert("persons".into(), persons.into());
+    e.data
+        .insert("person_approvals".into(), setup.approvals().into());
     log::append(repo, &actor, &[e])?;
     for m in &loaded.registry.members {
         let recovery = crate::members::recovery_readers(&loaded.registry, m);

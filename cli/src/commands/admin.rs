@@ -27,7 +27,13 @@ pub enum AdminCommand {
         /// The admin's name.
         name: String,
     },
-    /// List the admins, retired ones included.
+    /// Approve the pending addition or removal of an admin (after the recovery split each
+    /// takes K approvals by admins other than the one who proposed it).
+    Approve {
+        /// The admin's name.
+        name: String,
+    },
+    /// List the admins, retired ones included, and the changes waiting for approval.
     List,
 }
 
@@ -66,80 +72,124 @@ pub fn run(g: &Global, c: AdminCommand) -> Result<i32> {
     }
     let repo = util::open_repo(g)?;
     let access = util::identity_access(g)?;
-    match c {
+    let outcome = match c {
         AdminCommand::Whoami => unreachable!("handled above"),
         AdminCommand::Add { name, key } => {
             let key = match key {
                 Some(k) => k,
                 None => own_token(g)?,
             };
-            let a = admins::add(&repo, &access, &name, &key)?;
-            if g.json {
-                p.json(&a)?;
-            } else {
-                p.summary(format!(
-                    "admin {} added: the service tenant is wrapped to their key; the log \
-                     entries they cause name them (person key {})",
-                    a.name,
-                    &hex::encode(a.key)[..16]
-                ))?;
-                let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-                if coop_agent::recovery::setup(&repo, &coop).is_ok() {
-                    p.note(format!(
-                        "{} holds no share of the members' recovery keys: the split names the \
-                         admins it was made with",
-                        a.name
-                    ));
-                }
-            }
+            admins::add(&repo, &access, &name, &key)?
         }
-        AdminCommand::Remove { name } => {
-            let r = admins::remove(&repo, &access, &name)?;
-            if g.json {
-                p.json(&r)?;
-            } else {
-                p.summary(format!(
-                    "admin {name} retired: the service tenant is re-wrapped without their key \
-                     and has a new data key; they read nothing of it written from now on"
-                ))?;
-                if r.holds_shares {
-                    p.warn(format!(
-                        "{name} still holds shares of the members' recovery keys: with K \
-                         others they could still recover a member (each step logged) until \
-                         that member's next recovery replaces its recovery key"
-                    ));
-                }
-                p.warn(format!(
-                    "{name} knew the service tenant's signing key, which admin changes do not \
-                     replace (SPEC 15): watch `coop log show` for registry and writer-list \
-                     changes they did not agree"
+        AdminCommand::Remove { name } => admins::remove(&repo, &access, &name)?,
+        AdminCommand::Approve { name } => admins::approve(&repo, &access, &name)?,
+        AdminCommand::List => {
+            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+            return list(g, &admins::listing(&repo, &coop)?);
+        }
+    };
+    if g.json {
+        p.json(&outcome)?;
+        return Ok(crate::exit::OK);
+    }
+    match outcome {
+        admins::Outcome::Added(a) => {
+            p.summary(format!(
+                "admin {} added: the service tenant is wrapped to their key; the log entries \
+                 they cause name them (person key {})",
+                a.name,
+                &hex::encode(a.key)[..16]
+            ))?;
+            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+            if coop_agent::recovery::setup(&repo, &coop).is_ok() {
+                p.note(format!(
+                    "{} holds no share of the members' recovery keys: the split names the \
+                     admins it was made with",
+                    a.name
                 ));
             }
         }
-        AdminCommand::List => {
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let list = admins::list(&repo, &coop)?;
-            if g.json {
-                p.json(&list)?;
-            } else {
-                for a in &list {
-                    p.data(format!(
-                        "{:<16} {:<16} added {}{}  {}",
-                        a.name,
-                        &hex::encode(a.key)[..16],
-                        util::local_time(&a.added),
-                        a.removed
-                            .as_ref()
-                            .map(|r| format!(", retired {}", util::local_time(r)))
-                            .unwrap_or_default(),
-                        a.recipient
-                    ))?;
-                }
-                if list.is_empty() {
-                    p.note("no admin is named yet: each admin runs `coop admin add NAME` once");
-                }
-            }
+        admins::Outcome::Removed(r) => removed(g, &r)?,
+        admins::Outcome::Pending {
+            op,
+            name,
+            approvals,
+            needed,
+        } => {
+            p.summary(format!(
+                "the {} of admin {name} is logged and waits for approval: {approvals} of \
+                 {needed} admins (other than the one who proposed it and the one it is about) \
+                 approved",
+                op.object()
+            ))?;
+            p.note(format!(
+                "each of them runs `coop admin approve {name}`; the approval that makes \
+                 {needed} carries the change out"
+            ));
         }
+    }
+    Ok(crate::exit::OK)
+}
+
+fn removed(g: &Global, r: &admins::Removed) -> Result<()> {
+    let p = g.printer();
+    let name = &r.admin.name;
+    p.summary(format!(
+        "admin {name} retired: the service tenant is re-wrapped without their key and has a \
+         new data key; they read nothing of it written from now on"
+    ))?;
+    if r.holds_shares {
+        p.warn(format!(
+            "{name} still holds shares of the members' recovery keys: with K others they \
+             could still recover a member (each step logged) until that member's next \
+             recovery replaces its recovery key"
+        ));
+    }
+    p.warn(format!(
+        "{name} knew the service tenant's signing key, which admin changes do not replace \
+         (SPEC 15): watch `coop log show` for registry and writer-list changes they did not \
+         agree"
+    ));
+    Ok(())
+}
+
+fn list(g: &Global, l: &admins::Listing) -> Result<i32> {
+    let p = g.printer();
+    if g.json {
+        p.json(l)?;
+        return Ok(crate::exit::OK);
+    }
+    for x in &l.admins {
+        let a = &x.admin;
+        p.data(format!(
+            "{:<16} {:<16} added {}{}{}  {}",
+            a.name,
+            &hex::encode(a.key)[..16],
+            util::local_time(&a.added),
+            a.removed
+                .as_ref()
+                .map(|r| format!(", retired {}", util::local_time(r)))
+                .unwrap_or_default(),
+            if a.removed.is_none() && !x.counts {
+                ", NOT COUNTED (no approval in the log)"
+            } else {
+                ""
+            },
+            a.recipient
+        ))?;
+    }
+    if l.admins.is_empty() {
+        p.note("no admin is named yet: each admin runs `coop admin add NAME` once");
+    }
+    for x in &l.pending {
+        p.data(format!(
+            "pending: {} of {} ({}), {} of {} approvals",
+            x.op.object(),
+            x.name,
+            &hex::encode(x.key)[..16],
+            x.approvals.len(),
+            l.approvals_needed.unwrap_or(1)
+        ))?;
     }
     Ok(crate::exit::OK)
 }

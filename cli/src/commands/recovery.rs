@@ -144,6 +144,25 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                         .join(", ")
                 ))?;
                 readers_after_split(g, &repo, &access)?;
+                let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+                let listing = coop_agent::admins::listing(&repo, &coop)?;
+                if listing.approvals_needed.is_none() {
+                    p.warn(
+                        "no admin is registered as a person (`coop admin add NAME`), so the                          split named no persons: any person key counts as an admin person, and                          one admin can add or retire admins alone (SPEC 24.11)",
+                    );
+                } else {
+                    p.note(format!(
+                        "the admin persons from now on: {}; adding or retiring one takes {}                          other admins' approval (`coop admin approve`)",
+                        listing
+                            .admins
+                            .iter()
+                            .filter(|a| a.counts)
+                            .map(|a| a.admin.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        s.approvals()
+                    ));
+                }
             }
         }
         RecoveryCommand::Request {

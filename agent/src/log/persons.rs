@@ -1,0 +1,419 @@
+//! Which admin persons count (SPEC 24.11): before the recovery split every admin can do
+//! everything, so every person key that signs an admin entry counts. From the split on, the
+//! persons named in the first `recovery-init` entry that names any count, and a person joins
+//! or leaves only when K *other* counted persons approved it, each with an entry they signed
+//! (`key-change`, `object` = `admin-add` / `admin-remove` for the proposal,
+//! `admin-approve` for an approval). Everything is read from the admin log, which is
+//! append-only and witnessed: one admin alone can neither make a second person of herself
+//! nor remove another, and nobody can undo a step unseen.
+
+use coop_formats::tlog::{Entry, Event, PersonCheck};
+
+/// A change of the admin persons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    Add,
+    Remove,
+}
+
+impl Op {
+    /// The `object` of the proposal entry.
+    pub fn object(self) -> &'static str {
+        match self {
+            Op::Add => "admin-add",
+            Op::Remove => "admin-remove",
+        }
+    }
+
+    fn of(object: &str) -> Option<Op> {
+        match object {
+            "admin-add" => Some(Op::Add),
+            "admin-remove" => Some(Op::Remove),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Remove => "remove",
+        }
+    }
+}
+
+/// The `object` of an approval entry.
+pub const APPROVE: &str = "admin-approve";
+
+/// A proposed change and who approved it so far.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Proposal {
+    /// Index of the proposal entry in its admin log.
+    pub index: u64,
+    pub op: Op,
+    /// The person's name (as proposed), person key and recipient.
+    pub name: String,
+    #[serde(serialize_with = "hex32")]
+    pub key: [u8; 32],
+    pub recipient: String,
+    /// Who proposed it.
+    #[serde(serialize_with = "hex32")]
+    pub by: [u8; 32],
+    /// Counted persons other than the proposer and the subject who approved it, in order.
+    #[serde(serialize_with = "hex32s")]
+    pub approvals: Vec<[u8; 32]>,
+}
+
+fn hex32<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(k))
+}
+
+fn hex32s<S: serde::Serializer>(ks: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ks.iter().map(hex::encode))
+}
+
+/// The persons of one admin log over time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persons {
+    /// The index of the `recovery-init` entry from which on only counted persons count
+    /// (`None`: no split that names persons; every signed person counts).
+    pub restricted_from: Option<u64>,
+    /// The persons the split named.
+    pub founding: Vec<[u8; 32]>,
+    /// K: approvals by counted persons other than the proposer that a change takes.
+    pub approvals_needed: usize,
+    /// Changes in force, in log order: (index of the approval that completed it, key, op).
+    pub changes: Vec<(u64, [u8; 32], Op)>,
+    /// Proposals not completed yet, in log order.
+    pub pending: Vec<Proposal>,
+    /// Completed proposals, in the order they took effect.
+    pub completed: Vec<Proposal>,
+}
+
+fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
+    v?.as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+}
+
+fn text(e: &Entry, field: &str) -> String {
+    e.data
+        .get(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Persons {
+    /// Reads the persons from an admin log's entries (index, entry) in log order. Entries
+    /// without a valid person signature change nothing.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = (u64, &'a Entry)>) -> Persons {
+        let mut p = Persons::default();
+        for (i, e) in entries {
+            let PersonCheck::Signed(by) = e.person() else {
+                continue;
+            };
+            match (e.event, e.object.as_deref()) {
+                (Event::RecoveryInit, _) if p.restricted_from.is_none() => {
+                    let founding: Vec<[u8; 32]> = e
+                        .data
+                        .get("persons")
+                        .and_then(|v| v.as_array())
+                        .map(|a| a.iter().filter_map(|k| key_of(Some(k))).collect())
+                        .unwrap_or_default();
+                    if !founding.is_empty() {
+                        p.restricted_from = Some(i);
+                        p.founding = founding;
+                        p.approvals_needed = e
+                            .data
+                            .get("person_approvals")
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(1)
+                            .max(1) as usize;
+                    }
+                }
+                (Event::KeyChange, Some(object)) if p.restricted_from.is_some() => {
+                    if !p.counts(&by, i) {
+                        continue;
+                    }
+                    if let Some(op) = Op::of(object) {
+                        let Some(key) = key_of(e.data.get("admin_key")) else {
+                            continue;
+                        };
+                        p.pending.retain(|x| !(x.op == op && x.key == key));
+                        p.pending.push(Proposal {
+                            index: i,
+                            op,
+                            name: text(e, "admin"),
+                            key,
+                            recipient: text(e, "admin_recipient"),
+                            by,
+                            approvals: Vec::new(),
+                        });
+                    } else if object == APPROVE {
+                        p.approve(i, e, by);
+                    }
+                }
+                _ => {}
+            }
+        }
+        p
+    }
+
+    fn approve(&mut self, i: u64, e: &Entry, by: [u8; 32]) {
+        let Some(key) = key_of(e.data.get("admin_key")) else {
+            return;
+        };
+        let op = match text(e, "op").as_str() {
+            "add" => Op::Add,
+            "remove" => Op::Remove,
+            _ => return,
+        };
+        let Some(at) = self.pending.iter().position(|x| x.op == op && x.key == key) else {
+            return;
+        };
+        let x = &mut self.pending[at];
+        if by == x.by || by == x.key || x.approvals.contains(&by) {
+            return;
+        }
+        x.approvals.push(by);
+        if x.approvals.len() >= self.approvals_needed {
+            let done = self.pending.remove(at);
+            self.changes.push((i, done.key, done.op));
+            self.completed.push(done);
+        }
+    }
+
+    /// Whether person `key` counts at entry index `at` of this log.
+    pub fn counts(&self, key: &[u8; 32], at: u64) -> bool {
+        let Some(from) = self.restricted_from else {
+            return true;
+        };
+        if at <= from {
+            return true;
+        }
+        let mut counted = self.founding.contains(key);
+        for (i, k, op) in &self.changes {
+            if *i < at && k == key {
+                counted = *op == Op::Add;
+            }
+        }
+        counted
+    }
+
+    /// Whether person `key` counts now (after every entry read).
+    pub fn counts_now(&self, key: &[u8; 32]) -> bool {
+        self.counts(key, u64::MAX)
+    }
+
+    /// The pending proposal of `op` for `key`, if any.
+    pub fn proposal(&self, op: Op, key: &[u8; 32]) -> Option<&Proposal> {
+        self.pending.iter().find(|x| x.op == op && &x.key == key)
+    }
+
+    /// The data of a proposal entry.
+    pub fn proposal_data(
+        name: &str,
+        key: &[u8; 32],
+        recipient: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut d = serde_json::Map::new();
+        d.insert("admin".into(), name.into());
+        d.insert("admin_key".into(), hex::encode(key).into());
+        d.insert("admin_recipient".into(), recipient.into());
+        d
+    }
+
+    /// The data of an approval entry.
+    pub fn approval_data(op: Op, key: &[u8; 32]) -> serde_json::Map<String, serde_json::Value> {
+        let mut d = serde_json::Map::new();
+        d.insert("op".into(), op.name().into());
+        d.insert("admin_key".into(), hex::encode(key).into());
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn person(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn pk(n: u8) -> [u8; 32] {
+        person(n).verifying_key().to_bytes()
+    }
+
+    fn entry(
+        by: &SigningKey,
+        event: Event,
+        object: Option<&str>,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> Entry {
+        let mut e = Entry {
+            ty: coop_formats::tlog::ENTRY_TYPE.into(),
+            time: "2026-12-06T00:00:00Z".into(),
+            event,
+            actor: hex::encode([9u8; 32]),
+            actor_name: "admin".into(),
+            tenant: None,
+            reason: None,
+            object: object.map(str::to_string),
+            data,
+            detail: None,
+        };
+        e.sign_person(by);
+        e
+    }
+
+    fn init(by: &SigningKey, persons: &[[u8; 32]], k: u64) -> Entry {
+        let mut d = serde_json::Map::new();
+        d.insert(
+            "persons".into(),
+            persons.iter().map(hex::encode).collect::<Vec<_>>().into(),
+        );
+        d.insert("person_approvals".into(), k.into());
+        entry(by, Event::RecoveryInit, None, d)
+    }
+
+    fn propose(by: &SigningKey, op: Op, who: u8) -> Entry {
+        entry(
+            by,
+            Event::KeyChange,
+            Some(op.object()),
+            Persons::proposal_data("x", &pk(who), "age1x"),
+        )
+    }
+
+    fn approve(by: &SigningKey, op: Op, who: u8) -> Entry {
+        entry(
+            by,
+            Event::KeyChange,
+            Some(APPROVE),
+            Persons::approval_data(op, &pk(who)),
+        )
+    }
+
+    fn read(entries: &[Entry]) -> Persons {
+        Persons::from_entries(entries.iter().enumerate().map(|(i, e)| (i as u64, e)))
+    }
+
+    #[test]
+    fn before_the_split_every_person_counts() {
+        let p = read(&[propose(&person(1), Op::Add, 7)]);
+        assert!(p.counts_now(&pk(7)) && p.counts_now(&pk(1)));
+    }
+
+    /// One admin alone (person 1) adds a second person of her own and approves it with it,
+    /// approves her own proposal, and tries to remove person 2: nothing changes.
+    #[test]
+    fn one_admin_alone_changes_no_person() {
+        let (a, b, c) = (person(1), person(2), person(3));
+        let puppet = person(7);
+        let p = read(&[
+            init(&a, &[pk(1), pk(2), pk(3)], 2),
+            propose(&a, Op::Add, 7),
+            approve(&a, Op::Add, 7),
+            approve(&puppet, Op::Add, 7),
+            propose(&puppet, Op::Remove, 2),
+            propose(&a, Op::Remove, 2),
+            approve(&a, Op::Remove, 2),
+            approve(&b, Op::Remove, 2),
+        ]);
+        assert!(!p.counts_now(&pk(7)), "the puppet counts");
+        assert!(p.counts_now(&pk(2)), "person 2 was removed");
+        assert_eq!(p.pending.len(), 2);
+        assert_eq!(p.proposal(Op::Add, &pk(7)).unwrap().approvals.len(), 0);
+        // With person 3's approval the add is K-of-N: it takes effect from then on.
+        let mut entries = vec![
+            init(&a, &[pk(1), pk(2), pk(3)], 2),
+            propose(&a, Op::Add, 7),
+            approve(&b, Op::Add, 7),
+        ];
+        assert!(!read(&entries).counts_now(&pk(7)));
+        entries.push(approve(&c, Op::Add, 7));
+        let p = read(&entries);
+        assert!(p.counts_now(&pk(7)));
+        assert!(
+            !p.counts(&pk(7), 3),
+            "counted before the approval that completed it"
+        );
+        // Forged person signatures count nowhere.
+        let mut forged = approve(&c, Op::Remove, 1);
+        forged.object = Some(APPROVE.into());
+        forged
+            .data
+            .insert("admin_key".into(), hex::encode(pk(2)).into());
+        entries.push(propose(&b, Op::Remove, 2));
+        entries.push(forged);
+        assert!(read(&entries).counts_now(&pk(2)));
+    }
+
+    #[test]
+    fn a_removed_person_counts_no_more_and_cannot_approve() {
+        let (a, b, c) = (person(1), person(2), person(3));
+        let p = read(&[
+            init(&a, &[pk(1), pk(2), pk(3)], 2),
+            propose(&a, Op::Remove, 3),
+            approve(&b, Op::Remove, 3),
+            approve(&c, Op::Remove, 3),
+        ]);
+        assert!(p.counts_now(&pk(3)), "the subject's own approval counted");
+        let p = read(&[
+            init(&a, &[pk(1), pk(2), pk(3), pk(4)], 2),
+            propose(&a, Op::Remove, 3),
+            approve(&b, Op::Remove, 3),
+            approve(&person(4), Op::Remove, 3),
+            propose(&c, Op::Add, 8),
+            approve(&a, Op::Add, 8),
+            approve(&b, Op::Add, 8),
+        ]);
+        assert!(!p.counts_now(&pk(3)));
+        assert!(!p.counts_now(&pk(8)), "a removed person's proposal counted");
+        // A later split names other persons: the first one stays in force.
+        let p = read(&[init(&a, &[pk(1), pk(2)], 1), init(&a, &[pk(1), pk(7)], 1)]);
+        assert!(!p.counts_now(&pk(7)));
+    }
+}
+
+#[cfg(test)]
+mod witness_tests {
+    use super::*;
+    use crate::log::{Activation, Active};
+
+    /// After the split, a witness that a second person key of anna's adopted is independent
+    /// of nobody, and an entry signed by that key gets no independent witness from ben's
+    /// adoption either: only counted persons are "another person".
+    #[test]
+    fn a_second_person_key_neither_adopts_nor_reads_as_another_person() {
+        let (anna, ben, puppet) = ([1u8; 32], [2u8; 32], [7u8; 32]);
+        let (w_puppet, w_ben) = ([11u8; 32], [12u8; 32]);
+        let mut a = Activation::default();
+        let active = |by| Active {
+            since: 1,
+            founding: false,
+            by: Some(by),
+        };
+        a.logs.insert(
+            "admin".into(),
+            [(w_puppet, active(puppet)), (w_ben, active(ben))].into(),
+        );
+        // Before any split names persons, every signed person is one.
+        assert!(a.independent_of(&w_puppet, Some(&anna)));
+        a.persons.insert(
+            "admin".into(),
+            Persons {
+                restricted_from: Some(0),
+                founding: vec![anna, ben],
+                approvals_needed: 1,
+                ..Default::default()
+            },
+        );
+        assert!(!a.independent_of(&w_puppet, Some(&anna)));
+        assert!(a.independent_of(&w_ben, Some(&anna)));
+        assert!(!a.independent_of(&w_ben, Some(&puppet)));
+        assert!(!a.person_counts(&puppet));
+    }
+}
