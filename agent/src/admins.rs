@@ -368,6 +368,109 @@ fn remove_now(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
     })
 }
 
+/// What `coop log policy` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Policy {
+    /// The quorum of witness cosignatures accesses wait for now.
+    pub log_quorum: u32,
+    /// A lowering after the recovery split that waits for approvals: (approvals, needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<(usize, usize)>,
+    /// Unrevoked site writers plus external witnesses.
+    pub sites: u32,
+    /// Witnesses named whose adoption could not be logged: (name, why). They witness nothing
+    /// until it is.
+    pub unlogged: Vec<(String, String)>,
+}
+
+/// `coop log policy`: sets the writer list's quorum and external witnesses, and logs each
+/// change (SPEC 24.5). After the recovery split a quorum below the floor is a proposal (or an
+/// approval of the same proposal) that K other admins approve (SPEC 24.11); until then the
+/// floor stays in force.
+pub fn log_policy(
+    repo: &Repo,
+    coop: &TenantKeys,
+    quorum: u32,
+    witnesses: &[(String, [u8; 32])],
+) -> Result<Policy> {
+    let admin = coop.authority_signer()?;
+    let act = persons(repo, coop)?;
+    let floor = act.persons.values().filter_map(|p| p.quorum_floor).max();
+    let lowering = floor.is_some_and(|f| quorum < f);
+    let me = if lowering {
+        Some(counted_caller(coop, &act)?)
+    } else {
+        None
+    };
+    let mut loaded = crate::writers::load(repo, &coop.admin_keys)?;
+    for (name, public_key) in witnesses {
+        loaded.list.witnesses.retain(|x| &x.name != name);
+        loaded
+            .list
+            .witnesses
+            .push(coop_formats::writers::ExternalWitness {
+                name: name.clone(),
+                public_key: *public_key,
+            });
+    }
+    loaded.list.log_quorum = quorum;
+    crate::writers::save(repo, &admin, &mut loaded)?;
+    let actor = crate::log::Actor::of(coop);
+    let mut e = crate::log::entry(&actor, Event::KeyChange, None, None, None);
+    let mut pending = None;
+    match (me, lowering) {
+        (Some(me), true) => {
+            let needed = act.person_approvals().unwrap_or(1);
+            let open = act
+                .pending_persons()
+                .into_iter()
+                .find(|x| x.op == Op::LowerQuorum && x.quorum == Some(quorum));
+            e.data.extend(Persons::quorum_data(quorum));
+            match open {
+                None => {
+                    e.object = Some(Op::LowerQuorum.object().into());
+                    pending = Some((0, needed));
+                }
+                Some(x) if x.by == me || x.approvals.contains(&me) => {
+                    return Err(Error::invalid(format!(
+                        "lowering the quorum to {quorum} waits for other admins' approval                          ({} of {needed}); yours is in already",
+                        x.approvals.len()
+                    )));
+                }
+                Some(x) => {
+                    e.object = Some(crate::log::persons::APPROVE.into());
+                    pending =
+                        (x.approvals.len() + 1 < needed).then_some((x.approvals.len() + 1, needed));
+                }
+            }
+        }
+        _ => e.object = Some(format!("log_quorum={quorum}")),
+    }
+    crate::log::append(repo, &actor, &[e])?;
+    // Each witness named here is adopted by a log entry, and counts only once that entry is
+    // witnessed (SPEC 24.5).
+    let mut unlogged = Vec::new();
+    for (name, key) in witnesses {
+        if let Err(e) = crate::log::record_witness(repo, coop, name, key) {
+            unlogged.push((name.clone(), crate::error::chain(&e)));
+        }
+    }
+    let sites = (loaded
+        .list
+        .writers
+        .iter()
+        .filter(|w| w.revoked.is_none())
+        .count()
+        + loaded.list.witnesses.len()) as u32;
+    let in_force = crate::writers::log_trust(repo, &coop.admin_keys)?.quorum;
+    Ok(Policy {
+        log_quorum: in_force,
+        pending,
+        sites,
+        unlogged,
+    })
+}
+
 /// The registered admins, retired ones included.
 pub fn list(repo: &Repo, coop: &TenantKeys) -> Result<Vec<Admin>> {
     Ok(crate::registry::load(repo, coop)?.registry.admins)
@@ -585,6 +688,36 @@ mod k_of_n {
         .unwrap();
         assert_eq!(listing.pending.len(), 2);
         assert_eq!(listing.approvals_needed, Some(2));
+    }
+
+    /// One admin alone cannot lower the quorum after the split, neither with `log policy`
+    /// nor by writing the writer list herself; K other admins can.
+    #[test]
+    fn after_the_split_the_quorum_falls_only_with_k_other_admins() {
+        let (_d, repo, people) = coop();
+        let keys = |p: &Person| crate::tenant::keys(&repo, &p.access, "coop").unwrap();
+        let in_force = || {
+            crate::writers::log_trust(&repo, &keys(&people[0]).admin_keys)
+                .unwrap()
+                .quorum
+        };
+        let (anna, ben, cleo) = (&people[0], &people[1], &people[2]);
+        // Raising takes nobody's approval.
+        let p = log_policy(&repo, &keys(anna), 2, &[]).unwrap();
+        assert_eq!((p.log_quorum, p.pending), (2, None));
+        let p = log_policy(&repo, &keys(anna), 0, &[]).unwrap();
+        assert_eq!((p.log_quorum, p.pending), (2, Some((0, 2))));
+        assert!(log_policy(&repo, &keys(anna), 0, &[]).is_err());
+        // Anna writes the writer list herself, with quorum 0: the floor stays.
+        let mut list = crate::writers::load(&repo, &keys(anna).admin_keys).unwrap();
+        list.list.log_quorum = 0;
+        crate::writers::save(&repo, &keys(anna).authority_signer().unwrap(), &mut list).unwrap();
+        assert_eq!(in_force(), 2);
+        let p = log_policy(&repo, &keys(ben), 0, &[]).unwrap();
+        assert_eq!((p.log_quorum, p.pending), (2, Some((1, 2))));
+        let p = log_policy(&repo, &keys(cleo), 0, &[]).unwrap();
+        assert_eq!((p.log_quorum, p.pending), (0, None));
+        assert_eq!(in_force(), 0);
     }
 
     #[test]

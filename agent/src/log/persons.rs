@@ -15,6 +15,8 @@ use coop_formats::tlog::{Entry, Event, PersonCheck};
 pub enum Op {
     Add,
     Remove,
+    /// Lowering the log quorum (raising it takes no approval).
+    LowerQuorum,
 }
 
 impl Op {
@@ -23,6 +25,7 @@ impl Op {
         match self {
             Op::Add => "admin-add",
             Op::Remove => "admin-remove",
+            Op::LowerQuorum => "quorum-lower",
         }
     }
 
@@ -30,6 +33,7 @@ impl Op {
         match object {
             "admin-add" => Some(Op::Add),
             "admin-remove" => Some(Op::Remove),
+            "quorum-lower" => Some(Op::LowerQuorum),
             _ => None,
         }
     }
@@ -38,6 +42,16 @@ impl Op {
         match self {
             Op::Add => "add",
             Op::Remove => "remove",
+            Op::LowerQuorum => "quorum-lower",
+        }
+    }
+
+    fn named(s: &str) -> Option<Op> {
+        match s {
+            "add" => Some(Op::Add),
+            "remove" => Some(Op::Remove),
+            "quorum-lower" => Some(Op::LowerQuorum),
+            _ => None,
         }
     }
 }
@@ -62,6 +76,9 @@ pub struct Proposal {
     /// Counted persons other than the proposer and the subject who approved it, in order.
     #[serde(serialize_with = "hex32s")]
     pub approvals: Vec<[u8; 32]>,
+    /// For [`Op::LowerQuorum`]: the quorum proposed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
 }
 
 fn hex32<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
@@ -88,12 +105,36 @@ pub struct Persons {
     pub pending: Vec<Proposal>,
     /// Completed proposals, in the order they took effect.
     pub completed: Vec<Proposal>,
+    /// After the split, the log quorum's floor: the quorum in force at the split, raised by
+    /// every `log_quorum=N` entry of a counted person, lowered only by a completed
+    /// [`Op::LowerQuorum`]. `None` before the split.
+    pub quorum_floor: Option<u32>,
 }
 
 fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
     v?.as_str()
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| b.try_into().ok())
+}
+
+/// The quorum a `key-change` entry sets (`object` = `log_quorum=N`), if it sets one.
+fn quorum_set(e: &Entry) -> Option<u32> {
+    (e.event == Event::KeyChange)
+        .then(|| {
+            e.object
+                .as_deref()?
+                .strip_prefix("log_quorum=")?
+                .parse()
+                .ok()
+        })
+        .flatten()
+}
+
+fn quorum_of(e: &Entry) -> Option<u32> {
+    e.data
+        .get("quorum")
+        .and_then(|v| v.as_u64())
+        .and_then(|q| u32::try_from(q).ok())
 }
 
 fn text(e: &Entry, field: &str) -> String {
@@ -109,8 +150,18 @@ impl Persons {
     /// without a valid person signature change nothing.
     pub fn from_entries<'a>(entries: impl IntoIterator<Item = (u64, &'a Entry)>) -> Persons {
         let mut p = Persons::default();
+        let mut quorum = 0;
         for (i, e) in entries {
-            let PersonCheck::Signed(by) = e.person() else {
+            let person = e.person();
+            if let Some(q) = quorum_set(e) {
+                let counted = matches!(&person, PersonCheck::Signed(by) if p.counts(by, i));
+                match &mut p.quorum_floor {
+                    None => quorum = q,
+                    Some(f) if counted => *f = (*f).max(q),
+                    Some(_) => {}
+                }
+            }
+            let PersonCheck::Signed(by) = person else {
                 continue;
             };
             match (e.event, e.object.as_deref()) {
@@ -123,6 +174,7 @@ impl Persons {
                         .unwrap_or_default();
                     if !founding.is_empty() {
                         p.restricted_from = Some(i);
+                        p.quorum_floor = Some(quorum);
                         p.founding = founding;
                         p.approvals_needed = e
                             .data
@@ -137,10 +189,17 @@ impl Persons {
                         continue;
                     }
                     if let Some(op) = Op::of(object) {
-                        let Some(key) = key_of(e.data.get("admin_key")) else {
-                            continue;
+                        let quorum = quorum_of(e);
+                        let key = match op {
+                            Op::LowerQuorum if quorum.is_some() => [0; 32],
+                            Op::LowerQuorum => continue,
+                            _ => match key_of(e.data.get("admin_key")) {
+                                Some(k) => k,
+                                None => continue,
+                            },
                         };
-                        p.pending.retain(|x| !(x.op == op && x.key == key));
+                        p.pending
+                            .retain(|x| !(x.op == op && x.key == key && x.quorum == quorum));
                         p.pending.push(Proposal {
                             index: i,
                             op,
@@ -149,6 +208,7 @@ impl Persons {
                             recipient: text(e, "admin_recipient"),
                             by,
                             approvals: Vec::new(),
+                            quorum,
                         });
                     } else if object == APPROVE {
                         p.approve(i, e, by);
@@ -161,15 +221,22 @@ impl Persons {
     }
 
     fn approve(&mut self, i: u64, e: &Entry, by: [u8; 32]) {
-        let Some(key) = key_of(e.data.get("admin_key")) else {
+        let Some(op) = Op::named(&text(e, "op")) else {
             return;
         };
-        let op = match text(e, "op").as_str() {
-            "add" => Op::Add,
-            "remove" => Op::Remove,
-            _ => return,
+        let quorum = quorum_of(e);
+        let key = match op {
+            Op::LowerQuorum => [0; 32],
+            _ => match key_of(e.data.get("admin_key")) {
+                Some(k) => k,
+                None => return,
+            },
         };
-        let Some(at) = self.pending.iter().position(|x| x.op == op && x.key == key) else {
+        let Some(at) = self
+            .pending
+            .iter()
+            .position(|x| x.op == op && x.key == key && x.quorum == quorum)
+        else {
             return;
         };
         let x = &mut self.pending[at];
@@ -179,7 +246,11 @@ impl Persons {
         x.approvals.push(by);
         if x.approvals.len() >= self.approvals_needed {
             let done = self.pending.remove(at);
-            self.changes.push((i, done.key, done.op));
+            if done.op == Op::LowerQuorum {
+                self.quorum_floor = done.quorum;
+            } else {
+                self.changes.push((i, done.key, done.op));
+            }
             self.completed.push(done);
         }
     }
@@ -199,6 +270,11 @@ impl Persons {
             }
         }
         counted
+    }
+
+    /// Whether entry index `at` is before the split restricted the persons (or there is none).
+    pub fn before_split(&self, at: u64) -> bool {
+        self.restricted_from.is_none_or(|r| at <= r)
     }
 
     /// Whether person `key` counts now (after every entry read).
@@ -229,6 +305,14 @@ impl Persons {
         let mut d = serde_json::Map::new();
         d.insert("op".into(), op.name().into());
         d.insert("admin_key".into(), hex::encode(key).into());
+        d
+    }
+
+    /// The data of a proposal to lower the quorum to `quorum`, or of an approval of it.
+    pub fn quorum_data(quorum: u32) -> serde_json::Map<String, serde_json::Value> {
+        let mut d = serde_json::Map::new();
+        d.insert("op".into(), Op::LowerQuorum.name().into());
+        d.insert("quorum".into(), quorum.into());
         d
     }
 }

@@ -710,3 +710,55 @@ fn an_admin_cannot_witness_herself_with_keys_she_minted() {
     let t = listed_trust(&repo, &anna, &[&pi, &vm, &me], 2);
     assert!(t.activation.as_ref().unwrap().of(&anna.public()).is_none());
 }
+
+/// After the recovery split, anna (one admin person) revokes every witness and adopts keys
+/// she minted: before the split they would re-found the witnesses (independent of every
+/// person); after it they are hers, and witness nobody's entry independently (SPEC 24.11).
+#[test]
+fn after_the_split_one_admin_cannot_refound_the_witnesses_with_her_own() {
+    let (_d, repo, _) = repo();
+    let anna = admin_person(21);
+    let ben = admin_person(22);
+    let wit = |name: &str, seed: u8| Actor {
+        name: name.into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        person: None,
+    };
+    let (pi, mine) = (wit("pi", 5), wit("anna-1", 31));
+    let person = |a: &Actor| a.person.as_ref().unwrap().verifying_key().to_bytes();
+    append(&repo, &anna, &[adoption(&anna, &pi)]).unwrap();
+    let mut init = entry(&anna, Event::RecoveryInit, None, None, None);
+    init.data.insert(
+        "persons".into(),
+        serde_json::json!([hex::encode(person(&anna)), hex::encode(person(&ben))]),
+    );
+    init.data.insert("person_approvals".into(), 1.into());
+    append(&repo, &anna, &[init]).unwrap();
+    let t = listed_trust(&repo, &anna, &[&pi], 1);
+    let r = witness(&repo, &pi, &t).unwrap();
+    assert!(r.alarms.is_empty(), "{:?}", r.alarms);
+    let revoke = entry(&anna, Event::Revoke, None, None, Some("pi".into()));
+    append(&repo, &anna, &[revoke, adoption(&anna, &mine)]).unwrap();
+    let mut t = admin_trust(&repo, &anna);
+    t.witnesses.push((mine.witness_name(), mine.public()));
+    // Revoked now: its cosignature above (which ended the founding phase) still counts.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    t.revoked_witnesses
+        .push((pi.witness_name(), pi.public(), now + 60));
+    t.quorum = 1;
+    activate(&repo, &mut t).unwrap();
+    let a = t.activation.as_ref().unwrap();
+    let w = a
+        .of(&mine.public())
+        .expect("adopted while no witness was live");
+    assert!(
+        !w.founding,
+        "re-founded after the split: {w:?} {:?}",
+        a.persons
+    );
+    assert!(!a.independent_of(&mine.public(), Some(&person(&anna))));
+    assert!(a.independent_of(&mine.public(), Some(&person(&ben))));
+}

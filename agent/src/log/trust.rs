@@ -204,7 +204,11 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
         let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
         let mut person_entries: Vec<(u64, Entry)> = Vec::new();
         for (i, b) in entries.iter().enumerate() {
-            if contains(b, b"recovery-init") || contains(b, b"\"admin-") {
+            if contains(b, b"recovery-init")
+                || contains(b, b"\"admin-")
+                || contains(b, b"log_quorum=")
+                || contains(b, b"quorum-lower")
+            {
                 if let Ok(e) = Entry::decode(b) {
                     if e.actor == own {
                         person_entries.push((i as u64, e));
@@ -251,7 +255,6 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
                 a.2 = None;
             }
         }
-        act.persons.insert(origin.clone(), persons);
         let mut founding = true;
         let mut next = 0; // the first adoption not yet in effect
         for (&size, note) in s.checkpoints.range(..=head.size) {
@@ -274,6 +277,7 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
             // revoked (nobody is left who could witness an adoption), adoptions take effect
             // at the next checkpoint: the (re)founding witnesses. Members see the whole
             // witness set change (SPEC 16.4).
+            let initial = founding;
             let was_founding = founding || live == 0;
             let take = if was_founding {
                 founding = founding && cos == 0;
@@ -289,18 +293,31 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
             if !take {
                 continue;
             }
-            while let Some(&(_, k, by)) = adoptions.get(next).filter(|a| a.0 < size) {
+            while let Some(&(i, k, by)) = adoptions.get(next).filter(|a| a.0 < size) {
                 active.entry(k).or_insert(Active {
                     since: size,
-                    // Adopted before the first checkpoint any witness cosigned.
-                    founding: was_founding,
+                    // Adopted before the first checkpoint any witness cosigned; or, before
+                    // the recovery split, once every witness was revoked. After the split a
+                    // witness re-founded so is its adopter's, like any other: one admin who
+                    // revokes every witness and adopts her own gets no founding witness.
+                    founding: initial || (was_founding && persons.before_split(i)),
                     by,
                 });
                 next += 1;
             }
         }
-        act.logs.insert(origin, active);
+        act.logs.insert(origin.clone(), active);
+        act.persons.insert(origin, persons);
     }
+    // After the split the quorum never falls below its floor by one admin's writer list
+    // (SPEC 24.11): lowering it takes K other admins' approval in the log.
+    let floor = act
+        .persons
+        .values()
+        .filter_map(|p| p.quorum_floor)
+        .max()
+        .unwrap_or(0);
+    trusted.quorum = trusted.quorum.max(floor);
     trusted.activation = Some(act);
     Ok(())
 }
