@@ -133,6 +133,25 @@ impl Table {
         Ok(None)
     }
 
+    /// Every record in ID order, read sequentially (never loaded).
+    pub fn for_each(&self, mut f: impl FnMut(&Id, &Loc)) -> std::io::Result<()> {
+        let mut at = self.records_at;
+        let mut left = self.len();
+        let per = (1 << 20) / BLOB_REC;
+        let mut buf = vec![0u8; per * BLOB_REC];
+        while left > 0 {
+            let n = left.min(per);
+            self.file.read_exact_at(&mut buf[..n * BLOB_REC], at)?;
+            for rec in buf[..n * BLOB_REC].chunks_exact(BLOB_REC) {
+                let id = Id(rec[..32].try_into().expect("32"));
+                f(&id, &decode_blob(rec)?);
+            }
+            at += (n * BLOB_REC) as u64;
+            left -= n;
+        }
+        Ok(())
+    }
+
     /// Opens a table and checks its checksum, version and tenant.
     pub fn open(path: &Path, tag: &[u8; 16]) -> Result<Self, CacheError> {
         let invalid = |reason| CacheError::Invalid {
