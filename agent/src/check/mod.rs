@@ -140,25 +140,6 @@ struct Object {
 /// the bytes sort by pack first), the object's number and the entry's number in it.
 const CLAIM_REC: usize = 32 + 32 + 4 + 4 + 4 + 4;
 
-/// Where the check's temporary files go: the cache directory if there is one, else the
-/// system's temporary directory.
-fn scratch_dir(repo: &Repo) -> Result<tempfile::TempDir> {
-    let base = match repo.cache_dir() {
-        Some(d) => {
-            let d = d.join(repo.config.repo_id.to_hex());
-            match std::fs::create_dir_all(&d) {
-                Ok(()) => d,
-                Err(_) => std::env::temp_dir(),
-            }
-        }
-        None => std::env::temp_dir(),
-    };
-    tempfile::Builder::new()
-        .prefix(".check-")
-        .tempdir_in(&base)
-        .map_err(|e| Error::io(&base, e))
-}
-
 /// Checks the tenant's part of the repository.
 pub fn check(
     repo: &Repo,
@@ -197,7 +178,7 @@ pub fn check(
         .map(|o| (o.name, o.size))
         .collect();
     c.r.packs = c.packs.len();
-    let scratch = scratch_dir(repo)?;
+    let scratch = crate::index::spill::scratch_dir(repo, ".check-")?;
     let (index, claims) = c.read_index(scratch.path())?;
     c.r.blobs_in_index = index.len();
     c.check_pack_sizes(&index);
@@ -279,7 +260,10 @@ impl Checker<'_> {
                 Err(e) => Some(Err(e)),
             }
         });
-        let table = crate::index::table::build(&dir.join("index"), &keys.tag, objs, &present)?;
+        let path = dir.join("index");
+        let table = crate::index::table::build(&path, &keys.tag, objs, &present)?;
+        // Open, it needs no name: nothing is left behind if the process is killed.
+        let _ = std::fs::remove_file(&path);
         self.r.index_objects = listed.len();
         self.r.errors.extend(errors);
         self.objects = objects;

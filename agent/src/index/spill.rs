@@ -226,6 +226,50 @@ impl Sorted {
     }
 }
 
+/// A temporary directory for spill files: in the cache directory if there is one (beside
+/// the index table, on a disk sized for it), else in the system's temporary directory. Its
+/// name carries the process ID; directories of this `prefix` left by processes that are gone
+/// (killed) are removed first.
+pub fn scratch_dir(
+    repo: &crate::repo::Repo,
+    prefix: &str,
+) -> crate::error::Result<tempfile::TempDir> {
+    let base = match repo.cache_dir() {
+        Some(d) => {
+            let d = d.join(repo.config.repo_id.to_hex());
+            match std::fs::create_dir_all(&d) {
+                Ok(()) => d,
+                Err(_) => std::env::temp_dir(),
+            }
+        }
+        None => std::env::temp_dir(),
+    };
+    sweep(&base, prefix);
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .tempdir_in(&base)
+        .map_err(|e| crate::error::Error::io(&base, e))
+}
+
+/// Removes `prefix<pid>-*` directories in `base` whose process is gone.
+fn sweep(base: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 const FANOUT: usize = 65_537;
 
 /// A sorted set of IDs in a temporary file, queried with one positioned read per lookup.
