@@ -186,8 +186,14 @@ impl PartialOrd for Head {
 }
 
 enum Source {
-    Memory { buf: Vec<u8>, at: usize },
-    Runs { runs: Vec<Run>, heap: BinaryHeap<Head> },
+    Memory {
+        buf: Vec<u8>,
+        at: usize,
+    },
+    Runs {
+        runs: Vec<Run>,
+        heap: BinaryHeap<Head>,
+    },
 }
 
 /// The records of a [`Sorter`], in order.
@@ -407,7 +413,11 @@ mod tests {
             let set = IdSet::from_sorter(s, dir.path()).unwrap();
             assert_eq!(set.len(), 10_000);
             for n in 0..20_500u32 {
-                assert_eq!(set.contains(&id(n)).unwrap(), n % 2 == 0 && n < 20_000, "{n}");
+                assert_eq!(
+                    set.contains(&id(n)).unwrap(),
+                    n % 2 == 0 && n < 20_000,
+                    "{n}"
+                );
             }
             let mut all = Vec::new();
             set.for_each(|i| all.push(*i)).unwrap();

@@ -520,6 +520,36 @@ mod tests {
     }
 
     #[test]
+    fn for_each_streams_every_record_in_id_order_as_lookups_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (id(1_000_001), id(1_000_002));
+        let a = (id(900_001), file(p1, 0..2000, vec![]));
+        let b = (id(900_002), file(p2, 1500..4000, vec![a.0]));
+        let present: HashSet<Id> = [p1, p2].into_iter().collect();
+        let path = dir.path().join("t.index");
+        let t = build(&path, &[1; 16], vec![a, b].into_iter().map(Ok), &present).unwrap();
+        let mut seen = Vec::new();
+        t.for_each(|i, l| seen.push((*i, *l))).unwrap();
+        assert_eq!(seen.len(), 4000);
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        for (i, l) in &seen {
+            assert_eq!(t.lookup(i).unwrap(), Some(*l));
+        }
+        // Through an index, packs removed from use are left out, as lookups leave them out.
+        let mut index = Index::with_base(t);
+        index.remove_packs(&[p1].into_iter().collect());
+        let mut n = 0;
+        index
+            .for_each(|i, l| {
+                assert_eq!(index.pack_id(l), p2);
+                assert_eq!(index.get(i).unwrap(), Some(*l));
+                n += 1;
+            })
+            .unwrap();
+        assert_eq!(n, 2500);
+    }
+
+    #[test]
     fn damaged_foreign_or_truncated_tables_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let tag = [7u8; 16];
