@@ -4,6 +4,12 @@
 //! - [`graph`]: the child→parent graph that traces damage to snapshots and files.
 //! - [`scrub`]: names against bytes, for every object, without keys.
 //!
+//! Memory does not grow with the number of blobs: the index objects are read one at a time
+//! into an on-disk index table (the one readers use, built in a temporary directory) and, for
+//! the comparison with the packs' tables, into an external sort of every claim by pack (see
+//! [`crate::index::spill`]); the walk looks blobs up in the table, and the files that need a
+//! damaged blob are found by a second walk, only when there is damage.
+//!
 //! Every problem names the damaged object by its full name (which is also its store path's
 //! last component) and, where blobs are affected, the snapshots and files that need them.
 //! Besides the trees, `check` compares what the index objects claim with the packs' own
@@ -19,6 +25,7 @@ pub use subset::Subset;
 
 use crate::damage::ProblemKind;
 use crate::error::{Error, Result};
+use crate::index::spill::{Sorter, RUN_BYTES};
 use crate::index::Index;
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -26,7 +33,6 @@ use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repo::Repo;
 use coop_formats::id::Id;
-use coop_formats::index::IndexFile;
 use coop_formats::tree::{NodeKind, Part};
 use graph::Graph;
 use serde::Serialize;
@@ -115,12 +121,24 @@ struct Checker<'a> {
     keys: &'a TenantKeys,
     r: CheckReport,
     packs: HashMap<Id, u64>,
-    files: Vec<(Id, IndexFile)>,
+    /// The index objects read (their entries are in the table and the claims, not here).
+    objects: Vec<Object>,
     snaps: Vec<crate::snapshots::Entry>,
     /// Upkeep keys: the inventories of the snapshots that opened and of the opaque ones.
     inventories: Vec<(Id, coop_formats::snapshot::Inventory)>,
     graph: Graph,
 }
+
+/// What the check keeps of one index object: no entries.
+struct Object {
+    name: Id,
+    superseded: Vec<Id>,
+    packs: Vec<Id>,
+}
+
+/// A claim record for the external sort: pack, blob, offset, stored length (big-endian, so
+/// the bytes sort by pack first), the object's number and the entry's number in it.
+const CLAIM_REC: usize = 32 + 32 + 4 + 4 + 4 + 4;
 
 /// Checks the tenant's part of the repository.
 pub fn check(
@@ -148,7 +166,7 @@ pub fn check(
             ..Default::default()
         },
         packs: HashMap::new(),
-        files: Vec::new(),
+        objects: Vec::new(),
         snaps: Vec::new(),
         inventories: Vec::new(),
         graph: Graph::default(),
@@ -160,9 +178,8 @@ pub fn check(
         .map(|o| (o.name, o.size))
         .collect();
     c.r.packs = c.packs.len();
-    c.read_index()?;
-    let present: HashSet<Id> = c.packs.keys().copied().collect();
-    let index = crate::index::merge(c.files.clone(), Some(&present));
+    let scratch = crate::index::spill::scratch_dir(repo, ".check-")?;
+    let (index, claims) = c.read_index(scratch.path())?;
     c.r.blobs_in_index = index.len();
     c.check_pack_sizes(&index);
     c.read_snapshots()?;
@@ -177,57 +194,100 @@ pub fn check(
     let reader = BlobReader::for_maintenance(repo, keys, &index)?;
     c.walk(&reader, &index)?;
     progress.finish();
-    c.check_claims(&index, progress)?;
-    c.attach(&index, 0);
+    c.check_claims(claims, scratch.path(), progress)?;
+    c.attach(&reader, &index, 0)?;
     if let Some(subset) = read {
         let before = c.r.errors.len();
         c.read_data(&reader, &index, subset, progress)?;
-        c.attach(&index, before);
+        c.attach(&reader, &index, before)?;
     }
     c.rollback();
     Ok(c.r)
 }
 
 impl Checker<'_> {
-    /// Index objects one by one, so a damaged one is named and the rest still checked.
-    fn read_index(&mut self) -> Result<()> {
-        for obj in self.repo.list(Kind::Index, &self.keys.tag)? {
-            self.r.index_objects += 1;
-            match crate::index::load::file(self.repo, self.keys, &obj.name) {
-                Ok(Some(f)) => self.files.push(f),
-                Ok(None) => {}
+    /// Index objects one by one, so a damaged one is named and the rest still checked. Their
+    /// entries go into an on-disk index table (in `dir`) and into an external sort of the
+    /// claims by pack; only names, supersessions and pack lists stay in memory.
+    fn read_index(&mut self, dir: &std::path::Path) -> Result<(Index, Sorter)> {
+        let (repo, keys) = (self.repo, self.keys);
+        let present: HashSet<Id> = self.packs.keys().copied().collect();
+        let listed = repo.list(Kind::Index, &keys.tag)?;
+        let mut claims = Sorter::new(dir, CLAIM_REC, RUN_BYTES);
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        let mut rec = Vec::with_capacity(CLAIM_REC);
+        let objs = listed.iter().filter_map(|obj| {
+            match crate::index::load::file(repo, keys, &obj.name) {
+                Ok(Some((name, f))) => {
+                    let ix = objects.len() as u32;
+                    for (n, e) in f.entries.iter().enumerate() {
+                        let Some(p) = f.packs.get(e.pack as usize) else {
+                            continue; // IndexFile::open checked this
+                        };
+                        rec.clear();
+                        rec.extend_from_slice(&p.id.0);
+                        rec.extend_from_slice(&e.id.0);
+                        rec.extend_from_slice(&e.offset.to_be_bytes());
+                        rec.extend_from_slice(&e.stored_len.to_be_bytes());
+                        rec.extend_from_slice(&ix.to_be_bytes());
+                        rec.extend_from_slice(&(n as u32).to_be_bytes());
+                        if let Err(e) = claims.push(&rec) {
+                            return Some(Err(Error::io(dir, e)));
+                        }
+                    }
+                    objects.push(Object {
+                        name,
+                        superseded: f.superseded.clone(),
+                        packs: f.packs.iter().map(|p| p.id).collect(),
+                    });
+                    Some(Ok((name, f)))
+                }
+                Ok(None) => None,
                 Err(e @ Error::Damaged { .. }) => {
                     let what = format!("index {}", obj.name);
-                    self.r
-                        .errors
-                        .push(if stored_as_named(self.repo, &obj.path) {
-                            let why = match &e {
-                                Error::Damaged { cause, .. } => cause.to_string(),
-                                _ => e.to_string(),
-                            };
-                            Problem::junk(what, &obj.path, why)
-                        } else {
-                            Problem::new(what, e.to_string())
-                        })
+                    errors.push(if stored_as_named(repo, &obj.path) {
+                        let why = match &e {
+                            Error::Damaged { cause, .. } => cause.to_string(),
+                            _ => e.to_string(),
+                        };
+                        Problem::junk(what, &obj.path, why)
+                    } else {
+                        Problem::new(what, e.to_string())
+                    });
+                    None
                 }
-                Err(e) => return Err(e),
+                Err(e) => Some(Err(e)),
             }
-        }
-        Ok(())
+        });
+        let path = dir.join("index");
+        let table = crate::index::table::build(&path, &keys.tag, objs, &present)?;
+        // Open, it needs no name: nothing is left behind if the process is killed.
+        let _ = std::fs::remove_file(&path);
+        self.r.index_objects = listed.len();
+        self.r.errors.extend(errors);
+        self.objects = objects;
+        let mut index = Index::with_base(table);
+        index.set_present(&present);
+        Ok((index, claims))
+    }
+
+    /// Index objects nothing supersedes.
+    fn superseded(&self) -> HashSet<Id> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.superseded.iter().copied())
+            .collect()
     }
 
     /// A pack the index lists must have the size the index says.
     fn check_pack_sizes(&mut self, index: &Index) {
-        let superseded: HashSet<Id> = self
-            .files
-            .iter()
-            .flat_map(|(_, f)| f.superseded.iter().copied())
-            .collect();
+        let superseded = self.superseded();
         let active: HashSet<Id> = self
-            .files
+            .objects
             .iter()
-            .filter(|(n, _)| !superseded.contains(n))
-            .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+            .filter(|o| !superseded.contains(&o.name))
+            .flat_map(|o| o.packs.iter().copied())
             .collect();
         for p in index.packs.iter().filter(|p| active.contains(&p.id)) {
             if let Some(&size) = self.packs.get(&p.id) {
@@ -405,7 +465,6 @@ impl Checker<'_> {
                     }
                     for p in &n.content {
                         let Part::Blob(id) = p else { continue };
-                        self.graph.link(*id, tid, &name);
                         match index.get(id)? {
                             Some(loc) => {
                                 let pid = index.pack_id(&loc);
@@ -429,92 +488,126 @@ impl Checker<'_> {
     }
 
     /// Compares every index claim with the pack's own table: a claim the table does not
-    /// back is a lying index object (forged with a writer key, or damaged).
-    fn check_claims(&mut self, index: &Index, progress: &dyn Progress) -> Result<()> {
+    /// back is a lying index object (forged with a writer key, or damaged). The claims come
+    /// sorted by pack, so one pack's table is in memory at a time.
+    fn check_claims(
+        &mut self,
+        claims: Sorter,
+        dir: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let tables = crate::packtable::Tables::new(self.repo, self.keys)?;
-        let mut claimed: HashMap<Id, HashSet<(Id, u32, u32)>> = HashMap::new();
-        for (_, f) in &self.files {
-            for e in &f.entries {
-                claimed
-                    .entry(f.packs[e.pack as usize].id)
-                    .or_default()
-                    .insert((e.id, e.offset, e.stored_len));
-            }
-        }
+        let n = self.objects.len();
+        let mut lies = vec![0usize; n];
+        // Per object: the number of its first lying entry, the blob and the pack.
+        let mut first: Vec<Option<(u32, Id, Id)>> = vec![None; n];
         progress.phase("pack tables", None);
-        let mut real: HashMap<Id, HashSet<(Id, u32, u32)>> = HashMap::new();
-        let mut packs: Vec<&Id> = claimed
-            .keys()
-            .filter(|p| self.packs.contains_key(*p))
-            .collect();
-        packs.sort();
-        for p in packs {
-            match tables.get(p, self.packs[p]) {
-                Ok(t) => {
-                    real.insert(
-                        *p,
-                        t.iter().map(|e| (e.id, e.offset, e.stored_len)).collect(),
-                    );
-                    self.r.pack_tables_checked += 1;
+        let mut sorted = claims.finish().map_err(|e| Error::io(dir, e))?;
+        let mut cur: Option<Id> = None;
+        let mut real: Option<HashSet<(Id, u32, u32)>> = None;
+        while let Some(r) = sorted.next().map_err(|e| Error::io(dir, e))? {
+            let id = |at: usize| Id(r[at..at + 32].try_into().expect("32"));
+            let word = |at: usize| u32::from_be_bytes(r[at..at + 4].try_into().expect("4"));
+            let (pack, blob) = (id(0), id(32));
+            let (offset, stored_len, obj, entry) = (word(64), word(68), word(72), word(76));
+            if cur != Some(pack) {
+                cur = Some(pack);
+                real = None;
+                if let Some(&size) = self.packs.get(&pack) {
+                    match tables.get(&pack, size) {
+                        Ok(t) => {
+                            real = Some(t.iter().map(|e| (e.id, e.offset, e.stored_len)).collect());
+                            self.r.pack_tables_checked += 1;
+                        }
+                        Err(e @ Error::Damaged { .. }) => self
+                            .r
+                            .errors
+                            .push(Problem::new(format!("pack {pack}"), e.to_string())),
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e @ Error::Damaged { .. }) => self
-                    .r
-                    .errors
-                    .push(Problem::new(format!("pack {p}"), e.to_string())),
-                Err(e) => return Err(e),
+            }
+            if real
+                .as_ref()
+                .is_some_and(|t| !t.contains(&(blob, offset, stored_len)))
+            {
+                let o = obj as usize;
+                lies[o] += 1;
+                if first[o].is_none_or(|(e, _, _)| entry < e) {
+                    first[o] = Some((entry, blob, pack));
+                }
             }
         }
         progress.finish();
-        for (name, f) in &self.files {
-            let mut lies = 0usize;
-            let mut first = None;
-            for e in &f.entries {
-                let p = f.packs[e.pack as usize].id;
-                if real
-                    .get(&p)
-                    .is_some_and(|t| !t.contains(&(e.id, e.offset, e.stored_len)))
-                {
-                    lies += 1;
-                    first.get_or_insert((e.id, p));
-                }
-            }
-            if let Some((blob, pack)) = first {
+        for (o, obj) in self.objects.iter().enumerate() {
+            if let Some((_, blob, pack)) = first[o] {
                 self.r.errors.push(Problem::new(
-                    format!("index {name}"),
+                    format!("index {}", obj.name),
                     format!(
-                        "claims {lies} blob(s) in packs whose own tables do not hold them (first: blob {blob} in pack {pack}); \
-                         a forged or damaged index object (readers use the other locations; prune does not trust it)"
+                        "claims {} blob(s) in packs whose own tables do not hold them (first: blob {blob} in pack {pack}); \
+                         a forged or damaged index object (readers use the other locations; prune does not trust it)",
+                        lies[o]
                     ),
                 ));
             }
         }
-        let _ = index;
         Ok(())
     }
 
     /// Attaches affected snapshots and files to the problems from `from` on.
-    fn attach(&mut self, index: &Index, from: usize) {
+    ///
+    /// The first walk links only trees to their parents; the blobs the problems concern are
+    /// linked to the trees that name them by a second walk, done only when there are such
+    /// problems (so the graph's memory follows the trees and the damage, not the blobs).
+    fn attach(&mut self, reader: &BlobReader, index: &Index, from: usize) -> Result<()> {
+        let target = |p: &Problem| -> Option<(bool, Id)> {
+            if p.intact_elsewhere {
+                return None;
+            }
+            let (kind, id) = p.object.split_once(' ')?;
+            let id = id.parse::<Id>().ok()?;
+            match kind {
+                "pack" => Some((true, id)),
+                "blob" | "tree" => Some((false, id)),
+                _ => None,
+            }
+        };
+        // The blobs in each damaged pack, from one pass over the index.
+        let mut in_pack: HashMap<Id, Vec<Id>> = self.r.errors[from..]
+            .iter()
+            .filter_map(target)
+            .filter(|(pack, _)| *pack)
+            .map(|(_, id)| (id, Vec::new()))
+            .collect();
+        if !in_pack.is_empty() {
+            index.for_each(|b, l| {
+                if let Some(v) = in_pack.get_mut(&index.pack_id(l)) {
+                    v.push(*b);
+                }
+            })?;
+        }
+        let mut wanted: HashSet<Id> = HashSet::new();
+        for (pack, id) in self.r.errors[from..].iter().filter_map(target) {
+            if pack {
+                wanted.extend(in_pack[&id].iter().copied());
+            } else {
+                wanted.insert(id);
+            }
+        }
+        self.link_blobs(reader, &wanted);
         let (graph, snaps) = (&self.graph, &self.snaps);
         for prob in self.r.errors[from..].iter_mut() {
-            if prob.intact_elsewhere {
-                continue;
-            }
-            let Some((kind, id)) = prob.object.split_once(' ') else {
+            let Some((pack, id)) = target(prob) else {
                 continue;
             };
-            let Ok(id) = id.parse::<Id>() else { continue };
-            let affected: Vec<Id> = match kind {
-                "pack" => index
-                    .iter()
-                    .filter(|(_, l)| index.pack_id(l) == id)
-                    .map(|(b, _)| *b)
-                    .collect(),
-                "blob" | "tree" => vec![id],
-                _ => continue,
+            let affected: &[Id] = if pack {
+                &in_pack[&id]
+            } else {
+                std::slice::from_ref(&id)
             };
             let mut snapset = std::collections::BTreeSet::new();
             let mut files = Vec::new();
-            for b in &affected {
+            for b in affected {
                 snapset.extend(graph.snapshots_of(b));
                 for si in graph.roots.get(b).into_iter().flatten() {
                     files.push(format!(
@@ -540,6 +633,43 @@ impl Checker<'_> {
                 prob.files = files;
             }
         }
+        Ok(())
+    }
+
+    /// Links each of `wanted` (data blobs) to every tree that names it, walking the trees
+    /// again in the first walk's order; trees that do not read are skipped (the first walk
+    /// reported them).
+    fn link_blobs(&mut self, reader: &BlobReader, wanted: &HashSet<Id>) {
+        if wanted.is_empty() {
+            return;
+        }
+        let mut seen: HashSet<Id> = HashSet::new();
+        for si in 0..self.snaps.len() {
+            let mut stack = vec![self.snaps[si].snapshot.tree];
+            while let Some(tid) = stack.pop() {
+                if !seen.insert(tid) {
+                    continue;
+                }
+                let Ok(tree) = reader.tree(&tid) else {
+                    continue;
+                };
+                seen.extend(tree.parts.iter().copied());
+                for n in tree.nodes {
+                    if let (NodeKind::Dir, Some(sub)) = (n.kind, n.subtree) {
+                        stack.push(sub);
+                        continue;
+                    }
+                    let mut name = None;
+                    for p in &n.content {
+                        let Part::Blob(id) = p else { continue };
+                        if wanted.contains(id) {
+                            let name = name.get_or_insert_with(|| n.display_name());
+                            self.graph.link(*id, tid, name);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// `--read-data`: decrypt and verify every blob of the selected packs.
@@ -558,13 +688,6 @@ impl Checker<'_> {
             .collect();
         all.sort();
         let selected = subset.select(&all);
-        let mut by_pack: HashMap<Id, Vec<(Id, crate::index::Loc)>> = HashMap::new();
-        for (bid, loc) in index.iter() {
-            by_pack
-                .entry(index.pack_id(loc))
-                .or_default()
-                .push((*bid, *loc));
-        }
         let packs = &self.packs;
         let total: u64 = selected
             .iter()
@@ -587,14 +710,21 @@ impl Checker<'_> {
                         let res = reader.fetch_pack_into(pid, &mut plain).and_then(|()| {
                             let table = coop_formats::pack::parse_table(&plain)
                                 .map_err(|e| Error::damaged(pid.to_hex(), e))?;
-                            let listed: HashSet<(Id, u32, u32)> = table
-                                .iter()
-                                .map(|e| (e.id, e.offset, e.stored_len))
-                                .collect();
-                            for (bid, loc) in by_pack.get(pid).into_iter().flatten() {
-                                if !listed.contains(&(*bid, loc.offset, loc.stored_len)) {
-                                    continue; // a lying claim, reported by check_claims
+                            // The blobs the index puts in this pack, where the pack's own
+                            // table has them too (a lying claim is check_claims' to report).
+                            let mut done: HashSet<Id> = HashSet::new();
+                            for e in &table {
+                                let Some(loc) = index.get(&e.id)? else {
+                                    continue;
+                                };
+                                if index.pack_id(&loc) != *pid
+                                    || loc.offset != e.offset
+                                    || loc.stored_len != e.stored_len
+                                    || !done.insert(e.id)
+                                {
+                                    continue;
                                 }
+                                let (bid, loc) = (&e.id, &loc);
                                 match reader.decode_ref(&plain, bid, loc, &mut scratch) {
                                     Ok(_) => {
                                         blobs_read.fetch_add(1, Ordering::Relaxed);
@@ -664,12 +794,8 @@ impl Checker<'_> {
 
     /// Index objects this client saw that are gone without a supersession: a rollback.
     fn rollback(&mut self) {
-        let superseded: HashSet<Id> = self
-            .files
-            .iter()
-            .flat_map(|(_, f)| f.superseded.iter().copied())
-            .collect();
-        let names: Vec<Id> = self.files.iter().map(|(n, _)| *n).collect();
+        let superseded = self.superseded();
+        let names: Vec<Id> = self.objects.iter().map(|o| o.name).collect();
         let v = crate::state::observe(
             self.repo.cache_dir(),
             &self.repo.config.repo_id,

@@ -10,6 +10,7 @@
 //! The pack table (one entry per 16 MiB pack) is kept in memory for both.
 
 pub mod load;
+pub mod spill;
 pub mod table;
 
 pub use load::{files, load, load_with_packs, merge, merge_into, readable_files};
@@ -199,6 +200,33 @@ impl Index {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Every blob with its location, the base table's in ID order first, then the overlay's
+    /// (those the base does not have), reading the table sequentially: no memory per blob.
+    /// Locations in packs removed from use are left out, as lookups leave them out.
+    pub fn for_each(&self, mut f: impl FnMut(&Id, &Loc)) -> crate::error::Result<()> {
+        if let Some(base) = &self.base {
+            base.for_each(|id, loc| {
+                if !self.dead.contains(&loc.pack) {
+                    f(id, loc)
+                }
+            })
+            .map_err(|e| crate::error::Error::io(base.path(), e))?;
+        }
+        for (id, loc) in &self.blobs {
+            let in_base = match &self.base {
+                Some(b) => b
+                    .lookup(id)
+                    .map_err(|e| crate::error::Error::io(b.path(), e))?
+                    .is_some_and(|l| !self.dead.contains(&l.pack)),
+                None => false,
+            };
+            if !in_base {
+                f(id, loc);
+            }
+        }
+        Ok(())
     }
 
     /// Whether lookups read an on-disk table.

@@ -133,6 +133,25 @@ impl Table {
         Ok(None)
     }
 
+    /// Every record in ID order, read sequentially (never loaded).
+    pub fn for_each(&self, mut f: impl FnMut(&Id, &Loc)) -> std::io::Result<()> {
+        let mut at = self.records_at;
+        let mut left = self.len();
+        let per = (1 << 20) / BLOB_REC;
+        let mut buf = vec![0u8; per * BLOB_REC];
+        while left > 0 {
+            let n = left.min(per);
+            self.file.read_exact_at(&mut buf[..n * BLOB_REC], at)?;
+            for rec in buf[..n * BLOB_REC].chunks_exact(BLOB_REC) {
+                let id = Id(rec[..32].try_into().expect("32"));
+                f(&id, &decode_blob(rec)?);
+            }
+            at += (n * BLOB_REC) as u64;
+            left -= n;
+        }
+        Ok(())
+    }
+
     /// Opens a table and checks its checksum, version and tenant.
     pub fn open(path: &Path, tag: &[u8; 16]) -> Result<Self, CacheError> {
         let invalid = |reason| CacheError::Invalid {
@@ -498,6 +517,36 @@ mod tests {
         assert_eq!(disk.pack_id(&disk.get(&id(60)).unwrap().unwrap()), p2);
         assert_eq!(disk.pack_id(&disk.get(&id(2950)).unwrap().unwrap()), p2);
         assert_eq!(disk.pack_id(&disk.get(&id(3050)).unwrap().unwrap()), p3);
+    }
+
+    #[test]
+    fn for_each_streams_every_record_in_id_order_as_lookups_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (id(1_000_001), id(1_000_002));
+        let a = (id(900_001), file(p1, 0..2000, vec![]));
+        let b = (id(900_002), file(p2, 1500..4000, vec![a.0]));
+        let present: HashSet<Id> = [p1, p2].into_iter().collect();
+        let path = dir.path().join("t.index");
+        let t = build(&path, &[1; 16], vec![a, b].into_iter().map(Ok), &present).unwrap();
+        let mut seen = Vec::new();
+        t.for_each(|i, l| seen.push((*i, *l))).unwrap();
+        assert_eq!(seen.len(), 4000);
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        for (i, l) in &seen {
+            assert_eq!(t.lookup(i).unwrap(), Some(*l));
+        }
+        // Through an index, packs removed from use are left out, as lookups leave them out.
+        let mut index = Index::with_base(t);
+        index.remove_packs(&[p1].into_iter().collect());
+        let mut n = 0;
+        index
+            .for_each(|i, l| {
+                assert_eq!(index.pack_id(l), p2);
+                assert_eq!(index.get(i).unwrap(), Some(*l));
+                n += 1;
+            })
+            .unwrap();
+        assert_eq!(n, 2500);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Phase 2 of prune: delete what the plans condemned, from a fresh, complete view.
 
-use super::{walk_used, PruneOptions, PruneReport, View};
+use super::{walk_used, PruneOptions, PruneReport, Used, View};
 use crate::error::Result;
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -22,7 +22,7 @@ pub(super) fn run(
     repo: &Repo,
     keys: &TenantKeys,
     before: &View,
-    mut used: HashSet<Id>,
+    mut used: Used,
     plans: Vec<(Id, PrunePlan)>,
     opts: &PruneOptions,
     own_lock: Option<Id>,
@@ -63,7 +63,7 @@ pub(super) fn run(
     // A fresh, complete view: snapshots committed since the walk count too.
     let fresh = View::read(repo, keys, &mut Vec::new())?;
     let known: HashSet<Id> = before.snapshots.iter().map(|e| e.id).collect();
-    let index_now = fresh.index();
+    let index_now = fresh.index(keys, used.dir())?;
     let reader_now = BlobReader::for_maintenance(repo, keys, &index_now)?;
     walk_used(
         &reader_now,
@@ -112,10 +112,14 @@ pub(super) fn run(
             continue; // gone already (an earlier, interrupted run)
         };
         let table = tables.get(p, *size)?;
-        if table
-            .iter()
-            .any(|e| used.contains(&e.id) && !copies.contains(&e.id))
-        {
+        let mut needed = false;
+        for e in &table {
+            if !copies.contains(&e.id) && used.contains(&e.id)? {
+                needed = true;
+                break;
+            }
+        }
+        if needed {
             rescued.push((*p, table));
         } else {
             delete.push(*p);

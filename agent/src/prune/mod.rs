@@ -27,6 +27,7 @@ mod plan;
 
 use crate::damage::ProblemKind;
 use crate::error::{Error, Result};
+use crate::index::spill::{IdSet, Sorter, RUN_BYTES};
 use crate::index::Index;
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -183,29 +184,102 @@ impl View {
         self.packs.keys().copied().collect()
     }
 
-    pub fn index(&self) -> Index {
-        crate::index::merge(self.files.clone(), Some(&self.present()))
+    /// The merged index, as an on-disk table in `dir` (the same merge rule as
+    /// [`crate::index::merge`], without a hash map of every blob).
+    pub fn index(&self, keys: &TenantKeys, dir: &std::path::Path) -> Result<Index> {
+        let present = self.present();
+        let path = dir.join(format!(
+            "index-{}",
+            hex::encode(coop_formats::random_bytes::<8>())
+        ));
+        let table = crate::index::table::build(
+            &path,
+            &keys.tag,
+            self.files.iter().map(|(n, f)| Ok((*n, f.clone()))),
+            &present,
+        )?;
+        // Open, it needs no name: nothing is left behind if the process is killed.
+        let _ = std::fs::remove_file(&path);
+        let mut index = Index::with_base(table);
+        index.set_present(&present);
+        Ok(index)
     }
 }
 
-/// Every blob reachable from the given root trees (trees included). A tree that cannot be
-/// read anywhere stops prune: data a snapshot needs would be judged unused.
-/// Every blob the given snapshots need: their trees, the files' data, and their manifests.
+/// The blobs the snapshots need: sorted ID sets on disk (one per walk), and the trees walked
+/// (in memory: one per directory, not per blob).
+pub(super) struct Used {
+    dir: tempfile::TempDir,
+    sets: Vec<IdSet>,
+    trees: HashSet<Id>,
+}
+
+impl Used {
+    pub fn new(repo: &Repo) -> Result<Self> {
+        Ok(Self {
+            dir: crate::index::spill::scratch_dir(repo, ".prune-")?,
+            sets: Vec::new(),
+            trees: HashSet::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn contains(&self, id: &Id) -> Result<bool> {
+        for s in &self.sets {
+            if s.contains(id).map_err(|e| Error::io(self.dir.path(), e))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every needed blob (an ID in several sets comes once per set).
+    pub fn for_each(&self, mut f: impl FnMut(&Id) -> Result<()>) -> Result<()> {
+        let mut failed = None;
+        for s in &self.sets {
+            s.for_each(|id| {
+                if failed.is_none() {
+                    if let Err(e) = f(id) {
+                        failed = Some(e);
+                    }
+                }
+            })
+            .map_err(|e| Error::io(self.dir.path(), e))?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every blob the given snapshots need: their trees, the files' data, and their manifests,
+/// added to `used` as one more sorted set (trees walked before are not walked again). A tree
+/// that cannot be read anywhere stops prune: data a snapshot needs would be judged unused.
 pub(super) fn walk_used<'a>(
     reader: &BlobReader,
     snapshots: impl Iterator<Item = &'a coop_formats::snapshot::Snapshot>,
-    used: &mut HashSet<Id>,
+    used: &mut Used,
 ) -> Result<()> {
+    let dir = used.dir.path().to_path_buf();
+    let io = |e| Error::io(&dir, e);
+    let mut ids = Sorter::new(&dir, 32, RUN_BYTES);
     let mut stack: Vec<Id> = Vec::new();
     for s in snapshots {
         stack.push(s.tree);
         // The signed file list exports are checked against (a blob of its own).
-        used.extend(s.manifest);
+        if let Some(m) = s.manifest {
+            ids.push(&m.0).map_err(io)?;
+        }
     }
     while let Some(t) = stack.pop() {
-        if !used.insert(t) {
+        if !used.trees.insert(t) || used.contains(&t)? {
             continue;
         }
+        ids.push(&t.0).map_err(io)?;
         let tree = reader.tree(&t).map_err(|e| {
             Error::damaged(
                 t.to_hex(),
@@ -213,18 +287,22 @@ pub(super) fn walk_used<'a>(
             )
         })?;
         // A split tree's parts (read above) are needed like the tree itself.
-        used.extend(tree.parts);
+        for p in tree.parts {
+            used.trees.insert(p);
+            ids.push(&p.0).map_err(io)?;
+        }
         for n in tree.nodes {
             if let (NodeKind::Dir, Some(s)) = (n.kind, n.subtree) {
                 stack.push(s);
             }
             for p in n.content {
                 if let Part::Blob(id) = p {
-                    used.insert(id);
+                    ids.push(&id.0).map_err(io)?;
                 }
             }
         }
     }
+    used.sets.push(IdSet::from_sorter(ids, &dir).map_err(io)?);
     Ok(())
 }
 
@@ -253,9 +331,9 @@ pub fn prune(
     progress.finish();
 
     progress.phase("walking", None);
-    let index = view.index();
+    let mut used = Used::new(repo)?;
+    let index = view.index(keys, used.dir())?;
     let reader = BlobReader::for_maintenance(repo, keys, &index)?;
-    let mut used = HashSet::new();
     walk_used(
         &reader,
         view.snapshots.iter().map(|e| &e.snapshot),
@@ -264,7 +342,7 @@ pub fn prune(
     plan::check_needed_present(&view, &index, &used)?;
     progress.finish();
 
-    let candidates = plan::decide(&view, &used, opts, &mut rep);
+    let candidates = plan::decide(&view, &index, &used, opts, &mut rep)?;
     if opts.dry_run {
         return Ok(rep);
     }

@@ -1,6 +1,6 @@
 //! Phase 1 of prune: which packs to condemn, copying out what snapshots need, and the plan.
 
-use super::{PruneOptions, PruneReport, View};
+use super::{PruneOptions, PruneReport, Used, View};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::keys::TenantKeys;
@@ -23,22 +23,19 @@ pub(super) struct Candidates {
 
 /// Every needed blob must be claimed by some index object in a present pack whose size is
 /// what the index says; otherwise the repository is damaged and prune stops.
-pub(super) fn check_needed_present(view: &View, index: &Index, used: &HashSet<Id>) -> Result<()> {
+///
+/// The merged index puts a blob in a present pack whenever some index object claims it in
+/// one (present packs rank first), so its one location answers "claimed in a present pack".
+pub(super) fn check_needed_present(view: &View, index: &Index, used: &Used) -> Result<()> {
     let mut stored_size: HashMap<Id, u64> = HashMap::new();
-    let mut claimed: HashMap<Id, Vec<Id>> = HashMap::new();
     for (_, f) in &view.files {
         for p in &f.packs {
             stored_size.insert(p.id, p.stored_size);
         }
-        for e in &f.entries {
-            claimed
-                .entry(e.id)
-                .or_default()
-                .push(f.packs[e.pack as usize].id);
-        }
     }
-    for b in used {
-        if let Some(loc) = index.get(b)? {
+    used.for_each(|b| {
+        let loc = index.get(b)?;
+        if let Some(loc) = loc {
             let pid = index.pack_id(&loc);
             if let (Some((listed, _)), Some(expected)) =
                 (view.packs.get(&pid), stored_size.get(&pid))
@@ -55,28 +52,30 @@ pub(super) fn check_needed_present(view: &View, index: &Index, used: &HashSet<Id
                 }
             }
         }
-        let present = claimed
-            .get(b)
-            .is_some_and(|v| v.iter().any(|p| view.packs.contains_key(p)));
+        let present = loc.is_some_and(|l| view.packs.contains_key(&index.pack_id(&l)));
         if !present {
             return Err(Error::damaged(
                 b.to_hex(),
                 "prune refuses to run: a snapshot needs this blob and no pack in the store holds it. Run `coop check`.",
             ));
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Decides from the index claims which packs look unused (nothing needed in them) or
 /// partly used beyond `max_unused`. Unindexed packs younger than the unindexed grace are
 /// left alone (a running backup may be about to index them).
+///
+/// A needed blob counts once, in the pack the merged index puts it in: a present pack
+/// listed by an active index object first, then one listed by a superseded object.
 pub(super) fn decide(
     view: &View,
-    used: &HashSet<Id>,
+    index: &Index,
+    used: &Used,
     opts: &PruneOptions,
     rep: &mut PruneReport,
-) -> Candidates {
+) -> Result<Candidates> {
     let superseded: HashSet<Id> = view
         .files
         .iter()
@@ -84,28 +83,31 @@ pub(super) fn decide(
         .collect();
     let mut pack_used: HashMap<Id, u64> = HashMap::new();
     let mut pack_stored: HashMap<Id, u64> = HashMap::new();
-    let mut attributed: HashSet<Id> = HashSet::new();
     let mut indexed: HashSet<Id> = HashSet::new();
-    // Active index objects first, superseded ones only as a fallback.
-    for pass in [false, true] {
-        for (name, f) in &view.files {
-            if superseded.contains(name) != pass {
-                continue;
-            }
-            for e in &f.entries {
-                let p = f.packs[e.pack as usize].id;
-                indexed.insert(p);
-                if !view.packs.contains_key(&p) {
-                    continue;
-                }
-                if !pass {
-                    *pack_stored.entry(p).or_default() += e.stored_len as u64;
-                }
-                if used.contains(&e.id) && attributed.insert(e.id) {
-                    *pack_used.entry(p).or_default() += e.stored_len as u64;
-                }
+    for (name, f) in &view.files {
+        let active = !superseded.contains(name);
+        for e in &f.entries {
+            let p = f.packs[e.pack as usize].id;
+            indexed.insert(p);
+            if active && view.packs.contains_key(&p) {
+                *pack_stored.entry(p).or_default() += e.stored_len as u64;
             }
         }
+    }
+    let mut failed = None;
+    index.for_each(|b, l| {
+        let p = index.pack_id(l);
+        if failed.is_some() || !view.packs.contains_key(&p) {
+            return;
+        }
+        match used.contains(b) {
+            Ok(true) => *pack_used.entry(p).or_default() += l.stored_len as u64,
+            Ok(false) => {}
+            Err(e) => failed = Some(e),
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     rep.bytes_used = pack_used.values().sum();
     let already: HashSet<Id> = view
@@ -142,7 +144,7 @@ pub(super) fn decide(
     c.repack.sort();
     rep.packs_unused = c.unused.len();
     rep.packs_to_repack = c.repack.len();
-    c
+    Ok(c)
 }
 
 /// Copies blobs, verified, into new packs of the tenant.
@@ -200,7 +202,7 @@ pub(super) fn write(
     keys: &TenantKeys,
     reader: &BlobReader,
     view: &View,
-    used: &HashSet<Id>,
+    used: &Used,
     c: Candidates,
     authority: &ed25519_dalek::SigningKey,
     progress: &dyn Progress,
@@ -279,7 +281,7 @@ pub(super) fn write(
         tables.remember(p, &table);
         let mut found = 0usize;
         for e in &table {
-            if !used.contains(&e.id) || !r.moved.insert(e.id) {
+            if !used.contains(&e.id)? || !r.moved.insert(e.id) {
                 continue;
             }
             if let Some(q) = verified_copy(&e.id)? {

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Peak RSS of `check`, `check --read-data`, `restore` and `prune` as the blob count grows.
+# A generated tree of small files (one blob each; default 1 000 000, in directories of 1 000,
+# the generator of many-files.sh) is backed up at 3/10 and at all of it, each size into its
+# own repository: a first snapshot of everything, a second of the first half, then the first
+# is forgotten, so that prune has half of the blobs to drop. Each binary (this tree's release
+# build, and with --before another coop binary, e.g. main's) gets its own copy of the
+# repository and a fresh cache. Prints a table of peak RSS (MiB) per command and size, and
+# the growth per blob between the two sizes. Figures are for reports, not tests.
+# usage: benches/memory.sh [--files N] [--work DIR] [--before BIN] [--coop BIN] [--keep]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+files=1000000; work=/tmp/coop-memory; keep=0; before=""; COOP=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --files) files=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --before) before=$2; shift 2 ;;
+    --coop) COOP=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+if [ -z "$COOP" ]; then
+  cargo build --release --quiet -p coop-cli
+  COOP="$PWD/target/release/coop"
+fi
+tree="$work/tree"
+if [ ! -f "$tree/.done-$files" ]; then
+  rm -rf "$work"; mkdir -p "$tree"
+  echo "generating $files files in $tree ..." >&2
+  python3 - "$tree" "$files" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+per_group = n // 10
+for i in range(n):
+    g, k = divmod(i, per_group)
+    d = os.path.join(root, f"g{g}", f"d{k // 1000:04d}")
+    if k % 1000 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{k % 1000:03d}.txt"), "w") as f:
+        f.write((f"file {i} of the many-files benchmark\n") * (1 + i % 10))
+EOF
+  touch "$tree/.done-$files"
+fi
+export XDG_CONFIG_HOME="$work/cfg"
+q() { "$@" > "$work/out" 2>&1 || { echo "failed: $*" >&2; cat "$work/out" >&2; exit 1; }; }
+rss() { # binary command args... -> peak RSS in KiB
+  local bin=$1; shift
+  /usr/bin/time -f "%M" -o "$work/t" "$bin" "$@" > "$work/out" 2>&1 \
+    || { echo "$bin $* failed:" >&2; cat "$work/out" >&2; exit 1; }
+  cat "$work/t"
+}
+bins=("after:$COOP"); [ -n "$before" ] && bins=("before:$before" "${bins[@]}")
+declare -A M
+sizes=()
+for tenths in 3 10; do
+  n=$((files / 10 * tenths)); sizes+=("$n")
+  paths=(); for g in $(seq 0 $((tenths - 1))); do paths+=("$tree/g$g"); done
+  half=("${paths[@]:0:$(((tenths + 1) / 2))}")
+  repo="$work/repo-$n"; rm -rf "$repo" "$work/cache-build"
+  export XDG_CACHE_HOME="$work/cache-build"
+  q "$COOP" init -q --repo "$repo"
+  q "$COOP" backup -q --repo "$repo" "${paths[@]}"
+  q "$COOP" backup -q --repo "$repo" "${half[@]}"
+  q "$COOP" forget -q --repo "$repo" --keep-last 1
+  for b in "${bins[@]}"; do
+    label=${b%%:*}; bin=${b#*:}
+    r="$work/repo-$n-$label"; rm -rf "$r" "$work/cache-$label" "$work/restored"
+    cp -a "$repo" "$r"
+    export XDG_CACHE_HOME="$work/cache-$label"
+    M[$n,$label,check]=$(rss "$bin" check -q --repo "$r")
+    M[$n,$label,read]=$(rss "$bin" check -q --read-data --repo "$r")
+    M[$n,$label,restore]=$(rss "$bin" restore -q --repo "$r" latest --target "$work/restored")
+    rm -rf "$work/restored"
+    M[$n,$label,prune]=$(rss "$bin" prune -q --repo "$r")
+    [ "$keep" = 1 ] || rm -rf "$r" "$work/cache-$label"
+  done
+  [ "$keep" = 1 ] || rm -rf "$repo"
+done
+rm -rf "$work/cache-build"
+printf '| command | binary |'; for n in "${sizes[@]}"; do printf ' %s files MiB |' "$n"; done
+printf ' bytes per blob |\n|---|---|'; for _ in "${sizes[@]}"; do printf -- '---|'; done; printf -- '---|\n'
+for c in check read restore prune; do
+  for b in "${bins[@]}"; do
+    label=${b%%:*}
+    case $c in read) name="check --read-data" ;; *) name=$c ;; esac
+    printf '| %s | %s |' "$name" "$label"
+    for n in "${sizes[@]}"; do printf ' %s |' "$(awk -v k="${M[$n,$label,$c]}" 'BEGIN { printf "%.1f", k / 1024 }')"; done
+    lo=${sizes[0]}; hi=${sizes[1]}
+    awk -v a="${M[$lo,$label,$c]}" -v b="${M[$hi,$label,$c]}" -v x="$lo" -v y="$hi" \
+      'BEGIN { printf " %.0f |\n", (b - a) * 1024 / (y - x) }'
+  done
+done
