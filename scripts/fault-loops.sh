@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export COOP_TRIALS_SCALE="${1:-10}"
 rm -f target/tmp/integrity-report.txt
-cargo test --release -p coop-cli --test integrity -- --test-threads=1
+cargo test --release -p coop-cli --test suite -- integrity:: --test-threads=1
 cat target/tmp/integrity-report.txt

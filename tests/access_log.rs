@@ -3,7 +3,7 @@
 //! directory) and one at a rented VM (the S3 server scripts/test.sh starts). The Pi and the
 //! VM witness the logs they hold; three admins, any two of whom can recover a member's data.
 
-mod common;
+use crate::common;
 
 use common::s3::*;
 use common::*;

@@ -1,6 +1,6 @@
 //! End-to-end tests: the real `coop` binary against a local directory repository.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

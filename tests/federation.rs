@@ -4,7 +4,7 @@
 //! `scripts/test.sh` starts moto and PostgreSQL and exports their addresses. Without them
 //! these tests fail (set COOP_SKIP_SERVERS=1 to skip them on a machine that has neither).
 
-mod common;
+use crate::common;
 
 use common::s3::*;
 use common::*;

@@ -2,7 +2,7 @@
 //! `formats/testdata/make-fixture.sh`) still decodes to `expected.txt` with today's coop:
 //! repositories written by earlier versions of this format stay readable.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

@@ -3,7 +3,7 @@
 //! symlink by `renameat2(RENAME_EXCHANGE)`), plants special files, rewrites an export tar,
 //! exports huge files, and closes the pipe coop prints into.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

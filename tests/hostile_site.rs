@@ -6,7 +6,7 @@
 //! starts: it hides keys from listings, truncates listings while claiming they are complete,
 //! serves one object's bytes under another's name, or serves an older copy of the bucket.
 
-mod common;
+use crate::common;
 
 use common::s3::*;
 use common::*;

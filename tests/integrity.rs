@@ -5,7 +5,7 @@
 //! to `target/tmp/integrity-report.txt`, which `scripts/test.sh` prints. The number of
 //! trials scales with `COOP_TRIALS_SCALE` (scripts/fault-loops.sh runs long loops).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

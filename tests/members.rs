@@ -1,6 +1,6 @@
 //! Members: per-member tenants and jobs, quotas, export, offline verify, isolation.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Operations: the admin's and the member's daily path, step by step as the docs give it,
 //! and every failure says so (issue "Operations").
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

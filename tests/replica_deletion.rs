@@ -1,7 +1,7 @@
 //! Replicas follow the source's deletions: only what an admin of the source logged as deleted,
 //! once older than the grace period, and never what a snapshot the replica keeps needs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

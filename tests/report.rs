@@ -4,7 +4,7 @@
 //! `--member alice` against everything of bob's. tests/report_browser.sh loads the page in
 //! a real browser.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

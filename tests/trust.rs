@@ -5,7 +5,7 @@
 //! plus write access to the store. The objects it forges are built with `coop_formats` from
 //! that file alone, as an attacker would build them. The admin runs coop's ordinary commands.
 
-mod common;
+use crate::common;
 
 use common::*;
 use coop_formats::envelope::TenantTag;

@@ -46,7 +46,8 @@ pub fn s3_env(cmd: &mut std::process::Command, endpoint: &str) {
 }
 
 pub fn set_s3_env_here(endpoint: &str) {
-    // For Store::open in this process (tests are single-purpose processes per binary run).
+    // For Store::open in this process: every S3 test of the suite sets moto's (the Garage
+    // test passes its settings explicitly).
     std::env::set_var("AWS_ACCESS_KEY_ID", "test");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     std::env::set_var("AWS_ENDPOINT_URL", endpoint);
