@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Disaster recovery over a line: restore a whole service from an S3 store (moto, on loopback)
-# behind benches/shaper.py, a proxy that adds a round-trip time and a bandwidth limit, coop
+# behind benches/shaper.py, a proxy that adds a round-trip time and a bandwidth limit, and
+# replicate the whole repository from there to a local one ("copy" rows); coop
 # beside restic (and rustic when installed, as in compare.sh), same corpus, same proxy.
 # usage: benches/network.sh [--scale S] [--lines "RTT_MS:MBIT …"] [--work DIR] [--tools "coop restic rustic"]
 # Default lines: 30 ms / 100 Mbit/s (a home line) and 5 ms / 1000 Mbit/s (a rented server).
@@ -80,7 +81,17 @@ stored_coop=$(stored_of bench-coop r/packs/)
 stored_restic=$(stored_of bench-restic data/)
 stored=$stored_coop
 echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale), coop packs $((stored / 1000000)) MB; $(restic version | cut -d' ' -f1-2)${RUSTIC:+, $("$RUSTIC" --version)}; $(nproc) cores"
-printf "%-12s %-8s %8s %8s %8s\n" line tool wall MB/s link%
+# One row: line, tool, start and end times, bytes moved, link Mbit/s.
+row() {
+  python3 - "$@" <<'PY'
+import sys
+line, tool, t0, t1, stored, mbit = sys.argv[1:]
+wall = float(t1) - float(t0)
+rate = int(stored) / wall / 1e6
+print(f"{line + ' ms:Mbit':<12} {tool:<12} {wall:8.2f} {rate:8.2f} {100 * rate * 8 / float(mbit):7.0f}%")
+PY
+}
+printf "%-12s %-12s %8s %8s %8s\n" line tool wall MB/s link%
 for line in $lines; do
   rtt=${line%%:*}; mbit=${line##*:}
   port=$(free_port)
@@ -99,13 +110,24 @@ for line in $lines; do
     "${cmd[@]}" >/dev/null 2>"$work/err-$tool" || { echo "$tool failed over $line:"; cat "$work/err-$tool"; continue; }
     t1=$(date +%s.%N)
     case $tool in coop) bytes=$stored_coop ;; *) bytes=$stored_restic ;; esac
-    python3 - "$line" "$tool" "$t0" "$t1" "$bytes" "$mbit" <<'PY'
-import sys
-line, tool, t0, t1, stored, mbit = sys.argv[1:]
-wall = float(t1) - float(t0)
-rate = int(stored) / wall / 1e6
-print(f"{line + ' ms:Mbit':<12} {tool:<8} {wall:8.2f} {rate:8.2f} {100 * rate * 8 / float(mbit):7.0f}%")
-PY
+    row "$line" "$tool" "$t0" "$t1" "$bytes" "$mbit"
+  done
+  # Replication across the line: the whole repository from the store behind the proxy to a
+  # local one (coop replicate; restic copy into a repository with the same chunker).
+  for tool in $tools; do
+    dst="$work/c-$tool-$rtt"; rm -rf "$dst"; sync
+    case $tool in
+      coop) cmd=(env AWS_ENDPOINT_URL="$proxy" "$COOP" replicate -q --from s3://bench-coop/r --to "$dst") ;;
+      restic)
+        RESTIC_FROM_PASSWORD=bench restic -q -r "$dst" init --from-repo "s3:$proxy/bench-restic" --copy-chunker-params >/dev/null
+        cmd=(env RESTIC_FROM_PASSWORD=bench restic -q -r "$dst" copy --from-repo "s3:$proxy/bench-restic") ;;
+      rustic) continue ;;
+    esac
+    t0=$(date +%s.%N)
+    "${cmd[@]}" >/dev/null 2>"$work/err-$tool" || { echo "$tool replication failed over $line:"; cat "$work/err-$tool"; continue; }
+    t1=$(date +%s.%N)
+    case $tool in coop) bytes=$stored_coop ;; *) bytes=$stored_restic ;; esac
+    row "$line" "$tool copy" "$t0" "$t1" "$bytes" "$mbit"
   done
   kill "$shaper_pid" 2>/dev/null || true; wait "$shaper_pid" 2>/dev/null || true; shaper_pid=""
 done

@@ -35,34 +35,28 @@ struct State {
 /// name; the writer material changes only with a newer signature of that authority.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberPin {
-    #[serde(with = "hex_tag")]
+    #[serde(with = "hex_bytes")]
     pub tenant_tag: [u8; 16],
-    #[serde(with = "hex_key")]
+    #[serde(with = "hex_bytes")]
     pub authority: [u8; 32],
     /// BLAKE3 of the writer material (data recipient, ID and index keys).
-    #[serde(with = "hex_key")]
+    #[serde(with = "hex_bytes")]
     pub material: [u8; 32],
     /// The material signature's generation; `None` while the material was unsigned.
     pub signed: Option<u64>,
 }
 
-mod hex_tag {
-    pub fn serialize<S: serde::Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+/// Fixed-size byte arrays as hex strings.
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer, const N: usize>(
+        v: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
-        let s: String = serde::Deserialize::deserialize(d)?;
-        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("bad length"))
-    }
-}
-
-mod hex_key {
-    pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
         let s: String = serde::Deserialize::deserialize(d)?;
         let v = hex::decode(s).map_err(serde::de::Error::custom)?;
         v.try_into()

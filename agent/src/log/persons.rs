@@ -118,7 +118,7 @@ fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
 }
 
 /// The quorum a `key-change` entry sets (`object` = `log_quorum=N`), if it sets one.
-fn quorum_set(e: &Entry) -> Option<u32> {
+pub(super) fn quorum_set(e: &Entry) -> Option<u32> {
     (e.event == Event::KeyChange)
         .then(|| {
             e.object

@@ -138,19 +138,6 @@ pub fn adopted_key(e: &coop_formats::tlog::Entry) -> Option<[u8; 32]> {
         .and_then(|b| b.try_into().ok())
 }
 
-/// The quorum a `key-change` entry sets (`object` = `log_quorum=N`), if it sets one.
-fn quorum_set(e: &coop_formats::tlog::Entry) -> Option<u32> {
-    (e.event == Event::KeyChange)
-        .then(|| {
-            e.object
-                .as_deref()?
-                .strip_prefix("log_quorum=")?
-                .parse()
-                .ok()
-        })
-        .flatten()
-}
-
 /// Computes when each witness began to count, from every admin log of `trusted` (SPEC 24.5):
 /// a witness counts only once a `key-change` entry of an admin log with `data.witness_key`
 /// adopted it, and only for checkpoints after the first checkpoint covering that entry that
@@ -235,7 +222,7 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
                     adoptions.push((i as u64, k, by));
                 }
             }
-            if let Some(q) = quorum_set(&e) {
+            if let Some(q) = super::persons::quorum_set(&e) {
                 quorums.push((i as u64, q));
             }
             if e.event == Event::Revoke {
