@@ -64,6 +64,20 @@ pub struct RestoreReport {
 /// What to restore: a tree, or a single node.
 pub use crate::read::Found as RestoreRoot;
 
+/// How many packs are read at once: one per core from a local store; from a remote one at
+/// least `REMOTE_PACK_READERS`, so that the line stays busy while packs are decrypted and
+/// written (each holds one pack's stored bytes, at most 16 MiB by default).
+fn pack_readers(reader: &BlobReader, requested: usize) -> usize {
+    let n = crate::workers(requested);
+    if requested == 0 && !reader.repo.store.is_local() {
+        n.max(REMOTE_PACK_READERS)
+    } else {
+        n
+    }
+}
+
+const REMOTE_PACK_READERS: usize = 4;
+
 /// Restores `root` (a tree ID, or a single file node) into `opts.target`.
 pub fn restore(
     reader: &BlobReader,
@@ -90,7 +104,7 @@ pub fn restore(
         progress,
         failed,
     );
-    w.run(&packs, crate::workers(opts.workers));
+    w.run(&packs, pack_readers(reader, opts.workers));
     w.retry();
     progress.finish();
     report.bytes = w.bytes.load(std::sync::atomic::Ordering::Relaxed);
