@@ -125,6 +125,26 @@ pub(super) fn energy_report(s: &Settings, h: &History, opts: &Options) -> Result
     })
 }
 
+/// Stored bytes over time from the history: the total and, with `--member`, that member's.
+pub(super) fn stored_over_time(
+    t: &super::tenants::Tenants,
+    history: Option<&History>,
+    opts: &Options,
+    pack_bytes: u64,
+) -> Result<Vec<Series>> {
+    let mut out = Vec::new();
+    if let Some(h) = history {
+        let samples = h.usage_samples(opts.until)?;
+        out.push(series("total", &samples, opts, |_| true, pack_bytes));
+        if let Some(m) = &opts.member {
+            let tenant = format!("member/{m}");
+            let now = t.usage_of(&tenant).map(|u| u.stored_bytes).unwrap_or(0);
+            out.push(series(&tenant, &samples, opts, |t| t == tenant, now));
+        }
+    }
+    Ok(out)
+}
+
 /// A step line: each tenant's stored bytes are its last sample; the line starts at `since`
 /// with what was known then and ends at `until` with `now` (the store as it is).
 pub(super) fn series(
