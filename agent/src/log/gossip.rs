@@ -306,140 +306,192 @@ pub fn gossip(a: &Repo, b: &Repo, trusted: &Trusted, write: bool) -> Result<Goss
         let Some((origin, owner)) = by_id.get(&id) else {
             continue;
         };
-        if same(a, b, &id)? {
-            continue;
-        }
-        let key = owner.key;
-        let (sa, sb) = (side(a, &id, origin, &key)?, side(b, &id, origin, &key)?);
-        let (sa, sb) = match (sa, sb) {
-            (Ok(x), Ok(y)) => (x, y),
-            (Err(e), _) | (_, Err(e)) => {
-                rep.notes.push(format!(
-                    "the log {origin} is damaged at one copy, not compared: {e}"
-                ));
-                continue;
-            }
-        };
-        let (long, short) = if sa.size() >= sb.size() {
-            (&sa, &sb)
-        } else {
-            (&sb, &sa)
-        };
-        let hashes = leaves(&long.entries);
-        let tree = Levels::new(&hashes);
-        // Every checkpoint either side's key signed must be a prefix of the longer tree.
-        let conflict = short
-            .signed
-            .values()
-            .map(|c| (short, c))
-            .chain(long.signed.values().map(|c| (long, c)))
-            .find(|(_, (_, cp))| tree.root(cp.size as usize) != cp.root);
-        // Fork objects either side holds, checked against the longer tree.
-        let proven = long
-            .s
-            .forks
-            .values()
-            .chain(short.s.forks.values())
-            .filter_map(|b| ForkEvidence::decode(b))
-            .find_map(|e| e.check(&key, origin, &tree).ok().flatten().map(|w| (e, w)));
-        if let Some((at, (note, cp))) = conflict {
-            // `at` signed `cp`; the longer side's entries (under its head) say otherwise.
-            let here = short.note_with_cosignatures(short.size());
-            let there = long.note_with_cosignatures(long.size());
-            let kept = keep_evidence(a, &id, (short.url(), &here), (long.url(), &there));
-            rep.forked.push(id.clone());
-            rep.forks.push(format!(
-                "FORK: the log {origin}: {} holds a checkpoint of {} entries that the {} entries \
-                 at {} do not contain; the log's key signed two histories{}",
-                at.url(),
-                cp.size,
-                long.size(),
-                long.url(),
-                kept.map(|p| format!(" (both kept in {})", p.display()))
-                    .unwrap_or_default()
-            ));
-            if write {
-                let mut put = |r: &Repo, e: ForkEvidence| {
-                    if let Err(err) = put_evidence(r, &id, &e) {
-                        rep.notes.push(format!(
-                            "cannot write the fork evidence to {}: {}",
-                            r.store.url(),
-                            crate::error::chain(&err)
-                        ));
-                    }
-                };
-                // Into the longer copy: the conflicting checkpoint (its size is within it).
-                let mut to_long = note.clone();
-                if let Some(l) = at.s.cosignatures.get(&cp.size) {
-                    l.values().for_each(|x| to_long.extend_from_slice(x));
-                }
-                put(
-                    long.repo,
-                    ForkEvidence {
-                        ty: FORK_TYPE.into(),
-                        checkpoint: String::from_utf8_lossy(&to_long).into_owned(),
-                        prefix: None,
-                    },
-                );
-                // Into the shorter copy: the longer head, with a consistency proof from the
-                // shorter copy's size, so that its holders can check it.
-                let m = short.size();
-                put(
-                    short.repo,
-                    ForkEvidence {
-                        ty: FORK_TYPE.into(),
-                        checkpoint: String::from_utf8_lossy(&there).into_owned(),
-                        prefix: (m < long.size()).then(|| Prefix {
-                            size: m,
-                            root: super::b64(&tree.root(m as usize)),
-                            proof: tlog::consistency_proof(&hashes, m as usize)
-                                .iter()
-                                .map(super::b64)
-                                .collect(),
-                        }),
-                    },
-                );
-            }
-            continue;
-        }
-        if let Some((_, why)) = proven {
-            rep.forked.push(id.clone());
-            rep.forks.push(format!(
-                "{why} (a fork object at {} or {})",
-                a.store.url(),
-                b.store.url()
-            ));
-        }
-        if !write {
-            continue;
-        }
-        // A copy this client may not write (a read-only source) gets nothing; the other
-        // still gets what it lacks.
-        let cant = |r: &Repo, e: Error| {
-            format!(
-                "cannot carry the log {origin} to {}: {}",
-                r.store.url(),
-                crate::error::chain(&e)
-            )
-        };
-        match carry(long, short, &id) {
-            Ok(n) => rep.copied += n,
-            Err(e) => {
-                rep.notes.push(cant(short.repo, e));
-                continue;
-            }
-        }
-        for (from, to) in [(&sa, &sb), (&sb, &sa)] {
-            match carry_signed(from, to, trusted, &key, &id) {
-                Ok((objects, cosignatures)) => {
-                    rep.copied += objects;
-                    rep.cosignatures += cosignatures;
-                }
-                Err(e) => rep.notes.push(cant(to.repo, e)),
-            }
-        }
+        gossip_log(a, b, trusted, write, &id, (origin, owner), &mut rep)?;
     }
     Ok(rep)
+}
+
+/// Compares one log's two copies and carries what one lacks to the other (see [`gossip`]).
+fn gossip_log(
+    a: &Repo,
+    b: &Repo,
+    trusted: &Trusted,
+    write: bool,
+    id: &str,
+    (origin, owner): (&String, &super::trust::LogOwner),
+    rep: &mut GossipReport,
+) -> Result<()> {
+    if same(a, b, id)? {
+        return Ok(());
+    }
+    let key = owner.key;
+    let (sa, sb) = (side(a, id, origin, &key)?, side(b, id, origin, &key)?);
+    let (sa, sb) = match (sa, sb) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            rep.notes.push(format!(
+                "the log {origin} is damaged at one copy, not compared: {e}"
+            ));
+            return Ok(());
+        }
+    };
+    let (long, short) = if sa.size() >= sb.size() {
+        (&sa, &sb)
+    } else {
+        (&sb, &sa)
+    };
+    let hashes = leaves(&long.entries);
+    let tree = Levels::new(&hashes);
+    // Every checkpoint either side's key signed must be a prefix of the longer tree.
+    let conflict = short
+        .signed
+        .values()
+        .map(|c| (short, c))
+        .chain(long.signed.values().map(|c| (long, c)))
+        .find(|(_, (_, cp))| tree.root(cp.size as usize) != cp.root);
+    // Fork objects either side holds, checked against the longer tree.
+    let proven = long
+        .s
+        .forks
+        .values()
+        .chain(short.s.forks.values())
+        .filter_map(|b| ForkEvidence::decode(b))
+        .find_map(|e| e.check(&key, origin, &tree).ok().flatten().map(|w| (e, w)));
+    if let Some((at, (note, cp))) = conflict {
+        // `at` signed `cp`; the longer side's entries (under its head) say otherwise.
+        let here = short.note_with_cosignatures(short.size());
+        let there = long.note_with_cosignatures(long.size());
+        let kept = keep_evidence(a, id, (short.url(), &here), (long.url(), &there));
+        rep.forked.push(id.to_string());
+        rep.forks.push(format!(
+            "FORK: the log {origin}: {} holds a checkpoint of {} entries that the {} entries \
+             at {} do not contain; the log's key signed two histories{}",
+            at.url(),
+            cp.size,
+            long.size(),
+            long.url(),
+            kept.map(|p| format!(" (both kept in {})", p.display()))
+                .unwrap_or_default()
+        ));
+        if write {
+            write_evidence(long, short, id, at, note, cp, &there, &hashes, &tree, rep);
+        }
+        return Ok(());
+    }
+    if let Some((_, why)) = proven {
+        rep.forked.push(id.to_string());
+        rep.forks.push(format!(
+            "{why} (a fork object at {} or {})",
+            a.store.url(),
+            b.store.url()
+        ));
+    }
+    if !write {
+        return Ok(());
+    }
+    carry_both(&sa, &sb, trusted, &key, id, origin, rep);
+    Ok(())
+}
+
+/// Writes the evidence of a fork into both copies: into the longer one the conflicting
+/// checkpoint `at` signed (its size is within it), into the shorter one the longer head with
+/// a consistency proof from the shorter copy's size, so that its holders can check it.
+#[allow(clippy::too_many_arguments)]
+fn write_evidence(
+    long: &Side,
+    short: &Side,
+    id: &str,
+    at: &Side,
+    note: &[u8],
+    cp: &Checkpoint,
+    there: &[u8],
+    hashes: &[Hash],
+    tree: &Levels,
+    rep: &mut GossipReport,
+) {
+    let mut put = |r: &Repo, e: ForkEvidence| {
+        if let Err(err) = put_evidence(r, id, &e) {
+            rep.notes.push(format!(
+                "cannot write the fork evidence to {}: {}",
+                r.store.url(),
+                crate::error::chain(&err)
+            ));
+        }
+    };
+    // Into the longer copy: the conflicting checkpoint (its size is within it).
+    let mut to_long = note.to_vec();
+    if let Some(l) = at.s.cosignatures.get(&cp.size) {
+        l.values().for_each(|x| to_long.extend_from_slice(x));
+    }
+    put(
+        long.repo,
+        ForkEvidence {
+            ty: FORK_TYPE.into(),
+            checkpoint: String::from_utf8_lossy(&to_long).into_owned(),
+            prefix: None,
+        },
+    );
+    // Into the shorter copy: the longer head, with a consistency proof from the
+    // shorter copy's size, so that its holders can check it.
+    let m = short.size();
+    put(
+        short.repo,
+        ForkEvidence {
+            ty: FORK_TYPE.into(),
+            checkpoint: String::from_utf8_lossy(there).into_owned(),
+            prefix: (m < long.size()).then(|| Prefix {
+                size: m,
+                root: super::b64(&tree.root(m as usize)),
+                proof: tlog::consistency_proof(hashes, m as usize)
+                    .iter()
+                    .map(super::b64)
+                    .collect(),
+            }),
+        },
+    );
+}
+
+/// Carries the entries the shorter copy lacks, then the checkpoints and cosignatures each
+/// lacks. A copy this client may not write (a read-only source) gets nothing; the other still
+/// gets what it lacks.
+#[allow(clippy::too_many_arguments)]
+fn carry_both(
+    sa: &Side,
+    sb: &Side,
+    trusted: &Trusted,
+    key: &[u8; 32],
+    id: &str,
+    origin: &str,
+    rep: &mut GossipReport,
+) {
+    let (long, short) = if sa.size() >= sb.size() {
+        (sa, sb)
+    } else {
+        (sb, sa)
+    };
+    let cant = |r: &Repo, e: Error| {
+        format!(
+            "cannot carry the log {origin} to {}: {}",
+            r.store.url(),
+            crate::error::chain(&e)
+        )
+    };
+    match carry(long, short, id) {
+        Ok(n) => rep.copied += n,
+        Err(e) => {
+            rep.notes.push(cant(short.repo, e));
+            return;
+        }
+    }
+    for (from, to) in [(sa, sb), (sb, sa)] {
+        match carry_signed(from, to, trusted, key, id) {
+            Ok((objects, cosignatures)) => {
+                rep.copied += objects;
+                rep.cosignatures += cosignatures;
+            }
+            Err(e) => rep.notes.push(cant(to.repo, e)),
+        }
+    }
 }
 
 fn put_evidence(repo: &Repo, id: &str, e: &ForkEvidence) -> Result<()> {
