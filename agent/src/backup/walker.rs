@@ -331,83 +331,23 @@ impl Walker<'_, '_> {
                 }
             }
         }
-        let fd = match fsx::open_file_at(dir, name) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.warn(vanished(path));
-                return Ok(None);
-            }
-            Err(e) => {
-                self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
-                return Ok(None);
-            }
+        let Some(fd) = self.open_same(dir, name, path, st) else {
+            return Ok(None);
         };
-        match fsx::fstat(fd.as_fd()) {
-            Ok(now) if now.same_entry(st) => {}
-            Ok(_) => {
-                self.warn(format!(
-                    "{}: replaced by another file while being backed up (a symlink or rename race?); skipped",
-                    path.display()
-                ));
-                return Ok(None);
-            }
-            Err(e) => {
-                self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
-                return Ok(None);
-            }
-        }
-        // Regular files ignore O_NONBLOCK; clearing it keeps reads plain all the same.
-        let _ = nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
-        );
         match cached_xattrs {
             Some(x) => node.xattrs = x,
             None => self.read_xattrs_fd(path, fd.as_fd(), &mut node),
         }
-        // Read, then compare size, mtime and ctime with what they were before: a file written
-        // while it was read is read once more, and if it changed again what was read is kept
-        // (it may mix versions) and named in a warning.
-        let file = std::fs::File::from(fd);
-        let mut before = *st;
-        let mut attempt = 0;
-        let (parts, size, hash, stable) = loop {
-            attempt += 1;
-            self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
-            let read = (&file)
-                .seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io(path, e))
-                .and_then(|_| {
-                    self.read_file(
-                        path,
-                        file.try_clone().map_err(|e| Error::io(path, e))?,
-                        &before,
-                    )
-                });
-            let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
-            let (parts, size) = match read {
-                Ok(r) => r,
-                Err(Error::Io { path: p, source }) => {
-                    self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            };
-            let after = fsx::fstat(file.as_fd()).map_err(|e| Error::io(path, e))?;
-            let stable = after.size == size
-                && after.size == before.size
-                && after.mtime_ns == before.mtime_ns
-                && after.ctime_ns == before.ctime_ns;
-            if stable || attempt == 2 {
-                if !stable {
-                    self.warn(format!(
-                        "{}: changed while it was read (twice); stored as read, which may mix old and new content",
-                        path.display()
-                    ));
-                }
-                break (parts, size, hash, stable);
-            }
-            before = after;
+        let Some(ReadFile {
+            parts,
+            size,
+            hash,
+            stable,
+            before,
+            attempt,
+        }) = self.read_stable(std::fs::File::from(fd), path, st)?
+        else {
+            return Ok(None);
         };
         if attempt == 2 {
             node.mode = before.mode & 0o7777;
@@ -442,6 +382,107 @@ impl Walker<'_, '_> {
         }
         self.note_manifest(key, &node, hash);
         Ok(Some(node))
+    }
+
+    /// Opens a file and checks it is still the entry `st` describes (a symlink or rename
+    /// race); `None` with a warning if not, or if it cannot be read.
+    fn open_same(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &Stat,
+    ) -> Option<std::os::fd::OwnedFd> {
+        let fd = match fsx::open_file_at(dir, name) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warn(vanished(path));
+                return None;
+            }
+            Err(e) => {
+                self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
+                return None;
+            }
+        };
+        match fsx::fstat(fd.as_fd()) {
+            Ok(now) if now.same_entry(st) => {}
+            Ok(_) => {
+                self.warn(format!(
+                    "{}: replaced by another file while being backed up (a symlink or rename race?); skipped",
+                    path.display()
+                ));
+                return None;
+            }
+            Err(e) => {
+                self.warn(format!("{}: cannot read, skipped: {e}", path.display()));
+                return None;
+            }
+        }
+        // Regular files ignore O_NONBLOCK; clearing it keeps reads plain all the same.
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        );
+        Some(fd)
+    }
+
+    /// Reads a file, then compares size, mtime and ctime with what they were before: a file
+    /// written while it was read is read once more, and if it changed again what was read is
+    /// kept (it may mix versions) and named in a warning. `None`: it could not be read
+    /// (warned).
+    fn read_stable(
+        &mut self,
+        file: std::fs::File,
+        path: &Path,
+        st: &Stat,
+    ) -> Result<Option<ReadFile>> {
+        let mut before = *st;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.file_hasher = self.manifest.as_ref().map(|_| blake3::Hasher::new());
+            let read = (&file)
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(path, e))
+                .and_then(|_| {
+                    self.read_file(
+                        path,
+                        file.try_clone().map_err(|e| Error::io(path, e))?,
+                        &before,
+                    )
+                });
+            let hash = self.file_hasher.take().map(|h| *h.finalize().as_bytes());
+            let (parts, size) = match read {
+                Ok(r) => r,
+                Err(Error::Io { path: p, source }) => {
+                    self.warn(format!("{}: cannot read, skipped: {source}", p.display()));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let after = fsx::fstat(file.as_fd()).map_err(|e| Error::io(path, e))?;
+            let stable = after.size == size
+                && after.size == before.size
+                && after.mtime_ns == before.mtime_ns
+                && after.ctime_ns == before.ctime_ns;
+            if stable || attempt == 2 {
+                if !stable {
+                    self.warn(format!(
+                        "{}: changed while it was read (twice); stored as read, which may mix old and new content",
+                        path.display()
+                    ));
+                }
+                return Ok(Some(ReadFile {
+                    parts,
+                    size,
+                    hash,
+                    stable,
+                    before,
+                    attempt,
+                }));
+            }
+            before = after;
+        }
     }
 
     /// A node for any directory entry (walking the directories below it); `None` if it was
@@ -739,6 +780,20 @@ enum Entry {
 
 /// A directory being walked: its remaining names, its tree so far, and its own node (which
 /// goes into the parent's tree when it is done; `None` for where the walk started).
+/// A file as [`Walker::read_stable`] read it.
+struct ReadFile {
+    parts: Vec<Part>,
+    size: u64,
+    /// Its BLAKE3, for the manifest.
+    hash: Option<[u8; 32]>,
+    /// It did not change while it was read.
+    stable: bool,
+    /// Its attributes before the last read.
+    before: Stat,
+    /// How often it was read.
+    attempt: u32,
+}
+
 struct Frame {
     names: std::vec::IntoIter<OsString>,
     dir: OwnedFd,
