@@ -205,7 +205,7 @@ fn forks(
     let (proven, notes) = super::check_forks(s, key, origin, tree);
     rep.notes.extend(notes);
     for (path, why) in proven {
-        let kept = super::gossip::keep_evidence(
+        let kept = super::fork::keep_evidence(
             repo,
             id,
             (&path, &s.forks[&path]),
