@@ -271,75 +271,81 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
     if g.json {
         p.json(&r)?;
     } else {
-        p.summary(format!(
-            "export of {} (snapshot {}, taken {}), made by site {}",
-            r.tenant,
-            r.snapshot,
-            util::local_time(&r.time),
-            r.site
-        ))?;
-        p.summary(format!(
-            "signed by key {} ({})",
-            r.signer_fingerprint, r.signer
-        ))?;
-        if !r.log.is_empty() {
-            p.summary(format!(
-                "the access log records {} about this data (each proven against a signed checkpoint):",
-                util::plural(r.log.len() as u64, "event", "events")
-            ))?;
-            for l in &r.log {
-                p.summary(format!(
-                    "  {} {:<16} by {} ({}){}{}",
-                    l.time,
-                    l.event,
-                    l.actor,
-                    &l.actor_key[..l.actor_key.len().min(16)],
-                    l.reason
-                        .as_ref()
-                        .map(|r| format!(", reason {r}"))
-                        .unwrap_or_default(),
-                    if l.cosigned_by.is_empty() {
-                        ", not witnessed".to_string()
-                    } else {
-                        format!(", witnessed by {}", l.cosigned_by.join(", "))
-                    }
-                ))?;
-            }
-        }
-        for w in &r.warnings {
-            p.warn(w);
-        }
-        for x in &r.problems {
-            p.data(format!("MISMATCH {x}"))?;
-        }
-        if r.problems.is_empty() {
-            p.summary(format!(
-                "OK: all {} match the signed manifest",
-                util::plural(r.files_ok, "file", "files")
-            ))?;
-            if let Some(d) = &r.extracted {
-                p.summary(format!("extracted to {d}"))?;
-            }
-            if a.trust.is_none() {
-                p.summary("(compare the key above with the one your cooperative publishes, or pass --trust KEY)")?;
-            }
-        } else {
-            p.summary(format!(
-                "{}: this export is not what the site backed up{}",
-                util::plural(r.problems.len() as u64, "problem", "problems"),
-                if a.extract.is_some() {
-                    "; nothing was extracted"
-                } else {
-                    ""
-                }
-            ))?;
-        }
+        verify_text(&p, &r, &a)?;
     }
     Ok(if r.problems.is_empty() {
         crate::exit::OK
     } else {
         crate::exit::INTEGRITY
     })
+}
+
+/// What `coop verify` found, for a terminal.
+fn verify_text(p: &crate::output::Printer, r: &export::VerifyReport, a: &VerifyArgs) -> Result<()> {
+    p.summary(format!(
+        "export of {} (snapshot {}, taken {}), made by site {}",
+        r.tenant,
+        r.snapshot,
+        util::local_time(&r.time),
+        r.site
+    ))?;
+    p.summary(format!(
+        "signed by key {} ({})",
+        r.signer_fingerprint, r.signer
+    ))?;
+    if !r.log.is_empty() {
+        p.summary(format!(
+            "the access log records {} about this data (each proven against a signed checkpoint):",
+            util::plural(r.log.len() as u64, "event", "events")
+        ))?;
+        for l in &r.log {
+            p.summary(format!(
+                "  {} {:<16} by {} ({}){}{}",
+                l.time,
+                l.event,
+                l.actor,
+                &l.actor_key[..l.actor_key.len().min(16)],
+                l.reason
+                    .as_ref()
+                    .map(|r| format!(", reason {r}"))
+                    .unwrap_or_default(),
+                if l.cosigned_by.is_empty() {
+                    ", not witnessed".to_string()
+                } else {
+                    format!(", witnessed by {}", l.cosigned_by.join(", "))
+                }
+            ))?;
+        }
+    }
+    for w in &r.warnings {
+        p.warn(w);
+    }
+    for x in &r.problems {
+        p.data(format!("MISMATCH {x}"))?;
+    }
+    if r.problems.is_empty() {
+        p.summary(format!(
+            "OK: all {} match the signed manifest",
+            util::plural(r.files_ok, "file", "files")
+        ))?;
+        if let Some(d) = &r.extracted {
+            p.summary(format!("extracted to {d}"))?;
+        }
+        if a.trust.is_none() {
+            p.summary("(compare the key above with the one your cooperative publishes, or pass --trust KEY)")?;
+        }
+    } else {
+        p.summary(format!(
+            "{}: this export is not what the site backed up{}",
+            util::plural(r.problems.len() as u64, "problem", "problems"),
+            if a.extract.is_some() {
+                "; nothing was extracted"
+            } else {
+                ""
+            }
+        ))?;
+    }
+    Ok(())
 }
 
 pub fn usage(g: &Global) -> Result<i32> {
