@@ -114,6 +114,7 @@ fn quorum_set(e: &coop_formats::tlog::Entry) -> Option<u32> {
 /// witnesses. Only entries that count (by the admin key, with a valid or no person
 /// signature) adopt; only checkpoints that verify and lie on the head's history count.
 pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
+    use coop_formats::tlog::{Entry, PersonCheck};
     let mut act = Activation::default();
     let listed: Vec<[u8; 32]> = trusted
         .witnesses
@@ -129,154 +130,116 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
         .map(|(o, w)| (o.clone(), w.clone()))
         .collect();
     for (origin, owner) in admin_logs {
-        let active = activate_log(repo, trusted, &ids, &listed, &origin, &owner)?;
+        let id = tlog::log_id(&origin);
+        let mut active: HashMap<[u8; 32], Active> = HashMap::new();
+        if !ids.contains(&id) {
+            act.logs.insert(origin, active);
+            continue;
+        }
+        let s = super::stored(repo, &id)?;
+        let Some(head) = super::newest_verified(&s, &owner.key, &origin) else {
+            act.logs.insert(origin, active);
+            continue;
+        };
+        let Ok(entries) = super::read_entries(repo, &s, head.size) else {
+            act.logs.insert(origin, active);
+            continue;
+        };
+        let tree = tlog::Levels::new(&super::leaves(&entries));
+        if tree.root(head.size as usize) != head.root {
+            act.logs.insert(origin, active);
+            continue;
+        }
+        // (index, key, person) adoptions and (index, quorum) changes, in log order.
+        let own = hex::encode(owner.key);
+        let mut adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)> = Vec::new();
+        let mut quorums: Vec<(u64, u32)> = Vec::new();
+        // (index, key) of the logged revocations of witnesses.
+        let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
+        for (i, b) in entries.iter().enumerate() {
+            if !(contains(b, b"witness_key")
+                || contains(b, b"log_quorum=")
+                || contains(b, b"\"revoke\""))
+            {
+                continue;
+            }
+            let Ok(e) = Entry::decode(b) else { continue };
+            if e.actor != own {
+                continue;
+            }
+            let by = match e.person() {
+                PersonCheck::Forged => continue,
+                PersonCheck::Signed(k) => Some(k),
+                PersonCheck::Unsigned => None,
+            };
+            if let Some(k) = adopted_key(&e) {
+                if listed.contains(&k) && k != owner.key {
+                    adoptions.push((i as u64, k, by));
+                }
+            }
+            if let Some(q) = quorum_set(&e) {
+                quorums.push((i as u64, q));
+            }
+            if e.event == Event::Revoke {
+                let name = e.object.as_deref().unwrap_or_default();
+                for (wname, k, _) in &trusted.revoked_witnesses {
+                    if *wname == super::witness_name(name, k) {
+                        revoked.push((i as u64, *k));
+                    }
+                }
+            }
+        }
+        let mut founding = true;
+        let mut next = 0; // the first adoption not yet in effect
+        for (&size, note) in s.checkpoints.range(..=head.size) {
+            let Ok(cp) = tlog::open_checkpoint(note, &owner.key) else {
+                continue;
+            };
+            if cp.origin != origin || cp.size != size || tree.root(size as usize) != cp.root {
+                continue;
+            }
+            let cos = cosigned(trusted, &cp, s.cosignatures.get(&size), &owner.key)
+                .into_iter()
+                .filter(|k| active.get(k).is_some_and(|a| a.since < size))
+                .count();
+            // The active witnesses no logged revocation before this checkpoint retired.
+            let live = active
+                .keys()
+                .filter(|k| !revoked.iter().any(|(i, r)| r == *k && *i < size))
+                .count();
+            // Before the first cosigned checkpoint, and again once every active witness was
+            // revoked (nobody is left who could witness an adoption), adoptions take effect
+            // at the next checkpoint: the (re)founding witnesses. Members see the whole
+            // witness set change (SPEC 16.4).
+            let was_founding = founding || live == 0;
+            let take = if was_founding {
+                founding = founding && cos == 0;
+                true
+            } else {
+                let q = quorums
+                    .iter()
+                    .take_while(|(i, _)| *i < size)
+                    .last()
+                    .map_or(0, |(_, q)| *q) as usize;
+                cos >= q.min(live).max(1)
+            };
+            if !take {
+                continue;
+            }
+            while let Some(&(_, k, by)) = adoptions.get(next).filter(|a| a.0 < size) {
+                active.entry(k).or_insert(Active {
+                    since: size,
+                    // Adopted before the first checkpoint any witness cosigned.
+                    founding: was_founding,
+                    by,
+                });
+                next += 1;
+            }
+        }
         act.logs.insert(origin, active);
     }
     trusted.activation = Some(act);
     Ok(())
-}
-
-/// When each witness began to count for one admin log (see [`activate`]).
-fn activate_log(
-    repo: &Repo,
-    trusted: &Trusted,
-    ids: &[String],
-    listed: &[[u8; 32]],
-    origin: &str,
-    owner: &LogOwner,
-) -> Result<HashMap<[u8; 32], Active>> {
-    let id = tlog::log_id(origin);
-    let mut active: HashMap<[u8; 32], Active> = HashMap::new();
-    if !ids.contains(&id) {
-        return Ok(active);
-    }
-    let s = super::stored(repo, &id)?;
-    let Some(head) = super::newest_verified(&s, &owner.key, origin) else {
-        return Ok(active);
-    };
-    let Ok(entries) = super::read_entries(repo, &s, head.size) else {
-        return Ok(active);
-    };
-    let tree = tlog::Levels::new(&super::leaves(&entries));
-    if tree.root(head.size as usize) != head.root {
-        return Ok(active);
-    }
-    let Changes {
-        adoptions,
-        quorums,
-        revoked,
-    } = changes(trusted, &entries, owner, listed);
-    let mut founding = true;
-    let mut next = 0; // the first adoption not yet in effect
-    for (&size, note) in s.checkpoints.range(..=head.size) {
-        let Ok(cp) = tlog::open_checkpoint(note, &owner.key) else {
-            continue;
-        };
-        if cp.origin != origin || cp.size != size || tree.root(size as usize) != cp.root {
-            continue;
-        }
-        let cos = cosigned(trusted, &cp, s.cosignatures.get(&size), &owner.key)
-            .into_iter()
-            .filter(|k| active.get(k).is_some_and(|a| a.since < size))
-            .count();
-        // The active witnesses no logged revocation before this checkpoint retired.
-        let live = active
-            .keys()
-            .filter(|k| !revoked.iter().any(|(i, r)| r == *k && *i < size))
-            .count();
-        // Before the first cosigned checkpoint, and again once every active witness was
-        // revoked (nobody is left who could witness an adoption), adoptions take effect
-        // at the next checkpoint: the (re)founding witnesses. Members see the whole
-        // witness set change (SPEC 16.4).
-        let was_founding = founding || live == 0;
-        let take = if was_founding {
-            founding = founding && cos == 0;
-            true
-        } else {
-            let q = quorums
-                .iter()
-                .take_while(|(i, _)| *i < size)
-                .last()
-                .map_or(0, |(_, q)| *q) as usize;
-            cos >= q.min(live).max(1)
-        };
-        if !take {
-            continue;
-        }
-        while let Some(&(_, k, by)) = adoptions.get(next).filter(|a| a.0 < size) {
-            active.entry(k).or_insert(Active {
-                since: size,
-                // Adopted before the first checkpoint any witness cosigned.
-                founding: was_founding,
-                by,
-            });
-            next += 1;
-        }
-    }
-    Ok(active)
-}
-
-/// What an admin log changed, in log order: (index, key, person) adoptions of witnesses,
-/// (index, quorum) changes and (index, key) logged revocations of witnesses.
-struct Changes {
-    adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)>,
-    quorums: Vec<(u64, u32)>,
-    revoked: Vec<(u64, [u8; 32])>,
-}
-
-/// The changes of the entries that count (by the admin key, with a valid or no person
-/// signature).
-fn changes(
-    trusted: &Trusted,
-    entries: &[Vec<u8>],
-    owner: &LogOwner,
-    listed: &[[u8; 32]],
-) -> Changes {
-    use coop_formats::tlog::{Entry, PersonCheck};
-    // (index, key, person) adoptions and (index, quorum) changes, in log order.
-    let own = hex::encode(owner.key);
-    let mut adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)> = Vec::new();
-    let mut quorums: Vec<(u64, u32)> = Vec::new();
-    // (index, key) of the logged revocations of witnesses.
-    let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
-    for (i, b) in entries.iter().enumerate() {
-        if !(contains(b, b"witness_key")
-            || contains(b, b"log_quorum=")
-            || contains(b, b"\"revoke\""))
-        {
-            continue;
-        }
-        let Ok(e) = Entry::decode(b) else { continue };
-        if e.actor != own {
-            continue;
-        }
-        let by = match e.person() {
-            PersonCheck::Forged => continue,
-            PersonCheck::Signed(k) => Some(k),
-            PersonCheck::Unsigned => None,
-        };
-        if let Some(k) = adopted_key(&e) {
-            if listed.contains(&k) && k != owner.key {
-                adoptions.push((i as u64, k, by));
-            }
-        }
-        if let Some(q) = quorum_set(&e) {
-            quorums.push((i as u64, q));
-        }
-        if e.event == Event::Revoke {
-            let name = e.object.as_deref().unwrap_or_default();
-            for (wname, k, _) in &trusted.revoked_witnesses {
-                if *wname == super::witness_name(name, k) {
-                    revoked.push((i as u64, *k));
-                }
-            }
-        }
-    }
-    Changes {
-        adoptions,
-        quorums,
-        revoked,
-    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
