@@ -223,24 +223,7 @@ pub fn backup(
     // The lock first, then the plans: a prune that condemns packs after this point sees
     // our lock and waits; packs condemned before it are not used for deduplication.
     let lock = crate::lock::acquire(repo, keys, coop_formats::control::LockKind::Backup)?;
-    if let Some(quota) = opts.quota {
-        // Refuse before uploading anything when the tenant is at its quota already.
-        let used: u64 = repo
-            .list(crate::layout::Kind::Pack, &keys.tag)?
-            .iter()
-            .map(|o| o.size)
-            .sum();
-        if used >= quota {
-            return Err(Error::Quota {
-                tenant: keys.tenant.clone(),
-                used,
-                quota,
-            });
-        }
-    }
-    if let Some(g) = &opts.group {
-        crate::groups::check(g, crate::groups::used(repo, g)?, false)?;
-    }
+    check_quotas(repo, keys, opts)?;
     progress.phase("index", None);
     let index = dedup_index(repo, keys)?;
     progress.finish();
@@ -250,30 +233,7 @@ pub fn backup(
         None => None,
     };
     let (pipeline, sink) = Pipeline::start(repo, keys, &index, crate::workers(opts.workers));
-    let mut walker = Walker {
-        chunker: Chunker::new(&repo.config.chunker, keys.chunker_seed()),
-        sink,
-        catalog,
-        opts: WalkOptions {
-            excludes: sources.excludes.clone(),
-            one_file_system: opts.one_file_system,
-            exclude_caches: opts.exclude_caches,
-            cachedir_tag_ignored_below: opts
-                .ignore_cachedir_tag_below
-                .iter()
-                .map(|p| walker::absolute(p))
-                .collect::<Result<_>>()?,
-        },
-        progress,
-        summary: Summary::default(),
-        warnings: Vec::new(),
-        excluded_caches: Vec::new(),
-        link_groups: HashMap::new(),
-        users: HashMap::new(),
-        groups: HashMap::new(),
-        file_hasher: None,
-        manifest: opts.manifest.then(Vec::new),
-    };
+    let mut walker = new_walker(repo, keys, opts, &sources, catalog, sink, progress)?;
     // The total is what the last backups of these paths read (unknown the first time).
     let estimate = walker.catalog.as_ref().and_then(|c| {
         let paths: Vec<Vec<u8>> = sources
@@ -305,24 +265,7 @@ pub fn backup(
     let written = written?;
     let root = walked?;
     let manifest = manifest?;
-    if let Err(e) = commit::check_before_commit(
-        repo,
-        keys,
-        &index,
-        &walker.sink.reused,
-        &written,
-        opts.quota,
-    )
-    .and_then(|()| match &opts.group {
-        Some(g) => crate::groups::check(g, crate::groups::used(repo, g)?, true),
-        None => Ok(()),
-    }) {
-        if matches!(e, Error::Quota { .. } | Error::GroupQuota { .. }) {
-            // Refused for its quota: what this backup stored would only count against it.
-            commit::remove_written(repo, keys, &written);
-        }
-        return Err(e);
-    }
+    check_commit(repo, keys, opts, &index, &walker.sink.reused, &written)?;
     crate::fault::point("backup:before-snapshot");
     let mut summary = std::mem::take(&mut walker.summary);
     summary.blobs_added = walker.sink.blobs_added;
@@ -333,20 +276,7 @@ pub fn backup(
     let (id, snapshot) =
         commit::write_snapshot(repo, keys, opts, paths, root, summary, manifest, &inv)?;
     drop(lock);
-    let log_warning = crate::log::record(
-        repo,
-        keys,
-        coop_formats::tlog::Event::Backup,
-        None,
-        Some(id.to_hex()),
-    )
-    .err()
-    .map(|e| {
-        format!(
-            "the backup is done, but its access log entry could not be written: {}",
-            crate::error::chain(&e)
-        )
-    });
+    let log_warning = log_backup(repo, keys, &id);
     if let Some(c) = &mut walker.catalog {
         if let Err(e) = c.commit() {
             walker.warnings.push(format!(
@@ -362,6 +292,109 @@ pub fn backup(
         log_warning,
         packs_written: written.packs.len() as u64,
         index_objects_written: written.index.len() as u64,
+    })
+}
+
+/// Refuses before uploading anything when the tenant (or its group) is at its quota already.
+fn check_quotas(repo: &Repo, keys: &TenantKeys, opts: &BackupOptions) -> Result<()> {
+    if let Some(quota) = opts.quota {
+        // Refuse before uploading anything when the tenant is at its quota already.
+        let used: u64 = repo
+            .list(crate::layout::Kind::Pack, &keys.tag)?
+            .iter()
+            .map(|o| o.size)
+            .sum();
+        if used >= quota {
+            return Err(Error::Quota {
+                tenant: keys.tenant.clone(),
+                used,
+                quota,
+            });
+        }
+    }
+    if let Some(g) = &opts.group {
+        crate::groups::check(g, crate::groups::used(repo, g)?, false)?;
+    }
+    Ok(())
+}
+
+/// The walker of this backup, writing into `sink`.
+fn new_walker<'a, 'p>(
+    repo: &Repo,
+    keys: &TenantKeys,
+    opts: &BackupOptions,
+    sources: &Sources,
+    catalog: Option<Catalog>,
+    sink: pipeline::Sink<'a>,
+    progress: &'p dyn Progress,
+) -> Result<Walker<'a, 'p>> {
+    Ok(Walker {
+        chunker: Chunker::new(&repo.config.chunker, keys.chunker_seed()),
+        sink,
+        catalog,
+        opts: WalkOptions {
+            excludes: sources.excludes.clone(),
+            one_file_system: opts.one_file_system,
+            exclude_caches: opts.exclude_caches,
+            cachedir_tag_ignored_below: opts
+                .ignore_cachedir_tag_below
+                .iter()
+                .map(|p| walker::absolute(p))
+                .collect::<Result<_>>()?,
+        },
+        progress,
+        summary: Summary::default(),
+        warnings: Vec::new(),
+        excluded_caches: Vec::new(),
+        link_groups: HashMap::new(),
+        users: HashMap::new(),
+        groups: HashMap::new(),
+        file_hasher: None,
+        manifest: opts.manifest.then(Vec::new),
+    })
+}
+
+/// What this backup wrote must still fit the quotas (and the packs it reuses still be there)
+/// before its snapshot is written; refused for its quota, what it stored is removed (it
+/// would only count against the tenant).
+fn check_commit(
+    repo: &Repo,
+    keys: &TenantKeys,
+    opts: &BackupOptions,
+    index: &Index,
+    reused: &HashSet<u32>,
+    written: &pipeline::Written,
+) -> Result<()> {
+    if let Err(e) = commit::check_before_commit(repo, keys, index, reused, written, opts.quota)
+        .and_then(|()| match &opts.group {
+            Some(g) => crate::groups::check(g, crate::groups::used(repo, g)?, true),
+            None => Ok(()),
+        })
+    {
+        if matches!(e, Error::Quota { .. } | Error::GroupQuota { .. }) {
+            // Refused for its quota: what this backup stored would only count against it.
+            commit::remove_written(repo, keys, written);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Logs the backup; a warning if the entry could not be written.
+fn log_backup(repo: &Repo, keys: &TenantKeys, id: &Id) -> Option<String> {
+    crate::log::record(
+        repo,
+        keys,
+        coop_formats::tlog::Event::Backup,
+        None,
+        Some(id.to_hex()),
+    )
+    .err()
+    .map(|e| {
+        format!(
+            "the backup is done, but its access log entry could not be written: {}",
+            crate::error::chain(&e)
+        )
     })
 }
 

@@ -96,6 +96,28 @@ fn hook(which: &'static str, cmd: &str) -> Result<()> {
     }
 }
 
+impl JobOutcome {
+    /// A run of job `name` that has done nothing yet.
+    fn new(name: &str) -> Self {
+        JobOutcome {
+            job: name.into(),
+            ok: false,
+            snapshot: None,
+            message: String::new(),
+            error: None,
+            bytes_added: 0,
+            forgotten: 0,
+            members: vec![],
+            warnings: vec![],
+            notes: vec![],
+            peers: vec![],
+            witness_alarms: vec![],
+            energy: None,
+            touched: vec![],
+        }
+    }
+}
+
 impl Agent {
     /// Runs one job now: hooks, backup, retention. Peers are marked for replication.
     pub fn run_job(&self, name: &str) -> Result<JobOutcome> {
@@ -115,48 +137,12 @@ impl Agent {
             .as_deref()
             .or(self.cfg.site.healthcheck_url.as_deref());
         super::healthcheck::ping(url, "/start", "");
-        let mut out = JobOutcome {
-            job: name.into(),
-            ok: false,
-            snapshot: None,
-            message: String::new(),
-            error: None,
-            bytes_added: 0,
-            forgotten: 0,
-            members: vec![],
-            warnings: vec![],
-            notes: vec![],
-            peers: vec![],
-            witness_alarms: vec![],
-            energy: None,
-            touched: vec![],
-        };
+        let mut out = JobOutcome::new(name);
         let result = job
             .before
             .iter()
             .try_for_each(|h| hook("before", h))
-            .and_then(|()| match (&job.action, &job.members) {
-                (crate::settings::JobAction::Report { dir, since, setup }, _) => {
-                    self.write_report_archive(job, dir, *since, *setup, &mut out)
-                }
-                (crate::settings::JobAction::Drill { jobs, sample }, _) => {
-                    self.run_drill(jobs, *sample, &mut out)
-                }
-                (_, None) => paths_from_commands(&job.paths_from_command, &Default::default())
-                    .and_then(|more| {
-                        let paths: Vec<PathBuf> = job.paths.iter().cloned().chain(more).collect();
-                        self.backup_target(
-                            job,
-                            &job.tenant,
-                            &paths,
-                            &job.commands,
-                            &job.command_dirs,
-                            Limits::default(),
-                            &mut out,
-                        )
-                    }),
-                (_, Some(sel)) => self.backup_members(job, sel, &mut out),
-            });
+            .and_then(|()| self.act(job, &mut out));
         // After hooks run whatever happened (e.g. restart the service the before hook stopped).
         let after = job
             .after
@@ -173,6 +159,49 @@ impl Agent {
                 }
             }
         }
+        self.record_run(&history, run_id, meter, &mut out)?;
+        self.tell(job, url, &mut out);
+        self.write_metrics();
+        Ok(out)
+    }
+
+    /// What the job does: a report archive, a restore drill, or a backup of its paths or of
+    /// each member.
+    fn act(&self, job: &JobSettings, out: &mut JobOutcome) -> Result<()> {
+        match (&job.action, &job.members) {
+            (crate::settings::JobAction::Report { dir, since, setup }, _) => {
+                self.write_report_archive(job, dir, *since, *setup, out)
+            }
+            (crate::settings::JobAction::Drill { jobs, sample }, _) => {
+                self.run_drill(jobs, *sample, out)
+            }
+            (_, None) => paths_from_commands(&job.paths_from_command, &Default::default())
+                .and_then(|more| {
+                    let paths: Vec<PathBuf> = job.paths.iter().cloned().chain(more).collect();
+                    self.backup_target(
+                        job,
+                        &job.tenant,
+                        &paths,
+                        &job.commands,
+                        &job.command_dirs,
+                        Limits::default(),
+                        out,
+                    )
+                }),
+            (_, Some(sel)) => self.backup_members(job, sel, out),
+        }
+    }
+
+    /// Records the run in the history: its end, its energy, what the tenants it wrote to
+    /// store now (for `coop report`; neither of these may fail the job), and which peers
+    /// need replication.
+    fn record_run(
+        &self,
+        history: &crate::history::History,
+        run_id: i64,
+        meter: super::energy::Meter,
+        out: &mut JobOutcome,
+    ) -> Result<()> {
         let note = if out.ok {
             out.warnings
                 .iter()
@@ -225,6 +254,12 @@ impl Agent {
                     .collect::<Vec<_>>(),
             )?;
         }
+        Ok(())
+    }
+
+    /// A failure is pinged, naming the job's caretaker, and reaches them through the
+    /// notify hook.
+    fn tell(&self, job: &JobSettings, url: Option<&str>, out: &mut JobOutcome) {
         // A failure names the job's caretaker in the ping and reaches them through the hook.
         let fail_body = match &job.caretaker {
             Some(c) if !out.ok => format!("caretaker: {c}\n{}", out.message),
@@ -238,7 +273,7 @@ impl Agent {
         if let (false, Some(cmd)) = (out.ok, hook) {
             let notice = super::notify::Notice {
                 site: &self.cfg.site.name,
-                job: name,
+                job: &out.job,
                 caretaker: job.caretaker.as_ref(),
                 message: &out.message,
             };
@@ -247,8 +282,6 @@ impl Agent {
                 out.warnings.push(w);
             }
         }
-        self.write_metrics();
-        Ok(out)
     }
 
     /// One backup (and its retention) into one tenant.

@@ -50,12 +50,39 @@ pub struct Agent {
 pub struct JobStatus {
     pub name: String,
     pub schedule: String,
+    #[serde(serialize_with = "last_run")]
     pub last_run: Option<JobRun>,
     /// RFC 3339, UTC.
     pub next_run: Option<String>,
     pub successful_runs: u64,
     /// Who looks after the job ("Name <contact>").
     pub caretaker: Option<String>,
+}
+
+/// A job's last run, as status shows it (the job is named already).
+fn last_run<S: serde::Serializer>(
+    run: &Option<JobRun>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Run<'a> {
+        started: String,
+        finished: Option<String>,
+        status: &'a str,
+        snapshot: &'a Option<String>,
+        message: &'a str,
+        bytes_added: u64,
+    }
+    run.as_ref()
+        .map(|r| Run {
+            started: rfc3339(r.started),
+            finished: r.finished.map(rfc3339),
+            status: &r.status,
+            snapshot: &r.snapshot,
+            message: &r.message,
+            bytes_added: r.bytes_added,
+        })
+        .serialize(s)
 }
 
 #[derive(Debug, Serialize)]

@@ -185,18 +185,70 @@ pub(super) fn write_dir(
 ) -> Result<()> {
     let root = fsx::open_or_create_dir(dir).map_err(|e| Error::io(dir, e))?;
     let dev = fsx::fstat(root.as_fd()).map_err(|e| Error::io(dir, e))?.dev;
-    let (own, prev_files, prev_dirs) = previous_export(root.as_fd(), dev);
     let shown = dir.join("files");
+    let existing = look(root.as_fd(), dev, dir, &shown)?;
+    let files_dir =
+        fsx::make_dir_at(root.as_fd(), OsStr::new("files")).map_err(|e| Error::io(&shown, e))?;
+    let mut record: HashSet<(u64, u64)> = HashSet::new();
+    let stat_key = |fd: BorrowedFd<'_>| fsx::fstat(fd).map(|s| (s.dev, s.ino));
+    record.insert(stat_key(files_dir.as_fd()).map_err(|e| Error::io(&shown, e))?);
+    let mut keep: HashSet<PathBuf> = HashSet::new();
+    for (f, node, rel) in files {
+        keep.insert((*rel).clone());
+        rep.files += 1;
+        rep.bytes += f.size;
+        let shown = shown.join(rel);
+        let parent =
+            make_parents(files_dir.as_fd(), rel, &mut record).map_err(|e| Error::io(&shown, e))?;
+        let name = rel.file_name().expect("checked components");
+        if let Some(key) = same_content(parent.as_fd(), name, f) {
+            record.insert(key);
+            rep.unchanged += 1;
+        } else {
+            record.insert(write_file(
+                reader,
+                parent.as_fd(),
+                name,
+                f,
+                node,
+                &shown,
+                rep.files,
+            )?);
+            rep.written += 1;
+        }
+        progress.add_bytes(f.size);
+    }
+    remove_stale(files_dir.as_fd(), &existing, &keep, &record, &shown, rep)?;
+    let mut text = String::new();
+    let mut keys: Vec<_> = record.into_iter().collect();
+    keys.sort_unstable();
+    for (d, i) in keys {
+        text.push_str(&format!("{d} {i}\n"));
+    }
+    replace_in(root.as_fd(), OsStr::new(OWN_RECORD), text.as_bytes(), dir)?;
+    replace_in(
+        root.as_fd(),
+        OsStr::new("manifest.json"),
+        manifest_json,
+        dir,
+    )?;
+    Ok(())
+}
+
+/// What is below `files/` before anything is written: a refusal, with the paths named, if
+/// anything there is not the export's own.
+fn look(root: BorrowedFd<'_>, dev: u64, dir: &Path, shown: &Path) -> Result<Existing> {
+    let (own, prev_files, prev_dirs) = previous_export(root, dev);
     let mut existing = Existing::default();
     let euid = nix::unistd::geteuid().as_raw();
-    match fsx::lstat_at(root.as_fd(), OsStr::new("files")) {
+    match fsx::lstat_at(root, OsStr::new("files")) {
         Ok(st) if st.is_dir() => {
             let ours = st.dev == dev
                 && (own.contains(&(st.dev, st.ino)) || (st.uid == euid && !prev_files.is_empty()));
-            let sub = fsx::open_dir_at(root.as_fd(), OsStr::new("files"))
-                .map_err(|e| Error::io(&shown, e))?;
+            let sub =
+                fsx::open_dir_at(root, OsStr::new("files")).map_err(|e| Error::io(shown, e))?;
             let empty = fsx::read_dir_names(sub.as_fd())
-                .map_err(|e| Error::io(&shown, e))?
+                .map_err(|e| Error::io(shown, e))?
                 .is_empty();
             if !ours && !empty {
                 existing.foreign.push(format!(
@@ -216,10 +268,10 @@ pub(super) fn write_dir(
                     &own,
                     &prev_files,
                     &prev_dirs,
-                    &shown,
+                    shown,
                     &mut existing,
                 )
-                .map_err(|e| Error::io(&shown, e))?;
+                .map_err(|e| Error::io(shown, e))?;
             }
         }
         Ok(_) => existing.foreign.push(format!(
@@ -243,61 +295,62 @@ pub(super) fn write_dir(
             ),
         });
     }
-    let files_dir =
-        fsx::make_dir_at(root.as_fd(), OsStr::new("files")).map_err(|e| Error::io(&shown, e))?;
-    let mut record: HashSet<(u64, u64)> = HashSet::new();
-    let stat_key = |fd: BorrowedFd<'_>| fsx::fstat(fd).map(|s| (s.dev, s.ino));
-    record.insert(stat_key(files_dir.as_fd()).map_err(|e| Error::io(&shown, e))?);
-    let mut keep: HashSet<PathBuf> = HashSet::new();
-    for (f, node, rel) in files {
-        keep.insert((*rel).clone());
-        rep.files += 1;
-        rep.bytes += f.size;
-        let shown = shown.join(rel);
-        let parent =
-            make_parents(files_dir.as_fd(), rel, &mut record).map_err(|e| Error::io(&shown, e))?;
-        let name = rel.file_name().expect("checked components");
-        if let Some(key) = same_content(parent.as_fd(), name, f) {
-            record.insert(key);
-            rep.unchanged += 1;
-            progress.add_bytes(f.size);
-            continue;
-        }
-        // A short temporary name: the file's own may be up to 255 bytes already.
-        let tmp_name = OsString::from(format!(".{}.coop-partial", rep.files));
-        let fd =
-            fsx::create_file_at(parent.as_fd(), &tmp_name).map_err(|e| Error::io(&shown, e))?;
-        let written = std::fs::File::from(fd);
-        if let Err(e) =
-            write_content(reader, node, f, &written).map_err(|e| content_error(&shown, e))
-        {
-            let _ = fsx::remove_at(parent.as_fd(), &tmp_name, false);
-            return Err(e);
-        }
-        let meta = fsx::Meta {
-            mode: f.mode,
-            uid: 0,
-            gid: 0,
-            mtime_ns: f.mtime_ns,
-            xattrs: &[],
-            owner: false,
-        };
-        fsx::set_meta_fd(written.as_fd(), &meta).map_err(|e| Error::io(&shown, e))?;
-        record.insert(stat_key(written.as_fd()).map_err(|e| Error::io(&shown, e))?);
-        nix::fcntl::renameat(parent.as_fd(), tmp_name.as_os_str(), parent.as_fd(), name)
-            .map_err(|e| Error::io(&shown, e.into()))?;
-        rep.written += 1;
-        progress.add_bytes(f.size);
+    Ok(existing)
+}
+
+/// Writes one file of the export under a temporary name and renames it into place; its
+/// (device, inode).
+fn write_file(
+    reader: &BlobReader,
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    f: &ManifestFile,
+    node: &Node,
+    shown: &Path,
+    n: u64,
+) -> Result<(u64, u64)> {
+    // A short temporary name: the file's own may be up to 255 bytes already.
+    let tmp_name = OsString::from(format!(".{n}.coop-partial"));
+    let fd = fsx::create_file_at(parent, &tmp_name).map_err(|e| Error::io(shown, e))?;
+    let written = std::fs::File::from(fd);
+    if let Err(e) = write_content(reader, node, f, &written).map_err(|e| content_error(shown, e)) {
+        let _ = fsx::remove_at(parent, &tmp_name, false);
+        return Err(e);
     }
-    // Our files the new manifest does not list, then our directories left empty (deepest
-    // first), each removed only if it is still the entry looked at.
+    let meta = fsx::Meta {
+        mode: f.mode,
+        uid: 0,
+        gid: 0,
+        mtime_ns: f.mtime_ns,
+        xattrs: &[],
+        owner: false,
+    };
+    fsx::set_meta_fd(written.as_fd(), &meta).map_err(|e| Error::io(shown, e))?;
+    let key = fsx::fstat(written.as_fd())
+        .map(|s| (s.dev, s.ino))
+        .map_err(|e| Error::io(shown, e))?;
+    nix::fcntl::renameat(parent, tmp_name.as_os_str(), parent, name)
+        .map_err(|e| Error::io(shown, e.into()))?;
+    Ok(key)
+}
+
+/// Removes our files the new manifest does not list, then our directories left empty
+/// (deepest first), each only if it is still the entry looked at.
+fn remove_stale(
+    files: BorrowedFd<'_>,
+    existing: &Existing,
+    keep: &HashSet<PathBuf>,
+    record: &HashSet<(u64, u64)>,
+    shown: &Path,
+    rep: &mut ExportReport,
+) -> Result<()> {
     for (rel, key) in &existing.files {
         if keep.contains(rel) {
             continue;
         }
         let parent = rel.parent().unwrap_or(Path::new(""));
         let name = rel.file_name().expect("a name");
-        let Ok(pfd) = open_ours(files_dir.as_fd(), parent, &existing.dirs) else {
+        let Ok(pfd) = open_ours(files, parent, &existing.dirs) else {
             continue;
         };
         match fsx::lstat_at(pfd.as_fd(), name) {
@@ -319,7 +372,7 @@ pub(super) fn write_dir(
         }
         let parent = rel.parent().unwrap_or(Path::new(""));
         let name = rel.file_name().expect("a name");
-        let Ok(pfd) = open_ours(files_dir.as_fd(), parent, &existing.dirs) else {
+        let Ok(pfd) = open_ours(files, parent, &existing.dirs) else {
             continue;
         };
         if let Ok(st) = fsx::lstat_at(pfd.as_fd(), name) {
@@ -330,19 +383,6 @@ pub(super) fn write_dir(
             }
         }
     }
-    let mut text = String::new();
-    let mut keys: Vec<_> = record.into_iter().collect();
-    keys.sort_unstable();
-    for (d, i) in keys {
-        text.push_str(&format!("{d} {i}\n"));
-    }
-    replace_in(root.as_fd(), OsStr::new(OWN_RECORD), text.as_bytes(), dir)?;
-    replace_in(
-        root.as_fd(),
-        OsStr::new("manifest.json"),
-        manifest_json,
-        dir,
-    )?;
     Ok(())
 }
 

@@ -399,18 +399,7 @@ pub fn export(
     let trusted = crate::writers::log_trust(repo, &keys.admin_keys)?;
     let (_, contents) = crate::log::verify(repo, &trusted)?;
     let log = crate::log::entries_about(&contents, &trusted, &crate::log::tenant_tag(keys));
-    // The admin-signed writer list the witnesses and the quorum come from, as stored.
-    let writer_list = crate::writers::load(repo, &keys.admin_keys)?
-        .name
-        .and_then(|n| {
-            repo.get_opt(crate::layout::Kind::Writers, &crate::writers::TAG, &n)
-                .ok()
-                .flatten()
-        })
-        .map(|b| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(b)
-        });
+    let writer_list = stored_writer_list(repo, keys)?;
     let mut file = ExportFile {
         format: EXPORT_FORMAT.into(),
         version: 1,
@@ -455,14 +444,54 @@ pub fn export(
             .collect(),
         ..Default::default()
     };
-    let layout = export_layout(&manifests);
+    let paths = placed(&manifests)?;
+    let files = files_of(&manifests, &nodes, &paths)?;
+    progress.phase("export", Some(files.iter().map(|(f, _, _)| f.size).sum()));
+    match target {
+        Target::Tar(path) => write_tar(&reader, &files, &manifest_json, &path, progress, &mut rep)?,
+        Target::Dir(dir) | Target::Into(dir) => {
+            write_dir(&reader, &files, &manifest_json, &dir, progress, &mut rep)?
+        }
+    }
+    progress.finish();
+    Ok(rep)
+}
+
+/// The admin-signed writer list the witnesses and the quorum come from, as stored (base64).
+fn stored_writer_list(repo: &Repo, keys: &TenantKeys) -> Result<Option<String>> {
+    Ok(crate::writers::load(repo, &keys.admin_keys)?
+        .name
+        .and_then(|n| {
+            repo.get_opt(crate::layout::Kind::Writers, &crate::writers::TAG, &n)
+                .ok()
+                .flatten()
+        })
+        .map(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(b)
+        }))
+}
+
+/// Where each file of the manifests goes in the export: (manifest, file, path).
+fn placed(manifests: &[Manifest]) -> Result<Vec<(usize, usize, PathBuf)>> {
+    let layout = export_layout(manifests);
     let mut paths: Vec<(usize, usize, PathBuf)> = Vec::new();
     for (m, files) in layout.iter().enumerate() {
         for (i, p) in files {
             paths.push((m, *i, export_path(p)?));
         }
     }
-    let files: Vec<(&ManifestFile, &Node, &PathBuf)> = paths
+    Ok(paths)
+}
+
+/// Each placed file with its node in its snapshot (to read the content from).
+#[allow(clippy::type_complexity)]
+fn files_of<'a>(
+    manifests: &'a [Manifest],
+    nodes: &'a [HashMap<Vec<u8>, Node>],
+    paths: &'a [(usize, usize, PathBuf)],
+) -> Result<Vec<(&'a ManifestFile, &'a Node, &'a PathBuf)>> {
+    paths
         .iter()
         .map(|(m, i, p)| {
             let f = &manifests[*m].files[*i];
@@ -473,16 +502,7 @@ pub fn export(
                     Error::damaged("manifest", format!("{} is not in the snapshot", f.path))
                 })
         })
-        .collect::<Result<_>>()?;
-    progress.phase("export", Some(files.iter().map(|(f, _, _)| f.size).sum()));
-    match target {
-        Target::Tar(path) => write_tar(&reader, &files, &manifest_json, &path, progress, &mut rep)?,
-        Target::Dir(dir) | Target::Into(dir) => {
-            write_dir(&reader, &files, &manifest_json, &dir, progress, &mut rep)?
-        }
-    }
-    progress.finish();
-    Ok(rep)
+        .collect()
 }
 
 fn write_tar(

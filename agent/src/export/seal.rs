@@ -178,6 +178,42 @@ pub(super) fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut Veri
         .unwrap_or_default();
     let proven: std::collections::HashSet<(String, u64)> =
         rep.log.iter().map(|l| (l.log.clone(), l.index)).collect();
+    vanished(&mem, ef, &proven, rep);
+    pin_keys(&mut mem, tenant, rep);
+    witnesses_changed(&mem, ef, rep);
+    mem.quorum = Some(ef.quorum);
+    for p in &ef.log {
+        if !proven.contains(&(p.origin.clone(), p.index)) {
+            continue;
+        }
+        let seen = mem.logs.entry(p.origin.clone()).or_default();
+        if seen.key.is_empty() {
+            seen.key = p.log_key.clone();
+        }
+        let label = format!(
+            "{} {}",
+            p.entry["event"].as_str().unwrap_or("?"),
+            p.entry["time"].as_str().unwrap_or("?")
+        );
+        seen.entries.insert(p.index, (p.leaf.clone(), label));
+    }
+    mem.witnesses = ef.witnesses.clone();
+    if std::fs::create_dir_all(dir).is_ok() {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, serde_json::to_vec(&mem).unwrap_or_default()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}
+
+/// Warns about the entries earlier exports showed that this one lacks, and about a log
+/// signed by another key than before.
+fn vanished(
+    mem: &Memory,
+    ef: &ExportFile,
+    proven: &std::collections::HashSet<(String, u64)>,
+    rep: &mut VerifyReport,
+) {
     for (origin, seen) in &mem.logs {
         let now: Vec<&crate::log::ProvenEntry> =
             ef.log.iter().filter(|p| p.origin == *origin).collect();
@@ -208,6 +244,10 @@ pub(super) fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut Veri
             ));
         }
     }
+}
+
+/// The sealing key and the writer list's admin key, pinned on first use.
+fn pin_keys(mem: &mut Memory, tenant: &str, rep: &mut VerifyReport) {
     if !rep.seal_signer.is_empty() {
         if mem.seal_key.is_empty() {
             mem.seal_key = rep.seal_signer.clone();
@@ -232,6 +272,11 @@ pub(super) fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut Veri
             ));
         }
     }
+}
+
+/// Warns about a changed quorum and changed witnesses, naming what a new witness cosigned
+/// about the member.
+fn witnesses_changed(mem: &Memory, ef: &ExportFile, rep: &mut VerifyReport) {
     if let Some(q) = mem.quorum.filter(|q| *q != ef.quorum) {
         rep.warnings.push(format!(
             "the quorum of witnesses changed since an earlier export: {q} then, {} now",
@@ -269,29 +314,6 @@ pub(super) fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut Veri
                     about.join(", ")
                 ));
             }
-        }
-    }
-    mem.quorum = Some(ef.quorum);
-    for p in &ef.log {
-        if !proven.contains(&(p.origin.clone(), p.index)) {
-            continue;
-        }
-        let seen = mem.logs.entry(p.origin.clone()).or_default();
-        if seen.key.is_empty() {
-            seen.key = p.log_key.clone();
-        }
-        let label = format!(
-            "{} {}",
-            p.entry["event"].as_str().unwrap_or("?"),
-            p.entry["time"].as_str().unwrap_or("?")
-        );
-        seen.entries.insert(p.index, (p.leaf.clone(), label));
-    }
-    mem.witnesses = ef.witnesses.clone();
-    if std::fs::create_dir_all(dir).is_ok() {
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, serde_json::to_vec(&mem).unwrap_or_default()).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
         }
     }
 }

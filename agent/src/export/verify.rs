@@ -13,7 +13,7 @@ use super::tarx;
 use super::{ExportFile, EXPORT_FORMAT};
 use crate::error::{Error, Result};
 use crate::fsx;
-use coop_formats::manifest::fingerprint;
+use coop_formats::manifest::{fingerprint, Manifest};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Read;
@@ -318,6 +318,32 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
     }
     rep.snapshot = ef.snapshot.clone();
     check_seal(&ef, &mut rep);
+    check_log(&ef, &mut rep);
+    let (m, signer) = match ef.signed_manifest.verify() {
+        Ok(x) => x,
+        Err(e) => {
+            rep.problems.push(format!("manifest: {e}"));
+            return Ok(rep);
+        }
+    };
+    rep.signer = hex::encode(signer);
+    rep.signer_fingerprint = fingerprint(&signer);
+    rep.site = m.site.clone();
+    rep.tenant = m.tenant.clone();
+    rep.time = m.time.clone();
+    check_required(opts, &m, &mut rep);
+    if let Some(dir) = &opts.memory {
+        remember(dir, &m.tenant, &ef, &mut rep);
+    }
+    let Some(manifests) = more_manifests(&ef, opts, m, &mut rep) else {
+        return Ok(rep);
+    };
+    compare_files(&manifests, &found, &mut rep);
+    Ok(rep)
+}
+
+/// Each log entry the export carries, with its proof against the witnesses' keys.
+fn check_log(ef: &ExportFile, rep: &mut VerifyReport) {
     let witnesses: Vec<(String, [u8; 32])> = ef
         .witnesses
         .iter()
@@ -347,18 +373,10 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
             )),
         }
     }
-    let (m, signer) = match ef.signed_manifest.verify() {
-        Ok(x) => x,
-        Err(e) => {
-            rep.problems.push(format!("manifest: {e}"));
-            return Ok(rep);
-        }
-    };
-    rep.signer = hex::encode(signer);
-    rep.signer_fingerprint = fingerprint(&signer);
-    rep.site = m.site.clone();
-    rep.tenant = m.tenant.clone();
-    rep.time = m.time.clone();
+}
+
+/// What the options require: the trusted signer, the member, the age.
+fn check_required(opts: &VerifyOptions, m: &Manifest, rep: &mut VerifyReport) {
     if let Some(t) = &opts.trust {
         let t = t.trim().to_ascii_lowercase();
         if t != rep.signer && t != rep.signer_fingerprint {
@@ -396,11 +414,17 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
             )),
         }
     }
-    if let Some(dir) = &opts.memory {
-        remember(dir, &m.tenant, &ef, &mut rep);
-    }
-    // The other jobs' snapshots: each signed by a writer of the same tenant (and, with
-    // `trust`, by the trusted key).
+}
+
+/// The manifests of the export: its snapshot's and the other jobs' snapshots', each signed
+/// by a writer of the same tenant (and, with `trust`, by the trusted key). `None`: one of
+/// them does not verify (a problem in `rep`).
+fn more_manifests(
+    ef: &ExportFile,
+    opts: &VerifyOptions,
+    m: Manifest,
+    rep: &mut VerifyReport,
+) -> Option<Vec<Manifest>> {
     let mut manifests = vec![m];
     for x in &ef.more {
         match x.signed_manifest.verify() {
@@ -427,12 +451,17 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
             Err(e) => {
                 rep.problems
                     .push(format!("manifest of snapshot {}: {e}", x.snapshot));
-                return Ok(rep);
+                return None;
             }
         }
     }
+    Some(manifests)
+}
+
+/// Every file the manifests' layout puts somewhere must be there, as listed; nothing else may.
+fn compare_files(manifests: &[Manifest], found: &Found, rep: &mut VerifyReport) {
     let mut listed = std::collections::HashSet::new();
-    let layout = super::export_layout(&manifests);
+    let layout = super::export_layout(manifests);
     let expected = layout
         .iter()
         .enumerate()
@@ -461,5 +490,4 @@ fn verify_into(path: &Path, opts: &VerifyOptions, ex: Option<&Extractor>) -> Res
     extra.sort();
     rep.problems
         .extend(extra.into_iter().map(|e| format!("extra: {e}")));
-    Ok(rep)
 }

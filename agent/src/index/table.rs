@@ -287,6 +287,78 @@ pub fn build(
 ) -> Result<Table> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let Spilled {
+        spills,
+        names,
+        superseded,
+        packs,
+    } = spill(dir, objects)?;
+    let active: Vec<bool> = names.iter().map(|n| !superseded.contains(n)).collect();
+    let here: Vec<bool> = packs.iter().map(|p| present.contains(&p.id)).collect();
+
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
+        std::process::id()
+    ));
+    let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hasher: blake3::Hasher::new(),
+    };
+    let werr = |e| Error::io(&tmp, e);
+    let mut head = [0u8; HEADER as usize];
+    head[..8].copy_from_slice(MAGIC);
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[12..28].copy_from_slice(tag);
+    w.write_all(&head).map_err(werr)?;
+    for n in &names {
+        w.write_all(&n.0).map_err(werr)?;
+    }
+    for (p, h) in packs.iter().zip(&here) {
+        let mut b = [0u8; PACK_REC];
+        b[..32].copy_from_slice(&p.id.0);
+        b[32..40].copy_from_slice(&p.stored_size.to_le_bytes());
+        b[40] = u8::from(*h);
+        w.write_all(&b).map_err(werr)?;
+    }
+    let (mut fanout, count) = merge_spills(spills, &here, &active, &mut w, dir, &tmp)?;
+    for i in 1..FANOUT {
+        fanout[i] += fanout[i - 1];
+    }
+    for v in &fanout {
+        w.write_all(&v.to_le_bytes()).map_err(werr)?;
+    }
+    let mut foot = [0u8; FOOTER as usize];
+    foot[..8].copy_from_slice(&(names.len() as u64).to_le_bytes());
+    foot[8..16].copy_from_slice(&(packs.len() as u64).to_le_bytes());
+    foot[16..24].copy_from_slice(&count.to_le_bytes());
+    w.write_all(&foot).map_err(werr)?;
+    let sum = *w.hasher.finalize().as_bytes();
+    let mut inner = w.inner;
+    inner.write_all(&sum).map_err(werr)?;
+    inner.flush().map_err(werr)?;
+    drop(inner);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Table::open(path, tag).map_err(|e| {
+        Error::internal(format!(
+            "the index cache just written does not read back: {e}"
+        ))
+    })
+}
+
+/// The blob records of every index object, spilled into 256 files by the blob ID's first
+/// byte, and what the table's other sections need.
+struct Spilled {
+    spills: Vec<BufWriter<File>>,
+    /// The index objects' names, in listing order.
+    names: Vec<Id>,
+    /// The index objects something supersedes.
+    superseded: HashSet<Id>,
+    packs: Vec<IndexPack>,
+}
+
+fn spill(dir: &Path, objects: impl Iterator<Item = Result<(Id, IndexFile)>>) -> Result<Spilled> {
     let mut spills: Vec<BufWriter<File>> = (0..256)
         .map(|_| {
             tempfile::tempfile_in(dir)
@@ -339,35 +411,25 @@ pub fn build(
             seq += 1;
         }
     }
-    let active: Vec<bool> = names.iter().map(|n| !superseded.contains(n)).collect();
-    let here: Vec<bool> = packs.iter().map(|p| present.contains(&p.id)).collect();
+    Ok(Spilled {
+        spills,
+        names,
+        superseded,
+        packs,
+    })
+}
 
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
-        std::process::id()
-    ));
-    let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, out),
-        hasher: blake3::Hasher::new(),
-    };
-    let werr = |e| Error::io(&tmp, e);
-    let mut head = [0u8; HEADER as usize];
-    head[..8].copy_from_slice(MAGIC);
-    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    head[12..28].copy_from_slice(tag);
-    w.write_all(&head).map_err(werr)?;
-    for n in &names {
-        w.write_all(&n.0).map_err(werr)?;
-    }
-    for (p, h) in packs.iter().zip(&here) {
-        let mut b = [0u8; PACK_REC];
-        b[..32].copy_from_slice(&p.id.0);
-        b[32..40].copy_from_slice(&p.stored_size.to_le_bytes());
-        b[40] = u8::from(*h);
-        w.write_all(&b).map_err(werr)?;
-    }
+/// Each spill file sorted and written as the table's blob records: one per blob, its
+/// location by the rule of [`build`]. The fanout (not yet summed) and the count of blobs.
+fn merge_spills(
+    spills: Vec<BufWriter<File>>,
+    here: &[bool],
+    active: &[bool],
+    w: &mut HashingWriter<BufWriter<File>>,
+    dir: &Path,
+    tmp: &Path,
+) -> Result<(Vec<u64>, u64)> {
+    let werr = |e| Error::io(tmp, e);
     let mut fanout = vec![0u64; FANOUT];
     let mut count = 0u64;
     let mut out_rec = Vec::with_capacity(BLOB_REC);
@@ -408,28 +470,7 @@ pub fn build(
             count += 1;
         }
     }
-    for i in 1..FANOUT {
-        fanout[i] += fanout[i - 1];
-    }
-    for v in &fanout {
-        w.write_all(&v.to_le_bytes()).map_err(werr)?;
-    }
-    let mut foot = [0u8; FOOTER as usize];
-    foot[..8].copy_from_slice(&(names.len() as u64).to_le_bytes());
-    foot[8..16].copy_from_slice(&(packs.len() as u64).to_le_bytes());
-    foot[16..24].copy_from_slice(&count.to_le_bytes());
-    w.write_all(&foot).map_err(werr)?;
-    let sum = *w.hasher.finalize().as_bytes();
-    let mut inner = w.inner;
-    inner.write_all(&sum).map_err(werr)?;
-    inner.flush().map_err(werr)?;
-    drop(inner);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Table::open(path, tag).map_err(|e| {
-        Error::internal(format!(
-            "the index cache just written does not read back: {e}"
-        ))
-    })
+    Ok((fanout, count))
 }
 
 struct HashingWriter<W> {

@@ -12,119 +12,12 @@
 //! under the log's key. A cosignature made at one site thus reaches another without passing
 //! through the source, and survivors of a lost site carry each other's entries.
 
+use super::fork::{keep_evidence, ForkEvidence, Prefix, FORK_TYPE};
 use super::{leaves, newest_verified, prefix, read_entries, stored, Stored, Trusted};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use coop_formats::tlog::{self, Checkpoint, Hash, Levels};
 use std::collections::BTreeMap;
-
-/// The `type` of a fork object.
-pub const FORK_TYPE: &str = "coop-log-fork/1";
-
-/// A fork object's content (`log/<id>/fork/<SHA-256 of these bytes>`, JSON, closed): a
-/// checkpoint the log's key signed, as another copy holds it, that the copy holding this object
-/// does not contain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForkEvidence {
-    #[serde(rename = "type")]
-    pub ty: String,
-    /// The signed checkpoint note, with the cosignature lines the other copy held for it.
-    pub checkpoint: String,
-    /// For a checkpoint larger than the copy's tree: the root of its first `size` entries and
-    /// the consistency proof from there to it, so that a holder of `size` entries can check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<Prefix>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prefix {
-    pub size: u64,
-    /// base64.
-    pub root: String,
-    /// RFC 9162 section 2.1.4 consistency proof from (`size`, `root`) to the checkpoint, base64.
-    pub proof: Vec<String>,
-}
-
-fn b64d(s: &str) -> Option<Hash> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .ok()?
-        .try_into()
-        .ok()
-}
-
-impl ForkEvidence {
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        serde_json::from_slice::<Self>(b)
-            .ok()
-            .filter(|e| e.ty == FORK_TYPE)
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("serializes")
-    }
-
-    /// Its store path in log `id`.
-    pub fn path(id: &str, bytes: &[u8]) -> String {
-        format!(
-            "{}/fork/{}",
-            prefix(id),
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
-        )
-    }
-
-    /// Checks this evidence against a copy of the log whose verified entries make `tree`.
-    /// `Err`: it does not verify under the log's key (or its proof does not), so it proves
-    /// nothing. `Ok(Some(why))`: the log's key signed a tree this copy's entries disagree
-    /// with, a fork. `Ok(None)`: consistent with this copy, or beyond what it can check.
-    pub fn check(
-        &self,
-        key: &[u8; 32],
-        origin: &str,
-        tree: &Levels,
-    ) -> std::result::Result<Option<String>, String> {
-        let cp = tlog::open_checkpoint(self.checkpoint.as_bytes(), key)
-            .map_err(|e| format!("its checkpoint does not verify under the log's key ({e})"))?;
-        if cp.origin != origin {
-            return Err("its checkpoint is of another log".into());
-        }
-        let held = tree.len() as u64;
-        if cp.size <= held {
-            return Ok((tree.root(cp.size as usize) != cp.root).then(|| {
-                format!(
-                    "FORK: the log {origin}'s key signed a tree of {} entries that this copy's \
-                     entries do not make (two histories)",
-                    cp.size
-                )
-            }));
-        }
-        let Some(p) = &self.prefix else {
-            return Ok(None);
-        };
-        let root = b64d(&p.root).ok_or("a bad prefix root")?;
-        let proof: Vec<Hash> = p
-            .proof
-            .iter()
-            .map(|h| b64d(h))
-            .collect::<Option<_>>()
-            .ok_or("a bad proof hash")?;
-        tlog::verify_consistency(p.size, cp.size, &proof, &root, &cp.root)
-            .map_err(|_| "its consistency proof does not verify")?;
-        if p.size > held {
-            return Ok(None);
-        }
-        Ok((tree.root(p.size as usize) != root).then(|| {
-            format!(
-                "FORK: the log {origin}'s key signed a tree of {} entries whose first {} are not \
-                 this copy's (two histories)",
-                cp.size, p.size
-            )
-        }))
-    }
-}
 
 /// What [`gossip`] did between two copies.
 #[derive(Debug, Default, serde::Serialize)]
@@ -222,42 +115,6 @@ fn side<'a>(
     }))
 }
 
-/// Keeps the two conflicting signed checkpoints of a fork in the cache directory, for a
-/// human to show: `<cache>/<repo id>/log-forks/<log id>-<hash of both>.txt`. Returns the
-/// file, if there is a cache.
-pub(super) fn keep_evidence(
-    repo: &Repo,
-    id: &str,
-    a: (&str, &[u8]),
-    b: (&str, &[u8]),
-) -> Option<std::path::PathBuf> {
-    use sha2::Digest;
-    let dir = repo
-        .cache_dir()?
-        .join(repo.config.repo_id.to_hex())
-        .join("log-forks");
-    let mut h = sha2::Sha256::new();
-    h.update(a.1);
-    h.update(b.1);
-    let p = dir.join(format!("{id}-{}.txt", &hex::encode(h.finalize())[..16]));
-    if !p.exists() {
-        let text = format!(
-            "Two checkpoints of the access log {id}, both signed by the log's key, that are not \
-             one history (a fork). Each is a C2SP signed note; check them with the log's public \
-             key.\n\n== at {}\n{}\n== at {}\n{}",
-            a.0,
-            String::from_utf8_lossy(a.1),
-            b.0,
-            String::from_utf8_lossy(b.1)
-        );
-        let _ = std::fs::create_dir_all(&dir);
-        if std::fs::write(&p, text).is_err() {
-            return None;
-        }
-    }
-    Some(p)
-}
-
 /// Whether the listings of one log are the same on both sides and the newest checkpoints hold
 /// the same bytes: nothing to carry, and each side's own check covers the rest.
 fn same(a: &Repo, b: &Repo, id: &str) -> Result<bool> {
@@ -306,140 +163,192 @@ pub fn gossip(a: &Repo, b: &Repo, trusted: &Trusted, write: bool) -> Result<Goss
         let Some((origin, owner)) = by_id.get(&id) else {
             continue;
         };
-        if same(a, b, &id)? {
-            continue;
-        }
-        let key = owner.key;
-        let (sa, sb) = (side(a, &id, origin, &key)?, side(b, &id, origin, &key)?);
-        let (sa, sb) = match (sa, sb) {
-            (Ok(x), Ok(y)) => (x, y),
-            (Err(e), _) | (_, Err(e)) => {
-                rep.notes.push(format!(
-                    "the log {origin} is damaged at one copy, not compared: {e}"
-                ));
-                continue;
-            }
-        };
-        let (long, short) = if sa.size() >= sb.size() {
-            (&sa, &sb)
-        } else {
-            (&sb, &sa)
-        };
-        let hashes = leaves(&long.entries);
-        let tree = Levels::new(&hashes);
-        // Every checkpoint either side's key signed must be a prefix of the longer tree.
-        let conflict = short
-            .signed
-            .values()
-            .map(|c| (short, c))
-            .chain(long.signed.values().map(|c| (long, c)))
-            .find(|(_, (_, cp))| tree.root(cp.size as usize) != cp.root);
-        // Fork objects either side holds, checked against the longer tree.
-        let proven = long
-            .s
-            .forks
-            .values()
-            .chain(short.s.forks.values())
-            .filter_map(|b| ForkEvidence::decode(b))
-            .find_map(|e| e.check(&key, origin, &tree).ok().flatten().map(|w| (e, w)));
-        if let Some((at, (note, cp))) = conflict {
-            // `at` signed `cp`; the longer side's entries (under its head) say otherwise.
-            let here = short.note_with_cosignatures(short.size());
-            let there = long.note_with_cosignatures(long.size());
-            let kept = keep_evidence(a, &id, (short.url(), &here), (long.url(), &there));
-            rep.forked.push(id.clone());
-            rep.forks.push(format!(
-                "FORK: the log {origin}: {} holds a checkpoint of {} entries that the {} entries \
-                 at {} do not contain; the log's key signed two histories{}",
-                at.url(),
-                cp.size,
-                long.size(),
-                long.url(),
-                kept.map(|p| format!(" (both kept in {})", p.display()))
-                    .unwrap_or_default()
-            ));
-            if write {
-                let mut put = |r: &Repo, e: ForkEvidence| {
-                    if let Err(err) = put_evidence(r, &id, &e) {
-                        rep.notes.push(format!(
-                            "cannot write the fork evidence to {}: {}",
-                            r.store.url(),
-                            crate::error::chain(&err)
-                        ));
-                    }
-                };
-                // Into the longer copy: the conflicting checkpoint (its size is within it).
-                let mut to_long = note.clone();
-                if let Some(l) = at.s.cosignatures.get(&cp.size) {
-                    l.values().for_each(|x| to_long.extend_from_slice(x));
-                }
-                put(
-                    long.repo,
-                    ForkEvidence {
-                        ty: FORK_TYPE.into(),
-                        checkpoint: String::from_utf8_lossy(&to_long).into_owned(),
-                        prefix: None,
-                    },
-                );
-                // Into the shorter copy: the longer head, with a consistency proof from the
-                // shorter copy's size, so that its holders can check it.
-                let m = short.size();
-                put(
-                    short.repo,
-                    ForkEvidence {
-                        ty: FORK_TYPE.into(),
-                        checkpoint: String::from_utf8_lossy(&there).into_owned(),
-                        prefix: (m < long.size()).then(|| Prefix {
-                            size: m,
-                            root: super::b64(&tree.root(m as usize)),
-                            proof: tlog::consistency_proof(&hashes, m as usize)
-                                .iter()
-                                .map(super::b64)
-                                .collect(),
-                        }),
-                    },
-                );
-            }
-            continue;
-        }
-        if let Some((_, why)) = proven {
-            rep.forked.push(id.clone());
-            rep.forks.push(format!(
-                "{why} (a fork object at {} or {})",
-                a.store.url(),
-                b.store.url()
-            ));
-        }
-        if !write {
-            continue;
-        }
-        // A copy this client may not write (a read-only source) gets nothing; the other
-        // still gets what it lacks.
-        let cant = |r: &Repo, e: Error| {
-            format!(
-                "cannot carry the log {origin} to {}: {}",
-                r.store.url(),
-                crate::error::chain(&e)
-            )
-        };
-        match carry(long, short, &id) {
-            Ok(n) => rep.copied += n,
-            Err(e) => {
-                rep.notes.push(cant(short.repo, e));
-                continue;
-            }
-        }
-        for (from, to) in [(&sa, &sb), (&sb, &sa)] {
-            match carry_signed(from, to, trusted, &key, &id) {
-                Ok((objects, cosignatures)) => {
-                    rep.copied += objects;
-                    rep.cosignatures += cosignatures;
-                }
-                Err(e) => rep.notes.push(cant(to.repo, e)),
-            }
-        }
+        gossip_log(a, b, trusted, write, &id, (origin, owner), &mut rep)?;
     }
     Ok(rep)
+}
+
+/// Compares one log's two copies and carries what one lacks to the other (see [`gossip`]).
+fn gossip_log(
+    a: &Repo,
+    b: &Repo,
+    trusted: &Trusted,
+    write: bool,
+    id: &str,
+    (origin, owner): (&String, &super::trust::LogOwner),
+    rep: &mut GossipReport,
+) -> Result<()> {
+    if same(a, b, id)? {
+        return Ok(());
+    }
+    let key = owner.key;
+    let (sa, sb) = (side(a, id, origin, &key)?, side(b, id, origin, &key)?);
+    let (sa, sb) = match (sa, sb) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            rep.notes.push(format!(
+                "the log {origin} is damaged at one copy, not compared: {e}"
+            ));
+            return Ok(());
+        }
+    };
+    let (long, short) = if sa.size() >= sb.size() {
+        (&sa, &sb)
+    } else {
+        (&sb, &sa)
+    };
+    let hashes = leaves(&long.entries);
+    let tree = Levels::new(&hashes);
+    // Every checkpoint either side's key signed must be a prefix of the longer tree.
+    let conflict = short
+        .signed
+        .values()
+        .map(|c| (short, c))
+        .chain(long.signed.values().map(|c| (long, c)))
+        .find(|(_, (_, cp))| tree.root(cp.size as usize) != cp.root);
+    // Fork objects either side holds, checked against the longer tree.
+    let proven = long
+        .s
+        .forks
+        .values()
+        .chain(short.s.forks.values())
+        .filter_map(|b| ForkEvidence::decode(b))
+        .find_map(|e| e.check(&key, origin, &tree).ok().flatten().map(|w| (e, w)));
+    if let Some((at, (note, cp))) = conflict {
+        // `at` signed `cp`; the longer side's entries (under its head) say otherwise.
+        let here = short.note_with_cosignatures(short.size());
+        let there = long.note_with_cosignatures(long.size());
+        let kept = keep_evidence(a, id, (short.url(), &here), (long.url(), &there));
+        rep.forked.push(id.to_string());
+        rep.forks.push(format!(
+            "FORK: the log {origin}: {} holds a checkpoint of {} entries that the {} entries \
+             at {} do not contain; the log's key signed two histories{}",
+            at.url(),
+            cp.size,
+            long.size(),
+            long.url(),
+            kept.map(|p| format!(" (both kept in {})", p.display()))
+                .unwrap_or_default()
+        ));
+        if write {
+            write_evidence(long, short, id, at, note, cp, &there, &hashes, &tree, rep);
+        }
+        return Ok(());
+    }
+    if let Some((_, why)) = proven {
+        rep.forked.push(id.to_string());
+        rep.forks.push(format!(
+            "{why} (a fork object at {} or {})",
+            a.store.url(),
+            b.store.url()
+        ));
+    }
+    if !write {
+        return Ok(());
+    }
+    carry_both(&sa, &sb, trusted, &key, id, origin, rep);
+    Ok(())
+}
+
+/// Writes the evidence of a fork into both copies: into the longer one the conflicting
+/// checkpoint `at` signed (its size is within it), into the shorter one the longer head with
+/// a consistency proof from the shorter copy's size, so that its holders can check it.
+#[allow(clippy::too_many_arguments)]
+fn write_evidence(
+    long: &Side,
+    short: &Side,
+    id: &str,
+    at: &Side,
+    note: &[u8],
+    cp: &Checkpoint,
+    there: &[u8],
+    hashes: &[Hash],
+    tree: &Levels,
+    rep: &mut GossipReport,
+) {
+    let mut put = |r: &Repo, e: ForkEvidence| {
+        if let Err(err) = put_evidence(r, id, &e) {
+            rep.notes.push(format!(
+                "cannot write the fork evidence to {}: {}",
+                r.store.url(),
+                crate::error::chain(&err)
+            ));
+        }
+    };
+    // Into the longer copy: the conflicting checkpoint (its size is within it).
+    let mut to_long = note.to_vec();
+    if let Some(l) = at.s.cosignatures.get(&cp.size) {
+        l.values().for_each(|x| to_long.extend_from_slice(x));
+    }
+    put(
+        long.repo,
+        ForkEvidence {
+            ty: FORK_TYPE.into(),
+            checkpoint: String::from_utf8_lossy(&to_long).into_owned(),
+            prefix: None,
+        },
+    );
+    // Into the shorter copy: the longer head, with a consistency proof from the
+    // shorter copy's size, so that its holders can check it.
+    let m = short.size();
+    put(
+        short.repo,
+        ForkEvidence {
+            ty: FORK_TYPE.into(),
+            checkpoint: String::from_utf8_lossy(there).into_owned(),
+            prefix: (m < long.size()).then(|| Prefix {
+                size: m,
+                root: super::b64(&tree.root(m as usize)),
+                proof: tlog::consistency_proof(hashes, m as usize)
+                    .iter()
+                    .map(super::b64)
+                    .collect(),
+            }),
+        },
+    );
+}
+
+/// Carries the entries the shorter copy lacks, then the checkpoints and cosignatures each
+/// lacks. A copy this client may not write (a read-only source) gets nothing; the other still
+/// gets what it lacks.
+#[allow(clippy::too_many_arguments)]
+fn carry_both(
+    sa: &Side,
+    sb: &Side,
+    trusted: &Trusted,
+    key: &[u8; 32],
+    id: &str,
+    origin: &str,
+    rep: &mut GossipReport,
+) {
+    let (long, short) = if sa.size() >= sb.size() {
+        (sa, sb)
+    } else {
+        (sb, sa)
+    };
+    let cant = |r: &Repo, e: Error| {
+        format!(
+            "cannot carry the log {origin} to {}: {}",
+            r.store.url(),
+            crate::error::chain(&e)
+        )
+    };
+    match carry(long, short, id) {
+        Ok(n) => rep.copied += n,
+        Err(e) => {
+            rep.notes.push(cant(short.repo, e));
+            return;
+        }
+    }
+    for (from, to) in [(sa, sb), (sb, sa)] {
+        match carry_signed(from, to, trusted, key, id) {
+            Ok((objects, cosignatures)) => {
+                rep.copied += objects;
+                rep.cosignatures += cosignatures;
+            }
+            Err(e) => rep.notes.push(cant(to.repo, e)),
+        }
+    }
 }
 
 fn put_evidence(repo: &Repo, id: &str, e: &ForkEvidence) -> Result<()> {
@@ -538,26 +447,4 @@ fn carry_signed(
         }
     }
     Ok((objects, cosignatures))
-}
-
-/// The fork objects in a copy whose entries make `tree`, checked (used by the witness and
-/// `log verify`): the forks they prove, and the notes on those that prove nothing.
-pub fn check_forks(
-    s: &Stored,
-    key: &[u8; 32],
-    origin: &str,
-    tree: &Levels,
-) -> (Vec<(String, String)>, Vec<String>) {
-    let (mut forks, mut notes) = (Vec::new(), Vec::new());
-    for (path, b) in &s.forks {
-        match ForkEvidence::decode(b).ok_or_else(|| "not a fork object".to_string()) {
-            Ok(e) => match e.check(key, origin, tree) {
-                Ok(Some(why)) => forks.push((path.clone(), why)),
-                Ok(None) => {}
-                Err(why) => notes.push(format!("{path}: proves nothing: {why} (ignored)")),
-            },
-            Err(why) => notes.push(format!("{path}: {why} (ignored)")),
-        }
-    }
-    (forks, notes)
 }

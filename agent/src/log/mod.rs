@@ -17,6 +17,7 @@
 
 mod append;
 mod deletions;
+mod fork;
 mod gossip;
 pub mod persons;
 mod proof;
@@ -28,7 +29,8 @@ pub use append::{append, wait_for_quorum, Appended};
 pub use deletions::{
     record_deletions, record_deletions_replaced, recorded_deletions, Deletions, FirstSeen,
 };
-pub use gossip::{check_forks, gossip, ForkEvidence, GossipReport, FORK_TYPE};
+pub use fork::{check_forks, ForkEvidence, FORK_TYPE};
+pub use gossip::{gossip, GossipReport};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
 pub use trust::{activate, adopted_key, pinned_admin_keys, Activation, Active, LogOwner, Trusted};
 pub use verify::{verify, LogContent, LogSummary, VerifyReport};

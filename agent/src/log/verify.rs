@@ -9,6 +9,7 @@
 //! nothing.
 
 use super::trust::admin_only;
+use super::trust::LogOwner;
 use super::{b64, leaves, newest_verified, prefix, read_entries, stored, Stored, Trusted};
 use crate::damage::Problem;
 use crate::error::Result;
@@ -94,184 +95,250 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
             ));
             continue;
         };
-        let s = stored(repo, &id)?;
-        for p in &s.strays {
-            rep.notes
-                .push(format!("{p}: not a log object (stray name; ignored)"));
+        if let Some(c) = verify_log(repo, trusted, &id, origin, owner, &mut rep)? {
+            contents.push(c);
         }
-        let key = owner.key;
-        let Some(head) = newest_verified(&s, &key, origin) else {
-            if !s.checkpoints.is_empty() || !s.bundles.is_empty() {
-                rep.problems.push(Problem::damaged(
-                    &prefix(&id),
-                    format!(
-                        "no checkpoint verifies under the key of {origin} (deleted or replaced?)"
-                    ),
-                ));
-            }
-            continue;
-        };
-        let size = head.size;
-        for sz in s.checkpoints.range(size + 1..).map(|(k, _)| *k) {
-            rep.problems.push(Problem::forged(
-                &format!("{}/checkpoint/{sz}", prefix(&id)),
-                "does not verify under the log's key (ignored; the log ends at its newest valid checkpoint)",
-            ));
-        }
-        let entries = match read_entries(repo, &s, size) {
-            Ok(e) => e,
-            Err(e) => {
-                rep.problems
-                    .push(Problem::damaged(&prefix(&id), crate::error::chain(&e)));
-                continue;
-            }
-        };
-        let tree = tlog::Levels::new(&leaves(&entries));
-        if tree.root(size as usize) != head.root {
-            rep.problems.push(Problem::damaged(
-                &format!("{}/checkpoint/{size}", prefix(&id)),
-                "the entries do not hash to the newest checkpoint's root (changed, deleted or reordered entries)",
-            ));
-            continue;
-        }
-        let mut sound = true;
-        let mut witnessed = None;
-        let mut cosigned_by = Vec::new();
-        let mut uncounted = 0usize;
-        for (sz, note) in s.checkpoints.range(..=size) {
-            let path = format!("{}/checkpoint/{sz}", prefix(&id));
-            match tlog::open_checkpoint(note, &key) {
-                Ok(cp) if cp.origin != *origin || cp.size != *sz => {
-                    rep.problems
-                        .push(Problem::forged(&path, "names another log or size"));
-                    sound = false;
-                }
-                Ok(cp) if tree.root(*sz as usize) != cp.root => {
-                    rep.problems.push(Problem::damaged(
-                        &path,
-                        "FORK: this checkpoint's tree is not a prefix of the log's newest one (the log's owner signed two histories)",
-                    ));
-                    sound = false;
-                }
-                Ok(cp) => {
-                    let lines = s.cosignatures.get(sz);
-                    let c = trusted.cosigners(&cp, lines, &key);
-                    uncounted += lines.map_or(0, |l| l.len()).saturating_sub(c.len());
-                    if c.len() as u32 >= trusted.quorum.max(1) {
-                        witnessed = Some(*sz);
-                        cosigned_by = c;
-                    } else if !c.is_empty() && witnessed.is_none() {
-                        cosigned_by = c;
-                    }
-                }
-                Err(e) => {
-                    rep.problems.push(Problem::forged(&path, e));
-                }
-            }
-        }
-        let (proven, notes) = super::check_forks(&s, &key, origin, &tree);
-        rep.notes.extend(notes);
-        for (path, why) in proven {
-            rep.problems.push(Problem::damaged(
-                &path,
-                format!("{why}; the evidence came from another copy of this repository"),
-            ));
-            sound = false;
-        }
-        if uncounted > 0 {
-            rep.notes.push(format!(
-                "{}: {uncounted} cosignature(s) by no trusted witness, or by a revoked one after its revocation (not counted)",
-                prefix(&id)
-            ));
-        }
-        for sz in s.cosignatures.keys() {
-            if !s.checkpoints.contains_key(sz) {
-                rep.problems.push(Problem::damaged(
-                    &format!("{}/cosignature/{sz}", prefix(&id)),
-                    "cosignatures of a checkpoint that is not there (a checkpoint was hidden or deleted?)",
-                ));
-            }
-        }
-        let mut rejected = BTreeSet::new();
-        let own = hex::encode(key);
-        for (i, b) in entries.iter().enumerate() {
-            let object = format!("{} entry {i}", prefix(&id));
-            match Entry::decode(b) {
-                Err(err) => {
-                    rep.problems.push(Problem::damaged(&object, err));
-                    rejected.insert(i);
-                }
-                Ok(e) if e.actor != own => {
-                    rep.problems.push(Problem::forged(
-                        &object,
-                        format!(
-                            "names actor {} ({}) but is in the log of {origin}",
-                            e.actor, e.actor_name
-                        ),
-                    ));
-                    rejected.insert(i);
-                }
-                Ok(e) if !owner.admin && admin_only(e.event) => {
-                    rep.problems.push(Problem::forged(
-                        &object,
-                        format!(
-                            "a {} event in a site writer's log: only an admin's log may hold one (a stolen agent key?)",
-                            serde_json::to_value(e.event)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default()
-                        ),
-                    ));
-                    rejected.insert(i);
-                }
-                Ok(e) if e.person() == coop_formats::tlog::PersonCheck::Forged => {
-                    rep.problems.push(Problem::forged(
-                        &object,
-                        "names an admin person whose signature does not verify (an entry \
-                         changed, or made in another admin's name)",
-                    ));
-                    rejected.insert(i);
-                }
-                Ok(_) => {}
-            }
-        }
-        if sound {
-            let alarm = crate::state::observe_log(
-                repo.cache_dir(),
-                &repo.config.repo_id,
-                &repo.store.location(),
-                origin,
-                size,
-                &b64(&tree.root(size as usize)),
-                |old, old_root| old <= size && b64(&tree.root(old as usize)) == old_root,
-            );
-            if let Some(a) = alarm {
-                rep.problems.push(Problem::damaged(&prefix(&id), a));
-                sound = false;
-            }
-        }
-        rep.entries += size;
-        rep.logs.push(LogSummary {
-            origin: origin.clone(),
-            actor: owner.name.clone(),
-            admin: owner.admin,
-            size,
-            checkpoints: s.checkpoints.len(),
-            cosigned_by,
-            witnessed_size: witnessed,
-            rejected: rejected.len(),
-        });
-        contents.push(LogContent {
-            id,
-            origin: origin.clone(),
-            entries,
-            stored: s,
-            key,
-            admin: owner.admin,
-            sound,
-            witnessed,
-            rejected,
-        });
     }
     Ok((rep, contents))
+}
+
+/// Checks one log: its newest verifying checkpoint, the entries it covers, every older
+/// checkpoint and its cosignatures, the entries' actors, and what this client saw before.
+/// `None`: nothing of it counts (no checkpoint verifies, or its entries do not match).
+fn verify_log(
+    repo: &Repo,
+    trusted: &Trusted,
+    id: &str,
+    origin: &str,
+    owner: &LogOwner,
+    rep: &mut VerifyReport,
+) -> Result<Option<LogContent>> {
+    let s = stored(repo, id)?;
+    for p in &s.strays {
+        rep.notes
+            .push(format!("{p}: not a log object (stray name; ignored)"));
+    }
+    let key = owner.key;
+    let Some(head) = newest_verified(&s, &key, origin) else {
+        if !s.checkpoints.is_empty() || !s.bundles.is_empty() {
+            rep.problems.push(Problem::damaged(
+                &prefix(id),
+                format!("no checkpoint verifies under the key of {origin} (deleted or replaced?)"),
+            ));
+        }
+        return Ok(None);
+    };
+    let size = head.size;
+    for sz in s.checkpoints.range(size + 1..).map(|(k, _)| *k) {
+        rep.problems.push(Problem::forged(
+            &format!("{}/checkpoint/{sz}", prefix(id)),
+            "does not verify under the log's key (ignored; the log ends at its newest valid checkpoint)",
+        ));
+    }
+    let entries = match read_entries(repo, &s, size) {
+        Ok(e) => e,
+        Err(e) => {
+            rep.problems
+                .push(Problem::damaged(&prefix(id), crate::error::chain(&e)));
+            return Ok(None);
+        }
+    };
+    let tree = tlog::Levels::new(&leaves(&entries));
+    if tree.root(size as usize) != head.root {
+        rep.problems.push(Problem::damaged(
+            &format!("{}/checkpoint/{size}", prefix(id)),
+            "the entries do not hash to the newest checkpoint's root (changed, deleted or reordered entries)",
+        ));
+        return Ok(None);
+    }
+    let Heads {
+        mut sound,
+        witnessed,
+        cosigned_by,
+        uncounted,
+    } = checkpoints(trusted, &s, id, origin, &key, &tree, size, rep);
+    let (proven, notes) = super::check_forks(&s, &key, origin, &tree);
+    rep.notes.extend(notes);
+    for (path, why) in proven {
+        rep.problems.push(Problem::damaged(
+            &path,
+            format!("{why}; the evidence came from another copy of this repository"),
+        ));
+        sound = false;
+    }
+    if uncounted > 0 {
+        rep.notes.push(format!(
+            "{}: {uncounted} cosignature(s) by no trusted witness, or by a revoked one after its revocation (not counted)",
+            prefix(id)
+        ));
+    }
+    for sz in s.cosignatures.keys() {
+        if !s.checkpoints.contains_key(sz) {
+            rep.problems.push(Problem::damaged(
+                &format!("{}/cosignature/{sz}", prefix(id)),
+                "cosignatures of a checkpoint that is not there (a checkpoint was hidden or deleted?)",
+            ));
+        }
+    }
+    let rejected = forged_entries(&entries, id, origin, owner, &key, rep);
+    if sound {
+        let alarm = crate::state::observe_log(
+            repo.cache_dir(),
+            &repo.config.repo_id,
+            &repo.store.location(),
+            origin,
+            size,
+            &b64(&tree.root(size as usize)),
+            |old, old_root| old <= size && b64(&tree.root(old as usize)) == old_root,
+        );
+        if let Some(a) = alarm {
+            rep.problems.push(Problem::damaged(&prefix(id), a));
+            sound = false;
+        }
+    }
+    rep.entries += size;
+    rep.logs.push(LogSummary {
+        origin: origin.to_string(),
+        actor: owner.name.clone(),
+        admin: owner.admin,
+        size,
+        checkpoints: s.checkpoints.len(),
+        cosigned_by,
+        witnessed_size: witnessed,
+        rejected: rejected.len(),
+    });
+    Ok(Some(LogContent {
+        id: id.to_string(),
+        origin: origin.to_string(),
+        entries,
+        stored: s,
+        key,
+        admin: owner.admin,
+        sound,
+        witnessed,
+        rejected,
+    }))
+}
+
+/// What a log's checkpoints up to its head say.
+struct Heads {
+    /// No checkpoint is forged or forks.
+    sound: bool,
+    /// The largest size the quorum cosigned.
+    witnessed: Option<u64>,
+    cosigned_by: Vec<String>,
+    /// Cosignatures by no trusted witness.
+    uncounted: usize,
+}
+
+/// Checks every checkpoint up to the head (`size`) against the entries' tree, and counts the
+/// cosignatures of each.
+#[allow(clippy::too_many_arguments)]
+fn checkpoints(
+    trusted: &Trusted,
+    s: &Stored,
+    id: &str,
+    origin: &str,
+    key: &[u8; 32],
+    tree: &tlog::Levels,
+    size: u64,
+    rep: &mut VerifyReport,
+) -> Heads {
+    let mut sound = true;
+    let mut witnessed = None;
+    let mut cosigned_by = Vec::new();
+    let mut uncounted = 0usize;
+    for (sz, note) in s.checkpoints.range(..=size) {
+        let path = format!("{}/checkpoint/{sz}", prefix(id));
+        match tlog::open_checkpoint(note, key) {
+            Ok(cp) if cp.origin != *origin || cp.size != *sz => {
+                rep.problems
+                    .push(Problem::forged(&path, "names another log or size"));
+                sound = false;
+            }
+            Ok(cp) if tree.root(*sz as usize) != cp.root => {
+                rep.problems.push(Problem::damaged(
+                    &path,
+                    "FORK: this checkpoint's tree is not a prefix of the log's newest one (the log's owner signed two histories)",
+                ));
+                sound = false;
+            }
+            Ok(cp) => {
+                let lines = s.cosignatures.get(sz);
+                let c = trusted.cosigners(&cp, lines, key);
+                uncounted += lines.map_or(0, |l| l.len()).saturating_sub(c.len());
+                if c.len() as u32 >= trusted.quorum.max(1) {
+                    witnessed = Some(*sz);
+                    cosigned_by = c;
+                } else if !c.is_empty() && witnessed.is_none() {
+                    cosigned_by = c;
+                }
+            }
+            Err(e) => {
+                rep.problems.push(Problem::forged(&path, e));
+            }
+        }
+    }
+    Heads {
+        sound,
+        witnessed,
+        cosigned_by,
+        uncounted,
+    }
+}
+
+/// The entries that name another actor, hold an event their log's owner may not log, or
+/// name an admin whose signature does not verify: flagged as forged (their indexes).
+fn forged_entries(
+    entries: &[Vec<u8>],
+    id: &str,
+    origin: &str,
+    owner: &LogOwner,
+    key: &[u8; 32],
+    rep: &mut VerifyReport,
+) -> BTreeSet<usize> {
+    let mut rejected = BTreeSet::new();
+    let own = hex::encode(key);
+    for (i, b) in entries.iter().enumerate() {
+        let object = format!("{} entry {i}", prefix(id));
+        match Entry::decode(b) {
+            Err(err) => {
+                rep.problems.push(Problem::damaged(&object, err));
+                rejected.insert(i);
+            }
+            Ok(e) if e.actor != own => {
+                rep.problems.push(Problem::forged(
+                    &object,
+                    format!(
+                        "names actor {} ({}) but is in the log of {origin}",
+                        e.actor, e.actor_name
+                    ),
+                ));
+                rejected.insert(i);
+            }
+            Ok(e) if !owner.admin && admin_only(e.event) => {
+                rep.problems.push(Problem::forged(
+                    &object,
+                    format!(
+                        "a {} event in a site writer's log: only an admin's log may hold one (a stolen agent key?)",
+                        serde_json::to_value(e.event)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    ),
+                ));
+                rejected.insert(i);
+            }
+            Ok(e) if e.person() == coop_formats::tlog::PersonCheck::Forged => {
+                rep.problems.push(Problem::forged(
+                    &object,
+                    "names an admin person whose signature does not verify (an entry \
+                     changed, or made in another admin's name)",
+                ));
+                rejected.insert(i);
+            }
+            Ok(_) => {}
+        }
+    }
+    rejected
 }

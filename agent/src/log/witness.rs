@@ -1,7 +1,7 @@
 //! Witnessing other logs: a witness cosigns a log's newest checkpoint only after checking it
 //! against what it cosigned before (never smaller, never another history).
 
-use super::{b64, leaves, newest_verified, prefix, read_entries, stored, Actor, Trusted};
+use super::{b64, leaves, newest_verified, prefix, read_entries, stored, Actor, Stored, Trusted};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use coop_formats::tlog;
@@ -78,111 +78,147 @@ pub fn witness(repo: &Repo, me: &Actor, trusted: &Trusted) -> Result<WitnessRepo
         if owner.key == me.public() {
             continue;
         }
-        let s = stored(repo, &id)?;
-        let Some(cp) = newest_verified(&s, &owner.key, origin) else {
-            if !s.checkpoints.is_empty() {
-                rep.notes.push(format!(
-                    "log/{id}: no checkpoint verifies under the key of {origin} (ignored)"
-                ));
-            }
-            continue;
-        };
-        let size = cp.size;
-        let above = s.checkpoints.range(size + 1..).count();
-        if above > 0 {
-            rep.notes.push(format!(
-                "{}: {above} checkpoint(s) above size {size} do not verify (ignored)",
-                prefix(&id)
-            ));
-        }
-        let entries = match read_entries(repo, &s, size) {
-            Ok(e) => e,
-            Err(e) => {
-                rep.alarms.push(crate::error::chain(&e));
-                continue;
-            }
-        };
-        let hashes = leaves(&entries);
-        if tlog::root(&hashes) != cp.root {
-            rep.alarms.push(format!(
-                "log/{id}/checkpoint/{size}: the entries do not hash to the signed root (tampered)"
-            ));
-            continue;
-        }
-        // Every other checkpoint the log's key signed here, with the cosignatures other
-        // witnesses made of it, and every fork object gossip brought from another copy, must
-        // be this history: two histories signed by one key are a fork, never cosigned.
-        let tree = tlog::Levels::new(&hashes);
-        let mut forked = Vec::new();
-        for (&sz, note) in s.checkpoints.range(..size) {
-            if let Ok(other) = tlog::open_checkpoint(note, &owner.key) {
-                if other.origin == cp.origin
-                    && other.size == sz
-                    && tree.root(sz as usize) != other.root
-                {
-                    forked.push(format!(
-                        "FORK: the log {} holds two histories its key signed: checkpoint/{sz} is \
-                         not a prefix of checkpoint/{size}",
-                        cp.origin
-                    ));
-                }
-            }
-        }
-        let (proven, notes) = super::check_forks(&s, &owner.key, origin, &tree);
-        rep.notes.extend(notes);
-        for (path, why) in proven {
-            let kept = super::gossip::keep_evidence(
-                repo,
-                &id,
-                (&path, &s.forks[&path]),
-                (
-                    &format!("{}/checkpoint/{size}", prefix(&id)),
-                    &s.checkpoints[&size],
-                ),
-            );
-            forked.push(format!(
-                "{why}: {path}{}",
-                kept.map(|p| format!(" (kept in {})", p.display()))
-                    .unwrap_or_default()
-            ));
-        }
-        if !forked.is_empty() {
-            rep.alarms.extend(forked);
-            continue;
-        }
-        if let Some((seen, seen_root)) = state.logs.get(&cp.origin) {
-            if size < *seen {
-                rep.alarms.push(format!(
-                    "ROLLBACK: the log {} shows {size} entries; this witness cosigned {seen}",
-                    cp.origin
-                ));
-                continue;
-            }
-            if b64(&tlog::root(&hashes[..*seen as usize])) != *seen_root {
-                rep.alarms.push(format!(
-                    "FORK: the log {} no longer holds the {seen} entries this witness cosigned",
-                    cp.origin
-                ));
-                continue;
-            }
-        }
-        if s.cosignatures
-            .get(&size)
-            .and_then(|c| c.get(&my_kid))
-            .is_some_and(|line| tlog::verify_cosignature(&cp, line, &my_name, &me.public()).is_ok())
-        {
-            rep.unchanged += 1;
-            continue;
-        }
-        state.logs.insert(cp.origin.clone(), (size, b64(&cp.root)));
-        save_witness_state(&state_path, &state)?;
-        let line = tlog::cosign(&cp, &my_name, &me.key, crate::now_unix().max(0) as u64);
-        // Whatever is under this witness's name for this size (junk) does not verify: replace it.
-        repo.store.put_replace(
-            &format!("{}/cosignature/{size}/{my_kid}", prefix(&id)),
-            line,
+        witness_log(
+            repo,
+            me,
+            (&my_name, &my_kid),
+            &id,
+            (origin, owner),
+            (&state_path, &mut state),
+            &mut rep,
         )?;
-        rep.cosigned.push((cp.origin, size));
     }
     Ok(rep)
+}
+
+/// Witnesses one log (see [`witness`]): cosigns its newest checkpoint unless it forked,
+/// shrank, or no longer holds what this witness cosigned before.
+fn witness_log(
+    repo: &Repo,
+    me: &Actor,
+    (my_name, my_kid): (&str, &str),
+    id: &str,
+    (origin, owner): (&String, &super::trust::LogOwner),
+    (state_path, state): (&std::path::Path, &mut WitnessState),
+    rep: &mut WitnessReport,
+) -> Result<()> {
+    let s = stored(repo, id)?;
+    let Some(cp) = newest_verified(&s, &owner.key, origin) else {
+        if !s.checkpoints.is_empty() {
+            rep.notes.push(format!(
+                "log/{id}: no checkpoint verifies under the key of {origin} (ignored)"
+            ));
+        }
+        return Ok(());
+    };
+    let size = cp.size;
+    let above = s.checkpoints.range(size + 1..).count();
+    if above > 0 {
+        rep.notes.push(format!(
+            "{}: {above} checkpoint(s) above size {size} do not verify (ignored)",
+            prefix(id)
+        ));
+    }
+    let entries = match read_entries(repo, &s, size) {
+        Ok(e) => e,
+        Err(e) => {
+            rep.alarms.push(crate::error::chain(&e));
+            return Ok(());
+        }
+    };
+    let hashes = leaves(&entries);
+    if tlog::root(&hashes) != cp.root {
+        rep.alarms.push(format!(
+            "log/{id}/checkpoint/{size}: the entries do not hash to the signed root (tampered)"
+        ));
+        return Ok(());
+    }
+    let tree = tlog::Levels::new(&hashes);
+    let forked = forks(repo, &s, id, origin, &owner.key, &cp, &tree, rep);
+    if !forked.is_empty() {
+        rep.alarms.extend(forked);
+        return Ok(());
+    }
+    if let Some((seen, seen_root)) = state.logs.get(&cp.origin) {
+        if size < *seen {
+            rep.alarms.push(format!(
+                "ROLLBACK: the log {} shows {size} entries; this witness cosigned {seen}",
+                cp.origin
+            ));
+            return Ok(());
+        }
+        if b64(&tlog::root(&hashes[..*seen as usize])) != *seen_root {
+            rep.alarms.push(format!(
+                "FORK: the log {} no longer holds the {seen} entries this witness cosigned",
+                cp.origin
+            ));
+            return Ok(());
+        }
+    }
+    if s.cosignatures
+        .get(&size)
+        .and_then(|c| c.get(my_kid))
+        .is_some_and(|line| tlog::verify_cosignature(&cp, line, my_name, &me.public()).is_ok())
+    {
+        rep.unchanged += 1;
+        return Ok(());
+    }
+    state.logs.insert(cp.origin.clone(), (size, b64(&cp.root)));
+    save_witness_state(state_path, state)?;
+    let line = tlog::cosign(&cp, my_name, &me.key, crate::now_unix().max(0) as u64);
+    // Whatever is under this witness's name for this size (junk) does not verify: replace it.
+    repo.store
+        .put_replace(&format!("{}/cosignature/{size}/{my_kid}", prefix(id)), line)?;
+    rep.cosigned.push((cp.origin, size));
+    Ok(())
+}
+
+/// The forks of a log: every other checkpoint the log's key signed here, with the
+/// cosignatures other witnesses made of it, and every fork object gossip brought from
+/// another copy, must be the history of `cp`; two histories signed by one key are a fork,
+/// never cosigned.
+#[allow(clippy::too_many_arguments)]
+fn forks(
+    repo: &Repo,
+    s: &Stored,
+    id: &str,
+    origin: &str,
+    key: &[u8; 32],
+    cp: &tlog::Checkpoint,
+    tree: &tlog::Levels,
+    rep: &mut WitnessReport,
+) -> Vec<String> {
+    let size = cp.size;
+    let mut forked = Vec::new();
+    for (&sz, note) in s.checkpoints.range(..size) {
+        if let Ok(other) = tlog::open_checkpoint(note, key) {
+            if other.origin == cp.origin && other.size == sz && tree.root(sz as usize) != other.root
+            {
+                forked.push(format!(
+                    "FORK: the log {} holds two histories its key signed: checkpoint/{sz} is \
+                     not a prefix of checkpoint/{size}",
+                    cp.origin
+                ));
+            }
+        }
+    }
+    let (proven, notes) = super::check_forks(s, key, origin, tree);
+    rep.notes.extend(notes);
+    for (path, why) in proven {
+        let kept = super::fork::keep_evidence(
+            repo,
+            id,
+            (&path, &s.forks[&path]),
+            (
+                &format!("{}/checkpoint/{size}", prefix(id)),
+                &s.checkpoints[&size],
+            ),
+        );
+        forked.push(format!(
+            "{why}: {path}{}",
+            kept.map(|p| format!(" (kept in {})", p.display()))
+                .unwrap_or_default()
+        ));
+    }
+    forked
 }

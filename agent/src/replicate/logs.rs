@@ -60,32 +60,7 @@ pub(super) fn logs(
     forked: &HashSet<String>,
     rep: &mut ReplicateReport,
 ) -> Result<()> {
-    // Only well-formed log objects of a size their kind may have travel, either way: junk
-    // under `log/` (or a huge "cosignature") stays where it was put.
-    let mut junk = 0u64;
-    let mut wanted = |l: crate::store::Listed| {
-        if crate::log::is_log_object(&l.path, l.size) {
-            Some((l.path, l.size))
-        } else {
-            junk += 1;
-            None
-        }
-    };
-    let src: HashMap<String, u64> = from
-        .list("log")?
-        .into_iter()
-        .filter_map(&mut wanted)
-        .collect();
-    let dst: HashMap<String, u64> = to
-        .list("log")?
-        .into_iter()
-        .filter_map(&mut wanted)
-        .collect();
-    if junk > 0 {
-        rep.warnings.push(format!(
-            "{junk} object(s) under log/ are no log object (wrong name or size): not copied"
-        ));
-    }
+    let (src, dst) = log_listings(from, to, rep)?;
     let is_checkpoint = |p: &str| p.split('/').nth(2) == Some("checkpoint");
     let is_cosig = |p: &str| p.split('/').nth(2) == Some("cosignature");
     // Each log's newest checkpoint at the target: entry bundles past it authenticate nothing
@@ -154,10 +129,57 @@ pub(super) fn logs(
     if check_only {
         return Ok(());
     }
-    let mut back: Vec<&String> = dst
+    let back: Vec<&String> = dst
         .keys()
         .filter(|p| (is_cosig(p) && !of_forked(p) || is_fork(p)) && !src.contains_key(*p))
         .collect();
+    return_cosignatures(from, to, back, rep)?;
+    Ok(())
+}
+
+/// The log objects of both sides: only well-formed log objects of a size their kind may have
+/// travel, either way; junk under `log/` (or a huge "cosignature") stays where it was put.
+#[allow(clippy::type_complexity)]
+fn log_listings(
+    from: &Store,
+    to: &Store,
+    rep: &mut ReplicateReport,
+) -> Result<(HashMap<String, u64>, HashMap<String, u64>)> {
+    let mut junk = 0u64;
+    let mut wanted = |l: crate::store::Listed| {
+        if crate::log::is_log_object(&l.path, l.size) {
+            Some((l.path, l.size))
+        } else {
+            junk += 1;
+            None
+        }
+    };
+    let src: HashMap<String, u64> = from
+        .list("log")?
+        .into_iter()
+        .filter_map(&mut wanted)
+        .collect();
+    let dst: HashMap<String, u64> = to
+        .list("log")?
+        .into_iter()
+        .filter_map(&mut wanted)
+        .collect();
+    if junk > 0 {
+        rep.warnings.push(format!(
+            "{junk} object(s) under log/ are no log object (wrong name or size): not copied"
+        ));
+    }
+    Ok((src, dst))
+}
+
+/// Brings the witnesses' cosignatures (and fork objects) the target holds back to the
+/// source, where the log's writer waits for them.
+fn return_cosignatures(
+    from: &Store,
+    to: &Store,
+    mut back: Vec<&String>,
+    rep: &mut ReplicateReport,
+) -> Result<()> {
     back.sort();
     for p in back {
         let b = to.get(p)?;

@@ -21,9 +21,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod copy;
 mod deletions;
 mod logs;
 mod pace;
+use copy::Copier;
 use deletions::{follow_deletions, logged_deletions};
 use logs::{compare_logs, logs, recovery_shares};
 use pace::{sleep_until, Pace};
@@ -144,7 +146,155 @@ pub fn replicate(
 ) -> Result<ReplicateReport> {
     let started = Instant::now();
     let mut rep = ReplicateReport::default();
-    // The config identifies the repository: never mix two repositories.
+    let (config, target_config) = configs(from, to)?;
+    let src = listing(from)?;
+    let dst = listing(to)?;
+    let mut todo = compare(&src, &dst, &mut rep);
+    if target_config.is_none() {
+        rep.missing_objects += 1;
+        rep.missing_bytes += config.len() as u64;
+    }
+    rep.missing_objects += todo.len() as u64;
+    rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
+    let forked = compare_logs(from, to, opts, &mut rep)?;
+    logs(from, to, opts.check_only, &forked, &mut rep)?;
+    recovery_shares(from, to, opts.check_only, &mut rep)?;
+    if opts.check_only {
+        rep.incomplete_at_target = check_target(from, to, opts, &src, &dst)?;
+        rep.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(rep);
+    }
+    if target_config.is_none() {
+        to.put(CONFIG, config.clone())?;
+        rep.copied_objects += 1;
+        rep.copied_bytes += config.len() as u64;
+    }
+    todo.sort_by(|a, b| order(a.0).cmp(&order(b.0)).then(a.0.cmp(b.0)));
+    let (first, snapshot_paths): (Vec<_>, Vec<_>) =
+        todo.into_iter().partition(|(p, _)| !is_snapshot(p));
+    progress.phase("replicate", Some(first.iter().map(|(_, s)| s).sum()));
+    let copier = Copier::new(from, to, opts, progress);
+    let first_paths: Vec<String> = first.iter().map(|(p, _)| (*p).clone()).collect();
+    copier.copy_all(&first_paths);
+    // Anything but packs and index objects that did not land (a keyring, the registry, the
+    // writer list) holds back every snapshot: readers need them to trust any snapshot.
+    let control_missing = first_paths.iter().any(|p| {
+        !matches!(order(p), Kind::Pack | Kind::Index)
+            && !copier.landed.lock().expect("lock").contains(p)
+            && !copier.junk.lock().expect("lock").contains(p)
+    });
+    let mut pending = copier.read_snapshots(&snapshot_paths);
+    let deletions = resolve_pruned(from, opts, &src, &dst, &mut pending, &mut rep);
+    let unlisted = copier.fetch_unlisted(&src, &dst, &pending, &mut rep);
+    let landed = std::mem::take(&mut *copier.landed.lock().expect("lock"));
+    let ready = hold_back(pending, &dst, &landed, &unlisted, control_missing, &mut rep);
+    for p in ready {
+        let n = p.bytes.len() as u64;
+        match to.put(&p.path, p.bytes) {
+            Ok(()) => {
+                rep.copied_objects += 1;
+                rep.copied_bytes += n;
+                progress.add_bytes(n);
+            }
+            Err(e) => copier
+                .failed
+                .lock()
+                .expect("lock")
+                .push(format!("{}: {e}", p.path)),
+        }
+    }
+    let blocked_deletions = !copier.refused.lock().expect("lock").is_empty()
+        || !copier.failed.lock().expect("lock").is_empty();
+    follow(
+        from,
+        to,
+        opts,
+        (&src, &dst),
+        deletions,
+        blocked_deletions,
+        &mut rep,
+    )?;
+    progress.finish();
+    copier.into_report(&mut rep);
+    rep.refused.sort();
+    rep.failed.sort();
+    rep.held_back.sort();
+    rep.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(rep)
+}
+
+fn is_snapshot(p: &str) -> bool {
+    p.starts_with("snapshots/")
+}
+
+/// The order objects are copied in: by kind (snapshots last).
+fn order(p: &str) -> Kind {
+    ObjectPath::parse(p)
+        .map(|o| o.kind)
+        .unwrap_or(Kind::Keyring)
+}
+
+/// With `check_only`: the snapshots at the target whose inventory names an object the target
+/// does not hold.
+fn check_target(
+    from: &Store,
+    to: &Store,
+    opts: &ReplicateOptions,
+    src: &HashMap<String, u64>,
+    dst: &HashMap<String, u64>,
+) -> Result<Vec<String>> {
+    // The source's log is read only if some inventory names an object the target lacks.
+    let deletions = std::cell::OnceCell::new();
+    let load = || {
+        deletions
+            .get_or_init(|| {
+                opts.admin_keys
+                    .as_ref()
+                    .and_then(|k| logged_deletions(from, k, opts.cache_dir.as_deref()).ok())
+            })
+            .as_ref()
+    };
+    incomplete(to, dst, |p| src.contains_key(p), load)
+}
+
+/// Follows the source's logged deletions, as the policy says, unless this run could not
+/// copy everything or the source's admin keys are not known.
+fn follow(
+    from: &Store,
+    to: &Store,
+    opts: &ReplicateOptions,
+    (src, dst): (&HashMap<String, u64>, &HashMap<String, u64>),
+    deletions: Option<crate::log::Deletions>,
+    blocked: bool,
+    rep: &mut ReplicateReport,
+) -> Result<()> {
+    if let Some(pol) = &opts.deletions {
+        if blocked {
+            rep.kept_at_target
+                .push("deletions not followed: this run could not copy everything".into());
+        } else if let Some(keys) = &opts.admin_keys {
+            follow_deletions(
+                from,
+                to,
+                src,
+                dst,
+                keys,
+                deletions,
+                pol,
+                opts.cache_dir.as_deref(),
+                rep,
+            )?;
+        } else {
+            rep.kept_at_target
+                .push("deletions not followed: the source's admin keys are not known here".into());
+        }
+    }
+    Ok(())
+}
+
+/// The source's config, and the target's if it has one. The config identifies the
+/// repository: never mix two repositories.
+fn configs(from: &Store, to: &Store) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let config = match from.get(CONFIG) {
         Ok(c) => c,
         Err(e) if e.is_not_found() => {
@@ -170,9 +320,15 @@ pub fn replicate(
             )));
         }
     }
-    let src = listing(from)?;
-    let dst = listing(to)?;
-    let is_snapshot = |p: &str| p.starts_with("snapshots/");
+    Ok((config, target_config))
+}
+
+/// What the target lacks (path, size), and what it has that the source does not.
+fn compare<'s>(
+    src: &'s HashMap<String, u64>,
+    dst: &HashMap<String, u64>,
+    rep: &mut ReplicateReport,
+) -> Vec<(&'s String, u64)> {
     rep.extra_objects = dst.keys().filter(|k| !src.contains_key(*k)).count() as u64;
     let vanished = dst
         .keys()
@@ -185,173 +341,59 @@ pub fn replicate(
              on the target unless an admin of the source logged their deletion"
         ));
     }
-    let mut todo: Vec<(&String, u64)> = src
-        .iter()
+    src.iter()
         .filter(|(k, _)| !dst.contains_key(*k))
         .map(|(k, s)| (k, *s))
-        .collect();
-    if target_config.is_none() {
-        rep.missing_objects += 1;
-        rep.missing_bytes += config.len() as u64;
-    }
-    rep.missing_objects += todo.len() as u64;
-    rep.missing_bytes += todo.iter().map(|(_, s)| s).sum::<u64>();
-    let forked = compare_logs(from, to, opts, &mut rep)?;
-    logs(from, to, opts.check_only, &forked, &mut rep)?;
-    recovery_shares(from, to, opts.check_only, &mut rep)?;
-    if opts.check_only {
-        // The source's log is read only if some inventory names an object the target lacks.
-        let deletions = std::cell::OnceCell::new();
-        let load = || {
-            deletions
-                .get_or_init(|| {
-                    opts.admin_keys
-                        .as_ref()
-                        .and_then(|k| logged_deletions(from, k, opts.cache_dir.as_deref()).ok())
-                })
-                .as_ref()
-        };
-        rep.incomplete_at_target = incomplete(to, &dst, |p| src.contains_key(p), load)?;
-        rep.duration_ms = started.elapsed().as_millis() as u64;
-        return Ok(rep);
-    }
-    if target_config.is_none() {
-        to.put(CONFIG, config.clone())?;
-        rep.copied_objects += 1;
-        rep.copied_bytes += config.len() as u64;
-    }
-    let order = |p: &str| {
-        ObjectPath::parse(p)
-            .map(|o| o.kind)
-            .unwrap_or(Kind::Keyring)
-    };
-    todo.sort_by(|a, b| order(a.0).cmp(&order(b.0)).then(a.0.cmp(b.0)));
-    let (first, snapshot_paths): (Vec<_>, Vec<_>) =
-        todo.into_iter().partition(|(p, _)| !is_snapshot(p));
-    progress.phase("replicate", Some(first.iter().map(|(_, s)| s).sum()));
-    let copied_objects = AtomicU64::new(0);
-    let copied_bytes = AtomicU64::new(0);
-    let refused = Mutex::new(Vec::new());
-    let failed = Mutex::new(Vec::new());
-    // Objects that are on the target after their copy (or were already).
-    let landed = Mutex::new(HashSet::<String>::new());
-    // Objects refused as junk: no reader needs them, so they hold no snapshot back.
-    let junk = Mutex::new(HashSet::<String>::new());
-    // One limit for all parallel copies: the rate the line gets.
-    let pace = opts.limit.map(Pace::new);
-    let copy_all = |list: &[String]| {
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..opts.parallel.max(1) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = list.get(i) else { break };
-                    match copy_one(from, to, path, pace.as_ref()) {
-                        Ok(CopyResult::Copied(n)) => {
-                            copied_objects.fetch_add(1, Ordering::Relaxed);
-                            copied_bytes.fetch_add(n, Ordering::Relaxed);
-                            landed.lock().expect("lock").insert(path.clone());
-                            progress.add_bytes(n);
-                        }
-                        Ok(CopyResult::Refused(why)) => {
-                            refused.lock().expect("lock").push(format!("{path}: {why}"))
-                        }
-                        Ok(CopyResult::Junk(why)) => {
-                            refused.lock().expect("lock").push(format!("{path}: {why}"));
-                            junk.lock().expect("lock").insert(path.clone());
-                        }
-                        Ok(CopyResult::Vanished) => {}
-                        Err(e) => failed.lock().expect("lock").push(format!("{path}: {e}")),
-                    }
-                    crate::fault::point("replicate:after-copy");
-                });
-            }
-        });
-    };
-    let first_paths: Vec<String> = first.iter().map(|(p, _)| (*p).clone()).collect();
-    copy_all(&first_paths);
-    // Anything but packs and index objects that did not land (a keyring, the registry, the
-    // writer list) holds back every snapshot: readers need them to trust any snapshot.
-    let control_missing = first_paths.iter().any(|p| {
-        !matches!(order(p), Kind::Pack | Kind::Index)
-            && !landed.lock().expect("lock").contains(p)
-            && !junk.lock().expect("lock").contains(p)
-    });
+        .collect()
+}
 
-    // The snapshots, with their inventories.
-    let mut pending = Vec::new();
-    for (path, _) in &snapshot_paths {
-        match from.get(path) {
-            Ok(bytes) => {
-                let name = ObjectPath::parse(path).map(|o| o.name);
-                if name != Some(Id::of_stored(&bytes)) {
-                    refused.lock().expect("lock").push(format!(
-                        "{path}: bytes do not match the name (corrupt at the source); not copied"
-                    ));
-                    continue;
-                }
-                match needs(&bytes) {
-                    Ok(needs) => pending.push(Pending {
-                        path: (*path).clone(),
-                        bytes,
-                        needs,
-                    }),
-                    Err(why) => refused
-                        .lock()
-                        .expect("lock")
-                        .push(format!("{path}: unreadable inventory ({why}); not copied")),
-                }
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => failed.lock().expect("lock").push(format!("{path}: {e}")),
-        }
-    }
-    // An inventory is fixed when its snapshot is written; a prune since then deleted some of
-    // what it names and logged what it wrote in their place. Such a snapshot needs those
-    // replacements instead (only an admin's log entries count).
-    let mut deletions: Option<crate::log::Deletions> = None;
-    if pending
+/// An inventory is fixed when its snapshot is written; a prune since then deleted some of
+/// what it names and logged what it wrote in their place. Such a snapshot needs those
+/// replacements instead (only an admin's log entries count). The logged deletions, if read.
+fn resolve_pruned(
+    from: &Store,
+    opts: &ReplicateOptions,
+    src: &HashMap<String, u64>,
+    dst: &HashMap<String, u64>,
+    pending: &mut [Pending],
+    rep: &mut ReplicateReport,
+) -> Option<crate::log::Deletions> {
+    if !pending
         .iter()
         .flat_map(|p| p.needs.iter())
         .any(|n| !dst.contains_key(n) && !src.contains_key(n))
     {
-        if let Some(keys) = &opts.admin_keys {
-            match logged_deletions(from, keys, opts.cache_dir.as_deref()) {
-                Ok(d) => {
-                    for p in &mut pending {
-                        p.needs =
-                            d.resolve(&p.needs, |n| dst.contains_key(n) || src.contains_key(n));
-                    }
-                    deletions = Some(d);
-                }
-                Err(e) => rep.warnings.push(format!(
-                    "the source's access log could not be verified ({}): snapshots whose \
-                     inventories name pruned objects are held back",
-                    crate::error::chain(&e)
-                )),
+        return None;
+    }
+    let keys = opts.admin_keys.as_ref()?;
+    match logged_deletions(from, keys, opts.cache_dir.as_deref()) {
+        Ok(d) => {
+            for p in pending.iter_mut() {
+                p.needs = d.resolve(&p.needs, |n| dst.contains_key(n) || src.contains_key(n));
             }
+            Some(d)
+        }
+        Err(e) => {
+            rep.warnings.push(format!(
+                "the source's access log could not be verified ({}): snapshots whose \
+                 inventories name pruned objects are held back",
+                crate::error::chain(&e)
+            ));
+            None
         }
     }
-    // Inventory objects the source's listing did not show: fetch them by name.
-    let unlisted: BTreeSet<String> = pending
-        .iter()
-        .flat_map(|p| p.needs.iter())
-        .filter(|n| !dst.contains_key(*n) && !src.contains_key(*n))
-        .cloned()
-        .collect();
-    let unlisted: Vec<String> = unlisted.into_iter().collect();
-    let before = landed.lock().expect("lock").len();
-    copy_all(&unlisted);
-    rep.unlisted_found = (landed.lock().expect("lock").len() - before) as u64;
-    if rep.unlisted_found > 0 {
-        rep.warnings.push(format!(
-            "the source's listing left out {} object(s) that its snapshots need; they were \
-             fetched by name and copied (a store whose listings are incomplete is unreliable: \
-             check it)",
-            rep.unlisted_found
-        ));
-    }
-    let landed = landed.into_inner().expect("lock");
+}
+
+/// The snapshots whose every needed object is on the target; the others are held back, and
+/// why.
+fn hold_back(
+    pending: Vec<Pending>,
+    dst: &HashMap<String, u64>,
+    landed: &HashSet<String>,
+    unlisted: &[String],
+    control_missing: bool,
+    rep: &mut ReplicateReport,
+) -> Vec<Pending> {
     let mut ready = Vec::new();
     for p in pending {
         let lacking: Vec<&String> = p
@@ -379,53 +421,7 @@ pub fn replicate(
         }
     }
     rep.snapshots_held_back = rep.held_back.len() as u64;
-    for p in ready {
-        let n = p.bytes.len() as u64;
-        match to.put(&p.path, p.bytes) {
-            Ok(()) => {
-                rep.copied_objects += 1;
-                rep.copied_bytes += n;
-                progress.add_bytes(n);
-            }
-            Err(e) => failed
-                .lock()
-                .expect("lock")
-                .push(format!("{}: {e}", p.path)),
-        }
-    }
-    let blocked_deletions =
-        !refused.lock().expect("lock").is_empty() || !failed.lock().expect("lock").is_empty();
-    if let Some(pol) = &opts.deletions {
-        if blocked_deletions {
-            rep.kept_at_target
-                .push("deletions not followed: this run could not copy everything".into());
-        } else if let Some(keys) = &opts.admin_keys {
-            follow_deletions(
-                from,
-                to,
-                &src,
-                &dst,
-                keys,
-                deletions,
-                pol,
-                opts.cache_dir.as_deref(),
-                &mut rep,
-            )?;
-        } else {
-            rep.kept_at_target
-                .push("deletions not followed: the source's admin keys are not known here".into());
-        }
-    }
-    progress.finish();
-    rep.copied_objects += copied_objects.into_inner();
-    rep.copied_bytes += copied_bytes.into_inner();
-    rep.refused.extend(refused.into_inner().expect("lock"));
-    rep.failed = failed.into_inner().expect("lock");
-    rep.refused.sort();
-    rep.failed.sort();
-    rep.held_back.sort();
-    rep.duration_ms = started.elapsed().as_millis() as u64;
-    Ok(rep)
+    ready
 }
 
 /// The snapshots at `store` whose inventory names an object `listed` does not show (or
@@ -470,45 +466,4 @@ fn incomplete<'d>(
         }
     }
     Ok(out)
-}
-
-enum CopyResult {
-    Copied(u64),
-    Refused(String),
-    /// Stored as named, but no coop object (junk): refused, and holds nothing back.
-    Junk(String),
-    /// Deleted at the source since the listing (a prune): nothing to copy.
-    Vanished,
-}
-
-fn copy_one(from: &Store, to: &Store, path: &str, pace: Option<&Pace>) -> Result<CopyResult> {
-    let Some(op) = ObjectPath::parse(path) else {
-        return Ok(CopyResult::Refused("not a coop object name".into()));
-    };
-    let bytes = match from.get(path) {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() => return Ok(CopyResult::Vanished),
-        Err(e) => return Err(e.into()),
-    };
-    if Id::of_stored(&bytes) != op.name {
-        return Ok(CopyResult::Refused(
-            "bytes do not match the name (corrupt at the source); not copied".into(),
-        ));
-    }
-    // The keyless checks `scrub` makes (magic, header, kind, tenant): junk is not spread.
-    if let Err(why) = crate::check::scrub::object_ok(&op, &bytes) {
-        return Ok(CopyResult::Junk(format!(
-            "not a coop object ({why}); not copied: delete it at the source"
-        )));
-    }
-    let n = bytes.len() as u64;
-    let slot = pace.map(|p| p.reserve(n));
-    if let Some((start, _)) = slot {
-        sleep_until(start);
-    }
-    to.put(path, bytes)?;
-    if let Some((_, end)) = slot {
-        sleep_until(end);
-    }
-    Ok(CopyResult::Copied(n))
 }

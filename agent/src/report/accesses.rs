@@ -26,9 +26,36 @@ fn entry(c: &LogContent, i: usize, e: &Entry, registry: Option<&Registry>) -> Ac
     }
 }
 
+/// The accesses part of the report (`None`: no admin keys to check the logs against).
+pub(super) fn gather(
+    t: &super::tenants::Tenants,
+    logs: &Option<(VerifyReport, Vec<LogContent>)>,
+    opts: &Options,
+    notes: &mut super::tenants::Notes,
+) -> Option<Accesses> {
+    if t.admin_keys.is_empty() {
+        return None;
+    }
+    let (rep, contents) = logs.as_ref().expect("verified above with admin keys");
+    if !rep.problems.is_empty() {
+        notes.integrity_problem = true;
+    }
+    let tags: Vec<(String, String)> = t
+        .member_names
+        .iter()
+        .filter(|n| t.in_scope(n))
+        .filter_map(|n| {
+            t.known
+                .get(&format!("member/{n}"))
+                .map(|k| (n.clone(), crate::log::tenant_tag(&k.keys)))
+        })
+        .collect();
+    Some(from_logs(rep, contents, &tags, opts, t.registry.as_ref()))
+}
+
 /// The accesses of the period from the verified logs; `tags`: (member, keyed tenant tag) of
 /// the members reported on.
-pub(super) fn gather(
+fn from_logs(
     rep: &VerifyReport,
     contents: &[LogContent],
     tags: &[(String, String)],

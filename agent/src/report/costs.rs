@@ -8,6 +8,54 @@ pub(super) fn round(v: f64, digits: i32) -> f64 {
     (v * m).round() / m
 }
 
+/// The costs part of the report, if the cooperative names a currency and costs or a
+/// balance: the cost model over all active members, the runway, the groups' lines; with
+/// `--member`, that member's share and groups alone.
+pub(super) fn gather(
+    t: &super::tenants::Tenants,
+    coop: Option<&crate::settings::CooperativeSettings>,
+    pack_bytes: u64,
+    shared_bytes: u64,
+) -> Option<Costs> {
+    let c = coop?;
+    let currency = c.currency.clone()?;
+    let has_costs = c.sites.iter().any(|s| !s.costs.is_empty());
+    if !has_costs && c.balance.is_none() {
+        return None;
+    }
+    let quotas: Vec<(String, u64, Option<u64>)> = t
+        .member_names
+        .iter()
+        .map(|n| {
+            let u = t.usage_of(&format!("member/{n}"));
+            (
+                n.clone(),
+                u.map(|u| u.stored_bytes).unwrap_or(0),
+                u.and_then(|u| u.quota),
+            )
+        })
+        .collect();
+    let mut k = cost_model(
+        &currency,
+        c.sites.iter().map(|s| s.monthly_costs()).sum(),
+        c.fixed_share_percent,
+        pack_bytes,
+        shared_bytes,
+        &quotas,
+    );
+    k.balance = c.balance;
+    k.balance_date = c.balance_date.clone();
+    k.runway_months = match c.balance {
+        Some(b) if k.monthly_total > 0.0 => Some((b / k.monthly_total).max(0.0)),
+        _ => None,
+    };
+    k.groups = group_costs(t.registry.as_ref(), &quotas, &k.shares);
+    k.groups
+        .retain(|g| t.member.as_deref().is_none_or(|m| m == g.payer));
+    k.shares.retain(|s| t.in_scope(&s.member));
+    Some(k)
+}
+
 /// Each group's cost line from the members' shares.
 pub(super) fn group_costs(
     registry: Option<&coop_formats::registry::Registry>,

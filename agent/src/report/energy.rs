@@ -66,32 +66,7 @@ pub(super) fn energy_report(s: &Settings, h: &History, opts: &Options) -> Result
     };
     let any_measured = per_run.iter().any(|r| r.method == EnergyMethod::Measured);
     let any_estimate = per_run.iter().any(|r| r.method == EnergyMethod::Estimate);
-    let facts = s
-        .cooperative
-        .as_ref()
-        .map(|c| c.sites.as_slice())
-        .unwrap_or_default();
-    let mut sites: Vec<SiteEnergy> = std::iter::once(s.site.name.clone())
-        .chain(s.peers.iter().map(|p| p.name.clone()))
-        .chain(facts.iter().map(|f| f.name.clone()))
-        .fold(Vec::<String>::new(), |mut v, n| {
-            if !v.contains(&n) {
-                v.push(n);
-            }
-            v
-        })
-        .into_iter()
-        .map(|n| {
-            let f = s.site_facts(&n);
-            SiteEnergy {
-                recorded_here: n == s.site.name,
-                site: n,
-                energy_source: f.and_then(|f| f.energy_source.clone()),
-                renewable: f.and_then(|f| f.renewable),
-            }
-        })
-        .collect();
-    sites.sort_by(|a, b| (!a.recorded_here, &a.site).cmp(&(!b.recorded_here, &b.site)));
+    let sites = sites(s);
     Ok(EnergyReport {
         site: s.site.name.clone(),
         method: label(any_measured, any_estimate),
@@ -123,6 +98,58 @@ pub(super) fn energy_report(s: &Settings, h: &History, opts: &Options) -> Result
         per_run,
         sites,
     })
+}
+
+/// The sites whose electricity the report names: this site first (its runs are what was
+/// recorded), then its peers and the cooperative's other sites.
+fn sites(s: &Settings) -> Vec<SiteEnergy> {
+    let facts = s
+        .cooperative
+        .as_ref()
+        .map(|c| c.sites.as_slice())
+        .unwrap_or_default();
+    let mut sites: Vec<SiteEnergy> = std::iter::once(s.site.name.clone())
+        .chain(s.peers.iter().map(|p| p.name.clone()))
+        .chain(facts.iter().map(|f| f.name.clone()))
+        .fold(Vec::<String>::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        })
+        .into_iter()
+        .map(|n| {
+            let f = s.site_facts(&n);
+            SiteEnergy {
+                recorded_here: n == s.site.name,
+                site: n,
+                energy_source: f.and_then(|f| f.energy_source.clone()),
+                renewable: f.and_then(|f| f.renewable),
+            }
+        })
+        .collect();
+    sites.sort_by(|a, b| (!a.recorded_here, &a.site).cmp(&(!b.recorded_here, &b.site)));
+    sites
+}
+
+/// Stored bytes over time from the history: the total and, with `--member`, that member's.
+pub(super) fn stored_over_time(
+    t: &super::tenants::Tenants,
+    history: Option<&History>,
+    opts: &Options,
+    pack_bytes: u64,
+) -> Result<Vec<Series>> {
+    let mut out = Vec::new();
+    if let Some(h) = history {
+        let samples = h.usage_samples(opts.until)?;
+        out.push(series("total", &samples, opts, |_| true, pack_bytes));
+        if let Some(m) = &opts.member {
+            let tenant = format!("member/{m}");
+            let now = t.usage_of(&tenant).map(|u| u.stored_bytes).unwrap_or(0);
+            out.push(series(&tenant, &samples, opts, |t| t == tenant, now));
+        }
+    }
+    Ok(out)
 }
 
 /// A step line: each tenant's stored bytes are its last sample; the line starts at `since`

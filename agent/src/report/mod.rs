@@ -1,9 +1,11 @@
 //! `coop report`: the transparency report, from the repository's own state and the
 //! cooperative's facts in agent.toml (docs/TRANSPARENCY.md explains every figure).
 //!
-//! - this module: the report's data model ([`Report`], serialised as `--json`) and
-//!   [`gather`], which reads usage, the registry, keyrings, the writer list, the access logs
-//!   and the agent's history, and computes costs, energy and who can read what.
+//! - this module: [`gather`], which composes the report's sections: the tenants (usage, the
+//!   registry, keyrings: `tenants.rs`), the sites (`sites.rs`), members (`members.rs`), costs
+//!   (`costs.rs`), energy and series (`energy.rs`), writers and readers (`readers.rs`), the
+//!   accesses from the verified access logs (`accesses.rs`) and what is missing
+//!   (`missing.rs`); the data model ([`Report`], serialised as `--json`) is in `model.rs`.
 //! - [`html`]: the page (one static file: no script, nothing fetched), with [`svg`] charts
 //!   and [`i18n`] strings (German and English).
 //!
@@ -15,14 +17,21 @@ mod costs;
 mod energy;
 pub mod html;
 pub mod i18n;
+mod members;
+mod missing;
 mod model;
+mod readers;
 pub mod setup;
+mod sites;
 pub mod svg;
+mod tenants;
 
 pub use costs::cost_model;
-use costs::{group_costs, round};
-use energy::{energy_report, series};
+use costs::round;
+use energy::{energy_report, stored_over_time};
+use missing::missing_sections;
 pub use model::*;
+use tenants::Notes;
 
 use crate::error::{Error, Result};
 use crate::history::{EnergyMethod, History};
@@ -31,7 +40,7 @@ use crate::layout::Kind;
 use crate::repo::Repo;
 use crate::settings::{Language, Settings};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The `format` of the JSON document.
 pub const FORMAT: &str = "coop-report/1";
@@ -99,502 +108,39 @@ pub struct Sources<'a> {
     pub history: Option<&'a History>,
 }
 
-/// Gathers the report.
+/// Gathers the report: each section from the tenants (usage, registry, keys) and the store.
 pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
-    let repo = src.repo;
     let settings = src.settings;
     let coop_facts = settings.and_then(|s| s.cooperative.as_ref());
-    let mut warnings = Vec::new();
-    let mut integrity_problem = false;
-
-    // Tenants: usage (as `coop usage`), keyrings, the registry.
-    let usage = crate::usage::usage(repo, src.access)?;
-    let coop = crate::tenant::keys(repo, src.access, "coop").ok();
-    let registry = match &coop {
-        Some(c) => {
-            let l = crate::members::load(repo, c)?;
-            for p in &l.problems {
-                warnings.push(p.to_string());
-                integrity_problem = true;
-            }
-            Some(l.registry)
-        }
-        None => None,
-    };
-    let mut known: BTreeMap<String, Known> = BTreeMap::new();
-    if let Access::Identity(ids, _) = src.access {
-        let found = repo.keyrings(ids)?;
-        for ring in found.rings {
-            let name = ring.tenant.clone();
-            if let Ok(keys) = TenantKeys::from_keyring(ring.clone(), std::sync::Arc::clone(ids)) {
-                known.insert(
-                    name,
-                    Known {
-                        keys,
-                        ring: Some(ring),
-                    },
-                );
-            }
-        }
-    }
-    if let (Some(c), Some(reg)) = (&coop, &registry) {
-        for m in reg.active() {
-            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(m.tenant()) {
-                if let Ok(keys) = crate::members::writer_keys_for_member(repo, c, &m.name) {
-                    slot.insert(Known { keys, ring: None });
-                }
-            }
-        }
-    }
-    // Active members: from the registry, else the member tenants the caller reads.
-    let member_names: Vec<String> = match &registry {
-        Some(r) => r.active().map(|m| m.name.clone()).collect(),
-        None => usage
-            .iter()
-            .filter_map(|u| u.tenant.strip_prefix("member/").map(String::from))
-            .collect(),
-    };
-    if let Some(m) = &opts.member {
-        if !member_names.contains(m) {
-            return Err(Error::NotFound {
-                what: format!(
-                    "member {m:?} (the report knows: {})",
-                    member_names.join(", ")
-                ),
-            });
-        }
-    }
-    let in_scope = |name: &str| opts.member.as_deref().is_none_or(|m| m == name);
-    let scoped_tenant = |tenant: &str| match tenant.strip_prefix("member/") {
-        Some(n) => in_scope(n),
-        None => true,
-    };
-    for u in &usage {
-        if u.rollback {
-            integrity_problem = true;
-        }
-        if scoped_tenant(&u.tenant) {
-            warnings.extend(u.warnings.iter().map(|w| format!("{}: {w}", u.tenant)));
-        }
-    }
-    let admin_keys: Vec<[u8; 32]> = coop
-        .as_ref()
-        .map(|c| c.admin_keys.clone())
-        .or_else(|| known.values().next().map(|k| k.keys.admin_keys.clone()))
-        .unwrap_or_default();
-
-    // Sites.
-    let store_listing = repo.store.list("")?;
-    let here_bytes: u64 = store_listing.iter().map(|o| o.size).sum();
-    let pack_bytes: u64 = store_listing
-        .iter()
-        .filter(|o| o.path.starts_with(&format!("{}/", Kind::Pack.dir())))
-        .map(|o| o.size)
-        .sum();
-    let mut sites = Vec::new();
-    let mut peer_states = Vec::new();
-    if let Some(s) = settings {
-        let facts = s.site_facts(&s.site.name);
-        sites.push(site_report(
-            &s.site.name,
-            SiteRole::ThisSite,
-            facts,
-            Some(here_bytes),
-            false,
-            None,
-            Some(matches!(
-                s.site.key,
-                crate::settings::KeySource::Identity(_)
-            )),
-        ));
-        for p in &s.peers {
-            let st = match src.history {
-                Some(h) => Some(h.peer(&p.name)?),
-                None => None,
-            };
-            let stored = st
-                .as_ref()
-                .and_then(|st| st.last_attempt.and(st.lag_bytes))
-                .map(|lag| here_bytes.saturating_sub(lag));
-            let last_ok = st
-                .as_ref()
-                .and_then(|st| st.last_ok)
-                .map(crate::unix_rfc3339);
-            sites.push(site_report(
-                &p.name,
-                SiteRole::Replica,
-                s.site_facts(&p.name),
-                stored,
-                true,
-                last_ok.clone(),
-                Some(false),
-            ));
-            peer_states.push(Replica {
-                site: p.name.clone(),
-                last_ok,
-                lag_objects: st
-                    .as_ref()
-                    .and_then(|st| st.last_attempt.and(st.lag_objects)),
-                lag_bytes: st.as_ref().and_then(|st| st.last_attempt.and(st.lag_bytes)),
-            });
-        }
-        for f in coop_facts.map(|c| c.sites.as_slice()).unwrap_or_default() {
-            if !sites.iter().any(|x| x.name == f.name) {
-                sites.push(site_report(
-                    &f.name,
-                    SiteRole::Other,
-                    Some(f),
-                    None,
-                    false,
-                    None,
-                    None,
-                ));
-            }
-        }
-    }
-
-    // Members and shared tenants.
-    let mut members = Vec::new();
-    let mut shared = Vec::new();
-    let mut member_bytes = 0u64;
-    let mut usage_of: HashMap<String, &crate::usage::TenantUsage> = HashMap::new();
-    for u in &usage {
-        usage_of.insert(u.tenant.clone(), u);
-        match u.tenant.strip_prefix("member/") {
-            Some(n) if member_names.iter().any(|m| m == n) => {
-                member_bytes += u.stored_bytes;
-                if !in_scope(n) {
-                    continue;
-                }
-                members.push(MemberReport {
-                    name: n.to_string(),
-                    tenant: u.tenant.clone(),
-                    stored_bytes: u.stored_bytes,
-                    logical_bytes: u.logical_bytes,
-                    snapshots: u.snapshots,
-                    last_backup: u.last_backup.clone(),
-                    quota: u.quota,
-                    quota_used_percent: u.quota_used_percent,
-                    replicas: peer_states.clone(),
-                    cost: None,
-                });
-            }
-            _ => shared.push(SharedTenant {
-                // With --member, other (removed) members' names stay out.
-                tenant: if u.tenant.starts_with("member/") && opts.member.is_some() {
-                    "member/…".into()
-                } else {
-                    u.tenant.clone()
-                },
-                stored_bytes: u.stored_bytes,
-                logical_bytes: u.logical_bytes,
-                snapshots: u.snapshots,
-                last_backup: u.last_backup.clone(),
-            }),
-        }
-    }
-    let shared_bytes = pack_bytes.saturating_sub(member_bytes);
-
+    let mut notes = Notes::default();
+    let t = tenants::gather(src, opts, &mut notes)?;
+    let bytes = sites::StoreBytes::of(src.repo)?;
+    let (sites, replicas) = sites::gather(src, bytes.here)?;
+    let mut m = members::gather(&t, &replicas);
+    let shared_bytes = bytes.packs.saturating_sub(m.member_bytes);
     // The access logs, verified once (for the last backups a key that cannot read snapshots
     // still sees, and for the accesses below).
-    let logs = if admin_keys.is_empty() {
+    let logs = if t.admin_keys.is_empty() {
         None
     } else {
-        let trusted = crate::writers::log_trust(repo, &admin_keys)?;
-        Some(crate::log::verify(repo, &trusted)?)
+        let trusted = crate::writers::log_trust(src.repo, &t.admin_keys)?;
+        Some(crate::log::verify(src.repo, &trusted)?)
     };
-    // Tenants whose snapshots the caller cannot open (a site's writer key): the snapshot
-    // objects under the tenant's tag are listed, and the newest one's time is the time of
-    // the backup entry that names it in a trusted log. No snapshot objects: never; objects
-    // but no entry naming one: unknown (`None`, shown as "?"), never a false "never".
-    let registry_tag = |tenant: &str| -> Option<[u8; 16]> {
-        let n = tenant.strip_prefix("member/")?;
-        registry.as_ref()?.member(n).map(|m| m.tenant_tag)
-    };
-    let backup_times = |tenant: &str| -> Result<(Option<usize>, Option<String>)> {
-        let keys = known.get(tenant).map(|k| &k.keys);
-        let Some(tag) = keys.map(|k| k.tag).or_else(|| registry_tag(tenant)) else {
-            return Ok((None, None));
-        };
-        let names: std::collections::HashSet<String> = repo
-            .list(Kind::Snapshot, &tag)?
-            .iter()
-            .map(|o| o.name.to_hex())
-            .collect();
-        if names.is_empty() {
-            return Ok((Some(0), None));
-        }
-        let (Some(keys), Some((_, contents))) = (keys, &logs) else {
-            return Ok((None, None));
-        };
-        let tenant_tag = crate::log::tenant_tag(keys);
-        let newest = contents
-            .iter()
-            .flat_map(|c| c.accepted().map(|(_, e)| e))
-            .filter(|e| {
-                e.event == coop_formats::tlog::Event::Backup
-                    && e.tenant.as_deref() == Some(tenant_tag.as_str())
-                    && e.object.as_ref().is_some_and(|o| names.contains(o))
-                    && chrono::DateTime::parse_from_rfc3339(&e.time).is_ok()
-            })
-            .map(|e| e.time)
-            .max();
-        Ok((None, newest))
-    };
-    for m in &mut members {
-        if m.snapshots.is_none() && m.last_backup.is_none() {
-            let (n, t) = backup_times(&m.tenant)?;
-            m.snapshots = n;
-            m.last_backup = t;
-        }
-    }
-    for x in &mut shared {
-        if x.snapshots.is_none() && x.last_backup.is_none() && !x.tenant.ends_with('…') {
-            let (n, t) = backup_times(&x.tenant)?;
-            x.snapshots = n;
-            x.last_backup = t;
-        }
-    }
-
-    // Costs.
-    let costs = coop_facts.and_then(|c| {
-        let currency = c.currency.clone()?;
-        let has_costs = c.sites.iter().any(|s| !s.costs.is_empty());
-        if !has_costs && c.balance.is_none() {
-            return None;
-        }
-        let quotas: Vec<(String, u64, Option<u64>)> = member_names
-            .iter()
-            .map(|n| {
-                let u = usage_of.get(&format!("member/{n}"));
-                (
-                    n.clone(),
-                    u.map(|u| u.stored_bytes).unwrap_or(0),
-                    u.and_then(|u| u.quota),
-                )
-            })
-            .collect();
-        let mut k = cost_model(
-            &currency,
-            c.sites.iter().map(|s| s.monthly_costs()).sum(),
-            c.fixed_share_percent,
-            pack_bytes,
-            shared_bytes,
-            &quotas,
-        );
-        k.balance = c.balance;
-        k.balance_date = c.balance_date.clone();
-        k.runway_months = match c.balance {
-            Some(b) if k.monthly_total > 0.0 => Some((b / k.monthly_total).max(0.0)),
-            _ => None,
-        };
-        k.groups = group_costs(registry.as_ref(), &quotas, &k.shares);
-        k.groups
-            .retain(|g| opts.member.as_deref().is_none_or(|m| m == g.payer));
-        k.shares.retain(|s| in_scope(&s.member));
-        Some(k)
-    });
+    members::fill_backup_times(src.repo, &t, &logs, &mut m)?;
+    let costs = costs::gather(&t, coop_facts, bytes.packs, shared_bytes);
     if let Some(k) = &costs {
-        for m in &mut members {
+        for m in &mut m.members {
             m.cost = k.shares.iter().find(|s| s.member == m.name).cloned();
         }
     }
-
-    // Energy.
     let energy = match (settings, src.history) {
         (Some(s), Some(h)) => Some(energy_report(s, h, opts)?),
         _ => None,
     };
-
-    // Writers and readers.
-    let writer_list = if admin_keys.is_empty() {
-        None
-    } else {
-        let l = crate::writers::load(repo, &admin_keys)?;
-        for p in &l.problems {
-            warnings.push(p.to_string());
-            integrity_problem = true;
-        }
-        Some(l.list)
-    };
-    let mut writers = Vec::new();
-    if let Some(l) = &writer_list {
-        for w in &l.writers {
-            writers.push(Writer {
-                name: w.name.clone(),
-                key: hex::encode(w.public_key)[..16].to_string(),
-                kind: "site",
-                added: Some(w.added.clone()),
-                revoked: w.revoked.as_ref().map(|r| r.time.clone()),
-            });
-        }
-    }
-    for k in &admin_keys {
-        writers.push(Writer {
-            name: "admin".into(),
-            key: hex::encode(k)[..16].to_string(),
-            kind: "admin",
-            added: None,
-            revoked: None,
-        });
-    }
-    let site_writers: Vec<String> = writers
-        .iter()
-        .filter(|w| w.kind == "site" && w.revoked.is_none())
-        .map(|w| w.name.clone())
-        .collect();
-    let peers: Vec<String> = settings
-        .map(|s| s.peers.iter().map(|p| p.name.clone()).collect())
-        .unwrap_or_default();
-    let coop_recipients: Vec<String> = known
-        .get("coop")
-        .and_then(|k| k.ring.as_ref())
-        .map(|r| r.recipients.clone())
-        .unwrap_or_default();
-    let mut readers = Vec::new();
-    for (tenant, k) in &known {
-        if !scoped_tenant(tenant) {
-            continue;
-        }
-        let member = tenant.strip_prefix("member/").and_then(|n| {
-            registry
-                .as_ref()
-                .and_then(|r| r.members.iter().find(|m| m.name == n))
-        });
-        if tenant.starts_with("member/")
-            && !member_names
-                .iter()
-                .any(|n| Some(n.as_str()) == tenant.strip_prefix("member/"))
-        {
-            continue; // a removed member: not reported by name
-        }
-        let (source, recipients) = match (&k.ring, member, &registry) {
-            (Some(r), _, _) => ("keyring", r.recipients.clone()),
-            (None, Some(m), Some(reg)) => {
-                let mut all = m.recipients.clone();
-                all.extend(
-                    crate::members::recovery_readers(reg, m)
-                        .into_iter()
-                        .filter(|r| !m.recipients.contains(r)),
-                );
-                ("registry", all)
-            }
-            _ => continue,
-        };
-        let setup = registry.as_ref().and_then(|r| r.recovery_setup.as_ref());
-        let split_key = member
-            .and_then(|m| m.recovery.as_ref())
-            .map(|r| &r.recipient);
-        let recovery = match (member, setup) {
-            (Some(_), Some(s)) if split_key.is_some_and(|k| recipients.contains(k)) => {
-                Some(RecoveryPolicy {
-                    threshold: s.threshold,
-                    approvals: s.approvals(),
-                    holders: s.holders.iter().map(|h| h.name.clone()).collect(),
-                    description: format!(
-                        "one admin asks and {} approve, of {} admins: {}",
-                        s.approvals(),
-                        s.holders.len(),
-                        s.holders
-                            .iter()
-                            .map(|h| h.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                })
-            }
-            _ => None,
-        };
-        let list = recipients
-            .iter()
-            .map(|r| {
-                let kind = if member.is_some_and(|m| m.recipients.contains(r)) {
-                    "member"
-                } else if setup.is_some() && split_key == Some(r) {
-                    "recovery-split"
-                } else if tenant == "coop"
-                    || coop_recipients.contains(r)
-                    || registry.as_ref().is_some_and(|g| g.recovery.contains(r))
-                {
-                    "admin"
-                } else {
-                    "key"
-                };
-                let (fingerprint, mut comment) = fingerprint(r);
-                // An admin as a person: named (issue 25 finding 8).
-                if let Some(a) = registry.as_ref().and_then(|g| {
-                    g.admins
-                        .iter()
-                        .find(|a| &a.recipient == r && a.removed.is_none())
-                }) {
-                    comment = Some(a.name.clone());
-                }
-                Reader {
-                    recipient: r.clone(),
-                    kind,
-                    fingerprint,
-                    comment,
-                }
-            })
-            .collect();
-        let mut w = site_writers.clone();
-        if !admin_keys.is_empty() {
-            w.push("admin".into());
-        }
-        if let Some(n) = tenant.strip_prefix("member/") {
-            w.push(format!("{n} (own key)"));
-        }
-        readers.push(TenantReaders {
-            tenant: tenant.clone(),
-            member: tenant.strip_prefix("member/").map(String::from),
-            source,
-            readers: list,
-            recovery,
-            writers: w,
-            storage_sites: peers.clone(),
-        });
-    }
-    readers.sort_by(|a, b| (a.tenant != "coop", &a.tenant).cmp(&(b.tenant != "coop", &b.tenant)));
-
-    // Accesses.
-    let accesses = if admin_keys.is_empty() {
-        None
-    } else {
-        let (rep, contents) = logs.expect("verified above with admin keys");
-        if !rep.problems.is_empty() {
-            integrity_problem = true;
-        }
-        let tags: Vec<(String, String)> = member_names
-            .iter()
-            .filter(|n| in_scope(n))
-            .filter_map(|n| {
-                known
-                    .get(&format!("member/{n}"))
-                    .map(|k| (n.clone(), crate::log::tenant_tag(&k.keys)))
-            })
-            .collect();
-        Some(accesses::gather(
-            &rep,
-            &contents,
-            &tags,
-            opts,
-            registry.as_ref(),
-        ))
-    };
-
-    // Stored bytes over time.
-    let mut stored_over_time = Vec::new();
-    if let Some(h) = src.history {
-        let samples = h.usage_samples(opts.until)?;
-        let now_total = pack_bytes;
-        stored_over_time.push(series("total", &samples, opts, |_| true, now_total));
-        if let Some(m) = &opts.member {
-            let tenant = format!("member/{m}");
-            let now = usage_of.get(&tenant).map(|u| u.stored_bytes).unwrap_or(0);
-            stored_over_time.push(series(&tenant, &samples, opts, |t| t == tenant, now));
-        }
-    }
-
+    let writers = readers::writers(src.repo, &t, &mut notes)?;
+    let readers = readers::gather(&t, settings, &writers);
+    let accesses = accesses::gather(&t, &logs, opts, &mut notes);
+    let stored_over_time = stored_over_time(&t, src.history, opts, bytes.packs)?;
     let missing = missing_sections(settings, src.history.is_some(), &costs, &energy, &accesses);
     let c = coop_facts;
     Ok(Report {
@@ -608,83 +154,50 @@ pub fn gather(src: &Sources, opts: &Options) -> Result<Report> {
         language: c.map(|c| c.language).unwrap_or_default(),
         member: opts.member.clone(),
         repository: RepositoryInfo {
-            id: repo.config.repo_id.to_hex(),
-            location: repo.store.location(),
+            id: src.repo.config.repo_id.to_hex(),
+            location: src.repo.store.location(),
             site: settings.map(|s| s.site.name.clone()),
         },
         totals: Totals {
-            members: member_names.len(),
-            stored_bytes: pack_bytes,
+            members: t.member_names.len(),
+            stored_bytes: bytes.packs,
         },
         cooperative: c.map(|c| CooperativeInfo {
             name: c.name.clone(),
             legal_form: c.legal_form.clone(),
             currency: c.currency.clone(),
         }),
-        members,
-        shared,
+        members: m.members,
+        shared: m.shared,
         sites,
         costs,
         energy,
-        caretakers: settings
-            .filter(|s| s.jobs.iter().any(|j| j.caretaker.is_some()))
-            .map(|s| {
-                s.jobs
-                    .iter()
-                    .map(|j| JobCaretaker {
-                        job: j.name.clone(),
-                        caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        caretakers: caretakers(settings),
         readers,
         writers,
         accesses,
         stored_over_time,
         missing,
-        warnings,
-        integrity_problem,
+        warnings: notes.warnings,
+        integrity_problem: notes.integrity_problem,
         next_due: None,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn site_report(
-    name: &str,
-    role: SiteRole,
-    facts: Option<&crate::settings::SiteFacts>,
-    stored_bytes: Option<u64>,
-    stored_is_estimate: bool,
-    last_replicated: Option<String>,
-    can_read: Option<bool>,
-) -> SiteReport {
-    SiteReport {
-        name: name.to_string(),
-        role,
-        provider: facts.and_then(|f| f.provider.clone()),
-        location: facts.and_then(|f| f.location.clone()),
-        energy_source: facts.and_then(|f| f.energy_source.clone()),
-        renewable: facts.and_then(|f| f.renewable),
-        stored_bytes,
-        stored_is_estimate: stored_is_estimate && stored_bytes.is_some(),
-        monthly_costs: facts
-            .filter(|f| !f.costs.is_empty())
-            .map(|f| round(f.monthly_costs(), 2)),
-        cost_items: facts
-            .map(|f| {
-                f.costs
-                    .iter()
-                    .map(|(i, a)| CostItem {
-                        item: i.clone(),
-                        amount: *a,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        last_replicated,
-        can_read,
-    }
+/// The jobs and their caretakers, if any job names one.
+fn caretakers(settings: Option<&Settings>) -> Vec<JobCaretaker> {
+    settings
+        .filter(|s| s.jobs.iter().any(|j| j.caretaker.is_some()))
+        .map(|s| {
+            s.jobs
+                .iter()
+                .map(|j| JobCaretaker {
+                    job: j.name.clone(),
+                    caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `SHA256:…` (as `ssh-keygen -l` prints it) and the comment of an SSH key; an age key is
@@ -704,107 +217,10 @@ pub fn fingerprint(recipient: &str) -> (String, Option<String>) {
     (recipient.trim().to_string(), None)
 }
 
-fn missing_sections(
-    settings: Option<&Settings>,
-    history: bool,
-    costs: &Option<Costs>,
-    energy: &Option<EnergyReport>,
-    accesses: &Option<Accesses>,
-) -> Vec<Missing> {
-    let mut out = Vec::new();
-    let coop = settings.and_then(|s| s.cooperative.as_ref());
-    if settings.is_none() {
-        out.push(Missing {
-            section: "config",
-            keys: vec!["--config /etc/coop/agent.toml"],
-            note:
-                "without the agent's config the report knows no sites, peers, costs or job history",
-        });
-    }
-    if coop.is_none() {
-        out.push(Missing {
-            section: "cooperative",
-            keys: vec![
-                "[cooperative] name",
-                "[cooperative] legal_form",
-                "[cooperative] language",
-            ],
-            note: "who runs the sites",
-        });
-    }
-    if coop.is_none_or(|c| c.sites.is_empty()) {
-        out.push(Missing {
-            section: "sites",
-            keys: vec![
-                "[[cooperative.site]] name",
-                "[[cooperative.site]] provider",
-                "[[cooperative.site]] location",
-                "[[cooperative.site]] energy_source",
-                "[[cooperative.site]] renewable",
-            ],
-            note: "where data and its replicas are, and who provides the sites",
-        });
-    }
-    if costs.is_none() {
-        out.push(Missing {
-            section: "costs",
-            keys: vec![
-                "[cooperative] currency",
-                "[[cooperative.site]] costs",
-                "[cooperative] fixed_share_percent",
-            ],
-            note: "the sites' monthly costs and each member's share",
-        });
-    }
-    if coop.is_none_or(|c| c.balance.is_none()) {
-        out.push(Missing {
-            section: "runway",
-            keys: vec!["[cooperative] balance", "[cooperative] balance_date"],
-            note: "for how many months the running costs are covered",
-        });
-    }
-    if settings.is_some_and(|s| s.peers.is_empty()) {
-        out.push(Missing {
-            section: "replicas",
-            keys: vec!["[[peer]]"],
-            note: "no other site holds a replica of this repository",
-        });
-    }
-    if settings.is_some() && !history {
-        out.push(Missing {
-            section: "history",
-            keys: vec!["[site] cache_dir"],
-            note: "no job has run with this config's cache directory yet: energy, replication lag and stored bytes over time come from the agent's history there",
-        });
-    }
-    if let Some(e) = energy {
-        if e.wh.is_none() {
-            out.push(Missing {
-                section: "energy",
-                keys: vec!["[[cooperative.site]] cpu_watts"],
-                note: "some runs could not be measured (no readable RAPL counters) and no wattage is configured for an estimate",
-            });
-        }
-    } else if settings.is_none() {
-        out.push(Missing {
-            section: "energy",
-            keys: vec!["--config", "[[cooperative.site]] cpu_watts"],
-            note: "energy is recorded per job run in the agent's history",
-        });
-    }
-    if accesses.is_none() {
-        out.push(Missing {
-            section: "accesses",
-            keys: vec!["an identity or writer key of this repository"],
-            note: "the access logs are checked against the admin keys, which the key given does not name",
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::costs::allocate_cents;
+    use super::energy::series;
     use super::*;
 
     #[test]

@@ -57,8 +57,22 @@ pub struct RestoreReport {
     pub special: u64,
     pub bytes: u64,
     /// Files that could not be restored, with the reason. They are not left behind.
+    #[serde(serialize_with = "failures")]
     pub failed: Vec<(String, String)>,
     pub warnings: Vec<String>,
+}
+
+/// The failed files as `{"path", "error"}` objects.
+fn failures<S: serde::Serializer>(
+    failed: &[(String, String)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Failure<'a> {
+        path: &'a str,
+        error: &'a str,
+    }
+    s.collect_seq(failed.iter().map(|(path, error)| Failure { path, error }))
 }
 
 /// What to restore: a tree, or a single node.

@@ -149,36 +149,21 @@ pub fn run(g: &Global, a: AgentArgs) -> Result<i32> {
     Ok(crate::exit::OK)
 }
 
-pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
-    let p = g.printer();
-    let agent = load(&a.config)?;
-    let s = agent.status(!a.offline)?;
-    let code = if s.healthy() {
-        crate::exit::OK
-    } else {
-        crate::exit::WARNINGS
-    };
-    if g.json {
-        p.json(&serde_json::json!({
-            "site": s.site, "repo": s.repo, "healthy": s.healthy(),
-            "jobs": s.jobs.iter().map(|j| serde_json::json!({
-                "name": j.name, "schedule": j.schedule, "next_run": j.next_run,
-                "successful_runs": j.successful_runs, "caretaker": j.caretaker,
-                "last_run": j.last_run.as_ref().map(|r| serde_json::json!({
-                    "started": daemon::rfc3339(r.started), "finished": r.finished.map(daemon::rfc3339),
-                    "status": r.status, "snapshot": r.snapshot, "message": r.message, "bytes_added": r.bytes_added,
-                })),
-            })).collect::<Vec<_>>(),
-            "peers": s.peers,
-        }))?;
-        return Ok(code);
-    }
-    p.data(format!("site {} ({}); times in UTC", s.site, s.repo))?;
+/// `coop status --json`: the engine's status, and whether it is healthy.
+#[derive(serde::Serialize)]
+struct StatusJson<'a> {
+    healthy: bool,
+    #[serde(flatten)]
+    status: &'a daemon::Status,
+}
+
+/// Each job's last and next run, for a terminal.
+fn jobs_text(p: &crate::output::Printer, jobs: &[daemon::JobStatus]) -> Result<()> {
     p.data(format!(
         "\n{:<16} {:<14} {:<8} {:<22} {:<22} {:>5}",
         "job", "schedule", "result", "last run", "next run", "runs"
     ))?;
-    for j in &s.jobs {
+    for j in jobs {
         let (res, last) = match &j.last_run {
             Some(r) => (r.status.clone(), daemon::rfc3339(r.started)),
             None => ("never".into(), "-".into()),
@@ -201,6 +186,27 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
             }
         }
     }
+    Ok(())
+}
+
+pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
+    let p = g.printer();
+    let agent = load(&a.config)?;
+    let s = agent.status(!a.offline)?;
+    let code = if s.healthy() {
+        crate::exit::OK
+    } else {
+        crate::exit::WARNINGS
+    };
+    if g.json {
+        p.json(&serde_json::to_value(StatusJson {
+            healthy: s.healthy(),
+            status: &s,
+        })?)?;
+        return Ok(code);
+    }
+    p.data(format!("site {} ({}); times in UTC", s.site, s.repo))?;
+    jobs_text(&p, &s.jobs)?;
     p.data(format!(
         "\n{:<16} {:<10} {:>10} {:>12} {:<22} note",
         "peer", "reachable", "lag objs", "lag bytes", "last ok"

@@ -62,7 +62,40 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         }
         .into());
     }
-    let opts = BackupOptions {
+    let opts = options(g, a, &repo, &access, member.as_ref())?;
+    let bars = Bars::new(g);
+    let out = backup::backup(&repo, &keys, &opts, &bars)?;
+    if let Some(w) = &out.log_warning {
+        p.warn(w);
+    }
+    let s = &out.snapshot.summary;
+    if g.json {
+        p.json(&serde_json::json!({
+            "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
+            "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
+            "excluded_caches": {"count": out.excluded_caches.len(), "paths": out.excluded_caches},
+            "log_warning": out.log_warning, "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
+        }))?;
+    } else {
+        summary(&p, &out)?;
+    }
+    Ok(if out.warnings.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::WARNINGS
+    })
+}
+
+/// What to back up and how, from the arguments (a member's backup carries a manifest and
+/// is held to the member's and their group's quota).
+fn options(
+    g: &Global,
+    a: BackupArgs,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+    member: Option<&coop_formats::registry::Member>,
+) -> Result<BackupOptions> {
+    Ok(BackupOptions {
         paths: a.paths,
         excludes: a.exclude,
         exclude_files: a.exclude_file,
@@ -84,81 +117,67 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
         host: a.host.unwrap_or_else(coop_agent::hostname),
         cache_dir: g.cache_dir.clone(),
         manifest: member.is_some(),
-        quota: member.as_ref().and_then(|m| m.quota),
-        group: match &member {
-            Some(m) => coop_agent::groups::limit_of(&repo, &access, &m.name)?,
+        quota: member.and_then(|m| m.quota),
+        group: match member {
+            Some(m) => coop_agent::groups::limit_of(repo, access, &m.name)?,
             None => None,
         },
         ..Default::default()
-    };
-    let bars = Bars::new(g);
-    let out = backup::backup(&repo, &keys, &opts, &bars)?;
-    if let Some(w) = &out.log_warning {
-        p.warn(w);
-    }
-    let s = &out.snapshot.summary;
-    if g.json {
-        p.json(&serde_json::json!({
-            "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
-            "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
-            "excluded_caches": {"count": out.excluded_caches.len(), "paths": out.excluded_caches},
-            "log_warning": out.log_warning, "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
-        }))?;
-    } else {
-        let secs = (s.duration_ms as f64 / 1000.0).max(0.001);
-        p.summary(format!(
-            "Files:  {} new, {} changed, {} unchanged ({})",
-            s.files_new,
-            s.files_changed,
-            s.files_unchanged,
-            util::plural(s.dirs, "dir", "dirs")
-        ))?;
-        // Percentages only where they mean something (tiny inputs give -9025 %).
-        let dedup = if s.total_bytes >= 1 << 20 {
-            format!(
-                " ({:.1}% deduplicated)",
-                100.0 * (1.0 - (s.bytes_added as f64 / s.total_bytes as f64).min(1.0))
-            )
-        } else {
-            String::new()
-        };
-        p.summary(format!(
-            "Data:   {} total, {} read, {} new after dedup{dedup}, {} stored (compressed and encrypted)",
-            util::bytes(s.total_bytes),
-            util::bytes(s.bytes_read),
-            util::bytes(s.bytes_added),
-            util::bytes(s.bytes_stored),
-        ))?;
-        p.summary(format!(
-            "Time:   {secs:.2} s, {}/s",
-            util::bytes((s.total_bytes as f64 / secs) as u64)
-        ))?;
-        if !out.excluded_caches.is_empty() {
-            p.summary(format!(
-                "Excluded: {} marked with CACHEDIR.TAG (contents not backed up; --include-caches or --no-cachedir-tag-below PATH keeps them): {}",
-                util::plural(out.excluded_caches.len() as u64, "directory", "directories"),
-                out.excluded_caches.join(", ")
-            ))?;
-        }
-        p.summary(format!(
-            "Snapshot {} saved (tenant {}).",
-            out.id.short(),
-            out.snapshot.tenant
-        ))?;
-        if !out.warnings.is_empty() {
-            p.problem(format!(
-                "{} could not be read, changed while read, or vanished during the backup: the snapshot is not exactly what the tree was; see the warnings above.",
-                util::plural(
-                    out.warnings.len() as u64,
-                    "file or directory",
-                    "files or directories"
-                )
-            ));
-        }
-    }
-    Ok(if out.warnings.is_empty() {
-        crate::exit::OK
-    } else {
-        crate::exit::WARNINGS
     })
+}
+
+/// What the backup did, for a terminal.
+fn summary(p: &crate::output::Printer, out: &backup::BackupOutcome) -> Result<()> {
+    let s = &out.snapshot.summary;
+    let secs = (s.duration_ms as f64 / 1000.0).max(0.001);
+    p.summary(format!(
+        "Files:  {} new, {} changed, {} unchanged ({})",
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged,
+        util::plural(s.dirs, "dir", "dirs")
+    ))?;
+    // Percentages only where they mean something (tiny inputs give -9025 %).
+    let dedup = if s.total_bytes >= 1 << 20 {
+        format!(
+            " ({:.1}% deduplicated)",
+            100.0 * (1.0 - (s.bytes_added as f64 / s.total_bytes as f64).min(1.0))
+        )
+    } else {
+        String::new()
+    };
+    p.summary(format!(
+        "Data:   {} total, {} read, {} new after dedup{dedup}, {} stored (compressed and encrypted)",
+        util::bytes(s.total_bytes),
+        util::bytes(s.bytes_read),
+        util::bytes(s.bytes_added),
+        util::bytes(s.bytes_stored),
+    ))?;
+    p.summary(format!(
+        "Time:   {secs:.2} s, {}/s",
+        util::bytes((s.total_bytes as f64 / secs) as u64)
+    ))?;
+    if !out.excluded_caches.is_empty() {
+        p.summary(format!(
+            "Excluded: {} marked with CACHEDIR.TAG (contents not backed up; --include-caches or --no-cachedir-tag-below PATH keeps them): {}",
+            util::plural(out.excluded_caches.len() as u64, "directory", "directories"),
+            out.excluded_caches.join(", ")
+        ))?;
+    }
+    p.summary(format!(
+        "Snapshot {} saved (tenant {}).",
+        out.id.short(),
+        out.snapshot.tenant
+    ))?;
+    if !out.warnings.is_empty() {
+        p.problem(format!(
+            "{} could not be read, changed while read, or vanished during the backup: the snapshot is not exactly what the tree was; see the warnings above.",
+            util::plural(
+                out.warnings.len() as u64,
+                "file or directory",
+                "files or directories"
+            )
+        ));
+    }
+    Ok(())
 }

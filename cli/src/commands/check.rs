@@ -84,81 +84,98 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
         v["tenants"] = serde_json::json!(tenants);
         p.json(&v)?;
     } else {
-        for w in &r.warnings {
-            p.warn(w);
-        }
-        p.summary(format!(
-            "{}: {} snapshots, {} trees, {} index objects ({} blobs), {} packs ({} pack tables compared with the index)",
-            tenants.join(", "),
-            r.snapshots,
-            r.trees,
-            r.index_objects,
-            r.blobs_in_index,
-            r.packs,
-            r.pack_tables_checked
-        ))?;
-        if let Some(Subset::Percent { .. }) = subset {
-            p.summary(format!(
-                "read {} packs ({} blobs) chosen with --seed {seed}",
-                r.packs_read, r.blobs_read
-            ))?;
-        } else if subset.is_some() {
-            p.summary(format!(
-                "read {} packs ({} blobs)",
-                r.packs_read, r.blobs_read
-            ))?;
-        }
-        if !r.unreferenced_packs.is_empty() {
-            p.summary(format!(
-                "{} left by interrupted backups; `coop prune` removes them",
-                util::plural(
-                    r.unreferenced_packs.len() as u64,
-                    "unreferenced pack",
-                    "unreferenced packs"
-                )
-            ))?;
-        }
-        for e in &r.errors {
-            p.data(format!("ERROR {}: {}", e.object, e.message))?;
-            for s in &e.snapshots {
-                p.data(format!("  affects snapshot {s}"))?;
-            }
-            for f in &e.files {
-                p.data(format!("  affects file {f}"))?;
-            }
-        }
-        let junk = r.errors.iter().filter(|e| e.junk).count() as u64;
-        let intact = r.errors.iter().filter(|e| e.intact_elsewhere).count() as u64;
-        let damaged = r.errors.len() as u64 - junk - intact;
-        if intact > 0 {
-            p.summary(format!(
-                "{} hold bad copies of blobs that are intact at another location: every snapshot \
-                 still restores; restore those packs from another site's replica, or let prune \
-                 replace them. Forget nothing on their account.",
-                util::plural(intact, "pack", "packs")
-            ))?;
-        }
-        if r.errors.is_empty() {
-            p.summary("no errors found")?;
-        }
-        if damaged > 0 {
-            p.summary(format!(
-                "{} found. Restore the damaged objects from another site's replica \
-                 (their names are their store paths), or forget the affected snapshots.",
-                util::plural(damaged, "error", "errors")
-            ))?;
-        }
-        if junk > 0 {
-            p.summary(format!(
-                "{} that no coop wrote (stored as they are, so every replica's copy is the same): \
-                 delete them from the store; readers skip them meanwhile.",
-                util::plural(junk, "object", "objects")
-            ))?;
-        }
+        summary(&p, &r, &tenants, subset, seed)?;
     }
     Ok(if r.errors.is_empty() {
         crate::exit::OK
     } else {
         crate::exit::INTEGRITY
     })
+}
+
+/// What was checked and found, for a terminal.
+fn summary(
+    p: &crate::output::Printer,
+    r: &CheckReport,
+    tenants: &[String],
+    subset: Option<Subset>,
+    seed: u64,
+) -> Result<()> {
+    for w in &r.warnings {
+        p.warn(w);
+    }
+    p.summary(format!(
+        "{}: {} snapshots, {} trees, {} index objects ({} blobs), {} packs ({} pack tables compared with the index)",
+        tenants.join(", "),
+        r.snapshots,
+        r.trees,
+        r.index_objects,
+        r.blobs_in_index,
+        r.packs,
+        r.pack_tables_checked
+    ))?;
+    if let Some(Subset::Percent { .. }) = subset {
+        p.summary(format!(
+            "read {} packs ({} blobs) chosen with --seed {seed}",
+            r.packs_read, r.blobs_read
+        ))?;
+    } else if subset.is_some() {
+        p.summary(format!(
+            "read {} packs ({} blobs)",
+            r.packs_read, r.blobs_read
+        ))?;
+    }
+    if !r.unreferenced_packs.is_empty() {
+        p.summary(format!(
+            "{} left by interrupted backups; `coop prune` removes them",
+            util::plural(
+                r.unreferenced_packs.len() as u64,
+                "unreferenced pack",
+                "unreferenced packs"
+            )
+        ))?;
+    }
+    errors(p, r)
+}
+
+/// Each error with what it affects, and what to do about each kind.
+fn errors(p: &crate::output::Printer, r: &CheckReport) -> Result<()> {
+    for e in &r.errors {
+        p.data(format!("ERROR {}: {}", e.object, e.message))?;
+        for s in &e.snapshots {
+            p.data(format!("  affects snapshot {s}"))?;
+        }
+        for f in &e.files {
+            p.data(format!("  affects file {f}"))?;
+        }
+    }
+    let junk = r.errors.iter().filter(|e| e.junk).count() as u64;
+    let intact = r.errors.iter().filter(|e| e.intact_elsewhere).count() as u64;
+    let damaged = r.errors.len() as u64 - junk - intact;
+    if intact > 0 {
+        p.summary(format!(
+            "{} hold bad copies of blobs that are intact at another location: every snapshot \
+             still restores; restore those packs from another site's replica, or let prune \
+             replace them. Forget nothing on their account.",
+            util::plural(intact, "pack", "packs")
+        ))?;
+    }
+    if r.errors.is_empty() {
+        p.summary("no errors found")?;
+    }
+    if damaged > 0 {
+        p.summary(format!(
+            "{} found. Restore the damaged objects from another site's replica \
+             (their names are their store paths), or forget the affected snapshots.",
+            util::plural(damaged, "error", "errors")
+        ))?;
+    }
+    if junk > 0 {
+        p.summary(format!(
+            "{} that no coop wrote (stored as they are, so every replica's copy is the same): \
+             delete them from the store; readers skip them meanwhile.",
+            util::plural(junk, "object", "objects")
+        ))?;
+    }
+    Ok(())
 }

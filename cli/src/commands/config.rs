@@ -290,6 +290,15 @@ fn plan(g: &Global, a: &InitArgs) -> Result<Plan> {
 /// The commented config.
 fn render(p: &Plan) -> String {
     let mut t = String::new();
+    render_header(&mut t, p);
+    render_site(&mut t, p);
+    render_peers(&mut t, p);
+    render_jobs(&mut t, p);
+    t
+}
+
+/// The header: what the file is and how to check it.
+fn render_header(t: &mut String, p: &Plan) {
     let mut line = |s: &str| {
         t.push_str(s);
         t.push('\n');
@@ -319,6 +328,14 @@ fn render(p: &Plan) -> String {
     line("# Reference: man coop-agent, /usr/share/doc/coop/OPERATOR.md (docs/OPERATOR.md); whole");
     line("# examples in /usr/share/coop/examples/ (packaging/examples/); service jobs: coop recipe list.");
     line("");
+}
+
+/// `[site]`: the name, the repository, the key and the optional settings.
+fn render_site(t: &mut String, p: &Plan) {
+    let mut line = |s: &str| {
+        t.push_str(s);
+        t.push('\n');
+    };
     line("[site]");
     line("# The host every snapshot of this site carries.");
     line(&format!("name = {}", quote(&p.site)));
@@ -358,6 +375,14 @@ fn render(p: &Plan) -> String {
     line("# How often access-log growth goes to the peers and other sites' logs are witnessed:");
     line("# log_sync_interval = \"60s\"");
     line("");
+}
+
+/// The peers (commented examples when none is given).
+fn render_peers(t: &mut String, p: &Plan) {
+    let mut line = |s: &str| {
+        t.push_str(s);
+        t.push('\n');
+    };
     line("# Other sites' stores, each keeping an encrypted replica of this repository that it cannot");
     line("# read. A peer that is down only delays its copy: it is retried and caught up.");
     if p.peers.is_empty() {
@@ -383,6 +408,14 @@ fn render(p: &Plan) -> String {
     if p.peers.is_empty() {
         line("");
     }
+}
+
+/// The jobs: /etc, and a commented service job.
+fn render_jobs(t: &mut String, p: &Plan) {
+    let mut line = |s: &str| {
+        t.push_str(s);
+        t.push('\n');
+    };
     line("# Jobs. `schedule` is cron (minute hour day month weekday) in UTC. Add a service's job with");
     line(&format!(
         "#   coop recipe show forgejo >> {}        (coop recipe list names them all)",
@@ -412,7 +445,6 @@ fn render(p: &Plan) -> String {
     line("# exclude = [\"indexers\", \"queues\", \"tmp\", \"log\"]   # without a leading / at any depth");
     line("# commands = [{ command = \"runuser -u postgres -- pg_dump -Fc forgejo\", filename = \"forgejo.dump\" }]");
     line("# retention = { keep_daily = 7, keep_weekly = 5, keep_monthly = 12, prune = true }");
-    t
 }
 
 /// Writes `text` to `path`: a new file (mode 0600: a config may hold store credentials),

@@ -65,54 +65,12 @@ fn ids_of(
 
 pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let p = g.printer();
-    let target = match (&a.out, &a.into) {
-        (Some(o), None) if o.ends_with('/') => {
-            let d = PathBuf::from(o);
-            if d.join("manifest.json").exists() {
-                return Err(Error::Invalid {
-                    what: format!("{o} holds an export already; use --into {o} to update it"),
-                }
-                .into());
-            }
-            Target::Dir(d)
-        }
-        (Some(o), None) => {
-            if std::path::Path::new(o).exists() {
-                return Err(Error::Invalid {
-                    what: format!("{o} exists already; choose another --out"),
-                }
-                .into());
-            }
-            Target::Tar(PathBuf::from(o))
-        }
-        (None, Some(d)) => Target::Into(d.clone()),
-        _ => {
-            return Err(Error::Invalid {
-                what: "give --out FILE.tar, --out DIR/ or --into DIR".into(),
-            }
-            .into())
-        }
-    };
+    let target = target(&a)?;
     let repo = util::open_repo(g)?;
     let tenant = format!("member/{}", a.member);
     let access = util::identity_access(g)?;
     let recovered = match &a.recovery {
-        Some(id) => {
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let waiting = |m: &str| p.note(m);
-            let r = coop_agent::recovery::recover(
-                &repo,
-                &coop,
-                &ids_of(&access)?,
-                id,
-                &a.member,
-                &coop_agent::recovery::Wait {
-                    timeout: util::parse_log_timeout(&a.access.log_timeout)?,
-                    waiting: &waiting,
-                },
-            )?;
-            Some((coop, r))
-        }
+        Some(id) => Some(recover(g, &repo, &access, &a, id)?),
         None => None,
     };
     let mut keys = match &recovered {
@@ -142,8 +100,88 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         Some(entry.id.to_hex()),
     )?;
     let bars = Bars::new(g);
-    // `latest` is the member's data: the newest snapshot of every job (path set) of theirs.
-    let entries = if a.snapshot == "latest" {
+    let entries = entries(&a, &view, entry);
+    let entries: Vec<&coop_agent::snapshots::Entry> = entries.iter().collect();
+    let r = export::export(&repo, &keys, &entries, target, repo.store.url(), &bars)?;
+    if let Some((coop, r)) = recovered {
+        conclude(&p, &repo, &coop, r, &a.member);
+    }
+    if g.json {
+        p.json(&r)?;
+    } else {
+        summary(&p, &r, &tenant)?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Where the export goes: a new tar file, a new directory, or an earlier directory export.
+fn target(a: &ExportArgs) -> Result<Target> {
+    Ok(match (&a.out, &a.into) {
+        (Some(o), None) if o.ends_with('/') => {
+            let d = PathBuf::from(o);
+            if d.join("manifest.json").exists() {
+                return Err(Error::Invalid {
+                    what: format!("{o} holds an export already; use --into {o} to update it"),
+                }
+                .into());
+            }
+            Target::Dir(d)
+        }
+        (Some(o), None) => {
+            if std::path::Path::new(o).exists() {
+                return Err(Error::Invalid {
+                    what: format!("{o} exists already; choose another --out"),
+                }
+                .into());
+            }
+            Target::Tar(PathBuf::from(o))
+        }
+        (None, Some(d)) => Target::Into(d.clone()),
+        _ => {
+            return Err(Error::Invalid {
+                what: "give --out FILE.tar, --out DIR/ or --into DIR".into(),
+            }
+            .into())
+        }
+    })
+}
+
+/// Waits for the recovery request `id` to be released and opens it.
+fn recover(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+    a: &ExportArgs,
+    id: &str,
+) -> Result<(
+    coop_agent::keys::TenantKeys,
+    coop_agent::recovery::Recovered,
+)> {
+    let p = g.printer();
+    let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+    let waiting = |m: &str| p.note(m);
+    let r = coop_agent::recovery::recover(
+        repo,
+        &coop,
+        &ids_of(access)?,
+        id,
+        &a.member,
+        &coop_agent::recovery::Wait {
+            timeout: util::parse_log_timeout(&a.access.log_timeout)?,
+            waiting: &waiting,
+        },
+    )?;
+    Ok((coop, r))
+}
+
+/// The snapshots to export: `latest` is the member's data, the newest snapshot of every job
+/// (path set) of theirs.
+fn entries(
+    a: &ExportArgs,
+    view: &coop_agent::snapshots::View,
+    entry: &coop_agent::snapshots::Entry,
+) -> Vec<coop_agent::snapshots::Entry> {
+    if a.snapshot == "latest" {
         let matching: Vec<_> = view
             .listing
             .entries
@@ -157,53 +195,59 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
             .collect()
     } else {
         vec![entry.clone()]
-    };
-    let entries: Vec<&coop_agent::snapshots::Entry> = entries.iter().collect();
-    let r = export::export(&repo, &keys, &entries, target, repo.store.url(), &bars)?;
-    if let Some((coop, r)) = recovered {
-        let id = r.request.clone();
-        match coop_agent::recovery::conclude(&repo, &coop, r) {
-            Ok(_) => p.note(format!(
-                "recovery request {id} used: {}'s data key and recovery key are new (what this \
-                 recovery released opens nothing written from now on)",
-                a.member
-            )),
-            Err(e) => p.warn(format!(
-                "the export is done, but {}'s keys could not be replaced: {} (until they are, \
-                 whoever holds this request's key reads {}'s new backups too)",
-                a.member,
-                coop_agent::error::chain(&e),
-                a.member
-            )),
-        }
     }
-    if g.json {
-        p.json(&r)?;
-    } else {
+}
+
+/// After a recovery's export: the member's keys are replaced (a new recovery epoch).
+fn conclude(
+    p: &crate::output::Printer,
+    repo: &coop_agent::repo::Repo,
+    coop: &coop_agent::keys::TenantKeys,
+    r: coop_agent::recovery::Recovered,
+    member: &str,
+) {
+    let id = r.request.clone();
+    match coop_agent::recovery::conclude(repo, coop, r) {
+        Ok(_) => p.note(format!(
+            "recovery request {id} used: {}'s data key and recovery key are new (what this \
+             recovery released opens nothing written from now on)",
+            member
+        )),
+        Err(e) => p.warn(format!(
+            "the export is done, but {}'s keys could not be replaced: {} (until they are, \
+             whoever holds this request's key reads {}'s new backups too)",
+            member,
+            coop_agent::error::chain(&e),
+            member
+        )),
+    }
+}
+
+/// What was exported, for a terminal.
+fn summary(p: &crate::output::Printer, r: &export::ExportReport, tenant: &str) -> Result<()> {
+    p.summary(format!(
+        "exported snapshot {} of {} ({}): {}, {} ({} written, {} unchanged, {} removed)",
+        &r.snapshot[..8],
+        tenant,
+        util::local_time(&r.time),
+        util::plural(r.files, "file", "files"),
+        util::bytes(r.bytes),
+        r.written,
+        r.unchanged,
+        r.removed
+    ))?;
+    for (id, time) in &r.more {
         p.summary(format!(
-            "exported snapshot {} of {} ({}): {}, {} ({} written, {} unchanged, {} removed)",
-            &r.snapshot[..8],
-            tenant,
-            util::local_time(&r.time),
-            util::plural(r.files, "file", "files"),
-            util::bytes(r.bytes),
-            r.written,
-            r.unchanged,
-            r.removed
-        ))?;
-        for (id, time) in &r.more {
-            p.summary(format!(
-                "with snapshot {} ({}), the newest of another job",
-                &id[..8],
-                util::local_time(time)
-            ))?;
-        }
-        p.summary(format!(
-            "signed by the site key {}; check it any time with `coop verify`",
-            r.signer_fingerprint
+            "with snapshot {} ({}), the newest of another job",
+            &id[..8],
+            util::local_time(time)
         ))?;
     }
-    Ok(crate::exit::OK)
+    p.summary(format!(
+        "signed by the site key {}; check it any time with `coop verify`",
+        r.signer_fingerprint
+    ))?;
+    Ok(())
 }
 
 pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
@@ -227,75 +271,81 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
     if g.json {
         p.json(&r)?;
     } else {
-        p.summary(format!(
-            "export of {} (snapshot {}, taken {}), made by site {}",
-            r.tenant,
-            r.snapshot,
-            util::local_time(&r.time),
-            r.site
-        ))?;
-        p.summary(format!(
-            "signed by key {} ({})",
-            r.signer_fingerprint, r.signer
-        ))?;
-        if !r.log.is_empty() {
-            p.summary(format!(
-                "the access log records {} about this data (each proven against a signed checkpoint):",
-                util::plural(r.log.len() as u64, "event", "events")
-            ))?;
-            for l in &r.log {
-                p.summary(format!(
-                    "  {} {:<16} by {} ({}){}{}",
-                    l.time,
-                    l.event,
-                    l.actor,
-                    &l.actor_key[..l.actor_key.len().min(16)],
-                    l.reason
-                        .as_ref()
-                        .map(|r| format!(", reason {r}"))
-                        .unwrap_or_default(),
-                    if l.cosigned_by.is_empty() {
-                        ", not witnessed".to_string()
-                    } else {
-                        format!(", witnessed by {}", l.cosigned_by.join(", "))
-                    }
-                ))?;
-            }
-        }
-        for w in &r.warnings {
-            p.warn(w);
-        }
-        for x in &r.problems {
-            p.data(format!("MISMATCH {x}"))?;
-        }
-        if r.problems.is_empty() {
-            p.summary(format!(
-                "OK: all {} match the signed manifest",
-                util::plural(r.files_ok, "file", "files")
-            ))?;
-            if let Some(d) = &r.extracted {
-                p.summary(format!("extracted to {d}"))?;
-            }
-            if a.trust.is_none() {
-                p.summary("(compare the key above with the one your cooperative publishes, or pass --trust KEY)")?;
-            }
-        } else {
-            p.summary(format!(
-                "{}: this export is not what the site backed up{}",
-                util::plural(r.problems.len() as u64, "problem", "problems"),
-                if a.extract.is_some() {
-                    "; nothing was extracted"
-                } else {
-                    ""
-                }
-            ))?;
-        }
+        verify_text(&p, &r, &a)?;
     }
     Ok(if r.problems.is_empty() {
         crate::exit::OK
     } else {
         crate::exit::INTEGRITY
     })
+}
+
+/// What `coop verify` found, for a terminal.
+fn verify_text(p: &crate::output::Printer, r: &export::VerifyReport, a: &VerifyArgs) -> Result<()> {
+    p.summary(format!(
+        "export of {} (snapshot {}, taken {}), made by site {}",
+        r.tenant,
+        r.snapshot,
+        util::local_time(&r.time),
+        r.site
+    ))?;
+    p.summary(format!(
+        "signed by key {} ({})",
+        r.signer_fingerprint, r.signer
+    ))?;
+    if !r.log.is_empty() {
+        p.summary(format!(
+            "the access log records {} about this data (each proven against a signed checkpoint):",
+            util::plural(r.log.len() as u64, "event", "events")
+        ))?;
+        for l in &r.log {
+            p.summary(format!(
+                "  {} {:<16} by {} ({}){}{}",
+                l.time,
+                l.event,
+                l.actor,
+                &l.actor_key[..l.actor_key.len().min(16)],
+                l.reason
+                    .as_ref()
+                    .map(|r| format!(", reason {r}"))
+                    .unwrap_or_default(),
+                if l.cosigned_by.is_empty() {
+                    ", not witnessed".to_string()
+                } else {
+                    format!(", witnessed by {}", l.cosigned_by.join(", "))
+                }
+            ))?;
+        }
+    }
+    for w in &r.warnings {
+        p.warn(w);
+    }
+    for x in &r.problems {
+        p.data(format!("MISMATCH {x}"))?;
+    }
+    if r.problems.is_empty() {
+        p.summary(format!(
+            "OK: all {} match the signed manifest",
+            util::plural(r.files_ok, "file", "files")
+        ))?;
+        if let Some(d) = &r.extracted {
+            p.summary(format!("extracted to {d}"))?;
+        }
+        if a.trust.is_none() {
+            p.summary("(compare the key above with the one your cooperative publishes, or pass --trust KEY)")?;
+        }
+    } else {
+        p.summary(format!(
+            "{}: this export is not what the site backed up{}",
+            util::plural(r.problems.len() as u64, "problem", "problems"),
+            if a.extract.is_some() {
+                "; nothing was extracted"
+            } else {
+                ""
+            }
+        ))?;
+    }
+    Ok(())
 }
 
 pub fn usage(g: &Global) -> Result<i32> {

@@ -45,26 +45,7 @@ pub struct ForgetArgs {
 
 pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
     let p = g.printer();
-    let within = match &a.keep_within {
-        Some(s) => {
-            Some(
-                coop_agent::settings::parse_duration(s).map_err(|what| Error::Invalid {
-                    what: format!("--keep-within: {what}"),
-                })?,
-            )
-        }
-        None => None,
-    };
-    let policy = Policy {
-        last: a.keep_last,
-        hourly: a.keep_hourly,
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-        yearly: a.keep_yearly,
-        within,
-        tags: a.keep_tag,
-    };
+    let policy = policy(&a)?;
     let repo = util::open_repo(g)?;
     // An admin keeps a member tenant it does not read up from the snapshots' metadata.
     let keys = coop_agent::tenant::upkeep_keys(&repo, &util::identity_access(g)?, &g.tenant)?;
@@ -75,28 +56,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
             }
             .into());
         }
-        let view = coop_agent::snapshots::view(&repo, &keys)?;
-        util::show_warnings(&p, &view);
-        let ids = a
-            .ids
-            .iter()
-            .map(|s| view.find(s, &FilterArgs::default().filter()).map(|e| e.id))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !a.dry_run {
-            forget::remove(&repo, &keys, &ids)?;
-        }
-        if g.json {
-            p.json(&ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>())?;
-        } else {
-            for i in &ids {
-                p.summary(format!(
-                    "{} {}",
-                    if a.dry_run { "would remove" } else { "removed" },
-                    i.short()
-                ))?;
-            }
-        }
-        return Ok(crate::exit::OK);
+        return remove_ids(g, &a, &repo, &keys);
     }
     if policy.is_empty() {
         return Err(Error::Invalid {
@@ -119,8 +79,74 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
         p.json(&decisions)?;
         return Ok(crate::exit::OK);
     }
+    decisions_text(&p, &decisions, a.dry_run)?;
+    Ok(crate::exit::OK)
+}
+
+/// The retention policy the `--keep-*` options give.
+fn policy(a: &ForgetArgs) -> Result<Policy> {
+    let within = match &a.keep_within {
+        Some(s) => {
+            Some(
+                coop_agent::settings::parse_duration(s).map_err(|what| Error::Invalid {
+                    what: format!("--keep-within: {what}"),
+                })?,
+            )
+        }
+        None => None,
+    };
+    Ok(Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within,
+        tags: a.keep_tag.clone(),
+    })
+}
+
+/// `coop forget ID…`: removes (or, with --dry-run, names) the snapshots given.
+fn remove_ids(
+    g: &Global,
+    a: &ForgetArgs,
+    repo: &coop_agent::repo::Repo,
+    keys: &coop_agent::keys::TenantKeys,
+) -> Result<i32> {
+    let p = g.printer();
+    let view = coop_agent::snapshots::view(repo, keys)?;
+    util::show_warnings(&p, &view);
+    let ids = a
+        .ids
+        .iter()
+        .map(|s| view.find(s, &FilterArgs::default().filter()).map(|e| e.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !a.dry_run {
+        forget::remove(repo, keys, &ids)?;
+    }
+    if g.json {
+        p.json(&ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>())?;
+    } else {
+        for i in &ids {
+            p.summary(format!(
+                "{} {}",
+                if a.dry_run { "would remove" } else { "removed" },
+                i.short()
+            ))?;
+        }
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Each snapshot kept or removed and why, per group, and the totals.
+fn decisions_text(
+    p: &crate::output::Printer,
+    decisions: &[forget::Decision],
+    dry_run: bool,
+) -> Result<()> {
     let mut group = String::new();
-    for d in &decisions {
+    for d in decisions {
         if d.group != group {
             group = d.group.clone();
             p.summary(format!("\n{group}"))?;
@@ -138,16 +164,16 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<i32> {
     p.summary(format!(
         "\n{} kept, {removed} {}{}",
         util::plural((decisions.len() - removed) as u64, "snapshot", "snapshots"),
-        if a.dry_run {
+        if dry_run {
             "would be removed (dry run: nothing changed)"
         } else {
             "removed"
         },
-        if removed > 0 && !a.dry_run {
+        if removed > 0 && !dry_run {
             "; run `coop prune` to reclaim their space"
         } else {
             ""
         }
     ))?;
-    Ok(crate::exit::OK)
+    Ok(())
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use coop_agent::keys::Access;
 use coop_agent::log;
+use coop_agent::repo::Repo;
 use coop_formats::tlog::Entry;
 use std::collections::HashMap;
 
@@ -116,304 +117,344 @@ pub fn admin_keys(
 }
 
 pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
-    let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::write_access(g)?;
     match c {
-        LogCommand::Show { member } => {
-            let trusted = coop_agent::writers::log_trust(&repo, &admin_keys(g, &repo, &access)?)?;
-            let (report, contents) = log::verify(&repo, &trusted)?;
-            let readers = tenant_readers(g, &repo, &access);
-            let names = tenant_names(&repo, &access, &readers);
-            let want = match &member {
-                Some(m) => {
-                    let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-                    let k = coop_agent::members::writer_keys_for_member(&repo, &coop, m)?;
-                    Some(log::tenant_tag(&k))
-                }
-                None => None,
-            };
-            let registry = coop_agent::tenant::keys(&repo, &access, "coop")
-                .and_then(|coop| coop_agent::members::load(&repo, &coop))
-                .ok()
-                .map(|l| l.registry);
-            let mut rows = Vec::new();
-            for c in &contents {
-                for (i, e) in c.accepted() {
-                    if want.is_some() && e.tenant != want {
-                        continue;
-                    }
-                    rows.push((c.origin.clone(), i, e));
-                }
+        LogCommand::Show { member } => show(g, &repo, &access, member),
+        LogCommand::Verify => verify(g, &repo, &access),
+        LogCommand::Witness { admin, copies } => witness(g, &repo, &access, admin, copies),
+        LogCommand::Policy { quorum, witnesses } => policy(g, &repo, quorum, witnesses),
+    }
+}
+
+/// `coop log show`.
+fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Result<i32> {
+    let p = g.printer();
+    let trusted = coop_agent::writers::log_trust(repo, &admin_keys(g, repo, access)?)?;
+    let (report, contents) = log::verify(repo, &trusted)?;
+    let readers = tenant_readers(g, repo, access);
+    let who = Who {
+        names: tenant_names(repo, access, &readers),
+        readers,
+        registry: coop_agent::tenant::keys(repo, access, "coop")
+            .and_then(|coop| coop_agent::members::load(repo, &coop))
+            .ok()
+            .map(|l| l.registry),
+    };
+    let want = match &member {
+        Some(m) => {
+            let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+            let k = coop_agent::members::writer_keys_for_member(repo, &coop, m)?;
+            Some(log::tenant_tag(&k))
+        }
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for c in &contents {
+        for (i, e) in c.accepted() {
+            if want.is_some() && e.tenant != want {
+                continue;
             }
-            rows.sort_by(|a, b| {
-                a.2.time
-                    .cmp(&b.2.time)
-                    .then(a.0.cmp(&b.0))
-                    .then(a.1.cmp(&b.1))
+            rows.push((c.origin.clone(), i, e));
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.2.time
+            .cmp(&b.2.time)
+            .then(a.0.cmp(&b.0))
+            .then(a.1.cmp(&b.1))
+    });
+    if g.json {
+        let v: Vec<_> = rows.iter().map(|(o, i, e)| who.json(o, *i, e)).collect();
+        p.json(&v)?;
+    } else {
+        for (o, i, e) in &rows {
+            who.print(&p, o, *i, e)?;
+        }
+        p.summary(format!(
+            "{} in {} logs",
+            util::plural(rows.len() as u64, "entry", "entries"),
+            contents.len()
+        ))?;
+    }
+    for n in &report.notes {
+        p.note(n);
+    }
+    for pr in &report.problems {
+        p.problem(pr);
+    }
+    Ok(if report.problems.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::INTEGRITY
+    })
+}
+
+/// `coop log verify`.
+fn verify(g: &Global, repo: &Repo, access: &Access) -> Result<i32> {
+    let p = g.printer();
+    let trusted = coop_agent::writers::log_trust(repo, &admin_keys(g, repo, access)?)?;
+    let started = std::time::Instant::now();
+    let (report, _) = log::verify(repo, &trusted)?;
+    if g.json {
+        p.json(&serde_json::json!({
+            "logs": report.logs, "entries": report.entries, "quorum": report.quorum,
+            "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "notes": report.notes,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))?;
+    } else {
+        for l in &report.logs {
+            p.data(format!(
+                "{:<40} {:<14} {:>7} entries, {} checkpoints; witnessed up to {} by {}",
+                l.origin,
+                l.actor,
+                l.size,
+                l.checkpoints,
+                l.witnessed_size
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if l.cosigned_by.is_empty() {
+                    "nobody".into()
+                } else {
+                    l.cosigned_by.join(", ")
+                }
+            ))?;
+        }
+        for n in &report.notes {
+            p.note(n);
+        }
+        for pr in &report.problems {
+            p.problem(pr);
+        }
+        p.summary(format!(
+            "{} logs, {} entries, quorum {}: {}",
+            report.logs.len(),
+            report.entries,
+            report.quorum,
+            if report.problems.is_empty() {
+                "no problems found".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        ))?;
+    }
+    Ok(if report.problems.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::INTEGRITY
+    })
+}
+
+/// `coop log witness`.
+fn witness(
+    g: &Global,
+    repo: &Repo,
+    access: &Access,
+    admin: Option<String>,
+    copies: Vec<String>,
+) -> Result<i32> {
+    let p = g.printer();
+    let Access::Writer(wk) = access else {
+        return Err(coop_agent::Error::Invalid {
+            what: "a witness signs with a site's writer key: give --writer-key KEY".into(),
+        }
+        .into());
+    };
+    let me = log::Actor::from_writer_key(wk);
+    let admin_keys = match admin {
+        Some(h) => vec![hex::decode(h.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| coop_agent::Error::Invalid {
+                what: "--admin: give the admin's public key as 64 hex characters".into(),
+            })?],
+        None if wk.repo_id == repo.config.repo_id => wk.admin_keys.clone(),
+        None => log::pinned_admin_keys(repo)?,
+    };
+    let trusted = coop_agent::writers::log_trust(repo, &admin_keys)?;
+    let (mut forks, mut notes) = (Vec::new(), Vec::new());
+    for url in &copies {
+        let other = coop_agent::repo::Repo::open_with(
+            url,
+            &coop_agent::repo::OpenOptions {
+                cache_dir: repo.cache_dir().map(|c| c.to_path_buf()),
+                ..Default::default()
+            },
+        )?;
+        let gr = log::gossip(repo, &other, &trusted, true)?;
+        if gr.copied > 0 {
+            notes.push(format!(
+                "{} log object(s) carried between this copy and {url} ({} cosignatures)",
+                gr.copied, gr.cosignatures
+            ));
+        }
+        notes.extend(gr.notes);
+        forks.extend(
+            gr.forks
+                .into_iter()
+                .map(|f| format!("{f} (compared with {url})")),
+        );
+    }
+    let mut r = log::witness(repo, &me, &trusted)?;
+    r.alarms.splice(0..0, forks);
+    r.notes.splice(0..0, notes);
+    if g.json {
+        p.json(&r)?;
+    } else {
+        for (o, s) in &r.cosigned {
+            p.summary(format!("cosigned {o} at {s} entries"))?;
+        }
+        for n in &r.notes {
+            p.note(n);
+        }
+        for a in &r.alarms {
+            p.problem(format!("ALARM {a}"));
+        }
+        p.summary(format!(
+            "{} cosigned, {} already cosigned, {} alarms (as {})",
+            r.cosigned.len(),
+            r.unchanged,
+            r.alarms.len(),
+            me.witness_name()
+        ))?;
+    }
+    Ok(if r.alarms.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::INTEGRITY
+    })
+}
+
+/// `coop log policy`.
+fn policy(g: &Global, repo: &Repo, quorum: u32, witnesses: Vec<String>) -> Result<i32> {
+    let p = g.printer();
+    let coop = coop_agent::tenant::keys(repo, &util::identity_access(g)?, "coop")?;
+    let admin = coop.authority_signer()?;
+    let mut loaded = coop_agent::writers::load(repo, &coop.admin_keys)?;
+    for w in &witnesses {
+        let (name, key) = w
+            .split_once('=')
+            .ok_or_else(|| coop_agent::Error::Invalid {
+                what: format!("--witness {w:?}: give NAME=KEY"),
+            })?;
+        let public_key: [u8; 32] = hex::decode(key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| coop_agent::Error::Invalid {
+                what: format!("--witness {name}: the key must be 64 hex characters"),
+            })?;
+        loaded.list.witnesses.retain(|x| x.name != name);
+        loaded
+            .list
+            .witnesses
+            .push(coop_formats::writers::ExternalWitness {
+                name: name.to_string(),
+                public_key,
             });
-            if g.json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(o, i, e)| {
-                        serde_json::json!({
-                            "log": o, "index": i, "time": e.time, "event": e.event, "actor": e.actor,
-                            "actor_name": e.actor_name, "reason": e.reason, "object": e.object,
-                            "who": coop_agent::admins::who(e, registry.as_ref()),
-                            "tenant_tag": e.tenant,
-                            "tenant": e.tenant.as_ref().and_then(|t| names.get(t)),
-                            "data": e.data,
-                            "detail": detail_text(e, &readers),
-                        })
-                    })
-                    .collect();
-                p.json(&v)?;
-            } else {
-                for (o, i, e) in &rows {
-                    let tenant = e
-                        .tenant
-                        .as_ref()
-                        .map(|t| names.get(t).cloned().unwrap_or_else(|| format!("tag {t}")))
-                        .unwrap_or_else(|| "-".into());
-                    p.data(format!(
-                        "{:<21} {:<18} {:<14} {:<18} {:<18} {o}#{i}{}",
-                        &e.time[..e.time.len().min(20)],
-                        serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
-                        match e.data.get("requested_by").and_then(|v| v.as_str()) {
-                            Some(c) => format!(
-                                "{} for {c}",
-                                coop_agent::admins::who(e, registry.as_ref())
-                            ),
-                            None => coop_agent::admins::who(e, registry.as_ref()),
-                        },
-                        tenant,
-                        e.reason
-                            .map(|r| r.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        e.object
-                            .as_ref()
-                            .map(|o| format!(" {}", &o[..o.len().min(16)]))
-                            .unwrap_or_default()
-                    ))?;
-                    if let Some(d) = detail_text(e, &readers) {
-                        p.data(format!("{:<21} detail: {d}", ""))?;
-                    }
-                }
-                p.summary(format!(
-                    "{} in {} logs",
-                    util::plural(rows.len() as u64, "entry", "entries"),
-                    contents.len()
-                ))?;
-            }
-            for n in &report.notes {
-                p.note(n);
-            }
-            for pr in &report.problems {
-                p.problem(pr);
-            }
-            Ok(if report.problems.is_empty() {
-                crate::exit::OK
-            } else {
-                crate::exit::INTEGRITY
-            })
+    }
+    let sites = (loaded
+        .list
+        .writers
+        .iter()
+        .filter(|w| w.revoked.is_none())
+        .count()
+        + loaded.list.witnesses.len()) as u32;
+    if quorum > sites.saturating_sub(1) && quorum > 0 {
+        p.warn(format!(
+            "{sites} site writer(s): a log is witnessed by the others only, so a quorum of {quorum} needs at least {} sites",
+            quorum + 1
+        ));
+    }
+    loaded.list.log_quorum = quorum;
+    coop_agent::writers::save(repo, &admin, &mut loaded)?;
+    let _ = log::record(
+        repo,
+        &coop,
+        coop_formats::tlog::Event::KeyChange,
+        None,
+        Some(format!("log_quorum={quorum}")),
+    );
+    // Each witness named here is adopted by a log entry, and counts only once that
+    // entry is witnessed (SPEC 24.5).
+    for w in &witnesses {
+        let Some(x) = loaded
+            .list
+            .witnesses
+            .iter()
+            .find(|x| w.starts_with(&format!("{}=", x.name)))
+        else {
+            continue;
+        };
+        if let Err(e) = log::record_witness(repo, &coop, &x.name, &x.public_key) {
+            p.warn(format!(
+                "witness {} could not be logged, so it witnesses nothing until it is: {e}",
+                x.name
+            ));
         }
-        LogCommand::Verify => {
-            let trusted = coop_agent::writers::log_trust(&repo, &admin_keys(g, &repo, &access)?)?;
-            let started = std::time::Instant::now();
-            let (report, _) = log::verify(&repo, &trusted)?;
-            if g.json {
-                p.json(&serde_json::json!({
-                    "logs": report.logs, "entries": report.entries, "quorum": report.quorum,
-                    "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                    "notes": report.notes,
-                    "duration_ms": started.elapsed().as_millis() as u64,
-                }))?;
-            } else {
-                for l in &report.logs {
-                    p.data(format!(
-                        "{:<40} {:<14} {:>7} entries, {} checkpoints; witnessed up to {} by {}",
-                        l.origin,
-                        l.actor,
-                        l.size,
-                        l.checkpoints,
-                        l.witnessed_size
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        if l.cosigned_by.is_empty() {
-                            "nobody".into()
-                        } else {
-                            l.cosigned_by.join(", ")
-                        }
-                    ))?;
-                }
-                for n in &report.notes {
-                    p.note(n);
-                }
-                for pr in &report.problems {
-                    p.problem(pr);
-                }
-                p.summary(format!(
-                    "{} logs, {} entries, quorum {}: {}",
-                    report.logs.len(),
-                    report.entries,
-                    report.quorum,
-                    if report.problems.is_empty() {
-                        "no problems found".to_string()
-                    } else {
-                        format!("{} problems", report.problems.len())
-                    }
-                ))?;
-            }
-            Ok(if report.problems.is_empty() {
-                crate::exit::OK
-            } else {
-                crate::exit::INTEGRITY
-            })
+    }
+    if g.json {
+        p.json(&serde_json::json!({"log_quorum": quorum}))?;
+    } else {
+        p.summary(format!(
+            "accesses now wait for {quorum} witness cosignature(s)"
+        ))?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// What the caller can say about an entry: the tenants it names and reads, the registry.
+struct Who {
+    /// From [`tenant_readers`].
+    readers: HashMap<String, coop_agent::keys::TenantKeys>,
+    /// From [`tenant_names`].
+    names: HashMap<String, String>,
+    registry: Option<coop_formats::registry::Registry>,
+}
+
+impl Who {
+    /// An entry of `coop log show --json`.
+    fn json(&self, o: &str, i: usize, e: &Entry) -> serde_json::Value {
+        let (names, readers, registry) = (&self.names, &self.readers, &self.registry);
+        serde_json::json!({
+            "log": o, "index": i, "time": e.time, "event": e.event, "actor": e.actor,
+            "actor_name": e.actor_name, "reason": e.reason, "object": e.object,
+            "who": coop_agent::admins::who(e, registry.as_ref()),
+            "tenant_tag": e.tenant,
+            "tenant": e.tenant.as_ref().and_then(|t| names.get(t)),
+            "data": e.data,
+            "detail": detail_text(e, readers),
+        })
+    }
+
+    /// An entry's line (and its detail's) of `coop log show`.
+    fn print(&self, p: &crate::output::Printer, o: &str, i: usize, e: &Entry) -> Result<()> {
+        let (names, readers, registry) = (&self.names, &self.readers, &self.registry);
+        let tenant = e
+            .tenant
+            .as_ref()
+            .map(|t| names.get(t).cloned().unwrap_or_else(|| format!("tag {t}")))
+            .unwrap_or_else(|| "-".into());
+        p.data(format!(
+            "{:<21} {:<18} {:<14} {:<18} {:<18} {o}#{i}{}",
+            &e.time[..e.time.len().min(20)],
+            serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
+            match e.data.get("requested_by").and_then(|v| v.as_str()) {
+                Some(c) => format!("{} for {c}", coop_agent::admins::who(e, registry.as_ref())),
+                None => coop_agent::admins::who(e, registry.as_ref()),
+            },
+            tenant,
+            e.reason
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.object
+                .as_ref()
+                .map(|o| format!(" {}", &o[..o.len().min(16)]))
+                .unwrap_or_default()
+        ))?;
+        if let Some(d) = detail_text(e, readers) {
+            p.data(format!("{:<21} detail: {d}", ""))?;
         }
-        LogCommand::Witness { admin, copies } => {
-            let Access::Writer(wk) = &access else {
-                return Err(coop_agent::Error::Invalid {
-                    what: "a witness signs with a site's writer key: give --writer-key KEY".into(),
-                }
-                .into());
-            };
-            let me = log::Actor::from_writer_key(wk);
-            let admin_keys = match admin {
-                Some(h) => vec![hex::decode(h.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| coop_agent::Error::Invalid {
-                        what: "--admin: give the admin's public key as 64 hex characters".into(),
-                    })?],
-                None if wk.repo_id == repo.config.repo_id => wk.admin_keys.clone(),
-                None => log::pinned_admin_keys(&repo)?,
-            };
-            let trusted = coop_agent::writers::log_trust(&repo, &admin_keys)?;
-            let (mut forks, mut notes) = (Vec::new(), Vec::new());
-            for url in &copies {
-                let other = coop_agent::repo::Repo::open_with(
-                    url,
-                    &coop_agent::repo::OpenOptions {
-                        cache_dir: repo.cache_dir().map(|c| c.to_path_buf()),
-                        ..Default::default()
-                    },
-                )?;
-                let gr = log::gossip(&repo, &other, &trusted, true)?;
-                if gr.copied > 0 {
-                    notes.push(format!(
-                        "{} log object(s) carried between this copy and {url} ({} cosignatures)",
-                        gr.copied, gr.cosignatures
-                    ));
-                }
-                notes.extend(gr.notes);
-                forks.extend(
-                    gr.forks
-                        .into_iter()
-                        .map(|f| format!("{f} (compared with {url})")),
-                );
-            }
-            let mut r = log::witness(&repo, &me, &trusted)?;
-            r.alarms.splice(0..0, forks);
-            r.notes.splice(0..0, notes);
-            if g.json {
-                p.json(&r)?;
-            } else {
-                for (o, s) in &r.cosigned {
-                    p.summary(format!("cosigned {o} at {s} entries"))?;
-                }
-                for n in &r.notes {
-                    p.note(n);
-                }
-                for a in &r.alarms {
-                    p.problem(format!("ALARM {a}"));
-                }
-                p.summary(format!(
-                    "{} cosigned, {} already cosigned, {} alarms (as {})",
-                    r.cosigned.len(),
-                    r.unchanged,
-                    r.alarms.len(),
-                    me.witness_name()
-                ))?;
-            }
-            Ok(if r.alarms.is_empty() {
-                crate::exit::OK
-            } else {
-                crate::exit::INTEGRITY
-            })
-        }
-        LogCommand::Policy { quorum, witnesses } => {
-            let coop = coop_agent::tenant::keys(&repo, &util::identity_access(g)?, "coop")?;
-            let admin = coop.authority_signer()?;
-            let mut loaded = coop_agent::writers::load(&repo, &coop.admin_keys)?;
-            for w in &witnesses {
-                let (name, key) = w
-                    .split_once('=')
-                    .ok_or_else(|| coop_agent::Error::Invalid {
-                        what: format!("--witness {w:?}: give NAME=KEY"),
-                    })?;
-                let public_key: [u8; 32] = hex::decode(key.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| coop_agent::Error::Invalid {
-                        what: format!("--witness {name}: the key must be 64 hex characters"),
-                    })?;
-                loaded.list.witnesses.retain(|x| x.name != name);
-                loaded
-                    .list
-                    .witnesses
-                    .push(coop_formats::writers::ExternalWitness {
-                        name: name.to_string(),
-                        public_key,
-                    });
-            }
-            let sites = (loaded
-                .list
-                .writers
-                .iter()
-                .filter(|w| w.revoked.is_none())
-                .count()
-                + loaded.list.witnesses.len()) as u32;
-            if quorum > sites.saturating_sub(1) && quorum > 0 {
-                p.warn(format!(
-                    "{sites} site writer(s): a log is witnessed by the others only, so a quorum of {quorum} needs at least {} sites",
-                    quorum + 1
-                ));
-            }
-            loaded.list.log_quorum = quorum;
-            coop_agent::writers::save(&repo, &admin, &mut loaded)?;
-            let _ = log::record(
-                &repo,
-                &coop,
-                coop_formats::tlog::Event::KeyChange,
-                None,
-                Some(format!("log_quorum={quorum}")),
-            );
-            // Each witness named here is adopted by a log entry, and counts only once that
-            // entry is witnessed (SPEC 24.5).
-            for w in &witnesses {
-                let Some(x) = loaded
-                    .list
-                    .witnesses
-                    .iter()
-                    .find(|x| w.starts_with(&format!("{}=", x.name)))
-                else {
-                    continue;
-                };
-                if let Err(e) = log::record_witness(&repo, &coop, &x.name, &x.public_key) {
-                    p.warn(format!(
-                        "witness {} could not be logged, so it witnesses nothing until it is: {e}",
-                        x.name
-                    ));
-                }
-            }
-            if g.json {
-                p.json(&serde_json::json!({"log_quorum": quorum}))?;
-            } else {
-                p.summary(format!(
-                    "accesses now wait for {quorum} witness cosignature(s)"
-                ))?;
-            }
-            Ok(crate::exit::OK)
-        }
+        Ok(())
     }
 }

@@ -26,26 +26,7 @@ pub struct PruneArgs {
 
 pub fn run(g: &Global, a: PruneArgs) -> Result<i32> {
     let p = g.printer();
-    let max_unused = match a.max_unused.strip_suffix('%') {
-        Some(v) => v.trim().parse::<f64>().map(|v| v / 100.0),
-        None => a.max_unused.trim().parse::<f64>(),
-    }
-    .ok()
-    .filter(|v| (0.0..=1.0).contains(v))
-    .ok_or_else(|| Error::Invalid {
-        what: format!("--max-unused {:?}: give a percentage like 5%", a.max_unused),
-    })?;
-    let dur = |flag: &str, v: &str| {
-        coop_agent::settings::parse_duration(v).map_err(|what| Error::Invalid {
-            what: format!("{flag}: {what}"),
-        })
-    };
-    let opts = PruneOptions {
-        max_unused,
-        dry_run: a.dry_run,
-        grace: dur("--grace", &a.grace)?,
-        unindexed_grace: dur("--unindexed-grace", &a.unindexed_grace)?,
-    };
+    let opts = options(&a)?;
     let repo = util::open_repo(g)?;
     let access = util::identity_access(g)?;
     let bars = Bars::new(g);
@@ -67,69 +48,104 @@ pub fn run(g: &Global, a: PruneArgs) -> Result<i32> {
         return Ok(crate::exit::OK);
     }
     for (tenant, r) in &reports {
-        for w in &r.warnings {
-            p.warn(format!("{tenant}: {w}"));
-        }
-        p.summary(format!(
-            "{tenant}: {} snapshots; {} packs, {} stored, {} in use",
-            r.snapshots,
-            r.packs,
-            util::bytes(r.bytes_total),
-            util::bytes(r.bytes_used)
-        ))?;
-        p.summary(format!(
-            "  {} unused, {} to repack: {} can be freed{}",
-            util::plural(r.packs_unused as u64, "pack", "packs"),
-            r.packs_to_repack,
-            util::bytes(r.bytes_to_free),
-            if r.packs_too_young > 0 {
-                format!(
-                    " ({} too young to judge, kept)",
-                    util::plural(
-                        r.packs_too_young as u64,
-                        "unindexed pack",
-                        "unindexed packs"
-                    )
-                )
-            } else {
-                String::new()
-            }
-        ))?;
-        if a.dry_run {
-            continue;
-        }
-        p.summary(format!(
-            "  wrote {}; deleted {} ({}) and {}; {} written, {} completed",
-            util::plural(r.packs_written as u64, "pack", "packs"),
-            util::plural(r.packs_deleted as u64, "pack", "packs"),
-            util::bytes(r.bytes_freed),
-            util::plural(
-                r.index_objects_deleted as u64,
-                "index object",
-                "index objects"
-            ),
-            util::plural(r.plans_written as u64, "plan", "plans"),
-            r.plans_completed
-        ))?;
-        if r.packs_rescued > 0 {
-            p.summary(format!(
-                "  {} needed by new snapshots and kept",
-                util::plural(
-                    r.packs_rescued as u64,
-                    "condemned pack is",
-                    "condemned packs are"
-                )
-            ))?;
-        }
-        for s in &r.stale_locks {
-            p.warn(format!("ignoring stale lock {s}"));
-        }
-        for x in &r.postponed {
-            p.summary(format!("  postponed: {x}"))?;
-        }
+        tenant_text(&p, tenant, r, a.dry_run)?;
     }
     if a.dry_run {
         p.summary("dry run: nothing changed")?;
     }
     Ok(crate::exit::OK)
+}
+
+/// The options: --max-unused a fraction, the graces durations.
+fn options(a: &PruneArgs) -> Result<PruneOptions> {
+    let max_unused = match a.max_unused.strip_suffix('%') {
+        Some(v) => v.trim().parse::<f64>().map(|v| v / 100.0),
+        None => a.max_unused.trim().parse::<f64>(),
+    }
+    .ok()
+    .filter(|v| (0.0..=1.0).contains(v))
+    .ok_or_else(|| Error::Invalid {
+        what: format!("--max-unused {:?}: give a percentage like 5%", a.max_unused),
+    })?;
+    let dur = |flag: &str, v: &str| {
+        coop_agent::settings::parse_duration(v).map_err(|what| Error::Invalid {
+            what: format!("{flag}: {what}"),
+        })
+    };
+    Ok(PruneOptions {
+        max_unused,
+        dry_run: a.dry_run,
+        grace: dur("--grace", &a.grace)?,
+        unindexed_grace: dur("--unindexed-grace", &a.unindexed_grace)?,
+    })
+}
+
+/// What prune found (and, unless a dry run, did) in one tenant.
+fn tenant_text(
+    p: &crate::output::Printer,
+    tenant: &str,
+    r: &prune::PruneReport,
+    dry_run: bool,
+) -> Result<()> {
+    for w in &r.warnings {
+        p.warn(format!("{tenant}: {w}"));
+    }
+    p.summary(format!(
+        "{tenant}: {} snapshots; {} packs, {} stored, {} in use",
+        r.snapshots,
+        r.packs,
+        util::bytes(r.bytes_total),
+        util::bytes(r.bytes_used)
+    ))?;
+    p.summary(format!(
+        "  {} unused, {} to repack: {} can be freed{}",
+        util::plural(r.packs_unused as u64, "pack", "packs"),
+        r.packs_to_repack,
+        util::bytes(r.bytes_to_free),
+        if r.packs_too_young > 0 {
+            format!(
+                " ({} too young to judge, kept)",
+                util::plural(
+                    r.packs_too_young as u64,
+                    "unindexed pack",
+                    "unindexed packs"
+                )
+            )
+        } else {
+            String::new()
+        }
+    ))?;
+    if dry_run {
+        return Ok(());
+    }
+    p.summary(format!(
+        "  wrote {}; deleted {} ({}) and {}; {} written, {} completed",
+        util::plural(r.packs_written as u64, "pack", "packs"),
+        util::plural(r.packs_deleted as u64, "pack", "packs"),
+        util::bytes(r.bytes_freed),
+        util::plural(
+            r.index_objects_deleted as u64,
+            "index object",
+            "index objects"
+        ),
+        util::plural(r.plans_written as u64, "plan", "plans"),
+        r.plans_completed
+    ))?;
+    if r.packs_rescued > 0 {
+        p.summary(format!(
+            "  {} needed by new snapshots and kept",
+            util::plural(
+                r.packs_rescued as u64,
+                "condemned pack is",
+                "condemned packs are"
+            )
+        ))?;
+    }
+    for s in &r.stale_locks {
+        p.warn(format!("ignoring stale lock {s}"));
+    }
+    for x in &r.postponed {
+        p.summary(format!("  postponed: {x}"))?;
+    }
+    Ok(())
 }

@@ -71,74 +71,10 @@ fn load_settings(path: &Path) -> Result<coop_agent::settings::Settings> {
 pub fn run(g: &Global, a: ReportArgs) -> Result<i32> {
     let p = g.printer();
     let settings = a.config.as_deref().map(load_settings).transpose()?;
-    // With a config: the site's repository, key and cache directory (an explicit
-    // --identity-file or --writer-key still wins for the key).
-    let (repo, access, cache_dir) = match &settings {
-        Some(s) => {
-            let repo = Repo::open_with(
-                &s.site.repo,
-                &OpenOptions {
-                    s3: s.site.s3.clone(),
-                    cache_dir: Some(s.site.cache_dir.clone()),
-                    freshness: g.freshness,
-                },
-            )?;
-            let access = if g.identity_file.is_some() || g.writer_key.is_some() {
-                util::write_access(g)?
-            } else {
-                Access::load(&s.site.key)?
-            };
-            (repo, access, Some(s.site.cache_dir.clone()))
-        }
-        None => (util::open_repo(g)?, util::write_access(g)?, None),
-    };
-    let history = match &cache_dir {
-        Some(d) => History::open_existing(d, &repo.config.repo_id)?,
-        None => None,
-    };
+    let (repo, access, history) = open(g, settings.as_ref())?;
     if a.setup {
         let s = settings.as_ref().expect("--setup requires --config");
-        let recipes: Vec<(String, String)> = super::recipe::all()?
-            .into_iter()
-            .map(|r| (r.name, r.summary))
-            .collect();
-        let setup = report::setup::gather(&repo, &access, s, history.as_ref(), &recipes)?;
-        if let Some(dir) = &a.html {
-            let path = write_page(dir, &report::setup::render(&setup))?;
-            p.note(format!("wrote {}", path.display()));
-        }
-        if g.json {
-            p.json(&setup)?;
-        } else if a.html.is_none() {
-            for j in &setup.jobs {
-                p.data(format!(
-                    "{:<16} {:<14} {:<12} {} path(s), {} dump(s), {} left out; {}; last run {}",
-                    j.name,
-                    j.schedule,
-                    j.tenant,
-                    j.paths.len(),
-                    j.dumps.len(),
-                    j.excluded.len(),
-                    j.retention.as_deref().unwrap_or("all kept"),
-                    j.last_run.as_deref().unwrap_or("-")
-                ))?;
-            }
-            p.data(format!(
-                "replicated to: {}",
-                setup
-                    .replicas
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))?;
-            p.data(format!(
-                "service data read by: {}",
-                setup.readers.service.join(", ")
-            ))?;
-            p.data(format!("member data read by: {}", setup.readers.members))?;
-        }
-        return Ok(crate::exit::OK);
+        return setup(g, &a, &repo, &access, s, history.as_ref());
     }
     let until = report::now();
     let opts = Options {
@@ -180,6 +116,91 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<i32> {
     })
 }
 
+/// The repository, the key and the job history: with a config, the site's repository, key
+/// and cache directory (an explicit --identity-file or --writer-key still wins for the key).
+fn open(
+    g: &Global,
+    settings: Option<&coop_agent::settings::Settings>,
+) -> Result<(Repo, Access, Option<History>)> {
+    let (repo, access, cache_dir) = match settings {
+        Some(s) => {
+            let repo = Repo::open_with(
+                &s.site.repo,
+                &OpenOptions {
+                    s3: s.site.s3.clone(),
+                    cache_dir: Some(s.site.cache_dir.clone()),
+                    freshness: g.freshness,
+                },
+            )?;
+            let access = if g.identity_file.is_some() || g.writer_key.is_some() {
+                util::write_access(g)?
+            } else {
+                Access::load(&s.site.key)?
+            };
+            (repo, access, Some(s.site.cache_dir.clone()))
+        }
+        None => (util::open_repo(g)?, util::write_access(g)?, None),
+    };
+    let history = match &cache_dir {
+        Some(d) => History::open_existing(d, &repo.config.repo_id)?,
+        None => None,
+    };
+    Ok((repo, access, history))
+}
+
+/// `coop report --setup`.
+fn setup(
+    g: &Global,
+    a: &ReportArgs,
+    repo: &Repo,
+    access: &Access,
+    s: &coop_agent::settings::Settings,
+    history: Option<&History>,
+) -> Result<i32> {
+    let p = g.printer();
+    let recipes: Vec<(String, String)> = super::recipe::all()?
+        .into_iter()
+        .map(|r| (r.name, r.summary))
+        .collect();
+    let setup = report::setup::gather(repo, access, s, history, &recipes)?;
+    if let Some(dir) = &a.html {
+        let path = write_page(dir, &report::setup::render(&setup))?;
+        p.note(format!("wrote {}", path.display()));
+    }
+    if g.json {
+        p.json(&setup)?;
+    } else if a.html.is_none() {
+        for j in &setup.jobs {
+            p.data(format!(
+                "{:<16} {:<14} {:<12} {} path(s), {} dump(s), {} left out; {}; last run {}",
+                j.name,
+                j.schedule,
+                j.tenant,
+                j.paths.len(),
+                j.dumps.len(),
+                j.excluded.len(),
+                j.retention.as_deref().unwrap_or("all kept"),
+                j.last_run.as_deref().unwrap_or("-")
+            ))?;
+        }
+        p.data(format!(
+            "replicated to: {}",
+            setup
+                .replicas
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?;
+        p.data(format!(
+            "service data read by: {}",
+            setup.readers.service.join(", ")
+        ))?;
+        p.data(format!("member data read by: {}", setup.readers.members))?;
+    }
+    Ok(crate::exit::OK)
+}
+
 /// Writes DIR/index.html through a temporary file, so a reader never sees half a page.
 fn write_page(dir: &Path, html: &str) -> Result<PathBuf> {
     let io = |path: &Path, e: std::io::Error| Error::Io {
@@ -215,11 +236,17 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
         r.totals.members,
         util::bytes(r.totals.stored_bytes)
     ))?;
-    let cur = r
-        .costs
-        .as_ref()
-        .map(|c| c.currency.clone())
-        .unwrap_or_default();
+    text_members(p, r)?;
+    text_sites(p, r)?;
+    text_costs(p, r)?;
+    text_readers(p, r)?;
+    text_accesses(p, r)?;
+    Ok(())
+}
+
+/// The members and the shared tenants.
+fn text_members(p: &crate::output::Printer, r: &Report) -> Result<()> {
+    let cur = currency(r);
     p.data(format!(
         "\n{:<20} {:>12} {:>12} {:>6} {:<21} {:>8} {:>12}",
         "member", "stored", "logical", "snaps", "last backup", "quota", "share/month"
@@ -257,6 +284,12 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
             util::bytes(s.stored_bytes)
         ))?;
     }
+    Ok(())
+}
+
+/// The sites.
+fn text_sites(p: &crate::output::Printer, r: &Report) -> Result<()> {
+    let cur = currency(r);
     if !r.sites.is_empty() {
         p.data(format!(
             "\n{:<16} {:<12} {:<28} {:>12} {:>14}",
@@ -281,6 +314,12 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
             ))?;
         }
     }
+    Ok(())
+}
+
+/// The costs, the groups' lines and the energy.
+fn text_costs(p: &crate::output::Printer, r: &Report) -> Result<()> {
+    let cur = currency(r);
     if let Some(c) = &r.costs {
         p.data(format!(
             "\ncosts: {:.2} {cur} a month ({} % fixed), {} per GB-month{}",
@@ -318,6 +357,11 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
             e.method
         ))?;
     }
+    Ok(())
+}
+
+/// The caretakers and who can read each tenant.
+fn text_readers(p: &crate::output::Printer, r: &Report) -> Result<()> {
     p.data("")?;
     if !r.caretakers.is_empty() {
         for c in &r.caretakers {
@@ -347,6 +391,11 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
                 .unwrap_or_default()
         ))?;
     }
+    Ok(())
+}
+
+/// The accesses and what the report lacks.
+fn text_accesses(p: &crate::output::Printer, r: &Report) -> Result<()> {
     if let Some(a) = &r.accesses {
         p.data(format!(
             "\naccess logs: {}",
@@ -397,4 +446,12 @@ fn text(p: &crate::output::Printer, r: &Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The currency of the costs (empty without costs).
+fn currency(r: &Report) -> String {
+    r.costs
+        .as_ref()
+        .map(|c| c.currency.clone())
+        .unwrap_or_default()
 }

@@ -40,27 +40,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
         None => (a.snapshot.clone(), String::new()),
     };
     let mut o = util::open_snapshot(g, &p, &spec, &a.filter.holding(&sub))?;
-    if a.break_glass {
-        util::log_break_glass(
-            g,
-            &p,
-            &o.repo,
-            &o.keys,
-            coop_formats::tlog::Event::Restore,
-            &a.access,
-            Some(o.entry.id.to_hex()),
-        )?;
-    } else {
-        util::log_access(
-            g,
-            &p,
-            &o.repo,
-            &mut o.keys,
-            coop_formats::tlog::Event::Restore,
-            &a.access,
-            Some(o.entry.id.to_hex()),
-        )?;
-    }
+    log_read(g, &p, &mut o, &a)?;
     let index = coop_agent::index::load(&o.repo, &o.keys)?;
     let reader = BlobReader::new(&o.repo, &o.keys, &index)?;
     let root = reader
@@ -77,51 +57,101 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let report = restore::restore(&reader, root, &opts, &bars)?;
     if g.json {
-        p.json(&serde_json::json!({
-            "snapshot_id": o.entry.id.to_hex(), "target": a.target, "files": report.files, "dirs": report.dirs,
-            "symlinks": report.symlinks, "special": report.special, "bytes": report.bytes,
-            "fetched_bytes": report.fetched_bytes,
-            "failed": report.failed.iter().map(|(p, w)| serde_json::json!({"path": p, "error": w})).collect::<Vec<_>>(),
-            "warnings": report.warnings,
-        }))?;
+        p.json(&serde_json::to_value(Restored {
+            snapshot_id: o.entry.id.to_hex(),
+            target: &a.target,
+            report: &report,
+        })?)?;
     } else {
-        for w in &report.warnings {
-            p.warn(w);
-        }
-        for (path, why) in &report.failed {
-            p.problem(format!("FAILED {path}: {why}"));
-        }
-        p.summary(format!(
-            "Restored {}, {}, {}{}, {} from snapshot {} to {} in {:.2} s",
-            util::plural(report.files, "file", "files"),
-            util::plural(report.dirs, "dir", "dirs"),
-            util::plural(report.symlinks, "symlink", "symlinks"),
-            if report.special > 0 {
-                format!(
-                    ", {}",
-                    util::plural(report.special, "special file", "special files")
-                )
-            } else {
-                String::new()
-            },
-            util::bytes(report.bytes),
-            o.entry.id.short(),
-            a.target.display(),
-            started.elapsed().as_secs_f64()
-        ))?;
-        if !report.failed.is_empty() {
-            p.problem(format!(
-                "restore is PARTIAL: {} failed and were not written (listed above). \
-                 Run `coop restore` again from another site's replica for those paths.",
-                util::plural(report.failed.len() as u64, "file", "files")
-            ));
-        }
+        summary(&p, &report, &o.entry, &a.target, started)?;
     }
     Ok(if report.failed.is_empty() {
         crate::exit::OK
     } else {
         crate::exit::PARTIAL
     })
+}
+
+/// `coop restore --json`: the engine's report, with the snapshot and the target.
+#[derive(serde::Serialize)]
+struct Restored<'a> {
+    snapshot_id: String,
+    target: &'a std::path::Path,
+    #[serde(flatten)]
+    report: &'a restore::RestoreReport,
+}
+
+/// Logs the read: as a break-glass read (not waiting for the witnesses), or as an access.
+fn log_read(
+    g: &Global,
+    p: &crate::output::Printer,
+    o: &mut util::Opened,
+    a: &RestoreArgs,
+) -> Result<()> {
+    if a.break_glass {
+        util::log_break_glass(
+            g,
+            p,
+            &o.repo,
+            &o.keys,
+            coop_formats::tlog::Event::Restore,
+            &a.access,
+            Some(o.entry.id.to_hex()),
+        )?;
+    } else {
+        util::log_access(
+            g,
+            p,
+            &o.repo,
+            &mut o.keys,
+            coop_formats::tlog::Event::Restore,
+            &a.access,
+            Some(o.entry.id.to_hex()),
+        )?;
+    }
+    Ok(())
+}
+
+/// What was restored, and what failed, for a terminal.
+fn summary(
+    p: &crate::output::Printer,
+    report: &restore::RestoreReport,
+    entry: &coop_agent::snapshots::Entry,
+    target: &std::path::Path,
+    started: std::time::Instant,
+) -> Result<()> {
+    for w in &report.warnings {
+        p.warn(w);
+    }
+    for (path, why) in &report.failed {
+        p.problem(format!("FAILED {path}: {why}"));
+    }
+    p.summary(format!(
+        "Restored {}, {}, {}{}, {} from snapshot {} to {} in {:.2} s",
+        util::plural(report.files, "file", "files"),
+        util::plural(report.dirs, "dir", "dirs"),
+        util::plural(report.symlinks, "symlink", "symlinks"),
+        if report.special > 0 {
+            format!(
+                ", {}",
+                util::plural(report.special, "special file", "special files")
+            )
+        } else {
+            String::new()
+        },
+        util::bytes(report.bytes),
+        entry.id.short(),
+        target.display(),
+        started.elapsed().as_secs_f64()
+    ))?;
+    if !report.failed.is_empty() {
+        p.problem(format!(
+            "restore is PARTIAL: {} failed and were not written (listed above). \
+             Run `coop restore` again from another site's replica for those paths.",
+            util::plural(report.failed.len() as u64, "file", "files")
+        ));
+    }
+    Ok(())
 }
 
 fn nix_is_root() -> bool {
