@@ -263,11 +263,11 @@ impl Agent {
                 let store = crate::store::Store::open_with(&w.repo, false, &w.s3)?;
                 let mut repo = Repo::open_store(store)?;
                 repo.cache_dir = Some(self.cfg.site.cache_dir.clone());
-                let admins = match w.admin_key {
-                    Some(k) => vec![k],
-                    None if repo.config.repo_id == self.repo.config.repo_id => own_admins.clone(),
-                    None => crate::log::pinned_admin_keys(&repo)?,
-                };
+                let admins = crate::log::trusted_admin_keys(
+                    &repo,
+                    w.admin_key,
+                    Some((&self.repo.config.repo_id, &own_admins)),
+                )?;
                 let trusted = crate::writers::log_trust(&repo, &admins)?;
                 // The other copies of this repository first: what they hold comes here (and
                 // what this copy holds goes there), and two branches are a fork.

@@ -32,7 +32,10 @@ pub use deletions::{
 pub use fork::{check_forks, ForkEvidence, FORK_TYPE};
 pub use gossip::{gossip, GossipReport};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
-pub use trust::{activate, adopted_key, pinned_admin_keys, Activation, Active, LogOwner, Trusted};
+pub use trust::{
+    activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
+    Trusted,
+};
 pub use verify::{verify, LogContent, LogSummary, VerifyReport};
 pub use witness::{witness, WitnessReport};
 

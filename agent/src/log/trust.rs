@@ -441,6 +441,23 @@ impl Trusted {
     }
 }
 
+/// Whose admin keys count for a repository (SPEC 24.1), decided here for every client that
+/// may hold no key of it (a witness, a replicator, the agent's peer rounds): the key the
+/// caller names; else the caller's own admin keys when they are this repository's (`own`:
+/// the repository ID they belong to, and the keys); else the ones pinned here the first time
+/// ([`pinned_admin_keys`]).
+pub fn trusted_admin_keys(
+    repo: &Repo,
+    given: Option<[u8; 32]>,
+    own: Option<(&coop_formats::id::Id, &[[u8; 32]])>,
+) -> Result<Vec<[u8; 32]>> {
+    match (given, own) {
+        (Some(k), _) => Ok(vec![k]),
+        (None, Some((id, keys))) if *id == repo.config.repo_id => Ok(keys.to_vec()),
+        _ => pinned_admin_keys(repo),
+    }
+}
+
 /// The admin keys of a repository this client holds no key of (a witness, a replicator
 /// following deletions): pinned the first time (the signer of its newest writer list then),
 /// in `<cache>/<repo id>/admin-pins.json`, and required ever after.

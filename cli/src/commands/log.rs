@@ -262,16 +262,18 @@ fn witness(
         .into());
     };
     let me = log::Actor::from_writer_key(wk);
-    let admin_keys = match admin {
-        Some(h) => vec![hex::decode(h.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| coop_agent::Error::Invalid {
-                what: "--admin: give the admin's public key as 64 hex characters".into(),
-            })?],
-        None if wk.repo_id == repo.config.repo_id => wk.admin_keys.clone(),
-        None => log::pinned_admin_keys(repo)?,
+    let given = match admin {
+        Some(h) => Some(
+            hex::decode(h.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| coop_agent::Error::Invalid {
+                    what: "--admin: give the admin's public key as 64 hex characters".into(),
+                })?,
+        ),
+        None => None,
     };
+    let admin_keys = log::trusted_admin_keys(repo, given, Some((&wk.repo_id, &wk.admin_keys)))?;
     let trusted = coop_agent::writers::log_trust(repo, &admin_keys)?;
     let (mut forks, mut notes) = (Vec::new(), Vec::new());
     for url in &copies {
@@ -330,8 +332,7 @@ fn witness(
 fn policy(g: &Global, repo: &Repo, quorum: u32, witnesses: Vec<String>) -> Result<i32> {
     let p = g.printer();
     let coop = coop_agent::tenant::keys(repo, &util::identity_access(g)?, "coop")?;
-    let admin = coop.authority_signer()?;
-    let mut loaded = coop_agent::writers::load(repo, &coop.admin_keys)?;
+    let mut named = Vec::new();
     for w in &witnesses {
         let (name, key) = w
             .split_once('=')
@@ -344,61 +345,42 @@ fn policy(g: &Global, repo: &Repo, quorum: u32, witnesses: Vec<String>) -> Resul
             .ok_or_else(|| coop_agent::Error::Invalid {
                 what: format!("--witness {name}: the key must be 64 hex characters"),
             })?;
-        loaded.list.witnesses.retain(|x| x.name != name);
-        loaded
-            .list
-            .witnesses
-            .push(coop_formats::writers::ExternalWitness {
-                name: name.to_string(),
-                public_key,
-            });
+        named.push((name.to_string(), public_key));
     }
-    let sites = (loaded
-        .list
-        .writers
-        .iter()
-        .filter(|w| w.revoked.is_none())
-        .count()
-        + loaded.list.witnesses.len()) as u32;
-    if quorum > sites.saturating_sub(1) && quorum > 0 {
+    let r = coop_agent::admins::log_policy(repo, &coop, quorum, &named)?;
+    if quorum > r.sites.saturating_sub(1) && quorum > 0 {
         p.warn(format!(
-            "{sites} site writer(s): a log is witnessed by the others only, so a quorum of {quorum} needs at least {} sites",
+            "{} site writer(s): a log is witnessed by the others only, so a quorum of {quorum} \
+             needs at least {} sites",
+            r.sites,
             quorum + 1
         ));
     }
-    loaded.list.log_quorum = quorum;
-    coop_agent::writers::save(repo, &admin, &mut loaded)?;
-    let _ = log::record(
-        repo,
-        &coop,
-        coop_formats::tlog::Event::KeyChange,
-        None,
-        Some(format!("log_quorum={quorum}")),
-    );
-    // Each witness named here is adopted by a log entry, and counts only once that
-    // entry is witnessed (SPEC 24.5).
-    for w in &witnesses {
-        let Some(x) = loaded
-            .list
-            .witnesses
-            .iter()
-            .find(|x| w.starts_with(&format!("{}=", x.name)))
-        else {
-            continue;
-        };
-        if let Err(e) = log::record_witness(repo, &coop, &x.name, &x.public_key) {
-            p.warn(format!(
-                "witness {} could not be logged, so it witnesses nothing until it is: {e}",
-                x.name
-            ));
-        }
+    for (name, why) in &r.unlogged {
+        p.warn(format!(
+            "witness {name} could not be logged, so it witnesses nothing until it is: {why}"
+        ));
     }
     if g.json {
-        p.json(&serde_json::json!({"log_quorum": quorum}))?;
-    } else {
-        p.summary(format!(
-            "accesses now wait for {quorum} witness cosignature(s)"
-        ))?;
+        p.json(&r)?;
+        return Ok(crate::exit::OK);
+    }
+    match r.pending {
+        Some((approvals, needed)) => {
+            p.summary(format!(
+                "lowering the quorum to {quorum} is logged and waits for approval: {approvals} \
+                 of {needed} other admins approved; accesses wait for {} cosignature(s) until then",
+                r.log_quorum
+            ))?;
+            p.note(format!(
+                "each of them runs `coop log policy --quorum {quorum}`; the approval that makes \
+                 {needed} lowers it (SPEC 24.11)"
+            ));
+        }
+        None => p.summary(format!(
+            "accesses now wait for {} witness cosignature(s)",
+            r.log_quorum
+        ))?,
     }
     Ok(crate::exit::OK)
 }

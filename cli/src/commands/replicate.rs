@@ -109,10 +109,10 @@ fn source_admin_keys(g: &Global, a: &ReplicateArgs) -> (Option<Vec<[u8; 32]>>, V
             .map(|k| k.admin_keys)
     });
     let mut warnings = Vec::new();
-    let admin_keys = match own
-        .map(Ok)
-        .unwrap_or_else(|| source.and_then(|r| coop_agent::log::pinned_admin_keys(&r)))
-    {
+    let admin_keys = match source.and_then(|r| {
+        let own = own.as_ref().map(|k| (&r.config.repo_id, k.as_slice()));
+        coop_agent::log::trusted_admin_keys(&r, None, own)
+    }) {
         Ok(keys) => Some(keys),
         Err(e) => {
             warnings.push(format!(
