@@ -134,13 +134,15 @@ fn counted_caller(coop: &TenantKeys, persons: &crate::log::Activation) -> Result
         .as_ref()
         .map(|k| k.verifying_key().to_bytes())
         .ok_or_else(|| Error::AccessDenied {
-            what: "after the recovery split admin changes are proposed and approved by admins                    as persons: this identity file gives no person key"
+            what: "after the recovery split admin changes are proposed and approved by admins \
+             as persons: this identity file gives no person key"
                 .into(),
         })?;
     if !persons.person_counts(&me) {
         return Err(Error::AccessDenied {
             what: format!(
-                "person key {} is not an admin person of this cooperative (not named at the                  recovery split, nor added with the other admins' approval since)",
+                "person key {} is not an admin person of this cooperative (not named at the \
+                 recovery split, nor added with the other admins' approval since)",
                 &hex::encode(me)[..16]
             ),
         });
@@ -192,7 +194,8 @@ pub fn approve(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
     if me == x.by || me == x.key {
         return Err(Error::AccessDenied {
             what: format!(
-                "the {} of admin {name:?} needs the approval of admins other than the one who                  proposed it and the one it is about",
+                "the {} of admin {name:?} needs the approval of admins other than the one who \
+                 proposed it and the one it is about",
                 x.op.object()
             ),
         });
@@ -433,7 +436,8 @@ pub fn log_policy(
                 }
                 Some(x) if x.by == me || x.approvals.contains(&me) => {
                     return Err(Error::invalid(format!(
-                        "lowering the quorum to {quorum} waits for other admins' approval                          ({} of {needed}); yours is in already",
+                        "lowering the quorum to {quorum} waits for other admins' approval \
+                         ({} of {needed}); yours is in already",
                         x.approvals.len()
                     )));
                 }

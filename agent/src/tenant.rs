@@ -10,140 +10,152 @@ use std::sync::Arc;
 /// The keys for `tenant` from what the caller holds.
 pub fn keys(repo: &Repo, access: &Access, tenant: &str) -> Result<TenantKeys> {
     match access {
-        Access::Writer(wk) => {
-            if wk.repo_id != repo.config.repo_id {
-                return Err(Error::AccessDenied {
-                    what: format!(
-                        "the writer key is for repository {}, not this one ({})",
-                        wk.repo_id.short(),
-                        repo.config.repo_id.short()
-                    ),
-                });
-            }
-            if wk.config_hash != repo.config_hash {
-                return Err(Error::damaged(
-                    crate::layout::CONFIG,
-                    "the config differs from the one the writer key was made for (tampering?)",
-                ));
-            }
-            if wk.tenant == "coop" && tenant.starts_with("member/") {
-                let mut coop = TenantKeys::from_writer_key(wk)?;
-                // Member snapshots' metadata goes to the service tenant's current data key.
-                follow_coop_recipient(repo, &mut coop);
-                return crate::registry::writer_keys_for_member(
-                    repo,
-                    &coop,
-                    &tenant["member/".len()..],
-                );
-            }
-            if wk.tenant != tenant {
-                return Err(Error::AccessDenied {
-                    what: format!(
-                        "the writer key is for tenant {:?}, not {:?}",
-                        wk.tenant, tenant
-                    ),
-                });
-            }
-            let mut keys = TenantKeys::from_writer_key(wk)?;
-            if tenant == "coop" {
-                follow_coop_recipient(repo, &mut keys);
-            }
-            Ok(keys)
+        Access::Writer(wk) => writer_keys(repo, wk, tenant),
+        Access::Identity(ids, person) => identity_keys(repo, ids, person.as_deref(), tenant),
+    }
+}
+
+/// A writer key's keys for `tenant`: its own tenant, or (for a coop writer) a member's
+/// write-only keys from the registry.
+fn writer_keys(
+    repo: &Repo,
+    wk: &coop_formats::writerkey::WriterKey,
+    tenant: &str,
+) -> Result<TenantKeys> {
+    if wk.repo_id != repo.config.repo_id {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the writer key is for repository {}, not this one ({})",
+                wk.repo_id.short(),
+                repo.config.repo_id.short()
+            ),
+        });
+    }
+    if wk.config_hash != repo.config_hash {
+        return Err(Error::damaged(
+            crate::layout::CONFIG,
+            "the config differs from the one the writer key was made for (tampering?)",
+        ));
+    }
+    if wk.tenant == "coop" && tenant.starts_with("member/") {
+        let mut coop = TenantKeys::from_writer_key(wk)?;
+        // Member snapshots' metadata goes to the service tenant's current data key.
+        follow_coop_recipient(repo, &mut coop);
+        return crate::registry::writer_keys_for_member(repo, &coop, &tenant["member/".len()..]);
+    }
+    if wk.tenant != tenant {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the writer key is for tenant {:?}, not {:?}",
+                wk.tenant, tenant
+            ),
+        });
+    }
+    let mut keys = TenantKeys::from_writer_key(wk)?;
+    if tenant == "coop" {
+        follow_coop_recipient(repo, &mut keys);
+    }
+    Ok(keys)
+}
+
+/// An identity's keys for `tenant`, from the keyring it opens. A member tenant read by
+/// anyone but the member needs a logged read first; an admin's entries name the person.
+fn identity_keys(
+    repo: &Repo,
+    ids: &Arc<Vec<coop_formats::crypt::Identity>>,
+    person: Option<&ed25519_dalek::SigningKey>,
+    tenant: &str,
+) -> Result<TenantKeys> {
+    let found = repo.keyrings(ids)?;
+    if found.conflicted.iter().any(|t| t == tenant) {
+        return Err(Error::damaged(
+            crate::layout::Kind::Keyring.dir(),
+            format!("two different keyrings claim tenant {tenant:?} (tampering?); the other tenants are not affected"),
+        ));
+    }
+    for p in &found.problems {
+        tracing::warn!("{p}");
+    }
+    let coop_ring = found.rings.iter().find(|r| r.tenant == "coop").cloned();
+    let Some(k) = found.rings.iter().find(|k| k.tenant == tenant).cloned() else {
+        return Err(no_keyring(repo, ids, tenant, coop_ring, &found.problems));
+    };
+    let member = tenant.starts_with("member/");
+    // A member's files are the member's: any other reader (an admin's recovery key, a
+    // recovery identity, a spare key) has them only after logging the read.
+    let own = match member {
+        false => true,
+        true if !k.owners.is_empty() => holds_one_of(ids, &k.owners),
+        // A keyring from before owners were recorded: whoever opens tenant coop is an
+        // admin, anyone else the member.
+        true => coop_ring.is_none(),
+    };
+    let mut keys = TenantKeys::from_keyring(k, Arc::clone(ids))?;
+    // An admin's entries name the person (SPEC 24.3).
+    if coop_ring.is_some() {
+        keys.person = person.cloned();
+    }
+    if !own {
+        keys.content = crate::keys::ContentAccess::NeedsLog;
+    }
+    // An admin (or agent with an identity) backing up a member signs as the site, with the
+    // coop tenant's signer (the admin key, which member keyrings trust), and encrypts the
+    // snapshots' metadata to the service tenant too.
+    if let (true, Some(ring)) = (member, coop_ring) {
+        let signer = ring.default_signer();
+        let coop = TenantKeys::from_keyring(ring, Arc::clone(ids))?;
+        keys.snapshot_recipients = coop.recipient_strings.clone();
+        if keys.admin_keys.contains(&signer.verifying_key().to_bytes()) {
+            keys.signer = signer;
         }
-        Access::Identity(ids, person) => {
-            let found = repo.keyrings(ids)?;
-            if found.conflicted.iter().any(|t| t == tenant) {
-                return Err(Error::damaged(
-                    crate::layout::Kind::Keyring.dir(),
-                    format!("two different keyrings claim tenant {tenant:?} (tampering?); the other tenants are not affected"),
-                ));
-            }
-            for p in &found.problems {
-                tracing::warn!("{p}");
-            }
-            let coop_signer = found
-                .rings
-                .iter()
-                .find(|r| r.tenant == "coop")
-                .map(|r| r.default_signer());
-            let coop_ring = found.rings.iter().find(|r| r.tenant == "coop").cloned();
-            let has_coop = coop_ring.is_some();
-            let coop_keys = match (&coop_ring, tenant.starts_with("member/")) {
-                (Some(ring), true) => {
-                    Some(TenantKeys::from_keyring(ring.clone(), Arc::clone(ids))?)
-                }
-                _ => None,
-            };
-            let Some(k) = found.rings.into_iter().find(|k| k.tenant == tenant) else {
-                // An admin can tell a member that does not exist from one it cannot read.
-                let mut admin_of_member = false;
-                if let (Some(name), Some(ring)) = (tenant.strip_prefix("member/"), coop_ring) {
-                    let coop = TenantKeys::from_keyring(ring, Arc::clone(ids))?;
-                    let reg = crate::registry::load(repo, &coop)?.registry;
-                    if !reg.members.iter().any(|m| m.name == name) {
-                        return Err(Error::NotFound {
-                            what: format!(
-                                "member {name:?} (no such member in the registry; `coop member list` shows them)"
-                            ),
-                        });
-                    }
-                    admin_of_member = true;
-                }
-                // A damaged keyring may be the one this identity would have opened.
-                if let Some(p) = found
-                    .problems
-                    .iter()
-                    .find(|p| p.kind == crate::damage::ProblemKind::Damaged)
-                {
-                    return Err(Error::damaged(
-                        &p.object,
-                        format!(
-                            "no keyring of tenant {tenant:?} opens with your identity, and this keyring object may be the one: its bytes do not match its name"
-                        ),
-                    ));
-                }
-                if admin_of_member {
-                    return Err(Error::AdminNotMemberReader {
-                        tenant: tenant.into(),
-                    });
-                }
-                return Err(Error::NotRecipient {
-                    tenant: tenant.into(),
-                });
-            };
-            // A member's files are the member's: any other reader (an admin's recovery key,
-            // a recovery identity, a spare key) has them only after logging the read.
-            let own = match tenant.starts_with("member/") {
-                false => true,
-                true if !k.owners.is_empty() => holds_one_of(ids, &k.owners),
-                // A keyring from before owners were recorded: whoever opens tenant coop is
-                // an admin, anyone else the member.
-                true => !has_coop,
-            };
-            let mut keys = TenantKeys::from_keyring(k, Arc::clone(ids))?;
-            // An admin's entries name the person (SPEC 24.3).
-            if has_coop {
-                keys.person = person.as_deref().cloned();
-            }
-            if !own {
-                keys.content = crate::keys::ContentAccess::NeedsLog;
-            }
-            // An admin (or agent with an identity) backing up a member signs as the site, with
-            // the coop tenant's signer (the admin key, which member keyrings trust), and
-            // encrypts the snapshots' metadata to the service tenant too.
-            if tenant.starts_with("member/") {
-                if let Some(coop) = &coop_keys {
-                    keys.snapshot_recipients = coop.recipient_strings.clone();
-                }
-                if let Some(signer) = coop_signer {
-                    let public = signer.verifying_key().to_bytes();
-                    if keys.admin_keys.contains(&public) {
-                        keys.signer = signer;
-                    }
+    }
+    Ok(keys)
+}
+
+/// Why no keyring of `tenant` opens: no such member (for an admin), a damaged keyring that
+/// may be the one, an admin who does not read members after the split, or not a recipient.
+fn no_keyring(
+    repo: &Repo,
+    ids: &Arc<Vec<coop_formats::crypt::Identity>>,
+    tenant: &str,
+    coop_ring: Option<coop_formats::keyring::Keyring>,
+    problems: &[crate::damage::Problem],
+) -> Error {
+    let mut admin_of_member = false;
+    if let (Some(name), Some(ring)) = (tenant.strip_prefix("member/"), coop_ring) {
+        let reg = TenantKeys::from_keyring(ring, Arc::clone(ids))
+            .and_then(|coop| crate::registry::load(repo, &coop));
+        match reg {
+            Err(e) => return e,
+            Ok(l) if !l.registry.members.iter().any(|m| m.name == name) => {
+                return Error::NotFound {
+                    what: format!(
+                        "member {name:?} (no such member in the registry; `coop member list` shows them)"
+                    ),
                 }
             }
-            Ok(keys)
+            Ok(_) => admin_of_member = true,
         }
+    }
+    // A damaged keyring may be the one this identity would have opened.
+    if let Some(p) = problems
+        .iter()
+        .find(|p| p.kind == crate::damage::ProblemKind::Damaged)
+    {
+        return Error::damaged(
+            &p.object,
+            format!(
+                "no keyring of tenant {tenant:?} opens with your identity, and this keyring object may be the one: its bytes do not match its name"
+            ),
+        );
+    }
+    if admin_of_member {
+        return Error::AdminNotMemberReader {
+            tenant: tenant.into(),
+        };
+    }
+    Error::NotRecipient {
+        tenant: tenant.into(),
     }
 }
 

@@ -147,14 +147,7 @@ pub fn adopted_key(e: &coop_formats::tlog::Entry) -> Option<[u8; 32]> {
 /// witnesses. Only entries that count (by the admin key, with a valid or no person
 /// signature) adopt; only checkpoints that verify and lie on the head's history count.
 pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
-    use coop_formats::tlog::{Entry, PersonCheck};
     let mut act = Activation::default();
-    let listed: Vec<[u8; 32]> = trusted
-        .witnesses
-        .iter()
-        .map(|w| w.1)
-        .chain(trusted.revoked_witnesses.iter().map(|w| w.1))
-        .collect();
     let ids = super::log_ids(repo)?;
     let admin_logs: Vec<(String, LogOwner)> = trusted
         .logs
@@ -164,137 +157,15 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
         .collect();
     for (origin, owner) in admin_logs {
         let id = tlog::log_id(&origin);
-        let mut active: HashMap<[u8; 32], Active> = HashMap::new();
-        if !ids.contains(&id) {
-            act.logs.insert(origin, active);
-            continue;
-        }
-        let s = super::stored(repo, &id)?;
-        let Some(head) = super::newest_verified(&s, &owner.key, &origin) else {
-            act.logs.insert(origin, active);
-            continue;
+        let (active, persons) = if ids.contains(&id) {
+            activate_log(repo, trusted, &id, &origin, &owner)?
+        } else {
+            Default::default()
         };
-        let Ok(entries) = super::read_entries(repo, &s, head.size) else {
-            act.logs.insert(origin, active);
-            continue;
-        };
-        let tree = tlog::Levels::new(&super::leaves(&entries));
-        if tree.root(head.size as usize) != head.root {
-            act.logs.insert(origin, active);
-            continue;
-        }
-        // (index, key, person) adoptions and (index, quorum) changes, in log order.
-        let own = hex::encode(owner.key);
-        let mut adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)> = Vec::new();
-        let mut quorums: Vec<(u64, u32)> = Vec::new();
-        // (index, key) of the logged revocations of witnesses.
-        let mut revoked: Vec<(u64, [u8; 32])> = Vec::new();
-        let mut person_entries: Vec<(u64, Entry)> = Vec::new();
-        for (i, b) in entries.iter().enumerate() {
-            if contains(b, b"recovery-init")
-                || contains(b, b"\"admin-")
-                || contains(b, b"log_quorum=")
-                || contains(b, b"quorum-lower")
-            {
-                if let Ok(e) = Entry::decode(b) {
-                    if e.actor == own {
-                        person_entries.push((i as u64, e));
-                    }
-                }
-            }
-            if !(contains(b, b"witness_key")
-                || contains(b, b"log_quorum=")
-                || contains(b, b"\"revoke\""))
-            {
-                continue;
-            }
-            let Ok(e) = Entry::decode(b) else { continue };
-            if e.actor != own {
-                continue;
-            }
-            let by = match e.person() {
-                PersonCheck::Forged => continue,
-                PersonCheck::Signed(k) => Some(k),
-                PersonCheck::Unsigned => None,
-            };
-            if let Some(k) = adopted_key(&e) {
-                if listed.contains(&k) && k != owner.key {
-                    adoptions.push((i as u64, k, by));
-                }
-            }
-            if let Some(q) = super::persons::quorum_set(&e) {
-                quorums.push((i as u64, q));
-            }
-            if e.event == Event::Revoke {
-                let name = e.object.as_deref().unwrap_or_default();
-                for (wname, k, _) in &trusted.revoked_witnesses {
-                    if *wname == super::witness_name(name, k) {
-                        revoked.push((i as u64, *k));
-                    }
-                }
-            }
-        }
-        // Who counts as a person, and so who may adopt a witness (SPEC 24.11).
-        let persons =
-            super::persons::Persons::from_entries(person_entries.iter().map(|(i, e)| (*i, e)));
-        for a in adoptions.iter_mut() {
-            if a.2.is_some_and(|by| !persons.counts(&by, a.0)) {
-                a.2 = None;
-            }
-        }
-        let mut founding = true;
-        let mut next = 0; // the first adoption not yet in effect
-        for (&size, note) in s.checkpoints.range(..=head.size) {
-            let Ok(cp) = tlog::open_checkpoint(note, &owner.key) else {
-                continue;
-            };
-            if cp.origin != origin || cp.size != size || tree.root(size as usize) != cp.root {
-                continue;
-            }
-            let cos = cosigned(trusted, &cp, s.cosignatures.get(&size), &owner.key)
-                .into_iter()
-                .filter(|k| active.get(k).is_some_and(|a| a.since < size))
-                .count();
-            // The active witnesses no logged revocation before this checkpoint retired.
-            let live = active
-                .keys()
-                .filter(|k| !revoked.iter().any(|(i, r)| r == *k && *i < size))
-                .count();
-            // Before the first cosigned checkpoint, and again once every active witness was
-            // revoked (nobody is left who could witness an adoption), adoptions take effect
-            // at the next checkpoint: the (re)founding witnesses. Members see the whole
-            // witness set change (SPEC 16.4).
-            let initial = founding;
-            let was_founding = founding || live == 0;
-            let take = if was_founding {
-                founding = founding && cos == 0;
-                true
-            } else {
-                let q = quorums
-                    .iter()
-                    .take_while(|(i, _)| *i < size)
-                    .last()
-                    .map_or(0, |(_, q)| *q) as usize;
-                cos >= q.min(live).max(1)
-            };
-            if !take {
-                continue;
-            }
-            while let Some(&(i, k, by)) = adoptions.get(next).filter(|a| a.0 < size) {
-                active.entry(k).or_insert(Active {
-                    since: size,
-                    // Adopted before the first checkpoint any witness cosigned; or, before
-                    // the recovery split, once every witness was revoked. After the split a
-                    // witness re-founded so is its adopter's, like any other: one admin who
-                    // revokes every witness and adopts her own gets no founding witness.
-                    founding: initial || (was_founding && persons.before_split(i)),
-                    by,
-                });
-                next += 1;
-            }
-        }
         act.logs.insert(origin.clone(), active);
-        act.persons.insert(origin, persons);
+        if let Some(p) = persons {
+            act.persons.insert(origin, p);
+        }
     }
     // After the split the quorum never falls below its floor by one admin's writer list
     // (SPEC 24.11): lowering it takes K other admins' approval in the log.
@@ -307,6 +178,165 @@ pub fn activate(repo: &Repo, trusted: &mut Trusted) -> Result<()> {
     trusted.quorum = trusted.quorum.max(floor);
     trusted.activation = Some(act);
     Ok(())
+}
+
+/// What one admin log's entries say about witnesses and persons, in log order.
+#[derive(Default)]
+struct Changes {
+    /// (index, key, adopting person) of each adoption of a listed witness.
+    adoptions: Vec<(u64, [u8; 32], Option<[u8; 32]>)>,
+    /// (index, quorum) of each `log_quorum=N` entry.
+    quorums: Vec<(u64, u32)>,
+    /// (index, key) of the logged revocations of witnesses.
+    revoked: Vec<(u64, [u8; 32])>,
+    /// Who counts as a person (SPEC 24.11).
+    persons: super::persons::Persons,
+}
+
+/// Reads the adoptions, quorum changes, revocations and persons of an admin log's entries
+/// (only entries by the log's own key count; a forged person signature voids the entry).
+fn changes(trusted: &Trusted, entries: &[Vec<u8>], owner: &LogOwner) -> Changes {
+    use coop_formats::tlog::{Entry, PersonCheck};
+    let listed: Vec<[u8; 32]> = trusted
+        .witnesses
+        .iter()
+        .map(|w| w.1)
+        .chain(trusted.revoked_witnesses.iter().map(|w| w.1))
+        .collect();
+    let own = hex::encode(owner.key);
+    let mut c = Changes::default();
+    let mut person_entries: Vec<(u64, Entry)> = Vec::new();
+    for (i, b) in entries.iter().enumerate() {
+        let i = i as u64;
+        let about_persons = contains(b, b"recovery-init")
+            || contains(b, b"\"admin-")
+            || contains(b, b"log_quorum=")
+            || contains(b, b"quorum-lower");
+        let about_witnesses = contains(b, b"witness_key")
+            || contains(b, b"log_quorum=")
+            || contains(b, b"\"revoke\"");
+        if !(about_persons || about_witnesses) {
+            continue;
+        }
+        let Ok(e) = Entry::decode(b) else { continue };
+        if e.actor != own {
+            continue;
+        }
+        if about_witnesses {
+            let by = match e.person() {
+                PersonCheck::Forged => None,
+                PersonCheck::Signed(k) => Some(Some(k)),
+                PersonCheck::Unsigned => Some(None),
+            };
+            if let Some(by) = by {
+                if let Some(k) = adopted_key(&e).filter(|k| listed.contains(k) && *k != owner.key) {
+                    c.adoptions.push((i, k, by));
+                }
+                if let Some(q) = super::persons::quorum_set(&e) {
+                    c.quorums.push((i, q));
+                }
+                if e.event == Event::Revoke {
+                    let name = e.object.as_deref().unwrap_or_default();
+                    for (wname, k, _) in &trusted.revoked_witnesses {
+                        if *wname == super::witness_name(name, k) {
+                            c.revoked.push((i, *k));
+                        }
+                    }
+                }
+            }
+        }
+        if about_persons {
+            person_entries.push((i, e));
+        }
+    }
+    c.persons = super::persons::Persons::from_entries(person_entries.iter().map(|(i, e)| (*i, e)));
+    // Only a person who counts adopts as a person.
+    for a in c.adoptions.iter_mut() {
+        if a.2.is_some_and(|by| !c.persons.counts(&by, a.0)) {
+            a.2 = None;
+        }
+    }
+    c
+}
+
+/// Witness key → how it joined, for one admin log.
+type Activated = HashMap<[u8; 32], Active>;
+
+/// When each witness of one admin log began to count (SPEC 24.5), and its persons; nothing
+/// for a log whose head does not verify.
+fn activate_log(
+    repo: &Repo,
+    trusted: &Trusted,
+    id: &str,
+    origin: &str,
+    owner: &LogOwner,
+) -> Result<(Activated, Option<super::persons::Persons>)> {
+    let mut active: HashMap<[u8; 32], Active> = HashMap::new();
+    let s = super::stored(repo, id)?;
+    let Some(head) = super::newest_verified(&s, &owner.key, origin) else {
+        return Ok((active, None));
+    };
+    let Ok(entries) = super::read_entries(repo, &s, head.size) else {
+        return Ok((active, None));
+    };
+    let tree = tlog::Levels::new(&super::leaves(&entries));
+    if tree.root(head.size as usize) != head.root {
+        return Ok((active, None));
+    }
+    let c = changes(trusted, &entries, owner);
+    let mut founding = true;
+    let mut next = 0; // the first adoption not yet in effect
+    for (&size, note) in s.checkpoints.range(..=head.size) {
+        let Ok(cp) = tlog::open_checkpoint(note, &owner.key) else {
+            continue;
+        };
+        if cp.origin != origin || cp.size != size || tree.root(size as usize) != cp.root {
+            continue;
+        }
+        let cos = cosigned(trusted, &cp, s.cosignatures.get(&size), &owner.key)
+            .into_iter()
+            .filter(|k| active.get(k).is_some_and(|a| a.since < size))
+            .count();
+        // The active witnesses no logged revocation before this checkpoint retired.
+        let live = active
+            .keys()
+            .filter(|k| !c.revoked.iter().any(|(i, r)| r == *k && *i < size))
+            .count();
+        // Before the first cosigned checkpoint, and again once every active witness was
+        // revoked (nobody is left who could witness an adoption), adoptions take effect at
+        // the next checkpoint: the (re)founding witnesses. Members see the whole witness set
+        // change (SPEC 16.4).
+        let initial = founding;
+        let was_founding = founding || live == 0;
+        let take = if was_founding {
+            founding = founding && cos == 0;
+            true
+        } else {
+            let q = c
+                .quorums
+                .iter()
+                .take_while(|(i, _)| *i < size)
+                .last()
+                .map_or(0, |(_, q)| *q) as usize;
+            cos >= q.min(live).max(1)
+        };
+        if !take {
+            continue;
+        }
+        while let Some(&(i, k, by)) = c.adoptions.get(next).filter(|a| a.0 < size) {
+            active.entry(k).or_insert(Active {
+                since: size,
+                // Adopted before the first checkpoint any witness cosigned; or, before the
+                // recovery split, once every witness was revoked. After the split a witness
+                // re-founded so is its adopter's, like any other: one admin who revokes
+                // every witness and adopts her own gets no founding witness.
+                founding: initial || (was_founding && c.persons.before_split(i)),
+                by,
+            });
+            next += 1;
+        }
+    }
+    Ok((active, Some(c.persons)))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -57,6 +57,68 @@ fn member_json(m: &coop_formats::registry::Member) -> serde_json::Value {
     serde_json::json!({"name": m.name, "tenant": m.tenant(), "recipients": m.recipients, "quota": m.quota, "added": m.added})
 }
 
+/// `coop member list`: the active members, the recovery keys and the sites' writer keys.
+fn list(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+) -> Result<i32> {
+    let p = g.printer();
+    let mut status = crate::exit::OK;
+    let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+    let loaded = members::load(repo, &coop)?;
+    for pr in &loaded.problems {
+        p.warn(pr);
+    }
+    if !loaded.problems.is_empty() {
+        status = crate::exit::INTEGRITY;
+    }
+    let sites = coop_agent::writers::load(repo, &coop.admin_keys)?.list;
+    let reg = loaded.registry;
+    if g.json {
+        let v: Vec<_> = reg.active().map(member_json).collect();
+        let s: Vec<_> = sites
+            .writers
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "name": w.name, "public_key": hex::encode(w.public_key),
+                    "fingerprint": coop_formats::manifest::fingerprint(&w.public_key),
+                    "revoked": w.revoked.as_ref().map(|r| &r.time),
+                })
+            })
+            .collect();
+        p.json(&serde_json::json!({"members": v, "recovery": reg.recovery, "sites": s}))?;
+    } else {
+        for m in reg.active() {
+            p.data(format!(
+                "{:<20} quota {:<10} {}",
+                m.name,
+                m.quota.map(util::bytes).unwrap_or_else(|| "-".into()),
+                m.recipients.join(", ")
+            ))?;
+        }
+        p.summary(format!(
+            "{}; {}",
+            util::plural(reg.active().count() as u64, "member", "members"),
+            util::plural(reg.recovery.len() as u64, "recovery key", "recovery keys")
+        ))?;
+        for w in &sites.writers {
+            p.summary(format!(
+                "site {:<16} key {}{}",
+                w.name,
+                coop_formats::manifest::fingerprint(&w.public_key),
+                if w.revoked.is_some() {
+                    " (revoked)"
+                } else {
+                    ""
+                }
+            ))?;
+        }
+    }
+    Ok(status)
+}
+
 pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
     let p = g.printer();
     let repo = util::open_repo(g)?;
@@ -80,59 +142,7 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
                 ))?;
             }
         }
-        MemberCommand::List => {
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let loaded = members::load(&repo, &coop)?;
-            for pr in &loaded.problems {
-                p.warn(pr);
-            }
-            if !loaded.problems.is_empty() {
-                status = crate::exit::INTEGRITY;
-            }
-            let sites = coop_agent::writers::load(&repo, &coop.admin_keys)?.list;
-            let reg = loaded.registry;
-            if g.json {
-                let v: Vec<_> = reg.active().map(member_json).collect();
-                let s: Vec<_> = sites
-                    .writers
-                    .iter()
-                    .map(|w| {
-                        serde_json::json!({
-                            "name": w.name, "public_key": hex::encode(w.public_key),
-                            "fingerprint": coop_formats::manifest::fingerprint(&w.public_key),
-                            "revoked": w.revoked.as_ref().map(|r| &r.time),
-                        })
-                    })
-                    .collect();
-                p.json(&serde_json::json!({"members": v, "recovery": reg.recovery, "sites": s}))?;
-            } else {
-                for m in reg.active() {
-                    p.data(format!(
-                        "{:<20} quota {:<10} {}",
-                        m.name,
-                        m.quota.map(util::bytes).unwrap_or_else(|| "-".into()),
-                        m.recipients.join(", ")
-                    ))?;
-                }
-                p.summary(format!(
-                    "{}; {}",
-                    util::plural(reg.active().count() as u64, "member", "members"),
-                    util::plural(reg.recovery.len() as u64, "recovery key", "recovery keys")
-                ))?;
-                for w in &sites.writers {
-                    p.summary(format!(
-                        "site {:<16} key {}{}",
-                        w.name,
-                        coop_formats::manifest::fingerprint(&w.public_key),
-                        if w.revoked.is_some() {
-                            " (revoked)"
-                        } else {
-                            ""
-                        }
-                    ))?;
-                }
-            }
-        }
+        MemberCommand::List => status = list(g, &repo, &access)?,
         MemberCommand::Remove { name } => {
             members::remove(&repo, &access, &name)?;
             if g.json {

@@ -110,60 +110,76 @@ fn readers_after_split(g: &Global, repo: &coop_agent::repo::Repo, access: &Acces
     Ok(())
 }
 
+/// `coop recovery init`: the split, who reads each member from then on, and the persons.
+fn init(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+    threshold: u8,
+    admins: &[String],
+) -> Result<()> {
+    let p = g.printer();
+    let admins: Vec<(String, String)> = admins
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(n, r)| (n.trim().to_string(), r.trim().to_string()))
+                .ok_or_else(|| Error::Invalid {
+                    what: format!("--admin {a:?}: give NAME=RECIPIENT"),
+                })
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let s = coop_agent::recovery::init(repo, access, threshold, &admins)?;
+    if g.json {
+        p.json(&s)?;
+    } else {
+        p.summary(format!(
+            "recovery epoch {}: reading a member's data takes one admin asking and {} \
+                     other(s) approving, of {} ({}); each member has a recovery key of their own, \
+                     every member tenant is re-wrapped to it and no admin key opens one alone",
+            s.epoch,
+            s.approvals(),
+            s.holders.len(),
+            s.holders
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?;
+        readers_after_split(g, repo, access)?;
+        let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+        let listing = coop_agent::admins::listing(repo, &coop)?;
+        if listing.approvals_needed.is_none() {
+            p.warn(
+                "no admin is registered as a person (`coop admin add NAME`), so the \
+                         split named no persons: any person key counts as an admin person, and \
+                         one admin can add or retire admins alone (SPEC 24.11)",
+            );
+        } else {
+            p.note(format!(
+                "the admin persons from now on: {}; adding or retiring one takes {} \
+                         other admins' approval (`coop admin approve`)",
+                listing
+                    .admins
+                    .iter()
+                    .filter(|a| a.counts)
+                    .map(|a| a.admin.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.approvals()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
     let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::identity_access(g)?;
     match c {
         RecoveryCommand::Init { threshold, admins } => {
-            let admins: Vec<(String, String)> = admins
-                .iter()
-                .map(|a| {
-                    a.split_once('=')
-                        .map(|(n, r)| (n.trim().to_string(), r.trim().to_string()))
-                        .ok_or_else(|| Error::Invalid {
-                            what: format!("--admin {a:?}: give NAME=RECIPIENT"),
-                        })
-                })
-                .collect::<std::result::Result<_, _>>()?;
-            let s = coop_agent::recovery::init(&repo, &access, threshold, &admins)?;
-            if g.json {
-                p.json(&s)?;
-            } else {
-                p.summary(format!(
-                    "recovery epoch {}: reading a member's data takes one admin asking and {} \
-                     other(s) approving, of {} ({}); each member has a recovery key of their own, \
-                     every member tenant is re-wrapped to it and no admin key opens one alone",
-                    s.epoch,
-                    s.approvals(),
-                    s.holders.len(),
-                    s.holders
-                        .iter()
-                        .map(|h| h.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))?;
-                readers_after_split(g, &repo, &access)?;
-                let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-                let listing = coop_agent::admins::listing(&repo, &coop)?;
-                if listing.approvals_needed.is_none() {
-                    p.warn(
-                        "no admin is registered as a person (`coop admin add NAME`), so the                          split named no persons: any person key counts as an admin person, and                          one admin can add or retire admins alone (SPEC 24.11)",
-                    );
-                } else {
-                    p.note(format!(
-                        "the admin persons from now on: {}; adding or retiring one takes {}                          other admins' approval (`coop admin approve`)",
-                        listing
-                            .admins
-                            .iter()
-                            .filter(|a| a.counts)
-                            .map(|a| a.admin.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        s.approvals()
-                    ));
-                }
-            }
+            init(g, &repo, &access, threshold, &admins)?;
         }
         RecoveryCommand::Request {
             member,
