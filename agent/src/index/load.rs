@@ -97,6 +97,36 @@ pub fn files(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
     Ok(out)
 }
 
+/// [`file`] of every index object of the tenant, read as the iterator goes (a few at a
+/// time): for callers that must not hold them all. A damaged or malformed one is an error.
+pub fn each_file<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+) -> Result<impl Iterator<Item = Result<(Id, IndexFile)>> + 'a> {
+    Ok(each_file_result(repo, keys)?.filter_map(|(_, r)| r.transpose()))
+}
+
+/// [`file`] of every listed index object, with its name, a batch at a time.
+fn each_file_result<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+) -> Result<impl Iterator<Item = (Id, Result<Option<(Id, IndexFile)>>)> + 'a> {
+    let names: Vec<Id> = repo
+        .list(Kind::Index, &keys.tag)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    Ok(names
+        .chunks(FETCH_BATCH)
+        .map(|c| c.to_vec())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(move |chunk| {
+            let got = crate::par::map(&chunk, crate::par::THREADS, |n| file(repo, keys, n));
+            chunk.into_iter().zip(got)
+        }))
+}
+
 /// Index objects held in memory at once while they are read in parallel.
 const FETCH_BATCH: usize = 64;
 
@@ -134,6 +164,17 @@ fn skip_damaged(
         }
         other => other,
     }
+}
+
+/// Every index object a reader can use, read as the iterator goes; damaged or malformed
+/// ones are named in warnings and left out (as [`readable_files`] does).
+pub fn each_readable_file<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+) -> Result<impl Iterator<Item = Result<(Id, IndexFile)>> + 'a> {
+    let mut skipped = Vec::new();
+    Ok(each_file_result(repo, keys)?
+        .filter_map(move |(n, r)| skip_damaged(&n, r, &mut skipped).transpose()))
 }
 
 /// Index objects a reader can use (name, content), and the names of those it skipped.
