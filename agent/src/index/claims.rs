@@ -49,8 +49,6 @@ pub struct Claims {
     pack_ix: HashMap<Id, u32>,
     /// Per pack: the `stored_size` recorded by the last object, in listing order, to list it.
     pub stored_size: HashMap<Id, u64>,
-    /// Per (object, pack): the `stored_len` of the object's entries in the pack.
-    object_pack_bytes: HashMap<(u32, u32), u64>,
     /// Packs some object claims a blob in.
     claimed: HashSet<Id>,
 }
@@ -79,7 +77,7 @@ impl Claims {
         let mut packs: Vec<IndexPack> = Vec::new();
         let mut pack_ix: HashMap<Id, u32> = HashMap::new();
         let mut stored_size = HashMap::new();
-        let mut object_pack_bytes: HashMap<(u32, u32), u64> = HashMap::new();
+        let mut claimed_ix: HashSet<u32> = HashSet::new();
         let mut seq = 0u64;
         let mut rec = [0u8; REC];
         for obj in objects {
@@ -103,7 +101,7 @@ impl Claims {
                 let Some(&pack) = map.get(e.pack as usize) else {
                     continue; // IndexFile::open checked this; never trust it twice
                 };
-                *object_pack_bytes.entry((object, pack)).or_default() += e.stored_len as u64;
+                claimed_ix.insert(pack);
                 rec[..32].copy_from_slice(&e.id.0);
                 rec[32..40].copy_from_slice(&seq.to_be_bytes());
                 rec[40..44].copy_from_slice(&object.to_le_bytes());
@@ -128,10 +126,7 @@ impl Claims {
             fanout[i] += fanout[i - 1];
         }
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        let claimed = object_pack_bytes
-            .keys()
-            .map(|&(_, p)| packs[p as usize].id)
-            .collect();
+        let claimed = claimed_ix.iter().map(|&p| packs[p as usize].id).collect();
         Ok(Self {
             dir: dir.to_path_buf(),
             file,
@@ -142,7 +137,6 @@ impl Claims {
             packs,
             pack_ix,
             stored_size,
-            object_pack_bytes,
             claimed,
         })
     }
@@ -172,7 +166,12 @@ impl Claims {
 
     /// The pack with its `stored_size` as last listed.
     pub fn pack(&self, loc: &Loc) -> IndexPack {
-        let id = self.pack_id(loc);
+        self.pack_at(loc.pack)
+    }
+
+    /// The pack at a position of [`Self::packs`], with its `stored_size` as last listed.
+    pub fn pack_at(&self, ix: u32) -> IndexPack {
+        let id = self.packs[ix as usize].id;
         IndexPack {
             id,
             stored_size: self.stored_size.get(&id).copied().unwrap_or(0),
@@ -189,15 +188,23 @@ impl Claims {
         self.claimed.contains(pack)
     }
 
-    /// Per pack: the `stored_len` of its entries in objects nothing supersedes.
-    pub fn active_bytes(&self) -> HashMap<Id, u64> {
-        let mut out: HashMap<Id, u64> = HashMap::new();
-        for (&(object, pack), &n) in &self.object_pack_bytes {
-            if self.is_active(object) {
-                *out.entry(self.packs[pack as usize].id).or_default() += n;
+    /// Per pack: the `stored_len` of its entries in objects nothing supersedes (one
+    /// sequential pass over the claims).
+    pub fn active_bytes(&self) -> Result<HashMap<Id, u64>> {
+        let active: Vec<bool> = (0..self.names.len() as u32)
+            .map(|o| self.is_active(o))
+            .collect();
+        let mut by_ix: HashMap<u32, u64> = HashMap::new();
+        self.for_each_blob(|_, claims| {
+            for c in claims.iter().filter(|c| active[c.object as usize]) {
+                *by_ix.entry(c.loc.pack).or_default() += c.loc.stored_len as u64;
             }
-        }
-        out
+            Ok(())
+        })?;
+        Ok(by_ix
+            .into_iter()
+            .map(|(p, n)| (self.packs[p as usize].id, n))
+            .collect())
     }
 
     /// Every claim of one blob, in listing order.
@@ -361,7 +368,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(blobs, 4000);
-        let bytes = claims.active_bytes();
+        let bytes = claims.active_bytes().unwrap();
         assert_eq!(bytes.get(&p1), None, "a is superseded");
         assert_eq!(bytes[&p2], 2900 * 10);
         let mem = crate::index::merge(files, Some(&present));

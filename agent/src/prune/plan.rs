@@ -2,6 +2,7 @@
 
 use super::{PruneOptions, PruneReport, Used, View};
 use crate::error::{Error, Result};
+use crate::index::spill::{Sorter, RUN_BYTES};
 use crate::index::Index;
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -72,7 +73,7 @@ pub(super) fn decide(
     rep: &mut PruneReport,
 ) -> Result<Candidates> {
     let mut pack_used: HashMap<Id, u64> = HashMap::new();
-    let pack_stored = view.claims.active_bytes();
+    let pack_stored = view.claims.active_bytes()?;
     let mut failed = None;
     index.for_each(|b, l| {
         let p = index.pack_id(l);
@@ -309,29 +310,49 @@ pub(super) fn write(
         parts.push(new_index.packs[e.pack as usize], e)?;
     }
     drop(new_index);
+    // The first claim of each blob in a pack that stays, sorted again by pack (then blob), so
+    // that each part lists few packs, as the objects backups write do.
+    let dir = used.dir().to_path_buf();
+    let io = |e| Error::io(&dir, e);
+    let mut kept = Sorter::new(&dir, KEPT_REC, RUN_BYTES);
+    let mut rec = [0u8; KEPT_REC];
     view.claims.for_each_blob(|id, claims| {
         if copied.contains(id) {
             return Ok(());
         }
         for cl in claims {
-            let p = view.claims.pack(&cl.loc);
-            if condemned.contains(&p.id) || !view.packs.contains_key(&p.id) {
+            let p = view.claims.pack_id(&cl.loc);
+            if condemned.contains(&p) || !view.packs.contains_key(&p) {
                 continue;
             }
             let l = cl.loc;
-            let e = IndexEntry {
-                id: *id,
-                pack: 0,
-                ty: l.ty,
-                compression: l.compression,
-                offset: l.offset,
-                stored_len: l.stored_len,
-                raw_len: l.raw_len,
-            };
-            return parts.push(p, &e);
+            rec[..4].copy_from_slice(&l.pack.to_be_bytes());
+            rec[4..36].copy_from_slice(&id.0);
+            rec[36..40].copy_from_slice(&l.offset.to_le_bytes());
+            rec[40..44].copy_from_slice(&l.stored_len.to_le_bytes());
+            rec[44..48].copy_from_slice(&l.raw_len.to_le_bytes());
+            rec[48] = l.ty as u8;
+            rec[49] = l.compression;
+            return kept.push(&rec).map_err(io);
         }
         Ok(())
     })?;
+    let mut kept = kept.finish().map_err(io)?;
+    while let Some(r) = kept.next().map_err(io)? {
+        let u = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4"));
+        let pack = u32::from_be_bytes(r[..4].try_into().expect("4"));
+        let e = IndexEntry {
+            id: Id(r[4..36].try_into().expect("32")),
+            pack: 0,
+            ty: BlobType::from_u8(r[48])
+                .ok_or_else(|| Error::internal("bad blob type in a prune's sort"))?,
+            compression: r[49],
+            offset: u(36),
+            stored_len: u(40),
+            raw_len: u(44),
+        };
+        parts.push(view.claims.pack_at(pack), &e)?;
+    }
     let replacements = parts.finish()?;
     crate::fault::point("prune:after-index");
     // One plan per part; the last one condemns the packs and names the objects to delete,
@@ -372,6 +393,9 @@ pub(super) fn write(
     crate::fault::point("prune:after-plan");
     Ok(written)
 }
+
+/// Records of the kept claims sorted by pack: pack (big-endian), blob, location.
+const KEPT_REC: usize = 64;
 
 /// Entries per part of the consolidated index (about 13 MiB sealed).
 #[cfg(not(test))]

@@ -74,6 +74,7 @@ const BATCH: usize = 1 << 15;
 const BATCH: usize = 5;
 
 /// What outlives a batch.
+#[derive(Default)]
 struct Run {
     report: RestoreReport,
     /// Directories that could not be created: what is below them fails with them.
@@ -107,43 +108,64 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let includes = Patterns::new(&opts.includes)?;
     let excludes = Patterns::new(&opts.excludes)?;
-    let target = fsx::open_or_create_dir(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    // The bytes to write, for progress: a first walk that keeps nothing per entry.
-    let root = match root {
-        RestoreRoot::Tree(id) => {
-            let mut total = 0u64;
-            let mut seen_groups: HashSet<u64> = HashSet::new();
-            plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
-                if it.node.kind == NodeKind::File
-                    && it.node.link_group.is_none_or(|g| seen_groups.insert(g))
-                {
-                    total = total.saturating_add(it.node.size);
-                }
-                Ok(())
-            })?;
-            progress.phase("restore", Some(total));
-            RestoreRoot::Tree(id)
-        }
+    let open_target =
+        || fsx::open_or_create_dir(&opts.target).map_err(|e| Error::io(&opts.target, e));
+    // The first walk sums the bytes to write (for progress) and keeps the entries while they
+    // fit in one batch: a restore of up to a batch walks the snapshot once, a larger one twice
+    // (the second time restoring batch by batch).
+    let id = match root {
+        RestoreRoot::Tree(id) => id,
         RestoreRoot::Node(n) => {
             progress.phase("restore", Some(n.size));
-            RestoreRoot::Node(n)
+            let mut run = Run::default();
+            let item = plan::Item {
+                rel: PathBuf::from(OsStr::from_bytes(&n.name)),
+                node: *n,
+            };
+            let target = open_target()?;
+            restore_batch(reader, target.as_fd(), vec![item], opts, progress, &mut run)?;
+            progress.finish();
+            return Ok(run.report);
         }
     };
-    let mut run = Run {
-        report: RestoreReport::default(),
-        failed_dirs: HashSet::new(),
-        dirs: Vec::new(),
-        groups: HashMap::new(),
-    };
-    let mut batch: Vec<plan::Item> = Vec::with_capacity(BATCH);
-    plan::walk(reader, root, &includes, &excludes, |it| {
-        batch.push(it);
-        if batch.len() >= BATCH {
-            restore_batch(reader, target.as_fd(), std::mem::take(&mut batch), opts, progress, &mut run)?;
+    let mut total = 0u64;
+    let mut seen_groups: HashSet<u64> = HashSet::new();
+    let mut first: Vec<plan::Item> = Vec::new();
+    let mut fits = true;
+    plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
+        if it.node.kind == NodeKind::File
+            && it.node.link_group.is_none_or(|g| seen_groups.insert(g))
+        {
+            total = total.saturating_add(it.node.size);
+        }
+        if fits {
+            if first.len() < BATCH {
+                first.push(it);
+            } else {
+                fits = false;
+                first = Vec::new();
+            }
         }
         Ok(())
     })?;
-    restore_batch(reader, target.as_fd(), batch, opts, progress, &mut run)?;
+    drop(seen_groups);
+    let target = open_target()?;
+    progress.phase("restore", Some(total));
+    let mut run = Run::default();
+    if fits {
+        restore_batch(reader, target.as_fd(), first, opts, progress, &mut run)?;
+    } else {
+        let mut batch: Vec<plan::Item> = Vec::with_capacity(BATCH);
+        plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
+            batch.push(it);
+            if batch.len() >= BATCH {
+                let full = std::mem::take(&mut batch);
+                restore_batch(reader, target.as_fd(), full, opts, progress, &mut run)?;
+            }
+            Ok(())
+        })?;
+        restore_batch(reader, target.as_fd(), batch, opts, progress, &mut run)?;
+    }
     progress.finish();
     dir_metadata(target.as_fd(), &run.dirs, opts.owner, &mut run.report);
     Ok(run.report)
