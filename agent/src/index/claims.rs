@@ -68,7 +68,10 @@ impl std::fmt::Debug for Claims {
 impl Claims {
     /// Reads the objects one at a time (each is dropped once its claims are in the sorter);
     /// temporary files go to `dir`.
-    pub fn build(dir: &Path, objects: impl Iterator<Item = Result<(Id, IndexFile)>>) -> Result<Self> {
+    pub fn build(
+        dir: &Path,
+        objects: impl Iterator<Item = Result<(Id, IndexFile)>>,
+    ) -> Result<Self> {
         let io = |e| Error::io(dir, e);
         let mut sorter = Sorter::new(dir, REC, RUN_BYTES);
         let mut names = Vec::new();
@@ -388,7 +391,10 @@ mod tests {
         let small = {
             let mut v = Vec::new();
             for n in 0..3 {
-                v.push((id(800_000 + n), file(id(700_000 + n), n * 100..n * 100 + 5000, vec![])));
+                v.push((
+                    id(800_000 + n),
+                    file(id(700_000 + n), n * 100..n * 100 + 5000, vec![]),
+                ));
             }
             v
         };

@@ -2,6 +2,7 @@
 
 use super::{walk_used, PruneOptions, PruneReport, Used, View};
 use crate::error::Result;
+use crate::index::spill::{IdSet, Sorter, RUN_BYTES};
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
 use crate::lock;
@@ -10,7 +11,6 @@ use crate::read::BlobReader;
 use crate::repo::Repo;
 use coop_formats::control::PrunePlan;
 use coop_formats::id::Id;
-use crate::index::spill::{IdSet, Sorter, RUN_BYTES};
 use coop_formats::index::IndexFile;
 use std::collections::HashSet;
 
@@ -101,8 +101,7 @@ pub(super) fn run(
     if honoured.iter().any(|h| *h) {
         fresh.claims.for_each_blob(|id, claims| {
             if claims.iter().any(|c| {
-                honoured[c.object as usize]
-                    && new_packs.contains(&fresh.claims.pack_id(&c.loc))
+                honoured[c.object as usize] && new_packs.contains(&fresh.claims.pack_id(&c.loc))
             }) {
                 copies.push(&id.0).map_err(io)?;
             }

@@ -410,7 +410,9 @@ mod tests {
             host: "test".into(),
             ..Default::default()
         };
-        crate::backup::backup(r, keys, &opts, &NoProgress).unwrap().id
+        crate::backup::backup(r, keys, &opts, &NoProgress)
+            .unwrap()
+            .id
     }
 
     /// Every blob the snapshot needs, by walking it.
@@ -441,8 +443,11 @@ mod tests {
             let dir = src.path().join(format!("d{d}"));
             std::fs::create_dir(&dir).unwrap();
             for i in 0..150 {
-                std::fs::write(dir.join(format!("f{i}")), format!("file {d}/{i}\n").repeat(1 + i % 7))
-                    .unwrap();
+                std::fs::write(
+                    dir.join(format!("f{i}")),
+                    format!("file {d}/{i}\n").repeat(1 + i % 7),
+                )
+                .unwrap();
             }
         }
         let (r, keys) = repo();
@@ -501,6 +506,10 @@ mod tests {
         }
         // Nothing more to do.
         let again = prune(&r, &keys, &opts, &NoProgress).unwrap();
-        assert_eq!((again.plans_written, again.packs_deleted), (0, 0), "{again:?}");
+        assert_eq!(
+            (again.plans_written, again.packs_deleted),
+            (0, 0),
+            "{again:?}"
+        );
     }
 }

@@ -605,8 +605,8 @@ fn dir_metadata(
 ) {
     for (rel, node, created) in dirs.iter().rev() {
         // Reopened by path: only the directory this restore made gets its owner and mode.
-        let res = fsx::open_beneath(target, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-            .and_then(|fd| {
+        let res = fsx::open_beneath(target, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).and_then(
+            |fd| {
                 let st = fsx::fstat(fd.as_fd())?;
                 if (st.dev, st.ino) != *created {
                     return Err(std::io::Error::other(
@@ -614,7 +614,8 @@ fn dir_metadata(
                     ));
                 }
                 fsx::set_meta_fd(fd.as_fd(), &fsx::Meta::of(node, owner))
-            });
+            },
+        );
         if let Err(e) = res {
             report.warnings.push(format!(
                 "{}: metadata not fully restored: {e}",
@@ -652,7 +653,16 @@ mod tests {
                     stack.push(p);
                     out.push((rel, None));
                 } else if m.is_symlink() {
-                    out.push((rel, Some(std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec())));
+                    out.push((
+                        rel,
+                        Some(
+                            std::fs::read_link(&p)
+                                .unwrap()
+                                .as_os_str()
+                                .as_bytes()
+                                .to_vec(),
+                        ),
+                    ));
                 } else {
                     out.push((rel, Some(std::fs::read(&p).unwrap())));
                 }
@@ -673,12 +683,20 @@ mod tests {
             let dir = root.join(format!("d{d}")).join("sub");
             std::fs::create_dir_all(&dir).unwrap();
             for i in 0..6 {
-                std::fs::write(dir.join(format!("f{i}")), format!("{d}/{i}\n").repeat(1 + i * 100)).unwrap();
+                std::fs::write(
+                    dir.join(format!("f{i}")),
+                    format!("{d}/{i}\n").repeat(1 + i * 100),
+                )
+                .unwrap();
             }
         }
         std::fs::hard_link(root.join("d0/sub/f1"), root.join("d3/sub/link")).unwrap();
         std::os::unix::fs::symlink("../d0/sub/f2", root.join("d2/sym")).unwrap();
-        std::fs::set_permissions(root.join("d1"), std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+        std::fs::set_permissions(
+            root.join("d1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o555),
+        )
+        .unwrap();
         let (r, keys) = repo();
         let opts = crate::backup::BackupOptions {
             paths: vec![root.clone()],
@@ -710,8 +728,15 @@ mod tests {
             std::fs::metadata(restored.join("d0/sub/f1")).unwrap(),
             std::fs::metadata(restored.join("d3/sub/link")).unwrap(),
         );
-        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "hard link across batches");
-        assert_eq!(std::fs::metadata(restored.join("d1")).unwrap().mode() & 0o777, 0o555);
+        assert_eq!(
+            (a.dev(), a.ino()),
+            (b.dev(), b.ino()),
+            "hard link across batches"
+        );
+        assert_eq!(
+            std::fs::metadata(restored.join("d1")).unwrap().mode() & 0o777,
+            0o555
+        );
         // Only what an include matches, with its parents.
         let only = out.path().join("only");
         let rep = restore(
@@ -731,7 +756,15 @@ mod tests {
             .map(|(p, _)| p)
             .collect();
         assert_eq!(got, vec!["d2", "d2/sub", "d2/sub/f3"]);
-        std::fs::set_permissions(restored.join("d1"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(root.join("d1"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            restored.join("d1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("d1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
     }
 }
