@@ -102,11 +102,14 @@ pub fn each_file<'a>(
     Ok(each_file_result(repo, keys)?.filter_map(|(_, r)| r.transpose()))
 }
 
+/// One index object read: its name, and what [`file`] gave.
+type Fetched = (Id, Result<Option<(Id, IndexFile)>>);
+
 /// [`file`] of every listed index object, with its name, a batch at a time.
 fn each_file_result<'a>(
     repo: &'a Repo,
     keys: &'a TenantKeys,
-) -> Result<impl Iterator<Item = (Id, Result<Option<(Id, IndexFile)>>)> + 'a> {
+) -> Result<impl Iterator<Item = Fetched> + 'a> {
     let names = listing(repo, keys)?;
     Ok(batches(&names)
         .into_iter()
