@@ -336,6 +336,8 @@ pub fn prune(
         view.snapshots.iter().map(|e| &e.snapshot),
         &mut used,
     )?;
+    // The trees are walked: the packs cached for them are not needed again.
+    reader.clear_cache();
     plan::check_needed_present(&view, &index, &used)?;
     progress.finish();
 

@@ -223,7 +223,9 @@ impl<'a> BlobReader<'a> {
         Ok(())
     }
 
-    /// A decrypted pack, from a small cache.
+    /// A decrypted pack, from a small cache. The oldest pack leaves the cache before a new
+    /// one is fetched, and a cached pack holds no spare capacity: the cache's memory is
+    /// [`PACK_CACHE`] packs, however many packs are read.
     pub fn pack(&self, pack_id: &Id) -> Result<Arc<Vec<u8>>> {
         {
             let mut c = self.cache.lock().expect("lock");
@@ -233,14 +235,24 @@ impl<'a> BlobReader<'a> {
                 c.push(e);
                 return Ok(p);
             }
+            if c.len() >= PACK_CACHE {
+                c.remove(0);
+            }
         }
-        let p = Arc::new(self.fetch_pack(pack_id)?);
+        let mut plain = self.fetch_pack(pack_id)?;
+        plain.shrink_to_fit();
+        let p = Arc::new(plain);
         let mut c = self.cache.lock().expect("lock");
         if c.len() >= PACK_CACHE {
             c.remove(0);
         }
         c.push((*pack_id, Arc::clone(&p)));
         Ok(p)
+    }
+
+    /// Empties the pack cache (a caller done walking trees gives its memory back).
+    pub fn clear_cache(&self) {
+        self.cache.lock().expect("lock").clear();
     }
 
     /// Locates a blob and checks it is of the expected type.
