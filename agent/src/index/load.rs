@@ -85,11 +85,7 @@ pub fn file(repo: &Repo, keys: &TenantKeys, name: &Id) -> Result<Option<(Id, Ind
 /// Reads and authenticates every index object of the tenant (name, content). A damaged or
 /// malformed one is an error: for prune, which must not judge data by a partial index.
 pub fn files(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
-    let names: Vec<Id> = repo
-        .list(Kind::Index, &keys.tag)?
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+    let names = listing(repo, keys)?;
     let mut out = Vec::new();
     for (_, r) in fetched(repo, keys, &names) {
         out.extend(r?);
@@ -97,20 +93,79 @@ pub fn files(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, IndexFile)>> {
     Ok(out)
 }
 
+/// [`file`] of every index object of the tenant, read as the iterator goes (a few at a
+/// time): for callers that must not hold them all. A damaged or malformed one is an error.
+pub fn each_file<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+) -> Result<impl Iterator<Item = Result<(Id, IndexFile)>> + 'a> {
+    Ok(each_file_result(repo, keys)?.filter_map(|(_, r)| r.transpose()))
+}
+
+/// One index object read: its name, and what [`file`] gave.
+type Fetched = (Id, Result<Option<(Id, IndexFile)>>);
+
+/// [`file`] of every listed index object, with its name, a batch at a time.
+fn each_file_result<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+) -> Result<impl Iterator<Item = Fetched> + 'a> {
+    let names = listing(repo, keys)?;
+    Ok(batches(&names)
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(move |chunk| {
+            let got = crate::par::map(&chunk, crate::par::THREADS, |(n, _)| file(repo, keys, n));
+            chunk.into_iter().map(|(n, _)| n).zip(got)
+        }))
+}
+
 /// Index objects held in memory at once while they are read in parallel.
 const FETCH_BATCH: usize = 64;
+/// Listed bytes of the index objects held in memory at once (a batch has at least one):
+/// backups write small objects, prune's consolidated parts are about 13 MiB each.
+const FETCH_BYTES: u64 = 32 << 20;
+
+/// The tenant's index objects, with their stored sizes.
+fn listing(repo: &Repo, keys: &TenantKeys) -> Result<Vec<(Id, u64)>> {
+    Ok(repo
+        .list(Kind::Index, &keys.tag)?
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect())
+}
+
+/// `names` in order, cut into batches of at most [`FETCH_BATCH`] objects and
+/// [`FETCH_BYTES`] listed bytes (at least one object each).
+fn batches(names: &[(Id, u64)]) -> Vec<&[(Id, u64)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0usize, 0u64);
+    for (i, (_, size)) in names.iter().enumerate() {
+        if i > start && (i - start >= FETCH_BATCH || bytes + size > FETCH_BYTES) {
+            out.push(&names[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < names.len() {
+        out.push(&names[start..]);
+    }
+    out
+}
 
 /// [`file`] of each of `names`, in their order, several read at once (a fresh machine, the
-/// disaster case, reads every index object before anything else) and at most
-/// [`FETCH_BATCH`] in memory at once.
+/// disaster case, reads every index object before anything else) and one batch
+/// ([`batches`]) in memory at once.
 fn fetched<'a>(
     repo: &'a Repo,
     keys: &'a TenantKeys,
-    names: &'a [Id],
+    names: &'a [(Id, u64)],
 ) -> impl Iterator<Item = (Id, Result<Option<(Id, IndexFile)>>)> + 'a {
-    names.chunks(FETCH_BATCH).flat_map(move |chunk| {
-        let got = crate::par::map(chunk, crate::par::THREADS, |n| file(repo, keys, n));
-        chunk.iter().copied().zip(got).collect::<Vec<_>>()
+    batches(names).into_iter().flat_map(move |chunk| {
+        let got = crate::par::map(chunk, crate::par::THREADS, |(n, _)| file(repo, keys, n));
+        chunk.iter().map(|(n, _)| *n).zip(got).collect::<Vec<_>>()
     })
 }
 
@@ -136,16 +191,23 @@ fn skip_damaged(
     }
 }
 
+/// Every index object a reader can use, read as the iterator goes; damaged or malformed
+/// ones are named in warnings and left out (as [`readable_files`] does).
+pub fn each_readable_file<'a>(
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+) -> Result<impl Iterator<Item = Result<(Id, IndexFile)>> + 'a> {
+    let mut skipped = Vec::new();
+    Ok(each_file_result(repo, keys)?
+        .filter_map(move |(n, r)| skip_damaged(&n, r, &mut skipped).transpose()))
+}
+
 /// Index objects a reader can use (name, content), and the names of those it skipped.
 pub type Readable = (Vec<(Id, IndexFile)>, Vec<Id>);
 
 /// Every index object a reader can use, and the names of those it had to skip.
 pub fn readable_files(repo: &Repo, keys: &TenantKeys) -> Result<Readable> {
-    let names: Vec<Id> = repo
-        .list(Kind::Index, &keys.tag)?
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+    let names = listing(repo, keys)?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (name, r) in fetched(repo, keys, &names) {
@@ -239,11 +301,7 @@ pub fn load_cached(
     cache: &Path,
     present: &HashSet<Id>,
 ) -> Result<(Index, LoadKind)> {
-    let listed: Vec<Id> = repo
-        .list(Kind::Index, &keys.tag)?
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+    let listed = listing(repo, keys)?;
     let path = table::path(cache, &repo.config.repo_id, &keys.tag);
     match Table::open(&path, &keys.tag) {
         Ok(table) => {
@@ -270,10 +328,10 @@ fn try_overlay(
     repo: &Repo,
     keys: &TenantKeys,
     table: Table,
-    listed: &[Id],
+    listed: &[(Id, u64)],
     present: &HashSet<Id>,
 ) -> Result<Option<Index>> {
-    let listed_names: HashSet<Id> = listed.iter().copied().collect();
+    let listed_names: HashSet<Id> = listed.iter().map(|(n, _)| *n).collect();
     if table.names().iter().any(|n| !listed_names.contains(n)) {
         return Ok(None); // an index object went away (prune)
     }
@@ -286,9 +344,9 @@ fn try_overlay(
         return Ok(None); // a pack went away
     }
     let known: HashSet<Id> = table.names().iter().copied().collect();
-    let new: Vec<Id> = listed
+    let new: Vec<(Id, u64)> = listed
         .iter()
-        .filter(|n| !known.contains(n))
+        .filter(|(n, _)| !known.contains(n))
         .copied()
         .collect();
     if new.len() > table::MAX_OVERLAY_OBJECTS {
@@ -315,4 +373,35 @@ fn try_overlay(
     index.set_present(present);
     index.skipped = skipped.len();
     Ok(Some(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batches keep the listing order, hold at most FETCH_BATCH objects and FETCH_BYTES
+    /// listed bytes, and at least one object (a larger one goes alone).
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let n = |i: u8| Id([i; 32]);
+        let small: Vec<(Id, u64)> = (0..150).map(|i| (n(i), 1000)).collect();
+        let b = batches(&small);
+        assert_eq!(
+            b.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            vec![64, 64, 22]
+        );
+        let big: Vec<(Id, u64)> = [20u64 << 20, 13 << 20, 40 << 20, 1, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (n(i as u8), *s))
+            .collect();
+        let b = batches(&big);
+        assert_eq!(
+            b.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            vec![1, 1, 1, 2]
+        );
+        let flat: Vec<Id> = b.iter().flat_map(|c| c.iter().map(|(i, _)| *i)).collect();
+        assert_eq!(flat, big.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+        assert!(batches(&[]).is_empty());
+    }
 }

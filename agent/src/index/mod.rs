@@ -2,6 +2,8 @@
 //!
 //! - [`load`]: reading every index object and merging them (in memory, or through the table).
 //! - [`table`]: the on-disk table in the cache directory.
+//! - [`claims`]: every claim of every index object, sorted on disk (for prune).
+//! - [`spill`]: external sorting and on-disk ID sets.
 //!
 //! Two parts answer a lookup. The *base* is an on-disk table (see [`table`]):
 //! sorted fixed-size records read with one positioned read per lookup, so its memory does
@@ -9,6 +11,7 @@
 //! written since the base was built (or, without a cache directory, of every index object).
 //! The pack table (one entry per 16 MiB pack) is kept in memory for both.
 
+pub mod claims;
 pub mod load;
 pub mod spill;
 pub mod table;

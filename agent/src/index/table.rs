@@ -296,55 +296,9 @@ pub fn build(
     let active: Vec<bool> = names.iter().map(|n| !superseded.contains(n)).collect();
     let here: Vec<bool> = packs.iter().map(|p| present.contains(&p.id)).collect();
 
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
-        std::process::id()
-    ));
-    let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, out),
-        hasher: blake3::Hasher::new(),
-    };
-    let werr = |e| Error::io(&tmp, e);
-    let mut head = [0u8; HEADER as usize];
-    head[..8].copy_from_slice(MAGIC);
-    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    head[12..28].copy_from_slice(tag);
-    w.write_all(&head).map_err(werr)?;
-    for n in &names {
-        w.write_all(&n.0).map_err(werr)?;
-    }
-    for (p, h) in packs.iter().zip(&here) {
-        let mut b = [0u8; PACK_REC];
-        b[..32].copy_from_slice(&p.id.0);
-        b[32..40].copy_from_slice(&p.stored_size.to_le_bytes());
-        b[40] = u8::from(*h);
-        w.write_all(&b).map_err(werr)?;
-    }
-    let (mut fanout, count) = merge_spills(spills, &here, &active, &mut w, dir, &tmp)?;
-    for i in 1..FANOUT {
-        fanout[i] += fanout[i - 1];
-    }
-    for v in &fanout {
-        w.write_all(&v.to_le_bytes()).map_err(werr)?;
-    }
-    let mut foot = [0u8; FOOTER as usize];
-    foot[..8].copy_from_slice(&(names.len() as u64).to_le_bytes());
-    foot[8..16].copy_from_slice(&(packs.len() as u64).to_le_bytes());
-    foot[16..24].copy_from_slice(&count.to_le_bytes());
-    w.write_all(&foot).map_err(werr)?;
-    let sum = *w.hasher.finalize().as_bytes();
-    let mut inner = w.inner;
-    inner.write_all(&sum).map_err(werr)?;
-    inner.flush().map_err(werr)?;
-    drop(inner);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Table::open(path, tag).map_err(|e| {
-        Error::internal(format!(
-            "the index cache just written does not read back: {e}"
-        ))
-    })
+    let mut w = TableWriter::new(path, tag, &names, &packs, &here)?;
+    merge_spills(spills, &here, &active, &mut w, dir)?;
+    w.finish()
 }
 
 /// The blob records of every index object, spilled into 256 files by the blob ID's first
@@ -420,19 +374,14 @@ fn spill(dir: &Path, objects: impl Iterator<Item = Result<(Id, IndexFile)>>) -> 
 }
 
 /// Each spill file sorted and written as the table's blob records: one per blob, its
-/// location by the rule of [`build`]. The fanout (not yet summed) and the count of blobs.
+/// location by the rule of [`build`].
 fn merge_spills(
     spills: Vec<BufWriter<File>>,
     here: &[bool],
     active: &[bool],
-    w: &mut HashingWriter<BufWriter<File>>,
+    w: &mut TableWriter,
     dir: &Path,
-    tmp: &Path,
-) -> Result<(Vec<u64>, u64)> {
-    let werr = |e| Error::io(tmp, e);
-    let mut fanout = vec![0u64; FANOUT];
-    let mut count = 0u64;
-    let mut out_rec = Vec::with_capacity(BLOB_REC);
+) -> Result<()> {
     for spill in spills {
         let mut f = spill
             .into_inner()
@@ -461,16 +410,124 @@ fn merge_spills(
                 continue;
             }
             last = Some(&r[..32]);
-            out_rec.clear();
-            out_rec.extend_from_slice(&r[..32]);
-            out_rec.extend_from_slice(&r[44..64]);
-            w.write_all(&out_rec).map_err(werr)?;
-            let b = u16::from_be_bytes([r[0], r[1]]) as usize;
-            fanout[b + 1] += 1;
-            count += 1;
+            w.push_raw(&r[..32], &r[44..64])?;
         }
     }
-    Ok((fanout, count))
+    Ok(())
+}
+
+/// Writes a table file: the header, names and packs first, then the blob records (pushed in
+/// ID order, one per blob), then the fan-out, footer and checksum; renamed into place and
+/// opened by [`TableWriter::finish`].
+pub(crate) struct TableWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    tag: [u8; 16],
+    w: HashingWriter<BufWriter<File>>,
+    fanout: Vec<u64>,
+    count: u64,
+    names: u64,
+    packs: u64,
+    last: Option<[u8; 32]>,
+}
+
+impl TableWriter {
+    pub(crate) fn new(
+        path: &Path,
+        tag: &[u8; 16],
+        names: &[Id],
+        packs: &[IndexPack],
+        here: &[bool],
+    ) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
+            std::process::id()
+        ));
+        let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, out),
+            hasher: blake3::Hasher::new(),
+        };
+        let werr = |e| Error::io(&tmp, e);
+        let mut head = [0u8; HEADER as usize];
+        head[..8].copy_from_slice(MAGIC);
+        head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        head[12..28].copy_from_slice(tag);
+        w.write_all(&head).map_err(werr)?;
+        for n in names {
+            w.write_all(&n.0).map_err(werr)?;
+        }
+        for (p, h) in packs.iter().zip(here) {
+            let mut b = [0u8; PACK_REC];
+            b[..32].copy_from_slice(&p.id.0);
+            b[32..40].copy_from_slice(&p.stored_size.to_le_bytes());
+            b[40] = u8::from(*h);
+            w.write_all(&b).map_err(werr)?;
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            tag: *tag,
+            w,
+            fanout: vec![0u64; FANOUT],
+            count: 0,
+            names: names.len() as u64,
+            packs: packs.len() as u64,
+            last: None,
+        })
+    }
+
+    /// Adds one blob's record; blobs come in strictly increasing ID order.
+    pub(crate) fn push(&mut self, id: &Id, loc: &Loc) -> Result<()> {
+        let mut rec = Vec::with_capacity(BLOB_REC);
+        encode_blob(&[], loc, &mut rec);
+        self.push_raw(&id.0, &rec)
+    }
+
+    /// `loc`: the 20 bytes of an encoded location.
+    fn push_raw(&mut self, id: &[u8], loc: &[u8]) -> Result<()> {
+        let id: [u8; 32] = id.try_into().expect("32");
+        if self.last.is_some_and(|l| l >= id) {
+            return Err(Error::internal("index table records out of order"));
+        }
+        self.last = Some(id);
+        let werr = |e| Error::io(&self.tmp, e);
+        self.w.write_all(&id).map_err(werr)?;
+        self.w.write_all(loc).map_err(werr)?;
+        self.fanout[u16::from_be_bytes([id[0], id[1]]) as usize + 1] += 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<Table> {
+        let tmp = self.tmp.clone();
+        let werr = |e| Error::io(&tmp, e);
+        for i in 1..FANOUT {
+            self.fanout[i] += self.fanout[i - 1];
+        }
+        for v in &self.fanout {
+            self.w.write_all(&v.to_le_bytes()).map_err(werr)?;
+        }
+        let mut foot = [0u8; FOOTER as usize];
+        foot[..8].copy_from_slice(&self.names.to_le_bytes());
+        foot[8..16].copy_from_slice(&self.packs.to_le_bytes());
+        foot[16..24].copy_from_slice(&self.count.to_le_bytes());
+        self.w.write_all(&foot).map_err(werr)?;
+        let sum = *self.w.hasher.finalize().as_bytes();
+        let mut inner = self.w.inner;
+        inner.write_all(&sum).map_err(werr)?;
+        inner.flush().map_err(werr)?;
+        drop(inner);
+        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        Table::open(&self.path, &self.tag).map_err(|e| {
+            Error::internal(format!(
+                "the index cache just written does not read back: {e}"
+            ))
+        })
+    }
 }
 
 struct HashingWriter<W> {

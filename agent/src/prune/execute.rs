@@ -2,6 +2,7 @@
 
 use super::{walk_used, PruneOptions, PruneReport, Used, View};
 use crate::error::Result;
+use crate::index::spill::{IdSet, Sorter, RUN_BYTES};
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
 use crate::lock;
@@ -61,7 +62,7 @@ pub(super) fn run(
         return Ok(());
     }
     // A fresh, complete view: snapshots committed since the walk count too.
-    let fresh = View::read(repo, keys, &mut Vec::new())?;
+    let fresh = View::read(repo, keys, used.dir(), &mut Vec::new())?;
     let known: HashSet<Id> = before.snapshots.iter().map(|e| e.id).collect();
     let index_now = fresh.index(keys, used.dir())?;
     let reader_now = BlobReader::for_maintenance(repo, keys, &index_now)?;
@@ -84,26 +85,38 @@ pub(super) fn run(
         .flat_map(|(_, p)| p.new_packs.iter().copied())
         .filter(|p| fresh.packs.contains_key(p) && !condemned.contains(p))
         .collect();
-    let mut copies: HashSet<Id> = HashSet::new();
-    for (name, f) in &fresh.files {
-        let signed_replacement = due.iter().any(|(_, p)| p.replacement == Some(*name));
-        if !signed_replacement || f.signer.is_none() {
-            continue;
-        }
-        for e in &f.entries {
-            if new_packs.contains(&f.packs[e.pack as usize].id) {
-                copies.insert(e.id);
+    // Sorted on disk: a plan may have copied millions of blobs.
+    let dir = used.dir().to_path_buf();
+    let io = |e| crate::error::Error::io(&dir, e);
+    let mut copies = Sorter::new(&dir, 32, RUN_BYTES);
+    let replacements: HashSet<Id> = due.iter().filter_map(|(_, p)| p.replacement).collect();
+    // Per index object read: whether it is a signed replacement a due plan names.
+    let honoured: Vec<bool> = fresh
+        .claims
+        .names
+        .iter()
+        .zip(&fresh.claims.signed)
+        .map(|(n, signed)| *signed && replacements.contains(n))
+        .collect();
+    if honoured.iter().any(|h| *h) {
+        fresh.claims.for_each_blob(|id, claims| {
+            if claims.iter().any(|c| {
+                honoured[c.object as usize] && new_packs.contains(&fresh.claims.pack_id(&c.loc))
+            }) {
+                copies.push(&id.0).map_err(io)?;
             }
-        }
+            Ok(())
+        })?;
     }
     // Copies the plans verified in packs that stay (and stay after this run).
     for (_, plan) in &due {
         for (b, q) in &plan.verified {
             if fresh.packs.contains_key(q) && !condemned.contains(q) {
-                copies.insert(*b);
+                copies.push(&b.0).map_err(io)?;
             }
         }
     }
+    let copies = IdSet::from_sorter(copies, &dir).map_err(io)?;
     let tables = crate::packtable::Tables::new(repo, keys)?;
     let mut delete: Vec<Id> = Vec::new();
     let mut rescued: Vec<(Id, Vec<coop_formats::pack::PackEntry>)> = Vec::new();
@@ -114,7 +127,7 @@ pub(super) fn run(
         let table = tables.get(p, *size)?;
         let mut needed = false;
         for e in &table {
-            if !copies.contains(&e.id) && used.contains(&e.id)? {
+            if !copies.contains(&e.id).map_err(io)? && used.contains(&e.id)? {
                 needed = true;
                 break;
             }
@@ -143,7 +156,7 @@ pub(super) fn run(
     progress.phase("deleting", None);
     delete.sort();
     // What goes, logged first (replicas delete only what such an entry names).
-    let index_present: HashSet<Id> = fresh.files.iter().map(|(n, _)| *n).collect();
+    let index_present: HashSet<Id> = fresh.claims.names.iter().copied().collect();
     let mut index_gone: Vec<Id> = Vec::new();
     for (_, plan) in &due {
         if plan.replacement.is_none_or(|r| index_present.contains(&r)) {

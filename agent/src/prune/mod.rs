@@ -27,6 +27,7 @@ mod plan;
 
 use crate::damage::ProblemKind;
 use crate::error::{Error, Result};
+use crate::index::claims::Claims;
 use crate::index::spill::{IdSet, Sorter, RUN_BYTES};
 use crate::index::Index;
 use crate::keys::TenantKeys;
@@ -37,7 +38,6 @@ use crate::read::BlobReader;
 use crate::repo::Repo;
 use coop_formats::control::{LockKind, PrunePlan};
 use coop_formats::id::Id;
-use coop_formats::index::IndexFile;
 use coop_formats::tree::{NodeKind, Part};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -108,7 +108,8 @@ fn signed_plans(
 pub(super) struct View {
     /// Pack name → (stored size, modified).
     pub packs: HashMap<Id, (u64, i64)>,
-    pub files: Vec<(Id, IndexFile)>,
+    /// Every claim of every index object, sorted on disk (the objects are not kept).
+    pub claims: Claims,
     pub plans: Vec<(Id, PrunePlan)>,
     pub snapshots: Vec<crate::snapshots::Entry>,
     /// Upkeep keys only (an admin keeping a member tenant up without reading it): the
@@ -120,14 +121,20 @@ pub(super) struct View {
 
 impl View {
     /// Lists and reads everything; any listing error, damaged snapshot or sign of a
-    /// rollback stops prune here, before anything is changed.
-    pub fn read(repo: &Repo, keys: &TenantKeys, warnings: &mut Vec<String>) -> Result<Self> {
+    /// rollback stops prune here, before anything is changed. The index objects are read
+    /// one batch at a time into [`Claims`] in `dir`.
+    pub fn read(
+        repo: &Repo,
+        keys: &TenantKeys,
+        dir: &std::path::Path,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self> {
         let packs: HashMap<Id, (u64, i64)> = repo
             .list(Kind::Pack, &keys.tag)?
             .into_iter()
             .map(|o| (o.name, (o.size, o.modified)))
             .collect();
-        let files = crate::index::files(repo, keys)?;
+        let claims = Claims::build(dir, crate::index::load::each_file(repo, keys)?)?;
         let plans = signed_plans(repo, keys, warnings)?;
         let view = crate::snapshots::view(repo, keys)?;
         if let Some(p) = view
@@ -147,11 +154,6 @@ impl View {
         }
         view.refuse_if_rollback("prune")?;
         warnings.extend(view.listing.problems.iter().map(|p| p.to_string()));
-        let superseded: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, f)| f.superseded.iter().copied())
-            .collect();
-        let names: Vec<Id> = files.iter().map(|(n, _)| *n).collect();
         let v = crate::state::observe(
             repo.cache_dir(),
             &repo.config.repo_id,
@@ -161,7 +163,7 @@ impl View {
                 snapshots: None,
                 verified: &[],
                 forgotten: &HashSet::new(),
-                index: Some((&names, &superseded)),
+                index: Some((&claims.names, &claims.superseded)),
             },
         );
         if v.rollback() {
@@ -172,7 +174,7 @@ impl View {
         }
         Ok(Self {
             packs,
-            files,
+            claims,
             plans,
             snapshots: view.listing.entries,
             inventories: view.listing.inventories,
@@ -184,20 +186,15 @@ impl View {
         self.packs.keys().copied().collect()
     }
 
-    /// The merged index, as an on-disk table in `dir` (the same merge rule as
-    /// [`crate::index::merge`], without a hash map of every blob).
+    /// The merged index, as an on-disk table in `dir`, built from the claims (the same merge
+    /// rule as [`crate::index::merge`], without a hash map of every blob).
     pub fn index(&self, keys: &TenantKeys, dir: &std::path::Path) -> Result<Index> {
         let present = self.present();
         let path = dir.join(format!(
             "index-{}",
             hex::encode(coop_formats::random_bytes::<8>())
         ));
-        let table = crate::index::table::build(
-            &path,
-            &keys.tag,
-            self.files.iter().map(|(n, f)| Ok((*n, f.clone()))),
-            &present,
-        )?;
+        let table = self.claims.table(&path, &keys.tag, &present)?;
         // Open, it needs no name: nothing is left behind if the process is killed.
         let _ = std::fs::remove_file(&path);
         let mut index = Index::with_base(table);
@@ -324,14 +321,14 @@ pub fn prune(
         Some(lock::acquire(repo, keys, LockKind::Prune)?)
     };
     progress.phase("listing", None);
-    let view = View::read(repo, keys, &mut rep.warnings)?;
+    let mut used = Used::new(repo)?;
+    let view = View::read(repo, keys, used.dir(), &mut rep.warnings)?;
     rep.snapshots = view.snapshots.len();
     rep.packs = view.packs.len();
     rep.bytes_total = view.packs.values().map(|(s, _)| s).sum();
     progress.finish();
 
     progress.phase("walking", None);
-    let mut used = Used::new(repo)?;
     let index = view.index(keys, used.dir())?;
     let reader = BlobReader::for_maintenance(repo, keys, &index)?;
     walk_used(
@@ -339,6 +336,8 @@ pub fn prune(
         view.snapshots.iter().map(|e| &e.snapshot),
         &mut used,
     )?;
+    // The trees are walked: the packs cached for them are not needed again.
+    reader.clear_cache();
     plan::check_needed_present(&view, &index, &used)?;
     progress.finish();
 
@@ -347,11 +346,9 @@ pub fn prune(
         return Ok(rep);
     }
     let mut plans = view.plans.clone();
-    if let Some(written) = plan::write(
+    plans.extend(plan::write(
         repo, keys, &reader, &view, &used, candidates, &authority, progress, &mut rep,
-    )? {
-        plans.push(written);
-    }
+    )?);
     execute::run(
         repo,
         keys,
@@ -393,4 +390,128 @@ pub(super) fn due(plans: Vec<(Id, PrunePlan)>, opts: &PruneOptions) -> Vec<(Id, 
         .into_iter()
         .filter(|(_, p)| now - p.created >= opts.grace.as_secs() as i64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use std::sync::Arc;
+
+    fn repo() -> (Repo, TenantKeys) {
+        let (identity, public) = coop_formats::crypt::generate_identity();
+        let (r, keyring) = Repo::init("memory:", vec![public], crate::now_rfc3339()).unwrap();
+        let ids = coop_formats::crypt::parse_identities(identity.as_bytes()).unwrap();
+        let keys = TenantKeys::from_keyring(keyring, Arc::new(ids)).unwrap();
+        (r, keys)
+    }
+
+    fn backup(r: &Repo, keys: &TenantKeys, paths: Vec<std::path::PathBuf>) -> Id {
+        let opts = crate::backup::BackupOptions {
+            paths,
+            host: "test".into(),
+            ..Default::default()
+        };
+        crate::backup::backup(r, keys, &opts, &NoProgress)
+            .unwrap()
+            .id
+    }
+
+    /// Every blob the snapshot needs, by walking it.
+    fn needed(r: &Repo, keys: &TenantKeys, index: &Index, tree: Id) -> Vec<Id> {
+        let reader = BlobReader::for_maintenance(r, keys, index).unwrap();
+        let mut out = Vec::new();
+        reader
+            .walk(&tree, |_, n| {
+                for p in &n.content {
+                    if let Part::Blob(id) = p {
+                        out.push(*id);
+                    }
+                }
+                Ok(true)
+            })
+            .unwrap();
+        out
+    }
+
+    /// A prune whose consolidated index is larger than one part writes several parts and
+    /// one plan per part; only the last condemns packs and names the objects to delete.
+    /// Afterwards the old index objects are gone, the parts hold every blob the kept
+    /// snapshot needs (each once), and the data reads back.
+    #[test]
+    fn a_large_consolidated_index_is_written_in_parts_each_with_its_plan() {
+        let src = tempfile::tempdir().unwrap();
+        for d in 0..2 {
+            let dir = src.path().join(format!("d{d}"));
+            std::fs::create_dir(&dir).unwrap();
+            for i in 0..150 {
+                std::fs::write(
+                    dir.join(format!("f{i}")),
+                    format!("file {d}/{i}\n").repeat(1 + i % 7),
+                )
+                .unwrap();
+            }
+        }
+        let (r, keys) = repo();
+        backup(&r, &keys, vec![src.path().to_path_buf()]);
+        std::fs::remove_dir_all(src.path().join("d1")).unwrap();
+        backup(&r, &keys, vec![src.path().to_path_buf()]);
+        let policy = crate::forget::Policy {
+            last: Some(1),
+            ..Default::default()
+        };
+        crate::forget::forget(&r, &keys, &policy, Default::default(), false).unwrap();
+        let before: Vec<Id> = r
+            .list(Kind::Index, &keys.tag)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        let opts = PruneOptions {
+            max_unused: 0.0,
+            ..Default::default()
+        };
+        let rep = prune(&r, &keys, &opts, &NoProgress).unwrap();
+        assert!(rep.plans_written > 1, "{rep:?}");
+        assert_eq!(rep.plans_completed, rep.plans_written);
+        assert!(rep.packs_deleted > 0, "{rep:?}");
+        assert_eq!(rep.index_objects_deleted, before.len());
+        assert!(r.list(Kind::Plan, &keys.tag).unwrap().is_empty());
+        let after = crate::index::files(&r, &keys).unwrap();
+        assert_eq!(after.len(), rep.plans_written);
+        assert!(after.iter().all(|(n, f)| !before.contains(n)
+            && f.entries.len() <= plan::PART_ENTRIES
+            && f.signer.is_some()
+            && f.superseded == before));
+        let mut ids: Vec<Id> = after
+            .iter()
+            .flat_map(|(_, f)| f.entries.iter().map(|e| e.id))
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "a blob in two parts");
+        let index = crate::index::load(&r, &keys).unwrap();
+        let snaps = crate::snapshots::list(&r, &keys).unwrap();
+        assert_eq!(snaps.entries.len(), 1);
+        let tree = snaps.entries[0].snapshot.tree;
+        let need = needed(&r, &keys, &index, tree);
+        assert_eq!(need.len(), 150);
+        let reader = BlobReader::for_maintenance(&r, &keys, &index).unwrap();
+        let mut buf = Vec::new();
+        for b in &need {
+            assert!(ids.binary_search(b).is_ok());
+            buf.clear();
+            reader
+                .blob(b, coop_formats::id::BlobType::Data, &mut buf)
+                .unwrap();
+        }
+        // Nothing more to do.
+        let again = prune(&r, &keys, &opts, &NoProgress).unwrap();
+        assert_eq!(
+            (again.plans_written, again.packs_deleted),
+            (0, 0),
+            "{again:?}"
+        );
+    }
 }

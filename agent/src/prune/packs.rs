@@ -30,10 +30,10 @@ use crate::progress::Progress;
 use crate::repo::Repo;
 use coop_formats::control::{LockKind, PrunePlan};
 use coop_formats::id::Id;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// What the present snapshots need, per pack, or why that cannot be known.
-pub(super) fn needed(view: &View) -> std::result::Result<HashSet<Id>, String> {
+pub(super) fn needed(view: &View) -> Result<std::result::Result<HashSet<Id>, String>> {
     let mut needed: HashSet<Id> = HashSet::new();
     let mut stale: Vec<Id> = Vec::new();
     for (snap, inv) in &view.inventories {
@@ -46,7 +46,7 @@ pub(super) fn needed(view: &View) -> std::result::Result<HashSet<Id>, String> {
     }
     if !stale.is_empty() {
         let named: Vec<String> = stale.iter().take(5).map(|s| s.short()).collect();
-        return Err(format!(
+        return Ok(Err(format!(
             "{} snapshot(s) ({}{}) name packs the store no longer has: a prune with the member's key \
              moved their data to packs their inventories do not name (or the packs were lost; \
              `coop check` tells). Which packs they need cannot be known without reading them, so \
@@ -55,26 +55,19 @@ pub(super) fn needed(view: &View) -> std::result::Result<HashSet<Id>, String> {
             stale.len(),
             named.join(", "),
             if stale.len() > 5 { ", …" } else { "" }
-        ));
+        )));
     }
-    // Blob → every pack an index object (superseded or not) claims holds it.
-    let mut claims: HashMap<Id, Vec<Id>> = HashMap::new();
-    for (_, f) in &view.files {
-        for e in &f.entries {
-            claims
-                .entry(e.id)
-                .or_default()
-                .push(f.packs[e.pack as usize].id);
-        }
-    }
+    // Per blob, every pack an index object (superseded or not) claims holds it.
+    let c = &view.claims;
     let mut more: HashSet<Id> = HashSet::new();
-    for packs in claims.values() {
-        if packs.iter().any(|p| needed.contains(p)) {
-            more.extend(packs.iter().copied());
+    c.for_each_blob(|_, claims| {
+        if claims.iter().any(|cl| needed.contains(&c.pack_id(&cl.loc))) {
+            more.extend(claims.iter().map(|cl| c.pack_id(&cl.loc)));
         }
-    }
+        Ok(())
+    })?;
     needed.extend(more);
-    Ok(needed)
+    Ok(Ok(needed))
 }
 
 /// Per-pack prune with upkeep keys (see the module docs).
@@ -92,12 +85,13 @@ pub(super) fn prune(
         Some(lock::acquire(repo, keys, LockKind::Prune)?)
     };
     progress.phase("listing", None);
-    let view = View::read(repo, keys, &mut rep.warnings)?;
+    let scratch = crate::index::spill::scratch_dir(repo, ".prune-")?;
+    let view = View::read(repo, keys, scratch.path(), &mut rep.warnings)?;
     rep.snapshots = view.snapshots.len() + view.opaque;
     rep.packs = view.packs.len();
     rep.bytes_total = view.packs.values().map(|(s, _)| s).sum();
     progress.finish();
-    let needed = match needed(&view) {
+    let needed = match needed(&view)? {
         Ok(n) => n,
         Err(why) => {
             rep.postponed.push(why);
@@ -110,11 +104,6 @@ pub(super) fn prune(
         .filter(|(p, _)| needed.contains(p))
         .map(|(_, (s, _))| s)
         .sum();
-    let indexed: HashSet<Id> = view
-        .files
-        .iter()
-        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
-        .collect();
     let already: HashSet<Id> = view
         .plans
         .iter()
@@ -127,7 +116,7 @@ pub(super) fn prune(
             continue;
         }
         // A running backup may own a pack nothing indexes yet.
-        if !indexed.contains(p) && *modified > young {
+        if !view.claims.lists_pack(p) && *modified > young {
             rep.packs_too_young += 1;
             continue;
         }
@@ -224,8 +213,9 @@ fn execute(
         ));
         return Ok(());
     }
-    let fresh = View::read(repo, keys, &mut Vec::new())?;
-    let needed = match needed(&fresh) {
+    let scratch = crate::index::spill::scratch_dir(repo, ".prune-")?;
+    let fresh = View::read(repo, keys, scratch.path(), &mut Vec::new())?;
+    let needed = match needed(&fresh)? {
         Ok(n) => n,
         Err(why) => {
             rep.postponed.push(why);
@@ -302,9 +292,10 @@ mod tests {
     }
 
     fn view(packs: &[u8], files: Vec<(Id, IndexFile)>, snaps: &[(u8, &[u8])]) -> View {
+        let dir = tempfile::tempdir().unwrap();
         View {
             packs: packs.iter().map(|p| (Id([*p; 32]), (100, 0))).collect(),
-            files,
+            claims: crate::index::claims::Claims::from_files(dir.path(), files).unwrap(),
             plans: vec![],
             snapshots: vec![],
             inventories: snaps
@@ -330,7 +321,7 @@ mod tests {
         let files = vec![index(&[(1, &[1]), (2, &[2]), (3, &[3])])];
         // Snapshot 10 (kept) uses packs 1 and 2; the forgotten one used 2 and 3.
         let v = view(&[1, 2, 3], files, &[(10, &[1, 2])]);
-        let n = needed(&v).unwrap();
+        let n = needed(&v).unwrap().unwrap();
         assert!(n.contains(&Id([1; 32])) && n.contains(&Id([2; 32])));
         assert!(
             !n.contains(&Id([3; 32])),
@@ -346,7 +337,7 @@ mod tests {
         let genuine = index(&[(5, &[7, 8])]);
         let lie = index(&[(9, &[7])]);
         let v = view(&[5, 9], vec![genuine, lie], &[(10, &[9])]);
-        let n = needed(&v).unwrap();
+        let n = needed(&v).unwrap().unwrap();
         assert!(
             n.contains(&Id([5; 32])),
             "the blob's genuine pack would be deleted"
@@ -360,7 +351,7 @@ mod tests {
     fn a_stale_inventory_condemns_nothing() {
         let files = vec![index(&[(1, &[1]), (4, &[4])])];
         let v = view(&[1, 4], files, &[(10, &[1, 2])]);
-        let why = needed(&v).unwrap_err();
+        let why = needed(&v).unwrap().unwrap_err();
         assert!(why.contains("no longer has"), "{why}");
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{PruneOptions, PruneReport, Used, View};
 use crate::error::{Error, Result};
+use crate::index::spill::{Sorter, RUN_BYTES};
 use crate::index::Index;
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -11,7 +12,7 @@ use crate::repo::Repo;
 use coop_formats::blob::Compression;
 use coop_formats::control::PrunePlan;
 use coop_formats::id::{BlobType, Id};
-use coop_formats::index::IndexFile;
+use coop_formats::index::{IndexEntry, IndexFile, IndexPack};
 use coop_formats::pack::PackBuilder;
 use std::collections::{HashMap, HashSet};
 
@@ -27,12 +28,7 @@ pub(super) struct Candidates {
 /// The merged index puts a blob in a present pack whenever some index object claims it in
 /// one (present packs rank first), so its one location answers "claimed in a present pack".
 pub(super) fn check_needed_present(view: &View, index: &Index, used: &Used) -> Result<()> {
-    let mut stored_size: HashMap<Id, u64> = HashMap::new();
-    for (_, f) in &view.files {
-        for p in &f.packs {
-            stored_size.insert(p.id, p.stored_size);
-        }
-    }
+    let stored_size = &view.claims.stored_size;
     used.for_each(|b| {
         let loc = index.get(b)?;
         if let Some(loc) = loc {
@@ -76,24 +72,8 @@ pub(super) fn decide(
     opts: &PruneOptions,
     rep: &mut PruneReport,
 ) -> Result<Candidates> {
-    let superseded: HashSet<Id> = view
-        .files
-        .iter()
-        .flat_map(|(_, f)| f.superseded.iter().copied())
-        .collect();
     let mut pack_used: HashMap<Id, u64> = HashMap::new();
-    let mut pack_stored: HashMap<Id, u64> = HashMap::new();
-    let mut indexed: HashSet<Id> = HashSet::new();
-    for (name, f) in &view.files {
-        let active = !superseded.contains(name);
-        for e in &f.entries {
-            let p = f.packs[e.pack as usize].id;
-            indexed.insert(p);
-            if active && view.packs.contains_key(&p) {
-                *pack_stored.entry(p).or_default() += e.stored_len as u64;
-            }
-        }
-    }
+    let pack_stored = view.claims.active_bytes()?;
     let mut failed = None;
     index.for_each(|b, l| {
         let p = index.pack_id(l);
@@ -124,7 +104,7 @@ pub(super) fn decide(
         if already.contains(p) {
             continue;
         }
-        if !indexed.contains(p) && *modified > young {
+        if !view.claims.claims_in(p) && *modified > young {
             rep.packs_too_young += 1;
             continue;
         }
@@ -194,8 +174,8 @@ impl Repacker<'_> {
 }
 
 /// Phase 1: reads every candidate pack, copies the blobs snapshots need out of it (from the
-/// pack's own table, verifying each), writes the consolidated index and the signed plan.
-/// Returns the plan written, if any.
+/// pack's own table, verifying each), writes the consolidated index (in parts) and the
+/// signed plans (one per part). Returns the plans written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write(
     repo: &Repo,
@@ -207,9 +187,9 @@ pub(super) fn write(
     authority: &ed25519_dalek::SigningKey,
     progress: &dyn Progress,
     rep: &mut PruneReport,
-) -> Result<Option<(Id, PrunePlan)>> {
+) -> Result<Vec<(Id, PrunePlan)>> {
     if c.unused.is_empty() && c.repack.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let tables = crate::packtable::Tables::new(repo, keys)?;
     progress.phase(
@@ -231,23 +211,8 @@ pub(super) fn write(
         new_packs: Vec::new(),
     };
     let looked_unused: HashSet<&Id> = c.unused.iter().collect();
-    // Where the index objects say each blob is: hints, checked before they are relied on.
-    let mut claims: HashMap<Id, Vec<(Id, crate::index::Loc)>> = HashMap::new();
-    for (_, f) in &view.files {
-        for e in &f.entries {
-            claims.entry(e.id).or_default().push((
-                f.packs[e.pack as usize].id,
-                crate::index::Loc {
-                    pack: 0,
-                    ty: e.ty,
-                    compression: e.compression,
-                    offset: e.offset,
-                    stored_len: e.stored_len,
-                    raw_len: e.raw_len,
-                },
-            ));
-        }
-    }
+    // Where the index objects say each blob is (`view.claims`): hints, checked before they
+    // are relied on.
     let condemned_all: HashSet<Id> = c
         .unused
         .iter()
@@ -260,16 +225,17 @@ pub(super) fn write(
     // A copy in a pack that stays counts only if the pack's own table lists it there and its
     // bytes verify against its keyed ID.
     let mut verified_copy = |b: &Id| -> Result<Option<Id>> {
-        for (q, loc) in claims.get(b).into_iter().flatten() {
-            if condemned_all.contains(q) || !view.packs.contains_key(q) {
+        for claim in view.claims.lookup(b)? {
+            let (q, loc) = (view.claims.pack_id(&claim.loc), claim.loc);
+            if condemned_all.contains(&q) || !view.packs.contains_key(&q) {
                 continue;
             }
-            let table = tables.get(q, view.packs[q].0)?;
+            let table = tables.get(&q, view.packs[&q].0)?;
             let listed = table
                 .iter()
                 .any(|t| t.id == *b && t.offset == loc.offset && t.stored_len == loc.stored_len);
-            if listed && reader.blob_in(q, b, loc, &mut scratch).is_ok() {
-                return Ok(Some(*q));
+            if listed && reader.blob_in(&q, b, &loc, &mut scratch).is_ok() {
+                return Ok(Some(q));
             }
         }
         Ok(None)
@@ -319,7 +285,9 @@ pub(super) fn write(
     }
     rep.packs_written += r.new_packs.len();
     progress.finish();
-    // One consolidated index: the new packs, plus everything claimed in the packs that stay.
+    // The consolidated index: the new packs, plus everything claimed in the packs that stay,
+    // split into parts of at most PART_ENTRIES entries (each superseding every object read),
+    // so that neither this prune nor a reader holds all of it at once.
     let condemned: HashSet<Id> = c
         .unused
         .iter()
@@ -327,38 +295,159 @@ pub(super) fn write(
         .chain(view.plans.iter().flat_map(|(_, p)| p.packs.iter()))
         .copied()
         .collect();
-    let mut new_index = std::mem::take(&mut r.index);
-    let mut seen: HashSet<Id> = new_index.entries.iter().map(|e| e.id).collect();
-    for (_, f) in &view.files {
-        for e in &f.entries {
-            let p = f.packs[e.pack as usize];
-            if condemned.contains(&p.id) || !view.packs.contains_key(&p.id) || !seen.insert(e.id) {
+    let new_index = std::mem::take(&mut r.index);
+    let copied: HashSet<Id> = new_index.entries.iter().map(|e| e.id).collect();
+    let mut parts = Parts {
+        repo,
+        keys,
+        authority,
+        superseded: view.claims.names.clone(),
+        cur: IndexFile::default(),
+        pack_ix: HashMap::new(),
+        written: Vec::new(),
+    };
+    for e in &new_index.entries {
+        parts.push(new_index.packs[e.pack as usize], e)?;
+    }
+    drop(new_index);
+    // The first claim of each blob in a pack that stays, sorted again by pack (then blob), so
+    // that each part lists few packs, as the objects backups write do.
+    let dir = used.dir().to_path_buf();
+    let io = |e| Error::io(&dir, e);
+    let mut kept = Sorter::new(&dir, KEPT_REC, RUN_BYTES);
+    let mut rec = [0u8; KEPT_REC];
+    view.claims.for_each_blob(|id, claims| {
+        if copied.contains(id) {
+            return Ok(());
+        }
+        for cl in claims {
+            let p = view.claims.pack_id(&cl.loc);
+            if condemned.contains(&p) || !view.packs.contains_key(&p) {
                 continue;
             }
-            new_index.push(p, e);
+            let l = cl.loc;
+            rec[..4].copy_from_slice(&l.pack.to_be_bytes());
+            rec[4..36].copy_from_slice(&id.0);
+            rec[36..40].copy_from_slice(&l.offset.to_le_bytes());
+            rec[40..44].copy_from_slice(&l.stored_len.to_le_bytes());
+            rec[44..48].copy_from_slice(&l.raw_len.to_le_bytes());
+            rec[48] = l.ty as u8;
+            rec[49] = l.compression;
+            return kept.push(&rec).map_err(io);
         }
+        Ok(())
+    })?;
+    let mut kept = kept.finish().map_err(io)?;
+    while let Some(r) = kept.next().map_err(io)? {
+        let u = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4"));
+        let pack = u32::from_be_bytes(r[..4].try_into().expect("4"));
+        let e = IndexEntry {
+            id: Id(r[4..36].try_into().expect("32")),
+            pack: 0,
+            ty: BlobType::from_u8(r[48])
+                .ok_or_else(|| Error::internal("bad blob type in a prune's sort"))?,
+            compression: r[49],
+            offset: u(36),
+            stored_len: u(40),
+            raw_len: u(44),
+        };
+        parts.push(view.claims.pack_at(pack), &e)?;
     }
-    new_index.superseded = view.files.iter().map(|(n, _)| *n).collect();
-    let replacement = repo.put(
-        Kind::Index,
-        &keys.tag,
-        new_index.seal(&keys.index_key, keys.tag, Some(authority)),
-    )?;
+    let replacements = parts.finish()?;
     crate::fault::point("prune:after-index");
-    let plan = PrunePlan {
-        created: crate::now_unix(),
-        packs: c.unused.iter().chain(&c.repack).copied().collect(),
-        index: view.files.iter().map(|(n, _)| *n).collect(),
-        replacement: Some(replacement),
-        new_packs: r.new_packs,
-        verified,
-    };
-    let name = repo.put(
-        Kind::Plan,
-        &keys.tag,
-        coop_formats::control::Control::seal(&plan, &keys.index_key, keys.tag, authority),
-    )?;
-    rep.plans_written += 1;
+    // One plan per part; the last one condemns the packs and names the objects to delete,
+    // and is written last, so that a plan that condemns exists only once every part does.
+    let created = crate::now_unix();
+    let n = replacements.len();
+    let mut written = Vec::with_capacity(n);
+    for (i, replacement) in replacements.into_iter().enumerate() {
+        let last = i + 1 == n;
+        let plan = PrunePlan {
+            created,
+            packs: if last {
+                c.unused.iter().chain(&c.repack).copied().collect()
+            } else {
+                Vec::new()
+            },
+            index: if last {
+                view.claims.names.clone()
+            } else {
+                Vec::new()
+            },
+            replacement: Some(replacement),
+            new_packs: r.new_packs.clone(),
+            verified: if last {
+                std::mem::take(&mut verified)
+            } else {
+                Vec::new()
+            },
+        };
+        let name = repo.put(
+            Kind::Plan,
+            &keys.tag,
+            coop_formats::control::Control::seal(&plan, &keys.index_key, keys.tag, authority),
+        )?;
+        rep.plans_written += 1;
+        written.push((name, plan));
+    }
     crate::fault::point("prune:after-plan");
-    Ok(Some((name, plan)))
+    Ok(written)
+}
+
+/// Records of the kept claims sorted by pack: pack (big-endian), blob, location.
+const KEPT_REC: usize = 64;
+
+/// Entries per part of the consolidated index (about 13 MiB sealed).
+#[cfg(not(test))]
+pub(super) const PART_ENTRIES: usize = 1 << 18;
+/// Small in unit tests, so that they see several parts and plans.
+#[cfg(test)]
+pub(super) const PART_ENTRIES: usize = 40;
+
+/// The parts of the consolidated index being written, one at a time.
+struct Parts<'a> {
+    repo: &'a Repo,
+    keys: &'a TenantKeys,
+    authority: &'a ed25519_dalek::SigningKey,
+    superseded: Vec<Id>,
+    cur: IndexFile,
+    pack_ix: HashMap<Id, u32>,
+    written: Vec<Id>,
+}
+
+impl Parts<'_> {
+    fn push(&mut self, pack: IndexPack, e: &IndexEntry) -> Result<()> {
+        let packs = &mut self.cur.packs;
+        let ix = *self.pack_ix.entry(pack.id).or_insert_with(|| {
+            packs.push(pack);
+            (packs.len() - 1) as u32
+        });
+        self.cur.entries.push(IndexEntry { pack: ix, ..*e });
+        if self.cur.entries.len() >= PART_ENTRIES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let mut part = std::mem::take(&mut self.cur);
+        self.pack_ix.clear();
+        part.superseded = self.superseded.clone();
+        let name = self.repo.put(
+            Kind::Index,
+            &self.keys.tag,
+            part.seal(&self.keys.index_key, self.keys.tag, Some(self.authority)),
+        )?;
+        self.written.push(name);
+        Ok(())
+    }
+
+    /// Writes the last part (an empty one if nothing else was written: a plan always names
+    /// a replacement that supersedes the objects it deletes) and returns every part's name.
+    fn finish(mut self) -> Result<Vec<Id>> {
+        if !self.cur.entries.is_empty() || self.written.is_empty() {
+            self.flush()?;
+        }
+        Ok(self.written)
+    }
 }

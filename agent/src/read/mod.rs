@@ -8,6 +8,7 @@ mod diff;
 pub use diff::{diff, Change, ChangeKind};
 
 use crate::error::{Error, Result};
+use crate::index::claims::Claims;
 use crate::index::{Index, Loc};
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -16,7 +17,6 @@ use coop_formats::blob;
 use coop_formats::id::{BlobType, Id};
 use coop_formats::pack;
 use coop_formats::tree::{Node, NodeKind, Part, Tree};
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
@@ -30,9 +30,9 @@ pub struct BlobReader<'a> {
     pub keys: &'a TenantKeys,
     pub index: &'a Index,
     cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
-    /// Every location of every blob, read from all index objects the first time a blob
-    /// fails at its first location.
-    alternatives: OnceLock<HashMap<Id, Vec<Alt>>>,
+    /// Every location of every blob (every claim of every index object, sorted on disk),
+    /// read the first time a blob fails at its first location.
+    alternatives: OnceLock<Claims>,
 }
 
 /// Another place where an index object says a blob is.
@@ -223,7 +223,9 @@ impl<'a> BlobReader<'a> {
         Ok(())
     }
 
-    /// A decrypted pack, from a small cache.
+    /// A decrypted pack, from a small cache. The oldest pack leaves the cache before a new
+    /// one is fetched, and a cached pack holds no spare capacity: the cache's memory is
+    /// [`PACK_CACHE`] packs, however many packs are read.
     pub fn pack(&self, pack_id: &Id) -> Result<Arc<Vec<u8>>> {
         {
             let mut c = self.cache.lock().expect("lock");
@@ -233,14 +235,24 @@ impl<'a> BlobReader<'a> {
                 c.push(e);
                 return Ok(p);
             }
+            if c.len() >= PACK_CACHE {
+                c.remove(0);
+            }
         }
-        let p = Arc::new(self.fetch_pack(pack_id)?);
+        let mut plain = self.fetch_pack(pack_id)?;
+        plain.shrink_to_fit();
+        let p = Arc::new(plain);
         let mut c = self.cache.lock().expect("lock");
         if c.len() >= PACK_CACHE {
             c.remove(0);
         }
         c.push((*pack_id, Arc::clone(&p)));
         Ok(p)
+    }
+
+    /// Empties the pack cache (a caller done walking trees gives its memory back).
+    pub fn clear_cache(&self) {
+        self.cache.lock().expect("lock").clear();
     }
 
     /// Locates a blob and checks it is of the expected type.
@@ -366,30 +378,24 @@ impl<'a> BlobReader<'a> {
     /// Every location of `id` that any index object lists (read once, on first need).
     pub fn alternatives(&self, id: &Id) -> Result<Vec<Alt>> {
         if self.alternatives.get().is_none() {
-            let mut all: HashMap<Id, Vec<Alt>> = HashMap::new();
-            for (_, f) in crate::index::readable_files(self.repo, self.keys)?.0 {
-                for e in &f.entries {
-                    all.entry(e.id).or_default().push(Alt {
-                        pack: f.packs[e.pack as usize].id,
-                        loc: Loc {
-                            pack: 0,
-                            ty: e.ty,
-                            compression: e.compression,
-                            offset: e.offset,
-                            stored_len: e.stored_len,
-                            raw_len: e.raw_len,
-                        },
-                    });
-                }
-            }
-            let _ = self.alternatives.set(all);
+            // Every claim of every readable index object, sorted on disk (the files are
+            // unnamed: the directory goes at once).
+            let dir = crate::index::spill::scratch_dir(self.repo, ".alternatives-")?;
+            let claims = Claims::build(
+                dir.path(),
+                crate::index::load::each_readable_file(self.repo, self.keys)?,
+            )?;
+            let _ = self.alternatives.set(claims);
         }
-        Ok(self
-            .alternatives
-            .get()
-            .and_then(|m| m.get(id))
-            .cloned()
-            .unwrap_or_default())
+        let claims = self.alternatives.get().expect("set above");
+        Ok(claims
+            .lookup(id)?
+            .into_iter()
+            .map(|c| Alt {
+                pack: claims.pack_id(&c.loc),
+                loc: Loc { pack: 0, ..c.loc },
+            })
+            .collect())
     }
 
     /// A directory listing. A split tree (SPEC section 8.5) comes back with its parts'

@@ -92,7 +92,42 @@ fn pack_readers(reader: &BlobReader, requested: usize) -> usize {
 
 const REMOTE_PACK_READERS: usize = 4;
 
-/// Restores `root` (a tree ID, or a single file node) into `opts.target`.
+/// Entries restored per batch. A restore holds the plan of one batch (its entries, where
+/// each blob goes, the blobs grouped by pack), plus one record per directory (its metadata
+/// is set at the end, deepest first) and per hard-linked file: not one per file.
+#[cfg(not(test))]
+const BATCH: usize = 1 << 15;
+/// Small in unit tests: a snapshot of a few files spans batches.
+#[cfg(test)]
+const BATCH: usize = 5;
+
+/// What outlives a batch.
+#[derive(Default)]
+struct Run {
+    report: RestoreReport,
+    /// Directories that could not be created: what is below them fails with them.
+    failed_dirs: HashSet<PathBuf>,
+    /// Directories created, in walk order, for their metadata at the end.
+    dirs: Vec<(PathBuf, coop_formats::tree::Node, (u64, u64))>,
+    /// Per hard-link group, the file the others link to.
+    groups: HashMap<u64, First>,
+}
+
+/// The first file of a hard-link group.
+enum First {
+    /// In the batch being restored (its position there).
+    Here(usize),
+    /// In an earlier batch: its path, what this restore created for it, or why it failed.
+    Done {
+        rel: PathBuf,
+        created: (u64, u64),
+        failed: Option<String>,
+    },
+}
+
+/// Restores `root` (a tree ID, or a single file node) into `opts.target`, in batches of
+/// [`BATCH`] entries in walk order: each batch is created, written (each pack it needs read
+/// once), linked and finished before the walk goes on.
 pub fn restore(
     reader: &BlobReader,
     root: RestoreRoot,
@@ -101,17 +136,99 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let includes = Patterns::new(&opts.includes)?;
     let excludes = Patterns::new(&opts.excludes)?;
-    let items = plan::items(reader, root, &includes, &excludes)?;
-    let target = fsx::open_or_create_dir(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    let mut report = RestoreReport::default();
-    let (failed, created) = make_dirs(target.as_fd(), &items, &mut report);
-    let (placements, failed, links, total, warnings) =
-        create_files(reader, target.as_fd(), &items, opts.owner, failed, created)?;
+    let open_target =
+        || fsx::open_or_create_dir(&opts.target).map_err(|e| Error::io(&opts.target, e));
+    // The first walk sums the bytes to write (for progress) and keeps the entries while they
+    // fit in one batch: a restore of up to a batch walks the snapshot once, a larger one twice
+    // (the second time restoring batch by batch).
+    let id = match root {
+        RestoreRoot::Tree(id) => id,
+        RestoreRoot::Node(n) => {
+            progress.phase("restore", Some(n.size));
+            let mut run = Run::default();
+            let item = plan::Item {
+                rel: PathBuf::from(OsStr::from_bytes(&n.name)),
+                node: *n,
+            };
+            let target = open_target()?;
+            restore_batch(reader, target.as_fd(), vec![item], opts, progress, &mut run)?;
+            progress.finish();
+            return Ok(run.report);
+        }
+    };
+    let mut total = 0u64;
+    let mut seen_groups: HashSet<u64> = HashSet::new();
+    let mut first: Vec<plan::Item> = Vec::new();
+    let mut fits = true;
+    plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
+        if it.node.kind == NodeKind::File
+            && it.node.link_group.is_none_or(|g| seen_groups.insert(g))
+        {
+            total = total.saturating_add(it.node.size);
+        }
+        if fits {
+            if first.len() < BATCH {
+                first.push(it);
+            } else {
+                fits = false;
+                first = Vec::new();
+            }
+        }
+        Ok(())
+    })?;
+    drop(seen_groups);
+    let target = open_target()?;
     progress.phase("restore", Some(total));
+    let mut run = Run::default();
+    if fits {
+        restore_batch(reader, target.as_fd(), first, opts, progress, &mut run)?;
+    } else {
+        let mut batch: Vec<plan::Item> = Vec::with_capacity(BATCH);
+        plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
+            batch.push(it);
+            if batch.len() >= BATCH {
+                let full = std::mem::take(&mut batch);
+                restore_batch(reader, target.as_fd(), full, opts, progress, &mut run)?;
+            }
+            Ok(())
+        })?;
+        restore_batch(reader, target.as_fd(), batch, opts, progress, &mut run)?;
+    }
+    progress.finish();
+    dir_metadata(target.as_fd(), &run.dirs, opts.owner, &mut run.report);
+    Ok(run.report)
+}
+
+/// Restores one batch of entries (walk order: the directories above each entry are created
+/// in this batch or an earlier one).
+fn restore_batch(
+    reader: &BlobReader,
+    target: std::os::fd::BorrowedFd<'_>,
+    items: Vec<plan::Item>,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    run: &mut Run,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let report = &mut run.report;
+    let (failed, created) = make_dirs(target, &items, &mut run.failed_dirs, report);
+    let mut new_groups = Vec::new();
+    let (placements, failed, links, warnings) = create_files(
+        reader,
+        target,
+        &items,
+        opts.owner,
+        failed,
+        created,
+        &mut run.groups,
+        &mut new_groups,
+    )?;
     let packs = by_pack(reader, &placements)?;
     let w = write::Writer::new(
         reader,
-        target.as_fd(),
+        target,
         &items,
         &placements,
         opts.owner,
@@ -120,37 +237,45 @@ pub fn restore(
     );
     w.run(&packs, pack_readers(reader, opts.workers));
     w.retry();
-    progress.finish();
-    report.bytes = w.bytes.load(std::sync::atomic::Ordering::Relaxed);
-    report.fetched_bytes = w.fetched.load(std::sync::atomic::Ordering::Relaxed);
+    drop(packs);
+    report.bytes += w.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    report.fetched_bytes += w.fetched.load(std::sync::atomic::Ordering::Relaxed);
     let mut failed = w.failed.into_inner().expect("lock");
-    report.warnings = warnings;
+    report.warnings.extend(warnings);
     report
         .warnings
         .extend(w.warnings.into_inner().expect("lock"));
     hard_links(
-        target.as_fd(),
+        target,
         &items,
         &links,
+        &run.groups,
         &placements.created,
         &mut failed,
     );
-    let failed_ix = remove_failed(
-        target.as_fd(),
-        &items,
-        failed,
-        &placements.created,
-        &mut report,
-    );
-    finish_entries(
-        target.as_fd(),
-        &items,
-        &failed_ix,
-        &placements.created,
-        opts.owner,
-        &mut report,
-    );
-    Ok(report)
+    // Groups whose first file is in this batch: later batches link to it by path.
+    for g in new_groups {
+        if let Some(First::Here(ix)) = run.groups.get(&g) {
+            let ix = *ix;
+            run.groups.insert(
+                g,
+                First::Done {
+                    rel: items[ix].rel.clone(),
+                    created: placements.created[ix],
+                    failed: failed.get(&ix).cloned(),
+                },
+            );
+        }
+    }
+    let failed_ix = remove_failed(target, &items, failed, &placements.created, report);
+    finish_entries(target, &items, &failed_ix, opts.owner, report);
+    let created = placements.created;
+    for (ix, it) in items.into_iter().enumerate() {
+        if it.node.kind == NodeKind::Dir && !failed_ix.contains(&ix) {
+            run.dirs.push((it.rel, it.node, created[ix]));
+        }
+    }
+    Ok(())
 }
 
 /// The longest path below the target that is restored: every entry is reached again by its
@@ -164,15 +289,14 @@ const PATH_MAX: usize = nix::libc::PATH_MAX as usize;
 fn make_dirs(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
+    failed_dirs: &mut HashSet<PathBuf>,
     report: &mut RestoreReport,
 ) -> (HashMap<usize, String>, Vec<(u64, u64)>) {
     let mut failed: HashMap<usize, String> = HashMap::new();
     let mut created = vec![(0, 0); items.len()];
-    // The directories that failed: what is below them fails with them.
-    let mut failed_dirs: HashSet<&Path> = HashSet::new();
     let mut parents = write::Parents::new(target);
     for (ix, it) in items.iter().enumerate() {
-        let why = if let Some(d) = failed_ancestor(&failed_dirs, &it.rel) {
+        let why = if let Some(d) = failed_ancestor(failed_dirs, &it.rel) {
             Some(format!(
                 "not restored: its directory {} could not be",
                 Path::new("/").join(d).display()
@@ -200,7 +324,7 @@ fn make_dirs(
         };
         if let Some(why) = why {
             if it.node.kind == NodeKind::Dir {
-                failed_dirs.insert(&it.rel);
+                failed_dirs.insert(it.rel.clone());
             }
             failed.insert(ix, why);
         }
@@ -209,26 +333,27 @@ fn make_dirs(
 }
 
 /// The nearest directory above `rel` that failed, if any.
-fn failed_ancestor<'a>(failed_dirs: &HashSet<&'a Path>, rel: &Path) -> Option<&'a Path> {
+fn failed_ancestor<'a>(failed_dirs: &'a HashSet<PathBuf>, rel: &Path) -> Option<&'a Path> {
     if failed_dirs.is_empty() {
         return None;
     }
     rel.ancestors()
         .skip(1)
-        .find_map(|a| failed_dirs.get(a).copied())
+        .find_map(|a| failed_dirs.get(a).map(|p| p.as_path()))
 }
 
 type Created = (
     write::Placements,
     HashMap<usize, String>,
-    Vec<(usize, usize)>,
-    u64,
+    Vec<(usize, u64)>,
     Vec<String>,
 );
 
-/// Creates every file at its size and maps each blob to where it goes. Returns the
-/// placements, the files that failed already, the hard links to make, the bytes to write, and
-/// warnings.
+/// Creates every file of the batch at its size and maps each blob to where it goes. Returns
+/// the placements, the files that failed already, the hard links to make (entry, group), and
+/// warnings. The first file of a group met in this batch goes into `groups` (and its group
+/// into `new_groups`).
+#[allow(clippy::too_many_arguments)]
 fn create_files(
     reader: &BlobReader,
     target: std::os::fd::BorrowedFd<'_>,
@@ -236,9 +361,10 @@ fn create_files(
     owner: bool,
     mut failed: HashMap<usize, String>,
     mut created: Vec<(u64, u64)>,
+    groups: &mut HashMap<u64, First>,
+    new_groups: &mut Vec<u64>,
 ) -> Result<Created> {
-    let mut links: Vec<(usize, usize)> = Vec::new();
-    let mut first_of_group: HashMap<u64, usize> = HashMap::new();
+    let mut links: Vec<(usize, u64)> = Vec::new();
     let mut wanted: HashMap<Id, Vec<(usize, u64)>> = HashMap::new();
     let mut remaining: Vec<AtomicU32> = (0..items.len()).map(|_| AtomicU32::new(0)).collect();
     let mut open: Vec<Mutex<Option<Arc<std::fs::File>>>> =
@@ -246,17 +372,17 @@ fn create_files(
     let mut budget = write::open_file_budget();
     let mut warnings = Vec::new();
     let mut parents = write::Parents::new(target);
-    let mut total = 0u64;
     for (ix, it) in items.iter().enumerate() {
         if it.node.kind != NodeKind::File || failed.contains_key(&ix) {
             continue;
         }
         if let Some(g) = it.node.link_group {
-            if let Some(&first) = first_of_group.get(&g) {
-                links.push((ix, first));
+            if groups.contains_key(&g) {
+                links.push((ix, g));
                 continue;
             }
-            first_of_group.insert(g, ix);
+            groups.insert(g, First::Here(ix));
+            new_groups.push(g);
         }
         let mut off = 0u64;
         let mut blobs = Vec::new();
@@ -317,7 +443,6 @@ fn create_files(
             failed.insert(ix, why);
             continue;
         }
-        total += it.node.size;
         *remaining[ix].get_mut() = blobs.len() as u32;
         for (id, off) in blobs {
             wanted.entry(id).or_default().push((ix, off));
@@ -332,7 +457,6 @@ fn create_files(
         },
         failed,
         links,
-        total,
         warnings,
     ))
 }
@@ -364,27 +488,41 @@ fn by_pack(reader: &BlobReader, p: &write::Placements) -> Result<Vec<PackBlobs>>
 fn hard_links(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
-    links: &[(usize, usize)],
+    links: &[(usize, u64)],
+    groups: &HashMap<u64, First>,
     created: &[(u64, u64)],
     failed: &mut HashMap<usize, String>,
 ) {
-    for &(ix, first) in links {
-        if let Some(why) = failed.get(&first).cloned() {
+    for &(ix, g) in links {
+        let (first_rel, first_created, first_failed) = match groups.get(&g) {
+            Some(First::Here(first)) => (
+                &items[*first].rel,
+                created[*first],
+                failed.get(first).cloned(),
+            ),
+            Some(First::Done {
+                rel,
+                created,
+                failed,
+            }) => (rel, *created, failed.clone()),
+            None => continue, // never: create_files put every group it linked in
+        };
+        if let Some(why) = first_failed {
             failed.insert(ix, format!("hard link target failed: {why}"));
             continue;
         }
         // Linked by name, so checked after: the new link must be the file this restore
         // created, not one swapped in at the first name (it is removed again if not).
-        let res = fsx::open_parent(target, &items[first].rel).and_then(|(from_dir, from)| {
+        let res = fsx::open_parent(target, first_rel).and_then(|(from_dir, from)| {
             let (dir, name) = fsx::open_parent(target, &items[ix].rel)?;
             fsx::hard_link_at(from_dir.as_fd(), from, dir.as_fd(), name)?;
             match fsx::lstat_at(dir.as_fd(), name) {
-                Ok(st) if st.is_file() && (st.dev, st.ino) == created[first] => Ok(()),
+                Ok(st) if st.is_file() && (st.dev, st.ino) == first_created => Ok(()),
                 _ => {
                     let _ = fsx::remove_at(dir.as_fd(), name, false);
                     Err(std::io::Error::other(format!(
                         "{} was replaced while being restored; not linked",
-                        Path::new("/").join(&items[first].rel).display()
+                        Path::new("/").join(first_rel).display()
                     )))
                 }
             }
@@ -424,12 +562,11 @@ fn remove_failed(
     list.into_iter().map(|(i, _)| i).collect()
 }
 
-/// Symlinks, FIFOs and device nodes, then directory metadata, deepest first.
+/// Symlinks, FIFOs and device nodes (directory metadata comes at the end: [`dir_metadata`]).
 fn finish_entries(
     target: std::os::fd::BorrowedFd<'_>,
     items: &[plan::Item],
     failed: &HashSet<usize>,
-    created: &[(u64, u64)],
     owner: bool,
     report: &mut RestoreReport,
 ) {
@@ -485,28 +622,177 @@ fn finish_entries(
             ));
         }
     }
-    for (ix, it) in items
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(ix, i)| i.node.kind == NodeKind::Dir && !failed.contains(ix))
-    {
+}
+
+/// Directory metadata, deepest first (after everything below them was written).
+fn dir_metadata(
+    target: std::os::fd::BorrowedFd<'_>,
+    dirs: &[(PathBuf, coop_formats::tree::Node, (u64, u64))],
+    owner: bool,
+    report: &mut RestoreReport,
+) {
+    for (rel, node, created) in dirs.iter().rev() {
         // Reopened by path: only the directory this restore made gets its owner and mode.
-        let res = fsx::open_beneath(target, &it.rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-            .and_then(|fd| {
+        let res = fsx::open_beneath(target, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).and_then(
+            |fd| {
                 let st = fsx::fstat(fd.as_fd())?;
-                if (st.dev, st.ino) != created[ix] {
+                if (st.dev, st.ino) != *created {
                     return Err(std::io::Error::other(
                         "replaced by another directory while being restored; left as it is",
                     ));
                 }
-                fsx::set_meta_fd(fd.as_fd(), &fsx::Meta::of(&it.node, owner))
-            });
+                fsx::set_meta_fd(fd.as_fd(), &fsx::Meta::of(node, owner))
+            },
+        );
         if let Err(e) = res {
             report.warnings.push(format!(
                 "{}: metadata not fully restored: {e}",
-                it.rel.display()
+                rel.display()
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::TenantKeys;
+    use crate::progress::NoProgress;
+    use crate::repo::Repo;
+    use std::os::unix::fs::MetadataExt;
+
+    fn repo() -> (Repo, TenantKeys) {
+        let (identity, public) = coop_formats::crypt::generate_identity();
+        let (r, keyring) = Repo::init("memory:", vec![public], crate::now_rfc3339()).unwrap();
+        let ids = coop_formats::crypt::parse_identities(identity.as_bytes()).unwrap();
+        let keys = TenantKeys::from_keyring(keyring, std::sync::Arc::new(ids)).unwrap();
+        (r, keys)
+    }
+
+    fn tree_of(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                if m.is_dir() {
+                    stack.push(p);
+                    out.push((rel, None));
+                } else if m.is_symlink() {
+                    out.push((
+                        rel,
+                        Some(
+                            std::fs::read_link(&p)
+                                .unwrap()
+                                .as_os_str()
+                                .as_bytes()
+                                .to_vec(),
+                        ),
+                    ));
+                } else {
+                    out.push((rel, Some(std::fs::read(&p).unwrap())));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A snapshot larger than a batch restores as one: every file, directory, symlink and
+    /// hard link (the first file of a group in an earlier batch than its links), directory
+    /// modes set at the end; with an include pattern only what matches and its parents.
+    #[test]
+    fn a_restore_in_batches_is_the_whole_snapshot() {
+        let src = tempfile::tempdir().unwrap();
+        let root = src.path().join("src");
+        for d in 0..4 {
+            let dir = root.join(format!("d{d}")).join("sub");
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..6 {
+                std::fs::write(
+                    dir.join(format!("f{i}")),
+                    format!("{d}/{i}\n").repeat(1 + i * 100),
+                )
+                .unwrap();
+            }
+        }
+        std::fs::hard_link(root.join("d0/sub/f1"), root.join("d3/sub/link")).unwrap();
+        std::os::unix::fs::symlink("../d0/sub/f2", root.join("d2/sym")).unwrap();
+        std::fs::set_permissions(
+            root.join("d1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o555),
+        )
+        .unwrap();
+        let (r, keys) = repo();
+        let opts = crate::backup::BackupOptions {
+            paths: vec![root.clone()],
+            host: "test".into(),
+            ..Default::default()
+        };
+        crate::backup::backup(&r, &keys, &opts, &NoProgress).unwrap();
+        let index = crate::index::load(&r, &keys).unwrap();
+        let reader = BlobReader::new(&r, &keys, &index).unwrap();
+        let snaps = crate::snapshots::list(&r, &keys).unwrap();
+        let tree = snaps.entries[0].snapshot.tree;
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("all");
+        let rep = restore(
+            &reader,
+            RestoreRoot::Tree(tree),
+            &RestoreOptions {
+                target: target.clone(),
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        assert!(rep.failed.is_empty(), "{:?}", rep.failed);
+        // The snapshot holds the source directory below its root.
+        let restored = target.join(root.strip_prefix("/").unwrap());
+        assert_eq!(tree_of(&restored), tree_of(&root));
+        let (a, b) = (
+            std::fs::metadata(restored.join("d0/sub/f1")).unwrap(),
+            std::fs::metadata(restored.join("d3/sub/link")).unwrap(),
+        );
+        assert_eq!(
+            (a.dev(), a.ino()),
+            (b.dev(), b.ino()),
+            "hard link across batches"
+        );
+        assert_eq!(
+            std::fs::metadata(restored.join("d1")).unwrap().mode() & 0o777,
+            0o555
+        );
+        // Only what an include matches, with its parents.
+        let only = out.path().join("only");
+        let rep = restore(
+            &reader,
+            RestoreRoot::Tree(tree),
+            &RestoreOptions {
+                target: only.clone(),
+                includes: vec!["**/d2/sub/f3".into()],
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        assert!(rep.failed.is_empty(), "{:?}", rep.failed);
+        let got: Vec<String> = tree_of(&only.join(root.strip_prefix("/").unwrap()))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(got, vec!["d2", "d2/sub", "d2/sub/f3"]);
+        std::fs::set_permissions(
+            restored.join("d1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("d1"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
     }
 }

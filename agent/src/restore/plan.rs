@@ -5,7 +5,6 @@ use crate::error::Result;
 use crate::patterns::Patterns;
 use crate::read::BlobReader;
 use coop_formats::tree::{Node, NodeKind};
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -16,59 +15,68 @@ pub struct Item {
     pub node: Node,
 }
 
-/// The entries to restore, in walk order (every directory before what it holds).
-pub fn items(
+/// Gives `emit` the entries to restore, in walk order (every directory before what it
+/// holds), one at a time: nothing per entry is kept here. With include patterns, a directory
+/// that is not included itself is held back until something below it is (it is then given
+/// first, as a parent), and dropped if nothing is; only the directories above the entry the
+/// walk is at are held.
+pub fn walk(
     reader: &BlobReader,
     root: RestoreRoot,
     includes: &Patterns,
     excludes: &Patterns,
-) -> Result<Vec<Item>> {
+    mut emit: impl FnMut(Item) -> Result<()>,
+) -> Result<()> {
     let id = match root {
         RestoreRoot::Node(node) => {
-            return Ok(vec![Item {
+            return emit(Item {
                 rel: PathBuf::from(OsStr::from_bytes(&node.name)),
                 node: *node,
-            }])
+            })
         }
         RestoreRoot::Tree(id) => id,
     };
-    let mut items: Vec<Item> = Vec::new();
+    // Included directories above the current entry (all below them is included).
     let mut included_dirs: Vec<PathBuf> = Vec::new();
+    // Directories above the current entry not given yet.
+    let mut pending: Vec<Item> = Vec::new();
     reader.walk(&id, |path, node| {
         let rel = PathBuf::from(OsStr::from_bytes(path));
         let shown = Path::new("/").join(&rel);
         if excludes.is_match(&shown) {
             return Ok(false);
         }
-        let under_included = included_dirs.iter().any(|d| rel.starts_with(d));
-        let included = includes.is_empty() || under_included || includes.is_match(&shown);
-        if included && node.kind == NodeKind::Dir && !includes.is_empty() {
-            included_dirs.push(rel.clone());
+        if includes.is_empty() {
+            emit(Item {
+                rel,
+                node: node.clone(),
+            })?;
+            return Ok(true);
         }
-        if included || node.kind == NodeKind::Dir {
-            items.push(Item {
+        while pending.last().is_some_and(|p| !rel.starts_with(&p.rel)) {
+            pending.pop();
+        }
+        while included_dirs.last().is_some_and(|d| !rel.starts_with(d)) {
+            included_dirs.pop();
+        }
+        let included = !included_dirs.is_empty() || includes.is_match(&shown);
+        if included {
+            for p in pending.drain(..) {
+                emit(p)?;
+            }
+            if node.kind == NodeKind::Dir {
+                included_dirs.push(rel.clone());
+            }
+            emit(Item {
+                rel,
+                node: node.clone(),
+            })?;
+        } else if node.kind == NodeKind::Dir {
+            pending.push(Item {
                 rel,
                 node: node.clone(),
             });
         }
         Ok(true)
-    })?;
-    if !includes.is_empty() {
-        // Keep directories only if included or needed as a parent.
-        let mut needed: HashSet<PathBuf> = HashSet::new();
-        for it in &items {
-            let inc = included_dirs.iter().any(|d| it.rel.starts_with(d))
-                || it.node.kind != NodeKind::Dir;
-            if inc {
-                let mut p = it.rel.parent();
-                while let Some(pp) = p.filter(|pp| !pp.as_os_str().is_empty()) {
-                    needed.insert(pp.to_path_buf());
-                    p = pp.parent();
-                }
-                needed.insert(it.rel.clone());
-            }
-        }
-        items.retain(|it| needed.contains(&it.rel));
-    }
-    Ok(items)
+    })
 }
