@@ -150,6 +150,7 @@ pub const SCOPES: &[(&str, u8)] = {
         ("admin whoami", IDENTITY),
         ("admin add", OPEN | IDENTITY),
         ("admin remove", OPEN | IDENTITY),
+        ("admin approve", OPEN | IDENTITY),
         ("admin list", OPEN | IDENTITY),
         ("key export-writer", OPEN | IDENTITY),
         ("key list", OPEN | IDENTITY),
