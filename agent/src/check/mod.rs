@@ -1,5 +1,6 @@
 //! `check` (structure, and with `--read-data` every blob) and `scrub` (no keys).
 //!
+//! - [`data`]: `--read-data`, every blob of the selected packs.
 //! - [`subset`]: which packs `--read-data` reads.
 //! - [`graph`]: the child→parent graph that traces damage to snapshots and files.
 //! - [`scrub`]: names against bytes, for every object, without keys.
@@ -16,6 +17,7 @@
 //! tables (read with ranged reads and cached), so an index object that lies about where a
 //! blob is (forged with a writer key) is found without reading any data.
 
+mod data;
 mod graph;
 pub mod scrub;
 mod subset;
@@ -670,126 +672,6 @@ impl Checker<'_> {
                 }
             }
         }
-    }
-
-    /// `--read-data`: decrypt and verify every blob of the selected packs.
-    fn read_data(
-        &mut self,
-        reader: &BlobReader,
-        index: &Index,
-        subset: Subset,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        let indexed: HashSet<Id> = index.packs.iter().map(|p| p.id).collect();
-        let mut all: Vec<Id> = indexed
-            .iter()
-            .filter(|p| self.packs.contains_key(p))
-            .copied()
-            .collect();
-        all.sort();
-        let selected = subset.select(&all);
-        let packs = &self.packs;
-        let total: u64 = selected
-            .iter()
-            .map(|p| packs.get(p).copied().unwrap_or(0))
-            .sum();
-        progress.phase("read-data", Some(total));
-        let next = AtomicUsize::new(0);
-        let found: Mutex<Vec<Problem>> = Mutex::new(Vec::new());
-        let blobs_read = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..crate::workers(0) {
-                s.spawn(|| {
-                    // Reused for every pack: the decrypted pack and decompressed blobs.
-                    let mut plain = Vec::new();
-                    let mut scratch = Vec::new();
-                    let mut other = Vec::new();
-                    while let Some(pid) = selected.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let mut bad_blobs = Vec::new();
-                        let mut intact = 0usize;
-                        let res = reader.fetch_pack_into(pid, &mut plain).and_then(|()| {
-                            let table = coop_formats::pack::parse_table(&plain)
-                                .map_err(|e| Error::damaged(pid.to_hex(), e))?;
-                            // The blobs the index puts in this pack, where the pack's own
-                            // table has them too (a lying claim is check_claims' to report).
-                            let mut done: HashSet<Id> = HashSet::new();
-                            for e in &table {
-                                let Some(loc) = index.get(&e.id)? else {
-                                    continue;
-                                };
-                                if index.pack_id(&loc) != *pid
-                                    || loc.offset != e.offset
-                                    || loc.stored_len != e.stored_len
-                                    || !done.insert(e.id)
-                                {
-                                    continue;
-                                }
-                                let (bid, loc) = (&e.id, &loc);
-                                match reader.decode_ref(&plain, bid, loc, &mut scratch) {
-                                    Ok(_) => {
-                                        blobs_read.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    // Before a blob is called damaged, every other location
-                                    // an index object gives is tried, as readers do.
-                                    Err(e) => {
-                                        let elsewhere = reader
-                                            .alternatives(bid)
-                                            .unwrap_or_default()
-                                            .into_iter()
-                                            .any(|alt| {
-                                                (alt.pack != *pid || alt.loc.offset != loc.offset)
-                                                    && alt.loc.ty == loc.ty
-                                                    && reader
-                                                        .blob_in(&alt.pack, bid, &alt.loc, &mut other)
-                                                        .is_ok()
-                                            });
-                                        if elsewhere {
-                                            intact += 1;
-                                        } else {
-                                            bad_blobs.push((*bid, e.to_string()))
-                                        }
-                                    }
-                                }
-                            }
-                            Ok(())
-                        });
-                        progress.add_bytes(packs.get(pid).copied().unwrap_or(0));
-                        let mut f = found.lock().expect("lock");
-                        if intact > 0 {
-                            f.push(Problem {
-                                intact_elsewhere: true,
-                                ..Problem::new(
-                                    format!("pack {pid}"),
-                                    format!(
-                                        "{intact} blob copie(s) in this pack fail verification, but each \
-                                         verifies at another location: nothing is lost (a damaged or \
-                                         forged copy; no snapshot is affected)"
-                                    ),
-                                )
-                            });
-                        }
-                        if let Err(e) = res {
-                            f.push(Problem::new(format!("pack {pid}"), e.to_string()));
-                        } else if !bad_blobs.is_empty() {
-                            f.push(Problem::new(
-                                format!("pack {pid}"),
-                                format!(
-                                    "{} blob(s) fail verification, first {}: {}",
-                                    bad_blobs.len(),
-                                    bad_blobs[0].0,
-                                    bad_blobs[0].1
-                                ),
-                            ));
-                        }
-                    }
-                });
-            }
-        });
-        progress.finish();
-        self.r.packs_read = selected.len();
-        self.r.blobs_read = blobs_read.into_inner();
-        self.r.errors.extend(found.into_inner().expect("lock"));
-        Ok(())
     }
 
     /// Index objects this client saw that are gone without a supersession: a rollback.
