@@ -126,6 +126,11 @@ pub fn add(
     sign_material(repo, &mut m, &ring)?;
     loaded.registry.members.push(m.clone());
     save(repo, &coop, &mut loaded)?;
+    if split.is_some() {
+        // After the split writers take a member's keys only as the admins' log names them
+        // (SPEC 15.4); a new member's first material is hers.
+        crate::registry::material::log(repo, &coop, &m, None)?;
+    }
     log_readers(repo, &coop, &m, &ring.recipients)?;
     Ok(m)
 }

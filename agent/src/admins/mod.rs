@@ -532,5 +532,7 @@ pub fn who(
     }
 }
 
+pub mod writer_keys;
+
 #[cfg(test)]
 mod tests;

@@ -97,9 +97,17 @@ fn establish(
     loaded.registry.recovery_setup = Some(setup.clone());
     for m in loaded.registry.members.iter_mut() {
         m.recovery = Some(new_member_identity(repo, &setup)?);
-        // The last moment an admin opens the member's keyring: the member tenant signs its
-        // writer material, which writers then hold every later registry to (SPEC 15.3).
-        if let Ok(ring) = crate::members::open_ring(repo, open, m) {
+        // The last moment an admin opens the member's keyring. A new data identity: whoever
+        // kept a copy of the keyring from before the split (every admin could open it) reads
+        // nothing written after it. The keyring holding it is written (still to the readers
+        // of before) ahead of the registry that names it, so that no writer encrypts to a
+        // key a crash loses. Then the member tenant signs its writer material, which writers
+        // hold every later registry to (SPEC 15.3).
+        if let Ok(mut ring) = crate::members::open_ring(repo, open, m) {
+            m.data_recipient = ring
+                .rotate_data_identity()
+                .map_err(|e| Error::damaged("keyring", e))?;
+            crate::members::replace_keyring(repo, coop, &mut ring)?;
             crate::members::sign_material(repo, m, &ring)?;
         }
     }
@@ -108,6 +116,9 @@ fn establish(
     // re-wrapped leaves some still open to the admins, which the next `recovery init`
     // finishes (see [`init`]).
     crate::members::save(repo, coop, &mut loaded)?;
+    for m in &loaded.registry.members {
+        crate::registry::pin_signed(repo, m);
+    }
     let actor = log::Actor::of(coop);
     let mut e = log::entry(
         &actor,
@@ -132,6 +143,14 @@ fn establish(
     e.data.insert("persons".into(), persons.into());
     e.data
         .insert("person_approvals".into(), setup.approvals().into());
+    // The material writers take for each member from now on (SPEC 15.4): a signer kept from
+    // before the split re-keys nobody.
+    let mut materials = serde_json::Map::new();
+    for m in &loaded.registry.members {
+        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        materials.insert(tag, crate::registry::material::named(m));
+    }
+    e.data.insert("materials".into(), materials.into());
     log::append(repo, &actor, &[e])?;
     for m in &loaded.registry.members {
         let recovery = crate::members::recovery_readers(&loaded.registry, m);

@@ -231,5 +231,9 @@ pub fn conclude(repo: &Repo, coop: &TenantKeys, r: Recovered) -> Result<MemberRe
     // gone), and writers still encrypting to the old data key, which the keyring keeps.
     crate::members::rewrap_ring(repo, coop, ring, &m, std::slice::from_ref(&fresh.recipient))?;
     crate::members::save(repo, coop, &mut loaded)?;
+    // The log names the new material as this request's end: writers take it, and nothing
+    // else any one person signs for the member later (SPEC 15.4).
+    crate::registry::material::log(repo, coop, &m, Some(&r.request))?;
+    crate::registry::pin_signed(repo, &m);
     Ok(fresh)
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 struct Coop {
     _dir: tempfile::TempDir,
     repo: Repo,
-    /// The admins' identities; admin 0 also holds the coop tenant's key.
+    /// The admins' identities; admin 0 made the repository.
     admins: Vec<Arc<Vec<Identity>>>,
+    /// The admins' person keys (each admin is a person, SPEC 24.11).
+    persons: Vec<Arc<ed25519_dalek::SigningKey>>,
     publics: Vec<String>,
     members: Vec<Arc<Vec<Identity>>>,
 }
@@ -22,6 +24,13 @@ fn ids(text: &str) -> Arc<Vec<Identity>> {
 /// Three admins, K = 2 (a recovery takes the requester and two others), members alice and
 /// bob, the split made.
 fn coop() -> Coop {
+    let c = unsplit();
+    c.split();
+    c
+}
+
+/// [`coop`] before the split: admin 0 reads every member.
+fn unsplit() -> Coop {
     let d = tempfile::tempdir().unwrap();
     let keys: Vec<(String, String)> = (0..3).map(|_| crypt::generate_identity()).collect();
     let (mut repo, _) = Repo::init(
@@ -32,37 +41,51 @@ fn coop() -> Coop {
     .unwrap();
     repo.cache_dir = Some(d.path().join("cache"));
     let admins: Vec<_> = keys.iter().map(|(s, _)| ids(s)).collect();
-    let access = Access::Identity(admins[0].clone(), None);
+    let persons: Vec<_> = (1..=3u8)
+        .map(|n| Arc::new(ed25519_dalek::SigningKey::from_bytes(&[n; 32])))
+        .collect();
+    let access = Access::Identity(admins[0].clone(), Some(persons[0].clone()));
+    for (i, (_, public)) in keys.iter().enumerate() {
+        let token = crate::admins::token(&persons[i], public);
+        crate::admins::add(&repo, &access, &format!("admin{i}"), &token).unwrap();
+    }
     let mut members = Vec::new();
     for name in ["alice", "bob"] {
         let (s, p) = crypt::generate_identity();
         crate::members::add(&repo, &access, name, vec![p], None).unwrap();
         members.push(ids(&s));
     }
-    let holders: Vec<(String, String)> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, (_, p))| (format!("admin{i}"), p.clone()))
-        .collect();
-    let s = init(&repo, &access, 2, &holders).unwrap();
-    assert_eq!((s.threshold, s.approvals()), (3, 2));
     Coop {
         _dir: d,
         repo,
         admins,
+        persons,
         publics: keys.into_iter().map(|(_, p)| p).collect(),
         members,
     }
 }
 
 impl Coop {
+    fn split(&self) {
+        let holders: Vec<(String, String)> = self
+            .publics
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("admin{i}"), p.clone()))
+            .collect();
+        let s = init(&self.repo, &self.access(0), 2, &holders).unwrap();
+        assert_eq!((s.threshold, s.approvals()), (3, 2));
+    }
+    fn access(&self, by: usize) -> Access {
+        Access::Identity(self.admins[by].clone(), Some(self.persons[by].clone()))
+    }
+    /// Admin 0's keys to the service tenant.
     fn coop(&self) -> TenantKeys {
-        crate::tenant::keys(
-            &self.repo,
-            &Access::Identity(self.admins[0].clone(), None),
-            "coop",
-        )
-        .unwrap()
+        self.coop_of(0)
+    }
+    /// Admin `by`'s keys to the service tenant: her entries are signed by her person key.
+    fn coop_of(&self, by: usize) -> TenantKeys {
+        crate::tenant::keys(&self.repo, &self.access(by), "coop").unwrap()
     }
     fn member(&self, name: &str) -> Member {
         crate::members::load(&self.repo, &self.coop())
@@ -75,7 +98,7 @@ impl Coop {
     fn request(&self, by: usize, member: &str) -> String {
         request(
             &self.repo,
-            &self.coop(),
+            &self.coop_of(by),
             &self.admins[by],
             member,
             Reason::MemberRequest,
@@ -85,12 +108,18 @@ impl Coop {
         .0
     }
     fn approve(&self, by: usize, id: &str) -> Result<Approved> {
-        approve(&self.repo, &self.coop(), &self.admins[by], id, &NO_WAIT)
+        approve(
+            &self.repo,
+            &self.coop_of(by),
+            &self.admins[by],
+            id,
+            &NO_WAIT,
+        )
     }
     fn recover(&self, by: usize, id: &str, member: &str) -> Result<Recovered> {
         recover(
             &self.repo,
-            &self.coop(),
+            &self.coop_of(by),
             &self.admins[by],
             id,
             member,
@@ -256,14 +285,7 @@ fn a_recovery_opens_one_member_once() {
 fn a_member_added_after_the_split_gets_her_own_recovery_key() {
     let c = coop();
     let (s, p) = crypt::generate_identity();
-    crate::members::add(
-        &c.repo,
-        &Access::Identity(c.admins[0].clone(), None),
-        "carol",
-        vec![p],
-        None,
-    )
-    .unwrap();
+    crate::members::add(&c.repo, &c.access(0), "carol", vec![p], None).unwrap();
     let carol = c.member("carol");
     let r = carol.recovery.clone().expect("a recovery key");
     assert_eq!(r.commitments.len(), c.publics.len());
@@ -425,4 +447,152 @@ fn writers_follow_a_recovery_and_refuse_the_keys_it_replaced() {
         &agent, &coop, "alice",
     ));
     assert!(why.contains("older than"), "{why}");
+}
+
+/// An admin keeps a copy of every member's keyring from before the split (she could open
+/// them then; so could a site that replicated them and ignores the logged deletion): with
+/// it she reads nothing a member's writers encrypt after the split, while the member still
+/// reads what came before (finding 5).
+#[test]
+fn a_keyring_kept_from_before_the_split_opens_nothing_written_after_it() {
+    let c = unsplit();
+    let kept: Vec<_> = ["alice", "bob"]
+        .iter()
+        .map(|m| crate::members::open_ring(&c.repo, &c.admins[0], &c.member(m)).unwrap())
+        .collect();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    c.split();
+    for (i, (name, ring)) in ["alice", "bob"].iter().zip(&kept).enumerate() {
+        let mut old = ring.old_data_identities.clone();
+        old.push(ring.data_identity.clone());
+        let old = crypt::parse_identities(old.join("\n").as_bytes()).unwrap();
+        let w = crate::registry::writer_keys_for_member(&agent, &coop, name).unwrap();
+        assert_ne!(w.recipient_strings, vec![ring.data_recipient().unwrap()]);
+        let mut after = Vec::new();
+        crypt::encrypt_to(&w.recipients, &[b"written after the split"], &mut after).unwrap();
+        assert!(crypt::decrypt(&old, &after, 1 << 16).is_err(), "{name}");
+        // The member reads both: the new data identity, and the old one kept in her ring.
+        let mut before = Vec::new();
+        let r = [crypt::parse_recipient(&ring.data_recipient().unwrap()).unwrap()];
+        crypt::encrypt_to(&r, &[b"written before"], &mut before).unwrap();
+        let hers = crate::members::open_ring(&c.repo, &c.members[i], &c.member(name)).unwrap();
+        let mut all = hers.old_data_identities.clone();
+        all.push(hers.data_identity.clone());
+        let all = crypt::parse_identities(all.join("\n").as_bytes()).unwrap();
+        assert_eq!(
+            crypt::decrypt(&all, &after, 1 << 16).unwrap(),
+            b"written after the split"
+        );
+        assert_eq!(
+            crypt::decrypt(&all, &before, 1 << 16).unwrap(),
+            b"written before"
+        );
+    }
+}
+
+/// One admin alone keeps alice's tenant signer from before the split (she could open every
+/// keyring then), signs keys of her own as alice's at a higher generation and logs them: as
+/// a new member's first keys, as the end of a request she made herself, and as the end of a
+/// request K others approved for someone else. No writer follows, neither the one that
+/// pinned alice's keys after the split nor a fresh one (SPEC 15.4).
+#[test]
+fn a_signer_kept_from_before_the_split_re_keys_nobody() {
+    let c = unsplit();
+    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
+    c.split();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let forged = forge_keys(&c, "alice", &kept);
+    // Signed by alice's own tenant signer: the signature alone would pass.
+    assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
+    let refuse_all = |c: &Coop, n: &str| {
+        for r in [&agent, &elsewhere(c, n)] {
+            let why = refused(crate::registry::writer_keys_for_member(r, &coop, "alice"));
+            assert!(why.contains("admins' log"), "{why}");
+        }
+    };
+    refuse_all(&c, "fresh");
+    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
+    refuse_all(&c, "fresh2");
+    // A request of her own: she logs its "end" before, and after, one approval.
+    let id = c.request(0, "alice");
+    assert!(c.approve(0, &id).is_err());
+    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
+    c.approve(1, &id).unwrap();
+    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
+    refuse_all(&c, "fresh3");
+    // Admin 1 asks for alice and K = 2 others approve: admin 0 (an approver, not the asker)
+    // logs her keys as that request's end.
+    let id = c.request(1, "alice");
+    c.approve(0, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
+    refuse_all(&c, "fresh4");
+}
+
+/// After a genuine recovery the requester holds alice's tenant signer: she signs keys of her
+/// own at a still higher generation and logs them as the same request's end again. Writers
+/// keep the keys the recovery ended with. And the admin who added carol after the split
+/// (her coop made carol's tenant) cannot re-key carol later with a second "first" entry.
+#[test]
+fn the_end_of_a_recovery_counts_once_and_a_new_members_first_keys_once() {
+    let c = coop();
+    let coop = c.coop();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    let r = c.recover(0, &id, "alice").unwrap();
+    let ring = crate::members::open_ring(&c.repo, &r.ids, &r.member).unwrap();
+    conclude(&c.repo, &coop, r).unwrap();
+    let agent = elsewhere(&c, "agent");
+    let genuine = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    assert_eq!(
+        genuine.recipient_strings,
+        vec![c.member("alice").data_recipient]
+    );
+    let forged = forge_keys(&c, "alice", &ring);
+    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
+    for r in [&agent, &elsewhere(&c, "fresh")] {
+        let why = refused(crate::registry::writer_keys_for_member(r, &coop, "alice"));
+        assert!(why.contains("admins' log"), "{why}");
+    }
+
+    let (s, p) = crypt::generate_identity();
+    crate::members::add(&c.repo, &c.access(0), "carol", vec![p], None).unwrap();
+    let carol = crate::registry::writer_keys_for_member(&agent, &coop, "carol").unwrap();
+    assert_eq!(
+        carol.recipient_strings,
+        vec![c.member("carol").data_recipient]
+    );
+    // The adder's coop made carol's keyring (here opened with carol's key, as if it had been
+    // kept): keys of her own, logged as carol's first, are not carol's first.
+    let ring = crate::members::open_ring(&c.repo, &ids(&s), &c.member("carol")).unwrap();
+    let forged = forge_keys(&c, "carol", &ring);
+    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
+    for r in [&agent, &elsewhere(&c, "fresh-carol")] {
+        let why = refused(crate::registry::writer_keys_for_member(r, &coop, "carol"));
+        assert!(why.contains("admins' log"), "{why}");
+    }
+}
+
+/// One admin writes keys of her own as `name`'s data recipient into the registry, signed
+/// with the member tenant signer of `ring` at the next generation; returns the entry.
+fn forge_keys(c: &Coop, name: &str, ring: &coop_formats::keyring::Keyring) -> Member {
+    let coop = c.coop();
+    let (_, hers) = crypt::generate_identity();
+    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
+    let m = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == name)
+        .unwrap();
+    m.data_recipient = hers;
+    let g = m.material.as_ref().unwrap().generation + 1;
+    m.sign_material(&c.repo.config.repo_id, g, &ring.default_signer());
+    let forged = m.clone();
+    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    forged
 }

@@ -37,7 +37,7 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
     let access = util::identity_access(g)?;
     match k {
         KeyCommand::ExportWriter(a) => {
-            let wk = coop_agent::writers::export(&repo, &access, &a.name, &a.out)?;
+            let wk = coop_agent::admins::writer_keys::export(&repo, &access, &a.name, &a.out)?;
             let public = coop_formats::keyring::public_key_of(&wk.signing_key);
             if g.json {
                 p.json(&serde_json::json!({
@@ -90,7 +90,7 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
             }
         }
         KeyCommand::Revoke { name } => {
-            let w = coop_agent::writers::revoke(&repo, &access, &name)?;
+            let w = coop_agent::admins::writer_keys::revoke(&repo, &access, &name)?;
             if g.json {
                 p.json(&w)?;
             } else {

@@ -12,6 +12,8 @@ use crate::repo::Repo;
 use coop_formats::registry::{Member, Registry};
 use std::sync::Arc;
 
+pub(crate) mod material;
+
 /// The current registry, the names of every registry object, and what was wrong with any.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -105,7 +107,8 @@ pub fn writer_keys_for_member(
         .ok_or_else(|| Error::NotFound {
             what: format!("member {name:?} in the registry"),
         })?;
-    let moved = check_material(repo, m)?;
+    let split = loaded.registry.recovery_setup.is_some();
+    let moved = check_material(repo, coop_writer, m, split)?;
     let keys = member_writer_keys(coop_writer, m)?;
     if let Some(generation) = moved {
         // Any party's client that follows a member's new keys says so where the member reads.
@@ -123,7 +126,16 @@ pub fn writer_keys_for_member(
 /// and so cannot sign for its authority: a registry in which one admin put a key of her own
 /// as a member's data recipient (or a whole new tenant under the member's name) is refused
 /// here, before anything is encrypted to it.
-pub(crate) fn check_material(repo: &Repo, m: &Member) -> Result<Option<u64>> {
+///
+/// After the split (`split`), new material (and any material a client sees first) must also be
+/// what the admins' log authorizes for the member ([`material::check`]): the member tenant's
+/// signer alone, which admins held before the split, no longer re-keys a member.
+pub(crate) fn check_material(
+    repo: &Repo,
+    coop: &TenantKeys,
+    m: &Member,
+    split: bool,
+) -> Result<Option<u64>> {
     use coop_formats::registry::MaterialError;
     let cache = repo.cache_dir();
     let repo_id = &repo.config.repo_id;
@@ -136,6 +148,15 @@ pub(crate) fn check_material(repo: &Repo, m: &Member) -> Result<Option<u64>> {
         Err(MaterialError::Unsigned { .. }) => None,
         Err(e @ MaterialError::BadSignature { .. }) => return Err(refuse(e.to_string())),
     };
+    let authorize = || -> Result<()> {
+        if !split {
+            return Ok(());
+        }
+        match material::check(repo, coop, m)? {
+            material::Verdict::Refused(why) => Err(refuse(why)),
+            material::Verdict::NoRule | material::Verdict::Authorized => Ok(()),
+        }
+    };
     let material = material_hash(m);
     let pin = crate::state::MemberPin {
         tenant_tag: m.tenant_tag,
@@ -144,6 +165,7 @@ pub(crate) fn check_material(repo: &Repo, m: &Member) -> Result<Option<u64>> {
         signed,
     };
     let Some(before) = crate::state::member_pin(cache, repo_id, &m.name) else {
+        authorize()?;
         if signed.is_none() {
             tracing::warn!(
                 "member {:?}'s keys in the registry are not signed by the member tenant (a \
@@ -184,6 +206,7 @@ pub(crate) fn check_material(repo: &Repo, m: &Member) -> Result<Option<u64>> {
              past recovery released)"
         ))),
         (_, Some(g)) => {
+            authorize()?;
             crate::state::set_member_pin(cache, repo_id, &m.name, pin);
             Ok(Some(g))
         }
@@ -197,6 +220,22 @@ pub(crate) fn check_material(repo: &Repo, m: &Member) -> Result<Option<u64>> {
              tenant (an admin alone cannot re-key a member)"
                 .into(),
         )),
+    }
+}
+
+/// Pins member `m`'s material as this client just signed and saved it (the split, the end of
+/// a recovery): the client that made the new keys does not "follow" them, and refuses their
+/// predecessors from now on like every writer that followed. Call only after the registry
+/// naming them is saved.
+pub(crate) fn pin_signed(repo: &Repo, m: &Member) {
+    if let Ok(g) = m.verify_material(&repo.config.repo_id) {
+        let pin = crate::state::MemberPin {
+            tenant_tag: m.tenant_tag,
+            authority: m.authority,
+            material: material_hash(m),
+            signed: Some(g),
+        };
+        crate::state::set_member_pin(repo.cache_dir(), &repo.config.repo_id, &m.name, pin);
     }
 }
 
