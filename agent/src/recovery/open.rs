@@ -142,7 +142,25 @@ fn recover_once(
     })?;
     let mut shares: Vec<Vec<u8>> = own.into_iter().map(|(_, s)| s).collect();
     let mut waiting = 0usize;
+    // After a split that names persons, a release counts only from a person who counts (not
+    // a retired admin, not a second key of one) other than the asker (SPEC 24.11, 25.3).
+    let persons = trusted.activation.clone().unwrap_or_default();
+    let restricted = persons
+        .persons
+        .values()
+        .any(|p| p.restricted_from.is_some());
+    let asker = match req.entry.person() {
+        coop_formats::tlog::PersonCheck::Signed(k) => Some(k),
+        _ => None,
+    };
     for rel in &releases {
+        if restricted {
+            match rel.entry.person() {
+                coop_formats::tlog::PersonCheck::Signed(by)
+                    if persons.person_counts(&by) && Some(by) != asker => {}
+                _ => continue,
+            }
+        }
         let Some(ct) = rel
             .entry
             .data

@@ -31,8 +31,13 @@ fn coop() -> Coop {
 
 /// [`coop`] before the split: admin 0 reads every member.
 fn unsplit() -> Coop {
+    unsplit_with(3)
+}
+
+/// [`unsplit`] with `n` admins.
+fn unsplit_with(n: u8) -> Coop {
     let d = tempfile::tempdir().unwrap();
-    let keys: Vec<(String, String)> = (0..3).map(|_| crypt::generate_identity()).collect();
+    let keys: Vec<(String, String)> = (0..n).map(|_| crypt::generate_identity()).collect();
     let (mut repo, _) = Repo::init(
         d.path().join("r").to_str().unwrap(),
         vec![keys[0].1.clone()],
@@ -41,7 +46,7 @@ fn unsplit() -> Coop {
     .unwrap();
     repo.cache_dir = Some(d.path().join("cache"));
     let admins: Vec<_> = keys.iter().map(|(s, _)| ids(s)).collect();
-    let persons: Vec<_> = (1..=3u8)
+    let persons: Vec<_> = (1..=n)
         .map(|n| Arc::new(ed25519_dalek::SigningKey::from_bytes(&[n; 32])))
         .collect();
     let access = Access::Identity(admins[0].clone(), Some(persons[0].clone()));
@@ -75,6 +80,7 @@ impl Coop {
             .collect();
         let s = init(&self.repo, &self.access(0), 2, &holders).unwrap();
         assert_eq!((s.threshold, s.approvals()), (3, 2));
+        assert_eq!(s.holders.len(), self.admins.len());
     }
     fn access(&self, by: usize) -> Access {
         Access::Identity(self.admins[by].clone(), Some(self.persons[by].clone()))
@@ -595,4 +601,36 @@ fn forge_keys(c: &Coop, name: &str, ring: &coop_formats::keyring::Keyring) -> Me
     let forged = m.clone();
     crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
     forged
+}
+
+/// Four admins, K = 2. Admin 3 is retired after the split (proposed by admin 0, approved by
+/// 1 and 2). Her share of alice is still an age file to her key, and she still releases it to
+/// a request: it counts for nothing, so admin 0 with admin 1's approval and hers reads
+/// nothing, and with admin 2's instead reads alice.
+#[test]
+fn a_retired_admins_release_is_no_approval() {
+    let c = unsplit_with(4);
+    c.split();
+    // What she holds from before her retirement.
+    let hers = c.coop_of(3);
+    use crate::admins::Outcome;
+    assert!(matches!(
+        crate::admins::remove(&c.repo, &c.access(0), "admin3").unwrap(),
+        Outcome::Pending { .. }
+    ));
+    crate::admins::approve(&c.repo, &c.access(1), "admin3").unwrap();
+    let done = crate::admins::approve(&c.repo, &c.access(2), "admin3").unwrap();
+    assert!(matches!(done, Outcome::Removed(_)), "{done:?}");
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    // The retired admin's client still decrypts her share and logs a release (with the
+    // service tenant's keys she kept, signed by her person key).
+    approve(&c.repo, &hers, &c.admins[3], &id, &NO_WAIT).unwrap();
+    match c.recover(0, &id, "alice") {
+        Err(Error::AccessDenied { what }) => assert!(what.contains("1 of the 2"), "{what}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a retired admin's release counted"),
+    }
+    c.approve(2, &id).unwrap();
+    assert!(c.recover(0, &id, "alice").is_ok());
 }
