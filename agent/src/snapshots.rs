@@ -180,6 +180,19 @@ impl Filter {
     }
 }
 
+/// What a snapshot's `time` says against `now`: too far in the future, or no time at all.
+fn time_flags(time: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<Flag> {
+    match seconds_ahead(time, now) {
+        Some(ahead) if ahead > MAX_CLOCK_SKEW_SECS => vec![Flag::Future {
+            seconds_ahead: ahead,
+        }],
+        Some(_) => Vec::new(),
+        None => vec![Flag::BadTime {
+            time: time.chars().take(64).collect(),
+        }],
+    }
+}
+
 fn seconds_ahead(time: &str, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
     let t = chrono::DateTime::parse_from_rfc3339(time).ok()?;
     Some((t.with_timezone(&chrono::Utc) - now).num_seconds())
@@ -257,16 +270,7 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
                 continue;
             }
         };
-        let mut flags = Vec::new();
-        match seconds_ahead(&s.time, now) {
-            Some(ahead) if ahead > MAX_CLOCK_SKEW_SECS => flags.push(Flag::Future {
-                seconds_ahead: ahead,
-            }),
-            Some(_) => {}
-            None => flags.push(Flag::BadTime {
-                time: s.time.chars().take(64).collect(),
-            }),
-        }
+        let mut flags = time_flags(&s.time, now);
         match writers::judge_key(
             opener.tenant_key(keys, &s.writer),
             list,

@@ -347,31 +347,7 @@ impl Agent {
         std::thread::scope(|s| {
             while !stop.load(Ordering::Relaxed) {
                 let t = now();
-                for job in &self.cfg.jobs {
-                    if running_jobs.lock().expect("lock").contains(&job.name) {
-                        continue;
-                    }
-                    if self.next_due(job, &history).is_some_and(|due| due <= t) {
-                        running_jobs.lock().expect("lock").insert(job.name.clone());
-                        let rj = &running_jobs;
-                        s.spawn(move || {
-                            match self.run_job(&job.name) {
-                                Ok(o) if o.ok => tracing::info!(
-                                    "job {} done: snapshot {}",
-                                    job.name,
-                                    o.snapshot.unwrap_or_default()
-                                ),
-                                Ok(o) => tracing::warn!("job {} failed: {}", job.name, o.message),
-                                Err(e) => tracing::warn!(
-                                    "job {} could not run: {}",
-                                    job.name,
-                                    crate::error::chain(&e)
-                                ),
-                            }
-                            rj.lock().expect("lock").remove(&job.name);
-                        });
-                    }
-                }
+                self.start_due_jobs(s, &running_jobs, &history, t);
                 // Access-log growth travels to the peers every log_sync_interval (and their
                 // witnesses' cosignatures come back), independent of the backups.
                 let log_round = last_log_sync.is_none_or(|w: std::time::Instant| {
@@ -380,45 +356,7 @@ impl Agent {
                 if log_round {
                     last_log_sync = Some(std::time::Instant::now());
                 }
-                for p in &self.cfg.peers {
-                    if running_peers.lock().expect("lock").contains(&p.name) {
-                        continue;
-                    }
-                    let st = history.peer(&p.name).unwrap_or_default();
-                    let due = st.next_retry.is_none_or(|r| r <= t);
-                    if log_round && due && !st.dirty {
-                        running_peers.lock().expect("lock").insert(p.name.clone());
-                        let rp = &running_peers;
-                        s.spawn(move || {
-                            if let Some(o) = self.sync_peer_log(p) {
-                                if o.ok {
-                                    tracing::info!(
-                                        "access log carried to peer {} ({} objects copied)",
-                                        p.name,
-                                        o.copied_objects
-                                    );
-                                }
-                            }
-                            rp.lock().expect("lock").remove(&p.name);
-                        });
-                        continue;
-                    }
-                    if st.dirty && due {
-                        running_peers.lock().expect("lock").insert(p.name.clone());
-                        let rp = &running_peers;
-                        s.spawn(move || {
-                            let o = self.sync_peer(p);
-                            if o.ok {
-                                tracing::info!(
-                                    "peer {} up to date ({} objects copied)",
-                                    p.name,
-                                    o.copied_objects
-                                );
-                            }
-                            rp.lock().expect("lock").remove(&p.name);
-                        });
-                    }
-                }
+                self.start_due_peers(s, &running_peers, &history, t, log_round);
                 // The peers' copies of this site's logs compared with each other, and
                 // carried between them, on the same interval (on its own thread: a slow
                 // peer delays no job).
@@ -442,6 +380,92 @@ impl Agent {
             }
         });
         Ok(())
+    }
+
+    /// Starts each job that is due and not running yet, on a thread of its own in `s`; the
+    /// job is in `running` until it ends.
+    fn start_due_jobs<'scope, 'env>(
+        &'env self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        running: &'env Mutex<HashSet<String>>,
+        history: &History,
+        t: i64,
+    ) {
+        for job in &self.cfg.jobs {
+            if running.lock().expect("lock").contains(&job.name) {
+                continue;
+            }
+            if self.next_due(job, history).is_some_and(|due| due <= t) {
+                running.lock().expect("lock").insert(job.name.clone());
+                s.spawn(move || {
+                    match self.run_job(&job.name) {
+                        Ok(o) if o.ok => tracing::info!(
+                            "job {} done: snapshot {}",
+                            job.name,
+                            o.snapshot.unwrap_or_default()
+                        ),
+                        Ok(o) => tracing::warn!("job {} failed: {}", job.name, o.message),
+                        Err(e) => tracing::warn!(
+                            "job {} could not run: {}",
+                            job.name,
+                            crate::error::chain(&e)
+                        ),
+                    }
+                    running.lock().expect("lock").remove(&job.name);
+                });
+            }
+        }
+    }
+
+    /// Starts, for each peer not being synced yet and whose retry time has come, on a thread
+    /// of its own in `s`: the access log carried to it on a `log_round` (when it has no
+    /// backups to catch up on), else its catch-up once it is dirty; the peer is in `running`
+    /// until that ends.
+    fn start_due_peers<'scope, 'env>(
+        &'env self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        running: &'env Mutex<HashSet<String>>,
+        history: &History,
+        t: i64,
+        log_round: bool,
+    ) {
+        for p in &self.cfg.peers {
+            if running.lock().expect("lock").contains(&p.name) {
+                continue;
+            }
+            let st = history.peer(&p.name).unwrap_or_default();
+            let due = st.next_retry.is_none_or(|r| r <= t);
+            if log_round && due && !st.dirty {
+                running.lock().expect("lock").insert(p.name.clone());
+                s.spawn(move || {
+                    if let Some(o) = self.sync_peer_log(p) {
+                        if o.ok {
+                            tracing::info!(
+                                "access log carried to peer {} ({} objects copied)",
+                                p.name,
+                                o.copied_objects
+                            );
+                        }
+                    }
+                    running.lock().expect("lock").remove(&p.name);
+                });
+                continue;
+            }
+            if st.dirty && due {
+                running.lock().expect("lock").insert(p.name.clone());
+                s.spawn(move || {
+                    let o = self.sync_peer(p);
+                    if o.ok {
+                        tracing::info!(
+                            "peer {} up to date ({} objects copied)",
+                            p.name,
+                            o.copied_objects
+                        );
+                    }
+                    running.lock().expect("lock").remove(&p.name);
+                });
+            }
+        }
     }
 
     /// Each job's last and next run, each peer's lag.

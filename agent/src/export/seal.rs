@@ -15,40 +15,7 @@ use std::path::Path;
 pub(super) fn check_seal(ef: &ExportFile, rep: &mut VerifyReport) {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    match &ef.seal {
-        None => rep.problems.push(
-            "the export is not sealed: its log part, witnesses and quorum are covered by no \
-             signature (removed, or an export by an older coop)"
-                .into(),
-        ),
-        Some(seal) => {
-            let key: Option<[u8; 32]> = hex::decode(&seal.key).ok().and_then(|k| k.try_into().ok());
-            let sig: Option<[u8; 64]> = b64
-                .decode(&seal.signature)
-                .ok()
-                .and_then(|s| s.try_into().ok());
-            let ok = match (key, sig) {
-                (Some(k), Some(sig)) => ed25519_dalek::VerifyingKey::from_bytes(&k)
-                    .and_then(|vk| {
-                        vk.verify_strict(
-                            &ef.seal_message(),
-                            &ed25519_dalek::Signature::from_bytes(&sig),
-                        )
-                    })
-                    .is_ok(),
-                _ => false,
-            };
-            if ok {
-                rep.seal_signer = seal.key.clone();
-            } else {
-                rep.problems.push(
-                    "the export's seal does not verify: manifest.json (its log part, \
-                     witnesses, quorum or writer list) was changed after it was exported"
-                        .into(),
-                );
-            }
-        }
-    }
+    check_signature(ef, rep);
     let Some(list) = ef.writer_list.as_ref() else {
         // A repository without a writer list (no site writer yet) has no witnesses.
         if !ef.witnesses.is_empty() || ef.quorum != 0 {
@@ -121,6 +88,47 @@ pub(super) fn check_seal(ef: &ExportFile, rep: &mut VerifyReport) {
                 p.origin,
                 &p.log_key[..p.log_key.len().min(16)]
             ));
+        }
+    }
+}
+
+/// The seal's signature over the export's log part, witnesses, quorum and writer list, by
+/// the key the seal names (the report's seal signer when it verifies).
+fn check_signature(ef: &ExportFile, rep: &mut VerifyReport) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match &ef.seal {
+        None => rep.problems.push(
+            "the export is not sealed: its log part, witnesses and quorum are covered by no \
+             signature (removed, or an export by an older coop)"
+                .into(),
+        ),
+        Some(seal) => {
+            let key: Option<[u8; 32]> = hex::decode(&seal.key).ok().and_then(|k| k.try_into().ok());
+            let sig: Option<[u8; 64]> = b64
+                .decode(&seal.signature)
+                .ok()
+                .and_then(|s| s.try_into().ok());
+            let ok = match (key, sig) {
+                (Some(k), Some(sig)) => ed25519_dalek::VerifyingKey::from_bytes(&k)
+                    .and_then(|vk| {
+                        vk.verify_strict(
+                            &ef.seal_message(),
+                            &ed25519_dalek::Signature::from_bytes(&sig),
+                        )
+                    })
+                    .is_ok(),
+                _ => false,
+            };
+            if ok {
+                rep.seal_signer = seal.key.clone();
+            } else {
+                rep.problems.push(
+                    "the export's seal does not verify: manifest.json (its log part, \
+                     witnesses, quorum or writer list) was changed after it was exported"
+                        .into(),
+                );
+            }
         }
     }
 }

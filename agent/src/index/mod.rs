@@ -1,7 +1,8 @@
 //! The view of a tenant's index: blob ID → pack and position.
 //!
 //! - [`load`]: reading every index object and merging them (in memory, or through the table).
-//! - [`table`]: the on-disk table in the cache directory.
+//! - [`table`]: the on-disk table in the cache directory (read and looked up; built and
+//!   written in `table/write.rs`).
 //! - [`claims`]: every claim of every index object, sorted on disk (for prune).
 //! - [`spill`]: external sorting and on-disk ID sets.
 //!

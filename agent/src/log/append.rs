@@ -144,18 +144,7 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
     let origin = actor.origin(repo);
     let id = tlog::log_id(&origin);
     let _lock = append_lock(repo, &id)?;
-    let mut new = Vec::with_capacity(entries.len());
-    for e in entries {
-        let mut e = e.clone();
-        if let Some(p) = &actor.person {
-            e.sign_person(p);
-        }
-        let b = e.encode();
-        if b.len() > tlog::MAX_ENTRY {
-            return Err(Error::invalid("a log entry is longer than 65535 bytes"));
-        }
-        new.push(b);
-    }
+    let new = encode(actor, entries)?;
     for attempt in 0..ATTEMPTS {
         // Another appender of this key (elsewhere) may be between its checkpoint and the
         // repair of its bundles (below): a head whose entries do not hash yet gets a moment.
@@ -182,17 +171,7 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
         }
         // Every bundle the new entries touch, under its new width. Whatever is stored under
         // those names belongs to no verified checkpoint and is replaced.
-        let mut n = size / tlog::BUNDLE;
-        while n * tlog::BUNDLE < new_size {
-            let start = n * tlog::BUNDLE;
-            let width = (new_size - start).min(tlog::BUNDLE);
-            let bytes = tlog::encode_bundle(&all[start as usize..(start + width) as usize]);
-            repo.store.put_replace(
-                &format!("{}/{}", prefix(&id), tlog::bundle_path(n, width)),
-                bytes,
-            )?;
-            n += 1;
-        }
+        put_bundles(repo, &id, &all, size)?;
         crate::fault::point("log:after-bundles");
         let note = tlog::sign_checkpoint(&cp, &actor.key);
         if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
@@ -210,16 +189,7 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
         // covers with its own entries meanwhile: read them back and put ours again.
         let written = stored(repo, &id).and_then(|s| read_entries(repo, &s, new_size));
         if written.map(|es| tlog::root(&leaves(&es))).ok() != Some(cp.root) {
-            let mut n = size / tlog::BUNDLE;
-            while n * tlog::BUNDLE < new_size {
-                let start = n * tlog::BUNDLE;
-                let width = (new_size - start).min(tlog::BUNDLE);
-                repo.store.put_replace(
-                    &format!("{}/{}", prefix(&id), tlog::bundle_path(n, width)),
-                    tlog::encode_bundle(&all[start as usize..(start + width) as usize]),
-                )?;
-                n += 1;
-            }
+            put_bundles(repo, &id, &all, size)?;
         }
         save_own(
             repo,
@@ -245,6 +215,42 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
             prefix(&id)
         ),
     })
+}
+
+/// The entries as stored, signed by the actor's person key if it has one; none may be longer
+/// than a log entry can be.
+fn encode(actor: &Actor, entries: &[Entry]) -> Result<Vec<Vec<u8>>> {
+    let mut new = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mut e = e.clone();
+        if let Some(p) = &actor.person {
+            e.sign_person(p);
+        }
+        let b = e.encode();
+        if b.len() > tlog::MAX_ENTRY {
+            return Err(Error::invalid("a log entry is longer than 65535 bytes"));
+        }
+        new.push(b);
+    }
+    Ok(new)
+}
+
+/// Writes every bundle of log `id` that entries from `from` on (to the end of `all`) touch,
+/// under its new width, replacing whatever is stored under those names.
+fn put_bundles(repo: &Repo, id: &str, all: &[Vec<u8>], from: u64) -> Result<()> {
+    let new_size = all.len() as u64;
+    let mut n = from / tlog::BUNDLE;
+    while n * tlog::BUNDLE < new_size {
+        let start = n * tlog::BUNDLE;
+        let width = (new_size - start).min(tlog::BUNDLE);
+        let bytes = tlog::encode_bundle(&all[start as usize..(start + width) as usize]);
+        repo.store.put_replace(
+            &format!("{}/{}", prefix(id), tlog::bundle_path(n, width)),
+            bytes,
+        )?;
+        n += 1;
+    }
+    Ok(())
 }
 
 /// The checkpoint at `path` if it verifies under the actor's key for this size.

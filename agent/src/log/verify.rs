@@ -119,38 +119,14 @@ fn verify_log(
             .push(format!("{p}: not a log object (stray name; ignored)"));
     }
     let key = owner.key;
-    let Some(head) = newest_verified(&s, &key, origin) else {
-        if !s.checkpoints.is_empty() || !s.bundles.is_empty() {
-            rep.problems.push(Problem::damaged(
-                &prefix(id),
-                format!("no checkpoint verifies under the key of {origin} (deleted or replaced?)"),
-            ));
-        }
+    let Some(Head {
+        size,
+        entries,
+        tree,
+    }) = head_entries(repo, &s, id, origin, &key, rep)?
+    else {
         return Ok(None);
     };
-    let size = head.size;
-    for sz in s.checkpoints.range(size + 1..).map(|(k, _)| *k) {
-        rep.problems.push(Problem::forged(
-            &format!("{}/checkpoint/{sz}", prefix(id)),
-            "does not verify under the log's key (ignored; the log ends at its newest valid checkpoint)",
-        ));
-    }
-    let entries = match read_entries(repo, &s, size) {
-        Ok(e) => e,
-        Err(e) => {
-            rep.problems
-                .push(Problem::damaged(&prefix(id), crate::error::chain(&e)));
-            return Ok(None);
-        }
-    };
-    let tree = tlog::Levels::new(&leaves(&entries));
-    if tree.root(size as usize) != head.root {
-        rep.problems.push(Problem::damaged(
-            &format!("{}/checkpoint/{size}", prefix(id)),
-            "the entries do not hash to the newest checkpoint's root (changed, deleted or reordered entries)",
-        ));
-        return Ok(None);
-    }
     let Heads {
         mut sound,
         witnessed,
@@ -217,6 +193,66 @@ fn verify_log(
         sound,
         witnessed,
         rejected,
+    }))
+}
+
+/// A log's head and what it covers.
+struct Head {
+    /// The size of the newest checkpoint that verifies.
+    size: u64,
+    entries: Vec<Vec<u8>>,
+    /// The entries' hash tree.
+    tree: tlog::Levels,
+}
+
+/// A log's head, its newest checkpoint that verifies under `key`, and the entries it covers
+/// with their hash tree. Checkpoints past the head are reported as
+/// forged. `None` (the problem reported, if there is anything stored) when no checkpoint
+/// verifies, the entries do not read, or they do not hash to the head's root.
+fn head_entries(
+    repo: &Repo,
+    s: &Stored,
+    id: &str,
+    origin: &str,
+    key: &[u8; 32],
+    rep: &mut VerifyReport,
+) -> Result<Option<Head>> {
+    let Some(head) = newest_verified(s, key, origin) else {
+        if !s.checkpoints.is_empty() || !s.bundles.is_empty() {
+            rep.problems.push(Problem::damaged(
+                &prefix(id),
+                format!("no checkpoint verifies under the key of {origin} (deleted or replaced?)"),
+            ));
+        }
+        return Ok(None);
+    };
+    let size = head.size;
+    for sz in s.checkpoints.range(size + 1..).map(|(k, _)| *k) {
+        rep.problems.push(Problem::forged(
+            &format!("{}/checkpoint/{sz}", prefix(id)),
+            "does not verify under the log's key (ignored; the log ends at its newest valid checkpoint)",
+        ));
+    }
+    let entries = match read_entries(repo, s, size) {
+        Ok(e) => e,
+        Err(e) => {
+            rep.problems
+                .push(Problem::damaged(&prefix(id), crate::error::chain(&e)));
+            return Ok(None);
+        }
+    };
+    let tree = tlog::Levels::new(&leaves(&entries));
+    if tree.root(size as usize) != head.root {
+        rep.problems.push(Problem::damaged(
+            &format!("{}/checkpoint/{size}", prefix(id)),
+            "the entries do not hash to the newest checkpoint's root (changed, deleted or reordered entries)",
+        ));
+        return Ok(None);
+    }
+    Ok(Some(Head {
+        size,
+        entries,
+        tree,
     }))
 }
 

@@ -2,7 +2,7 @@
 
 use super::{PruneOptions, PruneReport, Used, View};
 use crate::error::{Error, Result};
-use crate::index::spill::{Sorter, RUN_BYTES};
+use crate::index::spill::{Sorted, Sorter, RUN_BYTES};
 use crate::index::Index;
 use crate::keys::TenantKeys;
 use crate::layout::Kind;
@@ -127,17 +127,215 @@ pub(super) fn decide(
     Ok(c)
 }
 
+/// Phase 1: reads every candidate pack, copies the blobs snapshots need out of it (from the
+/// pack's own table, verifying each), writes the consolidated index (in parts) and the
+/// signed plans (one per part). Returns the plans written.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write(
+    repo: &Repo,
+    keys: &TenantKeys,
+    reader: &BlobReader,
+    view: &View,
+    used: &Used,
+    c: Candidates,
+    authority: &ed25519_dalek::SigningKey,
+    progress: &dyn Progress,
+    rep: &mut PruneReport,
+) -> Result<Vec<(Id, PrunePlan)>> {
+    if c.unused.is_empty() && c.repack.is_empty() {
+        return Ok(Vec::new());
+    }
+    let condemned = condemned(view, &c);
+    let mut r = Repacker::new(repo, keys, reader, view, used, &condemned)?;
+    progress.phase(
+        "repacking",
+        Some(
+            c.unused
+                .iter()
+                .chain(&c.repack)
+                .map(|p| view.packs[p].0)
+                .sum(),
+        ),
+    );
+    copy_needed(&mut r, &c, progress, rep)?;
+    rep.packs_written += r.new_packs.len();
+    progress.finish();
+    let Repacker {
+        index: new_index,
+        new_packs,
+        verified,
+        ..
+    } = r;
+    let parts = Parts {
+        repo,
+        keys,
+        authority,
+        superseded: view.claims.names.clone(),
+        cur: IndexFile::default(),
+        pack_ix: HashMap::new(),
+        written: Vec::new(),
+    };
+    let replacements = write_index(parts, view, used.dir(), &condemned, new_index)?;
+    crate::fault::point("prune:after-index");
+    let last = PrunePlan {
+        created: crate::now_unix(),
+        packs: c.unused.iter().chain(&c.repack).copied().collect(),
+        index: view.claims.names.clone(),
+        replacement: None,
+        new_packs,
+        verified,
+    };
+    let written = write_plans(repo, keys, authority, &replacements, last, rep)?;
+    crate::fault::point("prune:after-plan");
+    Ok(written)
+}
+
+/// Every pack condemned, by this prune (`c`) or by a plan written before: a copy of a blob
+/// in one of them does not count, and the consolidated index lists none of them.
+fn condemned(view: &View, c: &Candidates) -> HashSet<Id> {
+    c.unused
+        .iter()
+        .chain(&c.repack)
+        .chain(view.plans.iter().flat_map(|(_, p)| p.packs.iter()))
+        .copied()
+        .collect()
+}
+
+/// Step 1: reads every candidate pack and copies out of it the blobs snapshots need (see
+/// [`Repacker::copy_out_of`]), then writes the last, partly filled new packs. A pack that
+/// looked unused but held needed blobs is named in a warning: an index object lied.
+fn copy_needed(
+    r: &mut Repacker,
+    c: &Candidates,
+    progress: &dyn Progress,
+    rep: &mut PruneReport,
+) -> Result<()> {
+    let looked_unused: HashSet<&Id> = c.unused.iter().collect();
+    for p in c.unused.iter().chain(&c.repack) {
+        let found = r.copy_out_of(p)?;
+        if found > 0 && looked_unused.contains(p) {
+            rep.warnings.push(format!(
+                "pack {p} holds {found} blob(s) snapshots need that the index objects put elsewhere, where they \
+                 are not (an index object lies: forged with a writer key?); they were copied before the pack was condemned"
+            ));
+        }
+        progress.add_bytes(r.view.packs[p].0);
+    }
+    for slot in 0..2 {
+        if let Some(b) = r.builders[slot].take() {
+            r.flush(b)?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies blobs, verified, into new packs of the tenant.
 struct Repacker<'a> {
     repo: &'a Repo,
     keys: &'a TenantKeys,
+    reader: &'a BlobReader<'a>,
+    view: &'a View,
+    used: &'a Used,
+    /// The packs' own tables, read by range and cached.
+    tables: crate::packtable::Tables<'a>,
+    /// See [`condemned`].
+    condemned: &'a HashSet<Id>,
     builders: [Option<PackBuilder>; 2],
+    /// The new packs' entries.
     index: IndexFile,
+    /// Needed blobs already copied or found elsewhere (each is handled once).
     moved: HashSet<Id>,
     new_packs: Vec<Id>,
+    /// Needed blobs of condemned packs found, verified, in packs that stay (blob, pack):
+    /// not copied; the plan names them.
+    verified: Vec<(Id, Id)>,
+    scratch: Vec<u8>,
 }
 
-impl Repacker<'_> {
+impl<'a> Repacker<'a> {
+    fn new(
+        repo: &'a Repo,
+        keys: &'a TenantKeys,
+        reader: &'a BlobReader<'a>,
+        view: &'a View,
+        used: &'a Used,
+        condemned: &'a HashSet<Id>,
+    ) -> Result<Self> {
+        Ok(Self {
+            repo,
+            keys,
+            reader,
+            view,
+            used,
+            tables: crate::packtable::Tables::new(repo, keys)?,
+            condemned,
+            builders: [None, None],
+            index: IndexFile::default(),
+            moved: HashSet::new(),
+            new_packs: Vec::new(),
+            verified: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Reads condemned pack `p` and, for each needed blob its own table lists that was not
+    /// handled yet, either notes a verified copy in a pack that stays or copies the blob
+    /// (verified first: never spread a damaged blob) into a new pack. Returns how many
+    /// blobs were copied.
+    fn copy_out_of(&mut self, p: &Id) -> Result<usize> {
+        let plain = self.reader.fetch_pack(p)?;
+        let table =
+            coop_formats::pack::parse_table(&plain).map_err(|e| Error::damaged(p.to_hex(), e))?;
+        self.tables.remember(p, &table);
+        let mut found = 0usize;
+        for e in &table {
+            if !self.used.contains(&e.id)? || !self.moved.insert(e.id) {
+                continue;
+            }
+            if let Some(q) = self.verified_copy(&e.id)? {
+                self.verified.push((e.id, q));
+                continue;
+            }
+            found += 1;
+            let stored = &plain[e.offset as usize..(e.offset + e.stored_len) as usize];
+            // Verify before copying: never spread a damaged blob.
+            let mut check = Vec::new();
+            coop_formats::blob::decode(
+                &self.keys.id_key,
+                e.id,
+                e.ty,
+                e.compression,
+                e.raw_len,
+                stored,
+                &mut check,
+            )
+            .map_err(|err| Error::damaged(p.to_hex(), err))?;
+            self.add(e, stored)?;
+        }
+        Ok(found)
+    }
+
+    /// A pack that stays and holds blob `b`, verified. Where the index objects say each blob
+    /// is (`view.claims`) is only a hint: a copy counts only if the pack's own table lists
+    /// it there and its bytes verify against its keyed ID.
+    fn verified_copy(&mut self, b: &Id) -> Result<Option<Id>> {
+        let view = self.view;
+        for claim in view.claims.lookup(b)? {
+            let (q, loc) = (view.claims.pack_id(&claim.loc), claim.loc);
+            if self.condemned.contains(&q) || !view.packs.contains_key(&q) {
+                continue;
+            }
+            let table = self.tables.get(&q, view.packs[&q].0)?;
+            let listed = table
+                .iter()
+                .any(|t| t.id == *b && t.offset == loc.offset && t.stored_len == loc.stored_len);
+            if listed && self.reader.blob_in(&q, b, &loc, &mut self.scratch).is_ok() {
+                return Ok(Some(q));
+            }
+        }
+        Ok(None)
+    }
+
     fn flush(&mut self, b: PackBuilder) -> Result<()> {
         let (stored, entries, id) = b
             .finish()
@@ -173,148 +371,42 @@ impl Repacker<'_> {
     }
 }
 
-/// Phase 1: reads every candidate pack, copies the blobs snapshots need out of it (from the
-/// pack's own table, verifying each), writes the consolidated index (in parts) and the
-/// signed plans (one per part). Returns the plans written.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write(
-    repo: &Repo,
-    keys: &TenantKeys,
-    reader: &BlobReader,
+/// Step 2: the consolidated index: the new packs (`new_index`), plus everything claimed in
+/// the packs that stay, split into parts of at most [`PART_ENTRIES`] entries (each
+/// superseding every object read), so that neither this prune nor a reader holds all of it
+/// at once. Returns the parts' names.
+fn write_index(
+    mut parts: Parts,
     view: &View,
-    used: &Used,
-    c: Candidates,
-    authority: &ed25519_dalek::SigningKey,
-    progress: &dyn Progress,
-    rep: &mut PruneReport,
-) -> Result<Vec<(Id, PrunePlan)>> {
-    if c.unused.is_empty() && c.repack.is_empty() {
-        return Ok(Vec::new());
-    }
-    let tables = crate::packtable::Tables::new(repo, keys)?;
-    progress.phase(
-        "repacking",
-        Some(
-            c.unused
-                .iter()
-                .chain(&c.repack)
-                .map(|p| view.packs[p].0)
-                .sum(),
-        ),
-    );
-    let mut r = Repacker {
-        repo,
-        keys,
-        builders: [None, None],
-        index: IndexFile::default(),
-        moved: HashSet::new(),
-        new_packs: Vec::new(),
-    };
-    let looked_unused: HashSet<&Id> = c.unused.iter().collect();
-    // Where the index objects say each blob is (`view.claims`): hints, checked before they
-    // are relied on.
-    let condemned_all: HashSet<Id> = c
-        .unused
-        .iter()
-        .chain(&c.repack)
-        .chain(view.plans.iter().flat_map(|(_, p)| p.packs.iter()))
-        .copied()
-        .collect();
-    let mut verified: Vec<(Id, Id)> = Vec::new();
-    let mut scratch = Vec::new();
-    // A copy in a pack that stays counts only if the pack's own table lists it there and its
-    // bytes verify against its keyed ID.
-    let mut verified_copy = |b: &Id| -> Result<Option<Id>> {
-        for claim in view.claims.lookup(b)? {
-            let (q, loc) = (view.claims.pack_id(&claim.loc), claim.loc);
-            if condemned_all.contains(&q) || !view.packs.contains_key(&q) {
-                continue;
-            }
-            let table = tables.get(&q, view.packs[&q].0)?;
-            let listed = table
-                .iter()
-                .any(|t| t.id == *b && t.offset == loc.offset && t.stored_len == loc.stored_len);
-            if listed && reader.blob_in(&q, b, &loc, &mut scratch).is_ok() {
-                return Ok(Some(q));
-            }
-        }
-        Ok(None)
-    };
-    for p in c.unused.iter().chain(&c.repack) {
-        let plain = reader.fetch_pack(p)?;
-        let table =
-            coop_formats::pack::parse_table(&plain).map_err(|e| Error::damaged(p.to_hex(), e))?;
-        tables.remember(p, &table);
-        let mut found = 0usize;
-        for e in &table {
-            if !used.contains(&e.id)? || !r.moved.insert(e.id) {
-                continue;
-            }
-            if let Some(q) = verified_copy(&e.id)? {
-                verified.push((e.id, q));
-                continue;
-            }
-            found += 1;
-            let stored = &plain[e.offset as usize..(e.offset + e.stored_len) as usize];
-            // Verify before copying: never spread a damaged blob.
-            let mut check = Vec::new();
-            coop_formats::blob::decode(
-                &keys.id_key,
-                e.id,
-                e.ty,
-                e.compression,
-                e.raw_len,
-                stored,
-                &mut check,
-            )
-            .map_err(|err| Error::damaged(p.to_hex(), err))?;
-            r.add(e, stored)?;
-        }
-        if found > 0 && looked_unused.contains(p) {
-            rep.warnings.push(format!(
-                "pack {p} holds {found} blob(s) snapshots need that the index objects put elsewhere, where they \
-                 are not (an index object lies: forged with a writer key?); they were copied before the pack was condemned"
-            ));
-        }
-        progress.add_bytes(view.packs[p].0);
-    }
-    for slot in 0..2 {
-        if let Some(b) = r.builders[slot].take() {
-            r.flush(b)?;
-        }
-    }
-    rep.packs_written += r.new_packs.len();
-    progress.finish();
-    // The consolidated index: the new packs, plus everything claimed in the packs that stay,
-    // split into parts of at most PART_ENTRIES entries (each superseding every object read),
-    // so that neither this prune nor a reader holds all of it at once.
-    let condemned: HashSet<Id> = c
-        .unused
-        .iter()
-        .chain(&c.repack)
-        .chain(view.plans.iter().flat_map(|(_, p)| p.packs.iter()))
-        .copied()
-        .collect();
-    let new_index = std::mem::take(&mut r.index);
+    dir: &std::path::Path,
+    condemned: &HashSet<Id>,
+    new_index: IndexFile,
+) -> Result<Vec<Id>> {
     let copied: HashSet<Id> = new_index.entries.iter().map(|e| e.id).collect();
-    let mut parts = Parts {
-        repo,
-        keys,
-        authority,
-        superseded: view.claims.names.clone(),
-        cur: IndexFile::default(),
-        pack_ix: HashMap::new(),
-        written: Vec::new(),
-    };
     for e in &new_index.entries {
         parts.push(new_index.packs[e.pack as usize], e)?;
     }
     drop(new_index);
-    // The first claim of each blob in a pack that stays, sorted again by pack (then blob), so
-    // that each part lists few packs, as the objects backups write do.
-    let dir = used.dir().to_path_buf();
-    let io = |e| Error::io(&dir, e);
-    let mut kept = Sorter::new(&dir, KEPT_REC, RUN_BYTES);
+    let io = |e| Error::io(dir, e);
+    let mut kept = sort_kept(view, dir, condemned, &copied)?;
+    while let Some(r) = kept.next().map_err(io)? {
+        let (pack, e) = decode_kept(r)?;
+        parts.push(view.claims.pack_at(pack), &e)?;
+    }
+    parts.finish()
+}
+
+/// The first claim of each blob (not in `copied`) in a pack that stays, sorted again by pack
+/// (then blob) on disk in `dir`, so that each part lists few packs, as the objects backups
+/// write do.
+fn sort_kept(
+    view: &View,
+    dir: &std::path::Path,
+    condemned: &HashSet<Id>,
+    copied: &HashSet<Id>,
+) -> Result<Sorted> {
+    let io = |e| Error::io(dir, e);
+    let mut kept = Sorter::new(dir, KEPT_REC, RUN_BYTES);
     let mut rec = [0u8; KEPT_REC];
     view.claims.for_each_blob(|id, claims| {
         if copied.contains(id) {
@@ -337,51 +429,59 @@ pub(super) fn write(
         }
         Ok(())
     })?;
-    let mut kept = kept.finish().map_err(io)?;
-    while let Some(r) = kept.next().map_err(io)? {
-        let u = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4"));
-        let pack = u32::from_be_bytes(r[..4].try_into().expect("4"));
-        let e = IndexEntry {
-            id: Id(r[4..36].try_into().expect("32")),
-            pack: 0,
-            ty: BlobType::from_u8(r[48])
-                .ok_or_else(|| Error::internal("bad blob type in a prune's sort"))?,
-            compression: r[49],
-            offset: u(36),
-            stored_len: u(40),
-            raw_len: u(44),
-        };
-        parts.push(view.claims.pack_at(pack), &e)?;
-    }
-    let replacements = parts.finish()?;
-    crate::fault::point("prune:after-index");
-    // One plan per part; the last one condemns the packs and names the objects to delete,
-    // and is written last, so that a plan that condemns exists only once every part does.
-    let created = crate::now_unix();
-    let n = replacements.len();
-    let mut written = Vec::with_capacity(n);
-    for (i, replacement) in replacements.into_iter().enumerate() {
-        let last = i + 1 == n;
-        let plan = PrunePlan {
-            created,
-            packs: if last {
-                c.unused.iter().chain(&c.repack).copied().collect()
-            } else {
-                Vec::new()
-            },
-            index: if last {
-                view.claims.names.clone()
-            } else {
-                Vec::new()
-            },
-            replacement: Some(replacement),
-            new_packs: r.new_packs.clone(),
-            verified: if last {
-                std::mem::take(&mut verified)
-            } else {
-                Vec::new()
-            },
-        };
+    kept.finish().map_err(io)
+}
+
+/// One record of [`sort_kept`]: the claims' pack number and the entry (its pack number is
+/// the part's to set).
+fn decode_kept(r: &[u8]) -> Result<(u32, IndexEntry)> {
+    let u = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4"));
+    let pack = u32::from_be_bytes(r[..4].try_into().expect("4"));
+    let e = IndexEntry {
+        id: Id(r[4..36].try_into().expect("32")),
+        pack: 0,
+        ty: BlobType::from_u8(r[48])
+            .ok_or_else(|| Error::internal("bad blob type in a prune's sort"))?,
+        compression: r[49],
+        offset: u(36),
+        stored_len: u(40),
+        raw_len: u(44),
+    };
+    Ok((pack, e))
+}
+
+/// Step 3: one signed plan per part of the consolidated index. Only the last, `last` with
+/// the last part as its replacement, condemns the packs, names the objects to delete and
+/// the copies verified; it is written last, so that a plan that condemns exists only once
+/// every part does. The others carry their part and the new packs.
+fn write_plans(
+    repo: &Repo,
+    keys: &TenantKeys,
+    authority: &ed25519_dalek::SigningKey,
+    replacements: &[Id],
+    last: PrunePlan,
+    rep: &mut PruneReport,
+) -> Result<Vec<(Id, PrunePlan)>> {
+    let Some((&final_part, earlier)) = replacements.split_last() else {
+        return Ok(Vec::new());
+    };
+    let mut plans: Vec<PrunePlan> = earlier
+        .iter()
+        .map(|r| PrunePlan {
+            created: last.created,
+            packs: Vec::new(),
+            index: Vec::new(),
+            replacement: Some(*r),
+            new_packs: last.new_packs.clone(),
+            verified: Vec::new(),
+        })
+        .collect();
+    plans.push(PrunePlan {
+        replacement: Some(final_part),
+        ..last
+    });
+    let mut written = Vec::with_capacity(plans.len());
+    for plan in plans {
         let name = repo.put(
             Kind::Plan,
             &keys.tag,
@@ -390,7 +490,6 @@ pub(super) fn write(
         rep.plans_written += 1;
         written.push((name, plan));
     }
-    crate::fault::point("prune:after-plan");
     Ok(written)
 }
 

@@ -324,33 +324,7 @@ pub fn approve(
     wait: &Wait,
 ) -> Result<Approved> {
     use base64::Engine;
-    let started = std::time::Instant::now();
-    let mut told = false;
-    let (trusted, req) = loop {
-        let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
-        let req = request_entry(repo, &trusted, id)?;
-        if req.witnessed {
-            break (trusted, req);
-        }
-        if started.elapsed() >= wait.timeout {
-            return Err(Error::NotWitnessed {
-                what: format!("recovery request {id}"),
-                need: trusted.quorum,
-                waited_secs: started.elapsed().as_secs(),
-                outcome: "no share was released".into(),
-            });
-        }
-        if !told {
-            (wait.waiting)(&format!(
-                "recovery request {id} is not yet cosigned by {} witness(es); waiting up to {} \
-                 for them …",
-                trusted.quorum,
-                humantime::format_duration(wait.timeout)
-            ));
-            told = true;
-        }
-        std::thread::sleep(POLL.min(wait.timeout.saturating_sub(started.elapsed())));
-    };
+    let (trusted, req) = witnessed_request(repo, coop, id, wait)?;
     let (setup, m, r) = requested_member(repo, coop, &req.entry)?;
     if req.entry.data.get("epoch").and_then(|v| v.as_str()) != Some(setup.epoch.as_str())
         || req.entry.data.get("slot").and_then(|v| v.as_str()) != Some(r.slot.as_str())
@@ -421,6 +395,43 @@ pub fn approve(
         member: m.name,
         appended: a,
     })
+}
+
+/// The recovery request `id` once a quorum of witnesses cosigned it, with the log trust it
+/// was read under; waits up to `wait.timeout` for that (telling `wait.waiting` once).
+fn witnessed_request(
+    repo: &Repo,
+    coop: &TenantKeys,
+    id: &str,
+    wait: &Wait,
+) -> Result<(log::Trusted, Found)> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
+        let req = request_entry(repo, &trusted, id)?;
+        if req.witnessed {
+            return Ok((trusted, req));
+        }
+        if started.elapsed() >= wait.timeout {
+            return Err(Error::NotWitnessed {
+                what: format!("recovery request {id}"),
+                need: trusted.quorum,
+                waited_secs: started.elapsed().as_secs(),
+                outcome: "no share was released".into(),
+            });
+        }
+        if !told {
+            (wait.waiting)(&format!(
+                "recovery request {id} is not yet cosigned by {} witness(es); waiting up to {} \
+                 for them …",
+                trusted.quorum,
+                humantime::format_duration(wait.timeout)
+            ));
+            told = true;
+        }
+        std::thread::sleep(POLL.min(wait.timeout.saturating_sub(started.elapsed())));
+    }
 }
 
 /// What [`approve`] released.

@@ -65,28 +65,7 @@ pub(super) fn follow_deletions(
             }
         }
     }
-    // What the snapshots the target keeps still need stays: what their inventories name, or,
-    // where a prune replaced some of it, the replacements, once all of those are here.
-    let mut needed: HashSet<String> = HashSet::new();
-    for p in dst
-        .keys()
-        .filter(|p| p.starts_with("snapshots/") && !eligible.contains(p))
-    {
-        match to.get(p) {
-            Ok(b) => {
-                if let Ok(n) = needs(&b) {
-                    let now_needed = recorded.resolve(&n, |x| src.contains_key(x));
-                    if now_needed.iter().all(|x| dst.contains_key(x)) {
-                        needed.extend(now_needed);
-                    } else {
-                        needed.extend(n);
-                    }
-                }
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let needed = kept_needs(to, &dst, src, &recorded, &eligible)?;
     let mut order: Vec<&String> = eligible.into_iter().collect();
     // Snapshots first, then index objects, then packs: a stop halfway leaves no snapshot
     // without its data.
@@ -121,4 +100,37 @@ pub(super) fn follow_deletions(
         ));
     }
     Ok(())
+}
+
+/// What the snapshots the target keeps (those in `dst` not `eligible` for deletion) still
+/// need, and so stays: what their inventories name, or, where a prune replaced some of it,
+/// the replacements, once all of those are here.
+fn kept_needs(
+    to: &Store,
+    dst: &HashMap<String, u64>,
+    src: &HashMap<String, u64>,
+    recorded: &crate::log::Deletions,
+    eligible: &HashSet<&String>,
+) -> Result<HashSet<String>> {
+    let mut needed: HashSet<String> = HashSet::new();
+    for p in dst
+        .keys()
+        .filter(|p| p.starts_with("snapshots/") && !eligible.contains(p))
+    {
+        match to.get(p) {
+            Ok(b) => {
+                if let Ok(n) = needs(&b) {
+                    let now_needed = recorded.resolve(&n, |x| src.contains_key(x));
+                    if now_needed.iter().all(|x| dst.contains_key(x)) {
+                        needed.extend(now_needed);
+                    } else {
+                        needed.extend(n);
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(needed)
 }

@@ -126,58 +126,96 @@ pub fn gather(
     let registry = crate::registry::load(repo, &coop)?.registry;
     let writer_list = crate::writers::load(repo, &coop.admin_keys)?.list;
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
-    let mut jobs = Vec::new();
-    for j in settings
+    let jobs = settings
         .jobs
         .iter()
         .filter(|j| matches!(j.action, crate::settings::JobAction::Backup))
-    {
-        let recipe_name = j
-            .tags
+        .map(|j| job_entry(j, history, recipes))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Setup {
+        format: "coop-setup/1",
+        generated: crate::now_rfc3339(),
+        cooperative: settings.cooperative.as_ref().map(|c| c.name.clone()),
+        site: site(settings, &settings.site.name),
+        replicas: settings
+            .peers
             .iter()
-            .find_map(|t| t.strip_prefix("recipe:"))
-            .unwrap_or(&j.name);
-        let recipe = recipes.iter().find(|(n, _)| n == recipe_name);
-        let (last, drill) = match history {
-            Some(h) => (
-                h.last_run(&j.name)?,
-                h.last_run(&format!("drill:{}", j.name))?,
-            ),
-            None => (None, None),
-        };
-        let mut dumps: Vec<String> = j.commands.iter().map(|c| c.filename.clone()).collect();
-        dumps.extend(j.command_dirs.iter().map(|c| format!("{}/", c.dirname)));
-        dumps.extend(j.sql.iter().map(|q| q.filename.clone()));
-        jobs.push(JobEntry {
-            name: j.name.clone(),
-            schedule: j.schedule.clone(),
-            tenant: if j.members.is_some() {
-                "each member"
-            } else {
-                "service"
-            },
-            paths: j.paths.iter().map(|p| p.display().to_string()).collect(),
-            dumps,
-            excluded: j.exclude.clone(),
-            recipe: recipe.map(|(n, _)| n.clone()),
-            recipe_notes: recipe.map(|(_, s)| s.trim().to_string()),
-            retention: retention(j),
-            last_run: last.as_ref().map(|r| crate::unix_rfc3339(r.started)),
-            last_status: last.as_ref().map(|r| r.status.clone()),
-            caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
-            last_test_restore: drill.map(|d| {
-                format!(
-                    "{} ({})",
-                    crate::unix_rfc3339(d.started),
-                    if d.status == "ok" {
-                        "restored and checked"
-                    } else {
-                        "FAILED"
-                    }
-                )
-            }),
-        });
-    }
+            .map(|p| site(settings, &p.name))
+            .collect(),
+        jobs,
+        encryption: "content-defined chunks (FastCDC), deduplicated per tenant by keyed \
+                     BLAKE3, compressed (zstd), encrypted with age (X25519, ChaCha20-Poly1305) \
+                     to the tenant's own key; indexes sealed with XChaCha20-Poly1305; the \
+                     storage sites hold only ciphertext",
+        readers: readers(&coop, &registry),
+        writers: writer_list
+            .writers
+            .iter()
+            .filter(|w| w.revoked.is_none())
+            .map(|w| w.name.clone())
+            .collect(),
+        witnesses: trusted.witnesses.iter().map(|(n, _)| n.clone()).collect(),
+        quorum: trusted.quorum,
+    })
+}
+
+/// One backup job as published: what it backs up and leaves out, its recipe, retention and
+/// (from this site's `history`) its last run and last test restore.
+fn job_entry(
+    j: &JobSettings,
+    history: Option<&History>,
+    recipes: &[(String, String)],
+) -> Result<JobEntry> {
+    let recipe_name = j
+        .tags
+        .iter()
+        .find_map(|t| t.strip_prefix("recipe:"))
+        .unwrap_or(&j.name);
+    let recipe = recipes.iter().find(|(n, _)| n == recipe_name);
+    let (last, drill) = match history {
+        Some(h) => (
+            h.last_run(&j.name)?,
+            h.last_run(&format!("drill:{}", j.name))?,
+        ),
+        None => (None, None),
+    };
+    let mut dumps: Vec<String> = j.commands.iter().map(|c| c.filename.clone()).collect();
+    dumps.extend(j.command_dirs.iter().map(|c| format!("{}/", c.dirname)));
+    dumps.extend(j.sql.iter().map(|q| q.filename.clone()));
+    Ok(JobEntry {
+        name: j.name.clone(),
+        schedule: j.schedule.clone(),
+        tenant: if j.members.is_some() {
+            "each member"
+        } else {
+            "service"
+        },
+        paths: j.paths.iter().map(|p| p.display().to_string()).collect(),
+        dumps,
+        excluded: j.exclude.clone(),
+        recipe: recipe.map(|(n, _)| n.clone()),
+        recipe_notes: recipe.map(|(_, s)| s.trim().to_string()),
+        retention: retention(j),
+        last_run: last.as_ref().map(|r| crate::unix_rfc3339(r.started)),
+        last_status: last.as_ref().map(|r| r.status.clone()),
+        caretaker: j.caretaker.as_ref().map(|c| c.to_string()),
+        last_test_restore: drill.map(|d| {
+            format!(
+                "{} ({})",
+                crate::unix_rfc3339(d.started),
+                if d.status == "ok" {
+                    "restored and checked"
+                } else {
+                    "FAILED"
+                }
+            )
+        }),
+    })
+}
+
+/// Who can read the service tenant (the admins) and a member's tenant (the member, and the
+/// recovery split if any).
+fn readers(coop: &crate::keys::TenantKeys, registry: &coop_formats::registry::Registry) -> Readers {
     let active_admins: Vec<String> = registry
         .admins
         .iter()
@@ -208,31 +246,7 @@ pub fn gather(
                  before it happens)"
             .into(),
     };
-    Ok(Setup {
-        format: "coop-setup/1",
-        generated: crate::now_rfc3339(),
-        cooperative: settings.cooperative.as_ref().map(|c| c.name.clone()),
-        site: site(settings, &settings.site.name),
-        replicas: settings
-            .peers
-            .iter()
-            .map(|p| site(settings, &p.name))
-            .collect(),
-        jobs,
-        encryption: "content-defined chunks (FastCDC), deduplicated per tenant by keyed \
-                     BLAKE3, compressed (zstd), encrypted with age (X25519, ChaCha20-Poly1305) \
-                     to the tenant's own key; indexes sealed with XChaCha20-Poly1305; the \
-                     storage sites hold only ciphertext",
-        readers: Readers { service, members },
-        writers: writer_list
-            .writers
-            .iter()
-            .filter(|w| w.revoked.is_none())
-            .map(|w| w.name.clone())
-            .collect(),
-        witnesses: trusted.witnesses.iter().map(|(n, _)| n.clone()).collect(),
-        quorum: trusted.quorum,
-    })
+    Readers { service, members }
 }
 
 /// The setup as one static page (no script, nothing fetched), in English.
@@ -271,58 +285,7 @@ pub fn render(s: &Setup) -> String {
     }
     o.push_str("</ul></section>\n<section><h2>What is backed up</h2>");
     for j in &s.jobs {
-        let _ = write!(
-            o,
-            "<article class=\"tenant\"><h3>{}</h3><p>Schedule <code>{}</code>, into the {} \
-             tenant.</p>",
-            escape(&j.name),
-            escape(&j.schedule),
-            if j.tenant == "service" {
-                "service's"
-            } else {
-                "each member's own"
-            }
-        );
-        let list = |o: &mut String, title: &str, items: &[String]| {
-            if items.is_empty() {
-                return;
-            }
-            let _ = write!(o, "<p>{title}:</p><ul>");
-            for i in items {
-                let _ = write!(o, "<li><code>{}</code></li>", escape(i));
-            }
-            o.push_str("</ul>");
-        };
-        list(&mut o, "Paths", &j.paths);
-        list(&mut o, "Database dumps and exports", &j.dumps);
-        list(&mut o, "Left out", &j.excluded);
-        if let (Some(r), Some(n)) = (&j.recipe, &j.recipe_notes) {
-            let _ = write!(
-                o,
-                "<p>From the <code>{}</code> recipe: {}</p>",
-                escape(r),
-                escape(n)
-            );
-        }
-        if let Some(c) = &j.caretaker {
-            let _ = write!(o, "<p>Caretaker: {}</p>", escape(c));
-        }
-        let _ = write!(
-            o,
-            "<p>Retention: {}. Last run: {}. Last test restore: {}.</p></article>",
-            escape(j.retention.as_deref().unwrap_or("all snapshots kept")),
-            escape(
-                &j.last_run
-                    .as_ref()
-                    .map(|t| format!("{t} ({})", j.last_status.as_deref().unwrap_or("?")))
-                    .unwrap_or_else(|| "not recorded at this site".into())
-            ),
-            escape(
-                j.last_test_restore
-                    .as_deref()
-                    .unwrap_or("none recorded yet")
-            )
-        );
+        render_job(&mut o, j);
     }
     let _ = write!(
         o,
@@ -345,4 +308,61 @@ pub fn render(s: &Setup) -> String {
         }
     );
     o
+}
+
+/// One backup job's article: schedule and tenant, paths, dumps and what is left out, its
+/// recipe and caretaker, retention, last run and last test restore.
+fn render_job(o: &mut String, j: &JobEntry) {
+    let _ = write!(
+        o,
+        "<article class=\"tenant\"><h3>{}</h3><p>Schedule <code>{}</code>, into the {} \
+         tenant.</p>",
+        escape(&j.name),
+        escape(&j.schedule),
+        if j.tenant == "service" {
+            "service's"
+        } else {
+            "each member's own"
+        }
+    );
+    let list = |o: &mut String, title: &str, items: &[String]| {
+        if items.is_empty() {
+            return;
+        }
+        let _ = write!(o, "<p>{title}:</p><ul>");
+        for i in items {
+            let _ = write!(o, "<li><code>{}</code></li>", escape(i));
+        }
+        o.push_str("</ul>");
+    };
+    list(o, "Paths", &j.paths);
+    list(o, "Database dumps and exports", &j.dumps);
+    list(o, "Left out", &j.excluded);
+    if let (Some(r), Some(n)) = (&j.recipe, &j.recipe_notes) {
+        let _ = write!(
+            o,
+            "<p>From the <code>{}</code> recipe: {}</p>",
+            escape(r),
+            escape(n)
+        );
+    }
+    if let Some(c) = &j.caretaker {
+        let _ = write!(o, "<p>Caretaker: {}</p>", escape(c));
+    }
+    let _ = write!(
+        o,
+        "<p>Retention: {}. Last run: {}. Last test restore: {}.</p></article>",
+        escape(j.retention.as_deref().unwrap_or("all snapshots kept")),
+        escape(
+            &j.last_run
+                .as_ref()
+                .map(|t| format!("{t} ({})", j.last_status.as_deref().unwrap_or("?")))
+                .unwrap_or_else(|| "not recorded at this site".into())
+        ),
+        escape(
+            j.last_test_restore
+                .as_deref()
+                .unwrap_or("none recorded yet")
+        )
+    );
 }

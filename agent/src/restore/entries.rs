@@ -106,30 +106,10 @@ pub(super) fn create_files(
             groups.insert(g, First::Here(ix));
             new_groups.push(g);
         }
-        let mut off = 0u64;
-        let mut blobs = Vec::new();
-        let mut problem = None;
-        for p in &it.node.content {
-            match p {
-                Part::Blob(id) => match reader.locate(id, BlobType::Data) {
-                    Ok(loc) => {
-                        blobs.push((*id, off));
-                        off = off.saturating_add(loc.raw_len as u64);
-                    }
-                    Err(e) => {
-                        problem = Some(e.to_string());
-                        break;
-                    }
-                },
-                Part::Hole { hole } => off = off.saturating_add(*hole),
-            }
-        }
-        if problem.is_none() && off != it.node.size {
-            problem = Some(format!(
-                "the snapshot says {} bytes but its content adds up to {off} (damaged or forged tree)",
-                it.node.size
-            ));
-        }
+        let (blobs, mut problem) = match placed_blobs(reader, it) {
+            Ok(b) => (b, None),
+            Err(why) => (Vec::new(), Some(why)),
+        };
         if problem.is_none() {
             let file = parents
                 .of(&it.rel)
@@ -183,10 +163,39 @@ pub(super) fn create_files(
     ))
 }
 
-/// The needed blobs grouped by the pack the index puts them in, each in offset order.
+/// Where in the file each of its blobs goes (blob, offset), holes skipped; why not, when a
+/// blob is not indexed or the content does not add up to the file's size.
+fn placed_blobs(
+    reader: &BlobReader,
+    it: &plan::Item,
+) -> std::result::Result<Vec<(Id, u64)>, String> {
+    let mut off = 0u64;
+    let mut blobs = Vec::new();
+    for p in &it.node.content {
+        match p {
+            Part::Blob(id) => match reader.locate(id, BlobType::Data) {
+                Ok(loc) => {
+                    blobs.push((*id, off));
+                    off = off.saturating_add(loc.raw_len as u64);
+                }
+                Err(e) => return Err(e.to_string()),
+            },
+            Part::Hole { hole } => off = off.saturating_add(*hole),
+        }
+    }
+    if off != it.node.size {
+        return Err(format!(
+            "the snapshot says {} bytes but its content adds up to {off} (damaged or forged tree)",
+            it.node.size
+        ));
+    }
+    Ok(blobs)
+}
+
 /// The blobs to read from one pack, in offset order.
 type PackBlobs = (Id, Vec<(Id, Loc)>);
 
+/// The needed blobs grouped by the pack the index puts them in, each in offset order.
 pub(super) fn by_pack(reader: &BlobReader, p: &write::Placements) -> Result<Vec<PackBlobs>> {
     let mut by_pack: HashMap<Id, Vec<(Id, Loc)>> = HashMap::new();
     for id in p.wanted.keys() {
