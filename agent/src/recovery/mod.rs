@@ -120,8 +120,25 @@ fn establish(
         crate::registry::pin_signed(repo, m);
     }
     let actor = log::Actor::of(coop);
+    let e = init_entry(coop, &actor, &setup, &loaded.registry)?;
+    log::append(repo, &actor, &[e])?;
+    for m in &loaded.registry.members {
+        let recovery = crate::members::recovery_readers(&loaded.registry, m);
+        crate::members::rewrap(repo, coop, open, m, &recovery)?;
+    }
+    Ok(setup)
+}
+
+/// The split's log entry: the setup, the admin persons from now on (a person joins or leaves
+/// only with K other persons' approvals, SPEC 24.11) and each member's writer material.
+fn init_entry(
+    coop: &TenantKeys,
+    actor: &log::Actor,
+    setup: &RecoverySetup,
+    registry: &coop_formats::registry::Registry,
+) -> Result<Entry> {
     let mut e = log::entry(
-        &actor,
+        actor,
         Event::RecoveryInit,
         None,
         None,
@@ -129,12 +146,11 @@ fn establish(
     );
     e.data.insert(
         "setup".into(),
-        serde_json::to_value(&setup).expect("serializes"),
+        serde_json::to_value(setup).expect("serializes"),
     );
     // The admin persons from now on: a person joins or leaves only with K other persons'
     // approvals (SPEC 24.11).
-    let persons: Vec<String> = loaded
-        .registry
+    let persons: Vec<String> = registry
         .admins
         .iter()
         .filter(|a| a.removed.is_none())
@@ -146,17 +162,12 @@ fn establish(
     // The material writers take for each member from now on (SPEC 15.4): a signer kept from
     // before the split re-keys nobody.
     let mut materials = serde_json::Map::new();
-    for m in &loaded.registry.members {
+    for m in &registry.members {
         let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
         materials.insert(tag, crate::registry::material::named(m));
     }
     e.data.insert("materials".into(), materials.into());
-    log::append(repo, &actor, &[e])?;
-    for m in &loaded.registry.members {
-        let recovery = crate::members::recovery_readers(&loaded.registry, m);
-        crate::members::rewrap(repo, coop, open, m, &recovery)?;
-    }
-    Ok(setup)
+    Ok(e)
 }
 
 /// `coop recovery init`: `approvals` admins other than the requester must approve a

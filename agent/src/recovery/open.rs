@@ -101,7 +101,6 @@ fn recover_once(
     id: &str,
     member: &str,
 ) -> Result<Attempt> {
-    use base64::Engine;
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let req = request_entry(repo, &trusted, id)?;
     let (setup, m, r) = member_recovery(repo, coop, member)?;
@@ -137,52 +136,8 @@ fn recover_once(
     let eph = eph?;
     let own = own_share(repo, &setup, &r, ids)?;
     let own_index = own.as_ref().map(|(h, _)| h.index);
-    let releases = find(repo, &trusted, |e| {
-        e.event == Event::RecoveryRelease && e.object.as_deref() == Some(id)
-    })?;
     let mut shares: Vec<Vec<u8>> = own.into_iter().map(|(_, s)| s).collect();
-    let mut waiting = 0usize;
-    // After a split that names persons, a release counts only from a person who counts (not
-    // a retired admin, not a second key of one) other than the asker (SPEC 24.11, 25.3).
-    let persons = trusted.activation.clone().unwrap_or_default();
-    let restricted = persons
-        .persons
-        .values()
-        .any(|p| p.restricted_from.is_some());
-    let asker = match req.entry.person() {
-        coop_formats::tlog::PersonCheck::Signed(k) => Some(k),
-        _ => None,
-    };
-    for rel in &releases {
-        if restricted {
-            match rel.entry.person() {
-                coop_formats::tlog::PersonCheck::Signed(by)
-                    if persons.person_counts(&by) && Some(by) != asker => {}
-                _ => continue,
-            }
-        }
-        let Some(ct) = rel
-            .entry
-            .data
-            .get("share")
-            .and_then(|v| v.as_str())
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-        else {
-            continue;
-        };
-        let Ok(s) = crypt::decrypt(&eph, &ct, 1 << 16) else {
-            continue;
-        };
-        // The requester's own share released to themselves is no approval.
-        if s.is_empty() || s.first() == own_index.as_ref() {
-            continue;
-        }
-        if rel.witnessed {
-            shares.push(s);
-        } else {
-            waiting += 1;
-        }
-    }
+    let waiting = released(repo, &trusted, &req.entry, &eph, own_index, &mut shares)?;
     let own_counts = usize::from(own_index.is_some());
     let combined = rec::combine(&setup, &r, &shares);
     for s in &mut shares {
@@ -207,6 +162,67 @@ fn recover_once(
         member: m,
         request: id.to_string(),
     })))
+}
+
+/// Adds to `shares` the shares released to `request` (decrypted with its ephemeral
+/// identity `eph`) that count, witnessed; returns how many more are logged but not yet
+/// witnessed. The requester's own share (`own_index`) released to herself is no approval.
+fn released(
+    repo: &Repo,
+    trusted: &log::Trusted,
+    request: &coop_formats::tlog::Entry,
+    eph: &[Identity],
+    own_index: Option<u8>,
+    shares: &mut Vec<Vec<u8>>,
+) -> Result<usize> {
+    use base64::Engine;
+    let id = request.object.as_deref().unwrap_or_default();
+    let releases = find(repo, trusted, |e| {
+        e.event == Event::RecoveryRelease && e.object.as_deref() == Some(id)
+    })?;
+    let mut waiting = 0usize;
+    // After a split that names persons, a release counts only from a person who counts (not
+    // a retired admin, not a second key of one) other than the asker (SPEC 24.11, 25.3).
+    let persons = trusted.activation.clone().unwrap_or_default();
+    let restricted = persons
+        .persons
+        .values()
+        .any(|p| p.restricted_from.is_some());
+    let asker = match request.person() {
+        coop_formats::tlog::PersonCheck::Signed(k) => Some(k),
+        _ => None,
+    };
+    for rel in &releases {
+        if restricted {
+            match rel.entry.person() {
+                coop_formats::tlog::PersonCheck::Signed(by)
+                    if persons.person_counts(&by) && Some(by) != asker => {}
+                _ => continue,
+            }
+        }
+        let Some(ct) = rel
+            .entry
+            .data
+            .get("share")
+            .and_then(|v| v.as_str())
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        else {
+            continue;
+        };
+        let Ok(s) = crypt::decrypt(eph, &ct, 1 << 16) else {
+            continue;
+        };
+        // The requester's own share released to themselves is no approval.
+        if s.is_empty() || s.first() == own_index.as_ref() {
+            continue;
+        }
+        if rel.witnessed {
+            shares.push(s);
+        } else {
+            waiting += 1;
+        }
+    }
+    Ok(waiting)
 }
 
 /// Ends a recovery: replaces the member's data identity (the old ones stay in the keyring
