@@ -777,6 +777,9 @@ fn the_recovery_split_reaches_replicas() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // What a replica site that ignores logged deletions keeps: the keyrings from before.
+    let kept = env.p("kept-keys");
+    copy_tree(&replica.join("keys"), &kept);
     env.ok(&[
         "replicate",
         "--from",
@@ -805,6 +808,61 @@ fn the_recovery_split_reaches_replicas() {
         "member/alice",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Alice backs up after the split; the replica gets it, and puts back the keyrings from
+    // before the split it kept. With them one admin reads what was written before the split
+    // (she could then), and nothing written after it: the split gave alice a new data key.
+    let later = env.p("later");
+    fs::create_dir_all(&later).unwrap();
+    fs::write(later.join("after-split.txt"), "written after the split\n").unwrap();
+    let key = env.p("writer.key");
+    env.ok(&[
+        "key",
+        "export-writer",
+        "--name",
+        "agent",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "--writer-key",
+        key.to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "member/alice",
+        later.to_str().unwrap(),
+    ]);
+    env.ok(&["replicate", "--from", src.to_str().unwrap(), "--to", &r]);
+    copy_tree(&kept, &replica.join("keys"));
+    let restore = |what: &str, to: &str| {
+        env.coop(&[
+            "--repo",
+            &r,
+            "restore",
+            what,
+            "--tenant",
+            "member/alice",
+            "--target",
+            env.p(to).to_str().unwrap(),
+            "--reason",
+            "legal-request",
+        ])
+    };
+    // The newest snapshot she can open is the one from before the split: the one after it
+    // does not open (skipped, with a warning), and nothing of it is restored.
+    let o = restore("latest", "r-after");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = walk_files(&env.p("r-after"));
+    assert!(
+        got.iter().any(|f| f.ends_with("notes.md")),
+        "the kept keyring should still open what was written before the split: {got:?}"
+    );
+    assert!(
+        got.iter()
+            .all(|f| !f.to_string_lossy().contains("after-split")),
+        "a keyring kept from before the split read a backup made after it: {got:?}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped"));
 }
 
 /// Issue 25 finding 7: a registry replayed from an older generation (by anyone who may
