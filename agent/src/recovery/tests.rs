@@ -536,6 +536,12 @@ fn a_signer_kept_from_before_the_split_re_keys_nobody() {
     c.approve(2, &id).unwrap();
     crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
     refuse_all(&c, "fresh4");
+    // She signs a registry without the recovery setup, as if there had been no split: the
+    // split is in the log, which she cannot undo.
+    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
+    loaded.registry.recovery_setup = None;
+    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    refuse_all(&c, "fresh5");
 }
 
 /// After a genuine recovery the requester holds alice's tenant signer: she signs keys of her

@@ -107,8 +107,7 @@ pub fn writer_keys_for_member(
         .ok_or_else(|| Error::NotFound {
             what: format!("member {name:?} in the registry"),
         })?;
-    let split = loaded.registry.recovery_setup.is_some();
-    let moved = check_material(repo, coop_writer, m, split)?;
+    let moved = check_material(repo, coop_writer, m)?;
     let keys = member_writer_keys(coop_writer, m)?;
     if let Some(generation) = moved {
         // Any party's client that follows a member's new keys says so where the member reads.
@@ -127,15 +126,12 @@ pub fn writer_keys_for_member(
 /// as a member's data recipient (or a whole new tenant under the member's name) is refused
 /// here, before anything is encrypted to it.
 ///
-/// After the split (`split`), new material (and any material a client sees first) must also be
-/// what the admins' log authorizes for the member ([`material::check`]): the member tenant's
-/// signer alone, which admins held before the split, no longer re-keys a member.
-pub(crate) fn check_material(
-    repo: &Repo,
-    coop: &TenantKeys,
-    m: &Member,
-    split: bool,
-) -> Result<Option<u64>> {
+/// New material (and any material a client sees first) must also be what the admins' log
+/// authorizes for the member once the log holds a split ([`material::check`]): the member
+/// tenant's signer alone, which admins held before the split, no longer re-keys a member.
+/// Whether there was a split is read from the log, not from the registry, which one admin
+/// signs and could write without its recovery setup.
+pub(crate) fn check_material(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<u64>> {
     use coop_formats::registry::MaterialError;
     let cache = repo.cache_dir();
     let repo_id = &repo.config.repo_id;
@@ -149,9 +145,6 @@ pub(crate) fn check_material(
         Err(e @ MaterialError::BadSignature { .. }) => return Err(refuse(e.to_string())),
     };
     let authorize = || -> Result<()> {
-        if !split {
-            return Ok(());
-        }
         match material::check(repo, coop, m)? {
             material::Verdict::Refused(why) => Err(refuse(why)),
             material::Verdict::NoRule | material::Verdict::Authorized => Ok(()),
