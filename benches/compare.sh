@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Side-by-side: coop vs restic and borg (Debian packages, installed if missing) and rustic (when
+# Side-by-side: coop vs restic and borg (Debian packages, installed if missing), rustic (when
 # installed: on PATH or in ~/.cache/coop-test/rustic, `cargo install rustic-rs --locked --root
-# ~/.cache/coop-test/rustic`), one run, same machine, interleaved per step, encryption on, each
-# at its default compression.
-# usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg rustic"]
+# ~/.cache/coop-test/rustic`) and a newer restic as "restic-new" (when in
+# ~/.cache/coop-test/restic: benches/get-restic.sh), one run, same machine, interleaved per step,
+# encryption on, each at its default compression.
+# usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg rustic restic-new"]
 # Steps: initial backup, no-change re-backup, make-corpus mutate + incremental backup, full
 # restore, check --read-data. Prints wall / user / sys seconds, peak RSS and repository size per
 # step, and each peer's ratio to coop (peer wall / coop wall: above 1 means coop is faster).
+# Before the steps, `coop-primitives` (benches/primitives.rs) measures the CPU time of the
+# initial backup's primitives over the same corpus on one thread (read+chunk, keyed hash, zstd
+# with the probe, age encryption and pack naming; nothing written); the initial backup's line
+# at the end sets it, divided by the cores, against the measured wall time (issue 29 item 1:
+# within 15 %).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=1.0; corpus=""; work=/tmp/coop-compare; tools=""
 RUSTIC=$(command -v rustic || true)
 [ -n "$RUSTIC" ] || { c="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/rustic/bin/rustic"; [ -x "$c" ] && RUSTIC=$c; }
+RESTIC_NEW="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/restic/usr/bin/restic"
+[ -x "$RESTIC_NEW" ] || RESTIC_NEW=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -21,11 +29,12 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -n "$tools" ] || tools="coop restic borg${RUSTIC:+ rustic}"
+[ -n "$tools" ] || tools="coop restic borg${RUSTIC:+ rustic}${RESTIC_NEW:+ restic-new}"
 need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need restic restic; need borg borgbackup; [ -x /usr/bin/time ] || need time time
-cargo build --release --quiet -p coop-cli
-COOP="$PWD/target/release/coop"
+cargo build --release --quiet -p coop-cli -p coop-benches --bins
+COOP="${CARGO_TARGET_DIR:-$PWD/target}/release/coop"
+PRIMITIVES="${CARGO_TARGET_DIR:-$PWD/target}/release/coop-primitives"
 MC=../shared/tools/make-corpus
 # ext4 skips inodes freed in the last 60-300 s when it allocates new ones, and that scan made a
 # restore after a mass delete (such as the previous run's work directory) two to three times
@@ -41,6 +50,7 @@ restic init --repo "$work/restic" -q
 borg init --encryption=repokey-blake2 "$work/borg"
 export RUSTIC_PASSWORD=bench RUSTIC_CACHE_DIR="$work/rustic-cache"
 case " $tools " in *" rustic "*) "$RUSTIC" -r "$work/rustic" --no-progress init >/dev/null 2>&1 ;; esac
+case " $tools " in *" restic-new "*) "$RESTIC_NEW" init --repo "$work/restic-new" -q ;; esac
 results="$work/results.tsv"; : > "$results"
 
 # Same state before every timed run: every input in the page cache (borg drops it), and no dirty
@@ -50,6 +60,9 @@ cmd_for() { # step tool
   case "$2:$1" in
     coop:backup) echo "$COOP backup -q --repo $work/coop $corpus" ;;
     restic:backup) echo "restic -q --repo $work/restic backup $corpus" ;;
+    restic-new:backup) echo "$RESTIC_NEW -q --repo $work/restic-new backup $corpus" ;;
+    restic-new:restore) echo "$RESTIC_NEW -q --repo $work/restic-new restore latest --target $work/r-restic-new" ;;
+    restic-new:check) echo "$RESTIC_NEW -q --repo $work/restic-new check --read-data" ;;
     borg:backup) echo "borg create $work/borg::s$(date +%s%N) $corpus" ;;
     rustic:backup) echo "$RUSTIC -r $work/rustic --no-progress backup $corpus" ;;
     rustic:restore) echo "$RUSTIC -r $work/rustic --no-progress restore latest $work/r-rustic" ;;
@@ -79,6 +92,10 @@ step() { # name kind
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$wall" "$user" "$sys" "$rss" "$size" >> "$results"
   done
 }
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+# The primitives' CPU time over the same corpus (contents cached, nothing written).
+warm
+"$PRIMITIVES" "$corpus" > "$work/primitives.txt"
 step "initial backup" backup
 step "no-change backup" backup
 "$MC" mutate "$corpus" --scale "$scale" >/dev/null
@@ -89,8 +106,14 @@ step "full restore" restore
 rm -rf "$work"/r-*
 step "check --read-data" check
 
-echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale); machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(restic version | cut -d' ' -f1-2), $(borg --version)${RUSTIC:+, $("$RUSTIC" --version)}"
-printf '%-20s %-7s %8s %8s %8s %9s %10s %8s\n' step tool wall_s user_s sys_s rss_MiB repo_MiB vs_coop
+echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale); machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(restic version | cut -d' ' -f1-2), $(borg --version)${RUSTIC:+, $("$RUSTIC" --version)}${RESTIC_NEW:+, restic-new: $("$RESTIC_NEW" version | cut -d' ' -f1-2)}; load average at the start: $load, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-20s %-10s %8s %8s %8s %9s %10s %8s\n' step tool wall_s user_s sys_s rss_MiB repo_MiB vs_coop
 awk -F'\t' '{ if ($2=="coop") c[$1]=$3; line[NR]=$0 }
   END { for (i=1;i<=NR;i++) { split(line[i],f,"\t"); ratio = (f[2]!="coop" && c[f[1]]>0) ? sprintf("%.2fx", f[3]/c[f[1]]) : "";
-        printf "%-20s %-7s %8.2f %8.2f %8.2f %9.0f %10.0f %8s\n", f[1], f[2], f[3], f[4], f[5], f[6]/1024, f[7]/1048576, ratio } }' "$results"
+        printf "%-20s %-10s %8.2f %8.2f %8.2f %9.0f %10.0f %8s\n", f[1], f[2], f[3], f[4], f[5], f[6]/1024, f[7]/1048576, ratio } }' "$results"
+# Issue 29 item 1: the initial backup against its primitives' CPU time divided by the cores.
+awk -F'\t' -v prim="$(tail -1 "$work/primitives.txt")" '$1=="initial backup" && $2=="coop" {
+  n = split(prim, kv, /[ =]/); for (i = 1; i < n; i += 2) p[kv[i]] = kv[i+1]
+  printf "initial backup bound: primitives %.2f CPU-s (read+chunk %.2f, of which kernel %.2f; hash %.2f; zstd %.2f; encrypt+name %.2f) / %d cores = %.2f s; coop %.2f s wall (%.2f CPU-s: %.2f / %d = %.2f s with its own work perfectly spread); wall / bound = %.2f (target <= 1.15)\n",
+    p["primitives_cpu_s"], p["read_chunk_s"], p["kernel_s"], p["hash_s"], p["compress_s"], p["encrypt_s"], p["cores"], p["bound_s"],
+    $3, $4 + $5, $4 + $5, p["cores"], ($4 + $5) / p["cores"], $3 / p["bound_s"] }' "$results"
