@@ -1,7 +1,7 @@
 //! The engine's layers, checked: each module uses only modules of its own layer or the layers
 //! below it, and no two modules use each other, directly or through others (issue 23). The
-//! test reads the sources (`crate::<module>` paths outside `#[cfg(test)]` and `tests.rs`), so a new upward
-//! edge or cycle fails the suite.
+//! test reads the sources (`crate::<module>` paths outside `#[cfg(test)]` and outside test
+//! modules in files of their own), so a new upward edge or cycle fails the suite.
 
 /// From the bottom up. A module may use the modules of its own layer and those before it.
 pub const LAYERS: &[(&str, &[&str])] = &[
@@ -57,21 +57,45 @@ mod tests {
         }
     }
 
-    /// Module → the modules it uses (outside tests).
+    /// Module → the modules it uses (outside tests), read from the engine's sources.
     fn edges() -> BTreeMap<String, BTreeSet<String>> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut files = Vec::new();
         sources(&root, &mut files, &root);
+        edges_of(&files)
+    }
+
+    /// A test module in a file of its own, which is not part of the engine: named `tests.rs`
+    /// or `*_tests.rs` in a module's folder, and declared `#[cfg(test)] mod <name>;` by that
+    /// module (`x/mod.rs` or `x.rs`). A file so named but declared otherwise is engine code.
+    fn is_test_module(rel: &str, files: &[(String, String)]) -> bool {
+        let Some((dir, name)) = rel.rsplit_once('/') else {
+            return false;
+        };
+        let Some(stem) = name.strip_suffix(".rs") else {
+            return false;
+        };
+        if stem != "tests" && !stem.ends_with("_tests") {
+            return false;
+        }
+        let declared = format!("#[cfg(test)]\nmod {stem};");
+        let parents = [format!("{dir}/mod.rs"), format!("{dir}.rs")];
+        files
+            .iter()
+            .any(|(r, text)| parents.contains(r) && text.contains(&declared))
+    }
+
+    /// Module → the modules it uses (outside tests), for `files` (path under `src`, text).
+    fn edges_of(files: &[(String, String)]) -> BTreeMap<String, BTreeSet<String>> {
         let modules: BTreeSet<String> = files
             .iter()
             .map(|(rel, _)| top(rel))
             .filter(|m| m != "lib")
             .collect();
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (rel, text) in &files {
+        for (rel, text) in files {
             let from = top(rel);
-            // Test modules in files of their own (`mod tests;`) are not part of the engine.
-            if from == "lib" || from == "layering" || rel.ends_with("/tests.rs") {
+            if from == "lib" || from == "layering" || is_test_module(rel, files) {
                 continue;
             }
             let code = text.split("#[cfg(test)]").next().unwrap_or("");
@@ -97,6 +121,50 @@ mod tests {
             );
         }
         out
+    }
+
+    /// Test files are skipped only when declared as test modules, and an upward edge in any
+    /// other file of the module still counts.
+    #[test]
+    fn only_declared_test_modules_are_skipped() {
+        let parent = concat!(
+            "mod witness;\n#[cfg(test)]\nmod tests;\n",
+            "#[cfg(test)]\nmod witness_tests;\nmod audit_tests;\n"
+        );
+        let up = "use crate::backup::run;\n";
+        let files: Vec<(String, String)> = [
+            ("log/mod.rs", parent),
+            ("log/tests.rs", up),
+            ("log/witness_tests.rs", up),
+            ("fsx.rs", "#[cfg(test)]\nmod tests;\n"),
+            ("fsx/tests.rs", up),
+            ("backup/mod.rs", ""),
+        ]
+        .iter()
+        .map(|(r, t)| (r.to_string(), t.to_string()))
+        .collect();
+        assert!(is_test_module("log/tests.rs", &files));
+        assert!(is_test_module("log/witness_tests.rs", &files));
+        assert!(is_test_module("fsx/tests.rs", &files));
+        assert!(!is_test_module("log/mod.rs", &files));
+        assert!(!is_test_module("log/witness.rs", &files));
+        assert!(!is_test_module("log/contests.rs", &files));
+        assert!(
+            !is_test_module("log/audit_tests.rs", &files),
+            "not under #[cfg(test)]"
+        );
+        assert!(!is_test_module("tests.rs", &files));
+        let uses_backup = |files: &[(String, String)]| {
+            edges_of(files)
+                .get("log")
+                .is_some_and(|to| to.contains("backup"))
+        };
+        assert!(!uses_backup(&files), "{:?}", edges_of(&files));
+        for engine in ["log/witness.rs", "log/audit_tests.rs"] {
+            let mut with = files.clone();
+            with.push((engine.to_string(), up.to_string()));
+            assert!(uses_backup(&with), "{engine}: {:?}", edges_of(&with));
+        }
     }
 
     fn top(rel: &str) -> String {

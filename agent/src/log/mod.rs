@@ -508,3 +508,5 @@ pub fn newest_cosignature(repo: &Repo, trusted: &Trusted) -> Result<Option<u64>>
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod witness_tests;

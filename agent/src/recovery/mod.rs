@@ -30,6 +30,8 @@ use zeroize::Zeroize;
 mod open;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod writer_tests;
 
 pub use crate::shares::finish;
 use crate::shares::{clean, key_path, member_recovery, new_member_identity, own_share};

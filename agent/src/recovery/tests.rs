@@ -6,31 +6,31 @@ use super::*;
 use crate::keys::Access;
 use std::sync::Arc;
 
-struct Coop {
-    _dir: tempfile::TempDir,
-    repo: Repo,
+pub(super) struct Coop {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) repo: Repo,
     /// The admins' identities; admin 0 made the repository.
-    admins: Vec<Arc<Vec<Identity>>>,
+    pub(super) admins: Vec<Arc<Vec<Identity>>>,
     /// The admins' person keys (each admin is a person, SPEC 24.11).
-    persons: Vec<Arc<ed25519_dalek::SigningKey>>,
-    publics: Vec<String>,
-    members: Vec<Arc<Vec<Identity>>>,
+    pub(super) persons: Vec<Arc<ed25519_dalek::SigningKey>>,
+    pub(super) publics: Vec<String>,
+    pub(super) members: Vec<Arc<Vec<Identity>>>,
 }
 
-fn ids(text: &str) -> Arc<Vec<Identity>> {
+pub(super) fn ids(text: &str) -> Arc<Vec<Identity>> {
     Arc::new(crypt::parse_identities(text.as_bytes()).unwrap())
 }
 
 /// Three admins, K = 2 (a recovery takes the requester and two others), members alice and
 /// bob, the split made.
-fn coop() -> Coop {
+pub(super) fn coop() -> Coop {
     let c = unsplit();
     c.split();
     c
 }
 
 /// [`coop`] before the split: admin 0 reads every member.
-fn unsplit() -> Coop {
+pub(super) fn unsplit() -> Coop {
     unsplit_with(3)
 }
 
@@ -61,7 +61,7 @@ fn unsplit_with(n: u8) -> Coop {
         members.push(ids(&s));
     }
     Coop {
-        _dir: d,
+        dir: d,
         repo,
         admins,
         persons,
@@ -71,7 +71,7 @@ fn unsplit_with(n: u8) -> Coop {
 }
 
 impl Coop {
-    fn split(&self) {
+    pub(super) fn split(&self) {
         let holders: Vec<(String, String)> = self
             .publics
             .iter()
@@ -82,18 +82,18 @@ impl Coop {
         assert_eq!((s.threshold, s.approvals()), (3, 2));
         assert_eq!(s.holders.len(), self.admins.len());
     }
-    fn access(&self, by: usize) -> Access {
+    pub(super) fn access(&self, by: usize) -> Access {
         Access::Identity(self.admins[by].clone(), Some(self.persons[by].clone()))
     }
     /// Admin 0's keys to the service tenant.
-    fn coop(&self) -> TenantKeys {
+    pub(super) fn coop(&self) -> TenantKeys {
         self.coop_of(0)
     }
     /// Admin `by`'s keys to the service tenant: her entries are signed by her person key.
-    fn coop_of(&self, by: usize) -> TenantKeys {
+    pub(super) fn coop_of(&self, by: usize) -> TenantKeys {
         crate::tenant::keys(&self.repo, &self.access(by), "coop").unwrap()
     }
-    fn member(&self, name: &str) -> Member {
+    pub(super) fn member(&self, name: &str) -> Member {
         crate::members::load(&self.repo, &self.coop())
             .unwrap()
             .registry
@@ -101,7 +101,7 @@ impl Coop {
             .unwrap()
             .clone()
     }
-    fn request(&self, by: usize, member: &str) -> String {
+    pub(super) fn request(&self, by: usize, member: &str) -> String {
         request(
             &self.repo,
             &self.coop_of(by),
@@ -113,7 +113,7 @@ impl Coop {
         .unwrap()
         .0
     }
-    fn approve(&self, by: usize, id: &str) -> Result<Approved> {
+    pub(super) fn approve(&self, by: usize, id: &str) -> Result<Approved> {
         approve(
             &self.repo,
             &self.coop_of(by),
@@ -122,7 +122,7 @@ impl Coop {
             &NO_WAIT,
         )
     }
-    fn recover(&self, by: usize, id: &str, member: &str) -> Result<Recovered> {
+    pub(super) fn recover(&self, by: usize, id: &str, member: &str) -> Result<Recovered> {
         recover(
             &self.repo,
             &self.coop_of(by),
@@ -329,284 +329,6 @@ fn reader_changes_are_entries_about_the_member() {
         .unwrap();
     assert!(last.contains("recovery key"), "{last}");
     assert!(!last.contains("another key"), "{last}");
-}
-
-/// A client of the repository on another machine (its own cache, so its own pins).
-fn elsewhere(c: &Coop, name: &str) -> Repo {
-    let mut r = c.repo.clone();
-    r.cache_dir = Some(c._dir.path().join(name));
-    r
-}
-
-fn refused(r: Result<TenantKeys>) -> String {
-    match r {
-        Err(e @ Error::MemberKeysChanged { .. }) => e.to_string(),
-        Err(e) => panic!("refused for another reason: {e}"),
-        Ok(k) => panic!("accepted, encrypting to {:?}", k.recipient_strings),
-    }
-}
-
-/// One admin alone (she signs registries) writes a key of her own as alice's data recipient,
-/// so that agents encrypt alice's next backups to her: every writer refuses, the one that
-/// backed alice up before and a fresh one alike (SPEC 15.3).
-#[test]
-fn one_admin_cannot_point_a_members_backups_at_her_own_key() {
-    let c = coop();
-    let coop = c.coop();
-    let agent = elsewhere(&c, "agent");
-    let genuine = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
-    let (_, hers) = crypt::generate_identity();
-    let forge = |edit: &dyn Fn(&mut Member)| {
-        let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-        let m = loaded
-            .registry
-            .members
-            .iter_mut()
-            .find(|m| m.name == "alice")
-            .unwrap();
-        edit(m);
-        crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
-    };
-    // Her key in place of alice's data key, the member tenant's signature kept: forged.
-    forge(&|m| m.data_recipient = hers.clone());
-    refused(crate::registry::writer_keys_for_member(
-        &agent, &coop, "alice",
-    ));
-    refused(crate::registry::writer_keys_for_member(
-        &elsewhere(&c, "fresh"),
-        &coop,
-        "alice",
-    ));
-    // The signature dropped: the agent accepted signed keys before, so it refuses.
-    forge(&|m| m.material = None);
-    let why = refused(crate::registry::writer_keys_for_member(
-        &agent, &coop, "alice",
-    ));
-    assert!(why.contains("no signature"), "{why}");
-    // A whole new tenant under alice's name, signed by a tenant the admin made: the agent
-    // pinned alice's tenant and authority.
-    let own = coop_formats::keyring::Keyring::generate(
-        "member/alice",
-        c.repo.config.repo_id,
-        c.repo.config_hash,
-        vec![hers.clone()],
-        crate::now_rfc3339(),
-    );
-    forge(&|m| {
-        m.tenant_tag = own.tenant_tag;
-        m.authority = own.authority();
-        m.data_recipient = own.data_recipient().unwrap();
-        m.id_key = own.id_key;
-        m.index_key = own.index_key;
-        m.sign_material(&c.repo.config.repo_id, 99, &own.default_signer());
-    });
-    let why = refused(crate::registry::writer_keys_for_member(
-        &agent, &coop, "alice",
-    ));
-    assert!(why.contains("another tenant"), "{why}");
-    // Nothing the agent would write goes to her key: it still holds alice's genuine keys
-    // only, and bob's are untouched.
-    assert_ne!(genuine.recipient_strings, vec![hers.clone()]);
-    crate::registry::writer_keys_for_member(&agent, &coop, "bob").unwrap();
-}
-
-/// After a recovery the member tenant signs its new data key at a higher generation: every
-/// writer follows it and logs that it does, in an entry about the member; the old signed
-/// keys (whose data key the recovery released) put back by one admin are refused.
-#[test]
-fn writers_follow_a_recovery_and_refuse_the_keys_it_replaced() {
-    let c = coop();
-    let coop = c.coop();
-    let agent = elsewhere(&c, "agent");
-    let before = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
-    let old_entry = c.member("alice");
-    let id = c.request(0, "alice");
-    c.approve(1, &id).unwrap();
-    c.approve(2, &id).unwrap();
-    conclude(&c.repo, &coop, c.recover(0, &id, "alice").unwrap()).unwrap();
-    let after = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
-    assert_ne!(after.recipient_strings, before.recipient_strings);
-    assert_eq!(
-        after.recipient_strings,
-        vec![c.member("alice").data_recipient]
-    );
-    let trusted = crate::writers::log_trust(&c.repo, &coop.admin_keys).unwrap();
-    let tag = log::tenant_tag(&after);
-    let followed = find(&c.repo, &trusted, |e| {
-        e.event == Event::KeyChange
-            && e.tenant.as_deref() == Some(tag.as_str())
-            && e.object.as_deref() == Some("following")
-    })
-    .unwrap();
-    assert_eq!(followed.len(), 1);
-    // One admin puts alice's old entry back (validly signed, at the older generation).
-    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-    let m = loaded
-        .registry
-        .members
-        .iter_mut()
-        .find(|m| m.name == "alice")
-        .unwrap();
-    *m = old_entry;
-    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
-    let why = refused(crate::registry::writer_keys_for_member(
-        &agent, &coop, "alice",
-    ));
-    assert!(why.contains("older than"), "{why}");
-}
-
-/// An admin keeps a copy of every member's keyring from before the split (she could open
-/// them then; so could a site that replicated them and ignores the logged deletion): with
-/// it she reads nothing a member's writers encrypt after the split, while the member still
-/// reads what came before (finding 5).
-#[test]
-fn a_keyring_kept_from_before_the_split_opens_nothing_written_after_it() {
-    let c = unsplit();
-    let kept: Vec<_> = ["alice", "bob"]
-        .iter()
-        .map(|m| crate::members::open_ring(&c.repo, &c.admins[0], &c.member(m)).unwrap())
-        .collect();
-    let coop = c.coop();
-    let agent = elsewhere(&c, "agent");
-    c.split();
-    for (i, (name, ring)) in ["alice", "bob"].iter().zip(&kept).enumerate() {
-        let mut old = ring.old_data_identities.clone();
-        old.push(ring.data_identity.clone());
-        let old = crypt::parse_identities(old.join("\n").as_bytes()).unwrap();
-        let w = crate::registry::writer_keys_for_member(&agent, &coop, name).unwrap();
-        assert_ne!(w.recipient_strings, vec![ring.data_recipient().unwrap()]);
-        let mut after = Vec::new();
-        crypt::encrypt_to(&w.recipients, &[b"written after the split"], &mut after).unwrap();
-        assert!(crypt::decrypt(&old, &after, 1 << 16).is_err(), "{name}");
-        // The member reads both: the new data identity, and the old one kept in her ring.
-        let mut before = Vec::new();
-        let r = [crypt::parse_recipient(&ring.data_recipient().unwrap()).unwrap()];
-        crypt::encrypt_to(&r, &[b"written before"], &mut before).unwrap();
-        let hers = crate::members::open_ring(&c.repo, &c.members[i], &c.member(name)).unwrap();
-        let mut all = hers.old_data_identities.clone();
-        all.push(hers.data_identity.clone());
-        let all = crypt::parse_identities(all.join("\n").as_bytes()).unwrap();
-        assert_eq!(
-            crypt::decrypt(&all, &after, 1 << 16).unwrap(),
-            b"written after the split"
-        );
-        assert_eq!(
-            crypt::decrypt(&all, &before, 1 << 16).unwrap(),
-            b"written before"
-        );
-    }
-}
-
-/// One admin alone keeps alice's tenant signer from before the split (she could open every
-/// keyring then), signs keys of her own as alice's at a higher generation and logs them: as
-/// a new member's first keys, as the end of a request she made herself, and as the end of a
-/// request K others approved for someone else. No writer follows, neither the one that
-/// pinned alice's keys after the split nor a fresh one (SPEC 15.4).
-#[test]
-fn a_signer_kept_from_before_the_split_re_keys_nobody() {
-    let c = unsplit();
-    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
-    c.split();
-    let coop = c.coop();
-    let agent = elsewhere(&c, "agent");
-    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
-    let forged = forge_keys(&c, "alice", &kept);
-    // Signed by alice's own tenant signer: the signature alone would pass.
-    assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
-    let refuse_all = |c: &Coop, n: &str| {
-        for r in [&agent, &elsewhere(c, n)] {
-            let why = refused(crate::registry::writer_keys_for_member(r, &coop, "alice"));
-            assert!(why.contains("admins' log"), "{why}");
-        }
-    };
-    refuse_all(&c, "fresh");
-    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
-    refuse_all(&c, "fresh2");
-    // A request of her own: she logs its "end" before, and after, one approval.
-    let id = c.request(0, "alice");
-    assert!(c.approve(0, &id).is_err());
-    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    c.approve(1, &id).unwrap();
-    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    refuse_all(&c, "fresh3");
-    // Admin 1 asks for alice and K = 2 others approve: admin 0 (an approver, not the asker)
-    // logs her keys as that request's end.
-    let id = c.request(1, "alice");
-    c.approve(0, &id).unwrap();
-    c.approve(2, &id).unwrap();
-    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    refuse_all(&c, "fresh4");
-    // She signs a registry without the recovery setup, as if there had been no split: the
-    // split is in the log, which she cannot undo.
-    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-    loaded.registry.recovery_setup = None;
-    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
-    refuse_all(&c, "fresh5");
-}
-
-/// After a genuine recovery the requester holds alice's tenant signer: she signs keys of her
-/// own at a still higher generation and logs them as the same request's end again. Writers
-/// keep the keys the recovery ended with. And the admin who added carol after the split
-/// (her coop made carol's tenant) cannot re-key carol later with a second "first" entry.
-#[test]
-fn the_end_of_a_recovery_counts_once_and_a_new_members_first_keys_once() {
-    let c = coop();
-    let coop = c.coop();
-    let id = c.request(0, "alice");
-    c.approve(1, &id).unwrap();
-    c.approve(2, &id).unwrap();
-    let r = c.recover(0, &id, "alice").unwrap();
-    let ring = crate::members::open_ring(&c.repo, &r.ids, &r.member).unwrap();
-    conclude(&c.repo, &coop, r).unwrap();
-    let agent = elsewhere(&c, "agent");
-    let genuine = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
-    assert_eq!(
-        genuine.recipient_strings,
-        vec![c.member("alice").data_recipient]
-    );
-    let forged = forge_keys(&c, "alice", &ring);
-    crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    for r in [&agent, &elsewhere(&c, "fresh")] {
-        let why = refused(crate::registry::writer_keys_for_member(r, &coop, "alice"));
-        assert!(why.contains("admins' log"), "{why}");
-    }
-
-    let (s, p) = crypt::generate_identity();
-    crate::members::add(&c.repo, &c.access(0), "carol", vec![p], None).unwrap();
-    let carol = crate::registry::writer_keys_for_member(&agent, &coop, "carol").unwrap();
-    assert_eq!(
-        carol.recipient_strings,
-        vec![c.member("carol").data_recipient]
-    );
-    // The adder's coop made carol's keyring (here opened with carol's key, as if it had been
-    // kept): keys of her own, logged as carol's first, are not carol's first.
-    let ring = crate::members::open_ring(&c.repo, &ids(&s), &c.member("carol")).unwrap();
-    let forged = forge_keys(&c, "carol", &ring);
-    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
-    for r in [&agent, &elsewhere(&c, "fresh-carol")] {
-        let why = refused(crate::registry::writer_keys_for_member(r, &coop, "carol"));
-        assert!(why.contains("admins' log"), "{why}");
-    }
-}
-
-/// One admin writes keys of her own as `name`'s data recipient into the registry, signed
-/// with the member tenant signer of `ring` at the next generation; returns the entry.
-fn forge_keys(c: &Coop, name: &str, ring: &coop_formats::keyring::Keyring) -> Member {
-    let coop = c.coop();
-    let (_, hers) = crypt::generate_identity();
-    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-    let m = loaded
-        .registry
-        .members
-        .iter_mut()
-        .find(|m| m.name == name)
-        .unwrap();
-    m.data_recipient = hers;
-    let g = m.material.as_ref().unwrap().generation + 1;
-    m.sign_material(&c.repo.config.repo_id, g, &ring.default_signer());
-    let forged = m.clone();
-    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
-    forged
 }
 
 /// Four admins, K = 2. Admin 3 is retired after the split (proposed by admin 0, approved by
