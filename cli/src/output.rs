@@ -109,6 +109,14 @@ impl Printer {
         writeln!(out, "{}", escape_lines(&line.to_string())).map_err(write_error)
     }
 
+    /// Lines of data rendered by the engine (each ends with a line break) on standard output,
+    /// as [`Printer::data`] prints each of them.
+    pub fn lines(&self, text: &str) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(escape_lines(text).as_bytes())
+            .map_err(write_error)
+    }
+
     /// A line of a human summary on standard output (not with `--quiet` or `--json`).
     pub fn summary(&self, line: impl Display) -> anyhow::Result<()> {
         if self.quiet || self.json {
