@@ -97,6 +97,15 @@ impl Printer {
         out.flush().map_err(write_error)
     }
 
+    /// One JSON document on standard output with every object's keys in alphabetical order,
+    /// at every depth: the order the documents of `backup`, `check`, `snapshots`, `ls`, `init`,
+    /// `protect`, `key export-writer`, `member`, `admin whoami`, `recipe`, `recovery`, `config`
+    /// and `log show`/`verify` have always had (they were built as `serde_json::Value`s, whose
+    /// maps are sorted), kept so that their output stays byte for byte what it was.
+    pub fn json_sorted(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+        self.json(&serde_json::to_value(v)?)
+    }
+
     /// One JSON line on standard output (streaming listings).
     pub fn json_line(&self, out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
         serde_json::to_writer(&mut *out, v).map_err(json_error)?;

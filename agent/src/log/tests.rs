@@ -762,3 +762,30 @@ fn after_the_split_one_admin_cannot_refound_the_witnesses_with_her_own() {
     assert!(!a.independent_of(&mine.public(), Some(&person(&anna))));
     assert!(a.independent_of(&mine.public(), Some(&person(&ben))));
 }
+
+/// `coop log verify --json` and `recovery request/approve --json`: problems as their
+/// messages; an append as where its entries are.
+#[test]
+fn reports_serialise_as_the_cli_shows_them() {
+    let report = VerifyReport {
+        problems: vec![crate::damage::Problem::forged("log/x/1", "not signed")],
+        ..Default::default()
+    };
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        v["problems"],
+        serde_json::json!([report.problems[0].to_string()])
+    );
+    assert_eq!(
+        serde_json::to_value(Appended {
+            origin: "coop/ab/admin/cd".into(),
+            id: "id".into(),
+            first: 7,
+            size: 8,
+            root: [1; 32],
+            person: None,
+        })
+        .unwrap(),
+        serde_json::json!({"log": "coop/ab/admin/cd", "index": 7})
+    );
+}
