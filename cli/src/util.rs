@@ -4,9 +4,8 @@
 use crate::global::Global;
 use anyhow::{Context, Result};
 use clap::Args;
-use coop_agent::keys::{self, Access};
-use coop_agent::repo::{OpenOptions, Repo};
-use coop_agent::Error;
+use coop_agent::keys;
+use coop_agent::{Access, Error, OpenOptions, Repo};
 use std::sync::Arc;
 
 pub fn init_tracing(verbose: u8) {

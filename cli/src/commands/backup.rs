@@ -5,7 +5,7 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::backup::{self, BackupOptions};
+use coop_agent::{backup, BackupOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -5,7 +5,7 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::check::{self, CheckReport, Subset};
+use coop_agent::{check, CheckReport, Subset};
 use serde::Serialize;
 
 #[derive(Args)]

@@ -5,8 +5,7 @@ use crate::util;
 use anyhow::{Context, Result};
 use clap::Args;
 use coop_agent::keys;
-use coop_agent::repo::Repo;
-use coop_agent::Error;
+use coop_agent::{Error, Repo};
 use serde::Serialize;
 use std::path::PathBuf;
 

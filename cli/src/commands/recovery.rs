@@ -4,8 +4,7 @@ use crate::global::Global;
 use crate::util;
 use anyhow::Result;
 use clap::Subcommand;
-use coop_agent::keys::Access;
-use coop_agent::Error;
+use coop_agent::{Access, Error};
 use serde::Serialize;
 
 #[derive(Subcommand)]

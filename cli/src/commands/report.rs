@@ -5,10 +5,8 @@ use crate::util;
 use anyhow::{Context, Result};
 use clap::Args;
 use coop_agent::history::History;
-use coop_agent::keys::Access;
-use coop_agent::repo::{OpenOptions, Repo};
-use coop_agent::report::{self, Options, Sources};
-use coop_agent::Error;
+use coop_agent::report;
+use coop_agent::{Access, Error, OpenOptions, Repo, ReportOptions, ReportSources};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -77,7 +75,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<i32> {
         return setup(g, &a, &repo, &access, s, history.as_ref());
     }
     let until = report::now();
-    let opts = Options {
+    let opts = ReportOptions {
         since: report::parse_since(&a.since, until)?,
         until,
         member: a.member.clone(),
@@ -89,7 +87,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<i32> {
         .into());
     }
     let r = report::gather(
-        &Sources {
+        &ReportSources {
             repo: &repo,
             access: &access,
             settings: settings.as_ref(),
