@@ -14,14 +14,43 @@
 //! | repository | [`repo`] (config, objects by kind, keyrings), [`control`] (authority-signed control objects), [`lock`], [`packtable`], [`index`] |
 //! | access log | [`log`] (append, witness, verify, proofs, deletions) |
 //! | trust | [`registry`] (member registry), [`tenant`] (keys from what the caller holds), [`writers`] (writer list, whose logs count), [`shares`] (recovery shares), [`members`], [`admins`] (admins as persons), [`groups`], [`read`] (verified blobs and trees), [`access`] (log before access) |
-//! | data operations | [`backup`], [`restore`], [`snapshots`], [`export`], [`recovery`] |
-//! | maintenance and audit | [`check`], [`forget`], [`prune`], [`usage`], [`replicate`] |
+//! | data operations | [`mod@backup`], [`mod@restore`], [`snapshots`], [`mod@export`], [`recovery`] |
+//! | maintenance and audit | [`mod@check`], [`mod@forget`], [`mod@prune`], [`usage`], [`mod@replicate`] |
 //! | the agent | [`settings`] (agent.toml, typed), [`daemon`], [`report`] |
 //!
+//! ## The operations
+//!
+//! The entry points of the operations are re-exported at the crate root with their options
+//! and results; the modules hold the rest (and keep their paths). An operation on a tenant
+//! opens the repository, takes the tenant's keys from what the caller holds, and runs:
+//!
+//! | operation | entry point | takes → gives |
+//! |---|---|---|
+//! | open a repository | [`Repo::open_with`], [`tenant_keys`] | [`OpenOptions`] → [`Repo`]; an [`Access`] → [`TenantKeys`] |
+//! | list snapshots | [`snapshot_view`] | → [`SnapshotView`] (its entries: [`SnapshotEntry`]) |
+//! | backup | [`fn@backup`] | [`BackupOptions`] → [`BackupOutcome`] |
+//! | restore | [`fn@restore`] (a [`BlobReader`] over [`load_index`]) | [`RestoreOptions`], a [`RestoreRoot`] → [`RestoreReport`] |
+//! | export | [`fn@export`] | a [`Target`] → [`ExportReport`] |
+//! | verify an export | [`verify`] | [`VerifyOptions`] → [`VerifyReport`] |
+//! | check | [`fn@check`] | a [`Subset`] to read → [`CheckReport`] |
+//! | prune | [`fn@prune`] | [`PruneOptions`] → [`PruneReport`] |
+//! | forget | [`fn@forget`] | a [`Policy`], [`GroupBy`] → [`ForgetReport`] |
+//! | replicate | [`fn@replicate`] | two [`Store`]s, [`ReplicateOptions`] → [`ReplicateReport`] |
+//! | report | [`gather_report`] | [`ReportSources`], [`ReportOptions`] → [`Report`] (rendered by [`report::html`] and [`report::text`]) |
+//! | the access log | [`log_append`], [`log_verify`] (whom to trust: [`log_trust`]) | an [`Actor`]'s entries → [`Appended`]; → [`LogVerifyReport`] |
+//!
+//! Long operations report through a [`Progress`]; every error is an [`Error`] with an
+//! [`ErrorKind`].
+//!
 //! ```no_run
-//! use coop_agent::{repo::Repo, keys::Access};
-//! let repo = Repo::open("/srv/backup/repo")?;
-//! # Ok::<(), coop_agent::Error>(())
+//! use coop_agent::{snapshot_view, tenant_keys, Access, Repo};
+//!
+//! /// How many snapshots tenant `coop` of the repository at `url` has.
+//! fn snapshots(url: &str, access: &Access) -> Result<usize, coop_agent::Error> {
+//!     let repo = Repo::open(url)?;
+//!     let keys = tenant_keys(&repo, access, "coop")?;
+//!     Ok(snapshot_view(&repo, &keys)?.listing.entries.len())
+//! }
 //! ```
 
 pub mod access;
@@ -70,6 +99,30 @@ pub mod usage;
 pub mod writers;
 
 pub use error::{Error, ErrorKind};
+
+// The facade: each operation's entry point with its options and result (see the crate docs).
+pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use check::{check, CheckReport, Subset};
+pub use export::{export, verify, ExportReport, Target, VerifyOptions, VerifyReport};
+pub use forget::{forget, ForgetReport, GroupBy, Policy};
+pub use index::load as load_index;
+pub use keys::{Access, TenantKeys};
+pub use log::{
+    append as log_append, verify as log_verify, Actor, Appended, VerifyReport as LogVerifyReport,
+};
+pub use progress::Progress;
+pub use prune::{prune, PruneOptions, PruneReport};
+pub use read::BlobReader;
+pub use replicate::{replicate, ReplicateOptions, ReplicateReport};
+pub use repo::{OpenOptions, Repo};
+pub use report::{
+    gather as gather_report, Options as ReportOptions, Report, Sources as ReportSources,
+};
+pub use restore::{restore, RestoreOptions, RestoreReport, RestoreRoot};
+pub use snapshots::{view as snapshot_view, Entry as SnapshotEntry, View as SnapshotView};
+pub use store::Store;
+pub use tenant::keys as tenant_keys;
+pub use writers::log_trust;
 
 /// Worker threads to use: `requested`, or one per core when it is 0.
 pub fn workers(requested: usize) -> usize {

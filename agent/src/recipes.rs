@@ -7,10 +7,10 @@
 //! as `<FILL IN: NAME: help>`, which `coop config check` refuses until it is filled in.
 
 use crate::error::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Var {
     #[serde(default)]
     pub default: Option<String>,
@@ -18,8 +18,9 @@ pub struct Var {
     pub help: String,
 }
 
-/// A recipe as shipped.
-#[derive(Debug, Clone, Deserialize)]
+/// A recipe as shipped. Serialised (`coop recipe list --json`) without its jobs, its
+/// variables as a list of `{name, default, help}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Recipe {
     pub name: String,
     pub title: String,
@@ -31,10 +32,24 @@ pub struct Recipe {
     pub summary: String,
     #[serde(default)]
     pub restore_guide: String,
-    #[serde(default)]
+    #[serde(default, serialize_with = "vars_list")]
     pub vars: BTreeMap<String, Var>,
-    #[serde(default, rename = "job")]
+    #[serde(default, rename = "job", skip_serializing)]
     pub jobs: Vec<toml::Table>,
+}
+
+/// The variables as a list, each with its name.
+fn vars_list<S: serde::Serializer>(
+    vars: &BTreeMap<String, Var>,
+    ser: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Named<'a> {
+        name: &'a str,
+        #[serde(flatten)]
+        var: &'a Var,
+    }
+    ser.collect_seq(vars.iter().map(|(name, var)| Named { name, var }))
 }
 
 impl Recipe {
@@ -139,5 +154,22 @@ commands = [{ command = "pg_dump -Fc ${DB}", filename = "demo.dump" }]
         .is_ok());
         let bad: BTreeMap<_, _> = [("NOPE".to_string(), "x".to_string())].into();
         assert!(r.render(&bad).is_err());
+    }
+
+    /// `coop recipe list --json`: no jobs, the variables as a list with their names.
+    #[test]
+    fn serialised_without_jobs_and_with_named_vars() {
+        let v = serde_json::to_value(Recipe::parse(R).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "name": "demo", "title": "Demo", "tested": false, "upstream": [],
+                "summary": "", "restore_guide": "",
+                "vars": [
+                    {"name": "DB", "default": null, "help": "database name"},
+                    {"name": "DIR", "default": "/srv/demo", "help": "data directory"},
+                ],
+            })
+        );
     }
 }

@@ -64,6 +64,51 @@ impl Entry {
     }
 }
 
+/// An entry as `coop snapshots --json` lists it: the snapshot's fields (its host also as
+/// `hostname`, its tree and writer as hex, without the repository ID, manifest and inventory)
+/// with the snapshot's ID, short ID and flags.
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Listed<'a> {
+            id: String,
+            short_id: String,
+            time: &'a str,
+            hostname: &'a str,
+            host: &'a str,
+            username: &'a str,
+            paths: &'a [String],
+            tags: &'a [String],
+            tenant: &'a str,
+            tree: String,
+            writer: String,
+            writer_name: &'a str,
+            program: &'a str,
+            summary: &'a coop_formats::snapshot::Summary,
+            flags: &'a [Flag],
+        }
+        let s = &self.snapshot;
+        Listed {
+            id: self.id.to_hex(),
+            short_id: self.id.short(),
+            time: &s.time,
+            hostname: &s.host,
+            host: &s.host,
+            username: &s.username,
+            paths: &s.paths,
+            tags: &s.tags,
+            tenant: &s.tenant,
+            tree: s.tree.to_hex(),
+            writer: hex::encode(s.writer),
+            writer_name: &s.writer_name,
+            program: &s.program,
+            summary: &s.summary,
+            flags: &self.flags,
+        }
+        .serialize(ser)
+    }
+}
+
 /// Every readable snapshot of a tenant (oldest first) and the objects that were not.
 #[derive(Debug, Default)]
 pub struct Listing {

@@ -97,6 +97,15 @@ impl Printer {
         out.flush().map_err(write_error)
     }
 
+    /// One JSON document on standard output with every object's keys in alphabetical order,
+    /// at every depth: the order the documents of `backup`, `check`, `snapshots`, `ls`, `init`,
+    /// `protect`, `key export-writer`, `member`, `admin whoami`, `recipe`, `recovery`, `config`
+    /// and `log show`/`verify` have always had (they were built as `serde_json::Value`s, whose
+    /// maps are sorted), kept so that their output stays byte for byte what it was.
+    pub fn json_sorted(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+        self.json(&serde_json::to_value(v)?)
+    }
+
     /// One JSON line on standard output (streaming listings).
     pub fn json_line(&self, out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
         serde_json::to_writer(&mut *out, v).map_err(json_error)?;
@@ -107,6 +116,14 @@ impl Printer {
     pub fn data(&self, line: impl Display) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", escape_lines(&line.to_string())).map_err(write_error)
+    }
+
+    /// Lines of data rendered by the engine (each ends with a line break) on standard output,
+    /// as [`Printer::data`] prints each of them.
+    pub fn lines(&self, text: &str) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(escape_lines(text).as_bytes())
+            .map_err(write_error)
     }
 
     /// A line of a human summary on standard output (not with `--quiet` or `--json`).

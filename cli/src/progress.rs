@@ -4,7 +4,7 @@
 
 use crate::global::Global;
 use crate::output::escape;
-use coop_agent::progress::Progress;
+use coop_agent::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;

@@ -4,9 +4,8 @@
 use crate::global::Global;
 use anyhow::{Context, Result};
 use clap::Args;
-use coop_agent::keys::{self, Access};
-use coop_agent::repo::{OpenOptions, Repo};
-use coop_agent::Error;
+use coop_agent::keys;
+use coop_agent::{Access, Error, OpenOptions, Repo};
 use std::sync::Arc;
 
 pub fn init_tracing(verbose: u8) {
@@ -90,20 +89,8 @@ pub fn write_access(g: &Global) -> Result<Access> {
     identity_access(g)
 }
 
-pub fn bytes(n: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", U[i])
-    }
-}
+/// A size as every terminal line of coop shows it (the report's text too): `1.50 MiB`.
+pub use coop_agent::report::text::bytes;
 
 /// "1 file", "2 files".
 pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {

@@ -90,6 +90,47 @@ pub struct BackupOutcome {
     pub index_objects_written: u64,
 }
 
+/// The outcome as `coop backup --json` shows it: the snapshot's ID (and short ID), tenant,
+/// time and summary, the left-out caches counted, and the rest as it is.
+impl serde::Serialize for BackupOutcome {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Caches<'a> {
+            count: usize,
+            paths: &'a [String],
+        }
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            snapshot_id: String,
+            short_id: String,
+            tenant: &'a str,
+            time: &'a str,
+            summary: &'a coop_formats::snapshot::Summary,
+            warnings: &'a [String],
+            excluded_caches: Caches<'a>,
+            log_warning: &'a Option<String>,
+            packs_written: u64,
+            index_objects_written: u64,
+        }
+        Shown {
+            snapshot_id: self.id.to_hex(),
+            short_id: self.id.short(),
+            tenant: &self.snapshot.tenant,
+            time: &self.snapshot.time,
+            summary: &self.snapshot.summary,
+            warnings: &self.warnings,
+            excluded_caches: Caches {
+                count: self.excluded_caches.len(),
+                paths: &self.excluded_caches,
+            },
+            log_warning: &self.log_warning,
+            packs_written: self.packs_written,
+            index_objects_written: self.index_objects_written,
+        }
+        .serialize(ser)
+    }
+}
+
 /// The sources, checked before anything is written.
 struct Sources {
     trie: Trie,

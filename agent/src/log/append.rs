@@ -15,20 +15,27 @@ use crate::repo::Repo;
 use coop_formats::tlog::{self, Checkpoint, Entry, Hash};
 use std::time::{Duration, Instant};
 
-/// What [`append`] did.
-#[derive(Debug, Clone)]
+/// What [`append`] did. Serialised as where the entries are: `log` (the origin) and `index`
+/// (the first new entry's).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Appended {
+    #[serde(rename = "log")]
     pub origin: String,
+    #[serde(skip)]
     pub id: String,
     /// Index of the first new entry.
+    #[serde(rename = "index")]
     pub first: u64,
     /// The new tree size.
+    #[serde(skip)]
     pub size: u64,
     /// The root of the tree this append signed: a checkpoint proves it holds the new entries
     /// when its tree has this one as a prefix.
+    #[serde(skip)]
     pub root: Hash,
     /// The admin person who signed the new entries (SPEC 24.3), if any: the witnesses that
     /// person adopted never alone make the quorum for them (24.5).
+    #[serde(skip)]
     pub person: Option<[u8; 32]>,
 }
 

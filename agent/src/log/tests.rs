@@ -304,3 +304,30 @@ fn walk(p: &std::path::Path) -> u64 {
     }
     n
 }
+
+/// `coop log verify --json` and `recovery request/approve --json`: problems as their
+/// messages; an append as where its entries are.
+#[test]
+fn reports_serialise_as_the_cli_shows_them() {
+    let report = VerifyReport {
+        problems: vec![crate::damage::Problem::forged("log/x/1", "not signed")],
+        ..Default::default()
+    };
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        v["problems"],
+        serde_json::json!([report.problems[0].to_string()])
+    );
+    assert_eq!(
+        serde_json::to_value(Appended {
+            origin: "coop/ab/admin/cd".into(),
+            id: "id".into(),
+            first: 7,
+            size: 8,
+            root: [1; 32],
+            person: None,
+        })
+        .unwrap(),
+        serde_json::json!({"log": "coop/ab/admin/cd", "index": 7})
+    );
+}

@@ -34,14 +34,24 @@ pub struct LogSummary {
     pub rejected: usize,
 }
 
+/// Serialised as `coop log verify --json` shows it: the problems as their messages.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
     pub logs: Vec<LogSummary>,
     pub entries: u64,
     pub quorum: u32,
+    #[serde(serialize_with = "messages")]
     pub problems: Vec<Problem>,
     /// Harmless junk that was ignored.
     pub notes: Vec<String>,
+}
+
+/// Problems as their messages (`object: message`).
+fn messages<S: serde::Serializer>(
+    problems: &[Problem],
+    ser: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    ser.collect_seq(problems.iter().map(|p| p.to_string()))
 }
 
 /// The verified entries of one log, with what proves them.

@@ -447,12 +447,15 @@ fn witnessed_request(
     }
 }
 
-/// What [`approve`] released.
+/// What [`approve`] released. Serialised flat: `holder`, `member`, and the approval's `log`
+/// and `index`.
+#[derive(serde::Serialize)]
 pub struct Approved {
     /// The approving holder.
     pub holder: String,
     /// The member the request (and so the released share) is for.
     pub member: String,
+    #[serde(flatten)]
     pub appended: Appended,
 }
 

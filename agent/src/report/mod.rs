@@ -6,8 +6,10 @@
 //!   (`costs.rs`), energy and series (`energy.rs`), writers and readers (`readers.rs`), the
 //!   accesses from the verified access logs (`accesses.rs`) and what is missing
 //!   (`missing.rs`); the data model ([`Report`], serialised as `--json`) is in `model.rs`.
-//! - [`html`]: the page (one static file: no script, nothing fetched), with [`svg`] charts
-//!   and [`i18n`] strings (German and English).
+//! - every rendering of the model, here and nowhere else: [`html`], the page (one static
+//!   file: no script, nothing fetched), with [`svg`] charts and [`i18n`] strings (German and
+//!   English); [`text`], the report for a terminal; the JSON is the model's `Serialize`. The
+//!   published setup ([`setup`]) has its page there and its text in [`text`] too.
 //!
 //! With [`Options::member`] the member-specific parts (members, cost shares, readers,
 //! accesses, series) cover that member alone; the cooperative-wide parts stay.
@@ -25,6 +27,7 @@ pub mod setup;
 mod sites;
 pub mod svg;
 mod tenants;
+pub mod text;
 
 pub use costs::cost_model;
 use costs::round;

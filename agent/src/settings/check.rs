@@ -21,6 +21,19 @@ impl Checked {
     }
 }
 
+/// As `coop config check --json` shows it: `ok`, the problems and the notes (not the
+/// settings).
+impl serde::Serialize for Checked {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = ser.serialize_struct("Checked", 3)?;
+        st.serialize_field("ok", &self.ok())?;
+        st.serialize_field("problems", &self.problems)?;
+        st.serialize_field("notes", &self.notes)?;
+        st.end()
+    }
+}
+
 fn has_glob(p: &std::path::Path) -> bool {
     p.to_string_lossy().contains(['*', '?', '['])
 }
@@ -211,4 +224,23 @@ fn open_with_key(s: &Settings, store: Store) -> Result<(), String> {
         _ => crate::error::chain(&e),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `coop config check --json`: ok, the problems and the notes, not the settings.
+    #[test]
+    fn serialised_as_ok_problems_and_notes() {
+        let c = Checked {
+            settings: None,
+            problems: vec![],
+            notes: vec!["a note".into()],
+        };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"ok": false, "problems": [], "notes": ["a note"]})
+        );
+    }
 }

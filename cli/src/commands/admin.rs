@@ -6,6 +6,7 @@ use crate::util;
 use anyhow::Result;
 use clap::Subcommand;
 use coop_agent::admins;
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -37,6 +38,12 @@ pub enum AdminCommand {
     List,
 }
 
+/// `admin whoami --json`.
+#[derive(Serialize)]
+struct Whoami<'a> {
+    key: &'a str,
+}
+
 fn own_token(g: &Global) -> Result<String> {
     let path = util::identity_path(g)?;
     let person =
@@ -64,7 +71,7 @@ pub fn run(g: &Global, c: AdminCommand) -> Result<i32> {
     if let AdminCommand::Whoami = c {
         let t = own_token(g)?;
         if g.json {
-            p.json(&serde_json::json!({ "key": t }))?;
+            p.json_sorted(&Whoami { key: &t })?;
         } else {
             p.data(&t)?;
         }

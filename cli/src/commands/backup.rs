@@ -5,7 +5,7 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::backup::{self, BackupOptions};
+use coop_agent::{backup, BackupOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -68,14 +68,8 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<i32> {
     if let Some(w) = &out.log_warning {
         p.warn(w);
     }
-    let s = &out.snapshot.summary;
     if g.json {
-        p.json(&serde_json::json!({
-            "snapshot_id": out.id.to_hex(), "short_id": out.id.short(), "tenant": out.snapshot.tenant,
-            "time": out.snapshot.time, "summary": s, "warnings": out.warnings,
-            "excluded_caches": {"count": out.excluded_caches.len(), "paths": out.excluded_caches},
-            "log_warning": out.log_warning, "packs_written": out.packs_written, "index_objects_written": out.index_objects_written,
-        }))?;
+        p.json_sorted(&out)?;
     } else {
         summary(&p, &out)?;
     }

@@ -5,7 +5,8 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::check::{self, CheckReport, Subset};
+use coop_agent::{check, CheckReport, Subset};
+use serde::Serialize;
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -18,6 +19,15 @@ pub struct CheckArgs {
     /// Seed for `--read-data-subset x%` (same seed, same packs).
     #[arg(long, env = "COOP_CHECK_SEED")]
     seed: Option<u64>,
+}
+
+/// `check --json`: the report with the seed and the tenants checked.
+#[derive(Serialize)]
+struct Checked<'a> {
+    #[serde(flatten)]
+    report: &'a CheckReport,
+    seed: u64,
+    tenants: &'a [String],
 }
 
 /// The reports of several tenants as one (counts summed, problems of every tenant).
@@ -79,10 +89,11 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<i32> {
         merge(reports)
     };
     if g.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["seed"] = serde_json::json!(seed);
-        v["tenants"] = serde_json::json!(tenants);
-        p.json(&v)?;
+        p.json_sorted(&Checked {
+            report: &r,
+            seed,
+            tenants: &tenants,
+        })?;
     } else {
         summary(&p, &r, &tenants, subset, seed)?;
     }

@@ -4,6 +4,7 @@ use crate::global::Global;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use coop_agent::Error;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Where the agent, its units and these commands look for the config.
@@ -75,9 +76,7 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     let checked = coop_agent::settings::check::check(&text, !a.offline);
     let ok = checked.ok();
     if g.json {
-        p.json(
-            &serde_json::json!({"ok": ok, "problems": checked.problems, "notes": checked.notes}),
-        )?;
+        p.json_sorted(&checked)?;
     } else {
         for n in &checked.notes {
             p.data(format!("note: {n}"))?;
@@ -505,6 +504,23 @@ fn write_config(path: &Path, text: &str) -> Result<()> {
     res.map_err(io)
 }
 
+/// `config init --json`: the config written, its site, repository and peers, and the
+/// commands to run next.
+#[derive(Serialize)]
+struct Written<'a> {
+    config: &'a str,
+    site: &'a str,
+    repo: &'a str,
+    peers: Vec<Peer<'a>>,
+    next: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Peer<'a> {
+    name: &'a str,
+    repo: &'a str,
+}
+
 fn init(g: &Global, a: InitArgs) -> Result<i32> {
     let p = g.printer();
     let plan = plan(g, &a)?;
@@ -560,13 +576,17 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
         ));
     }
     if g.json {
-        p.json(&serde_json::json!({
-            "config": plan.out,
-            "site": plan.site,
-            "repo": plan.repo,
-            "peers": plan.peers.iter().map(|(n, u)| serde_json::json!({"name": n, "repo": u})).collect::<Vec<_>>(),
-            "next": next.iter().map(|(c, _)| c).collect::<Vec<_>>(),
-        }))?;
+        p.json_sorted(&Written {
+            config: &plan.out,
+            site: &plan.site,
+            repo: &plan.repo,
+            peers: plan
+                .peers
+                .iter()
+                .map(|(name, repo)| Peer { name, repo })
+                .collect(),
+            next: next.iter().map(|(c, _)| c.as_str()).collect(),
+        })?;
     } else {
         p.note(format!(
             "Wrote {} (site {}, repository {}, {} peer(s); job \"etc\" backs up /etc daily). Next:",

@@ -5,8 +5,7 @@ use crate::progress::Bars;
 use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_agent::export::{self, Target, VerifyOptions};
-use coop_agent::Error;
+use coop_agent::{export, Error, Target, VerifyOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -4,8 +4,7 @@ use crate::global::Global;
 use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_agent::forget::{self, GroupBy, Policy};
-use coop_agent::Error;
+use coop_agent::{forget, Error, GroupBy, Policy};
 
 #[derive(Args)]
 pub struct ForgetArgs {

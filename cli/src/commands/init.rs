@@ -5,8 +5,8 @@ use crate::util;
 use anyhow::{Context, Result};
 use clap::Args;
 use coop_agent::keys;
-use coop_agent::repo::Repo;
-use coop_agent::Error;
+use coop_agent::{Error, Repo};
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -17,6 +17,15 @@ pub struct InitArgs {
     /// File with one recipient per line.
     #[arg(long, env = "COOP_RECIPIENT_FILE")]
     recipient_file: Vec<PathBuf>,
+}
+
+/// `init --json`: the new repository and who reads its tenant coop.
+#[derive(Serialize)]
+struct Created<'a> {
+    repo_id: String,
+    url: &'a str,
+    tenant: &'a str,
+    recipients: &'a [String],
 }
 
 pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
@@ -66,9 +75,12 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
         p.always(n);
     }
     if g.json {
-        p.json(&serde_json::json!({
-            "repo_id": repo.config.repo_id.to_hex(), "url": url, "tenant": "coop", "recipients": recipients,
-        }))?;
+        p.json_sorted(&Created {
+            repo_id: repo.config.repo_id.to_hex(),
+            url,
+            tenant: "coop",
+            recipients: &recipients,
+        })?;
         return Ok(crate::exit::OK);
     }
     p.summary(format!(

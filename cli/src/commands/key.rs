@@ -4,7 +4,8 @@ use crate::global::Global;
 use crate::util;
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
@@ -31,6 +32,16 @@ pub struct ExportWriterArgs {
     name: String,
 }
 
+/// `key export-writer --json`: where the key was written and its public half (never the key).
+#[derive(Serialize)]
+struct Exported<'a> {
+    out: &'a Path,
+    tenant: &'a str,
+    name: &'a str,
+    public_key: String,
+    fingerprint: String,
+}
+
 pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
     let p = g.printer();
     let repo = util::open_repo(g)?;
@@ -40,10 +51,13 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
             let wk = coop_agent::admins::writer_keys::export(&repo, &access, &a.name, &a.out)?;
             let public = coop_formats::keyring::public_key_of(&wk.signing_key);
             if g.json {
-                p.json(&serde_json::json!({
-                    "out": a.out, "tenant": wk.tenant, "name": a.name, "public_key": hex::encode(public),
-                    "fingerprint": coop_formats::manifest::fingerprint(&public),
-                }))?;
+                p.json_sorted(&Exported {
+                    out: &a.out,
+                    tenant: &wk.tenant,
+                    name: &a.name,
+                    public_key: hex::encode(public),
+                    fingerprint: coop_formats::manifest::fingerprint(&public),
+                })?;
             } else {
                 p.summary(format!(
                     "Wrote writer key {} (writer {:?}, key {}).\n\

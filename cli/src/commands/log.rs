@@ -4,10 +4,10 @@ use crate::global::Global;
 use crate::util;
 use anyhow::Result;
 use clap::Subcommand;
-use coop_agent::keys::Access;
 use coop_agent::log;
-use coop_agent::repo::Repo;
-use coop_formats::tlog::Entry;
+use coop_agent::{Access, Repo};
+use coop_formats::tlog::{Entry, Event, Reason};
+use serde::Serialize;
 use std::collections::HashMap;
 
 #[derive(Subcommand)]
@@ -165,8 +165,8 @@ fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Res
             .then(a.1.cmp(&b.1))
     });
     if g.json {
-        let v: Vec<_> = rows.iter().map(|(o, i, e)| who.json(o, *i, e)).collect();
-        p.json(&v)?;
+        let v: Vec<_> = rows.iter().map(|(o, i, e)| who.shown(o, *i, e)).collect();
+        p.json_sorted(&v)?;
     } else {
         for (o, i, e) in &rows {
             who.print(&p, o, *i, e)?;
@@ -190,6 +190,14 @@ fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Res
     })
 }
 
+/// `log verify --json`: the engine's report and how long it took.
+#[derive(Serialize)]
+struct Verified<'a> {
+    #[serde(flatten)]
+    report: &'a log::VerifyReport,
+    duration_ms: u64,
+}
+
 /// `coop log verify`.
 fn verify(g: &Global, repo: &Repo, access: &Access) -> Result<i32> {
     let p = g.printer();
@@ -197,12 +205,10 @@ fn verify(g: &Global, repo: &Repo, access: &Access) -> Result<i32> {
     let started = std::time::Instant::now();
     let (report, _) = log::verify(repo, &trusted)?;
     if g.json {
-        p.json(&serde_json::json!({
-            "logs": report.logs, "entries": report.entries, "quorum": report.quorum,
-            "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "notes": report.notes,
-            "duration_ms": started.elapsed().as_millis() as u64,
-        }))?;
+        p.json_sorted(&Verified {
+            report: &report,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })?;
     } else {
         for l in &report.logs {
             p.data(format!(
@@ -394,19 +400,44 @@ struct Who {
     registry: Option<coop_formats::registry::Registry>,
 }
 
+/// An entry of `coop log show --json`: where it is, the entry's fields (not its type; its
+/// detail only as the caller can read it), who caused it, and its tenant's name where the
+/// caller knows it.
+#[derive(Serialize)]
+struct Shown<'a> {
+    log: &'a str,
+    index: usize,
+    time: &'a str,
+    event: &'a Event,
+    actor: &'a str,
+    actor_name: &'a str,
+    reason: &'a Option<Reason>,
+    object: &'a Option<String>,
+    who: String,
+    tenant_tag: &'a Option<String>,
+    tenant: Option<&'a String>,
+    data: &'a serde_json::Map<String, serde_json::Value>,
+    detail: Option<String>,
+}
+
 impl Who {
     /// An entry of `coop log show --json`.
-    fn json(&self, o: &str, i: usize, e: &Entry) -> serde_json::Value {
-        let (names, readers, registry) = (&self.names, &self.readers, &self.registry);
-        serde_json::json!({
-            "log": o, "index": i, "time": e.time, "event": e.event, "actor": e.actor,
-            "actor_name": e.actor_name, "reason": e.reason, "object": e.object,
-            "who": coop_agent::admins::who(e, registry.as_ref()),
-            "tenant_tag": e.tenant,
-            "tenant": e.tenant.as_ref().and_then(|t| names.get(t)),
-            "data": e.data,
-            "detail": detail_text(e, readers),
-        })
+    fn shown<'a>(&'a self, o: &'a str, i: usize, e: &'a Entry) -> Shown<'a> {
+        Shown {
+            log: o,
+            index: i,
+            time: &e.time,
+            event: &e.event,
+            actor: &e.actor,
+            actor_name: &e.actor_name,
+            reason: &e.reason,
+            object: &e.object,
+            who: coop_agent::admins::who(e, self.registry.as_ref()),
+            tenant_tag: &e.tenant,
+            tenant: e.tenant.as_ref().and_then(|t| self.names.get(t)),
+            data: &e.data,
+            detail: detail_text(e, &self.readers),
+        }
     }
 
     /// An entry's line (and its detail's) of `coop log show`.

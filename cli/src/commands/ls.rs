@@ -6,6 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use coop_agent::read::{BlobReader, Found};
 use coop_formats::tree::{Node, NodeKind};
+use serde::Serialize;
+use std::borrow::Cow;
 use std::io::Write;
 
 #[derive(Args)]
@@ -82,7 +84,8 @@ fn line(
     n: &Node,
 ) -> Result<()> {
     if p.json {
-        return p.json_line(out, &node_json(path, n));
+        // Keys in alphabetical order, as `ls --json` has always had them (Printer::json_sorted).
+        return p.json_line(out, &serde_json::to_value(Listed::of(path, n))?);
     }
     let text = if long {
         long_line(path, n)
@@ -93,12 +96,37 @@ fn line(
     writeln!(out, "{}", crate::output::escape(&text)).map_err(crate::output::write_error)
 }
 
-fn node_json(path: &str, n: &Node) -> serde_json::Value {
-    serde_json::json!({
-        "path": path, "type": n.kind, "mode": n.mode, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
-        "size": n.size, "mtime_ns": n.mtime_ns,
-        "target": n.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
-    })
+/// A line of `ls --json`: the node's path and metadata (a tree's node without its content).
+#[derive(Serialize)]
+struct Listed<'a> {
+    path: &'a str,
+    #[serde(rename = "type")]
+    kind: NodeKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    user: &'a Option<String>,
+    group: &'a Option<String>,
+    size: u64,
+    mtime_ns: i64,
+    target: Option<Cow<'a, str>>,
+}
+
+impl<'a> Listed<'a> {
+    fn of(path: &'a str, n: &'a Node) -> Self {
+        Self {
+            path,
+            kind: n.kind,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            user: &n.user,
+            group: &n.group,
+            size: n.size,
+            mtime_ns: n.mtime_ns,
+            target: n.target.as_deref().map(String::from_utf8_lossy),
+        }
+    }
 }
 
 /// `ls -l`'s mode column: the type letter and `rwx` triplets with set-id and sticky bits.

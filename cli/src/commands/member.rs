@@ -5,6 +5,8 @@ use crate::util;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use coop_agent::members;
+use coop_formats::registry::Member;
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum MemberCommand {
@@ -53,8 +55,52 @@ pub struct RecipientsArgs {
     remove: Vec<String>,
 }
 
-fn member_json(m: &coop_formats::registry::Member) -> serde_json::Value {
-    serde_json::json!({"name": m.name, "tenant": m.tenant(), "recipients": m.recipients, "quota": m.quota, "added": m.added})
+/// A member in `member add --json` and `member list --json`: what the registry says of them
+/// that is not key material.
+#[derive(Serialize)]
+struct MemberShown<'a> {
+    name: &'a str,
+    tenant: String,
+    recipients: &'a [String],
+    quota: Option<u64>,
+    added: &'a str,
+}
+
+impl<'a> From<&'a Member> for MemberShown<'a> {
+    fn from(m: &'a Member) -> Self {
+        Self {
+            name: &m.name,
+            tenant: m.tenant(),
+            recipients: &m.recipients,
+            quota: m.quota,
+            added: &m.added,
+        }
+    }
+}
+
+/// A site's writer key in `member list --json`.
+#[derive(Serialize)]
+struct SiteShown<'a> {
+    name: &'a str,
+    public_key: String,
+    fingerprint: String,
+    /// When it was revoked.
+    revoked: Option<&'a str>,
+}
+
+/// `member list --json`: the active members, the recovery keys and the sites' writer keys.
+#[derive(Serialize)]
+struct MemberList<'a> {
+    members: Vec<MemberShown<'a>>,
+    recovery: &'a [String],
+    sites: Vec<SiteShown<'a>>,
+}
+
+/// `member remove --json`.
+#[derive(Serialize)]
+struct Removed<'a> {
+    name: &'a str,
+    removed: bool,
 }
 
 /// `coop member list`: the active members, the recovery keys and the sites' writer keys.
@@ -76,19 +122,20 @@ fn list(
     let sites = coop_agent::writers::load(repo, &coop.admin_keys)?.list;
     let reg = loaded.registry;
     if g.json {
-        let v: Vec<_> = reg.active().map(member_json).collect();
-        let s: Vec<_> = sites
-            .writers
-            .iter()
-            .map(|w| {
-                serde_json::json!({
-                    "name": w.name, "public_key": hex::encode(w.public_key),
-                    "fingerprint": coop_formats::manifest::fingerprint(&w.public_key),
-                    "revoked": w.revoked.as_ref().map(|r| &r.time),
+        p.json_sorted(&MemberList {
+            members: reg.active().map(MemberShown::from).collect(),
+            recovery: &reg.recovery,
+            sites: sites
+                .writers
+                .iter()
+                .map(|w| SiteShown {
+                    name: &w.name,
+                    public_key: hex::encode(w.public_key),
+                    fingerprint: coop_formats::manifest::fingerprint(&w.public_key),
+                    revoked: w.revoked.as_ref().map(|r| r.time.as_str()),
                 })
-            })
-            .collect();
-        p.json(&serde_json::json!({"members": v, "recovery": reg.recovery, "sites": s}))?;
+                .collect(),
+        })?;
     } else {
         for m in reg.active() {
             p.data(format!(
@@ -129,7 +176,7 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
             let quota = a.quota.as_deref().map(util::parse_size).transpose()?;
             let m = members::add(&repo, &access, &a.name, a.recipient, quota)?;
             if g.json {
-                p.json(&member_json(&m))?;
+                p.json_sorted(&MemberShown::from(&m))?;
             } else {
                 p.summary(format!(
                     "member {} added: tenant {} readable by {} of theirs and the recovery keys{}",
@@ -146,7 +193,10 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
         MemberCommand::Remove { name } => {
             members::remove(&repo, &access, &name)?;
             if g.json {
-                p.json(&serde_json::json!({"name": name, "removed": true}))?;
+                p.json_sorted(&Removed {
+                    name: &name,
+                    removed: true,
+                })?;
             } else {
                 p.summary(format!(
                     "member {name} removed from the registry; their data is kept \
@@ -162,7 +212,7 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
             };
             let m = members::set_quota(&repo, &access, &name, quota)?;
             if g.json {
-                p.json(&member_json(&m))?;
+                p.json_sorted(&MemberShown::from(&m))?;
             } else {
                 p.summary(format!(
                     "member {}: quota {}",
@@ -174,7 +224,7 @@ pub fn run(g: &Global, c: MemberCommand) -> Result<i32> {
         MemberCommand::Recipients(a) => {
             let m = members::set_recipients(&repo, &access, &a.name, &a.add, &a.remove)?;
             if g.json {
-                p.json(&member_json(&m))?;
+                p.json_sorted(&MemberShown::from(&m))?;
             } else {
                 p.summary(format!(
                     "member {}: tenant keys re-wrapped for {}; no data was re-encrypted",

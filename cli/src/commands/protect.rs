@@ -4,6 +4,7 @@ use crate::global::Global;
 use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 
 #[derive(Args)]
 pub struct ProtectArgs {
@@ -19,14 +20,25 @@ pub struct ProtectArgs {
     filter: FilterArgs,
 }
 
+/// `protect --json`: the snapshot, whether it is protected now, and the objects written or
+/// deleted.
+#[derive(Serialize)]
+struct Protected {
+    snapshot: String,
+    protected: bool,
+    objects_changed: usize,
+}
+
 pub fn run(g: &Global, a: ProtectArgs) -> Result<i32> {
     let p = g.printer();
     let o = util::open_snapshot(g, &p, &a.snapshot, &a.filter.filter())?;
     let n = coop_agent::forget::protect(&o.repo, &o.keys, o.entry.id, &a.note, a.remove)?;
     if g.json {
-        p.json(&serde_json::json!({
-            "snapshot": o.entry.id.to_hex(), "protected": !a.remove, "objects_changed": n,
-        }))?;
+        p.json_sorted(&Protected {
+            snapshot: o.entry.id.to_hex(),
+            protected: !a.remove,
+            objects_changed: n,
+        })?;
     } else if a.remove {
         p.summary(format!(
             "snapshot {}: {} removed",

@@ -5,8 +5,7 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::prune::{self, PruneOptions};
-use coop_agent::Error;
+use coop_agent::{prune, Error, PruneOptions};
 
 #[derive(Args)]
 pub struct PruneArgs {

@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use coop_agent::recipes::Recipe;
 use coop_agent::Error;
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 mod embedded {
@@ -28,6 +29,13 @@ pub struct ShowArgs {
     set: Vec<String>,
 }
 
+/// `recipe show --json`: the recipe's jobs as TOML.
+#[derive(Serialize)]
+struct Shown<'a> {
+    name: &'a str,
+    toml: &'a str,
+}
+
 pub(crate) fn all() -> Result<Vec<Recipe>> {
     embedded::RECIPES
         .iter()
@@ -43,15 +51,7 @@ pub fn run(g: &Global, c: RecipeCommand) -> Result<i32> {
     match c {
         RecipeCommand::List => {
             if g.json {
-                let v: Vec<_> = recipes
-                    .iter()
-                    .map(|r| serde_json::json!({
-                        "name": r.name, "title": r.title, "tested": r.tested, "upstream": r.upstream,
-                        "summary": r.summary, "restore_guide": r.restore_guide,
-                        "vars": r.vars.iter().map(|(k, v)| serde_json::json!({"name": k, "default": v.default, "help": v.help})).collect::<Vec<_>>(),
-                    }))
-                    .collect();
-                p.json(&v)?;
+                p.json_sorted(&recipes)?;
             } else {
                 for r in &recipes {
                     p.data(format!(
@@ -94,7 +94,10 @@ pub fn run(g: &Global, c: RecipeCommand) -> Result<i32> {
             }
             let text = r.render(&values)?;
             if g.json {
-                p.json(&serde_json::json!({"name": r.name, "toml": text}))?;
+                p.json_sorted(&Shown {
+                    name: &r.name,
+                    toml: &text,
+                })?;
             } else {
                 p.data(text.trim_end())?;
             }

@@ -4,8 +4,8 @@ use crate::global::Global;
 use crate::util;
 use anyhow::Result;
 use clap::Subcommand;
-use coop_agent::keys::Access;
-use coop_agent::Error;
+use coop_agent::{Access, Error};
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum RecoveryCommand {
@@ -173,6 +173,15 @@ fn init(
     Ok(())
 }
 
+/// `recovery request --json` and `recovery approve --json`: the request's ID with what was
+/// logged (the engine's result: where the entry is, and for an approval whose share it is).
+#[derive(Serialize)]
+struct Logged<'a, T: Serialize> {
+    request: &'a str,
+    #[serde(flatten)]
+    logged: &'a T,
+}
+
 pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
     let p = g.printer();
     let repo = util::open_repo(g)?;
@@ -199,7 +208,10 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
                 detail.as_deref(),
             )?;
             if g.json {
-                p.json(&serde_json::json!({"request": id, "log": a.origin, "index": a.first}))?;
+                p.json_sorted(&Logged {
+                    request: &id,
+                    logged: &a,
+                })?;
             } else {
                 p.summary(format!(
                     "request {id} logged (entry {} of {}).\nOther admins approve with `coop recovery approve {id}`; \
@@ -224,7 +236,10 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
             )?;
             let a = &ok.appended;
             if g.json {
-                p.json(&serde_json::json!({"request": id, "holder": ok.holder, "member": ok.member, "log": a.origin, "index": a.first}))?;
+                p.json_sorted(&Logged {
+                    request: &id,
+                    logged: &ok,
+                })?;
             } else {
                 p.summary(format!(
                     "{}'s share of {}'s recovery key released to request {id} only (logged as \

@@ -5,8 +5,7 @@ use crate::progress::Bars;
 use crate::util;
 use anyhow::Result;
 use clap::Args;
-use coop_agent::replicate::{self, ReplicateOptions};
-use coop_agent::store::Store;
+use coop_agent::{replicate, ReplicateOptions, Store};
 
 #[derive(Args)]
 pub struct ReplicateArgs {

@@ -5,8 +5,7 @@ use crate::progress::Bars;
 use crate::util::{self, FilterArgs};
 use anyhow::Result;
 use clap::Args;
-use coop_agent::read::BlobReader;
-use coop_agent::restore::{self, RestoreOptions};
+use coop_agent::{restore, BlobReader, RestoreOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]

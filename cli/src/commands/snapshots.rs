@@ -27,19 +27,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<i32> {
         .filter(|e| filter.matches(&e.snapshot))
         .collect();
     if g.json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|e| {
-                let s = &e.snapshot;
-                serde_json::json!({
-                    "id": e.id.to_hex(), "short_id": e.id.short(), "time": s.time, "hostname": s.host, "host": s.host,
-                    "username": s.username, "paths": s.paths, "tags": s.tags, "tenant": s.tenant,
-                    "tree": s.tree.to_hex(), "writer": hex::encode(s.writer), "writer_name": s.writer_name,
-                    "program": s.program, "summary": s.summary, "flags": e.flags,
-                })
-            })
-            .collect();
-        p.json(&v)?;
+        p.json_sorted(&list)?;
     } else {
         p.data(format!(
             "{:<9} {:<20} {:<16} {:<14} {:>10}  paths",
