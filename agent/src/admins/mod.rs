@@ -532,6 +532,24 @@ pub fn who(
     }
 }
 
+/// [`who`] at entry `at` of an admin log whose persons are `persons`: marked when the person
+/// who signed it does not count there (after the split: a retired admin, or a second key of
+/// one, SPEC 24.11), so that `log show` does not present her as an admin who counts.
+pub fn who_at(
+    e: &coop_formats::tlog::Entry,
+    registry: Option<&coop_formats::registry::Registry>,
+    persons: Option<&crate::log::persons::Persons>,
+    at: u64,
+) -> String {
+    let w = who(e, registry);
+    match (e.person(), persons) {
+        (coop_formats::tlog::PersonCheck::Signed(k), Some(p)) if !p.counts(&k, at) => {
+            format!("{w} (does not count as an admin person here)")
+        }
+        _ => w,
+    }
+}
+
 pub mod writer_keys;
 
 #[cfg(test)]

@@ -213,3 +213,29 @@ mod k_of_n {
         ));
     }
 }
+
+/// `log show` marks an entry whose person does not count after the split (a second key of
+/// one admin), and not one by a person named at the split.
+#[test]
+fn who_marks_a_person_who_does_not_count() {
+    let anna = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let puppet = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let mut split = entry();
+    split.event = Event::RecoveryInit;
+    split.data.insert(
+        "persons".into(),
+        vec![hex::encode(anna.verifying_key().to_bytes())].into(),
+    );
+    split.sign_person(&anna);
+    let mut by_anna = entry();
+    by_anna.sign_person(&anna);
+    let mut by_puppet = entry();
+    by_puppet.sign_person(&puppet);
+    let log = [split, by_anna, by_puppet];
+    let persons = crate::log::persons::Persons::from_entries(
+        log.iter().enumerate().map(|(i, e)| (i as u64, e)),
+    );
+    assert!(!who_at(&log[1], None, Some(&persons), 1).contains("does not count"));
+    assert!(who_at(&log[2], None, Some(&persons), 2).contains("does not count"));
+    assert!(!who_at(&log[2], None, None, 2).contains("does not count"));
+}

@@ -140,6 +140,11 @@ fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Res
             .and_then(|coop| coop_agent::members::load(repo, &coop))
             .ok()
             .map(|l| l.registry),
+        persons: trusted
+            .activation
+            .as_ref()
+            .map(|a| a.persons.clone())
+            .unwrap_or_default(),
     };
     let want = match &member {
         Some(m) => {
@@ -398,6 +403,8 @@ struct Who {
     /// From [`tenant_names`].
     names: HashMap<String, String>,
     registry: Option<coop_formats::registry::Registry>,
+    /// Who counts as an admin person, per admin log (by origin).
+    persons: HashMap<String, coop_agent::log::persons::Persons>,
 }
 
 /// An entry of `coop log show --json`: where it is, the entry's fields (not its type; its
@@ -421,6 +428,11 @@ struct Shown<'a> {
 }
 
 impl Who {
+    /// Who caused entry `i` of log `o`, marked when that person does not count there.
+    fn who(&self, o: &str, i: usize, e: &Entry) -> String {
+        coop_agent::admins::who_at(e, self.registry.as_ref(), self.persons.get(o), i as u64)
+    }
+
     /// An entry of `coop log show --json`.
     fn shown<'a>(&'a self, o: &'a str, i: usize, e: &'a Entry) -> Shown<'a> {
         Shown {
@@ -432,7 +444,7 @@ impl Who {
             actor_name: &e.actor_name,
             reason: &e.reason,
             object: &e.object,
-            who: coop_agent::admins::who(e, self.registry.as_ref()),
+            who: self.who(o, i, e),
             tenant_tag: &e.tenant,
             tenant: e.tenant.as_ref().and_then(|t| self.names.get(t)),
             data: &e.data,
@@ -442,7 +454,7 @@ impl Who {
 
     /// An entry's line (and its detail's) of `coop log show`.
     fn print(&self, p: &crate::output::Printer, o: &str, i: usize, e: &Entry) -> Result<()> {
-        let (names, readers, registry) = (&self.names, &self.readers, &self.registry);
+        let (names, readers) = (&self.names, &self.readers);
         let tenant = e
             .tenant
             .as_ref()
@@ -453,8 +465,8 @@ impl Who {
             &e.time[..e.time.len().min(20)],
             serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
             match e.data.get("requested_by").and_then(|v| v.as_str()) {
-                Some(c) => format!("{} for {c}", coop_agent::admins::who(e, registry.as_ref())),
-                None => coop_agent::admins::who(e, registry.as_ref()),
+                Some(c) => format!("{} for {c}", self.who(o, i, e)),
+                None => self.who(o, i, e),
             },
             tenant,
             e.reason
