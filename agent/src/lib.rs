@@ -103,9 +103,11 @@ pub use error::{Error, ErrorKind};
 // The facade: each operation's entry point with its options and result (see the crate docs).
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use check::{check, CheckReport, Subset};
-pub use export::{export, verify, ExportReport, Target, VerifyOptions, VerifyReport};
+// (`export::verify` and `index::load` are modules too: the functions by their own paths.)
+pub use export::verify::verify;
+pub use export::{export, ExportReport, Target, VerifyOptions, VerifyReport};
 pub use forget::{forget, ForgetReport, GroupBy, Policy};
-pub use index::load as load_index;
+pub use index::load::load as load_index;
 pub use keys::{Access, TenantKeys};
 pub use log::{
     append as log_append, verify as log_verify, Actor, Appended, VerifyReport as LogVerifyReport,
