@@ -815,15 +815,7 @@ fn the_recovery_split_reaches_replicas() {
     let later = env.p("later");
     fs::create_dir_all(&later).unwrap();
     fs::write(later.join("after-split.txt"), "written after the split\n").unwrap();
-    let key = env.p("writer.key");
-    env.ok(&[
-        "key",
-        "export-writer",
-        "--name",
-        "agent",
-        "--out",
-        key.to_str().unwrap(),
-    ]);
+    let key = env.writer_key("agent");
     env.ok(&[
         "--writer-key",
         key.to_str().unwrap(),

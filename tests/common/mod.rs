@@ -48,6 +48,19 @@ impl Env {
     pub fn coop(&self, args: &[&str]) -> std::process::Output {
         self.cmd().args(args).output().unwrap()
     }
+    /// `coop key export-writer --name NAME` into `NAME.key` in the test directory.
+    pub fn writer_key(&self, name: &str) -> PathBuf {
+        let key = self.p(&format!("{name}.key"));
+        self.ok(&[
+            "key",
+            "export-writer",
+            "--name",
+            name,
+            "--out",
+            key.to_str().unwrap(),
+        ]);
+        key
+    }
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.coop(args);
         assert!(

@@ -188,35 +188,29 @@ fn a_signer_kept_from_before_the_split_re_keys_nobody() {
     let forged = forge_keys(&c, "alice", &kept);
     // Signed by alice's own tenant signer: the signature alone would pass.
     assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
-    let refuse_all = |c: &Coop, n: &str| {
-        for r in [&agent, &elsewhere(c, n)] {
-            let why = refused(crate::registry::writer_keys_for_member(r, &coop, "alice"));
-            assert!(why.contains("admins' log"), "{why}");
-        }
-    };
-    refuse_all(&c, "fresh");
+    refused_by_the_log(&c, &agent, "fresh", "alice");
     crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
-    refuse_all(&c, "fresh2");
+    refused_by_the_log(&c, &agent, "fresh2", "alice");
     // A request of her own: she logs its "end" before, and after, one approval.
     let id = c.request(0, "alice");
     assert!(c.approve(0, &id).is_err());
     crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
     c.approve(1, &id).unwrap();
     crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    refuse_all(&c, "fresh3");
+    refused_by_the_log(&c, &agent, "fresh3", "alice");
     // Admin 1 asks for alice and K = 2 others approve: admin 0 (an approver, not the asker)
     // logs her keys as that request's end.
     let id = c.request(1, "alice");
     c.approve(0, &id).unwrap();
     c.approve(2, &id).unwrap();
     crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    refuse_all(&c, "fresh4");
+    refused_by_the_log(&c, &agent, "fresh4", "alice");
     // She signs a registry without the recovery setup, as if there had been no split: the
     // split is in the log, which she cannot undo.
     let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
     loaded.registry.recovery_setup = None;
     crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
-    refuse_all(&c, "fresh5");
+    refused_by_the_log(&c, &agent, "fresh5", "alice");
 }
 
 /// After a genuine recovery the requester holds alice's tenant signer: she signs keys of her
@@ -241,10 +235,7 @@ fn the_end_of_a_recovery_counts_once_and_a_new_members_first_keys_once() {
     );
     let forged = forge_keys(&c, "alice", &ring);
     crate::registry::material::log(&c.repo, &coop, &forged, Some(&id)).unwrap();
-    for r in [&agent, &elsewhere(&c, "fresh")] {
-        let why = refused(crate::registry::writer_keys_for_member(r, &coop, "alice"));
-        assert!(why.contains("admins' log"), "{why}");
-    }
+    refused_by_the_log(&c, &agent, "fresh", "alice");
 
     let (s, p) = crypt::generate_identity();
     crate::members::add(&c.repo, &c.access(0), "carol", vec![p], None).unwrap();
@@ -258,14 +249,21 @@ fn the_end_of_a_recovery_counts_once_and_a_new_members_first_keys_once() {
     let ring = crate::members::open_ring(&c.repo, &ids(&s), &c.member("carol")).unwrap();
     let forged = forge_keys(&c, "carol", &ring);
     crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
-    for r in [&agent, &elsewhere(&c, "fresh-carol")] {
-        let why = refused(crate::registry::writer_keys_for_member(r, &coop, "carol"));
-        assert!(why.contains("admins' log"), "{why}");
-    }
+    refused_by_the_log(&c, &agent, "fresh-carol", "carol");
 }
 
 /// One admin writes keys of her own as `name`'s data recipient into the registry, signed
 /// with the member tenant signer of `ring` at the next generation; returns the entry.
+/// The writer that pinned `member`'s keys (`agent`) and a fresh one (`fresh`) both refuse
+/// the registry's keys for `member`, because the admins' log does not name them.
+fn refused_by_the_log(c: &Coop, agent: &Repo, fresh: &str, member: &str) {
+    let coop = c.coop();
+    for r in [agent, &elsewhere(c, fresh)] {
+        let why = refused(crate::registry::writer_keys_for_member(r, &coop, member));
+        assert!(why.contains("admins' log"), "{why}");
+    }
+}
+
 fn forge_keys(c: &Coop, name: &str, ring: &coop_formats::keyring::Keyring) -> Member {
     let coop = c.coop();
     let (_, hers) = crypt::generate_identity();
