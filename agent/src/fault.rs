@@ -3,7 +3,7 @@
 //!
 //! Enabled only through environment variables, which tests set:
 //! * `COOP_FAULT_STORE="put-enospc=0.2,put-error=0.1,get-error=0.1,get-stall=0.05,stall-secs=5,seed=7"`:
-//!   wrap the store.
+//!   wrap the store (`put-delay-ms=N`: every write waits N ms first, for race tests).
 //! * `COOP_FAULT_POINT=prune:after-plan`: abort the process (like `kill -9`) when the
 //!   named point is reached; `name#N` aborts at the N-th time it is reached.
 //! * `COOP_PAUSE=backup:after-index-load=/tmp/go`: wait at that point until the file exists.
@@ -77,6 +77,9 @@ pub struct FaultConfig {
     /// Reads that stall for `stall_secs` before answering.
     pub get_stall: f64,
     pub stall_secs: u64,
+    /// Every write waits this long before it starts: widens the window between an
+    /// appender's look at a name and its write, for race tests.
+    pub put_delay_ms: u64,
     pub seed: u64,
 }
 
@@ -94,6 +97,7 @@ impl FaultConfig {
                 "put-error" => c.put_error = v.parse().map_err(|_| bad())?,
                 "get-stall" => c.get_stall = v.parse().map_err(|_| bad())?,
                 "stall-secs" => c.stall_secs = v.parse().map_err(|_| bad())?,
+                "put-delay-ms" => c.put_delay_ms = v.parse().map_err(|_| bad())?,
                 "seed" => c.seed = v.parse().map_err(|_| bad())?,
                 other => return Err(format!("unknown COOP_FAULT_STORE key {other:?}")),
             }
@@ -160,6 +164,9 @@ impl ObjectStore for FaultStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        if self.cfg.put_delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.cfg.put_delay_ms)).await;
+        }
         if self.roll(self.cfg.put_enospc) {
             return Err(Self::enospc());
         }

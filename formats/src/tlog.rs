@@ -368,6 +368,12 @@ pub fn encode_bundle(entries: &[Vec<u8>]) -> Vec<u8> {
 }
 
 pub fn decode_bundle(b: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
+    decode_entries(b, BUNDLE)
+}
+
+/// Entries as a bundle lays them out (each with its length), at most `max` of them: a
+/// pending append (SPEC 24.2) holds a bundle's start and a whole batch.
+pub fn decode_entries(b: &[u8], max: u64) -> Result<Vec<Vec<u8>>, LogError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
@@ -382,9 +388,9 @@ pub fn decode_bundle(b: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
         })?;
         out.push(e.to_vec());
         i += 2 + n;
-        if out.len() as u64 > BUNDLE {
+        if out.len() as u64 > max {
             return Err(LogError::Bundle {
-                reason: "more than 256 entries",
+                reason: "more entries than the object may hold",
             });
         }
     }

@@ -6,8 +6,11 @@
 //! checkpoint that verifies under the log's key are leftovers (a crashed append) or squatters
 //! (anyone who may create an object): they authenticate nothing and are overwritten, so no
 //! leftover or junk name can stop a log. Two processes on one machine take turns through a
-//! lock file; a checkpoint of the same size that another appender signed first makes this
-//! one start over on the new head.
+//! lock file. Appenders on several machines race for the next checkpoint's name with a
+//! create-only PUT: the first one counts, and the others start over on its head having
+//! written nothing a reader uses. The winner's new entries are in a pending object (named
+//! by size and root) before its claim, so a winner that stops before its bundles is
+//! finished by the next appender (SPEC 24.2).
 
 use super::{leaves, prefix, read_entries, stored, Actor, Trusted};
 use crate::error::{Error, Result};
@@ -103,7 +106,19 @@ fn head(repo: &Repo, actor: &Actor, origin: &str, id: &str) -> Result<(u64, Vec<
         if cp.origin != origin || cp.size != size {
             continue;
         }
-        let es = read_entries(repo, &s, size)?;
+        let es = read_entries(repo, &s, size);
+        if let Ok(es) = &es {
+            if tlog::root(&leaves(es)) == cp.root {
+                return Ok((size, es.clone()));
+            }
+        }
+        // An append that claimed this checkpoint and has not written (or died before
+        // writing) its bundles: finish it from its pending object.
+        if let Some((start, all)) = super::pending_entries(repo, &s, size, &cp.root) {
+            put_bundles(repo, id, &all, start)?;
+            return Ok((size, all));
+        }
+        let es = es?;
         if tlog::root(&leaves(&es)) != cp.root {
             return Err(Error::damaged(
                 format!("{}/checkpoint/{size}", prefix(id)),
@@ -176,27 +191,42 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
             // Another appender got to this size first: start over on its head.
             continue;
         }
-        // Every bundle the new entries touch, under its new width. Whatever is stored under
-        // those names belongs to no verified checkpoint and is replaced.
-        put_bundles(repo, &id, &all, size)?;
-        crate::fault::point("log:after-bundles");
+        // The new entries (with the bundle they start in) where any appender can finish
+        // this append if it stops after the claim below. The name holds the root: no two
+        // histories share it.
+        let start = size - size % tlog::BUNDLE;
+        repo.store.put(
+            &format!(
+                "{}/{}",
+                prefix(&id),
+                super::pending_name(new_size, &cp.root)
+            ),
+            tlog::encode_bundle(&all[start as usize..]),
+        )?;
+        crate::fault::point("log:after-pending");
+        // The claim: the first checkpoint of this size is the one that counts. A loser has
+        // written nothing another appender reads, so it only starts over.
         let note = tlog::sign_checkpoint(&cp, &actor.key);
-        if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
+        // (A retried PUT may find its own first try: the same bytes, so this one's.)
+        if !repo.store.put_claim(&cp_path, note.clone())? && !holds(repo, &cp_path, &note)? {
+            if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
+                continue;
+            }
+            // Junk under the name (it authenticates nothing): overwrite it.
+            repo.store.put_replace(&cp_path, note.clone())?;
+        }
+        // Read back: on a server without create-only PUT a concurrent appender that wrote
+        // the same name last wins, and this one starts over.
+        if !holds(repo, &cp_path, &note)? {
             continue;
         }
-        repo.store.put_replace(&cp_path, note.clone())?;
-        // Read back: a concurrent appender that wrote the same name last wins, and this one
-        // starts over.
-        match repo.store.get(&cp_path) {
-            Ok(b) if b[..] == note[..] => {}
-            Ok(_) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        // This checkpoint won; a concurrent appender may have overwritten the bundles it
-        // covers with its own entries meanwhile: read them back and put ours again.
-        let written = stored(repo, &id).and_then(|s| read_entries(repo, &s, new_size));
-        if written.map(|es| tlog::root(&leaves(&es))).ok() != Some(cp.root) {
-            put_bundles(repo, &id, &all, size)?;
+        crate::fault::point("log:after-claim");
+        put_bundles(repo, &id, &all, size)?;
+        crate::fault::point("log:after-bundles");
+        if !holds(repo, &cp_path, &note)? {
+            // Overwritten meanwhile (no create-only PUT): the winner's pending object
+            // repairs whatever bundles this one wrote.
+            continue;
         }
         save_own(
             repo,
@@ -206,6 +236,7 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
                 root: super::b64(&cp.root),
             },
         )?;
+        clear_pending(repo, &id, size);
         crate::fault::point("log:after-checkpoint");
         return Ok(Appended {
             origin,
@@ -260,6 +291,28 @@ fn put_bundles(repo: &Repo, id: &str, all: &[Vec<u8>], from: u64) -> Result<()> 
     Ok(())
 }
 
+/// Whether the object at `path` holds exactly `note`.
+fn holds(repo: &Repo, path: &str, note: &[u8]) -> Result<bool> {
+    match repo.store.get(path) {
+        Ok(b) => Ok(b[..] == note[..]),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the pending objects of appends that ended below `size`, a head whose bundles
+/// were read whole: nothing needs them. Best effort (a writer may lack delete rights).
+fn clear_pending(repo: &Repo, id: &str, size: u64) {
+    let Ok(s) = stored(repo, id) else { return };
+    for rel in s.pending.keys() {
+        if super::pending_size(rel).is_some_and(|n| n < size) {
+            if let Err(e) = repo.store.delete(&format!("{}/{rel}", prefix(id))) {
+                tracing::debug!("{rel}: not deleted ({e})");
+            }
+        }
+    }
+}
+
 /// The checkpoint at `path` if it verifies under the actor's key for this size.
 fn signed_by_us(
     repo: &Repo,
@@ -310,7 +363,7 @@ pub fn wait_for_quorum(
                 best = if c.len() > best.len() { c } else { best };
                 continue;
             }
-            let Ok(es) = read_entries(repo, &s, *size) else {
+            let Ok(es) = super::entries_for(repo, &s, *size, &cp.root) else {
                 continue;
             };
             let hashes = leaves(&es);

@@ -13,7 +13,7 @@
 //! through the source, and survivors of a lost site carry each other's entries.
 
 use super::fork::{keep_evidence, ForkEvidence, Prefix, FORK_TYPE};
-use super::{leaves, newest_verified, prefix, read_entries, stored, Stored, Trusted};
+use super::{leaves, newest_verified, prefix, stored, Stored, Trusted};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use coop_formats::tlog::{self, Checkpoint, Hash, Levels};
@@ -88,7 +88,7 @@ fn side<'a>(
             signed: BTreeMap::new(),
         }));
     };
-    let entries = match read_entries(repo, &s, head.size) {
+    let entries = match super::entries_for(repo, &s, head.size, &head.root) {
         Ok(e) => e,
         Err(e) => return Ok(Err(crate::error::chain(&e))),
     };

@@ -160,6 +160,9 @@ pub struct Stored {
     pub bundles: BTreeMap<String, u64>,
     /// Fork evidence (`fork/<SHA-256>`): store path → bytes (their name checked).
     pub forks: BTreeMap<String, Vec<u8>>,
+    /// Pending appends (`pending/<size>.<root hex>`, below `log/<id>/`): the entries an
+    /// append wrote before claiming its checkpoint, so anyone can finish it (SPEC 24.2).
+    pub pending: BTreeMap<String, u64>,
     /// Paths below `log/<id>/` that are none of the above.
     pub strays: Vec<String>,
 }
@@ -170,6 +173,8 @@ const MAX_CHECKPOINT: u64 = 8 << 10;
 const MAX_COSIGNATURE: u64 = 1 << 10;
 /// The largest entry bundle read: 256 entries of at most 65535 bytes, each with its length.
 const MAX_BUNDLE: u64 = tlog::BUNDLE * (tlog::MAX_ENTRY as u64 + 2);
+/// The largest pending append read: a full bundle before it and a batch of as many again.
+const MAX_PENDING: u64 = 2 * MAX_BUNDLE;
 /// The largest fork evidence object read: a checkpoint with its cosignatures and a
 /// consistency proof.
 const MAX_FORK: u64 = 16 << 10;
@@ -222,6 +227,8 @@ pub fn stored(repo: &Repo, id: &str) -> Result<Stored> {
             }
         } else if rel.starts_with("entries/") && o.size <= MAX_BUNDLE {
             s.bundles.insert(rel.to_string(), o.size);
+        } else if pending_size(rel).is_some() && o.size <= MAX_PENDING {
+            s.pending.insert(rel.to_string(), o.size);
         } else if let Some(n) = rel
             .strip_prefix("fork/")
             .filter(|n| is_fork_name(n) && o.size <= MAX_FORK)
@@ -291,7 +298,67 @@ pub fn is_log_object(path: &str, size: u64) -> bool {
     if let Some(n) = rel.strip_prefix("fork/") {
         return is_fork_name(n) && size <= MAX_FORK;
     }
-    false
+    pending_size(rel).is_some() && size <= MAX_PENDING
+}
+
+/// The name of the pending append that ends at `size` with `root` (relative to `log/<id>/`).
+fn pending_name(size: u64, root: &Hash) -> String {
+    format!("pending/{size}.{}", hex::encode(root))
+}
+
+/// For a pending append's path (`log/<id>/pending/<size>.<root>`), the path of the bundle
+/// that ends at its size: a replica needs the pending object only while its source lacks
+/// that bundle (an append that stopped after its claim). `None` for any other path.
+pub fn pending_bundle(path: &str) -> Option<String> {
+    let mut parts = path.splitn(3, '/');
+    let (Some("log"), Some(id), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let size = pending_size(rel)?;
+    let n = size.saturating_sub(1) / tlog::BUNDLE;
+    Some(format!(
+        "log/{id}/{}",
+        tlog::bundle_path(n, size - n * tlog::BUNDLE)
+    ))
+}
+
+/// The size a pending append's name (`pending/<size>.<64 hex>`) ends at, if it is one.
+fn pending_size(rel: &str) -> Option<u64> {
+    let (n, root) = rel.strip_prefix("pending/")?.split_once('.')?;
+    let size = n.parse::<u64>().ok().filter(|v| v.to_string() == n)?;
+    (root.len() == 64 && root.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(size)
+}
+
+/// Entries `0..size` of a checkpoint with `root`: as the bundles hold them, or, when those do
+/// not hash to `root` (an append between claiming its checkpoint and writing its bundles, or
+/// one that died there), as its pending object completes them. Errors are the bundles' own;
+/// callers still compare the root.
+pub fn entries_for(repo: &Repo, s: &Stored, size: u64, root: &Hash) -> Result<Vec<Vec<u8>>> {
+    let first = read_entries(repo, s, size);
+    if matches!(&first, Ok(es) if tlog::root(&leaves(es)) == *root) {
+        return first;
+    }
+    pending_entries(repo, s, size, root).map_or(first, |(_, all)| Ok(all))
+}
+
+/// Entries `0..size` from the full bundles before the pending append of (`size`, `root`) and
+/// the pending object itself, if they hash to `root`; with the index the pending object
+/// starts at.
+fn pending_entries(repo: &Repo, s: &Stored, size: u64, root: &Hash) -> Option<(u64, Vec<Vec<u8>>)> {
+    let rel = pending_name(size, root);
+    if !s.pending.contains_key(&rel) {
+        return None;
+    }
+    let b = repo.store.get(&format!("{}/{rel}", prefix(&s.id))).ok()?;
+    let tail = tlog::decode_entries(&b, MAX_PENDING / 2).ok()?;
+    let start = size.checked_sub(tail.len() as u64)?;
+    if start % tlog::BUNDLE != 0 {
+        return None;
+    }
+    let mut all = read_entries(repo, s, start).ok()?;
+    all.extend(tail);
+    (tlog::root(&leaves(&all)) == *root).then_some((start, all))
 }
 
 /// The index after the last entry of the bundle at `path` (`log/<id>/entries/...`), if the

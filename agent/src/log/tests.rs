@@ -213,6 +213,86 @@ fn leftovers_and_squatters_do_not_stop_the_log() {
     assert_eq!(contents[0].entries.len(), 3);
 }
 
+/// An append that stopped after claiming its checkpoint, before its bundles (here: the
+/// bundles deleted, as a crash there leaves them): readers take the entries from its
+/// pending object and the next append writes the bundles. A pending object that does not
+/// hash to the checkpoint's root repairs nothing.
+#[test]
+fn an_append_stopped_after_its_claim_is_finished_by_the_next() {
+    let (_d, repo, admin) = repo();
+    let es: Vec<Entry> = (0..250).map(|i| e(&admin, i)).collect();
+    append(&repo, &admin, &es).unwrap();
+    let es: Vec<Entry> = (0..10).map(|i| e(&admin, 300 + i)).collect();
+    let a = append(&repo, &admin, &es).unwrap();
+    assert_eq!((a.first, a.size), (250, 260));
+    for rel in [tlog::bundle_path(0, 256), tlog::bundle_path(1, 4)] {
+        repo.store.delete(&format!("log/{}/{rel}", a.id)).unwrap();
+    }
+    let t = admin_trust(&repo, &admin);
+    let (rep, _) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(rep.entries, 260);
+    let b = append(&repo, &admin, &[e(&admin, 999)]).unwrap();
+    assert_eq!(b.size, 261);
+    let s = stored(&repo, &a.id).unwrap();
+    assert_eq!(read_entries(&repo, &s, 261).unwrap().len(), 261);
+    assert_eq!(
+        s.pending
+            .keys()
+            .filter_map(|r| pending_size(r))
+            .collect::<Vec<_>>(),
+        vec![260, 261],
+        "the pending objects below the head the append started from are gone"
+    );
+    // A squatter's pending object under the next name, and the bundle deleted again.
+    let c = append(&repo, &admin, &[e(&admin, 1000)]).unwrap();
+    let (rel, _) = stored(&repo, &c.id).unwrap().pending.pop_last().unwrap();
+    let mut junk: Vec<Vec<u8>> = vec![e(&admin, 5).encode(); 6];
+    junk[5] = e(&admin, 6).encode();
+    repo.store
+        .put_replace(&format!("log/{}/{rel}", c.id), tlog::encode_bundle(&junk))
+        .unwrap();
+    repo.store
+        .delete(&format!("log/{}/{}", c.id, tlog::bundle_path(1, 6)))
+        .unwrap();
+    let (rep, _) = verify(&repo, &t).unwrap();
+    assert!(
+        !rep.problems.is_empty(),
+        "a junk pending object repaired the log"
+    );
+}
+
+/// Two machines (two cache directories, no shared lock) appending to one log at once:
+/// every append lands once, and the log verifies.
+#[test]
+fn two_appenders_without_a_shared_lock_lose_no_entry() {
+    let (d, repo, admin) = repo();
+    append(&repo, &admin, &[e(&admin, 0)]).unwrap();
+    let threads: Vec<_> = (0..2)
+        .map(|m| {
+            let mut r = repo.clone();
+            r.cache_dir = Some(d.path().join(format!("cache{m}")));
+            let admin = Actor {
+                name: admin.name.clone(),
+                key: admin.key.clone(),
+                person: None,
+            };
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    append(&r, &admin, &[e(&admin, 100 * m + i)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let t = admin_trust(&repo, &admin);
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(contents[0].entries.len(), 31);
+}
+
 #[test]
 fn log_object_names() {
     let id = "0123456789abcdef0123456789abcdef";
@@ -232,6 +312,11 @@ fn log_object_names() {
         (&format!("fork/{}", "AB".repeat(32)), 2000, false),
         (&format!("fork/{}", "ab".repeat(32)), 17 << 10, false),
         ("fork/abc", 10, false),
+        (&format!("pending/12.{}", "ab".repeat(32)), 2000, true),
+        (&format!("pending/012.{}", "ab".repeat(32)), 2000, false),
+        (&format!("pending/12.{}", "AB".repeat(32)), 2000, false),
+        (&format!("pending/12.{}", "ab".repeat(32)), 40 << 20, false),
+        ("pending/12", 10, false),
         ("junk", 1, false),
     ] {
         assert_eq!(is_log_object(&format!("log/{id}/{rel}"), size), ok, "{rel}");
@@ -239,6 +324,18 @@ fn log_object_names() {
     assert_eq!(bundle_end(&format!("log/{id}/entries/000.p/9")), Some(9));
     assert_eq!(bundle_end(&format!("log/{id}/entries/001")), Some(512));
     assert!(!is_log_object("log/short/checkpoint/1", 1));
+    let root = "ab".repeat(32);
+    for (size, bundle) in [
+        (1, "entries/000.p/1"),
+        (256, "entries/000"),
+        (260, "entries/001.p/4"),
+    ] {
+        assert_eq!(
+            pending_bundle(&format!("log/{id}/pending/{size}.{root}")),
+            Some(format!("log/{id}/{bundle}"))
+        );
+    }
+    assert_eq!(pending_bundle(&format!("log/{id}/entries/000")), None);
 }
 
 /// Figures for the note: `COOP_LOG_FIGURES=1000000 cargo test -p coop-agent --release

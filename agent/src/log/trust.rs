@@ -276,7 +276,7 @@ fn activate_log(
     let Some(head) = super::newest_verified(&s, &owner.key, origin) else {
         return Ok((active, None));
     };
-    let Ok(entries) = super::read_entries(repo, &s, head.size) else {
+    let Ok(entries) = super::entries_for(repo, &s, head.size, &head.root) else {
         return Ok((active, None));
     };
     let tree = tlog::Levels::new(&super::leaves(&entries));

@@ -10,7 +10,7 @@
 
 use super::trust::admin_only;
 use super::trust::LogOwner;
-use super::{b64, leaves, newest_verified, prefix, read_entries, stored, Stored, Trusted};
+use super::{b64, leaves, newest_verified, prefix, stored, Stored, Trusted};
 use crate::damage::Problem;
 use crate::error::Result;
 use crate::repo::Repo;
@@ -243,7 +243,7 @@ fn head_entries(
             "does not verify under the log's key (ignored; the log ends at its newest valid checkpoint)",
         ));
     }
-    let entries = match read_entries(repo, s, size) {
+    let entries = match super::entries_for(repo, s, size, &head.root) {
         Ok(e) => e,
         Err(e) => {
             rep.problems

@@ -1,7 +1,7 @@
 //! Witnessing other logs: a witness cosigns a log's newest checkpoint only after checking it
 //! against what it cosigned before (never smaller, never another history).
 
-use super::{b64, leaves, newest_verified, prefix, read_entries, stored, Actor, Stored, Trusted};
+use super::{b64, leaves, newest_verified, prefix, stored, Actor, Stored, Trusted};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use coop_formats::tlog;
@@ -119,7 +119,7 @@ fn witness_log(
             prefix(id)
         ));
     }
-    let entries = match read_entries(repo, &s, size) {
+    let entries = match super::entries_for(repo, &s, size, &cp.root) {
         Ok(e) => e,
         Err(e) => {
             rep.alarms.push(crate::error::chain(&e));

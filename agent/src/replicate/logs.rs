@@ -82,7 +82,12 @@ pub(super) fn logs(
     // leaves no checkpoint without its entries.
     let of_forked = |p: &str| p.split('/').nth(1).is_some_and(|id| forked.contains(id));
     let is_fork = |p: &str| p.split('/').nth(2) == Some("fork");
-    let mut paths: Vec<&String> = src.keys().filter(|p| !of_forked(p) || is_fork(p)).collect();
+    // A pending append goes only where its source still lacks its bundle (SPEC 24.2).
+    let needed = |p: &str| crate::log::pending_bundle(p).is_none_or(|b| !src.contains_key(&b));
+    let mut paths: Vec<&String> = src
+        .keys()
+        .filter(|p| (!of_forked(p) || is_fork(p)) && needed(p))
+        .collect();
     paths.sort_by_key(|p| {
         (
             p.split('/').nth(1),

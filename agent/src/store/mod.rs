@@ -66,6 +66,17 @@ pub struct Store {
     create_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// How [`Store::put_mode`] treats an object that exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Content-addressed: an existing object holds the same bytes; keep it.
+    Immutable,
+    /// Overwrite it.
+    Replace,
+    /// Keep it and report that the name was taken.
+    Claim,
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.url)
@@ -122,11 +133,21 @@ impl Store {
     /// only for the access log's objects past a log's verified head (SPEC section 24.2),
     /// which authenticate nothing and must not stop the next append.
     pub fn put_replace(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
-        self.put_mode(path, bytes::Bytes::from(data), true, true)
+        self.put_mode(path, bytes::Bytes::from(data), true, Mode::Replace)
+            .map(|_| ())
+    }
+
+    /// Writes an object whose name is *not* a hash of its bytes only if no object of that
+    /// name exists: `Ok(false)` when one does (another writer claimed the name first). On a
+    /// server without create-only PUT this is a plain overwrite that returns `Ok(true)`;
+    /// callers read the name back to learn who won.
+    pub fn put_claim(&self, path: &str, data: Bytes) -> Result<bool, StoreError> {
+        self.put_mode(path, bytes::Bytes::from(data), true, Mode::Claim)
     }
 
     fn put_inner(&self, path: &str, data: bytes::Bytes, durable: bool) -> Result<(), StoreError> {
-        self.put_mode(path, data, durable, false)
+        self.put_mode(path, data, durable, Mode::Immutable)
+            .map(|_| ())
     }
 
     fn put_mode(
@@ -134,13 +155,13 @@ impl Store {
         path: &str,
         data: bytes::Bytes,
         durable: bool,
-        replace: bool,
-    ) -> Result<(), StoreError> {
+        how: Mode,
+    ) -> Result<bool, StoreError> {
         use std::sync::atomic::Ordering;
         let p = OPath::from(path);
         let payload = PutPayload::from(data);
         let res = self.run("put", path, || {
-            let mode = if self.create_only.load(Ordering::Relaxed) && !replace {
+            let mode = if self.create_only.load(Ordering::Relaxed) && how != Mode::Replace {
                 PutMode::Create
             } else {
                 PutMode::Overwrite
@@ -161,8 +182,9 @@ impl Store {
         });
         match res {
             Ok(_) => {}
+            Err(StoreError::Exists { .. }) if how == Mode::Claim => return Ok(false),
             // Names are content hashes: an existing object holds the same bytes.
-            Err(StoreError::Exists { .. }) => return Ok(()),
+            Err(StoreError::Exists { .. }) => return Ok(true),
             Err(StoreError::Unsupported { .. }) if self.create_only.load(Ordering::Relaxed) => {
                 // A server without create-only PUT: a plain overwrite writes the same bytes.
                 tracing::warn!(
@@ -170,7 +192,8 @@ impl Store {
                     self.url
                 );
                 self.create_only.store(false, Ordering::Relaxed);
-                return self.put(path, payload.into_iter().flat_map(|b| b.to_vec()).collect());
+                let data: Bytes = payload.into_iter().flat_map(|b| b.to_vec()).collect();
+                return self.put_mode(path, data.into(), durable, how);
             }
             Err(e) => return Err(e),
         }
@@ -202,7 +225,7 @@ impl Store {
                 });
             }
             if !durable {
-                return Ok(());
+                return Ok(true);
             }
             if let Err(e) = sync(&full).and_then(|_| sync(full.parent().unwrap_or(root))) {
                 return Err(StoreError::Op {
@@ -214,7 +237,7 @@ impl Store {
                 });
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Reads a whole object.
