@@ -44,9 +44,9 @@ else
   COOP_BIN=target/debug/coop tests/services/run.sh || status=1
 fi
 
-# The Debian package: built (a release build, reusing target/), checked by lintian, installed,
-# used and removed on this machine (tests/packaging.sh). It needs root; elsewhere it is skipped
-# with a note (COOP_TEST_PACKAGING=0 skips it too).
+# The Debian package: built (with the packaging profile, as released, reusing target/), checked
+# by lintian, installed, used and removed on this machine (tests/packaging.sh). It needs root;
+# elsewhere it is skipped with a note (COOP_TEST_PACKAGING=0 skips it too).
 if [ "${COOP_TEST_PACKAGING:-1}" = 0 ]; then
   echo "== packaging test skipped (COOP_TEST_PACKAGING=0)"
 else
