@@ -330,13 +330,18 @@ fn pending_size(rel: &str) -> Option<u64> {
         .then_some(size)
 }
 
-/// Entries `0..size` of a checkpoint with `root`: as the bundles hold them, or, when those do
-/// not hash to `root` (an append between claiming its checkpoint and writing its bundles, or
-/// one that died there), as its pending object completes them. Errors are the bundles' own;
-/// callers still compare the root.
+/// Entries `0..size` of a checkpoint with `root`: as the bundles hold them, or, when a bundle
+/// is not there (an append between claiming its checkpoint and writing its bundles, or one
+/// that stopped there), as its pending object completes them. A bundle that is there and
+/// holds other entries is damage, never covered up. Errors are the bundles' own; callers
+/// still compare the root.
 pub fn entries_for(repo: &Repo, s: &Stored, size: u64, root: &Hash) -> Result<Vec<Vec<u8>>> {
     let first = read_entries(repo, s, size);
-    if matches!(&first, Ok(es) if tlog::root(&leaves(es)) == *root) {
+    let absent = (0..size.div_ceil(tlog::BUNDLE)).any(|n| {
+        let width = (size - n * tlog::BUNDLE).min(tlog::BUNDLE);
+        !s.bundles.contains_key(&tlog::bundle_path(n, width))
+    });
+    if !absent {
         return first;
     }
     pending_entries(repo, s, size, root).map_or(first, |(_, all)| Ok(all))

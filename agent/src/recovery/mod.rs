@@ -35,7 +35,7 @@ mod writer_tests;
 
 pub use crate::shares::finish;
 use crate::shares::{clean, key_path, member_recovery, new_member_identity, own_share};
-pub use open::{conclude, recover, Recovered};
+pub use open::{conclude, recover, resume, Recovered};
 
 /// Sets up an epoch with `admins` (name, recipient) as holders, a recovery needing
 /// `approvals` + 1 shares, and a recovery identity per member tenant (removed ones too:

@@ -232,6 +232,20 @@ fn released(
 /// forgets the request's ephemeral key. What the recovery released then opens nothing
 /// written afterwards.
 pub fn conclude(repo: &Repo, coop: &TenantKeys, r: Recovered) -> Result<MemberRecovery> {
+    let request = r.request.clone();
+    let (m, fresh) = replace_keys(repo, coop, r)?;
+    crate::fault::point("recovery:after-registry");
+    end(repo, coop, &m, &request)?;
+    Ok(fresh)
+}
+
+/// [`conclude`] up to the registry: the member's new keyring and registry entry, and, in
+/// client state, what [`resume`] needs if the log entry that follows is never written.
+pub(super) fn replace_keys(
+    repo: &Repo,
+    coop: &TenantKeys,
+    r: Recovered,
+) -> Result<(Member, MemberRecovery)> {
     finish(repo, &r.request);
     let mut ring = crate::members::open_ring(repo, &r.ids, &r.member)?;
     let mut loaded = crate::members::load_for_change(repo, coop)?;
@@ -264,10 +278,99 @@ pub fn conclude(repo: &Repo, coop: &TenantKeys, r: Recovered) -> Result<MemberRe
     // (the registry still names the old recovery identity, whose keyring generation is
     // gone), and writers still encrypting to the old data key, which the keyring keeps.
     crate::members::rewrap_ring(repo, coop, ring, &m, std::slice::from_ref(&fresh.recipient))?;
+    save_ending(repo, &r.request, &m)?;
     crate::members::save(repo, coop, &mut loaded)?;
-    // The log names the new material as this request's end: writers take it, and nothing
-    // else any one person signs for the member later (SPEC 15.4).
-    crate::registry::material::log(repo, coop, &m, Some(&r.request))?;
-    crate::registry::pin_signed(repo, &m);
-    Ok(fresh)
+    Ok((m, fresh))
+}
+
+/// The log names the new material as request `id`'s end: writers take it, and nothing else
+/// any one person signs for the member later (SPEC 15.4).
+fn end(repo: &Repo, coop: &TenantKeys, m: &Member, id: &str) -> Result<()> {
+    crate::registry::material::log(repo, coop, m, Some(id))?;
+    ended(repo, m, id);
+    Ok(())
+}
+
+/// After the log named member `m`'s new material: this client pins it, and forgets the end.
+fn ended(repo: &Repo, m: &Member, id: &str) {
+    crate::registry::pin_signed(repo, m);
+    if let Ok(p) = ending_path(repo, id) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// What a recovery's end saved in client state before the registry: the member and the
+/// public digest of the material it wrote there (nothing in it opens anything).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Ending {
+    member: String,
+    digest: String,
+}
+
+fn ending_path(repo: &Repo, id: &str) -> Result<std::path::PathBuf> {
+    key_path(repo, id).map(|p| p.with_extension("end"))
+}
+
+fn save_ending(repo: &Repo, id: &str, m: &Member) -> Result<()> {
+    let p = ending_path(repo, id)?;
+    let e = Ending {
+        member: m.name.clone(),
+        digest: crate::registry::material::digest(m),
+    };
+    let tmp = p.with_extension("end-tmp");
+    let write = || {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(&e).expect("serializes"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &p)
+    };
+    write().map_err(|x| Error::io(&p, x))
+}
+
+/// Finishes a recovery whose end stopped between the registry and the log (writers then
+/// refuse the member's new keys): on the machine that ran it, if the registry still holds
+/// exactly the keys that end wrote, the log names them as request `id`'s end. `None` when
+/// nothing of `id` is left to finish; the member's name when it was.
+pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>> {
+    use crate::registry::material::{self, Verdict};
+    let p = ending_path(repo, id)?;
+    let b = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&p, e)),
+    };
+    let e: Ending =
+        serde_json::from_slice(&b).map_err(|x| Error::damaged(p.display().to_string(), x))?;
+    let loaded = crate::members::load_for_change(repo, coop)?;
+    let m = loaded
+        .registry
+        .member(&e.member)
+        .cloned()
+        .ok_or_else(|| Error::NotFound {
+            what: format!("member {:?} in the registry", e.member),
+        })?;
+    if material::digest(&m) != e.digest {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the registry no longer holds the keys the end of recovery request {id} wrote                  for {} (they were changed since); nothing is logged. Run `coop log show` to                  see who changed them, and make a new request",
+                e.member
+            ),
+        });
+    }
+    if material::check(repo, coop, &m)? != Verdict::Authorized {
+        material::log(repo, coop, &m, Some(id))?;
+    }
+    match material::check(repo, coop, &m)? {
+        Verdict::Refused(why) => Err(Error::AccessDenied {
+            what: format!(
+                "the end of recovery request {id} could not be logged for {}: {why}",
+                e.member
+            ),
+        }),
+        Verdict::Authorized | Verdict::NoRule => {
+            ended(repo, &m, id);
+            Ok(Some(e.member))
+        }
+    }
 }

@@ -252,6 +252,49 @@ fn the_end_of_a_recovery_counts_once_and_a_new_members_first_keys_once() {
     refused_by_the_log(&c, &agent, "fresh-carol", "carol");
 }
 
+/// A recovery's end that stopped after the registry, before the log (writers then refuse
+/// alice's new keys, and her backups stop): the asker's machine runs it again and the log
+/// names them; writers take them. Another machine has nothing to finish, and keys one admin
+/// puts into the registry in that gap are never logged.
+#[test]
+fn a_recovery_end_stopped_before_the_log_is_finished_by_its_machine_only() {
+    let c = coop();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    let r = c.recover(0, &id, "alice").unwrap();
+    let ring = crate::members::open_ring(&c.repo, &r.ids, &r.member).unwrap();
+    let (m, _) = open::replace_keys(&c.repo, &coop, r).unwrap();
+    refused_by_the_log(&c, &agent, "fresh", "alice");
+    assert_eq!(resume(&elsewhere(&c, "other"), &coop, &id).unwrap(), None);
+    // One admin puts keys of her own into the registry in the gap.
+    let genuine = c.member("alice");
+    forge_keys(&c, "alice", &ring);
+    let e = resume(&c.repo, &coop, &id).unwrap_err();
+    assert!(e.to_string().contains("no longer holds"), "{e}");
+    refused_by_the_log(&c, &agent, "fresh2", "alice");
+    // The keys the end wrote, back in the registry: the asker finishes it.
+    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
+    let slot = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == "alice")
+        .unwrap();
+    *slot = genuine;
+    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    assert_eq!(
+        resume(&c.repo, &coop, &id).unwrap().as_deref(),
+        Some("alice")
+    );
+    let keys = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    assert_eq!(keys.recipient_strings, vec![m.data_recipient.clone()]);
+    assert_eq!(resume(&c.repo, &coop, &id).unwrap(), None);
+}
+
 /// One admin writes keys of her own as `name`'s data recipient into the registry, signed
 /// with the member tenant signer of `ring` at the next generation; returns the entry.
 /// The writer that pinned `member`'s keys (`agent`) and a fresh one (`fresh`) both refuse

@@ -123,7 +123,9 @@ pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdic
         Some((g, _)) => Verdict::Refused(format!(
             "the admins' log authorizes other keys for this member (signed at generation {g}; \
              the registry's are at generation {}): after the recovery split a member's keys \
-             change only by the split, a recovery K admins approved, or being added",
+             change only by the split, a recovery K admins approved, or being added. If a \
+             recovery of this member stopped before logging its end, the admin who asked \
+             finishes it by running `coop export --recovery ID` again on her machine",
             generation(m)
         )),
         None => Verdict::Refused(

@@ -68,6 +68,15 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     let repo = util::open_repo(g)?;
     let tenant = format!("member/{}", a.member);
     let access = util::identity_access(g)?;
+    if let Some(id) = &a.recovery {
+        let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
+        if let Some(member) = coop_agent::recovery::resume(&repo, &coop, id)? {
+            p.note(format!(
+                "recovery request {id} had stopped after saving {member}'s new keys and before                  logging them (so writers refused them); the log names them now, and {member}'s                  backups go on. Its export was done before it stopped: nothing was read now"
+            ));
+            return Ok(crate::exit::OK);
+        }
+    }
     let recovered = match &a.recovery {
         Some(id) => Some(recover(g, &repo, &access, &a, id)?),
         None => None,
@@ -213,11 +222,11 @@ fn conclude(
             member
         )),
         Err(e) => p.warn(format!(
-            "the export is done, but {}'s keys could not be replaced: {} (until they are, \
-             whoever holds this request's key reads {}'s new backups too)",
-            member,
+            "the export is done, but {member}'s keys could not be replaced: {} (until they \
+             are, whoever holds this request's key reads {member}'s new backups too). If the \
+             new keys were saved but not logged, writers refuse them until `coop export \
+             --recovery {id} --member {member}` runs again on this machine and finishes it",
             coop_agent::error::chain(&e),
-            member
         )),
     }
 }
