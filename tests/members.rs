@@ -756,8 +756,9 @@ fn the_recovery_split_reaches_replicas() {
         .find_map(|l| l.strip_prefix("# public key: "))
         .unwrap()
         .to_string();
-    let (_, b) = age_identity(env, "admin-b");
-    let (_, c2) = age_identity(env, "admin-c");
+    let (b_id, b) = age_identity(env, "admin-b");
+    let (c_id, c2) = age_identity(env, "admin-c");
+    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
     env.ok(&[
         "recovery",
         "init",
@@ -1092,8 +1093,9 @@ fn admins_keep_member_tenants_up_after_the_split_without_reading_them() {
         .find_map(|l| l.strip_prefix("# public key: "))
         .unwrap()
         .to_string();
-    let (_, b) = age_identity(env, "admin-b");
-    let (_, c2) = age_identity(env, "admin-c");
+    let (b_id, b) = age_identity(env, "admin-b");
+    let (c_id, c2) = age_identity(env, "admin-c");
+    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
     env.ok(&[
         "recovery",
         "init",

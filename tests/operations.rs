@@ -464,18 +464,25 @@ fn public_of(identity: &Path) -> String {
 fn split_with_alice(env: &Env) -> std::path::PathBuf {
     let (alice_id, alice) = age_identity(env, "alice");
     env.ok(&["member", "add", "alice", "--recipient", &alice]);
-    let (_, ben) = age_identity(env, "ben");
+    let (ben_id, ben) = age_identity(env, "ben");
     let anna = public_of(&env.p("config/coop/identity.txt"));
-    env.ok(&[
+    let (anna, ben) = (format!("anna={anna}"), format!("ben={ben}"));
+    let init = [
         "recovery",
         "init",
         "--threshold",
         "1",
         "--admin",
-        &format!("anna={anna}"),
+        &anna,
         "--admin",
-        &format!("ben={ben}"),
-    ]);
+        &ben,
+    ];
+    // Not before both are admin persons (SPEC 24.11).
+    let o = env.coop(&init);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("not an admin person"), "{}", text(&o));
+    env.add_admin_persons(None, "anna", &[("ben", &ben_id)]);
+    env.ok(&init);
     alice_id
 }
 

@@ -426,10 +426,27 @@ fn report_figures_match_usage_costs_keyrings_and_the_log() {
     assert!(html.contains("Wer was lesen kann"));
 
     // After a recovery split, a member's readers are their own keys and 2 of 3 admins.
-    let admins: Vec<String> = ["anna", "ben", "cleo"]
+    let others: Vec<(std::path::PathBuf, String)> = ["ben", "cleo"]
         .iter()
-        .map(|n| format!("{n}={}", age_identity(env, n).1))
+        .map(|n| age_identity(env, n))
         .collect();
+    env.add_admin_persons(
+        None,
+        "anna",
+        &[("ben", &others[0].0), ("cleo", &others[1].0)],
+    );
+    let own = fs::read_to_string(env.p("config/coop/identity.txt")).unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let admins: Vec<String> = [
+        format!("anna={own}"),
+        format!("ben={}", others[0].1),
+        format!("cleo={}", others[1].1),
+    ]
+    .to_vec();
     let mut init = vec!["recovery", "init", "--threshold", "2"];
     for a in &admins {
         init.extend(["--admin", a.as_str()]);

@@ -61,6 +61,36 @@ impl Env {
         ]);
         key
     }
+    /// Registers the admin persons a recovery split needs (SPEC 24.11): this environment's
+    /// identity as `me`, and each other admin's identity file under its name, with the
+    /// token its `admin whoami` prints. `via` runs coop as the admin who adds them.
+    pub fn add_admin_persons(&self, via: Option<&Path>, me: &str, others: &[(&str, &Path)]) {
+        let run = |args: &[&str]| {
+            let mut c = self.cmd();
+            if let Some(id) = via {
+                c.arg("--identity-file").arg(id);
+            }
+            let o = c.args(args).output().unwrap();
+            assert!(
+                o.status.success(),
+                "coop {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        run(&["admin", "add", me]);
+        for (name, id) in others {
+            let o = self
+                .cmd()
+                .arg("--identity-file")
+                .arg(id)
+                .args(["admin", "whoami"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            run(&["admin", "add", name, &token]);
+        }
+    }
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.coop(args);
         assert!(

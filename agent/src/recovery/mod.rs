@@ -82,6 +82,7 @@ fn establish(
     };
     setup.check().map_err(|e| Error::invalid(e.to_string()))?;
     let mut loaded = crate::members::load_for_change(repo, coop)?;
+    persons_hold_the_shares(&loaded.registry, coop, admins)?;
     // Every keyring must open before anything changes: a split that re-wraps half the
     // members would leave the other half readable by every admin.
     for m in &loaded.registry.members {
@@ -129,6 +130,36 @@ fn establish(
         crate::members::rewrap(repo, coop, open, m, &recovery)?;
     }
     Ok(setup)
+}
+
+/// Every share holder, and the admin who splits, must be an admin person (SPEC 24.11): the
+/// split names the persons, and only their signed entries count from then on. A split without
+/// them would leave who approves a recovery, who joins the admins and which keys writers take
+/// for a member (15.4) to the shared admin key, which every admin holds alone.
+fn persons_hold_the_shares(
+    reg: &coop_formats::registry::Registry,
+    coop: &TenantKeys,
+    admins: &[(String, String)],
+) -> Result<()> {
+    let active = || reg.admins.iter().filter(|a| a.removed.is_none());
+    let how = "add every admin first with `coop admin add NAME TOKEN`, the token being what \
+               `coop admin whoami` prints on that admin's machine (`coop admin add NAME` for \
+               yourself), then run `coop recovery init` again";
+    for (name, r) in admins {
+        if !active().any(|a| a.recipient == *r) {
+            return Err(Error::invalid(format!(
+                "share holder {name} ({r}) is not an admin person of this cooperative: after \
+                 the split only admin persons approve recoveries and admin changes; {how}"
+            )));
+        }
+    }
+    let me = coop.person.as_ref().map(|k| k.verifying_key().to_bytes());
+    if !me.is_some_and(|k| active().any(|a| a.key == k)) {
+        return Err(Error::invalid(format!(
+            "the admin who splits must be an admin person herself; {how}"
+        )));
+    }
+    Ok(())
 }
 
 /// The split's log entry: the setup, the admin persons from now on (a person joins or leaves

@@ -362,3 +362,28 @@ fn a_retired_admins_release_is_no_approval() {
     c.approve(2, &id).unwrap();
     assert!(c.recover(0, &id, "alice").is_ok());
 }
+
+/// A split with a share holder who is no admin person, or made by an admin without a person
+/// key, is refused before anything changes: after the split only persons' signed entries
+/// count, and a split without them would leave approvals and members' keys to the shared
+/// admin key (SPEC 15.4, 24.11).
+#[test]
+fn only_admin_persons_hold_shares_and_split() {
+    let c = unsplit();
+    let (_, stranger) = crypt::generate_identity();
+    let mut holders: Vec<(String, String)> = c
+        .publics
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("admin{i}"), p.clone()))
+        .collect();
+    let honest = holders.clone();
+    holders[2] = ("stranger".into(), stranger);
+    let e = init(&c.repo, &c.access(0), 2, &holders).unwrap_err();
+    assert!(e.to_string().contains("stranger"), "{e}");
+    let no_person = Access::Identity(c.admins[0].clone(), None);
+    let e = init(&c.repo, &no_person, 2, &honest).unwrap_err();
+    assert!(e.to_string().contains("admin person herself"), "{e}");
+    assert!(setup(&c.repo, &c.coop()).is_err(), "nothing was split");
+    init(&c.repo, &c.access(0), 2, &honest).unwrap();
+}
