@@ -1,4 +1,4 @@
-//! Damaged and forged objects met while reading: each is named, skipped and reported, and
+//! Damaged, forged and unreadable objects met while reading: each is named, skipped and reported, and
 //! everything else keeps working. Commands that list report them and exit with the
 //! damage code; commands that delete refuse to act on a view with damage in it.
 
@@ -14,6 +14,10 @@ pub enum ProblemKind {
     /// It decodes but was not made by anyone entitled to (a bad or unknown signature): a
     /// forgery, for example by a stolen writer key. It is ignored.
     Forged,
+    /// It is well-formed but encrypted to no key the reader holds (a keyring older than the
+    /// object, kept from before a key change): genuine for all anyone knows, so nothing is
+    /// deleted on its account, and nothing of it is read.
+    Unreadable,
 }
 
 /// One damaged or forged object.
@@ -41,17 +45,32 @@ impl Problem {
             message: why.to_string(),
         }
     }
+
+    pub fn unreadable(object: &str, why: impl std::fmt::Display) -> Self {
+        Self {
+            object: object.into(),
+            kind: ProblemKind::Unreadable,
+            message: why.to_string(),
+        }
+    }
+
+    /// Whether the object may be genuine and needed (damaged, or not readable with these
+    /// keys): commands that delete refuse to act while one is in their view.
+    pub fn may_be_needed(&self) -> bool {
+        self.kind != ProblemKind::Forged
+    }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.kind {
-            ProblemKind::Damaged => "damaged",
-            ProblemKind::Forged => "forged",
+            ProblemKind::Damaged => "is damaged",
+            ProblemKind::Forged => "is forged",
+            ProblemKind::Unreadable => "cannot be read with the keys given",
         };
         write!(
             f,
-            "{} is {what} and was skipped: {}",
+            "{} {what} and was skipped: {}",
             self.object, self.message
         )
     }

@@ -353,15 +353,13 @@ pub fn forget(
     // A dry run refuses too: what it would show is decided from a view that is wrong.
     {
         view.refuse_if_rollback("forget")?;
-        if let Some(p) = view
-            .listing
-            .problems
-            .iter()
-            .find(|p| p.kind == crate::damage::ProblemKind::Damaged)
-        {
+        if let Some(p) = view.listing.problems.iter().find(|p| p.may_be_needed()) {
             return Err(Error::damaged(
                 &p.object,
-                format!("forget refuses to run: {}; copy the object from another site, or remove it by ID", p.message),
+                format!(
+                    "forget refuses to run: {p}; copy the object from another site (or open the \
+                     tenant with its current keys), or remove it by ID"
+                ),
             ));
         }
     }

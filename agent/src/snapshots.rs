@@ -298,6 +298,16 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
                 out.inventories.extend(inventory.map(|i| (obj.name, i)));
                 continue;
             }
+            // Encrypted to keys this reader does not hold (a keyring kept from before the
+            // tenant's data key changed): maybe genuine, never called forged.
+            Err(SnapshotError::Crypt(coop_formats::crypt::CryptError::NotRecipient)) => {
+                out.problems.push(Problem::unreadable(
+                    &obj.path,
+                    "it is encrypted to none of the keys this reader holds (written after the \
+                     tenant's keys changed, to keys a newer keyring has); nothing of it was read",
+                ));
+                continue;
+            }
             Err(
                 e @ (SnapshotError::BadSignature
                 | SnapshotError::UnknownWriter { .. }

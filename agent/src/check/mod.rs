@@ -334,6 +334,7 @@ impl Checker<'_> {
             let what = match (p.kind, &name) {
                 (ProblemKind::Damaged, _) => "damaged",
                 (ProblemKind::Forged, _) => "forged",
+                (ProblemKind::Unreadable, _) => "unreadable",
             };
             // A snapshot stored as it is that is no snapshot at all (fails the keyless
             // checks) is junk to delete.

@@ -25,7 +25,6 @@ mod execute;
 mod packs;
 mod plan;
 
-use crate::damage::ProblemKind;
 use crate::error::{Error, Result};
 use crate::index::claims::Claims;
 use crate::index::spill::{IdSet, Sorter, RUN_BYTES};
@@ -137,18 +136,13 @@ impl View {
         let claims = Claims::build(dir, crate::index::load::each_file(repo, keys)?)?;
         let plans = signed_plans(repo, keys, warnings)?;
         let view = crate::snapshots::view(repo, keys)?;
-        if let Some(p) = view
-            .listing
-            .problems
-            .iter()
-            .find(|p| p.kind == ProblemKind::Damaged)
-        {
+        if let Some(p) = view.listing.problems.iter().find(|p| p.may_be_needed()) {
             return Err(Error::damaged(
                 &p.object,
                 format!(
-                    "prune refuses to run: {}. A damaged snapshot may need data; copy it from another site, \
-                     or remove it knowingly with forget.",
-                    p.message
+                    "prune refuses to run: {p}. A snapshot that is damaged or that these keys do \
+                     not open may need data; copy it from another site, open the tenant with \
+                     its current keys, or remove it knowingly with forget."
                 ),
             ));
         }

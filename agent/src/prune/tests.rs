@@ -362,3 +362,42 @@ fn a_plan_keeps_every_blob_the_kept_snapshot_needs() {
     assert!(check.errors.is_empty(), "{:?}", check.errors);
     assert!(check.unreferenced_packs.is_empty(), "{check:?}");
 }
+
+/// A keyring from before the tenant's data key changed: the snapshot written after the change
+/// does not open with it. It is reported as unreadable (not forged), and neither forget nor
+/// prune acts on a view that may be missing it: its data stays.
+#[test]
+fn forget_and_prune_refuse_while_a_snapshot_does_not_open_with_the_keys() {
+    let (identity, public) = coop_formats::crypt::generate_identity();
+    let (r, keyring) = Repo::init("memory:", vec![public], crate::now_rfc3339()).unwrap();
+    let ids = Arc::new(coop_formats::crypt::parse_identities(identity.as_bytes()).unwrap());
+    let mut newer = keyring.clone();
+    let old = TenantKeys::from_keyring(keyring, ids.clone()).unwrap();
+    newer.rotate_data_identity().unwrap();
+    let new = TenantKeys::from_keyring(newer, ids).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("a"), b"before the change").unwrap();
+    backup(&r, &old, vec![src.path().to_path_buf()]);
+    std::fs::write(src.path().join("a"), b"after the change").unwrap();
+    let after = backup(&r, &new, vec![src.path().to_path_buf()]);
+    let view = crate::snapshots::view(&r, &old).unwrap();
+    assert_eq!(view.listing.entries.len(), 1);
+    let p = &view.listing.problems;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].kind, crate::damage::ProblemKind::Unreadable);
+    assert!(p[0]
+        .to_string()
+        .contains("cannot be read with the keys given"));
+    let policy = crate::forget::Policy {
+        last: Some(1),
+        ..Default::default()
+    };
+    let e = crate::forget::forget(&r, &old, &policy, Default::default(), false).unwrap_err();
+    assert!(e.to_string().contains("forget refuses"), "{e}");
+    let e = prune(&r, &old, &PruneOptions::default(), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("prune refuses"), "{e}");
+    // With the current keys both snapshots open, and the newer one is whole.
+    let view = crate::snapshots::view(&r, &new).unwrap();
+    assert!(view.listing.problems.is_empty());
+    assert!(view.listing.entries.iter().any(|e| e.id == after));
+}
