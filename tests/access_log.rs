@@ -998,6 +998,7 @@ fn changed_deleted_reordered_truncated_forked_and_rolled_back_logs_are_named() {
     fs::remove_file(&bundle).unwrap();
     let o = verify();
     assert_eq!(code(&o), 0, "deleted, pending kept: {}", text(&o));
+    assert!(text(&o).contains("pending append"), "{}", text(&o));
     let pending: Vec<_> = fs::read_dir(dir.join("pending"))
         .unwrap()
         .map(|e| e.unwrap().path())

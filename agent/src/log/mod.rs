@@ -337,14 +337,18 @@ fn pending_size(rel: &str) -> Option<u64> {
 /// still compare the root.
 pub fn entries_for(repo: &Repo, s: &Stored, size: u64, root: &Hash) -> Result<Vec<Vec<u8>>> {
     let first = read_entries(repo, s, size);
-    let absent = (0..size.div_ceil(tlog::BUNDLE)).any(|n| {
-        let width = (size - n * tlog::BUNDLE).min(tlog::BUNDLE);
-        !s.bundles.contains_key(&tlog::bundle_path(n, width))
-    });
-    if !absent {
+    if !bundles_absent(s, size) {
         return first;
     }
     pending_entries(repo, s, size, root).map_or(first, |(_, all)| Ok(all))
+}
+
+/// Whether a bundle that entries `0..size` need is not in the listing `s`.
+pub fn bundles_absent(s: &Stored, size: u64) -> bool {
+    (0..size.div_ceil(tlog::BUNDLE)).any(|n| {
+        let width = (size - n * tlog::BUNDLE).min(tlog::BUNDLE);
+        !s.bundles.contains_key(&tlog::bundle_path(n, width))
+    })
 }
 
 /// Entries `0..size` from the full bundles before the pending append of (`size`, `root`) and

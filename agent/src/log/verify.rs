@@ -244,7 +244,17 @@ fn head_entries(
         ));
     }
     let entries = match super::entries_for(repo, s, size, &head.root) {
-        Ok(e) => e,
+        Ok(e) => {
+            if super::bundles_absent(s, size) {
+                rep.notes.push(format!(
+                    "{}: entries up to {size} read from a pending append (SPEC 24.2): its \
+                     bundles are not written yet, by an append in progress or one that stopped \
+                     (or deleted); the next append writes them",
+                    prefix(id)
+                ));
+            }
+            e
+        }
         Err(e) => {
             rep.problems
                 .push(Problem::damaged(&prefix(id), crate::error::chain(&e)));
