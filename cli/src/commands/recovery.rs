@@ -183,7 +183,6 @@ struct Logged<'a, T: Serialize> {
 }
 
 pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
-    let p = g.printer();
     let repo = util::open_repo(g)?;
     let access = util::identity_access(g)?;
     match c {
@@ -194,79 +193,106 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
             member,
             reason,
             detail,
-        } => {
-            let reason = reason
-                .parse::<coop_formats::tlog::Reason>()
-                .map_err(|what| Error::Invalid { what })?;
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let (id, a) = coop_agent::recovery::request(
-                &repo,
-                &coop,
-                &ids(&access)?,
-                &member,
-                reason,
-                detail.as_deref(),
-            )?;
-            if g.json {
-                p.json_sorted(&Logged {
-                    request: &id,
-                    logged: &a,
-                })?;
-            } else {
-                p.summary(format!(
-                    "request {id} logged (entry {} of {}).\nOther admins approve with `coop recovery approve {id}`; \
-                     then `coop export --member {member} --recovery {id} --reason {reason} …` on this machine (it keeps the request's key).",
-                    a.first, a.origin
-                ))?;
-            }
-        }
+        } => request(g, &repo, &access, &member, &reason, detail.as_deref())?,
         RecoveryCommand::Approve { id, log_timeout } => {
-            let timeout = util::parse_log_timeout(&log_timeout)?;
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let waiting = |m: &str| p.note(m);
-            let ok = coop_agent::recovery::approve(
-                &repo,
-                &coop,
-                &ids(&access)?,
-                &id,
-                &coop_agent::recovery::Wait {
-                    timeout,
-                    waiting: &waiting,
-                },
-            )?;
-            let a = &ok.appended;
-            if g.json {
-                p.json_sorted(&Logged {
-                    request: &id,
-                    logged: &ok,
-                })?;
-            } else {
-                p.summary(format!(
-                    "{}'s share of {}'s recovery key released to request {id} only (logged as \
-                     entry {} of {})",
-                    ok.holder, ok.member, a.first, a.origin
-                ))?;
-            }
+            approve(g, &repo, &access, &id, &log_timeout)?
         }
-        RecoveryCommand::Status => {
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            let s = coop_agent::recovery::setup(&repo, &coop)?;
-            if g.json {
-                p.json(&s)?;
-            } else {
-                p.data(format!(
-                    "epoch {} since {}: one admin asks and {} approve, of {}",
-                    s.epoch,
-                    s.created,
-                    s.approvals(),
-                    s.holders.len()
-                ))?;
-                for h in &s.holders {
-                    p.data(format!("  {:<16} {}", h.name, h.recipient))?;
-                }
-                readers_after_split(g, &repo, &access)?;
-            }
-        }
+        RecoveryCommand::Status => status(g, &repo, &access)?,
     }
     Ok(crate::exit::OK)
+}
+
+/// `coop recovery request`: logs the request; this machine keeps its key.
+fn request(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+    member: &str,
+    reason: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    let p = g.printer();
+    let reason = reason
+        .parse::<coop_formats::tlog::Reason>()
+        .map_err(|what| Error::Invalid { what })?;
+    let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+    let (id, a) =
+        coop_agent::recovery::request(repo, &coop, &ids(access)?, member, reason, detail)?;
+    if g.json {
+        p.json_sorted(&Logged {
+            request: &id,
+            logged: &a,
+        })?;
+    } else {
+        p.summary(format!(
+            "request {id} logged (entry {} of {}).\nOther admins approve with `coop recovery approve {id}`; \
+             then `coop export --member {member} --recovery {id} --reason {reason} …` on this machine (it keeps the request's key).",
+            a.first, a.origin
+        ))?;
+    }
+    Ok(())
+}
+
+/// `coop recovery approve`: releases this admin's share to the request, once witnessed.
+fn approve(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+    id: &str,
+    log_timeout: &str,
+) -> Result<()> {
+    let p = g.printer();
+    let timeout = util::parse_log_timeout(log_timeout)?;
+    let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+    let waiting = |m: &str| p.note(m);
+    let ok = coop_agent::recovery::approve(
+        repo,
+        &coop,
+        &ids(access)?,
+        id,
+        &coop_agent::recovery::Wait {
+            timeout,
+            waiting: &waiting,
+        },
+    )?;
+    let a = &ok.appended;
+    if g.json {
+        p.json_sorted(&Logged {
+            request: id,
+            logged: &ok,
+        })?;
+    } else {
+        p.summary(format!(
+            "{}'s share of {}'s recovery key released to request {id} only (logged as \
+             entry {} of {})",
+            ok.holder, ok.member, a.first, a.origin
+        ))?;
+    }
+    Ok(())
+}
+
+/// `coop recovery status`: the split, its holders, and who reads what after it.
+fn status(
+    g: &Global,
+    repo: &coop_agent::repo::Repo,
+    access: &coop_agent::keys::Access,
+) -> Result<()> {
+    let p = g.printer();
+    let coop = coop_agent::tenant::keys(repo, access, "coop")?;
+    let s = coop_agent::recovery::setup(repo, &coop)?;
+    if g.json {
+        p.json(&s)?;
+        return Ok(());
+    }
+    p.data(format!(
+        "epoch {} since {}: one admin asks and {} approve, of {}",
+        s.epoch,
+        s.created,
+        s.approvals(),
+        s.holders.len()
+    ))?;
+    for h in &s.holders {
+        p.data(format!("  {:<16} {}", h.name, h.recipient))?;
+    }
+    readers_after_split(g, repo, access)
 }
