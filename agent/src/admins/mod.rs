@@ -94,7 +94,7 @@ pub fn add(repo: &Repo, access: &Access, name: &str, token: &str) -> Result<Outc
     let (key, recipient) = parse_token(token)?;
     let (coop, _) = coop_ring(repo, access)?;
     let loaded = crate::registry::load_for_change(repo, &coop)?;
-    check_new(&loaded.registry, name, &key)?;
+    check_new(&loaded.registry, name, &key, &recipient)?;
     let persons = persons(repo, &coop)?;
     if persons.person_approvals().is_none() {
         return Ok(Outcome::Added(add_now(
@@ -104,7 +104,12 @@ pub fn add(repo: &Repo, access: &Access, name: &str, token: &str) -> Result<Outc
     propose(repo, &coop, &persons, Op::Add, name, &key, &recipient)
 }
 
-fn check_new(reg: &coop_formats::registry::Registry, name: &str, key: &[u8; 32]) -> Result<()> {
+fn check_new(
+    reg: &coop_formats::registry::Registry,
+    name: &str,
+    key: &[u8; 32],
+    recipient: &str,
+) -> Result<()> {
     if let Some(a) = reg.admins.iter().find(|a| a.name == name) {
         return Err(Error::invalid(format!(
             "an admin named {name:?} exists already{} (names stay with their old entries)",
@@ -114,6 +119,19 @@ fn check_new(reg: &coop_formats::registry::Registry, name: &str, key: &[u8; 32])
     if let Some(a) = reg.admin_by_key(key) {
         return Err(Error::invalid(format!(
             "that person key is admin {:?}'s already",
+            a.name
+        )));
+    }
+    // One person per identity: a second person key under someone's recipient would be a
+    // person nobody can tell from them (SPEC 24.11).
+    if let Some(a) = reg
+        .admins
+        .iter()
+        .find(|a| a.removed.is_none() && a.recipient == recipient)
+    {
+        return Err(Error::invalid(format!(
+            "that identity is admin {:?}'s already (one person per identity; compare the \
+             tokens with `coop admin list`)",
             a.name
         )));
     }
@@ -265,7 +283,7 @@ fn add_now(
 ) -> Result<Admin> {
     let (coop, mut ring) = coop_ring(repo, access)?;
     let mut loaded = crate::registry::load_for_change(repo, &coop)?;
-    check_new(&loaded.registry, name, key)?;
+    check_new(&loaded.registry, name, key, recipient)?;
     let (key, recipient) = (*key, recipient.to_string());
     let admin = Admin {
         name: name.to_string(),

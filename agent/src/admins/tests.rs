@@ -239,3 +239,29 @@ fn who_marks_a_person_who_does_not_count() {
     assert!(who_at(&log[2], None, Some(&persons), 2).contains("does not count"));
     assert!(!who_at(&log[2], None, None, 2).contains("does not count"));
 }
+
+/// One admin registers a second person key of hers under another admin's identity (the
+/// recipient is public): refused, so that every person is one identity and a split's persons
+/// can be told apart (SPEC 24.11). A retired admin's identity may come back.
+#[test]
+fn one_identity_is_one_person() {
+    let anna = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let mut reg = Registry {
+        admins: vec![Admin {
+            name: "ben".into(),
+            recipient: "age1ben".into(),
+            key: anna.verifying_key().to_bytes(),
+            added: String::new(),
+            removed: None,
+        }],
+        ..Default::default()
+    };
+    let hers = ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+        .verifying_key()
+        .to_bytes();
+    let e = check_new(&reg, "ben-laptop", &hers, "age1ben").unwrap_err();
+    assert!(e.to_string().contains("one person per identity"), "{e}");
+    check_new(&reg, "cleo", &hers, "age1cleo").unwrap();
+    reg.admins[0].removed = Some("2026-12-07T00:00:00Z".into());
+    check_new(&reg, "ben2", &hers, "age1ben").unwrap();
+}

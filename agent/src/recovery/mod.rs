@@ -83,6 +83,7 @@ fn establish(
     setup.check().map_err(|e| Error::invalid(e.to_string()))?;
     let mut loaded = crate::members::load_for_change(repo, coop)?;
     persons_hold_the_shares(&loaded.registry, coop, admins)?;
+    no_split_in_the_log(repo, coop)?;
     // Every keyring must open before anything changes: a split that re-wraps half the
     // members would leave the other half readable by every admin.
     for m in &loaded.registry.members {
@@ -158,6 +159,30 @@ fn persons_hold_the_shares(
         return Err(Error::invalid(format!(
             "the admin who splits must be an admin person herself; {how}"
         )));
+    }
+    Ok(())
+}
+
+/// The first `recovery-init` entry that names persons decides who counts from then on (SPEC
+/// 24.11), and later ones change nothing: a registry without a recovery setup while the
+/// admins' log holds such an entry means someone logged a split of her own (perhaps naming
+/// only keys of hers). This split would not count; refuse, and say so.
+fn no_split_in_the_log(repo: &Repo, coop: &TenantKeys) -> Result<()> {
+    let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
+    let Some(a) = trusted.activation.as_ref() else {
+        return Ok(());
+    };
+    if let Some((origin, p)) = a.persons.iter().find(|(_, p)| p.restricted_from.is_some()) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the admins' log {origin} already holds a recovery split (entry {}, naming {} \
+                 person(s)) that this registry does not show: someone logged a split alone. \
+                 The log's first split decides who counts, so a new one would not; look at it \
+                 with `coop log show` and talk to the other admins before anything else",
+                p.restricted_from.unwrap_or_default(),
+                p.founding.len()
+            ),
+        });
     }
     Ok(())
 }

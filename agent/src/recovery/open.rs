@@ -353,7 +353,10 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
     if material::digest(&m) != e.digest {
         return Err(Error::AccessDenied {
             what: format!(
-                "the registry no longer holds the keys the end of recovery request {id} wrote                  for {} (they were changed since); nothing is logged. Run `coop log show` to                  see who changed them, and make a new request",
+                "the registry does not hold the keys the end of recovery request {id} made \
+                 for {} (it stopped before saving them, or someone changed them since); \
+                 nothing is logged. Run `coop log show` to see what happened; the member's own \
+                 key still opens her data, and a new request may be needed",
                 e.member
             ),
         });

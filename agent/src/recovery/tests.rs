@@ -387,3 +387,30 @@ fn only_admin_persons_hold_shares_and_split() {
     assert!(setup(&c.repo, &c.coop()).is_err(), "nothing was split");
     init(&c.repo, &c.access(0), 2, &honest).unwrap();
 }
+
+/// One admin, before the split, logs a `recovery-init` of her own naming only her person
+/// key: the first such entry decides who counts (SPEC 24.11), so the honest split that follows
+/// would not count. It is refused, naming what the log holds.
+#[test]
+fn a_split_logged_alone_beforehand_stops_the_real_one() {
+    let c = unsplit();
+    let coop = c.coop();
+    let actor = log::Actor::of(&coop);
+    let mut e = log::entry(&actor, Event::RecoveryInit, None, None, Some("mine".into()));
+    let mine = hex::encode(c.persons[0].verifying_key().to_bytes());
+    e.data.insert("persons".into(), vec![mine].into());
+    e.data.insert("person_approvals".into(), 1.into());
+    log::append(&c.repo, &actor, &[e]).unwrap();
+    let holders: Vec<(String, String)> = c
+        .publics
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("admin{i}"), p.clone()))
+        .collect();
+    let err = init(&c.repo, &c.access(0), 2, &holders).unwrap_err();
+    assert!(
+        err.to_string().contains("already holds a recovery split"),
+        "{err}"
+    );
+    assert!(setup(&c.repo, &coop).is_err(), "nothing was split");
+}

@@ -213,6 +213,53 @@ fn a_signer_kept_from_before_the_split_re_keys_nobody() {
     refused_by_the_log(&c, &agent, "fresh5", "alice");
 }
 
+/// One admin with a signer kept from before the split re-keys alice in the registry, and
+/// then damages or removes the admins' log (she, or a keyless site, may delete objects), so
+/// that the split it holds cannot be read: writers refuse, they do not fall back to trusting
+/// the signature alone.
+#[test]
+fn a_damaged_or_missing_admin_log_re_keys_nobody() {
+    let c = unsplit();
+    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
+    c.split();
+    let coop = c.coop();
+    forge_keys(&c, "alice", &kept);
+    let admin_log = c
+        .repo
+        .store
+        .list("log")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .filter(|p| p.contains("/checkpoint/"))
+        .filter(|p| {
+            let b = c.repo.store.get(p).unwrap();
+            String::from_utf8_lossy(&b).contains("/admin/")
+        })
+        .collect::<Vec<_>>();
+    assert!(!admin_log.is_empty());
+    for p in &admin_log {
+        c.repo.store.delete(p).unwrap();
+    }
+    for name in ["fresh", "fresh2"] {
+        let r = crate::registry::writer_keys_for_member(&elsewhere(&c, name), &coop, "alice");
+        let e = r
+            .err()
+            .expect("writers took keys while the admins' log was damaged");
+        assert!(e.to_string().contains("admins' access log"), "{e}");
+    }
+    // The whole log gone.
+    let id = admin_log[0].split('/').nth(1).unwrap().to_string();
+    for o in c.repo.store.list(&format!("log/{id}")).unwrap() {
+        c.repo.store.delete(&o.path).unwrap();
+    }
+    let r = crate::registry::writer_keys_for_member(&elsewhere(&c, "fresh3"), &coop, "alice");
+    let e = r
+        .err()
+        .expect("writers took keys with the admins' log gone");
+    assert!(e.to_string().contains("missing"), "{e}");
+}
+
 /// After a genuine recovery the requester holds alice's tenant signer: she signs keys of her
 /// own at a still higher generation and logs them as the same request's end again. Writers
 /// keep the keys the recovery ended with. And the admin who added carol after the split
@@ -274,7 +321,7 @@ fn a_recovery_end_stopped_before_the_log_is_finished_by_its_machine_only() {
     let genuine = c.member("alice");
     forge_keys(&c, "alice", &ring);
     let e = resume(&c.repo, &coop, &id).unwrap_err();
-    assert!(e.to_string().contains("no longer holds"), "{e}");
+    assert!(e.to_string().contains("does not hold the keys"), "{e}");
     refused_by_the_log(&c, &agent, "fresh2", "alice");
     // The keys the end wrote, back in the registry: the asker finishes it.
     let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();

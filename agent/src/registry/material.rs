@@ -88,7 +88,39 @@ pub(crate) enum Verdict {
 pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdict> {
     let tag = crate::log::tenant_tag(&super::member_writer_keys(coop, m)?);
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
-    let (_, contents) = crate::log::verify(repo, &trusted)?;
+    let (rep, contents) = crate::log::verify(repo, &trusted)?;
+    // An admin log that does not verify (a deleted checkpoint or bundle, a hidden log) is
+    // left out of `contents`: were it ignored, the split it holds would be too, and one
+    // admin's material would pass as "no rule". Fail closed.
+    let admin_ids: Vec<String> = trusted
+        .logs
+        .iter()
+        .filter(|(_, o)| o.admin)
+        .map(|(origin, _)| format!("log/{}", coop_formats::tlog::log_id(origin)))
+        .collect();
+    if let Some(p) = rep.problems.iter().find(|p| {
+        p.kind == crate::damage::ProblemKind::Damaged
+            && admin_ids.iter().any(|id| p.object.starts_with(id.as_str()))
+    }) {
+        return Err(Error::damaged(
+            p.object.clone(),
+            format!(
+                "the admins' access log does not verify ({}), so no member's new keys are \
+                 taken until it does: run `coop log verify`, and copy the log from another \
+                 site's replica",
+                p.message
+            ),
+        ));
+    }
+    if !contents.iter().any(|c| c.admin) {
+        // Every member add and key change is logged there: a registry with members and no
+        // admin log is a log someone removed.
+        return Err(Error::damaged(
+            admin_ids.first().cloned().unwrap_or_else(|| "log".into()),
+            "the admins' access log is missing, so no member's new keys are taken until it is \
+             back: copy it from another site's replica",
+        ));
+    }
     let mut best: Option<(u64, String)> = None;
     let mut rule = false;
     for c in contents.iter().filter(|c| c.admin) {
