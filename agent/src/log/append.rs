@@ -167,6 +167,42 @@ pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended>
     let id = tlog::log_id(&origin);
     let _lock = append_lock(repo, &id)?;
     let new = encode(actor, entries)?;
+    // A pending object holds a bundle's start and the batch (at most twice a bundle's size,
+    // SPEC 24.2): a larger batch goes in several appends, each one whole on its own.
+    let mut batches: Vec<&[Vec<u8>]> = Vec::new();
+    let (mut from, mut bytes) = (0, 0u64);
+    for (i, e) in new.iter().enumerate() {
+        let n = e.len() as u64 + 2;
+        if i > from && bytes + n > super::MAX_BUNDLE {
+            batches.push(&new[from..i]);
+            (from, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    batches.push(&new[from..]);
+    let mut done: Option<Appended> = None;
+    for batch in batches {
+        let a = append_batch(repo, actor, &origin, &id, batch)?;
+        done = Some(match done {
+            Some(d) => Appended {
+                first: d.first,
+                ..a
+            },
+            None => a,
+        });
+    }
+    Ok(done.expect("at least one batch"))
+}
+
+/// Appends encoded entries `new` to log `id` (the append lock held).
+fn append_batch(
+    repo: &Repo,
+    actor: &Actor,
+    origin: &str,
+    id: &str,
+    new: &[Vec<u8>],
+) -> Result<Appended> {
+    let (origin, id) = (origin.to_string(), id.to_string());
     for attempt in 0..ATTEMPTS {
         // Another appender of this key (elsewhere) may be between its checkpoint and the
         // repair of its bundles (below): a head whose entries do not hash yet gets a moment.

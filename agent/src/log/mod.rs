@@ -172,7 +172,7 @@ const MAX_CHECKPOINT: u64 = 8 << 10;
 /// The largest cosignature line read.
 const MAX_COSIGNATURE: u64 = 1 << 10;
 /// The largest entry bundle read: 256 entries of at most 65535 bytes, each with its length.
-const MAX_BUNDLE: u64 = tlog::BUNDLE * (tlog::MAX_ENTRY as u64 + 2);
+pub(crate) const MAX_BUNDLE: u64 = tlog::BUNDLE * (tlog::MAX_ENTRY as u64 + 2);
 /// The largest pending append read: a full bundle before it and a batch of as many again.
 const MAX_PENDING: u64 = 2 * MAX_BUNDLE;
 /// The largest fork evidence object read: a checkpoint with its cosignatures and a

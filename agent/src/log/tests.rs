@@ -262,6 +262,30 @@ fn an_append_stopped_after_its_claim_is_finished_by_the_next() {
     );
 }
 
+/// A batch larger than a pending object may hold (a prune logging a great many deletions)
+/// goes in several appends: every pending object stays readable, so a stop after any claim
+/// is finished by the next append, and the caller learns the first entry and the last head.
+#[test]
+fn a_batch_larger_than_a_pending_object_goes_in_parts() {
+    let (_d, repo, admin) = repo();
+    append(&repo, &admin, &[e(&admin, 0)]).unwrap();
+    let big = |i: usize| {
+        let mut x = e(&admin, i);
+        x.data.insert("paths".into(), "p".repeat(60_000).into());
+        x
+    };
+    let es: Vec<Entry> = (0..300).map(big).collect();
+    let a = append(&repo, &admin, &es).unwrap();
+    assert_eq!((a.first, a.size), (1, 301));
+    let s = stored(&repo, &a.id).unwrap();
+    assert!(s.pending.len() >= 2, "{:?}", s.pending.keys());
+    assert!(s.pending.values().all(|n| *n <= MAX_PENDING));
+    let t = admin_trust(&repo, &admin);
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(contents[0].entries.len(), 301);
+}
+
 /// Two machines (two cache directories, no shared lock) appending to one log at once:
 /// every append lands once, and the log verifies.
 #[test]
