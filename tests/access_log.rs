@@ -25,14 +25,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn public_of(identity: &Path) -> String {
-    fs::read_to_string(identity)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
-        .unwrap()
-}
-
 struct Sites {
     env: Env,
     moto: String,
@@ -104,14 +96,7 @@ impl Sites {
         let data = self.env.p("alice-files");
         fs::create_dir_all(&data).unwrap();
         fs::write(data.join("diary.md"), b"dear diary\n").unwrap();
-        let o = self.run(&[
-            "--writer-key",
-            self.agent_key.to_str().unwrap(),
-            "backup",
-            "--tenant",
-            "member/alice",
-            data.to_str().unwrap(),
-        ]);
+        let o = self.agent_backs_up_alice(&data);
         assert!(o.status.success(), "{}", text(&o));
         self.admin_ok(0, &["log", "policy", "--quorum", "2"]);
         (alice_id, data)
@@ -194,6 +179,17 @@ impl Sites {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         c.spawn().unwrap()
+    }
+    /// The hackspace's agent backs `data` up for member alice.
+    fn agent_backs_up_alice(&self, data: &Path) -> Output {
+        self.run(&[
+            "--writer-key",
+            self.agent_key.to_str().unwrap(),
+            "backup",
+            "--tenant",
+            "member/alice",
+            data.to_str().unwrap(),
+        ])
     }
     /// Registers the three admins as admin persons (SPEC 24.11), as admin1 does: a recovery
     /// split names them.
@@ -426,14 +422,7 @@ fn two_of_three_admins_recover_a_member_witnessed_by_two_sites() {
     // The recovery replaced alice's data key: the agent's next backup is encrypted to the
     // new one, and alice reads old and new files alike.
     fs::write(data.join("after.md"), b"written after the recovery\n").unwrap();
-    let o = s.run(&[
-        "--writer-key",
-        s.agent_key.to_str().unwrap(),
-        "backup",
-        "--tenant",
-        "member/alice",
-        data.to_str().unwrap(),
-    ]);
+    let o = s.agent_backs_up_alice(&data);
     assert!(o.status.success(), "{}", text(&o));
     let es = s.entries();
     assert!(
@@ -698,14 +687,7 @@ fn a_recovery_export_waits_for_its_approvals_to_be_witnessed() {
     let data = s.env.p("alice-files");
     fs::create_dir_all(&data).unwrap();
     fs::write(data.join("notes.txt"), b"notes\n").unwrap();
-    let o = s.run(&[
-        "--writer-key",
-        s.agent_key.to_str().unwrap(),
-        "backup",
-        "--tenant",
-        "member/alice",
-        data.to_str().unwrap(),
-    ]);
+    let o = s.agent_backs_up_alice(&data);
     assert!(o.status.success(), "{}", text(&o));
     s.admin_ok(0, &["log", "policy", "--quorum", "2"]);
     let admins: Vec<String> = (0..3)
@@ -775,16 +757,7 @@ fn a_recovery_export_waits_for_its_approvals_to_be_witnessed() {
         text(&o)
     );
     assert!(tar.exists());
-    let backup = || {
-        s.run(&[
-            "--writer-key",
-            s.agent_key.to_str().unwrap(),
-            "backup",
-            "--tenant",
-            "member/alice",
-            data.to_str().unwrap(),
-        ])
-    };
+    let backup = || s.agent_backs_up_alice(&data);
     // Writers refuse keys the log does not name: alice's backups stop, and say how to go on.
     let o = backup();
     assert_eq!(code(&o), 6, "{}", text(&o));

@@ -750,12 +750,7 @@ fn the_recovery_split_reaches_replicas() {
     let (src, r) = (env.repo(), replica.to_str().unwrap().to_string());
     env.ok(&["replicate", "--from", src.to_str().unwrap(), "--to", &r]);
     env.ok(&["--repo", &r, "snapshots", "--tenant", "member/alice"]);
-    let own = fs::read_to_string(env.p("config/coop/identity.txt")).unwrap();
-    let own = own
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
+    let own = public_of(&env.p("config/coop/identity.txt"));
     let (b_id, b) = age_identity(env, "admin-b");
     let (c_id, c2) = age_identity(env, "admin-c");
     env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
@@ -1091,12 +1086,7 @@ fn an_export_holds_the_newest_snapshot_of_every_job_of_the_member() {
 fn admins_keep_member_tenants_up_after_the_split_without_reading_them() {
     let c = setup("1GiB");
     let env = &c.env;
-    let own = fs::read_to_string(env.p("config/coop/identity.txt")).unwrap();
-    let own = own
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
+    let own = public_of(&env.p("config/coop/identity.txt"));
     let (b_id, b) = age_identity(env, "admin-b");
     let (c_id, c2) = age_identity(env, "admin-c");
     env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);

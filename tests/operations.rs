@@ -450,15 +450,6 @@ fn help_and_output_say_the_right_thing() {
     assert_eq!(v["protected"], true);
 }
 
-/// The age public key written in an identity file's `# public key:` line.
-fn public_of(identity: &Path) -> String {
-    fs::read_to_string(identity)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
-        .unwrap()
-}
-
 /// A repository with member alice and the recovery key split between its admin (this
 /// environment's identity) and a second admin: alice's identity.
 fn split_with_alice(env: &Env) -> std::path::PathBuf {

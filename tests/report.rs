@@ -435,12 +435,7 @@ fn report_figures_match_usage_costs_keyrings_and_the_log() {
         "anna",
         &[("ben", &others[0].0), ("cleo", &others[1].0)],
     );
-    let own = fs::read_to_string(env.p("config/coop/identity.txt")).unwrap();
-    let own = own
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
+    let own = public_of(&env.p("config/coop/identity.txt"));
     let admins: Vec<String> = [
         format!("anna={own}"),
         format!("ben={}", others[0].1),

@@ -226,6 +226,24 @@ impl Filter {
 }
 
 /// What a snapshot's `time` says against `now`: too far in the future, or no time at all.
+/// What a snapshot that does not open is: encrypted to keys this reader does not hold (a
+/// keyring kept from before the tenant's data key changed: maybe genuine, never called
+/// forged), signed by nobody entitled to, or (its bytes match its name, so it was stored like
+/// this) no genuine snapshot at all.
+fn open_problem(path: &str, e: SnapshotError) -> Problem {
+    match e {
+        SnapshotError::Crypt(coop_formats::crypt::CryptError::NotRecipient) => Problem::unreadable(
+            path,
+            "it is encrypted to none of the keys this reader holds (written after the tenant's \
+             keys changed, to keys a newer keyring has); nothing of it was read",
+        ),
+        e @ (SnapshotError::BadSignature
+        | SnapshotError::UnknownWriter { .. }
+        | SnapshotError::Misplaced) => Problem::forged(path, e),
+        e => Problem::forged(path, format!("not a valid snapshot: {e}")),
+    }
+}
+
 fn time_flags(time: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<Flag> {
     match seconds_ahead(time, now) {
         Some(ahead) if ahead > MAX_CLOCK_SKEW_SECS => vec![Flag::Future {
@@ -298,30 +316,8 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
                 out.inventories.extend(inventory.map(|i| (obj.name, i)));
                 continue;
             }
-            // Encrypted to keys this reader does not hold (a keyring kept from before the
-            // tenant's data key changed): maybe genuine, never called forged.
-            Err(SnapshotError::Crypt(coop_formats::crypt::CryptError::NotRecipient)) => {
-                out.problems.push(Problem::unreadable(
-                    &obj.path,
-                    "it is encrypted to none of the keys this reader holds (written after the \
-                     tenant's keys changed, to keys a newer keyring has); nothing of it was read",
-                ));
-                continue;
-            }
-            Err(
-                e @ (SnapshotError::BadSignature
-                | SnapshotError::UnknownWriter { .. }
-                | SnapshotError::Misplaced),
-            ) => {
-                out.problems.push(Problem::forged(&obj.path, e));
-                continue;
-            }
-            // Its bytes match its name, so it was stored like this: not a genuine snapshot.
             Err(e) => {
-                out.problems.push(Problem::forged(
-                    &obj.path,
-                    format!("not a valid snapshot: {e}"),
-                ));
+                out.problems.push(open_problem(&obj.path, e));
                 continue;
             }
         };

@@ -210,6 +210,15 @@ pub fn restored(env: &Env, target: &str, src: &Path) -> PathBuf {
 }
 
 /// A fresh age identity file for `name`; returns its path and recipient.
+/// The age public key written in an identity file's `# public key:` line.
+pub fn public_of(identity: &Path) -> String {
+    fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap()
+}
+
 pub fn age_identity(env: &Env, name: &str) -> (PathBuf, String) {
     let (text, recipient) = coop_formats::crypt::generate_identity();
     let p = env.p(&format!("{name}.identity"));

@@ -95,10 +95,12 @@ fn save_own(repo: &Repo, id: &str, head: &OwnHead) -> Result<()> {
     std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))
 }
 
-/// The newest checkpoint of `id` that verifies under `actor`'s key, and the entries it
-/// covers. Checkpoints above it that do not verify are ignored (junk, or a crash's leftover).
-fn head(repo: &Repo, actor: &Actor, origin: &str, id: &str) -> Result<(u64, Vec<Vec<u8>>)> {
+/// The newest checkpoint of `id` that verifies under `actor`'s key, the entries it covers,
+/// and the pending objects listed with it. Checkpoints above it that do not verify are
+/// ignored (junk, or a crash's leftover).
+fn head(repo: &Repo, actor: &Actor, origin: &str, id: &str) -> Result<Head> {
     let s = stored(repo, id)?;
+    let pending: Vec<String> = s.pending.keys().cloned().collect();
     for (&size, note) in s.checkpoints.iter().rev() {
         let Ok(cp) = tlog::open_checkpoint(note, &actor.public()) else {
             continue;
@@ -106,29 +108,45 @@ fn head(repo: &Repo, actor: &Actor, origin: &str, id: &str) -> Result<(u64, Vec<
         if cp.origin != origin || cp.size != size {
             continue;
         }
-        let es = read_entries(repo, &s, size);
-        if let Ok(es) = &es {
-            if tlog::root(&leaves(es)) == cp.root {
-                return Ok((size, es.clone()));
-            }
-        }
-        // An append that claimed this checkpoint and has not written (or died before
-        // writing) its bundles: finish it from its pending object.
-        if let Some((start, all)) = super::pending_entries(repo, &s, size, &cp.root) {
-            put_bundles(repo, id, &all, start)?;
-            return Ok((size, all));
-        }
-        let es = es?;
-        if tlog::root(&leaves(&es)) != cp.root {
-            return Err(Error::damaged(
-                format!("{}/checkpoint/{size}", prefix(id)),
-                "the log's entries do not hash to its newest checkpoint (tampered, or another \
-                 appender's bundles); this log cannot be appended to",
-            ));
-        }
-        return Ok((size, es));
+        let read = read_entries(repo, &s, size);
+        let entries = match read {
+            Ok(es) if tlog::root(&leaves(&es)) == cp.root => es,
+            // An append that claimed this checkpoint and has not written (or died before
+            // writing) its bundles: finish it from its pending object.
+            read => match super::pending_entries(repo, &s, size, &cp.root) {
+                Some((start, all)) => {
+                    put_bundles(repo, id, &all, start)?;
+                    all
+                }
+                None => {
+                    read?;
+                    return Err(Error::damaged(
+                        format!("{}/checkpoint/{size}", prefix(id)),
+                        "the log's entries do not hash to its newest checkpoint (tampered, or \
+                         another appender's bundles); this log cannot be appended to",
+                    ));
+                }
+            },
+        };
+        return Ok(Head {
+            size,
+            entries,
+            pending,
+        });
     }
-    Ok((0, Vec::new()))
+    Ok(Head {
+        size: 0,
+        entries: Vec::new(),
+        pending,
+    })
+}
+
+/// What [`head`] found.
+struct Head {
+    size: u64,
+    entries: Vec<Vec<u8>>,
+    /// The pending objects' names (below `log/<id>/`) as listed.
+    pending: Vec<String>,
 }
 
 /// Refuses a store that shows less of this log than this machine signed, or another history.
@@ -206,7 +224,11 @@ fn append_batch(
     for attempt in 0..ATTEMPTS {
         // Another appender of this key (elsewhere) may be between its checkpoint and the
         // repair of its bundles (below): a head whose entries do not hash yet gets a moment.
-        let (size, mut all) = match head(repo, actor, &origin, &id) {
+        let Head {
+            size,
+            entries: mut all,
+            pending,
+        } = match head(repo, actor, &origin, &id) {
             Err(e @ Error::Damaged { .. }) if attempt + 1 < ATTEMPTS => {
                 tracing::debug!("log head not consistent yet ({e}); trying again");
                 std::thread::sleep(std::time::Duration::from_millis(300));
@@ -273,7 +295,7 @@ fn append_batch(
                 root: super::b64(&cp.root),
             },
         )?;
-        clear_pending(repo, &id, size);
+        clear_pending(repo, &id, &pending, size);
         crate::fault::point("log:after-checkpoint");
         return Ok(Appended {
             origin,
@@ -339,9 +361,8 @@ fn holds(repo: &Repo, path: &str, note: &[u8]) -> Result<bool> {
 
 /// Deletes the pending objects of appends that ended below `size`, a head whose bundles
 /// were read whole: nothing needs them. Best effort (a writer may lack delete rights).
-fn clear_pending(repo: &Repo, id: &str, size: u64) {
-    let Ok(s) = stored(repo, id) else { return };
-    for rel in s.pending.keys() {
+fn clear_pending(repo: &Repo, id: &str, pending: &[String], size: u64) {
+    for rel in pending {
         if super::pending_size(rel).is_some_and(|n| n < size) {
             if let Err(e) = repo.store.delete(&format!("{}/{rel}", prefix(id))) {
                 tracing::debug!("{rel}: not deleted ({e})");

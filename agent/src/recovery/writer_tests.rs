@@ -32,15 +32,7 @@ fn one_admin_cannot_point_a_members_backups_at_her_own_key() {
     let genuine = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
     let (_, hers) = crypt::generate_identity();
     let forge = |edit: &dyn Fn(&mut Member)| {
-        let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-        let m = loaded
-            .registry
-            .members
-            .iter_mut()
-            .find(|m| m.name == "alice")
-            .unwrap();
-        edit(m);
-        crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+        edit_member(&c, "alice", edit);
     };
     // Her key in place of alice's data key, the member tenant's signature kept: forged.
     forge(&|m| m.data_recipient = hers.clone());
@@ -115,15 +107,7 @@ fn writers_follow_a_recovery_and_refuse_the_keys_it_replaced() {
     .unwrap();
     assert_eq!(followed.len(), 1);
     // One admin puts alice's old entry back (validly signed, at the older generation).
-    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-    let m = loaded
-        .registry
-        .members
-        .iter_mut()
-        .find(|m| m.name == "alice")
-        .unwrap();
-    *m = old_entry;
-    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    edit_member(&c, "alice", |m| *m = old_entry);
     let why = refused(crate::registry::writer_keys_for_member(
         &agent, &coop, "alice",
     ));
@@ -324,15 +308,7 @@ fn a_recovery_end_stopped_before_the_log_is_finished_by_its_machine_only() {
     assert!(e.to_string().contains("does not hold the keys"), "{e}");
     refused_by_the_log(&c, &agent, "fresh2", "alice");
     // The keys the end wrote, back in the registry: the asker finishes it.
-    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
-    let slot = loaded
-        .registry
-        .members
-        .iter_mut()
-        .find(|m| m.name == "alice")
-        .unwrap();
-    *slot = genuine;
-    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    edit_member(&c, "alice", |m| *m = genuine);
     assert_eq!(
         resume(&c.repo, &coop, &id).unwrap().as_deref(),
         Some("alice")
@@ -355,8 +331,18 @@ fn refused_by_the_log(c: &Coop, agent: &Repo, fresh: &str, member: &str) {
 }
 
 fn forge_keys(c: &Coop, name: &str, ring: &coop_formats::keyring::Keyring) -> Member {
-    let coop = c.coop();
     let (_, hers) = crypt::generate_identity();
+    edit_member(c, name, |m| {
+        m.data_recipient = hers;
+        let g = m.material.as_ref().unwrap().generation + 1;
+        m.sign_material(&c.repo.config.repo_id, g, &ring.default_signer());
+        m.clone()
+    })
+}
+
+/// Admin 0 (she signs registries) edits member `name`'s registry entry and saves it.
+fn edit_member<R>(c: &Coop, name: &str, edit: impl FnOnce(&mut Member) -> R) -> R {
+    let coop = c.coop();
     let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
     let m = loaded
         .registry
@@ -364,10 +350,7 @@ fn forge_keys(c: &Coop, name: &str, ring: &coop_formats::keyring::Keyring) -> Me
         .iter_mut()
         .find(|m| m.name == name)
         .unwrap();
-    m.data_recipient = hers;
-    let g = m.material.as_ref().unwrap().generation + 1;
-    m.sign_material(&c.repo.config.repo_id, g, &ring.default_signer());
-    let forged = m.clone();
+    let r = edit(m);
     crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
-    forged
+    r
 }
