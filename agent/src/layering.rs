@@ -24,7 +24,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "trust",
         &[
-            "registry", "tenant", "writers", "shares", "members", "admins", "groups", "read",
+            "registry", "tenant", "writers", "shares", "reshare", "members", "admins", "groups", "read",
             "access",
         ],
     ),

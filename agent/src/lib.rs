@@ -90,6 +90,7 @@ pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod settings;
+pub mod reshare;
 pub mod shares;
 pub mod snapshots;
 pub mod state;

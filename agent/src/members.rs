@@ -87,7 +87,11 @@ pub fn add(
     // After the split a new member gets a recovery identity of their own, split among the
     // holders like everyone's; before it, the admins read every member.
     let member_recovery = match &split {
-        Some(setup) => Some(crate::shares::new_member_identity(repo, setup)?),
+        Some(setup) => Some(crate::shares::new_member_identity(
+            repo,
+            setup,
+            loaded.registry.recovery_next.as_mut(),
+        )?),
         None => None,
     };
     let mut all = recipients.clone();

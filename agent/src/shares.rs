@@ -30,36 +30,27 @@ pub(crate) fn share_path(epoch: &str, slot: &str, holder: &str) -> String {
 
 /// Creates a recovery identity for one member tenant, splits it among `setup`'s holders and
 /// stores each share encrypted to its holder. Only public keys are needed: an admin adding a
-/// member after the split reads nothing. Returns what the member's registry entry records.
-pub(crate) fn new_member_identity(repo: &Repo, setup: &RecoverySetup) -> Result<MemberRecovery> {
+/// member after the split reads nothing. While a re-split runs (`next`, SPEC 25.5), the
+/// identity is split into its new setup too, so that the re-split covers it without a deal.
+/// Returns what the member's registry entry records.
+pub(crate) fn new_member_identity(
+    repo: &Repo,
+    setup: &RecoverySetup,
+    next: Option<&mut rec::Reshare>,
+) -> Result<MemberRecovery> {
     setup.check().map_err(|e| Error::invalid(e.to_string()))?;
     let (mut text, recipient) = crypt::generate_identity();
-    let shares = rec::split_for(setup, text.as_bytes());
+    let split = split_into(repo, setup, text.as_bytes());
+    let direct = match (&split, next) {
+        (Ok(_), Some(plan)) => Some((split_into(repo, &plan.setup, text.as_bytes()), plan)),
+        _ => None,
+    };
     text.zeroize();
-    let mut shares = shares.map_err(|e| Error::invalid(e.to_string()))?;
-    let slot = hex::encode(coop_formats::random_bytes::<8>());
-    let mut commitments = Vec::new();
-    for (h, share) in setup.holders.iter().zip(&shares) {
-        let file = ShareFile {
-            epoch: setup.epoch.clone(),
-            slot: slot.clone(),
-            holder: h.name.clone(),
-            share: hex::encode(share),
-        };
-        let mut json = serde_json::to_vec(&file).expect("serializes");
-        drop(file);
-        let mut ct = Vec::new();
-        let to = [crypt::parse_recipient(&h.recipient)
-            .map_err(|e| Error::invalid(format!("admin {}: {e}", h.name)))?];
-        let r = crypt::encrypt_to(&to, &[&json], &mut ct);
-        json.zeroize();
-        r.map_err(|e| Error::crypto("encrypting a share", e))?;
-        repo.store
-            .put(&share_path(&setup.epoch, &slot, &h.name), ct)?;
-        commitments.push(rec::commitment(share));
-    }
-    for s in &mut shares {
-        s.zeroize();
+    let (slot, commitments) = split?;
+    if let Some((new, plan)) = direct {
+        let (new_slot, new_commitments) = new?;
+        plan.slots.insert(slot.clone(), new_slot.clone());
+        plan.direct.insert(new_slot, new_commitments);
     }
     Ok(MemberRecovery {
         epoch: setup.epoch.clone(),
@@ -67,6 +58,56 @@ pub(crate) fn new_member_identity(repo: &Repo, setup: &RecoverySetup) -> Result<
         recipient,
         commitments,
     })
+}
+
+/// Splits `secret` among `setup`'s holders under a new slot, each share stored encrypted to
+/// its holder; returns the slot and the shares' commitments.
+fn split_into(repo: &Repo, setup: &RecoverySetup, secret: &[u8]) -> Result<(String, Vec<String>)> {
+    let mut shares = rec::split_for(setup, secret).map_err(|e| Error::invalid(e.to_string()))?;
+    let slot = hex::encode(coop_formats::random_bytes::<8>());
+    let mut commitments = Vec::new();
+    let mut stored = Ok(());
+    for (h, share) in setup.holders.iter().zip(&shares) {
+        stored = put_share(repo, setup, &slot, h, share);
+        if stored.is_err() {
+            break;
+        }
+        commitments.push(rec::commitment(share));
+    }
+    for s in &mut shares {
+        s.zeroize();
+    }
+    stored.map(|_| (slot, commitments))
+}
+
+/// Stores `share` of the identity at `slot` for holder `h`, encrypted to them.
+pub(crate) fn put_share(
+    repo: &Repo,
+    setup: &RecoverySetup,
+    slot: &str,
+    h: &ShareHolder,
+    share: &[u8],
+) -> Result<()> {
+    let file = ShareFile {
+        epoch: setup.epoch.clone(),
+        slot: slot.to_string(),
+        holder: h.name.clone(),
+        share: hex::encode(share),
+    };
+    let mut json = serde_json::to_vec(&file).expect("serializes");
+    drop(file);
+    let to = crypt::parse_recipient(&h.recipient)
+        .map_err(|e| Error::invalid(format!("admin {}: {e}", h.name)));
+    let mut ct = Vec::new();
+    let r = to.and_then(|to| {
+        crypt::encrypt_to(&[to], &[&json], &mut ct)
+            .map_err(|e| Error::crypto("encrypting a share", e))
+    });
+    json.zeroize();
+    r?;
+    repo.store
+        .put_replace(&share_path(&setup.epoch, slot, &h.name), ct)?;
+    Ok(())
 }
 
 /// Member `name`'s registry entry and recovery identity, with the setup.

@@ -189,6 +189,127 @@ pub fn combine(
         .map_err(|_| RecoveryError::Combine)
 }
 
+/// A re-split of every member's recovery identity to a new holder list (SPEC 25.5), kept in
+/// the registry while it runs: the identities stay the same, their shares change, and no
+/// identity is ever whole. Started when an admin person joins or leaves after the split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reshare {
+    /// The epoch whose shares are re-split (the registry's `recovery_setup`).
+    pub from: String,
+    /// The new setup: the admin persons who count now, the same threshold.
+    pub setup: RecoverySetup,
+    /// Old slot to new slot, for each identity re-split from the old shares.
+    pub slots: std::collections::BTreeMap<String, String>,
+    /// New slot to its shares' commitments (in the new holders' order), for identities split
+    /// straight into the new setup while the re-split runs (a member added or recovered).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub direct: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Reshare {
+    pub fn check(&self) -> Result<(), RecoveryError> {
+        self.setup.check()?;
+        let bad = |reason: &str| {
+            Err(RecoveryError::Setup {
+                reason: reason.into(),
+            })
+        };
+        if !is_hex16(&self.from) || self.from == self.setup.epoch {
+            return bad("a re-split's epochs must be two different 16-hex-digit epochs");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in self.slots.iter().flat_map(|(a, b)| [a, b]) {
+            if !is_hex16(s) {
+                return bad("a slot is not 16 hex digits");
+            }
+        }
+        for new in self.slots.values() {
+            if !seen.insert(new) {
+                return bad("two identities share a new slot");
+            }
+        }
+        for (slot, c) in &self.direct {
+            if !is_hex16(slot) || c.len() != self.setup.holders.len() {
+                return bad("a directly split identity does not match the new holders");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `recovery/<new epoch>/deal/<dealer>/<holder>` decrypts to: one old holder's share of
+/// every identity, split again for one new holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealFile {
+    /// The new epoch.
+    pub epoch: String,
+    /// The old epoch.
+    pub from: String,
+    /// The old holder who dealt.
+    pub dealer: String,
+    /// The new holder it is for.
+    pub holder: String,
+    /// New slot to sub-share (hex: the new holder's index, then one byte per secret byte).
+    pub subshares: std::collections::BTreeMap<String, String>,
+}
+
+impl Drop for DealFile {
+    fn drop(&mut self) {
+        for v in self.subshares.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+/// An old holder's part of a re-split: its share's values split again with `next`'s
+/// threshold, one sub-share per new holder (in `next`'s order, at their indices).
+pub fn deal(share: &[u8], next: &RecoverySetup) -> Result<Vec<Vec<u8>>, RecoveryError> {
+    if share.len() < 2 || share[0] == 0 {
+        return Err(RecoveryError::Combine);
+    }
+    split_for(next, &share[1..])
+}
+
+/// A new holder's share (at `index`) from the sub-shares of exactly `threshold` old holders,
+/// each given as (the old holder's index, its sub-share for this new holder). The same old
+/// holders must be used for every new holder: the new shares lie on one polynomial only
+/// for one set of dealers (SPEC 25.5).
+pub fn combine_dealt(
+    threshold: u8,
+    index: u8,
+    dealt: &[(u8, Vec<u8>)],
+) -> Result<Vec<u8>, RecoveryError> {
+    let mut xs = std::collections::BTreeSet::new();
+    let mut points = Vec::new();
+    for (x, sub) in dealt {
+        if *x == 0 || !xs.insert(*x) || sub.len() < 2 || sub[0] != index {
+            return Err(RecoveryError::Combine);
+        }
+        let mut bytes = Vec::with_capacity(sub.len());
+        bytes.push(*x);
+        bytes.extend_from_slice(&sub[1..]);
+        let share = blahaj::Share::try_from(bytes.as_slice()).map_err(|_| RecoveryError::Combine);
+        bytes.zeroize();
+        points.push(share?);
+    }
+    if points.len() != threshold as usize {
+        return Err(RecoveryError::TooFew {
+            have: points.len(),
+            need: threshold as usize,
+        });
+    }
+    let mut y = blahaj::Sharks(threshold)
+        .recover(points.iter())
+        .map_err(|_| RecoveryError::Combine)?;
+    let mut share = Vec::with_capacity(y.len() + 1);
+    share.push(index);
+    share.extend_from_slice(&y);
+    y.zeroize();
+    Ok(share)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +402,70 @@ mod tests {
         assert_eq!(combine(&s, &m, &shares[1..]).unwrap(), b"secret");
         s.holders[2].index = 200;
         assert!(s.check().is_err());
+    }
+
+    fn reshared(old: &RecoverySetup, next: &RecoverySetup, dealers: &[usize], shares: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let subs: Vec<Vec<Vec<u8>>> = dealers.iter().map(|&d| deal(&shares[d], next).unwrap()).collect();
+        (0..next.holders.len())
+            .map(|j| {
+                let dealt: Vec<(u8, Vec<u8>)> = dealers
+                    .iter()
+                    .zip(&subs)
+                    .map(|(&d, s)| (old.holders[d].index, s[j].clone()))
+                    .collect();
+                combine_dealt(old.threshold, next.holders[j].index, &dealt).unwrap()
+            })
+            .collect()
+    }
+
+    /// A re-split to other holders gives shares of the same secret on a new polynomial:
+    /// any `threshold` new shares recover it, and an old share mixed with new ones does not.
+    #[test]
+    fn a_reshare_keeps_the_secret_and_retires_the_old_shares() {
+        let secret = b"AGE-SECRET-KEY-1EXAMPLEEXAMPLEEXAMPLE".to_vec();
+        let old = setup(2, 3);
+        let shares = split_for(&old, &secret).unwrap();
+        let mut next = setup(2, 4);
+        next.epoch = "ffeeddccbbaa9988".into();
+        next.holders[3].index = 77;
+        let new = reshared(&old, &next, &[2, 0], &shares);
+        let m = member(&next, &new);
+        assert_eq!(combine(&next, &m, &new[..2]).unwrap(), secret);
+        assert_eq!(combine(&next, &m, &new[2..]).unwrap(), secret);
+        // The retired holder's old share with a new one: not the secret.
+        let mixed = blahaj::Sharks(2)
+            .recover(
+                [&shares[1], &new[0]]
+                    .iter()
+                    .map(|s| blahaj::Share::try_from(s.as_slice()).unwrap())
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
+            .unwrap();
+        assert_ne!(mixed, secret);
+        // One dealer too few, a dealer twice, or a sub-share for another holder: refused.
+        let subs = deal(&shares[0], &next).unwrap();
+        assert!(combine_dealt(2, 1, &[(1, subs[0].clone())]).is_err());
+        assert!(combine_dealt(2, 1, &[(1, subs[0].clone()), (1, subs[0].clone())]).is_err());
+        assert!(combine_dealt(2, 2, &[(1, subs[0].clone()), (3, subs[0].clone())]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_dealers_and_any_new_holders_recover_the_secret(
+            secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..80),
+            k in 2u8..4, n_extra in 0u8..3, k2 in 2u8..4, n2_extra in 0u8..3, rot in 0usize..5,
+        ) {
+            let old = setup(k, k + n_extra);
+            let shares = split_for(&old, &secret).unwrap();
+            let mut next = setup(k2, k2 + n2_extra);
+            next.epoch = "ffeeddccbbaa9988".into();
+            let n = old.holders.len();
+            let dealers: Vec<usize> = (0..k as usize).map(|i| (i + rot) % n).collect();
+            let new = reshared(&old, &next, &dealers, &shares);
+            let m = member(&next, &new);
+            let tail = new.len() - k2 as usize;
+            proptest::prop_assert_eq!(combine(&next, &m, &new[tail..]).unwrap(), secret);
+        }
     }
 }

@@ -174,6 +174,10 @@ pub struct Registry {
     /// Who holds recovery shares and how many a recovery needs, once split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_setup: Option<crate::recovery::RecoverySetup>,
+    /// A re-split of the recovery shares to the admin persons who count now, while it runs
+    /// (SPEC 25.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_next: Option<crate::recovery::Reshare>,
     pub members: Vec<Member>,
     /// The admins as persons, retired ones kept (so that their old entries keep a name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -308,6 +312,7 @@ mod tests {
             updated: "t".into(),
             recovery: vec!["age1x".into()],
             recovery_setup: None,
+            recovery_next: None,
             members: vec![Member {
                 name: "alice".into(),
                 recipients: vec!["age1y".into()],

@@ -536,6 +536,7 @@ fn registry_vector() {
         updated: "2026-11-23T00:00:00Z".into(),
         recovery: vec![recipient()],
         recovery_setup: None,
+        recovery_next: None,
         members: vec![Member {
             name: "alice".into(),
             recipients: vec![SSH_PUBLIC.into()],

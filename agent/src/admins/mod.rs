@@ -297,6 +297,8 @@ fn add_now(
         rewrap_coop(repo, &coop, ring, &format!("admin {name} added"))?;
     }
     loaded.registry.admins.push(admin.clone());
+    let persons = persons(repo, &coop)?;
+    crate::reshare::start(repo, &coop, &mut loaded.registry, &persons)?;
     crate::registry::save(repo, &coop, &mut loaded)?;
     Ok(admin)
 }
@@ -306,8 +308,11 @@ fn add_now(
 pub struct Removed {
     pub admin: Admin,
     /// The recovery split names the retired admin as a share holder: their shares of every
-    /// member's recovery identity stay valid (SPEC 25) until a member's next recovery.
+    /// member's recovery identity stay valid (SPEC 25) until the re-split `reshare` ends.
     pub holds_shares: bool,
+    /// The epoch of the re-split of the shares this retirement started (SPEC 25.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reshare: Option<String>,
 }
 
 /// `coop admin remove NAME`: retires an admin. The service tenant's keyring is re-wrapped
@@ -328,6 +333,16 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
         .ok_or_else(|| Error::NotFound {
             what: format!("admin {name:?} (`coop admin list` shows them)"),
         })?;
+    if let Some(setup) = &registry.recovery_setup {
+        let (holders, _, _) = persons.share_holders();
+        let left = holders.len() - usize::from(holders.contains(&a.key));
+        if left < setup.threshold as usize {
+            return Err(Error::invalid(format!(
+                "retiring {name} would leave {left} admin person(s), fewer than the {} shares a                  recovery combines: nobody could recover a member any more. Add an admin first                  (`coop admin add`), then retire {name}",
+                setup.threshold
+            )));
+        }
+    }
     propose(
         repo,
         &coop,
@@ -382,10 +397,13 @@ fn remove_now(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
         .recovery_setup
         .as_ref()
         .is_some_and(|s| s.holders.iter().any(|h| h.recipient == recipient));
+    let persons = persons(repo, &coop)?;
+    let reshare = crate::reshare::start(repo, &coop, &mut loaded.registry, &persons)?;
     crate::registry::save(repo, &coop, &mut loaded)?;
     Ok(Removed {
         admin,
         holds_shares,
+        reshare,
     })
 }
 

@@ -36,7 +36,7 @@ pub use trust::{
     activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
     Trusted,
 };
-pub use verify::{verify, LogContent, LogSummary, VerifyReport};
+pub use verify::{admin_entries, verify, Found, LogContent, LogSummary, VerifyReport};
 pub use witness::{witness, WitnessReport};
 
 use crate::error::{Error, Result};

@@ -109,6 +109,9 @@ pub struct Persons {
     /// every `log_quorum=N` entry of a counted person, lowered only by a completed
     /// [`Op::LowerQuorum`]. `None` before the split.
     pub quorum_floor: Option<u32>,
+    /// The recipients of the share holders the split named (its `data.setup`): the identity
+    /// each founding person holds shares under, as the log vouches for it.
+    pub split_recipients: Vec<String>,
 }
 
 fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
@@ -176,6 +179,18 @@ impl Persons {
                         p.restricted_from = Some(i);
                         p.quorum_floor = Some(quorum);
                         p.founding = founding;
+                        p.split_recipients = e
+                            .data
+                            .get("setup")
+                            .and_then(|s| s.get("holders"))
+                            .and_then(|h| h.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|h| h.get("recipient")?.as_str())
+                                    .map(str::to_string)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         p.approvals_needed = e
                             .data
                             .get("person_approvals")

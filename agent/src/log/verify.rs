@@ -12,7 +12,7 @@ use super::trust::admin_only;
 use super::trust::LogOwner;
 use super::{b64, leaves, newest_verified, prefix, stored, Stored, Trusted};
 use crate::damage::Problem;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::Repo;
 use coop_formats::tlog::{self, Entry};
 use std::collections::BTreeSet;
@@ -397,4 +397,51 @@ fn forged_entries(
         }
     }
     rejected
+}
+
+/// An entry of an admins' log, where it is, and whether a quorum witnessed it.
+pub struct Found {
+    /// The entry's index in its log.
+    pub index: u64,
+    pub entry: Entry,
+    pub witnessed: bool,
+}
+
+/// The accepted entries of the admins' logs that `pred` takes, in log order. Fails when an
+/// admins' log is not sound (a fork or rollback): what it says then counts for nothing.
+pub fn admin_entries(
+    repo: &Repo,
+    trusted: &Trusted,
+    pred: impl Fn(&Entry) -> bool,
+) -> Result<Vec<Found>> {
+    let (report, contents) = verify(repo, trusted)?;
+    // Only admins' logs (by key) count; one with a fork or rollback counts
+    // for nothing. A writer's log (a stolen agent key) or junk elsewhere changes nothing here.
+    let mut out = Vec::new();
+    for c in contents.iter().filter(|c| c.admin) {
+        if !c.sound {
+            let p = report
+                .problems
+                .iter()
+                .find(|p| p.object.starts_with(&format!("log/{}", c.id)));
+            return Err(Error::damaged(
+                format!("log/{}", c.id),
+                format!(
+                    "the admins' access log is not sound: {}",
+                    p.map(|p| p.message.as_str())
+                        .unwrap_or("a fork or rollback")
+                ),
+            ));
+        }
+        for (i, e) in c.accepted() {
+            if pred(&e) {
+                out.push(Found {
+                    index: i as u64,
+                    witnessed: c.is_witnessed(i, trusted.quorum),
+                    entry: e,
+                });
+            }
+        }
+    }
+    Ok(out)
 }

@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys::TenantKeys;
-use crate::log::{self, Appended};
+use crate::log::{self, admin_entries as find, Appended, Found};
 use crate::repo::Repo;
 use coop_formats::crypt::{self, Identity};
 use coop_formats::recovery::{MemberRecovery, RecoverySetup, ShareHolder};
@@ -28,6 +28,8 @@ use coop_formats::tlog::{Entry, Event, Reason};
 use zeroize::Zeroize;
 
 mod open;
+#[cfg(test)]
+mod reshare_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -100,7 +102,7 @@ fn establish(
     loaded.registry.recovery = Vec::new();
     loaded.registry.recovery_setup = Some(setup.clone());
     for m in loaded.registry.members.iter_mut() {
-        m.recovery = Some(new_member_identity(repo, &setup)?);
+        m.recovery = Some(new_member_identity(repo, &setup, None)?);
         // The last moment an admin opens the member's keyring. A new data identity: whoever
         // kept a copy of the keyring from before the split (every admin could open it) reads
         // nothing written after it. The keyring holding it is written (still to the readers
@@ -322,44 +324,6 @@ pub fn request(
     }
     let a = log::append(repo, &actor, &[e])?;
     Ok((id, a))
-}
-
-/// An entry found in the logs, where it is, and whether a quorum witnessed it.
-struct Found {
-    entry: Entry,
-    witnessed: bool,
-}
-
-fn find(repo: &Repo, trusted: &log::Trusted, pred: impl Fn(&Entry) -> bool) -> Result<Vec<Found>> {
-    let (report, contents) = log::verify(repo, trusted)?;
-    // Only admins' logs (by key) carry recovery entries; one with a fork or rollback counts
-    // for nothing. A writer's log (a stolen agent key) or junk elsewhere changes nothing here.
-    let mut out = Vec::new();
-    for c in contents.iter().filter(|c| c.admin) {
-        if !c.sound {
-            let p = report
-                .problems
-                .iter()
-                .find(|p| p.object.starts_with(&format!("log/{}", c.id)));
-            return Err(Error::damaged(
-                format!("log/{}", c.id),
-                format!(
-                    "the admins' access log is not sound: {}",
-                    p.map(|p| p.message.as_str())
-                        .unwrap_or("a fork or rollback")
-                ),
-            ));
-        }
-        for (i, e) in c.accepted() {
-            if pred(&e) {
-                out.push(Found {
-                    witnessed: c.is_witnessed(i, trusted.quorum),
-                    entry: e,
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn request_entry(repo: &Repo, trusted: &log::Trusted, id: &str) -> Result<Found> {

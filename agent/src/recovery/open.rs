@@ -256,7 +256,7 @@ pub(super) fn replace_keys(
         .ok_or_else(|| Error::NotFound {
             what: "a recovery setup".into(),
         })?;
-    let fresh = new_member_identity(repo, &setup)?;
+    let fresh = new_member_identity(repo, &setup, loaded.registry.recovery_next.as_mut())?;
     let data_recipient = ring
         .rotate_data_identity()
         .map_err(|e| Error::damaged("keyring", e))?;

@@ -35,7 +35,7 @@ pub(super) fn unsplit() -> Coop {
 }
 
 /// [`unsplit`] with `n` admins.
-fn unsplit_with(n: u8) -> Coop {
+pub(super) fn unsplit_with(n: u8) -> Coop {
     let d = tempfile::tempdir().unwrap();
     let keys: Vec<(String, String)> = (0..n).map(|_| crypt::generate_identity()).collect();
     let (mut repo, _) = Repo::init(
@@ -134,7 +134,7 @@ impl Coop {
     }
 }
 
-const NO_WAIT: Wait = Wait {
+pub(super) const NO_WAIT: Wait = Wait {
     timeout: std::time::Duration::ZERO,
     waiting: &|_| {},
 };
