@@ -1243,6 +1243,9 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
         format!("ben={}", recipient(&token_of(&ben))),
         format!("cleo={}", recipient(&token_of(&cleo))),
     ];
+    // Alice, whose recovery identity the later re-splits carry over.
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
     let mut init = vec!["recovery", "init", "--threshold", "2"];
     for h in &holders {
         init.extend(["--admin", h.as_str()]);
@@ -1263,10 +1266,12 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
     assert_eq!(code(&o), 5, "the proposer approved herself: {}", text(&o));
     let o = as_(&puppet, &["admin", "approve", "second"]);
     assert_ne!(code(&o), 0, "the puppet approved itself: {}", text(&o));
+    // Retiring ben would leave two holders of the three shares a recovery combines.
     let o = env.coop(&["admin", "remove", "ben"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("Add an admin first"), "{}", text(&o));
     let list: Value = serde_json::from_str(&env.ok(&["--json", "admin", "list"])).unwrap();
-    let counts = |name: &str| {
+    let counts = |list: &Value, name: &str| {
         list["admins"]
             .as_array()
             .unwrap()
@@ -1274,14 +1279,15 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
             .find(|a| a["name"] == name)
             .map(|a| a["counts"] == true)
     };
-    assert_eq!(counts("second"), None, "{list}");
-    assert_eq!(counts("ben"), Some(true), "{list}");
-    assert_eq!(list["pending"].as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(counts(&list, "second"), None, "{list}");
+    assert_eq!(counts(&list, "ben"), Some(true), "{list}");
+    assert_eq!(list["pending"].as_array().unwrap().len(), 1, "{list}");
     // Ben still reads the service tenant.
     let o = as_(&ben, &["snapshots"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    // Dave, proposed by anna and approved by ben and cleo, is added.
+    // Dave, proposed by anna and approved by ben and cleo, is added; the shares are re-split
+    // to the four of them, each doing their part (cleo's approval dealt hers).
     env.ok(&["admin", "add", "dave", &token_of(&dave)]);
     let o = as_(&ben, &["admin", "approve", "dave"]);
     assert!(text(&o).contains("1 of 2"), "{}", text(&o));
@@ -1290,6 +1296,96 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
     let o = as_(&cleo, &["admin", "approve", "dave"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("admin dave added"), "{}", text(&o));
+    assert!(text(&o).contains("you dealt"), "{}", text(&o));
     let o = as_(&dave, &["snapshots"]);
     assert!(o.status.success(), "{}", text(&o));
+    // `None`: anna, the admin of the test's own identity file.
+    let reshare_all = |order: &[Option<&PathBuf>]| -> String {
+        let mut last = String::new();
+        for id in order {
+            let o = match id {
+                Some(id) => as_(id, &["recovery", "reshare"]),
+                None => env.coop(&["recovery", "reshare"]),
+            };
+            assert!(o.status.success(), "{}", text(&o));
+            last = text(&o);
+        }
+        last
+    };
+    let last = reshare_all(&[None, Some(&ben), None, Some(&cleo), Some(&dave)]);
+    assert!(last.contains("the re-split ended"), "{last}");
+    let status: Value =
+        serde_json::from_str(&env.ok(&["--json", "recovery", "status"])).unwrap();
+    assert_eq!(status["holders"].as_array().unwrap().len(), 4, "{status}");
+    assert!(status.get("reshare").is_none(), "{status}");
+
+    // Now ben can be retired: proposed by anna, approved by cleo and dave.
+    env.ok(&["admin", "remove", "ben"]);
+    as_(&cleo, &["admin", "approve", "ben"]);
+    let o = as_(&dave, &["admin", "approve", "ben"]);
+    assert!(text(&o).contains("admin ben retired"), "{}", text(&o));
+    let o = as_(&ben, &["recovery", "reshare"]);
+    assert_eq!(code(&o), 5, "a retired admin takes part: {}", text(&o));
+    let last = reshare_all(&[None, Some(&cleo), None, Some(&dave)]);
+    assert!(last.contains("the re-split ended"), "{last}");
+    let status: Value =
+        serde_json::from_str(&env.ok(&["--json", "recovery", "status"])).unwrap();
+    let holders = status["holders"].to_string();
+    assert!(!holders.contains("\"ben\""), "{holders}");
+
+    // Alice's data written after ben left: dave asks, anna and cleo approve, dave reads it;
+    // ben, retired, has no share to approve with.
+    let data = env.p("alice-data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("late.txt"), b"written after ben left\n").unwrap();
+    let agent = env.writer_key("agent");
+    let o = env
+        .cmd()
+        .arg("--writer-key")
+        .arg(&agent)
+        .args(["backup", "--tenant", "member/alice", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = as_(
+        &dave,
+        &[
+            "--json", "recovery", "request", "--member", "alice", "--reason", "member-request",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = as_(&ben, &["recovery", "approve", &id]);
+    assert_eq!(code(&o), 5, "a retired admin approved: {}", text(&o));
+    for o in [
+        env.coop(&["recovery", "approve", &id]),
+        as_(&cleo, &["recovery", "approve", &id]),
+    ] {
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let out = env.p("alice-export");
+    let o = as_(
+        &dave,
+        &[
+            "export",
+            "--member",
+            "alice",
+            "--recovery",
+            &id,
+            "--reason",
+            "member-request",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // The snapshot of the one file written after ben left (23 bytes) is exported.
+    assert!(
+        text(&o).contains("1 file, 23 B"),
+        "the re-split shares did not open alice: {}",
+        text(&o)
+    );
 }

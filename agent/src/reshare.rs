@@ -326,14 +326,17 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         let progress = |did: &[String], finished| {
             progress(&from, &plan, &deals, &combined, did, finished)
         };
-        if deals.len() < from.threshold as usize {
+        // Identities to re-split from old shares; with none (no member yet, or every one
+        // split straight into the new setup) the re-split ends at once.
+        let dealing = plan.slots.values().any(|s| !plan.direct.contains_key(s));
+        if dealing && deals.len() < from.threshold as usize {
             if !did.is_empty() || !deal(repo, &coop, &ids, reg, &from, &plan, &deals)? {
                 return Ok(progress(&did, false));
             }
             did.push("dealt".into());
             continue;
         }
-        if combined.len() < plan.setup.holders.len() {
+        if dealing && combined.len() < plan.setup.holders.len() {
             if did.iter().any(|d| d == "combined")
                 || !combine(repo, &coop, &ids, &from, &plan, &deals, &combined)?
             {
@@ -568,10 +571,10 @@ fn finish(
     let epoch = &plan.setup.epoch;
     let mut by_holder = Vec::new();
     for h in &plan.setup.holders {
-        let c = combined
-            .iter()
-            .find(|c| c.name == h.name)
-            .expect("every holder combined");
+        // Every holder combined, or nothing was dealt (no identity needed it).
+        let Some(c) = combined.iter().find(|c| c.name == h.name) else {
+            continue;
+        };
         let path = combined_path(epoch, &h.name);
         let body = repo.store.get(&path)?;
         if c.digests.get(&h.name) != Some(&blake3::hash(&body).to_hex().to_string()) {
@@ -591,12 +594,14 @@ fn finish(
         let new_slot = plan.slots.get(&r.slot).ok_or_else(|| {
             Error::invalid(format!("member {} is not in the re-split", m.name))
         })?;
+        let complete = by_holder.len() == plan.setup.holders.len();
         let commitments = match plan.direct.get(new_slot) {
             Some(c) => c.clone(),
             None => by_holder
                 .iter()
                 .map(|c| c.get(new_slot).cloned())
                 .collect::<Option<Vec<_>>>()
+                .filter(|_| complete)
                 .ok_or_else(|| Error::NotFound {
                     what: format!(
                         "every new holder's share of {}'s recovery identity (a dealer left it \

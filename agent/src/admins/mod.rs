@@ -338,7 +338,9 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
         let left = holders.len() - usize::from(holders.contains(&a.key));
         if left < setup.threshold as usize {
             return Err(Error::invalid(format!(
-                "retiring {name} would leave {left} admin person(s), fewer than the {} shares a                  recovery combines: nobody could recover a member any more. Add an admin first                  (`coop admin add`), then retire {name}",
+                "retiring {name} would leave {left} admin person(s), fewer than the {} shares a \
+                 recovery combines: nobody could recover a member any more. Add an admin first \
+                 (`coop admin add`), then retire {name}",
                 setup.threshold
             )));
         }

@@ -96,6 +96,7 @@ pub fn run(g: &Global, c: AdminCommand) -> Result<i32> {
         }
     };
     if g.json {
+        // A script runs `coop recovery reshare --json` for its part of a re-split.
         p.json(&outcome)?;
         return Ok(crate::exit::OK);
     }
@@ -107,16 +108,12 @@ pub fn run(g: &Global, c: AdminCommand) -> Result<i32> {
                 a.name,
                 &hex::encode(a.key)[..16]
             ))?;
-            let coop = coop_agent::tenant::keys(&repo, &access, "coop")?;
-            if coop_agent::recovery::setup(&repo, &coop).is_ok() {
-                p.note(format!(
-                    "{} holds no share of the members' recovery keys: the split names the \
-                     admins it was made with",
-                    a.name
-                ));
-            }
+            reshare(g, &repo, &access)?;
         }
-        admins::Outcome::Removed(r) => removed(g, &r)?,
+        admins::Outcome::Removed(r) => {
+            removed(g, &r)?;
+            reshare(g, &repo, &access)?;
+        }
         admins::Outcome::Pending {
             op,
             name,
@@ -147,9 +144,9 @@ fn removed(g: &Global, r: &admins::Removed) -> Result<()> {
     ))?;
     if r.holds_shares {
         p.warn(format!(
-            "{name} still holds shares of the members' recovery keys: with K others they \
-             could still recover a member (each step logged) until that member's next \
-             recovery replaces its recovery key"
+            "{name} still holds shares of the members' recovery keys, which stay in force until \
+             the re-split of the shares ends (`coop recovery reshare` by every admin); their \
+             old share then combines with no new one"
         ));
     }
     p.warn(format!(
@@ -158,6 +155,23 @@ fn removed(g: &Global, r: &admins::Removed) -> Result<()> {
          agree"
     ));
     Ok(())
+}
+
+/// After a change of the admin persons since the split: this admin's part of the re-split
+/// of the shares it started (SPEC 25.5), done now.
+fn reshare(g: &Global, repo: &coop_agent::repo::Repo, access: &coop_agent::Access) -> Result<()> {
+    match coop_agent::reshare::run(repo, access) {
+        Ok(progress) => super::recovery::reshared(g, &progress),
+        Err(coop_agent::Error::NotFound { .. }) => Ok(()),
+        Err(e) => {
+            g.printer().warn(format!(
+                "the re-split of the recovery shares did not go on here: {}; run `coop recovery \
+                 reshare` again",
+                coop_agent::error::chain(&e)
+            ));
+            Ok(())
+        }
+    }
 }
 
 fn list(g: &Global, l: &admins::Listing) -> Result<i32> {

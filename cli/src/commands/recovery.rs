@@ -43,7 +43,11 @@ pub enum RecoveryCommand {
         #[arg(long, default_value = "10m", env = "COOP_LOG_TIMEOUT")]
         log_timeout: String,
     },
-    /// Show the current split.
+    /// Do your part of the running re-split of the shares (after an admin person joined or
+    /// left): deal your old shares to the new holders, combine what they dealt you, and end
+    /// it once every new holder has. Each admin runs it until it reports the re-split ended.
+    Reshare,
+    /// Show the current split, and a re-split that runs.
     Status,
 }
 
@@ -197,6 +201,10 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
         RecoveryCommand::Approve { id, log_timeout } => {
             approve(g, &repo, &access, &id, &log_timeout)?
         }
+        RecoveryCommand::Reshare => {
+            let progress = coop_agent::reshare::run(&repo, &access)?;
+            reshared(g, &progress)?;
+        }
         RecoveryCommand::Status => status(g, &repo, &access)?,
     }
     Ok(crate::exit::OK)
@@ -280,8 +288,12 @@ fn status(
     let p = g.printer();
     let coop = coop_agent::tenant::keys(repo, access, "coop")?;
     let s = coop_agent::recovery::setup(repo, &coop)?;
+    let running = coop_agent::reshare::status(repo, &coop)?;
     if g.json {
-        p.json(&s)?;
+        p.json(&Status {
+            setup: &s,
+            reshare: running.as_ref(),
+        })?;
         return Ok(());
     }
     p.data(format!(
@@ -294,5 +306,59 @@ fn status(
     for h in &s.holders {
         p.data(format!("  {:<16} {}", h.name, h.recipient))?;
     }
+    if let Some(r) = &running {
+        reshared(g, r)?;
+    }
     readers_after_split(g, repo, access)
+}
+
+/// `recovery status --json`: the split in force and a re-split that runs.
+#[derive(Serialize)]
+struct Status<'a> {
+    #[serde(flatten)]
+    setup: &'a coop_formats::recovery::RecoverySetup,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reshare: Option<&'a coop_agent::reshare::Progress>,
+}
+
+/// Where a re-split stands and what to do next.
+pub(crate) fn reshared(g: &Global, r: &coop_agent::reshare::Progress) -> Result<()> {
+    let p = g.printer();
+    if g.json {
+        p.json(r)?;
+        return Ok(());
+    }
+    if r.finished {
+        p.summary(format!(
+            "the re-split ended: epoch {} is in force with {} holders ({}); the shares of \
+             epoch {} are deleted (a logged deletion)",
+            r.epoch,
+            r.holders.len(),
+            r.holders.join(", "),
+            r.from
+        ))?;
+        return Ok(());
+    }
+    let did = if r.did.is_empty() {
+        "nothing to do for you now".to_string()
+    } else {
+        format!("you {}", r.did.join(" and "))
+    };
+    p.summary(format!(
+        "re-split of the recovery shares from epoch {} to {}: {did}; dealt by {} of the {} \
+             old holders needed ({}), combined by {} of {} new holders ({})",
+        r.from,
+        r.epoch,
+        r.dealt.len(),
+        r.dealers_needed,
+        r.dealt.join(", "),
+        r.combined.len(),
+        r.holders.len(),
+        r.combined.join(", ")
+    ))?;
+    p.note(
+        "until it ends the old shares stay in force; every admin runs `coop recovery reshare` \
+             (old holders deal first, then each new holder combines)",
+    );
+    Ok(())
 }
