@@ -1314,8 +1314,7 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
     };
     let last = reshare_all(&[None, Some(&ben), None, Some(&cleo), Some(&dave)]);
     assert!(last.contains("the re-split ended"), "{last}");
-    let status: Value =
-        serde_json::from_str(&env.ok(&["--json", "recovery", "status"])).unwrap();
+    let status: Value = serde_json::from_str(&env.ok(&["--json", "recovery", "status"])).unwrap();
     assert_eq!(status["holders"].as_array().unwrap().len(), 4, "{status}");
     assert!(status.get("reshare").is_none(), "{status}");
 
@@ -1328,8 +1327,7 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
     assert_eq!(code(&o), 5, "a retired admin takes part: {}", text(&o));
     let last = reshare_all(&[None, Some(&cleo), None, Some(&dave)]);
     assert!(last.contains("the re-split ended"), "{last}");
-    let status: Value =
-        serde_json::from_str(&env.ok(&["--json", "recovery", "status"])).unwrap();
+    let status: Value = serde_json::from_str(&env.ok(&["--json", "recovery", "status"])).unwrap();
     let holders = status["holders"].to_string();
     assert!(!holders.contains("\"ben\""), "{holders}");
 
@@ -1350,7 +1348,13 @@ fn after_the_split_one_admin_alone_adds_and_retires_no_admin() {
     let o = as_(
         &dave,
         &[
-            "--json", "recovery", "request", "--member", "alice", "--reason", "member-request",
+            "--json",
+            "recovery",
+            "request",
+            "--member",
+            "alice",
+            "--reason",
+            "member-request",
         ],
     );
     assert!(o.status.success(), "{}", text(&o));

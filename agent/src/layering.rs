@@ -24,8 +24,8 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "trust",
         &[
-            "registry", "tenant", "writers", "shares", "reshare", "members", "admins", "groups", "read",
-            "access",
+            "registry", "tenant", "writers", "shares", "reshare", "members", "admins", "groups",
+            "read", "access",
         ],
     ),
     (

@@ -236,7 +236,10 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
         })
     };
     if plan.from != from.epoch {
-        return refuse(format!("re-splits epoch {}, not the current {}", plan.from, from.epoch));
+        return refuse(format!(
+            "re-splits epoch {}, not the current {}",
+            plan.from, from.epoch
+        ));
     }
     if Some(plan.setup.threshold as usize) != persons.person_approvals().map(|k| k + 1)
         || plan.setup.threshold != from.threshold
@@ -272,8 +275,7 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
 /// Where the running re-split stands (`None`: none runs), read only.
 pub fn status(repo: &Repo, coop: &TenantKeys) -> Result<Option<Progress>> {
     let reg = crate::registry::load(repo, coop)?.registry;
-    let (Some(from), Some(plan)) = (reg.recovery_setup.as_ref(), reg.recovery_next.as_ref())
-    else {
+    let (Some(from), Some(plan)) = (reg.recovery_setup.as_ref(), reg.recovery_next.as_ref()) else {
         return Ok(None);
     };
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
@@ -305,7 +307,13 @@ fn progress(
 /// `coop recovery reshare`: does this admin's part of the running re-split (deal as an old
 /// holder, combine as a new one) and finishes it once every new holder has combined.
 pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
-    let (coop, ids) = crate::members::admin(repo, access)?;
+    let Access::Identity(ids, _) = access else {
+        return Err(Error::AccessDenied {
+            what: "a re-split of the recovery shares needs an admin identity, not a writer key"
+                .into(),
+        });
+    };
+    let coop = crate::tenant::keys(repo, access, "coop")?;
     let mut did = Vec::new();
     loop {
         let loaded = crate::registry::load_for_change(repo, &coop)?;
@@ -323,14 +331,13 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         let persons = trusted.activation.clone().unwrap_or_default();
         vouch(&plan, &from, &persons)?;
         let (deals, combined) = logged(repo, &trusted, reg, &from, &plan)?;
-        let progress = |did: &[String], finished| {
-            progress(&from, &plan, &deals, &combined, did, finished)
-        };
+        let progress =
+            |did: &[String], finished| progress(&from, &plan, &deals, &combined, did, finished);
         // Identities to re-split from old shares; with none (no member yet, or every one
         // split straight into the new setup) the re-split ends at once.
         let dealing = plan.slots.values().any(|s| !plan.direct.contains_key(s));
         if dealing && deals.len() < from.threshold as usize {
-            if !did.is_empty() || !deal(repo, &coop, &ids, reg, &from, &plan, &deals)? {
+            if !did.is_empty() || !deal(repo, &coop, ids, reg, &from, &plan, &deals)? {
                 return Ok(progress(&did, false));
             }
             did.push("dealt".into());
@@ -338,7 +345,7 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         }
         if dealing && combined.len() < plan.setup.holders.len() {
             if did.iter().any(|d| d == "combined")
-                || !combine(repo, &coop, &ids, &from, &plan, &deals, &combined)?
+                || !combine(repo, &coop, ids, &from, &plan, &deals, &combined)?
             {
                 return Ok(progress(&did, false));
             }
@@ -416,15 +423,25 @@ fn deal(
         };
         let mut json = serde_json::to_vec(&file).expect("serializes");
         drop(file);
-        digests.insert(h.name.clone(), blake3::hash(&json).to_hex().to_string().into());
+        digests.insert(
+            h.name.clone(),
+            blake3::hash(&json).to_hex().to_string().into(),
+        );
         let ct = seal(&h.recipient, &h.name, &json);
         json.zeroize();
         repo.store
             .put_replace(&deal_path(&plan.setup.epoch, &dealer, &h.name), ct?)?;
     }
     let actor = log::Actor::of(coop);
-    let mut e = log::entry(&actor, Event::KeyChange, Some(coop), None, Some(DEAL.into()));
-    e.data.insert("epoch".into(), plan.setup.epoch.clone().into());
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(coop),
+        None,
+        Some(DEAL.into()),
+    );
+    e.data
+        .insert("epoch".into(), plan.setup.epoch.clone().into());
     e.data.insert("from".into(), plan.from.clone().into());
     e.data.insert("holder".into(), dealer.into());
     e.data.insert("digests".into(), digests.into());
@@ -437,7 +454,8 @@ fn seal(recipient: &str, name: &str, plain: &[u8]) -> Result<Vec<u8>> {
     let to = [crypt::parse_recipient(recipient)
         .map_err(|e| Error::invalid(format!("admin {name}: {e}")))?];
     let mut ct = Vec::new();
-    crypt::encrypt_to(&to, &[plain], &mut ct).map_err(|e| Error::crypto("encrypting a share", e))?;
+    crypt::encrypt_to(&to, &[plain], &mut ct)
+        .map_err(|e| Error::crypto("encrypting a share", e))?;
     Ok(ct)
 }
 
@@ -501,9 +519,15 @@ fn combine(
             ));
         }
         let file = file.map_err(|e| Error::damaged(&path, e.to_string()))?;
-        if file.epoch != *epoch || file.from != plan.from || file.dealer != d.name || file.holder != me.name
+        if file.epoch != *epoch
+            || file.from != plan.from
+            || file.dealer != d.name
+            || file.holder != me.name
         {
-            return Err(Error::damaged(&path, "the deal names another re-split or holder"));
+            return Err(Error::damaged(
+                &path,
+                "the deal names another re-split or holder",
+            ));
         }
         let x = from
             .holders
@@ -514,7 +538,11 @@ fn combine(
         dealt.push((x, file));
     }
     let mut commitments = BTreeMap::new();
-    for new_slot in plan.slots.values().filter(|s| !plan.direct.contains_key(*s)) {
+    for new_slot in plan
+        .slots
+        .values()
+        .filter(|s| !plan.direct.contains_key(*s))
+    {
         let mut subs = Vec::new();
         for (x, f) in &dealt {
             let Some(sub) = f.subshares.get(new_slot).and_then(|s| hex::decode(s).ok()) else {
@@ -529,7 +557,8 @@ fn combine(
         for (_, s) in &mut subs {
             s.zeroize();
         }
-        let mut share = share.map_err(|e| Error::damaged(format!("re-split {epoch}"), e.to_string()))?;
+        let mut share =
+            share.map_err(|e| Error::damaged(format!("re-split {epoch}"), e.to_string()))?;
         let stored = crate::shares::put_share(repo, &plan.setup, new_slot, &me, &share);
         if stored.is_err() {
             share.zeroize();
@@ -545,9 +574,16 @@ fn combine(
     })
     .expect("serializes");
     let digest = blake3::hash(&body).to_hex().to_string();
-    repo.store.put_replace(&combined_path(epoch, &me.name), body)?;
+    repo.store
+        .put_replace(&combined_path(epoch, &me.name), body)?;
     let actor = log::Actor::of(coop);
-    let mut e = log::entry(&actor, Event::KeyChange, Some(coop), None, Some(COMBINED.into()));
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(coop),
+        None,
+        Some(COMBINED.into()),
+    );
     e.data.insert("epoch".into(), epoch.clone().into());
     e.data.insert("holder".into(), me.name.clone().into());
     let mut digests = serde_json::Map::new();
@@ -580,7 +616,10 @@ fn finish(
         if c.digests.get(&h.name) != Some(&blake3::hash(&body).to_hex().to_string()) {
             return Err(Error::damaged(
                 &path,
-                format!("{}'s commitments are not the ones logged (swapped or damaged)", h.name),
+                format!(
+                    "{}'s commitments are not the ones logged (swapped or damaged)",
+                    h.name
+                ),
             ));
         }
         let file: Combined =
@@ -591,9 +630,10 @@ fn finish(
         let Some(r) = m.recovery.as_mut().filter(|r| r.epoch == from.epoch) else {
             continue;
         };
-        let new_slot = plan.slots.get(&r.slot).ok_or_else(|| {
-            Error::invalid(format!("member {} is not in the re-split", m.name))
-        })?;
+        let new_slot = plan
+            .slots
+            .get(&r.slot)
+            .ok_or_else(|| Error::invalid(format!("member {} is not in the re-split", m.name)))?;
         let complete = by_holder.len() == plan.setup.holders.len();
         let commitments = match plan.direct.get(new_slot) {
             Some(c) => c.clone(),
@@ -618,7 +658,13 @@ fn finish(
     loaded.registry.recovery_next = None;
     crate::registry::save(repo, coop, &mut loaded)?;
     let actor = log::Actor::of(coop);
-    let mut e = log::entry(&actor, Event::KeyChange, Some(coop), None, Some(DONE.into()));
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(coop),
+        None,
+        Some(DONE.into()),
+    );
     e.data.insert("from".into(), from.epoch.clone().into());
     e.data.insert("epoch".into(), epoch.clone().into());
     log::append(repo, &actor, &[e])?;
@@ -653,4 +699,3 @@ fn clean_old(repo: &Repo, coop: &TenantKeys, reg: &Registry) -> Result<()> {
     }
     Ok(())
 }
-

@@ -163,6 +163,7 @@ pub const SCOPES: &[(&str, u8)] = {
         ("recovery request", OPEN | IDENTITY),
         ("recovery approve", OPEN | IDENTITY),
         ("recovery status", OPEN | IDENTITY),
+        ("recovery reshare", OPEN | IDENTITY),
     ]
 };
 

@@ -404,8 +404,16 @@ mod tests {
         assert!(s.check().is_err());
     }
 
-    fn reshared(old: &RecoverySetup, next: &RecoverySetup, dealers: &[usize], shares: &[Vec<u8>]) -> Vec<Vec<u8>> {
-        let subs: Vec<Vec<Vec<u8>>> = dealers.iter().map(|&d| deal(&shares[d], next).unwrap()).collect();
+    fn reshared(
+        old: &RecoverySetup,
+        next: &RecoverySetup,
+        dealers: &[usize],
+        shares: &[Vec<u8>],
+    ) -> Vec<Vec<u8>> {
+        let subs: Vec<Vec<Vec<u8>>> = dealers
+            .iter()
+            .map(|&d| deal(&shares[d], next).unwrap())
+            .collect();
         (0..next.holders.len())
             .map(|j| {
                 let dealt: Vec<(u8, Vec<u8>)> = dealers

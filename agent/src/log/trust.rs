@@ -134,7 +134,11 @@ impl Activation {
         use super::persons::Op;
         use std::collections::BTreeSet;
         let (mut keys, mut may, mut must) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-        for p in self.persons.values().filter(|p| p.restricted_from.is_some()) {
+        for p in self
+            .persons
+            .values()
+            .filter(|p| p.restricted_from.is_some())
+        {
             may.extend(p.split_recipients.iter().cloned());
             keys.extend(p.founding.iter().filter(|k| self.person_counts(k)));
             for x in &p.completed {

@@ -15,7 +15,9 @@ impl Coop {
     }
 
     fn registry(&self) -> coop_formats::registry::Registry {
-        crate::registry::load(&self.repo, &self.coop()).unwrap().registry
+        crate::registry::load(&self.repo, &self.coop())
+            .unwrap()
+            .registry
     }
 
     /// A new admin `admin<n>`, proposed by admin 0 and approved by admins 1 and 2.
@@ -23,9 +25,10 @@ impl Coop {
         let n = self.admins.len();
         let (secret, public) = crypt::generate_identity();
         self.admins.push(ids(&secret));
-        self.persons.push(Arc::new(ed25519_dalek::SigningKey::from_bytes(
-            &[n as u8 + 1; 32],
-        )));
+        self.persons
+            .push(Arc::new(ed25519_dalek::SigningKey::from_bytes(
+                &[n as u8 + 1; 32],
+            )));
         self.publics.push(public.clone());
         let token = crate::admins::token(&self.persons[n], &public);
         let name = format!("admin{n}");
@@ -72,7 +75,10 @@ fn a_new_admins_shares_work_once_the_reshare_ends() {
     assert_eq!(plan.setup.threshold, 3);
     // The approver's machine deals nothing by itself here; each admin runs `reshare`.
     let p = c.reshare(0).unwrap();
-    assert_eq!((p.did.clone(), p.dealt.len()), (vec!["dealt".to_string()], 1));
+    assert_eq!(
+        (p.did.clone(), p.dealt.len()),
+        (vec!["dealt".to_string()], 1)
+    );
     // A member added while the re-split runs is split into both setups.
     let (s, pk) = crypt::generate_identity();
     crate::members::add(&c.repo, &c.access(0), "carol", vec![pk], None).unwrap();
@@ -114,9 +120,14 @@ fn a_retired_admins_old_share_opens_nothing_after_the_reshare() {
     // What she keeps from before her retirement: the service tenant's keys, her share.
     let hers = c.coop_of(3);
     let setup = setup(&c.repo, &c.coop()).unwrap();
-    let (_, kept) = own_share(&c.repo, &setup, alice.recovery.as_ref().unwrap(), &c.admins[3])
-        .unwrap()
-        .unwrap();
+    let (_, kept) = own_share(
+        &c.repo,
+        &setup,
+        alice.recovery.as_ref().unwrap(),
+        &c.admins[3],
+    )
+    .unwrap()
+    .unwrap();
     crate::admins::remove(&c.repo, &c.access(0), "admin3").unwrap();
     crate::admins::approve(&c.repo, &c.access(1), "admin3").unwrap();
     let o = crate::admins::approve(&c.repo, &c.access(2), "admin3").unwrap();
@@ -139,7 +150,12 @@ fn a_retired_admins_old_share_opens_nothing_after_the_reshare() {
     let r = alice.recovery.clone().unwrap();
     let fresh: Vec<Vec<u8>> = [0, 1]
         .iter()
-        .map(|&a| own_share(&c.repo, &new, &r, &c.admins[a]).unwrap().unwrap().1)
+        .map(|&a| {
+            own_share(&c.repo, &new, &r, &c.admins[a])
+                .unwrap()
+                .unwrap()
+                .1
+        })
         .collect();
     let shares: Vec<blahaj::Share> = [&kept, &fresh[0], &fresh[1]]
         .iter()
@@ -199,7 +215,9 @@ fn a_plan_giving_one_admin_a_second_share_gets_no_deal() {
     crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
     for by in [1, 2] {
         match c.reshare(by) {
-            Err(Error::AccessDenied { what }) => assert!(what.contains("no admin person"), "{what}"),
+            Err(Error::AccessDenied { what }) => {
+                assert!(what.contains("no admin person"), "{what}")
+            }
             o => panic!("{o:?}"),
         }
     }
