@@ -73,11 +73,13 @@ pub(crate) fn start(
     let Some(from) = reg.recovery_setup.clone() else {
         return Ok(None);
     };
-    let (keys, _, _) = persons.share_holders();
+    let vouched = persons.share_recipients();
     let holders: Vec<rec::ShareHolder> = reg
         .admins
         .iter()
-        .filter(|a| a.removed.is_none() && keys.contains(&a.key))
+        .filter(|a| {
+            a.removed.is_none() && persons.person_counts(&a.key) && vouched.contains(&a.recipient)
+        })
         .enumerate()
         .map(|(i, a)| rec::ShareHolder {
             name: a.name.clone(),
@@ -224,7 +226,7 @@ fn text(e: &Entry, field: &str) -> String {
 /// Refuses a plan that gives shares to anyone but the admin persons who count now, by the
 /// identities the admins' log vouches for, or that changes the threshold.
 fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<()> {
-    let (keys, may, must) = persons.share_holders();
+    let vouched = persons.share_recipients();
     let refuse = |why: String| {
         Err(Error::AccessDenied {
             what: format!(
@@ -249,16 +251,9 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
             plan.setup.threshold, from.threshold
         ));
     }
-    if plan.setup.holders.len() != keys.len() {
-        return refuse(format!(
-            "names {} holders where {} admin persons count",
-            plan.setup.holders.len(),
-            keys.len()
-        ));
-    }
     let mut seen = std::collections::BTreeSet::new();
     for h in &plan.setup.holders {
-        if !may.contains(&h.recipient) || !seen.insert(h.recipient.as_str()) {
+        if !vouched.contains(&h.recipient) || !seen.insert(h.recipient.as_str()) {
             return refuse(format!(
                 "gives {}'s share to {}, an identity the log names for no admin person who \
                  counts (or twice)",
@@ -266,8 +261,10 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
             ));
         }
     }
-    if let Some(r) = must.iter().find(|r| !seen.contains(r.as_str())) {
-        return refuse(format!("leaves out {r}, an admin person added since"));
+    if let Some(r) = vouched.iter().find(|r| !seen.contains(r.as_str())) {
+        return refuse(format!(
+            "leaves out {r}, an identity the log names for an admin person who counts"
+        ));
     }
     Ok(())
 }

@@ -334,8 +334,8 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
             what: format!("admin {name:?} (`coop admin list` shows them)"),
         })?;
     if let Some(setup) = &registry.recovery_setup {
-        let (holders, _, _) = persons.share_holders();
-        let left = holders.len() - usize::from(holders.contains(&a.key));
+        let holders = persons.share_recipients();
+        let left = holders.len() - usize::from(holders.contains(&a.recipient));
         if left < setup.threshold as usize {
             return Err(Error::invalid(format!(
                 "retiring {name} would leave {left} admin person(s), fewer than the {} shares a \

@@ -119,36 +119,22 @@ impl Activation {
             .map(|x| (x.key, x.recipient.clone()))
     }
 
-    /// The persons who count now and the recipients the log vouches for as theirs, for a
-    /// re-split of the recovery shares (SPEC 25.5): (counted person keys, recipients a new
-    /// share may go to, recipients that must get one). A founding person's identity is vouched
-    /// for by the split's holder list, an added person's by the completed addition; a
-    /// recipient whose newest completed change is a removal is vouched for by nothing.
-    pub fn share_holders(
-        &self,
-    ) -> (
-        std::collections::BTreeSet<[u8; 32]>,
-        std::collections::BTreeSet<String>,
-        std::collections::BTreeSet<String>,
-    ) {
+    /// The identities the admins' log vouches for as share holders now, for a re-split of the
+    /// recovery shares (SPEC 25.5): the holders of the split's logged setup and the recipient
+    /// of every completed addition, less the recipient of every completed removal after it.
+    pub fn share_recipients(&self) -> std::collections::BTreeSet<String> {
         use super::persons::Op;
-        use std::collections::BTreeSet;
-        let (mut keys, mut may, mut must) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let mut may = std::collections::BTreeSet::new();
         for p in self
             .persons
             .values()
             .filter(|p| p.restricted_from.is_some())
         {
             may.extend(p.split_recipients.iter().cloned());
-            keys.extend(p.founding.iter().filter(|k| self.person_counts(k)));
             for x in &p.completed {
                 match x.op {
                     Op::Add => {
                         may.insert(x.recipient.clone());
-                        if self.person_counts(&x.key) {
-                            keys.insert(x.key);
-                            must.insert(x.recipient.clone());
-                        }
                     }
                     Op::Remove => {
                         may.remove(&x.recipient);
@@ -158,8 +144,7 @@ impl Activation {
             }
         }
         may.retain(|r| !r.is_empty());
-        must.retain(|r| may.contains(r));
-        (keys, may, must)
+        may
     }
 
     /// K of the admin persons' split (approvals a change of persons takes), if any.

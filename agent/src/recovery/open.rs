@@ -82,6 +82,9 @@ pub struct Recovered {
     pub ids: std::sync::Arc<Vec<Identity>>,
     pub member: Member,
     pub request: String,
+    /// The identity's text, kept for [`resume`] while the recovery ends (the request's key
+    /// and the log's releases give it anyway, until the end forgets that key).
+    secret: zeroize::Zeroizing<String>,
 }
 
 enum Attempt {
@@ -156,11 +159,13 @@ fn recover_once(
     };
     let ids = crypt::parse_identities(&text)
         .map_err(|e| Error::damaged(format!("request {id}"), e.to_string()));
+    let secret = zeroize::Zeroizing::new(String::from_utf8_lossy(&text).into_owned());
     text.zeroize();
     Ok(Attempt::Done(Box::new(Recovered {
         ids: std::sync::Arc::new(ids?),
         member: m,
         request: id.to_string(),
+        secret,
     })))
 }
 
@@ -233,20 +238,43 @@ fn released(
 /// written afterwards.
 pub fn conclude(repo: &Repo, coop: &TenantKeys, r: Recovered) -> Result<MemberRecovery> {
     let request = r.request.clone();
-    let (m, fresh) = replace_keys(repo, coop, r)?;
-    crate::fault::point("recovery:after-registry");
+    let (m, fresh) = replace_keys(repo, coop, r, Stage::Rewrapped)?;
     end(repo, coop, &m, &request)?;
     Ok(fresh)
 }
 
-/// [`conclude`] up to the registry: the member's new keyring and registry entry, and, in
-/// client state, what [`resume`] needs if the log entry that follows is never written.
+/// How far [`replace_keys`] goes (tests stop it where a crash could).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Stage {
+    /// The keyring holds the new data identity, still wrapped to its readers of before.
+    Keyring,
+    /// Client state holds what [`resume`] needs.
+    Ending,
+    /// The registry names the new keys.
+    Registry,
+    /// The keyring is wrapped to the member's keys and the new recovery key alone.
+    Rewrapped,
+}
+
+/// [`conclude`] up to the log entry, in an order a crash at any step leaves recoverable:
+///
+/// 1. the keyring gets the new data identity, still wrapped to its readers of before (so the
+///    request still opens it; were the registry first, writers could encrypt to a data key a
+///    crash loses);
+/// 2. client state saves what [`resume`] needs: the digests of the member's material before
+///    and after, and the recovered identity (which this request's key gives anyway);
+/// 3. the registry names the new data key and recovery identity;
+/// 4. the keyring is wrapped to the member's keys and the new recovery key alone, and the
+///    generations before it, which this request opens, are deleted (a logged deletion).
+///
+/// A crash before 3 leaves the member as she was and the request usable (its key is
+/// forgotten only once the log names the end); a crash after it is finished by [`resume`].
 pub(super) fn replace_keys(
     repo: &Repo,
     coop: &TenantKeys,
     r: Recovered,
+    upto: Stage,
 ) -> Result<(Member, MemberRecovery)> {
-    finish(repo, &r.request);
     let mut ring = crate::members::open_ring(repo, &r.ids, &r.member)?;
     let mut loaded = crate::members::load_for_change(repo, coop)?;
     let setup = loaded
@@ -256,6 +284,11 @@ pub(super) fn replace_keys(
         .ok_or_else(|| Error::NotFound {
             what: "a recovery setup".into(),
         })?;
+    let before = loaded
+        .registry
+        .member(&r.member.name)
+        .map(crate::registry::material::digest)
+        .unwrap_or_default();
     let fresh = new_member_identity(repo, &setup, loaded.registry.recovery_next.as_mut())?;
     let data_recipient = ring
         .rotate_data_identity()
@@ -273,13 +306,22 @@ pub(super) fn replace_keys(
     // The new data key, signed by the member tenant: writers follow it and log that they do.
     crate::members::sign_material(repo, m, &ring)?;
     let m = m.clone();
-    // The keyring first: were the registry first, writers could encrypt to a data key that
-    // a crash loses. A crash between the two leaves the member alone reading the tenant
-    // (the registry still names the old recovery identity, whose keyring generation is
-    // gone), and writers still encrypting to the old data key, which the keyring keeps.
-    crate::members::rewrap_ring(repo, coop, ring, &m, std::slice::from_ref(&fresh.recipient))?;
-    save_ending(repo, &r.request, &m)?;
+    crate::members::replace_keyring(repo, coop, &mut ring)?;
+    crate::fault::point("recovery:after-keyring");
+    if upto == Stage::Keyring {
+        return Ok((m, fresh));
+    }
+    save_ending(repo, &r.request, &m, &before, &r.secret)?;
+    if upto == Stage::Ending {
+        return Ok((m, fresh));
+    }
     crate::members::save(repo, coop, &mut loaded)?;
+    crate::fault::point("recovery:after-registry");
+    if upto == Stage::Registry {
+        return Ok((m, fresh));
+    }
+    crate::members::rewrap_ring(repo, coop, ring, &m, std::slice::from_ref(&fresh.recipient))?;
+    crate::fault::point("recovery:after-rewrap");
     Ok((m, fresh))
 }
 
@@ -291,46 +333,82 @@ fn end(repo: &Repo, coop: &TenantKeys, m: &Member, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// After the log named member `m`'s new material: this client pins it, and forgets the end.
+/// After the log named member `m`'s new material: this client pins it, and forgets the end
+/// and the request's key.
 fn ended(repo: &Repo, m: &Member, id: &str) {
     crate::registry::pin_signed(repo, m);
+    forget_ending(repo, id);
+    finish(repo, id);
+}
+
+/// Overwrites and removes the saved end of request `id` (it holds the recovered identity).
+fn forget_ending(repo: &Repo, id: &str) {
     if let Ok(p) = ending_path(repo, id) {
+        if let Ok(mut b) = std::fs::read(&p) {
+            b.zeroize();
+            let _ = std::fs::write(&p, vec![0u8; b.len()]);
+        }
         let _ = std::fs::remove_file(p);
     }
 }
 
-/// What a recovery's end saved in client state before the registry: the member and the
-/// public digest of the material it wrote there (nothing in it opens anything).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// What a recovery's end saved in client state before the registry (mode 0600): the member,
+/// the public digests of her material before the end and of what the end writes, and the
+/// recovered identity, to finish the re-wrap if the end stopped after the registry. That
+/// identity opens only the keyring generations the end deletes, and this request's key
+/// (kept until the end is logged) gives it anyway.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Ending {
     member: String,
     digest: String,
+    before: String,
+    identity: String,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.identity.zeroize();
+    }
 }
 
 fn ending_path(repo: &Repo, id: &str) -> Result<std::path::PathBuf> {
     key_path(repo, id).map(|p| p.with_extension("end"))
 }
 
-fn save_ending(repo: &Repo, id: &str, m: &Member) -> Result<()> {
+fn save_ending(repo: &Repo, id: &str, m: &Member, before: &str, identity: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let p = ending_path(repo, id)?;
     let e = Ending {
         member: m.name.clone(),
         digest: crate::registry::material::digest(m),
+        before: before.to_string(),
+        identity: identity.to_string(),
     };
     let tmp = p.with_extension("end-tmp");
+    let mut json = serde_json::to_vec(&e).expect("serializes");
+    drop(e);
     let write = || {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(&e).expect("serializes"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&json)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &p)
     };
-    write().map_err(|x| Error::io(&p, x))
+    let r = write().map_err(|x| Error::io(&p, x));
+    json.zeroize();
+    r
 }
 
-/// Finishes a recovery whose end stopped between the registry and the log (writers then
-/// refuse the member's new keys): on the machine that ran it, if the registry still holds
-/// exactly the keys that end wrote, the log names them as request `id`'s end. `None` when
+/// Finishes a recovery whose end stopped after the registry (writers then refuse the
+/// member's new keys until the log names them): on the machine that ran it, if the registry
+/// still holds exactly the keys that end wrote, the keyring is re-wrapped if it was not yet
+/// and the log names them as request `id`'s end. An end that stopped before the registry is
+/// forgotten (the request opens the keyring still, and the export runs again). `None` when
 /// nothing of `id` is left to finish; the member's name when it was.
 pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>> {
     use crate::registry::material::{self, Verdict};
@@ -340,8 +418,10 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&p, e)),
     };
+    let mut b = zeroize::Zeroizing::new(b);
     let e: Ending =
         serde_json::from_slice(&b).map_err(|x| Error::damaged(p.display().to_string(), x))?;
+    b.zeroize();
     let loaded = crate::members::load_for_change(repo, coop)?;
     let m = loaded
         .registry
@@ -350,7 +430,14 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
         .ok_or_else(|| Error::NotFound {
             what: format!("member {:?} in the registry", e.member),
         })?;
-    if material::digest(&m) != e.digest {
+    let now = material::digest(&m);
+    if now == e.before && now != e.digest {
+        // Stopped before the registry: nothing of the end is in force, and the request
+        // (whose key is still here) opens the keyring again. The export runs again.
+        forget_ending(repo, id);
+        return Ok(None);
+    }
+    if now != e.digest {
         return Err(Error::AccessDenied {
             what: format!(
                 "the registry does not hold the keys the end of recovery request {id} made \
@@ -360,6 +447,13 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
                 e.member
             ),
         });
+    }
+    // Stopped before the re-wrap: the keyring still opens with what the request released.
+    let ids = crypt::parse_identities(e.identity.as_bytes())
+        .map_err(|x| Error::damaged(p.display().to_string(), x.to_string()))?;
+    if let Ok(ring) = crate::members::open_ring(repo, &ids, &m) {
+        let recovery = m.recovery.as_ref().map(|r| r.recipient.clone());
+        crate::members::rewrap_ring(repo, coop, ring, &m, recovery.as_slice())?;
     }
     if material::check(repo, coop, &m)? != Verdict::Authorized {
         material::log(repo, coop, &m, Some(id))?;
@@ -373,7 +467,7 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
         }),
         Verdict::Authorized | Verdict::NoRule => {
             ended(repo, &m, id);
-            Ok(Some(e.member))
+            Ok(Some(e.member.clone()))
         }
     }
 }

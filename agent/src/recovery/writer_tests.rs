@@ -298,7 +298,7 @@ fn a_recovery_end_stopped_before_the_log_is_finished_by_its_machine_only() {
     c.approve(2, &id).unwrap();
     let r = c.recover(0, &id, "alice").unwrap();
     let ring = crate::members::open_ring(&c.repo, &r.ids, &r.member).unwrap();
-    let (m, _) = open::replace_keys(&c.repo, &coop, r).unwrap();
+    let (m, _) = open::replace_keys(&c.repo, &coop, r, open::Stage::Rewrapped).unwrap();
     refused_by_the_log(&c, &agent, "fresh", "alice");
     assert_eq!(resume(&elsewhere(&c, "other"), &coop, &id).unwrap(), None);
     // One admin puts keys of her own into the registry in the gap.
@@ -353,4 +353,47 @@ fn edit_member<R>(c: &Coop, name: &str, edit: impl FnOnce(&mut Member) -> R) -> 
     let r = edit(m);
     crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
     r
+}
+
+/// The end of a recovery stopped at each step a crash could stop it (SPEC 25.4): before the
+/// registry, the member is as she was and the same request ends it on a second run; after
+/// the registry, the keyring is still open to what the request released (and holds the new
+/// data key), until the asker's machine finishes the re-wrap and logs the end.
+#[test]
+fn a_recovery_end_stopped_at_any_step_is_finished_by_its_asker() {
+    let c = coop();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    let before = c.member("alice");
+    for stage in [open::Stage::Keyring, open::Stage::Ending] {
+        let r = c.recover(0, &id, "alice").unwrap();
+        open::replace_keys(&c.repo, &coop, r, stage).unwrap();
+        // Nothing is in force: the registry is as it was; a second run of the export goes on.
+        assert_eq!(resume(&c.repo, &coop, &id).unwrap(), None);
+        assert_eq!(c.member("alice"), before, "{stage:?}");
+    }
+    let r = c.recover(0, &id, "alice").unwrap();
+    let released = r.ids.clone();
+    let (m, _) = open::replace_keys(&c.repo, &coop, r, open::Stage::Registry).unwrap();
+    // The registry names the new keys; the keyring still opens with what was released.
+    assert!(crate::members::open_ring(&c.repo, &released, &c.member("alice")).is_ok());
+    refused_by_the_log(&c, &agent, "fresh", "alice");
+    assert_eq!(
+        resume(&c.repo, &coop, &id).unwrap().as_deref(),
+        Some("alice")
+    );
+    assert!(
+        crate::members::open_ring(&c.repo, &released, &c.member("alice")).is_err(),
+        "what the recovery released still opens alice"
+    );
+    assert!(crate::members::open_ring(&c.repo, &c.members[0], &c.member("alice")).is_ok());
+    let keys = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    assert_eq!(keys.recipient_strings, vec![m.data_recipient.clone()]);
+    // The request is spent: its key is forgotten.
+    assert!(c.recover(0, &id, "alice").is_err());
+    assert_eq!(resume(&c.repo, &coop, &id).unwrap(), None);
 }
