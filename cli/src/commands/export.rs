@@ -73,8 +73,9 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
         if let Some(member) = coop_agent::recovery::resume(&repo, &coop, id)? {
             p.note(format!(
                 "recovery request {id} had stopped after saving {member}'s new keys and before \
-                 logging them (so writers refused them); the log names them now, and {member}'s \
-                 backups go on. Its export was done before it stopped: nothing was read now"
+                 logging them (so writers refused them); the keyring is re-wrapped to them if it \
+                 was not, the log names them now, and {member}'s backups go on. Its export was \
+                 done before it stopped: nothing was read now"
             ));
             return Ok(crate::exit::OK);
         }
