@@ -89,6 +89,7 @@ pub fn add(
     let member_recovery = match &split {
         Some(setup) => Some(crate::shares::new_member_identity(
             repo,
+            &coop,
             setup,
             loaded.registry.recovery_next.as_mut(),
         )?),
@@ -304,7 +305,12 @@ pub(crate) fn rewrap_ring(
 /// Writes the next generation of a keyring and deletes the older ones, the deletion logged
 /// first (by the admin) so that replicas follow it: no copy keeps a keyring wrapped to keys
 /// that no longer read the tenant (SPEC section 24.9).
-pub(crate) fn replace_keyring(repo: &Repo, coop: &TenantKeys, ring: &mut Keyring) -> Result<()> {
+/// Returns the name of the generation written.
+pub(crate) fn replace_keyring(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ring: &mut Keyring,
+) -> Result<coop_formats::id::Id> {
     ring.generation += 1;
     let new_id = repo.write_keyring(ring)?;
     let old: Vec<crate::repo::Listed> = repo
@@ -317,7 +323,7 @@ pub(crate) fn replace_keyring(repo: &Repo, coop: &TenantKeys, ring: &mut Keyring
     for obj in old {
         repo.delete(Kind::Keyring, &ring.tenant_tag, &obj.name)?;
     }
-    Ok(())
+    Ok(new_id)
 }
 
 /// Changes who can read a member's tenant: re-wraps its keyring; no data is re-encrypted.

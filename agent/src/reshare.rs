@@ -73,13 +73,23 @@ pub(crate) fn start(
     let Some(from) = reg.recovery_setup.clone() else {
         return Ok(None);
     };
+    // The admin persons who count now, each under the identity the log names for them (or,
+    // for a split that named none, one it vouches for).
     let vouched = persons.share_recipients();
-    let holders: Vec<rec::ShareHolder> = reg
+    let admins: Vec<&coop_formats::registry::Admin> = reg
         .admins
         .iter()
-        .filter(|a| {
-            a.removed.is_none() && persons.person_counts(&a.key) && vouched.contains(&a.recipient)
+        .filter(|a| a.removed.is_none() && persons.person_counts(&a.key))
+        .filter(|a| match persons.recipient_of(&a.key) {
+            Some(r) => r == a.recipient,
+            None => vouched.contains(&a.recipient),
         })
+        .collect();
+    if admins.len() < from.threshold as usize || admins.len() > 255 {
+        return Ok(None);
+    }
+    let holders: Vec<rec::ShareHolder> = admins
+        .iter()
         .enumerate()
         .map(|(i, a)| rec::ShareHolder {
             name: a.name.clone(),
@@ -87,9 +97,6 @@ pub(crate) fn start(
             index: i as u8 + 1,
         })
         .collect();
-    if holders.len() < from.threshold as usize || holders.len() > 255 {
-        return Ok(None);
-    }
     let setup = RecoverySetup {
         epoch: hex::encode(coop_formats::random_bytes::<8>()),
         threshold: from.threshold,
@@ -115,6 +122,11 @@ pub(crate) fn start(
         direct: BTreeMap::new(),
     };
     plan.check().map_err(|e| Error::invalid(e.to_string()))?;
+    if !persons.vouches(&setup) {
+        // The registry's admins and the log's persons disagree: no re-split the log would
+        // vouch for can be made from this registry.
+        return Ok(None);
+    }
     let actor = log::Actor::of(coop);
     let mut e = log::entry(
         &actor,
@@ -180,7 +192,9 @@ fn logged(
         let PersonCheck::Signed(by) = f.entry.person() else {
             continue;
         };
-        if !persons.person_counts(&by) {
+        // Only witnessed entries of counted persons: every admin sees the same dealers, and
+        // the old shares go only once every combination is in the witnessed log.
+        if !f.witnessed || !persons.person_counts(&by) {
             continue;
         }
         let name = text(&f.entry, "holder");
@@ -190,7 +204,11 @@ fn logged(
             .get("digests")
             .and_then(|d| serde_json::from_value(d.clone()).ok())
             .unwrap_or_default();
-        let signer = reg.admin_by_key(&by).map(|a| a.recipient.as_str());
+        // Who signed, by the identity the log names for them (the registry's only where the
+        // log names none: a split made before persons' identities were logged).
+        let signer = persons
+            .recipient_of(&by)
+            .or_else(|| reg.admin_by_key(&by).map(|a| a.recipient.as_str()));
         if f.entry.object.as_deref() == Some(DEAL) {
             let holds = from
                 .holders
@@ -223,16 +241,20 @@ fn text(e: &Entry, field: &str) -> String {
         .to_string()
 }
 
-/// Refuses a plan that gives shares to anyone but the admin persons who count now, by the
-/// identities the admins' log vouches for, or that changes the threshold.
+/// Refuses a plan the admins' log does not vouch for: its setup must be one a counted
+/// person logged when it gave shares to exactly the identities the log vouched for then (at
+/// the split's threshold), and it must re-split the setup in force, itself vouched for and
+/// not retired.
 fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<()> {
-    let vouched = persons.share_recipients();
+    plan.check()
+        .and_then(|_| from.check())
+        .map_err(|e| Error::damaged("the registry's recovery setup", e.to_string()))?;
     let refuse = |why: String| {
         Err(Error::AccessDenied {
             what: format!(
-                "the re-split of the recovery shares in the registry (epoch {}) {why}; it was not \
-                 made by the admins' log's rules, so this admin deals nothing to it. Look at \
-                 `coop log show` and `coop admin list` with the other admins",
+                "the re-split of the recovery shares in the registry (epoch {}) {why}; this \
+                 admin deals and combines nothing for it. Look at `coop log show` and `coop \
+                 admin list` with the other admins",
                 plan.setup.epoch
             ),
         })
@@ -243,28 +265,18 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
             plan.from, from.epoch
         ));
     }
-    if Some(plan.setup.threshold as usize) != persons.person_approvals().map(|k| k + 1)
-        || plan.setup.threshold != from.threshold
-    {
+    if !persons.vouched_setup(from) {
         return refuse(format!(
-            "asks for {} shares where the split asks for {}",
-            plan.setup.threshold, from.threshold
+            "re-splits epoch {}, which the admins' log does not vouch for or retired",
+            from.epoch
         ));
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for h in &plan.setup.holders {
-        if !vouched.contains(&h.recipient) || !seen.insert(h.recipient.as_str()) {
-            return refuse(format!(
-                "gives {}'s share to {}, an identity the log names for no admin person who \
-                 counts (or twice)",
-                h.name, h.recipient
-            ));
-        }
-    }
-    if let Some(r) = vouched.iter().find(|r| !seen.contains(r.as_str())) {
-        return refuse(format!(
-            "leaves out {r}, an identity the log names for an admin person who counts"
-        ));
+    if !persons.vouched_setup(&plan.setup) {
+        return refuse(
+            "is not one the admins' log vouches for: its holders must be exactly the identities \
+             of the admin persons who counted when it was logged, at the split's threshold"
+                .into(),
+        );
     }
     Ok(())
 }

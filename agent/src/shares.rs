@@ -35,6 +35,42 @@ pub(crate) fn share_path(epoch: &str, slot: &str, holder: &str) -> String {
 /// Returns what the member's registry entry records.
 pub(crate) fn new_member_identity(
     repo: &Repo,
+    coop: &TenantKeys,
+    setup: &RecoverySetup,
+    next: Option<&mut rec::Reshare>,
+) -> Result<MemberRecovery> {
+    let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
+        .activation
+        .unwrap_or_default();
+    vouched(&persons, setup)?;
+    // A re-split the log does not vouch for gets no share of a new identity.
+    let next = next.filter(|p| p.from == setup.epoch && persons.vouched_setup(&p.setup));
+    make_identity(repo, setup, next)
+}
+
+/// Refuses a setup the admins' log does not vouch for (SPEC 25.5): one admin who writes a
+/// registry naming identities of her own as holders, or one from before a re-split, gets no
+/// share of anything from it.
+pub(crate) fn vouched(persons: &crate::log::Activation, setup: &RecoverySetup) -> Result<()> {
+    if persons.vouched_setup(setup) {
+        return Ok(());
+    }
+    Err(Error::AccessDenied {
+        what: format!(
+            "the registry's recovery setup (epoch {}) is not one the admins' log vouches for \
+             (the split's, or a re-split's giving shares to exactly the admin persons who \
+             counted then), or a re-split since retired it: nothing is split into it and no \
+             share of it is released. Look at `coop log show` and `coop recovery status` with \
+             the other admins",
+            setup.epoch
+        ),
+    })
+}
+
+/// [`new_member_identity`] without asking the log: for the split itself, which is logged
+/// after the identities are made.
+pub(crate) fn make_identity(
+    repo: &Repo,
     setup: &RecoverySetup,
     next: Option<&mut rec::Reshare>,
 ) -> Result<MemberRecovery> {
@@ -120,6 +156,10 @@ pub(crate) fn member_recovery(
     let setup = reg.recovery_setup.clone().ok_or_else(|| Error::NotFound {
         what: "a recovery setup (run `coop recovery init` first)".into(),
     })?;
+    let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
+        .activation
+        .unwrap_or_default();
+    vouched(&persons, &setup)?;
     let m = reg.member(name).cloned().ok_or_else(|| Error::NotFound {
         what: format!("member {name:?} in the registry"),
     })?;
@@ -162,7 +202,7 @@ pub(crate) fn own_share(
             || file.slot != r.slot
             || file.holder != h.name
             || share.first() != Some(&h.index)
-            || rec::commitment(&share) != r.commitments[i]
+            || r.commitments.get(i) != Some(&rec::commitment(&share))
         {
             return Err(Error::damaged(
                 &path,

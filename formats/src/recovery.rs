@@ -70,8 +70,29 @@ impl RecoverySetup {
         let mut names = std::collections::BTreeSet::new();
         let mut xs = std::collections::BTreeSet::new();
         for h in &self.holders {
-            if h.index == 0 || !xs.insert(h.index) || !names.insert(h.name.as_str()) {
-                return bad(format!("holder {:?} is given twice or has index 0", h.name));
+            // Names become store path segments (`recovery/<epoch>/<slot>/<name>`, with every
+            // character outside `A-Za-z0-9-_.` replaced by `_`): two names that map to one
+            // segment, or `.` and `..`, are refused.
+            let segment: String = h
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if h.index == 0
+                || !xs.insert(h.index)
+                || matches!(segment.as_str(), "" | "." | "..")
+                || !names.insert(segment)
+            {
+                return bad(format!(
+                    "holder {:?} is given twice, has index 0 or is no usable name",
+                    h.name
+                ));
             }
         }
         if !is_hex16(&self.epoch) {
@@ -238,7 +259,7 @@ impl Reshare {
     }
 }
 
-/// What `recovery/<new epoch>/deal/<dealer>/<holder>` decrypts to: one old holder's share of
+/// What `reshare/<new epoch>/deal/<dealer>/<holder>` decrypts to: one old holder's share of
 /// every identity, split again for one new holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -390,6 +411,18 @@ mod tests {
             combine(&s, &mb, &[a[0].clone(), b[1].clone()]),
             Err(RecoveryError::Commitment)
         );
+    }
+
+    /// Holder names are path segments: `..`, an empty name, and two names that clean to one
+    /// segment are refused.
+    #[test]
+    fn holder_names_that_are_no_path_segment_are_refused() {
+        for (a, b) in [("..", "b"), ("", "b"), ("a b", "a_b"), ("a/b", "a_b")] {
+            let mut s = setup(2, 2);
+            s.holders[0].name = a.into();
+            s.holders[1].name = b.into();
+            assert!(s.check().is_err(), "{a:?} {b:?}");
+        }
     }
 
     #[test]

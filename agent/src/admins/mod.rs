@@ -228,7 +228,8 @@ pub fn approve(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
     let actor = crate::log::Actor::of(&coop);
     let mut e = crate::log::entry(&actor, Event::KeyChange, Some(&coop), None, None);
     e.object = Some(crate::log::persons::APPROVE.into());
-    e.data.extend(Persons::approval_data(x.op, &x.key));
+    e.data
+        .extend(Persons::approval_data(x.op, &x.key, &x.recipient));
     crate::log::append(repo, &actor, &[e])?;
     if x.approvals.len() + 1 < needed {
         return Ok(Outcome::Pending {

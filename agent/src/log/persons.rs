@@ -109,9 +109,30 @@ pub struct Persons {
     /// every `log_quorum=N` entry of a counted person, lowered only by a completed
     /// [`Op::LowerQuorum`]. `None` before the split.
     pub quorum_floor: Option<u32>,
-    /// The recipients of the share holders the split named (its `data.setup`): the identity
-    /// each founding person holds shares under, as the log vouches for it.
-    pub split_recipients: Vec<String>,
+    /// The identities (recipients) the log vouches for as share holders now (SPEC 25.5): each
+    /// counted person's, from the split's `data.person_recipients` and each completed
+    /// addition's `admin_recipient`; for a split that named no `person_recipients` (older
+    /// logs), its setup's holders, less each completed removal's `admin_recipient`.
+    pub vouched: std::collections::BTreeSet<String>,
+    /// Each person's identity as the log names it (see `vouched`).
+    pub recipients: std::collections::BTreeMap<[u8; 32], String>,
+    /// The recovery setups the log vouches for, in log order: the split's, and each re-split's
+    /// (`recovery-reshare`, by a counted person) whose holders were exactly the vouched
+    /// identities then, each once, at the split's threshold.
+    pub setups: Vec<coop_formats::recovery::RecoverySetup>,
+    /// Epochs a re-split's end (`recovery-reshared`, by a counted person) retired.
+    pub retired: std::collections::BTreeSet<String>,
+}
+
+/// `object` of the entry that starts a re-split of the recovery shares (SPEC 25.5).
+pub const RESHARE: &str = "recovery-reshare";
+/// `object` of the entry that ends one.
+pub const RESHARED: &str = "recovery-reshared";
+
+fn setup_of(e: &Entry) -> Option<coop_formats::recovery::RecoverySetup> {
+    let s: coop_formats::recovery::RecoverySetup =
+        serde_json::from_value(e.data.get("setup")?.clone()).ok()?;
+    s.check().ok().map(|_| s)
 }
 
 fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
@@ -179,18 +200,30 @@ impl Persons {
                         p.restricted_from = Some(i);
                         p.quorum_floor = Some(quorum);
                         p.founding = founding;
-                        p.split_recipients = e
+                        let setup = setup_of(e);
+                        let named: Option<std::collections::BTreeMap<String, String>> = e
                             .data
-                            .get("setup")
-                            .and_then(|s| s.get("holders"))
-                            .and_then(|h| h.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|h| h.get("recipient")?.as_str())
-                                    .map(str::to_string)
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                            .get("person_recipients")
+                            .and_then(|v| serde_json::from_value(v.clone()).ok());
+                        match named {
+                            Some(named) => {
+                                for (k, r) in named {
+                                    if let Some(k) = key_of(Some(&k.into())) {
+                                        if p.founding.contains(&k) {
+                                            p.recipients.insert(k, r);
+                                        }
+                                    }
+                                }
+                                p.vouched = p.recipients.values().cloned().collect();
+                            }
+                            None => {
+                                p.vouched = setup
+                                    .iter()
+                                    .flat_map(|s| s.holders.iter().map(|h| h.recipient.clone()))
+                                    .collect();
+                            }
+                        }
+                        p.setups.extend(setup);
                         p.approvals_needed = e
                             .data
                             .get("person_approvals")
@@ -201,6 +234,21 @@ impl Persons {
                 }
                 (Event::KeyChange, Some(object)) if p.restricted_from.is_some() => {
                     if !p.counts(&by, i) {
+                        continue;
+                    }
+                    if object == RESHARE {
+                        if let Some(setup) = setup_of(e) {
+                            if p.vouches(&setup) {
+                                p.setups.push(setup);
+                            }
+                        }
+                        continue;
+                    }
+                    if object == RESHARED {
+                        let (from, to) = (text(e, "from"), text(e, "epoch"));
+                        if p.setups.iter().any(|s| s.epoch == to) && from != to {
+                            p.retired.insert(from);
+                        }
                         continue;
                     }
                     if let Some(op) = Op::of(object) {
@@ -255,16 +303,33 @@ impl Persons {
             return;
         };
         let x = &mut self.pending[at];
+        // An approval names the identity it approves (newer clients): one given for another
+        // identity than the proposal's (a proposal replaced after it was read) counts nothing.
+        if let Some(r) = e.data.get("admin_recipient").and_then(|v| v.as_str()) {
+            if r != x.recipient {
+                return;
+            }
+        }
         if by == x.by || by == x.key || x.approvals.contains(&by) {
             return;
         }
         x.approvals.push(by);
         if x.approvals.len() >= self.approvals_needed {
             let done = self.pending.remove(at);
-            if done.op == Op::LowerQuorum {
-                self.quorum_floor = done.quorum;
-            } else {
-                self.changes.push((i, done.key, done.op));
+            match done.op {
+                Op::LowerQuorum => self.quorum_floor = done.quorum,
+                Op::Add => {
+                    self.recipients.insert(done.key, done.recipient.clone());
+                    self.vouched.insert(done.recipient.clone());
+                    self.changes.push((i, done.key, done.op));
+                }
+                Op::Remove => {
+                    match self.recipients.remove(&done.key) {
+                        Some(r) => self.vouched.remove(&r),
+                        None => self.vouched.remove(&done.recipient),
+                    };
+                    self.changes.push((i, done.key, done.op));
+                }
             }
             self.completed.push(done);
         }
@@ -285,6 +350,18 @@ impl Persons {
             }
         }
         counted
+    }
+
+    /// Whether a re-split to `setup` gives shares to exactly the identities the log vouches
+    /// for now, each once, at the split's threshold.
+    pub fn vouches(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        setup.threshold as usize == self.approvals_needed + 1
+            && setup
+                .holders
+                .iter()
+                .all(|h| self.vouched.contains(&h.recipient) && seen.insert(h.recipient.as_str()))
+            && seen.len() == self.vouched.len()
     }
 
     /// Whether entry index `at` is before the split restricted the persons (or there is none).
@@ -315,11 +392,16 @@ impl Persons {
         d
     }
 
-    /// The data of an approval entry.
-    pub fn approval_data(op: Op, key: &[u8; 32]) -> serde_json::Map<String, serde_json::Value> {
+    /// The data of an approval entry: the change, the person key and the identity approved.
+    pub fn approval_data(
+        op: Op,
+        key: &[u8; 32],
+        recipient: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut d = serde_json::Map::new();
         d.insert("op".into(), op.name().into());
         d.insert("admin_key".into(), hex::encode(key).into());
+        d.insert("admin_recipient".into(), recipient.into());
         d
     }
 
@@ -391,12 +473,33 @@ mod tests {
             by,
             Event::KeyChange,
             Some(APPROVE),
-            Persons::approval_data(op, &pk(who)),
+            Persons::approval_data(op, &pk(who), "age1x"),
         )
     }
 
     fn read(entries: &[Entry]) -> Persons {
         Persons::from_entries(entries.iter().enumerate().map(|(i, e)| (i as u64, e)))
+    }
+
+    /// One admin replaces a proposal by another identity after the others read it: their
+    /// approvals name the identity they approved, and count nothing for hers.
+    #[test]
+    fn an_approval_counts_only_for_the_identity_it_names() {
+        let (a, b, c) = (person(1), person(2), person(3));
+        let swapped = entry(
+            &a,
+            Event::KeyChange,
+            Some(Op::Add.object()),
+            Persons::proposal_data("x", &pk(7), "age1hers"),
+        );
+        let p = read(&[
+            init(&a, &[pk(1), pk(2), pk(3)], 2),
+            swapped,
+            approve(&b, Op::Add, 7),
+            approve(&c, Op::Add, 7),
+        ]);
+        assert!(!p.counts_now(&pk(7)));
+        assert!(!p.vouched.contains("age1hers"));
     }
 
     #[test]

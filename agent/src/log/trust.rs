@@ -119,32 +119,56 @@ impl Activation {
             .map(|x| (x.key, x.recipient.clone()))
     }
 
-    /// The identities the admins' log vouches for as share holders now, for a re-split of the
-    /// recovery shares (SPEC 25.5): the holders of the split's logged setup and the recipient
-    /// of every completed addition, less the recipient of every completed removal after it.
-    pub fn share_recipients(&self) -> std::collections::BTreeSet<String> {
-        use super::persons::Op;
-        let mut may = std::collections::BTreeSet::new();
-        for p in self
+    /// The restricted persons of each admin log, in a fixed order (by origin).
+    fn restricted(&self) -> impl Iterator<Item = &super::persons::Persons> {
+        let mut v: Vec<(&String, &super::persons::Persons)> = self
             .persons
-            .values()
-            .filter(|p| p.restricted_from.is_some())
-        {
-            may.extend(p.split_recipients.iter().cloned());
-            for x in &p.completed {
-                match x.op {
-                    Op::Add => {
-                        may.insert(x.recipient.clone());
-                    }
-                    Op::Remove => {
-                        may.remove(&x.recipient);
-                    }
-                    Op::LowerQuorum => {}
-                }
+            .iter()
+            .filter(|(_, p)| p.restricted_from.is_some())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, p)| p)
+    }
+
+    /// The identities the admins' log vouches for as share holders now (SPEC 25.5).
+    pub fn share_recipients(&self) -> std::collections::BTreeSet<String> {
+        self.restricted()
+            .flat_map(|p| p.vouched.iter().cloned())
+            .collect()
+    }
+
+    /// Whether a re-split to `setup` gives shares to exactly the identities the log vouches
+    /// for now, at the split's threshold.
+    pub fn vouches(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
+        self.restricted().any(|p| p.vouches(setup))
+    }
+
+    /// The identity the log names for person `key`, if it names one.
+    pub fn recipient_of(&self, key: &[u8; 32]) -> Option<&str> {
+        self.restricted()
+            .find_map(|p| p.recipients.get(key))
+            .map(String::as_str)
+    }
+
+    /// Whether `setup` is one the log vouches for (the split's, or a re-split's that gave
+    /// shares to exactly the persons who counted then) and no re-split's end retired it.
+    /// `true` when no split names persons (older repositories: nothing to check against).
+    pub fn vouched_setup(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
+        let mut any = false;
+        for p in self.restricted() {
+            any = true;
+            if p.retired.contains(&setup.epoch) {
+                return false;
+            }
+            if p.setups.iter().any(|s| {
+                s.epoch == setup.epoch
+                    && s.threshold == setup.threshold
+                    && s.holders == setup.holders
+            }) {
+                return true;
             }
         }
-        may.retain(|r| !r.is_empty());
-        may
+        !any
     }
 
     /// K of the admin persons' split (approvals a change of persons takes), if any.
@@ -237,6 +261,7 @@ fn changes(trusted: &Trusted, entries: &[Vec<u8>], owner: &LogOwner) -> Changes 
     for (i, b) in entries.iter().enumerate() {
         let i = i as u64;
         let about_persons = contains(b, b"recovery-init")
+            || contains(b, b"recovery-reshare")
             || contains(b, b"\"admin-")
             || contains(b, b"log_quorum=")
             || contains(b, b"quorum-lower");

@@ -36,7 +36,7 @@ mod tests;
 mod writer_tests;
 
 pub use crate::shares::finish;
-use crate::shares::{clean, key_path, member_recovery, new_member_identity, own_share};
+use crate::shares::{clean, key_path, make_identity, member_recovery, own_share};
 pub use open::{conclude, recover, resume, Recovered};
 
 /// Sets up an epoch with `admins` (name, recipient) as holders, a recovery needing
@@ -102,7 +102,7 @@ fn establish(
     loaded.registry.recovery = Vec::new();
     loaded.registry.recovery_setup = Some(setup.clone());
     for m in loaded.registry.members.iter_mut() {
-        m.recovery = Some(new_member_identity(repo, &setup, None)?);
+        m.recovery = Some(make_identity(repo, &setup, None)?);
         // The last moment an admin opens the member's keyring. A new data identity: whoever
         // kept a copy of the keyring from before the split (every admin could open it) reads
         // nothing written after it. The keyring holding it is written (still to the readers
@@ -217,6 +217,15 @@ fn init_entry(
         .map(|a| hex::encode(a.key))
         .collect();
     e.data.insert("persons".into(), persons.into());
+    // Each person's identity, as the log vouches for it from now on: who may hold shares in a
+    // re-split (SPEC 25.5), and whose deals count.
+    let recipients: serde_json::Map<String, serde_json::Value> = registry
+        .admins
+        .iter()
+        .filter(|a| a.removed.is_none())
+        .map(|a| (hex::encode(a.key), a.recipient.clone().into()))
+        .collect();
+    e.data.insert("person_recipients".into(), recipients.into());
     e.data
         .insert("person_approvals".into(), setup.approvals().into());
     // The material writers take for each member from now on (SPEC 15.4): a signer kept from

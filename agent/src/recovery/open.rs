@@ -289,7 +289,7 @@ pub(super) fn replace_keys(
         .member(&r.member.name)
         .map(crate::registry::material::digest)
         .unwrap_or_default();
-    let fresh = new_member_identity(repo, &setup, loaded.registry.recovery_next.as_mut())?;
+    let fresh = new_member_identity(repo, coop, &setup, loaded.registry.recovery_next.as_mut())?;
     let data_recipient = ring
         .rotate_data_identity()
         .map_err(|e| Error::damaged("keyring", e))?;
@@ -306,12 +306,12 @@ pub(super) fn replace_keys(
     // The new data key, signed by the member tenant: writers follow it and log that they do.
     crate::members::sign_material(repo, m, &ring)?;
     let m = m.clone();
-    crate::members::replace_keyring(repo, coop, &mut ring)?;
+    let opened = crate::members::replace_keyring(repo, coop, &mut ring)?;
     crate::fault::point("recovery:after-keyring");
     if upto == Stage::Keyring {
         return Ok((m, fresh));
     }
-    save_ending(repo, &r.request, &m, &before, &r.secret)?;
+    save_ending(repo, &r.request, &m, &before, &r.secret, &opened)?;
     if upto == Stage::Ending {
         return Ok((m, fresh));
     }
@@ -361,8 +361,20 @@ fn forget_ending(repo: &Repo, id: &str) {
 struct Ending {
     member: String,
     digest: String,
+    /// Empty in ends saved by older versions (which re-wrapped before saving).
+    #[serde(default)]
     before: String,
+    #[serde(default)]
     identity: String,
+    /// What the keyring is re-wrapped to: the member's keys, then her new recovery key. The
+    /// registry must still name exactly these (and that recovery identity) for `resume`.
+    #[serde(default)]
+    readers: Vec<String>,
+    #[serde(default)]
+    recovery: Option<MemberRecovery>,
+    /// The keyring generation still open to the request, which the re-wrap deletes.
+    #[serde(default)]
+    opened: String,
 }
 
 impl Drop for Ending {
@@ -371,11 +383,30 @@ impl Drop for Ending {
     }
 }
 
+/// The keys member `m`'s keyring is wrapped to after a recovery's end: hers, then her
+/// recovery key.
+fn readers(m: &Member) -> Vec<String> {
+    let mut r = m.recipients.clone();
+    if let Some(k) = m.recovery.as_ref().map(|r| r.recipient.clone()) {
+        if !r.contains(&k) {
+            r.push(k);
+        }
+    }
+    r
+}
+
 fn ending_path(repo: &Repo, id: &str) -> Result<std::path::PathBuf> {
     key_path(repo, id).map(|p| p.with_extension("end"))
 }
 
-fn save_ending(repo: &Repo, id: &str, m: &Member, before: &str, identity: &str) -> Result<()> {
+fn save_ending(
+    repo: &Repo,
+    id: &str,
+    m: &Member,
+    before: &str,
+    identity: &str,
+    opened: &coop_formats::id::Id,
+) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let p = ending_path(repo, id)?;
     let e = Ending {
@@ -383,8 +414,13 @@ fn save_ending(repo: &Repo, id: &str, m: &Member, before: &str, identity: &str) 
         digest: crate::registry::material::digest(m),
         before: before.to_string(),
         identity: identity.to_string(),
+        readers: readers(m),
+        recovery: m.recovery.clone(),
+        opened: opened.to_hex(),
     };
     let tmp = p.with_extension("end-tmp");
+    // A leftover of another run keeps its mode when opened: start afresh.
+    let _ = std::fs::remove_file(&tmp);
     let mut json = serde_json::to_vec(&e).expect("serializes");
     drop(e);
     let write = || {
@@ -449,11 +485,42 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
         });
     }
     // Stopped before the re-wrap: the keyring still opens with what the request released.
-    let ids = crypt::parse_identities(e.identity.as_bytes())
-        .map_err(|x| Error::damaged(p.display().to_string(), x.to_string()))?;
-    if let Ok(ring) = crate::members::open_ring(repo, &ids, &m) {
-        let recovery = m.recovery.as_ref().map(|r| r.recipient.clone());
-        crate::members::rewrap_ring(repo, coop, ring, &m, recovery.as_slice())?;
+    // It is wrapped to what the end saved, and only while the registry names exactly that
+    // (an admin who changed the member's keys or recovery in the gap re-wraps nothing).
+    if !e.identity.is_empty() {
+        if readers(&m) != e.readers || m.recovery != e.recovery {
+            return Err(Error::AccessDenied {
+                what: format!(
+                    "the registry names other keys or another recovery key for {} than the end \
+                     of recovery request {id} made; nothing is re-wrapped or logged. Run `coop \
+                     log show` to see who changed them",
+                    e.member
+                ),
+            });
+        }
+        let ids = crypt::parse_identities(e.identity.as_bytes())
+            .map_err(|x| Error::damaged(p.display().to_string(), x.to_string()))?;
+        match crate::members::open_ring(repo, &ids, &m) {
+            Ok(ring) => {
+                let recovery = m.recovery.as_ref().map(|r| r.recipient.clone());
+                crate::members::rewrap_ring(repo, coop, ring, &m, recovery.as_slice())?;
+            }
+            // Re-wrapped already: what was released opens it no more, and the generation it
+            // opened is gone. While that generation is listed, the end is not done (a store
+            // that hides the newer one, or fails a read, stops here, logging nothing).
+            Err(Error::NotRecipient { .. }) => {
+                let tag = crate::registry::member_writer_keys(coop, &m)?.tag;
+                let listed = repo.list(crate::layout::Kind::Keyring, &tag)?;
+                if listed.iter().any(|o| o.name.to_hex() == e.opened) {
+                    return Err(Error::damaged(
+                        format!("the keyring of {}", e.member),
+                        "the generation the recovery opened is still there but does not open \
+                         with what it released; nothing is logged",
+                    ));
+                }
+            }
+            Err(x) => return Err(x),
+        }
     }
     if material::check(repo, coop, &m)? != Verdict::Authorized {
         material::log(repo, coop, &m, Some(id))?;

@@ -212,12 +212,31 @@ fn a_plan_giving_one_admin_a_second_share_gets_no_deal() {
             .collect(),
         direct: Default::default(),
     });
+    let setup = loaded
+        .registry
+        .recovery_next
+        .as_ref()
+        .unwrap()
+        .setup
+        .clone();
     crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
+    // She logs the start of her re-split herself, signed by her person key.
+    let coop = c.coop();
+    let actor = log::Actor::of(&coop);
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(&coop),
+        None,
+        Some(reshare::START.into()),
+    );
+    e.data.insert("from".into(), from.epoch.clone().into());
+    e.data
+        .insert("setup".into(), serde_json::to_value(&setup).unwrap());
+    log::append(&c.repo, &actor, &[e]).unwrap();
     for by in [1, 2] {
         match c.reshare(by) {
-            Err(Error::AccessDenied { what }) => {
-                assert!(what.contains("no admin person"), "{what}")
-            }
+            Err(Error::AccessDenied { what }) => assert!(what.contains("vouches"), "{what}"),
             o => panic!("{o:?}"),
         }
     }
@@ -244,4 +263,75 @@ fn a_swapped_deal_is_caught() {
         o => panic!("{o:?}"),
     }
     assert!(c.registry().recovery_next.is_some());
+}
+
+/// One admin alone writes a registry whose recovery setup gives every share to identities of
+/// her own: a member added afterwards gets no identity split into it, and no request or
+/// approval uses it.
+#[test]
+fn a_setup_one_admin_writes_alone_gets_no_share_of_anything() {
+    let c = coop();
+    let (_, second) = crypt::generate_identity();
+    let mut loaded = crate::registry::load_for_change(&c.repo, &c.coop()).unwrap();
+    let setup = loaded.registry.recovery_setup.as_mut().unwrap();
+    setup.holders[1].recipient = c.publics[0].clone();
+    setup.holders[2].recipient = second;
+    crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
+    let (_, pk) = crypt::generate_identity();
+    match crate::members::add(&c.repo, &c.access(0), "carol", vec![pk], None) {
+        Err(Error::AccessDenied { what }) => assert!(what.contains("vouches"), "{what}"),
+        o => panic!("{o:?}"),
+    }
+    assert!(crate::registry::load(&c.repo, &c.coop())
+        .unwrap()
+        .registry
+        .member("carol")
+        .is_none());
+    assert!(matches!(
+        request(
+            &c.repo,
+            &c.coop(),
+            &c.admins[0],
+            "alice",
+            Reason::MemberRequest,
+            None
+        ),
+        Err(Error::AccessDenied { .. })
+    ));
+}
+
+/// After a re-split, the registry of before it is put back (the old setup and the members'
+/// old recovery entries, with the old share files a holder kept): the log retired that epoch,
+/// so no request is made for it and no share of it is released.
+#[test]
+fn a_registry_rolled_back_past_a_reshare_releases_nothing() {
+    let mut c = coop();
+    let before = c.registry();
+    let id = c.request(0, "alice");
+    let dave = c.add_admin();
+    for by in [0, 1, 2, 0, 1, dave] {
+        c.reshare(by).unwrap();
+    }
+    assert!(c.registry().recovery_next.is_none());
+    let mut loaded = crate::registry::load_for_change(&c.repo, &c.coop()).unwrap();
+    loaded.registry.recovery_setup = before.recovery_setup.clone();
+    for m in loaded.registry.members.iter_mut() {
+        m.recovery = before.member(&m.name).unwrap().recovery.clone();
+    }
+    crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
+    match c.approve(1, &id) {
+        Err(Error::AccessDenied { what }) => assert!(what.contains("retired"), "{what}"),
+        o => panic!("{:?}", o.map(|a| a.holder)),
+    }
+    assert!(matches!(
+        request(
+            &c.repo,
+            &c.coop(),
+            &c.admins[0],
+            "alice",
+            Reason::MemberRequest,
+            None
+        ),
+        Err(Error::AccessDenied { .. })
+    ));
 }

@@ -397,3 +397,23 @@ fn a_recovery_end_stopped_at_any_step_is_finished_by_its_asker() {
     assert!(c.recover(0, &id, "alice").is_err());
     assert_eq!(resume(&c.repo, &coop, &id).unwrap(), None);
 }
+
+/// The end of a recovery stopped after the registry; then one admin adds a key of her own to
+/// the member's registered keys: the asker's machine re-wraps nothing to it and logs nothing.
+#[test]
+fn a_stopped_recovery_end_rewraps_nothing_to_keys_changed_in_the_gap() {
+    let c = coop();
+    let coop = c.coop();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    let r = c.recover(0, &id, "alice").unwrap();
+    let released = r.ids.clone();
+    open::replace_keys(&c.repo, &coop, r, open::Stage::Registry).unwrap();
+    edit_member(&c, "alice", |m| m.recipients.push(c.publics[0].clone()));
+    let e = resume(&c.repo, &coop, &id).unwrap_err();
+    assert!(matches!(e, Error::AccessDenied { .. }), "{e}");
+    assert!(crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).is_err());
+    // The keyring is still the one the request opened: nothing was re-wrapped.
+    assert!(crate::members::open_ring(&c.repo, &released, &c.member("alice")).is_ok());
+}
