@@ -358,7 +358,8 @@ pub(crate) fn reshared(g: &Global, r: &coop_agent::reshare::Progress) -> Result<
     ))?;
     p.note(
         "until it ends the old shares stay in force; every admin runs `coop recovery reshare` \
-             (old holders deal first, then each new holder combines)",
+         (old holders deal first, then each new holder combines); a deal or combination counts \
+         once the witnesses cosigned it, so run it again after the next witness round",
     );
     Ok(())
 }
