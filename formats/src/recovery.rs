@@ -146,12 +146,18 @@ pub fn commitment(share: &[u8]) -> String {
 /// `setup.threshold` of which recover it.
 pub fn split_for(setup: &RecoverySetup, secret: &[u8]) -> Result<Vec<Vec<u8>>, RecoveryError> {
     setup.check()?;
-    let all = split(secret, setup.threshold, 255)?;
-    Ok(setup
+    // Shares up to the largest index only, and every one not handed out wiped.
+    let n = setup.holders.iter().map(|h| h.index).max().unwrap_or(1);
+    let mut all = split(secret, setup.threshold, n.max(setup.threshold))?;
+    let out = setup
         .holders
         .iter()
         .map(|h| all[h.index as usize - 1].clone())
-        .collect())
+        .collect();
+    for s in &mut all {
+        s.zeroize();
+    }
+    Ok(out)
 }
 
 /// Splits `secret` into `n` shares (x = 1..=n), any `k` of which recover it.
