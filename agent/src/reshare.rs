@@ -73,6 +73,11 @@ pub(crate) fn start(
     let Some(from) = reg.recovery_setup.clone() else {
         return Ok(None);
     };
+    // Only a person who counts starts one the log runs.
+    let me = coop.person.as_ref().map(|k| k.verifying_key().to_bytes());
+    if !me.is_some_and(|k| persons.person_counts(&k)) {
+        return Ok(None);
+    }
     // The admin persons who count now, each under the identity the log names for them (or,
     // for a split that named none, one it vouches for).
     let vouched = persons.share_recipients();
@@ -168,18 +173,41 @@ struct Logged {
     name: String,
     /// New holder name to file digest (deal), or the one digest under the holder's name.
     digests: BTreeMap<String, String>,
+    /// A quorum of witnesses cosigned it.
+    witnessed: bool,
 }
 
-/// The deal and combination entries of the re-split to `plan`, signed by counted persons,
-/// the first per name. A deal counts only by an old holder; a combination only by the person
-/// the registry names with that holder's identity.
+/// The steps of one re-split the log holds, each the first per holder name, signed by a
+/// counted person whose identity (as the log names it; the registry's only for a split that
+/// named none) is that holder's recipient: deals by old holders, combinations by new ones.
+struct Steps {
+    deals: Vec<Logged>,
+    combined: Vec<Logged>,
+}
+
+impl Steps {
+    /// The dealers: the first `threshold` witnessed deals in log order (witnessed entries are
+    /// a prefix of the log, so every admin sees the same ones).
+    fn dealers(&self, threshold: u8) -> Vec<&Logged> {
+        self.deals
+            .iter()
+            .filter(|d| d.witnessed)
+            .take(threshold as usize)
+            .collect()
+    }
+
+    fn witnessed_combined(&self) -> Vec<&Logged> {
+        self.combined.iter().filter(|c| c.witnessed).collect()
+    }
+}
+
 fn logged(
     repo: &Repo,
     trusted: &log::Trusted,
     reg: &Registry,
     from: &RecoverySetup,
     plan: &Reshare,
-) -> Result<(Vec<Logged>, Vec<Logged>)> {
+) -> Result<Steps> {
     let persons = trusted.activation.clone().unwrap_or_default();
     let epoch = plan.setup.epoch.as_str();
     let found = log::admin_entries(repo, trusted, |e| {
@@ -187,14 +215,15 @@ fn logged(
             && matches!(e.object.as_deref(), Some(DEAL | COMBINED))
             && e.data.get("epoch").and_then(|v| v.as_str()) == Some(epoch)
     })?;
-    let (mut deals, mut combined) = (Vec::<Logged>::new(), Vec::<Logged>::new());
+    let mut steps = Steps {
+        deals: Vec::new(),
+        combined: Vec::new(),
+    };
     for f in found {
         let PersonCheck::Signed(by) = f.entry.person() else {
             continue;
         };
-        // Only witnessed entries of counted persons: every admin sees the same dealers, and
-        // the old shares go only once every combination is in the witnessed log.
-        if !f.witnessed || !persons.person_counts(&by) {
+        if !persons.person_counts(&by) {
             continue;
         }
         let name = text(&f.entry, "holder");
@@ -204,33 +233,29 @@ fn logged(
             .get("digests")
             .and_then(|d| serde_json::from_value(d.clone()).ok())
             .unwrap_or_default();
-        // Who signed, by the identity the log names for them (the registry's only where the
-        // log names none: a split made before persons' identities were logged).
         let signer = persons
             .recipient_of(&by)
             .or_else(|| reg.admin_by_key(&by).map(|a| a.recipient.as_str()));
-        if f.entry.object.as_deref() == Some(DEAL) {
-            let holds = from
-                .holders
-                .iter()
-                .any(|h| h.name == name && Some(h.recipient.as_str()) == signer);
-            if holds && text(&f.entry, "from") == plan.from && !deals.iter().any(|d| d.name == name)
-            {
-                deals.push(Logged { name, digests });
+        let (holders, list) = if f.entry.object.as_deref() == Some(DEAL) {
+            if text(&f.entry, "from") != plan.from {
+                continue;
             }
+            (&from.holders, &mut steps.deals)
         } else {
-            let holds = plan
-                .setup
-                .holders
-                .iter()
-                .any(|h| h.name == name && Some(h.recipient.as_str()) == signer);
-            if holds && !combined.iter().any(|d| d.name == name) {
-                combined.push(Logged { name, digests });
-            }
+            (&plan.setup.holders, &mut steps.combined)
+        };
+        let holds = holders
+            .iter()
+            .any(|h| h.name == name && Some(h.recipient.as_str()) == signer);
+        if holds && !list.iter().any(|d| d.name == name) {
+            list.push(Logged {
+                name,
+                digests,
+                witnessed: f.witnessed,
+            });
         }
     }
-    deals.truncate(from.threshold as usize);
-    Ok((deals, combined))
+    Ok(steps)
 }
 
 fn text(e: &Entry, field: &str) -> String {
@@ -241,42 +266,25 @@ fn text(e: &Entry, field: &str) -> String {
         .to_string()
 }
 
-/// Refuses a plan the admins' log does not vouch for: its setup must be one a counted
-/// person logged when it gave shares to exactly the identities the log vouched for then (at
-/// the split's threshold), and it must re-split the setup in force, itself vouched for and
-/// not retired.
+/// Refuses a plan the admins' log does not run: it must re-split the setup the log has in
+/// force, and its setup must be the log's running re-split (the newest one a counted person
+/// started, giving shares to exactly the identities the log vouched for then).
 fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<()> {
     plan.check()
         .and_then(|_| from.check())
         .map_err(|e| Error::damaged("the registry's recovery setup", e.to_string()))?;
-    let refuse = |why: String| {
-        Err(Error::AccessDenied {
+    crate::shares::vouched(persons, from)?;
+    if plan.from != from.epoch || !persons.setup_running(&plan.setup) {
+        return Err(Error::AccessDenied {
             what: format!(
-                "the re-split of the recovery shares in the registry (epoch {}) {why}; this \
-                 admin deals and combines nothing for it. Look at `coop log show` and `coop \
-                 admin list` with the other admins",
+                "the re-split of the recovery shares in the registry (epoch {}) is not the one \
+                 the admins' log runs (the newest started by an admin person, giving shares to \
+                 exactly the admin persons' identities then); this admin deals and combines \
+                 nothing for it. Look at `coop log show` and `coop admin list` with the other \
+                 admins",
                 plan.setup.epoch
             ),
-        })
-    };
-    if plan.from != from.epoch {
-        return refuse(format!(
-            "re-splits epoch {}, not the current {}",
-            plan.from, from.epoch
-        ));
-    }
-    if !persons.vouched_setup(from) {
-        return refuse(format!(
-            "re-splits epoch {}, which the admins' log does not vouch for or retired",
-            from.epoch
-        ));
-    }
-    if !persons.vouched_setup(&plan.setup) {
-        return refuse(
-            "is not one the admins' log vouches for: its holders must be exactly the identities \
-             of the admin persons who counted when it was logged, at the split's threshold"
-                .into(),
-        );
+        });
     }
     Ok(())
 }
@@ -288,33 +296,48 @@ pub fn status(repo: &Repo, coop: &TenantKeys) -> Result<Option<Progress>> {
         return Ok(None);
     };
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
-    let (deals, combined) = logged(repo, &trusted, &reg, from, plan)?;
-    Ok(Some(progress(from, plan, &deals, &combined, &[], false)))
+    let steps = logged(repo, &trusted, &reg, from, plan)?;
+    Ok(Some(progress(from, plan, &steps, &[], false)))
 }
 
 fn progress(
     from: &RecoverySetup,
     plan: &Reshare,
-    deals: &[Logged],
-    combined: &[Logged],
+    steps: &Steps,
     did: &[String],
     finished: bool,
 ) -> Progress {
-    let names = |l: &[Logged]| l.iter().map(|d| d.name.clone()).collect();
     Progress {
         from: plan.from.clone(),
         epoch: plan.setup.epoch.clone(),
         holders: plan.setup.holders.iter().map(|h| h.name.clone()).collect(),
-        dealt: names(deals),
+        dealt: steps
+            .dealers(from.threshold)
+            .iter()
+            .map(|d| d.name.clone())
+            .collect(),
         dealers_needed: from.threshold as usize,
-        combined: names(combined),
+        combined: steps
+            .witnessed_combined()
+            .iter()
+            .map(|d| d.name.clone())
+            .collect(),
         did: did.to_vec(),
         finished,
     }
 }
 
+/// Whether the admin persons' identities the log vouches for are not the holders of the
+/// setup in force (an admin change completed and no re-split started, or it was replaced).
+fn needs_reshare(from: &RecoverySetup, persons: &Activation) -> bool {
+    let holders: std::collections::BTreeSet<String> =
+        from.holders.iter().map(|h| h.recipient.clone()).collect();
+    persons.person_approvals().is_some() && holders != persons.share_recipients()
+}
+
 /// `coop recovery reshare`: does this admin's part of the running re-split (deal as an old
-/// holder, combine as a new one) and finishes it once every new holder has combined.
+/// holder, combine as a new one) and ends it once every new holder has combined. Where an
+/// admin change completed and no re-split the log runs is in the registry, it starts one.
 pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
     let Access::Identity(ids, _) = access else {
         return Err(Error::AccessDenied {
@@ -323,50 +346,117 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         });
     };
     let coop = crate::tenant::keys(repo, access, "coop")?;
-    let mut did = Vec::new();
+    let mut did: Vec<String> = Vec::new();
     loop {
-        let loaded = crate::registry::load_for_change(repo, &coop)?;
-        let reg = &loaded.registry;
-        let (Some(from), Some(plan)) = (reg.recovery_setup.clone(), reg.recovery_next.clone())
-        else {
-            clean_old(repo, &coop, reg)?;
+        let mut loaded = crate::registry::load_for_change(repo, &coop)?;
+        let Some(from) = loaded.registry.recovery_setup.clone() else {
+            return Err(Error::NotFound {
+                what: "a recovery split (`coop recovery init`)".into(),
+            });
+        };
+        let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
+        let persons = trusted.activation.clone().unwrap_or_default();
+        let plan = loaded.registry.recovery_next.clone();
+        // The log ended this re-split, the registry did not follow yet (a crash between).
+        if let Some(plan) = plan.as_ref().filter(|p| persons.setup_in_force(&p.setup)) {
+            let steps = logged(repo, &trusted, &loaded.registry, &from, plan)?;
+            let combined: Vec<&Logged> = steps.combined.iter().collect();
+            switch(repo, &coop, loaded, &from, plan, &combined)?;
+            did.push("finished".into());
+            let mut p = progress(&from, plan, &steps, &did, true);
+            p.combined = p.holders.clone();
+            return Ok(p);
+        }
+        let runs = plan
+            .as_ref()
+            .is_some_and(|p| p.from == from.epoch && persons.setup_running(&p.setup));
+        if !runs {
+            // None runs, or the registry's is not the log's: a counted person starts one where
+            // the persons changed.
+            let startable = persons.setup_in_force(&from) && needs_reshare(&from, &persons);
+            if startable
+                && !did.iter().any(|d| d == "started")
+                && start(repo, &coop, &mut loaded.registry, &persons)?.is_some()
+            {
+                crate::registry::save(repo, &coop, &mut loaded)?;
+                did.push("started".into());
+                continue;
+            }
+            if let Some(plan) = &plan {
+                vouch(plan, &from, &persons)?;
+            }
+            clean_old(repo, &coop, &loaded.registry)?;
             return Err(Error::NotFound {
                 what: "a re-split of the recovery shares (one starts when an admin person joins \
                        or leaves after the split)"
                     .into(),
             });
-        };
-        let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
-        let persons = trusted.activation.clone().unwrap_or_default();
+        }
+        let plan = plan.expect("runs");
         vouch(&plan, &from, &persons)?;
-        let (deals, combined) = logged(repo, &trusted, reg, &from, &plan)?;
-        let progress =
-            |did: &[String], finished| progress(&from, &plan, &deals, &combined, did, finished);
+        let reg = &loaded.registry;
+        let steps = logged(repo, &trusted, reg, &from, &plan)?;
+        let progress = |did: &[String], finished| progress(&from, &plan, &steps, did, finished);
         // Identities to re-split from old shares; with none (no member yet, or every one
-        // split straight into the new setup) the re-split ends at once.
+        // split straight into the new setup) nothing is dealt, and the holders combine nothing.
         let dealing = plan.slots.values().any(|s| !plan.direct.contains_key(s));
-        if dealing && deals.len() < from.threshold as usize {
-            if !did.is_empty() || !deal(repo, &coop, ids, reg, &from, &plan, &deals)? {
+        let dealers = steps.dealers(from.threshold);
+        if dealing && dealers.len() < from.threshold as usize {
+            if did.iter().any(|d| d == "dealt")
+                || !deal(repo, &coop, ids, reg, &from, &plan, &steps.deals)?
+            {
                 return Ok(progress(&did, false));
             }
             did.push("dealt".into());
             continue;
         }
-        if dealing && combined.len() < plan.setup.holders.len() {
+        if steps.witnessed_combined().len() < plan.setup.holders.len() {
+            let me = me(&coop, &persons, reg, &plan);
             if did.iter().any(|d| d == "combined")
-                || !combine(repo, &coop, ids, &from, &plan, &deals, &combined)?
+                || !combine(
+                    repo,
+                    &coop,
+                    ids,
+                    me,
+                    &from,
+                    &plan,
+                    &dealers,
+                    &steps.combined,
+                )?
             {
                 return Ok(progress(&did, false));
             }
             did.push("combined".into());
             continue;
         }
-        finish(repo, &coop, loaded, &from, &plan, &combined)?;
+        finish(
+            repo,
+            &coop,
+            loaded,
+            &from,
+            &plan,
+            &steps.witnessed_combined(),
+        )?;
         did.push("finished".into());
         let mut p = progress(&did, true);
         p.combined = p.holders.clone();
         return Ok(p);
     }
+}
+
+/// The new holder this admin is: the one whose recipient is the identity the log names for
+/// her person key (the registry's, for a split that named none).
+fn me<'a>(
+    coop: &TenantKeys,
+    persons: &Activation,
+    reg: &Registry,
+    plan: &'a Reshare,
+) -> Option<&'a rec::ShareHolder> {
+    let key = coop.person.as_ref()?.verifying_key().to_bytes();
+    let recipient = persons
+        .recipient_of(&key)
+        .or_else(|| reg.admin_by_key(&key).map(|a| a.recipient.as_str()))?;
+    plan.setup.holders.iter().find(|h| h.recipient == recipient)
 }
 
 /// An old holder's deal: its share of every identity split again for the new holders, one
@@ -472,36 +562,27 @@ fn seal(recipient: &str, name: &str, plain: &[u8]) -> Result<Vec<u8>> {
 /// checked against its logged digest, combined into its new share of every identity; the
 /// shares stored for it, their commitments published and their digest logged. `false`: this
 /// admin is no new holder, or combined already.
+#[allow(clippy::too_many_arguments)]
 fn combine(
     repo: &Repo,
     coop: &TenantKeys,
     ids: &[Identity],
+    me: Option<&rec::ShareHolder>,
     from: &RecoverySetup,
     plan: &Reshare,
-    deals: &[Logged],
+    dealers: &[&Logged],
     combined: &[Logged],
 ) -> Result<bool> {
     let epoch = &plan.setup.epoch;
-    let first = &deals[0].name;
-    // Which new holder this admin is: the one whose file from the first dealer it opens.
-    let mut me = None;
-    for h in &plan.setup.holders {
-        let Ok(ct) = repo.store.get(&deal_path(epoch, first, &h.name)) else {
-            continue;
-        };
-        if crypt::decrypt(ids, &ct, MAX_FILE).is_ok() {
-            me = Some(h.clone());
-            break;
-        }
-    }
-    let Some(me) = me else {
+    let Some(me) = me.cloned() else {
         return Ok(false);
     };
+    // Logged already (witnessed or not): a combination is the same every time, once is enough.
     if combined.iter().any(|c| c.name == me.name) {
         return Ok(false);
     }
     let mut dealt: Vec<(u8, DealFile)> = Vec::new();
-    for d in deals {
+    for d in dealers {
         let path = deal_path(epoch, &d.name, &me.name);
         let ct = repo.store.get(&path).map_err(|e| {
             if e.is_not_found() {
@@ -547,10 +628,11 @@ fn combine(
         dealt.push((x, file));
     }
     let mut commitments = BTreeMap::new();
+    let dealing = !dealt.is_empty();
     for new_slot in plan
         .slots
         .values()
-        .filter(|s| !plan.direct.contains_key(*s))
+        .filter(|s| dealing && !plan.direct.contains_key(*s))
     {
         let mut subs = Vec::new();
         for (x, f) in &dealt {
@@ -602,23 +684,48 @@ fn combine(
     Ok(true)
 }
 
-/// Every new holder combined: the registry names the new setup and each member's new slot and
-/// commitments; the end is logged; the old epoch's shares and the re-split's files go (a
-/// logged deletion).
+/// Every new holder combined: the end is logged (the log then has the new setup in force and
+/// retires the old one), then the registry follows ([`switch`]).
 fn finish(
     repo: &Repo,
     coop: &TenantKeys,
-    mut loaded: crate::registry::Loaded,
+    loaded: crate::registry::Loaded,
     from: &RecoverySetup,
     plan: &Reshare,
-    combined: &[Logged],
+    combined: &[&Logged],
 ) -> Result<()> {
+    // Every combination checked before the log says the re-split ended.
+    commitments(repo, plan, combined)?;
+    let actor = log::Actor::of(coop);
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(coop),
+        None,
+        Some(DONE.into()),
+    );
+    e.data.insert("from".into(), from.epoch.clone().into());
+    e.data
+        .insert("epoch".into(), plan.setup.epoch.clone().into());
+    log::append(repo, &actor, &[e])?;
+    crate::fault::point("reshare:after-log");
+    switch(repo, coop, loaded, from, plan, combined)
+}
+
+/// Each new holder's commitments, in the new holders' order, each file checked against the
+/// digest its holder logged (empty when nothing was dealt).
+fn commitments(
+    repo: &Repo,
+    plan: &Reshare,
+    combined: &[&Logged],
+) -> Result<Vec<BTreeMap<String, String>>> {
     let epoch = &plan.setup.epoch;
     let mut by_holder = Vec::new();
     for h in &plan.setup.holders {
-        // Every holder combined, or nothing was dealt (no identity needed it).
         let Some(c) = combined.iter().find(|c| c.name == h.name) else {
-            continue;
+            return Err(Error::NotFound {
+                what: format!("{}'s combination in re-split {epoch}", h.name),
+            });
         };
         let path = combined_path(epoch, &h.name);
         let body = repo.store.get(&path)?;
@@ -635,6 +742,22 @@ fn finish(
             serde_json::from_slice(&body).map_err(|e| Error::damaged(&path, e.to_string()))?;
         by_holder.push(file.commitments);
     }
+    Ok(by_holder)
+}
+
+/// The registry follows a re-split the log ended: it names the new setup and each member's
+/// new slot and commitments; the old epoch's shares and the re-split's files go (a logged
+/// deletion).
+fn switch(
+    repo: &Repo,
+    coop: &TenantKeys,
+    mut loaded: crate::registry::Loaded,
+    from: &RecoverySetup,
+    plan: &Reshare,
+    combined: &[&Logged],
+) -> Result<()> {
+    let epoch = &plan.setup.epoch;
+    let by_holder = commitments(repo, plan, combined)?;
     for m in loaded.registry.members.iter_mut() {
         let Some(r) = m.recovery.as_mut().filter(|r| r.epoch == from.epoch) else {
             continue;
@@ -643,14 +766,12 @@ fn finish(
             .slots
             .get(&r.slot)
             .ok_or_else(|| Error::invalid(format!("member {} is not in the re-split", m.name)))?;
-        let complete = by_holder.len() == plan.setup.holders.len();
         let commitments = match plan.direct.get(new_slot) {
             Some(c) => c.clone(),
             None => by_holder
                 .iter()
                 .map(|c| c.get(new_slot).cloned())
                 .collect::<Option<Vec<_>>>()
-                .filter(|_| complete)
                 .ok_or_else(|| Error::NotFound {
                     what: format!(
                         "every new holder's share of {}'s recovery identity (a dealer left it \
@@ -666,17 +787,6 @@ fn finish(
     loaded.registry.recovery_setup = Some(plan.setup.clone());
     loaded.registry.recovery_next = None;
     crate::registry::save(repo, coop, &mut loaded)?;
-    let actor = log::Actor::of(coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(coop),
-        None,
-        Some(DONE.into()),
-    );
-    e.data.insert("from".into(), from.epoch.clone().into());
-    e.data.insert("epoch".into(), epoch.clone().into());
-    log::append(repo, &actor, &[e])?;
     clean_old(repo, coop, &loaded.registry)
 }
 

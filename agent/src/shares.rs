@@ -44,7 +44,7 @@ pub(crate) fn new_member_identity(
         .unwrap_or_default();
     vouched(&persons, setup)?;
     // A re-split the log does not vouch for gets no share of a new identity.
-    let next = next.filter(|p| p.from == setup.epoch && persons.vouched_setup(&p.setup));
+    let next = next.filter(|p| p.from == setup.epoch && persons.setup_running(&p.setup));
     make_identity(repo, setup, next)
 }
 
@@ -52,16 +52,15 @@ pub(crate) fn new_member_identity(
 /// registry naming identities of her own as holders, or one from before a re-split, gets no
 /// share of anything from it.
 pub(crate) fn vouched(persons: &crate::log::Activation, setup: &RecoverySetup) -> Result<()> {
-    if persons.vouched_setup(setup) {
+    if persons.setup_in_force(setup) {
         return Ok(());
     }
     Err(Error::AccessDenied {
         what: format!(
-            "the registry's recovery setup (epoch {}) is not one the admins' log vouches for \
-             (the split's, or a re-split's giving shares to exactly the admin persons who \
-             counted then), or a re-split since retired it: nothing is split into it and no \
-             share of it is released. Look at `coop log show` and `coop recovery status` with \
-             the other admins",
+            "the registry's recovery setup (epoch {}) is not the one the admins' log has in \
+             force (the split's, or the newest finished re-split's): one admin rewrote it, or it \
+             is from before a re-split. Nothing is split into it and no share of it is \
+             released. Look at `coop log show` and `coop recovery status` with the other admins",
             setup.epoch
         ),
     })

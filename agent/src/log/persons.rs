@@ -116,13 +116,22 @@ pub struct Persons {
     pub vouched: std::collections::BTreeSet<String>,
     /// Each person's identity as the log names it (see `vouched`).
     pub recipients: std::collections::BTreeMap<[u8; 32], String>,
-    /// The recovery setups the log vouches for, in log order: the split's, and each re-split's
-    /// (`recovery-reshare`, by a counted person) whose holders were exactly the vouched
-    /// identities then, each once, at the split's threshold.
-    pub setups: Vec<coop_formats::recovery::RecoverySetup>,
-    /// Epochs a re-split's end (`recovery-reshared`, by a counted person) retired.
+    /// The recovery setup in force by the log: the split's, then each finished re-split's.
+    pub setup: Option<coop_formats::recovery::RecoverySetup>,
+    /// The running re-split's setup: the newest `recovery-reshare` by a counted person that
+    /// re-splits the setup in force and whose holders were exactly the vouched identities
+    /// then, each once, at the split's threshold. A newer one replaces it.
+    pub resplit: Option<coop_formats::recovery::RecoverySetup>,
+    /// Holders of `resplit` whose combination (`recovery-combined`) the person the log names
+    /// with that holder's identity logged.
+    pub combined: std::collections::BTreeSet<String>,
+    /// Epochs a re-split's end retired: a `recovery-reshared` by a counted person, from the
+    /// setup in force to `resplit`, once every holder of `resplit` combined.
     pub retired: std::collections::BTreeSet<String>,
 }
+
+/// `object` of a new holder's combination in a re-split (SPEC 25.5).
+pub const COMBINED: &str = "recovery-combined";
 
 /// `object` of the entry that starts a re-split of the recovery shares (SPEC 25.5).
 pub const RESHARE: &str = "recovery-reshare";
@@ -223,7 +232,7 @@ impl Persons {
                                     .collect();
                             }
                         }
-                        p.setups.extend(setup);
+                        p.setup = setup;
                         p.approvals_needed = e
                             .data
                             .get("person_approvals")
@@ -236,19 +245,8 @@ impl Persons {
                     if !p.counts(&by, i) {
                         continue;
                     }
-                    if object == RESHARE {
-                        if let Some(setup) = setup_of(e) {
-                            if p.vouches(&setup) {
-                                p.setups.push(setup);
-                            }
-                        }
-                        continue;
-                    }
-                    if object == RESHARED {
-                        let (from, to) = (text(e, "from"), text(e, "epoch"));
-                        if p.setups.iter().any(|s| s.epoch == to) && from != to {
-                            p.retired.insert(from);
-                        }
+                    if matches!(object, RESHARE | COMBINED | RESHARED) {
+                        p.reshare(object, e, &by);
                         continue;
                     }
                     if let Some(op) = Op::of(object) {
@@ -281,6 +279,56 @@ impl Persons {
             }
         }
         p
+    }
+
+    /// A step of a re-split (SPEC 25.5) by counted person `by`.
+    fn reshare(&mut self, object: &str, e: &Entry, by: &[u8; 32]) {
+        let in_force = self.setup.as_ref().map(|s| s.epoch.clone());
+        match object {
+            RESHARE => {
+                if let Some(setup) = setup_of(e) {
+                    if in_force.as_deref() == Some(text(e, "from").as_str())
+                        && Some(&setup.epoch) != in_force.as_ref()
+                        && !self.retired.contains(&setup.epoch)
+                        && self.vouches(&setup)
+                    {
+                        self.resplit = Some(setup);
+                        self.combined.clear();
+                    }
+                }
+            }
+            COMBINED => {
+                let Some(pending) = &self.resplit else {
+                    return;
+                };
+                let holder = text(e, "holder");
+                let named = self.recipients.get(by);
+                let ok = text(e, "epoch") == pending.epoch
+                    && pending
+                        .holders
+                        .iter()
+                        .any(|h| h.name == holder && named.is_none_or(|r| *r == h.recipient));
+                if ok {
+                    self.combined.insert(holder);
+                }
+            }
+            _ => {
+                let Some(pending) = &self.resplit else {
+                    return;
+                };
+                let done = text(e, "epoch") == pending.epoch
+                    && in_force.as_deref() == Some(text(e, "from").as_str())
+                    && pending
+                        .holders
+                        .iter()
+                        .all(|h| self.combined.contains(&h.name));
+                if done {
+                    self.retired.extend(in_force);
+                    self.setup = self.resplit.take();
+                    self.combined.clear();
+                }
+            }
+        }
     }
 
     fn approve(&mut self, i: u64, e: &Entry, by: [u8; 32]) {

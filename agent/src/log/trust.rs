@@ -150,25 +150,32 @@ impl Activation {
             .map(String::as_str)
     }
 
-    /// Whether `setup` is one the log vouches for (the split's, or a re-split's that gave
-    /// shares to exactly the persons who counted then) and no re-split's end retired it.
-    /// `true` when no split names persons (older repositories: nothing to check against).
-    pub fn vouched_setup(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
+    /// Whether `setup` is the one the log has in force (the split's, or the newest finished
+    /// re-split's). `true` when no split names persons (older repositories: nothing to check
+    /// against).
+    pub fn setup_in_force(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
         let mut any = false;
         for p in self.restricted() {
             any = true;
-            if p.retired.contains(&setup.epoch) {
-                return false;
-            }
-            if p.setups.iter().any(|s| {
-                s.epoch == setup.epoch
-                    && s.threshold == setup.threshold
-                    && s.holders == setup.holders
-            }) {
+            if p.setup.as_ref().is_some_and(|s| same(s, setup)) && !p.retired.contains(&setup.epoch)
+            {
                 return true;
             }
         }
         !any
+    }
+
+    /// Whether `setup` is the running re-split's, as the log has it.
+    pub fn setup_running(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
+        self.restricted()
+            .any(|p| p.resplit.as_ref().is_some_and(|s| same(s, setup)))
+    }
+
+    /// The holders of the running re-split whose combination the log counts.
+    pub fn combined(&self) -> std::collections::BTreeSet<String> {
+        self.restricted()
+            .flat_map(|p| p.combined.iter().cloned())
+            .collect()
     }
 
     /// K of the admin persons' split (approvals a change of persons takes), if any.
@@ -262,6 +269,7 @@ fn changes(trusted: &Trusted, entries: &[Vec<u8>], owner: &LogOwner) -> Changes 
         let i = i as u64;
         let about_persons = contains(b, b"recovery-init")
             || contains(b, b"recovery-reshare")
+            || contains(b, b"recovery-combined")
             || contains(b, b"\"admin-")
             || contains(b, b"log_quorum=")
             || contains(b, b"quorum-lower");
@@ -591,4 +599,12 @@ pub fn pinned_admin_keys(repo: &Repo) -> Result<Vec<[u8; 32]>> {
     )
     .map_err(|e| Error::io(&path, e))?;
     Ok(vec![admin])
+}
+
+/// Whether two setups are the same (epoch, threshold and holders; not the time made).
+fn same(
+    a: &coop_formats::recovery::RecoverySetup,
+    b: &coop_formats::recovery::RecoverySetup,
+) -> bool {
+    a.epoch == b.epoch && a.threshold == b.threshold && a.holders == b.holders
 }

@@ -236,7 +236,9 @@ fn a_plan_giving_one_admin_a_second_share_gets_no_deal() {
     log::append(&c.repo, &actor, &[e]).unwrap();
     for by in [1, 2] {
         match c.reshare(by) {
-            Err(Error::AccessDenied { what }) => assert!(what.contains("vouches"), "{what}"),
+            Err(Error::AccessDenied { what }) => {
+                assert!(what.contains("not the one the admins' log runs"), "{what}")
+            }
             o => panic!("{o:?}"),
         }
     }
@@ -279,7 +281,7 @@ fn a_setup_one_admin_writes_alone_gets_no_share_of_anything() {
     crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
     let (_, pk) = crypt::generate_identity();
     match crate::members::add(&c.repo, &c.access(0), "carol", vec![pk], None) {
-        Err(Error::AccessDenied { what }) => assert!(what.contains("vouches"), "{what}"),
+        Err(Error::AccessDenied { what }) => assert!(what.contains("has in force"), "{what}"),
         o => panic!("{o:?}"),
     }
     assert!(crate::registry::load(&c.repo, &c.coop())
@@ -320,7 +322,9 @@ fn a_registry_rolled_back_past_a_reshare_releases_nothing() {
     }
     crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
     match c.approve(1, &id) {
-        Err(Error::AccessDenied { what }) => assert!(what.contains("retired"), "{what}"),
+        Err(Error::AccessDenied { what }) => {
+            assert!(what.contains("from before a re-split"), "{what}")
+        }
         o => panic!("{:?}", o.map(|a| a.holder)),
     }
     assert!(matches!(
@@ -334,4 +338,67 @@ fn a_registry_rolled_back_past_a_reshare_releases_nothing() {
         ),
         Err(Error::AccessDenied { .. })
     ));
+}
+
+/// One admin alone logs the start of a re-split naming the persons' identities and then its
+/// end, with nobody having dealt or combined: the log keeps the setup in force, so nothing is
+/// retired and recoveries go on. Nor does a replaced re-split's setup (which named an admin
+/// retired since) come back: only the newest one started runs.
+#[test]
+fn a_reshare_ended_alone_or_replaced_changes_nothing() {
+    let mut c = coop();
+    let from = c.registry().recovery_setup.unwrap();
+    let coop = c.coop();
+    let actor = log::Actor::of(&coop);
+    let dave = c.add_admin();
+    let first = c.registry().recovery_next.unwrap();
+    let mut done = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(&coop),
+        None,
+        Some(reshare::DONE.into()),
+    );
+    done.data.insert("from".into(), from.epoch.clone().into());
+    done.data
+        .insert("epoch".into(), first.setup.epoch.clone().into());
+    log::append(&c.repo, &actor, &[done]).unwrap();
+    let persons = crate::writers::log_trust(&c.repo, &coop.admin_keys)
+        .unwrap()
+        .activation
+        .unwrap();
+    assert!(
+        persons.setup_in_force(&from),
+        "the setup in force was retired"
+    );
+    assert!(!persons.setup_in_force(&first.setup));
+    assert!(c.recovers(0, &[1, 2], "alice"));
+    // A second start (by admin 1) replaces the first: the first runs no more.
+    let mut loaded = crate::registry::load_for_change(&c.repo, &c.coop_of(1)).unwrap();
+    let persons = crate::writers::log_trust(&c.repo, &coop.admin_keys)
+        .unwrap()
+        .activation
+        .unwrap();
+    reshare::start(&c.repo, &c.coop_of(1), &mut loaded.registry, &persons)
+        .unwrap()
+        .unwrap();
+    crate::registry::save(&c.repo, &c.coop_of(1), &mut loaded).unwrap();
+    let persons = crate::writers::log_trust(&c.repo, &coop.admin_keys)
+        .unwrap()
+        .activation
+        .unwrap();
+    assert!(!persons.setup_running(&first.setup));
+    // The first plan put back into the registry: nobody deals to it; the next admin who runs
+    // `recovery reshare` starts one the log runs instead, and deals to that.
+    let mut loaded = crate::registry::load_for_change(&c.repo, &c.coop()).unwrap();
+    loaded.registry.recovery_next = Some(first.clone());
+    crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
+    let p = c.reshare(1).unwrap();
+    assert_ne!(p.epoch, first.setup.epoch);
+    assert_eq!(p.did, ["started", "dealt"]);
+    for by in [0, 2, 0, 1, dave] {
+        c.reshare(by).unwrap();
+    }
+    assert!(c.registry().recovery_next.is_none());
+    assert!(c.recovers(dave, &[1, 2], "bob"));
 }
