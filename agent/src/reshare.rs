@@ -358,7 +358,10 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         let persons = trusted.activation.clone().unwrap_or_default();
         let plan = loaded.registry.recovery_next.clone();
         // The log ended this re-split, the registry did not follow yet (a crash between).
-        if let Some(plan) = plan.as_ref().filter(|p| persons.setup_in_force(&p.setup)) {
+        if let Some(plan) = plan
+            .as_ref()
+            .filter(|p| p.from == from.epoch && persons.setup_in_force(&p.setup))
+        {
             let steps = logged(repo, &trusted, &loaded.registry, &from, plan)?;
             let combined: Vec<&Logged> = steps.combined.iter().collect();
             switch(repo, &coop, loaded, &from, plan, &combined)?;
@@ -385,6 +388,8 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
             if let Some(plan) = &plan {
                 vouch(plan, &from, &persons)?;
             }
+            // Old shares go only where the registry's setup is the log's.
+            crate::shares::vouched(&persons, &from)?;
             clean_old(repo, &coop, &loaded.registry)?;
             return Err(Error::NotFound {
                 what: "a re-split of the recovery shares (one starts when an admin person joins \
@@ -399,7 +404,16 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         let progress = |did: &[String], finished| progress(&from, &plan, &steps, did, finished);
         // Identities to re-split from old shares; with none (no member yet, or every one
         // split straight into the new setup) nothing is dealt, and the holders combine nothing.
-        let dealing = plan.slots.values().any(|s| !plan.direct.contains_key(s));
+        let dealing = reg
+            .members
+            .iter()
+            .filter_map(|m| m.recovery.as_ref())
+            .filter(|r| r.epoch == from.epoch)
+            .any(|r| {
+                plan.slots
+                    .get(&r.slot)
+                    .is_none_or(|s| !plan.direct.contains_key(s))
+            });
         let dealers = steps.dealers(from.threshold);
         if dealing && dealers.len() < from.threshold as usize {
             if did.iter().any(|d| d == "dealt")
@@ -709,6 +723,20 @@ fn finish(
         .insert("epoch".into(), plan.setup.epoch.clone().into());
     log::append(repo, &actor, &[e])?;
     crate::fault::point("reshare:after-log");
+    // The registry follows only what the log now has in force.
+    let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
+        .activation
+        .unwrap_or_default();
+    if !persons.setup_in_force(&plan.setup) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the admins' log does not count the end of re-split {} (a combination or its \
+                 start is not the one it counts); the registry keeps the setup in force. Look \
+                 at `coop log show` with the other admins",
+                plan.setup.epoch
+            ),
+        });
+    }
     switch(repo, coop, loaded, from, plan, combined)
 }
 

@@ -125,6 +125,8 @@ pub struct Persons {
     /// Holders of `resplit` whose combination (`recovery-combined`) the person the log names
     /// with that holder's identity logged.
     pub combined: std::collections::BTreeSet<String>,
+    /// Epochs a `recovery-reshare` started (each starts once).
+    pub started: std::collections::BTreeSet<String>,
     /// Epochs a re-split's end retired: a `recovery-reshared` by a counted person, from the
     /// setup in force to `resplit`, once every holder of `resplit` combined.
     pub retired: std::collections::BTreeSet<String>,
@@ -287,7 +289,11 @@ impl Persons {
         match object {
             RESHARE => {
                 if let Some(setup) = setup_of(e) {
-                    if in_force.as_deref() == Some(text(e, "from").as_str())
+                    // An epoch starts once: a second start of it (which would clear who
+                    // combined) counts for nothing.
+                    let fresh = self.started.insert(setup.epoch.clone());
+                    if fresh
+                        && in_force.as_deref() == Some(text(e, "from").as_str())
                         && Some(&setup.epoch) != in_force.as_ref()
                         && !self.retired.contains(&setup.epoch)
                         && self.vouches(&setup)
@@ -378,6 +384,12 @@ impl Persons {
                     };
                     self.changes.push((i, done.key, done.op));
                 }
+            }
+            // The persons changed: a running re-split (to the persons of before) stops; the
+            // next one starts from the setup in force.
+            if matches!(done.op, Op::Add | Op::Remove) {
+                self.resplit = None;
+                self.combined.clear();
             }
             self.completed.push(done);
         }

@@ -487,6 +487,17 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
     // Stopped before the re-wrap: the keyring still opens with what the request released.
     // It is wrapped to what the end saved, and only while the registry names exactly that
     // (an admin who changed the member's keys or recovery in the gap re-wraps nothing).
+    if !e.identity.is_empty() && e.readers.is_empty() {
+        // Saved by a development build between two orders of the end: its keys cannot be
+        // held to what it wrote. Refused; a new request ends the recovery.
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the saved end of recovery request {id} lacks the keys it re-wraps to; nothing is \
+                 re-wrapped or logged. Make a new request for {}",
+                e.member
+            ),
+        });
+    }
     if !e.identity.is_empty() {
         // The recovery identity by its public key: a re-split that ended in the gap changes its
         // epoch, slot and commitments, not the identity. Ends saved without `readers` (made

@@ -402,3 +402,33 @@ fn a_reshare_ended_alone_or_replaced_changes_nothing() {
     assert!(c.registry().recovery_next.is_none());
     assert!(c.recovers(dave, &[1, 2], "bob"));
 }
+
+/// After every old holder dealt and three of four new holders combined, one admin logs the
+/// same start again (which, counted, would forget who combined and leave the registry to end
+/// the re-split alone): it counts for nothing, the last holder's run ends the re-split, and
+/// the new shares work.
+#[test]
+fn a_second_start_of_a_running_reshare_counts_for_nothing() {
+    let mut c = coop();
+    let dave = c.add_admin();
+    let plan = c.registry().recovery_next.unwrap();
+    for by in [0, 1, 2, 0, 1] {
+        c.reshare(by).unwrap();
+    }
+    let coop = c.coop();
+    let actor = log::Actor::of(&coop);
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(&coop),
+        None,
+        Some(reshare::START.into()),
+    );
+    e.data.insert("from".into(), plan.from.clone().into());
+    e.data
+        .insert("setup".into(), serde_json::to_value(&plan.setup).unwrap());
+    log::append(&c.repo, &actor, &[e]).unwrap();
+    assert!(c.reshare(dave).unwrap().finished);
+    assert!(crate::recovery::setup(&c.repo, &c.coop()).unwrap().epoch == plan.setup.epoch);
+    assert!(c.recovers(dave, &[1, 2], "alice"));
+}
