@@ -21,6 +21,7 @@ mod fork;
 mod gossip;
 pub mod persons;
 mod proof;
+mod setups;
 mod trust;
 mod verify;
 mod witness;
@@ -32,6 +33,7 @@ pub use deletions::{
 pub use fork::{check_forks, ForkEvidence, FORK_TYPE};
 pub use gossip::{gossip, GossipReport};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
+pub use setups::{COMBINED, RESHARE, RESHARED};
 pub use trust::{
     activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
     Trusted,

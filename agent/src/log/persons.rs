@@ -7,6 +7,7 @@
 //! append-only and witnessed: one admin alone can neither make a second person of herself
 //! nor remove another, and nobody can undo a step unseen.
 
+use super::setups::{setup_of, COMBINED, RESHARE, RESHARED};
 use coop_formats::tlog::{Entry, Event, PersonCheck};
 
 /// A change of the admin persons.
@@ -132,20 +133,6 @@ pub struct Persons {
     pub retired: std::collections::BTreeSet<String>,
 }
 
-/// `object` of a new holder's combination in a re-split (SPEC 25.5).
-pub const COMBINED: &str = "recovery-combined";
-
-/// `object` of the entry that starts a re-split of the recovery shares (SPEC 25.5).
-pub const RESHARE: &str = "recovery-reshare";
-/// `object` of the entry that ends one.
-pub const RESHARED: &str = "recovery-reshared";
-
-fn setup_of(e: &Entry) -> Option<coop_formats::recovery::RecoverySetup> {
-    let s: coop_formats::recovery::RecoverySetup =
-        serde_json::from_value(e.data.get("setup")?.clone()).ok()?;
-    s.check().ok().map(|_| s)
-}
-
 fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
     v?.as_str()
         .and_then(|h| hex::decode(h).ok())
@@ -172,7 +159,7 @@ fn quorum_of(e: &Entry) -> Option<u32> {
         .and_then(|q| u32::try_from(q).ok())
 }
 
-fn text(e: &Entry, field: &str) -> String {
+pub(super) fn text(e: &Entry, field: &str) -> String {
     e.data
         .get(field)
         .and_then(|v| v.as_str())
@@ -283,60 +270,6 @@ impl Persons {
         p
     }
 
-    /// A step of a re-split (SPEC 25.5) by counted person `by`.
-    fn reshare(&mut self, object: &str, e: &Entry, by: &[u8; 32]) {
-        let in_force = self.setup.as_ref().map(|s| s.epoch.clone());
-        match object {
-            RESHARE => {
-                if let Some(setup) = setup_of(e) {
-                    // An epoch starts once: a second start of it (which would clear who
-                    // combined) counts for nothing.
-                    let fresh = self.started.insert(setup.epoch.clone());
-                    if fresh
-                        && in_force.as_deref() == Some(text(e, "from").as_str())
-                        && Some(&setup.epoch) != in_force.as_ref()
-                        && !self.retired.contains(&setup.epoch)
-                        && self.vouches(&setup)
-                    {
-                        self.resplit = Some(setup);
-                        self.combined.clear();
-                    }
-                }
-            }
-            COMBINED => {
-                let Some(pending) = &self.resplit else {
-                    return;
-                };
-                let holder = text(e, "holder");
-                let named = self.recipients.get(by);
-                let ok = text(e, "epoch") == pending.epoch
-                    && pending
-                        .holders
-                        .iter()
-                        .any(|h| h.name == holder && named.is_none_or(|r| *r == h.recipient));
-                if ok {
-                    self.combined.insert(holder);
-                }
-            }
-            _ => {
-                let Some(pending) = &self.resplit else {
-                    return;
-                };
-                let done = text(e, "epoch") == pending.epoch
-                    && in_force.as_deref() == Some(text(e, "from").as_str())
-                    && pending
-                        .holders
-                        .iter()
-                        .all(|h| self.combined.contains(&h.name));
-                if done {
-                    self.retired.extend(in_force);
-                    self.setup = self.resplit.take();
-                    self.combined.clear();
-                }
-            }
-        }
-    }
-
     fn approve(&mut self, i: u64, e: &Entry, by: [u8; 32]) {
         let Some(op) = Op::named(&text(e, "op")) else {
             return;
@@ -410,18 +343,6 @@ impl Persons {
             }
         }
         counted
-    }
-
-    /// Whether a re-split to `setup` gives shares to exactly the identities the log vouches
-    /// for now, each once, at the split's threshold.
-    pub fn vouches(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
-        let mut seen = std::collections::BTreeSet::new();
-        setup.threshold as usize == self.approvals_needed + 1
-            && setup
-                .holders
-                .iter()
-                .all(|h| self.vouched.contains(&h.recipient) && seen.insert(h.recipient.as_str()))
-            && seen.len() == self.vouched.len()
     }
 
     /// Whether entry index `at` is before the split restricted the persons (or there is none).

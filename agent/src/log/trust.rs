@@ -119,65 +119,6 @@ impl Activation {
             .map(|x| (x.key, x.recipient.clone()))
     }
 
-    /// The restricted persons of each admin log, in a fixed order (by origin).
-    fn restricted(&self) -> impl Iterator<Item = &super::persons::Persons> {
-        let mut v: Vec<(&String, &super::persons::Persons)> = self
-            .persons
-            .iter()
-            .filter(|(_, p)| p.restricted_from.is_some())
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v.into_iter().map(|(_, p)| p)
-    }
-
-    /// The identities the admins' log vouches for as share holders now (SPEC 25.5).
-    pub fn share_recipients(&self) -> std::collections::BTreeSet<String> {
-        self.restricted()
-            .flat_map(|p| p.vouched.iter().cloned())
-            .collect()
-    }
-
-    /// Whether a re-split to `setup` gives shares to exactly the identities the log vouches
-    /// for now, at the split's threshold.
-    pub fn vouches(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
-        self.restricted().any(|p| p.vouches(setup))
-    }
-
-    /// The identity the log names for person `key`, if it names one.
-    pub fn recipient_of(&self, key: &[u8; 32]) -> Option<&str> {
-        self.restricted()
-            .find_map(|p| p.recipients.get(key))
-            .map(String::as_str)
-    }
-
-    /// Whether `setup` is the one the log has in force (the split's, or the newest finished
-    /// re-split's). `true` when no split names persons (older repositories: nothing to check
-    /// against).
-    pub fn setup_in_force(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
-        let mut any = false;
-        for p in self.restricted() {
-            any = true;
-            if p.setup.as_ref().is_some_and(|s| same(s, setup)) && !p.retired.contains(&setup.epoch)
-            {
-                return true;
-            }
-        }
-        !any
-    }
-
-    /// Whether `setup` is the running re-split's, as the log has it.
-    pub fn setup_running(&self, setup: &coop_formats::recovery::RecoverySetup) -> bool {
-        self.restricted()
-            .any(|p| p.resplit.as_ref().is_some_and(|s| same(s, setup)))
-    }
-
-    /// The holders of the running re-split whose combination the log counts.
-    pub fn combined(&self) -> std::collections::BTreeSet<String> {
-        self.restricted()
-            .flat_map(|p| p.combined.iter().cloned())
-            .collect()
-    }
-
     /// K of the admin persons' split (approvals a change of persons takes), if any.
     pub fn person_approvals(&self) -> Option<usize> {
         self.persons
@@ -599,12 +540,4 @@ pub fn pinned_admin_keys(repo: &Repo) -> Result<Vec<[u8; 32]>> {
     )
     .map_err(|e| Error::io(&path, e))?;
     Ok(vec![admin])
-}
-
-/// Whether two setups are the same (epoch, threshold and holders; not the time made).
-fn same(
-    a: &coop_formats::recovery::RecoverySetup,
-    b: &coop_formats::recovery::RecoverySetup,
-) -> bool {
-    a.epoch == b.epoch && a.threshold == b.threshold && a.holders == b.holders
 }

@@ -14,6 +14,14 @@ impl Coop {
         reshare::run(&self.repo, &self.access(by))
     }
 
+    /// Who counts and which setups the admins' log vouches for, now.
+    fn persons(&self) -> crate::log::Activation {
+        crate::writers::log_trust(&self.repo, &self.coop().admin_keys)
+            .unwrap()
+            .activation
+            .unwrap()
+    }
+
     fn registry(&self) -> coop_formats::registry::Registry {
         crate::registry::load(&self.repo, &self.coop())
             .unwrap()
@@ -221,19 +229,11 @@ fn a_plan_giving_one_admin_a_second_share_gets_no_deal() {
         .clone();
     crate::registry::save(&c.repo, &c.coop(), &mut loaded).unwrap();
     // She logs the start of her re-split herself, signed by her person key.
-    let coop = c.coop();
-    let actor = log::Actor::of(&coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(&coop),
-        None,
-        Some(reshare::START.into()),
-    );
-    e.data.insert("from".into(), from.epoch.clone().into());
-    e.data
-        .insert("setup".into(), serde_json::to_value(&setup).unwrap());
-    log::append(&c.repo, &actor, &[e]).unwrap();
+    let start = [
+        ("from", from.epoch.clone().into()),
+        ("setup", serde_json::to_value(&setup).unwrap()),
+    ];
+    reshare::log_step(&c.repo, &c.coop(), reshare::START, start).unwrap();
     for by in [1, 2] {
         match c.reshare(by) {
             Err(Error::AccessDenied { what }) => {
@@ -349,24 +349,14 @@ fn a_reshare_ended_alone_or_replaced_changes_nothing() {
     let mut c = coop();
     let from = c.registry().recovery_setup.unwrap();
     let coop = c.coop();
-    let actor = log::Actor::of(&coop);
     let dave = c.add_admin();
     let first = c.registry().recovery_next.unwrap();
-    let mut done = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(&coop),
-        None,
-        Some(reshare::DONE.into()),
-    );
-    done.data.insert("from".into(), from.epoch.clone().into());
-    done.data
-        .insert("epoch".into(), first.setup.epoch.clone().into());
-    log::append(&c.repo, &actor, &[done]).unwrap();
-    let persons = crate::writers::log_trust(&c.repo, &coop.admin_keys)
-        .unwrap()
-        .activation
-        .unwrap();
+    let done = [
+        ("from", from.epoch.clone().into()),
+        ("epoch", first.setup.epoch.clone().into()),
+    ];
+    reshare::log_step(&c.repo, &coop, reshare::DONE, done).unwrap();
+    let persons = c.persons();
     assert!(
         persons.setup_in_force(&from),
         "the setup in force was retired"
@@ -375,18 +365,12 @@ fn a_reshare_ended_alone_or_replaced_changes_nothing() {
     assert!(c.recovers(0, &[1, 2], "alice"));
     // A second start (by admin 1) replaces the first: the first runs no more.
     let mut loaded = crate::registry::load_for_change(&c.repo, &c.coop_of(1)).unwrap();
-    let persons = crate::writers::log_trust(&c.repo, &coop.admin_keys)
-        .unwrap()
-        .activation
-        .unwrap();
+    let persons = c.persons();
     reshare::start(&c.repo, &c.coop_of(1), &mut loaded.registry, &persons)
         .unwrap()
         .unwrap();
     crate::registry::save(&c.repo, &c.coop_of(1), &mut loaded).unwrap();
-    let persons = crate::writers::log_trust(&c.repo, &coop.admin_keys)
-        .unwrap()
-        .activation
-        .unwrap();
+    let persons = c.persons();
     assert!(!persons.setup_running(&first.setup));
     // The first plan put back into the registry: nobody deals to it; the next admin who runs
     // `recovery reshare` starts one the log runs instead, and deals to that.
@@ -415,19 +399,11 @@ fn a_second_start_of_a_running_reshare_counts_for_nothing() {
     for by in [0, 1, 2, 0, 1] {
         c.reshare(by).unwrap();
     }
-    let coop = c.coop();
-    let actor = log::Actor::of(&coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(&coop),
-        None,
-        Some(reshare::START.into()),
-    );
-    e.data.insert("from".into(), plan.from.clone().into());
-    e.data
-        .insert("setup".into(), serde_json::to_value(&plan.setup).unwrap());
-    log::append(&c.repo, &actor, &[e]).unwrap();
+    let again = [
+        ("from", plan.from.clone().into()),
+        ("setup", serde_json::to_value(&plan.setup).unwrap()),
+    ];
+    reshare::log_step(&c.repo, &c.coop(), reshare::START, again).unwrap();
     assert!(c.reshare(dave).unwrap().finished);
     assert!(crate::recovery::setup(&c.repo, &c.coop()).unwrap().epoch == plan.setup.epoch);
     assert!(c.recovers(dave, &[1, 2], "alice"));

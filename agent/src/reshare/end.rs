@@ -14,19 +14,16 @@ pub(super) fn finish(
     combined: &[&Logged],
 ) -> Result<()> {
     // Every combination checked before the log says the re-split ended.
-    commitments(repo, plan, combined)?;
-    let actor = log::Actor::of(coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(coop),
-        None,
-        Some(DONE.into()),
-    );
-    e.data.insert("from".into(), from.epoch.clone().into());
-    e.data
-        .insert("epoch".into(), plan.setup.epoch.clone().into());
-    log::append(repo, &actor, &[e])?;
+    let by_holder = commitments(repo, plan, combined)?;
+    log_step(
+        repo,
+        coop,
+        DONE,
+        [
+            ("from", from.epoch.clone().into()),
+            ("epoch", plan.setup.epoch.clone().into()),
+        ],
+    )?;
     crate::fault::point("reshare:after-log");
     // The registry follows only what the log now has in force.
     let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
@@ -42,12 +39,12 @@ pub(super) fn finish(
             ),
         });
     }
-    switch(repo, coop, loaded, from, plan, combined)
+    switch(repo, coop, loaded, from, plan, by_holder)
 }
 
 /// Each new holder's commitments, in the new holders' order, each file checked against the
 /// digest its holder logged (empty when nothing was dealt).
-fn commitments(
+pub(super) fn commitments(
     repo: &Repo,
     plan: &Reshare,
     combined: &[&Logged],
@@ -79,18 +76,17 @@ fn commitments(
 }
 
 /// The registry follows a re-split the log ended: it names the new setup and each member's
-/// new slot and commitments; the old epoch's shares and the re-split's files go (a logged
-/// deletion).
+/// new slot and commitments (`by_holder`, from [`commitments`]); the old epoch's shares and the
+/// re-split's files go (a logged deletion).
 pub(super) fn switch(
     repo: &Repo,
     coop: &TenantKeys,
     mut loaded: crate::registry::Loaded,
     from: &RecoverySetup,
     plan: &Reshare,
-    combined: &[&Logged],
+    by_holder: Vec<BTreeMap<String, String>>,
 ) -> Result<()> {
     let epoch = &plan.setup.epoch;
-    let by_holder = commitments(repo, plan, combined)?;
     for m in loaded.registry.members.iter_mut() {
         let Some(r) = m.recovery.as_mut().filter(|r| r.epoch == from.epoch) else {
             continue;

@@ -29,17 +29,14 @@ use std::collections::BTreeMap;
 
 mod end;
 mod steps;
-use end::{clean_old, finish, switch};
+use end::{clean_old, commitments, finish, switch};
 use steps::{combine, deal};
 
-/// `object` of the entry that starts a re-split.
-pub const START: &str = "recovery-reshare";
+/// `object`s of the entries that start a re-split, hold a new holder's combination and end
+/// it: the admins' log reads them (`log::setups`).
+pub use crate::log::{COMBINED, RESHARE as START, RESHARED as DONE};
 /// `object` of an old holder's deal.
 pub const DEAL: &str = "recovery-deal";
-/// `object` of a new holder's combination.
-pub const COMBINED: &str = "recovery-combined";
-/// `object` of the entry that ends a re-split.
-pub const DONE: &str = "recovery-reshared";
 
 /// The largest deal or combination file read (a sub-share per member: a few hundred bytes
 /// each).
@@ -135,22 +132,39 @@ pub(crate) fn start(
         // vouch for can be made from this registry.
         return Ok(None);
     }
+    log_step(
+        repo,
+        coop,
+        START,
+        [
+            ("from", from.epoch.into()),
+            ("setup", serde_json::to_value(&setup).expect("serializes")),
+        ],
+    )?;
+    reg.recovery_next = Some(plan);
+    Ok(Some(setup.epoch))
+}
+
+/// Logs one step of a re-split: a `key-change` entry with `object` and `data`, by the caller
+/// (signed by her person key).
+pub(crate) fn log_step<const N: usize>(
+    repo: &Repo,
+    coop: &TenantKeys,
+    object: &str,
+    data: [(&str, serde_json::Value); N],
+) -> Result<()> {
     let actor = log::Actor::of(coop);
     let mut e = log::entry(
         &actor,
         Event::KeyChange,
         Some(coop),
         None,
-        Some(START.into()),
+        Some(object.into()),
     );
-    e.data.insert("from".into(), from.epoch.into());
-    e.data.insert(
-        "setup".into(),
-        serde_json::to_value(&setup).expect("serializes"),
-    );
+    e.data
+        .extend(data.into_iter().map(|(k, v)| (k.to_string(), v)));
     log::append(repo, &actor, &[e])?;
-    reg.recovery_next = Some(plan);
-    Ok(Some(setup.epoch))
+    Ok(())
 }
 
 /// Where a re-split stands, and what one run of [`run`] did.
@@ -367,7 +381,8 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
         {
             let steps = logged(repo, &trusted, &loaded.registry, &from, plan)?;
             let combined: Vec<&Logged> = steps.combined.iter().collect();
-            switch(repo, &coop, loaded, &from, plan, &combined)?;
+            let by_holder = commitments(repo, plan, &combined)?;
+            switch(repo, &coop, loaded, &from, plan, by_holder)?;
             did.push("finished".into());
             let mut p = progress(&from, plan, &steps, &did, true);
             p.combined = p.holders.clone();

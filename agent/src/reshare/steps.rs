@@ -77,20 +77,17 @@ pub(super) fn deal(
         repo.store
             .put_replace(&deal_path(&plan.setup.epoch, &dealer, &h.name), ct?)?;
     }
-    let actor = log::Actor::of(coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(coop),
-        None,
-        Some(DEAL.into()),
-    );
-    e.data
-        .insert("epoch".into(), plan.setup.epoch.clone().into());
-    e.data.insert("from".into(), plan.from.clone().into());
-    e.data.insert("holder".into(), dealer.into());
-    e.data.insert("digests".into(), digests.into());
-    log::append(repo, &actor, &[e])?;
+    log_step(
+        repo,
+        coop,
+        DEAL,
+        [
+            ("epoch", plan.setup.epoch.clone().into()),
+            ("from", plan.from.clone().into()),
+            ("holder", dealer.into()),
+            ("digests", digests.into()),
+        ],
+    )?;
     Ok(true)
 }
 
@@ -213,19 +210,17 @@ pub(super) fn combine(
     let digest = blake3::hash(&body).to_hex().to_string();
     repo.store
         .put_replace(&combined_path(epoch, &me.name), body)?;
-    let actor = log::Actor::of(coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(coop),
-        None,
-        Some(COMBINED.into()),
-    );
-    e.data.insert("epoch".into(), epoch.clone().into());
-    e.data.insert("holder".into(), me.name.clone().into());
     let mut digests = serde_json::Map::new();
     digests.insert(me.name.clone(), digest.into());
-    e.data.insert("digests".into(), digests.into());
-    log::append(repo, &actor, &[e])?;
+    log_step(
+        repo,
+        coop,
+        COMBINED,
+        [
+            ("epoch", epoch.clone().into()),
+            ("holder", me.name.clone().into()),
+            ("digests", digests.into()),
+        ],
+    )?;
     Ok(true)
 }
