@@ -116,10 +116,13 @@ fn main() {
             "--verbose" => verbose = true,
             "--cores" => cores = args.next().and_then(|v| v.parse().ok()).expect("--cores N"),
             _ if dir.is_none() => dir = Some(PathBuf::from(a)),
-            _ => panic!("usage: coop-primitives DIR [--level N] [--cores N] [--verbose] [--read-side DIR]"),
+            _ => panic!(
+                "usage: coop-primitives DIR [--level N] [--cores N] [--verbose] [--read-side DIR]"
+            ),
         }
     }
-    let dir = dir.expect("usage: coop-primitives DIR [--level N] [--cores N] [--verbose] [--read-side DIR]");
+    let dir = dir
+        .expect("usage: coop-primitives DIR [--level N] [--cores N] [--verbose] [--read-side DIR]");
     if cores == 0 {
         cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     }
@@ -381,8 +384,7 @@ fn read_back(
             r.written += blobs[id].len() as u64;
         }
         nix::unistd::fchown(&f, Some(uid), Some(gid)).expect("owner");
-        nix::sys::stat::fchmod(&f, nix::sys::stat::Mode::from_bits_truncate(0o644))
-            .expect("mode");
+        nix::sys::stat::fchmod(&f, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mode");
         let ts = nix::sys::time::TimeSpec::new(1_700_000_000, 0);
         nix::sys::stat::futimens(&f, &ts, &ts).expect("times");
         r.files += 1;

@@ -172,6 +172,20 @@ pub(crate) fn member_recovery(
                 setup.epoch
             ),
         })?;
+    // The slot must be the one the log binds to this member (SPEC 25.6): a registry that
+    // points her at another member's slot would have approvals release that member.
+    let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(coop, &m)?);
+    if !persons.slot_bound(&tag, &(r.epoch.clone(), r.slot.clone())) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the registry gives member {name} recovery slot {} of epoch {}, which the \
+                 admins' log does not bind to {name} (one admin rewrote the registry, or it is \
+                 from before the log's last change of her recovery). No share of it is \
+                 requested or released. Look at `coop log show` with the other admins",
+                r.slot, r.epoch
+            ),
+        });
+    }
     Ok((setup, m, r))
 }
 

@@ -22,6 +22,7 @@ mod gossip;
 pub mod persons;
 mod proof;
 mod setups;
+mod slots;
 mod trust;
 mod verify;
 mod witness;
@@ -34,6 +35,7 @@ pub use fork::{check_forks, ForkEvidence, FORK_TYPE};
 pub use gossip::{gossip, GossipReport};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
 pub use setups::{COMBINED, RESHARE, RESHARED};
+pub use slots::{Slot, MATERIAL};
 pub use trust::{
     activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
     Trusted,

@@ -8,6 +8,7 @@
 //! nor remove another, and nobody can undo a step unseen.
 
 use super::setups::{setup_of, COMBINED, RESHARE, RESHARED};
+use super::slots::MATERIAL;
 use coop_formats::tlog::{Entry, Event, PersonCheck};
 
 /// A change of the admin persons.
@@ -131,6 +132,8 @@ pub struct Persons {
     /// Epochs a re-split's end retired: a `recovery-reshared` by a counted person, from the
     /// setup in force to `resplit`, once every holder of `resplit` combined.
     pub retired: std::collections::BTreeSet<String>,
+    /// Which slot holds which member's recovery identity (SPEC 25.6).
+    pub slots: super::slots::Slots,
 }
 
 fn key_of(v: Option<&serde_json::Value>) -> Option<[u8; 32]> {
@@ -221,7 +224,9 @@ impl Persons {
                                     .collect();
                             }
                         }
+                        let epoch = setup.as_ref().map(|s| s.epoch.clone());
                         p.setup = setup;
+                        p.bind_split(e, epoch.as_deref());
                         p.approvals_needed = e
                             .data
                             .get("person_approvals")
@@ -236,6 +241,10 @@ impl Persons {
                     }
                     if matches!(object, RESHARE | COMBINED | RESHARED) {
                         p.reshare(object, e, &by);
+                        continue;
+                    }
+                    if object == MATERIAL {
+                        p.bind_material(e);
                         continue;
                     }
                     if let Some(op) = Op::of(object) {
@@ -323,6 +332,7 @@ impl Persons {
             if matches!(done.op, Op::Add | Op::Remove) {
                 self.resplit = None;
                 self.combined.clear();
+                self.stop_slots();
             }
             self.completed.push(done);
         }

@@ -37,6 +37,7 @@ impl Persons {
                         && !self.retired.contains(&setup.epoch)
                         && self.vouches(&setup)
                     {
+                        self.start_slots(e, &setup.epoch);
                         self.resplit = Some(setup);
                         self.combined.clear();
                     }
@@ -68,6 +69,10 @@ impl Persons {
                         .iter()
                         .all(|h| self.combined.contains(&h.name));
                 if done {
+                    let to = pending.epoch.clone();
+                    if let Some(from) = &in_force {
+                        self.end_slots(from, &to);
+                    }
                     self.retired.extend(in_force);
                     self.setup = self.resplit.take();
                     self.combined.clear();

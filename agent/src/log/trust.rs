@@ -211,6 +211,7 @@ fn changes(trusted: &Trusted, entries: &[Vec<u8>], owner: &LogOwner) -> Changes 
         let about_persons = contains(b, b"recovery-init")
             || contains(b, b"recovery-reshare")
             || contains(b, b"recovery-combined")
+            || contains(b, b"\"material\"")
             || contains(b, b"\"admin-")
             || contains(b, b"log_quorum=")
             || contains(b, b"quorum-lower");

@@ -31,6 +31,8 @@ mod open;
 #[cfg(test)]
 mod reshare_tests;
 #[cfg(test)]
+mod slot_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod writer_tests;
@@ -230,12 +232,19 @@ fn init_entry(
         .insert("person_approvals".into(), setup.approvals().into());
     // The material writers take for each member from now on (SPEC 15.4): a signer kept from
     // before the split re-keys nobody.
+    // And the slot holding each member's recovery identity (SPEC 25.6): an approval releases
+    // only the slot the log binds to the requested member.
     let mut materials = serde_json::Map::new();
+    let mut recoveries = serde_json::Map::new();
     for m in &registry.members {
         let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        if let Some(r) = m.recovery.as_ref().filter(|r| r.epoch == setup.epoch) {
+            recoveries.insert(tag.clone(), r.slot.clone().into());
+        }
         materials.insert(tag, crate::registry::material::named(m));
     }
     e.data.insert("materials".into(), materials.into());
+    e.data.insert("recoveries".into(), recoveries.into());
     Ok(e)
 }
 
@@ -367,6 +376,26 @@ pub fn approve(
 ) -> Result<Approved> {
     use base64::Engine;
     let (trusted, req) = witnessed_request(repo, coop, id, wait)?;
+    // After a split that names persons, only a person who counts now asks: a retired admin
+    // whose old share is still in force until the re-split ends gets no approval.
+    if let Some(persons) = trusted
+        .activation
+        .as_ref()
+        .filter(|a| a.person_approvals().is_some())
+    {
+        let counts = match req.entry.person() {
+            coop_formats::tlog::PersonCheck::Signed(by) => persons.person_counts(&by),
+            _ => false,
+        };
+        if !counts {
+            return Err(Error::AccessDenied {
+                what: format!(
+                    "recovery request {id} is not signed by an admin person who counts now (a \
+                     retired admin, or no person at all); nothing is released"
+                ),
+            });
+        }
+    }
     let (setup, m, r) = requested_member(repo, coop, &req.entry)?;
     if req.entry.data.get("epoch").and_then(|v| v.as_str()) != Some(setup.epoch.as_str())
         || req.entry.data.get("slot").and_then(|v| v.as_str()) != Some(r.slot.as_str())

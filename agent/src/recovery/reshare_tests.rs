@@ -10,26 +10,26 @@ use crate::reshare::{self, Progress};
 use std::sync::Arc;
 
 impl Coop {
-    fn reshare(&self, by: usize) -> Result<Progress> {
+    pub(super) fn reshare(&self, by: usize) -> Result<Progress> {
         reshare::run(&self.repo, &self.access(by))
     }
 
     /// Who counts and which setups the admins' log vouches for, now.
-    fn persons(&self) -> crate::log::Activation {
+    pub(super) fn persons(&self) -> crate::log::Activation {
         crate::writers::log_trust(&self.repo, &self.coop().admin_keys)
             .unwrap()
             .activation
             .unwrap()
     }
 
-    fn registry(&self) -> coop_formats::registry::Registry {
+    pub(super) fn registry(&self) -> coop_formats::registry::Registry {
         crate::registry::load(&self.repo, &self.coop())
             .unwrap()
             .registry
     }
 
     /// A new admin `admin<n>`, proposed by admin 0 and approved by admins 1 and 2.
-    fn add_admin(&mut self) -> usize {
+    pub(super) fn add_admin(&mut self) -> usize {
         let n = self.admins.len();
         let (secret, public) = crypt::generate_identity();
         self.admins.push(ids(&secret));
@@ -50,7 +50,7 @@ impl Coop {
 
     /// Member `name`'s keyring opens with the identity a recovery by `by`, approved by
     /// `approvers`, rebuilds.
-    fn recovers(&self, by: usize, approvers: &[usize], name: &str) -> bool {
+    pub(super) fn recovers(&self, by: usize, approvers: &[usize], name: &str) -> bool {
         let id = self.request(by, name);
         for a in approvers {
             self.approve(*a, &id).unwrap();
@@ -61,7 +61,7 @@ impl Coop {
         }
     }
 
-    fn epoch_objects(&self, epoch: &str) -> usize {
+    pub(super) fn epoch_objects(&self, epoch: &str) -> usize {
         self.repo
             .store
             .list(&format!("recovery/{epoch}"))

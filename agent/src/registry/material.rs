@@ -27,7 +27,7 @@ use coop_formats::tlog::{Entry, Event, PersonCheck};
 use std::collections::BTreeSet;
 
 /// The `object` of an entry that names a member's writer material.
-pub(crate) const OBJECT: &str = "material";
+pub(crate) const OBJECT: &str = crate::log::MATERIAL;
 
 /// The public digest a log entry names member material by: a hash over every part of the
 /// material and its signed generation (nothing in it can be read back).
@@ -53,9 +53,29 @@ pub(crate) fn named(m: &Member) -> serde_json::Value {
 }
 
 /// Logs member `m`'s writer material as the one writers take from now on: at `member add`
-/// after the split (`request` `None`) and at the end of a recovery (`request` = its ID).
+/// after the split (`request` `None`) and at the end of a recovery (`request` = its ID). With
+/// it the slot holding the member's recovery identity (SPEC 25.6), and, while a re-split runs,
+/// the slot of the identity split straight into its setup (from the registry's plan, saved
+/// before this is logged).
 pub(crate) fn log(repo: &Repo, coop: &TenantKeys, m: &Member, request: Option<&str>) -> Result<()> {
     let keys = super::member_writer_keys(coop, m)?;
+    let recovery = match &m.recovery {
+        Some(r) => {
+            let mut v = serde_json::json!({ "epoch": r.epoch, "slot": r.slot });
+            let plan = super::load(repo, coop)?.registry.recovery_next;
+            if let Some(plan) = plan.filter(|p| p.from == r.epoch) {
+                if let Some(new) = plan
+                    .slots
+                    .get(&r.slot)
+                    .filter(|s| plan.direct.contains_key(*s))
+                {
+                    v["next"] = serde_json::json!({ "epoch": plan.setup.epoch, "slot": new });
+                }
+            }
+            Some(v)
+        }
+        None => None,
+    };
     let actor = crate::log::Actor::of(coop);
     let mut e = crate::log::entry(
         &actor,
@@ -65,6 +85,9 @@ pub(crate) fn log(repo: &Repo, coop: &TenantKeys, m: &Member, request: Option<&s
         Some(OBJECT.into()),
     );
     e.data.insert("material".into(), named(m));
+    if let Some(r) = recovery {
+        e.data.insert("recovery".into(), r);
+    }
     if let Some(r) = request {
         e.data.insert("request".into(), r.into());
     }

@@ -34,7 +34,7 @@ pub(super) fn follow_deletions(
 ) -> Result<()> {
     let kind_of = |p: &str| ObjectPath::parse(p).map(|o| o.kind);
     // What this run copied the source has, so the candidates come from the listing before it.
-    let gone: Vec<&String> = dst_before
+    let mut gone: Vec<&String> = dst_before
         .keys()
         .filter(|p| !src.contains_key(*p))
         .filter(|p| {
@@ -44,6 +44,10 @@ pub(super) fn follow_deletions(
             )
         })
         .collect();
+    // Recovery shares of an epoch a re-split retired (SPEC 25.5): a replica that kept them
+    // would keep them in force for whoever holds K old admin identities.
+    let shares = shares_gone(from, to)?;
+    gone.extend(shares.iter());
     if gone.is_empty() {
         return Ok(());
     }
@@ -100,6 +104,22 @@ pub(super) fn follow_deletions(
         ));
     }
     Ok(())
+}
+
+/// Recovery shares at `to` that `from` no longer has.
+fn shares_gone(from: &Store, to: &Store) -> Result<Vec<String>> {
+    let shares = |s: &Store| -> Result<HashSet<String>> {
+        Ok(s.list("recovery")?
+            .into_iter()
+            .filter(|l| super::logs::is_recovery_share(&l.path, l.size))
+            .map(|l| l.path)
+            .collect())
+    };
+    let src = shares(from)?;
+    Ok(shares(to)?
+        .into_iter()
+        .filter(|p| !src.contains(p))
+        .collect())
 }
 
 /// What the snapshots the target keeps (those in `dst` not `eligible` for deletion) still

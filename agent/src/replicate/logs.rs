@@ -210,7 +210,7 @@ const MAX_SHARE: u64 = 1 << 16;
 /// Whether `path` has the shape of a recovery share (`recovery/<epoch>/<slot>/<admin>`, epoch
 /// and slot 16 hex digits each, SPEC 25) and a share's size: the keyless checks a share can
 /// get, since its name is no hash and its content is encrypted to its admin.
-fn is_recovery_share(path: &str, size: u64) -> bool {
+pub(super) fn is_recovery_share(path: &str, size: u64) -> bool {
     let mut parts = path.split('/');
     let (Some("recovery"), Some(epoch), Some(slot), Some(admin), None) = (
         parts.next(),

@@ -13,8 +13,11 @@ pub(super) fn finish(
     plan: &Reshare,
     combined: &[&Logged],
 ) -> Result<()> {
-    // Every combination checked before the log says the re-split ended.
+    // Every combination checked, and every member's move worked out, before the log says the
+    // re-split ended: an end the registry cannot follow would retire the old setup and leave
+    // none in force.
     let by_holder = commitments(repo, plan, combined)?;
+    moves(&loaded.registry, from, plan, &by_holder)?;
     log_step(
         repo,
         coop,
@@ -39,7 +42,7 @@ pub(super) fn finish(
             ),
         });
     }
-    switch(repo, coop, loaded, from, plan, by_holder)
+    switch(repo, coop, &persons, loaded, from, plan, by_holder)
 }
 
 /// Each new holder's commitments, in the new holders' order, each file checked against the
@@ -81,14 +84,53 @@ pub(super) fn commitments(
 pub(super) fn switch(
     repo: &Repo,
     coop: &TenantKeys,
+    persons: &Activation,
     mut loaded: crate::registry::Loaded,
     from: &RecoverySetup,
     plan: &Reshare,
     by_holder: Vec<BTreeMap<String, String>>,
 ) -> Result<()> {
     let epoch = &plan.setup.epoch;
-    for m in loaded.registry.members.iter_mut() {
-        let Some(r) = m.recovery.as_mut().filter(|r| r.epoch == from.epoch) else {
+    for (i, new_slot, commitments) in moves(&loaded.registry, from, plan, &by_holder)? {
+        let m = &mut loaded.registry.members[i];
+        // Only to the slot the log moved the member to (SPEC 25.6).
+        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        if !persons.slot_bound(&tag, &(epoch.clone(), new_slot.clone())) {
+            return Err(Error::AccessDenied {
+                what: format!(
+                    "the registry's re-split moves {} to slot {new_slot}, which the admins' log \
+                     does not bind to {} in epoch {epoch}; the registry keeps the setup in force. \
+                     Look at `coop log show` with the other admins",
+                    m.name, m.name
+                ),
+            });
+        }
+        let r = m
+            .recovery
+            .as_mut()
+            .expect("moves only members with a recovery");
+        r.epoch = epoch.clone();
+        r.slot = new_slot;
+        r.commitments = commitments;
+    }
+    loaded.registry.recovery_setup = Some(plan.setup.clone());
+    loaded.registry.recovery_next = None;
+    crate::registry::save(repo, coop, &mut loaded)?;
+    clean_old(repo, coop, &loaded.registry)
+}
+
+/// Where each member of the old setup moves: (index in the registry, new slot, new
+/// commitments). Fails where one would be left without a share at some new holder (a dealer
+/// left it out) or outside the plan.
+fn moves(
+    reg: &Registry,
+    from: &RecoverySetup,
+    plan: &Reshare,
+    by_holder: &[BTreeMap<String, String>],
+) -> Result<Vec<(usize, String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for (i, m) in reg.members.iter().enumerate() {
+        let Some(r) = m.recovery.as_ref().filter(|r| r.epoch == from.epoch) else {
             continue;
         };
         let new_slot = plan
@@ -104,19 +146,15 @@ pub(super) fn switch(
                 .ok_or_else(|| Error::NotFound {
                     what: format!(
                         "every new holder's share of {}'s recovery identity (a dealer left it \
-                         out); an admin change that completes starts a new re-split",
+                         out); the end is not logged and the setup in force stays. An admin \
+                         change that completes starts a new re-split",
                         m.name
                     ),
                 })?,
         };
-        r.epoch = epoch.clone();
-        r.slot = new_slot.clone();
-        r.commitments = commitments;
+        out.push((i, new_slot.clone(), commitments));
     }
-    loaded.registry.recovery_setup = Some(plan.setup.clone());
-    loaded.registry.recovery_next = None;
-    crate::registry::save(repo, coop, &mut loaded)?;
-    clean_old(repo, coop, &loaded.registry)
+    Ok(out)
 }
 
 /// Deletes the shares of every epoch but the registry's current one and a running re-split's,

@@ -139,6 +139,12 @@ pub(crate) fn start(
         [
             ("from", from.epoch.into()),
             ("setup", serde_json::to_value(&setup).expect("serializes")),
+            // The new slot of each old one: the log moves each member's binding with it
+            // (SPEC 25.6), and dealers deal only along it.
+            (
+                "slots",
+                serde_json::to_value(&plan.slots).expect("serializes"),
+            ),
         ],
     )?;
     reg.recovery_next = Some(plan);
@@ -291,7 +297,14 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
         .and_then(|_| from.check())
         .map_err(|e| Error::damaged("the registry's recovery setup", e.to_string()))?;
     crate::shares::vouched(persons, from)?;
-    if plan.from != from.epoch || !persons.setup_running(&plan.setup) {
+    // Each old slot moves only to the new slot the start named for it, and a direct split
+    // only into a slot the log has (SPEC 25.6): dealing along another map would put one
+    // member's identity into the slot the log binds to another.
+    let moves = plan.slots.iter().all(|(old, new)| {
+        persons.resplit_moves(old, new)
+            && (!plan.direct.contains_key(new) || persons.resplit_direct(new))
+    });
+    if plan.from != from.epoch || !persons.setup_running(&plan.setup) || !moves {
         return Err(Error::AccessDenied {
             what: format!(
                 "the re-split of the recovery shares in the registry (epoch {}) is not the one \
@@ -382,7 +395,7 @@ pub fn run(repo: &Repo, access: &Access) -> Result<Progress> {
             let steps = logged(repo, &trusted, &loaded.registry, &from, plan)?;
             let combined: Vec<&Logged> = steps.combined.iter().collect();
             let by_holder = commitments(repo, plan, &combined)?;
-            switch(repo, &coop, loaded, &from, plan, by_holder)?;
+            switch(repo, &coop, &persons, loaded, &from, plan, by_holder)?;
             did.push("finished".into());
             let mut p = progress(&from, plan, &steps, &did, true);
             p.combined = p.holders.clone();

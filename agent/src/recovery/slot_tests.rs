@@ -1,0 +1,263 @@
+//! Which slot an approval releases (SPEC 25.6), played by one admin acting alone who signs a
+//! registry pointing one member at another's recovery slot, or a re-split's plan moving one
+//! member's identity into another's new slot; and the end of a re-split the registry could not
+//! follow, which must not be logged.
+
+use super::tests::{coop, Coop, NO_WAIT};
+use super::*;
+use crate::reshare;
+
+impl Coop {
+    fn swap_registry(&self, change: impl FnOnce(&mut coop_formats::registry::Registry)) {
+        let mut loaded = crate::registry::load_for_change(&self.repo, &self.coop()).unwrap();
+        change(&mut loaded.registry);
+        crate::registry::save(&self.repo, &self.coop(), &mut loaded).unwrap();
+    }
+}
+
+fn slot_of(c: &Coop, name: &str) -> MemberRecovery {
+    c.member(name).recovery.unwrap()
+}
+
+/// Admin 0 alone points bob's registry entry at alice's recovery slot, then logs a request
+/// "for bob" naming that slot herself (coop refuses to make it). The two others approve a
+/// request for bob: without the log's binding each would release its share of alice's
+/// identity. They release nothing; a genuine request for alice still works.
+#[test]
+fn a_registry_that_points_one_member_at_anothers_slot_releases_nothing() {
+    let c = coop();
+    let (alice, bob) = (slot_of(&c, "alice"), slot_of(&c, "bob"));
+    c.swap_registry(|r| {
+        let bob = r.members.iter_mut().find(|m| m.name == "bob").unwrap();
+        bob.recovery = Some(alice.clone());
+    });
+    match request(
+        &c.repo,
+        &c.coop(),
+        &c.admins[0],
+        "bob",
+        Reason::MemberRequest,
+        None,
+    ) {
+        Err(Error::AccessDenied { what }) => assert!(what.contains("does not bind"), "{what}"),
+        o => panic!("{:?}", o.map(|r| r.0)),
+    }
+    // She binds bob to alice's slot in the log too, with a material entry signed by her
+    // person (as a member add or a recovery's end would): a slot is bound once, so it counts
+    // for nothing.
+    let coop = c.coop();
+    let bob_keys = crate::registry::member_writer_keys(&coop, &c.member("bob")).unwrap();
+    let actor = log::Actor::of(&coop);
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(&bob_keys),
+        None,
+        Some(log::MATERIAL.into()),
+    );
+    e.data.insert(
+        "recovery".into(),
+        serde_json::json!({ "epoch": alice.epoch, "slot": alice.slot }),
+    );
+    log::append(&c.repo, &actor, &[e]).unwrap();
+    let persons = c.persons();
+    let bob_tag = log::tenant_tag(&bob_keys);
+    assert!(!persons.slot_bound(&bob_tag, &(alice.epoch.clone(), alice.slot.clone())));
+    assert!(persons.slot_bound(&bob_tag, &(bob.epoch.clone(), bob.slot.clone())));
+    // The request coop refused to make, logged by hand: bob's tenant, alice's slot, her key.
+    let (_, public) = crypt::generate_identity();
+    let id = "00112233445566ff".to_string();
+    let mut e = log::entry(
+        &actor,
+        Event::RecoveryRequest,
+        Some(&bob_keys),
+        Some(Reason::MemberRequest),
+        Some(id.clone()),
+    );
+    e.data.insert("epoch".into(), alice.epoch.clone().into());
+    e.data.insert("slot".into(), alice.slot.clone().into());
+    e.data.insert("ephemeral".into(), public.into());
+    e.data.insert("requester".into(), "admin0".into());
+    log::append(&c.repo, &actor, &[e]).unwrap();
+    for by in [1, 2] {
+        match approve(&c.repo, &c.coop_of(by), &c.admins[by], &id, &NO_WAIT) {
+            Err(Error::AccessDenied { what }) => assert!(what.contains("does not bind"), "{what}"),
+            o => panic!("{:?}", o.map(|a| a.holder)),
+        }
+    }
+    let trusted = crate::writers::log_trust(&c.repo, &coop.admin_keys).unwrap();
+    let released = log::admin_entries(&c.repo, &trusted, |e| e.event == Event::RecoveryRelease);
+    assert!(released.unwrap().is_empty(), "a share was released");
+    // Bob's entry put back, both members recover as before.
+    c.swap_registry(|r| {
+        r.members
+            .iter_mut()
+            .find(|m| m.name == "bob")
+            .unwrap()
+            .recovery = Some(bob.clone());
+    });
+    assert!(c.recovers(0, &[1, 2], "bob"));
+    assert!(c.recovers(1, &[0, 2], "alice"));
+}
+
+/// The log moves each member's binding with the re-split: after it, alice's registry entry
+/// pointed at bob's new slot is refused as before, and the genuine entries recover.
+#[test]
+fn after_a_reshare_the_binding_follows_each_member() {
+    let mut c = coop();
+    let dave = c.add_admin();
+    for by in [0, 1, 2, 0, 1, dave] {
+        c.reshare(by).unwrap();
+    }
+    let (alice, bob) = (slot_of(&c, "alice"), slot_of(&c, "bob"));
+    assert_ne!(alice.slot, bob.slot);
+    c.swap_registry(|r| {
+        r.members
+            .iter_mut()
+            .find(|m| m.name == "alice")
+            .unwrap()
+            .recovery = Some(bob.clone());
+    });
+    assert!(matches!(
+        request(
+            &c.repo,
+            &c.coop(),
+            &c.admins[0],
+            "alice",
+            Reason::MemberRequest,
+            None
+        ),
+        Err(Error::AccessDenied { .. })
+    ));
+    c.swap_registry(|r| {
+        r.members
+            .iter_mut()
+            .find(|m| m.name == "alice")
+            .unwrap()
+            .recovery = Some(alice.clone());
+    });
+    assert!(c.recovers(dave, &[1, 2], "alice"));
+    assert!(c.recovers(0, &[1, dave], "bob"));
+}
+
+/// Admin 0 alone swaps alice's and bob's new slots in the running re-split's plan: dealing
+/// along it would put alice's identity into the slot the log moves bob to. Nobody deals.
+#[test]
+fn a_plan_whose_slots_were_swapped_gets_no_deal() {
+    let mut c = coop();
+    c.add_admin();
+    let (alice, bob) = (slot_of(&c, "alice").slot, slot_of(&c, "bob").slot);
+    c.swap_registry(|r| {
+        let plan = r.recovery_next.as_mut().unwrap();
+        let a = plan.slots[&alice].clone();
+        let b = plan.slots.insert(bob.clone(), a).unwrap();
+        plan.slots.insert(alice.clone(), b);
+    });
+    for by in [0, 1, 2] {
+        match c.reshare(by) {
+            Err(Error::AccessDenied { what }) => {
+                assert!(what.contains("not the one the admins' log runs"), "{what}")
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+    assert!(c.repo.store.list("reshare").unwrap().is_empty());
+}
+
+/// Every holder combined, but the registry then names a member outside the plan (one admin
+/// rewrote her slot): the end the registry could not follow is not logged, so the log keeps
+/// the old setup in force instead of retiring it with nothing to follow.
+#[test]
+fn an_end_the_registry_cannot_follow_is_not_logged() {
+    let mut c = coop();
+    let from = c.registry().recovery_setup.unwrap();
+    let dave = c.add_admin();
+    for by in [0, 1, 2, 0, 1] {
+        c.reshare(by).unwrap();
+    }
+    let bob = slot_of(&c, "bob");
+    c.swap_registry(|r| {
+        let m = r.members.iter_mut().find(|m| m.name == "bob").unwrap();
+        m.recovery.as_mut().unwrap().slot = "0f0f0f0f0f0f0f0f".into();
+    });
+    assert!(c.reshare(dave).is_err());
+    let persons = c.persons();
+    assert!(persons.setup_in_force(&from), "the old setup was retired");
+    let trusted = crate::writers::log_trust(&c.repo, &c.coop().admin_keys).unwrap();
+    let ends = log::admin_entries(&c.repo, &trusted, |e| {
+        e.object.as_deref() == Some(reshare::DONE)
+    })
+    .unwrap();
+    assert!(ends.is_empty(), "the end was logged");
+    // Put right, the last holder ends it.
+    c.swap_registry(|r| {
+        r.members
+            .iter_mut()
+            .find(|m| m.name == "bob")
+            .unwrap()
+            .recovery = Some(bob.clone());
+    });
+    assert!(c.reshare(dave).unwrap().finished);
+    assert!(c.recovers(dave, &[1, 2], "bob"));
+}
+
+/// A replica made before a re-split holds the old epoch's shares; after the re-split the
+/// source deleted them with a logged deletion, and the next replication deletes them at the
+/// replica too (a replica that kept them would keep the old shares in force).
+#[test]
+fn replicas_follow_the_logged_deletion_of_a_retired_epochs_shares() {
+    let mut c = coop();
+    let old = c.registry().recovery_setup.unwrap().epoch;
+    let target = c.dir.path().join("replica");
+    let to = crate::store::Store::open(target.to_str().unwrap(), true).unwrap();
+    let opts = crate::replicate::ReplicateOptions {
+        check_only: false,
+        limit: None,
+        parallel: 2,
+        deletions: Some(crate::replicate::DeletionPolicy {
+            grace: std::time::Duration::ZERO,
+        }),
+        admin_keys: Some(c.coop().admin_keys.clone()),
+        cache_dir: None,
+    };
+    let quiet = crate::progress::NoProgress;
+    crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
+    let at_replica = |epoch: &str| to.list(&format!("recovery/{epoch}")).unwrap().len();
+    assert!(at_replica(&old) > 0, "the replica has the old shares");
+    let dave = c.add_admin();
+    for by in [0, 1, 2, 0, 1, dave] {
+        c.reshare(by).unwrap();
+    }
+    let new = c.registry().recovery_setup.unwrap().epoch;
+    let rep = crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
+    assert_eq!(at_replica(&old), 0, "{rep:?}");
+    assert!(at_replica(&new) > 0);
+}
+
+/// Admin 3 is retired; until the re-split ends her old share is still in force. She asks for
+/// alice with the service keys she kept: nobody's approval releases anything to her.
+#[test]
+fn a_retired_admins_request_gets_no_approval() {
+    let c = super::tests::unsplit_with(4);
+    c.split();
+    let hers = c.coop_of(3);
+    crate::admins::remove(&c.repo, &c.access(0), "admin3").unwrap();
+    crate::admins::approve(&c.repo, &c.access(1), "admin3").unwrap();
+    crate::admins::approve(&c.repo, &c.access(2), "admin3").unwrap();
+    let (id, _) = request(
+        &c.repo,
+        &hers,
+        &c.admins[3],
+        "alice",
+        Reason::MemberRequest,
+        None,
+    )
+    .unwrap();
+    for by in [0, 1, 2] {
+        match c.approve(by, &id) {
+            Err(Error::AccessDenied { what }) => assert!(what.contains("counts now"), "{what}"),
+            o => panic!("{:?}", o.map(|a| a.holder)),
+        }
+    }
+    assert!(c.recovers(0, &[1, 2], "alice"));
+}
