@@ -244,7 +244,7 @@ impl Persons {
                         continue;
                     }
                     if object == MATERIAL {
-                        p.bind_material(e);
+                        p.bind_material(e, by);
                         continue;
                     }
                     if let Some(op) = Op::of(object) {
@@ -272,6 +272,11 @@ impl Persons {
                     } else if object == APPROVE {
                         p.approve(i, e, by);
                     }
+                }
+                (Event::RecoveryRequest | Event::RecoveryRelease, _)
+                    if p.restricted_from.is_some() && p.counts(&by, i) =>
+                {
+                    p.recovery_step(e, by);
                 }
                 _ => {}
             }

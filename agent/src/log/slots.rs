@@ -6,9 +6,11 @@
 //! log binds to the requested member.
 //!
 //! - The split (`recovery-init`) binds every member: `data.recoveries` (tag to slot).
-//! - A member's `material` entry (`member add` after the split, the end of a recovery) binds
-//!   it again: `data.recovery` = `{epoch, slot}` in the setup in force, and, while a re-split
-//!   runs, `next` = `{epoch, slot}` for the identity split straight into its setup.
+//! - A member's `material` entry binds it again: `data.recovery` = `{epoch, slot}` in the
+//!   setup in force, and, while a re-split runs, `next` = `{epoch, slot}` for the identity
+//!   split straight into its setup; only at `member add` (her first binding) or at the end of
+//!   a recovery of her that K other counted persons released (so one admin alone can move no
+//!   member's binding).
 //! - A re-split's start (`recovery-reshare`) names the new slot of every old one:
 //!   `data.slots`; its end moves every member of the old epoch to its new slot (its `next`,
 //!   else the start's slot for its old one).
@@ -20,7 +22,7 @@
 
 use super::persons::Persons;
 use super::trust::Activation;
-use coop_formats::tlog::Entry;
+use coop_formats::tlog::{Entry, Event};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `object` of a `key-change` entry that names a member's writer material (and, after the
@@ -41,8 +43,15 @@ pub struct Slots {
     taken: BTreeSet<Slot>,
     /// The running re-split's new slot for each old one (from its start).
     next: BTreeMap<String, String>,
-    /// Members split straight into the running re-split's setup: tag to new slot.
-    direct: BTreeMap<String, String>,
+    /// Members split straight into the running re-split's setup: tag to (old slot, new
+    /// slot), the old one being the slot she was bound to in the setup in force then.
+    direct: BTreeMap<String, (String, String)>,
+    /// Recovery requests by counted persons: ID to (tag, asker).
+    requests: BTreeMap<String, (String, [u8; 32])>,
+    /// Releases by counted persons: request ID to who released.
+    releases: BTreeMap<String, BTreeSet<[u8; 32]>>,
+    /// Requests whose end rebound their member.
+    ended: BTreeSet<String>,
 }
 
 fn slot_of(v: &serde_json::Value) -> Option<Slot> {
@@ -53,6 +62,20 @@ fn slot_of(v: &serde_json::Value) -> Option<Slot> {
 }
 
 impl Slots {
+    /// Where the running re-split moves member `tag`, bound to `old` now: her direct slot if
+    /// she was split straight into it from `old`, else the slot the start named for `old`.
+    fn target(&self, tag: &str, old: &str) -> Option<String> {
+        match self.direct.get(tag) {
+            Some((from, new)) if from == old => Some(new.clone()),
+            _ => self.next.get(old).cloned(),
+        }
+    }
+
+    /// Whether `new` is a slot some member was split straight into.
+    fn is_direct(&self, new: &str) -> bool {
+        self.direct.values().any(|(_, d)| d == new)
+    }
+
     /// Binds `tag` to `slot`, unless the slot was taken before (binding a member again to the
     /// slot it has is no change).
     fn bind(&mut self, tag: &str, slot: Slot) -> bool {
@@ -83,15 +106,54 @@ impl Persons {
         }
     }
 
-    /// A counted person's `material` entry: its slot in the setup in force, and its slot in
-    /// the running re-split's.
-    pub(super) fn bind_material(&mut self, e: &Entry) {
+    /// A recovery request or release by counted person `by`.
+    pub(super) fn recovery_step(&mut self, e: &Entry, by: [u8; 32]) {
+        let (Some(id), Some(tag)) = (e.object.clone(), e.tenant.clone()) else {
+            return;
+        };
+        match e.event {
+            Event::RecoveryRequest => {
+                self.slots.requests.entry(id).or_insert((tag, by));
+            }
+            Event::RecoveryRelease if self.slots.requests.get(&id).is_some_and(|r| r.0 == tag) => {
+                self.slots.releases.entry(id).or_default().insert(by);
+            }
+            _ => {}
+        }
+    }
+
+    /// A `material` entry by counted person `by`: its slot in the setup in force, and its
+    /// slot in the running re-split's. It binds a member only when it adds her (her first
+    /// binding: no request) or ends a recovery of her (`data.request`: asked by `by`, released
+    /// by K other counted persons, the first end of that request). Witnessing is not needed
+    /// here: one admin alone cannot sign the K releases.
+    pub(super) fn bind_material(&mut self, e: &Entry, by: [u8; 32]) {
         let (Some(tag), Some(rec)) = (e.tenant.as_deref(), e.data.get("recovery")) else {
             return;
         };
         let in_force = self.setup.as_ref().map(|s| s.epoch.as_str());
-        if let Some(slot) = slot_of(rec).filter(|s| Some(s.0.as_str()) == in_force) {
-            self.slots.bind(tag, slot);
+        let Some(slot) = slot_of(rec).filter(|s| Some(s.0.as_str()) == in_force) else {
+            return;
+        };
+        let allowed = match e.data.get("request").and_then(|v| v.as_str()) {
+            None => !self.slots.bound.contains_key(tag),
+            Some(r) => {
+                let asked = self.slots.requests.get(r);
+                let released = self.slots.releases.get(r).map_or(0, |b| {
+                    b.iter()
+                        .filter(|p| asked.is_some_and(|a| a.1 != **p))
+                        .count()
+                });
+                asked.is_some_and(|a| a.0 == tag && a.1 == by)
+                    && released >= self.approvals_needed
+                    && (self.slots.ended.insert(r.to_string())
+                        || self.slots.bound.get(tag) == Some(&slot))
+            }
+        };
+        // The identity in the new setup's slot is the one in her old slot: counted only when
+        // she is bound to that old slot.
+        if !allowed || !self.slots.bind(tag, slot.clone()) {
+            return;
         }
         let running = self.resplit.as_ref().map(|s| s.epoch.clone());
         if let Some(next) = rec
@@ -100,7 +162,7 @@ impl Persons {
             .filter(|s| Some(&s.0) == running.as_ref())
         {
             if self.slots.taken.insert(next.clone()) {
-                self.slots.direct.insert(tag.to_string(), next.1);
+                self.slots.direct.insert(tag.to_string(), (slot.1, next.1));
             }
         }
     }
@@ -133,8 +195,8 @@ impl Persons {
             .map(|(t, b)| (t.clone(), b.1.clone()))
             .collect();
         for (tag, old) in moving {
-            match s.direct.get(&tag).or_else(|| s.next.get(&old)) {
-                Some(new) => s.bound.insert(tag, (to.to_string(), new.clone())),
+            match s.target(&tag, &old) {
+                Some(new) => s.bound.insert(tag, (to.to_string(), new)),
                 None => s.bound.remove(&tag),
             };
         }
@@ -160,17 +222,34 @@ impl Activation {
         self.slot_rules().all(|s| s.bound.get(tag) == Some(slot))
     }
 
-    /// Whether the running re-split may move old slot `old` to `new`: its start named that,
-    /// or `new` is a member's direct split logged while it runs.
-    pub fn resplit_moves(&self, old: &str, new: &str) -> bool {
+    /// Whether the running re-split may move old slot `old` to `new`, dealt (`direct` false)
+    /// or split straight into it (`direct` true): a dealt move only where the start named it
+    /// and nobody was split straight into `new`; a direct one only for the member bound to
+    /// `old` whose direct split the log has from `old` into `new`.
+    pub fn resplit_moves(&self, old: &str, new: &str, direct: bool) -> bool {
         self.slot_rules().all(|s| {
-            s.next.get(old).map(String::as_str) == Some(new) || s.direct.values().any(|d| d == new)
+            if direct {
+                s.direct.iter().any(|(tag, (from, to))| {
+                    from == old && to == new && s.bound.get(tag).is_some_and(|b| b.1 == old)
+                })
+            } else {
+                s.next.get(old).map(String::as_str) == Some(new) && !s.is_direct(new)
+            }
         })
     }
 
-    /// Whether `new` is a slot the log has a member split straight into the running re-split.
-    pub fn resplit_direct(&self, new: &str) -> bool {
-        self.slot_rules()
-            .all(|s| s.direct.values().any(|d| d == new))
+    /// Where the running re-split's end moves member `tag` by the log: `None` when it moves
+    /// her nowhere (her recovery would be refused after it) or the admin logs disagree;
+    /// `fallback` where no split names slots (older logs).
+    pub fn resplit_target(&self, tag: &str, fallback: &str) -> Option<String> {
+        let targets: BTreeSet<Option<String>> = self
+            .slot_rules()
+            .map(|s| s.bound.get(tag).and_then(|(_, old)| s.target(tag, old)))
+            .collect();
+        match targets.len() {
+            0 => Some(fallback.to_string()),
+            1 => targets.into_iter().next().flatten(),
+            _ => None,
+        }
     }
 }

@@ -212,6 +212,7 @@ fn changes(trusted: &Trusted, entries: &[Vec<u8>], owner: &LogOwner) -> Changes 
             || contains(b, b"recovery-reshare")
             || contains(b, b"recovery-combined")
             || contains(b, b"\"material\"")
+            || contains(b, b"recovery-re")
             || contains(b, b"\"admin-")
             || contains(b, b"log_quorum=")
             || contains(b, b"quorum-lower");

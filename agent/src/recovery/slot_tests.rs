@@ -261,3 +261,94 @@ fn a_retired_admins_request_gets_no_approval() {
     }
     assert!(c.recovers(0, &[1, 2], "alice"));
 }
+
+/// While a re-split runs, admin 0 alone logs a material entry for bob naming a "direct" slot
+/// X of her making, then writes a plan dealing alice's old slot into X: dealt there, alice's
+/// identity would sit in the slot the log moves bob to. The entry binds nothing (bob is no
+/// new member and no recovery of him ended), and nobody deals along the plan.
+#[test]
+fn a_direct_slot_paired_with_another_members_old_slot_gets_no_deal() {
+    let mut c = coop();
+    c.add_admin();
+    let plan = c.registry().recovery_next.unwrap();
+    let (alice, bob) = (slot_of(&c, "alice"), slot_of(&c, "bob"));
+    let x = "5a5a5a5a5a5a5a5a".to_string();
+    let coop = c.coop();
+    let bob_keys = crate::registry::member_writer_keys(&coop, &c.member("bob")).unwrap();
+    let actor = log::Actor::of(&coop);
+    let mut e = log::entry(
+        &actor,
+        Event::KeyChange,
+        Some(&bob_keys),
+        None,
+        Some(log::MATERIAL.into()),
+    );
+    e.data.insert(
+        "recovery".into(),
+        serde_json::json!({ "epoch": bob.epoch, "slot": bob.slot,
+            "next": { "epoch": plan.setup.epoch, "slot": x } }),
+    );
+    log::append(&c.repo, &actor, &[e]).unwrap();
+    c.swap_registry(|r| {
+        let p = r.recovery_next.as_mut().unwrap();
+        p.slots.insert(alice.slot.clone(), x.clone());
+    });
+    for by in [0, 1, 2] {
+        match c.reshare(by) {
+            Err(Error::AccessDenied { what }) => {
+                assert!(what.contains("not the one the admins' log runs"), "{what}")
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+    assert!(c.repo.store.list("reshare").unwrap().is_empty());
+    // As a "direct" plan entry for bob (b → X, commitments of her making) it fares no better.
+    c.swap_registry(|r| {
+        let p = r.recovery_next.as_mut().unwrap();
+        p.slots = plan.slots.clone();
+        p.slots.insert(bob.slot.clone(), x.clone());
+        let n = p.setup.holders.len();
+        p.direct.insert(x.clone(), vec!["ab".repeat(32); n]);
+    });
+    match c.reshare(1) {
+        Err(Error::AccessDenied { what }) => {
+            assert!(what.contains("not the one the admins' log runs"), "{what}")
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+/// A recovery of alice ends while a re-split runs and stops after the registry (her new
+/// identity split into both setups, the log not told yet). Every holder then combines: the
+/// end is not logged while the log would move alice elsewhere than the registry does; once
+/// the recovery's end is logged, the re-split ends and alice's new identity recovers her.
+#[test]
+fn a_recovery_ending_mid_reshare_holds_the_end_until_it_is_logged() {
+    let mut c = coop();
+    let from = c.registry().recovery_setup.unwrap();
+    let coop = c.coop();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    let dave = c.add_admin();
+    for by in [0, 1, 2] {
+        c.reshare(by).unwrap();
+    }
+    let r = c.recover(0, &id, "alice").unwrap();
+    super::open::replace_keys(&c.repo, &coop, r, super::open::Stage::Registry).unwrap();
+    for by in [0, 1, dave] {
+        match c.reshare(by) {
+            Err(Error::AccessDenied { what }) => {
+                assert!(what.contains("not logged yet"), "{what}")
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+    assert!(c.persons().setup_in_force(&from));
+    assert_eq!(resume(&c.repo, &coop, &id).unwrap(), Some("alice".into()));
+    c.reshare(0).unwrap();
+    c.reshare(1).unwrap();
+    assert!(c.reshare(dave).unwrap().finished);
+    assert!(c.recovers(dave, &[1, 2], "alice"));
+    assert!(c.recovers(0, &[1, dave], "bob"));
+}

@@ -17,7 +17,28 @@ pub(super) fn finish(
     // re-split ended: an end the registry cannot follow would retire the old setup and leave
     // none in force.
     let by_holder = commitments(repo, plan, combined)?;
-    moves(&loaded.registry, from, plan, &by_holder)?;
+    let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
+        .activation
+        .unwrap_or_default();
+    for (i, new_slot, _) in moves(&loaded.registry, from, plan, &by_holder)? {
+        // The log must move each member where the registry will: otherwise its end would
+        // leave her bound to nothing (a member add or a recovery's end saved in the registry
+        // and not logged yet, or a plan one admin rewrote). Nothing is logged; run again.
+        let m = &loaded.registry.members[i];
+        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        if persons.resplit_target(&tag, &new_slot).as_deref() != Some(new_slot.as_str()) {
+            return Err(Error::AccessDenied {
+                what: format!(
+                    "the admins' log does not move {} to the slot the registry's re-split \
+                     gives her ({new_slot}), so its end is not logged and the setup in force \
+                     stays. If her addition or a recovery of her is under way, let it finish \
+                     (`coop export --recovery ID` again for a recovery) and run `coop recovery \
+                     reshare` again; otherwise look at `coop log show` with the other admins",
+                    m.name
+                ),
+            });
+        }
+    }
     log_step(
         repo,
         coop,
@@ -95,15 +116,17 @@ pub(super) fn switch(
         let m = &mut loaded.registry.members[i];
         // Only to the slot the log moved the member to (SPEC 25.6).
         let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        // coop logs no end that moves a member elsewhere than the log does; one logged by
+        // someone else may. The registry still follows the end (the log has retired the old
+        // setup: staying would leave none in force for anyone), and her requests and
+        // approvals are refused until she is bound again.
         if !persons.slot_bound(&tag, &(epoch.clone(), new_slot.clone())) {
-            return Err(Error::AccessDenied {
-                what: format!(
-                    "the registry's re-split moves {} to slot {new_slot}, which the admins' log \
-                     does not bind to {} in epoch {epoch}; the registry keeps the setup in force. \
-                     Look at `coop log show` with the other admins",
-                    m.name, m.name
-                ),
-            });
+            tracing::warn!(
+                member = %m.name,
+                slot = %new_slot,
+                "the admins' log does not bind this member to her new recovery slot: her \
+                 recovery is refused (look at `coop log show` with the other admins)"
+            );
         }
         let r = m
             .recovery

@@ -300,18 +300,21 @@ fn vouch(plan: &Reshare, from: &RecoverySetup, persons: &Activation) -> Result<(
     // Each old slot moves only to the new slot the start named for it, and a direct split
     // only into a slot the log has (SPEC 25.6): dealing along another map would put one
     // member's identity into the slot the log binds to another.
-    let moves = plan.slots.iter().all(|(old, new)| {
-        persons.resplit_moves(old, new)
-            && (!plan.direct.contains_key(new) || persons.resplit_direct(new))
-    });
+    let moves = plan
+        .slots
+        .iter()
+        .all(|(old, new)| persons.resplit_moves(old, new, plan.direct.contains_key(new)));
     if plan.from != from.epoch || !persons.setup_running(&plan.setup) || !moves {
         return Err(Error::AccessDenied {
             what: format!(
                 "the re-split of the recovery shares in the registry (epoch {}) is not the one \
                  the admins' log runs (the newest started by an admin person, giving shares to \
-                 exactly the admin persons' identities then); this admin deals and combines \
-                 nothing for it. Look at `coop log show` and `coop admin list` with the other \
-                 admins",
+                 exactly the admin persons' identities then, moving each slot where the log \
+                 does); this admin deals and combines nothing for it. If a member add or a \
+                 recovery's end is under way, its split into the re-split may be saved in the \
+                 registry and not logged yet: let it finish (`coop export --recovery ID` again \
+                 for a recovery) and run this again. Otherwise look at `coop log show` and \
+                 `coop admin list` with the other admins",
                 plan.setup.epoch
             ),
         });
