@@ -5,14 +5,9 @@ use super::*;
 use crate::index::Loc;
 
 impl Checker<'_> {
-    /// `--read-data`: decrypt and verify every blob of the selected packs.
-    pub(super) fn read_data(
-        &mut self,
-        reader: &BlobReader,
-        index: &Index,
-        subset: Subset,
-        progress: &dyn Progress,
-    ) -> Result<()> {
+    /// The packs `--read-data` reads (indexed and present, `subset` of them), with their
+    /// stored sizes.
+    pub(super) fn to_read(&self, index: &Index, subset: Subset) -> Vec<(Id, u64)> {
         let indexed: HashSet<Id> = index.packs.iter().map(|p| p.id).collect();
         let mut all: Vec<Id> = indexed
             .iter()
@@ -20,33 +15,49 @@ impl Checker<'_> {
             .copied()
             .collect();
         all.sort();
-        let selected = subset.select(&all);
-        let packs = &self.packs;
-        let total: u64 = selected
-            .iter()
-            .map(|p| packs.get(p).copied().unwrap_or(0))
-            .sum();
-        progress.phase("read-data", Some(total));
-        let next = AtomicUsize::new(0);
-        let found: Mutex<Vec<Problem>> = Mutex::new(Vec::new());
-        let blobs_read = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..crate::workers(0) {
-                s.spawn(|| {
-                    let mut bufs = Buffers::default();
-                    while let Some(pid) = selected.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let problems = read_pack(reader, index, pid, &mut bufs, &blobs_read);
-                        progress.add_bytes(packs.get(pid).copied().unwrap_or(0));
-                        found.lock().expect("lock").extend(problems);
-                    }
-                });
-            }
-        });
-        progress.finish();
-        self.r.packs_read = selected.len();
-        self.r.blobs_read = blobs_read.into_inner();
-        self.r.errors.extend(found.into_inner().expect("lock"));
-        Ok(())
+        subset
+            .select(&all)
+            .into_iter()
+            .map(|p| (p, self.packs[&p]))
+            .collect()
+    }
+}
+
+/// What `--read-data` found: the packs' problems and the number of blobs read.
+pub(super) struct DataRead {
+    pub problems: Vec<Problem>,
+    pub blobs_read: usize,
+}
+
+/// `--read-data`: decrypts and verifies every blob of `packs`, the packs spread over the
+/// workers. Needs only the reader and the index, so it runs while the structural checks do.
+pub(super) fn read_packs(
+    reader: &BlobReader,
+    index: &Index,
+    packs: &[(Id, u64)],
+    progress: &dyn Progress,
+) -> DataRead {
+    let total: u64 = packs.iter().map(|p| p.1).sum();
+    progress.phase("read-data", Some(total));
+    let next = AtomicUsize::new(0);
+    let found: Mutex<Vec<Problem>> = Mutex::new(Vec::new());
+    let blobs_read = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..crate::workers(0) {
+            s.spawn(|| {
+                let mut bufs = Buffers::default();
+                while let Some((pid, size)) = packs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let problems = read_pack(reader, index, pid, &mut bufs, &blobs_read);
+                    progress.add_bytes(*size);
+                    found.lock().expect("lock").extend(problems);
+                }
+            });
+        }
+    });
+    progress.finish();
+    DataRead {
+        problems: found.into_inner().expect("lock"),
+        blobs_read: blobs_read.into_inner(),
     }
 }
 

@@ -194,17 +194,34 @@ pub fn check(
         c.rollback();
         return Ok(c.r);
     }
-    progress.phase("trees", None);
     let reader = BlobReader::for_maintenance(repo, keys, &index)?;
-    c.walk(&reader, &index)?;
-    progress.finish();
-    c.check_claims(claims, scratch.path(), progress)?;
+    let Some(subset) = read else {
+        progress.phase("trees", None);
+        c.walk(&reader, &index)?;
+        progress.finish();
+        c.check_claims(claims, scratch.path(), progress)?;
+        c.attach(&reader, &index, 0)?;
+        c.rollback();
+        return Ok(c.r);
+    };
+    // With --read-data, the trees and the pack tables are checked on this thread while the
+    // workers read the packs (the structural checks would otherwise leave a core idle for
+    // their whole length); the progress shows the packs read.
+    let packs = c.to_read(&index, subset);
+    let (data, structural) = std::thread::scope(|s| {
+        let data = s.spawn(|| data::read_packs(&reader, &index, &packs, progress));
+        let structural = c
+            .walk(&reader, &index)
+            .and_then(|()| c.check_claims(claims, scratch.path(), &crate::progress::NoProgress));
+        (data.join().expect("the read-data thread"), structural)
+    });
+    structural?;
     c.attach(&reader, &index, 0)?;
-    if let Some(subset) = read {
-        let before = c.r.errors.len();
-        c.read_data(&reader, &index, subset, progress)?;
-        c.attach(&reader, &index, before)?;
-    }
+    let before = c.r.errors.len();
+    c.r.packs_read = packs.len();
+    c.r.blobs_read = data.blobs_read;
+    c.r.errors.extend(data.problems);
+    c.attach(&reader, &index, before)?;
     c.rollback();
     Ok(c.r)
 }
