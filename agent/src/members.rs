@@ -84,23 +84,11 @@ pub fn add(
         save(repo, &coop, &mut loaded)?;
         return Ok(back);
     }
-    // After the split a new member gets a recovery identity of their own, split among the
-    // holders like everyone's; before it, the admins read every member.
-    let member_recovery = match &split {
-        Some(setup) => Some(crate::shares::new_member_identity(
-            repo,
-            &coop,
-            setup,
-            loaded.registry.recovery_next.as_mut(),
-        )?),
-        None => None,
-    };
     let mut all = recipients.clone();
-    let extra: Vec<String> = match &member_recovery {
-        Some(r) => vec![r.recipient.clone()],
-        None => loaded.registry.recovery.clone(),
-    };
-    all.extend(extra.into_iter().filter(|r| !recipients.contains(r)));
+    if split.is_none() {
+        let extra = loaded.registry.recovery.clone();
+        all.extend(extra.into_iter().filter(|r| !recipients.contains(r)));
+    }
     let mut ring = Keyring::generate(
         &format!("member/{name}"),
         repo.config.repo_id,
@@ -108,6 +96,26 @@ pub fn add(
         all,
         crate::now_rfc3339(),
     );
+    // After the split a new member gets a recovery identity of their own, split among the
+    // holders like everyone's (its slots logged for her tag first, SPEC 25.6), and her keyring
+    // is wrapped to it too; before the split, the admins read every member.
+    let member_recovery = match &split {
+        Some(setup) => {
+            let tag = crate::log::tenant_tag_of(&ring.id_key, &ring.tenant_tag);
+            let r = crate::shares::new_member_identity(
+                repo,
+                &coop,
+                setup,
+                loaded.registry.recovery_next.as_mut(),
+                &tag,
+            )?;
+            if !recipients.contains(&r.recipient) {
+                ring.recipients.push(r.recipient.clone());
+            }
+            Some(r)
+        }
+        None => None,
+    };
     ring.admins = coop.admin_keys.clone();
     ring.owners = recipients.clone();
     repo.write_keyring(&ring)?;

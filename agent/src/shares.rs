@@ -38,6 +38,7 @@ pub(crate) fn new_member_identity(
     coop: &TenantKeys,
     setup: &RecoverySetup,
     next: Option<&mut rec::Reshare>,
+    tag: &str,
 ) -> Result<MemberRecovery> {
     let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
         .activation
@@ -45,7 +46,39 @@ pub(crate) fn new_member_identity(
     vouched(&persons, setup)?;
     // A re-split the log does not vouch for gets no share of a new identity.
     let next = next.filter(|p| p.from == setup.epoch && persons.setup_running(&p.setup));
-    make_identity(repo, setup, next)
+    make_identity(repo, setup, next, Some((coop, tag)))
+}
+
+/// Logs that `slot` (and `next`, in a running re-split) will hold member `tag`'s new identity:
+/// before its shares are in the store, so that nobody who sees them there can bind the slot to
+/// another member first.
+fn reserve(
+    repo: &Repo,
+    coop: &TenantKeys,
+    tag: &str,
+    epoch: &str,
+    slot: &str,
+    next: Option<(&str, &str)>,
+) -> Result<()> {
+    let actor = crate::log::Actor::of(coop);
+    let mut e = crate::log::entry(
+        &actor,
+        coop_formats::tlog::Event::KeyChange,
+        None,
+        None,
+        Some(crate::log::RESERVE.into()),
+    );
+    e.tenant = Some(tag.to_string());
+    e.data.insert("epoch".into(), epoch.into());
+    e.data.insert("slot".into(), slot.into());
+    if let Some((epoch, slot)) = next {
+        e.data.insert(
+            "next".into(),
+            serde_json::json!({ "epoch": epoch, "slot": slot }),
+        );
+    }
+    crate::log::append(repo, &actor, &[e])?;
+    Ok(())
 }
 
 /// Refuses a setup the admins' log does not vouch for (SPEC 25.5): one admin who writes a
@@ -66,18 +99,31 @@ pub(crate) fn vouched(persons: &crate::log::Activation, setup: &RecoverySetup) -
     })
 }
 
-/// [`new_member_identity`] without asking the log: for the split itself, which is logged
-/// after the identities are made.
+/// [`new_member_identity`] without asking the log; `reserve` (the admin's keys and the
+/// member's log tag) logs the slots before the shares are written. `None` for the split
+/// itself, which binds every slot in its own entry (nothing before it counts).
 pub(crate) fn make_identity(
     repo: &Repo,
     setup: &RecoverySetup,
     next: Option<&mut rec::Reshare>,
+    reserved_for: Option<(&TenantKeys, &str)>,
 ) -> Result<MemberRecovery> {
     setup.check().map_err(|e| Error::invalid(e.to_string()))?;
+    let slot = hex::encode(coop_formats::random_bytes::<8>());
+    let new_slot = hex::encode(coop_formats::random_bytes::<8>());
+    if let Some((coop, tag)) = reserved_for {
+        let n = next
+            .as_ref()
+            .map(|p| (p.setup.epoch.as_str(), new_slot.as_str()));
+        reserve(repo, coop, tag, &setup.epoch, &slot, n)?;
+    }
     let (mut text, recipient) = crypt::generate_identity();
-    let split = split_into(repo, setup, text.as_bytes());
+    let split = split_into(repo, setup, &slot, text.as_bytes());
     let direct = match (&split, next) {
-        (Ok(_), Some(plan)) => Some((split_into(repo, &plan.setup, text.as_bytes()), plan)),
+        (Ok(_), Some(plan)) => Some((
+            split_into(repo, &plan.setup, &new_slot, text.as_bytes()),
+            plan,
+        )),
         _ => None,
     };
     text.zeroize();
@@ -95,11 +141,16 @@ pub(crate) fn make_identity(
     })
 }
 
-/// Splits `secret` among `setup`'s holders under a new slot, each share stored encrypted to
-/// its holder; returns the slot and the shares' commitments.
-fn split_into(repo: &Repo, setup: &RecoverySetup, secret: &[u8]) -> Result<(String, Vec<String>)> {
+/// Splits `secret` among `setup`'s holders under `slot`, each share stored encrypted to its
+/// holder; returns the slot and the shares' commitments.
+fn split_into(
+    repo: &Repo,
+    setup: &RecoverySetup,
+    slot: &str,
+    secret: &[u8],
+) -> Result<(String, Vec<String>)> {
     let mut shares = rec::split_for(setup, secret).map_err(|e| Error::invalid(e.to_string()))?;
-    let slot = hex::encode(coop_formats::random_bytes::<8>());
+    let slot = slot.to_string();
     let mut commitments = Vec::new();
     let mut stored = Ok(());
     for (h, share) in setup.holders.iter().zip(&shares) {

@@ -35,7 +35,7 @@ pub use fork::{check_forks, ForkEvidence, FORK_TYPE};
 pub use gossip::{gossip, GossipReport};
 pub use proof::{entries_about, verify_proven, ProvenEntry};
 pub use setups::{COMBINED, RESHARE, RESHARED};
-pub use slots::{Slot, MATERIAL};
+pub use slots::{Slot, MATERIAL, RESERVE};
 pub use trust::{
     activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
     Trusted,
@@ -135,8 +135,14 @@ pub fn witness_name(name: &str, key: &[u8; 32]) -> String {
 /// The keyed tag a log entry names a tenant by: the tenant's readers and writers can
 /// recompute it (they hold its ID key); a storage site cannot link entries to tenants.
 pub fn tenant_tag(keys: &TenantKeys) -> String {
-    let k = blake3::derive_key("coop log tenant v1", &keys.id_key);
-    hex::encode(&blake3::keyed_hash(&k, &keys.tag).as_bytes()[..16])
+    tenant_tag_of(&keys.id_key, &keys.tag)
+}
+
+/// [`tenant_tag`] from a tenant's `id_key` and stored tag (a keyring's, before the member
+/// it is for is registered).
+pub fn tenant_tag_of(id_key: &[u8; 32], tag: &[u8]) -> String {
+    let k = blake3::derive_key("coop log tenant v1", id_key);
+    hex::encode(&blake3::keyed_hash(&k, tag).as_bytes()[..16])
 }
 
 /// How an access entry names the snapshot read: keyed like the tenant tag, so that only the

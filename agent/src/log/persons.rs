@@ -8,7 +8,7 @@
 //! nor remove another, and nobody can undo a step unseen.
 
 use super::setups::{setup_of, COMBINED, RESHARE, RESHARED};
-use super::slots::MATERIAL;
+use super::slots::{MATERIAL, RESERVE};
 use coop_formats::tlog::{Entry, Event, PersonCheck};
 
 /// A change of the admin persons.
@@ -176,7 +176,16 @@ impl Persons {
     pub fn from_entries<'a>(entries: impl IntoIterator<Item = (u64, &'a Entry)>) -> Persons {
         let mut p = Persons::default();
         let mut quorum = 0;
+        // A person's signature covers the entry, not its place in the log: the log's owner
+        // (any admin) could append an old entry again, an approval of an earlier proposal say,
+        // to count it for a new one. Each signed entry counts once, where it first appears.
+        let mut seen: std::collections::HashSet<String> = Default::default();
         for (i, e) in entries {
+            if let Some(sig) = e.data.get("person_sig").and_then(|v| v.as_str()) {
+                if !seen.insert(sig.to_string()) {
+                    continue;
+                }
+            }
             let person = e.person();
             if let Some(q) = quorum_set(e) {
                 let counted = matches!(&person, PersonCheck::Signed(by) if p.counts(by, i));
@@ -245,6 +254,10 @@ impl Persons {
                     }
                     if object == MATERIAL {
                         p.bind_material(e, by);
+                        continue;
+                    }
+                    if object == RESERVE {
+                        p.reserve_slots(e);
                         continue;
                     }
                     if let Some(op) = Op::of(object) {

@@ -15,10 +15,15 @@
 //!   `data.slots`; its end moves every member of the old epoch to its new slot (its `next`,
 //!   else the start's slot for its old one).
 //!
-//! A slot (with its epoch) is bound once, ever: a later entry binding a slot bound before (to
-//! another member, or in an earlier start) counts for nothing. So no member's slot can be given
-//! to another, whoever signs: identities are in slots only by the split, a direct split into a
-//! fresh slot, or a re-split's deal from one slot into the one the start named for it.
+//! - Before a member add or a recovery's end writes any share of a new identity, it reserves
+//!   the new slots for that member (`recovery-slot`): a slot someone saw in the store before
+//!   its binding was logged is reserved already, for the member whose identity it holds.
+//!
+//! A slot (with its epoch) is bound once, ever: a later entry binding a slot bound, reserved
+//! for another member, or named by a start counts for nothing. So no member's slot can be
+//! given to another, whoever signs: identities are in slots only by the split, a direct split
+//! into a slot reserved for the member, or a re-split's deal from one slot into the one the
+//! start named for it.
 
 use super::persons::Persons;
 use super::trust::Activation;
@@ -28,6 +33,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// `object` of a `key-change` entry that names a member's writer material (and, after the
 /// split, its recovery slot).
 pub const MATERIAL: &str = "material";
+
+/// `object` of a `key-change` entry that reserves a new identity's slots for a member before
+/// any share of it is written.
+pub const RESERVE: &str = "recovery-slot";
 
 /// A slot in an epoch.
 pub type Slot = (String, String);
@@ -39,8 +48,14 @@ pub struct Slots {
     pub rule: bool,
     /// Member tenant tag to the slot holding its recovery identity.
     pub bound: BTreeMap<String, Slot>,
-    /// Every slot ever bound or named by a re-split's start.
+    /// Every tag ever bound: a first binding (a member's addition) is only for a tag never
+    /// bound, so that a member a re-split left unbound cannot be bound anew by one admin.
+    ever: BTreeSet<String>,
+    /// Every slot ever bound, reserved or named by a re-split's start.
     taken: BTreeSet<Slot>,
+    /// Slots reserved for a member's new identity before its shares were written, not bound
+    /// yet: only that member's binding may take them.
+    reserved: BTreeMap<Slot, String>,
     /// The running re-split's new slot for each old one (from its start).
     next: BTreeMap<String, String>,
     /// Members split straight into the running re-split's setup: tag to (old slot, new
@@ -62,6 +77,18 @@ fn slot_of(v: &serde_json::Value) -> Option<Slot> {
 }
 
 impl Slots {
+    /// Takes `slot` for member `tag`: a slot nobody took, or one reserved for her.
+    fn take(&mut self, tag: &str, slot: &Slot) -> bool {
+        match self.reserved.get(slot) {
+            Some(t) if t == tag => {
+                self.reserved.remove(slot);
+                true
+            }
+            Some(_) => false,
+            None => self.taken.insert(slot.clone()),
+        }
+    }
+
     /// Where the running re-split moves member `tag`, bound to `old` now: her direct slot if
     /// she was split straight into it from `old`, else the slot the start named for `old`.
     fn target(&self, tag: &str, old: &str) -> Option<String> {
@@ -82,9 +109,10 @@ impl Slots {
         if self.bound.get(tag) == Some(&slot) {
             return true;
         }
-        if !self.taken.insert(slot.clone()) {
+        if !self.take(tag, &slot) {
             return false;
         }
+        self.ever.insert(tag.to_string());
         self.bound.insert(tag.to_string(), slot);
         true
     }
@@ -136,7 +164,7 @@ impl Persons {
             return;
         };
         let allowed = match e.data.get("request").and_then(|v| v.as_str()) {
-            None => !self.slots.bound.contains_key(tag),
+            None => !self.slots.ever.contains(tag),
             Some(r) => {
                 let asked = self.slots.requests.get(r);
                 let released = self.slots.releases.get(r).map_or(0, |b| {
@@ -161,8 +189,28 @@ impl Persons {
             .and_then(slot_of)
             .filter(|s| Some(&s.0) == running.as_ref())
         {
-            if self.slots.taken.insert(next.clone()) {
+            if self.slots.take(tag, &next) {
                 self.slots.direct.insert(tag.to_string(), (slot.1, next.1));
+            }
+        }
+    }
+
+    /// A counted person's reservation (`recovery-slot`) of a new identity's slot in the setup
+    /// in force, and of its slot in the running re-split's, for member `e.tenant`: logged
+    /// before any share of it is written.
+    pub(super) fn reserve_slots(&mut self, e: &Entry) {
+        let Some(tag) = e.tenant.clone() else {
+            return;
+        };
+        let in_force = self.setup.as_ref().map(|s| s.epoch.clone());
+        let running = self.resplit.as_ref().map(|s| s.epoch.clone());
+        let slot = slot_of(&serde_json::Value::Object(e.data.clone()));
+        let next = e.data.get("next").and_then(slot_of);
+        for (s, epoch) in [(slot, in_force), (next, running)] {
+            if let Some(s) = s.filter(|s| Some(&s.0) == epoch.as_ref()) {
+                if self.slots.taken.insert(s.clone()) {
+                    self.slots.reserved.insert(s, tag.clone());
+                }
             }
         }
     }
@@ -236,6 +284,25 @@ impl Activation {
                 s.next.get(old).map(String::as_str) == Some(new) && !s.is_direct(new)
             }
         })
+    }
+
+    /// How many members the log binds in the setup in force that the running re-split's end
+    /// would move nowhere (the most over the admin logs): an end must not leave one unbound.
+    pub fn resplit_unmoved(&self) -> usize {
+        self.restricted()
+            .filter(|p| p.slots.rule)
+            .map(|p| {
+                let from = p.setup.as_ref().map(|s| s.epoch.as_str());
+                p.slots
+                    .bound
+                    .iter()
+                    .filter(|(tag, (e, old))| {
+                        Some(e.as_str()) == from && p.slots.target(tag, old).is_none()
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Where the running re-split's end moves member `tag` by the log: `None` when it moves

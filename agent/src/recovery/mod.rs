@@ -104,7 +104,7 @@ fn establish(
     loaded.registry.recovery = Vec::new();
     loaded.registry.recovery_setup = Some(setup.clone());
     for m in loaded.registry.members.iter_mut() {
-        m.recovery = Some(make_identity(repo, &setup, None)?);
+        m.recovery = Some(make_identity(repo, &setup, None, None)?);
         // The last moment an admin opens the member's keyring. A new data identity: whoever
         // kept a copy of the keyring from before the split (every admin could open it) reads
         // nothing written after it. The keyring holding it is written (still to the readers

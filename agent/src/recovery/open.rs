@@ -289,7 +289,14 @@ pub(super) fn replace_keys(
         .member(&r.member.name)
         .map(crate::registry::material::digest)
         .unwrap_or_default();
-    let fresh = new_member_identity(repo, coop, &setup, loaded.registry.recovery_next.as_mut())?;
+    let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(coop, &r.member)?);
+    let fresh = new_member_identity(
+        repo,
+        coop,
+        &setup,
+        loaded.registry.recovery_next.as_mut(),
+        &tag,
+    )?;
     let data_recipient = ring
         .rotate_data_identity()
         .map_err(|e| Error::damaged("keyring", e))?;

@@ -39,6 +39,19 @@ pub(super) fn finish(
             });
         }
     }
+    // Nor may it leave a member the log binds (one the registry no longer shows, say) with
+    // no slot in the new setup.
+    let unmoved = persons.resplit_unmoved();
+    if unmoved > 0 {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "the admins' log binds {unmoved} member(s) whose recovery the re-split would \
+                 move nowhere (not in the registry's plan: one admin hid them, or the plan is \
+                 older than them), so its end is not logged and the setup in force stays. \
+                 Look at `coop log show` and `coop recovery status` with the other admins"
+            ),
+        });
+    }
     log_step(
         repo,
         coop,
