@@ -116,6 +116,24 @@ pub(crate) fn make_identity(
             .as_ref()
             .map(|p| (p.setup.epoch.as_str(), new_slot.as_str()));
         reserve(repo, coop, tag, &setup.epoch, &slot, n)?;
+        // No share is written under a slot the log does not hold for her: the reservation
+        // may not count (a re-split ended in between, or the caller is no person who
+        // counts), and a slot nobody holds is the first binding's to take.
+        let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
+            .activation
+            .unwrap_or_default();
+        let held = persons.reserved_for(tag, &(setup.epoch.clone(), slot.clone()))
+            && n.is_none_or(|(e, s)| persons.reserved_for(tag, &(e.to_string(), s.to_string())));
+        if !held {
+            return Err(Error::AccessDenied {
+                what: format!(
+                    "the admins' log did not count this admin's reservation of the new recovery \
+                     slots (the recovery setup or the re-split changed meanwhile, or this admin \
+                     is no person who counts); no share was written. Run the command again, \
+                     and look at `coop recovery status`"
+                ),
+            });
+        }
     }
     let (mut text, recipient) = crypt::generate_identity();
     let split = split_into(repo, setup, &slot, text.as_bytes());

@@ -181,12 +181,16 @@ impl Persons {
         // to count it for a new one. Each signed entry counts once, where it first appears.
         let mut seen: std::collections::HashSet<String> = Default::default();
         for (i, e) in entries {
-            if let Some(sig) = e.data.get("person_sig").and_then(|v| v.as_str()) {
+            let person = e.person();
+            // Only a verified signature is remembered: a forged entry carrying another's
+            // `person_sig` must not void the genuine one.
+            if let (PersonCheck::Signed(_), Some(sig)) =
+                (&person, e.data.get("person_sig").and_then(|v| v.as_str()))
+            {
                 if !seen.insert(sig.to_string()) {
                     continue;
                 }
             }
-            let person = e.person();
             if let Some(q) = quorum_set(e) {
                 let counted = matches!(&person, PersonCheck::Signed(by) if p.counts(by, i));
                 match &mut p.quorum_floor {

@@ -58,9 +58,10 @@ pub struct Slots {
     reserved: BTreeMap<Slot, String>,
     /// The running re-split's new slot for each old one (from its start).
     next: BTreeMap<String, String>,
-    /// Members split straight into the running re-split's setup: tag to (old slot, new
-    /// slot), the old one being the slot she was bound to in the setup in force then.
-    direct: BTreeMap<String, (String, String)>,
+    /// Members split straight into the running re-split's setup: tag to each (old slot, new
+    /// slot), the old one being the slot she was bound to in the setup in force then (a
+    /// member added and then recovered while it runs has two).
+    direct: BTreeMap<String, Vec<(String, String)>>,
     /// Recovery requests by counted persons: ID to (tag, asker).
     requests: BTreeMap<String, (String, [u8; 32])>,
     /// Releases by counted persons: request ID to who released.
@@ -92,15 +93,16 @@ impl Slots {
     /// Where the running re-split moves member `tag`, bound to `old` now: her direct slot if
     /// she was split straight into it from `old`, else the slot the start named for `old`.
     fn target(&self, tag: &str, old: &str) -> Option<String> {
-        match self.direct.get(tag) {
-            Some((from, new)) if from == old => Some(new.clone()),
-            _ => self.next.get(old).cloned(),
+        let direct = self.direct.get(tag).into_iter().flatten();
+        match direct.filter(|(from, _)| from == old).next_back() {
+            Some((_, new)) => Some(new.clone()),
+            None => self.next.get(old).cloned(),
         }
     }
 
     /// Whether `new` is a slot some member was split straight into.
     fn is_direct(&self, new: &str) -> bool {
-        self.direct.values().any(|(_, d)| d == new)
+        self.direct.values().flatten().any(|(_, d)| d == new)
     }
 
     /// Binds `tag` to `slot`, unless the slot was taken before (binding a member again to the
@@ -190,7 +192,8 @@ impl Persons {
             .filter(|s| Some(&s.0) == running.as_ref())
         {
             if self.slots.take(tag, &next) {
-                self.slots.direct.insert(tag.to_string(), (slot.1, next.1));
+                let pairs = self.slots.direct.entry(tag.to_string()).or_default();
+                pairs.push((slot.1, next.1));
             }
         }
     }
@@ -277,9 +280,13 @@ impl Activation {
     pub fn resplit_moves(&self, old: &str, new: &str, direct: bool) -> bool {
         self.slot_rules().all(|s| {
             if direct {
-                s.direct.iter().any(|(tag, (from, to))| {
-                    from == old && to == new && s.bound.get(tag).is_some_and(|b| b.1 == old)
-                })
+                // A pair the log has; whether it still moves anyone (her old slot may have
+                // been replaced by a recovery since) is the end's to check, against the
+                // slots the log binds then.
+                s.direct
+                    .values()
+                    .flatten()
+                    .any(|(from, to)| from == old && to == new)
             } else {
                 s.next.get(old).map(String::as_str) == Some(new) && !s.is_direct(new)
             }
@@ -303,6 +310,15 @@ impl Activation {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// Whether the log has `slot` reserved for member `tag` (or bound to her already), in
+    /// every admin log that binds slots: what a new identity's shares may be written under.
+    pub fn reserved_for(&self, tag: &str, slot: &Slot) -> bool {
+        self.slot_rules().all(|s| {
+            s.reserved.get(slot).map(String::as_str) == Some(tag)
+                || s.bound.get(tag) == Some(slot)
+        })
     }
 
     /// Where the running re-split's end moves member `tag` by the log: `None` when it moves

@@ -484,3 +484,68 @@ fn an_approval_appended_again_counts_for_nothing() {
         "the replay added her"
     );
 }
+
+/// Admin 1 approves a pending addition; before her entry lands, the log's owner (any admin)
+/// appends a forged entry carrying her approval's `person_sig` over other content. The forged
+/// entry counts for nothing and does not void hers: with admin 2's approval the addition
+/// completes.
+#[test]
+fn a_forged_copy_of_a_person_signature_does_not_void_the_entry() {
+    use crate::log::persons::{Op, Persons, APPROVE};
+    let c = coop();
+    let (_, public) = crypt::generate_identity();
+    let person = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let token = crate::admins::token(&person, &public);
+    let o = crate::admins::add(&c.repo, &c.access(0), "dana", &token).unwrap();
+    assert!(matches!(o, crate::admins::Outcome::Pending { .. }), "{o:?}");
+    let coop1 = c.coop_of(1);
+    let actor1 = log::Actor::of(&coop1);
+    let mut x = log::entry(
+        &actor1,
+        Event::KeyChange,
+        Some(&coop1),
+        None,
+        Some(APPROVE.into()),
+    );
+    let key = person.verifying_key().to_bytes();
+    x.data.extend(Persons::approval_data(Op::Add, &key, &public));
+    x.sign_person(actor1.person.as_ref().unwrap());
+    let mut y = x.clone();
+    y.data.insert("admin".into(), "someone-else".into());
+    assert!(matches!(
+        y.person(),
+        coop_formats::tlog::PersonCheck::Forged
+    ));
+    let bare = log::Actor {
+        person: None,
+        ..log::Actor::of(&c.coop())
+    };
+    log::append(&c.repo, &bare, &[y, x]).unwrap();
+    let o = crate::admins::approve(&c.repo, &c.access(2), "dana").unwrap();
+    assert!(matches!(o, crate::admins::Outcome::Added(_)), "{o:?}");
+}
+
+/// While a re-split runs, alice is recovered twice: each end splits her new identity straight
+/// into the re-split too, so the plan holds a direct move from each of her old slots. The
+/// earlier one moves nobody any more; it does not stop the re-split, whose end moves alice to
+/// her newest identity's slot.
+#[test]
+fn a_member_recovered_twice_mid_reshare_still_reshares() {
+    let mut c = coop();
+    let dave = c.add_admin();
+    for by in [0, 1, 2] {
+        c.reshare(by).unwrap();
+    }
+    for _ in 0..2 {
+        let id = c.request(0, "alice");
+        c.approve(1, &id).unwrap();
+        c.approve(2, &id).unwrap();
+        let r = c.recover(0, &id, "alice").unwrap();
+        conclude(&c.repo, &c.coop(), r).unwrap();
+    }
+    assert_eq!(c.registry().recovery_next.unwrap().direct.len(), 2);
+    c.reshare(0).unwrap();
+    c.reshare(1).unwrap();
+    assert!(c.reshare(dave).unwrap().finished);
+    assert!(c.recovers(dave, &[1, 2], "alice"));
+}
