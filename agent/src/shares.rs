@@ -126,12 +126,11 @@ pub(crate) fn make_identity(
             && n.is_none_or(|(e, s)| persons.reserved_for(tag, &(e.to_string(), s.to_string())));
         if !held {
             return Err(Error::AccessDenied {
-                what: format!(
-                    "the admins' log did not count this admin's reservation of the new recovery \
+                what: "the admins' log did not count this admin's reservation of the new recovery \
                      slots (the recovery setup or the re-split changed meanwhile, or this admin \
                      is no person who counts); no share was written. Run the command again, \
                      and look at `coop recovery status`"
-                ),
+                    .into(),
             });
         }
     }

@@ -93,8 +93,8 @@ impl Slots {
     /// Where the running re-split moves member `tag`, bound to `old` now: her direct slot if
     /// she was split straight into it from `old`, else the slot the start named for `old`.
     fn target(&self, tag: &str, old: &str) -> Option<String> {
-        let direct = self.direct.get(tag).into_iter().flatten();
-        match direct.filter(|(from, _)| from == old).next_back() {
+        let mut direct = self.direct.get(tag).into_iter().flatten();
+        match direct.rfind(|(from, _)| from == old) {
             Some((_, new)) => Some(new.clone()),
             None => self.next.get(old).cloned(),
         }
@@ -316,8 +316,7 @@ impl Activation {
     /// every admin log that binds slots: what a new identity's shares may be written under.
     pub fn reserved_for(&self, tag: &str, slot: &Slot) -> bool {
         self.slot_rules().all(|s| {
-            s.reserved.get(slot).map(String::as_str) == Some(tag)
-                || s.bound.get(tag) == Some(slot)
+            s.reserved.get(slot).map(String::as_str) == Some(tag) || s.bound.get(tag) == Some(slot)
         })
     }
 

@@ -578,7 +578,9 @@ mod tests {
         e.sign_person(&person);
         let plain = e.encode();
         let text = String::from_utf8(plain.clone()).unwrap();
-        let escaped = text.replace("recovery-init", "recovery\\u002dinit").into_bytes();
+        let escaped = text
+            .replace("recovery-init", "recovery\\u002dinit")
+            .into_bytes();
         assert_ne!(plain, escaped);
         assert!(!contains(&escaped, b"recovery-init"));
         let decoded = Entry::decode(&escaped).unwrap();

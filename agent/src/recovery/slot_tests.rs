@@ -467,7 +467,7 @@ fn an_approval_appended_again_counts_for_nothing() {
         None,
         Some("admin-add".into()),
     );
-    e.data.insert("admin".into(), format!("admin{dave}").into());
+    e.data.insert("admin".into(), "dave-again".into());
     e.data
         .insert("admin_key".into(), hex::encode(dave_key).into());
     e.data
@@ -508,7 +508,8 @@ fn a_forged_copy_of_a_person_signature_does_not_void_the_entry() {
         Some(APPROVE.into()),
     );
     let key = person.verifying_key().to_bytes();
-    x.data.extend(Persons::approval_data(Op::Add, &key, &public));
+    x.data
+        .extend(Persons::approval_data(Op::Add, &key, &public));
     x.sign_person(actor1.person.as_ref().unwrap());
     let mut y = x.clone();
     y.data.insert("admin".into(), "someone-else".into());
