@@ -1710,3 +1710,70 @@ fn recipe_member_exports_hold_the_documented_layout() {
         ]
     );
 }
+
+/// Issue 25: a `member add` after the split that stops (a crash) between the registry and the
+/// log leaves a member whose keys the log names nowhere: writers refuse her (exit 6). Running
+/// the same `member add` again finishes it instead of saying she exists; her backups then go.
+#[test]
+fn a_member_add_stopped_before_the_log_is_finished_by_running_it_again() {
+    let env = Env::new();
+    let own = public_of(&env.p("config/coop/identity.txt"));
+    let (b_id, b) = age_identity(&env, "admin-b");
+    let (c_id, c2) = age_identity(&env, "admin-c");
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={own}"),
+        "--admin",
+        &format!("ben={b}"),
+        "--admin",
+        &format!("cleo={c2}"),
+    ]);
+    let (_, carol) = age_identity(&env, "carol");
+    let add = ["member", "add", "carol", "--recipient", &carol];
+    let o = env
+        .cmd()
+        .args(add)
+        .env("COOP_FAULT_POINT", "member-add:after-registry")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the fault point did not fire");
+    let data = env.p("carol-data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"carol's file").unwrap();
+    let key = env.writer_key("pi");
+    let backup = || {
+        env.coop(&[
+            "--writer-key",
+            key.to_str().unwrap(),
+            "backup",
+            "--tenant",
+            "member/carol",
+            data.to_str().unwrap(),
+        ])
+    };
+    let o = backup();
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.ok(&add);
+    let o = backup();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Once finished, a third run says she exists.
+    let o = env.coop(&add);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

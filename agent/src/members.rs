@@ -56,6 +56,22 @@ pub fn add(
     let (coop, ids) = admin(repo, access)?;
     let coop_ring = &coop.reader()?.keyring;
     let mut loaded = load_for_change(repo, &coop)?;
+    if let Some(m) = loaded.registry.member(name).filter(|m| m.removed.is_none()) {
+        // An addition after the split that stopped between the registry and the log (a
+        // crash): the log names no keys for her yet, so writers refuse her and her recovery
+        // slot is bound to nobody. Finish it.
+        let stopped = loaded.registry.recovery_setup.is_some()
+            && m.recovery.is_some()
+            && crate::registry::material::unnamed(repo, &coop, m)?;
+        if stopped {
+            let m = m.clone();
+            crate::registry::material::log(repo, &coop, &m, None)?;
+            let mut readers = m.recipients.clone();
+            readers.extend(m.recovery.as_ref().map(|r| r.recipient.clone()));
+            log_readers(repo, &coop, &m, &readers)?;
+            return Ok(m);
+        }
+    }
     if loaded.registry.member(name).is_some() {
         return Err(Error::invalid(format!(
             "member {name:?} exists already (change its keys with `member recipients`, its quota with `member quota`)"
@@ -139,6 +155,7 @@ pub fn add(
     sign_material(repo, &mut m, &ring)?;
     loaded.registry.members.push(m.clone());
     save(repo, &coop, &mut loaded)?;
+    crate::fault::point("member-add:after-registry");
     if split.is_some() {
         // After the split writers take a member's keys only as the admins' log names them
         // (SPEC 15.4); a new member's first material is hers.

@@ -109,6 +109,36 @@ pub(crate) enum Verdict {
 
 /// Checks member `m`'s material against the admins' log.
 pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdict> {
+    let Some(best) = authorized(repo, coop, m)? else {
+        return Ok(Verdict::NoRule);
+    };
+    let mine = digest(m);
+    Ok(match best {
+        Some((_, d)) if d == mine => Verdict::Authorized,
+        Some((g, _)) => Verdict::Refused(format!(
+            "the admins' log authorizes other keys for this member (signed at generation {g}; \
+             the registry's are at generation {}): after the recovery split a member's keys \
+             change only by the split, a recovery K admins approved, or being added. If a \
+             recovery of this member stopped before logging its end, the admin who asked \
+             finishes it by running `coop export --recovery ID` again on her machine",
+            generation(m)
+        )),
+        None => Verdict::Refused(
+            "the admins' log authorizes no keys for this member after the recovery split".into(),
+        ),
+    })
+}
+
+/// Whether the log names no material at all for member `m` after the split: her addition
+/// stopped between the registry and the log.
+pub(crate) fn unnamed(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<bool> {
+    Ok(matches!(authorized(repo, coop, m)?, Some(None)))
+}
+
+/// The newest (generation, digest) the admins' log authorizes for member `m`: `None` when no
+/// split names materials (no rule), `Some(None)` when it names none for her.
+#[allow(clippy::type_complexity)]
+fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Option<(u64, String)>>> {
     let tag = crate::log::tenant_tag(&super::member_writer_keys(coop, m)?);
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let (rep, contents) = crate::log::verify(repo, &trusted)?;
@@ -169,24 +199,7 @@ pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdic
             }
         }
     }
-    if !rule {
-        return Ok(Verdict::NoRule);
-    }
-    let mine = digest(m);
-    Ok(match best {
-        Some((_, d)) if d == mine => Verdict::Authorized,
-        Some((g, _)) => Verdict::Refused(format!(
-            "the admins' log authorizes other keys for this member (signed at generation {g}; \
-             the registry's are at generation {}): after the recovery split a member's keys \
-             change only by the split, a recovery K admins approved, or being added. If a \
-             recovery of this member stopped before logging its end, the admin who asked \
-             finishes it by running `coop export --recovery ID` again on her machine",
-            generation(m)
-        )),
-        None => Verdict::Refused(
-            "the admins' log authorizes no keys for this member after the recovery split".into(),
-        ),
-    })
+    Ok(rule.then_some(best))
 }
 
 /// In one admin log (entries in order, `witnessed` the indexes the quorum cosigned): `None`
