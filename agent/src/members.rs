@@ -63,7 +63,18 @@ pub fn add(
         let stopped = loaded.registry.recovery_setup.is_some()
             && m.recovery.is_some()
             && crate::registry::material::unnamed(repo, &coop, m)?;
-        if stopped {
+        // Only the addition asked for now, of an identity whose slot the log holds reserved
+        // for her: an entry someone else put in the registry (with keys of theirs) is not
+        // logged under this admin's name.
+        let ours = stopped && m.recipients == recipients && m.quota == quota && {
+            let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(&coop, m)?);
+            let r = m.recovery.as_ref().expect("checked");
+            crate::writers::log_trust(repo, &coop.admin_keys)?
+                .activation
+                .unwrap_or_default()
+                .reserved_unbound(&tag, &(r.epoch.clone(), r.slot.clone()))
+        };
+        if ours {
             let m = m.clone();
             crate::registry::material::log(repo, &coop, &m, None)?;
             let mut readers = m.recipients.clone();

@@ -320,6 +320,19 @@ impl Activation {
         })
     }
 
+    /// Whether an admin log that binds slots holds `slot` reserved for member `tag` and not
+    /// yet bound (false where no log binds slots): what finishing a stopped `member add` needs.
+    pub fn reserved_unbound(&self, tag: &str, slot: &Slot) -> bool {
+        let mut any = false;
+        for s in self.slot_rules() {
+            any = true;
+            if s.reserved.get(slot).map(String::as_str) != Some(tag) {
+                return false;
+            }
+        }
+        any
+    }
+
     /// Where the running re-split's end moves member `tag` by the log: `None` when it moves
     /// her nowhere (her recovery would be refused after it) or the admin logs disagree;
     /// `fallback` where no split names slots (older logs).

@@ -510,8 +510,15 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
         // epoch, slot and commitments, not the identity. Ends saved without `readers` (made
         // by an earlier version of this order) are held to the digest alone.
         let identity = |r: &Option<MemberRecovery>| r.as_ref().map(|r| r.recipient.clone());
-        let changed = !e.readers.is_empty()
-            && (readers(&m) != e.readers || identity(&m.recovery) != identity(&e.recovery));
+        // Nor the slot, within one epoch: the log binds the member to the slot the end made.
+        let slot = |r: &Option<MemberRecovery>| r.as_ref().map(|r| (r.epoch.clone(), r.slot.clone()));
+        let moved = match (slot(&m.recovery), slot(&e.recovery)) {
+            (Some(a), Some(b)) => a.0 == b.0 && a.1 != b.1,
+            _ => false,
+        };
+        let changed = moved
+            || !e.readers.is_empty()
+                && (readers(&m) != e.readers || identity(&m.recovery) != identity(&e.recovery));
         if changed {
             return Err(Error::AccessDenied {
                 what: format!(

@@ -550,3 +550,65 @@ fn a_member_recovered_twice_mid_reshare_still_reshares() {
     assert!(c.reshare(dave).unwrap().finished);
     assert!(c.recovers(dave, &[1, 2], "alice"));
 }
+
+/// Someone with a registry signer (one admin, or a retired one) plants a member "mallory" in
+/// the registry, with keys and a slot of theirs and no log entry. A counted admin who runs
+/// `member add mallory` gets "exists", not an entry under her own name that would have
+/// writers take those keys.
+#[test]
+fn a_member_add_run_again_logs_no_entry_it_did_not_make() {
+    let c = coop();
+    let alice = c.member("alice");
+    c.swap_registry(|r| {
+        let mut m = alice.clone();
+        m.name = "mallory".into();
+        m.tenant_tag = coop_formats::random_bytes();
+        if let Some(rec) = m.recovery.as_mut() {
+            rec.slot = "0d0d0d0d0d0d0d0d".into();
+        }
+        r.members.push(m);
+    });
+    let mallory = c.member("mallory");
+    let coop = c.coop();
+    assert!(crate::registry::material::unnamed(&c.repo, &coop, &mallory).unwrap());
+    match crate::members::add(
+        &c.repo,
+        &c.access(1),
+        "mallory",
+        mallory.recipients.clone(),
+        mallory.quota,
+    ) {
+        Err(Error::Invalid { what }) => assert!(what.contains("exists already"), "{what}"),
+        o => panic!("{:?}", o.map(|m| m.name)),
+    }
+    assert!(crate::registry::material::unnamed(&c.repo, &coop, &mallory).unwrap());
+}
+
+/// A recovery of alice stops after the registry; one admin then moves alice's registry slot
+/// elsewhere in the same epoch. Resuming the end logs nothing (it would spend the request on
+/// a slot the log then refuses to bind).
+#[test]
+fn a_recovery_end_resumed_after_its_slot_moved_logs_nothing() {
+    let c = coop();
+    let coop = c.coop();
+    let id = c.request(0, "alice");
+    c.approve(1, &id).unwrap();
+    c.approve(2, &id).unwrap();
+    let r = c.recover(0, &id, "alice").unwrap();
+    super::open::replace_keys(&c.repo, &coop, r, super::open::Stage::Registry).unwrap();
+    let fresh = slot_of(&c, "alice");
+    c.swap_registry(|r| {
+        let m = r.members.iter_mut().find(|m| m.name == "alice").unwrap();
+        m.recovery.as_mut().unwrap().slot = "0c0c0c0c0c0c0c0c".into();
+    });
+    assert!(matches!(
+        resume(&c.repo, &coop, &id),
+        Err(Error::AccessDenied { .. })
+    ));
+    // Put back, the end goes on.
+    c.swap_registry(|r| {
+        let m = r.members.iter_mut().find(|m| m.name == "alice").unwrap();
+        m.recovery = Some(fresh.clone());
+    });
+    assert_eq!(resume(&c.repo, &coop, &id).unwrap(), Some("alice".into()));
+}
