@@ -1768,7 +1768,12 @@ fn a_member_add_stopped_before_the_log_is_finished_by_running_it_again() {
     // Run again with other keys, it is not the addition that stopped: refused.
     let (_, other) = age_identity(&env, "other");
     let o = env.coop(&["member", "add", "carol", "--recipient", &other]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     env.ok(&add);
     let o = backup();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

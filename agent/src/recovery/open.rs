@@ -511,7 +511,8 @@ pub fn resume(repo: &Repo, coop: &TenantKeys, id: &str) -> Result<Option<String>
         // by an earlier version of this order) are held to the digest alone.
         let identity = |r: &Option<MemberRecovery>| r.as_ref().map(|r| r.recipient.clone());
         // Nor the slot, within one epoch: the log binds the member to the slot the end made.
-        let slot = |r: &Option<MemberRecovery>| r.as_ref().map(|r| (r.epoch.clone(), r.slot.clone()));
+        let slot =
+            |r: &Option<MemberRecovery>| r.as_ref().map(|r| (r.epoch.clone(), r.slot.clone()));
         let moved = match (slot(&m.recovery), slot(&e.recovery)) {
             (Some(a), Some(b)) => a.0 == b.0 && a.1 != b.1,
             _ => false,
