@@ -1786,3 +1786,64 @@ fn a_member_add_stopped_before_the_log_is_finished_by_running_it_again() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Issue 25: `recovery init` that stops (a crash) after the registry names the split and
+/// before the admins' log does: nothing about recovery is done against a log that shows no
+/// split (a request is refused, exit 6), and running `recovery init` again logs the split;
+/// a request then goes.
+#[test]
+fn a_recovery_init_stopped_before_the_log_is_finished_by_running_it_again() {
+    let env = Env::new();
+    let own = public_of(&env.p("config/coop/identity.txt"));
+    let (b_id, b) = age_identity(&env, "admin-b");
+    let (c_id, c2) = age_identity(&env, "admin-c");
+    let (_, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
+    let (anna, ben, cleo) = (
+        format!("anna={own}"),
+        format!("ben={b}"),
+        format!("cleo={c2}"),
+    );
+    let init = [
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &anna,
+        "--admin",
+        &ben,
+        "--admin",
+        &cleo,
+    ];
+    let o = env
+        .cmd()
+        .args(init)
+        .env("COOP_FAULT_POINT", "recovery-init:after-registry")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the fault point did not fire");
+    let request = [
+        "recovery",
+        "request",
+        "--member",
+        "alice",
+        "--reason",
+        "member-request",
+    ];
+    let o = env.coop(&request);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("shows no recovery split"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.ok(&init);
+    env.ok(&request);
+}

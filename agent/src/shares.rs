@@ -85,6 +85,21 @@ fn reserve(
 /// registry naming identities of her own as holders, or one from before a re-split, gets no
 /// share of anything from it.
 pub(crate) fn vouched(persons: &crate::log::Activation, setup: &RecoverySetup) -> Result<()> {
+    // The registry has a split, so the admins' log has one too (every split names the admin
+    // persons): a log that shows none here is missing, hidden or does not verify at this store,
+    // or the split stopped before logging it. Nothing is checked against an absent log.
+    if persons.person_approvals().is_none() {
+        return Err(Error::damaged(
+            "log",
+            format!(
+                "the admins' access log shows no recovery split, though the registry has one \
+                 (epoch {}): if `coop recovery init` stopped, run it again; otherwise the log \
+                 is missing, hidden or does not verify at this store (`coop log verify`), and \
+                 nothing about recovery is done until it is back",
+                setup.epoch
+            ),
+        ));
+    }
     if persons.setup_in_force(setup) {
         return Ok(());
     }

@@ -127,6 +127,7 @@ fn establish(
     for m in &loaded.registry.members {
         crate::registry::pin_signed(repo, m);
     }
+    crate::fault::point("recovery-init:after-registry");
     let actor = log::Actor::of(coop);
     let e = init_entry(coop, &actor, &setup, &loaded.registry)?;
     log::append(repo, &actor, &[e])?;
@@ -262,7 +263,19 @@ pub fn init(
     let Some(setup) = loaded.registry.recovery_setup.clone() else {
         return establish(repo, &coop, &ids, approvals, admins);
     };
+    // A split that stopped after the registry and before its log entry: the entry now (the
+    // log has no split yet, so nobody's persons are restricted and any admin could split).
+    let persons = crate::writers::log_trust(repo, &coop.admin_keys)?
+        .activation
+        .unwrap_or_default();
     let mut finished = 0;
+    if persons.person_approvals().is_none() {
+        no_split_in_the_log(repo, &coop)?;
+        let actor = log::Actor::of(&coop);
+        let e = init_entry(&coop, &actor, &setup, &loaded.registry)?;
+        log::append(repo, &actor, &[e])?;
+        finished += 1;
+    }
     for m in &loaded.registry.members {
         if m.recovery.is_some() && crate::members::open_ring(repo, &ids, m).is_ok() {
             let recovery = crate::members::recovery_readers(&loaded.registry, m);
