@@ -198,12 +198,27 @@ pub fn recorded_deletions(
         if !c.admin || !c.sound {
             continue;
         }
+        // After the recovery split only the admin persons who count delete (SPEC 24.11): a
+        // retired admin who kept the service tenant's signer logs no deletion replicas follow.
+        let persons = trusted
+            .activation
+            .as_ref()
+            .and_then(|a| a.persons.get(&c.origin));
         for (i, e) in c.accepted() {
             if !matches!(e.event, Event::Delete | Event::Forget) {
                 continue;
             }
             if !c.is_witnessed(i, trusted.quorum) {
                 continue;
+            }
+            if let Some(p) = persons.filter(|p| p.restricted_from.is_some_and(|f| (i as u64) > f)) {
+                let counted = matches!(
+                    e.person(),
+                    coop_formats::tlog::PersonCheck::Signed(by) if p.counts(&by, i as u64)
+                );
+                if !counted {
+                    continue;
+                }
             }
             let t = seen.at(&c.origin, i, now);
             let strings = |field: &str| -> Vec<String> {

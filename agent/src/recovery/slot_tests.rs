@@ -612,3 +612,56 @@ fn a_recovery_end_resumed_after_its_slot_moved_logs_nothing() {
     });
     assert_eq!(resume(&c.repo, &coop, &id).unwrap(), Some("alice".into()));
 }
+
+/// A retired admin who kept the service tenant's signer deletes an object at the source and
+/// logs the deletion herself: replicas keep it (after the split only persons who count log
+/// deletions replicas follow); the same deletion logged by a counted admin is followed.
+#[test]
+fn replicas_follow_no_deletion_a_retired_admin_logs() {
+    let c = super::tests::unsplit_with(4);
+    c.split();
+    let hers = c.coop_of(3);
+    crate::admins::remove(&c.repo, &c.access(0), "admin3").unwrap();
+    crate::admins::approve(&c.repo, &c.access(1), "admin3").unwrap();
+    crate::admins::approve(&c.repo, &c.access(2), "admin3").unwrap();
+    let target = c.dir.path().join("replica");
+    let to = crate::store::Store::open(target.to_str().unwrap(), true).unwrap();
+    let opts = crate::replicate::ReplicateOptions {
+        check_only: false,
+        limit: None,
+        parallel: 2,
+        deletions: Some(crate::replicate::DeletionPolicy {
+            grace: std::time::Duration::ZERO,
+        }),
+        admin_keys: Some(c.coop().admin_keys.clone()),
+        cache_dir: None,
+    };
+    let quiet = crate::progress::NoProgress;
+    crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
+    let shares: Vec<String> = to
+        .list("recovery")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.path)
+        .collect();
+    let (theirs, ours) = (shares[0].clone(), shares[1].clone());
+    log::record_deletions(&c.repo, &hers, Event::Delete, std::slice::from_ref(&theirs)).unwrap();
+    c.repo.store.delete(&theirs).unwrap();
+    log::record_deletions(
+        &c.repo,
+        &c.coop(),
+        Event::Delete,
+        std::slice::from_ref(&ours),
+    )
+    .unwrap();
+    c.repo.store.delete(&ours).unwrap();
+    crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
+    assert!(
+        to.exists(&theirs).unwrap(),
+        "a retired admin's deletion was followed"
+    );
+    assert!(
+        !to.exists(&ours).unwrap(),
+        "a counted admin's deletion was not followed"
+    );
+}
