@@ -665,3 +665,39 @@ fn replicas_follow_no_deletion_a_retired_admin_logs() {
         "a counted admin's deletion was not followed"
     );
 }
+
+/// Carol joins while a re-split runs, her identity split straight into it. Admin 0 alone then
+/// rewrites the plan's commitments for that split: every new holder checks its own share of
+/// it before combining, so nothing is combined until they are put back, and the re-split then
+/// ends with carol recoverable.
+#[test]
+fn forged_direct_commitments_are_caught_before_anyone_combines() {
+    let mut c = coop();
+    let dave = c.add_admin();
+    let (s, pk) = crypt::generate_identity();
+    crate::members::add(&c.repo, &c.access(0), "carol", vec![pk], None).unwrap();
+    c.members.push(super::tests::ids(&s));
+    let plan = c.registry().recovery_next.unwrap();
+    assert_eq!(plan.direct.len(), 1);
+    c.swap_registry(|r| {
+        let p = r.recovery_next.as_mut().unwrap();
+        for v in p.direct.values_mut() {
+            v[0] = "ab".repeat(32);
+        }
+    });
+    for by in [0, 1, 2] {
+        c.reshare(by).unwrap();
+    }
+    match c.reshare(0) {
+        Err(Error::Damaged { cause, .. }) => {
+            assert!(cause.to_string().contains("commitment"), "{cause}")
+        }
+        o => panic!("{o:?}"),
+    }
+    c.swap_registry(|r| r.recovery_next = Some(plan.clone()));
+    for by in [0, 1] {
+        c.reshare(by).unwrap();
+    }
+    assert!(c.reshare(dave).unwrap().finished);
+    assert!(c.recovers(dave, &[1, 2], "carol"));
+}

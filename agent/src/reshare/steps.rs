@@ -124,6 +124,28 @@ pub(super) fn combine(
     if combined.iter().any(|c| c.name == me.name) {
         return Ok(false);
     }
+    // Each identity split straight into the new setup: this holder's share of it must match
+    // the commitment the plan gives (the registry's, which one admin can rewrite): a forged
+    // one would make the new shares fail their check at the next recovery.
+    for (slot, commitments) in &plan.direct {
+        let r = rec::MemberRecovery {
+            epoch: epoch.clone(),
+            slot: slot.clone(),
+            recipient: String::new(),
+            commitments: commitments.clone(),
+        };
+        match own_share(repo, &plan.setup, &r, ids)? {
+            Some((_, mut share)) => share.zeroize(),
+            None => {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "your share of the identity split straight into re-split {epoch} at slot \
+                         {slot}; nothing was combined"
+                    ),
+                })
+            }
+        }
+    }
     let mut dealt: Vec<(u8, DealFile)> = Vec::new();
     for d in dealers {
         let path = deal_path(epoch, &d.name, &me.name);
