@@ -1717,24 +1717,8 @@ fn recipe_member_exports_hold_the_documented_layout() {
 #[test]
 fn a_member_add_stopped_before_the_log_is_finished_by_running_it_again() {
     let env = Env::new();
-    let own = public_of(&env.p("config/coop/identity.txt"));
-    let (b_id, b) = age_identity(&env, "admin-b");
-    let (c_id, c2) = age_identity(&env, "admin-c");
-    let (_, alice) = age_identity(&env, "alice");
-    env.ok(&["member", "add", "alice", "--recipient", &alice]);
-    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
-    env.ok(&[
-        "recovery",
-        "init",
-        "--threshold",
-        "2",
-        "--admin",
-        &format!("anna={own}"),
-        "--admin",
-        &format!("ben={b}"),
-        "--admin",
-        &format!("cleo={c2}"),
-    ]);
+    let init = alice_and_three_admins(&env);
+    env.ok(&init.iter().map(String::as_str).collect::<Vec<_>>());
     let (_, carol) = age_identity(&env, "carol");
     let add = ["member", "add", "carol", "--recipient", &carol];
     let o = env
@@ -1794,32 +1778,11 @@ fn a_member_add_stopped_before_the_log_is_finished_by_running_it_again() {
 #[test]
 fn a_recovery_init_stopped_before_the_log_is_finished_by_running_it_again() {
     let env = Env::new();
-    let own = public_of(&env.p("config/coop/identity.txt"));
-    let (b_id, b) = age_identity(&env, "admin-b");
-    let (c_id, c2) = age_identity(&env, "admin-c");
-    let (_, alice) = age_identity(&env, "alice");
-    env.ok(&["member", "add", "alice", "--recipient", &alice]);
-    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
-    let (anna, ben, cleo) = (
-        format!("anna={own}"),
-        format!("ben={b}"),
-        format!("cleo={c2}"),
-    );
-    let init = [
-        "recovery",
-        "init",
-        "--threshold",
-        "2",
-        "--admin",
-        &anna,
-        "--admin",
-        &ben,
-        "--admin",
-        &cleo,
-    ];
+    let init = alice_and_three_admins(&env);
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
     let o = env
         .cmd()
-        .args(init)
+        .args(&init)
         .env("COOP_FAULT_POINT", "recovery-init:after-registry")
         .output()
         .unwrap();
@@ -1846,4 +1809,28 @@ fn a_recovery_init_stopped_before_the_log_is_finished_by_running_it_again() {
     );
     env.ok(&init);
     env.ok(&request);
+}
+
+/// Member alice, and admins anna (this environment's identity), ben and cleo registered as
+/// persons; returns the `recovery init` arguments that split among the three with K = 2.
+fn alice_and_three_admins(env: &Env) -> Vec<String> {
+    let own = public_of(&env.p("config/coop/identity.txt"));
+    let (b_id, b) = age_identity(env, "admin-b");
+    let (c_id, c2) = age_identity(env, "admin-c");
+    let (_, alice) = age_identity(env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
+    ["recovery", "init", "--threshold", "2"]
+        .into_iter()
+        .map(String::from)
+        .chain(
+            [
+                format!("anna={own}"),
+                format!("ben={b}"),
+                format!("cleo={c2}"),
+            ]
+            .into_iter()
+            .flat_map(|a| ["--admin".to_string(), a]),
+        )
+        .collect()
 }

@@ -275,8 +275,8 @@ impl Activation {
 
     /// Whether the running re-split may move old slot `old` to `new`, dealt (`direct` false)
     /// or split straight into it (`direct` true): a dealt move only where the start named it
-    /// and nobody was split straight into `new`; a direct one only for the member bound to
-    /// `old` whose direct split the log has from `old` into `new`.
+    /// and nobody was split straight into `new`; a direct one only where the log has a direct
+    /// split from `old` into `new` (whom it moves is the end's to check).
     pub fn resplit_moves(&self, old: &str, new: &str, direct: bool) -> bool {
         self.slot_rules().all(|s| {
             if direct {

@@ -452,3 +452,49 @@ fn reports_serialise_as_the_cli_shows_them() {
         serde_json::json!({"log": "coop/ab/admin/cd", "index": 7})
     );
 }
+
+/// One admin writes the split's entry with its name escaped (`recovery\u002dinit`): it
+/// decodes to the same entry, and its person signature still verifies. The prefilter that
+/// passes over entries not about persons reads it whole, so the persons it names count
+/// here as they do for every other reader of the log.
+#[test]
+fn an_entry_with_escaped_names_is_read_whole() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let person = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
+    let actor = Actor {
+        name: "admin".into(),
+        key: key.clone(),
+        person: Some(person.clone()),
+    };
+    let mut e = entry(
+        &actor,
+        Event::RecoveryInit,
+        None,
+        None,
+        Some("0123456789abcdef".into()),
+    );
+    let me = hex::encode(person.verifying_key().to_bytes());
+    e.data.insert("persons".into(), serde_json::json!([me]));
+    e.sign_person(&person);
+    let plain = e.encode();
+    let text = String::from_utf8(plain.clone()).unwrap();
+    let escaped = text
+        .replace("recovery-init", "recovery\\u002dinit")
+        .into_bytes();
+    assert_ne!(plain, escaped);
+    assert!(!trust::contains(&escaped, b"recovery-init"));
+    let decoded = Entry::decode(&escaped).unwrap();
+    assert!(matches!(
+        decoded.person(),
+        coop_formats::tlog::PersonCheck::Signed(_)
+    ));
+    let owner = LogOwner {
+        key: key.verifying_key().to_bytes(),
+        name: "admin".into(),
+        admin: true,
+    };
+    for bytes in [plain, escaped] {
+        let c = trust::changes(&Trusted::default(), &[bytes], &owner);
+        assert_eq!(c.persons.restricted_from, Some(0));
+    }
+}

@@ -31,6 +31,8 @@ mod open;
 #[cfg(test)]
 mod reshare_tests;
 #[cfg(test)]
+mod retired_tests;
+#[cfg(test)]
 mod slot_tests;
 #[cfg(test)]
 mod tests;

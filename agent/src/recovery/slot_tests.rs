@@ -8,10 +8,39 @@ use super::*;
 use crate::reshare;
 
 impl Coop {
-    fn swap_registry(&self, change: impl FnOnce(&mut coop_formats::registry::Registry)) {
+    pub(super) fn swap_registry(&self, change: impl FnOnce(&mut coop_formats::registry::Registry)) {
         let mut loaded = crate::registry::load_for_change(&self.repo, &self.coop()).unwrap();
         change(&mut loaded.registry);
         crate::registry::save(&self.repo, &self.coop(), &mut loaded).unwrap();
+    }
+}
+
+impl Coop {
+    /// A recovery of `name` asked by admin 0 and approved by admins 1 and 2: its request and
+    /// what combining the releases gave admin 0.
+    fn recovered(&self, name: &str) -> (String, Recovered) {
+        let id = self.request(0, name);
+        self.approve(1, &id).unwrap();
+        self.approve(2, &id).unwrap();
+        let r = self.recover(0, &id, name).unwrap();
+        (id, r)
+    }
+
+    /// Admin `by` logs by hand a `material` entry about log tag `tag` naming `recovery` (as a
+    /// member add or a recovery's end logs one), signed by her person key.
+    fn log_material(&self, by: usize, tag: &str, recovery: serde_json::Value) {
+        let keys = self.coop_of(by);
+        let actor = log::Actor::of(&keys);
+        let mut e = log::entry(
+            &actor,
+            Event::KeyChange,
+            None,
+            None,
+            Some(log::MATERIAL.into()),
+        );
+        e.tenant = Some(tag.to_string());
+        e.data.insert("recovery".into(), recovery);
+        log::append(&self.repo, &actor, &[e]).unwrap();
     }
 }
 
@@ -47,26 +76,16 @@ fn a_registry_that_points_one_member_at_anothers_slot_releases_nothing() {
     // for nothing.
     let coop = c.coop();
     let bob_keys = crate::registry::member_writer_keys(&coop, &c.member("bob")).unwrap();
-    let actor = log::Actor::of(&coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(&bob_keys),
-        None,
-        Some(log::MATERIAL.into()),
-    );
-    e.data.insert(
-        "recovery".into(),
-        serde_json::json!({ "epoch": alice.epoch, "slot": alice.slot }),
-    );
-    log::append(&c.repo, &actor, &[e]).unwrap();
-    let persons = c.persons();
     let bob_tag = log::tenant_tag(&bob_keys);
+    let at_alices = serde_json::json!({ "epoch": alice.epoch, "slot": alice.slot });
+    c.log_material(0, &bob_tag, at_alices);
+    let persons = c.persons();
     assert!(!persons.slot_bound(&bob_tag, &(alice.epoch.clone(), alice.slot.clone())));
     assert!(persons.slot_bound(&bob_tag, &(bob.epoch.clone(), bob.slot.clone())));
     // The request coop refused to make, logged by hand: bob's tenant, alice's slot, her key.
     let (_, public) = crypt::generate_identity();
     let id = "00112233445566ff".to_string();
+    let actor = log::Actor::of(&coop);
     let mut e = log::entry(
         &actor,
         Event::RecoveryRequest,
@@ -201,67 +220,6 @@ fn an_end_the_registry_cannot_follow_is_not_logged() {
     assert!(c.recovers(dave, &[1, 2], "bob"));
 }
 
-/// A replica made before a re-split holds the old epoch's shares; after the re-split the
-/// source deleted them with a logged deletion, and the next replication deletes them at the
-/// replica too (a replica that kept them would keep the old shares in force).
-#[test]
-fn replicas_follow_the_logged_deletion_of_a_retired_epochs_shares() {
-    let mut c = coop();
-    let old = c.registry().recovery_setup.unwrap().epoch;
-    let target = c.dir.path().join("replica");
-    let to = crate::store::Store::open(target.to_str().unwrap(), true).unwrap();
-    let opts = crate::replicate::ReplicateOptions {
-        check_only: false,
-        limit: None,
-        parallel: 2,
-        deletions: Some(crate::replicate::DeletionPolicy {
-            grace: std::time::Duration::ZERO,
-        }),
-        admin_keys: Some(c.coop().admin_keys.clone()),
-        cache_dir: None,
-    };
-    let quiet = crate::progress::NoProgress;
-    crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
-    let at_replica = |epoch: &str| to.list(&format!("recovery/{epoch}")).unwrap().len();
-    assert!(at_replica(&old) > 0, "the replica has the old shares");
-    let dave = c.add_admin();
-    for by in [0, 1, 2, 0, 1, dave] {
-        c.reshare(by).unwrap();
-    }
-    let new = c.registry().recovery_setup.unwrap().epoch;
-    let rep = crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
-    assert_eq!(at_replica(&old), 0, "{rep:?}");
-    assert!(at_replica(&new) > 0);
-}
-
-/// Admin 3 is retired; until the re-split ends her old share is still in force. She asks for
-/// alice with the service keys she kept: nobody's approval releases anything to her.
-#[test]
-fn a_retired_admins_request_gets_no_approval() {
-    let c = super::tests::unsplit_with(4);
-    c.split();
-    let hers = c.coop_of(3);
-    crate::admins::remove(&c.repo, &c.access(0), "admin3").unwrap();
-    crate::admins::approve(&c.repo, &c.access(1), "admin3").unwrap();
-    crate::admins::approve(&c.repo, &c.access(2), "admin3").unwrap();
-    let (id, _) = request(
-        &c.repo,
-        &hers,
-        &c.admins[3],
-        "alice",
-        Reason::MemberRequest,
-        None,
-    )
-    .unwrap();
-    for by in [0, 1, 2] {
-        match c.approve(by, &id) {
-            Err(Error::AccessDenied { what }) => assert!(what.contains("counts now"), "{what}"),
-            o => panic!("{:?}", o.map(|a| a.holder)),
-        }
-    }
-    assert!(c.recovers(0, &[1, 2], "alice"));
-}
-
 /// While a re-split runs, admin 0 alone logs a material entry for bob naming a "direct" slot
 /// X of her making, then writes a plan dealing alice's old slot into X: dealt there, alice's
 /// identity would sit in the slot the log moves bob to. The entry binds nothing (bob is no
@@ -273,22 +231,10 @@ fn a_direct_slot_paired_with_another_members_old_slot_gets_no_deal() {
     let plan = c.registry().recovery_next.unwrap();
     let (alice, bob) = (slot_of(&c, "alice"), slot_of(&c, "bob"));
     let x = "5a5a5a5a5a5a5a5a".to_string();
-    let coop = c.coop();
-    let bob_keys = crate::registry::member_writer_keys(&coop, &c.member("bob")).unwrap();
-    let actor = log::Actor::of(&coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(&bob_keys),
-        None,
-        Some(log::MATERIAL.into()),
-    );
-    e.data.insert(
-        "recovery".into(),
-        serde_json::json!({ "epoch": bob.epoch, "slot": bob.slot,
-            "next": { "epoch": plan.setup.epoch, "slot": x } }),
-    );
-    log::append(&c.repo, &actor, &[e]).unwrap();
+    let bob_keys = crate::registry::member_writer_keys(&c.coop(), &c.member("bob")).unwrap();
+    let direct = serde_json::json!({ "epoch": bob.epoch, "slot": bob.slot,
+        "next": { "epoch": plan.setup.epoch, "slot": x } });
+    c.log_material(0, &log::tenant_tag(&bob_keys), direct);
     c.swap_registry(|r| {
         let p = r.recovery_next.as_mut().unwrap();
         p.slots.insert(alice.slot.clone(), x.clone());
@@ -319,9 +265,10 @@ fn a_direct_slot_paired_with_another_members_old_slot_gets_no_deal() {
 }
 
 /// A recovery of alice ends while a re-split runs and stops after the registry (her new
-/// identity split into both setups, the log not told yet). Every holder then combines: the
-/// end is not logged while the log would move alice elsewhere than the registry does; once
-/// the recovery's end is logged, the re-split ends and alice's new identity recovers her.
+/// identity split into both setups, the log not told yet). No holder combines while the plan
+/// holds a direct move the log does not have (and no end is logged while the log would move
+/// alice elsewhere than the registry does); once the recovery's end is logged, the re-split
+/// ends and alice's new identity recovers her.
 #[test]
 fn a_recovery_ending_mid_reshare_holds_the_end_until_it_is_logged() {
     let mut c = coop();
@@ -361,29 +308,16 @@ fn a_recovery_ending_mid_reshare_holds_the_end_until_it_is_logged() {
 fn a_slot_seen_in_the_store_before_its_binding_is_logged_is_nobody_elses() {
     let c = coop();
     let coop = c.coop();
-    let id = c.request(0, "alice");
-    c.approve(1, &id).unwrap();
-    c.approve(2, &id).unwrap();
-    let r = c.recover(0, &id, "alice").unwrap();
+    let (id, r) = c.recovered("alice");
     super::open::replace_keys(&c.repo, &coop, r, super::open::Stage::Registry).unwrap();
     let fresh = slot_of(&c, "alice");
     let slot = (fresh.epoch.clone(), fresh.slot.clone());
-    let hers = c.coop_of(1);
-    let actor = log::Actor::of(&hers);
     let d = "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0".to_string();
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        None,
-        None,
-        Some(log::MATERIAL.into()),
-    );
-    e.tenant = Some(d.clone());
-    e.data.insert(
-        "recovery".into(),
+    c.log_material(
+        1,
+        &d,
         serde_json::json!({ "epoch": slot.0, "slot": slot.1 }),
     );
-    log::append(&c.repo, &actor, &[e]).unwrap();
     assert!(!c.persons().slot_bound(&d, &slot), "bound to another tag");
     assert_eq!(resume(&c.repo, &coop, &id).unwrap(), Some("alice".into()));
     let alice =
@@ -433,99 +367,6 @@ fn a_member_hidden_from_the_registry_keeps_her_binding_through_a_reshare() {
     assert!(c.recovers(0, &[1, 2], "bob"));
 }
 
-/// An admin person is added and removed again with K approvals; then admin 0 alone proposes
-/// adding her again and appends the first addition's approvals once more, byte for byte (a
-/// person's signature covers the entry, not its place in the log). They count for nothing:
-/// she is not a person again.
-#[test]
-fn an_approval_appended_again_counts_for_nothing() {
-    let mut c = coop();
-    let dave = c.add_admin();
-    let dave_key = c.persons[dave].verifying_key().to_bytes();
-    let coop = c.coop();
-    let trusted = crate::writers::log_trust(&c.repo, &coop.admin_keys).unwrap();
-    let approvals: Vec<Entry> = log::admin_entries(&c.repo, &trusted, |e| {
-        e.object.as_deref() == Some(crate::log::persons::APPROVE)
-            && e.data.get("op").and_then(|v| v.as_str()) == Some("add")
-    })
-    .unwrap()
-    .into_iter()
-    .map(|f| f.entry)
-    .collect();
-    assert_eq!(approvals.len(), 2);
-    crate::admins::remove(&c.repo, &c.access(0), &format!("admin{dave}")).unwrap();
-    crate::admins::approve(&c.repo, &c.access(1), &format!("admin{dave}")).unwrap();
-    crate::admins::approve(&c.repo, &c.access(2), &format!("admin{dave}")).unwrap();
-    assert!(!c.persons().person_counts(&dave_key));
-    // The new proposal (logged by hand: coop refuses a retired person's key), then the old
-    // approvals appended as they were (no new signature).
-    let actor = log::Actor::of(&coop);
-    let mut e = log::entry(
-        &actor,
-        Event::KeyChange,
-        Some(&coop),
-        None,
-        Some("admin-add".into()),
-    );
-    e.data.insert("admin".into(), "dave-again".into());
-    e.data
-        .insert("admin_key".into(), hex::encode(dave_key).into());
-    e.data
-        .insert("admin_recipient".into(), c.publics[dave].clone().into());
-    log::append(&c.repo, &actor, &[e]).unwrap();
-    assert_eq!(c.persons().pending_persons().len(), 1);
-    let bare = log::Actor {
-        person: None,
-        ..log::Actor::of(&coop)
-    };
-    log::append(&c.repo, &bare, &approvals).unwrap();
-    assert!(
-        !c.persons().person_counts(&dave_key),
-        "the replay added her"
-    );
-}
-
-/// Admin 1 approves a pending addition; before her entry lands, the log's owner (any admin)
-/// appends a forged entry carrying her approval's `person_sig` over other content. The forged
-/// entry counts for nothing and does not void hers: with admin 2's approval the addition
-/// completes.
-#[test]
-fn a_forged_copy_of_a_person_signature_does_not_void_the_entry() {
-    use crate::log::persons::{Op, Persons, APPROVE};
-    let c = coop();
-    let (_, public) = crypt::generate_identity();
-    let person = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    let token = crate::admins::token(&person, &public);
-    let o = crate::admins::add(&c.repo, &c.access(0), "dana", &token).unwrap();
-    assert!(matches!(o, crate::admins::Outcome::Pending { .. }), "{o:?}");
-    let coop1 = c.coop_of(1);
-    let actor1 = log::Actor::of(&coop1);
-    let mut x = log::entry(
-        &actor1,
-        Event::KeyChange,
-        Some(&coop1),
-        None,
-        Some(APPROVE.into()),
-    );
-    let key = person.verifying_key().to_bytes();
-    x.data
-        .extend(Persons::approval_data(Op::Add, &key, &public));
-    x.sign_person(actor1.person.as_ref().unwrap());
-    let mut y = x.clone();
-    y.data.insert("admin".into(), "someone-else".into());
-    assert!(matches!(
-        y.person(),
-        coop_formats::tlog::PersonCheck::Forged
-    ));
-    let bare = log::Actor {
-        person: None,
-        ..log::Actor::of(&c.coop())
-    };
-    log::append(&c.repo, &bare, &[y, x]).unwrap();
-    let o = crate::admins::approve(&c.repo, &c.access(2), "dana").unwrap();
-    assert!(matches!(o, crate::admins::Outcome::Added(_)), "{o:?}");
-}
-
 /// While a re-split runs, alice is recovered twice: each end splits her new identity straight
 /// into the re-split too, so the plan holds a direct move from each of her old slots. The
 /// earlier one moves nobody any more; it does not stop the re-split, whose end moves alice to
@@ -538,10 +379,7 @@ fn a_member_recovered_twice_mid_reshare_still_reshares() {
         c.reshare(by).unwrap();
     }
     for _ in 0..2 {
-        let id = c.request(0, "alice");
-        c.approve(1, &id).unwrap();
-        c.approve(2, &id).unwrap();
-        let r = c.recover(0, &id, "alice").unwrap();
+        let (_, r) = c.recovered("alice");
         conclude(&c.repo, &c.coop(), r).unwrap();
     }
     assert_eq!(c.registry().recovery_next.unwrap().direct.len(), 2);
@@ -591,10 +429,7 @@ fn a_member_add_run_again_logs_no_entry_it_did_not_make() {
 fn a_recovery_end_resumed_after_its_slot_moved_logs_nothing() {
     let c = coop();
     let coop = c.coop();
-    let id = c.request(0, "alice");
-    c.approve(1, &id).unwrap();
-    c.approve(2, &id).unwrap();
-    let r = c.recover(0, &id, "alice").unwrap();
+    let (id, r) = c.recovered("alice");
     super::open::replace_keys(&c.repo, &coop, r, super::open::Stage::Registry).unwrap();
     let fresh = slot_of(&c, "alice");
     c.swap_registry(|r| {
@@ -611,59 +446,6 @@ fn a_recovery_end_resumed_after_its_slot_moved_logs_nothing() {
         m.recovery = Some(fresh.clone());
     });
     assert_eq!(resume(&c.repo, &coop, &id).unwrap(), Some("alice".into()));
-}
-
-/// A retired admin who kept the service tenant's signer deletes an object at the source and
-/// logs the deletion herself: replicas keep it (after the split only persons who count log
-/// deletions replicas follow); the same deletion logged by a counted admin is followed.
-#[test]
-fn replicas_follow_no_deletion_a_retired_admin_logs() {
-    let c = super::tests::unsplit_with(4);
-    c.split();
-    let hers = c.coop_of(3);
-    crate::admins::remove(&c.repo, &c.access(0), "admin3").unwrap();
-    crate::admins::approve(&c.repo, &c.access(1), "admin3").unwrap();
-    crate::admins::approve(&c.repo, &c.access(2), "admin3").unwrap();
-    let target = c.dir.path().join("replica");
-    let to = crate::store::Store::open(target.to_str().unwrap(), true).unwrap();
-    let opts = crate::replicate::ReplicateOptions {
-        check_only: false,
-        limit: None,
-        parallel: 2,
-        deletions: Some(crate::replicate::DeletionPolicy {
-            grace: std::time::Duration::ZERO,
-        }),
-        admin_keys: Some(c.coop().admin_keys.clone()),
-        cache_dir: None,
-    };
-    let quiet = crate::progress::NoProgress;
-    crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
-    let shares: Vec<String> = to
-        .list("recovery")
-        .unwrap()
-        .into_iter()
-        .map(|l| l.path)
-        .collect();
-    let (theirs, ours) = (shares[0].clone(), shares[1].clone());
-    log::record_deletions(&c.repo, &hers, Event::Delete, std::slice::from_ref(&theirs)).unwrap();
-    c.repo.store.delete(&theirs).unwrap();
-    log::record_deletions(
-        &c.repo,
-        &c.coop(),
-        Event::Delete,
-        std::slice::from_ref(&ours),
-    )
-    .unwrap();
-    c.repo.store.delete(&ours).unwrap();
-    crate::replicate::replicate(&c.repo.store, &to, &opts, &quiet).unwrap();
-    assert!(
-        to.exists(&theirs).unwrap(),
-        "a retired admin's deletion was followed"
-    );
-    assert!(
-        !to.exists(&ours).unwrap(),
-        "a counted admin's deletion was not followed"
-    );
 }
 
 /// Carol joins while a re-split runs, her identity split straight into it. Admin 0 alone then
