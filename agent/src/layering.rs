@@ -67,7 +67,8 @@ mod tests {
 
     /// A test module in a file of its own, which is not part of the engine: named `tests.rs`
     /// or `*_tests.rs` in a module's folder, and declared `#[cfg(test)] mod <name>;` by that
-    /// module (`x/mod.rs` or `x.rs`). A file so named but declared otherwise is engine code.
+    /// module (`x/mod.rs` or `x.rs`), or `#[cfg(test)] #[path = "<file>"] mod …;` by a file
+    /// beside it. A file so named but declared otherwise is engine code.
     fn is_test_module(rel: &str, files: &[(String, String)]) -> bool {
         let Some((dir, name)) = rel.rsplit_once('/') else {
             return false;
@@ -80,9 +81,12 @@ mod tests {
         }
         let declared = format!("#[cfg(test)]\nmod {stem};");
         let parents = [format!("{dir}/mod.rs"), format!("{dir}.rs")];
-        files
-            .iter()
-            .any(|(r, text)| parents.contains(r) && text.contains(&declared))
+        // Or the tests of one file beside it: `#[cfg(test)] #[path = "<name>"] mod tests;`.
+        let by_path = format!("#[cfg(test)]\n#[path = \"{name}\"]\nmod ");
+        files.iter().any(|(r, text)| {
+            (parents.contains(r) && text.contains(&declared))
+                || (r.rsplit_once('/').is_some_and(|(d, _)| d == dir) && text.contains(&by_path))
+        })
     }
 
     /// Module → the modules it uses (outside tests), for `files` (path under `src`, text).
@@ -138,6 +142,11 @@ mod tests {
             ("log/witness_tests.rs", up),
             ("fsx.rs", "#[cfg(test)]\nmod tests;\n"),
             ("fsx/tests.rs", up),
+            (
+                "log/persons.rs",
+                "#[cfg(test)]\n#[path = \"persons_tests.rs\"]\nmod tests;\n",
+            ),
+            ("log/persons_tests.rs", up),
             ("backup/mod.rs", ""),
         ]
         .iter()
@@ -146,6 +155,11 @@ mod tests {
         assert!(is_test_module("log/tests.rs", &files));
         assert!(is_test_module("log/witness_tests.rs", &files));
         assert!(is_test_module("fsx/tests.rs", &files));
+        assert!(is_test_module("log/persons_tests.rs", &files));
+        assert!(
+            !is_test_module("log/slots_tests.rs", &files),
+            "declared by no one"
+        );
         assert!(!is_test_module("log/mod.rs", &files));
         assert!(!is_test_module("log/witness.rs", &files));
         assert!(!is_test_module("log/contests.rs", &files));
@@ -160,7 +174,7 @@ mod tests {
                 .is_some_and(|to| to.contains("backup"))
         };
         assert!(!uses_backup(&files), "{:?}", edges_of(&files));
-        for engine in ["log/witness.rs", "log/audit_tests.rs"] {
+        for engine in ["log/witness.rs", "log/audit_tests.rs", "log/slots_tests.rs"] {
             let mut with = files.clone();
             with.push((engine.to_string(), up.to_string()));
             assert!(uses_backup(&with), "{engine}: {:?}", edges_of(&with));

@@ -56,32 +56,8 @@ pub fn add(
     let (coop, ids) = admin(repo, access)?;
     let coop_ring = &coop.reader()?.keyring;
     let mut loaded = load_for_change(repo, &coop)?;
-    if let Some(m) = loaded.registry.member(name).filter(|m| m.removed.is_none()) {
-        // An addition after the split that stopped between the registry and the log (a
-        // crash): the log names no keys for her yet, so writers refuse her and her recovery
-        // slot is bound to nobody. Finish it.
-        let stopped = loaded.registry.recovery_setup.is_some()
-            && m.recovery.is_some()
-            && crate::registry::material::unnamed(repo, &coop, m)?;
-        // Only the addition asked for now, of an identity whose slot the log holds reserved
-        // for her: an entry someone else put in the registry (with keys of theirs) is not
-        // logged under this admin's name.
-        let ours = stopped && m.recipients == recipients && m.quota == quota && {
-            let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(&coop, m)?);
-            let r = m.recovery.as_ref().expect("checked");
-            crate::writers::log_trust(repo, &coop.admin_keys)?
-                .activation
-                .unwrap_or_default()
-                .reserved_unbound(&tag, &(r.epoch.clone(), r.slot.clone()))
-        };
-        if ours {
-            let m = m.clone();
-            crate::registry::material::log(repo, &coop, &m, None)?;
-            let mut readers = m.recipients.clone();
-            readers.extend(m.recovery.as_ref().map(|r| r.recipient.clone()));
-            log_readers(repo, &coop, &m, &readers)?;
-            return Ok(m);
-        }
+    if let Some(m) = finish_stopped_add(repo, &coop, &loaded, name, &recipients, quota)? {
+        return Ok(m);
     }
     if loaded.registry.member(name).is_some() {
         return Err(Error::invalid(format!(
@@ -92,24 +68,9 @@ pub fn add(
     if loaded.registry.recovery.is_empty() && split.is_none() {
         loaded.registry.recovery = coop_ring.recipients.clone();
     }
-    let registry = loaded.registry.clone();
-    if let Some(m) = loaded.registry.members.iter_mut().find(|m| m.name == name) {
+    if loaded.registry.members.iter().any(|m| m.name == name) {
         // A tombstone: bring the old tenant back.
-        m.removed = None;
-        m.quota = quota;
-        let old = m.recipients.clone();
-        m.recipients = recipients.clone();
-        if old != recipients {
-            let back = m.clone();
-            let recovery = recovery_readers(&registry, &back);
-            rewrap(repo, &coop, &ids, &back, &recovery)?;
-        }
-        if let Ok(ring) = open_ring(repo, &ids, m) {
-            sign_material(repo, m, &ring)?;
-        }
-        let back = m.clone();
-        save(repo, &coop, &mut loaded)?;
-        return Ok(back);
+        return bring_back(repo, &coop, &ids, &mut loaded, name, recipients, quota);
     }
     let mut all = recipients.clone();
     if split.is_none() {
@@ -174,6 +135,82 @@ pub fn add(
     }
     log_readers(repo, &coop, &m, &ring.recipients)?;
     Ok(m)
+}
+
+/// Finishes an addition of `name` after the split that stopped between the registry and the
+/// log (a crash), when it is the addition asked for now: the log names no keys for her yet,
+/// so writers refuse her and her recovery slot is bound to nobody.
+fn finish_stopped_add(
+    repo: &Repo,
+    coop: &TenantKeys,
+    loaded: &Loaded,
+    name: &str,
+    recipients: &[String],
+    quota: Option<u64>,
+) -> Result<Option<Member>> {
+    let Some(m) = loaded.registry.member(name).filter(|m| m.removed.is_none()) else {
+        return Ok(None);
+    };
+    // An addition after the split that stopped between the registry and the log (a
+    // crash): the log names no keys for her yet, so writers refuse her and her recovery
+    // slot is bound to nobody. Finish it.
+    let stopped = loaded.registry.recovery_setup.is_some()
+        && m.recovery.is_some()
+        && crate::registry::material::unnamed(repo, coop, m)?;
+    // Only the addition asked for now, of an identity whose slot the log holds reserved
+    // for her: an entry someone else put in the registry (with keys of theirs) is not
+    // logged under this admin's name.
+    let ours = stopped && m.recipients == *recipients && m.quota == quota && {
+        let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        let r = m.recovery.as_ref().expect("checked");
+        crate::writers::log_trust(repo, &coop.admin_keys)?
+            .activation
+            .unwrap_or_default()
+            .reserved_unbound(&tag, &(r.epoch.clone(), r.slot.clone()))
+    };
+    if ours {
+        let m = m.clone();
+        crate::registry::material::log(repo, coop, &m, None)?;
+        let mut readers = m.recipients.clone();
+        readers.extend(m.recovery.as_ref().map(|r| r.recipient.clone()));
+        log_readers(repo, coop, &m, &readers)?;
+        return Ok(Some(m));
+    }
+    Ok(None)
+}
+
+/// Brings a removed member back with her old tenant and data, re-wrapped to `recipients`.
+fn bring_back(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ids: &[coop_formats::crypt::Identity],
+    loaded: &mut Loaded,
+    name: &str,
+    recipients: Vec<String>,
+    quota: Option<u64>,
+) -> Result<Member> {
+    let registry = loaded.registry.clone();
+    let m = loaded
+        .registry
+        .members
+        .iter_mut()
+        .find(|m| m.name == name)
+        .expect("checked");
+    m.removed = None;
+    m.quota = quota;
+    let old = m.recipients.clone();
+    m.recipients = recipients.clone();
+    if old != recipients {
+        let back = m.clone();
+        let recovery = recovery_readers(&registry, &back);
+        rewrap(repo, coop, ids, &back, &recovery)?;
+    }
+    if let Ok(ring) = open_ring(repo, ids, m) {
+        sign_material(repo, m, &ring)?;
+    }
+    let back = m.clone();
+    save(repo, coop, loaded)?;
+    Ok(back)
 }
 
 /// Signs member `m`'s writer material with its tenant's authority from the open `ring`

@@ -124,74 +124,8 @@ pub(super) fn combine(
     if combined.iter().any(|c| c.name == me.name) {
         return Ok(false);
     }
-    // Each identity split straight into the new setup: this holder's share of it must match
-    // the commitment the plan gives (the registry's, which one admin can rewrite): a forged
-    // one would make the new shares fail their check at the next recovery.
-    for (slot, commitments) in &plan.direct {
-        let r = rec::MemberRecovery {
-            epoch: epoch.clone(),
-            slot: slot.clone(),
-            recipient: String::new(),
-            commitments: commitments.clone(),
-        };
-        match own_share(repo, &plan.setup, &r, ids)? {
-            Some((_, mut share)) => share.zeroize(),
-            None => {
-                return Err(Error::NotFound {
-                    what: format!(
-                        "your share of the identity split straight into re-split {epoch} at slot \
-                         {slot}; nothing was combined"
-                    ),
-                })
-            }
-        }
-    }
-    let mut dealt: Vec<(u8, DealFile)> = Vec::new();
-    for d in dealers {
-        let path = deal_path(epoch, &d.name, &me.name);
-        let ct = repo.store.get(&path).map_err(|e| {
-            if e.is_not_found() {
-                Error::NotFound {
-                    what: format!("{path}, {}'s deal for you", d.name),
-                }
-            } else {
-                e.into()
-            }
-        })?;
-        let mut plain =
-            crypt::decrypt(ids, &ct, MAX_FILE).map_err(|e| Error::damaged(&path, e.to_string()))?;
-        let digest = blake3::hash(&plain).to_hex().to_string();
-        let file: std::result::Result<DealFile, _> = serde_json::from_slice(&plain);
-        plain.zeroize();
-        if d.digests.get(&me.name) != Some(&digest) {
-            return Err(Error::damaged(
-                &path,
-                format!(
-                    "{}'s deal for you is not the one {} logged (swapped or damaged at this \
-                     site); nothing was combined",
-                    d.name, d.name
-                ),
-            ));
-        }
-        let file = file.map_err(|e| Error::damaged(&path, e.to_string()))?;
-        if file.epoch != *epoch
-            || file.from != plan.from
-            || file.dealer != d.name
-            || file.holder != me.name
-        {
-            return Err(Error::damaged(
-                &path,
-                "the deal names another re-split or holder",
-            ));
-        }
-        let x = from
-            .holders
-            .iter()
-            .find(|h| h.name == d.name)
-            .map(|h| h.index)
-            .ok_or_else(|| Error::damaged(&path, "the dealer holds no share"))?;
-        dealt.push((x, file));
-    }
+    check_direct(repo, plan, ids)?;
+    let dealt = dealer_files(repo, ids, &me, from, plan, dealers)?;
     let mut commitments = BTreeMap::new();
     let dealing = !dealt.is_empty();
     for new_slot in plan
@@ -245,4 +179,91 @@ pub(super) fn combine(
         ],
     )?;
     Ok(true)
+}
+
+/// Each identity split straight into the new setup: this holder's share of it must match the
+/// commitment the plan gives (the registry's, which one admin can rewrite): a forged one
+/// would make the new shares fail their check at the next recovery.
+fn check_direct(repo: &Repo, plan: &Reshare, ids: &[Identity]) -> Result<()> {
+    let epoch = &plan.setup.epoch;
+    for (slot, commitments) in &plan.direct {
+        let r = rec::MemberRecovery {
+            epoch: epoch.clone(),
+            slot: slot.clone(),
+            recipient: String::new(),
+            commitments: commitments.clone(),
+        };
+        match own_share(repo, &plan.setup, &r, ids)? {
+            Some((_, mut share)) => share.zeroize(),
+            None => {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "your share of the identity split straight into re-split {epoch} at slot \
+                         {slot}; nothing was combined"
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The deal files the counted `dealers` addressed to `me`, each checked against the digest
+/// its dealer logged, with the dealer's index in the old setup.
+fn dealer_files(
+    repo: &Repo,
+    ids: &[Identity],
+    me: &rec::ShareHolder,
+    from: &RecoverySetup,
+    plan: &Reshare,
+    dealers: &[&Logged],
+) -> Result<Vec<(u8, DealFile)>> {
+    let epoch = &plan.setup.epoch;
+    let mut dealt = Vec::new();
+    for d in dealers {
+        let path = deal_path(epoch, &d.name, &me.name);
+        let ct = repo.store.get(&path).map_err(|e| {
+            if e.is_not_found() {
+                Error::NotFound {
+                    what: format!("{path}, {}'s deal for you", d.name),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        let mut plain =
+            crypt::decrypt(ids, &ct, MAX_FILE).map_err(|e| Error::damaged(&path, e.to_string()))?;
+        let digest = blake3::hash(&plain).to_hex().to_string();
+        let file: std::result::Result<DealFile, _> = serde_json::from_slice(&plain);
+        plain.zeroize();
+        if d.digests.get(&me.name) != Some(&digest) {
+            return Err(Error::damaged(
+                &path,
+                format!(
+                    "{}'s deal for you is not the one {} logged (swapped or damaged at this \
+                     site); nothing was combined",
+                    d.name, d.name
+                ),
+            ));
+        }
+        let file = file.map_err(|e| Error::damaged(&path, e.to_string()))?;
+        if file.epoch != *epoch
+            || file.from != plan.from
+            || file.dealer != d.name
+            || file.holder != me.name
+        {
+            return Err(Error::damaged(
+                &path,
+                "the deal names another re-split or holder",
+            ));
+        }
+        let x = from
+            .holders
+            .iter()
+            .find(|h| h.name == d.name)
+            .map(|h| h.index)
+            .ok_or_else(|| Error::damaged(&path, "the dealer holds no share"))?;
+        dealt.push((x, file));
+    }
+    Ok(dealt)
 }
