@@ -1834,3 +1834,80 @@ fn alice_and_three_admins(env: &Env) -> Vec<String> {
         )
         .collect()
 }
+
+/// Runs `args` paused at fault point `at` (a `COOP_PAUSE` hook) until the returned file
+/// exists; returns once it is paused there, with the file its messages go to.
+fn paused(env: &Env, at: &str, args: &[&str]) -> (std::process::Child, PathBuf, PathBuf) {
+    let tag = at.replace(':', "-");
+    let (go, err) = (env.p(&format!("go-{tag}")), env.p(&format!("{tag}.err")));
+    let child = env
+        .cmd()
+        .env("COOP_PAUSE", format!("{at}={}", go.display()))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !fs::read_to_string(&err)
+        .unwrap_or_default()
+        .contains("paused at")
+    {
+        assert!(t0.elapsed().as_secs() < 60, "{args:?} did not get to {at}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (child, go, err)
+}
+
+/// Lets a paused command go on; its exit code and messages.
+fn resume(child: std::process::Child, go: &Path, err: &Path) -> (Option<i32>, String) {
+    fs::write(go, b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), fs::read_to_string(err).unwrap())
+}
+
+/// Two admins change the registry at the same time (the store has no compare-and-swap):
+/// the change that finds the other's withdraws its own object and says so, no object is
+/// deleted unread, and nothing either made is lost without a word.
+#[test]
+fn two_registry_changes_at_once_lose_nothing_silently() {
+    let env = Env::new();
+    let (_, alice) = age_identity(&env, "alice");
+    let (_, bob) = age_identity(&env, "bob");
+    let (_, carol) = age_identity(&env, "carol");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    assert_eq!(env.count("registry"), 1);
+    // Carol's addition reads generation 1 and stops before storing; bob's is made meanwhile.
+    let args = ["member", "add", "carol", "--recipient", &carol];
+    let (child, go, err) = paused(&env, "state:before-put", &args);
+    env.ok(&["member", "add", "bob", "--recipient", &bob]);
+    let (code, err) = resume(child, &go, &err);
+    assert_eq!(code, Some(10), "{err}");
+    assert!(
+        err.contains("changed by someone else at the same time"),
+        "{err}"
+    );
+    assert!(!err.contains("credentials"), "no misleading hint: {err}");
+    let list = env.ok(&["member", "list"]);
+    assert!(list.contains("bob") && !list.contains("carol"), "{list}");
+    assert_eq!(env.count("registry"), 1, "carol's object was withdrawn");
+    // Run again, it is made on top of bob's.
+    env.ok(&["member", "add", "carol", "--recipient", &carol]);
+    let list = env.ok(&["member", "list"]);
+    assert!(list.contains("bob") && list.contains("carol"), "{list}");
+
+    // A quota change stored and paused before it deletes what it read: bob's removal reads
+    // it (the newest) and builds on it, so the quota stands although its command says it
+    // met another change.
+    let args = ["member", "quota", "alice", "5GiB"];
+    let (child, go, err) = paused(&env, "state:after-put", &args);
+    assert_eq!(env.count("registry"), 2);
+    env.ok(&["member", "remove", "bob"]);
+    let (code, err) = resume(child, &go, &err);
+    assert_eq!(code, Some(10), "{err}");
+    assert!(err.contains("took effect anyway"), "{err}");
+    let list = env.ok(&["member", "list"]);
+    assert!(list.contains("5"), "alice's quota stands: {list}");
+    assert_eq!(env.count("registry"), 1);
+    env.ok(&["check"]);
+}

@@ -172,12 +172,53 @@ impl StateKind {
         }
     }
 
-    /// Stores a new generation (`sealed`) and deletes every other object of this kind.
-    pub fn replace(&self, repo: &Repo, sealed: Vec<u8>) -> Result<Id> {
+    /// Stores a new generation (`sealed`) in place of `base`, the objects listed when the
+    /// state it changes was loaded, and returns its name.
+    ///
+    /// The store has no compare-and-swap for these objects, so a change another person wrote
+    /// meanwhile (an object not in `base` that `open` accepts) is looked for after this one is
+    /// stored: then this change withdraws its own object and fails with
+    /// [`Conflict`](crate::error::Error::Conflict), and the other change stands. Of two
+    /// changes written at once at least one sees the other (each lists after it wrote), so
+    /// neither is silently lost, and no change deletes an object it did not read. Junk that
+    /// does not open, or an older generation put back, blocks nothing.
+    pub fn replace<T>(
+        &self,
+        repo: &Repo,
+        sealed: Vec<u8>,
+        base: &[Id],
+        open: impl Fn(&[u8]) -> std::result::Result<(T, u64), String>,
+    ) -> Result<Id> {
+        let mine = open(&sealed).map_or(0, |(_, g)| g);
+        crate::fault::pause("state:before-put");
         let name = repo.put(self.kind, &self.tag, sealed)?;
+        crate::fault::point("state:after-put");
+        crate::fault::pause("state:after-put");
         for obj in repo.list(self.kind, &self.tag)? {
-            if obj.name != name {
-                repo.delete(self.kind, &self.tag, &obj.name)?;
+            if obj.name == name || base.contains(&obj.name) {
+                continue;
+            }
+            let other = match repo.get_opt(self.kind, &self.tag, &obj.name) {
+                Ok(Some(b)) => open(&b).ok().map(|(_, g)| g),
+                _ => None,
+            };
+            // An older one (a replay, or a change this one's base already holds) is no rival.
+            if let Some(generation) = other.filter(|g| *g >= mine) {
+                repo.delete(self.kind, &self.tag, &name)?;
+                return Err(crate::error::Error::Conflict {
+                    what: format!(
+                        "{} was changed by someone else at the same time (generation \
+                         {generation}, {}); this change was withdrawn and nothing was lost. \
+                         Look whether it took effect anyway (a change made on top of this one \
+                         keeps it) and, if not, run the command again",
+                        self.label, obj.path
+                    ),
+                });
+            }
+        }
+        for old in base {
+            if *old != name {
+                repo.delete(self.kind, &self.tag, old)?;
             }
         }
         Ok(name)
@@ -218,7 +259,7 @@ mod tests {
         let r = repo(d.path());
         let g = KIND.load(&r, open).unwrap();
         assert!(g.newest.is_none() && g.rollback.is_none());
-        KIND.replace(&r, b"g3".to_vec()).unwrap();
+        KIND.replace(&r, b"g3".to_vec(), &g.objects, open).unwrap();
         // A forged object beside it is named and never counts, however high it claims.
         r.put(Kind::Writers, &[0; 16], b"forged g9".to_vec())
             .unwrap();
@@ -229,11 +270,47 @@ mod tests {
         assert!(KIND.refuse_rollback(g.rollback).is_ok());
         // The newest is replaced by an older genuine one (a replay): a rollback, and no
         // change may be based on it.
-        KIND.replace(&r, b"g2".to_vec()).unwrap();
+        KIND.replace(&r, b"g2".to_vec(), &g.objects, open).unwrap();
         let g = KIND.load(&r, open).unwrap();
         assert_eq!(g.rollback, Some((3, 2)));
         assert!(KIND.refuse_rollback(g.rollback).is_err());
         // `replace` left one object only.
         assert_eq!(g.objects.len(), 1);
+    }
+
+    #[test]
+    fn two_changes_at_once_lose_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let r = repo(d.path());
+        let base = KIND.load(&r, open).unwrap();
+        KIND.replace(&r, b"g1".to_vec(), &base.objects, open)
+            .unwrap();
+        // Two admins load generation 1 and each makes generation 2 from it.
+        let a = KIND.load(&r, open).unwrap();
+        let b = KIND.load(&r, open).unwrap();
+        let theirs = KIND.replace(&r, b"g2".to_vec(), &b.objects, open).unwrap();
+        // The later one finds the other's object, withdraws its own and says so.
+        let e = KIND
+            .replace(
+                &r,
+                b"g2 (another change)".to_vec(),
+                &a.objects,
+                |b: &[u8]| open(b.split(|&c| c == b' ').next().unwrap_or(b)),
+            )
+            .unwrap_err();
+        assert!(matches!(e, crate::error::Error::Conflict { .. }), "{e}");
+        let g = KIND.load(&r, open).unwrap();
+        assert_eq!(g.objects, vec![theirs], "the other change stands alone");
+        assert_eq!(g.newest.unwrap().0, 2);
+        // Junk or an old generation put back meanwhile blocks nothing, and is not deleted
+        // unread.
+        let junk = r.put(Kind::Writers, &[0; 16], b"junk".to_vec()).unwrap();
+        let old = r.put(Kind::Writers, &[0; 16], b"g1".to_vec()).unwrap();
+        let mine = KIND.replace(&r, b"g3".to_vec(), &[theirs], open).unwrap();
+        let mut left = KIND.load(&r, open).unwrap().objects;
+        left.sort();
+        let mut want = vec![mine, junk, old];
+        want.sort();
+        assert_eq!(left, want);
     }
 }

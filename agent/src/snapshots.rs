@@ -114,7 +114,8 @@ impl Serialize for Entry {
 pub struct Listing {
     pub entries: Vec<Entry>,
     pub problems: Vec<Problem>,
-    /// Every snapshot object listed (readable or not).
+    /// Every snapshot object listed and served (readable or not); one listed and then not
+    /// served is left out (so the rollback memory misses it) and named in `problems`.
     pub names: Vec<Id>,
     /// The writer list went backwards here: (generation seen before, now).
     pub writers_rollback: Option<(u64, u64)>,
@@ -278,17 +279,36 @@ pub fn list(repo: &Repo, keys: &TenantKeys) -> Result<Listing> {
     let objects = repo.list(Kind::Snapshot, &keys.tag)?;
     let names: Vec<Id> = objects.iter().map(|o| o.name).collect();
     let fetched = repo.get_many(Kind::Snapshot, &keys.tag, &names);
+    let mut forgotten: Option<std::collections::HashSet<Id>> = None;
     for (obj, got) in objects.into_iter().zip(fetched) {
-        out.names.push(obj.name);
         let bytes = match got {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => continue, // forgotten meanwhile
+            Err(e) if e.is_not_found() => {
+                // Forgotten meanwhile (a signed forget record names it), or listed and then
+                // not served: a store hiding it must not pass it off as never there, so it
+                // is no name this client saw (the rollback memory then misses it) and a
+                // problem that stops whatever deletes.
+                let forgotten = match &mut forgotten {
+                    Some(f) => f,
+                    None => forgotten.insert(crate::control::forget_records(repo, keys)?.0),
+                };
+                if !forgotten.contains(&obj.name) {
+                    out.problems.push(Problem::damaged(
+                        &obj.path,
+                        "listed by the store but not served, and no forget record names it \
+                         (hidden by the store, or deleted by hand)",
+                    ));
+                }
+                continue;
+            }
             Err(e @ Error::Damaged { .. }) => {
+                out.names.push(obj.name);
                 out.problems.push(Problem::damaged(&obj.path, &e));
                 continue;
             }
             Err(e) => return Err(e),
         };
+        out.names.push(obj.name);
         let mut inventory = None;
         if upkeep {
             match coop_formats::snapshot::read_inventory(&bytes) {

@@ -339,6 +339,19 @@ pub fn observe_log(
     None
 }
 
+/// The logs (origin → size) this client verified at `location` before: one of them that is
+/// gone now is a rollback the store cannot pass off as "no log".
+pub fn remembered_logs(cache: Option<&Path>, repo_id: &Id, location: &str) -> Vec<(String, u64)> {
+    let Some(cache) = cache else {
+        return Vec::new();
+    };
+    load(&path(cache, repo_id))
+        .locations
+        .get(location)
+        .map(|l| l.logs.iter().map(|(o, (n, _))| (o.clone(), *n)).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,10 @@ pub const TAG: [u8; 16] = [0; 16];
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub list: WriterList,
+    /// Every writer list object listed when it was loaded (a new generation replaces these).
+    pub objects: Vec<Id>,
+    /// The admin keys it was read with (a change written meanwhile counts if one signed it).
+    pub admin_keys: Vec<[u8; 32]>,
     /// Name of the object holding `list` (`None`: no list yet).
     pub name: Option<Id>,
     pub problems: Vec<crate::damage::Problem>,
@@ -40,18 +44,7 @@ const KIND: crate::control::StateKind = crate::control::StateKind {
 /// Reads every writer list object and keeps the newest one signed by an admin key. A store
 /// that serves an older list (which would un-revoke a stolen writer) is a possible rollback.
 pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
-    let g = KIND.load(repo, |bytes| {
-        match WriterList::open(bytes, |k| admin_keys.contains(k)) {
-            Ok((l, _)) if l.repo_id != repo.config.repo_id => {
-                Err("a writer list of another repository".to_string())
-            }
-            Ok((l, _)) => {
-                let generation = l.generation;
-                Ok((l, generation))
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    })?;
+    let g = KIND.load(repo, |bytes| open(repo, admin_keys, bytes))?;
     let (mut list, name) = match g.newest {
         Some((l, n)) => (l, Some(n)),
         None => (
@@ -69,10 +62,30 @@ pub fn load(repo: &Repo, admin_keys: &[[u8; 32]]) -> Result<Loaded> {
     }
     Ok(Loaded {
         list,
+        objects: g.objects,
+        admin_keys: admin_keys.to_vec(),
         name,
         problems: g.problems,
         rollback: g.rollback,
     })
+}
+
+/// One writer list object, if an admin signed it for this repository, with its generation.
+fn open(
+    repo: &Repo,
+    admin_keys: &[[u8; 32]],
+    bytes: &[u8],
+) -> std::result::Result<(WriterList, u64), String> {
+    match WriterList::open(bytes, |k| admin_keys.contains(k)) {
+        Ok((l, _)) if l.repo_id != repo.config.repo_id => {
+            Err("a writer list of another repository".to_string())
+        }
+        Ok((l, _)) => {
+            let generation = l.generation;
+            Ok((l, generation))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Writes a new generation of the list (signed by `admin`) and removes the older ones.
@@ -83,7 +96,10 @@ pub fn save(repo: &Repo, admin: &ed25519_dalek::SigningKey, loaded: &mut Loaded)
     loaded.list.generation += 1;
     loaded.list.updated = crate::now_rfc3339();
     loaded.list.repo_id = repo.config.repo_id;
-    let name = KIND.replace(repo, loaded.list.seal(admin))?;
+    let name = KIND.replace(repo, loaded.list.seal(admin), &loaded.objects, |b| {
+        open(repo, &loaded.admin_keys, b)
+    })?;
+    loaded.objects = vec![name];
     loaded.name = Some(name);
     Ok(name)
 }

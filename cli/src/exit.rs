@@ -80,6 +80,8 @@ pub fn hint_for(e: &anyhow::Error, repo: Option<&str>) -> Option<String> {
         Error::GroupQuota { group, .. } => format!(
             "an admin raises it with `coop group quota {group} SIZE`; or the group's members forget and prune old snapshots"
         ),
+        // Another process changed the same thing at once: the message says what to do.
+        Error::Conflict { .. } => return None,
         Error::Store(_) if s3_without_keys => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL, AWS_REGION for Garage or MinIO), or put them in the agent config's s3 = { … }".into(),
         _ => match err.kind() {
             ErrorKind::Integrity => "stored data failed verification; nothing was changed. `coop check` says which objects \

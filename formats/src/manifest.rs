@@ -86,22 +86,37 @@ impl Manifest {
             .filter(|s| !s.is_empty())
             .map(source_root)
             .collect();
+        // Counted once, not source by source: a hostile manifest may name millions.
+        let mut names = std::collections::HashMap::new();
+        for (_, n) in &sources {
+            *names.entry(n.as_slice()).or_insert(0usize) += 1;
+        }
         let unique: Vec<bool> = sources
             .iter()
-            .map(|(_, n)| sources.iter().filter(|(_, m)| m == n).count() == 1)
+            .map(|(_, n)| names[n.as_slice()] == 1)
+            .collect();
+        // Source path → the source that matches files by it (the last of equal ones).
+        let by_path: std::collections::HashMap<&[u8], usize> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| (s.as_slice(), i))
             .collect();
         let mut out: Vec<Vec<u8>> = self
             .files
             .iter()
             .map(|f| {
                 let p = f.path_bytes();
-                let best = sources
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (s, _))| {
-                        p == *s || (p.starts_with(s) && p.get(s.len()) == Some(&b'/'))
-                    })
-                    .max_by_key(|(_, (s, _))| s.len());
+                // The longest source that is the path or one of its parent directories:
+                // looked up at each `/`, from the whole path down.
+                let best = std::iter::once(p.len())
+                    .chain(
+                        p.iter()
+                            .enumerate()
+                            .rev()
+                            .filter(|(_, b)| **b == b'/')
+                            .map(|(i, _)| i),
+                    )
+                    .find_map(|end| by_path.get(&p[..end]).map(|&i| (i, &sources[i])));
                 match best {
                     Some((i, (s, name))) if unique[i] => {
                         let mut out = name.clone();

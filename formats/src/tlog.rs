@@ -266,8 +266,14 @@ pub fn verify_consistency(
             bad
         };
     }
+    // The empty tree is a prefix of every tree, but only under its own root: any other root
+    // claimed for it proves nothing (and must not "prove" a fork).
     if size1 == 0 {
-        return if proof.is_empty() { Ok(()) } else { bad };
+        return if proof.is_empty() && *root1 == empty_root() {
+            Ok(())
+        } else {
+            bad
+        };
     }
     if proof.is_empty() {
         return bad;
@@ -978,6 +984,11 @@ mod tests {
                 // A proof that is too short never passes (the final sn == 0 check).
                 prop_assert!(verify_consistency(old as u64, n as u64, &c[..c.len() - 1], &r1, &r).is_err());
             }
+            // The empty prefix: only under the empty tree's root.
+            prop_assert!(verify_consistency(0, n as u64, &[], &empty_root(), &r).is_ok());
+            let mut junk = empty_root();
+            junk[flip % 32] ^= 1;
+            prop_assert!(verify_consistency(0, n as u64, &[], &junk, &r).is_err());
         }
 
         #[test]

@@ -165,6 +165,11 @@ pub struct ExportReport {
     /// The other snapshots exported with it (the newest of each other job), with their times.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<(String, String)>,
+    /// What was wrong with the access log at this store (a log that does not verify, a fork
+    /// or rollback against what this client saw): the export is whole, but the entries it
+    /// carries may not be all there are. Callers report it as an integrity problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_problems: Vec<String>,
 }
 
 /// Reads and checks the signed manifest of a snapshot.
@@ -397,8 +402,9 @@ pub fn export(
     let (signed, manifest) = (signed_all[0].clone(), manifests[0].clone());
     // What the access log says about this tenant, with proofs the member checks offline.
     let trusted = crate::writers::log_trust(repo, &keys.admin_keys)?;
-    let (_, contents) = crate::log::verify(repo, &trusted)?;
+    let (verified, contents) = crate::log::verify(repo, &trusted)?;
     let log = crate::log::entries_about(&contents, &trusted, &crate::log::tenant_tag(keys));
+    let log_problems = log_problems(&verified, &contents);
     let writer_list = stored_writer_list(repo, keys)?;
     let mut file = ExportFile {
         format: EXPORT_FORMAT.into(),
@@ -442,6 +448,7 @@ pub fn export(
             .zip(&entries[1..])
             .map(|(m, e)| (e.id.to_hex(), m.time.clone()))
             .collect(),
+        log_problems,
         ..Default::default()
     };
     let paths = placed(&manifests)?;
@@ -455,6 +462,29 @@ pub fn export(
     }
     progress.finish();
     Ok(rep)
+}
+
+/// The access log's problems at this store that may hide entries from the member: damage
+/// (a missing checkpoint or bundle), and forks and rollbacks (an unsound log). Junk a site
+/// added (forged entries, noise) hides nothing and is left out.
+fn log_problems(
+    rep: &crate::log::VerifyReport,
+    contents: &[crate::log::LogContent],
+) -> Vec<String> {
+    let mut out: Vec<String> = rep
+        .problems
+        .iter()
+        .filter(|p| p.kind == crate::damage::ProblemKind::Damaged)
+        .map(|p| p.to_string())
+        .collect();
+    for c in contents.iter().filter(|c| !c.sound) {
+        out.push(format!(
+            "the access log {} is not sound here (a fork or rollback against what this client \
+             saw): its entries may not be all there are",
+            c.origin
+        ));
+    }
+    out
 }
 
 /// The admin-signed writer list the witnesses and the quorum come from, as stored (base64).

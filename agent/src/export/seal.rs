@@ -86,7 +86,7 @@ pub(super) fn check_seal(ef: &ExportFile, rep: &mut VerifyReport) {
                  of the writer list",
                 p.index,
                 p.origin,
-                &p.log_key[..p.log_key.len().min(16)]
+                p.log_key.chars().take(16).collect::<String>()
             ));
         }
     }
@@ -229,8 +229,8 @@ fn vanished(
             if p.log_key != seen.key {
                 rep.warnings.push(format!(
                     "the log {origin} is signed by another key than in earlier exports ({} before, {} now)",
-                    &seen.key[..seen.key.len().min(16)],
-                    &p.log_key[..p.log_key.len().min(16)]
+                    seen.key.chars().take(16).collect::<String>(),
+                    p.log_key.chars().take(16).collect::<String>()
                 ));
             }
         }

@@ -177,7 +177,20 @@ fn check_own(repo: &Repo, id: &str, size: u64, entries: &[Vec<u8>]) -> Result<()
 }
 
 /// How often an append starts over when another appender signed the same size first.
-const ATTEMPTS: usize = 5;
+const ATTEMPTS: usize = 8;
+
+/// Waits before attempt `attempt + 1` after losing a race for the next checkpoint: a random
+/// time that doubles with each loss (from 10 to about 1300 ms), so that appenders that keep
+/// colliding spread out instead of colliding again in lockstep.
+fn back_off(attempt: usize) {
+    let base = 10u64 << attempt.min(7);
+    let mut r = [0u8; 2];
+    let jitter = match getrandom::getrandom(&mut r) {
+        Ok(()) => u64::from(u16::from_le_bytes(r)) % (base + 1),
+        Err(_) => base / 2,
+    };
+    std::thread::sleep(std::time::Duration::from_millis(base + jitter));
+}
 
 /// Appends entries to the actor's log in `repo` and signs the new checkpoint.
 pub fn append(repo: &Repo, actor: &Actor, entries: &[Entry]) -> Result<Appended> {
@@ -247,6 +260,7 @@ fn append_batch(
         let cp_path = format!("{}/checkpoint/{new_size}", prefix(&id));
         if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
             // Another appender got to this size first: start over on its head.
+            back_off(attempt);
             continue;
         }
         // The new entries (with the bundle they start in) where any appender can finish
@@ -269,6 +283,7 @@ fn append_batch(
         // (A retried PUT may find its own first try: the same bytes, so this one's.)
         if !repo.store.put_claim(&cp_path, note.clone())? && !holds(repo, &cp_path, &note)? {
             if signed_by_us(repo, &cp_path, actor, &origin, new_size)?.is_some() {
+                back_off(attempt);
                 continue;
             }
             // Junk under the name (it authenticates nothing): overwrite it.
@@ -277,6 +292,7 @@ fn append_batch(
         // Read back: on a server without create-only PUT a concurrent appender that wrote
         // the same name last wins, and this one starts over.
         if !holds(repo, &cp_path, &note)? {
+            back_off(attempt);
             continue;
         }
         crate::fault::point("log:after-claim");
@@ -285,6 +301,7 @@ fn append_batch(
         if !holds(repo, &cp_path, &note)? {
             // Overwritten meanwhile (no create-only PUT): the winner's pending object
             // repairs whatever bundles this one wrote.
+            back_off(attempt);
             continue;
         }
         save_own(

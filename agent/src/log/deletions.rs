@@ -24,20 +24,23 @@ pub fn record_deletions(
     event: Event,
     paths: &[String],
 ) -> Result<()> {
-    record_deletions_replaced(repo, keys, event, paths, &[])
+    record_deletions_replaced(repo, keys, event, paths, &[], &[])
 }
 
 /// Like [`record_deletions`], for a prune that wrote `replaced_by` (the packs it repacked the
 /// deleted packs' live blobs into, and the index objects that replace the deleted ones) before
 /// deleting: a snapshot whose inventory names a deleted object needs these instead (replicas
 /// resolve inventories through them, SPEC section 24.9). The entries of one run share a `run`
-/// value; the replacements have entries of their own.
+/// value; the replacements have entries of their own, and so do the names of the snapshots
+/// the run walked (`covered`): only their inventories resolve through it, so that a snapshot
+/// a store hid from the prune keeps needing what it names at every replica.
 pub fn record_deletions_replaced(
     repo: &Repo,
     keys: &TenantKeys,
     event: Event,
     paths: &[String],
     replaced_by: &[String],
+    covered: &[String],
 ) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
@@ -74,9 +77,15 @@ pub fn record_deletions_replaced(
         );
         e
     };
+    let walked = covered.chunks(PATHS_PER_ENTRY).map(|chunk| {
+        let mut e = make(" walked (snapshots)", chunk, "covered");
+        e.object = Some(format!("{} snapshot(s) walked", chunk.len()));
+        e
+    });
     let entries: Vec<Entry> = replaced_by
         .chunks(PATHS_PER_ENTRY)
         .map(|chunk| make(" written in their place", chunk, "replaced_by"))
+        .chain(walked.filter(|_| !replaced_by.is_empty()))
         .chain(
             paths
                 .chunks(PATHS_PER_ENTRY)
@@ -96,6 +105,9 @@ pub struct Deletions {
     runs: HashMap<String, Vec<String>>,
     /// Run → what it wrote in place of what it deleted.
     replaced_by: HashMap<String, Vec<String>>,
+    /// Run → the names (hex) of the snapshots it walked: only their inventories resolve
+    /// through it.
+    covered: HashMap<String, HashSet<String>>,
 }
 
 impl Deletions {
@@ -103,11 +115,19 @@ impl Deletions {
         self.at.get(path)
     }
 
-    /// What a snapshot whose inventory names `needs` needs now: each object that is not
-    /// `present` and that an admin logged as deleted stands for what that deletion's run wrote
-    /// in its place (again resolved, for a later prune), and an object nobody logged stays
-    /// needed as it is.
-    pub fn resolve(&self, needs: &[String], present: impl Fn(&str) -> bool) -> Vec<String> {
+    /// What snapshot `snapshot` (its store path), whose inventory names `needs`, needs now:
+    /// each object that is not `present` and that an admin logged as deleted, by a run that
+    /// walked this snapshot, stands for what that run wrote in its place (again resolved, for
+    /// a later prune); an object nobody logged, or only a run that did not walk this snapshot
+    /// (hidden from it), stays needed as it is.
+    pub fn resolve(
+        &self,
+        snapshot: &str,
+        needs: &[String],
+        present: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let name = snapshot.rsplit('/').next().unwrap_or(snapshot);
+        let walked = |run: &String| self.covered.get(run).is_some_and(|c| c.contains(name));
         let mut out = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut todo: Vec<String> = needs.to_vec();
@@ -116,8 +136,8 @@ impl Deletions {
                 continue;
             }
             match self.runs.get(&p) {
-                Some(runs) if !present(&p) => {
-                    for r in runs {
+                Some(runs) if !present(&p) && runs.iter().any(walked) => {
+                    for r in runs.iter().filter(|r| walked(r)) {
                         todo.extend(self.replaced_by.get(r).into_iter().flatten().cloned());
                     }
                 }
@@ -240,6 +260,10 @@ pub fn recorded_deletions(
                     .entry(run.clone())
                     .or_default()
                     .extend(strings("replaced_by"));
+                out.covered
+                    .entry(run.clone())
+                    .or_default()
+                    .extend(strings("covered"));
             }
             for p in strings("paths") {
                 let at = out.at.entry(p.clone()).or_insert(t);
@@ -253,4 +277,31 @@ pub fn recorded_deletions(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prune run's replacements stand for what it deleted only in the inventories of the
+    /// snapshots it walked: one a store hid from the prune keeps needing what it names, so no
+    /// replica that keeps it deletes its data.
+    #[test]
+    fn only_the_snapshots_a_run_walked_resolve_through_it() {
+        let mut d = Deletions::default();
+        d.runs.insert("packs/t/old".into(), vec!["r".into()]);
+        d.replaced_by.insert("r".into(), vec!["packs/t/new".into()]);
+        d.covered.insert("r".into(), ["aa".to_string()].into());
+        let needs = vec!["packs/t/old".to_string()];
+        assert_eq!(
+            d.resolve("snapshots/t/aa", &needs, |_| false),
+            vec!["packs/t/new".to_string()]
+        );
+        assert_eq!(d.resolve("snapshots/t/bb", &needs, |_| false), needs);
+        // Still there: needed as it is.
+        assert_eq!(d.resolve("snapshots/t/aa", &needs, |_| true), needs);
+        // A run that names no snapshots (an older coop) resolves nothing.
+        d.covered.clear();
+        assert_eq!(d.resolve("snapshots/t/aa", &needs, |_| false), needs);
+    }
 }

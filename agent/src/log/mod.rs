@@ -38,7 +38,7 @@ pub use setups::{COMBINED, RESHARE, RESHARED};
 pub use slots::{Slot, MATERIAL, RESERVE};
 pub use trust::{
     activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
-    Trusted,
+    Trusted, FOLLOWING,
 };
 pub use verify::{admin_entries, verify, Found, LogContent, LogSummary, VerifyReport};
 pub use witness::{witness, WitnessReport};

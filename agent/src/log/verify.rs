@@ -8,7 +8,7 @@
 //! of no known key, cosignatures of no trusted witness) is noted, not counted, and stops
 //! nothing.
 
-use super::trust::admin_only;
+use super::trust::writer_may_log;
 use super::trust::LogOwner;
 use super::{b64, leaves, newest_verified, prefix, stored, Stored, Trusted};
 use crate::damage::Problem;
@@ -68,6 +68,9 @@ pub struct LogContent {
     pub sound: bool,
     /// The largest size carrying the quorum of cosignatures (`None`: none does).
     pub witnessed: Option<u64>,
+    /// Each verifying checkpoint on the head's history (size) with the keys of the trusted
+    /// witnesses that cosigned it.
+    pub cosigned: Vec<(u64, Vec<[u8; 32]>)>,
     /// Indexes of entries flagged as forged.
     pub rejected: BTreeSet<usize>,
 }
@@ -81,6 +84,18 @@ impl LogContent {
             }
             Entry::decode(b).ok().map(|e| (i, e))
         })
+    }
+
+    /// Whether entry `i` (an entry of `person`, if a person signed it) is covered by a
+    /// checkpoint the quorum cosigned with at least one witness independent of that person
+    /// (SPEC 24.5: the witnesses one admin adopted never alone make the quorum for her own
+    /// entries). What a person asks or releases in a recovery counts only so.
+    pub fn is_witnessed_by(&self, i: usize, trusted: &Trusted, person: Option<&[u8; 32]>) -> bool {
+        trusted.quorum == 0
+            || self
+                .cosigned
+                .iter()
+                .any(|(size, keys)| (i as u64) < *size && trusted.quorum_for(keys, person))
     }
 
     /// Whether entry `i` is covered by a checkpoint the quorum cosigned (always, with a
@@ -107,6 +122,31 @@ pub fn verify(repo: &Repo, trusted: &Trusted) -> Result<(VerifyReport, Vec<LogCo
         };
         if let Some(c) = verify_log(repo, trusted, &id, origin, owner, &mut rep)? {
             contents.push(c);
+        }
+    }
+    // A log this client verified here before and that is gone now (every object of it
+    // deleted or hidden by the store) is a rollback, not "no log" (SPEC 24.6 step 6).
+    let location = repo.store.location();
+    for (origin, before) in
+        crate::state::remembered_logs(repo.cache_dir(), &repo.config.repo_id, &location)
+    {
+        let id = tlog::log_id(&origin);
+        if before > 0
+            && trusted.owner(&origin).is_some()
+            && !contents.iter().any(|c| c.origin == origin)
+            && !rep
+                .problems
+                .iter()
+                .any(|p| p.object.starts_with(&prefix(&id)))
+        {
+            rep.problems.push(Problem::damaged(
+                &prefix(&id),
+                format!(
+                    "POSSIBLE ROLLBACK: the log {origin} is gone from this store, but this \
+                     client verified {before} entries of it here (deleted or hidden by the \
+                     store); copy it back from another site's replica"
+                ),
+            ));
         }
     }
     Ok((rep, contents))
@@ -141,6 +181,7 @@ fn verify_log(
         mut sound,
         witnessed,
         cosigned_by,
+        cosigned,
         uncounted,
     } = checkpoints(trusted, &s, id, origin, &key, &tree, size, rep);
     let (proven, notes) = super::check_forks(&s, &key, origin, &tree);
@@ -202,6 +243,7 @@ fn verify_log(
         admin: owner.admin,
         sound,
         witnessed,
+        cosigned,
         rejected,
     }))
 }
@@ -283,6 +325,8 @@ struct Heads {
     /// The largest size the quorum cosigned.
     witnessed: Option<u64>,
     cosigned_by: Vec<String>,
+    /// Per verifying checkpoint: its size and its trusted cosigners' keys.
+    cosigned: Vec<(u64, Vec<[u8; 32]>)>,
     /// Cosignatures by no trusted witness.
     uncounted: usize,
 }
@@ -303,6 +347,7 @@ fn checkpoints(
     let mut sound = true;
     let mut witnessed = None;
     let mut cosigned_by = Vec::new();
+    let mut cosigned = Vec::new();
     let mut uncounted = 0usize;
     for (sz, note) in s.checkpoints.range(..=size) {
         let path = format!("{}/checkpoint/{sz}", prefix(id));
@@ -321,8 +366,10 @@ fn checkpoints(
             }
             Ok(cp) => {
                 let lines = s.cosignatures.get(sz);
-                let c = trusted.cosigners(&cp, lines, key);
+                let (c, keys): (Vec<String>, Vec<[u8; 32]>) =
+                    trusted.cosigner_keys(&cp, lines, key).into_iter().unzip();
                 uncounted += lines.map_or(0, |l| l.len()).saturating_sub(c.len());
+                cosigned.push((*sz, keys));
                 if c.len() as u32 >= trusted.quorum.max(1) {
                     witnessed = Some(*sz);
                     cosigned_by = c;
@@ -339,6 +386,7 @@ fn checkpoints(
         sound,
         witnessed,
         cosigned_by,
+        cosigned,
         uncounted,
     }
 }
@@ -372,7 +420,7 @@ fn forged_entries(
                 ));
                 rejected.insert(i);
             }
-            Ok(e) if !owner.admin && admin_only(e.event) => {
+            Ok(e) if !owner.admin && !writer_may_log(&e) => {
                 rep.problems.push(Problem::forged(
                     &object,
                     format!(
@@ -435,9 +483,13 @@ pub fn admin_entries(
         }
         for (i, e) in c.accepted() {
             if pred(&e) {
+                let person = match e.person() {
+                    coop_formats::tlog::PersonCheck::Signed(by) => Some(by),
+                    _ => None,
+                };
                 out.push(Found {
                     index: i as u64,
-                    witnessed: c.is_witnessed(i, trusted.quorum),
+                    witnessed: c.is_witnessed_by(i, trusted, person.as_ref()),
                     entry: e,
                 });
             }

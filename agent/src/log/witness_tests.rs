@@ -551,4 +551,21 @@ fn after_the_split_one_admin_cannot_refound_the_witnesses_with_her_own() {
     );
     assert!(!a.independent_of(&mine.public(), Some(&person(&anna))));
     assert!(a.independent_of(&mine.public(), Some(&person(&ben))));
+    // Her own recovery request, cosigned by her own witness alone: witnessed by the count,
+    // but not for her, so no approval, recovery or material check counts it.
+    let req = entry(&anna, Event::RecoveryRequest, None, None, Some("r1".into()));
+    let asked = append(&repo, &anna, &[req]).unwrap();
+    let r = witness(&repo, &mine, &t).unwrap();
+    assert!(r.alarms.is_empty(), "{:?}", r.alarms);
+    let (_, contents) = verify(&repo, &t).unwrap();
+    let c = contents.iter().find(|c| c.admin).unwrap();
+    let i = asked.first as usize;
+    assert!(c.is_witnessed(i, t.quorum), "cosigned: {:?}", c.cosigned);
+    assert!(!c.is_witnessed_by(i, &t, Some(&person(&anna))));
+    assert!(c.is_witnessed_by(i, &t, Some(&person(&ben))));
+    let found = admin_entries(&repo, &t, |e| e.event == Event::RecoveryRequest).unwrap();
+    assert!(
+        !found[0].witnessed,
+        "an approver waits for an independent witness"
+    );
 }

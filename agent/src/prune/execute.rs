@@ -58,7 +58,25 @@ pub(super) fn run(
         index_present: &index_present,
         due: &due,
     };
-    gone.log(repo, keys, &new_packs, keep_index_name)?;
+    // Every snapshot this run walked (read before, or since): only their inventories resolve
+    // through its replacements at a replica.
+    let mut covered: Vec<String> = before
+        .snapshots
+        .iter()
+        .chain(&fresh.snapshots)
+        .map(|e| e.id)
+        .chain(
+            before
+                .inventories
+                .iter()
+                .chain(&fresh.inventories)
+                .map(|(id, _)| *id),
+        )
+        .map(|id| id.to_hex())
+        .collect();
+    covered.sort();
+    covered.dedup();
+    gone.log(repo, keys, &new_packs, keep_index_name, &covered)?;
     gone.delete(repo, keys, before, rep)?;
     progress.finish();
     Ok(())
@@ -254,6 +272,7 @@ impl Gone<'_> {
         keys: &TenantKeys,
         new_packs: &HashSet<Id>,
         keep_index_name: Option<Id>,
+        covered: &[String],
     ) -> Result<()> {
         let index_gone: Vec<Id> = self
             .due
@@ -287,6 +306,7 @@ impl Gone<'_> {
             coop_formats::tlog::Event::Delete,
             &paths,
             &replaced_by,
+            covered,
         )
         .map_err(|e| crate::error::Error::Conflict {
             what: format!(

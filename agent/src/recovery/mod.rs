@@ -66,11 +66,19 @@ fn establish(
         )));
     }
     let mut names = std::collections::BTreeSet::new();
+    let mut recipients = std::collections::BTreeSet::new();
     for (name, r) in admins {
         if !names.insert(clean(name)) {
             return Err(Error::invalid(format!("admin {name:?} is given twice")));
         }
         crypt::parse_recipient(r).map_err(|e| Error::invalid(format!("admin {name}: {e}")))?;
+        // One person, one share: a key given twice would let its holder approve herself.
+        if !recipients.insert(r.trim()) {
+            return Err(Error::invalid(format!(
+                "admin {name}'s key is given for another admin too: each admin holds one \
+                 share, under a key of her own"
+            )));
+        }
     }
     let setup = RecoverySetup {
         epoch: hex::encode(coop_formats::random_bytes::<8>()),
@@ -237,17 +245,24 @@ fn init_entry(
     // before the split re-keys nobody.
     // And the slot holding each member's recovery identity (SPEC 25.6): an approval releases
     // only the slot the log binds to the requested member.
+    // And each member's name, by its keyed tag: a name is bound to its tenant for good.
     let mut materials = serde_json::Map::new();
     let mut recoveries = serde_json::Map::new();
+    let mut names = serde_json::Map::new();
     for m in &registry.members {
         let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
         if let Some(r) = m.recovery.as_ref().filter(|r| r.epoch == setup.epoch) {
             recoveries.insert(tag.clone(), r.slot.clone().into());
         }
+        names.insert(
+            tag.clone(),
+            crate::registry::material::name_tag(coop, &m.name).into(),
+        );
         materials.insert(tag, crate::registry::material::named(m));
     }
     e.data.insert("materials".into(), materials.into());
     e.data.insert("recoveries".into(), recoveries.into());
+    e.data.insert("names".into(), names.into());
     Ok(e)
 }
 
@@ -389,6 +404,19 @@ pub fn approve(
     id: &str,
     wait: &Wait,
 ) -> Result<Approved> {
+    approve_for(repo, coop, ids, id, None, wait)
+}
+
+/// [`approve`], refused unless the request is about `member` (when given): what the approver
+/// was asked to approve, checked before anything is released.
+pub fn approve_for(
+    repo: &Repo,
+    coop: &TenantKeys,
+    ids: &[Identity],
+    id: &str,
+    member: Option<&str>,
+    wait: &Wait,
+) -> Result<Approved> {
     use base64::Engine;
     let (trusted, req) = witnessed_request(repo, coop, id, wait)?;
     // After a split that names persons, only a person who counts now asks: a retired admin
@@ -412,6 +440,14 @@ pub fn approve(
         }
     }
     let (setup, m, r) = requested_member(repo, coop, &req.entry)?;
+    if let Some(want) = member.filter(|w| *w != m.name) {
+        return Err(Error::AccessDenied {
+            what: format!(
+                "recovery request {id} is about member {:?}, not {want:?}; nothing is released",
+                m.name
+            ),
+        });
+    }
     if req.entry.data.get("epoch").and_then(|v| v.as_str()) != Some(setup.epoch.as_str())
         || req.entry.data.get("slot").and_then(|v| v.as_str()) != Some(r.slot.as_str())
     {
@@ -542,6 +578,20 @@ fn requested_member(
     for m in &reg.members {
         let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
         if req.tenant.as_deref() == Some(tag.as_str()) {
+            // The name an approver is shown is the one the admins' log binds to this tenant
+            // (SPEC 15.4), not merely the registry's, which one admin can rewrite (swapping
+            // two members' names, so that approving "carol" would release bob's share).
+            if !crate::registry::material::name_bound(repo, coop, m)? {
+                return Err(Error::damaged(
+                    "registry",
+                    format!(
+                        "the registry names {:?} for the tenant this request is about, but the \
+                         admins' log binds the name to another tenant (or that tenant to \
+                         another name): a registry rewritten by one admin; nothing is released",
+                        m.name
+                    ),
+                ));
+            }
             return member_recovery(repo, coop, &m.name);
         }
     }

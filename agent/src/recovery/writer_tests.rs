@@ -13,6 +13,16 @@ fn elsewhere(c: &Coop, name: &str) -> Repo {
     r
 }
 
+/// The service tenant's keys of a site writer `name` (a writer key file, as an agent holds).
+fn site_writer(c: &Coop, name: &str) -> TenantKeys {
+    let file = c.dir.path().join(format!("{name}.key"));
+    crate::admins::writer_keys::export(&c.repo, &c.access(0), name, &file).unwrap();
+    let access = crate::keys::Access::Writer(std::sync::Arc::new(
+        crate::keys::load_writer_key(&file).unwrap(),
+    ));
+    crate::tenant::keys(&c.repo, &access, "coop").unwrap()
+}
+
 fn refused(r: Result<TenantKeys>) -> String {
     match r {
         Err(e @ Error::MemberKeysChanged { .. }) => e.to_string(),
@@ -85,13 +95,15 @@ fn writers_follow_a_recovery_and_refuse_the_keys_it_replaced() {
     let c = coop();
     let coop = c.coop();
     let agent = elsewhere(&c, "agent");
-    let before = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    // The agent holds a site writer key, as on a site: its entry goes into its own log.
+    let site = site_writer(&c, "site-b");
+    let before = crate::registry::writer_keys_for_member(&agent, &site, "alice").unwrap();
     let old_entry = c.member("alice");
     let id = c.request(0, "alice");
     c.approve(1, &id).unwrap();
     c.approve(2, &id).unwrap();
     conclude(&c.repo, &coop, c.recover(0, &id, "alice").unwrap()).unwrap();
-    let after = crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let after = crate::registry::writer_keys_for_member(&agent, &site, "alice").unwrap();
     assert_ne!(after.recipient_strings, before.recipient_strings);
     assert_eq!(
         after.recipient_strings,
@@ -99,17 +111,32 @@ fn writers_follow_a_recovery_and_refuse_the_keys_it_replaced() {
     );
     let trusted = crate::writers::log_trust(&c.repo, &coop.admin_keys).unwrap();
     let tag = log::tenant_tag(&after);
-    let followed = find(&c.repo, &trusted, |e| {
-        e.event == Event::KeyChange
-            && e.tenant.as_deref() == Some(tag.as_str())
-            && e.object.as_deref() == Some("following")
-    })
-    .unwrap();
+    // In the writer's own log, and counted (not flagged as a writer's forgery): the member
+    // sees it in her export.
+    let (rep, contents) = log::verify(&c.repo, &trusted).unwrap();
+    assert!(
+        !rep.problems
+            .iter()
+            .any(|p| p.message.contains("site writer's log")),
+        "{:?}",
+        rep.problems
+    );
+    let followed: Vec<Entry> = contents
+        .iter()
+        .filter(|l| !l.admin)
+        .flat_map(|l| l.accepted().map(|(_, e)| e))
+        .filter(|e| {
+            e.event == Event::KeyChange
+                && e.tenant.as_deref() == Some(tag.as_str())
+                && e.object.as_deref() == Some(crate::log::FOLLOWING)
+        })
+        .collect();
     assert_eq!(followed.len(), 1);
+    assert_eq!(followed[0].actor_name, "site-b");
     // One admin puts alice's old entry back (validly signed, at the older generation).
     edit_member(&c, "alice", |m| *m = old_entry);
     let why = refused(crate::registry::writer_keys_for_member(
-        &agent, &coop, "alice",
+        &agent, &site, "alice",
     ));
     assert!(why.contains("older than"), "{why}");
 }
@@ -195,6 +222,83 @@ fn a_signer_kept_from_before_the_split_re_keys_nobody() {
     loaded.registry.recovery_setup = None;
     crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
     refused_by_the_log(&c, &agent, "fresh5", "alice");
+}
+
+/// One admin with a signer kept from before the split gives alice a new ID key (so a new
+/// keyed tag in the log, as if alice were a member added after the split) and logs that
+/// tenant's "first" material: the log binds alice's name to her tenant at the split, so no
+/// writer takes it, pinned or fresh. Nor a whole new tenant of hers under alice's name.
+#[test]
+fn a_new_tenant_under_a_members_name_re_keys_nobody() {
+    let c = unsplit();
+    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
+    c.split();
+    let coop = c.coop();
+    let agent = elsewhere(&c, "agent");
+    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
+    let (_, hers) = crypt::generate_identity();
+    let forged = edit_member(&c, "alice", |m| {
+        m.id_key = coop_formats::random_bytes();
+        m.data_recipient = hers.clone();
+        let g = m.material.as_ref().unwrap().generation + 1;
+        m.sign_material(&c.repo.config.repo_id, g, &kept.default_signer());
+        m.clone()
+    });
+    assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
+    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
+    refused_by_the_log(&c, &agent, "fresh", "alice");
+    // A tenant of her own, signer and all, for a client that never met alice.
+    let signer = ed25519_dalek::SigningKey::from_bytes(&coop_formats::random_bytes());
+    let forged = edit_member(&c, "alice", |m| {
+        m.tenant_tag = coop_formats::random_bytes();
+        m.id_key = coop_formats::random_bytes();
+        m.index_key = coop_formats::random_bytes();
+        m.authority = signer.verifying_key().to_bytes();
+        m.material = None;
+        m.sign_material(&c.repo.config.repo_id, 1, &signer);
+        m.clone()
+    });
+    assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
+    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
+    let why = refused(crate::registry::writer_keys_for_member(
+        &elsewhere(&c, "fresh2"),
+        &coop,
+        "alice",
+    ));
+    assert!(why.contains("binds the name"), "{why}");
+}
+
+/// One admin swaps alice's and bob's names in the registry and asks for "alice" (bob's
+/// tenant now): an approver who was asked to approve alice releases nothing, and neither does
+/// one who did not say whom; the log binds each name to its own tenant.
+#[test]
+fn swapped_names_in_the_registry_release_nothing() {
+    let c = coop();
+    let (alice, bob) = (c.member("alice"), c.member("bob"));
+    let coop = c.coop();
+    let mut loaded = crate::members::load_for_change(&c.repo, &coop).unwrap();
+    for m in &mut loaded.registry.members {
+        if *m == alice {
+            m.name = "bob".into();
+        } else if *m == bob {
+            m.name = "alice".into();
+        }
+    }
+    crate::members::save(&c.repo, &coop, &mut loaded).unwrap();
+    let id = c.request(0, "alice");
+    let e = approve_for(
+        &c.repo,
+        &c.coop_of(1),
+        &c.admins[1],
+        &id,
+        Some("alice"),
+        &super::tests::NO_WAIT,
+    )
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("binds the name"), "{e}");
+    let e = c.approve(2, &id).err().expect("refused");
+    assert!(e.to_string().contains("binds the name"), "{e}");
 }
 
 /// One admin with a signer kept from before the split re-keys alice in the registry, and

@@ -43,6 +43,18 @@ pub(crate) fn digest(m: &Member) -> String {
     hex::encode(h.finalize().as_bytes())
 }
 
+/// The tag a log entry names a member's *name* by (SPEC 15.4): a hash keyed with the coop
+/// tenant's ID key, so admins and site writers can compute it and nobody else learns the
+/// name. The log binds each name to one member tenant once (at the split, or at the first
+/// material of a member added after it): a registry one admin rewrote, with a new tenant of
+/// hers under a member's name, matches no binding.
+pub(crate) fn name_tag(coop: &TenantKeys, name: &str) -> String {
+    let mut h = blake3::Hasher::new_derive_key("coop member name log v1");
+    h.update(&coop.id_key);
+    h.update(name.as_bytes());
+    hex::encode(&h.finalize().as_bytes()[..16])
+}
+
 fn generation(m: &Member) -> u64 {
     m.material.as_ref().map_or(0, |s| s.generation)
 }
@@ -85,6 +97,7 @@ pub(crate) fn log(repo: &Repo, coop: &TenantKeys, m: &Member, request: Option<&s
         Some(OBJECT.into()),
     );
     e.data.insert("material".into(), named(m));
+    e.data.insert("name".into(), name_tag(coop, &m.name).into());
     if let Some(r) = recovery {
         e.data.insert("recovery".into(), r);
     }
@@ -109,11 +122,19 @@ pub(crate) enum Verdict {
 
 /// Checks member `m`'s material against the admins' log.
 pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdict> {
-    let Some(best) = authorized(repo, coop, m)? else {
+    let Some(found) = authorized(repo, coop, m)? else {
         return Ok(Verdict::NoRule);
     };
+    if found.name_elsewhere {
+        return Ok(Verdict::Refused(format!(
+            "the admins' log binds the name {:?} to another member tenant than the registry's \
+             (the registry was rewritten with a new tenant under this name, by one admin or a \
+             replayed object): a member's tenant is never replaced",
+            m.name
+        )));
+    }
     let mine = digest(m);
-    Ok(match best {
+    Ok(match found.best {
         Some((_, d)) if d == mine => Verdict::Authorized,
         Some((g, _)) => Verdict::Refused(format!(
             "the admins' log authorizes other keys for this member (signed at generation {g}; \
@@ -132,14 +153,31 @@ pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdic
 /// Whether the log names no material at all for member `m` after the split: her addition
 /// stopped between the registry and the log.
 pub(crate) fn unnamed(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<bool> {
-    Ok(matches!(authorized(repo, coop, m)?, Some(None)))
+    Ok(authorized(repo, coop, m)?.is_some_and(|f| f.best.is_none() && !f.name_elsewhere))
 }
 
-/// The newest (generation, digest) the admins' log authorizes for member `m`: `None` when no
-/// split names materials (no rule), `Some(None)` when it names none for her.
-#[allow(clippy::type_complexity)]
-fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Option<(u64, String)>>> {
+/// Whether the admins' log binds member `m`'s registry name to her tenant: `false` when it
+/// binds the name to another tenant, or binds her tenant under no name (a registry one admin
+/// rewrote, swapping or renaming members); `true` when it does, or when no split names names.
+pub(crate) fn name_bound(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<bool> {
+    Ok(authorized(repo, coop, m)?.is_none_or(|f| f.name_bound != Some(false)))
+}
+
+/// What the admins' log authorizes for one member.
+struct Found {
+    /// The newest (generation, digest) of her material, if any.
+    best: Option<(u64, String)>,
+    /// The log binds her name to another tenant.
+    name_elsewhere: bool,
+    /// Whether the log binds her name to her tenant (`None`: it binds no names).
+    name_bound: Option<bool>,
+}
+
+/// What the admins' log authorizes for member `m`: `None` when no split names materials (no
+/// rule).
+fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Found>> {
     let tag = crate::log::tenant_tag(&super::member_writer_keys(coop, m)?);
+    let name = name_tag(coop, &m.name);
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let (rep, contents) = crate::log::verify(repo, &trusted)?;
     // An admin log that does not verify (a deleted checkpoint or bundle, a hidden log) is
@@ -176,6 +214,8 @@ fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Optio
     }
     let mut best: Option<(u64, String)> = None;
     let mut rule = false;
+    let mut name_elsewhere = false;
+    let mut name_bound: Option<bool> = None;
     for c in contents.iter().filter(|c| c.admin) {
         if !c.sound {
             return Err(Error::damaged(
@@ -187,29 +227,44 @@ fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Optio
         let entries: Vec<(u64, Entry)> = c.accepted().map(|(i, e)| (i as u64, e)).collect();
         let witnessed: BTreeSet<u64> = entries
             .iter()
-            .filter(|(i, _)| c.is_witnessed(*i as usize, trusted.quorum))
+            .filter(|(i, e)| {
+                let person = match e.person() {
+                    PersonCheck::Signed(by) => Some(by),
+                    _ => None,
+                };
+                c.is_witnessed_by(*i as usize, &trusted, person.as_ref())
+            })
             .map(|(i, _)| *i)
             .collect();
-        if let Some(found) = newest(&entries, &witnessed, &tag) {
+        if let Some(found) = newest(&entries, &witnessed, &tag, &name) {
             rule = true;
-            if let Some(f) = found {
+            name_elsewhere |= found.name_elsewhere;
+            if let Some(b) = found.name_bound {
+                name_bound = Some(name_bound.unwrap_or(true) && b);
+            }
+            if let Some(f) = found.best {
                 if best.as_ref().is_none_or(|b| f.0 > b.0) {
                     best = Some(f);
                 }
             }
         }
     }
-    Ok(rule.then_some(best))
+    Ok(rule.then_some(Found {
+        best,
+        name_elsewhere,
+        name_bound,
+    }))
 }
 
 /// In one admin log (entries in order, `witnessed` the indexes the quorum cosigned): `None`
-/// when no split there names materials; else the newest (generation, digest) it authorizes
-/// for tenant `tag`, if any.
+/// when no split there names materials; else the newest material it authorizes for tenant
+/// `tag` under the member name whose tag is `name`.
 fn newest(
     entries: &[(u64, Entry)],
     witnessed: &BTreeSet<u64>,
     tag: &str,
-) -> Option<Option<(u64, String)>> {
+    name: &str,
+) -> Option<Found> {
     let persons = crate::log::persons::Persons::from_entries(entries.iter().map(|(i, e)| (*i, e)));
     let split_at = persons.restricted_from?;
     let (_, split) = entries.iter().find(|(i, _)| *i == split_at)?;
@@ -226,7 +281,29 @@ fn newest(
         PersonCheck::Signed(by) if persons.counts(&by, i) => Some(by),
         _ => None,
     };
+    // Which tenant the log binds the name to; a split that names no names (an older coop)
+    // binds none, and then the material alone decides.
+    let names = split
+        .data
+        .get("names")
+        .and_then(|v| v.as_object())
+        .map(|at_split| names(entries, split_at, materials, at_split, &counted));
+    let name_bound = names.as_ref().map(|n| n.get(name).map(String::as_str) == Some(tag));
+    if names
+        .as_ref()
+        .and_then(|n| n.get(name))
+        .is_some_and(|bound| bound != tag)
+    {
+        return Some(Found {
+            best: None,
+            name_elsewhere: true,
+            name_bound,
+        });
+    }
     let mut best = materials.get(tag).and_then(parse);
+    if names.as_ref().is_some_and(|n| n.get(name).is_none()) {
+        best = None;
+    }
     let mut used = BTreeSet::new();
     for (i, e) in entries.iter().filter(|(i, _)| *i > split_at) {
         if e.event != Event::KeyChange
@@ -240,8 +317,12 @@ fn newest(
             continue;
         };
         let ok = match e.data.get("request").and_then(|v| v.as_str()) {
-            // A member added after the split: her first material.
-            None => best.is_none(),
+            // A member added after the split: her first material, under her name.
+            None => {
+                best.is_none()
+                    && (names.is_none()
+                        || e.data.get("name").and_then(|v| v.as_str()) == Some(name))
+            }
             // The end of a recovery: by the person who asked, once it was approved, once.
             Some(r) => {
                 approved(entries, witnessed, &counted, tag, r, *i, approvals)
@@ -253,7 +334,50 @@ fn newest(
             best = Some(found);
         }
     }
-    Some(best)
+    Some(Found {
+        best,
+        name_elsewhere: false,
+        name_bound,
+    })
+}
+
+/// Member name tag → the tenant (keyed tag) one admin log binds it to: the split's
+/// `data.names`, then the first material logged for each tenant added after the split, by a
+/// counted person. A name is bound once: a later tenant under a bound name gets no binding.
+fn names(
+    entries: &[(u64, Entry)],
+    split_at: u64,
+    materials: &serde_json::Map<String, serde_json::Value>,
+    at_split: &serde_json::Map<String, serde_json::Value>,
+    counted: &impl Fn(&Entry, u64) -> Option<[u8; 32]>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let mut bound: BTreeSet<&str> = materials.keys().map(String::as_str).collect();
+    for (tag, n) in at_split {
+        if let Some(n) = n.as_str() {
+            by_name.entry(n.to_string()).or_insert_with(|| tag.clone());
+        }
+    }
+    for (i, e) in entries.iter().filter(|(i, _)| *i > split_at) {
+        let Some(tag) = e.tenant.as_deref() else {
+            continue;
+        };
+        if e.event != Event::KeyChange
+            || e.object.as_deref() != Some(OBJECT)
+            || e.data.get("request").is_some()
+            || e.data.get("material").and_then(parse).is_none()
+            || counted(e, *i).is_none()
+            || !bound.insert(tag)
+        {
+            continue;
+        }
+        if let Some(n) = e.data.get("name").and_then(|v| v.as_str()) {
+            by_name
+                .entry(n.to_string())
+                .or_insert_with(|| tag.to_string());
+        }
+    }
+    by_name
 }
 
 fn parse(v: &serde_json::Value) -> Option<(u64, String)> {

@@ -37,22 +37,25 @@ fn kind(coop: &TenantKeys) -> crate::control::StateKind {
 /// The current registry: the highest generation signed by an admin. A forged or damaged
 /// object is named and skipped; a generation lower than this client saw is reported.
 pub fn load(repo: &Repo, coop: &TenantKeys) -> Result<Loaded> {
-    let g = kind(coop).load(repo, |bytes| {
-        Registry::open(&coop.index_key, coop.tag, bytes, |k| {
-            coop.admin_keys.contains(k)
-        })
-        .map(|(r, _)| {
-            let generation = r.generation;
-            (r, generation)
-        })
-        .map_err(|e| e.to_string())
-    })?;
+    let g = kind(coop).load(repo, |bytes| open(coop, bytes))?;
     Ok(Loaded {
         registry: g.newest.map(|(r, _)| r).unwrap_or_default(),
         objects: g.objects,
         problems: g.problems,
         rollback: g.rollback,
     })
+}
+
+/// One registry object, if an admin signed it for this tenant, with its generation.
+fn open(coop: &TenantKeys, bytes: &[u8]) -> std::result::Result<(Registry, u64), String> {
+    Registry::open(&coop.index_key, coop.tag, bytes, |k| {
+        coop.admin_keys.contains(k)
+    })
+    .map(|(r, _)| {
+        let generation = r.generation;
+        (r, generation)
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// The registry as the base of a change: refused when it is older than this client saw here
@@ -74,7 +77,7 @@ pub(crate) fn save(repo: &Repo, coop: &TenantKeys, loaded: &mut Loaded) -> Resul
     reg.generation += 1;
     reg.updated = crate::now_rfc3339();
     let sealed = reg.seal(&coop.index_key, coop.tag, &coop.authority_signer()?);
-    let name = kind(coop).replace(repo, sealed)?;
+    let name = kind(coop).replace(repo, sealed, &loaded.objects, |b| open(coop, b))?;
     loaded.objects = vec![name];
     if let Err(e) = crate::log::record(
         repo,
@@ -250,7 +253,7 @@ fn log_followed(repo: &Repo, coop: &TenantKeys, keys: &TenantKeys, generation: u
         coop_formats::tlog::Event::KeyChange,
         Some(keys),
         None,
-        Some("following".into()),
+        Some(crate::log::FOLLOWING.into()),
     );
     // The member's new keys, signed by her tenant at this generation.
     e.data.insert("generation".into(), generation.into());

@@ -94,10 +94,19 @@ impl<'a> Copier<'a> {
         for (path, _) in paths {
             match self.from.get(path) {
                 Ok(bytes) => {
-                    let name = ObjectPath::parse(path).map(|o| o.name);
-                    if name != Some(Id::of_stored(&bytes)) {
+                    let op = ObjectPath::parse(path);
+                    if op.as_ref().map(|o| o.name) != Some(Id::of_stored(&bytes)) {
                         self.refused.lock().expect("lock").push(format!(
                             "{path}: bytes do not match the name (corrupt at the source); not copied"
+                        ));
+                        continue;
+                    }
+                    // The keyless checks every other object gets (magic, header, kind,
+                    // tenant): a snapshot of another tenant's header is junk here, and its
+                    // inventory must not count for what this target keeps.
+                    if let Some(Err(why)) = op.map(|o| crate::check::scrub::object_ok(&o, &bytes)) {
+                        self.refused.lock().expect("lock").push(format!(
+                            "{path}: not a coop object ({why}); not copied: delete it at the source"
                         ));
                         continue;
                     }

@@ -140,7 +140,7 @@ fn kept_needs(
         match to.get(p) {
             Ok(b) => {
                 if let Ok(n) = needs(&b) {
-                    let now_needed = recorded.resolve(&n, |x| src.contains_key(x));
+                    let now_needed = recorded.resolve(p, &n, |x| src.contains_key(x));
                     if now_needed.iter().all(|x| dst.contains_key(x)) {
                         needed.extend(now_needed);
                     } else {

@@ -369,7 +369,9 @@ fn resolve_pruned(
     match logged_deletions(from, keys, opts.cache_dir.as_deref()) {
         Ok(d) => {
             for p in pending.iter_mut() {
-                p.needs = d.resolve(&p.needs, |n| dst.contains_key(n) || src.contains_key(n));
+                p.needs = d.resolve(&p.path, &p.needs, |n| {
+                    dst.contains_key(n) || src.contains_key(n)
+                });
             }
             Some(d)
         }
@@ -450,7 +452,7 @@ fn incomplete<'d>(
             Ok(needs) => {
                 let lacks_any = needs.iter().any(|n| !listed.contains_key(n));
                 let needs = match deletions().filter(|_| lacks_any) {
-                    Some(d) => d.resolve(&needs, |n| listed.contains_key(n) || at_source(n)),
+                    Some(d) => d.resolve(path, &needs, |n| listed.contains_key(n) || at_source(n)),
                     None => needs,
                 };
                 let lacking: Vec<&String> =

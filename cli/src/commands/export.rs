@@ -122,7 +122,18 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<i32> {
     } else {
         summary(&p, &r, &tenant)?;
     }
-    Ok(crate::exit::OK)
+    if r.log_problems.is_empty() {
+        return Ok(crate::exit::OK);
+    }
+    for why in &r.log_problems {
+        p.warn(why);
+    }
+    p.warn(
+        "the export is whole, but the access log at this store does not verify as before: the \
+         entries about you it carries may not be all there are. Export from another site's \
+         replica too, and compare with `coop verify`",
+    );
+    Ok(crate::exit::INTEGRITY)
 }
 
 /// Where the export goes: a new tar file, a new directory, or an earlier directory export.
@@ -315,7 +326,7 @@ fn verify_text(p: &crate::output::Printer, r: &export::VerifyReport, a: &VerifyA
                 l.time,
                 l.event,
                 l.actor,
-                &l.actor_key[..l.actor_key.len().min(16)],
+                l.actor_key.chars().take(16).collect::<String>(),
                 l.reason
                     .as_ref()
                     .map(|r| format!(", reason {r}"))

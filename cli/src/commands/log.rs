@@ -462,7 +462,7 @@ impl Who {
             .unwrap_or_else(|| "-".into());
         p.data(format!(
             "{:<21} {:<18} {:<14} {:<18} {:<18} {o}#{i}{}",
-            &e.time[..e.time.len().min(20)],
+            e.time.chars().take(20).collect::<String>(),
             serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
             match e.data.get("requested_by").and_then(|v| v.as_str()) {
                 Some(c) => format!("{} for {c}", self.who(o, i, e)),
@@ -474,7 +474,7 @@ impl Who {
                 .unwrap_or_else(|| "-".into()),
             e.object
                 .as_ref()
-                .map(|o| format!(" {}", &o[..o.len().min(16)]))
+                .map(|o| format!(" {}", o.chars().take(16).collect::<String>()))
                 .unwrap_or_default()
         ))?;
         if let Some(d) = detail_text(e, readers) {

@@ -38,6 +38,10 @@ pub enum RecoveryCommand {
     Approve {
         /// The request ID `coop recovery request` printed.
         id: String,
+        /// The member you were asked to approve a recovery of: nothing is released unless the
+        /// request is about her (by the tenant the admins' log binds her name to).
+        #[arg(long, value_name = "NAME")]
+        member: Option<String>,
         /// How long to wait for the witnesses to cosign the request (the site agents carry
         /// the log to them) before giving up (exit 13, no share released).
         #[arg(long, default_value = "10m", env = "COOP_LOG_TIMEOUT")]
@@ -198,9 +202,11 @@ pub fn run(g: &Global, c: RecoveryCommand) -> Result<i32> {
             reason,
             detail,
         } => request(g, &repo, &access, &member, &reason, detail.as_deref())?,
-        RecoveryCommand::Approve { id, log_timeout } => {
-            approve(g, &repo, &access, &id, &log_timeout)?
-        }
+        RecoveryCommand::Approve {
+            id,
+            member,
+            log_timeout,
+        } => approve(g, &repo, &access, &id, member.as_deref(), &log_timeout)?,
         RecoveryCommand::Reshare => {
             let progress = coop_agent::reshare::run(&repo, &access)?;
             reshared(g, &progress)?;
@@ -247,17 +253,19 @@ fn approve(
     repo: &coop_agent::repo::Repo,
     access: &coop_agent::keys::Access,
     id: &str,
+    member: Option<&str>,
     log_timeout: &str,
 ) -> Result<()> {
     let p = g.printer();
     let timeout = util::parse_log_timeout(log_timeout)?;
     let coop = coop_agent::tenant::keys(repo, access, "coop")?;
     let waiting = |m: &str| p.note(m);
-    let ok = coop_agent::recovery::approve(
+    let ok = coop_agent::recovery::approve_for(
         repo,
         &coop,
         &ids(access)?,
         id,
+        member,
         &coop_agent::recovery::Wait {
             timeout,
             waiting: &waiting,
