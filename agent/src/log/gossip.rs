@@ -416,21 +416,22 @@ fn carry_signed(
             continue;
         };
         for (kid, line) in lines {
-            if to
-                .s
-                .cosignatures
-                .get(sz)
-                .is_some_and(|l| l.contains_key(kid))
-            {
+            let there = to.s.cosignatures.get(sz).and_then(|l| l.get(kid));
+            // A genuine one there already: nothing to do. Junk squatting the name (copied in
+            // by a keyless replication, or put there by a site) must not keep the genuine
+            // cosignature out: it is replaced.
+            if there.is_some_and(|t| trusted.cosignature_by(cp, kid, t, key).is_some()) {
                 continue;
             }
             if trusted.cosignature_by(cp, kid, line, key).is_none() {
                 continue;
             }
-            to.repo.store.put(
-                &format!("{}/cosignature/{sz}/{kid}", prefix(id)),
-                line.clone(),
-            )?;
+            let path = format!("{}/cosignature/{sz}/{kid}", prefix(id));
+            if there.is_some() {
+                to.repo.store.put_replace(&path, line.clone())?;
+            } else {
+                to.repo.store.put(&path, line.clone())?;
+            }
             objects += 1;
             cosignatures += 1;
         }

@@ -179,6 +179,15 @@ fn one_history_carries_each_cosignature_across(
     t: &Trusted,
     [pi, vm]: [&Actor; 2],
 ) {
+    // A site squats the names of a's cosignatures at b with junk: none is kept out by it.
+    let mut squatted = 0;
+    for l in a.store.list("log").unwrap() {
+        if l.path.contains("/cosignature/") && b.store.get(&l.path).is_err() {
+            b.store.put(&l.path, b"junk".to_vec()).unwrap();
+            squatted += 1;
+        }
+    }
+    assert_eq!(squatted, 1);
     let g = gossip(a, b, t, true).unwrap();
     assert!(g.forks.is_empty(), "{:?}", g.forks);
     assert_eq!(g.cosignatures, 2);

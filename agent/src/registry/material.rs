@@ -288,7 +288,9 @@ fn newest(
         .get("names")
         .and_then(|v| v.as_object())
         .map(|at_split| names(entries, split_at, materials, at_split, &counted));
-    let name_bound = names.as_ref().map(|n| n.get(name).map(String::as_str) == Some(tag));
+    let name_bound = names
+        .as_ref()
+        .map(|n| n.get(name).map(String::as_str) == Some(tag));
     if names
         .as_ref()
         .and_then(|n| n.get(name))

@@ -78,10 +78,14 @@ pub(super) fn follow_deletions(
         Some(Kind::Index) => 1,
         _ => 2,
     });
+    let last_keyrings = last_keyrings(&dst, &order);
     let mut still_needed = 0u64;
     for p in order {
         if needed.contains(p.as_str()) {
             still_needed += 1;
+            continue;
+        }
+        if last_keyrings.contains(p.as_str()) {
             continue;
         }
         to.delete(p)?;
@@ -103,7 +107,36 @@ pub(super) fn follow_deletions(
             "{still_needed} deleted object(s) are still named by snapshots this replica keeps (kept)"
         ));
     }
+    if !last_keyrings.is_empty() {
+        rep.kept_at_target.push(format!(
+            "{} keyring object(s) are the last of their tenant here (kept: a logged deletion \
+             never leaves a tenant without the keyring its data is read with)",
+            last_keyrings.len()
+        ));
+    }
     Ok(())
+}
+
+/// The keyring objects among `deleting` whose deletion would leave their tenant with no
+/// keyring at the target (`dst`): one admin's logged deletion of a member's current keyring
+/// must not make her data unreadable at every replica. Deleting an old generation, with a
+/// newer one already copied here, goes ahead.
+fn last_keyrings<'a>(dst: &HashMap<String, u64>, deleting: &[&'a String]) -> HashSet<&'a str> {
+    let tenant = |p: &str| -> Option<String> {
+        ObjectPath::parse(p)
+            .filter(|o| o.kind == Kind::Keyring)
+            .map(|o| hex::encode(o.tag))
+    };
+    let going: HashSet<&str> = deleting.iter().map(|p| p.as_str()).collect();
+    let mut staying: HashSet<String> = HashSet::new();
+    for p in dst.keys().filter(|p| !going.contains(p.as_str())) {
+        staying.extend(tenant(p));
+    }
+    deleting
+        .iter()
+        .filter(|p| tenant(p).is_some_and(|t| !staying.contains(&t)))
+        .map(|p| p.as_str())
+        .collect()
 }
 
 /// Recovery shares at `to` that `from` no longer has.
@@ -153,4 +186,26 @@ fn kept_needs(
         }
     }
     Ok(needed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One admin deletes a member's current keyring at her site and logs it: a replica keeps
+    /// it (the last of its tenant), while an old generation beside a newer one goes.
+    #[test]
+    fn the_last_keyring_of_a_tenant_is_never_deleted() {
+        let (alice, bob) = ([1u8; 16], [2u8; 16]);
+        let ring = |tag: &[u8; 16], n: u8| Kind::Keyring.path(tag, &Id([n; 32]));
+        let (a_old, a_new, b_only) = (ring(&alice, 1), ring(&alice, 2), ring(&bob, 3));
+        let dst: HashMap<String, u64> = [&a_old, &a_new, &b_only]
+            .into_iter()
+            .map(|p| (p.clone(), 100))
+            .collect();
+        let kept = last_keyrings(&dst, &[&a_old, &b_only]);
+        assert_eq!(kept, HashSet::from([b_only.as_str()]));
+        let kept = last_keyrings(&dst, &[&a_old, &a_new]);
+        assert_eq!(kept, HashSet::from([a_old.as_str(), a_new.as_str()]));
+    }
 }
