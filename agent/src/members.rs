@@ -65,6 +65,19 @@ pub fn add(
         )));
     }
     let split = loaded.registry.recovery_setup.clone();
+    // After the split the log binds each name to one tenant, once: a name bound already
+    // (by an entry of someone's, before this member exists) would leave her refused by every
+    // writer, or bound to a tenant that is not hers.
+    if split.is_some() && crate::registry::material::name_taken(repo, &coop, name)? {
+        return Err(Error::damaged(
+            "log",
+            format!(
+                "the admins' log binds the name {name:?} to a member tenant already, though the \
+                 registry has no such member: `coop log show` names the entry and the person \
+                 who logged it. A name is bound once; nothing was added"
+            ),
+        ));
+    }
     if loaded.registry.recovery.is_empty() && split.is_none() {
         loaded.registry.recovery = coop_ring.recipients.clone();
     }
@@ -132,6 +145,14 @@ pub fn add(
         // After the split writers take a member's keys only as the admins' log names them
         // (SPEC 15.4); a new member's first material is hers.
         crate::registry::material::log(repo, &coop, &m, None)?;
+        // Someone may have bound her name between the check above and this entry.
+        use crate::registry::material::{self, Verdict};
+        if let Verdict::Refused(why) = material::check(repo, &coop, &m)? {
+            return Err(Error::damaged(
+                "log",
+                format!("member {name:?} was added, but writers will refuse her: {why}"),
+            ));
+        }
     }
     log_readers(repo, &coop, &m, &ring.recipients)?;
     Ok(m)

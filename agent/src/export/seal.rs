@@ -158,6 +158,20 @@ struct SeenLog {
     entries: std::collections::BTreeMap<u64, (String, String)>,
 }
 
+/// A file name for `tenant`'s memory that no other tenant shares: letters, digits and `-`
+/// as they are, every other byte as `_` and two hex digits (`member/a.b` → `member_2fa_2eb`).
+fn memory_name(tenant: &str) -> String {
+    let mut out = String::new();
+    for b in tenant.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
 fn fingerprint_hex(k: &str) -> String {
     hex::decode(k)
         .ok()
@@ -169,7 +183,9 @@ fn fingerprint_hex(k: &str) -> String {
 /// Compares an export's log part with what earlier exports of `tenant` showed this verifier,
 /// warns about what vanished or changed, and remembers the union.
 pub(super) fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut VerifyReport) {
-    let name: String = tenant
+    let path = dir.join(format!("verify-{}.json", memory_name(tenant)));
+    // Written under the older, lossy name before (`.`, `/` and `_` were all `_` there).
+    let legacy: String = tenant
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -179,8 +195,9 @@ pub(super) fn remember(dir: &Path, tenant: &str, ef: &ExportFile, rep: &mut Veri
             }
         })
         .collect();
-    let path = dir.join(format!("verify-{name}.json"));
-    let mut mem: Memory = std::fs::read(&path)
+    let legacy = dir.join(format!("verify-{legacy}.json"));
+    let from = if path.exists() { &path } else { &legacy };
+    let mut mem: Memory = std::fs::read(from)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -323,5 +340,24 @@ fn witnesses_changed(mem: &Memory, ef: &ExportFile, rep: &mut VerifyReport) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Two members whose names differ only in `.` and `_` keep memories of their own.
+    #[test]
+    fn memory_names_never_collide() {
+        let names = [
+            "member/a.b",
+            "member/a_b",
+            "member/a/b",
+            "member/a-b",
+            "member_2fa.b",
+        ];
+        let mapped: std::collections::BTreeSet<String> =
+            names.iter().map(|n| super::memory_name(n)).collect();
+        assert_eq!(mapped.len(), names.len(), "{mapped:?}");
+        assert_eq!(super::memory_name("member/a.b"), "member_2fa_2eb");
     }
 }

@@ -77,7 +77,15 @@ pub fn record_deletions_replaced(
         );
         e
     };
-    let walked = covered.chunks(PATHS_PER_ENTRY).map(|chunk| {
+    // At least one entry, if empty: a run that names no snapshot walked counts as an older
+    // coop's, which covered every snapshot.
+    let none: [String; 0] = [];
+    let chunks: Vec<&[String]> = if covered.is_empty() {
+        vec![&none[..]]
+    } else {
+        covered.chunks(PATHS_PER_ENTRY).collect()
+    };
+    let walked = chunks.into_iter().map(|chunk| {
         let mut e = make(" walked (snapshots)", chunk, "covered");
         e.object = Some(format!("{} snapshot(s) walked", chunk.len()));
         e
@@ -106,7 +114,7 @@ pub struct Deletions {
     /// Run → what it wrote in place of what it deleted.
     replaced_by: HashMap<String, Vec<String>>,
     /// Run → the names (hex) of the snapshots it walked: only their inventories resolve
-    /// through it.
+    /// through it (a run with no such entries: every snapshot).
     covered: HashMap<String, HashSet<String>>,
 }
 
@@ -127,7 +135,9 @@ impl Deletions {
         present: impl Fn(&str) -> bool,
     ) -> Vec<String> {
         let name = snapshot.rsplit('/').next().unwrap_or(snapshot);
-        let walked = |run: &String| self.covered.get(run).is_some_and(|c| c.contains(name));
+        // A run that names no snapshot walked was logged by an older coop, which walked
+        // them all (only admins write these entries; a site cannot add one).
+        let walked = |run: &String| self.covered.get(run).is_none_or(|c| c.contains(name));
         let mut out = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut todo: Vec<String> = needs.to_vec();
@@ -260,10 +270,12 @@ pub fn recorded_deletions(
                     .entry(run.clone())
                     .or_default()
                     .extend(strings("replaced_by"));
-                out.covered
-                    .entry(run.clone())
-                    .or_default()
-                    .extend(strings("covered"));
+                if e.data.contains_key("covered") {
+                    out.covered
+                        .entry(run.clone())
+                        .or_default()
+                        .extend(strings("covered"));
+                }
             }
             for p in strings("paths") {
                 let at = out.at.entry(p.clone()).or_insert(t);
@@ -300,8 +312,12 @@ mod tests {
         assert_eq!(d.resolve("snapshots/t/bb", &needs, |_| false), needs);
         // Still there: needed as it is.
         assert_eq!(d.resolve("snapshots/t/aa", &needs, |_| true), needs);
-        // A run that names no snapshots (an older coop) resolves nothing.
+        // A run that names no snapshots (logged by an older coop, which walked them all)
+        // resolves every snapshot's inventory.
         d.covered.clear();
-        assert_eq!(d.resolve("snapshots/t/aa", &needs, |_| false), needs);
+        assert_eq!(
+            d.resolve("snapshots/t/bb", &needs, |_| false),
+            vec!["packs/t/new".to_string()]
+        );
     }
 }

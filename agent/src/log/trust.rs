@@ -92,6 +92,29 @@ impl Activation {
         })
     }
 
+    /// [`Self::independent_of`] judged at entry `at` of admin log `origin`: whether the person
+    /// and the witness's adopter counted *then* (a later, approved retirement of either does
+    /// not take back what was witnessed independently when it was).
+    pub fn independent_at(
+        &self,
+        key: &[u8; 32],
+        person: Option<&[u8; 32]>,
+        origin: &str,
+        at: u64,
+    ) -> bool {
+        let counts = |k: &[u8; 32]| {
+            self.persons
+                .get(origin)
+                .filter(|p| p.restricted_from.is_some())
+                .is_none_or(|p| p.counts(k, at))
+        };
+        let person = person.filter(|p| counts(p));
+        self.of(key).is_some_and(|a| {
+            a.founding
+                || matches!((a.by.as_ref(), person), (Some(b), Some(p)) if b != p && counts(b))
+        })
+    }
+
     /// Whether admin person `key` counts now: in every admin log whose split named persons
     /// (none: every person counts).
     pub fn person_counts(&self, key: &[u8; 32]) -> bool {
@@ -222,7 +245,9 @@ pub(super) fn changes(trusted: &Trusted, entries: &[Vec<u8>], owner: &LogOwner) 
             || contains(b, b"quorum-lower");
         let about_witnesses = contains(b, b"witness_key")
             || contains(b, b"log_quorum=")
-            || contains(b, b"\"revoke\"");
+            || contains(b, b"\"revoke\"")
+            // As above: an escaped name is read whole.
+            || contains(b, b"\\");
         if !(about_persons || about_witnesses) {
             continue;
         }
@@ -475,6 +500,23 @@ impl Trusted {
             })
             .map(|k| (names[&k].clone(), k))
             .collect()
+    }
+
+    /// [`Self::quorum_for`] for entry `at` of admin log `origin`, judged at that entry
+    /// ([`Activation::independent_at`]).
+    pub fn quorum_for_at(
+        &self,
+        keys: &[[u8; 32]],
+        person: Option<&[u8; 32]>,
+        origin: &str,
+        at: u64,
+    ) -> bool {
+        keys.len() as u32 >= self.quorum
+            && (self.quorum == 0
+                || self
+                    .activation
+                    .as_ref()
+                    .is_none_or(|a| keys.iter().any(|k| a.independent_at(k, person, origin, at))))
     }
 
     /// Whether the cosigners `keys` of a checkpoint make the quorum for an entry the admin

@@ -92,10 +92,9 @@ impl LogContent {
     /// entries). What a person asks or releases in a recovery counts only so.
     pub fn is_witnessed_by(&self, i: usize, trusted: &Trusted, person: Option<&[u8; 32]>) -> bool {
         trusted.quorum == 0
-            || self
-                .cosigned
-                .iter()
-                .any(|(size, keys)| (i as u64) < *size && trusted.quorum_for(keys, person))
+            || self.cosigned.iter().any(|(size, keys)| {
+                (i as u64) < *size && trusted.quorum_for_at(keys, person, &self.origin, i as u64)
+            })
     }
 
     /// Whether entry `i` is covered by a checkpoint the quorum cosigned (always, with a

@@ -268,6 +268,49 @@ fn a_new_tenant_under_a_members_name_re_keys_nobody() {
     assert!(why.contains("binds the name"), "{why}");
 }
 
+/// One admin binds a future member's name first (a material entry for a tenant of hers under
+/// "erin"): the honest `member add erin` refuses and says why, instead of adding a member
+/// every writer would refuse. And renaming alice to a fresh name with keys of hers binds
+/// nothing: alice's tenant is bound under "alice".
+#[test]
+fn a_name_bound_in_advance_or_a_renamed_member_gets_nobody_s_backups() {
+    let c = unsplit();
+    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
+    c.split();
+    let coop = c.coop();
+    let mut erin = c.member("bob");
+    erin.name = "erin".into();
+    erin.tenant_tag = coop_formats::random_bytes();
+    erin.id_key = coop_formats::random_bytes();
+    erin.recovery = None;
+    crate::registry::material::log(&c.repo, &coop, &erin, None).unwrap();
+    let (_, key) = crypt::generate_identity();
+    let e =
+        crate::members::add(&c.repo, &c.access(1), "erin", vec![key], None).expect_err("refused");
+    assert!(e.to_string().contains("binds the name \"erin\""), "{e}");
+    assert!(crate::members::load(&c.repo, &coop)
+        .unwrap()
+        .registry
+        .member("erin")
+        .is_none());
+    // Alice renamed "zed", with a data key of hers, and logged as zed's first material.
+    let (_, hers) = crypt::generate_identity();
+    let zed = edit_member(&c, "alice", |m| {
+        m.name = "zed".into();
+        m.data_recipient = hers.clone();
+        let g = m.material.as_ref().unwrap().generation + 1;
+        m.sign_material(&c.repo.config.repo_id, g, &kept.default_signer());
+        m.clone()
+    });
+    crate::registry::material::log(&c.repo, &coop, &zed, None).unwrap();
+    let why = refused(crate::registry::writer_keys_for_member(
+        &elsewhere(&c, "fresh"),
+        &coop,
+        "zed",
+    ));
+    assert!(why.contains("under another name"), "{why}");
+}
+
 /// One admin swaps alice's and bob's names in the registry and asks for "alice" (bob's
 /// tenant now): an approver who was asked to approve alice releases nothing, and neither does
 /// one who did not say whom; the log binds each name to its own tenant.

@@ -125,6 +125,14 @@ pub(crate) fn check(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Verdic
     let Some(found) = authorized(repo, coop, m)? else {
         return Ok(Verdict::NoRule);
     };
+    if found.name_bound == Some(false) && found.best.is_some() {
+        return Ok(Verdict::Refused(format!(
+            "the admins' log binds this member's tenant under another name than {:?} (the \
+             registry renamed a member, by one admin or a replayed object): a member's name \
+             never changes",
+            m.name
+        )));
+    }
     if found.name_elsewhere {
         return Ok(Verdict::Refused(format!(
             "the admins' log binds the name {:?} to another member tenant than the registry's \
@@ -177,7 +185,18 @@ struct Found {
 /// rule).
 fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Found>> {
     let tag = crate::log::tenant_tag(&super::member_writer_keys(coop, m)?);
-    let name = name_tag(coop, &m.name);
+    authorized_for(repo, coop, &tag, &name_tag(coop, &m.name))
+}
+
+/// Whether the admins' log binds member name `name` to a tenant already: a new member under
+/// it would be refused by every writer, so `member add` refuses it first and says why.
+pub(crate) fn name_taken(repo: &Repo, coop: &TenantKeys, name: &str) -> Result<bool> {
+    Ok(authorized_for(repo, coop, "", &name_tag(coop, name))?.is_some_and(|f| f.name_elsewhere))
+}
+
+/// [`authorized`] for the tenant whose log tag is `tag` under the name tagged `name`.
+fn authorized_for(repo: &Repo, coop: &TenantKeys, tag: &str, name: &str) -> Result<Option<Found>> {
+    let (tag, name) = (tag.to_string(), name.to_string());
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let (rep, contents) = crate::log::verify(repo, &trusted)?;
     // An admin log that does not verify (a deleted checkpoint or bundle, a hidden log) is

@@ -10,7 +10,10 @@ pub(super) fn logged_deletions(
     admin_keys: &[[u8; 32]],
     cache: Option<&std::path::Path>,
 ) -> Result<crate::log::Deletions> {
-    let source = crate::repo::Repo::open_store(from.clone())?;
+    let mut source = crate::repo::Repo::open_store(from.clone())?;
+    // With this client's memory of the source's logs: a log the source rolled back or forked
+    // since it was last verified here is unsound, and none of its deletions is followed.
+    source.cache_dir = cache.map(std::path::Path::to_path_buf);
     let trusted = crate::writers::log_trust(&source, admin_keys)?;
     let (_, contents) = crate::log::verify(&source, &trusted)?;
     let mut seen = crate::log::FirstSeen::load(cache, &source.config.repo_id);
