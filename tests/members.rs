@@ -1911,3 +1911,68 @@ fn two_registry_changes_at_once_lose_nothing_silently() {
     assert_eq!(env.count("registry"), 1);
     env.ok(&["check"]);
 }
+
+/// Admins and a member who hold SSH keys, as many do: `admin whoami` with an OpenSSH
+/// ed25519 identity gives a token, `recovery init --admin NAME=ssh-ed25519 …` takes the same
+/// key, and the member reads her own entries with `log show --member` and her own key, each
+/// naming the admin person who caused it (she cannot read the registry; the log names them).
+#[test]
+fn ssh_admins_split_and_a_member_reads_who_did_what() {
+    let env = Env::new();
+    let own = public_of(&env.p("config/coop/identity.txt"));
+    let (alice_key, alice_pub) = ssh_key(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", alice_pub.trim()]);
+    let (ben_key, ben_pub) = ssh_key(&env, "ben");
+    let (cleo_key, cleo_pub) = ssh_key(&env, "cleo");
+    env.add_admin_persons(None, "anna", &[("ben", &ben_key), ("cleo", &cleo_key)]);
+    env.ok(&[
+        "recovery",
+        "init",
+        "--threshold",
+        "2",
+        "--admin",
+        &format!("anna={own}"),
+        "--admin",
+        &format!("ben={}", ben_pub.trim()),
+        "--admin",
+        &format!("cleo={}", cleo_pub.trim()),
+    ]);
+    let shown = env.ok(&[
+        "--identity-file",
+        alice_key.to_str().unwrap(),
+        "log",
+        "show",
+        "--member",
+        "alice",
+    ]);
+    assert!(shown.contains("admin anna"), "{shown}");
+    assert!(!shown.contains("unregistered"), "{shown}");
+    // Ben approves a request for alice under his SSH identity.
+    let o = env.ok(&[
+        "recovery",
+        "request",
+        "--member",
+        "alice",
+        "--reason",
+        "member-request",
+    ]);
+    let id = o.split_whitespace().nth(1).expect("request ID").to_string();
+    env.ok(&[
+        "--identity-file",
+        ben_key.to_str().unwrap(),
+        "recovery",
+        "approve",
+        &id,
+        "--member",
+        "alice",
+    ]);
+    let shown = env.ok(&[
+        "--identity-file",
+        alice_key.to_str().unwrap(),
+        "log",
+        "show",
+        "--member",
+        "alice",
+    ]);
+    assert!(shown.contains("admin ben"), "{shown}");
+}

@@ -72,9 +72,23 @@ pub fn create_identity_file(path: &Path) -> Result<String> {
     Ok(recipient)
 }
 
-/// The recipient strings of the identities in an age identity file.
+/// The recipient strings of the identities in an identity file (age, or an OpenSSH ed25519
+/// private key).
 pub fn recipients_of_identity_file(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    // An OpenSSH ed25519 private key: the X25519 recipient it converts to (coop encrypts to
+    // an `ssh-ed25519` public key as that recipient).
+    if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        return crypt::recipient_of_ssh_identity(text.as_bytes())
+            .map(|r| vec![r])
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}: not an unencrypted OpenSSH ed25519 key (coop needs an unencrypted \
+                     copy: ssh-keygen -p -N '' -f COPY; RSA keys are not accepted)",
+                    path.display()
+                ))
+            });
+    }
     let f = age::IdentityFile::from_buffer(text.as_bytes())
         .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();

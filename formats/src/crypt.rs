@@ -148,6 +148,28 @@ fn ssh_ed25519_to_x25519_identity(pem: &[u8]) -> Option<String> {
     Some(s.to_uppercase())
 }
 
+/// The recipient coop encrypts to for an identity file's first key: the `age1…` recipient of
+/// an age identity, or the X25519 recipient an unencrypted OpenSSH ed25519 private key
+/// converts to (the same one [`parse_recipient`] uses for its `ssh-ed25519` public key).
+pub fn recipient_of_ssh_identity(pem: &[u8]) -> Option<String> {
+    let x = ssh_ed25519_to_x25519_identity(pem)?;
+    age::x25519::Identity::from_str(&x)
+        .ok()
+        .map(|i| i.to_public().to_string())
+}
+
+/// One form of a recipient for comparing: an `ssh-ed25519` public key as the `age1…` X25519
+/// recipient coop encrypts to for it; anything else trimmed.
+pub fn canonical_recipient(r: &str) -> String {
+    let t = r.trim();
+    if t.starts_with("ssh-ed25519 ") {
+        if let Some(x) = ssh_ed25519_to_x25519_recipient(t) {
+            return x;
+        }
+    }
+    t.to_string()
+}
+
 /// Parses the lines of a recipients file (blank lines and `#` comments skipped).
 pub fn parse_recipients_file(text: &str) -> Result<Vec<String>, CryptError> {
     let mut out = Vec::new();

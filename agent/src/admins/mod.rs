@@ -564,9 +564,12 @@ pub fn who(
     match e.person() {
         PersonCheck::Unsigned => e.actor_name.clone(),
         PersonCheck::Forged => format!("{} (FORGED person signature)", e.actor_name),
-        PersonCheck::Signed(k) => match registry.and_then(|r| r.admin_by_key(&k)) {
-            Some(a) => format!("admin {}", a.name),
-            None => format!("admin with unregistered key {}", &hex::encode(k)[..8]),
+        PersonCheck::Signed(k) => match registry.map(|r| r.admin_by_key(&k)) {
+            Some(Some(a)) => format!("admin {}", a.name),
+            Some(None) => format!("admin with unregistered key {}", &hex::encode(k)[..8]),
+            // Whoever cannot read the registry (a member) is told the key, not that it is
+            // unregistered.
+            None => format!("admin person {}", &hex::encode(k)[..8]),
         },
     }
 }
@@ -580,7 +583,15 @@ pub fn who_at(
     persons: Option<&crate::log::persons::Persons>,
     at: u64,
 ) -> String {
-    let w = who(e, registry);
+    use coop_formats::tlog::PersonCheck;
+    // Without the registry (a member reading her log), the name the log gives the person.
+    let w = match (e.person(), registry, persons) {
+        (PersonCheck::Signed(k), None, Some(p)) => match p.names.get(&k) {
+            Some(n) => format!("admin {n}"),
+            None => who(e, registry),
+        },
+        _ => who(e, registry),
+    };
     match (e.person(), persons) {
         (coop_formats::tlog::PersonCheck::Signed(k), Some(p)) if !p.counts(&k, at) => {
             format!("{w} (does not count as an admin person here)")

@@ -74,6 +74,10 @@ pub struct LogLine {
     pub event: String,
     pub actor: String,
     pub actor_key: String,
+    /// The admin person whose signature the entry carries (hex person key), if it verifies
+    /// (SPEC 24.11): which admin caused it, where the log's own key is shared by all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     pub reason: Option<String>,
     pub log: String,
     pub index: u64,
@@ -356,7 +360,17 @@ fn check_log(ef: &ExportFile, rep: &mut VerifyReport) {
         match crate::log::verify_proven(p, &witnesses) {
             Ok(cosigned_by) => {
                 let s = |k: &str| p.entry[k].as_str().map(str::to_string);
+                // The leaf is the entry's exact bytes (checked above): its person signature.
+                let person =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &p.leaf)
+                        .ok()
+                        .and_then(|b| coop_formats::tlog::Entry::decode(&b).ok())
+                        .and_then(|e| match e.person() {
+                            coop_formats::tlog::PersonCheck::Signed(k) => Some(hex::encode(k)),
+                            _ => None,
+                        });
                 rep.log.push(LogLine {
+                    person,
                     time: s("time").unwrap_or_default(),
                     event: s("event").unwrap_or_default(),
                     actor: s("actor_name").unwrap_or_default(),

@@ -118,6 +118,9 @@ pub struct Persons {
     pub vouched: std::collections::BTreeSet<String>,
     /// Each person's identity as the log names it (see `vouched`).
     pub recipients: std::collections::BTreeMap<[u8; 32], String>,
+    /// Each person's name as the log gives it (the split's `data.person_names`, and each
+    /// completed addition's): for people who cannot read the registry, members above all.
+    pub names: std::collections::BTreeMap<[u8; 32], String>,
     /// The recovery setup in force by the log: the split's, then each finished re-split's.
     pub setup: Option<coop_formats::recovery::RecoverySetup>,
     /// The running re-split's setup: the newest `recovery-reshare` by a counted person that
@@ -256,6 +259,15 @@ impl Persons {
         self.quorum_floor = Some(quorum);
         self.founding = founding;
         let setup = setup_of(e);
+        let names: Option<std::collections::BTreeMap<String, String>> = e
+            .data
+            .get("person_names")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        for (k, n) in names.into_iter().flatten() {
+            if let Some(k) = key_of(Some(&k.into())).filter(|k| self.founding.contains(k)) {
+                self.names.insert(k, n);
+            }
+        }
         let named: Option<std::collections::BTreeMap<String, String>> = e
             .data
             .get("person_recipients")
@@ -352,6 +364,7 @@ impl Persons {
                 Op::LowerQuorum => self.quorum_floor = done.quorum,
                 Op::Add => {
                     self.recipients.insert(done.key, done.recipient.clone());
+                    self.names.insert(done.key, done.name.clone());
                     self.vouched.insert(done.recipient.clone());
                     self.changes.push((i, done.key, done.op));
                 }

@@ -239,6 +239,14 @@ fn init_entry(
         .map(|a| (hex::encode(a.key), a.recipient.clone().into()))
         .collect();
     e.data.insert("person_recipients".into(), recipients.into());
+    // And their names, for whoever reads the log without the registry (members).
+    let names: serde_json::Map<String, serde_json::Value> = registry
+        .admins
+        .iter()
+        .filter(|a| a.removed.is_none())
+        .map(|a| (hex::encode(a.key), a.name.clone().into()))
+        .collect();
+    e.data.insert("person_names".into(), names.into());
     e.data
         .insert("person_approvals".into(), setup.approvals().into());
     // The material writers take for each member from now on (SPEC 15.4): a signer kept from
@@ -277,6 +285,13 @@ pub fn init(
 ) -> Result<RecoverySetup> {
     let (coop, ids) = crate::members::admin(repo, access)?;
     let loaded = crate::members::load(repo, &coop)?;
+    // One form per key: an `ssh-ed25519` key is the X25519 recipient coop encrypts to (the
+    // one `coop admin whoami` registers for an SSH identity), so the two compare equal.
+    let admins: Vec<(String, String)> = admins
+        .iter()
+        .map(|(n, r)| (n.clone(), crypt::canonical_recipient(r)))
+        .collect();
+    let admins = admins.as_slice();
     let Some(setup) = loaded.registry.recovery_setup.clone() else {
         return establish(repo, &coop, &ids, approvals, admins);
     };

@@ -325,7 +325,14 @@ fn verify_text(p: &crate::output::Printer, r: &export::VerifyReport, a: &VerifyA
                 "  {} {:<16} by {} ({}){}{}",
                 l.time,
                 l.event,
-                l.actor,
+                match &l.person {
+                    Some(k) => format!(
+                        "{} person {}",
+                        l.actor,
+                        k.chars().take(16).collect::<String>()
+                    ),
+                    None => l.actor.clone(),
+                },
                 l.actor_key.chars().take(16).collect::<String>(),
                 l.reason
                     .as_ref()

@@ -130,7 +130,16 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
 /// `coop log show`.
 fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Result<i32> {
     let p = g.printer();
-    let trusted = coop_agent::writers::log_trust(repo, &admin_keys(g, repo, access)?)?;
+    // A member asking about herself holds no key of tenant coop: her own tenant's keyring
+    // names the admin keys the logs are checked against.
+    let keys = match (admin_keys(g, repo, access), &member) {
+        (Ok(k), _) => k,
+        (Err(_), Some(m)) if !g.tenant_given => {
+            coop_agent::tenant::keys(repo, access, &format!("member/{m}"))?.admin_keys
+        }
+        (Err(e), _) => return Err(e),
+    };
+    let trusted = coop_agent::writers::log_trust(repo, &keys)?;
     let (report, contents) = log::verify(repo, &trusted)?;
     let readers = tenant_readers(g, repo, access);
     let who = Who {
@@ -147,11 +156,17 @@ fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Res
             .unwrap_or_default(),
     };
     let want = match &member {
-        Some(m) => {
-            let coop = coop_agent::tenant::keys(repo, access, "coop")?;
-            let k = coop_agent::members::writer_keys_for_member(repo, &coop, m)?;
-            Some(log::tenant_tag(&k))
-        }
+        Some(m) => match coop_agent::tenant::keys(repo, access, "coop") {
+            Ok(coop) => Some(log::tenant_tag(
+                &coop_agent::members::writer_keys_for_member(repo, &coop, m)?,
+            )),
+            // The member herself: her own tenant's keys give its tag.
+            Err(_) => Some(log::tenant_tag(&coop_agent::tenant::keys(
+                repo,
+                access,
+                &format!("member/{m}"),
+            )?)),
+        },
         None => None,
     };
     let mut rows = Vec::new();
