@@ -345,6 +345,24 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
                 setup.threshold
             )));
         }
+        // The re-split the retirement starts is dealt by holders of the shares in force: were
+        // fewer than the threshold of them left (one just joined and the re-split that gives
+        // her shares has not ended, say), it could never end, and the old shares, which need
+        // the retired admin's, would recover nobody.
+        let dealers = setup
+            .holders
+            .iter()
+            .filter(|h| holders.contains(&h.recipient) && h.recipient != a.recipient)
+            .count();
+        if dealers < setup.threshold as usize {
+            return Err(Error::invalid(format!(
+                "retiring {name} now would leave {dealers} holder(s) of the recovery shares in \
+                 force (epoch {}) who can deal a re-split, fewer than the {} it needs: no member \
+                 could be recovered after it. If a re-split runs (`coop recovery status`), let \
+                 every admin finish it with `coop recovery reshare` first, then retire {name}",
+                setup.epoch, setup.threshold
+            )));
+        }
     }
     propose(
         repo,

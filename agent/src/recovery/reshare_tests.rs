@@ -194,6 +194,28 @@ fn a_retirement_that_leaves_too_few_holders_is_refused() {
     }
 }
 
+/// A fourth admin joined and the re-split that gives her shares has not ended: retiring one
+/// of the three old holders now would leave two who can deal the next re-split, fewer than the
+/// three it needs, so nobody could ever be recovered. Refused until the re-split ends; then
+/// the retirement goes ahead.
+#[test]
+fn a_retirement_during_a_re_split_that_could_never_end_is_refused() {
+    let mut c = coop();
+    let dave = c.add_admin();
+    match crate::admins::remove(&c.repo, &c.access(0), "admin1") {
+        Err(Error::Invalid { what }) => {
+            assert!(what.contains("who can deal a re-split"), "{what}")
+        }
+        o => panic!("{o:?}"),
+    }
+    for by in [0, 1, 2, 0, 1, dave] {
+        c.reshare(by).unwrap();
+    }
+    assert!(c.registry().recovery_next.is_none(), "the re-split ended");
+    let o = crate::admins::remove(&c.repo, &c.access(0), "admin1").unwrap();
+    assert!(matches!(o, Outcome::Pending { .. }), "{o:?}");
+}
+
 /// One admin alone writes a registry whose re-split gives admin 2's share to an identity of
 /// her own: the other admins deal nothing to it.
 #[test]

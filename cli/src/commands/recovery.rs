@@ -154,6 +154,16 @@ fn init(
                 .collect::<Vec<_>>()
                 .join(", ")
         ))?;
+        if s.threshold as usize >= s.holders.len() {
+            p.warn(format!(
+                "a recovery needs every one of the {} shares: if one admin loses her key, or \
+                 leaves before the re-split her leaving starts has ended, no member can be \
+                 recovered and that admin cannot be replaced. With at least {} admins one may \
+                 be missing (add one, then `coop recovery reshare`)",
+                s.holders.len(),
+                s.threshold as usize + 1
+            ));
+        }
         readers_after_split(g, repo, access)?;
         let coop = coop_agent::tenant::keys(repo, access, "coop")?;
         let listing = coop_agent::admins::listing(repo, &coop)?;
