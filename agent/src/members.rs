@@ -65,18 +65,8 @@ pub fn add(
         )));
     }
     let split = loaded.registry.recovery_setup.clone();
-    // After the split the log binds each name to one tenant, once: a name bound already
-    // (by an entry of someone's, before this member exists) would leave her refused by every
-    // writer, or bound to a tenant that is not hers.
-    if split.is_some() && crate::registry::material::name_taken(repo, &coop, name)? {
-        return Err(Error::damaged(
-            "log",
-            format!(
-                "the admins' log binds the name {name:?} to a member tenant already, though the \
-                 registry has no such member: `coop log show` names the entry and the person \
-                 who logged it. A name is bound once; nothing was added"
-            ),
-        ));
+    if split.is_some() {
+        name_free(repo, &coop, name)?;
     }
     if loaded.registry.recovery.is_empty() && split.is_none() {
         loaded.registry.recovery = coop_ring.recipients.clone();
@@ -144,18 +134,44 @@ pub fn add(
     if split.is_some() {
         // After the split writers take a member's keys only as the admins' log names them
         // (SPEC 15.4); a new member's first material is hers.
-        crate::registry::material::log(repo, &coop, &m, None)?;
-        // Someone may have bound her name between the check above and this entry.
-        use crate::registry::material::{self, Verdict};
-        if let Verdict::Refused(why) = material::check(repo, &coop, &m)? {
-            return Err(Error::damaged(
-                "log",
-                format!("member {name:?} was added, but writers will refuse her: {why}"),
-            ));
-        }
+        log_first_material(repo, &coop, &m)?;
     }
     log_readers(repo, &coop, &m, &ring.recipients)?;
     Ok(m)
+}
+
+/// After the split the log binds each name to one tenant, once: a name bound already (by an
+/// entry of someone's, before this member exists) would leave her refused by every writer, or
+/// bound to a tenant that is not hers. Refused before anything is written.
+fn name_free(repo: &Repo, coop: &TenantKeys, name: &str) -> Result<()> {
+    if crate::registry::material::name_taken(repo, coop, name)? {
+        return Err(Error::damaged(
+            "log",
+            format!(
+                "the admins' log binds the name {name:?} to a member tenant already, though the \
+                 registry has no such member: `coop log show` names the entry and the person \
+                 who logged it. A name is bound once; nothing was added"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Logs a member's first material after the split (SPEC 15.4), then checks that the log
+/// binds her name to her tenant: someone may have bound it between [`name_free`] and now.
+fn log_first_material(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<()> {
+    use crate::registry::material::{self, Verdict};
+    material::log(repo, coop, m, None)?;
+    if let Verdict::Refused(why) = material::check(repo, coop, m)? {
+        return Err(Error::damaged(
+            "log",
+            format!(
+                "member {:?} was added, but writers will refuse her: {why}",
+                m.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Finishes an addition of `name` after the split that stopped between the registry and the

@@ -40,7 +40,14 @@ pub fn parse_token(t: &str) -> Result<([u8; 32], String)> {
         .ok_or_else(bad)?;
     ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| bad())?;
     coop_formats::crypt::parse_recipient(r).map_err(|e| Error::invalid(format!("{t:?}: {e}")))?;
-    Ok((key, r.to_string()))
+    // One form per key (an `ssh-ed25519` key as the X25519 recipient coop encrypts to), so
+    // that every later comparison (retiring her, the split's holders) finds her.
+    Ok((key, same_key_form(r)))
+}
+
+/// The one form coop compares admin recipients in: see [`coop_formats::crypt::canonical_recipient`].
+fn same_key_form(r: &str) -> String {
+    coop_formats::crypt::canonical_recipient(r)
 }
 
 fn coop_ring(repo: &Repo, access: &Access) -> Result<(TenantKeys, Keyring)> {
@@ -127,7 +134,7 @@ fn check_new(
     if let Some(a) = reg
         .admins
         .iter()
-        .find(|a| a.removed.is_none() && a.recipient == recipient)
+        .find(|a| a.removed.is_none() && same_key_form(&a.recipient) == same_key_form(recipient))
     {
         return Err(Error::invalid(format!(
             "that identity is admin {:?}'s already (one person per identity; compare the \
@@ -225,6 +232,9 @@ pub fn approve(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
             x.approvals.len()
         )));
     }
+    if x.op == Op::Remove {
+        retire::leaves_recovery(&persons, &registry, name, &x.recipient)?;
+    }
     let actor = crate::log::Actor::of(&coop);
     let mut e = crate::log::entry(&actor, Event::KeyChange, Some(&coop), None, None);
     e.object = Some(crate::log::persons::APPROVE.into());
@@ -293,7 +303,11 @@ fn add_now(
         added: crate::now_rfc3339(),
         removed: None,
     };
-    if !ring.recipients.contains(&recipient) {
+    if !ring
+        .recipients
+        .iter()
+        .any(|r| same_key_form(r) == same_key_form(&recipient))
+    {
         ring.recipients.push(recipient);
         rewrap_coop(repo, &coop, ring, &format!("admin {name} added"))?;
     }
@@ -334,36 +348,7 @@ pub fn remove(repo: &Repo, access: &Access, name: &str) -> Result<Outcome> {
         .ok_or_else(|| Error::NotFound {
             what: format!("admin {name:?} (`coop admin list` shows them)"),
         })?;
-    if let Some(setup) = &registry.recovery_setup {
-        let holders = persons.share_recipients();
-        let left = holders.len() - usize::from(holders.contains(&a.recipient));
-        if left < setup.threshold as usize {
-            return Err(Error::invalid(format!(
-                "retiring {name} would leave {left} admin person(s), fewer than the {} shares a \
-                 recovery combines: nobody could recover a member any more. Add an admin first \
-                 (`coop admin add`), then retire {name}",
-                setup.threshold
-            )));
-        }
-        // The re-split the retirement starts is dealt by holders of the shares in force: were
-        // fewer than the threshold of them left (one just joined and the re-split that gives
-        // her shares has not ended, say), it could never end, and the old shares, which need
-        // the retired admin's, would recover nobody.
-        let dealers = setup
-            .holders
-            .iter()
-            .filter(|h| holders.contains(&h.recipient) && h.recipient != a.recipient)
-            .count();
-        if dealers < setup.threshold as usize {
-            return Err(Error::invalid(format!(
-                "retiring {name} now would leave {dealers} holder(s) of the recovery shares in \
-                 force (epoch {}) who can deal a re-split, fewer than the {} it needs: no member \
-                 could be recovered after it. If a re-split runs (`coop recovery status`), let \
-                 every admin finish it with `coop recovery reshare` first, then retire {name}",
-                setup.epoch, setup.threshold
-            )));
-        }
-    }
+    retire::leaves_recovery(&persons, &registry, name, &a.recipient)?;
     propose(
         repo,
         &coop,
@@ -402,7 +387,10 @@ fn remove_now(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
     let recipient = a.recipient.clone();
     a.removed = Some(crate::now_rfc3339());
     let admin = a.clone();
-    ring.recipients.retain(|r| r != &recipient);
+    // Every form of her key goes (`coop init --recipient "ssh-ed25519 …"` stored the SSH
+    // form; her registration the X25519 one): either would keep her reading.
+    ring.recipients
+        .retain(|r| same_key_form(r) != same_key_form(&recipient));
     if ring.recipients.is_empty() {
         return Err(Error::invalid(
             "the service tenant would have no reader left",
@@ -413,11 +401,11 @@ fn remove_now(repo: &Repo, access: &Access, name: &str) -> Result<Removed> {
         .map_err(|e| Error::damaged("keyring of coop", e))?;
     loaded.registry.coop_data_recipient = Some(fresh);
     rewrap_coop(repo, &coop, ring, &format!("admin {name} retired"))?;
-    let holds_shares = loaded
-        .registry
-        .recovery_setup
-        .as_ref()
-        .is_some_and(|s| s.holders.iter().any(|h| h.recipient == recipient));
+    let holds_shares = loaded.registry.recovery_setup.as_ref().is_some_and(|s| {
+        s.holders
+            .iter()
+            .any(|h| same_key_form(&h.recipient) == same_key_form(&recipient))
+    });
     let persons = persons(repo, &coop)?;
     let reshare = crate::reshare::start(repo, &coop, &mut loaded.registry, &persons)?;
     crate::registry::save(repo, &coop, &mut loaded)?;
@@ -571,52 +559,9 @@ pub fn listing(repo: &Repo, coop: &TenantKeys) -> Result<Listing> {
     })
 }
 
-/// Who caused a log entry, for people to read: the admin the person signature names (from
-/// `registry`), or the entry's actor name (a site, or an admin entry made before persons
-/// existed). A person key the registry does not list is shown as such.
-pub fn who(
-    e: &coop_formats::tlog::Entry,
-    registry: Option<&coop_formats::registry::Registry>,
-) -> String {
-    use coop_formats::tlog::PersonCheck;
-    match e.person() {
-        PersonCheck::Unsigned => e.actor_name.clone(),
-        PersonCheck::Forged => format!("{} (FORGED person signature)", e.actor_name),
-        PersonCheck::Signed(k) => match registry.map(|r| r.admin_by_key(&k)) {
-            Some(Some(a)) => format!("admin {}", a.name),
-            Some(None) => format!("admin with unregistered key {}", &hex::encode(k)[..8]),
-            // Whoever cannot read the registry (a member) is told the key, not that it is
-            // unregistered.
-            None => format!("admin person {}", &hex::encode(k)[..8]),
-        },
-    }
-}
-
-/// [`who`] at entry `at` of an admin log whose persons are `persons`: marked when the person
-/// who signed it does not count there (after the split: a retired admin, or a second key of
-/// one, SPEC 24.11), so that `log show` does not present her as an admin who counts.
-pub fn who_at(
-    e: &coop_formats::tlog::Entry,
-    registry: Option<&coop_formats::registry::Registry>,
-    persons: Option<&crate::log::persons::Persons>,
-    at: u64,
-) -> String {
-    use coop_formats::tlog::PersonCheck;
-    // Without the registry (a member reading her log), the name the log gives the person.
-    let w = match (e.person(), registry, persons) {
-        (PersonCheck::Signed(k), None, Some(p)) => match p.names.get(&k) {
-            Some(n) => format!("admin {n}"),
-            None => who(e, registry),
-        },
-        _ => who(e, registry),
-    };
-    match (e.person(), persons) {
-        (coop_formats::tlog::PersonCheck::Signed(k), Some(p)) if !p.counts(&k, at) => {
-            format!("{w} (does not count as an admin person here)")
-        }
-        _ => w,
-    }
-}
+mod retire;
+mod who;
+pub use who::{who, who_at};
 
 pub mod writer_keys;
 

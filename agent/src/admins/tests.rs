@@ -65,6 +65,56 @@ fn tokens_round_trip_and_junk_is_refused() {
     }
 }
 
+/// An admin whose key is an SSH key, as `coop init --recipient "ssh-ed25519 …"` put it in
+/// the service tenant's keyring, registers (her X25519 form) and is retired: no form of her
+/// key is left in the keyring, so she reads nothing of the service tenant written after.
+#[test]
+fn a_retired_ssh_admin_reads_nothing_new() {
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let ben_key = d.path().join("ben");
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ben", "-f"])
+        .arg(&ben_key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ben_pub = std::fs::read_to_string(ben_key.with_extension("pub")).unwrap();
+    let (anna_secret, anna_pub) = coop_formats::crypt::generate_identity();
+    let anna_file = d.path().join("anna");
+    std::fs::write(&anna_file, anna_secret).unwrap();
+    let access = |f: &std::path::Path| {
+        Access::Identity(
+            Arc::new(crate::keys::load_identities(f).unwrap()),
+            crate::keys::person_key(f).unwrap().map(Arc::new),
+        )
+    };
+    let (anna, ben) = (access(&anna_file), access(&ben_key));
+    let (mut repo, _) = Repo::init(
+        d.path().join("r").to_str().unwrap(),
+        vec![anna_pub.clone(), ben_pub.trim().to_string()],
+        crate::now_rfc3339(),
+    )
+    .unwrap();
+    repo.cache_dir = Some(d.path().join("cache"));
+    let token_of = |f: &std::path::Path| {
+        let person = crate::keys::person_key(f).unwrap().unwrap();
+        token(
+            &person,
+            &crate::keys::recipients_of_identity_file(f).unwrap()[0],
+        )
+    };
+    add(&repo, &anna, "anna", &token_of(&anna_file)).unwrap();
+    add(&repo, &anna, "ben", &token_of(&ben_key)).unwrap();
+    crate::tenant::keys(&repo, &ben, "coop").unwrap();
+    let out = remove(&repo, &anna, "ben").unwrap();
+    assert!(matches!(out, Outcome::Removed(_)), "{out:?}");
+    assert!(matches!(
+        crate::tenant::keys(&repo, &ben, "coop"),
+        Err(Error::NotRecipient { .. })
+    ));
+}
+
 /// Admin changes after the recovery split, played by one admin acting alone (SPEC 24.11;
 /// issue 25 finding 8).
 mod k_of_n {
@@ -205,6 +255,15 @@ mod k_of_n {
         assert!(counts(&repo, anna, &dave.key));
         // Dave reads the service tenant now, and approves as a person.
         crate::tenant::keys(&repo, &dave.access, "coop").unwrap();
+        // Retiring cleo before the re-split that gives dave shares has ended would leave two
+        // old holders to deal the next one, of the three it needs: refused until it ends.
+        assert!(matches!(
+            remove(&repo, &dave.access, "cleo"),
+            Err(Error::Invalid { .. })
+        ));
+        for p in [anna, ben, cleo, anna, ben, &dave] {
+            crate::reshare::run(&repo, &p.access).unwrap();
+        }
         remove(&repo, &dave.access, "cleo").unwrap();
         approve(&repo, &anna.access, "cleo").unwrap();
         let out = approve(&repo, &ben.access, "cleo").unwrap();

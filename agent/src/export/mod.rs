@@ -12,6 +12,7 @@
 //! someone swaps parts of it for symlinks meanwhile.
 
 mod dir;
+mod log_part;
 mod seal;
 pub mod tarx;
 pub mod verify;
@@ -404,8 +405,8 @@ pub fn export(
     let trusted = crate::writers::log_trust(repo, &keys.admin_keys)?;
     let (verified, contents) = crate::log::verify(repo, &trusted)?;
     let log = crate::log::entries_about(&contents, &trusted, &crate::log::tenant_tag(keys));
-    let log_problems = log_problems(&verified, &contents);
-    let writer_list = stored_writer_list(repo, keys)?;
+    let log_problems = log_part::log_problems(&verified, &contents);
+    let writer_list = log_part::stored_writer_list(repo, keys)?;
     let mut file = ExportFile {
         format: EXPORT_FORMAT.into(),
         version: 1,
@@ -462,44 +463,6 @@ pub fn export(
     }
     progress.finish();
     Ok(rep)
-}
-
-/// The access log's problems at this store that may hide entries from the member: damage
-/// (a missing checkpoint or bundle), and forks and rollbacks (an unsound log). Junk a site
-/// added (forged entries, noise) hides nothing and is left out.
-fn log_problems(
-    rep: &crate::log::VerifyReport,
-    contents: &[crate::log::LogContent],
-) -> Vec<String> {
-    let mut out: Vec<String> = rep
-        .problems
-        .iter()
-        .filter(|p| p.kind == crate::damage::ProblemKind::Damaged)
-        .map(|p| p.to_string())
-        .collect();
-    for c in contents.iter().filter(|c| !c.sound) {
-        out.push(format!(
-            "the access log {} is not sound here (a fork or rollback against what this client \
-             saw): its entries may not be all there are",
-            c.origin
-        ));
-    }
-    out
-}
-
-/// The admin-signed writer list the witnesses and the quorum come from, as stored (base64).
-fn stored_writer_list(repo: &Repo, keys: &TenantKeys) -> Result<Option<String>> {
-    Ok(crate::writers::load(repo, &keys.admin_keys)?
-        .name
-        .and_then(|n| {
-            repo.get_opt(crate::layout::Kind::Writers, &crate::writers::TAG, &n)
-                .ok()
-                .flatten()
-        })
-        .map(|b| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(b)
-        }))
 }
 
 /// Where each file of the manifests goes in the export: (manifest, file, path).

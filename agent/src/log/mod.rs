@@ -38,9 +38,12 @@ pub use setups::{COMBINED, RESHARE, RESHARED};
 pub use slots::{Slot, MATERIAL, RESERVE};
 pub use trust::{
     activate, adopted_key, pinned_admin_keys, trusted_admin_keys, Activation, Active, LogOwner,
-    Trusted, FOLLOWING,
+    Trusted,
 };
-pub use verify::{admin_entries, verify, Found, LogContent, LogSummary, VerifyReport};
+pub use verify::{
+    admin_entries, admin_only, verify, writer_may_log, Found, LogContent, LogSummary, VerifyReport,
+    FOLLOWING,
+};
 pub use witness::{witness, WitnessReport};
 
 use crate::error::{Error, Result};

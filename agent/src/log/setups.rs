@@ -86,10 +86,11 @@ impl Persons {
     pub fn vouches(&self, setup: &RecoverySetup) -> bool {
         let mut seen = std::collections::BTreeSet::new();
         setup.threshold as usize == self.approvals_needed + 1
-            && setup
-                .holders
-                .iter()
-                .all(|h| self.vouched.contains(&h.recipient) && seen.insert(h.recipient.as_str()))
+            && setup.holders.iter().all(|h| {
+                // Each key once, in whatever form it is written.
+                self.vouched.contains(&h.recipient)
+                    && seen.insert(coop_formats::crypt::canonical_recipient(&h.recipient))
+            })
             && seen.len() == self.vouched.len()
     }
 }

@@ -8,13 +8,12 @@
 //! of no known key, cosignatures of no trusted witness) is noted, not counted, and stops
 //! nothing.
 
-use super::trust::writer_may_log;
 use super::trust::LogOwner;
 use super::{b64, leaves, newest_verified, prefix, stored, Stored, Trusted};
 use crate::damage::Problem;
 use crate::error::{Error, Result};
 use crate::repo::Repo;
-use coop_formats::tlog::{self, Entry};
+use coop_formats::tlog::{self, Entry, Event};
 use std::collections::BTreeSet;
 
 /// One log as [`verify`] saw it.
@@ -496,3 +495,30 @@ pub fn admin_entries(
     }
     Ok(out)
 }
+
+/// Events only an admin's log may carry: from a writer's log (a possibly stolen agent key)
+/// they are forgeries, flagged by [`super::verify`] and counted nowhere. (Deletions count
+/// only from admin logs too, see [`super::recorded_deletions`].)
+pub fn admin_only(event: Event) -> bool {
+    event.is_access()
+        || matches!(
+            event,
+            Event::RecoveryInit
+                | Event::RecoveryRequest
+                | Event::RecoveryRelease
+                | Event::RegistryChange
+                | Event::KeyChange
+                | Event::Revoke
+        )
+}
+
+/// Whether a site writer's log may hold entry `e`: every event but the admins' (above),
+/// and the one `key-change` a writer makes, `following` a member's new keys (SPEC 15.3),
+/// which nothing but people reads (the member's export, `log show`).
+pub fn writer_may_log(e: &coop_formats::tlog::Entry) -> bool {
+    !admin_only(e.event) || (e.event == Event::KeyChange && e.object.as_deref() == Some(FOLLOWING))
+}
+
+/// The `object` of the entry in which a client (an agent's writer key, or an admin's) says
+/// it follows a member's new keys.
+pub const FOLLOWING: &str = "following";

@@ -214,6 +214,19 @@ fn a_retirement_during_a_re_split_that_could_never_end_is_refused() {
     assert!(c.registry().recovery_next.is_none(), "the re-split ended");
     let o = crate::admins::remove(&c.repo, &c.access(0), "admin1").unwrap();
     assert!(matches!(o, Outcome::Pending { .. }), "{o:?}");
+    // A second retirement proposed meanwhile passes its proposal (four admins then), but
+    // once admin1's completes, approving admin2's would leave two admins, and two holders to
+    // deal, of the three a recovery combines: refused at the approval, whatever the proposal
+    // said.
+    let o = crate::admins::remove(&c.repo, &c.access(0), "admin2").unwrap();
+    assert!(matches!(o, Outcome::Pending { .. }), "{o:?}");
+    crate::admins::approve(&c.repo, &c.access(2), "admin1").unwrap();
+    let o = crate::admins::approve(&c.repo, &c.access(dave), "admin1").unwrap();
+    assert!(matches!(o, Outcome::Removed(_)), "{o:?}");
+    match crate::admins::approve(&c.repo, &c.access(dave), "admin2") {
+        Err(Error::Invalid { what }) => assert!(what.contains("fewer than the 3"), "{what}"),
+        o => panic!("{o:?}"),
+    }
 }
 
 /// One admin alone writes a registry whose re-split gives admin 2's share to an identity of

@@ -127,19 +127,28 @@ pub fn run(g: &Global, c: LogCommand) -> Result<i32> {
     }
 }
 
+/// The admin keys `log show` checks the logs against: the service tenant's, or, for a member
+/// asking about herself (she holds no key of tenant coop), those her own keyring names.
+fn show_admin_keys(
+    g: &Global,
+    repo: &Repo,
+    access: &Access,
+    member: &Option<String>,
+) -> Result<Vec<[u8; 32]>> {
+    match (admin_keys(g, repo, access), member) {
+        (Ok(k), _) => Ok(k),
+        (Err(_), Some(m)) if !g.tenant_given => {
+            Ok(coop_agent::tenant::keys(repo, access, &format!("member/{m}"))?.admin_keys)
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// `coop log show`.
 fn show(g: &Global, repo: &Repo, access: &Access, member: Option<String>) -> Result<i32> {
     let p = g.printer();
-    // A member asking about herself holds no key of tenant coop: her own tenant's keyring
-    // names the admin keys the logs are checked against.
-    let keys = match (admin_keys(g, repo, access), &member) {
-        (Ok(k), _) => k,
-        (Err(_), Some(m)) if !g.tenant_given => {
-            coop_agent::tenant::keys(repo, access, &format!("member/{m}"))?.admin_keys
-        }
-        (Err(e), _) => return Err(e),
-    };
-    let trusted = coop_agent::writers::log_trust(repo, &keys)?;
+    let trusted =
+        coop_agent::writers::log_trust(repo, &show_admin_keys(g, repo, access, &member)?)?;
     let (report, contents) = log::verify(repo, &trusted)?;
     let readers = tenant_readers(g, repo, access);
     let who = Who {

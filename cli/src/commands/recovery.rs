@@ -74,10 +74,14 @@ fn readers_after_split(g: &Global, repo: &coop_agent::repo::Repo, access: &Acces
     let p = g.printer();
     let coop = coop_agent::tenant::keys(repo, access, "coop")?;
     let reg = coop_agent::members::load(repo, &coop)?.registry;
-    let admins: Vec<&str> = reg
+    let admins: Vec<String> = reg
         .recovery_setup
         .iter()
-        .flat_map(|s| s.holders.iter().map(|h| h.recipient.as_str()))
+        .flat_map(|s| {
+            s.holders
+                .iter()
+                .map(|h| coop_formats::crypt::canonical_recipient(&h.recipient))
+        })
         .collect();
     p.data(
         "keys that read each member from now on (the member's registered keys, their \
@@ -89,7 +93,9 @@ fn readers_after_split(g: &Global, repo: &coop_agent::repo::Repo, access: &Acces
             .iter()
             .map(|r| {
                 let (f, comment) = coop_agent::report::fingerprint(r);
-                let admin = if admins.contains(&r.as_str()) {
+                // Compared as keys, not strings: an admin's `ssh-ed25519` line among a
+                // member's keys is her X25519 recipient in the setup.
+                let admin = if admins.contains(&coop_formats::crypt::canonical_recipient(r)) {
                     " AN ADMIN'S KEY"
                 } else {
                     ""
