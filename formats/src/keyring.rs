@@ -283,7 +283,16 @@ impl Keyring {
 
     /// Whether one keyring's data identities are the other's, or a rotation of them (the
     /// newer generation holds every identity of the older).
+    ///
+    /// Two keyrings of one generation must hold the same data identities: coop never writes
+    /// two, and someone who kept an old generation's secrets could otherwise write one whose
+    /// data identity is a retired one (which the genuine keyring lists among its old ones) and,
+    /// listed first, be taken for it.
     fn data_lineage(&self, other: &Keyring) -> bool {
+        if self.generation == other.generation {
+            return self.data_identity == other.data_identity
+                && self.old_data_identities == other.old_data_identities;
+        }
         let (old, new) = if self.generation <= other.generation {
             (self, other)
         } else {
@@ -305,6 +314,30 @@ pub fn public_key_of(seed: &[u8; 32]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A keyring at the genuine one's generation whose data identity is one the genuine one
+    /// retired (written by someone who kept the old secrets) is not the same tenant, in
+    /// either order: readers refuse both rather than take whichever is listed first.
+    #[test]
+    fn a_same_generation_keyring_with_a_retired_data_identity_conflicts() {
+        let (_, rcpt) = crypt::generate_identity();
+        let mut genuine = Keyring::generate(
+            "member/alice",
+            Id([1; 32]),
+            Id([2; 32]),
+            vec![rcpt],
+            "t".into(),
+        );
+        let kept = genuine.clone();
+        genuine.rotate_data_identity().unwrap();
+        genuine.generation += 1;
+        let mut forged = kept.clone();
+        forged.generation = genuine.generation;
+        assert!(!genuine.same_tenant(&forged));
+        assert!(!forged.same_tenant(&genuine));
+        // A true later generation is the same tenant, in either order.
+        assert!(kept.same_tenant(&genuine) && genuine.same_tenant(&kept));
+    }
 
     #[test]
     fn seal_open_and_forgery() {
