@@ -1820,14 +1820,19 @@ fn alice_and_three_admins(env: &Env) -> Vec<String> {
     let (_, alice) = age_identity(env, "alice");
     env.ok(&["member", "add", "alice", "--recipient", &alice]);
     env.add_admin_persons(None, "anna", &[("ben", &b_id), ("cleo", &c_id)]);
+    split_args(&own, &b, &c2)
+}
+
+/// `recovery init` with K = 2 among anna, ben and cleo (their recipients).
+fn split_args(anna: &str, ben: &str, cleo: &str) -> Vec<String> {
     ["recovery", "init", "--threshold", "2"]
         .into_iter()
         .map(String::from)
         .chain(
             [
-                format!("anna={own}"),
-                format!("ben={b}"),
-                format!("cleo={c2}"),
+                format!("anna={anna}"),
+                format!("ben={ben}"),
+                format!("cleo={cleo}"),
             ]
             .into_iter()
             .flat_map(|a| ["--admin".to_string(), a]),
@@ -1925,26 +1930,19 @@ fn ssh_admins_split_and_a_member_reads_who_did_what() {
     let (ben_key, ben_pub) = ssh_key(&env, "ben");
     let (cleo_key, cleo_pub) = ssh_key(&env, "cleo");
     env.add_admin_persons(None, "anna", &[("ben", &ben_key), ("cleo", &cleo_key)]);
-    env.ok(&[
-        "recovery",
-        "init",
-        "--threshold",
-        "2",
-        "--admin",
-        &format!("anna={own}"),
-        "--admin",
-        &format!("ben={}", ben_pub.trim()),
-        "--admin",
-        &format!("cleo={}", cleo_pub.trim()),
-    ]);
-    let shown = env.ok(&[
-        "--identity-file",
-        alice_key.to_str().unwrap(),
-        "log",
-        "show",
-        "--member",
-        "alice",
-    ]);
+    let init = split_args(&own, ben_pub.trim(), cleo_pub.trim());
+    env.ok(&init.iter().map(String::as_str).collect::<Vec<_>>());
+    let her_log = || {
+        env.ok(&[
+            "--identity-file",
+            alice_key.to_str().unwrap(),
+            "log",
+            "show",
+            "--member",
+            "alice",
+        ])
+    };
+    let shown = her_log();
     assert!(shown.contains("admin anna"), "{shown}");
     assert!(!shown.contains("unregistered"), "{shown}");
     // Ben approves a request for alice under his SSH identity.
@@ -1966,13 +1964,6 @@ fn ssh_admins_split_and_a_member_reads_who_did_what() {
         "--member",
         "alice",
     ]);
-    let shown = env.ok(&[
-        "--identity-file",
-        alice_key.to_str().unwrap(),
-        "log",
-        "show",
-        "--member",
-        "alice",
-    ]);
+    let shown = her_log();
     assert!(shown.contains("admin ben"), "{shown}");
 }

@@ -23,6 +23,28 @@ fn site_writer(c: &Coop, name: &str) -> TenantKeys {
     crate::tenant::keys(&c.repo, &access, "coop").unwrap()
 }
 
+/// The split, after admin 0 kept alice's keyring (she could open it before); an agent that
+/// pinned alice's keys after the split.
+fn split_keeping_alices_ring() -> (Coop, coop_formats::keyring::Keyring, Repo) {
+    let c = unsplit();
+    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
+    c.split();
+    let agent = elsewhere(&c, "agent");
+    crate::registry::writer_keys_for_member(&agent, &c.coop(), "alice").unwrap();
+    (c, kept, agent)
+}
+
+/// One admin logs `forged` as a member's first material (no request): what a client that never
+/// met member `name` (its own cache `fresh`) then says.
+fn first_material_refused(c: &Coop, forged: &Member, fresh: &str, name: &str) -> String {
+    crate::registry::material::log(&c.repo, &c.coop(), forged, None).unwrap();
+    refused(crate::registry::writer_keys_for_member(
+        &elsewhere(c, fresh),
+        &c.coop(),
+        name,
+    ))
+}
+
 fn refused(r: Result<TenantKeys>) -> String {
     match r {
         Err(e @ Error::MemberKeysChanged { .. }) => e.to_string(),
@@ -190,12 +212,8 @@ fn a_keyring_kept_from_before_the_split_opens_nothing_written_after_it() {
 /// pinned alice's keys after the split nor a fresh one (SPEC 15.4).
 #[test]
 fn a_signer_kept_from_before_the_split_re_keys_nobody() {
-    let c = unsplit();
-    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
-    c.split();
+    let (c, kept, agent) = split_keeping_alices_ring();
     let coop = c.coop();
-    let agent = elsewhere(&c, "agent");
-    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
     let forged = forge_keys(&c, "alice", &kept);
     // Signed by alice's own tenant signer: the signature alone would pass.
     assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
@@ -230,12 +248,8 @@ fn a_signer_kept_from_before_the_split_re_keys_nobody() {
 /// writer takes it, pinned or fresh. Nor a whole new tenant of hers under alice's name.
 #[test]
 fn a_new_tenant_under_a_members_name_re_keys_nobody() {
-    let c = unsplit();
-    let kept = crate::members::open_ring(&c.repo, &c.admins[0], &c.member("alice")).unwrap();
-    c.split();
+    let (c, kept, agent) = split_keeping_alices_ring();
     let coop = c.coop();
-    let agent = elsewhere(&c, "agent");
-    crate::registry::writer_keys_for_member(&agent, &coop, "alice").unwrap();
     let (_, hers) = crypt::generate_identity();
     let forged = edit_member(&c, "alice", |m| {
         m.id_key = coop_formats::random_bytes();
@@ -259,12 +273,7 @@ fn a_new_tenant_under_a_members_name_re_keys_nobody() {
         m.clone()
     });
     assert!(forged.verify_material(&c.repo.config.repo_id).is_ok());
-    crate::registry::material::log(&c.repo, &coop, &forged, None).unwrap();
-    let why = refused(crate::registry::writer_keys_for_member(
-        &elsewhere(&c, "fresh2"),
-        &coop,
-        "alice",
-    ));
+    let why = first_material_refused(&c, &forged, "fresh2", "alice");
     assert!(why.contains("binds the name"), "{why}");
 }
 
@@ -302,12 +311,7 @@ fn a_name_bound_in_advance_or_a_renamed_member_gets_nobody_s_backups() {
         m.sign_material(&c.repo.config.repo_id, g, &kept.default_signer());
         m.clone()
     });
-    crate::registry::material::log(&c.repo, &coop, &zed, None).unwrap();
-    let why = refused(crate::registry::writer_keys_for_member(
-        &elsewhere(&c, "fresh"),
-        &coop,
-        "zed",
-    ));
+    let why = first_material_refused(&c, &zed, "fresh", "zed");
     assert!(why.contains("under another name"), "{why}");
 }
 
