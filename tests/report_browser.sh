@@ -110,8 +110,10 @@ page="$work/page/index.html"
 [ -s "$page" ] || fail "no page written"
 
 # 1. The file refers to nothing outside itself: no script, stylesheet, image, frame or font
-#    to fetch, no URL, and every link is an anchor in the page.
-if grep -Eion '<script|<link|<img|<iframe|<object|<embed|<video|<audio|src=|srcset=|url\(|@import|https?:|//[a-z]' "$page"; then
+#    to fetch, no URL, and every link is an anchor in the page. (A protocol-relative URL is
+#    looked for in attribute values: base64 text on the page, such as an SSH key's
+#    fingerprint, may hold "//" followed by a letter.)
+if grep -Eion '<script|<link|<img|<iframe|<object|<embed|<video|<audio|src=|srcset=|url\(|@import|https?:|=[[:space:]]*["'"'"']?//' "$page"; then
   fail "the page refers to something outside itself (above)"
 fi
 if grep -o 'href="[^"]*"' "$page" | grep -v '^href="#'; then
