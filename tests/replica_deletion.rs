@@ -515,3 +515,67 @@ fn two_machines_appending_to_one_log_at_once_leave_a_sound_log() {
     assert_eq!(after, before + 2 * rounds as u64, "every append landed");
     env.ok(&["log", "verify"]);
 }
+
+/// As a lying site: the source hides a snapshot from an admin's prune (one whose client never
+/// saw it, so no rollback alarm), the prune repacks what the visible snapshot needs and
+/// deletes the old pack, and the site shows the snapshot again. The prune logged which
+/// snapshots it walked: a replica that keeps the hidden one does not resolve its inventory
+/// through that prune, keeps the old pack, and still restores it.
+#[test]
+fn a_snapshot_hidden_from_a_prune_keeps_its_packs_at_replicas() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("keep"), pseudo_random(1 << 20, 21)).unwrap();
+    fs::write(src.join("old"), pseudo_random(3 << 20, 22)).unwrap();
+    env.backup(&src);
+    let hidden = env.snapshots()[0]["id"].as_str().unwrap().to_string();
+    fs::remove_file(src.join("old")).unwrap();
+    env.backup(&src);
+    let replica = env.p("replica");
+    let (from, r) = (env.repo(), replica.to_str().unwrap().to_string());
+    let from = from.to_str().unwrap().to_string();
+    env.ok(&["replicate", "--from", &from, "--to", &r]);
+    let packs_before: Vec<_> = walk_files(&replica.join("packs"));
+    // The site hides the first snapshot; an admin on a new machine prunes.
+    let snap = walk_files(&env.repo().join("snapshots"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&hidden))
+        .unwrap();
+    let aside = env.p("aside");
+    fs::rename(&snap, &aside).unwrap();
+    let o = env
+        .cmd()
+        .env("XDG_CACHE_HOME", env.p("fresh-cache"))
+        .args(["--json", "prune"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["packs_deleted"].as_u64().unwrap() > 0, "{v}");
+    fs::rename(&aside, &snap).unwrap();
+    env.ok(&[
+        "replicate",
+        "--from",
+        &from,
+        "--to",
+        &r,
+        "--deletion-grace",
+        "0s",
+    ]);
+    for p in &packs_before {
+        assert!(p.exists(), "{} was deleted at the replica", p.display());
+    }
+    let out = env.p("out");
+    env.ok(&[
+        "--repo",
+        &r,
+        "restore",
+        &hidden,
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    let got = restored(&env, "out", &src);
+    assert!(fs::read(got.join("old")).unwrap() == pseudo_random(3 << 20, 22));
+    assert!(fs::read(got.join("keep")).unwrap() == pseudo_random(1 << 20, 21));
+}
