@@ -1751,24 +1751,12 @@ fn a_member_add_stopped_before_the_log_is_finished_by_running_it_again() {
     );
     // Run again with other keys, it is not the addition that stopped: refused.
     let (_, other) = age_identity(&env, "other");
-    let o = env.coop(&["member", "add", "carol", "--recipient", &other]);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    env.fails(&["member", "add", "carol", "--recipient", &other], 2);
     env.ok(&add);
     let o = backup();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Once finished, a third run says she exists.
-    let o = env.coop(&add);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    env.fails(&add, 2);
 }
 
 /// Issue 25: `recovery init` that stops (a crash) after the registry names the split and
@@ -1795,18 +1783,8 @@ fn a_recovery_init_stopped_before_the_log_is_finished_by_running_it_again() {
         "--reason",
         "member-request",
     ];
-    let o = env.coop(&request);
-    assert_eq!(
-        o.status.code(),
-        Some(6),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("shows no recovery split"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let err = env.fails(&request, 6);
+    assert!(err.contains("shows no recovery split"), "{err}");
     env.ok(&init);
     env.ok(&request);
 }

@@ -198,7 +198,7 @@ fn finish_stopped_add(
     // for her: an entry someone else put in the registry (with keys of theirs) is not
     // logged under this admin's name.
     let ours = stopped && m.recipients == *recipients && m.quota == quota && {
-        let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        let tag = crate::registry::log_tag(m);
         let r = m.recovery.as_ref().expect("checked");
         crate::writers::log_trust(repo, &coop.admin_keys)?
             .activation

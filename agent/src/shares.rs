@@ -257,7 +257,7 @@ pub(crate) fn member_recovery(
         })?;
     // The slot must be the one the log binds to this member (SPEC 25.6): a registry that
     // points her at another member's slot would have approvals release that member.
-    let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(coop, &m)?);
+    let tag = crate::registry::log_tag(&m);
     if !persons.slot_bound(&tag, &(r.epoch.clone(), r.slot.clone())) {
         return Err(Error::AccessDenied {
             what: format!(

@@ -101,6 +101,13 @@ impl Env {
         );
         String::from_utf8(o.stdout).unwrap()
     }
+    /// Runs coop, which must exit with `code`; returns what it printed on stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.coop(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(code), "coop {args:?}: {err}");
+        err
+    }
     pub fn json(&self, args: &[&str]) -> Value {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);

@@ -3,6 +3,7 @@
 //! she minted.
 use super::tests::{admin_trust, e, repo};
 use super::*;
+use crate::error::Error;
 
 /// Trust built by hand: the witnesses a test pushes count from the start (no adoption
 /// entries; the adoption rules have their own tests below).

@@ -309,7 +309,7 @@ fn requested_member(
 ) -> Result<(RecoverySetup, Member, MemberRecovery)> {
     let reg = crate::members::load(repo, coop)?.registry;
     for m in &reg.members {
-        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        let tag = crate::registry::log_tag(m);
         if req.tenant.as_deref() == Some(tag.as_str()) {
             // The name an approver is shown is the one the admins' log binds to this tenant
             // (SPEC 15.4), not merely the registry's, which one admin can rewrite (swapping

@@ -107,7 +107,7 @@ fn recover_once(
     let trusted = crate::writers::log_trust(repo, &coop.admin_keys)?;
     let req = request_entry(repo, &trusted, id)?;
     let (setup, m, r) = member_recovery(repo, coop, member)?;
-    let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, &m)?);
+    let tag = crate::registry::log_tag(&m);
     if req.entry.tenant.as_deref() != Some(tag.as_str()) {
         return Err(Error::AccessDenied {
             what: format!(
@@ -289,7 +289,7 @@ pub(super) fn replace_keys(
         .member(&r.member.name)
         .map(crate::registry::material::digest)
         .unwrap_or_default();
-    let tag = crate::log::tenant_tag(&crate::registry::member_writer_keys(coop, &r.member)?);
+    let tag = crate::registry::log_tag(&r.member);
     let fresh = new_member_identity(
         repo,
         coop,

@@ -320,8 +320,7 @@ fn a_slot_seen_in_the_store_before_its_binding_is_logged_is_nobody_elses() {
     );
     assert!(!c.persons().slot_bound(&d, &slot), "bound to another tag");
     assert_eq!(resume(&c.repo, &coop, &id).unwrap(), Some("alice".into()));
-    let alice =
-        log::tenant_tag(&crate::registry::member_writer_keys(&coop, &c.member("alice")).unwrap());
+    let alice = crate::registry::log_tag(&c.member("alice"));
     assert!(c.persons().slot_bound(&alice, &slot));
     assert!(c.recovers(1, &[0, 2], "alice"));
 }
@@ -354,8 +353,7 @@ fn a_member_hidden_from_the_registry_keeps_her_binding_through_a_reshare() {
     }
     let persons = c.persons();
     assert!(persons.setup_in_force(&from));
-    let bob_tag =
-        log::tenant_tag(&crate::registry::member_writer_keys(&c.coop(), &c.member("bob")).unwrap());
+    let bob_tag = crate::registry::log_tag(&c.member("bob"));
     assert!(persons.slot_bound(&bob_tag, &(bob.epoch.clone(), bob.slot.clone())));
     c.swap_registry(|r| {
         r.members

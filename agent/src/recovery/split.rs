@@ -184,30 +184,20 @@ fn init_entry(
         serde_json::to_value(setup).expect("serializes"),
     );
     // The admin persons from now on: a person joins or leaves only with K other persons'
-    // approvals (SPEC 24.11).
-    let persons: Vec<String> = registry
-        .admins
-        .iter()
-        .filter(|a| a.removed.is_none())
-        .map(|a| hex::encode(a.key))
-        .collect();
+    // approvals (SPEC 24.11); each one's identity, as the log vouches for it from now on (who
+    // may hold shares in a re-split, SPEC 25.5, and whose deals count); and their names, for
+    // whoever reads the log without the registry (members).
+    let mut persons: Vec<serde_json::Value> = Vec::new();
+    let mut recipients = serde_json::Map::new();
+    let mut names = serde_json::Map::new();
+    for a in registry.admins.iter().filter(|a| a.removed.is_none()) {
+        let key = hex::encode(a.key);
+        persons.push(key.clone().into());
+        recipients.insert(key.clone(), a.recipient.clone().into());
+        names.insert(key, a.name.clone().into());
+    }
     e.data.insert("persons".into(), persons.into());
-    // Each person's identity, as the log vouches for it from now on: who may hold shares in a
-    // re-split (SPEC 25.5), and whose deals count.
-    let recipients: serde_json::Map<String, serde_json::Value> = registry
-        .admins
-        .iter()
-        .filter(|a| a.removed.is_none())
-        .map(|a| (hex::encode(a.key), a.recipient.clone().into()))
-        .collect();
     e.data.insert("person_recipients".into(), recipients.into());
-    // And their names, for whoever reads the log without the registry (members).
-    let names: serde_json::Map<String, serde_json::Value> = registry
-        .admins
-        .iter()
-        .filter(|a| a.removed.is_none())
-        .map(|a| (hex::encode(a.key), a.name.clone().into()))
-        .collect();
     e.data.insert("person_names".into(), names.into());
     e.data
         .insert("person_approvals".into(), setup.approvals().into());
@@ -220,7 +210,7 @@ fn init_entry(
     let mut recoveries = serde_json::Map::new();
     let mut names = serde_json::Map::new();
     for m in &registry.members {
-        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        let tag = crate::registry::log_tag(m);
         if let Some(r) = m.recovery.as_ref().filter(|r| r.epoch == setup.epoch) {
             recoveries.insert(tag.clone(), r.slot.clone().into());
         }

@@ -184,7 +184,7 @@ struct Found {
 /// What the admins' log authorizes for member `m`: `None` when no split names materials (no
 /// rule).
 fn authorized(repo: &Repo, coop: &TenantKeys, m: &Member) -> Result<Option<Found>> {
-    let tag = crate::log::tenant_tag(&super::member_writer_keys(coop, m)?);
+    let tag = super::log_tag(m);
     authorized_for(repo, coop, &tag, &name_tag(coop, &m.name))
 }
 

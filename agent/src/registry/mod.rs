@@ -265,6 +265,12 @@ fn log_followed(repo: &Repo, coop: &TenantKeys, keys: &TenantKeys, generation: u
     }
 }
 
+/// The keyed tag the access log names member `m`'s tenant by (see
+/// [`crate::log::tenant_tag`]), from her registry entry.
+pub fn log_tag(m: &Member) -> String {
+    crate::log::tenant_tag_of(&m.id_key, &m.tenant_tag)
+}
+
 /// Write-only keys for member `m`'s tenant, from its registry entry.
 pub fn member_writer_keys(coop_writer: &TenantKeys, m: &Member) -> Result<TenantKeys> {
     let recipients = vec![coop_formats::crypt::parse_recipient(&m.data_recipient)

@@ -25,7 +25,7 @@ pub(super) fn finish(
         // leave her bound to nothing (a member add or a recovery's end saved in the registry
         // and not logged yet, or a plan one admin rewrote). Nothing is logged; run again.
         let m = &loaded.registry.members[i];
-        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        let tag = crate::registry::log_tag(m);
         if persons.resplit_target(&tag, &new_slot).as_deref() != Some(new_slot.as_str()) {
             return Err(Error::AccessDenied {
                 what: format!(
@@ -128,7 +128,7 @@ pub(super) fn switch(
     for (i, new_slot, commitments) in moves(&loaded.registry, from, plan, &by_holder)? {
         let m = &mut loaded.registry.members[i];
         // Only to the slot the log moved the member to (SPEC 25.6).
-        let tag = log::tenant_tag(&crate::registry::member_writer_keys(coop, m)?);
+        let tag = crate::registry::log_tag(m);
         // coop logs no end that moves a member elsewhere than the log does; one logged by
         // someone else may. The registry still follows the end (the log has retired the old
         // setup: staying would leave none in force for anyone), and her requests and
