@@ -1945,3 +1945,34 @@ fn ssh_admins_split_and_a_member_reads_who_did_what() {
     let shown = her_log();
     assert!(shown.contains("admin ben"), "{shown}");
 }
+
+/// As a lying site: the store drops the whole access log after a member's export verified
+/// it. Her next export still writes all her data, names the problem and exits 6, instead of
+/// carrying no entries as if nobody had ever read her data.
+#[test]
+fn an_export_names_a_log_the_store_dropped() {
+    let env = Env::new();
+    let (alice_id, alice) = age_identity(&env, "alice");
+    env.ok(&["member", "add", "alice", "--recipient", &alice]);
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("diary"), b"dear diary").unwrap();
+    env.ok(&["backup", "--tenant", "member/alice", src.to_str().unwrap()]);
+    let as_alice = |out: &str| {
+        env.cmd()
+            .args(["--identity-file", alice_id.to_str().unwrap()])
+            .args(["export", "--member", "alice", "--out"])
+            .arg(env.p(out))
+            .output()
+            .unwrap()
+    };
+    let o = as_alice("first.tar");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::remove_dir_all(env.repo().join("log")).unwrap();
+    let o = as_alice("second.tar");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(err.contains("POSSIBLE ROLLBACK"), "{err}");
+    assert!(err.contains("the export is whole"), "{err}");
+    assert!(env.p("second.tar").metadata().unwrap().len() > 0);
+}

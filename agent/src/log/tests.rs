@@ -498,3 +498,32 @@ fn an_entry_with_escaped_names_is_read_whole() {
         assert_eq!(c.persons.restricted_from, Some(0));
     }
 }
+
+/// A lying site deletes or hides a whole log this client verified before: not "no log",
+/// a POSSIBLE ROLLBACK, and the log counts for nothing. A client that never saw it has
+/// nothing to compare with (it is simply absent there).
+#[test]
+fn a_whole_log_gone_after_it_was_verified_is_a_rollback() {
+    let (d, repo, admin) = repo();
+    append(&repo, &admin, &[e(&admin, 0), e(&admin, 1)]).unwrap();
+    let t = admin_trust(&repo, &admin);
+    let (rep, _) = verify(&repo, &t).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    let id = tlog::log_id(&admin.origin(&repo));
+    for l in repo.store.list(&format!("log/{id}")).unwrap() {
+        repo.store.delete(&l.path).unwrap();
+    }
+    let (rep, contents) = verify(&repo, &t).unwrap();
+    assert!(contents.is_empty());
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.message.contains("POSSIBLE ROLLBACK") && p.object.contains(&id)),
+        "{:?}",
+        rep.problems
+    );
+    let mut fresh = repo.clone();
+    fresh.cache_dir = Some(d.path().join("fresh"));
+    let (rep, _) = verify(&fresh, &admin_trust(&fresh, &admin)).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+}
