@@ -975,3 +975,61 @@ fn restore_under_a_low_descriptor_limit_reopens_the_files_it_cannot_keep() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_tree(&src, &restored(&env, "out", &src));
 }
+
+/// `coop init --chunker-params`: the sizes are the repository's (a 256 KiB file in chunks of
+/// about 256 bytes is about a thousand blobs, and restores whole); sizes out of range or
+/// malformed are usage errors that write nothing.
+#[test]
+fn chunker_params_are_chosen_at_init_and_checked() {
+    let env = Env::new();
+    let src = env.p("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), pseudo_random(256 << 10, 7)).unwrap();
+    let small = env.p("small");
+    let small = small.to_str().unwrap();
+    env.ok(&["init", "--repo", small, "--chunker-params", "64,256,1KiB"]);
+    let b = env.json(&["backup", "--repo", small, src.to_str().unwrap()]);
+    let blobs = b["summary"]["blobs_added"].as_u64().unwrap();
+    assert!((300..=4096).contains(&blobs), "{blobs} blobs: {b}");
+    let default = env.backup(&src);
+    assert!(
+        default["summary"]["blobs_added"].as_u64().unwrap() < 10,
+        "{default}"
+    );
+    env.ok(&["check", "--repo", small, "--read-data"]);
+    let out = env.p("out");
+    env.ok(&[
+        "restore",
+        "--repo",
+        small,
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &restored(&env, "out", &src));
+    for bad in [
+        "32,256,1KiB",
+        "65,256,1KiB",
+        "64,256",
+        "1KiB,256,64",
+        "64,256,1GiB",
+        "1MiB,8MiB,16MiB",
+    ] {
+        let repo = env.p("bad");
+        env.fails(
+            &[
+                "init",
+                "--repo",
+                repo.to_str().unwrap(),
+                "--chunker-params",
+                bad,
+            ],
+            2,
+        );
+        assert!(
+            !repo.exists(),
+            "{bad}: a refused init wrote {}",
+            repo.display()
+        );
+    }
+}

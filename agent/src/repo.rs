@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::keys::TenantKeys;
 use crate::layout::{Kind, ObjectPath, CONFIG};
 use crate::store::{S3Options, Store};
-use coop_formats::config::Config;
+use coop_formats::config::{ChunkerParams, Config};
 use coop_formats::control::Control;
 use coop_formats::crypt::Identity;
 use coop_formats::envelope::TenantTag;
@@ -67,11 +67,26 @@ pub struct Repo {
 impl Repo {
     /// Creates a repository with the tenant `coop` encrypted to `recipients`.
     pub fn init(url: &str, recipients: Vec<String>, now: String) -> Result<(Self, Keyring)> {
+        Self::init_with(url, recipients, now, ChunkerParams::default())
+    }
+
+    /// [`Repo::init`] with the chunker's sizes chosen (`coop init --chunker-params`). They are
+    /// checked before anything is written.
+    pub fn init_with(
+        url: &str,
+        recipients: Vec<String>,
+        now: String,
+        chunker: ChunkerParams,
+    ) -> Result<(Self, Keyring)> {
+        let mut config = Config::new(Id(coop_formats::random_bytes()), now.clone());
+        config.chunker = chunker;
+        config.validate().map_err(|e| Error::Invalid {
+            what: e.to_string(),
+        })?;
         let store = Store::open(url, true)?;
         if store.exists(CONFIG)? {
             return Err(Error::RepoExists { url: url.into() });
         }
-        let config = Config::new(Id(coop_formats::random_bytes()), now.clone());
         let bytes = config.encode();
         let config_hash = Config::hash(&bytes);
         let keyring = Keyring::generate("coop", config.repo_id, config_hash, recipients, now);

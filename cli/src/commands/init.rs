@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use coop_agent::keys;
 use coop_agent::{Error, Repo};
+use coop_formats::config::ChunkerParams;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -17,6 +18,32 @@ pub struct InitArgs {
     /// File with one recipient per line.
     #[arg(long, env = "COOP_RECIPIENT_FILE")]
     recipient_file: Vec<PathBuf>,
+    /// The chunker's smallest, average and largest chunk, fixed for the repository's life
+    /// (default 512KiB,1MiB,8MiB). Smaller chunks deduplicate more finely and cost more index and
+    /// more metadata per byte. Sizes in bytes or with a unit (KiB, MiB); from 64,256,1KiB up
+    /// to 1MiB,4MiB,16MiB.
+    #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_chunker_params)]
+    chunker_params: Option<ChunkerParams>,
+}
+
+/// `MIN,AVG,MAX` as sizes (`64`, `512KiB`, `1MiB`); the ranges are checked with the config.
+fn parse_chunker_params(s: &str) -> std::result::Result<ChunkerParams, String> {
+    let sizes: Vec<u32> = s
+        .split(',')
+        .map(|p| {
+            coop_agent::settings::parse_size(p)
+                .and_then(|n| u32::try_from(n).map_err(|_| format!("{p:?} is too large")))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let [min_size, avg_size, max_size] = sizes[..] else {
+        return Err(format!("expected MIN,AVG,MAX (three sizes), got {s:?}"));
+    };
+    Ok(ChunkerParams {
+        min_size,
+        avg_size,
+        max_size,
+        ..ChunkerParams::default()
+    })
 }
 
 /// `init --json`: the new repository and who reads its tenant coop.
@@ -69,7 +96,12 @@ pub fn run(g: &Global, a: InitArgs) -> Result<i32> {
     }
     let p = g.printer();
     let need_writer_key = notes.is_empty() && !local_identity_is_recipient(g, &recipients);
-    let (repo, _) = Repo::init(url, recipients.clone(), coop_agent::now_rfc3339())?;
+    let (repo, _) = Repo::init_with(
+        url,
+        recipients.clone(),
+        coop_agent::now_rfc3339(),
+        a.chunker_params.unwrap_or_default(),
+    )?;
     // Always said, even with --quiet: losing this identity means losing the backups.
     for n in notes {
         p.always(n);
@@ -112,4 +144,20 @@ fn local_identity_is_recipient(g: &Global, recipients: &[String]) -> bool {
         .or_else(|| keys::default_identity_path().filter(|p| p.exists()));
     path.and_then(|p| keys::recipients_of_identity_file(&p).ok())
         .is_some_and(|mine| mine.iter().any(|r| recipients.contains(r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_chunker_params;
+
+    #[test]
+    fn chunker_params_are_three_sizes() {
+        let c = parse_chunker_params("64,256,1KiB").unwrap();
+        assert_eq!((c.min_size, c.avg_size, c.max_size), (64, 256, 1024));
+        let c = parse_chunker_params("512KiB, 1MiB, 8MiB").unwrap();
+        assert_eq!(c, coop_formats::config::ChunkerParams::default());
+        for bad in ["64,256", "64,256,1KiB,2KiB", "64,x,1KiB", "64,256,8GiB", ""] {
+            assert!(parse_chunker_params(bad).is_err(), "{bad}");
+        }
+    }
 }
