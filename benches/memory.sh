@@ -9,13 +9,20 @@
 # the growth per blob between the two sizes. Figures are for reports, not tests.
 # Restores go to --restore-to (default WORK/restored; a tmpfs such as /dev/shm/coop-restored
 # spares the disk the 1 M small files, about 4 GiB of blocks, and does not change coop's RSS).
-# usage: benches/memory.sh [--files N] [--work DIR] [--before BIN] [--coop BIN] [--restore-to DIR] [--keep]
+#
+# --blobs N measures by blob count instead, where N small files would not fit on the disk: the
+# repositories are made with `coop init --chunker-params 64,256,1KiB` (chunks of about 310
+# bytes), and the tree is N/100 files of 31 KiB of random bytes (about 100 blobs each, 100 files
+# per directory; 10 M blobs are 3.1 GB) in 20 groups; the two sizes are 1/10 and all of N, each
+# backed up as above (a second snapshot of the first half of its groups).
+# usage: benches/memory.sh [--files N | --blobs N] [--work DIR] [--before BIN] [--coop BIN] [--restore-to DIR] [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=1000000; work=/tmp/coop-memory; keep=0; before=""; COOP=""; restored=""
+files=1000000; work=/tmp/coop-memory; keep=0; before=""; COOP=""; restored=""; blobs=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) files=$2; shift 2 ;;
+    --blobs) blobs=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --before) before=$2; shift 2 ;;
     --coop) COOP=$2; shift 2 ;;
@@ -31,22 +38,33 @@ if [ -z "$COOP" ]; then
 fi
 tree="$work/tree"
 restored=${restored:-$work/restored}
-if [ ! -f "$tree/.done-$files" ]; then
+init_args=(); groups=10; parts=(3 10)
+if [ -n "$blobs" ]; then
+  files=$((blobs / 100)); groups=20; parts=(2 20); init_args=(--chunker-params 64,256,1KiB)
+  marker="$tree/.done-blobs100-$blobs"
+else
+  marker="$tree/.done-$files"
+fi
+if [ ! -f "$marker" ]; then
   rm -rf "$work"; mkdir -p "$tree"
   echo "generating $files files in $tree ..." >&2
-  python3 - "$tree" "$files" <<'EOF'
+  python3 - "$tree" "$files" "$groups" "${blobs:+random}" <<'EOF'
 import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-per_group = n // 10
+root, n, groups, random = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "random"
+per_group = n // groups
+per_dir = 100 if random else 1000
 for i in range(n):
     g, k = divmod(i, per_group)
-    d = os.path.join(root, f"g{g}", f"d{k // 1000:04d}")
-    if k % 1000 == 0:
+    d = os.path.join(root, f"g{g}", f"d{k // per_dir:05d}")
+    if k % per_dir == 0:
         os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{k % 1000:03d}.txt"), "w") as f:
-        f.write((f"file {i} of the many-files benchmark\n") * (1 + i % 10))
+    with open(os.path.join(d, f"f{k % per_dir:03d}.txt"), "wb") as f:
+        if random:
+            f.write(os.urandom(31 << 10))
+        else:
+            f.write(((f"file {i} of the many-files benchmark\n") * (1 + i % 10)).encode())
 EOF
-  touch "$tree/.done-$files"
+  touch "$marker"
 fi
 export XDG_CONFIG_HOME="$work/cfg"
 q() { "$@" > "$work/out" 2>&1 || { echo "failed: $*" >&2; cat "$work/out" >&2; exit 1; }; }
@@ -59,13 +77,13 @@ rss() { # binary command args... -> peak RSS in KiB
 bins=("after:$COOP"); [ -n "$before" ] && bins=("before:$before" "${bins[@]}")
 declare -A M
 sizes=()
-for tenths in 3 10; do
-  n=$((files / 10 * tenths)); sizes+=("$n")
-  paths=(); for g in $(seq 0 $((tenths - 1))); do paths+=("$tree/g$g"); done
-  half=("${paths[@]:0:$(((tenths + 1) / 2))}")
+for part in "${parts[@]}"; do
+  n=$((files / groups * part)); [ -n "$blobs" ] && n=$((n * 100)); sizes+=("$n")
+  paths=(); for g in $(seq 0 $((part - 1))); do paths+=("$tree/g$g"); done
+  half=("${paths[@]:0:$(((part + 1) / 2))}")
   repo="$work/repo-$n"; rm -rf "$repo" "$work/cache-build"
   export XDG_CACHE_HOME="$work/cache-build"
-  q "$COOP" init -q --repo "$repo"
+  q "$COOP" init -q --repo "$repo" "${init_args[@]}"
   q "$COOP" backup -q --repo "$repo" "${paths[@]}"
   q "$COOP" backup -q --repo "$repo" "${half[@]}"
   q "$COOP" forget -q --repo "$repo" --keep-last 1
@@ -84,7 +102,8 @@ for tenths in 3 10; do
   [ "$keep" = 1 ] || rm -rf "$repo"
 done
 rm -rf "$work/cache-build"
-printf '| command | binary |'; for n in "${sizes[@]}"; do printf ' %s files MiB |' "$n"; done
+unit=files; [ -n "$blobs" ] && unit=blobs
+printf '| command | binary |'; for n in "${sizes[@]}"; do printf ' %s %s MiB |' "$n" "$unit"; done
 printf ' bytes per blob |\n|---|---|'; for _ in "${sizes[@]}"; do printf -- '---|'; done; printf -- '---|\n'
 for c in check read restore prune; do
   for b in "${bins[@]}"; do

@@ -104,6 +104,33 @@ const BATCH: usize = 1 << 15;
 /// Small in unit tests: a snapshot of a few files spans batches.
 #[cfg(test)]
 const BATCH: usize = 5;
+/// Content parts (blobs and holes) per batch: a batch also ends before its files' parts pass
+/// this, so that its plan stays bounded when files have many blobs each (about 200 bytes per
+/// blob while a batch is written). A single file with more parts is a batch of its own.
+#[cfg(not(test))]
+const BATCH_PARTS: usize = 1 << 17;
+#[cfg(test)]
+const BATCH_PARTS: usize = 12;
+
+/// Entries gathered into batches of at most [`BATCH`] entries and [`BATCH_PARTS`] parts.
+#[derive(Default)]
+struct Batch {
+    items: Vec<plan::Item>,
+    parts: usize,
+}
+
+impl Batch {
+    /// Whether `it` still fits (an empty batch takes anything).
+    fn fits(&self, it: &plan::Item) -> bool {
+        self.items.is_empty()
+            || (self.items.len() < BATCH && self.parts + it.node.content.len() <= BATCH_PARTS)
+    }
+
+    fn push(&mut self, it: plan::Item) {
+        self.parts += it.node.content.len();
+        self.items.push(it);
+    }
+}
 
 /// What outlives a batch.
 #[derive(Default)]
@@ -162,7 +189,7 @@ pub fn restore(
     };
     let mut total = 0u64;
     let mut seen_groups: HashSet<u64> = HashSet::new();
-    let mut first: Vec<plan::Item> = Vec::new();
+    let mut first = Batch::default();
     let mut fits = true;
     plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
         if it.node.kind == NodeKind::File
@@ -171,11 +198,11 @@ pub fn restore(
             total = total.saturating_add(it.node.size);
         }
         if fits {
-            if first.len() < BATCH {
+            if first.fits(&it) {
                 first.push(it);
             } else {
                 fits = false;
-                first = Vec::new();
+                first = Batch::default();
             }
         }
         Ok(())
@@ -185,18 +212,32 @@ pub fn restore(
     progress.phase("restore", Some(total));
     let mut run = Run::default();
     if fits {
-        restore_batch(reader, target.as_fd(), first, opts, progress, &mut run)?;
+        restore_batch(
+            reader,
+            target.as_fd(),
+            first.items,
+            opts,
+            progress,
+            &mut run,
+        )?;
     } else {
-        let mut batch: Vec<plan::Item> = Vec::with_capacity(BATCH);
+        let mut batch = Batch::default();
         plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
-            batch.push(it);
-            if batch.len() >= BATCH {
+            if !batch.fits(&it) {
                 let full = std::mem::take(&mut batch);
-                restore_batch(reader, target.as_fd(), full, opts, progress, &mut run)?;
+                restore_batch(reader, target.as_fd(), full.items, opts, progress, &mut run)?;
             }
+            batch.push(it);
             Ok(())
         })?;
-        restore_batch(reader, target.as_fd(), batch, opts, progress, &mut run)?;
+        restore_batch(
+            reader,
+            target.as_fd(),
+            batch.items,
+            opts,
+            progress,
+            &mut run,
+        )?;
     }
     progress.finish();
     dir_metadata(target.as_fd(), &run.dirs, opts.owner, &mut run.report);
@@ -295,8 +336,13 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn repo() -> (Repo, TenantKeys) {
+        repo_with(coop_formats::config::ChunkerParams::default())
+    }
+
+    fn repo_with(chunker: coop_formats::config::ChunkerParams) -> (Repo, TenantKeys) {
         let (identity, public) = coop_formats::crypt::generate_identity();
-        let (r, keyring) = Repo::init("memory:", vec![public], crate::now_rfc3339()).unwrap();
+        let (r, keyring) =
+            Repo::init_with("memory:", vec![public], crate::now_rfc3339(), chunker).unwrap();
         let ids = coop_formats::crypt::parse_identities(identity.as_bytes()).unwrap();
         let keys = TenantKeys::from_keyring(keyring, std::sync::Arc::new(ids)).unwrap();
         (r, keys)
@@ -331,6 +377,64 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// Files of many blobs (chunks of about 300 bytes) end batches by their parts: files of
+    /// fewer parts than a batch holds share batches, a file of more is a batch of its own,
+    /// and the restore is the whole snapshot.
+    #[test]
+    fn batches_end_by_the_parts_of_their_files() {
+        let src = tempfile::tempdir().unwrap();
+        let root = src.path().join("src");
+        std::fs::create_dir_all(&root).unwrap();
+        for (i, len) in [600usize, 900, 8_000, 300, 20_000, 1_200]
+            .into_iter()
+            .enumerate()
+        {
+            let bytes: Vec<u8> = (0..len).map(|j| (j * 7 + i * 131 + j / 97) as u8).collect();
+            std::fs::write(root.join(format!("f{i}")), bytes).unwrap();
+        }
+        let (r, keys) = repo_with(coop_formats::config::ChunkerParams {
+            min_size: 64,
+            avg_size: 256,
+            max_size: 1024,
+            ..Default::default()
+        });
+        let opts = crate::backup::BackupOptions {
+            paths: vec![root.clone()],
+            host: "test".into(),
+            ..Default::default()
+        };
+        crate::backup::backup(&r, &keys, &opts, &NoProgress).unwrap();
+        let index = crate::index::load(&r, &keys).unwrap();
+        let reader = BlobReader::new(&r, &keys, &index).unwrap();
+        let tree = crate::snapshots::list(&r, &keys).unwrap().entries[0]
+            .snapshot
+            .tree;
+        let dir = reader.find(&tree, root.to_str().unwrap()).unwrap().unwrap();
+        let parts: Vec<usize> = reader
+            .tree(&dir.subtree.unwrap())
+            .unwrap()
+            .nodes
+            .iter()
+            .map(|n| n.content.len())
+            .collect();
+        assert!(parts.iter().any(|p| *p > BATCH_PARTS), "{parts:?}");
+        let out = tempfile::tempdir().unwrap();
+        let rep = restore(
+            &reader,
+            RestoreRoot::Tree(tree),
+            &RestoreOptions {
+                target: out.path().to_path_buf(),
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        assert!(rep.failed.is_empty(), "{:?}", rep.failed);
+        assert_eq!(rep.files, 6);
+        let restored = out.path().join(root.strip_prefix("/").unwrap());
+        assert_eq!(tree_of(&restored), tree_of(&root));
     }
 
     /// A snapshot larger than a batch restores as one: every file, directory, symlink and
