@@ -68,14 +68,17 @@ EOF
 fi
 export XDG_CONFIG_HOME="$work/cfg"
 q() { "$@" > "$work/out" 2>&1 || { echo "failed: $*" >&2; cat "$work/out" >&2; exit 1; }; }
-rss() { # binary command args... -> peak RSS in KiB
+rss() { # binary command args... -> peak RSS in KiB (wall seconds kept in $work/times)
   local bin=$1; shift
-  /usr/bin/time -f "%M" -o "$work/t" "$bin" "$@" > "$work/out" 2>&1 \
+  /usr/bin/time -f "%M %e" -o "$work/t" "$bin" "$@" > "$work/out" 2>&1 \
     || { echo "$bin $* failed:" >&2; cat "$work/out" >&2; exit 1; }
-  cat "$work/t"
+  read -r kib secs < "$work/t"
+  echo "$n, $(basename "$bin") ${*:1:3}: $secs s" >> "$work/times"
+  echo "$kib"
 }
 bins=("after:$COOP"); [ -n "$before" ] && bins=("before:$before" "${bins[@]}")
 declare -A M
+rm -f "$work/times"
 sizes=()
 for part in "${parts[@]}"; do
   n=$((files / groups * part)); [ -n "$blobs" ] && n=$((n * 100)); sizes+=("$n")
@@ -116,3 +119,6 @@ for c in check read restore prune; do
       'BEGIN { printf " %.0f |\n", (b - a) * 1024 / (y - x) }'
   done
 done
+echo
+echo "wall seconds (for reading the table, not for comparing tools):"
+cat "$work/times"

@@ -366,7 +366,8 @@ fn read_limited(
     limit: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), CryptError> {
-    out.reserve(size_hint.min(limit));
+    // Exactly: a reused buffer grown by `reserve` would double (32 MiB for a 16 MiB pack).
+    out.reserve_exact(size_hint.min(limit));
     r.take(limit as u64 + 1)
         .read_to_end(out)
         .map_err(|e| CryptError::Damaged {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use coop_formats::id::Id;
 
 /// Bytes of records a [`Sorter`] holds before it writes a run.
-pub const RUN_BYTES: usize = 32 << 20;
+pub const RUN_BYTES: usize = 16 << 20;
 /// Read buffer per run while merging.
 const MERGE_BUF: usize = 64 << 10;
 

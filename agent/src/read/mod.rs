@@ -21,15 +21,32 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
-/// Packs kept decrypted in memory for tree reads.
-const PACK_CACHE: usize = 4;
+/// Packs kept decrypted in memory for tree reads. Two: a walk reads a subtree's trees
+/// mostly in the order a backup wrote them (the walk keeps each tree it is inside decoded), so
+/// a third pack saved few fetches and cost 16 MiB in every restore, check and prune.
+const TREE_PACKS: usize = 2;
+/// Packs kept decrypted for data read blob by blob (export, dump), whose files may take their
+/// blobs from several packs in turn.
+const DATA_PACKS: usize = 4;
+
+/// A decrypted pack in the cache, with the type of blob it was read for.
+type Cached = (Id, BlobType, Arc<Vec<u8>>);
+
+/// Drops the oldest packs read for `ty` until fewer than `room` are left.
+fn make_room(c: &mut Vec<Cached>, ty: BlobType, room: usize) {
+    while c.iter().filter(|e| e.1 == ty).count() >= room {
+        let oldest = c.iter().position(|e| e.1 == ty).expect("counted");
+        c.remove(oldest);
+    }
+}
 
 /// Reads and verifies blobs of one tenant.
 pub struct BlobReader<'a> {
     pub repo: &'a Repo,
     pub keys: &'a TenantKeys,
     pub index: &'a Index,
-    cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
+    /// Decrypted packs, oldest first, with the type of blob each was read for.
+    cache: Mutex<Vec<Cached>>,
     /// Every location of every blob (every claim of every index object, sorted on disk),
     /// read the first time a blob fails at its first location.
     alternatives: OnceLock<Claims>,
@@ -223,30 +240,32 @@ impl<'a> BlobReader<'a> {
         Ok(())
     }
 
-    /// A decrypted pack, from a small cache. The oldest pack leaves the cache before a new
-    /// one is fetched, and a cached pack holds no spare capacity: the cache's memory is
-    /// [`PACK_CACHE`] packs, however many packs are read.
-    pub fn pack(&self, pack_id: &Id) -> Result<Arc<Vec<u8>>> {
+    /// A decrypted pack, from a small cache. The oldest pack read for the same type of blob
+    /// leaves the cache before a new one is fetched, and a cached pack holds no spare
+    /// capacity: the cache's memory is [`TREE_PACKS`] packs for trees and [`DATA_PACKS`] for
+    /// data, however many packs are read.
+    fn pack(&self, pack_id: &Id, ty: BlobType) -> Result<Arc<Vec<u8>>> {
+        let room = match ty {
+            BlobType::Tree => TREE_PACKS,
+            BlobType::Data => DATA_PACKS,
+        };
+        let make_room = |c: &mut Vec<Cached>| make_room(c, ty, room);
         {
             let mut c = self.cache.lock().expect("lock");
-            if let Some(pos) = c.iter().position(|(id, _)| id == pack_id) {
+            if let Some(pos) = c.iter().position(|(id, t, _)| id == pack_id && *t == ty) {
                 let e = c.remove(pos);
-                let p = Arc::clone(&e.1);
+                let p = Arc::clone(&e.2);
                 c.push(e);
                 return Ok(p);
             }
-            if c.len() >= PACK_CACHE {
-                c.remove(0);
-            }
+            make_room(&mut c);
         }
         let mut plain = self.fetch_pack(pack_id)?;
         plain.shrink_to_fit();
         let p = Arc::new(plain);
         let mut c = self.cache.lock().expect("lock");
-        if c.len() >= PACK_CACHE {
-            c.remove(0);
-        }
-        c.push((*pack_id, Arc::clone(&p)));
+        make_room(&mut c);
+        c.push((*pack_id, ty, Arc::clone(&p)));
         Ok(p)
     }
 
@@ -356,7 +375,7 @@ impl<'a> BlobReader<'a> {
 
     /// Reads and verifies blob `id` at `loc` in pack `pack_id` (whatever the index says).
     pub fn blob_in(&self, pack_id: &Id, id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
-        let p = self.pack(pack_id)?;
+        let p = self.pack(pack_id, loc.ty)?;
         blob::decode(
             &self.keys.id_key,
             *id,
@@ -525,4 +544,26 @@ pub enum DumpError {
     Read(Error),
     /// Writing the output failed (a closed pipe, a full disk).
     Write(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trees and data each keep their own number of packs: reading data never pushes the
+    /// trees a walk is using out of the cache, and each type drops its oldest pack first.
+    #[test]
+    fn each_blob_type_keeps_its_own_newest_packs() {
+        let pack = |n: u8, ty| (Id([n; 32]), ty, Arc::new(Vec::new()));
+        let mut c: Vec<Cached> = Vec::new();
+        for n in 0..6 {
+            make_room(&mut c, BlobType::Data, DATA_PACKS);
+            c.push(pack(n, BlobType::Data));
+            make_room(&mut c, BlobType::Tree, TREE_PACKS);
+            c.push(pack(100 + n, BlobType::Tree));
+        }
+        let kept = |ty| -> Vec<u8> { c.iter().filter(|e| e.1 == ty).map(|e| e.0 .0[0]).collect() };
+        assert_eq!(kept(BlobType::Tree), vec![104, 105]);
+        assert_eq!(kept(BlobType::Data), vec![2, 3, 4, 5]);
+    }
 }

@@ -105,10 +105,10 @@ const BATCH: usize = 1 << 15;
 #[cfg(test)]
 const BATCH: usize = 5;
 /// Content parts (blobs and holes) per batch: a batch also ends before its files' parts pass
-/// this, so that its plan stays bounded when files have many blobs each (about 200 bytes per
+/// this, so that its plan stays bounded when files have many blobs each (about 300 bytes per
 /// blob while a batch is written). A single file with more parts is a batch of its own.
 #[cfg(not(test))]
-const BATCH_PARTS: usize = 1 << 17;
+const BATCH_PARTS: usize = 1 << 16;
 #[cfg(test)]
 const BATCH_PARTS: usize = 12;
 
