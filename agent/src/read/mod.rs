@@ -21,22 +21,22 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
-/// Packs kept decrypted in memory for tree reads. Two: a walk reads a subtree's trees
-/// mostly in the order a backup wrote them (the walk keeps each tree it is inside decoded), so
-/// a third pack saved few fetches and cost 16 MiB in every restore, check and prune.
-const TREE_PACKS: usize = 2;
-/// Packs kept decrypted for data read blob by blob (export, dump), whose files may take their
-/// blobs from several packs in turn.
-const DATA_PACKS: usize = 4;
+/// Decrypted packs kept in memory for tree reads: as many bytes as this many full packs of
+/// the repository's pack size (64 MiB by default), however many packs that is. Not fewer: a
+/// snapshot's trees lie in the tree packs of every backup that wrote one of them, and a walk
+/// goes from one to the other (two packs: 661 pack reads instead of 159 for a restore of the
+/// scale 1.0 benchmark's third snapshot, a third more time; PERFORMANCE.md, "Memory at 10 M
+/// blobs"). Counted in bytes, the small tree packs of daily incremental backups, a few hundred
+/// KiB each, are many at once in the cache.
+const PACK_CACHE: usize = 4;
+/// At most this many packs in the cache (it is searched linearly).
+const PACK_CACHE_ENTRIES: usize = 1024;
 
-/// A decrypted pack in the cache, with the type of blob it was read for.
-type Cached = (Id, BlobType, Arc<Vec<u8>>);
-
-/// Drops the oldest packs read for `ty` until fewer than `room` are left.
-fn make_room(c: &mut Vec<Cached>, ty: BlobType, room: usize) {
-    while c.iter().filter(|e| e.1 == ty).count() >= room {
-        let oldest = c.iter().position(|e| e.1 == ty).expect("counted");
-        c.remove(oldest);
+/// Drops the oldest packs until `room` more bytes fit in `budget` (and an entry is free).
+fn make_room(c: &mut Vec<(Id, Arc<Vec<u8>>)>, room: usize, budget: usize) {
+    let mut held: usize = c.iter().map(|(_, p)| p.len()).sum();
+    while !c.is_empty() && (held + room > budget || c.len() >= PACK_CACHE_ENTRIES) {
+        held -= c.remove(0).1.len();
     }
 }
 
@@ -45,8 +45,7 @@ pub struct BlobReader<'a> {
     pub repo: &'a Repo,
     pub keys: &'a TenantKeys,
     pub index: &'a Index,
-    /// Decrypted packs, oldest first, with the type of blob each was read for.
-    cache: Mutex<Vec<Cached>>,
+    cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
     /// Every location of every blob (every claim of every index object, sorted on disk),
     /// read the first time a blob fails at its first location.
     alternatives: OnceLock<Claims>,
@@ -240,32 +239,28 @@ impl<'a> BlobReader<'a> {
         Ok(())
     }
 
-    /// A decrypted pack, from a small cache. The oldest pack read for the same type of blob
-    /// leaves the cache before a new one is fetched, and a cached pack holds no spare
-    /// capacity: the cache's memory is [`TREE_PACKS`] packs for trees and [`DATA_PACKS`] for
-    /// data, however many packs are read.
-    fn pack(&self, pack_id: &Id, ty: BlobType) -> Result<Arc<Vec<u8>>> {
-        let room = match ty {
-            BlobType::Tree => TREE_PACKS,
-            BlobType::Data => DATA_PACKS,
-        };
-        let make_room = |c: &mut Vec<Cached>| make_room(c, ty, room);
+    /// A decrypted pack, from a small cache. The oldest packs leave the cache before a new
+    /// one is fetched, and a cached pack holds no spare capacity: the cache's memory is
+    /// [`PACK_CACHE`] packs' worth of bytes, however many packs are read.
+    pub fn pack(&self, pack_id: &Id) -> Result<Arc<Vec<u8>>> {
+        let full = self.repo.config.pack_size as usize;
+        let budget = PACK_CACHE * full;
         {
             let mut c = self.cache.lock().expect("lock");
-            if let Some(pos) = c.iter().position(|(id, t, _)| id == pack_id && *t == ty) {
+            if let Some(pos) = c.iter().position(|(id, _)| id == pack_id) {
                 let e = c.remove(pos);
-                let p = Arc::clone(&e.2);
+                let p = Arc::clone(&e.1);
                 c.push(e);
                 return Ok(p);
             }
-            make_room(&mut c);
+            make_room(&mut c, full, budget);
         }
         let mut plain = self.fetch_pack(pack_id)?;
         plain.shrink_to_fit();
         let p = Arc::new(plain);
         let mut c = self.cache.lock().expect("lock");
-        make_room(&mut c);
-        c.push((*pack_id, ty, Arc::clone(&p)));
+        make_room(&mut c, p.len(), budget);
+        c.push((*pack_id, Arc::clone(&p)));
         Ok(p)
     }
 
@@ -375,7 +370,7 @@ impl<'a> BlobReader<'a> {
 
     /// Reads and verifies blob `id` at `loc` in pack `pack_id` (whatever the index says).
     pub fn blob_in(&self, pack_id: &Id, id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
-        let p = self.pack(pack_id, loc.ty)?;
+        let p = self.pack(pack_id)?;
         blob::decode(
             &self.keys.id_key,
             *id,
@@ -550,20 +545,27 @@ pub enum DumpError {
 mod tests {
     use super::*;
 
-    /// Trees and data each keep their own number of packs: reading data never pushes the
-    /// trees a walk is using out of the cache, and each type drops its oldest pack first.
+    /// The cache holds packs up to a byte budget: many small ones, few full ones, and the
+    /// oldest leave first.
     #[test]
-    fn each_blob_type_keeps_its_own_newest_packs() {
-        let pack = |n: u8, ty| (Id([n; 32]), ty, Arc::new(Vec::new()));
-        let mut c: Vec<Cached> = Vec::new();
-        for n in 0..6 {
-            make_room(&mut c, BlobType::Data, DATA_PACKS);
-            c.push(pack(n, BlobType::Data));
-            make_room(&mut c, BlobType::Tree, TREE_PACKS);
-            c.push(pack(100 + n, BlobType::Tree));
+    fn the_pack_cache_is_bounded_in_bytes_not_packs() {
+        let pack = |n: u8, len: usize| (Id([n; 32]), Arc::new(vec![0u8; len]));
+        let mut c = Vec::new();
+        for n in 0..100 {
+            make_room(&mut c, 10, 1000);
+            c.push(pack(n, 10));
         }
-        let kept = |ty| -> Vec<u8> { c.iter().filter(|e| e.1 == ty).map(|e| e.0 .0[0]).collect() };
-        assert_eq!(kept(BlobType::Tree), vec![104, 105]);
-        assert_eq!(kept(BlobType::Data), vec![2, 3, 4, 5]);
+        assert_eq!(c.len(), 100, "a hundred small packs fit");
+        make_room(&mut c, 400, 1000);
+        assert_eq!(c.len(), 60);
+        assert_eq!(c[0].0, Id([40; 32]), "the oldest left first");
+        make_room(&mut c, 1000, 1000);
+        assert!(c.is_empty());
+        for n in 0..PACK_CACHE_ENTRIES + 5 {
+            make_room(&mut c, 0, usize::MAX);
+            c.push(pack(n as u8, 0));
+        }
+        make_room(&mut c, 0, usize::MAX);
+        assert!(c.len() < PACK_CACHE_ENTRIES);
     }
 }
