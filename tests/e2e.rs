@@ -978,7 +978,7 @@ fn restore_under_a_low_descriptor_limit_reopens_the_files_it_cannot_keep() {
 
 /// `coop init --chunker-params`: the sizes are the repository's (a 256 KiB file in chunks of
 /// about 256 bytes is about a thousand blobs, and restores whole); sizes out of range or
-/// malformed are usage errors that write nothing.
+/// malformed are usage errors that write nothing: no repository, and no identity.
 #[test]
 fn chunker_params_are_chosen_at_init_and_checked() {
     let env = Env::new();
@@ -1015,21 +1015,25 @@ fn chunker_params_are_chosen_at_init_and_checked() {
         "64,256,1GiB",
         "1MiB,8MiB,16MiB",
     ] {
-        let repo = env.p("bad");
-        env.fails(
-            &[
-                "init",
-                "--repo",
-                repo.to_str().unwrap(),
-                "--chunker-params",
-                bad,
-            ],
-            2,
-        );
+        // A first init, with no identity yet: refused, it must not create one either.
+        let (repo, config) = (env.p("bad"), env.p("fresh-config"));
+        let out = env
+            .cmd()
+            .env("XDG_CONFIG_HOME", &config)
+            .args(["init", "--repo", repo.to_str().unwrap()])
+            .args(["--chunker-params", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
         assert!(
             !repo.exists(),
             "{bad}: a refused init wrote {}",
             repo.display()
+        );
+        assert!(
+            !config.exists(),
+            "{bad}: a refused init wrote {}",
+            config.display()
         );
     }
 }

@@ -37,6 +37,31 @@ impl Default for ChunkerParams {
     }
 }
 
+impl ChunkerParams {
+    /// Checks the sizes against what readers accept (SPEC: the config).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = self;
+        let ok = (64..=(1 << 20)).contains(&c.min_size)
+            && (256..=(4 << 20)).contains(&c.avg_size)
+            && (1024..=(16 << 20)).contains(&c.max_size)
+            && c.min_size <= c.avg_size
+            && c.avg_size <= c.max_size
+            && c.min_size.is_multiple_of(2)
+            && c.avg_size.is_multiple_of(2)
+            && c.max_size.is_multiple_of(2);
+        if !ok {
+            let reason = format!(
+                "chunk sizes min {}, avg {}, max {} are out of range: min 64 B to 1 MiB, avg \
+                 256 B to 4 MiB, max 1 KiB to 16 MiB, min <= avg <= max, each an even number \
+                 of bytes",
+                c.min_size, c.avg_size, c.max_size
+            );
+            return Err(ConfigError::Invalid { reason });
+        }
+        Ok(())
+    }
+}
+
 /// The repository config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,18 +128,7 @@ impl Config {
         if self.version != 1 {
             return bad(format!("config version {} is not supported", self.version));
         }
-        let c = &self.chunker;
-        let ok = (64..=(1 << 20)).contains(&c.min_size)
-            && (256..=(4 << 20)).contains(&c.avg_size)
-            && (1024..=(16 << 20)).contains(&c.max_size)
-            && c.min_size <= c.avg_size
-            && c.avg_size <= c.max_size
-            && c.min_size.is_multiple_of(2)
-            && c.avg_size.is_multiple_of(2)
-            && c.max_size.is_multiple_of(2);
-        if !ok {
-            return bad(format!("chunker parameters {c:?} are out of range"));
-        }
+        self.chunker.validate()?;
         if !(0..=19).contains(&self.compression_level) {
             return bad(format!(
                 "compression level {} is out of range 0..=19",

@@ -26,7 +26,7 @@ pub struct InitArgs {
     chunker_params: Option<ChunkerParams>,
 }
 
-/// `MIN,AVG,MAX` as sizes (`64`, `512KiB`, `1MiB`); the ranges are checked with the config.
+/// `MIN,AVG,MAX` as sizes (`64`, `512KiB`, `1MiB`), in the ranges readers accept.
 fn parse_chunker_params(s: &str) -> std::result::Result<ChunkerParams, String> {
     let sizes: Vec<u32> = s
         .split(',')
@@ -38,12 +38,15 @@ fn parse_chunker_params(s: &str) -> std::result::Result<ChunkerParams, String> {
     let [min_size, avg_size, max_size] = sizes[..] else {
         return Err(format!("expected MIN,AVG,MAX (three sizes), got {s:?}"));
     };
-    Ok(ChunkerParams {
+    let c = ChunkerParams {
         min_size,
         avg_size,
         max_size,
         ..ChunkerParams::default()
-    })
+    };
+    // Checked here, before `init` creates an identity or anything else.
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
 }
 
 /// `init --json`: the new repository and who reads its tenant coop.
@@ -156,7 +159,14 @@ mod tests {
         assert_eq!((c.min_size, c.avg_size, c.max_size), (64, 256, 1024));
         let c = parse_chunker_params("512KiB, 1MiB, 8MiB").unwrap();
         assert_eq!(c, coop_formats::config::ChunkerParams::default());
-        for bad in ["64,256", "64,256,1KiB,2KiB", "64,x,1KiB", "64,256,8GiB", ""] {
+        for bad in [
+            "64,256",
+            "64,256,1KiB,2KiB",
+            "64,x,1KiB",
+            "64,256,8GiB",
+            "",
+            "32,256,1KiB",
+        ] {
             assert!(parse_chunker_params(bad).is_err(), "{bad}");
         }
     }
