@@ -211,33 +211,21 @@ pub fn restore(
     let target = open_target()?;
     progress.phase("restore", Some(total));
     let mut run = Run::default();
+    let restore_items = |b: Batch, run: &mut Run| {
+        restore_batch(reader, target.as_fd(), b.items, opts, progress, run)
+    };
     if fits {
-        restore_batch(
-            reader,
-            target.as_fd(),
-            first.items,
-            opts,
-            progress,
-            &mut run,
-        )?;
+        restore_items(first, &mut run)?;
     } else {
         let mut batch = Batch::default();
         plan::walk(reader, RestoreRoot::Tree(id), &includes, &excludes, |it| {
             if !batch.fits(&it) {
-                let full = std::mem::take(&mut batch);
-                restore_batch(reader, target.as_fd(), full.items, opts, progress, &mut run)?;
+                restore_items(std::mem::take(&mut batch), &mut run)?;
             }
             batch.push(it);
             Ok(())
         })?;
-        restore_batch(
-            reader,
-            target.as_fd(),
-            batch.items,
-            opts,
-            progress,
-            &mut run,
-        )?;
+        restore_items(batch, &mut run)?;
     }
     progress.finish();
     dir_metadata(target.as_fd(), &run.dirs, opts.owner, &mut run.report);
@@ -348,6 +336,21 @@ mod tests {
         (r, keys)
     }
 
+    /// Backs `root` up; the index and the snapshot's tree.
+    fn backed_up(r: &Repo, keys: &TenantKeys, root: &Path) -> (crate::index::Index, Id) {
+        let opts = crate::backup::BackupOptions {
+            paths: vec![root.to_path_buf()],
+            host: "test".into(),
+            ..Default::default()
+        };
+        crate::backup::backup(r, keys, &opts, &NoProgress).unwrap();
+        let index = crate::index::load(r, keys).unwrap();
+        let tree = crate::snapshots::list(r, keys).unwrap().entries[0]
+            .snapshot
+            .tree;
+        (index, tree)
+    }
+
     fn tree_of(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
@@ -400,17 +403,8 @@ mod tests {
             max_size: 1024,
             ..Default::default()
         });
-        let opts = crate::backup::BackupOptions {
-            paths: vec![root.clone()],
-            host: "test".into(),
-            ..Default::default()
-        };
-        crate::backup::backup(&r, &keys, &opts, &NoProgress).unwrap();
-        let index = crate::index::load(&r, &keys).unwrap();
+        let (index, tree) = backed_up(&r, &keys, &root);
         let reader = BlobReader::new(&r, &keys, &index).unwrap();
-        let tree = crate::snapshots::list(&r, &keys).unwrap().entries[0]
-            .snapshot
-            .tree;
         let dir = reader.find(&tree, root.to_str().unwrap()).unwrap().unwrap();
         let parts: Vec<usize> = reader
             .tree(&dir.subtree.unwrap())
@@ -463,16 +457,8 @@ mod tests {
         )
         .unwrap();
         let (r, keys) = repo();
-        let opts = crate::backup::BackupOptions {
-            paths: vec![root.clone()],
-            host: "test".into(),
-            ..Default::default()
-        };
-        crate::backup::backup(&r, &keys, &opts, &NoProgress).unwrap();
-        let index = crate::index::load(&r, &keys).unwrap();
+        let (index, tree) = backed_up(&r, &keys, &root);
         let reader = BlobReader::new(&r, &keys, &index).unwrap();
-        let snaps = crate::snapshots::list(&r, &keys).unwrap();
-        let tree = snaps.entries[0].snapshot.tree;
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("all");
         let rep = restore(
