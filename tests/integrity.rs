@@ -441,7 +441,10 @@ fn truncated_empty_and_missing_objects_give_specific_errors() {
     let kinds = ["config", "keys", "packs", "index", "snapshots"];
     let mut cases = 0;
     for kind in kinds {
-        for damage in ["truncate", "empty", "missing"] {
+        for damage in ["truncate", "empty", "missing", "oversized"] {
+            if damage == "oversized" && kind != "packs" {
+                continue;
+            }
             let _ = fs::remove_dir_all(env.repo());
             copy_dir(&pristine, &env.repo());
             let target = if kind == "config" {
@@ -462,6 +465,14 @@ fn truncated_empty_and_missing_objects_give_specific_errors() {
                     fs::write(&target, &b[..b.len() / 2]).unwrap();
                 }
                 "empty" => fs::write(&target, b"").unwrap(),
+                // A lying site serves a pack larger than any pack can be (sparse here): it
+                // is refused by its size, before it is read into memory.
+                "oversized" => fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .unwrap()
+                    .set_len(200 << 20)
+                    .unwrap(),
                 _ => fs::remove_file(&target).unwrap(),
             }
             let files_before = walk_files(&env.repo()).len();
@@ -486,6 +497,12 @@ fn truncated_empty_and_missing_objects_give_specific_errors() {
                     _ => 6,
                 };
                 assert_eq!(code, Some(expected), "{kind}/{damage}: {err}");
+                if damage == "oversized" {
+                    assert!(
+                        err.contains("bytes, more than the"),
+                        "{kind}/{damage}: {err}"
+                    );
+                }
                 // Prune refuses and deletes nothing.
                 let p = env.coop(&["prune"]);
                 assert!(
@@ -503,7 +520,7 @@ fn truncated_empty_and_missing_objects_give_specific_errors() {
             cases += 1;
         }
     }
-    report(&format!("truncated / empty / missing objects: {cases} cases over 5 object types, each a specific error (or a rollback warning) and no panic; prune refused in every damaged case"));
+    report(&format!("truncated / empty / missing objects (and an oversized pack): {cases} cases over 5 object types, each a specific error (or a rollback warning) and no panic, an oversized pack refused by its size; prune refused in every damaged case"));
 }
 
 #[test]

@@ -20,6 +20,10 @@ pub const TRAILER_MAGIC: [u8; 4] = *b"CPKT";
 pub const ENTRY_LEN: usize = 42;
 /// The largest pack plaintext a reader accepts.
 pub const MAX_PACK_LEN: usize = 160 << 20;
+/// The largest stored pack a reader fetches: the largest plaintext, age's 16-byte tag per
+/// 64 KiB chunk, and 1 MiB for the envelope and age's header (its recipient stanzas).
+/// Anything larger cannot decrypt to a pack and is refused before it is read into memory.
+pub const MAX_STORED_PACK_LEN: usize = MAX_PACK_LEN + MAX_PACK_LEN / 4096 + (1 << 20);
 
 /// One blob in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,10 +61,13 @@ pub(super) fn read_packs(
     }
 }
 
-/// Reused for every pack a worker reads: the decrypted pack and decompressed blobs.
+/// Reused for every pack a worker reads: the stored pack (decrypted as it is read, never
+/// held whole in plaintext), one blob's stored bytes and decompressed blobs (kept, not freed
+/// per pack, so that glibc's arenas do not keep freed copies).
 #[derive(Default)]
 struct Buffers {
-    plain: Vec<u8>,
+    stored: Vec<u8>,
+    blob: Vec<u8>,
     scratch: Vec<u8>,
     other: Vec<u8>,
 }
@@ -82,37 +85,48 @@ fn read_pack(
 ) -> Vec<Problem> {
     let mut bad_blobs = Vec::new();
     let mut intact = 0usize;
-    let res = reader.fetch_pack_into(pid, &mut bufs.plain).and_then(|()| {
-        let table = coop_formats::pack::parse_table(&bufs.plain)
-            .map_err(|e| Error::damaged(pid.to_hex(), e))?;
-        let mut done: HashSet<Id> = HashSet::new();
-        for e in &table {
-            let Some(loc) = index.get(&e.id)? else {
-                continue;
-            };
-            if index.pack_id(&loc) != *pid
-                || loc.offset != e.offset
-                || loc.stored_len != e.stored_len
-                || !done.insert(e.id)
-            {
-                continue;
-            }
-            let (bid, loc) = (&e.id, &loc);
-            match reader.decode_ref(&bufs.plain, bid, loc, &mut bufs.scratch) {
-                Ok(_) => {
-                    blobs_read.fetch_add(1, Ordering::Relaxed);
+    let res = reader
+        .fetch_stored_into(pid, &mut bufs.stored)
+        .and_then(|()| {
+            let (table, mut r) = reader.open_with_table(pid, &bufs.stored)?;
+            let mut pos = coop_formats::envelope::HEADER_LEN as u64;
+            let mut done: HashSet<Id> = HashSet::new();
+            for e in &table {
+                let Some(loc) = index.get(&e.id)? else {
+                    continue;
+                };
+                if index.pack_id(&loc) != *pid
+                    || loc.offset != e.offset
+                    || loc.stored_len != e.stored_len
+                    || !done.insert(e.id)
+                {
+                    continue;
                 }
-                Err(e) => {
-                    if intact_elsewhere(reader, pid, bid, loc, &mut bufs.other) {
-                        intact += 1;
-                    } else {
-                        bad_blobs.push((*bid, e.to_string()))
+                let (bid, loc) = (&e.id, &loc);
+                // The stream cannot go on past damage: the pack fails from here.
+                crate::read::read_next_blob(&mut r, &mut pos, loc, &mut bufs.blob).map_err(
+                    |err| {
+                        Error::damaged(
+                            pid.to_hex(),
+                            format!("pack is damaged or truncated at blob {bid}: {err}"),
+                        )
+                    },
+                )?;
+                match reader.verify_stored(&bufs.blob, bid, loc, &mut bufs.scratch) {
+                    Ok(_) => {
+                        blobs_read.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if intact_elsewhere(reader, pid, bid, loc, &mut bufs.other) {
+                            intact += 1;
+                        } else {
+                            bad_blobs.push((*bid, e.to_string()))
+                        }
                     }
                 }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
     let mut problems = Vec::new();
     if intact > 0 {
         problems.push(Problem {

@@ -250,6 +250,9 @@ struct Repacker<'a> {
     /// not copied; the plan names them.
     verified: Vec<(Id, Id)>,
     scratch: Vec<u8>,
+    /// Reused for every condemned pack: its stored and decrypted bytes.
+    pack_stored: Vec<u8>,
+    pack_plain: Vec<u8>,
 }
 
 impl<'a> Repacker<'a> {
@@ -275,6 +278,8 @@ impl<'a> Repacker<'a> {
             new_packs: Vec::new(),
             verified: Vec::new(),
             scratch: Vec::new(),
+            pack_stored: Vec::new(),
+            pack_plain: Vec::new(),
         })
     }
 
@@ -283,9 +288,21 @@ impl<'a> Repacker<'a> {
     /// (verified first: never spread a damaged blob) into a new pack. Returns how many
     /// blobs were copied.
     fn copy_out_of(&mut self, p: &Id) -> Result<usize> {
-        let plain = self.reader.fetch_pack(p)?;
+        let mut stored = std::mem::take(&mut self.pack_stored);
+        let mut plain = std::mem::take(&mut self.pack_plain);
+        let res = self
+            .reader
+            .fetch_pack_into(p, &mut stored, &mut plain)
+            .and_then(|()| self.copy_blobs(p, &plain));
+        self.pack_stored = stored;
+        self.pack_plain = plain;
+        res
+    }
+
+    /// [`Self::copy_out_of`] once the pack is read and decrypted into `plain`.
+    fn copy_blobs(&mut self, p: &Id, plain: &[u8]) -> Result<usize> {
         let table =
-            coop_formats::pack::parse_table(&plain).map_err(|e| Error::damaged(p.to_hex(), e))?;
+            coop_formats::pack::parse_table(plain).map_err(|e| Error::damaged(p.to_hex(), e))?;
         self.tables.remember(p, &table);
         let mut found = 0usize;
         for e in &table {
@@ -299,7 +316,6 @@ impl<'a> Repacker<'a> {
             found += 1;
             let stored = &plain[e.offset as usize..(e.offset + e.stored_len) as usize];
             // Verify before copying: never spread a damaged blob.
-            let mut check = Vec::new();
             coop_formats::blob::decode(
                 &self.keys.id_key,
                 e.id,
@@ -307,7 +323,7 @@ impl<'a> Repacker<'a> {
                 e.compression,
                 e.raw_len,
                 stored,
-                &mut check,
+                &mut self.scratch,
             )
             .map_err(|err| Error::damaged(p.to_hex(), err))?;
             self.add(e, stored)?;

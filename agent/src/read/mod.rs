@@ -40,12 +40,41 @@ fn make_room(c: &mut Vec<(Id, Arc<Vec<u8>>)>, room: usize, budget: usize) {
     }
 }
 
+/// Reads the blob at `loc` from a pack stream that is at offset `*pos`: blobs are taken in
+/// offset order, skipping the ones not needed. The blob's length comes from the index and is
+/// bounded by the pack format's limit before anything is allocated.
+pub(crate) fn read_next_blob(
+    r: &mut impl std::io::Read,
+    pos: &mut u64,
+    loc: &Loc,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let skip = (loc.offset as u64)
+        .checked_sub(*pos)
+        .ok_or_else(|| bad("the blob overlaps the one before it"))?;
+    if loc.stored_len as usize > coop_formats::pack::MAX_PACK_LEN {
+        return Err(bad("the index gives a blob larger than any pack"));
+    }
+    std::io::copy(&mut r.take(skip), &mut std::io::sink())?;
+    buf.clear();
+    let got = r.take(loc.stored_len as u64).read_to_end(buf)?;
+    if got != loc.stored_len as usize {
+        return Err(bad("the pack ends before the blob does"));
+    }
+    *pos = loc.offset as u64 + loc.stored_len as u64;
+    Ok(())
+}
+
 /// Reads and verifies blobs of one tenant.
 pub struct BlobReader<'a> {
     pub repo: &'a Repo,
     pub keys: &'a TenantKeys,
     pub index: &'a Index,
     cache: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
+    /// The stored bytes of the last pack read into the cache, kept for the next one.
+    stored: Mutex<Vec<u8>>,
     /// Every location of every blob (every claim of every index object, sorted on disk),
     /// read the first time a blob fails at its first location.
     alternatives: OnceLock<Claims>,
@@ -86,39 +115,44 @@ impl<'a> BlobReader<'a> {
             keys,
             index,
             cache: Mutex::new(Vec::new()),
+            stored: Mutex::new(Vec::new()),
             alternatives: OnceLock::new(),
         })
     }
 
-    /// Fetches a pack, checks its name against its bytes, and decrypts it.
-    pub fn fetch_pack(&self, pack_id: &Id) -> Result<Vec<u8>> {
-        let mut plain = Vec::new();
-        self.fetch_pack_into(pack_id, &mut plain)?;
-        Ok(plain)
-    }
-
-    /// Fetches a pack and decrypts it into `plain` (a reused buffer), checking its bytes
-    /// against its name in the same pass.
-    pub fn fetch_pack_into(&self, pack_id: &Id, plain: &mut Vec<u8>) -> Result<()> {
-        let stored = self.fetch_stored(pack_id)?;
+    /// Fetches a pack into `stored` and decrypts it into `plain` (both reused buffers),
+    /// checking its bytes against its name in the same pass.
+    pub fn fetch_pack_into(
+        &self,
+        pack_id: &Id,
+        stored: &mut Vec<u8>,
+        plain: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.fetch_stored_into(pack_id, stored)?;
         let ids = &self.keys.reader()?.identities;
-        let (h, name) = pack::open_into_named(ids, &stored, plain)
-            .map_err(|e| self.open_error(pack_id, &stored, e))?;
+        let (h, name) = pack::open_into_named(ids, stored, plain)
+            .map_err(|e| self.open_error(pack_id, stored, e))?;
         if name != *pack_id {
             return Err(name_mismatch(pack_id));
         }
         self.check_tenant(pack_id, &h)
     }
 
-    /// Fetches a pack's stored bytes.
-    pub fn fetch_stored(&self, pack_id: &Id) -> Result<Vec<u8>> {
+    /// Fetches a pack's stored bytes into `stored` (a reused buffer). A stored object larger
+    /// than any pack can be is refused before it is read.
+    pub fn fetch_stored_into(&self, pack_id: &Id, stored: &mut Vec<u8>) -> Result<()> {
         let path = Kind::Pack.path(&self.keys.tag, pack_id);
-        match self.repo.store.get(&path) {
-            Ok(b) => Ok(b),
+        match self
+            .repo
+            .store
+            .get_into(&path, stored, pack::MAX_STORED_PACK_LEN)
+        {
+            Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Err(Error::damaged(
                 pack_id.to_hex(),
                 "pack is missing from the store",
             )),
+            Err(e) if e.is_too_large() => Err(Error::damaged(pack_id.to_hex(), e.to_string())),
             Err(e) => Err(e.into()),
         }
     }
@@ -216,6 +250,26 @@ impl<'a> BlobReader<'a> {
         Ok(r)
     }
 
+    /// Opens a pack's stored bytes for `check --read-data`: checks them against the pack's
+    /// name (one BLAKE3 pass: every byte, including any a reader does not decrypt), reads its
+    /// own table (seeking to it), and returns the table with a reader of the plaintext front
+    /// to back, at the first blob (offset 24). The plaintext is never held whole.
+    pub fn open_with_table<'s>(
+        &self,
+        pack_id: &Id,
+        stored: &'s [u8],
+    ) -> Result<(Vec<pack::PackEntry>, impl std::io::Read + 's)> {
+        if Id::of_stored(stored) != *pack_id {
+            return Err(name_mismatch(pack_id));
+        }
+        let ids = &self.keys.reader()?.identities;
+        let (h, table) = pack::read_table(ids, std::io::Cursor::new(stored))
+            .map_err(|e| self.open_error(pack_id, stored, e))?;
+        self.check_tenant(pack_id, &h)?;
+        let r = self.open_stream(pack_id, stored)?;
+        Ok((table, r))
+    }
+
     /// Why a pack did not open: bytes that do not match its name, not ours to read, or damage.
     fn open_error(&self, pack_id: &Id, stored: &[u8], e: pack::PackError) -> Error {
         match e {
@@ -255,7 +309,12 @@ impl<'a> BlobReader<'a> {
             }
             make_room(&mut c, full, budget);
         }
-        let mut plain = self.fetch_pack(pack_id)?;
+        // Another thread fetching at the same time takes a buffer of its own.
+        let mut stored = std::mem::take(&mut *self.stored.lock().expect("lock"));
+        let mut plain = Vec::new();
+        let res = self.fetch_pack_into(pack_id, &mut stored, &mut plain);
+        *self.stored.lock().expect("lock") = stored;
+        res?;
         plain.shrink_to_fit();
         let p = Arc::new(plain);
         let mut c = self.cache.lock().expect("lock");
@@ -267,6 +326,7 @@ impl<'a> BlobReader<'a> {
     /// Empties the pack cache (a caller done walking trees gives its memory back).
     pub fn clear_cache(&self) {
         self.cache.lock().expect("lock").clear();
+        *self.stored.lock().expect("lock") = Vec::new();
     }
 
     /// Locates a blob and checks it is of the expected type.
@@ -282,31 +342,6 @@ impl<'a> BlobReader<'a> {
             ));
         }
         Ok(loc)
-    }
-
-    /// A blob's stored bytes inside a decrypted pack.
-    fn stored_in<'b>(&self, plain: &'b [u8], id: &Id, loc: &Loc) -> Result<&'b [u8]> {
-        (loc.offset as usize)
-            .checked_add(loc.stored_len as usize)
-            .filter(|&e| e <= plain.len())
-            .map(|end| &plain[loc.offset as usize..end])
-            .ok_or_else(|| {
-                Error::damaged(
-                    self.index.pack_id(loc).to_hex(),
-                    format!("blob {id} lies outside the pack"),
-                )
-            })
-    }
-
-    /// Like [`Self::decode_from`], without copying a blob stored raw.
-    pub fn decode_ref<'b>(
-        &self,
-        plain: &'b [u8],
-        id: &Id,
-        loc: &Loc,
-        scratch: &'b mut Vec<u8>,
-    ) -> Result<&'b [u8]> {
-        self.verify_stored(self.stored_in(plain, id, loc)?, id, loc, scratch)
     }
 
     /// Decodes one blob's stored bytes and verifies its keyed ID.
@@ -325,20 +360,6 @@ impl<'a> BlobReader<'a> {
             loc.raw_len,
             stored,
             scratch,
-        )
-        .map_err(|e| Error::damaged(self.index.pack_id(loc).to_hex(), e))
-    }
-
-    /// Decodes a blob out of a decrypted pack into `out` and verifies its keyed ID.
-    pub fn decode_from(&self, plain: &[u8], id: &Id, loc: &Loc, out: &mut Vec<u8>) -> Result<()> {
-        blob::decode(
-            &self.keys.id_key,
-            *id,
-            loc.ty,
-            loc.compression,
-            loc.raw_len,
-            self.stored_in(plain, id, loc)?,
-            out,
         )
         .map_err(|e| Error::damaged(self.index.pack_id(loc).to_hex(), e))
     }

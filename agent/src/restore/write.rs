@@ -12,7 +12,6 @@ use crate::read::BlobReader;
 use coop_formats::id::{BlobType, Id};
 use nix::fcntl::OFlag;
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -155,15 +154,12 @@ impl<'a> Writer<'a> {
         std::thread::scope(|s| {
             for _ in 0..workers.min(packs.len().max(1)) {
                 s.spawn(|| {
-                    // Reused for every pack and blob: one blob's stored bytes and its
-                    // decompressed form. The pack is decrypted as it is read, never held whole.
-                    let mut stored_blob = Vec::new();
-                    let mut scratch = Vec::new();
+                    let mut bufs = Buffers::default();
                     let mut open: Option<(usize, std::fs::File)> = None;
                     while let Some((pack_id, blobs)) =
                         packs.get(next.fetch_add(1, Ordering::Relaxed))
                     {
-                        self.read_pack(pack_id, blobs, &mut open, &mut stored_blob, &mut scratch);
+                        self.read_pack(pack_id, blobs, &mut open, &mut bufs);
                     }
                 });
             }
@@ -175,9 +171,13 @@ impl<'a> Writer<'a> {
         pack_id: &Id,
         blobs: &[(Id, Loc)],
         open: &mut Option<(usize, std::fs::File)>,
-        stored_blob: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
+        bufs: &mut Buffers,
     ) {
+        let Buffers {
+            stored,
+            stored_blob,
+            scratch,
+        } = bufs;
         let retry_from = |n: usize, e: &Error| {
             let mut r = self.retry.lock().expect("lock");
             for (id, _) in &blobs[n..] {
@@ -226,19 +226,18 @@ impl<'a> Writer<'a> {
                 return;
             }
         }
-        let stored = match self.reader.fetch_stored(pack_id) {
-            Ok(s) => s,
-            Err(e) => return retry_from(0, &e),
-        };
+        if let Err(e) = self.reader.fetch_stored_into(pack_id, stored) {
+            return retry_from(0, &e);
+        }
         self.fetched
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
-        let mut r = match self.reader.open_stream(pack_id, &stored) {
+        let mut r = match self.reader.open_stream(pack_id, stored) {
             Ok(r) => r,
             Err(e) => return retry_from(0, &e),
         };
         let mut pos = coop_formats::envelope::HEADER_LEN as u64;
         for (n, (id, loc)) in blobs.iter().enumerate() {
-            if let Err(e) = read_next_blob(&mut r, &mut pos, loc, stored_blob) {
+            if let Err(e) = crate::read::read_next_blob(&mut r, &mut pos, loc, stored_blob) {
                 // The stream cannot go on past damage.
                 let e = Error::damaged(
                     pack_id.to_hex(),
@@ -272,30 +271,15 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// Reads the blob at `loc` from a pack stream that is at offset `*pos`: blobs are taken in
-/// offset order, skipping the ones not needed. The blob's length comes from the index and is
-/// bounded by the pack format's limit before anything is allocated.
-fn read_next_blob(
-    r: &mut impl Read,
-    pos: &mut u64,
-    loc: &Loc,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let skip = (loc.offset as u64)
-        .checked_sub(*pos)
-        .ok_or_else(|| bad("the blob overlaps the one before it"))?;
-    if loc.stored_len as usize > coop_formats::pack::MAX_PACK_LEN {
-        return Err(bad("the index gives a blob larger than any pack"));
-    }
-    std::io::copy(&mut r.take(skip), &mut std::io::sink())?;
-    buf.clear();
-    let got = r.take(loc.stored_len as u64).read_to_end(buf)?;
-    if got != loc.stored_len as usize {
-        return Err(bad("the pack ends before the blob does"));
-    }
-    *pos = loc.offset as u64 + loc.stored_len as u64;
-    Ok(())
+/// A reader thread's buffers, reused for every pack and blob: a pack's stored bytes (it is
+/// decrypted as it is read, never held whole in plaintext), one blob's stored bytes and its
+/// decompressed form. Kept, not freed per pack: glibc keeps freed pack-sized buffers in
+/// per-thread arenas, which raised restore's peak RSS far above its live heap.
+#[derive(Default)]
+struct Buffers {
+    stored: Vec<u8>,
+    stored_blob: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 /// Creates a file of `size` bytes (sparse) in the directory `parent`, replacing whatever

@@ -28,6 +28,13 @@ pub enum StoreError {
     NotFound { url: String, path: String },
     #[error("object {path} already exists in {url}")]
     Exists { url: String, path: String },
+    #[error("object {path} in {url} is {size} bytes, more than the {limit} any object of its kind may be")]
+    TooLarge {
+        url: String,
+        path: String,
+        size: u64,
+        limit: usize,
+    },
     #[error("store {url} does not support {op}")]
     Unsupported { url: String, op: &'static str },
     #[error("store {url}: {op} {path} failed: {reason}")]
@@ -43,6 +50,11 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// An object larger than its kind allows: damage or a lying store, not an I/O error.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, StoreError::TooLarge { .. })
     }
 }
 
@@ -242,13 +254,81 @@ impl Store {
 
     /// Reads a whole object.
     pub fn get(&self, path: &str) -> Result<Bytes, StoreError> {
+        let mut buf = Vec::new();
+        self.get_into(path, &mut buf, usize::MAX)?;
+        Ok(buf)
+    }
+
+    /// Reads a whole object into `buf` (cleared first; its capacity is reused, and grown to
+    /// the object's size exactly), refusing an object larger than `limit` bytes before
+    /// reading it. Readers of many packs keep one buffer each instead of allocating a
+    /// pack-sized one per read, which glibc's allocator would keep around in per-thread
+    /// arenas once freed. A local store is read in the calling thread.
+    pub fn get_into(&self, path: &str, buf: &mut Vec<u8>, limit: usize) -> Result<(), StoreError> {
+        let too_large = |size: u64| StoreError::TooLarge {
+            url: self.url.clone(),
+            path: path.into(),
+            size,
+            limit,
+        };
+        if let Some(root) = &self.local_root {
+            use std::io::Read;
+            let io = |e: std::io::Error| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    StoreError::NotFound {
+                        url: self.url.clone(),
+                        path: path.into(),
+                    }
+                } else {
+                    StoreError::Op {
+                        url: self.url.clone(),
+                        op: "get",
+                        path: path.into(),
+                        reason: e.to_string(),
+                        no_space: false,
+                    }
+                }
+            };
+            let f = std::fs::File::open(root.join(path)).map_err(io)?;
+            let size = f.metadata().map_err(io)?.len();
+            if size > limit as u64 {
+                return Err(too_large(size));
+            }
+            buf.clear();
+            buf.reserve_exact(size as usize);
+            // Never more than the limit, even if the file grows while it is read.
+            f.take((limit as u64).saturating_add(1))
+                .read_to_end(buf)
+                .map_err(io)?;
+            if buf.len() > limit {
+                return Err(too_large(buf.len() as u64));
+            }
+            return Ok(());
+        }
         let p = OPath::from(path);
+        let cell = std::cell::RefCell::new(buf);
         self.run("get", path, || async {
             let r = self.inner.get(&p).await?;
-            r.bytes().await
-        })
-        // Takes the buffer over without a copy when the store's Bytes owns it alone.
-        .map(Vec::from)
+            let size = r.meta.size;
+            if size > limit as u64 {
+                return Ok(Err(size));
+            }
+            {
+                let mut b = cell.borrow_mut();
+                b.clear();
+                b.reserve_exact(size as usize);
+            }
+            let mut s = r.into_stream();
+            while let Some(chunk) = s.try_next().await? {
+                let mut b = cell.borrow_mut();
+                if b.len() + chunk.len() > limit {
+                    return Ok(Err((b.len() + chunk.len()) as u64));
+                }
+                b.extend_from_slice(&chunk);
+            }
+            Ok(Ok(()))
+        })?
+        .map_err(too_large)
     }
 
     /// Reads a byte range of an object (ranged GET); the end is clipped to the object.
@@ -346,6 +426,32 @@ mod tests {
             assert!(!s.exists("packs/ab/abc").unwrap());
         }
         assert!(Store::open(dir.path().join("missing").to_str().unwrap(), false).is_err());
+    }
+
+    #[test]
+    fn get_into_reuses_the_buffer_and_refuses_what_is_too_large() {
+        let dir = tempfile::tempdir().unwrap();
+        for s in [
+            Store::open(dir.path().join("r").to_str().unwrap(), true).unwrap(),
+            Store::open("memory:", true).unwrap(),
+        ] {
+            s.put("packs/ab/big", vec![7u8; 1000]).unwrap();
+            s.put("packs/ab/small", vec![9u8; 10]).unwrap();
+            let mut buf = Vec::new();
+            s.get_into("packs/ab/big", &mut buf, 1000).unwrap();
+            assert_eq!(buf, vec![7u8; 1000]);
+            let (cap, ptr) = (buf.capacity(), buf.as_ptr());
+            // A smaller object lands in the same allocation, replacing what was there.
+            s.get_into("packs/ab/small", &mut buf, 1000).unwrap();
+            assert_eq!(buf, vec![9u8; 10]);
+            assert_eq!((buf.capacity(), buf.as_ptr()), (cap, ptr));
+            // One byte over the limit is refused, as too large (not as an I/O error).
+            let e = s.get_into("packs/ab/big", &mut buf, 999).unwrap_err();
+            assert!(e.is_too_large(), "{e}");
+            assert!(e.to_string().contains("1000 bytes"), "{e}");
+            let e = s.get_into("packs/ab/none", &mut buf, 1000).unwrap_err();
+            assert!(e.is_not_found(), "{e}");
+        }
         assert!(Store::open("ftp://host/x", false).is_err());
         assert!(Store::open("s3://", false).is_err());
     }
