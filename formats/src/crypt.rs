@@ -308,12 +308,13 @@ pub fn decrypt(
 }
 
 /// A reader of an age file's plaintext: each 64 KiB chunk is authenticated as it is read, so
-/// a read error means damage at that point.
-pub fn decrypt_stream<'a>(
+/// a read error means damage at that point. `input` is the age file (a slice, or a buffered
+/// file read as it goes).
+pub fn decrypt_stream<'a, R: std::io::BufRead + 'a>(
     identities: &[Identity],
-    age_bytes: &'a [u8],
+    input: R,
 ) -> Result<impl std::io::Read + 'a, CryptError> {
-    open_reader(identities, age_bytes)
+    open_reader(identities, input)
 }
 
 /// Decrypts into `out` (cleared first, so a reader can reuse one buffer) and feeds every byte
@@ -326,17 +327,32 @@ pub fn decrypt_into_hashing(
     out: &mut Vec<u8>,
     hasher: &mut blake3::Hasher,
 ) -> Result<(), CryptError> {
+    decrypt_read_into_hashing(identities, age_bytes, age_bytes.len(), limit, out, hasher)
+}
+
+/// [`decrypt_into_hashing`] from a reader of the age file (`size_hint`: its length, to
+/// reserve `out` once). Whatever age does not read of `input` (nothing, for an intact file)
+/// is hashed too, so the caller must bound `input`.
+pub fn decrypt_read_into_hashing(
+    identities: &[Identity],
+    input: impl std::io::BufRead,
+    size_hint: usize,
+    limit: usize,
+    out: &mut Vec<u8>,
+    hasher: &mut blake3::Hasher,
+) -> Result<(), CryptError> {
     out.clear();
-    let mut input = HashingSlice {
-        data: age_bytes,
-        pos: 0,
+    let mut input = Hashing {
+        inner: input,
         hasher,
     };
-    let res = open_reader(identities, &mut input)
-        .and_then(|r| read_limited(r, age_bytes.len(), limit, out));
-    // Whatever age did not read (nothing, for an intact file) is hashed too.
-    input.hasher.update(&input.data[input.pos..]);
-    res
+    let res =
+        open_reader(identities, &mut input).and_then(|r| read_limited(r, size_hint, limit, out));
+    let rest = std::io::copy(&mut input, &mut std::io::sink());
+    res?;
+    rest.map(|_| ()).map_err(|e| CryptError::Damaged {
+        reason: e.to_string(),
+    })
 }
 
 /// A seekable reader of an age file's plaintext (age STREAM is seekable in 64 KiB chunks):
@@ -380,29 +396,33 @@ fn read_limited(
 }
 
 /// A byte slice read through `BufRead`, hashing what is consumed.
-struct HashingSlice<'a, 'h> {
-    data: &'a [u8],
-    pos: usize,
+/// A buffered reader that feeds every byte consumed from it to a hasher.
+struct Hashing<'h, R> {
+    inner: R,
     hasher: &'h mut blake3::Hasher,
 }
 
-impl std::io::Read for HashingSlice<'_, '_> {
+impl<R: std::io::BufRead> std::io::Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.data.len() - self.pos);
-        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        let avail = self.inner.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
         std::io::BufRead::consume(self, n);
         Ok(n)
     }
 }
 
-impl std::io::BufRead for HashingSlice<'_, '_> {
+impl<R: std::io::BufRead> std::io::BufRead for Hashing<'_, R> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        Ok(&self.data[self.pos..])
+        self.inner.fill_buf()
     }
     fn consume(&mut self, n: usize) {
-        let n = n.min(self.data.len() - self.pos);
-        self.hasher.update(&self.data[self.pos..self.pos + n]);
-        self.pos += n;
+        // What can be consumed was returned by the last `fill_buf`, which is still buffered:
+        // asking again reads nothing.
+        if let Ok(b) = self.inner.fill_buf() {
+            self.hasher.update(&b[..n.min(b.len())]);
+        }
+        self.inner.consume(n);
     }
 }
 

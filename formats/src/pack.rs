@@ -206,15 +206,28 @@ pub fn open_stream<'a>(
     identities: &[Identity],
     stored: &'a [u8],
 ) -> Result<(Header, impl std::io::Read + 'a), PackError> {
-    let header = Header::decode_expect(stored, ObjectType::Pack)?;
-    let mut r = crypt::decrypt_stream(identities, &stored[HEADER_LEN..])?;
-    let mut inner = [0u8; HEADER_LEN];
-    std::io::Read::read_exact(&mut r, &mut inner).map_err(|e| {
+    Header::decode_expect(stored, ObjectType::Pack)?;
+    open_stream_read(identities, stored)
+}
+
+/// [`open_stream`] from a reader of the stored pack (a buffered file: the stored bytes are
+/// never held whole either).
+pub fn open_stream_read<'a, R: std::io::BufRead + 'a>(
+    identities: &[Identity],
+    mut stored: R,
+) -> Result<(Header, impl std::io::Read + 'a), PackError> {
+    let damaged = |e: std::io::Error| {
         PackError::Crypt(CryptError::Damaged {
             reason: e.to_string(),
         })
-    })?;
-    if inner[..] != stored[..HEADER_LEN] {
+    };
+    let mut outer = [0u8; HEADER_LEN];
+    std::io::Read::read_exact(&mut stored, &mut outer).map_err(damaged)?;
+    let header = Header::decode_expect(&outer, ObjectType::Pack)?;
+    let mut r = crypt::decrypt_stream(identities, stored)?;
+    let mut inner = [0u8; HEADER_LEN];
+    std::io::Read::read_exact(&mut r, &mut inner).map_err(damaged)?;
+    if inner != outer {
         return Err(PackError::HeaderMismatch);
     }
     Ok((header, r))
@@ -227,19 +240,38 @@ pub fn open_into_named(
     stored: &[u8],
     plain: &mut Vec<u8>,
 ) -> Result<(Header, Id), PackError> {
-    let header = Header::decode_expect(stored, ObjectType::Pack)?;
+    Header::decode_expect(stored, ObjectType::Pack)?;
+    open_read_into_named(identities, stored, stored.len(), plain)
+}
+
+/// [`open_into_named`] from a reader of the stored pack, `size` bytes long (a buffered file:
+/// only the plaintext is held). The caller bounds `stored`: it is read to its end.
+pub fn open_read_into_named(
+    identities: &[Identity],
+    mut stored: impl std::io::BufRead,
+    size: usize,
+    plain: &mut Vec<u8>,
+) -> Result<(Header, Id), PackError> {
+    let mut outer = [0u8; HEADER_LEN];
+    std::io::Read::read_exact(&mut stored, &mut outer).map_err(|e| {
+        PackError::Crypt(CryptError::Damaged {
+            reason: e.to_string(),
+        })
+    })?;
+    let header = Header::decode_expect(&outer, ObjectType::Pack)?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update(&stored[..HEADER_LEN]);
-    let res = crypt::decrypt_into_hashing(
+    hasher.update(&outer);
+    let res = crypt::decrypt_read_into_hashing(
         identities,
-        &stored[HEADER_LEN..],
+        stored,
+        size.saturating_sub(HEADER_LEN),
         MAX_PACK_LEN,
         plain,
         &mut hasher,
     );
     let name = Id(*hasher.finalize().as_bytes());
     res?;
-    if plain.len() < HEADER_LEN || plain[..HEADER_LEN] != stored[..HEADER_LEN] {
+    if plain.len() < HEADER_LEN || plain[..HEADER_LEN] != outer {
         return Err(PackError::HeaderMismatch);
     }
     Ok((header, name))
@@ -423,6 +455,27 @@ mod tests {
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
         assert_eq!(rest, open(&ids, &stored).unwrap().1[HEADER_LEN..]);
+        // From a reader (a file read as it goes, here through a small buffer): the same
+        // plaintext and name; trailing bytes make it fail or change the name.
+        let small =
+            |b: &[u8]| std::io::BufReader::with_capacity(100, std::io::Cursor::new(b.to_vec()));
+        let mut plain3 = Vec::new();
+        let (_, n3) =
+            open_read_into_named(&ids, small(&stored), stored.len(), &mut plain3).unwrap();
+        assert_eq!((n3, &plain3), (name, &open(&ids, &stored).unwrap().1));
+        let n4 = open_read_into_named(&ids, small(&longer), longer.len(), &mut plain3);
+        assert!(
+            n4.map_or(true, |(_, n)| n != name),
+            "trailing bytes change the name"
+        );
+        assert!(open_read_into_named(&ids, small(&stored[..10]), 10, &mut plain3).is_err());
+        let (_, mut r) = open_stream_read(&ids, small(&stored)).unwrap();
+        let mut rest2 = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut rest2).unwrap();
+        assert_eq!(rest2, rest);
+        let mut bad = stored.clone();
+        bad[3] ^= 1; // the outer header's magic
+        assert!(open_stream_read(&ids, small(&bad)).is_err());
         let (h, plain) = open(&ids, &stored).unwrap();
         assert_eq!(h.tenant, [5; 16]);
         assert_eq!(parse_table(&plain).unwrap(), entries);

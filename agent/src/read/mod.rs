@@ -122,20 +122,48 @@ impl<'a> BlobReader<'a> {
 
     /// Fetches a pack into `stored` and decrypts it into `plain` (both reused buffers),
     /// checking its bytes against its name in the same pass.
+    /// A local store's pack is read from its file as it is decrypted, and `stored` is not used.
     pub fn fetch_pack_into(
         &self,
         pack_id: &Id,
         stored: &mut Vec<u8>,
         plain: &mut Vec<u8>,
     ) -> Result<()> {
-        self.fetch_stored_into(pack_id, stored)?;
         let ids = &self.keys.reader()?.identities;
-        let (h, name) = pack::open_into_named(ids, stored, plain)
-            .map_err(|e| self.open_error(pack_id, stored, e))?;
+        let opened = self
+            .stored_reader(pack_id, stored)
+            .map(|(src, size)| pack::open_read_into_named(ids, src, size as usize, plain))?;
+        let (h, name) = opened.map_err(|e| self.open_error_of(pack_id, stored, e))?;
         if name != *pack_id {
             return Err(name_mismatch(pack_id));
         }
         self.check_tenant(pack_id, &h)
+    }
+
+    /// A pack's stored bytes as a buffered reader, with their size: a local store's file, read
+    /// as it goes (the stored pack is never held whole), else fetched into `stored`. A stored
+    /// object larger than any pack can be is refused before it is read.
+    pub fn stored_reader<'s>(
+        &self,
+        pack_id: &Id,
+        stored: &'s mut Vec<u8>,
+    ) -> Result<(Box<dyn std::io::BufRead + 's>, u64)> {
+        let path = Kind::Pack.path(&self.keys.tag, pack_id);
+        match self.repo.store.open_local(&path, pack::MAX_STORED_PACK_LEN) {
+            Ok(Some((f, size))) => {
+                stored.clear();
+                Ok((
+                    Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+                    size,
+                ))
+            }
+            Ok(None) => {
+                self.fetch_stored_into(pack_id, stored)?;
+                let size = stored.len() as u64;
+                Ok((Box::new(&stored[..]), size))
+            }
+            Err(e) => Err(self.fetch_error(pack_id, e)),
+        }
     }
 
     /// Fetches a pack's stored bytes into `stored` (a reused buffer). A stored object larger
@@ -148,12 +176,18 @@ impl<'a> BlobReader<'a> {
             .get_into(&path, stored, pack::MAX_STORED_PACK_LEN)
         {
             Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Err(Error::damaged(
-                pack_id.to_hex(),
-                "pack is missing from the store",
-            )),
-            Err(e) if e.is_too_large() => Err(Error::damaged(pack_id.to_hex(), e.to_string())),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.fetch_error(pack_id, e)),
+        }
+    }
+
+    /// A pack that cannot be fetched: missing or too large is damage, the rest the store's.
+    fn fetch_error(&self, pack_id: &Id, e: crate::store::StoreError) -> Error {
+        if e.is_not_found() {
+            Error::damaged(pack_id.to_hex(), "pack is missing from the store")
+        } else if e.is_too_large() {
+            Error::damaged(pack_id.to_hex(), e.to_string())
+        } else {
+            e.into()
         }
     }
 
@@ -250,6 +284,19 @@ impl<'a> BlobReader<'a> {
         Ok(r)
     }
 
+    /// [`Self::open_stream`] from a reader of the stored pack ([`Self::stored_reader`]).
+    pub fn open_stream_read<'s>(
+        &self,
+        pack_id: &Id,
+        src: impl std::io::BufRead + 's,
+    ) -> Result<impl std::io::Read + 's> {
+        let ids = &self.keys.reader()?.identities;
+        let (h, r) =
+            pack::open_stream_read(ids, src).map_err(|e| self.open_error_of(pack_id, &[], e))?;
+        self.check_tenant(pack_id, &h)?;
+        Ok(r)
+    }
+
     /// Opens a pack's stored bytes for `check --read-data`: checks them against the pack's
     /// name (one BLAKE3 pass: every byte, including any a reader does not decrypt), reads its
     /// own table (seeking to it), and returns the table with a reader of the plaintext front
@@ -268,6 +315,19 @@ impl<'a> BlobReader<'a> {
         self.check_tenant(pack_id, &h)?;
         let r = self.open_stream(pack_id, stored)?;
         Ok((table, r))
+    }
+
+    /// [`Self::open_error`] where the stored bytes were read as a stream (`stored` empty):
+    /// they are fetched again to say why (only when the pack did not open).
+    fn open_error_of(&self, pack_id: &Id, stored: &[u8], e: pack::PackError) -> Error {
+        if !stored.is_empty() {
+            return self.open_error(pack_id, stored, e);
+        }
+        let mut again = Vec::new();
+        match self.fetch_stored_into(pack_id, &mut again) {
+            Ok(()) => self.open_error(pack_id, &again, e),
+            Err(fetch) => fetch,
+        }
     }
 
     /// Why a pack did not open: bytes that do not match its name, not ours to read, or damage.

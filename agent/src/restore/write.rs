@@ -226,12 +226,16 @@ impl<'a> Writer<'a> {
                 return;
             }
         }
-        if let Err(e) = self.reader.fetch_stored_into(pack_id, stored) {
-            return retry_from(0, &e);
-        }
-        self.fetched
-            .fetch_add(stored.len() as u64, Ordering::Relaxed);
-        let mut r = match self.reader.open_stream(pack_id, stored) {
+        // From a local store the pack file is read as it is decrypted; else it is fetched
+        // into `stored` first.
+        let opened = self
+            .reader
+            .stored_reader(pack_id, stored)
+            .and_then(|(src, size)| {
+                self.fetched.fetch_add(size, Ordering::Relaxed);
+                self.reader.open_stream_read(pack_id, src)
+            });
+        let mut r = match opened {
             Ok(r) => r,
             Err(e) => return retry_from(0, &e),
         };
@@ -271,9 +275,9 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// A reader thread's buffers, reused for every pack and blob: a pack's stored bytes (it is
-/// decrypted as it is read, never held whole in plaintext), one blob's stored bytes and its
-/// decompressed form. Kept, not freed per pack: glibc keeps freed pack-sized buffers in
+/// A reader thread's buffers, reused for every pack and blob: a pack's stored bytes from a
+/// remote store (a local store's pack file is read as it is decrypted; no pack is ever held
+/// whole in plaintext), one blob's stored bytes and its decompressed form. Kept, not freed per pack: glibc keeps freed pack-sized buffers in
 /// per-thread arenas, which raised restore's peak RSS far above its live heap.
 #[derive(Default)]
 struct Buffers {

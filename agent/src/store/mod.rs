@@ -271,35 +271,14 @@ impl Store {
             size,
             limit,
         };
-        if let Some(root) = &self.local_root {
+        if let Some((f, size)) = self.open_local(path, limit)? {
             use std::io::Read;
-            let io = |e: std::io::Error| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    StoreError::NotFound {
-                        url: self.url.clone(),
-                        path: path.into(),
-                    }
-                } else {
-                    StoreError::Op {
-                        url: self.url.clone(),
-                        op: "get",
-                        path: path.into(),
-                        reason: e.to_string(),
-                        no_space: false,
-                    }
-                }
-            };
-            let f = std::fs::File::open(root.join(path)).map_err(io)?;
-            let size = f.metadata().map_err(io)?.len();
-            if size > limit as u64 {
-                return Err(too_large(size));
-            }
             buf.clear();
             buf.reserve_exact(size as usize);
             // Never more than the limit, even if the file grows while it is read.
             f.take((limit as u64).saturating_add(1))
                 .read_to_end(buf)
-                .map_err(io)?;
+                .map_err(|e| self.local_error(path, e))?;
             if buf.len() > limit {
                 return Err(too_large(buf.len() as u64));
             }
@@ -329,6 +308,46 @@ impl Store {
             Ok(Ok(()))
         })?
         .map_err(too_large)
+    }
+
+    /// Opens an object of a local store for reading as a stream, with its size (`None` for
+    /// other stores); refused as too large, before anything is read, above `limit` bytes.
+    pub fn open_local(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<Option<(std::fs::File, u64)>, StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(None);
+        };
+        let f = std::fs::File::open(root.join(path)).map_err(|e| self.local_error(path, e))?;
+        let size = f.metadata().map_err(|e| self.local_error(path, e))?.len();
+        if size > limit as u64 {
+            return Err(StoreError::TooLarge {
+                url: self.url.clone(),
+                path: path.into(),
+                size,
+                limit,
+            });
+        }
+        Ok(Some((f, size)))
+    }
+
+    fn local_error(&self, path: &str, e: std::io::Error) -> StoreError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::NotFound {
+                url: self.url.clone(),
+                path: path.into(),
+            }
+        } else {
+            StoreError::Op {
+                url: self.url.clone(),
+                op: "get",
+                path: path.into(),
+                reason: e.to_string(),
+                no_space: false,
+            }
+        }
     }
 
     /// Reads a byte range of an object (ranged GET); the end is clipped to the object.
