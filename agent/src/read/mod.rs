@@ -151,7 +151,10 @@ impl<'a> BlobReader<'a> {
         let path = Kind::Pack.path(&self.keys.tag, pack_id);
         match self.repo.store.open_local(&path, pack::MAX_STORED_PACK_LEN) {
             Ok(Some((f, size))) => {
+                use std::io::Read;
                 stored.clear();
+                // The size it had when opened: a file that grows meanwhile is not read on.
+                let f = f.take(size);
                 Ok((
                     Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
                     size,
