@@ -320,8 +320,28 @@ impl Store {
         let Some(root) = &self.local_root else {
             return Ok(None);
         };
-        let f = std::fs::File::open(root.join(path)).map_err(|e| self.local_error(path, e))?;
-        let size = f.metadata().map_err(|e| self.local_error(path, e))?.len();
+        use nix::fcntl::OFlag;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: a FIFO planted in the store must not hang the reader in `open`.
+        // Regular files ignore the flag.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+            .open(root.join(path))
+            .map_err(|e| self.local_error(path, e))?;
+        let meta = f.metadata().map_err(|e| self.local_error(path, e))?;
+        if !meta.is_file() {
+            return Err(StoreError::Op {
+                url: self.url.clone(),
+                op: "get",
+                path: path.into(),
+                reason:
+                    "not a regular file (a directory, FIFO or device where an object should be)"
+                        .into(),
+                no_space: false,
+            });
+        }
+        let size = meta.len();
         if size > limit as u64 {
             return Err(StoreError::TooLarge {
                 url: self.url.clone(),
@@ -471,6 +491,16 @@ mod tests {
             let e = s.get_into("packs/ab/none", &mut buf, 1000).unwrap_err();
             assert!(e.is_not_found(), "{e}");
         }
+        // A FIFO where an object should be (a hostile local store) is refused at once instead
+        // of blocking the reader; so is a directory.
+        let s = Store::open(dir.path().join("r").to_str().unwrap(), true).unwrap();
+        let fifo = dir.path().join("r/packs/ab/fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut buf = Vec::new();
+        let e = s.get_into("packs/ab/fifo", &mut buf, 1000).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = s.get_into("packs/ab", &mut buf, 1000).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
         assert!(Store::open("ftp://host/x", false).is_err());
         assert!(Store::open("s3://", false).is_err());
     }
