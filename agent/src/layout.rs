@@ -75,6 +75,27 @@ impl Kind {
         }
     }
 
+    /// The largest stored object of this kind a reader fetches: its format's limit with room
+    /// for the envelope and encryption (`slack`). A larger object cannot be valid and is
+    /// refused by its size before it is read, so a lying site cannot make a reader allocate
+    /// whatever it serves.
+    pub fn max_stored(self) -> usize {
+        use coop_formats::{control, index, keyring, pack, snapshot, writers};
+        // age adds a 16-byte tag per 64 KiB chunk; 1 MiB covers headers and stanzas.
+        let slack = |l: usize| l + l / 4096 + (1 << 20);
+        match self {
+            Kind::Keyring => slack(keyring::MAX_KEYRING_LEN),
+            Kind::Pack => pack::MAX_STORED_PACK_LEN,
+            Kind::Index => index::MAX_INDEX_LEN,
+            Kind::Writers => slack(writers::MAX_LEN),
+            // The inventory (a count and 33 bytes per pack) is stored in front of the snapshot.
+            Kind::Snapshot => 4 + snapshot::MAX_INVENTORY * 33 + slack(snapshot::MAX_SNAPSHOT_LEN),
+            Kind::Registry | Kind::Protection | Kind::Forgotten | Kind::Lock | Kind::Plan => {
+                slack(control::MAX_CONTROL_LEN)
+            }
+        }
+    }
+
     /// Whether replication copies this kind. Locks and prune plans belong to one site.
     pub fn replicated(self) -> bool {
         !matches!(self, Kind::Lock | Kind::Plan)
@@ -150,6 +171,25 @@ pub fn name_of(path: &str) -> Option<Id> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_kind_is_bounded_above_its_formats_limit() {
+        use coop_formats::{control, index, keyring, pack, snapshot, writers};
+        for k in Kind::ALL {
+            let format = match k {
+                Kind::Keyring => keyring::MAX_KEYRING_LEN,
+                Kind::Pack => pack::MAX_PACK_LEN,
+                Kind::Index => index::MAX_INDEX_LEN,
+                Kind::Writers => writers::MAX_LEN,
+                Kind::Snapshot => snapshot::MAX_SNAPSHOT_LEN + snapshot::MAX_INVENTORY * 33,
+                _ => control::MAX_CONTROL_LEN,
+            };
+            // A valid object is never refused, and no bound lets a reader take more than
+            // an index object may be (the largest kind).
+            assert!(k.max_stored() >= format, "{k:?}");
+            assert!(k.max_stored() <= index::MAX_INDEX_LEN, "{k:?}");
+        }
+    }
     use super::*;
 
     #[test]

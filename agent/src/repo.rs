@@ -169,7 +169,12 @@ impl Repo {
     /// Reads one object by name and checks that its bytes hash to that name.
     pub fn get(&self, kind: Kind, tag: &TenantTag, name: &Id) -> Result<Vec<u8>> {
         let path = kind.path(tag, name);
-        let bytes = self.store.get(&path)?;
+        let mut bytes = Vec::new();
+        match self.store.get_into(&path, &mut bytes, kind.max_stored()) {
+            Ok(()) => {}
+            Err(e) if e.is_too_large() => return Err(Error::damaged(path, e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
         if Id::of_stored(&bytes) != *name {
             return Err(Error::damaged(
                 path,

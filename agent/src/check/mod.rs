@@ -356,7 +356,11 @@ impl Checker<'_> {
             // A snapshot stored as it is that is no snapshot at all (fails the keyless
             // checks) is junk to delete.
             let keyless = crate::layout::ObjectPath::parse(&p.object).and_then(|op| {
-                let b = self.repo.store.get(&p.object).ok()?;
+                let mut b = Vec::new();
+                self.repo
+                    .store
+                    .get_into(&p.object, &mut b, op.kind.max_stored())
+                    .ok()?;
                 (Id::of_stored(&b) == op.name)
                     .then(|| scrub::object_ok(&op, &b).err())
                     .flatten()

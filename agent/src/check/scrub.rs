@@ -57,8 +57,9 @@ pub fn scrub(store: &crate::store::Store, progress: &dyn Progress) -> Result<Scr
                     report.lock().expect("lock").unexpected.push(o.path.clone());
                     continue;
                 };
-                match store.get(&o.path) {
-                    Ok(b) => {
+                let mut b = Vec::new();
+                match store.get_into(&o.path, &mut b, p.kind.max_stored()) {
+                    Ok(()) => {
                         if let Err(why) = object_ok(&p, &b) {
                             report
                                 .lock()
@@ -68,6 +69,13 @@ pub fn scrub(store: &crate::store::Store, progress: &dyn Progress) -> Result<Scr
                         }
                     }
                     Err(e) if e.is_not_found() => {} // removed meanwhile (a lock)
+                    Err(e) if e.is_too_large() => {
+                        report
+                            .lock()
+                            .expect("lock")
+                            .bad
+                            .push(format!("{} ({e})", o.path));
+                    }
                     Err(e) => {
                         failure.lock().expect("lock").get_or_insert(e.into());
                     }

@@ -443,8 +443,9 @@ fn incomplete<'d>(
         .collect();
     paths.sort();
     for path in paths {
-        let bytes = match store.get(path) {
-            Ok(b) => b,
+        let mut bytes = Vec::new();
+        match store.get_into(path, &mut bytes, Kind::Snapshot.max_stored()) {
+            Ok(()) => {}
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         };
