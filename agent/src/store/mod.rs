@@ -253,9 +253,11 @@ impl Store {
     }
 
     /// Reads a whole object.
+    /// No object coop writes is larger than an index object may be (512 MiB), so none is read
+    /// past that; [`crate::layout::Kind::max_stored`] bounds each kind more tightly.
     pub fn get(&self, path: &str) -> Result<Bytes, StoreError> {
         let mut buf = Vec::new();
-        self.get_into(path, &mut buf, usize::MAX)?;
+        self.get_into(path, &mut buf, coop_formats::index::MAX_INDEX_LEN)?;
         Ok(buf)
     }
 
@@ -501,6 +503,11 @@ mod tests {
         assert!(e.to_string().contains("not a regular file"), "{e}");
         let e = s.get_into("packs/ab", &mut buf, 1000).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
+        // A plain `get` (objects outside the kinds, such as the access log's) is bounded by the
+        // largest object coop writes: a 1 GiB object (sparse) is refused by its size.
+        let big = std::fs::File::create(dir.path().join("r/log-huge")).unwrap();
+        big.set_len(1 << 30).unwrap();
+        assert!(s.get("log-huge").unwrap_err().is_too_large());
         assert!(Store::open("ftp://host/x", false).is_err());
         assert!(Store::open("s3://", false).is_err());
     }
