@@ -96,9 +96,7 @@ fn stored_as_named(repo: &Repo, path: &str) -> bool {
     let Some(p) = crate::layout::ObjectPath::parse(path) else {
         return false;
     };
-    repo.store
-        .get(path)
-        .is_ok_and(|b| Id::of_stored(&b) == p.name)
+    repo.get(p.kind, &p.tag, &p.name).is_ok()
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -356,14 +354,8 @@ impl Checker<'_> {
             // A snapshot stored as it is that is no snapshot at all (fails the keyless
             // checks) is junk to delete.
             let keyless = crate::layout::ObjectPath::parse(&p.object).and_then(|op| {
-                let mut b = Vec::new();
-                self.repo
-                    .store
-                    .get_into(&p.object, &mut b, op.kind.max_stored())
-                    .ok()?;
-                (Id::of_stored(&b) == op.name)
-                    .then(|| scrub::object_ok(&op, &b).err())
-                    .flatten()
+                let b = self.repo.get(op.kind, &op.tag, &op.name).ok()?;
+                scrub::object_ok(&op, &b).err()
             });
             if let (Some(why), Some(n)) = (keyless, &name) {
                 self.r
