@@ -10,7 +10,8 @@
 //! The calling thread walks the sources, reads files, chunks them (FastCDC) and hashes
 //! every chunk (keyed BLAKE3). Those three are fast (GB/s) and need the chunk order, so
 //! they stay on one thread. New blobs go over a bounded channel to one worker per core,
-//! which compresses into its own pack, encrypts it with age as blobs arrive and uploads it.
+//! which compresses into its own pack and encrypts it with age as blobs arrive; a full
+//! pack is stored on its own thread while the worker fills the next (one upload per worker).
 //! Buffers travel back to the walker through a pool, so steady state allocates nothing.
 //!
 //! # Crash safety

@@ -1,5 +1,6 @@
 //! The blob pipeline: the sink that decides what is new, and the workers that compress,
-//! pack, encrypt and store it (one pack per worker at a time, encrypted as blobs arrive).
+//! pack, encrypt and store it (one pack per worker filling, encrypted as blobs arrive, and
+//! the worker's previous pack being stored meanwhile).
 
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -120,6 +121,11 @@ fn worker(
     // Reused for every pack this worker writes: fresh memory costs page faults (and on
     // VMs that hand free memory back to the host, far more), reused memory does not.
     let mut spare: Vec<Vec<u8>> = Vec::new();
+    // The pack this worker finished last, being stored while the next one fills: the
+    // worker compresses on instead of waiting for the write (and, on a local disk, its
+    // fsync) or the upload. At most one per worker, so memory stays one buffer per worker
+    // above what it was; the index names a pack only after its upload has returned.
+    let mut storing: Option<Upload> = None;
     for job in rx {
         if shared.failed.load(Ordering::Relaxed) {
             continue;
@@ -149,18 +155,65 @@ fn worker(
             continue;
         }
         if b.len() >= pack_size || b.entries().len() >= MAX_ENTRIES_PER_PACK {
-            match shared.write_pack(slot.take().expect("builder")) {
-                Ok(buf) => spare.push(buf),
-                Err(e) => shared.fail(e),
+            let full = slot.take().expect("builder");
+            if let Some(buf) = wait_stored(&shared, storing.take()) {
+                spare.push(buf);
             }
+            storing = Some(Upload::start(&shared, full));
         }
     }
+    let _ = wait_stored(&shared, storing.take());
     for b in [data, trees].into_iter().flatten() {
         if shared.failed.load(Ordering::Relaxed) {
             return;
         }
         if let Err(e) = shared.write_pack(b) {
             shared.fail(e);
+        }
+    }
+}
+
+/// A finished pack being stored on its own thread.
+enum Upload {
+    Running(std::thread::JoinHandle<Result<Vec<u8>>>),
+    /// The thread could not be started: the pack was stored in the worker's thread.
+    Done(Result<Vec<u8>>),
+}
+
+impl Upload {
+    fn start(shared: &Arc<Shared>, pack: PackBuilder) -> Self {
+        let (sh, slot) = (Arc::clone(shared), Arc::new(Mutex::new(Some(pack))));
+        let taken = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("coop-put".into())
+            .spawn(move || {
+                let pack = taken.lock().expect("lock").take().expect("pack");
+                sh.write_pack(pack)
+            });
+        match spawned {
+            Ok(h) => Upload::Running(h),
+            // Out of threads: store it here, as before (the closure never ran).
+            Err(_) => {
+                let pack = slot.lock().expect("lock").take().expect("pack");
+                Upload::Done(shared.write_pack(pack))
+            }
+        }
+    }
+}
+
+/// Waits for a pack's upload; returns its buffer for reuse, or records its error.
+fn wait_stored(shared: &Shared, upload: Option<Upload>) -> Option<Vec<u8>> {
+    let res = match upload? {
+        Upload::Running(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("a pack upload thread panicked"))),
+        Upload::Done(r) => r,
+    };
+    match res {
+        Ok(buf) => Some(buf),
+        Err(e) => {
+            shared.fail(e);
+            None
         }
     }
 }
