@@ -118,9 +118,9 @@ awk -F'\t' '{ if ($2=="coop") c[$1]=$3; line[NR]=$0 }
 # Issue 29 item 1: the initial backup against its primitives' CPU time divided by the cores.
 awk -F'\t' -v prim="$(tail -1 "$work/primitives.txt")" '$1=="initial backup" && $2=="coop" {
   n = split(prim, kv, /[ =]/); for (i = 1; i < n; i += 2) p[kv[i]] = kv[i+1]
-  printf "initial backup bound: primitives %.2f CPU-s (read+chunk %.2f, of which kernel %.2f; hash %.2f; zstd %.2f; encrypt+name %.2f) / %d cores = %.2f s; coop %.2f s wall (%.2f CPU-s: %.2f / %d = %.2f s with its own work perfectly spread); wall / bound = %.2f (target <= 1.15)\n",
+  printf "initial backup bound: primitives %.2f CPU-s (read+chunk %.2f, of which kernel %.2f; hash %.2f; zstd %.2f; encrypt+name %.2f) / %d cores = %.2f s; coop %.2f s wall (%.2f CPU-s: %.2f / %d = %.2f s with its own work perfectly spread); wall / bound = %.2f (target <= 1.15); storing the packs (write, fsync, drop from the cache) adds %.2f CPU-s: bound %.2f s, wall / that = %.2f\n",
     p["primitives_cpu_s"], p["read_chunk_s"], p["kernel_s"], p["hash_s"], p["compress_s"], p["encrypt_s"], p["cores"], p["bound_s"],
-    $3, $4 + $5, $4 + $5, p["cores"], ($4 + $5) / p["cores"], $3 / p["bound_s"] }' "$results"
+    $3, $4 + $5, $4 + $5, p["cores"], ($4 + $5) / p["cores"], $3 / p["bound_s"], p["store_s"], p["stored_bound_s"], $3 / p["stored_bound_s"] }' "$results"
 # Issue 29 item 2: restore and check --read-data against the CPU time of their primitives.
 awk -F'\t' -v prim="$(tail -1 "$work/primitives.txt")" '$2=="coop" && ($1=="full restore" || $1=="check --read-data") {
   n = split(prim, kv, /[ =]/); for (i = 1; i < n; i += 2) p[kv[i]] = kv[i+1]

@@ -4,13 +4,14 @@
 # once and cached in ${COOP_TEST_CACHE:-~/.cache/coop-test} (15 to 20 minutes cold on 2 cores).
 # Exports COOP_TEST_GARAGE_ENDPOINT, _KEY_ID, _SECRET, _BUCKET, _DIR (node configs and pid
 # files: the tests stop and restart nodes) and _BIN. Stopped when the calling shell exits.
-# COOP_TEST_GARAGE=0 skips it.
+# COOP_TEST_GARAGE=0 skips it; `start_garage N` starts N nodes (benches/network.sh: one).
 
 GARAGE_VERSION=2.5.0
 garage_root="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/garage-$GARAGE_VERSION"
 garage_bin="$garage_root/bin/garage"
 
-start_garage() {
+start_garage() { # [NODES: 3 by default, one zone each; replication factor = NODES]
+  local nodes=${1:-3}
   if [ ! -x "$garage_bin" ]; then
     echo "== building Garage $GARAGE_VERSION from crates.io into $garage_root (once; 15 to 20 minutes)"
     local t0=$SECONDS
@@ -23,7 +24,7 @@ start_garage() {
   local token; token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
   local s3port; s3port=$(free_port)
   local i
-  for i in 1 2 3; do
+  for i in $(seq "$nodes"); do
     local rpc; rpc=$(free_port)
     local api; api=$([ "$i" = 1 ] && echo "$s3port" || free_port)
     local admin; admin=$(free_port)
@@ -32,7 +33,7 @@ start_garage() {
 metadata_dir = "$dir/n$i/meta"
 data_dir = "$dir/n$i/data"
 db_engine = "sqlite"
-replication_factor = 3
+replication_factor = $nodes
 consistency_mode = "consistent"
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"
@@ -53,12 +54,12 @@ EOF
   local g=("$garage_bin" -c "$dir/n1.toml")
   local n
   for n in $(seq 100); do "${g[@]}" status > /dev/null 2>&1 && break; sleep 0.1; done
-  for i in 2 3; do
+  for i in $(seq 2 "$nodes"); do
     local id=""
     for n in $(seq 100); do id=$("$garage_bin" -c "$dir/n$i.toml" node id -q 2>/dev/null) && break; sleep 0.1; done
     "${g[@]}" node connect "$id" > /dev/null || { cat "$dir/n$i.log"; return 1; }
   done
-  for i in 1 2 3; do
+  for i in $(seq "$nodes"); do
     local id; id=$("$garage_bin" -c "$dir/n$i.toml" node id -q | cut -d@ -f1)
     "${g[@]}" layout assign -z "zone$i" -c 1G "$id" > /dev/null
   done
@@ -72,7 +73,7 @@ EOF
   export COOP_TEST_GARAGE_ENDPOINT="http://127.0.0.1:$s3port" COOP_TEST_GARAGE_BUCKET=coop
   export COOP_TEST_GARAGE_DIR="$dir" COOP_TEST_GARAGE_BIN="$garage_bin"
   GARAGE_DIR="$dir"
-  echo "== Garage: three nodes, S3 on $COOP_TEST_GARAGE_ENDPOINT"
+  echo "== Garage: $nodes node(s), S3 on $COOP_TEST_GARAGE_ENDPOINT"
 }
 
 stop_garage() {

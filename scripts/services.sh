@@ -3,7 +3,7 @@
 #   moto (a real S3 server, from PyPI)   -> COOP_TEST_S3_ENDPOINT, COOP_TEST_MOTO_BIN
 #   PostgreSQL (Debian's packages)       -> COOP_TEST_PG_HOST, COOP_TEST_PG_PORT, COOP_TEST_PGBIN
 #   faketime (Debian's packages)         -> on PATH
-# Both are stopped when the calling shell exits.
+# Both are stopped when the calling shell exits. COOP_TEST_SERVICES=0 starts neither.
 
 services_dir="$(mktemp -d /tmp/coop-test-services.XXXXXX)"
 chmod 755 "$services_dir"
@@ -19,13 +19,19 @@ sys.exit(1)
 PY
 }
 
-start_moto() {
-  local venv="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/venv-moto-5.2.5"
-  if [ ! -x "$venv/bin/moto_server" ]; then
-    echo "== installing moto (S3 test server) into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --no-input 'moto[s3]==5.2.5' 'flask==3.1.3' 'flask-cors==6.0.5'
+# moto's virtualenv (with boto3, which the benchmarks use to list a bucket); sets MOTO_VENV.
+moto_venv() {
+  MOTO_VENV="${COOP_TEST_CACHE:-$HOME/.cache/coop-test}/venv-moto-5.2.5"
+  if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    echo "== installing moto (S3 test server) into $MOTO_VENV"
+    python3 -m venv "$MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install -q --no-input 'moto[s3]==5.2.5' 'flask==3.1.3' 'flask-cors==6.0.5'
   fi
+}
+
+start_moto() {
+  moto_venv || return 1
+  local venv=$MOTO_VENV
   local port; port=$(free_port)
   "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$services_dir/moto.log" 2>&1 &
   MOTO_PID=$!
@@ -68,7 +74,10 @@ stop_services() {
   rm -rf "$services_dir"
 }
 trap stop_services EXIT
-# faketime: the trust tests date a thief's snapshots in the future.
-command -v faketime >/dev/null || apt_install faketime
-start_moto
-start_postgres
+# COOP_TEST_SERVICES=0: only define the functions (the benchmarks start what they need).
+if [ "${COOP_TEST_SERVICES:-1}" != 0 ]; then
+  # faketime: the trust tests date a thief's snapshots in the future.
+  command -v faketime >/dev/null || apt_install faketime
+  start_moto
+  start_postgres
+fi
