@@ -38,13 +38,13 @@ rm -rf "$work"; mkdir -p "$work"
 buckets="bench-coop bench-restic bench-rustic"
 case $server in
   moto)
-    start_moto >/dev/null
+    start_moto >/dev/null; server_pid=$MOTO_PID
     direct="$COOP_TEST_S3_ENDPOINT"; key=test; secret=test; region=us-east-1
     for b in $buckets; do
       python3 -c "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method='PUT')).read()" "$direct/$b"
     done ;;
   garage)
-    start_garage 1 >/dev/null
+    start_garage 1 >/dev/null; server_pid=$(cat "$COOP_TEST_GARAGE_DIR/n1.pid")
     direct="$COOP_TEST_GARAGE_ENDPOINT"; key=$COOP_TEST_GARAGE_KEY_ID; secret=$COOP_TEST_GARAGE_SECRET; region=garage
     for b in $buckets; do
       "$COOP_TEST_GARAGE_BIN" -c "$COOP_TEST_GARAGE_DIR/n1.toml" bucket create "$b" >/dev/null
@@ -58,12 +58,13 @@ export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=$region A
 export XDG_CONFIG_HOME="$work/cfg" XDG_CACHE_HOME="$work/cache" RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$work/restic-cache"
 export RUSTIC_PASSWORD=bench RUSTIC_CACHE_DIR="$work/rustic-cache" RUSTIC_NO_PROGRESS=true
 # rustic reaches S3 through opendal, configured per endpoint (RUSTIC_REPO_OPT_*).
-rustic_at() { # ENDPOINT, then the rustic command line
+rustic_cmd() { # ENDPOINT, then the rustic command line: sets cmd
   local ep=$1; shift
-  env RUSTIC_REPOSITORY=opendal:s3 RUSTIC_REPO_OPT_BUCKET=bench-rustic RUSTIC_REPO_OPT_ROOT=/r \
-    RUSTIC_REPO_OPT_ENDPOINT="$ep" RUSTIC_REPO_OPT_REGION="$region" \
-    RUSTIC_REPO_OPT_ACCESS_KEY_ID="$key" RUSTIC_REPO_OPT_SECRET_ACCESS_KEY="$secret" "$RUSTIC" "$@"
+  cmd=(env RUSTIC_REPOSITORY=opendal:s3 RUSTIC_REPO_OPT_BUCKET=bench-rustic RUSTIC_REPO_OPT_ROOT=/r
+    RUSTIC_REPO_OPT_ENDPOINT="$ep" RUSTIC_REPO_OPT_REGION="$region"
+    RUSTIC_REPO_OPT_ACCESS_KEY_ID="$key" RUSTIC_REPO_OPT_SECRET_ACCESS_KEY="$secret" "$RUSTIC" "$@")
 }
+rustic_at() { rustic_cmd "$@"; "${cmd[@]}"; }
 # The backups go straight to the store; only the restores and replications cross the line.
 AWS_ENDPOINT_URL="$direct" "$COOP" init -q --repo s3://bench-coop/r >/dev/null 2>&1
 AWS_ENDPOINT_URL="$direct" "$COOP" backup -q --repo s3://bench-coop/r "$corpus" >/dev/null
@@ -87,17 +88,43 @@ stored_coop=$(stored_of bench-coop r/packs/)
 stored_restic=$(stored_of bench-restic data/)
 stored_rustic=$(stored_of bench-rustic r/data/)
 echo "corpus: $(du -sh --apparent-size "$corpus" | cut -f1) (scale $scale), coop packs $((stored_coop / 1000000)) MB; server: $server; $(restic version | cut -d' ' -f1-2)${RUSTIC:+, $("$RUSTIC" --version)}; $(nproc) cores"
-# One row: line, tool, start and end times, bytes moved, link Mbit/s.
-row() {
-  python3 - "$@" <<'PY'
+# CPU seconds used so far by the given processes (all their threads).
+cpu_of() { python3 -c '
+import os, sys
+hz = os.sysconf("SC_CLK_TCK"); t = 0
+for p in sys.argv[1:]:
+    try:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        t += int(f[11]) + int(f[12])
+    except OSError:
+        pass
+print(t / hz)' "$@"; }
+# One timed run and its row: line, tool, wall seconds, MB/s of stored data, share of the link,
+# the tool's CPU seconds, and how busy the cores were (tool, S3 server and shaper together):
+# near 100 % the line is not what bounds the run.
+timed() { # LABEL BYTES command…
+  local label=$1 bytes=$2; shift 2
+  local c0 t0 t1 c1
+  c0=$(cpu_of "$server_pid" "$shaper_pid"); t0=$(date +%s.%N)
+  /usr/bin/time -f "%U %S" -o "$work/tcpu" "$@" >/dev/null 2>"$work/err" || { echo "$label failed over $line:"; cat "$work/err"; return 0; }
+  t1=$(date +%s.%N); c1=$(cpu_of "$server_pid" "$shaper_pid")
+  python3 - "$line" "$label" "$t0" "$t1" "$bytes" "$mbit" "$c0" "$c1" "$(tail -1 "$work/tcpu")" "$(nproc)" <<'PY'
 import sys
-line, tool, t0, t1, stored, mbit = sys.argv[1:]
+line, tool, t0, t1, stored, mbit, c0, c1, tcpu, cores = sys.argv[1:]
 wall = float(t1) - float(t0)
 rate = int(stored) / wall / 1e6
-print(f"{line + ' ms:Mbit':<12} {tool:<12} {wall:8.2f} {rate:8.2f} {100 * rate * 8 / float(mbit):7.0f}%")
+own = sum(float(x) for x in tcpu.split())
+busy = (own + float(c1) - float(c0)) / wall / int(cores)
+print(f"{line + ' ms:Mbit':<14} {tool:<12} {wall:8.2f} {rate:8.2f} {100 * rate * 8 / float(mbit):7.0f}% {own:8.2f} {100 * busy:6.0f}%")
 PY
 }
-printf "%-12s %-12s %8s %8s %8s\n" line tool wall MB/s link%
+# After the backups the server works on for a while (Garage: block resync, metadata); the first
+# tool timed would pay for it. Wait until it uses under 2 % of a core over a second (at most 60 s).
+for _ in $(seq 60); do
+  c0=$(cpu_of "$server_pid"); sleep 1; c1=$(cpu_of "$server_pid")
+  python3 -c "import sys; sys.exit(0 if float(sys.argv[2]) - float(sys.argv[1]) < 0.02 else 1)" "$c0" "$c1" && break
+done
+printf "%-14s %-12s %8s %8s %8s %8s %7s\n" line tool wall MB/s link% cpu_s busy%
 for line in $lines; do
   rtt=${line%%:*}; mbit=${line##*:}
   port=$(free_port)
@@ -110,13 +137,10 @@ for line in $lines; do
     case $tool in
       coop) cmd=(env AWS_ENDPOINT_URL="$proxy" "$COOP" restore -q --repo s3://bench-coop/r latest --target "$out") ;;
       restic) cmd=(restic -q -r "s3:$proxy/bench-restic" restore latest --target "$out") ;;
-      rustic) cmd=(rustic_at "$proxy" restore latest "$out") ;;
+      rustic) rustic_cmd "$proxy" restore latest "$out" ;;
     esac
-    t0=$(date +%s.%N)
-    "${cmd[@]}" >/dev/null 2>"$work/err-$tool" || { echo "$tool failed over $line:"; cat "$work/err-$tool"; continue; }
-    t1=$(date +%s.%N)
     case $tool in coop) bytes=$stored_coop ;; rustic) bytes=$stored_rustic ;; *) bytes=$stored_restic ;; esac
-    row "$line" "$tool" "$t0" "$t1" "$bytes" "$mbit"
+    timed "$tool" "$bytes" "${cmd[@]}"
   done
   # Replication across the line: the whole repository from the store behind the proxy to a
   # local one (coop replicate; restic and rustic copy into a repository with the same chunker).
@@ -134,13 +158,10 @@ for line in $lines; do
         # Created with the source's chunker (as restic's init --copy-chunker-params), untimed:
         # a copy that selects no snapshot.
         rustic_at "$proxy" copy --init --target "dst-$rtt" --filter-host no-such-host >/dev/null 2>&1
-        cmd=(rustic_at "$proxy" copy --target "dst-$rtt") ;;
+        rustic_cmd "$proxy" copy --target "dst-$rtt" ;;
     esac
-    t0=$(date +%s.%N)
-    "${cmd[@]}" >/dev/null 2>"$work/err-$tool" || { echo "$tool replication failed over $line:"; cat "$work/err-$tool"; continue; }
-    t1=$(date +%s.%N)
     case $tool in coop) bytes=$stored_coop ;; rustic) bytes=$stored_rustic ;; *) bytes=$stored_restic ;; esac
-    row "$line" "$tool copy" "$t0" "$t1" "$bytes" "$mbit"
+    timed "$tool copy" "$bytes" "${cmd[@]}"
   done
   kill "$shaper_pid" 2>/dev/null || true; wait "$shaper_pid" 2>/dev/null || true; shaper_pid=""
 done
