@@ -11,7 +11,8 @@
 //! every chunk (keyed BLAKE3). Those three are fast (GB/s) and need the chunk order, so
 //! they stay on one thread. New blobs go over a bounded channel to one worker per core,
 //! which compresses into its own pack and encrypts it with age as blobs arrive; a full
-//! pack is stored on its own thread while the worker fills the next (one upload per worker).
+//! pack is stored on a thread of its own while the worker fills the next (as many at once as
+//! half the workers; beyond that a worker stores its pack itself).
 //! Buffers travel back to the walker through a pool, so steady state allocates nothing.
 //!
 //! # Crash safety

@@ -1,6 +1,6 @@
 //! The blob pipeline: the sink that decides what is new, and the workers that compress,
-//! pack, encrypt and store it (one pack per worker filling, encrypted as blobs arrive, and
-//! the worker's previous pack being stored meanwhile).
+//! pack, encrypt and store it (one pack per worker filling, encrypted as blobs arrive; full
+//! packs stored on threads of their own while the workers go on, up to half the workers' count).
 
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -14,7 +14,7 @@ use coop_formats::index::IndexFile;
 use coop_formats::pack::PackBuilder;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Packs written between two index objects.
@@ -46,6 +46,10 @@ struct Shared {
     bytes_stored: AtomicU64,
     /// Packs and index objects this backup wrote.
     written: Mutex<Written>,
+    /// Pack buffers stored and free for the next pack.
+    spare: Mutex<Vec<Vec<u8>>>,
+    /// Packs that may be stored on their own threads at once (see `store`).
+    upload_slots: AtomicUsize,
 }
 
 /// What a backup stored.
@@ -94,6 +98,14 @@ impl Shared {
         Ok(reuse)
     }
 
+    /// [`Self::write_pack`], its buffer kept for the next pack, its error recorded.
+    fn store_and_recycle(&self, pack: PackBuilder) {
+        match self.write_pack(pack) {
+            Ok(buf) => self.spare.lock().expect("lock").push(buf),
+            Err(e) => self.fail(e),
+        }
+    }
+
     fn write_index(&self, f: &IndexFile) -> Result<()> {
         if f.packs.is_empty() {
             return Ok(());
@@ -118,14 +130,9 @@ fn worker(
     let mut comp = Compressor::new(level);
     let mut data: Option<PackBuilder> = None;
     let mut trees: Option<PackBuilder> = None;
-    // Reused for every pack this worker writes: fresh memory costs page faults (and on
-    // VMs that hand free memory back to the host, far more), reused memory does not.
-    let mut spare: Vec<Vec<u8>> = Vec::new();
-    // The pack this worker finished last, being stored while the next one fills: the
-    // worker compresses on instead of waiting for the write (and, on a local disk, its
-    // fsync) or the upload. At most one per worker, so memory stays one buffer per worker
-    // above what it was; the index names a pack only after its upload has returned.
-    let mut storing: Option<Upload> = None;
+    // Packs this worker handed to upload threads (joined before the worker ends, so that
+    // `Pipeline::finish` sees every pack stored and named in the pending index).
+    let mut uploads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     for job in rx {
         if shared.failed.load(Ordering::Relaxed) {
             continue;
@@ -136,7 +143,12 @@ fn worker(
             &mut data
         };
         if slot.is_none() {
-            let buf = spare
+            // Reused for every pack: fresh memory costs page faults (and on VMs that hand
+            // free memory back to the host, far more), reused memory does not.
+            let buf = shared
+                .spare
+                .lock()
+                .expect("lock")
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(pack_size + (1 << 20)));
             match PackBuilder::new(shared.tag, &shared.recipients, buf) {
@@ -155,14 +167,15 @@ fn worker(
             continue;
         }
         if b.len() >= pack_size || b.entries().len() >= MAX_ENTRIES_PER_PACK {
-            let full = slot.take().expect("builder");
-            if let Some(buf) = wait_stored(&shared, storing.take()) {
-                spare.push(buf);
+            let (done, running) = uploads.drain(..).partition(|h| h.is_finished());
+            join_uploads(&shared, done);
+            uploads = running;
+            if let Some(h) = store(&shared, slot.take().expect("builder")) {
+                uploads.push(h);
             }
-            storing = Some(Upload::start(&shared, full));
         }
     }
-    let _ = wait_stored(&shared, storing.take());
+    join_uploads(&shared, uploads);
     for b in [data, trees].into_iter().flatten() {
         if shared.failed.load(Ordering::Relaxed) {
             return;
@@ -173,49 +186,47 @@ fn worker(
     }
 }
 
-/// A finished pack being stored on its own thread.
-enum Upload {
-    Running(std::thread::JoinHandle<Result<Vec<u8>>>),
-    /// The thread could not be started: the pack was stored in the worker's thread.
-    Done(Result<Vec<u8>>),
+fn join_uploads(shared: &Shared, uploads: Vec<std::thread::JoinHandle<()>>) {
+    for h in uploads {
+        if h.join().is_err() {
+            shared.fail(Error::internal("a pack upload thread panicked"));
+        }
+    }
 }
 
-impl Upload {
-    fn start(shared: &Arc<Shared>, pack: PackBuilder) -> Self {
-        let (sh, slot) = (Arc::clone(shared), Arc::new(Mutex::new(Some(pack))));
-        let taken = Arc::clone(&slot);
+/// Stores a full pack: on a thread of its own when an upload slot is free (the worker
+/// compresses on meanwhile instead of waiting for the write, a local disk's fsync or the
+/// upload), else in the worker's thread as before. The slots bound the pack buffers a backup
+/// holds beyond one per worker; the buffer goes back to the shared spares once stored.
+fn store(shared: &Arc<Shared>, pack: PackBuilder) -> Option<std::thread::JoinHandle<()>> {
+    let took = shared
+        .upload_slots
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    // Handed to the thread through a slot it takes from, so that a thread that cannot be
+    // started leaves the pack here to be stored in this thread.
+    let cell = Arc::new(Mutex::new(Some(pack)));
+    if took {
+        let (sh, taken) = (Arc::clone(shared), Arc::clone(&cell));
         let spawned = std::thread::Builder::new()
             .name("coop-put".into())
             .spawn(move || {
-                let pack = taken.lock().expect("lock").take().expect("pack");
-                sh.write_pack(pack)
+                if let Some(pack) = taken.lock().expect("lock").take() {
+                    sh.store_and_recycle(pack);
+                }
+                sh.upload_slots.fetch_add(1, Ordering::SeqCst);
             });
         match spawned {
-            Ok(h) => Upload::Running(h),
-            // Out of threads: store it here, as before (the closure never ran).
+            Ok(h) => return Some(h),
             Err(_) => {
-                let pack = slot.lock().expect("lock").take().expect("pack");
-                Upload::Done(shared.write_pack(pack))
+                shared.upload_slots.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
-}
-
-/// Waits for a pack's upload; returns its buffer for reuse, or records its error.
-fn wait_stored(shared: &Shared, upload: Option<Upload>) -> Option<Vec<u8>> {
-    let res = match upload? {
-        Upload::Running(h) => h
-            .join()
-            .unwrap_or_else(|_| Err(Error::internal("a pack upload thread panicked"))),
-        Upload::Done(r) => r,
-    };
-    match res {
-        Ok(buf) => Some(buf),
-        Err(e) => {
-            shared.fail(e);
-            None
-        }
+    if let Some(pack) = cell.lock().expect("lock").take() {
+        shared.store_and_recycle(pack);
     }
+    None
 }
 
 /// The blob sink: dedup decisions and hand-off to the workers.
@@ -295,6 +306,10 @@ impl Pipeline {
             error: Mutex::new(None),
             bytes_stored: AtomicU64::new(0),
             written: Mutex::new(Written::default()),
+            spare: Mutex::new(Vec::new()),
+            // Half the workers (at least one): on two cores one more pack buffer than
+            // before, 17 MiB, for most of the overlap (PERFORMANCE.md).
+            upload_slots: AtomicUsize::new((workers / 2).max(1)),
         });
         let (tx, rx) = bounded::<Job>(workers * 4);
         let (pool_tx, pool_rx) = bounded::<Vec<u8>>(workers * 6);
