@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side: coop vs restic and borg (Debian packages, installed if missing), rustic (when
-# installed: on PATH or in ~/.cache/coop-test/rustic, `cargo install rustic-rs --locked --root
-# ~/.cache/coop-test/rustic`) and a newer restic as "restic-new" (when in
+# installed: on PATH or in ~/.cache/coop-test/rustic: benches/get-rustic.sh) and a newer restic as "restic-new" (when in
 # ~/.cache/coop-test/restic: benches/get-restic.sh), one run, same machine, interleaved per step,
 # encryption on, each at its default compression.
 # usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg rustic restic-new"]
@@ -32,6 +31,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$tools" ] || tools="coop restic borg${RUSTIC:+ rustic}${RESTIC_NEW:+ restic-new}"
+# The work directory is emptied below: a corpus inside it would be deleted.
+if [ -n "$corpus" ]; then
+  case "$(realpath -m "$corpus")/" in "$(realpath -m "$work")"/*)
+    echo "--corpus $corpus is inside --work $work, which this script empties: put it elsewhere" >&2; exit 2 ;;
+  esac
+fi
 need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need restic restic; need borg borgbackup; [ -x /usr/bin/time ] || need time time
 cargo build --release --quiet -p coop-cli -p coop-benches --bins
