@@ -57,12 +57,13 @@ corpus="$work/corpus"; ../shared/tools/make-corpus gen "$corpus" --scale "$scale
 export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=$region AWS_DEFAULT_REGION=$region AWS_ALLOW_HTTP=true
 export XDG_CONFIG_HOME="$work/cfg" XDG_CACHE_HOME="$work/cache" RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$work/restic-cache"
 export RUSTIC_PASSWORD=bench RUSTIC_CACHE_DIR="$work/rustic-cache" RUSTIC_NO_PROGRESS=true
-# rustic reaches S3 through opendal, configured per endpoint (RUSTIC_REPO_OPT_*).
+# rustic reaches S3 through opendal, configured per endpoint (RUSTIC_REPO_OPT_*); opendal takes
+# the credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY above (RUSTIC_REPO_OPT_
+# ACCESS_KEY_ID becomes "access-key-id", which opendal does not know).
 rustic_cmd() { # ENDPOINT, then the rustic command line: sets cmd
   local ep=$1; shift
   cmd=(env RUSTIC_REPOSITORY=opendal:s3 RUSTIC_REPO_OPT_BUCKET=bench-rustic RUSTIC_REPO_OPT_ROOT=/r
-    RUSTIC_REPO_OPT_ENDPOINT="$ep" RUSTIC_REPO_OPT_REGION="$region"
-    RUSTIC_REPO_OPT_ACCESS_KEY_ID="$key" RUSTIC_REPO_OPT_SECRET_ACCESS_KEY="$secret" "$RUSTIC" "$@")
+    RUSTIC_REPO_OPT_ENDPOINT="$ep" RUSTIC_REPO_OPT_REGION="$region" "$RUSTIC" "$@")
 }
 rustic_at() { rustic_cmd "$@"; "${cmd[@]}"; }
 # The backups go straight to the store; only the restores and replications cross the line.
