@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side: coop vs restic and borg (Debian packages, installed if missing), rustic (when
-# installed: on PATH or in ~/.cache/coop-test/rustic: benches/get-rustic.sh) and a newer restic as "restic-new" (when in
-# ~/.cache/coop-test/restic: benches/get-restic.sh), one run, same machine, interleaved per step,
+# installed: on PATH or in ~/.cache/coop-test/rustic: benches/get-rustic.sh) and a newer
+# restic as "restic-new" (when in ~/.cache/coop-test/restic: benches/get-restic.sh), one run, same machine, interleaved per step,
 # encryption on, each at its default compression.
 # usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg rustic restic-new"]
 # Steps: initial backup, no-change re-backup, make-corpus mutate + incremental backup, full

@@ -171,6 +171,7 @@ pub fn name_of(path: &str) -> Option<Id> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn every_kind_is_bounded_above_its_formats_limit() {
@@ -190,7 +191,6 @@ mod tests {
             assert!(k.max_stored() <= index::MAX_INDEX_LEN, "{k:?}");
         }
     }
-    use super::*;
 
     #[test]
     fn paths_round_trip_and_strays_are_refused() {

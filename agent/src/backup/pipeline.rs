@@ -130,52 +130,48 @@ fn worker(
     let mut comp = Compressor::new(level);
     let mut data: Option<PackBuilder> = None;
     let mut trees: Option<PackBuilder> = None;
-    // Packs this worker handed to upload threads (joined before the worker ends, so that
-    // `Pipeline::finish` sees every pack stored and named in the pending index).
-    let mut uploads: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    for job in rx {
-        if shared.failed.load(Ordering::Relaxed) {
-            continue;
-        }
-        let slot = if job.ty == BlobType::Tree {
-            &mut trees
-        } else {
-            &mut data
-        };
-        if slot.is_none() {
-            // Reused for every pack: fresh memory costs page faults (and on VMs that hand
-            // free memory back to the host, far more), reused memory does not.
-            let buf = shared
-                .spare
-                .lock()
-                .expect("lock")
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(pack_size + (1 << 20)));
-            match PackBuilder::new(shared.tag, &shared.recipients, buf) {
-                Ok(b) => *slot = Some(b),
-                Err(e) => {
-                    shared.fail(Error::crypto("encrypting a pack", e));
-                    continue;
+    // Upload threads are scoped to the loop: all have stored their packs (and named them in
+    // the pending index) before the last packs below and `Pipeline::finish`; a panic in one
+    // reaches the worker's join there.
+    std::thread::scope(|s| {
+        for job in &rx {
+            if shared.failed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let slot = if job.ty == BlobType::Tree {
+                &mut trees
+            } else {
+                &mut data
+            };
+            if slot.is_none() {
+                // Reused for every pack: fresh memory costs page faults (and on VMs that hand
+                // free memory back to the host, far more), reused memory does not.
+                let buf = shared
+                    .spare
+                    .lock()
+                    .expect("lock")
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(pack_size + (1 << 20)));
+                match PackBuilder::new(shared.tag, &shared.recipients, buf) {
+                    Ok(b) => *slot = Some(b),
+                    Err(e) => {
+                        shared.fail(Error::crypto("encrypting a pack", e));
+                        continue;
+                    }
                 }
             }
-        }
-        let b = slot.as_mut().expect("set above");
-        let added = b.add(&mut comp, job.ty, job.id, &job.data);
-        let _ = pool.try_send(job.data);
-        if let Err(e) = added {
-            shared.fail(Error::crypto("encrypting a pack", e));
-            continue;
-        }
-        if b.len() >= pack_size || b.entries().len() >= MAX_ENTRIES_PER_PACK {
-            let (done, running) = uploads.drain(..).partition(|h| h.is_finished());
-            join_uploads(&shared, done);
-            uploads = running;
-            if let Some(h) = store(&shared, slot.take().expect("builder")) {
-                uploads.push(h);
+            let b = slot.as_mut().expect("set above");
+            let added = b.add(&mut comp, job.ty, job.id, &job.data);
+            let _ = pool.try_send(job.data);
+            if let Err(e) = added {
+                shared.fail(Error::crypto("encrypting a pack", e));
+                continue;
+            }
+            if b.len() >= pack_size || b.entries().len() >= MAX_ENTRIES_PER_PACK {
+                store(s, &shared, slot.take().expect("builder"));
             }
         }
-    }
-    join_uploads(&shared, uploads);
+    });
     for b in [data, trees].into_iter().flatten() {
         if shared.failed.load(Ordering::Relaxed) {
             return;
@@ -186,47 +182,37 @@ fn worker(
     }
 }
 
-fn join_uploads(shared: &Shared, uploads: Vec<std::thread::JoinHandle<()>>) {
-    for h in uploads {
-        if h.join().is_err() {
-            shared.fail(Error::internal("a pack upload thread panicked"));
-        }
-    }
-}
-
 /// Stores a full pack: on a thread of its own when an upload slot is free (the worker
 /// compresses on meanwhile instead of waiting for the write, a local disk's fsync or the
 /// upload), else in the worker's thread as before. The slots bound the pack buffers a backup
 /// holds beyond one per worker; the buffer goes back to the shared spares once stored.
-fn store(shared: &Arc<Shared>, pack: PackBuilder) -> Option<std::thread::JoinHandle<()>> {
+fn store<'s>(s: &'s std::thread::Scope<'s, '_>, shared: &'s Shared, pack: PackBuilder) {
     let took = shared
         .upload_slots
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    // Handed to the thread through a slot it takes from, so that a thread that cannot be
+    // Handed to the thread through a cell it takes from, so that a thread that cannot be
     // started leaves the pack here to be stored in this thread.
     let cell = Arc::new(Mutex::new(Some(pack)));
     if took {
-        let (sh, taken) = (Arc::clone(shared), Arc::clone(&cell));
+        let taken = Arc::clone(&cell);
         let spawned = std::thread::Builder::new()
             .name("coop-put".into())
-            .spawn(move || {
+            .spawn_scoped(s, move || {
                 if let Some(pack) = taken.lock().expect("lock").take() {
-                    sh.store_and_recycle(pack);
+                    shared.store_and_recycle(pack);
                 }
-                sh.upload_slots.fetch_add(1, Ordering::SeqCst);
-            });
-        match spawned {
-            Ok(h) => return Some(h),
-            Err(_) => {
                 shared.upload_slots.fetch_add(1, Ordering::SeqCst);
-            }
+            });
+        if spawned.is_ok() {
+            return;
         }
+        shared.upload_slots.fetch_add(1, Ordering::SeqCst);
     }
-    if let Some(pack) = cell.lock().expect("lock").take() {
+    let left = cell.lock().expect("lock").take();
+    if let Some(pack) = left {
         shared.store_and_recycle(pack);
     }
-    None
 }
 
 /// The blob sink: dedup decisions and hand-off to the workers.
