@@ -197,10 +197,24 @@ type PackBlobs = (Id, Vec<(Id, Loc)>);
 
 /// The needed blobs grouped by the pack the index puts them in, each in offset order.
 pub(super) fn by_pack(reader: &BlobReader, p: &write::Placements) -> Result<Vec<PackBlobs>> {
+    group_by_pack(reader, p.wanted.keys(), true)
+}
+
+/// `ids` grouped by the pack the index puts them in, packs by name and blobs in offset order
+/// (the order restore's workers take them in). A blob not in the index is an error if
+/// `strict`, else left out.
+pub(super) fn group_by_pack<'i>(
+    reader: &BlobReader,
+    ids: impl Iterator<Item = &'i Id>,
+    strict: bool,
+) -> Result<Vec<PackBlobs>> {
     let mut by_pack: HashMap<Id, Vec<(Id, Loc)>> = HashMap::new();
-    for id in p.wanted.keys() {
+    for id in ids {
         let Some(loc) = reader.index.get(id)? else {
-            return Err(Error::MissingBlob { id: *id });
+            if strict {
+                return Err(Error::MissingBlob { id: *id });
+            }
+            continue;
         };
         by_pack
             .entry(reader.index.pack_id(&loc))

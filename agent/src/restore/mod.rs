@@ -2,6 +2,7 @@
 //!
 //! - [`plan`]: which entries, after includes and excludes.
 //! - [`write`]: reading each needed pack once and writing blobs at their offsets.
+//! - [`prefetch`]: from a remote store, the first packs fetched while the files are created.
 //!
 //! Order: directories, then files (created sparse at their size), then contents (each pack
 //! once, in parallel; a finished file gets its metadata through the descriptor that wrote
@@ -17,6 +18,7 @@
 
 mod entries;
 mod plan;
+mod prefetch;
 mod write;
 
 use crate::error::{Error, Result};
@@ -31,6 +33,7 @@ use entries::{
     by_pack, create_files, dir_metadata, finish_entries, hard_links, make_dirs, remove_failed,
 };
 use nix::fcntl::OFlag;
+use prefetch::Prefetched;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -245,39 +248,45 @@ fn restore_batch(
     if items.is_empty() {
         return Ok(());
     }
+    let readers = pack_readers(reader, opts.workers);
     let report = &mut run.report;
-    let (failed, created) = make_dirs(target, &items, &mut run.failed_dirs, report);
     let mut new_groups = Vec::new();
-    let (placements, failed, links, warnings) = create_files(
-        reader,
-        target,
-        &items,
-        opts.owner,
-        failed,
-        created,
-        &mut run.groups,
-        &mut new_groups,
-    )?;
-    let packs = by_pack(reader, &placements)?;
-    let w = write::Writer::new(
-        reader,
-        target,
-        &items,
-        &placements,
-        opts.owner,
-        progress,
-        failed,
-    );
-    w.run(&packs, pack_readers(reader, opts.workers));
-    w.retry();
-    drop(packs);
-    report.bytes += w.bytes.load(std::sync::atomic::Ordering::Relaxed);
-    report.fetched_bytes += w.fetched.load(std::sync::atomic::Ordering::Relaxed);
-    let mut failed = w.failed.into_inner().expect("lock");
-    report.warnings.extend(warnings);
-    report
-        .warnings
-        .extend(w.warnings.into_inner().expect("lock"));
+    // The first packs are fetched while the directories and files are made.
+    let (placements, links, mut failed) = std::thread::scope(|s| -> Result<_> {
+        let prefetched = Prefetched::start(s, reader, &items, readers);
+        let (failed, created) = make_dirs(target, &items, &mut run.failed_dirs, report);
+        let (placements, failed, links, warnings) = create_files(
+            reader,
+            target,
+            &items,
+            opts.owner,
+            failed,
+            created,
+            &mut run.groups,
+            &mut new_groups,
+        )?;
+        let packs = by_pack(reader, &placements)?;
+        let w = write::Writer::new(
+            reader,
+            target,
+            &items,
+            &placements,
+            opts.owner,
+            progress,
+            failed,
+        );
+        w.run(&packs, readers, &prefetched);
+        w.retry();
+        drop(packs);
+        report.bytes += w.bytes.into_inner();
+        report.fetched_bytes += w.fetched.into_inner();
+        report.warnings.extend(warnings);
+        report
+            .warnings
+            .extend(w.warnings.into_inner().expect("lock"));
+        let failed = w.failed.into_inner().expect("lock");
+        Ok((placements, links, failed))
+    })?;
     hard_links(
         target,
         &items,
@@ -380,6 +389,155 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// Two directories backed up one after the other (so their data is in two packs): the
+    /// repository, the index, and the trees of the two snapshots.
+    fn two_snapshots(src: &Path) -> (Repo, TenantKeys, crate::index::Index, Id, Id) {
+        let (r, keys) = repo();
+        let mut trees = Vec::new();
+        for (name, seed) in [("a", 3u64), ("b", 7)] {
+            let dir = src.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            // Incompressible, so that each pack holds what its snapshot wrote.
+            let mut x = seed;
+            let bytes: Vec<u8> = (0..200_000)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 56) as u8
+                })
+                .collect();
+            std::fs::write(dir.join("f"), bytes).unwrap();
+            backed_up(&r, &keys, &dir);
+            let listed = crate::snapshots::list(&r, &keys).unwrap().entries;
+            let new = listed
+                .iter()
+                .map(|e| e.snapshot.tree)
+                .find(|t| !trees.contains(t));
+            trees.push(new.unwrap());
+        }
+        let index = crate::index::load(&r, &keys).unwrap();
+        (r, keys, index, trees[0], trees[1])
+    }
+
+    /// The pack holding the first blob of the one file below `tree`, and its stored bytes.
+    fn pack_of_file(
+        r: &Repo,
+        keys: &TenantKeys,
+        reader: &BlobReader,
+        tree: &Id,
+    ) -> (Id, String, Vec<u8>) {
+        let mut file = None;
+        plan::walk(
+            reader,
+            RestoreRoot::Tree(*tree),
+            &Patterns::new(&[]).unwrap(),
+            &Patterns::new(&[]).unwrap(),
+            |it| {
+                if it.node.kind == NodeKind::File {
+                    file = Some(it.node);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        let Part::Blob(id) = file.unwrap().content[0] else {
+            panic!("a file of data")
+        };
+        let loc = reader.index.get(&id).unwrap().unwrap();
+        let pack = reader.index.pack_id(&loc);
+        let path = crate::layout::Kind::Pack.path(&keys.tag, &pack);
+        let bytes = r.store.get(&path).unwrap().to_vec();
+        (pack, path, bytes)
+    }
+
+    /// From a remote store the first packs are fetched while the files are created: what
+    /// arrives is the stored object, handed out once; a pack not fetched ahead is not there.
+    #[test]
+    fn prefetched_packs_are_the_stored_bytes_handed_out_once() {
+        let src = tempfile::tempdir().unwrap();
+        let (r, keys, index, a, b) = two_snapshots(src.path());
+        assert!(
+            !r.store.is_local(),
+            "memory: is a remote store to the restore"
+        );
+        let reader = BlobReader::new(&r, &keys, &index).unwrap();
+        let mut items = Vec::new();
+        let none = Patterns::new(&[]).unwrap();
+        plan::walk(&reader, RestoreRoot::Tree(a), &none, &none, |it| {
+            items.push(it);
+            Ok(())
+        })
+        .unwrap();
+        let (pack_a, _, bytes_a) = pack_of_file(&r, &keys, &reader, &a);
+        let (pack_b, _, _) = pack_of_file(&r, &keys, &reader, &b);
+        assert_ne!(pack_a, pack_b);
+        std::thread::scope(|s| {
+            let ahead = prefetch::Prefetched::start(s, &reader, &items, 4);
+            assert_eq!(ahead.take(&pack_b), None, "not a pack of this batch");
+            assert_eq!(ahead.take(&pack_a), Some(bytes_a.clone()));
+            assert_eq!(ahead.take(&pack_a), None, "handed out once");
+        });
+    }
+
+    /// A storage site that serves other bytes for a pack (another valid pack of the same
+    /// tenant, or the pack with one bit flipped) gets nothing into the target through the
+    /// packs fetched ahead: they are checked as any fetched pack is, the file fails and is
+    /// not left behind, and the other snapshot still restores.
+    #[test]
+    fn a_lying_site_gets_no_bytes_in_through_prefetched_packs() {
+        let src = tempfile::tempdir().unwrap();
+        let (r, keys, index, a, b) = two_snapshots(src.path());
+        let reader = BlobReader::new(&r, &keys, &index).unwrap();
+        let (_, path_a, bytes_a) = pack_of_file(&r, &keys, &reader, &a);
+        let (_, _, bytes_b) = pack_of_file(&r, &keys, &reader, &b);
+        let mut flipped = bytes_a.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 1;
+        for (what, served) in [
+            ("another pack", bytes_b.clone()),
+            ("a flipped bit", flipped),
+        ] {
+            r.store.put_replace(&path_a, served).unwrap();
+            let out = tempfile::tempdir().unwrap();
+            let rep = restore(
+                &reader,
+                RestoreRoot::Tree(a),
+                &RestoreOptions {
+                    target: out.path().to_path_buf(),
+                    ..Default::default()
+                },
+                &NoProgress,
+            )
+            .unwrap();
+            assert_eq!(rep.failed.len(), 1, "{what}: {:?}", rep.failed);
+            let restored = out.path().join(src.path().strip_prefix("/").unwrap());
+            assert!(
+                !restored.join("a/f").exists(),
+                "{what}: the damaged file is not left"
+            );
+            let rep = restore(
+                &reader,
+                RestoreRoot::Tree(b),
+                &RestoreOptions {
+                    target: out.path().join("b"),
+                    ..Default::default()
+                },
+                &NoProgress,
+            )
+            .unwrap();
+            assert!(rep.failed.is_empty(), "{what}: {:?}", rep.failed);
+            let got = out
+                .path()
+                .join("b")
+                .join(src.path().strip_prefix("/").unwrap());
+            assert_eq!(
+                std::fs::read(got.join("b/f")).unwrap(),
+                std::fs::read(src.path().join("b/f")).unwrap()
+            );
+        }
     }
 
     /// Files of many blobs (chunks of about 300 bytes) end batches by their parts: files of

@@ -4,6 +4,7 @@
 //! retried afterwards from any other location an index object lists.
 
 use super::plan::Item;
+use super::prefetch::Prefetched;
 use crate::error::{Error, Result};
 use crate::fsx;
 use crate::index::Loc;
@@ -46,6 +47,17 @@ pub(super) struct Writer<'a> {
     pub fetched: AtomicU64,
     /// Blobs that failed where the index put them: retried from other locations.
     retry: Mutex<Vec<(Id, String)>>,
+}
+
+/// Whether a pack is read whole (from a local store always; from a remote one unless the
+/// blobs needed of it are under a quarter of it, which are read by their byte ranges).
+pub(super) fn reads_whole(reader: &BlobReader, blobs: &[(Id, Loc)]) -> bool {
+    let Some((_, first)) = blobs.first() else {
+        return true;
+    };
+    let size = reader.index.packs[first.pack as usize].stored_size;
+    let needed: u64 = blobs.iter().map(|(_, l)| l.stored_len as u64).sum();
+    reader.repo.store.is_local() || needed >= size / 4
 }
 
 impl<'a> Writer<'a> {
@@ -148,8 +160,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Reads the packs (`packs`: each with its needed blobs in offset order) with `workers`
-    /// threads.
-    pub fn run(&self, packs: &[(Id, Vec<(Id, Loc)>)], workers: usize) {
+    /// threads; those in `ahead` were fetched while the files were created.
+    pub fn run(&self, packs: &[(Id, Vec<(Id, Loc)>)], workers: usize, ahead: &Prefetched) {
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..workers.min(packs.len().max(1)) {
@@ -159,7 +171,7 @@ impl<'a> Writer<'a> {
                     while let Some((pack_id, blobs)) =
                         packs.get(next.fetch_add(1, Ordering::Relaxed))
                     {
-                        self.read_pack(pack_id, blobs, &mut open, &mut bufs);
+                        self.read_pack(pack_id, blobs, &mut open, &mut bufs, ahead);
                     }
                 });
             }
@@ -172,6 +184,7 @@ impl<'a> Writer<'a> {
         blobs: &[(Id, Loc)],
         open: &mut Option<(usize, std::fs::File)>,
         bufs: &mut Buffers,
+        ahead: &Prefetched,
     ) {
         let Buffers {
             stored,
@@ -186,55 +199,58 @@ impl<'a> Writer<'a> {
         };
         // From a remote store, a pack of which a restore needs little is read by ranges:
         // only the 64 KiB chunks its blobs are in.
-        if let Some((_, loc)) = blobs.first() {
-            let size = self.reader.index.packs[loc.pack as usize].stored_size;
-            let needed: u64 = blobs.iter().map(|(_, l)| l.stored_len as u64).sum();
-            if !self.reader.repo.store.is_local() && needed < size / 4 {
-                let ranges: Vec<(u32, u32)> = blobs
-                    .iter()
-                    .map(|(_, l)| (l.offset, l.stored_len))
-                    .collect();
-                let mut bad: Option<(usize, Error)> = None;
-                let res = self.reader.read_ranges(pack_id, size, &ranges, |n, b| {
-                    if bad.is_some() {
-                        return;
-                    }
-                    let (id, loc) = &blobs[n];
-                    match b {
-                        Ok(b) => match self.reader.verify_stored(b, id, loc, scratch) {
-                            Ok(data) => self.place(open, id, data),
-                            Err(e) => self.retry.lock().expect("lock").push((*id, e.to_string())),
-                        },
-                        Err(e) => {
-                            bad = Some((
-                                n,
-                                Error::damaged(
-                                    pack_id.to_hex(),
-                                    format!("pack is damaged or truncated at blob {id}: {e}"),
-                                ),
-                            ))
-                        }
-                    }
-                });
-                match (res, bad) {
-                    (Ok(n), None) => {
-                        self.fetched.fetch_add(n, Ordering::Relaxed);
-                    }
-                    (Ok(_), Some((n, e))) => retry_from(n, &e),
-                    (Err(e), _) => retry_from(0, &e),
+        if !reads_whole(self.reader, blobs) {
+            let size = self.reader.index.packs[blobs[0].1.pack as usize].stored_size;
+            let ranges: Vec<(u32, u32)> = blobs
+                .iter()
+                .map(|(_, l)| (l.offset, l.stored_len))
+                .collect();
+            let mut bad: Option<(usize, Error)> = None;
+            let res = self.reader.read_ranges(pack_id, size, &ranges, |n, b| {
+                if bad.is_some() {
+                    return;
                 }
-                return;
+                let (id, loc) = &blobs[n];
+                match b {
+                    Ok(b) => match self.reader.verify_stored(b, id, loc, scratch) {
+                        Ok(data) => self.place(open, id, data),
+                        Err(e) => self.retry.lock().expect("lock").push((*id, e.to_string())),
+                    },
+                    Err(e) => {
+                        bad = Some((
+                            n,
+                            Error::damaged(
+                                pack_id.to_hex(),
+                                format!("pack is damaged or truncated at blob {id}: {e}"),
+                            ),
+                        ))
+                    }
+                }
+            });
+            match (res, bad) {
+                (Ok(n), None) => {
+                    self.fetched.fetch_add(n, Ordering::Relaxed);
+                }
+                (Ok(_), Some((n, e))) => retry_from(n, &e),
+                (Err(e), _) => retry_from(0, &e),
             }
+            return;
         }
         // From a local store the pack file is read as it is decrypted; else it is fetched
         // into `stored` first.
-        let opened = self
-            .reader
-            .stored_reader(pack_id, stored)
-            .and_then(|(src, size)| {
-                self.fetched.fetch_add(size, Ordering::Relaxed);
-                self.reader.open_stream_read(pack_id, src)
-            });
+        // (Or it was fetched while the batch's files were created.)
+        let taken = ahead.take(pack_id).map(|bytes| *stored = bytes);
+        let src = match taken {
+            Some(()) => Ok((
+                Box::new(&stored[..]) as Box<dyn std::io::BufRead>,
+                stored.len() as u64,
+            )),
+            None => self.reader.stored_reader(pack_id, stored),
+        };
+        let opened = src.and_then(|(src, size)| {
+            self.fetched.fetch_add(size, Ordering::Relaxed);
+            self.reader.open_stream_read(pack_id, src)
+        });
         let mut r = match opened {
             Ok(r) => r,
             Err(e) => return retry_from(0, &e),
