@@ -253,7 +253,9 @@ fn restore_batch(
     let mut new_groups = Vec::new();
     // The first packs are fetched while the directories and files are made.
     let (placements, links, mut failed) = std::thread::scope(|s| -> Result<_> {
-        let prefetched = Prefetched::start(s, reader, &items, readers);
+        let groups = &run.groups;
+        let linked = |it: &plan::Item| it.node.link_group.is_some_and(|g| groups.contains_key(&g));
+        let prefetched = Prefetched::start(s, reader, &items, linked, readers);
         let (failed, created) = make_dirs(target, &items, &mut run.failed_dirs, report);
         let (placements, failed, links, warnings) = create_files(
             reader,
@@ -266,6 +268,11 @@ fn restore_batch(
             &mut new_groups,
         )?;
         let packs = by_pack(reader, &placements)?;
+        prefetched.keep_only(|id| {
+            packs
+                .binary_search_by_key(id, |(p, _)| *p)
+                .is_ok_and(|i| write::reads_whole(reader, &packs[i].1))
+        });
         let w = write::Writer::new(
             reader,
             target,
@@ -475,10 +482,10 @@ mod tests {
         let (pack_b, _, _) = pack_of_file(&r, &keys, &reader, &b);
         assert_ne!(pack_a, pack_b);
         std::thread::scope(|s| {
-            let ahead = prefetch::Prefetched::start(s, &reader, &items, 4);
-            assert_eq!(ahead.take(&pack_b), None, "not a pack of this batch");
-            assert_eq!(ahead.take(&pack_a), Some(bytes_a.clone()));
-            assert_eq!(ahead.take(&pack_a), None, "handed out once");
+            let ahead = prefetch::Prefetched::start(s, &reader, &items, |_| false, 4);
+            assert!(ahead.take(&pack_b).is_none(), "not a pack of this batch");
+            assert_eq!(ahead.take(&pack_a).unwrap().unwrap(), bytes_a);
+            assert!(ahead.take(&pack_a).is_none(), "handed out once");
         });
     }
 
@@ -537,6 +544,158 @@ mod tests {
                 std::fs::read(got.join("b/f")).unwrap(),
                 std::fs::read(src.path().join("b/f")).unwrap()
             );
+        }
+    }
+
+    /// A store that records which thread asked for each object, and can serve another
+    /// object's bytes for the next read of one (a lying site).
+    #[derive(Debug)]
+    struct Spy {
+        inner: Arc<dyn object_store::ObjectStore>,
+        gets: Mutex<Vec<(String, String)>>,
+        lie_once: Mutex<Option<(String, String)>>,
+    }
+
+    impl std::fmt::Display for Spy {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Spy({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for Spy {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            self.gets
+                .lock()
+                .unwrap()
+                .push((location.to_string(), thread));
+            let other = {
+                let mut lie = self.lie_once.lock().unwrap();
+                match lie.take() {
+                    Some((of, served)) if of == location.as_ref() => Some(served),
+                    kept => {
+                        *lie = kept;
+                        None
+                    }
+                }
+            };
+            match other {
+                Some(p) => self.inner.get_opts(&p.into(), options).await,
+                None => self.inner.get_opts(location, options).await,
+            }
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// Through a store that watches its reads: a restore reads the pack its file needs once,
+    /// on a prefetch thread; and when the site lies to that prefetch (another valid pack of
+    /// the tenant served under the name), nothing of the other pack lands in the file.
+    #[test]
+    fn the_prefetch_reads_a_pack_once_and_its_lies_are_caught() {
+        let src = tempfile::tempdir().unwrap();
+        let (r, keys, index, a, b) = two_snapshots(src.path());
+        let spy = Arc::new(Spy {
+            inner: r.store.object_store(),
+            gets: Mutex::new(Vec::new()),
+            lie_once: Mutex::new(None),
+        });
+        let store = crate::store::Store::from_object_store(spy.clone(), "memory:spy");
+        let repo = Repo::open_store(store).unwrap();
+        let reader = BlobReader::new(&repo, &keys, &index).unwrap();
+        let (_, path_a, _) = pack_of_file(&repo, &keys, &reader, &a);
+        let (_, path_b, _) = pack_of_file(&repo, &keys, &reader, &b);
+        let want = std::fs::read(src.path().join("a/f")).unwrap();
+        let restore_a = |to: &Path| {
+            spy.gets.lock().unwrap().clear();
+            let rep = restore(
+                &reader,
+                RestoreRoot::Tree(a),
+                &RestoreOptions {
+                    target: to.to_path_buf(),
+                    ..Default::default()
+                },
+                &NoProgress,
+            )
+            .unwrap();
+            let reads: Vec<String> = spy
+                .gets
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(p, _)| *p == path_a)
+                .map(|(_, thread)| thread.clone())
+                .collect();
+            (
+                rep,
+                to.join(src.path().strip_prefix("/").unwrap()).join("a/f"),
+                reads,
+            )
+        };
+        let out = tempfile::tempdir().unwrap();
+        let (rep, file, reads) = restore_a(&out.path().join("honest"));
+        assert!(rep.failed.is_empty(), "{:?}", rep.failed);
+        assert_eq!(std::fs::read(&file).unwrap(), want);
+        assert_eq!(reads, vec!["coop-prefetch".to_string()], "read once, ahead");
+
+        *spy.lie_once.lock().unwrap() = Some((path_a.clone(), path_b.clone()));
+        let (rep, file, reads) = restore_a(&out.path().join("lied-to"));
+        assert_eq!(reads.first().map(String::as_str), Some("coop-prefetch"));
+        assert!(spy.lie_once.lock().unwrap().is_none(), "the lie was served");
+        // Either retried from the store (which told the truth the second time) or failed
+        // and removed: never the other pack's bytes.
+        match std::fs::read(&file) {
+            Ok(got) => assert_eq!(got, want),
+            Err(_) => assert_eq!(rep.failed.len(), 1, "{:?}", rep.failed),
         }
     }
 

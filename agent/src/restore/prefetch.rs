@@ -3,8 +3,9 @@
 //! a fast line, and the line used to stand idle meanwhile.
 //!
 //! A prefetched pack is only its stored bytes: the worker that reads the pack checks and
-//! decrypts them exactly as if it had fetched them itself, and one that failed to arrive is
-//! fetched again by that worker (whose error, if it fails again, is what the restore reports).
+//! decrypts them exactly as if it had fetched them itself, and a fetch that failed counts as
+//! that worker's own failed fetch (the blobs go to the retry from other locations; a stalled
+//! site is not waited for twice).
 
 use super::entries::group_by_pack;
 use super::plan::Item;
@@ -26,42 +27,57 @@ pub(super) struct Prefetched {
 
 impl Prefetched {
     /// Starts fetching, on threads of `s`, the first `n` packs (in the order the workers take
-    /// them) that a batch of `items` reads whole from a remote store; none from a local one.
+    /// them) that the files of `items` read whole from a remote store, leaving out the files
+    /// `skip` names (hard links to a file of an earlier batch); none from a local store.
+    ///
+    /// The batch's plan is only known once its files are created, so a pack may turn out
+    /// not to be needed (a file failed, or its pack is read by ranges after all): see
+    /// [`Self::keep_only`]. A batch that fails before its packs are read (rare: most problems
+    /// fail single files) waits for these fetches to end, one pack each, bounded by the
+    /// store's time limit per request.
     pub fn start<'s>(
         s: &'s Scope<'s, '_>,
         reader: &'s BlobReader<'s>,
         items: &[Item],
+        skip: impl Fn(&Item) -> bool,
         n: usize,
     ) -> Self {
-        let mut slots = HashMap::new();
         if reader.repo.store.is_local() {
             return Self::default();
         }
         let ids: HashSet<Id> = items
             .iter()
-            .filter(|it| it.node.kind == NodeKind::File)
+            .filter(|it| it.node.kind == NodeKind::File && !skip(it))
             .flat_map(|it| &it.node.content)
             .filter_map(|p| match p {
                 Part::Blob(id) => Some(*id),
                 Part::Hole { .. } => None,
             })
             .collect();
+        // An index that cannot be read here fails the batch in `by_pack` a moment later.
         let packs = group_by_pack(reader, ids.iter(), false).unwrap_or_default();
-        for (pack_id, _) in packs
+        let mut slots = HashMap::new();
+        for (pack_id, blobs) in packs
             .into_iter()
             .filter(|(_, blobs)| reads_whole(reader, blobs))
             .take(n)
         {
+            // Allocated here, not in the short-lived thread: a pack-sized buffer allocated
+            // there would stay cached in that thread's malloc arena once freed (see the
+            // I/O runtime's blocking threads in `store::retry`).
+            let size = blobs.first().map_or(0, |(_, loc)| {
+                reader.index.packs[loc.pack as usize].stored_size
+            });
+            let mut stored = Vec::with_capacity(
+                size.min(coop_formats::pack::MAX_STORED_PACK_LEN as u64) as usize,
+            );
             let (tx, rx) = bounded(1);
             let spawned = std::thread::Builder::new()
                 .name("coop-prefetch".into())
                 .spawn_scoped(s, move || {
-                    let mut stored = Vec::new();
-                    let _ = tx.send(
-                        reader
-                            .fetch_stored_into(&pack_id, &mut stored)
-                            .map(|()| stored),
-                    );
+                    let got = reader.fetch_stored_into(&pack_id, &mut stored);
+                    // Nobody waits any more if the batch no longer needs the pack.
+                    let _ = tx.send(got.map(|()| stored));
                 });
             if spawned.is_ok() {
                 slots.insert(pack_id, rx);
@@ -72,10 +88,18 @@ impl Prefetched {
         }
     }
 
-    /// The stored bytes of `pack_id` if it was prefetched and arrived (waiting for it if it
-    /// is still coming); `None`: fetch it as usual.
-    pub fn take(&self, pack_id: &Id) -> Option<Vec<u8>> {
+    /// Forgets the packs `keep` refuses: their bytes are dropped as they arrive, not held
+    /// until the batch ends.
+    pub fn keep_only(&self, keep: impl Fn(&Id) -> bool) {
+        self.slots.lock().expect("lock").retain(|id, _| keep(id));
+    }
+
+    /// The outcome of fetching `pack_id` ahead (waiting for it if it is still coming): its
+    /// stored bytes, or the error the fetch ended with; `None` if it was not fetched ahead
+    /// (or is handed out already).
+    pub fn take(&self, pack_id: &Id) -> Option<Result<Vec<u8>>> {
         let rx = self.slots.lock().expect("lock").remove(pack_id)?;
-        rx.recv().ok()?.ok()
+        // A thread that ended without sending (a panic) leaves the pack to the worker.
+        rx.recv().ok()
     }
 }

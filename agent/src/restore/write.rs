@@ -239,12 +239,16 @@ impl<'a> Writer<'a> {
         // From a local store the pack file is read as it is decrypted; else it is fetched
         // into `stored` first.
         // (Or it was fetched while the batch's files were created.)
-        let taken = ahead.take(pack_id).map(|bytes| *stored = bytes);
-        let src = match taken {
-            Some(()) => Ok((
-                Box::new(&stored[..]) as Box<dyn std::io::BufRead>,
-                stored.len() as u64,
-            )),
+        let src = match ahead.take(pack_id) {
+            Some(Ok(bytes)) => {
+                *stored = bytes;
+                Ok((
+                    Box::new(&stored[..]) as Box<dyn std::io::BufRead>,
+                    stored.len() as u64,
+                ))
+            }
+            // Failed as this worker's own fetch would have: not tried a second time here.
+            Some(Err(e)) => Err(e),
             None => self.reader.stored_reader(pack_id, stored),
         };
         let opened = src.and_then(|(src, size)| {

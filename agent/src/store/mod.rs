@@ -110,6 +110,12 @@ impl Store {
         }
     }
 
+    /// The wrapped store (tests wrap it once more to watch or falsify what a site serves).
+    #[cfg(test)]
+    pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.inner)
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
