@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side: coop vs restic and borg (Debian packages, installed if missing), rustic (when
 # installed: on PATH or in ~/.cache/coop-test/rustic: benches/get-rustic.sh) and a newer
-# restic as "restic-new" (when in ~/.cache/coop-test/restic: benches/get-restic.sh), one run, same machine, interleaved per step,
-# encryption on, each at its default compression.
+# restic as "restic-new" (when in ~/.cache/coop-test/restic: benches/get-restic.sh), one run,
+# same machine, interleaved per step, encryption on, each at its default compression.
 # usage: benches/compare.sh [--scale S] [--corpus DIR] [--work DIR] [--tools "coop restic borg rustic restic-new"]
 # Steps: initial backup, no-change re-backup, make-corpus mutate + incremental backup, full
 # restore, check --read-data. Prints wall / user / sys seconds, peak RSS and repository size per

@@ -15,8 +15,9 @@
 //! `benches/compare.sh` prints the first next to the measured backup.
 //!
 //! With `--read-side DIR` it then measures storing the packs it built (each written to a file
-//! under `DIR`, synced and dropped from the page cache, as a local repository stores them: the CPU time of that, which no
-//! backup can skip, is printed apart and as a second backup bound), and the primitives of the
+//! under `DIR`, synced and dropped from the page cache, as a local repository stores them:
+//! the CPU time of that, which no backup can skip, is printed apart and as a second backup
+//! bound), and the primitives of the
 //! two steps that read the packs back, on one thread:
 //! for each pack it times reading the file (from the page cache), decrypting it with age and
 //! naming it by BLAKE3 in the same pass (as every reader does), and, for every blob in its

@@ -9,10 +9,11 @@
 
 use super::entries::group_by_pack;
 use super::plan::Item;
-use super::write::reads_whole;
+use super::write::{pack_size, reads_whole};
 use crate::error::Result;
 use crate::read::BlobReader;
 use coop_formats::id::Id;
+use coop_formats::pack::MAX_STORED_PACK_LEN;
 use coop_formats::tree::{NodeKind, Part};
 use crossbeam_channel::{bounded, Receiver};
 use std::collections::{HashMap, HashSet};
@@ -65,12 +66,8 @@ impl Prefetched {
             // Allocated here, not in the short-lived thread: a pack-sized buffer allocated
             // there would stay cached in that thread's malloc arena once freed (see the
             // I/O runtime's blocking threads in `store::retry`).
-            let size = blobs.first().map_or(0, |(_, loc)| {
-                reader.index.packs[loc.pack as usize].stored_size
-            });
-            let mut stored = Vec::with_capacity(
-                size.min(coop_formats::pack::MAX_STORED_PACK_LEN as u64) as usize,
-            );
+            let size = pack_size(reader, &blobs).min(MAX_STORED_PACK_LEN as u64);
+            let mut stored = Vec::with_capacity(size as usize);
             let (tx, rx) = bounded(1);
             let spawned = std::thread::Builder::new()
                 .name("coop-prefetch".into())

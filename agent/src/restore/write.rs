@@ -49,15 +49,19 @@ pub(super) struct Writer<'a> {
     retry: Mutex<Vec<(Id, String)>>,
 }
 
+/// The stored size of the pack `blobs` (one pack's, as `by_pack` groups them) are in, as the
+/// index gives it; 0 for none.
+pub(super) fn pack_size(reader: &BlobReader, blobs: &[(Id, Loc)]) -> u64 {
+    blobs.first().map_or(0, |(_, loc)| {
+        reader.index.packs[loc.pack as usize].stored_size
+    })
+}
+
 /// Whether a pack is read whole (from a local store always; from a remote one unless the
 /// blobs needed of it are under a quarter of it, which are read by their byte ranges).
 pub(super) fn reads_whole(reader: &BlobReader, blobs: &[(Id, Loc)]) -> bool {
-    let Some((_, first)) = blobs.first() else {
-        return true;
-    };
-    let size = reader.index.packs[first.pack as usize].stored_size;
     let needed: u64 = blobs.iter().map(|(_, l)| l.stored_len as u64).sum();
-    reader.repo.store.is_local() || needed >= size / 4
+    blobs.is_empty() || reader.repo.store.is_local() || needed >= pack_size(reader, blobs) / 4
 }
 
 impl<'a> Writer<'a> {
@@ -200,7 +204,7 @@ impl<'a> Writer<'a> {
         // From a remote store, a pack of which a restore needs little is read by ranges:
         // only the 64 KiB chunks its blobs are in.
         if !reads_whole(self.reader, blobs) {
-            let size = self.reader.index.packs[blobs[0].1.pack as usize].stored_size;
+            let size = pack_size(self.reader, blobs);
             let ranges: Vec<(u32, u32)> = blobs
                 .iter()
                 .map(|(_, l)| (l.offset, l.stored_len))
